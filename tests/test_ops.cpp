@@ -1,0 +1,311 @@
+// Every op's four kernels against central finite differences (float64):
+//   backward          <u, J d> = sum_i <g_i, d_i>
+//   jvp               y' = (f(x + h d) - f(x - h d)) / 2h          (k = 2 directions)
+//   backward_tangent  g' = VJP(x, w) + (VJP(x + h d, u) - VJP(x - h d, u)) / 2h
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <functional>
+#include <random>
+
+#include "src/ops.h"
+
+using namespace curv;
+
+namespace {
+
+constexpr double kStep = 1e-5;
+constexpr double kRelTol = 1e-6;
+
+enum class Gen { Normal, Positive, AwayFromZero, Const };
+
+struct OpCase {
+  OpPtr op;
+  std::vector<Shape> shapes;
+  std::vector<Gen> gens;  // Gen::Const: input has no tangent / gradient (e.g. running stats)
+};
+
+struct Eval {
+  std::vector<Tensor<double>> in;
+  Shape out_shape;
+};
+
+double rel_err(const std::vector<double>& a, const std::vector<double>& b) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    num += (a[i] - b[i]) * (a[i] - b[i]);
+    den += b[i] * b[i];
+  }
+  return std::sqrt(num) / std::max(std::sqrt(den), 1e-12);
+}
+
+Tensor<double> forward(const OpPtr& op, const std::vector<Tensor<double>>& in, OpState<double>& st) {
+  OpCtx<double> c;
+  std::vector<Shape> shapes;
+  for (const auto& t : in) c.in.push_back(t.view()), shapes.push_back(t.shape());
+  Tensor<double> out(op->output_shape(shapes));
+  c.state = &st;
+  op->forward(c, out.view());
+  return out;
+}
+
+// VJP at `in` with output gradient u; returns one gradient per differentiable input.
+std::vector<Tensor<double>> vjp(const OpCase& oc, const std::vector<Tensor<double>>& in, const Tensor<double>& u) {
+  OpState<double> st;
+  Tensor<double> out = forward(oc.op, in, st);
+  OpCtx<double> c;
+  for (const auto& t : in) c.in.push_back(t.view());
+  c.out = out.view();
+  c.gout = u.view();
+  c.state = &st;
+  std::vector<Tensor<double>> g(in.size());
+  c.gin.resize(in.size());
+  for (size_t i = 0; i < in.size(); ++i)
+    if (oc.gens[i] != Gen::Const) {
+      g[i] = Tensor<double>(in[i].shape());
+      std::fill(g[i].vec().begin(), g[i].vec().end(), 123.0);  // kernels must overwrite
+      c.gin[i] = g[i].view();
+    }
+  oc.op->backward(c);
+  return g;
+}
+
+void run_case(const OpCase& oc, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> nd(0.0, 1.0);
+  std::uniform_real_distribution<double> ud(0.5, 2.0);
+  const size_t n = oc.shapes.size();
+  std::vector<Tensor<double>> x(n);
+  for (size_t i = 0; i < n; ++i) {
+    x[i] = Tensor<double>(oc.shapes[i]);
+    for (auto& v : x[i].vec()) {
+      switch (oc.gens[i]) {
+        case Gen::Normal: v = nd(rng); break;
+        case Gen::Positive:
+        case Gen::Const: v = ud(rng); break;
+        case Gen::AwayFromZero: v = (nd(rng) > 0 ? 1 : -1) * ud(rng) * 0.5; break;
+      }
+    }
+  }
+  OpState<double> st;
+  Tensor<double> y = forward(oc.op, x, st);
+  const std::int64_t k = 2;
+  // Directions d (k of them, zero on constant inputs), output weights u and w.
+  std::vector<Tensor<double>> d(n);
+  for (size_t i = 0; i < n; ++i) {
+    if (oc.gens[i] == Gen::Const) continue;
+    d[i] = Tensor<double>(with_lead(k, oc.shapes[i]));
+    for (auto& v : d[i].vec()) v = nd(rng);
+  }
+  Tensor<double> u(y.shape()), w(with_lead(k, y.shape()));
+  for (auto& v : u.vec()) v = nd(rng);
+  for (auto& v : w.vec()) v = nd(rng);
+
+  auto shifted = [&](std::int64_t j, double h) {
+    std::vector<Tensor<double>> xs = x;
+    for (size_t i = 0; i < n; ++i)
+      if (!d[i].empty())
+        for (std::int64_t e = 0; e < x[i].size(); ++e) xs[i].data()[e] += h * d[i].data()[j * x[i].size() + e];
+    return xs;
+  };
+
+  // JVP
+  OpCtx<double> c;
+  for (const auto& t : x) c.in.push_back(t.view());
+  c.out = y.view();
+  c.state = &st;
+  c.k = k;
+  for (size_t i = 0; i < n; ++i)
+    c.tin.push_back(d[i].empty() ? ConstView<double>{nullptr, with_lead(k, oc.shapes[i])} : d[i].view());
+  Tensor<double> ty(with_lead(k, y.shape()));
+  c.tout = ty.view();
+  oc.op->jvp(c);
+  for (std::int64_t j = 0; j < k; ++j) {
+    OpState<double> s1, s2;
+    Tensor<double> yp = forward(oc.op, shifted(j, kStep), s1), ym = forward(oc.op, shifted(j, -kStep), s2);
+    std::vector<double> fd(y.size()), an(y.size());
+    for (std::int64_t e = 0; e < y.size(); ++e) {
+      fd[e] = (yp.data()[e] - ym.data()[e]) / (2 * kStep);
+      an[e] = ty.data()[j * y.size() + e];
+    }
+    INFO(oc.op->type(), " ", oc.op->attributes(), " jvp direction ", j);
+    CHECK(rel_err(an, fd) < kRelTol);
+  }
+
+  // VJP: <u, J d_0> = sum_i <g_i, d_i0>
+  {
+    auto g = vjp(oc, x, u);
+    double lhs = 0, rhs = 0;
+    for (std::int64_t e = 0; e < y.size(); ++e) lhs += u.data()[e] * ty.data()[e];
+    for (size_t i = 0; i < n; ++i)
+      if (!d[i].empty())
+        for (std::int64_t e = 0; e < x[i].size(); ++e) rhs += g[i].data()[e] * d[i].data()[e];
+    INFO(oc.op->type(), " ", oc.op->attributes(), " vjp: ", lhs, " vs ", rhs);
+    CHECK(std::abs(lhs - rhs) <= kRelTol * std::max(1.0, std::abs(lhs)));
+  }
+
+  // VJP tangent, with and without the second-order part.
+  for (bool so : {true, false}) {
+    c.gout = u.view();
+    c.tgout = w.view();
+    c.second_order = so;
+    std::vector<Tensor<double>> tg(n);
+    c.tgin.assign(n, View<double>{});
+    for (size_t i = 0; i < n; ++i)
+      if (oc.gens[i] != Gen::Const) {
+        tg[i] = Tensor<double>(with_lead(k, oc.shapes[i]));
+        std::fill(tg[i].vec().begin(), tg[i].vec().end(), -77.0);
+        c.tgin[i] = tg[i].view();
+      }
+    oc.op->backward_tangent(c);
+    for (std::int64_t j = 0; j < k; ++j) {
+      Tensor<double> wj(y.shape(), std::vector<double>(w.data() + j * y.size(), w.data() + (j + 1) * y.size()));
+      auto lin = vjp(oc, x, wj);
+      std::vector<Tensor<double>> gp, gm;
+      if (so) gp = vjp(oc, shifted(j, kStep), u), gm = vjp(oc, shifted(j, -kStep), u);
+      for (size_t i = 0; i < n; ++i) {
+        if (oc.gens[i] == Gen::Const) continue;
+        const std::int64_t m = x[i].size();
+        std::vector<double> ex(m), an(m);
+        for (std::int64_t e = 0; e < m; ++e) {
+          ex[e] = lin[i].data()[e];
+          if (so) ex[e] += (gp[i].data()[e] - gm[i].data()[e]) / (2 * kStep);
+          an[e] = tg[i].data()[j * m + e];
+        }
+        INFO(oc.op->type(), " ", oc.op->attributes(), " vjp tangent input ", i, " direction ", j,
+             " second_order=", so);
+        CHECK(rel_err(an, ex) < kRelTol);
+      }
+    }
+  }
+}
+
+Conv2dAttrs conv_attrs(std::int64_t k, std::int64_t s, std::int64_t p, std::int64_t d = 1, std::int64_t g = 1) {
+  Conv2dAttrs a;
+  a.kernel = {k, k};
+  a.stride = {s, s};
+  a.pads = {p, p, p, p};
+  a.dilation = {d, d};
+  a.groups = g;
+  return a;
+}
+
+}  // namespace
+
+TEST_CASE("unary ops match finite differences") {
+  using U = UnaryKind;
+  const Shape s{2, 3, 4};
+  for (auto [kind, param, gen] : std::vector<std::tuple<U, double, Gen>>{
+           {U::Relu, 0, Gen::AwayFromZero},
+           {U::LeakyRelu, 0.1, Gen::AwayFromZero},
+           {U::Sigmoid, 0, Gen::Normal},
+           {U::Tanh, 0, Gen::Normal},
+           {U::Erf, 0, Gen::Normal},
+           {U::Gelu, 0, Gen::Normal},
+           {U::Sqrt, 0, Gen::Positive},
+           {U::Pow, 2.0, Gen::Normal},
+           {U::Pow, 3.0, Gen::Normal},
+           {U::Pow, 0.5, Gen::Positive},
+           {U::Exp, 0, Gen::Normal},
+           {U::Log, 0, Gen::Positive},
+           {U::Neg, 0, Gen::Normal},
+           {U::Reciprocal, 0, Gen::Positive},
+           {U::Identity, 0, Gen::Normal}}) {
+    run_case({make_unary(kind, param), {s}, {gen}}, 1);
+  }
+}
+
+TEST_CASE("broadcasting binary ops match finite differences") {
+  for (auto kind : {BinaryKind::Add, BinaryKind::Sub, BinaryKind::Mul, BinaryKind::Div}) {
+    const Gen g1 = kind == BinaryKind::Div ? Gen::Positive : Gen::Normal;
+    run_case({make_binary(kind), {{2, 3, 4}, {2, 3, 4}}, {Gen::Normal, g1}}, 2);
+    run_case({make_binary(kind), {{2, 3, 4}, {3, 1}}, {Gen::Normal, g1}}, 3);
+    run_case({make_binary(kind), {{4}, {2, 3, 1}}, {Gen::Normal, g1}}, 4);
+    run_case({make_binary(kind), {{2, 3, 4}, {}}, {Gen::Normal, g1}}, 5);
+  }
+}
+
+TEST_CASE("Gemm and MatMul match finite differences") {
+  for (bool ta : {false, true})
+    for (bool tb : {false, true}) {
+      Shape a = ta ? Shape{4, 3} : Shape{3, 4}, b = tb ? Shape{5, 4} : Shape{4, 5};
+      run_case({make_gemm(ta, tb, 0.7, 1.3), {a, b, {5}}, {Gen::Normal, Gen::Normal, Gen::Normal}}, 10);
+      run_case({make_gemm(ta, tb), {a, b}, {Gen::Normal, Gen::Normal}}, 11);
+    }
+  run_case({make_gemm(false, true), {{3, 4}, {5, 4}, {3, 1}}, {Gen::Normal, Gen::Normal, Gen::Normal}}, 12);
+  run_case({make_matmul(), {{2, 3, 4}, {4, 5}}, {Gen::Normal, Gen::Normal}}, 13);
+  run_case({make_matmul(), {{2, 2, 3, 4}, {2, 2, 4, 3}}, {Gen::Normal, Gen::Normal}}, 14);
+  run_case({make_matmul(), {{2, 1, 3, 4}, {3, 4, 2}}, {Gen::Normal, Gen::Normal}}, 15);
+  run_case({make_matmul(), {{4}, {2, 4, 3}}, {Gen::Normal, Gen::Normal}}, 16);
+  run_case({make_matmul(), {{2, 3, 4}, {4}}, {Gen::Normal, Gen::Normal}}, 17);
+}
+
+TEST_CASE("Conv2d matches finite differences") {
+  const std::vector<Gen> g3{Gen::Normal, Gen::Normal, Gen::Normal};
+  run_case({make_conv(conv_attrs(3, 1, 1)), {{2, 3, 5, 5}, {4, 3, 3, 3}, {4}}, g3}, 20);
+  run_case({make_conv(conv_attrs(3, 2, 1)), {{2, 3, 6, 6}, {4, 3, 3, 3}, {4}}, g3}, 21);
+  run_case({make_conv(conv_attrs(3, 1, 2, 2)), {{2, 2, 5, 5}, {3, 2, 3, 3}, {3}}, g3}, 22);
+  run_case({make_conv(conv_attrs(3, 1, 1, 1, 2)), {{2, 4, 4, 4}, {6, 2, 3, 3}, {6}}, g3}, 23);
+  run_case({make_conv(conv_attrs(1, 1, 0)), {{2, 3, 4, 4}, {5, 3, 1, 1}}, {Gen::Normal, Gen::Normal}}, 24);
+  run_case({make_conv(conv_attrs(1, 2, 0)), {{2, 3, 5, 5}, {5, 3, 1, 1}, {5}}, g3}, 25);
+  Conv2dAttrs asym = conv_attrs(2, 1, 0);
+  asym.pads = {1, 0, 0, 1};
+  run_case({make_conv(asym), {{1, 2, 4, 5}, {2, 2, 2, 2}}, {Gen::Normal, Gen::Normal}}, 26);
+}
+
+TEST_CASE("pooling matches finite differences") {
+  Pool2dAttrs a;
+  run_case({make_max_pool(a), {{2, 3, 4, 4}}, {Gen::Normal}}, 30);
+  a.kernel = {3, 3};
+  a.stride = {2, 2};
+  a.pads = {1, 1, 1, 1};
+  run_case({make_max_pool(a), {{2, 2, 5, 5}}, {Gen::Normal}}, 31);
+  run_case({make_average_pool(a), {{2, 2, 5, 5}}, {Gen::Normal}}, 32);
+  a.count_include_pad = true;
+  a.ceil_mode = true;
+  run_case({make_average_pool(a), {{2, 2, 6, 6}}, {Gen::Normal}}, 33);
+  run_case({make_global_average_pool(), {{2, 3, 4, 5}}, {Gen::Normal}}, 34);
+}
+
+TEST_CASE("softmax and normalization ops match finite differences") {
+  run_case({make_softmax(-1, false), {{3, 5}}, {Gen::Normal}}, 40);
+  run_case({make_softmax(1, false), {{2, 4, 3}}, {Gen::Normal}}, 41);
+  run_case({make_softmax(-1, true), {{3, 5}}, {Gen::Normal}}, 42);
+  run_case({make_softmax(0, true), {{4, 3}}, {Gen::Normal}}, 43);
+  run_case({make_layer_norm(-1, 1e-5), {{2, 3, 6}, {6}, {6}}, {Gen::Normal, Gen::Normal, Gen::Normal}}, 44);
+  run_case({make_layer_norm(1, 1e-5), {{2, 3, 4}, {3, 4}}, {Gen::Normal, Gen::Normal}}, 45);
+  const std::vector<Gen> bn{Gen::Normal, Gen::Normal, Gen::Normal, Gen::Const, Gen::Const};
+  run_case({make_batch_norm(1e-5, false), {{2, 3, 4, 4}, {3}, {3}, {3}, {3}}, bn}, 46);
+  run_case({make_batch_norm(1e-5, true), {{3, 3, 2, 2}, {3}, {3}, {3}, {3}}, bn}, 47);
+  run_case({make_batch_norm(1e-5, true), {{5, 4}, {4}, {4}, {4}, {4}}, bn}, 48);
+}
+
+TEST_CASE("shape ops match finite differences") {
+  run_case({make_reshape({0, -1, 2}), {{2, 3, 4}}, {Gen::Normal}}, 50);
+  run_case({make_flatten(1), {{2, 3, 4}}, {Gen::Normal}}, 51);
+  run_case({make_transpose({0, 2, 1, 3}), {{2, 3, 4, 2}}, {Gen::Normal}}, 52);
+  run_case({make_transpose({}), {{2, 3, 4}}, {Gen::Normal}}, 53);
+  run_case({make_slice({1, 0}, {3, -1}, {1, 2}, {1, 2}), {{2, 4, 5}}, {Gen::Normal}}, 54);
+  run_case({make_slice({-1}, {-100}, {1}, {-1}), {{2, 4}}, {Gen::Normal}}, 55);
+  run_case({make_concat(1), {{2, 3, 2}, {2, 1, 2}, {2, 2, 2}}, {Gen::Normal, Gen::Normal, Gen::Normal}}, 56);
+  run_case({make_gather(1, {2, 0, 2, -1}, {2, 2}), {{2, 4, 3}}, {Gen::Normal}}, 57);
+  run_case({make_gather(0, {1}, {}), {{3, 4}}, {Gen::Normal}}, 58);
+  run_case({make_unsqueeze({1, -1}), {{2, 3}}, {Gen::Normal}}, 59);
+  run_case({make_squeeze({1}), {{2, 1, 3}}, {Gen::Normal}}, 60);
+  run_case({make_reduce(true, {-1}, true), {{2, 3, 4}}, {Gen::Normal}}, 61);
+  run_case({make_reduce(false, {0, 2}, false), {{2, 3, 4}}, {Gen::Normal}}, 62);
+  run_case({make_reduce(true, {}, false), {{2, 3}}, {Gen::Normal}}, 63);
+  run_case({make_identity("Dropout"), {{2, 3}}, {Gen::Normal}}, 64);
+}
+
+TEST_CASE("ops reject bad shapes with a message naming them") {
+  CHECK_THROWS_WITH_AS(make_binary(BinaryKind::Add)->output_shape({{2, 3}, {4}}),
+                       "Add: cannot broadcast [2, 3] with [4]", std::invalid_argument);
+  CHECK_THROWS_WITH_AS(make_gemm(false, false)->output_shape({{2, 3}, {4, 5}}),
+                       "Gemm: inner dimensions differ, A [2, 3] x B [4, 5]", std::invalid_argument);
+  CHECK_THROWS_WITH_AS(make_conv(conv_attrs(3, 1, 1))->output_shape({{1, 2, 5, 5}, {4, 3, 3, 3}}),
+                       "Conv: X [1, 2, 5, 5] has 2 channels but W [4, 3, 3, 3] with groups=1 expects 3",
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(make_reshape({5, -1})->output_shape({{2, 3}}), "Reshape: cannot reshape [2, 3] to [5, -1]",
+                       std::invalid_argument);
+}
