@@ -35,51 +35,99 @@ std::int64_t out_size(std::int64_t in, std::int64_t k, std::int64_t s, std::int6
   return o;
 }
 
-// col: [C*kh*kw, Ho*Wo] for channels [c0, c0+C) of one sample x: [Ctot, H, W].
+// Sample-batched layout helpers. A chunk of S samples is processed with one GEMM per group:
+// col(X) is [CKK, S*HW] (sample s at column offset s*HW) and outputs are gathered as rows
+// [Og, S*HW], so the GEMMs are wide and the packing cost is amortized over the chunk.
 template <class T>
-void im2col(const T* x, const Geometry& g, T* col) {
-  const std::int64_t HW = g.Ho * g.Wo;
-  for (std::int64_t c = 0; c < g.C; ++c)
-    for (std::int64_t ki = 0; ki < g.kh; ++ki)
-      for (std::int64_t kj = 0; kj < g.kw; ++kj) {
-        T* row = col + ((c * g.kh + ki) * g.kw + kj) * HW;
-        const T* xc = x + c * g.H * g.W;
-        for (std::int64_t oh = 0; oh < g.Ho; ++oh) {
-          const std::int64_t ih = oh * g.sh - g.pt + ki * g.dh;
-          T* r = row + oh * g.Wo;
-          if (ih < 0 || ih >= g.H) {
-            std::fill(r, r + g.Wo, T(0));
-            continue;
-          }
-          const T* xr = xc + ih * g.W;
-          for (std::int64_t ow = 0; ow < g.Wo; ++ow) {
-            const std::int64_t iw = ow * g.sw - g.pl + kj * g.dw;
-            r[ow] = (iw >= 0 && iw < g.W) ? xr[iw] : T(0);
+void im2col_batch(const T* x, std::int64_t S, std::int64_t xs, const Geometry& g, T* col) {
+  const std::int64_t HW = g.Ho * g.Wo, stride = S * HW;
+  for (std::int64_t s = 0; s < S; ++s) {
+    const T* xsmp = x + s * xs;
+    for (std::int64_t c = 0; c < g.C; ++c)
+      for (std::int64_t ki = 0; ki < g.kh; ++ki)
+        for (std::int64_t kj = 0; kj < g.kw; ++kj) {
+          T* row = col + ((c * g.kh + ki) * g.kw + kj) * stride + s * HW;
+          const T* xc = xsmp + c * g.H * g.W;
+          for (std::int64_t oh = 0; oh < g.Ho; ++oh) {
+            const std::int64_t ih = oh * g.sh - g.pt + ki * g.dh;
+            T* r = row + oh * g.Wo;
+            if (ih < 0 || ih >= g.H) {
+              std::fill(r, r + g.Wo, T(0));
+              continue;
+            }
+            const T* xr = xc + ih * g.W;
+            if (g.sw == 1 && g.dw == 1) {
+              const std::int64_t off = kj - g.pl;  // iw = ow + off
+              const std::int64_t lo = std::clamp<std::int64_t>(-off, 0, g.Wo), hi = std::clamp<std::int64_t>(g.W - off, 0, g.Wo);
+              std::fill(r, r + lo, T(0));
+              if (hi > lo) std::copy(xr + lo + off, xr + hi + off, r + lo);
+              std::fill(r + std::max(hi, lo), r + g.Wo, T(0));
+            } else {
+              for (std::int64_t ow = 0; ow < g.Wo; ++ow) {
+                const std::int64_t iw = ow * g.sw - g.pl + kj * g.dw;
+                r[ow] = (iw >= 0 && iw < g.W) ? xr[iw] : T(0);
+              }
+            }
           }
         }
-      }
+  }
 }
 
-// x += col^T(col): the adjoint of im2col.
 template <class T>
-void col2im_add(const T* col, const Geometry& g, T* x) {
-  const std::int64_t HW = g.Ho * g.Wo;
-  for (std::int64_t c = 0; c < g.C; ++c)
-    for (std::int64_t ki = 0; ki < g.kh; ++ki)
-      for (std::int64_t kj = 0; kj < g.kw; ++kj) {
-        const T* row = col + ((c * g.kh + ki) * g.kw + kj) * HW;
-        T* xc = x + c * g.H * g.W;
-        for (std::int64_t oh = 0; oh < g.Ho; ++oh) {
-          const std::int64_t ih = oh * g.sh - g.pt + ki * g.dh;
-          if (ih < 0 || ih >= g.H) continue;
-          const T* r = row + oh * g.Wo;
-          T* xr = xc + ih * g.W;
-          for (std::int64_t ow = 0; ow < g.Wo; ++ow) {
-            const std::int64_t iw = ow * g.sw - g.pl + kj * g.dw;
-            if (iw >= 0 && iw < g.W) xr[iw] += r[ow];
+void col2im_batch_add(const T* col, std::int64_t S, std::int64_t xs, const Geometry& g, T* x) {
+  const std::int64_t HW = g.Ho * g.Wo, stride = S * HW;
+  for (std::int64_t s = 0; s < S; ++s) {
+    T* xsmp = x + s * xs;
+    for (std::int64_t c = 0; c < g.C; ++c)
+      for (std::int64_t ki = 0; ki < g.kh; ++ki)
+        for (std::int64_t kj = 0; kj < g.kw; ++kj) {
+          const T* row = col + ((c * g.kh + ki) * g.kw + kj) * stride + s * HW;
+          T* xc = xsmp + c * g.H * g.W;
+          for (std::int64_t oh = 0; oh < g.Ho; ++oh) {
+            const std::int64_t ih = oh * g.sh - g.pt + ki * g.dh;
+            if (ih < 0 || ih >= g.H) continue;
+            const T* r = row + oh * g.Wo;
+            T* xr = xc + ih * g.W;
+            if (g.sw == 1 && g.dw == 1) {
+              const std::int64_t off = kj - g.pl;
+              const std::int64_t lo = std::clamp<std::int64_t>(-off, 0, g.Wo), hi = std::clamp<std::int64_t>(g.W - off, 0, g.Wo);
+              for (std::int64_t ow = lo; ow < hi; ++ow) xr[ow + off] += r[ow];
+            } else {
+              for (std::int64_t ow = 0; ow < g.Wo; ++ow) {
+                const std::int64_t iw = ow * g.sw - g.pl + kj * g.dw;
+                if (iw >= 0 && iw < g.W) xr[iw] += r[ow];
+              }
+            }
           }
         }
-      }
+  }
+}
+
+// y: [S, Ctot, HW] channels [c0, c0+C) <-> rows [C, S*HW]
+template <class T>
+void to_rows(const T* y, std::int64_t S, std::int64_t ys, std::int64_t c0, std::int64_t C, std::int64_t HW, T* rows) {
+  for (std::int64_t c = 0; c < C; ++c)
+    for (std::int64_t s = 0; s < S; ++s) std::copy_n(y + s * ys + (c0 + c) * HW, HW, rows + c * S * HW + s * HW);
+}
+template <class T>
+void from_rows(const T* rows, std::int64_t S, std::int64_t ys, std::int64_t c0, std::int64_t C, std::int64_t HW, T* y,
+               bool accumulate) {
+  for (std::int64_t c = 0; c < C; ++c)
+    for (std::int64_t s = 0; s < S; ++s) {
+      const T* src = rows + c * S * HW + s * HW;
+      T* dst = y + s * ys + (c0 + c) * HW;
+      if (accumulate)
+        for (std::int64_t i = 0; i < HW; ++i) dst[i] += src[i];
+      else
+        std::copy_n(src, HW, dst);
+    }
+}
+
+// Per-thread scratch buffers that keep their capacity between calls (no reallocation or zeroing).
+template <class T>
+Buffer<T>& scratch(int slot) {
+  thread_local Buffer<T> bufs[2];
+  return bufs[slot];
 }
 
 class ConvOp final : public OpImpl<ConvOp> {
@@ -138,193 +186,215 @@ class ConvOp final : public OpImpl<ConvOp> {
     return {x[0], w[0], g.Ho, g.Wo};
   }
 
-  // Y_n (+)= W col(X_n) for one sample; `col` is scratch.
+  // Everything the kernels need about one call.
+  struct Dims {
+    Geometry g;
+    std::int64_t N, O, G, Og, CKK, HW, xs, ys, wsz, chunk;
+  };
   template <class T>
-  void conv_sample(const T* x, const T* w, T* y, const Geometry& g, std::int64_t O, std::vector<T>& col,
-                   bool accumulate) const {
-    const std::int64_t G = m_a.groups, Og = O / G, CKK = g.C * g.kh * g.kw, HW = g.Ho * g.Wo;
-    for (std::int64_t gi = 0; gi < G; ++gi) {
-      const T* xg = x + gi * g.C * g.H * g.W;
-      const T* cp = xg;
-      if (!g.identity_cols()) {
-        col.resize(CKK * HW);
-        im2col(xg, g, col.data());
-        cp = col.data();
+  Dims dims(const OpCtx<T>& c) const {
+    Dims d;
+    d.g = geometry(c.in[0].shape, c.in[1].shape);
+    d.N = c.in[0].dim(0);
+    d.O = c.in[1].dim(0);
+    d.G = m_a.groups;
+    d.Og = d.O / d.G;
+    d.CKK = d.g.C * d.g.kh * d.g.kw;
+    d.HW = d.g.Ho * d.g.Wo;
+    d.xs = c.in[0].size() / std::max<std::int64_t>(d.N, 1);
+    d.ys = d.O * d.HW;
+    d.wsz = c.in[1].size();
+    // Samples per GEMM: bound the patch matrix to about 4M elements.
+    d.chunk = std::max<std::int64_t>(1, (std::int64_t(1) << 22) / std::max<std::int64_t>(1, d.CKK * d.HW));
+    return d;
+  }
+  template <class F>
+  static void chunks(std::int64_t n, std::int64_t chunk, F&& f) {
+    for (std::int64_t s0 = 0; s0 < n; s0 += chunk) f(s0, std::min(chunk, n - s0));
+  }
+  // col(X) for samples [s0, s0+S) of x, group gi.
+  template <class T>
+  const T* cols(const Dims& d, const T* x, std::int64_t s0, std::int64_t S, std::int64_t gi, Buffer<T>& buf) const {
+    buf.resize(d.CKK * S * d.HW);
+    if (d.g.identity_cols())
+      to_rows(x + s0 * d.xs, S, d.xs, gi * d.g.C, d.g.C, d.HW, buf.data());
+    else
+      im2col_batch(x + s0 * d.xs + gi * d.g.C * d.g.H * d.g.W, S, d.xs, d.g, buf.data());
+    return buf.data();
+  }
+  // x[s0..] += col^T(rows), i.e. the adjoint of cols().
+  template <class T>
+  void uncols(const Dims& d, const T* col, std::int64_t s0, std::int64_t S, std::int64_t gi, T* x) const {
+    if (d.g.identity_cols())
+      from_rows(col, S, d.xs, gi * d.g.C, d.g.C, d.HW, x + s0 * d.xs, true);
+    else
+      col2im_batch_add(col, S, d.xs, d.g, x + s0 * d.xs + gi * d.g.C * d.g.H * d.g.W);
+  }
+  template <class T>
+  static void add_bias(const T* b, T* y, std::int64_t n, std::int64_t O, std::int64_t HW) {
+    for (std::int64_t s = 0; s < n; ++s)
+      for (std::int64_t o = 0; o < O; ++o) {
+        T* r = y + (s * O + o) * HW;
+        for (std::int64_t i = 0; i < HW; ++i) r[i] += b[o];
       }
-      gemm(false, false, w + gi * Og * CKK, Og, CKK, cp, CKK, HW, y + gi * Og * HW, T(1), accumulate);
-    }
+  }
+  template <class T>
+  static void bias_grad(const T* gy, T* gb, std::int64_t n, std::int64_t O, std::int64_t HW) {
+    std::fill(gb, gb + O, T(0));
+    for (std::int64_t s = 0; s < n; ++s)
+      for (std::int64_t o = 0; o < O; ++o) {
+        T acc = 0;
+        const T* r = gy + (s * O + o) * HW;
+        for (std::int64_t i = 0; i < HW; ++i) acc += r[i];
+        gb[o] += acc;
+      }
+  }
+
+  // y[0..n) = W col(x[0..n)) for n samples (x, y advanced by the caller); overwrites y.
+  template <class T>
+  void conv_samples(const Dims& d, const T* x, std::int64_t n, const T* w, T* y, Buffer<T>& col,
+                    Buffer<T>& rows) const {
+    chunks(n, d.chunk, [&](std::int64_t s0, std::int64_t S) {
+      for (std::int64_t gi = 0; gi < d.G; ++gi) {
+        const T* cp = cols(d, x, s0, S, gi, col);
+        rows.resize(d.Og * S * d.HW);
+        gemm(false, false, w + gi * d.Og * d.CKK, d.Og, d.CKK, cp, d.CKK, S * d.HW, rows.data(), T(1), false);
+        from_rows(rows.data(), S, d.ys, gi * d.Og, d.Og, d.HW, y + s0 * d.ys, false);
+      }
+    });
+  }
+  // gx[0..n) += col^T(W^T gy) for n samples.
+  template <class T>
+  void grad_x(const Dims& d, const T* gy, std::int64_t n, const T* w, T* gx, Buffer<T>& col,
+              Buffer<T>& rows) const {
+    chunks(n, d.chunk, [&](std::int64_t s0, std::int64_t S) {
+      for (std::int64_t gi = 0; gi < d.G; ++gi) {
+        rows.resize(d.Og * S * d.HW);
+        to_rows(gy + s0 * d.ys, S, d.ys, gi * d.Og, d.Og, d.HW, rows.data());
+        col.resize(d.CKK * S * d.HW);
+        gemm(true, false, w + gi * d.Og * d.CKK, d.Og, d.CKK, rows.data(), d.Og, S * d.HW, col.data(), T(1), false);
+        uncols(d, col.data(), s0, S, gi, gx);
+      }
+    });
+  }
+  // gw += sum_n gy_n col(x_n)^T for n samples.
+  template <class T>
+  void grad_w(const Dims& d, const T* gy, const T* x, std::int64_t n, T* gw, Buffer<T>& col,
+              Buffer<T>& rows) const {
+    chunks(n, d.chunk, [&](std::int64_t s0, std::int64_t S) {
+      for (std::int64_t gi = 0; gi < d.G; ++gi) {
+        const T* cp = cols(d, x, s0, S, gi, col);
+        rows.resize(d.Og * S * d.HW);
+        to_rows(gy + s0 * d.ys, S, d.ys, gi * d.Og, d.Og, d.HW, rows.data());
+        gemm(false, true, rows.data(), d.Og, S * d.HW, cp, d.CKK, S * d.HW, gw + gi * d.Og * d.CKK, T(1), true);
+      }
+    });
   }
 
   template <class T>
   void fwd(OpCtx<T>& c, View<T> out) const {
-    const Geometry g = geometry(c.in[0].shape, c.in[1].shape);
-    const std::int64_t N = c.in[0].dim(0), O = c.in[1].dim(0), HW = g.Ho * g.Wo, xs = c.in[0].size() / std::max<std::int64_t>(N, 1);
-    std::vector<T> col;
-    for (std::int64_t n = 0; n < N; ++n) {
-      T* y = out.data + n * O * HW;
-      conv_sample(c.in[0].data + n * xs, c.in[1].data, y, g, O, col, false);
-      if (c.in.size() == 3) add_bias(c.in[2].data, y, O, HW);
-    }
-  }
-
-  template <class T>
-  static void add_bias(const T* b, T* y, std::int64_t O, std::int64_t HW) {
-    for (std::int64_t o = 0; o < O; ++o) {
-      T* r = y + o * HW;
-      for (std::int64_t i = 0; i < HW; ++i) r[i] += b[o];
-    }
-  }
-  template <class T>
-  static void bias_grad_add(const T* gy, T* gb, std::int64_t O, std::int64_t HW) {
-    for (std::int64_t o = 0; o < O; ++o) {
-      T s = 0;
-      const T* r = gy + o * HW;
-      for (std::int64_t i = 0; i < HW; ++i) s += r[i];
-      gb[o] += s;
-    }
-  }
-
-  // gx_n += col^T(W^T gy_n)
-  template <class T>
-  void grad_x_sample(const T* gy, const T* w, T* gx, const Geometry& g, std::int64_t O, std::vector<T>& col) const {
-    const std::int64_t G = m_a.groups, Og = O / G, CKK = g.C * g.kh * g.kw, HW = g.Ho * g.Wo;
-    for (std::int64_t gi = 0; gi < G; ++gi) {
-      T* gxg = gx + gi * g.C * g.H * g.W;
-      if (g.identity_cols()) {
-        gemm(true, false, w + gi * Og * CKK, Og, CKK, gy + gi * Og * HW, Og, HW, gxg, T(1), true);
-      } else {
-        col.resize(CKK * HW);
-        gemm(true, false, w + gi * Og * CKK, Og, CKK, gy + gi * Og * HW, Og, HW, col.data(), T(1), false);
-        col2im_add(col.data(), g, gxg);
-      }
-    }
-  }
-  // gw += gy_n col(x_n)^T
-  template <class T>
-  void grad_w_sample(const T* gy, const T* x, T* gw, const Geometry& g, std::int64_t O, std::vector<T>& col) const {
-    const std::int64_t G = m_a.groups, Og = O / G, CKK = g.C * g.kh * g.kw, HW = g.Ho * g.Wo;
-    for (std::int64_t gi = 0; gi < G; ++gi) {
-      const T* xg = x + gi * g.C * g.H * g.W;
-      const T* cp = xg;
-      if (!g.identity_cols()) {
-        col.resize(CKK * HW);
-        im2col(xg, g, col.data());
-        cp = col.data();
-      }
-      gemm(false, true, gy + gi * Og * HW, Og, HW, cp, CKK, HW, gw + gi * Og * CKK, T(1), true);
-    }
+    const Dims d = dims(c);
+    auto& col = scratch<T>(0);
+    auto& rows = scratch<T>(1);
+    conv_samples(d, c.in[0].data, d.N, c.in[1].data, out.data, col, rows);
+    if (c.in.size() == 3) add_bias(c.in[2].data, out.data, d.N, d.O, d.HW);
   }
 
   template <class T>
   void bwd(OpCtx<T>& c) const {
-    const Geometry g = geometry(c.in[0].shape, c.in[1].shape);
-    const std::int64_t N = c.in[0].dim(0), O = c.in[1].dim(0), HW = g.Ho * g.Wo, xs = c.in[0].size() / std::max<std::int64_t>(N, 1);
-    std::vector<T> col;
-    for (auto& gi : c.gin)
-      if (gi.data) gi.set_zero();
-    for (std::int64_t n = 0; n < N; ++n) {
-      const T* gy = c.gout.data + n * O * HW;
-      if (c.gin[0].data) grad_x_sample(gy, c.in[1].data, c.gin[0].data + n * xs, g, O, col);
-      if (c.gin[1].data) grad_w_sample(gy, c.in[0].data + n * xs, c.gin[1].data, g, O, col);
-      if (c.in.size() == 3 && c.gin[2].data) bias_grad_add(gy, c.gin[2].data, O, HW);
+    const Dims d = dims(c);
+    auto& col = scratch<T>(0);
+    auto& rows = scratch<T>(1);
+    if (c.gin[0].data) {
+      c.gin[0].set_zero();
+      grad_x(d, c.gout.data, d.N, c.in[1].data, c.gin[0].data, col, rows);
     }
+    if (c.gin[1].data) {
+      c.gin[1].set_zero();
+      grad_w(d, c.gout.data, c.in[0].data, d.N, c.gin[1].data, col, rows);
+    }
+    if (c.in.size() == 3 && c.gin[2].data) bias_grad(c.gout.data, c.gin[2].data, d.N, d.O, d.HW);
   }
 
+  // Y' = W col(X') + W' col(X) + b'
   template <class T>
   void tan(OpCtx<T>& c) const {
-    const Geometry g = geometry(c.in[0].shape, c.in[1].shape);
-    const std::int64_t N = c.in[0].dim(0), O = c.in[1].dim(0), HW = g.Ho * g.Wo, xs = c.in[0].size() / std::max<std::int64_t>(N, 1);
-    const std::int64_t k = c.k, ys = O * HW, wsz = c.in[1].size(), G = m_a.groups, Og = O / G,
-                       CKK = g.C * g.kh * g.kw;
-    std::vector<T> col, tmp;
-    // W x': one conv over all k*N tangent samples.
-    if (c.tin[0].data) {
-      for (std::int64_t s = 0; s < k * N; ++s) conv_sample(c.tin[0].data + s * xs, c.in[1].data, c.tout.data + s * ys, g, O, col, false);
-    } else {
+    const Dims d = dims(c);
+    const std::int64_t k = c.k;
+    auto& col = scratch<T>(0);
+    auto& rows = scratch<T>(1);
+    if (c.tin[0].data)  // all k*N tangent samples at once
+      conv_samples(d, c.tin[0].data, k * d.N, c.in[1].data, c.tout.data, col, rows);
+    else
       c.tout.set_zero();
-    }
-    // W' col(x): the k weight tangents stacked as one [k*Og, CKK] matrix per group.
     if (c.tin[1].data) {
-      tmp.resize(k * Og * HW);
-      for (std::int64_t n = 0; n < N; ++n)
-        for (std::int64_t gi = 0; gi < G; ++gi) {
-          const T* xg = c.in[0].data + n * xs + gi * g.C * g.H * g.W;
-          const T* cp = xg;
-          if (!g.identity_cols()) {
-            col.resize(CKK * HW);
-            im2col(xg, g, col.data());
-            cp = col.data();
-          }
-          if (G == 1) {
-            gemm(false, false, c.tin[1].data, k * Og, CKK, cp, CKK, HW, tmp.data(), T(1), false);
-            for (std::int64_t j = 0; j < k; ++j) {
-              T* y = c.tout.data + (j * N + n) * ys;
-              const T* t = tmp.data() + j * Og * HW;
-              for (std::int64_t i = 0; i < Og * HW; ++i) y[i] += t[i];
-            }
-          } else {
+      // The k weight tangents stacked as [k*Og, CKK] share one patch matrix of X.
+      chunks(d.N, d.chunk, [&](std::int64_t s0, std::int64_t S) {
+        for (std::int64_t gi = 0; gi < d.G; ++gi) {
+          const T* cp = cols(d, c.in[0].data, s0, S, gi, col);
+          rows.resize(d.Og * S * d.HW * (d.G == 1 ? k : 1));
+          if (d.G == 1) {
+            gemm(false, false, c.tin[1].data, k * d.Og, d.CKK, cp, d.CKK, S * d.HW, rows.data(), T(1), false);
             for (std::int64_t j = 0; j < k; ++j)
-              gemm(false, false, c.tin[1].data + j * wsz + gi * Og * CKK, Og, CKK, cp, CKK, HW,
-                   c.tout.data + (j * N + n) * ys + gi * Og * HW, T(1), true);
+              from_rows(rows.data() + j * d.Og * S * d.HW, S, d.ys, 0, d.Og, d.HW, c.tout.data + (j * d.N + s0) * d.ys,
+                        true);
+          } else {
+            for (std::int64_t j = 0; j < k; ++j) {
+              gemm(false, false, c.tin[1].data + j * d.wsz + gi * d.Og * d.CKK, d.Og, d.CKK, cp, d.CKK, S * d.HW,
+                   rows.data(), T(1), false);
+              from_rows(rows.data(), S, d.ys, gi * d.Og, d.Og, d.HW, c.tout.data + (j * d.N + s0) * d.ys, true);
+            }
           }
         }
+      });
     }
     if (c.in.size() == 3 && c.tin[2].data)
-      for (std::int64_t j = 0; j < k; ++j)
-        for (std::int64_t n = 0; n < N; ++n) add_bias(c.tin[2].data + j * O, c.tout.data + (j * N + n) * ys, O, HW);
+      for (std::int64_t j = 0; j < k; ++j) add_bias(c.tin[2].data + j * d.O, c.tout.data + j * d.N * d.ys, d.N, d.O, d.HW);
   }
 
+  // g_X' = col^T(W^T g_Y' + W'^T g_Y),  g_W' = sum g_Y' col(X)^T + g_Y col(X')^T,  g_b' = sum g_Y'
   template <class T>
   void bwdt(OpCtx<T>& c) const {
-    const Geometry g = geometry(c.in[0].shape, c.in[1].shape);
-    const std::int64_t N = c.in[0].dim(0), O = c.in[1].dim(0), HW = g.Ho * g.Wo, xs = c.in[0].size() / std::max<std::int64_t>(N, 1);
-    const std::int64_t k = c.k, ys = O * HW, wsz = c.in[1].size(), G = m_a.groups, Og = O / G,
-                       CKK = g.C * g.kh * g.kw;
+    const Dims d = dims(c);
+    const std::int64_t k = c.k;
     const bool so = c.second_order;
-    std::vector<T> col, stack;
+    auto& col = scratch<T>(0);
+    auto& rows = scratch<T>(1);
     for (auto& t : c.tgin)
       if (t.data) t.set_zero();
-    // g_X' = col^T(W^T g_Y' + W'^T g_Y)
     if (c.tgin[0].data) {
-      for (std::int64_t j = 0; j < k; ++j)
-        for (std::int64_t n = 0; n < N; ++n) {
-          T* gx = c.tgin[0].data + (j * N + n) * xs;
-          grad_x_sample(c.tgout.data + (j * N + n) * ys, c.in[1].data, gx, g, O, col);
-          if (so && c.tin[1].data) grad_x_sample(c.gout.data + n * ys, c.tin[1].data + j * wsz, gx, g, O, col);
-        }
+      grad_x(d, c.tgout.data, k * d.N, c.in[1].data, c.tgin[0].data, col, rows);
+      if (so && c.tin[1].data)
+        for (std::int64_t j = 0; j < k; ++j)
+          grad_x(d, c.gout.data, d.N, c.tin[1].data + j * d.wsz, c.tgin[0].data + j * d.N * d.xs, col, rows);
     }
     if (c.tgin[1].data) {
-      // g_W' += g_Y' col(X)^T: the k tangents of g_Y stacked as one [k*Og, HW] matrix.
-      for (std::int64_t n = 0; n < N; ++n)
-        for (std::int64_t gi = 0; gi < G; ++gi) {
-          const T* xg = c.in[0].data + n * xs + gi * g.C * g.H * g.W;
-          const T* cp = xg;
-          if (!g.identity_cols()) {
-            col.resize(CKK * HW);
-            im2col(xg, g, col.data());
-            cp = col.data();
-          }
-          if (G == 1) {
-            stack.resize(k * Og * HW);
+      chunks(d.N, d.chunk, [&](std::int64_t s0, std::int64_t S) {
+        for (std::int64_t gi = 0; gi < d.G; ++gi) {
+          const T* cp = cols(d, c.in[0].data, s0, S, gi, col);
+          if (d.G == 1) {
+            // The k output-gradient tangents stacked as [k*Og, S*HW]: one GEMM into all of W'.
+            rows.resize(k * d.Og * S * d.HW);
             for (std::int64_t j = 0; j < k; ++j)
-              std::copy_n(c.tgout.data + (j * N + n) * ys, Og * HW, stack.data() + j * Og * HW);
-            gemm(false, true, stack.data(), k * Og, HW, cp, CKK, HW, c.tgin[1].data, T(1), true);
+              to_rows(c.tgout.data + (j * d.N + s0) * d.ys, S, d.ys, 0, d.Og, d.HW, rows.data() + j * d.Og * S * d.HW);
+            gemm(false, true, rows.data(), k * d.Og, S * d.HW, cp, d.CKK, S * d.HW, c.tgin[1].data, T(1), true);
           } else {
-            for (std::int64_t j = 0; j < k; ++j)
-              gemm(false, true, c.tgout.data + (j * N + n) * ys + gi * Og * HW, Og, HW, cp, CKK, HW,
-                   c.tgin[1].data + j * wsz + gi * Og * CKK, T(1), true);
+            rows.resize(d.Og * S * d.HW);
+            for (std::int64_t j = 0; j < k; ++j) {
+              to_rows(c.tgout.data + (j * d.N + s0) * d.ys, S, d.ys, gi * d.Og, d.Og, d.HW, rows.data());
+              gemm(false, true, rows.data(), d.Og, S * d.HW, cp, d.CKK, S * d.HW,
+                   c.tgin[1].data + j * d.wsz + gi * d.Og * d.CKK, T(1), true);
+            }
           }
         }
-      // g_W' += g_Y col(X')^T
+      });
       if (so && c.tin[0].data)
         for (std::int64_t j = 0; j < k; ++j)
-          for (std::int64_t n = 0; n < N; ++n)
-            grad_w_sample(c.gout.data + n * ys, c.tin[0].data + (j * N + n) * xs, c.tgin[1].data + j * wsz, g, O,
-                          col);
+          grad_w(d, c.gout.data, c.tin[0].data + j * d.N * d.xs, d.N, c.tgin[1].data + j * d.wsz, col, rows);
     }
     if (c.in.size() == 3 && c.tgin[2].data)
       for (std::int64_t j = 0; j < k; ++j)
-        for (std::int64_t n = 0; n < N; ++n) bias_grad_add(c.tgout.data + (j * N + n) * ys, c.tgin[2].data + j * O, O, HW);
+        bias_grad(c.tgout.data + j * d.N * d.ys, c.tgin[2].data + j * d.O, d.N, d.O, d.HW);
   }
 
  private:

@@ -39,7 +39,7 @@ void View<T>::set_zero() const {
 }
 
 template <class T>
-Tensor<T>::Tensor(Shape shape, std::vector<T> data) : m_shape(std::move(shape)), m_data(std::move(data)) {
+Tensor<T>::Tensor(Shape shape, const std::vector<T>& data) : m_shape(std::move(shape)), m_data(data.begin(), data.end()) {
   if (numel(m_shape) != static_cast<std::int64_t>(m_data.size()))
     throw std::invalid_argument("Tensor: shape " + shape_str(m_shape) + " does not match " +
                                 std::to_string(m_data.size()) + " elements");

@@ -7,6 +7,7 @@
 /// float64`).
 #include <cstdint>
 #include <initializer_list>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -40,13 +41,38 @@ struct View {
   void set_zero() const;
 };
 
+/// Allocator that leaves new elements uninitialized: buffers that kernels overwrite are not
+/// zero-filled first (that memset was 5-10% of a Hessian-vector product).
+template <class T>
+struct UninitAllocator : std::allocator<T> {
+  template <class U>
+  struct rebind {
+    using other = UninitAllocator<U>;
+  };
+  UninitAllocator() = default;
+  template <class U>
+  UninitAllocator(const UninitAllocator<U>&) noexcept {}
+  template <class U>
+  void construct(U* p) noexcept {
+    ::new (static_cast<void*>(p)) U;
+  }
+  template <class U, class... Args>
+  void construct(U* p, Args&&... args) {
+    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+  }
+};
+
+template <class T>
+using Buffer = std::vector<T, UninitAllocator<T>>;
+
 /// Owning tensor. Empty (no shape) means "absent" (e.g. a zero tangent that was never formed).
 template <class T>
 class Tensor {
  public:
   Tensor() = default;
+  /// Zero-filled tensor.
   explicit Tensor(Shape shape) : m_shape(std::move(shape)), m_data(numel(m_shape), T(0)) {}
-  Tensor(Shape shape, std::vector<T> data);
+  Tensor(Shape shape, const std::vector<T>& data);
 
   const Shape& shape() const { return m_shape; }
   std::int64_t size() const { return static_cast<std::int64_t>(m_data.size()); }
@@ -55,11 +81,11 @@ class Tensor {
   std::int64_t dim(int i) const { return m_shape[i < 0 ? m_shape.size() + i : i]; }
   T* data() { return m_data.data(); }
   const T* data() const { return m_data.data(); }
-  std::vector<T>& vec() { return m_data; }
-  const std::vector<T>& vec() const { return m_data; }
+  Buffer<T>& vec() { return m_data; }
+  const Buffer<T>& vec() const { return m_data; }
 
-  /// Reshape to `shape`, reallocating only when the element count changes. Contents undefined
-  /// unless the count is unchanged.
+  /// Reshape to `shape`, reallocating only when the element count grows. Contents are undefined
+  /// (not zeroed): callers overwrite them.
   void resize(Shape shape);
   void reshape(Shape shape);  // REQUIRES: same element count
   void set_zero();
@@ -71,7 +97,7 @@ class Tensor {
 
  private:
   Shape m_shape;
-  std::vector<T> m_data;
+  Buffer<T> m_data;
 };
 
 /// Shape with a leading dimension k prepended.

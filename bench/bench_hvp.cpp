@@ -1,0 +1,77 @@
+// Times loss, gradient and Hessian-vector products of a built-in architecture on synthetic data,
+// and prints ratios measured in this one run (the machine is shared and noisy):
+//   hvp / grad           one HVP on cached activations vs one gradient
+//   block / singles      one pass on K directions vs K single-direction passes
+//   primal reuse         first HVP (with the primal pass) vs later ones
+// Usage: bench_hvp [arch=resnet20] [samples=200] [block=16] [threads=2] [float32|float64]
+#include <tbb/global_control.h>
+
+#include <ctime>
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+#include <string>
+
+#include "src/builder.h"
+#include "src/objective.h"
+#include "src/timer.h"
+
+using namespace curv;
+
+int main(int argc, char** argv) {
+  const std::string arch = argc > 1 ? argv[1] : "resnet20";
+  const std::int64_t samples = argc > 2 ? std::stoll(argv[2]) : 200;
+  const std::int64_t block = argc > 3 ? std::stoll(argv[3]) : 16;
+  const int threads = argc > 4 ? std::stoi(argv[4]) : 2;
+  const bool f64 = argc > 5 && std::string(argv[5]) == "float64";
+  tbb::global_control gc(tbb::global_control::max_allowed_parallelism, threads);
+
+  const Shape sample = arch.rfind("mlp", 0) == 0 ? Shape{784} : (arch == "lenet" ? Shape{1, 28, 28} : Shape{3, 32, 32});
+  Model m = build_arch(arch, sample, 10, 1);
+  Dataset d;
+  d.source = "synthetic";
+  d.sample_shape = sample;
+  std::mt19937_64 rng(2);
+  std::normal_distribution<float> nd;
+  d.x.resize(samples * numel(sample));
+  for (auto& v : d.x) v = nd(rng);
+  for (std::int64_t i = 0; i < samples; ++i) d.labels.push_back(static_cast<std::int64_t>(rng() % 10));
+
+  ObjectiveOptions o;
+  o.precision = f64 ? Precision::Float64 : Precision::Float32;
+  auto obj = Objective::create(m, d, o);
+  const std::int64_t P = obj->num_params();
+  Eigen::MatrixXd V = Eigen::MatrixXd::Random(P, block), Y;
+  Eigen::VectorXd g;
+
+  const bool cpu_mode = std::getenv("CURV_BENCH_CPU") != nullptr;
+  auto best = [&](int reps, auto&& f) {
+    double b = 1e30;
+    for (int r = 0; r < reps; ++r) {
+      Timer t;
+      const std::clock_t c0 = std::clock();
+      f();
+      // Wall time, unless the machine is oversubscribed: then CPU time / threads is the fairer figure.
+      const double wall = t.seconds(), cpu = double(std::clock() - c0) / CLOCKS_PER_SEC;
+      b = std::min(b, cpu_mode ? cpu / threads : wall);
+    }
+    return b;
+  };
+  obj->clear_cache();
+  const double loss_s = best(3, [&] { obj->clear_cache(); obj->value(); });
+  const double grad_s = best(3, [&] { obj->clear_cache(); obj->gradient(g); });
+  const double hvp_first_s = best(2, [&] { obj->clear_cache(); obj->product(Curvature::Hessian, V.col(0), Y); });
+  obj->gradient(g);  // fill the cache
+  const double hvp_s = best(3, [&] { obj->product(Curvature::Hessian, V.col(0), Y); });
+  const double ggn_s = best(3, [&] { obj->product(Curvature::GGN, V.col(0), Y); });
+  const double block_s = best(2, [&] { obj->product(Curvature::Hessian, V, Y); });
+  std::printf(
+      "{\"arch\": \"%s\", \"params\": %lld, \"samples\": %lld, \"threads\": %d, \"precision\": \"%s\", "
+      "\"loss_s\": %.4f, \"grad_s\": %.4f, \"hvp_first_s\": %.4f, \"hvp_s\": %.4f, \"ggn_s\": %.4f, "
+      "\"block\": %lld, \"hvp_block_s\": %.4f, \"hvp_over_grad\": %.3f, \"block_over_singles\": %.3f, "
+      "\"cache_mb\": %.1f}\n",
+      arch.c_str(), (long long)P, (long long)samples, threads, f64 ? "float64" : "float32", loss_s, grad_s,
+      hvp_first_s, hvp_s, ggn_s, (long long)block, block_s, hvp_s / grad_s, block_s / (block * hvp_s),
+      obj->cache_bytes_used() / 1e6);
+  return 0;
+}
