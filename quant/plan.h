@@ -1,0 +1,118 @@
+#pragma once
+/// \file plan.h
+/// A mixed-precision quantization plan and its JSON file, `plan.json` (schema in docs/quant-plan.md).
+///
+///   {
+///     "format": "curv-quant-plan", "schema_version": 1, "curv_version": "0.1.0",
+///     "created_utc": "2026-01-01T00:00:00Z", "command": "curv quant plan ...",
+///     "model": {"path": "m.onnx", "sha256": "<64 hex>"},
+///     "sensitivity": "trace", "act_bits": 8, "candidate_bits": [2, 3, 4, 8],
+///     "budget": {"kind": "avg-bits", "value": 4.0} | null, "shared": [["a", "b"]],
+///     "optimizer": {"method": "pareto-dp", "status": "optimal", "work": 123},
+///     "unquantized_bytes": 0,
+///     "layers": [{"name", "bits", "scheme", "granularity", "groups", "sensitivity",
+///                 "negative_top_eigenvalue", "omega", "numel", "macs", "pinned"}, ...],
+///     "totals": {"size_bytes", "avg_bits", "bops", "predicted_omega", "weight_bits", "overhead_bits"}
+///   }
+///
+/// Totals are derived from the layers (compute_totals) and checked on reading:
+///   weight_bits = sum n_i b_i, overhead_bits = sum scale_overhead_bits(scheme_i, groups_i),
+///   size_bytes = ceil((weight_bits + overhead_bits) / 8) + unquantized_bytes,
+///   avg_bits = weight_bits / sum n_i, bops = sum MACs_i b_i act_bits, predicted_omega = sum omega_i.
+/// Files are written to "<path>.tmp" and renamed, so a failed write never leaves a partial plan.
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "quant/bit_allocator.h"
+#include "quant/quantizer.h"
+
+namespace curv::quant {
+
+inline constexpr int kPlanSchemaVersion = 1;
+inline constexpr const char* kPlanFormat = "curv-quant-plan";
+
+/// The project version compiled into curv_quant (CMake PROJECT_VERSION).
+std::string curv_version_string();
+/// Current UTC time as "YYYY-MM-DDTHH:MM:SSZ".
+std::string utc_timestamp();
+
+struct PlanLayer {
+  std::string name;
+  int bits = 8;  // 2..8
+  Scheme scheme = Scheme::Symmetric;
+  Granularity granularity = Granularity::PerChannel;
+  std::int64_t groups = 1;   // number of quantization groups (scales) in the tensor
+  double sensitivity = 0.0;  // s_i
+  bool negative_top_eigenvalue = false;
+  double omega = 0.0;  // Omega_i(bits)
+  std::int64_t numel = 0;
+  std::int64_t macs = 0;  // per sample
+  bool pinned = false;
+};
+
+struct PlanTotals {
+  std::int64_t size_bytes = 0;
+  double avg_bits = 0.0;
+  std::int64_t bops = 0;
+  double predicted_omega = 0.0;
+  std::int64_t weight_bits = 0;
+  std::int64_t overhead_bits = 0;
+};
+
+struct Plan {
+  int schema_version = kPlanSchemaVersion;
+  std::string curv_version = curv_version_string();
+  std::string created_utc;  // optional
+  std::string command;
+  std::string model_path;        // optional
+  std::string model_sha256;      // 64 lower-case hex digits
+  std::string sensitivity_kind;  // "eig" | "trace" | "eig-stats" | "" (none, e.g. uniform)
+  int act_bits = 8;
+  std::vector<int> candidate_bits;
+  std::optional<Budget> budget;
+  std::vector<std::vector<std::string>> shared;  // layers that share a bit width
+  std::string optimizer_method;                  // Allocation::method
+  std::string optimizer_status = "optimal";      // "optimal" | "node-limit"
+  std::int64_t optimizer_work = 0;
+  std::int64_t unquantized_bytes = 0;  // storage outside the quantized layers
+  std::vector<PlanLayer> layers;
+  PlanTotals totals;
+};
+
+/// Per-layer facts the allocator does not hold, in problem layer order.
+struct PlanLayerInfo {
+  Scheme scheme = Scheme::Symmetric;
+  Granularity granularity = Granularity::PerChannel;
+  std::int64_t groups = 1;  // quantization groups; overhead must equal the AllocLayer's
+  double sensitivity = 0.0;
+  bool negative_top_eigenvalue = false;
+};
+
+/// Totals of a plan from its layers (see the file comment).
+PlanTotals compute_totals(const Plan& plan);
+
+/// A plan for `allocation` of `problem`: layers, constraints, optimizer fields and totals; the
+/// caller fills command, model and sensitivity_kind (and budget). std::invalid_argument if `info`
+/// has the wrong length or a layer's overhead disagrees with its AllocLayer::overhead_bits.
+Plan make_plan(const AllocProblem& problem, const Allocation& allocation, std::span<const PlanLayerInfo> info);
+
+nlohmann::json plan_to_json(const Plan& plan);
+/// Validates everything (types, ranges, names, constraints, totals); on failure
+/// std::runtime_error("<source>: <key path>: <what is wrong>").
+Plan plan_from_json(const nlohmann::json& j, const std::string& source);
+
+/// Writes atomically (temporary file + rename). std::invalid_argument if the plan is not valid,
+/// std::runtime_error("<path>: cannot write ...") on I/O failure.
+void write_plan(const Plan& plan, const std::string& path);
+/// Reads and validates; std::runtime_error("<path>: ...") for a missing, corrupt or wrong-schema file.
+Plan read_plan(const std::string& path);
+
+/// std::runtime_error("<plan_path>: plan was made for a model with sha256 X, but <model_path> has
+/// sha256 Y") unless the model file's sha256 matches the plan's.
+void check_plan_model(const Plan& plan, const std::string& plan_path, const std::string& model_path);
+
+}  // namespace curv::quant

@@ -1,0 +1,96 @@
+#include "quant/sensitivity.h"
+
+#include <cmath>
+#include <stdexcept>
+
+namespace curv::quant {
+
+namespace {
+
+void check_finite(double x, const char* what) {
+  if (!std::isfinite(x))
+    throw std::invalid_argument(std::string(what) + " (= " + std::to_string(x) + ") must be finite");
+}
+
+}  // namespace
+
+Sensitivity eig_sensitivity(double lambda_max) {
+  check_finite(lambda_max, "lambda_max");
+  Sensitivity s;
+  s.kind = SensitivityKind::Eig;
+  s.value = lambda_max;
+  s.negative_top_eigenvalue = lambda_max < 0.0;
+  return s;
+}
+
+Sensitivity trace_sensitivity(double trace, std::int64_t numel, std::optional<double> lambda_max) {
+  check_finite(trace, "trace");
+  if (numel < 1) throw std::invalid_argument("numel (= " + std::to_string(numel) + ") must be >= 1");
+  Sensitivity s;
+  s.kind = SensitivityKind::Trace;
+  s.value = trace / static_cast<double>(numel);
+  if (lambda_max) {
+    check_finite(*lambda_max, "lambda_max");
+    s.negative_top_eigenvalue = *lambda_max < 0.0;
+  }
+  return s;
+}
+
+Sensitivity eig_stats_sensitivity(std::span<const double> lambda_max_per_subset) {
+  if (lambda_max_per_subset.empty()) throw std::invalid_argument("eig-stats needs at least one subset (got 0)");
+  Sensitivity s;
+  s.kind = SensitivityKind::EigStats;
+  s.subsets = static_cast<int>(lambda_max_per_subset.size());
+  double sum = 0.0;
+  for (double l : lambda_max_per_subset) {
+    check_finite(l, "lambda_max");
+    sum += l;
+    if (l < 0.0) s.negative_top_eigenvalue = true;
+  }
+  s.mean = sum / s.subsets;
+  double ss = 0.0;
+  for (double l : lambda_max_per_subset) ss += (l - s.mean) * (l - s.mean);
+  s.stddev = std::sqrt(ss / s.subsets);
+  s.value = s.mean + s.stddev;
+  return s;
+}
+
+template <typename T>
+std::vector<double> loss_increase(double s, std::span<const T> w, std::span<const std::int64_t> shape,
+                                  const QuantSpec& spec, std::span<const int> bits) {
+  check_finite(s, "sensitivity");
+  std::vector<double> omega;
+  omega.reserve(bits.size());
+  for (int b : bits) {
+    QuantSpec q = spec;
+    q.bits = b;
+    omega.push_back(s * quantization_error_sq(w, shape, q));
+  }
+  return omega;
+}
+
+std::string to_string(SensitivityKind kind) {
+  switch (kind) {
+    case SensitivityKind::Eig:
+      return "eig";
+    case SensitivityKind::Trace:
+      return "trace";
+    case SensitivityKind::EigStats:
+      return "eig-stats";
+  }
+  return "?";
+}
+
+SensitivityKind sensitivity_kind_from_string(std::string_view s) {
+  if (s == "eig") return SensitivityKind::Eig;
+  if (s == "trace") return SensitivityKind::Trace;
+  if (s == "eig-stats") return SensitivityKind::EigStats;
+  throw std::invalid_argument("sensitivity \"" + std::string(s) + "\" is not one of eig, trace, eig-stats");
+}
+
+template std::vector<double> loss_increase<float>(double, std::span<const float>, std::span<const std::int64_t>,
+                                                  const QuantSpec&, std::span<const int>);
+template std::vector<double> loss_increase<double>(double, std::span<const double>, std::span<const std::int64_t>,
+                                                   const QuantSpec&, std::span<const int>);
+
+}  // namespace curv::quant

@@ -1,0 +1,62 @@
+#pragma once
+/// \file sensitivity.h
+/// Per-block sensitivities and the quadratic loss-increase model of the HAWQ family.
+///
+/// For a quantizable block i with weights W_i (n_i values) and Hessian block H_i, a second-order
+/// model of the loss increase caused by quantizing W_i to b bits is
+///   Omega_i(b) = s_i * ||Q_b(W_i) - W_i||^2
+/// with the sensitivity s_i one of
+///   "eig"        HAWQ-V1: s_i = lambda_max(H_i)
+///   "trace"      HAWQ-V2: s_i = Tr(H_i) / n_i (average eigenvalue)
+///   "eig-stats"  Q-BERT:  s_i = mean_S(lambda_max) + std_S(lambda_max) over S data subsets
+///                (population standard deviation, divide by S).
+/// A negative top eigenvalue means the checkpoint is not at a minimum of the loss restricted to
+/// that block; it is flagged, and the value is used as it is (Omega_i may then be negative, which
+/// the optimizer handles: it simply prefers fewer bits there).
+///
+/// The sensitivities themselves come from the curvature operators; this file only turns eigenvalue
+/// and trace estimates into s_i and s_i into Omega_i(b).
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "quant/quantizer.h"
+
+namespace curv::quant {
+
+enum class SensitivityKind { Eig, Trace, EigStats };
+
+/// s_i with its provenance.
+struct Sensitivity {
+  SensitivityKind kind = SensitivityKind::Eig;
+  double value = 0.0;                    // s_i
+  bool negative_top_eigenvalue = false;  // lambda_max < 0 (for eig-stats: on any subset)
+  double mean = 0.0;                     // eig-stats: mean of lambda_max over subsets
+  double stddev = 0.0;                   // eig-stats: population std of lambda_max over subsets
+  int subsets = 0;                       // eig-stats: S
+};
+
+/// HAWQ-V1: s = lambda_max.  Throws std::invalid_argument for a non-finite value.
+Sensitivity eig_sensitivity(double lambda_max);
+
+/// HAWQ-V2: s = trace / numel. lambda_max, when known, sets the negative-eigenvalue flag.
+/// REQUIRES: numel >= 1, finite trace.
+Sensitivity trace_sensitivity(double trace, std::int64_t numel, std::optional<double> lambda_max = std::nullopt);
+
+/// Q-BERT: s = mean + std (population) of lambda_max over subsets. REQUIRES: at least one subset.
+Sensitivity eig_stats_sensitivity(std::span<const double> lambda_max_per_subset);
+
+/// Omega(b) = s * ||Q_b(W) - W||^2 for every b in `bits`, with the scheme and granularity of `spec`
+/// (its `bits` field is ignored). Throws std::invalid_argument for a bit width outside 2..8.
+template <typename T>
+std::vector<double> loss_increase(double s, std::span<const T> w, std::span<const std::int64_t> shape,
+                                  const QuantSpec& spec, std::span<const int> bits);
+
+/// "eig" | "trace" | "eig-stats", and back (std::invalid_argument naming the accepted values).
+std::string to_string(SensitivityKind kind);
+SensitivityKind sensitivity_kind_from_string(std::string_view s);
+
+}  // namespace curv::quant
