@@ -199,7 +199,7 @@ TEST_CASE("empirical Fisher equals the mean outer product of per-sample gradient
   CHECK(rel(dense(*obj, Curvature::EmpiricalFisher), F) < 1e-12);
 }
 
-TEST_CASE("k-direction products equal k single products; parameter blocks are diagonal blocks") {
+TEST_CASE("k-direction products equal k single products and parameter blocks are diagonal blocks") {
   Model m = cnn_gelu(41, true, false);
   Dataset d = make_data({2, 6, 6}, 7, 3, 42);
   auto obj = Objective::create(m, d, f64(2));

@@ -514,7 +514,7 @@ TEST_CASE("allocator: the Pareto frontier equals the brute-force non-dominated s
   }
 }
 
-TEST_CASE("allocator: larger instances, DP and branch and bound agree; DP state cap falls back to B&B") {
+TEST_CASE("allocator: larger instances, DP and branch and bound agree and DP state cap falls back to B&B") {
   std::mt19937 rng(11);
   std::normal_distribution<double> normal;
   std::uniform_int_distribution<int> size(100, 100000);

@@ -1,0 +1,48 @@
+#pragma once
+/// \file spectra_reader.h
+/// Reads back what `SpectraStore` wrote (tests, `curv study --resume`, comparisons).
+///
+/// Paths are absolute HDF5 paths ("/spectrum/eigen/values"). Numeric datasets of any HDF5 numeric
+/// type are converted to double and returned flat in C (row-major) order with their shape.
+/// Errors: std::runtime_error naming the file and the object.
+/// Not thread-safe.
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace curv {
+
+/// A dataset read back: shape (empty for a scalar) and values in C order.
+struct StoredArray {
+  std::vector<std::uint64_t> shape;
+  std::vector<double> data;
+};
+
+class SpectraReader {
+ public:
+  /// Opens read-only; std::runtime_error("<path>: cannot open HDF5 file: ...") on failure.
+  explicit SpectraReader(std::filesystem::path path);
+  SpectraReader(const SpectraReader&) = delete;
+  SpectraReader& operator=(const SpectraReader&) = delete;
+  ~SpectraReader();
+
+  /// True if every component of `object` exists.
+  bool exists(const std::string& object) const;
+  StoredArray read(const std::string& dataset) const;
+  /// A scalar (or single-element) dataset.
+  double read_scalar(const std::string& dataset) const;
+  std::string string_attribute(const std::string& object, const std::string& name) const;
+  /// A numeric attribute (int64 or float64), as double.
+  double number_attribute(const std::string& object, const std::string& name) const;
+  /// Names of the links in a group, in creation order when the group tracks it (curv's do).
+  std::vector<std::string> children(const std::string& group) const;
+
+  const std::filesystem::path& path() const { return m_path; }
+
+ private:
+  std::filesystem::path m_path;
+  std::int64_t m_file = -1;  // hid_t
+};
+
+}  // namespace curv

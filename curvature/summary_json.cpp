@@ -1,0 +1,64 @@
+#include "curvature/summary_json.h"
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+namespace curv {
+
+namespace {
+
+using nlohmann::json;
+
+json number(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
+
+json array(const Eigen::VectorXd& v) {
+  json a = json::array();
+  for (Eigen::Index i = 0; i < v.size(); ++i) a.push_back(number(v(i)));
+  return a;
+}
+
+json attributes(const AttributeMap& attrs) {
+  json o = json::object();
+  for (const auto& [k, v] : attrs) std::visit([&](const auto& x) { o[k] = x; }, v);
+  return o;
+}
+
+}  // namespace
+
+json summary_json(const StoreSection& s) {
+  json o = json::object();
+  if (s.eigen) {
+    const EigenRecord& e = *s.eigen;
+    json residuals = array(e.residuals);
+    for (Eigen::Index i = 0; i < e.bottom_residuals.size(); ++i) residuals.push_back(number(e.bottom_residuals(i)));
+    o["eigen"] = {{"top", array(e.values)},
+                  {"bottom", array(e.bottom_values)},
+                  {"residuals", residuals},
+                  {"settings", attributes(e.attributes)}};
+  }
+  if (s.trace) {
+    o["trace"] = {{"estimate", number(s.trace->estimate)},
+                  {"stderr", number(s.trace->std_error)},
+                  {"probes", s.trace->probes},
+                  {"settings", attributes(s.trace->attributes)}};
+  }
+  if (s.diag) o["diag"] = {{"probes", s.diag->probes}, {"settings", attributes(s.diag->attributes)}};
+  if (s.density) {
+    o["density"] = {{"probes", s.density->nodes.rows()},
+                    {"steps", s.density->nodes.cols()},
+                    {"settings", attributes(s.density->attributes)}};
+  }
+  return o;
+}
+
+json summary_json(const StoreRun& run) {
+  json o = summary_json(run.model);
+  if (!run.blocks.empty()) {
+    json blocks = json::object();
+    for (const auto& [name, section] : run.blocks) blocks[name] = summary_json(section);
+    o["blocks"] = std::move(blocks);
+  }
+  return o;
+}
+
+}  // namespace curv

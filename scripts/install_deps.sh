@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs the Debian packages curv needs to build and test, when any is missing.
+set -euo pipefail
+PKGS=(cmake g++ make ccache pkg-config libeigen3-dev libspectra-dev libtbb-dev libhdf5-dev doctest-dev
+      libonnx-dev libprotobuf-dev protobuf-compiler libcli11-dev nlohmann-json3-dev libzip-dev zlib1g-dev
+      dataset-fashion-mnist)
+if [[ "${CURV_WITH_PLOTS:-0}" == 1 ]]; then PKGS+=(python3-h5py python3-matplotlib python3-numpy); fi
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  SUDO=""
+  if [[ $(id -u) != 0 ]]; then SUDO=sudo; fi
+  echo "installing: ${missing[*]}" >&2
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi

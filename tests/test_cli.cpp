@@ -1,0 +1,115 @@
+// The `curv` command line end to end: JSON keys scripts rely on, and bad input giving one line
+// on stderr naming the file and the problem, exit status 2, and no output file.
+#include <doctest/doctest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Run {
+  int status = -1;
+  std::string out, err;
+};
+
+std::string slurp(const fs::path& p) {
+  std::ifstream f(p);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+fs::path tmpdir() {
+  static fs::path d = [] {
+    fs::path p = fs::temp_directory_path() / ("curv_test_cli_" + std::to_string(getpid()));
+    fs::create_directories(p);
+    return p;
+  }();
+  return d;
+}
+
+Run curv(const std::string& args) {
+  const fs::path out = tmpdir() / "stdout", err = tmpdir() / "stderr";
+  const std::string cmd = std::string(CURV_BINARY) + " " + args + " >" + out.string() + " 2>" + err.string();
+  const int rc = std::system(cmd.c_str());
+  Run r;
+  r.status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+  r.out = slurp(out);
+  r.err = slurp(err);
+  return r;
+}
+
+int lines(const std::string& s) {
+  int n = 0;
+  for (char c : s) n += c == '\n';
+  return n;
+}
+
+// One line on stderr, naming `what`, exit status 2.
+void check_bad(const std::string& args, const std::string& what) {
+  Run r = curv(args);
+  INFO("curv ", args, "\nstderr: ", r.err);
+  CHECK(r.status == 2);
+  CHECK(lines(r.err) == 1);
+  CHECK(r.err.rfind("curv: ", 0) == 0);
+  CHECK(r.err.find(what) != std::string::npos);
+  CHECK(r.out.empty());
+}
+
+const std::string kModel = std::string(CURV_SOURCE_DIR) + "/data/fmnist_cnn.onnx";
+
+}  // namespace
+
+TEST_CASE("info and eval print the documented JSON keys") {
+  Run r = curv("info " + kModel + " --json");
+  REQUIRE(r.status == 0);
+  auto j = nlohmann::json::parse(r.out);
+  CHECK(j["params"] == 105866);
+  CHECK(j["output"]["shape"] == nlohmann::json::array({10}));
+  r = curv("eval " + kModel + " --data fashion-mnist:test --samples 500 --json");
+  REQUIRE(r.status == 0);
+  j = nlohmann::json::parse(r.out);
+  CHECK(j["samples"] == 500);
+  CHECK(j["accuracy"].get<double>() > 0.85);
+  CHECK(j["loss"].get<double>() > 0.0);
+}
+
+TEST_CASE("bench prints the documented JSON keys and a passing HVP check") {
+  Run r = curv("bench --arch mlp:16 --data random:1x8x8:4:40 --block 3 --repeat 1 --check --json");
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  auto j = nlohmann::json::parse(r.out);
+  for (const char* k : {"samples", "loss_s", "grad_s", "hvp_s", "hvp_block_s", "block", "threads"}) {
+    INFO(k);
+    CHECK(j.contains(k));
+  }
+  CHECK(j["samples"] == 40);
+  CHECK(j["block"] == 3);
+  CHECK(j["hvp_check"]["rel_err"].get<double>() < 1e-6);
+}
+
+TEST_CASE("bad input: one line naming the file and the problem, exit status 2") {
+  check_bad("info /nonexistent/model.onnx", "/nonexistent/model.onnx");
+  const fs::path junk = tmpdir() / "junk.onnx";
+  std::ofstream(junk) << "this is not a protobuf";
+  check_bad("info " + junk.string(), junk.string());
+  // A truncated copy of a real model.
+  const fs::path cut = tmpdir() / "truncated.onnx";
+  {
+    std::string all = slurp(kModel);
+    std::ofstream(cut, std::ios::binary) << all.substr(0, all.size() / 3);
+  }
+  check_bad("info " + cut.string(), cut.string());
+  check_bad("eval " + kModel + " --data /nonexistent/data.npz", "/nonexistent/data.npz");
+  check_bad("eval " + kModel + " --data random:3x32x32:10:8", "do not fit the model input");
+  check_bad("eval " + kModel + " --data random:1x28x28:20:64", "out of range for 10 model outputs");
+  check_bad("eval " + kModel + " --data fashion-mnist:test --precision float16", "precision");
+  check_bad("bench --arch vgg --data random:3x8x8:2:4", "unknown arch 'vgg'");
+}

@@ -1,0 +1,206 @@
+// curv info | eval | bench
+#include <cmath>
+#include <iostream>
+#include <map>
+#include <random>
+
+#include "src/checkpoint.h"
+#include "src/onnx_export.h"
+#include "src/timer.h"
+#include "tools/commands.h"
+
+namespace curv::cli {
+
+// ---------------------------------------------------------------- info
+void register_info(CLI::App& root) {
+  auto o = std::make_shared<RunOptions>();
+  auto* app = root.add_subcommand("info", "Graph, parameter blocks and counts of a model");
+  app->add_option("model", o->model, "Model: an .onnx file or a curv checkpoint .h5")->required();
+  app->add_option("--params", o->params_regex, "ONNX initializers matching REGEX are trainable parameters");
+  app->add_option("--freeze", o->freeze_regex, "ONNX initializers matching REGEX are constants");
+  app->add_flag("--json", o->json, "Print one JSON object on stdout");
+  app->callback([o] {
+    Model m = load_model(*o, nullptr);
+    nlohmann::json j;
+    j["model"] = o->model;
+    j["input"] = {{"name", m.values()[m.input()].name}, {"shape", m.input_shape()}};
+    j["output"] = {{"shape", m.output_shape()}};
+    j["params"] = m.num_params();
+    j["nodes"] = m.nodes().size();
+    std::map<std::string, int> ops;
+    for (const auto& n : m.nodes()) ops[n.op->type()]++;
+    j["ops"] = ops;
+    nlohmann::json blocks = nlohmann::json::array();
+    for (const auto& b : m.blocks("layers")) {
+      nlohmann::json jb{{"name", b.name}, {"size", b.size}, {"tensors", nlohmann::json::array()}};
+      for (int p : b.params) {
+        const auto& pi = m.params()[p];
+        jb["tensors"].push_back({{"name", pi.name}, {"shape", pi.shape}, {"size", pi.size}});
+      }
+      blocks.push_back(jb);
+    }
+    j["blocks"] = blocks;
+    nlohmann::json meta = nlohmann::json::object();
+    for (const auto& [k, v] : m.meta())
+      if (k.rfind("op:", 0) != 0) meta[k] = v;  // op descriptions are internal (checkpoints)
+    j["meta"] = meta;
+    if (o->json) {
+      std::cout << j.dump() << std::endl;
+      return;
+    }
+    std::cout << "model   " << o->model << "\n"
+              << "input   " << m.values()[m.input()].name << " " << shape_str(with_lead(-1, m.input_shape())) << "\n"
+              << "output  " << shape_str(with_lead(-1, m.output_shape())) << "\n"
+              << "nodes   " << m.nodes().size() << " (";
+    bool first = true;
+    for (const auto& [t, c] : ops) std::cout << (first ? "" : ", ") << t << " x" << c, first = false;
+    std::cout << ")\nparams  " << m.num_params() << " in " << m.params().size() << " tensors\n\n";
+    for (const auto& b : m.blocks("layers")) {
+      std::cout << "  " << b.name << "  " << b.size << "\n";
+      for (int p : b.params)
+        std::cout << "      " << m.params()[p].name << " " << shape_str(m.params()[p].shape) << "\n";
+    }
+  });
+}
+
+// ---------------------------------------------------------------- eval
+void register_eval(CLI::App& root) {
+  auto o = std::make_shared<RunOptions>();
+  auto* app = root.add_subcommand("eval", "Loss and accuracy of a model on data");
+  add_run_options(*app, *o, true);
+  app->callback([o] {
+    auto tc = limit_threads(o->threads);
+    Dataset d = load_data(*o);
+    Model m = load_model(*o, &d);
+    auto opts = objective_options(*o);
+    opts.cache_bytes = 0;
+    auto obj = Objective::create(m, d, opts);
+    Timer t;
+    const EvalResult r = obj->evaluate();
+    const double s = t.seconds();
+    nlohmann::json j{{"loss", r.loss},
+                     {"accuracy", std::isnan(r.accuracy) ? nlohmann::json(nullptr) : nlohmann::json(r.accuracy)},
+                     {"samples", r.samples},
+                     {"seconds", s},
+                     {"samples_per_s", r.samples / std::max(s, 1e-9)},
+                     {"threads", thread_count()}};
+    if (o->json) return emit_json(*o, j);
+    std::cout << "loss " << r.loss;
+    if (!std::isnan(r.accuracy)) std::cout << "  accuracy " << r.accuracy;
+    std::cout << "  samples " << r.samples << "  (" << (long long)(r.samples / std::max(s, 1e-9)) << " samples/s)\n";
+  });
+}
+
+// ---------------------------------------------------------------- bench
+void register_bench(CLI::App& root) {
+  auto o = std::make_shared<RunOptions>();
+  auto block = std::make_shared<std::int64_t>(16);
+  auto repeat = std::make_shared<int>(3);
+  auto check = std::make_shared<bool>(false);
+  auto* app = root.add_subcommand("bench", "Timings of loss, gradient and Hessian-vector products (1 and K directions)");
+  add_run_options(*app, *o, true);
+  app->add_option("--block", *block, "Directions in one block product")->check(CLI::PositiveNumber)->capture_default_str();
+  app->add_option("--repeat", *repeat, "Repetitions per timing (the best is reported)")->check(CLI::PositiveNumber)->capture_default_str();
+  app->add_flag("--check", *check, "Also check one HVP against finite differences of gradients (float64)");
+  app->callback([o, block, repeat, check] {
+    auto tc = limit_threads(o->threads);
+    Dataset d = load_data(*o);
+    Model m = load_model(*o, &d);
+    auto obj = Objective::create(m, d, objective_options(*o));
+    const std::int64_t P = obj->num_params();
+    std::mt19937_64 rng(o->seed + 1);
+    std::normal_distribution<double> nd;
+    Eigen::MatrixXd V(P, *block), Y;
+    for (std::int64_t i = 0; i < V.size(); ++i) V.data()[i] = nd(rng);
+    Eigen::VectorXd g;
+    auto best = [&](const char* what, auto&& f) {
+      double b = 1e300;
+      for (int r = 0; r < *repeat; ++r) {
+        Timer t;
+        f();
+        b = std::min(b, t.seconds());
+      }
+      std::cerr << "bench: " << what << " " << b << " s\n";
+      return b;
+    };
+    std::cerr << "bench: " << m.num_params() << " parameters, " << d.size() << " samples, " << thread_count()
+              << " threads, " << o->precision << "\n";
+    const double loss_s = best("loss", [&] { obj->clear_cache(); obj->value(); });
+    const double grad_s = best("gradient", [&] { obj->clear_cache(); obj->gradient(g); });
+    const double first_s = best("hvp (with primal pass)", [&] { obj->clear_cache(); obj->product(Curvature::Hessian, V.col(0), Y); });
+    obj->gradient(g);  // primal pass cached (when it fits the budget)
+    const double hvp_s = best("hvp", [&] { obj->product(Curvature::Hessian, V.col(0), Y); });
+    const double ggn_s = best("ggn-vp", [&] { obj->product(Curvature::GGN, V.col(0), Y); });
+    const double blk_s = best("hvp block", [&] { obj->product(Curvature::Hessian, V, Y); });
+    nlohmann::json j{{"samples", d.size()},
+                     {"params", P},
+                     {"threads", thread_count()},
+                     {"precision", o->precision},
+                     {"loss_s", loss_s},
+                     {"grad_s", grad_s},
+                     {"hvp_s", hvp_s},
+                     {"hvp_first_s", first_s},
+                     {"ggn_s", ggn_s},
+                     {"hvp_block_s", blk_s},
+                     {"block", *block},
+                     {"hvp_over_grad", hvp_s / grad_s},
+                     {"block_over_singles", blk_s / (double(*block) * hvp_s)},
+                     {"block_over_uncached_singles", blk_s / (double(*block) * first_s)},
+                     {"cache_bytes", obj->cache_bytes_used()}};
+    if (*check) {
+      // Central differences of exact gradients along a unit direction, in float64.
+      Dataset dc = d.subset(0, std::min<std::int64_t>(d.size(), 32));
+      ObjectiveOptions oc = objective_options(*o);
+      oc.precision = Precision::Float64;
+      auto o64 = Objective::create(m, dc, oc);
+      Eigen::VectorXd v = V.col(0).normalized(), hv, gp, gm;
+      Eigen::MatrixXd Hv;
+      o64->product(Curvature::Hessian, v, Hv);
+      const auto w0 = o64->params();
+      // Small step: piecewise-linear activations (ReLU, max-pool) must not cross a kink within it.
+      const double eps = 1e-6;
+      auto shifted = w0;
+      for (std::int64_t i = 0; i < P; ++i) shifted[i] = w0[i] + eps * v[i];
+      o64->set_params(shifted);
+      o64->gradient(gp);
+      for (std::int64_t i = 0; i < P; ++i) shifted[i] = w0[i] - eps * v[i];
+      o64->set_params(shifted);
+      o64->gradient(gm);
+      const Eigen::VectorXd fd = (gp - gm) / (2 * eps);
+      const double err = (Hv.col(0) - fd).norm() / fd.norm();
+      j["hvp_check"] = {{"samples", dc.size()}, {"rel_err", err}, {"vHv", v.dot(Hv.col(0))}};
+      std::cerr << "bench: HVP vs finite differences of gradients (float64, " << dc.size()
+                << " samples): relative error " << err << "\n";
+    }
+    if (o->json) return emit_json(*o, j);
+    std::cout << j.dump(2) << std::endl;
+  });
+}
+
+// ---------------------------------------------------------------- convert / export
+void register_convert(CLI::App& root) {
+  auto in = std::make_shared<std::string>(), out = std::make_shared<std::string>();
+  auto* app = root.add_subcommand("convert", "ONNX model to a curv HDF5 checkpoint");
+  app->add_option("model", *in, "Input .onnx")->required();
+  app->add_option("out", *out, "Output checkpoint .h5")->required();
+  app->callback([in, out] {
+    RunOptions o;
+    o.model = *in;
+    Model m = load_model(o, nullptr);
+    save_checkpoint(m, *out);
+    std::cerr << "convert: " << m.num_params() << " parameters -> " << *out << "\n";
+  });
+  auto ein = std::make_shared<std::string>(), eout = std::make_shared<std::string>();
+  auto* ex = root.add_subcommand("export", "curv model (checkpoint or ONNX) to ONNX (opset 17, float32)");
+  ex->add_option("model", *ein, "Input .h5 checkpoint")->required();
+  ex->add_option("out", *eout, "Output .onnx")->required();
+  ex->callback([ein, eout] {
+    RunOptions o;
+    o.model = *ein;
+    Model m = load_model(o, nullptr);
+    export_onnx(m, *eout);
+    std::cerr << "export: " << m.num_params() << " parameters -> " << *eout << "\n";
+  });
+}
+
+}  // namespace curv::cli

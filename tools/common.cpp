@@ -1,0 +1,139 @@
+#include "tools/common.h"
+
+#include <tbb/global_control.h>
+#include <tbb/info.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <set>
+
+#include "src/builder.h"
+#include "src/checkpoint.h"
+#include "src/data_io.h"
+#include "src/onnx_import.h"
+
+namespace curv::cli {
+
+void add_run_options(CLI::App& app, RunOptions& o, bool allow_arch) {
+  auto* m = app.add_option("model", o.model, "Model: an .onnx file or a curv checkpoint .h5");
+  if (allow_arch) {
+    auto* a = app.add_option("--arch", o.arch, "Built-in architecture instead of MODEL: mlp[:H1-H2-...], lenet, resnet20");
+    m->excludes(a);
+    app.add_option("--seed", o.seed, "Seed of the --arch initialization and of random estimators")->capture_default_str();
+  } else {
+    m->required();
+  }
+  app.add_option("--data", o.data,
+                 "Data: .npz (x, y), .h5 (/x, /y), IDX images, fashion-mnist:train|test, random:CxHxW:CLASSES[:N]")
+      ->required();
+  app.add_option("--samples", o.samples, "Use the first N samples (after --offset); 0 = all");
+  app.add_option("--offset", o.offset, "Skip the first K samples");
+  app.add_option("--normalize", o.normalize, "Per-channel MEAN[,MEAN..]/STD[,STD..] applied to inputs");
+  app.add_option("--params", o.params_regex, "ONNX initializers matching REGEX are trainable parameters");
+  app.add_option("--freeze", o.freeze_regex, "ONNX initializers matching REGEX are constants");
+  app.add_flag("--bn-train", o.bn_train, "BatchNorm with batch statistics (training mode)");
+  app.add_option("--precision", o.precision, "Model compute precision")
+      ->check(CLI::IsMember({"float32", "float64"}))
+      ->capture_default_str();
+  app.add_option("--micro-batch", o.micro_batch, "Samples per micro-batch (fixes the reduction order)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--cache-gb", o.cache_gb, "Memory budget for cached activations between products (GB)")
+      ->capture_default_str();
+  app.add_option("--threads", o.threads, "Worker threads (0: all cores)")->check(CLI::NonNegativeNumber);
+  app.add_flag("--json", o.json, "Print one JSON object with the results on stdout");
+}
+
+Dataset load_data(const RunOptions& o) {
+  DataOptions d;
+  d.samples = o.samples;
+  d.offset = o.offset;
+  if (!o.normalize.empty()) parse_normalize(o.normalize, d);
+  d.seed = o.seed ? o.seed : d.seed;
+  return load_dataset(o.data, d);
+}
+
+static bool ends_with(const std::string& s, const std::string& suf) {
+  return s.size() >= suf.size() && s.compare(s.size() - suf.size(), suf.size(), suf) == 0;
+}
+
+Model load_model(const RunOptions& o, const Dataset* data) {
+  if (!o.arch.empty()) {
+    if (!data) throw std::invalid_argument("--arch needs --data to know the input shape");
+    std::int64_t classes = 0;
+    if (data->classification()) {
+      for (auto y : data->labels) classes = std::max(classes, y + 1);
+      classes = std::max<std::int64_t>(classes, 2);
+    } else {
+      classes = numel(data->target_shape);
+    }
+    Model m = build_arch(o.arch, data->sample_shape, classes, o.seed, o.bn_train);
+    m.meta()["source"] = "arch:" + o.arch;
+    return m;
+  }
+  if (o.model.empty()) throw std::invalid_argument("no model given (MODEL or --arch)");
+  ImportOptions io;
+  io.params_regex = o.params_regex;
+  io.freeze_regex = o.freeze_regex;
+  io.batch_norm_training = o.bn_train;
+  if (ends_with(o.model, ".h5") || ends_with(o.model, ".hdf5")) return load_checkpoint(o.model, io);
+  return import_onnx(o.model, io);
+}
+
+ObjectiveOptions objective_options(const RunOptions& o) {
+  ObjectiveOptions opts;
+  opts.precision = o.precision == "float64" ? Precision::Float64 : Precision::Float32;
+  opts.micro_batch = o.micro_batch;
+  opts.cache_bytes = static_cast<std::size_t>(std::max(0.0, o.cache_gb) * 1e9);
+  return opts;
+}
+
+std::shared_ptr<void> limit_threads(int threads) {
+  if (threads <= 0) return nullptr;
+  return std::make_shared<tbb::global_control>(tbb::global_control::max_allowed_parallelism, threads);
+}
+
+int thread_count() {
+  return static_cast<int>(tbb::global_control::active_value(tbb::global_control::max_allowed_parallelism));
+}
+
+void emit_json(const RunOptions& o, const nlohmann::json& j) {
+  if (o.json) std::cout << j.dump() << std::endl;
+}
+
+Progress::Progress(std::string what, std::int64_t total)
+    : m_what(std::move(what)), m_total(total), m_tty(isatty(fileno(stderr))) {}
+
+void Progress::update(std::int64_t done, const std::string& note) {
+  if (m_tty) {
+    const int width = 30;
+    const int fill = m_total > 0 ? static_cast<int>(width * done / m_total) : 0;
+    if (m_total > 0)
+      std::fprintf(stderr, "\r%s [%s%s] %lld/%lld %s\033[K", m_what.c_str(), std::string(fill, '#').c_str(),
+                   std::string(width - fill, '.').c_str(), (long long)done, (long long)m_total, note.c_str());
+    else
+      std::fprintf(stderr, "\r%s: %lld %s\033[K", m_what.c_str(), (long long)done, note.c_str());
+    std::fflush(stderr);
+  } else {
+    // Plain log lines: every 10% of a known total, else at most one every 5 seconds.
+    const double now = std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+    const std::int64_t step = std::max<std::int64_t>(1, m_total / 10);
+    const bool due = m_total > 0 ? (done == m_total || done / step != m_last_logged / step) : now - m_last_time >= 5.0;
+    if (due) {
+      if (m_total > 0)
+        std::fprintf(stderr, "%s: %lld/%lld %s\n", m_what.c_str(), (long long)done, (long long)m_total, note.c_str());
+      else
+        std::fprintf(stderr, "%s: %lld %s\n", m_what.c_str(), (long long)done, note.c_str());
+      m_last_logged = done;
+      m_last_time = now;
+    }
+  }
+}
+
+void Progress::finish(const std::string& note) {
+  std::fprintf(stderr, m_tty ? "\r%s: done, %s\033[K\n" : "%s: done, %s\n", m_what.c_str(), note.c_str());
+}
+
+}  // namespace curv::cli

@@ -1,0 +1,84 @@
+#!/usr/bin/env python3
+"""Plot a curv spectrum file (docs/hdf5-schema.md) to PNG.
+
+    python3 tools/plot_spectrum.py out/spectrum.h5 out/spectrum.png [--run spectrum]
+
+Panels: the smoothed SLQ spectral density (log scale), the top eigenvalue of each parameter block,
+and the Hutchinson trace of each block with its standard error. Panels whose data the run did not
+compute are left out. Needs Debian's python3-h5py and python3-matplotlib.
+"""
+import argparse
+import sys
+
+import h5py
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("h5")
+    ap.add_argument("png")
+    ap.add_argument("--run", default="spectrum")
+    a = ap.parse_args()
+    try:
+        f = h5py.File(a.h5, "r")
+    except OSError as e:
+        sys.exit(f"plot_spectrum: {a.h5}: cannot open ({e})")
+    with f:
+        if f.attrs.get("format") != "curv" or a.run not in f:
+            sys.exit(f"plot_spectrum: {a.h5}: not a curv spectrum file with run '{a.run}'")
+        run = f[a.run]
+        blocks = run.get("blocks", {})
+        names = list(blocks.keys())
+        top = [blocks[n]["eigen/values"][0] if "eigen" in blocks[n] and len(blocks[n]["eigen/values"]) else np.nan
+               for n in names]
+        tr = [blocks[n]["trace/estimate"][()] if "trace" in blocks[n] else np.nan for n in names]
+        se = [blocks[n]["trace/stderr"][()] if "trace" in blocks[n] else np.nan for n in names]
+        panels = []
+        if "density" in run:
+            panels.append("density")
+        if names and not np.all(np.isnan(top)):
+            panels.append("top")
+        if names and not np.all(np.isnan(tr)):
+            panels.append("trace")
+        if not panels:
+            sys.exit(f"plot_spectrum: {a.h5}: run '{a.run}' has no density or per-block results to plot")
+        fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
+        title = f"{run.attrs.get('curvature', '')} of {run.attrs.get('model', '')} on {run.attrs.get('dataset', '')}"
+        for ax, p in zip(axes[0], panels):
+            if p == "density":
+                d = run["density"]
+                grid, val = d["grid"][:], d["values"][:]
+                ax.semilogy(grid, np.maximum(val, 1e-12))
+                ax.set_ylim(max(1e-9, val.max() * 1e-8), val.max() * 2)
+                ax.set_xlabel("eigenvalue")
+                ax.set_ylabel("density (log)")
+                ax.set_title(f"SLQ density ({d.attrs.get('probes', '?')} probes, "
+                             f"{d.attrs.get('lanczos_steps', '?')} steps)")
+                if "eigen" in run and len(run["eigen/values"]):
+                    ax.axvline(run["eigen/values"][0], color="C3", ls="--", lw=1, label="λ_max (Lanczos)")
+                    ax.legend()
+            elif p == "top":
+                x = np.arange(len(names))
+                ax.bar(x, top, color="C1")
+                ax.set_xticks(x, names, rotation=60, ha="right", fontsize=7)
+                ax.set_ylabel("top eigenvalue")
+                ax.set_title("λ_max per block")
+            else:
+                x = np.arange(len(names))
+                ax.bar(x, tr, yerr=se, color="C2", capsize=2)
+                ax.set_xticks(x, names, rotation=60, ha="right", fontsize=7)
+                ax.set_ylabel("trace (Hutchinson, ± stderr)")
+                ax.set_title("trace per block")
+        fig.suptitle(title, fontsize=9)
+        fig.tight_layout()
+        fig.savefig(a.png, dpi=110)
+    print(a.png)
+
+
+if __name__ == "__main__":
+    main()
