@@ -113,3 +113,40 @@ TEST_CASE("bad input: one line naming the file and the problem, exit status 2") 
   check_bad("eval " + kModel + " --data fashion-mnist:test --precision float16", "precision");
   check_bad("bench --arch vgg --data random:3x8x8:2:4", "unknown arch 'vgg'");
 }
+
+TEST_CASE("quant plan, apply and eval: budget respected, applied model evaluates as quant eval says") {
+  const fs::path plan = tmpdir() / "plan.json", q = tmpdir() / "q.h5", h5 = tmpdir() / "front.h5";
+  Run r = curv("quant plan " + kModel + " --data fashion-mnist:train --samples 64 --trace-probes 8 --bits 2,4,8 "
+               "--avg-bits 4 --pin-first-last 8 --out " + plan.string() + " --h5 " + h5.string() + " --json");
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  auto j = nlohmann::json::parse(r.out);
+  CHECK(j["totals"]["avg_bits"].get<double>() <= 4.0 + 1e-9);
+  CHECK(j["layers"].size() == 4);
+  CHECK(j["layers"][0]["bits"] == 8);
+  CHECK(j["layers"][3]["bits"] == 8);
+  CHECK(fs::exists(h5));
+  r = curv("quant eval " + kModel + " --data fashion-mnist:test --samples 300 --plan " + plan.string() + " --json");
+  REQUIRE(r.status == 0);
+  auto e = nlohmann::json::parse(r.out);
+  for (const char* k : {"loss", "accuracy", "size_bytes", "avg_bits"}) CHECK(e.contains(k));
+  REQUIRE(curv("quant apply " + kModel + " --plan " + plan.string() + " --out " + q.string()).status == 0);
+  r = curv("eval " + q.string() + " --data fashion-mnist:test --samples 300 --json");
+  REQUIRE(r.status == 0);
+  CHECK(nlohmann::json::parse(r.out)["loss"] == e["loss"]);
+
+  // A plan for another model, bits out of range, an infeasible budget, a corrupt plan.
+  const std::string other = std::string(CURV_SOURCE_DIR) + "/data/fixtures/mlp.onnx";
+  check_bad("quant apply " + other + " --plan " + plan.string() + " --out " + (tmpdir() / "x.h5").string(), "sha256");
+  CHECK(!fs::exists(tmpdir() / "x.h5"));
+  check_bad("quant plan " + kModel + " --data fashion-mnist:train --samples 16 --bits 2,9 --avg-bits 4 --out " +
+                (tmpdir() / "y.json").string(),
+            "bits (= 9) must be in 2..8");
+  check_bad("quant plan " + kModel + " --data fashion-mnist:train --samples 16 --trace-probes 2 --avg-bits 1.5 --out " +
+                (tmpdir() / "y.json").string(),
+            "smallest feasible budget --avg-bits 2");
+  CHECK(!fs::exists(tmpdir() / "y.json"));
+  const fs::path corrupt = tmpdir() / "corrupt.json";
+  std::ofstream(corrupt) << "{\"format\": \"curv-quant-plan\", \"schema_version\": 1, \"layers\": [";
+  check_bad("quant eval " + kModel + " --data fashion-mnist:test --samples 10 --plan " + corrupt.string(), corrupt.string());
+}

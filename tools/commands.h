@@ -7,5 +7,6 @@ void register_info(CLI::App& root);
 void register_eval(CLI::App& root);
 void register_bench(CLI::App& root);
 void register_convert(CLI::App& root);
+void register_quant(CLI::App& root, int argc, char** argv);
 void register_spectrum(CLI::App& root, int argc, char** argv);
 }  // namespace curv::cli

@@ -11,6 +11,7 @@ int main(int argc, char** argv) {
   curv::cli::register_eval(app);
   curv::cli::register_bench(app);
   curv::cli::register_convert(app);
+  curv::cli::register_quant(app, argc, argv);
   curv::cli::register_spectrum(app, argc, argv);
   try {
     app.parse(argc, argv);
