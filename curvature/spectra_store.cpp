@@ -9,6 +9,7 @@
 #include <system_error>
 
 #include "curvature/internal/hdf5_handle.h"
+#include "src/timer.h"
 
 #ifndef CURV_VERSION
 #define CURV_VERSION "0.1.0"
@@ -23,15 +24,6 @@ namespace fs = std::filesystem;
 
 bool valid_name(const std::string& name) {
   return !name.empty() && name.find('/') == std::string::npos && name != "." && name != "..";
-}
-
-std::string utc_now_iso8601() {
-  const std::time_t t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
 }
 
 std::string shape_str(Eigen::Index r, Eigen::Index c) {
@@ -285,7 +277,7 @@ void SpectraStore::write(const std::filesystem::path& file) const {
     w.attribute(f.get(), "/", "format", std::string("curv"));
     w.attribute(f.get(), "/", "schema_version", kSpectraSchemaVersion);
     w.attribute(f.get(), "/", "curv_version", std::string(CURV_VERSION));
-    w.attribute(f.get(), "/", "created_utc", utc_now_iso8601());
+    w.attribute(f.get(), "/", "created_utc", utc_timestamp());
     w.attribute(f.get(), "/", "command", m_command);
   }
   for (const auto& [name, run] : m_runs) {

@@ -102,15 +102,6 @@ bool close(double a, double b) {
 
 std::string curv_version_string() { return CURV_VERSION; }
 
-std::string utc_timestamp() {
-  const std::time_t t = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
 PlanTotals compute_totals(const Plan& plan) {
   PlanTotals t;
   std::int64_t numel = 0;

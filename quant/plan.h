@@ -29,6 +29,7 @@
 
 #include "quant/bit_allocator.h"
 #include "quant/quantizer.h"
+#include "src/timer.h"
 
 namespace curv::quant {
 
@@ -37,8 +38,8 @@ inline constexpr const char* kPlanFormat = "curv-quant-plan";
 
 /// The project version compiled into curv_quant (CMake PROJECT_VERSION).
 std::string curv_version_string();
-/// Current UTC time as "YYYY-MM-DDTHH:MM:SSZ".
-std::string utc_timestamp();
+/// Current UTC time as "YYYY-MM-DDTHH:MM:SSZ" (one definition for all of curv, src/timer.h).
+using curv::utc_timestamp;
 
 struct PlanLayer {
   std::string name;

@@ -12,6 +12,7 @@
 
 #include "src/internal/h5.h"
 #include "src/internal/onnx_ops.h"
+#include "src/timer.h"
 
 namespace curv {
 
@@ -132,15 +133,6 @@ Tensor<double> read_tensor(const std::string& file, hid_t group, const std::stri
   return t;
 }
 
-std::string utc_now() {
-  const std::time_t now = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&now, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
-}
-
 json graph_json(const Model& m, const std::string& path) {
   json g;
   const Value& in = m.values().at(m.input());
@@ -173,7 +165,7 @@ void write_file(const Model& m, const std::string& path, const std::string& tmp)
 #ifdef CURV_VERSION
   write_str_attr(path, f.get(), "curv_version", CURV_VERSION);
 #endif
-  write_str_attr(path, f.get(), "created_utc", utc_now());
+  write_str_attr(path, f.get(), "created_utc", utc_timestamp());
   {
     const std::string text = g.dump();
     h5::Type t = string_type(text.size());

@@ -270,6 +270,14 @@ class ObjectiveImpl final : public Objective {
     }
   }
 
+  // Labels (cross-entropy) or targets (MSE) of the samples from `first` on, as loss_forward takes them.
+  const std::int64_t* labels_at(std::int64_t first) const {
+    return m_loss == LossKind::CrossEntropy ? &m_data.labels[first] : nullptr;
+  }
+  const float* targets_at(std::int64_t first) const {
+    return m_loss == LossKind::MeanSquaredError ? &m_data.targets[first * numel(m_data.target_shape)] : nullptr;
+  }
+
   ConstView<T> view(const Pass<T>& p, int v) const {
     const Value& val = m_model.values()[v];
     switch (val.kind) {
@@ -322,9 +330,8 @@ class ObjectiveImpl final : public Objective {
     const Tensor<T>& z = p.vals[m_model.output()];
     Tensor<T>& gz = p.grads[m_model.output()];
     gz.resize(z.shape());
-    const auto terms = loss_forward<T>(m_loss, z.view(), m_loss == LossKind::CrossEntropy ? &m_data.labels[first] : nullptr,
-                                       m_loss == LossKind::MeanSquaredError ? &m_data.targets[first * numel(m_data.target_shape)] : nullptr,
-                                       1.0 / double(m_data.size()), gz.view());
+    const auto terms =
+        loss_forward<T>(m_loss, z.view(), labels_at(first), targets_at(first), 1.0 / double(m_data.size()), gz.view());
     p.loss_sum = terms.sum;
     p.correct = terms.correct;
     if (!std::isfinite(p.loss_sum))
@@ -422,10 +429,9 @@ class ObjectiveImpl final : public Objective {
     };
     OpCtx<T> ctx;
     ctx.k = k;
-    // Forward tangents: y' = J x'.
-    for (size_t i = 0; i < nodes.size(); ++i) {
+    // Primal inputs, input tangents (null data: zero, with its [k, ...] shape), output and state of node i.
+    auto bind = [&](size_t i) {
       const Node& n = nodes[i];
-      if (!tdep[n.output]) continue;
       ctx.in.clear();
       ctx.tin.clear();
       for (int v : n.inputs) {
@@ -436,6 +442,12 @@ class ObjectiveImpl final : public Objective {
       }
       ctx.out = p.vals[n.output].view();
       ctx.state = const_cast<OpState<T>*>(&p.states[i]);
+    };
+    // Forward tangents: y' = J x'.
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      const Node& n = nodes[i];
+      if (!tdep[n.output]) continue;
+      bind(i);
       tv[n.output].resize(with_lead(k, ctx.out.shape));
       ctx.tout = tv[n.output].view();
       n.op->jvp(ctx);
@@ -452,9 +464,7 @@ class ObjectiveImpl final : public Objective {
       // F v = (1/N) sum_n g_n <g_n, v> = J^T [ (1/N) <dl_n/dz_n, z'_n> dl_n/dz_n ].
       Tensor<T> g(z.shape()), dl(z.shape());
       View<T> dlv = dl.view();
-      loss_forward<T>(m_loss, z.view(), m_loss == LossKind::CrossEntropy ? &m_data.labels[p.first] : nullptr,
-                      m_loss == LossKind::MeanSquaredError ? &m_data.targets[p.first * numel(m_data.target_shape)] : nullptr,
-                      scale, g.view(), nullptr, &dlv);
+      loss_forward<T>(m_loss, z.view(), labels_at(p.first), targets_at(p.first), scale, g.view(), nullptr, &dlv);
       const std::int64_t n = z.dim(0), C = z.size() / n, nz = z.size();
       for (std::int64_t j = 0; j < k; ++j)
         for (std::int64_t s = 0; s < n; ++s) {
@@ -473,16 +483,7 @@ class ObjectiveImpl final : public Objective {
     for (size_t i = nodes.size(); i-- > 0;) {
       const Node& n = nodes[i];
       if (tg[n.output].empty()) continue;
-      ctx.in.clear();
-      ctx.tin.clear();
-      for (int v : n.inputs) {
-        ctx.in.push_back(view(p, v));
-        ConstView<T> t = tview(v);
-        if (!t.data) t.shape = with_lead(k, ctx.in.back().shape);
-        ctx.tin.push_back(t);
-      }
-      ctx.out = p.vals[n.output].view();
-      ctx.state = const_cast<OpState<T>*>(&p.states[i]);
+      bind(i);
       ctx.gout = p.grads[n.output].view();
       ctx.tgout = tg[n.output].view();
       tgin.assign(n.inputs.size(), {});

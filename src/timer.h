@@ -2,6 +2,7 @@
 /// \file timer.h
 /// Wall-clock timing for benchmarks and progress reports.
 #include <chrono>
+#include <string>
 
 namespace curv {
 
@@ -16,5 +17,8 @@ class Timer {
  private:
   std::chrono::steady_clock::time_point m_start;
 };
+
+/// Current UTC time as "YYYY-MM-DDTHH:MM:SSZ" (the `created_utc` of every file curv writes).
+std::string utc_timestamp();
 
 }  // namespace curv

@@ -69,12 +69,6 @@ extern "C" void on_signal(int sig) {
   _exit(128 + sig);
 }
 
-std::string command_line(int argc, char** argv) {
-  std::string s;
-  for (int i = 0; i < argc; ++i) s += (i ? " " : "") + std::string(argv[i]);
-  return s;
-}
-
 // Runs every requested estimator on one operator into `sec`.
 void analyze(const SpectrumOptions& o, const LinearOperator& op, StoreSection& sec, std::uint64_t seed,
              const std::string& label) {

@@ -99,6 +99,12 @@ int thread_count() {
   return static_cast<int>(tbb::global_control::active_value(tbb::global_control::max_allowed_parallelism));
 }
 
+std::string command_line(int argc, char** argv) {
+  std::string s;
+  for (int i = 0; i < argc; ++i) s += (i ? " " : "") + std::string(argv[i]);
+  return s;
+}
+
 void emit_json(const RunOptions& o, const nlohmann::json& j) {
   if (o.json) std::cout << j.dump() << std::endl;
 }

@@ -41,6 +41,9 @@ ObjectiveOptions objective_options(const RunOptions& o);
 std::shared_ptr<void> limit_threads(int threads);
 int thread_count();
 
+/// The command line as one string (stored in every output file as `command`).
+std::string command_line(int argc, char** argv);
+
 /// Prints the JSON object on stdout (one line) when --json, else nothing.
 void emit_json(const RunOptions& o, const nlohmann::json& j);
 /// A progress line on stderr: an updating bar on a terminal, plain lines otherwise.
