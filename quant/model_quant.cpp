@@ -150,97 +150,101 @@ std::vector<AppliedLayer> apply_plan(Model& m, const Plan& plan) {
   return out;
 }
 
+namespace {
+
+// Minimal HDF5 writing for the two files below: UTF-8 string attributes and 1-D/2-D datasets.
+// Every failure throws std::runtime_error("<path>: cannot write (<what>)").
+class H5Writer {
+ public:
+  explicit H5Writer(std::string path) : m_path(std::move(path)), m_str(H5Tcopy(H5T_C_S1), H5Tclose) {
+    internal::silence_hdf5_errors();
+    H5Tset_size(m_str.get(), H5T_VARIABLE);
+    H5Tset_cset(m_str.get(), H5T_CSET_UTF8);
+  }
+  [[noreturn]] void fail(const std::string& what) const {
+    throw std::runtime_error(m_path + ": cannot write (" + what + ")");
+  }
+  internal::H5Handle group(hid_t parent, const std::string& name) const {
+    internal::H5Handle g(H5Gcreate2(parent, name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose);
+    if (!g.valid()) fail("group " + name);
+    return g;
+  }
+  void str_attr(hid_t obj, const char* name, const std::string& v) const {
+    internal::H5Handle sp(H5Screate(H5S_SCALAR), H5Sclose);
+    internal::H5Handle a(H5Acreate2(obj, name, m_str.get(), sp.get(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
+    const char* c = v.c_str();
+    if (!a.valid() || H5Awrite(a.get(), m_str.get(), &c) < 0) fail(std::string("attribute ") + name);
+  }
+  void dataset(hid_t grp, const char* name, hid_t type, const void* data, std::vector<hsize_t> dims) const {
+    internal::H5Handle sp(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose);
+    internal::H5Handle d(H5Dcreate2(grp, name, type, sp.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Dclose);
+    hsize_t n = 1;
+    for (auto x : dims) n *= x;
+    if (!d.valid() || (n > 0 && H5Dwrite(d.get(), type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0))
+      fail(std::string("dataset ") + name);
+  }
+  hid_t string_type() const { return m_str.get(); }
+
+ private:
+  std::string m_path;
+  internal::H5Handle m_str;
+};
+
+// Removes a temporary file unless disarmed.
+struct TempFile {
+  std::string path;
+  bool armed = true;
+  ~TempFile() {
+    if (armed) std::filesystem::remove(path);
+  }
+  void commit_to(const std::string& target) {
+    std::error_code ec;
+    std::filesystem::rename(path, target, ec);
+    if (ec) throw std::runtime_error(target + ": cannot rename the finished file into place (" + ec.message() + ")");
+    armed = false;
+  }
+};
+
+}  // namespace
+
 void save_quantized(const Model& m, const Plan& plan, const std::vector<AppliedLayer>& layers, const std::string& path) {
   using internal::H5Handle;
-  const std::string tmp = path + ".qtmp." + std::to_string(getpid());
-  struct Cleanup {
-    std::string p;
-    bool armed = true;
-    ~Cleanup() {
-      if (armed) std::filesystem::remove(p);
-    }
-  } cleanup{tmp};
-  save_checkpoint(m, tmp);
-  internal::silence_hdf5_errors();
-  auto fail = [&](const std::string& what) {
-    throw std::runtime_error(path + ": cannot write quantized weights (" + what + ")");
-  };
+  TempFile tmp{path + ".qtmp." + std::to_string(getpid())};
+  save_checkpoint(m, tmp.path);
+  H5Writer w(path);
   {
-    H5Handle f(H5Fopen(tmp.c_str(), H5F_ACC_RDWR, H5P_DEFAULT), H5Fclose);
-    if (!f.valid()) fail("open");
-    H5Handle g(H5Gcreate2(f.get(), "quant", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose);
-    if (!g.valid()) fail("group /quant");
-    const std::string js = plan_to_json(plan).dump();
-    H5Handle st(H5Tcopy(H5T_C_S1), H5Tclose);
-    H5Tset_size(st.get(), H5T_VARIABLE);
-    H5Tset_cset(st.get(), H5T_CSET_UTF8);
-    H5Handle sp(H5Screate(H5S_SCALAR), H5Sclose);
-    H5Handle at(H5Acreate2(g.get(), "plan", st.get(), sp.get(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
-    const char* cs = js.c_str();
-    if (!at.valid() || H5Awrite(at.get(), st.get(), &cs) < 0) fail("plan attribute");
-    auto write = [&](hid_t grp, const char* name, hid_t type, const void* data, hsize_t n) {
-      H5Handle s(H5Screate_simple(1, &n, nullptr), H5Sclose);
-      H5Handle d(H5Dcreate2(grp, name, type, s.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Dclose);
-      if (!d.valid() || (n > 0 && H5Dwrite(d.get(), type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0))
-        fail(std::string("dataset ") + name);
-    };
+    H5Handle f(H5Fopen(tmp.path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT), H5Fclose);
+    if (!f.valid()) w.fail("open " + tmp.path);
+    H5Handle g = w.group(f.get(), "quant");
+    w.str_attr(g.get(), "plan", plan_to_json(plan).dump());
     for (const auto& l : layers) {
       std::string esc;  // same escaping as checkpoints: '/' -> %2F, '%' -> %25
       for (char c : l.name) esc += c == '/' ? "%2F" : c == '%' ? "%25" : std::string(1, c);
-      H5Handle lg(H5Gcreate2(g.get(), esc.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose);
-      if (!lg.valid()) fail("group /quant/" + esc);
-      write(lg.get(), "codes", H5T_NATIVE_INT8, l.q.codes.data(), l.q.codes.size());
-      write(lg.get(), "scales", H5T_NATIVE_DOUBLE, l.q.scales.data(), l.q.scales.size());
-      write(lg.get(), "zero_points", H5T_NATIVE_INT32, l.q.zero_points.data(), l.q.zero_points.size());
-      write(lg.get(), "group_begin", H5T_NATIVE_INT64, l.q.group_begin.data(), l.q.group_begin.size());
+      H5Handle lg = w.group(g.get(), esc);
+      w.dataset(lg.get(), "codes", H5T_NATIVE_INT8, l.q.codes.data(), {l.q.codes.size()});
+      w.dataset(lg.get(), "scales", H5T_NATIVE_DOUBLE, l.q.scales.data(), {l.q.scales.size()});
+      w.dataset(lg.get(), "zero_points", H5T_NATIVE_INT32, l.q.zero_points.data(), {l.q.zero_points.size()});
+      w.dataset(lg.get(), "group_begin", H5T_NATIVE_INT64, l.q.group_begin.data(), {l.q.group_begin.size()});
     }
   }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) throw std::runtime_error(path + ": cannot rename the finished file into place (" + ec.message() + ")");
-  cleanup.armed = false;
+  tmp.commit_to(path);
 }
 
-}  // namespace curv::quant
-
-namespace curv::quant {
 
 void save_frontier(const std::string& path, const std::string& command, const std::vector<ModelLayer>& layers,
-                   const std::vector<Sensitivity>& sens, const std::string& kind, const ParetoFrontier& frontier,
-                   std::int64_t extra_bytes) {
+                   const std::vector<Sensitivity>& sens, const std::string& kind, const ParetoFrontier& frontier) {
   using internal::H5Handle;
-  internal::silence_hdf5_errors();
-  const std::string tmp = path + ".tmp." + std::to_string(getpid());
-  auto fail = [&](const std::string& what) {
-    std::filesystem::remove(tmp);
-    throw std::runtime_error(path + ": cannot write (" + what + ")");
-  };
+  TempFile tmp{path + ".tmp." + std::to_string(getpid())};
+  H5Writer w(path);
   {
-    H5Handle f(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose);
-    if (!f.valid()) fail("create " + tmp);
-    H5Handle st(H5Tcopy(H5T_C_S1), H5Tclose);
-    H5Tset_size(st.get(), H5T_VARIABLE);
-    H5Tset_cset(st.get(), H5T_CSET_UTF8);
-    auto str_attr = [&](hid_t obj, const char* name, const std::string& v) {
-      H5Handle sp(H5Screate(H5S_SCALAR), H5Sclose);
-      H5Handle a(H5Acreate2(obj, name, st.get(), sp.get(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
-      const char* c = v.c_str();
-      if (!a.valid() || H5Awrite(a.get(), st.get(), &c) < 0) fail(std::string("attribute ") + name);
-    };
-    auto write = [&](hid_t grp, const char* name, hid_t type, const void* data, std::vector<hsize_t> dims) {
-      H5Handle s(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose);
-      H5Handle d(H5Dcreate2(grp, name, type, s.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Dclose);
-      hsize_t n = 1;
-      for (auto x : dims) n *= x;
-      if (!d.valid() || (n > 0 && H5Dwrite(d.get(), type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0))
-        fail(std::string("dataset ") + name);
-    };
-    str_attr(f.get(), "format", "curv");
-    str_attr(f.get(), "command", command);
-    str_attr(f.get(), "created_utc", utc_timestamp());
-    H5Handle q(H5Gcreate2(f.get(), "quant", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose);
-    str_attr(q.get(), "sensitivity", kind);
-    H5Handle lg(H5Gcreate2(q.get(), "layers", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose);
+    H5Handle f(H5Fcreate(tmp.path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose);
+    if (!f.valid()) w.fail("create " + tmp.path);
+    w.str_attr(f.get(), "format", "curv");
+    w.str_attr(f.get(), "command", command);
+    w.str_attr(f.get(), "created_utc", utc_timestamp());
+    H5Handle q = w.group(f.get(), "quant");
+    w.str_attr(q.get(), "sensitivity", kind);
+    H5Handle lg = w.group(q.get(), "layers");
     const hsize_t L = layers.size();
     std::vector<const char*> names;
     std::vector<std::int64_t> n, macs;
@@ -251,29 +255,27 @@ void save_frontier(const std::string& path, const std::string& command, const st
       macs.push_back(layers[i].macs);
       s.push_back(sens[i].value);
     }
-    write(lg.get(), "names", st.get(), names.data(), {L});
-    write(lg.get(), "numel", H5T_NATIVE_INT64, n.data(), {L});
-    write(lg.get(), "macs", H5T_NATIVE_INT64, macs.data(), {L});
-    write(lg.get(), "sensitivity", H5T_NATIVE_DOUBLE, s.data(), {L});
-    H5Handle fg(H5Gcreate2(q.get(), "frontier", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose);
-    str_attr(fg.get(), "exact", frontier.exact ? "true" : "false");
+    w.dataset(lg.get(), "names", w.string_type(), names.data(), {L});
+    w.dataset(lg.get(), "numel", H5T_NATIVE_INT64, n.data(), {L});
+    w.dataset(lg.get(), "macs", H5T_NATIVE_INT64, macs.data(), {L});
+    w.dataset(lg.get(), "sensitivity", H5T_NATIVE_DOUBLE, s.data(), {L});
+    H5Handle fg = w.group(q.get(), "frontier");
+    w.str_attr(fg.get(), "exact", frontier.exact ? "true" : "false");
     const hsize_t K = frontier.points.size();
     std::vector<std::int64_t> size, bits;
     std::vector<double> omega, avg;
     for (const auto& p : frontier.points) {
-      size.push_back((p.size_bits + 7) / 8 + extra_bytes);
+      size.push_back((p.size_bits + 7) / 8);
       omega.push_back(p.omega);
       avg.push_back(p.avg_bits);
       for (int b : p.bits) bits.push_back(b);
     }
-    write(fg.get(), "size_bytes", H5T_NATIVE_INT64, size.data(), {K});
-    write(fg.get(), "omega", H5T_NATIVE_DOUBLE, omega.data(), {K});
-    write(fg.get(), "avg_bits", H5T_NATIVE_DOUBLE, avg.data(), {K});
-    write(fg.get(), "bits", H5T_NATIVE_INT64, bits.data(), {K, L});
+    w.dataset(fg.get(), "size_bytes", H5T_NATIVE_INT64, size.data(), {K});
+    w.dataset(fg.get(), "omega", H5T_NATIVE_DOUBLE, omega.data(), {K});
+    w.dataset(fg.get(), "avg_bits", H5T_NATIVE_DOUBLE, avg.data(), {K});
+    w.dataset(fg.get(), "bits", H5T_NATIVE_INT64, bits.data(), {K, L});
   }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) fail("rename: " + ec.message());
+  tmp.commit_to(path);
 }
 
 }  // namespace curv::quant

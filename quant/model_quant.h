@@ -80,8 +80,8 @@ void save_quantized(const Model& m, const Plan& plan, const std::vector<AppliedL
 namespace curv::quant {
 /// Writes sensitivities and the Pareto frontier for `curv quant plan --h5` (docs/quant-plan.md):
 /// /quant/layers/{names, numel, macs, sensitivity}, /quant/frontier/{size_bytes, omega, avg_bits,
-/// bits [points x layers]}, attributes format="curv", kind, exact. Atomic.
+/// bits [points x layers]}, attributes format="curv", kind, exact. Sizes include the float32
+/// parts (the problem's extra_bits). Atomic.
 void save_frontier(const std::string& path, const std::string& command, const std::vector<ModelLayer>& layers,
-                   const std::vector<Sensitivity>& sens, const std::string& kind, const ParetoFrontier& frontier,
-                   std::int64_t extra_bytes);
+                   const std::vector<Sensitivity>& sens, const std::string& kind, const ParetoFrontier& frontier);
 }  // namespace curv::quant

@@ -112,6 +112,12 @@ TEST_CASE("bad input: one line naming the file and the problem, exit status 2") 
   check_bad("eval " + kModel + " --data random:1x28x28:20:64", "out of range for 10 model outputs");
   check_bad("eval " + kModel + " --data fashion-mnist:test --precision float16", "precision");
   check_bad("bench --arch vgg --data random:3x8x8:2:4", "unknown arch 'vgg'");
+  // convert / export: a bad input names the file, and no output appears.
+  const fs::path conv = tmpdir() / "conv.h5";
+  check_bad("convert " + junk.string() + " " + conv.string(), junk.string());
+  CHECK(!fs::exists(conv));
+  check_bad("export /nonexistent/model.h5 " + (tmpdir() / "e.onnx").string(), "/nonexistent/model.h5");
+  CHECK(!fs::exists(tmpdir() / "e.onnx"));
 }
 
 TEST_CASE("quant plan, apply and eval: budget respected, applied model evaluates as quant eval says") {

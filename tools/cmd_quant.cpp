@@ -47,8 +47,7 @@ struct QuantCommon {
 void register_quant(CLI::App& root, int argc, char** argv) {
   auto* q = root.add_subcommand("quant", "HAWQ-style mixed-precision quantization plans");
   q->require_subcommand(1);
-  std::string cmd;
-  for (int i = 0; i < argc; ++i) cmd += (i ? " " : "") + std::string(argv[i]);
+  const std::string cmd = command_line(argc, argv);
 
   // ---------------------------------------------------------------- plan
   {
@@ -101,55 +100,52 @@ void register_quant(CLI::App& root, int argc, char** argv) {
       if (o->avg_bits) budget = {quant::BudgetKind::AvgBits, *o->avg_bits};
       if (o->size_kb) budget = {quant::BudgetKind::SizeKB, *o->size_kb};
       if (o->bops) budget = {quant::BudgetKind::GBops, *o->bops};
-      {
-        // Fail fast: feasibility does not depend on the sensitivities (zero Omega stand-ins).
-        quant::AllocProblem dry;
-        dry.act_bits = o->act_bits;
-        dry.extra_bits = 8 * quant::unquantized_bytes(m, layers);
-        for (size_t i = 0; i < layers.size(); ++i) {
-          quant::AllocLayer al;
-          al.name = layers[i].name;
-          al.numel = layers[i].numel;
-          al.macs = layers[i].macs;
-          al.overhead_bits = quant::scale_overhead_bits(quant::scheme_from_string(o->qc.scheme),
-              quant::num_groups({8, quant::scheme_from_string(o->qc.scheme), quant::granularity_from_string(o->qc.granularity),
-                                 static_cast<int>(o->qc.groups)}, layers[i].shape[0]));
-          const bool pinned = o->pin && (i == 0 || i + 1 == layers.size());
-          if (pinned) al.options.push_back({o->pin, 0.0});
-          else for (int b : cand) al.options.push_back({b, 0.0});
-          dry.layers.push_back(al);
-        }
-        quant::BitAllocator(dry).solve(budget);
-      }
-      std::cerr << "quant plan: " << o->sensitivity << " sensitivity of " << layers.size() << " layers on " << d.size()
-                << " samples\n";
-      const auto sens = quant::layer_sensitivities(m, d, layers, so);
       quant::QuantSpec spec;
       spec.scheme = quant::scheme_from_string(o->qc.scheme);
       spec.granularity = quant::granularity_from_string(o->qc.granularity);
       spec.groups = static_cast<int>(o->qc.groups);
+      // The allocation problem with every Omega still zero: feasibility does not depend on the
+      // sensitivities, so an impossible budget or constraint fails before the Hessian work.
       quant::AllocProblem prob;
       prob.act_bits = o->act_bits;
       prob.extra_bits = 8 * quant::unquantized_bytes(m, layers);
-      std::vector<quant::PlanLayerInfo> info;
       for (size_t i = 0; i < layers.size(); ++i) {
         const auto& l = layers[i];
-        std::vector<int> bits = cand;
-        if (o->pin && (i == 0 || i + 1 == layers.size())) {
-          quant::check_bits(o->pin);
-          prob.pinned[l.name] = o->pin;
-          if (std::find(bits.begin(), bits.end(), o->pin) == bits.end()) bits.push_back(o->pin);
-        }
-        const Tensor<double>& w = m.param(l.param);
-        std::vector<std::int64_t> shape(l.shape.begin(), l.shape.end());
-        const auto omega = quant::loss_increase<double>(sens[i].value, std::span<const double>(w.data(), w.size()), shape, spec, bits);
         quant::AllocLayer al;
         al.name = l.name;
         al.numel = l.numel;
         al.macs = l.macs;
         al.overhead_bits = quant::scale_overhead_bits(spec.scheme, quant::num_groups(spec, l.shape[0]));
-        for (size_t b = 0; b < bits.size(); ++b) al.options.push_back({bits[b], omega[b]});
+        for (int b : cand) al.options.push_back({b, 0.0});
+        if (o->pin && (i == 0 || i + 1 == layers.size())) {
+          quant::check_bits(o->pin);
+          prob.pinned[l.name] = o->pin;
+          if (std::find(cand.begin(), cand.end(), o->pin) == cand.end()) al.options.push_back({o->pin, 0.0});
+        }
         prob.layers.push_back(al);
+      }
+      for (const auto& g : o->share) {
+        std::vector<std::string> grp;
+        std::stringstream ss(g);
+        std::string t;
+        while (std::getline(ss, t, ',')) grp.push_back(t);
+        prob.shared.push_back(grp);
+      }
+      quant::BitAllocator(prob).solve(budget);
+
+      std::cerr << "quant plan: " << o->sensitivity << " sensitivity of " << layers.size() << " layers on " << d.size()
+                << " samples\n";
+      const auto sens = quant::layer_sensitivities(m, d, layers, so);
+      std::vector<quant::PlanLayerInfo> info;
+      for (size_t i = 0; i < layers.size(); ++i) {
+        const auto& l = layers[i];
+        auto& options = prob.layers[i].options;
+        std::vector<int> bits;
+        for (const auto& opt : options) bits.push_back(opt.bits);
+        const Tensor<double>& w = m.param(l.param);
+        std::vector<std::int64_t> shape(l.shape.begin(), l.shape.end());
+        const auto omega = quant::loss_increase<double>(sens[i].value, std::span<const double>(w.data(), w.size()), shape, spec, bits);
+        for (size_t b = 0; b < options.size(); ++b) options[b].omega = omega[b];
         quant::PlanLayerInfo pi;
         pi.scheme = spec.scheme;
         pi.granularity = spec.granularity;
@@ -159,13 +155,6 @@ void register_quant(CLI::App& root, int argc, char** argv) {
         info.push_back(pi);
         if (sens[i].negative_top_eigenvalue)
           std::cerr << "quant plan: warning: layer " << l.name << " has a negative top eigenvalue (not at a minimum)\n";
-      }
-      for (const auto& g : o->share) {
-        std::vector<std::string> grp;
-        std::stringstream ss(g);
-        std::string t;
-        while (std::getline(ss, t, ',')) grp.push_back(t);
-        prob.shared.push_back(grp);
       }
       quant::BitAllocator alloc(prob);
       const quant::Allocation a = alloc.solve(budget);
@@ -178,7 +167,7 @@ void register_quant(CLI::App& root, int argc, char** argv) {
       plan.budget = budget;
       plan.created_utc = quant::utc_timestamp();
       plan.candidate_bits = cand;
-      if (!o->h5.empty()) quant::save_frontier(o->h5, cmd, layers, sens, o->sensitivity, front, 0);
+      if (!o->h5.empty()) quant::save_frontier(o->h5, cmd, layers, sens, o->sensitivity, front);
       quant::write_plan(plan, o->out);
       nlohmann::json j = quant::plan_to_json(plan);
       j["frontier_points"] = front.points.size();
