@@ -150,6 +150,48 @@ int basic_block(ModelBuilder& b, int x, std::int64_t out, std::int64_t stride, c
   return b.relu(b.add(y, sc));
 }
 
+// ViT encoder block (pre-norm): x + MHSA(LN(x)), then x + MLP(LN(x)) with GELU. x: [N, T, D].
+int vit_block(ModelBuilder& b, int x, std::int64_t heads, const std::string& name) {
+  const Shape s = b.shape(x);
+  const std::int64_t T = s[0], D = s[1], dh = D / heads;
+  int h = b.layer_norm(x, name + ".norm1");
+  int q = b.linear_nd(h, D, name + ".attn.q"), k = b.linear_nd(h, D, name + ".attn.k");
+  int v = b.linear_nd(h, D, name + ".attn.v");
+  auto split = [&](int t) {  // [N, T, D] -> [N, H, T, dh]
+    return b.node("", make_transpose({0, 2, 1, 3}), {b.node("", make_reshape({0, T, heads, dh}), {t})});
+  };
+  int qh = split(q), kh = split(k), vh = split(v);
+  int att = b.node("", make_matmul(), {qh, b.node("", make_transpose({0, 1, 3, 2}), {kh})});
+  att = b.binary(att, b.constant(name + ".attn.scale", Tensor<double>({1}, {1.0 / std::sqrt(double(dh))})),
+                 BinaryKind::Mul);
+  att = b.node("", make_softmax(-1, false), {att});
+  int o = b.node("", make_matmul(), {att, vh});
+  o = b.node("", make_reshape({0, T, D}), {b.node("", make_transpose({0, 2, 1, 3}), {o})});
+  x = b.add(x, b.linear_nd(o, D, name + ".attn.proj"));
+  h = b.layer_norm(x, name + ".norm2");
+  h = b.linear_nd(b.unary(b.linear_nd(h, 2 * D, name + ".mlp.fc1"), UnaryKind::Gelu), D, name + ".mlp.fc2");
+  return b.add(x, h);
+}
+
+std::vector<std::int64_t> int_args(const std::string& spec, const std::string& arg, std::vector<std::int64_t> dflt,
+                                   const char* example) {
+  if (arg.empty()) return dflt;
+  std::vector<std::int64_t> r;
+  std::stringstream ss(arg);
+  std::string tok;
+  while (std::getline(ss, tok, '-')) {
+    try {
+      std::size_t used = 0;
+      r.push_back(std::stoll(tok, &used));
+      if (used != tok.size()) throw std::invalid_argument(tok);
+    } catch (...) {
+      throw std::invalid_argument("arch '" + spec + "': expected positive integers like " + example);
+    }
+    if (r.back() <= 0) throw std::invalid_argument("arch '" + spec + "': expected positive integers like " + example);
+  }
+  return r;
+}
+
 }  // namespace
 
 Model build_arch(const std::string& spec, const Shape& sample_shape, std::int64_t num_classes, std::uint64_t seed,
@@ -158,20 +200,7 @@ Model build_arch(const std::string& spec, const Shape& sample_shape, std::int64_
   const std::string kind = spec.substr(0, spec.find(':'));
   const std::string arg = spec.find(':') == std::string::npos ? "" : spec.substr(spec.find(':') + 1);
   if (kind == "mlp") {
-    std::vector<std::int64_t> hidden{128, 64};
-    if (!arg.empty()) {
-      hidden.clear();
-      std::stringstream ss(arg);
-      std::string tok;
-      while (std::getline(ss, tok, '-')) {
-        try {
-          hidden.push_back(std::stoll(tok));
-        } catch (...) {
-          throw std::invalid_argument("arch '" + spec + "': hidden sizes must be integers like mlp:128-64");
-        }
-        if (hidden.back() <= 0) throw std::invalid_argument("arch '" + spec + "': hidden sizes must be positive");
-      }
-    }
+    const auto hidden = int_args(spec, arg, {128, 64}, "mlp:128-64");
     int x = sample_shape.size() > 1 ? b.flatten(b.input()) : b.input();
     for (size_t i = 0; i < hidden.size(); ++i) x = b.relu(b.linear(x, hidden[i], std::to_string(2 * i + 1)));
     x = b.linear(x, num_classes, std::to_string(2 * hidden.size() + 1));
@@ -200,7 +229,25 @@ Model build_arch(const std::string& spec, const Shape& sample_shape, std::int64_
     x = b.flatten(b.global_avg_pool(x));
     return b.finish(b.linear(x, num_classes, "fc"));
   }
-  throw std::invalid_argument("unknown arch '" + spec + "' (expected mlp[:H1-H2-...], lenet, resnet20 or resnet20-bn)");
+  if (kind == "vit") {
+    const auto a = int_args(spec, arg, {7, 32, 2, 4}, "vit:7-32-2-4");
+    if (a.size() != 4) throw std::invalid_argument("arch '" + spec + "': expected vit:PATCH-DIM-DEPTH-HEADS");
+    const std::int64_t patch = a[0], D = a[1], depth = a[2], heads = a[3];
+    if (sample_shape[1] % patch || sample_shape[2] % patch || D % heads)
+      throw std::invalid_argument("arch '" + spec + "': patch " + std::to_string(patch) + " must divide the image " +
+                                  shape_str(sample_shape) + " and heads must divide the width");
+    const std::int64_t T = (sample_shape[1] / patch) * (sample_shape[2] / patch);
+    // Patch embedding as a strided conv, tokens [N, T, D], learned position embedding.
+    int x = b.conv(b.input(), D, patch, patch, 0, "patch_embed");
+    x = b.node("", make_transpose({0, 2, 1}), {b.node("", make_reshape({0, D, T}), {x})});
+    x = b.add(x, b.param("pos_embed", {T, D}, 0.02));
+    for (std::int64_t i = 0; i < depth; ++i) x = vit_block(b, x, heads, "blocks." + std::to_string(i));
+    x = b.layer_norm(x, "norm");
+    x = b.node("", make_reduce(true, {1}, false), {x});  // mean over tokens
+    return b.finish(b.linear(x, num_classes, "head"));
+  }
+  throw std::invalid_argument("unknown arch '" + spec +
+                              "' (expected mlp[:H1-H2-...], lenet, resnet20, resnet20-bn or vit[:PATCH-DIM-DEPTH-HEADS])");
 }
 
 }  // namespace curv

@@ -61,6 +61,9 @@ class ModelBuilder {
 ///   resnet20         CIFAR ResNet-20 (He et al. 2016), BatchNorm folded into conv biases,
 ///                    1x1 projection shortcuts; 271,690 parameters on 3x32x32 inputs
 ///   resnet20-bn      the same with BatchNorm layers (training mode when `bn_training`)
+///   vit[:P-D-L-H]    small ViT: PxP patches embedded to width D by a strided conv, learned
+///                    position embedding, L pre-norm blocks with H heads and a 2D GELU MLP,
+///                    mean-pooled tokens, LayerNorm, linear head (default vit:7-32-2-4)
 Model build_arch(const std::string& spec, const Shape& sample_shape, std::int64_t num_classes, std::uint64_t seed,
                  bool bn_training = false);
 

@@ -9,6 +9,9 @@
 #include <optional>
 #include <regex>
 #include <stdexcept>
+#include <cmath>
+#include <limits>
+#include <type_traits>
 
 #include "src/internal/h5.h"
 #include "src/internal/onnx_ops.h"
@@ -21,7 +24,7 @@ namespace {
 using nlohmann::json;
 
 constexpr const char* kFormat = "curv-checkpoint";
-constexpr std::int64_t kSchemaVersion = 1;
+constexpr std::int64_t kSchemaVersion = 2;  // 2: optional /train and /history
 
 [[noreturn]] void fail(const std::string& file, const std::string& msg) { throw std::runtime_error(file + ": " + msg); }
 
@@ -133,6 +136,103 @@ Tensor<double> read_tensor(const std::string& file, hid_t group, const std::stri
   return t;
 }
 
+// A float64 or int64 array dataset [n] or [n, k] (no name attribute: the link name is plain).
+template <class V>
+void write_array(const std::string& file, hid_t group, const std::string& name, const std::vector<V>& v,
+                 hsize_t cols = 0) {
+  const bool is_int = std::is_integral_v<V>;
+  hsize_t dims[2] = {cols ? v.size() / cols : v.size(), cols};
+  h5::Space s(H5Screate_simple(cols ? 2 : 1, dims, nullptr));
+  h5::Dataset d(H5Dcreate2(group, name.c_str(), is_int ? H5T_STD_I64LE : H5T_IEEE_F64LE, s.get(), H5P_DEFAULT,
+                           H5P_DEFAULT, H5P_DEFAULT));
+  if (!d || (!v.empty() && H5Dwrite(d.get(), is_int ? H5T_NATIVE_INT64 : H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL,
+                                    H5P_DEFAULT, v.data()) < 0))
+    fail(file, "cannot write dataset '" + name + "'");
+}
+
+template <class V>
+std::vector<V> read_array(const std::string& file, hid_t group, const std::string& where, const std::string& name) {
+  if (H5Lexists(group, name.c_str(), H5P_DEFAULT) <= 0) fail(file, "missing dataset '" + where + "/" + name + "'");
+  h5::Dataset d(H5Dopen2(group, name.c_str(), H5P_DEFAULT));
+  h5::Space s(H5Dget_space(d.get()));
+  const hssize_t n = H5Sget_simple_extent_npoints(s.get());
+  std::vector<V> v(std::max<hssize_t>(n, 0));
+  if (!d || n < 0 ||
+      (n > 0 && H5Dread(d.get(), std::is_integral_v<V> ? H5T_NATIVE_INT64 : H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL,
+                        H5P_DEFAULT, v.data()) < 0))
+    fail(file, "cannot read dataset '" + where + "/" + name + "'");
+  return v;
+}
+
+std::int64_t read_int_attr(const std::string& file, hid_t obj, const std::string& name) {
+  if (H5Aexists(obj, name.c_str()) <= 0) fail(file, "missing attribute '" + name + "'");
+  h5::Attr a(H5Aopen(obj, name.c_str(), H5P_DEFAULT));
+  std::int64_t v = 0;
+  if (!a || H5Aread(a.get(), H5T_NATIVE_INT64, &v) < 0) fail(file, "cannot read attribute '" + name + "'");
+  return v;
+}
+
+h5::Group make_group(const std::string& file, hid_t parent, const char* name) {
+  h5::Group g(H5Gcreate2(parent, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+  if (!g) fail(file, std::string("cannot create group '") + name + "'");
+  return g;
+}
+
+// Column of a record series: one value per record.
+template <class R, class F>
+auto column(const std::vector<R>& rs, F f) {
+  std::vector<decltype(f(rs.front()))> v;
+  for (const auto& r : rs) v.push_back(f(r));
+  return v;
+}
+
+void write_train_state(const std::string& path, hid_t f, const TrainState& t) {
+  h5::Group train = make_group(path, f, "train");
+  write_int_attr(path, train.get(), "epoch", t.epoch);
+  write_int_attr(path, train.get(), "step", t.step);
+  write_str_attr(path, train.get(), "optimizer", t.optimizer);
+  write_int_attr(path, train.get(), "optimizer_steps", t.optimizer_steps);
+  write_str_attr(path, train.get(), "config", t.config);
+  h5::Group opt = make_group(path, train.get(), "optimizer");
+  for (const auto& [name, v] : t.optimizer_state) write_array(path, opt.get(), name, v);
+
+  const auto& E = t.history.epochs;
+  h5::Group h = make_group(path, f, "history");
+  write_array(path, h.get(), "epoch", column(E, [](const EpochRecord& r) { return r.epoch; }));
+  write_array(path, h.get(), "step", column(E, [](const EpochRecord& r) { return r.step; }));
+  write_array(path, h.get(), "lr", column(E, [](const EpochRecord& r) { return r.lr; }));
+  write_array(path, h.get(), "train_loss", column(E, [](const EpochRecord& r) { return r.train_loss; }));
+  write_array(path, h.get(), "train_accuracy", column(E, [](const EpochRecord& r) { return r.train_accuracy; }));
+  write_array(path, h.get(), "test_loss", column(E, [](const EpochRecord& r) { return r.test_loss; }));
+  write_array(path, h.get(), "test_accuracy", column(E, [](const EpochRecord& r) { return r.test_accuracy; }));
+  write_array(path, h.get(), "seconds", column(E, [](const EpochRecord& r) { return r.seconds; }));
+  write_array(path, h.get(), "samples_per_second",
+              column(E, [](const EpochRecord& r) { return r.samples_per_second; }));
+
+  const auto& C = t.history.curvature;
+  h5::Group c = make_group(path, h.get(), "curvature");
+  write_array(path, c.get(), "step", column(C, [](const CurvatureRecord& r) { return r.step; }));
+  write_array(path, c.get(), "epoch", column(C, [](const CurvatureRecord& r) { return r.epoch; }));
+  write_array(path, c.get(), "loss", column(C, [](const CurvatureRecord& r) { return r.loss; }));
+  write_array(path, c.get(), "lambda_max", column(C, [](const CurvatureRecord& r) { return r.lambda_max; }));
+  write_array(path, c.get(), "lambda_max_residual",
+              column(C, [](const CurvatureRecord& r) { return r.lambda_max_residual; }));
+  write_array(path, c.get(), "trace", column(C, [](const CurvatureRecord& r) { return r.trace; }));
+  write_array(path, c.get(), "trace_stderr", column(C, [](const CurvatureRecord& r) { return r.trace_stderr; }));
+  write_array(path, c.get(), "grad_overlap", column(C, [](const CurvatureRecord& r) { return r.grad_overlap; }));
+  write_array(path, c.get(), "grad_norm", column(C, [](const CurvatureRecord& r) { return r.grad_norm; }));
+  write_array(path, c.get(), "lr", column(C, [](const CurvatureRecord& r) { return r.lr; }));
+  write_array(path, c.get(), "hvps", column(C, [](const CurvatureRecord& r) { return r.hvps; }));
+  write_array(path, c.get(), "seconds", column(C, [](const CurvatureRecord& r) { return r.seconds; }));
+  std::size_t k = 0;
+  for (const auto& r : C) k = std::max(k, r.top_values.size());
+  std::vector<double> top;
+  for (const auto& r : C)
+    for (std::size_t j = 0; j < k; ++j)
+      top.push_back(j < r.top_values.size() ? r.top_values[j] : std::numeric_limits<double>::quiet_NaN());
+  write_array(path, c.get(), "top_values", top, std::max<hsize_t>(k, 1));
+}
+
 json graph_json(const Model& m, const std::string& path) {
   json g;
   const Value& in = m.values().at(m.input());
@@ -156,7 +256,7 @@ json graph_json(const Model& m, const std::string& path) {
   return g;
 }
 
-void write_file(const Model& m, const std::string& path, const std::string& tmp) {
+void write_file(const Model& m, const std::string& path, const std::string& tmp, const TrainState* train) {
   const json g = graph_json(m, path);
   h5::File f(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT));
   if (!f) fail(path, "cannot create '" + tmp + "'");
@@ -184,17 +284,18 @@ void write_file(const Model& m, const std::string& path, const std::string& tmp)
   const std::string op_prefix = op_spec_key("");
   for (const auto& [k, v] : m.meta())
     if (k.rfind(op_prefix, 0) != 0) write_str_attr(path, meta.get(), k, v);
+  if (train) write_train_state(path, f.get(), *train);
   if (H5Fflush(f.get(), H5F_SCOPE_GLOBAL) < 0) fail(path, "cannot flush '" + tmp + "'");
 }
 
 }  // namespace
 
-void save_checkpoint(const Model& model, const std::string& path) {
+void save_checkpoint(const Model& model, const std::string& path, const TrainState* train) {
   if (model.input() < 0 || model.output() < 0) throw std::invalid_argument(path + ": model has no input or no output");
   const std::string tmp = path + ".tmp";
   try {
     h5::QuietErrors quiet;
-    write_file(model, path, tmp);
+    write_file(model, path, tmp, train);
   } catch (...) {
     std::remove(tmp.c_str());
     throw;
@@ -301,6 +402,84 @@ Model load_checkpoint(const std::string& path, const ImportOptions& opts) {
   }
   m.meta()["checkpoint"] = path;
   return m;
+}
+
+}  // namespace curv
+
+namespace curv {
+
+std::optional<TrainState> load_train_state(const std::string& path) {
+  h5::QuietErrors quiet;
+  h5::File f(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+  if (!f) fail(path, "cannot open HDF5 file");
+  if (H5Lexists(f.get(), "train", H5P_DEFAULT) <= 0) return std::nullopt;
+  TrainState t;
+  h5::Group train(H5Gopen2(f.get(), "train", H5P_DEFAULT));
+  t.epoch = read_int_attr(path, train.get(), "epoch");
+  t.step = read_int_attr(path, train.get(), "step");
+  t.optimizer = read_str_attr(path, train.get(), "optimizer");
+  t.optimizer_steps = read_int_attr(path, train.get(), "optimizer_steps");
+  t.config = read_str_attr(path, train.get(), "config");
+  if (H5Lexists(train.get(), "optimizer", H5P_DEFAULT) > 0) {
+    h5::Group opt(H5Gopen2(train.get(), "optimizer", H5P_DEFAULT));
+    std::vector<std::string> names;
+    auto collect = [](hid_t, const char* name, const H5L_info_t*, void* out) -> herr_t {
+      static_cast<std::vector<std::string>*>(out)->push_back(name);
+      return 0;
+    };
+    hsize_t idx = 0;
+    H5Literate(opt.get(), H5_INDEX_NAME, H5_ITER_INC, &idx, collect, &names);
+    for (const auto& n : names) t.optimizer_state[n] = read_array<double>(path, opt.get(), "/train/optimizer", n);
+  }
+  if (H5Lexists(f.get(), "history", H5P_DEFAULT) <= 0) fail(path, "has '/train' but no '/history'");
+  h5::Group h(H5Gopen2(f.get(), "history", H5P_DEFAULT));
+  const auto epoch = read_array<std::int64_t>(path, h.get(), "/history", "epoch");
+  const auto step = read_array<std::int64_t>(path, h.get(), "/history", "step");
+  std::map<std::string, std::vector<double>> e;
+  for (const char* n : {"lr", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "seconds",
+                        "samples_per_second"}) {
+    e[n] = read_array<double>(path, h.get(), "/history", n);
+    if (e[n].size() != epoch.size()) fail(path, std::string("'/history/") + n + "' does not match '/history/epoch'");
+  }
+  if (step.size() != epoch.size()) fail(path, "'/history/step' does not match '/history/epoch'");
+  for (std::size_t i = 0; i < epoch.size(); ++i)
+    t.history.epochs.push_back({epoch[i], step[i], e["lr"][i], e["train_loss"][i], e["train_accuracy"][i],
+                                e["test_loss"][i], e["test_accuracy"][i], e["seconds"][i],
+                                e["samples_per_second"][i]});
+  h5::Group c(H5Gopen2(h.get(), "curvature", H5P_DEFAULT));
+  if (!c) fail(path, "missing group '/history/curvature'");
+  const auto cstep = read_array<std::int64_t>(path, c.get(), "/history/curvature", "step");
+  const auto hvps = read_array<std::int64_t>(path, c.get(), "/history/curvature", "hvps");
+  std::map<std::string, std::vector<double>> cv;
+  for (const char* n : {"epoch", "loss", "lambda_max", "lambda_max_residual", "trace", "trace_stderr", "grad_overlap",
+                        "grad_norm", "lr", "seconds"}) {
+    cv[n] = read_array<double>(path, c.get(), "/history/curvature", n);
+    if (cv[n].size() != cstep.size())
+      fail(path, std::string("'/history/curvature/") + n + "' does not match '/history/curvature/step'");
+  }
+  const auto top = read_array<double>(path, c.get(), "/history/curvature", "top_values");
+  const std::size_t k = cstep.empty() ? 0 : top.size() / cstep.size();
+  if (hvps.size() != cstep.size() || (!cstep.empty() && top.size() != k * cstep.size()))
+    fail(path, "'/history/curvature' series have different lengths");
+  for (std::size_t i = 0; i < cstep.size(); ++i) {
+    CurvatureRecord r;
+    r.step = cstep[i];
+    r.epoch = cv["epoch"][i];
+    r.loss = cv["loss"][i];
+    r.lambda_max = cv["lambda_max"][i];
+    r.lambda_max_residual = cv["lambda_max_residual"][i];
+    r.trace = cv["trace"][i];
+    r.trace_stderr = cv["trace_stderr"][i];
+    r.grad_overlap = cv["grad_overlap"][i];
+    r.grad_norm = cv["grad_norm"][i];
+    r.lr = cv["lr"][i];
+    r.hvps = hvps[i];
+    r.seconds = cv["seconds"][i];
+    for (std::size_t j = 0; j < k; ++j)
+      if (!std::isnan(top[i * k + j])) r.top_values.push_back(top[i * k + j]);
+    t.history.curvature.push_back(std::move(r));
+  }
+  return t;
 }
 
 }  // namespace curv

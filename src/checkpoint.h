@@ -10,19 +10,29 @@
 ///   /params/<name>         float64 dataset per trainable parameter (attr `name`: the exact name)
 ///   /constants/<name>      float64 dataset per constant (BatchNorm running statistics, ...)
 ///   /meta                  one string attribute per Model::meta() entry (source, producer, ...)
+///   /train                 (training runs) attrs epoch, step, optimizer, optimizer_steps, config;
+///                          /train/optimizer/<state> float64 [P] in flat parameter order
+///   /history               (training runs) per-epoch series, and /history/curvature/ series
 ///
 /// Names are escaped for HDF5 ('/' -> "%2F", '%' -> "%25"); the exact name is the `name`
 /// attribute. Files are written to "<path>.tmp" and renamed when complete.
+#include <optional>
 #include <string>
 
 #include "src/model.h"
 #include "src/onnx_import.h"
+#include "src/train_state.h"
 
 namespace curv {
 
 /// Writes the model. Throws std::runtime_error naming the file (or the node whose op cannot be
 /// described); nothing is left at `path` on failure.
-void save_checkpoint(const Model& model, const std::string& path);
+/// With `train`, also writes the training state (`/train`) and history (`/history`).
+void save_checkpoint(const Model& model, const std::string& path, const TrainState* train = nullptr);
+
+/// The training state and history stored by save_checkpoint, or nullopt when the file has none.
+/// Throws std::runtime_error("<file>: <what>") on a corrupt state.
+std::optional<TrainState> load_train_state(const std::string& path);
 
 /// Reads a checkpoint written by save_checkpoint. Throws std::runtime_error("<file>: <what>").
 /// `opts` as for import_onnx: params_regex / freeze_regex turn saved parameters into constants

@@ -112,6 +112,9 @@ class ObjectiveImpl final : public Objective {
     m_act_per_sample = per_sample;
     m_cache_on = opts.cache_bytes > 0 && 3 * per_sample * data.size() <= opts.cache_bytes;
     m_cache.resize(m_chunks.size());
+    for (size_t i = 0; i < model.nodes().size(); ++i)
+      if (model.nodes()[i].op->mixes_batch()) m_bn_nodes.push_back(static_cast<int>(i));
+    if (!m_bn_nodes.empty()) m_bn_stats.resize(m_chunks.size());
   }
 
   std::int64_t num_params() const override { return m_model.num_params(); }
@@ -227,6 +230,12 @@ class ObjectiveImpl final : public Objective {
     }
   }
 
+  std::vector<BatchNormStats> batch_norm_stats() const override {
+    std::vector<BatchNormStats> r;
+    for (const auto& chunk : m_bn_stats) r.insert(r.end(), chunk.begin(), chunk.end());
+    return r;
+  }
+
   void layer_io(const std::function<void(const LayerIO&)>& f) override {
     const auto& nodes = m_model.nodes();
     for (std::int64_t c = 0; c < static_cast<std::int64_t>(m_chunks.size()); ++c) {
@@ -293,9 +302,26 @@ class ObjectiveImpl final : public Objective {
     if (!slot) {
       slot = std::make_unique<Pass<T>>();
       forward(*slot, m_chunks[c].first, m_chunks[c].second);
+      if (!m_bn_nodes.empty()) record_bn_stats(c, *slot);
     }
     if (need_grad && !slot->has_grad) backward(*slot);
     return *slot;
+  }
+
+  // BatchNorm (training) saves the batch mean and unbiased variance as state saved[0] and saved[1].
+  void record_bn_stats(std::int64_t c, const Pass<T>& p) {
+    auto& out = m_bn_stats[c];
+    out.clear();
+    for (int i : m_bn_nodes) {
+      const auto& st = p.states[i].saved;
+      if (st.size() < 2) continue;
+      BatchNormStats s;
+      s.node = i;
+      s.first_sample = p.first;
+      s.mean.assign(st[0].data(), st[0].data() + st[0].size());
+      s.var.assign(st[1].data(), st[1].data() + st[1].size());
+      out.push_back(std::move(s));
+    }
   }
 
   void forward(Pass<T>& p, std::int64_t first, std::int64_t count) {
@@ -518,6 +544,8 @@ class ObjectiveImpl final : public Objective {
   std::size_t m_act_per_sample = 0;
   bool m_cache_on = false;
   std::vector<std::unique_ptr<Pass<T>>> m_cache;
+  std::vector<int> m_bn_nodes;                          // nodes whose op mixes the batch
+  std::vector<std::vector<BatchNormStats>> m_bn_stats;  // per chunk, written by that chunk's pass only
   std::atomic<std::int64_t> m_primal_passes{0};
 };
 
@@ -526,6 +554,26 @@ class ObjectiveImpl final : public Objective {
 std::unique_ptr<Objective> Objective::create(const Model& model, const Dataset& data, const ObjectiveOptions& opts) {
   if (opts.precision == Precision::Float64) return std::make_unique<ObjectiveImpl<double>>(model, data, opts);
   return std::make_unique<ObjectiveImpl<float>>(model, data, opts);
+}
+
+void update_running_stats(Model& model, const std::vector<BatchNormStats>& stats, double momentum) {
+  if (!(momentum >= 0 && momentum <= 1))
+    throw std::invalid_argument("BatchNorm momentum must be in [0, 1] (got " + std::to_string(momentum) + ")");
+  for (const auto& s : stats) {
+    const Node& n = model.nodes().at(s.node);
+    if (n.inputs.size() < 5) throw std::invalid_argument("node '" + n.name + "' has no running statistics");
+    for (int a = 3; a <= 4; ++a) {
+      const Value& v = model.values()[n.inputs[a]];
+      if (v.kind != ValueKind::Constant)
+        throw std::invalid_argument("node '" + n.name + "': running statistic '" + v.name + "' is not a constant");
+      Tensor<double>& r = model.constant(v.index);
+      const auto& b = a == 3 ? s.mean : s.var;
+      if (static_cast<std::size_t>(r.size()) != b.size())
+        throw std::invalid_argument("node '" + n.name + "': " + std::to_string(b.size()) + " batch statistics for '" +
+                                    v.name + "' of shape " + shape_str(r.shape()));
+      for (std::int64_t j = 0; j < r.size(); ++j) r.data()[j] = (1 - momentum) * r.data()[j] + momentum * b[j];
+    }
+  }
 }
 
 Dataset Dataset::subset(std::int64_t first, std::int64_t count) const {

@@ -64,6 +64,13 @@ struct LayerIO {
   Tensor<double> output_grad;  // [n, ...], gradient of the mean loss (scaled by 1/N)
 };
 
+/// The batch mean and unbiased batch variance per channel of one BatchNorm node on one micro-batch.
+struct BatchNormStats {
+  int node = -1;
+  std::int64_t first_sample = 0;
+  std::vector<double> mean, var;
+};
+
 class Objective {
  public:
   using Vector = Eigen::VectorXd;
@@ -99,6 +106,18 @@ class Objective {
 
   /// Calls f for every parameterized node and micro-batch, in a fixed order (sequentially).
   virtual void layer_io(const std::function<void(const LayerIO&)>& f) = 0;
+
+  /// Batch statistics of the BatchNorm nodes in training mode (ops that mix the batch), as the
+  /// last primal pass of each micro-batch computed them: one entry per micro-batch (in sample
+  /// order) and node (in model order). Empty when the model has no such node or before any pass.
+  virtual std::vector<BatchNormStats> batch_norm_stats() const = 0;
 };
+
+/// Running-statistics update of PyTorch's BatchNorm in training mode, applied once per entry in
+/// order (so micro-batches act as ghost batches of the size of a micro-batch):
+///   running_mean <- (1 - momentum) running_mean + momentum mean
+///   running_var  <- (1 - momentum) running_var  + momentum var_unbiased
+/// The running statistics are the node's constant inputs 3 and 4 in `model`.
+void update_running_stats(Model& model, const std::vector<BatchNormStats>& stats, double momentum);
 
 }  // namespace curv

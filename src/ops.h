@@ -56,6 +56,8 @@ OpPtr make_reduce(bool mean, std::vector<std::int64_t> axes, bool keepdims);
 /// (biased variance, as PyTorch), and saves the batch mean and unbiased variance in OpState.saved
 /// [0], [1] so a trainer can update running statistics.
 OpPtr make_batch_norm(double epsilon, bool training);
+/// The same BatchNormalization op in the other mode (same epsilon); nullptr if `op` is not one.
+OpPtr batch_norm_mode(const Op& op, bool training);
 /// LayerNormalization over axes [axis, rank). Inputs X, scale, (B) shaped like the normalized dims.
 OpPtr make_layer_norm(std::int64_t axis, double epsilon);
 

@@ -349,6 +349,7 @@ class BatchNormOp final : public OpImpl<BatchNormOp> {
   }
   int arity() const override { return 5; }
   bool mixes_batch() const override { return m_train; }
+  double epsilon() const { return m_eps; }
   Shape output_shape(const std::vector<Shape>& in) const override {
     if (in.size() != 5) throw std::invalid_argument("BatchNormalization: expected X, scale, B, mean, var");
     const Shape& x = in[0];
@@ -585,5 +586,9 @@ class BatchNormOp final : public OpImpl<BatchNormOp> {
 OpPtr make_softmax(std::int64_t axis, bool log) { return std::make_shared<SoftmaxOp>(axis, log); }
 OpPtr make_layer_norm(std::int64_t axis, double epsilon) { return std::make_shared<LayerNormOp>(axis, epsilon); }
 OpPtr make_batch_norm(double epsilon, bool training) { return std::make_shared<BatchNormOp>(epsilon, training); }
+OpPtr batch_norm_mode(const Op& op, bool training) {
+  const auto* bn = dynamic_cast<const BatchNormOp*>(&op);
+  return bn ? std::make_shared<BatchNormOp>(bn->epsilon(), training) : nullptr;
+}
 
 }  // namespace curv

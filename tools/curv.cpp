@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   curv::cli::register_convert(app);
   curv::cli::register_quant(app, argc, argv);
   curv::cli::register_spectrum(app, argc, argv);
+  curv::cli::register_train(app, argc, argv);
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {

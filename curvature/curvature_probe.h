@@ -1,0 +1,40 @@
+#pragma once
+/// \file curvature_probe.h
+/// One curvature measurement of an Objective, as logged over training (`curv train
+/// --log-curvature`): the top-k eigenpairs of the Hessian (Spectra Lanczos; lambda_max with its
+/// residual ||H v - lambda v||), the Hutchinson trace with its standard error, and the fraction
+/// of the gradient that lies in the top-k eigenspace (Gur-Ari et al. 2018):
+///
+///     overlap = ||V_k^T g||^2 / ||g||^2,   V_k = the k top eigenvectors (orthonormal)
+///
+/// The estimate is approximate in two documented ways: eigenpairs to the relative tolerance
+/// `eig_tol`, and the trace to its reported standard error.
+#include <cstdint>
+
+#include "src/objective.h"
+#include "src/train_state.h"
+
+namespace curv {
+
+struct CurvatureProbeOptions {
+  /// Curvature the eigenpairs and trace are taken of.
+  Curvature kind = Curvature::Hessian;
+  /// Top eigenpairs (k of the overlap); clamped to rows - 1.
+  std::int64_t top = 10;
+  /// Relative residual tolerance of the eigenpairs (Spectra's tol).
+  double eig_tol = 1e-3;
+  /// Krylov size (0: Spectra default max(2k + 1, 20)).
+  std::int64_t ncv = 0;
+  /// Hutchinson probes (0: no trace) and probes per block product.
+  std::int64_t trace_probes = 10;
+  std::int64_t probe_batch = 10;
+  /// Seed of the Lanczos start vector and the probes.
+  std::uint64_t seed = 0;
+};
+
+/// Measures at the objective's current parameters. Fills every CurvatureRecord field except
+/// step, epoch and lr (the caller's). Eigenvalues that did not converge are left out of
+/// top_values (lambda_max is NaN if none did).
+CurvatureRecord probe_curvature(Objective& objective, const CurvatureProbeOptions& options);
+
+}  // namespace curv

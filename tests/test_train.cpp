@@ -1,0 +1,488 @@
+// Training: optimizer and SAM-family steps against PyTorch (data/fixtures/train_steps.npz, made by
+// scripts/make_train_fixtures.py) and hand-computed steps, BatchNorm running statistics, thread
+// independence, resume == uninterrupted, curvature probes against dense Hessians, and `curv train`.
+#include <doctest/doctest.h>
+#include <sys/wait.h>
+#include <tbb/global_control.h>
+#include <unistd.h>
+
+#include <Eigen/Eigenvalues>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "curvature/curvature_operator.h"
+#include "curvature/curvature_probe.h"
+#include "src/builder.h"
+#include "src/checkpoint.h"
+#include "src/data_io.h"
+#include "src/internal/npz.h"
+#include "src/lr_schedule.h"
+#include "src/onnx_import.h"
+#include "src/optimizer.h"
+#include "src/trainer.h"
+
+using namespace curv;
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr double kStepTol = 1e-9;  // float64 trainer vs float64 PyTorch after 3 steps
+constexpr double kDenseTol = 1e-6;
+
+std::string fixture(const std::string& name) { return std::string(CURV_SOURCE_DIR) + "/data/fixtures/" + name; }
+
+fs::path tmpdir() {
+  static fs::path d = [] {
+    fs::path p = fs::temp_directory_path() / ("curv_test_train_" + std::to_string(getpid()));
+    fs::create_directories(p);
+    return p;
+  }();
+  return d;
+}
+
+Dataset npz_data(const NpzFile& z) {
+  Dataset d;
+  d.source = z.path();
+  const auto& x = z.get("x");
+  d.sample_shape = Shape(x.shape.begin() + 1, x.shape.end());
+  d.x.assign(x.data.begin(), x.data.end());
+  d.labels = z.get("y").ints;
+  return d;
+}
+
+template <class A, class B>
+double rel_err(const A& a, const B& b) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    num += (a[i] - b[i]) * (a[i] - b[i]);
+    den += b[i] * b[i];
+  }
+  return std::sqrt(num / std::max(den, 1e-300));
+}
+
+DataOptions seeded(std::uint64_t seed) {
+  DataOptions o;
+  o.seed = seed;
+  return o;
+}
+
+ObjectiveOptions f64(std::int64_t micro_batch) {
+  ObjectiveOptions o;
+  o.precision = Precision::Float64;
+  o.micro_batch = micro_batch;
+  return o;
+}
+
+// conv -> BatchNorm (training) -> ReLU -> flatten -> linear, on [C, 6, 6] images.
+Model small_bn_cnn(std::uint64_t seed, std::int64_t classes = 4) {
+  ModelBuilder b({1, 6, 6}, seed);
+  int x = b.relu(b.batch_norm(b.conv(b.input(), 3, 3, 1, 1, "conv"), "bn", true, true));
+  x = b.linear(b.flatten(x), classes, "fc");
+  return b.finish(x);
+}
+
+Dataset rand_data(std::int64_t n, std::uint64_t seed, std::int64_t classes = 4) {
+  return load_dataset("random:1x6x6:" + std::to_string(classes) + ":" + std::to_string(n), seeded(seed));
+}
+
+std::vector<double> constants_of(const Model& m) {
+  std::vector<double> r;
+  for (int i = 0; i < m.num_constants(); ++i) r.insert(r.end(), m.constant(i).vec().begin(), m.constant(i).vec().end());
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("optimizer and SAM-family steps equal PyTorch's on a BatchNorm CNN") {
+  const NpzFile ref(fixture("train_steps.npz"));
+  const NpzFile data(fixture("cnn_bn.npz"));
+  const Dataset d = npz_data(data);
+  ImportOptions io;
+  const Model base = import_onnx(fixture("cnn_bn.onnx"), io);
+  struct Case {
+    const char* name;
+    OptimizerKind opt;
+    double lr, momentum, wd;
+    bool nesterov;
+    SharpnessKind sam;
+    double rho, eta, alpha;
+  };
+  const Case cases[] = {
+      {"sgd", OptimizerKind::Sgd, 0.1, 0.9, 1e-2, false, SharpnessKind::None, 0, 0.01, 0.5},
+      {"sgd_nesterov", OptimizerKind::Sgd, 0.1, 0.9, 1e-2, true, SharpnessKind::None, 0, 0.01, 0.5},
+      {"adam", OptimizerKind::Adam, 0.01, 0, 1e-2, false, SharpnessKind::None, 0, 0.01, 0.5},
+      {"adamw", OptimizerKind::AdamW, 0.01, 0, 0.1, false, SharpnessKind::None, 0, 0.01, 0.5},
+      {"sam", OptimizerKind::Sgd, 0.1, 0.9, 1e-2, false, SharpnessKind::Sam, 0.05, 0.01, 0.5},
+      {"asam", OptimizerKind::Sgd, 0.1, 0.9, 1e-2, false, SharpnessKind::Asam, 0.5, 0.01, 0.5},
+      {"gnr", OptimizerKind::Sgd, 0.1, 0.9, 1e-2, false, SharpnessKind::Gnr, 0.05, 0.01, 0.5},
+  };
+  for (const Case& c : cases) {
+    CAPTURE(c.name);
+    TrainOptions o;
+    o.epochs = ref.get("steps").ints.at(0);  // one full-batch step per epoch
+    o.batch_size = 0;
+    o.shuffle = false;
+    o.objective = f64(d.size());  // one BatchNorm batch = the whole batch, as PyTorch
+    o.optimizer.kind = c.opt;
+    o.optimizer.momentum = c.momentum;
+    o.optimizer.nesterov = c.nesterov;
+    o.optimizer.weight_decay = c.wd;
+    o.schedule.lr = c.lr;
+    o.sharpness = {c.sam, c.rho, c.eta, c.alpha};
+    Trainer t(base, d, nullptr, o);
+    REQUIRE(t.run());
+    const Model& m = t.eval_model();
+    for (const auto& p : m.params()) {
+      CAPTURE(p.name);
+      const auto& want = ref.get(std::string(c.name) + "/" + p.name).data;
+      CHECK(rel_err(m.param(m.values()[p.value].index).vec(), want) < kStepTol);
+    }
+    for (const char* s : {"bn1.running_mean", "bn1.running_var"}) {
+      CAPTURE(s);
+      const int v = m.find_value(s);
+      REQUIRE(v >= 0);
+      CHECK(rel_err(m.constant(m.values()[v].index).vec(), ref.get(std::string(c.name) + "/" + s).data) < kStepTol);
+    }
+    const auto& losses = ref.get(std::string(c.name) + "/loss").data;
+    REQUIRE(t.history().epochs.size() == losses.size());
+    for (size_t i = 0; i < losses.size(); ++i) CHECK(t.history().epochs[i].train_loss == doctest::Approx(losses[i]).epsilon(1e-12));
+  }
+}
+
+TEST_CASE("first SGD and Adam steps equal the hand-computed updates") {
+  Model m = build_arch("mlp:5", {3}, 2, 3);
+  const Dataset d = load_dataset("random:3:2:8", seeded(4));
+  auto obj = Objective::create(m, d, f64(8));
+  Eigen::VectorXd g;
+  obj->gradient(g);
+  const auto w0 = m.flat_params();
+  const double lr = 0.05, wd = 0.01;
+  {
+    Optimizer opt(m.num_params(), {OptimizerKind::Sgd, 0.9, 0, false, wd});
+    auto w = w0;
+    opt.step(w, std::vector<double>(g.data(), g.data() + g.size()), lr);
+    for (size_t i = 0; i < w.size(); ++i) CHECK(w[i] == doctest::Approx(w0[i] - lr * (g[i] + wd * w0[i])).epsilon(1e-14));
+  }
+  {
+    OptimizerOptions oo;
+    oo.kind = OptimizerKind::Adam;
+    Optimizer opt(m.num_params(), oo);
+    auto w = w0;
+    opt.step(w, std::vector<double>(g.data(), g.data() + g.size()), lr);
+    // First Adam step: m_hat = g, v_hat = g^2, so w - lr g / (|g| + eps).
+    for (size_t i = 0; i < w.size(); ++i)
+      CHECK(w[i] == doctest::Approx(w0[i] - lr * g[i] / (std::abs(g[i]) + 1e-8)).epsilon(1e-12));
+  }
+}
+
+TEST_CASE("optimizer state round-trips and bad options are rejected") {
+  OptimizerOptions oo;
+  oo.kind = OptimizerKind::Adam;
+  Optimizer a(3, oo), b(3, oo);
+  std::vector<double> w{1, 2, 3}, g{0.1, -0.2, 0.3};
+  a.step(w, g, 0.1);
+  b.set_state(a.state(), a.steps());
+  auto w1 = w, w2 = w;
+  a.step(w1, g, 0.1);
+  b.step(w2, g, 0.1);
+  CHECK(w1 == w2);
+  CHECK_THROWS_WITH_AS(Optimizer(3, {OptimizerKind::Sgd, 1.5}), doctest::Contains("momentum must be in [0, 1)"),
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(Optimizer(3, {OptimizerKind::Sgd, 0.0, 0.0, true}), doctest::Contains("nesterov"),
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(a.step(w1, g, std::nan("")), doctest::Contains("learning rate"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(parse_optimizer("lion"), doctest::Contains("unknown optimizer 'lion'"), std::invalid_argument);
+  CHECK_THROWS_WITH_AS(b.set_state({{"momentum_buffer", {1, 2, 3}}}, 1), doctest::Contains("does not belong to adam"),
+                       std::invalid_argument);
+}
+
+TEST_CASE("learning-rate schedules: warm-up, step and cosine") {
+  LrScheduleOptions o;
+  o.lr = 0.1;
+  o.warmup_steps = 4;
+  o.kind = ScheduleKind::Cosine;
+  LrSchedule cos(o, 10, 104);
+  CHECK(cos.at(0) == doctest::Approx(0.025));
+  CHECK(cos.at(3) == doctest::Approx(0.1));
+  CHECK(cos.at(4) == doctest::Approx(0.1));
+  CHECK(cos.at(54) == doctest::Approx(0.05));
+  CHECK(cos.at(104) == doctest::Approx(0.0).epsilon(1e-12));
+  o.kind = ScheduleKind::Step;
+  o.warmup_steps = 0;
+  o.step_epochs = 2;
+  o.gamma = 0.5;
+  LrSchedule st(o, 10, 100);
+  CHECK(st.at(19) == doctest::Approx(0.1));
+  CHECK(st.at(20) == doctest::Approx(0.05));
+  CHECK(st.at(45) == doctest::Approx(0.025));
+  o.lr = std::nan("");
+  CHECK_THROWS_WITH_AS(LrSchedule(o, 1, 1), doctest::Contains("learning rate must be finite"), std::invalid_argument);
+}
+
+TEST_CASE("BatchNorm running statistics update as PyTorch's after one forward") {
+  const NpzFile z(fixture("cnn_bn_train.npz"));
+  const Dataset d = npz_data(NpzFile(fixture("cnn_bn.npz")));
+  ImportOptions io;
+  io.batch_norm_training = true;
+  Model m = import_onnx(fixture("cnn_bn.onnx"), io);
+  auto obj = Objective::create(m, d, f64(d.size()));
+  obj->evaluate();
+  const auto stats = obj->batch_norm_stats();
+  REQUIRE(stats.size() == 1);
+  update_running_stats(m, stats, z.get("momentum").data.at(0));
+  const int mean = m.find_value("bn1.running_mean"), var = m.find_value("bn1.running_var");
+  CHECK(rel_err(m.constant(m.values()[mean].index).vec(), z.get("running_mean_after/bn1").data) < 1e-12);
+  CHECK(rel_err(m.constant(m.values()[var].index).vec(), z.get("running_var_after/bn1").data) < 1e-12);
+}
+
+TEST_CASE("training gives identical weights with 1 and 2 threads") {
+  const Model m = small_bn_cnn(5);
+  const Dataset d = rand_data(64, 6);
+  TrainOptions o;
+  o.epochs = 2;
+  o.batch_size = 16;
+  o.objective.micro_batch = 4;
+  o.optimizer.momentum = 0.9;
+  o.sharpness.kind = SharpnessKind::Sam;
+  o.schedule.lr = 0.05;
+  std::vector<double> w[2], c[2];
+  for (int threads : {1, 2}) {
+    tbb::global_control gc(tbb::global_control::max_allowed_parallelism, threads);
+    Trainer t(m, d, nullptr, o);
+    REQUIRE(t.run());
+    w[threads - 1] = t.eval_model().flat_params();
+    c[threads - 1] = constants_of(t.eval_model());
+  }
+  CHECK(w[0] == w[1]);
+  CHECK(c[0] == c[1]);
+  CHECK(w[0] != m.flat_params());
+}
+
+TEST_CASE("a run resumed from a checkpoint equals an uninterrupted one") {
+  const Model m = small_bn_cnn(7);
+  const Dataset d = rand_data(48, 8), test = rand_data(16, 9);
+  TrainOptions o;
+  o.epochs = 3;
+  o.batch_size = 12;
+  o.objective.micro_batch = 6;
+  o.optimizer.kind = OptimizerKind::Adam;
+  o.optimizer.weight_decay = 1e-3;
+  o.schedule.kind = ScheduleKind::Cosine;
+  o.schedule.lr = 0.01;
+  o.schedule.warmup_steps = 3;
+  o.config = R"({"note": "test"})";
+  auto measure = [](Trainer& t) {
+    CurvatureRecord r;
+    r.step = t.step();
+    r.lambda_max = double(t.step());
+    r.top_values = {double(t.step()), 1.0};
+    return r;
+  };
+  Trainer full(m, d, &test, o);
+  full.measure_curvature = measure;
+  full.curvature_every = 1;
+  REQUIRE(full.run());
+
+  const std::string ckpt = (tmpdir() / "resume.h5").string();
+  {
+    Trainer first(m, d, &test, o);
+    first.measure_curvature = measure;
+    first.curvature_every = 1;
+    first.on_epoch_end = [&](Trainer& t) {
+      const TrainState s = t.state();
+      save_checkpoint(t.eval_model(), ckpt, &s);
+      t.request_stop();
+    };
+    CHECK_FALSE(first.run());
+  }
+  const Model saved = load_checkpoint(ckpt);
+  const auto state = load_train_state(ckpt);
+  REQUIRE(state);
+  CHECK(state->epoch == 1);
+  CHECK(state->config == o.config);
+  CHECK(state->history.curvature.size() == 2);  // before the first step and after epoch 1
+  Trainer resumed(saved, d, &test, o);
+  resumed.measure_curvature = measure;
+  resumed.curvature_every = 1;
+  resumed.restore(*state);
+  REQUIRE(resumed.run());
+  CHECK(resumed.eval_model().flat_params() == full.eval_model().flat_params());
+  CHECK(constants_of(resumed.eval_model()) == constants_of(full.eval_model()));
+  REQUIRE(resumed.history().epochs.size() == 3);
+  for (size_t i = 0; i < 3; ++i) {
+    CHECK(resumed.history().epochs[i].train_loss == full.history().epochs[i].train_loss);
+    CHECK(resumed.history().epochs[i].test_accuracy == full.history().epochs[i].test_accuracy);
+  }
+  REQUIRE(resumed.history().curvature.size() == full.history().curvature.size());
+  CHECK(resumed.history().curvature.back().top_values == full.history().curvature.back().top_values);
+
+  TrainOptions more = o;
+  more.epochs = 1;
+  Trainer done(saved, d, &test, more);
+  CHECK_THROWS_WITH_AS(done.restore(*state), doctest::Contains("already trained 1 epochs"), std::invalid_argument);
+  more = o;
+  more.optimizer.kind = OptimizerKind::Sgd;
+  Trainer other(saved, d, &test, more);
+  CHECK_THROWS_WITH_AS(other.restore(*state), doctest::Contains("optimizer state is adam"), std::invalid_argument);
+}
+
+TEST_CASE("trainer rejects bad options and data that does not fit the model") {
+  const Model m = small_bn_cnn(3, 4);
+  const Dataset d = rand_data(32, 1);
+  TrainOptions o;
+  o.sharpness.kind = SharpnessKind::Sam;
+  o.sharpness.rho = 0;
+  CHECK_THROWS_WITH_AS(Trainer(m, d, nullptr, o), doctest::Contains("rho must be > 0"), std::invalid_argument);
+  o = {};
+  o.schedule.lr = std::nan("");
+  CHECK_THROWS_WITH_AS(Trainer(m, d, nullptr, o), doctest::Contains("learning rate"), std::invalid_argument);
+  o = {};
+  const Dataset wide = rand_data(32, 1, 9);
+  CHECK_THROWS_WITH_AS(Trainer(m, wide, nullptr, o), doctest::Contains("out of range for 4 model outputs"),
+                       std::invalid_argument);
+  o.batch_size = 17;
+  o.objective.micro_batch = 16;
+  CHECK_THROWS_WITH_AS(Trainer(m, d, nullptr, o), doctest::Contains("BatchNorm micro-batch of one sample"),
+                       std::invalid_argument);
+}
+
+TEST_CASE("curvature probe matches the dense Hessian of a tiny network") {
+  const Model m = build_arch("mlp:4", {3}, 3, 11);
+  const Dataset d = load_dataset("random:3:3:12", seeded(12));
+  auto obj = Objective::create(m, d, f64(4));
+  const std::int64_t P = m.num_params();
+  Eigen::MatrixXd H(P, P), I = Eigen::MatrixXd::Identity(P, P);
+  obj->product(Curvature::Hessian, I, H);
+  H = 0.5 * (H + H.transpose());
+  Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> es(H);
+  Eigen::VectorXd g;
+  obj->gradient(g);
+  CurvatureProbeOptions po;
+  po.top = 3;
+  po.eig_tol = 1e-12;
+  po.trace_probes = 400;
+  po.probe_batch = 50;
+  const CurvatureRecord r = probe_curvature(*obj, po);
+  const Eigen::VectorXd lam = es.eigenvalues();
+  const Eigen::MatrixXd V = es.eigenvectors().rightCols(3);
+  INFO("lambda_max ", r.lambda_max, " dense ", lam[P - 1]);
+  CHECK(r.lambda_max == doctest::Approx(lam[P - 1]).epsilon(kDenseTol));
+  CHECK(r.lambda_max_residual < 1e-8 * std::abs(r.lambda_max) + 1e-12);
+  REQUIRE(r.top_values.size() == 3);
+  CHECK(r.top_values[2] == doctest::Approx(lam[P - 3]).epsilon(kDenseTol));
+  CHECK(r.grad_overlap == doctest::Approx((V.transpose() * g).squaredNorm() / g.squaredNorm()).epsilon(kDenseTol));
+  CHECK(std::abs(r.trace - H.trace()) < 4 * r.trace_stderr);
+  CHECK(r.grad_norm == doctest::Approx(g.norm()));
+}
+
+TEST_CASE("small ViT: exact gradient and a few Adam steps lower the loss") {
+  const Model m = build_arch("vit:2-8-1-2", {1, 4, 4}, 3, 21);
+  const Dataset d = load_dataset("random:1x4x4:3:24", seeded(22));
+  auto obj = Objective::create(m, d, f64(8));
+  Eigen::VectorXd g;
+  const double f0 = obj->gradient(g);
+  auto w = m.flat_params();
+  for (std::int64_t i : {std::int64_t(0), m.num_params() / 2, m.num_params() - 1}) {
+    const double h = 1e-6;
+    auto wp = w, wm = w;
+    wp[i] += h;
+    wm[i] -= h;
+    obj->set_params(wp);
+    const double fp = obj->value();
+    obj->set_params(wm);
+    const double fm = obj->value();
+    CHECK(g[i] == doctest::Approx((fp - fm) / (2 * h)).epsilon(1e-6));
+  }
+  TrainOptions o;
+  o.epochs = 10;
+  o.batch_size = 0;
+  o.objective = f64(8);
+  o.optimizer.kind = OptimizerKind::Adam;
+  o.schedule.lr = 0.01;
+  Trainer t(m, d, nullptr, o);
+  REQUIRE(t.run());
+  CHECK(t.history().epochs.back().train_loss < 0.9 * f0);
+}
+
+// ------------------------------------------------------------------------------- command line
+namespace {
+
+struct Run {
+  int status = -1;
+  std::string out, err;
+};
+
+std::string slurp(const fs::path& p) {
+  std::ifstream f(p);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+Run curv_cli(const std::string& args) {
+  const fs::path out = tmpdir() / "stdout", err = tmpdir() / "stderr";
+  const std::string cmd = std::string(CURV_BINARY) + " " + args + " >" + out.string() + " 2>" + err.string();
+  const int rc = std::system(cmd.c_str());
+  return {WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, slurp(out), slurp(err)};
+}
+
+}  // namespace
+
+TEST_CASE("curv train writes the checkpoint, its history and the documented JSON, and resuming loses nothing") {
+  const std::string out = (tmpdir() / "cli.h5").string(), out2 = (tmpdir() / "cli2.h5").string();
+  const std::string common =
+      " --data random:1x6x6:3:48 --test-data random:1x6x6:3:16 --batch-size 12 --optimizer sgd --momentum 0.9"
+      " --lr 0.05 --sam 0.05 --log-curvature 1 --curvature-samples 24 --curvature-probes 4 --threads 2 --json";
+  Run r = curv_cli("train --arch mlp:8 --epochs 2 --save-every 1 --out " + out + common);
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  const auto j = nlohmann::json::parse(r.out);
+  for (const char* k : {"epochs", "steps", "train_loss", "train_accuracy", "test_loss", "test_accuracy",
+                        "samples_per_second", "curvature", "out"})
+    CHECK(j.contains(k));
+  CHECK(j["steps"] == 8);
+  CHECK(j["curvature"]["top_values"].size() == 3);
+  const auto st = load_train_state(out);
+  REQUIRE(st);
+  CHECK(st->history.epochs.size() == 2);
+  CHECK(st->history.curvature.size() == 3);
+  const std::string mid = (tmpdir() / "cli.epoch001.h5").string();
+  REQUIRE(fs::exists(mid));
+  // Resume from the epoch-1 checkpoint with the settings stored in it.
+  Run r2 = curv_cli("train " + mid + " --data random:1x6x6:3:48 --test-data random:1x6x6:3:16 --threads 1 --json --out " +
+                    out2);
+  INFO(r2.err);
+  REQUIRE(r2.status == 0);
+  CHECK(load_checkpoint(out2).flat_params() == load_checkpoint(out).flat_params());
+  CHECK(load_train_state(out2)->history.curvature.size() == 3);
+}
+
+TEST_CASE("curv train: bad input gives one line, exit status 2 and no checkpoint") {
+  const std::string out = (tmpdir() / "bad.h5").string();
+  const std::string data = " --data random:1x6x6:3:16 --epochs 1 --out " + out;
+  const std::string model = std::string(CURV_SOURCE_DIR) + "/data/fmnist_cnn.onnx";
+  const std::pair<std::string, std::string> cases[] = {
+      {"train --arch mlp:4 --optimizer lion" + data, "--optimizer"},
+      {"train --arch transformer9" + data, "unknown arch 'transformer9'"},
+      {"train --arch mlp:4 --sam 0" + data, "rho must be > 0"},
+      {"train --arch mlp:4 --sam -1" + data, "rho must be > 0"},
+      {"train --arch mlp:4 --lr nan" + data, "--lr must be finite"},
+      {"train --arch mlp:4 --log-curvature 0:steps" + data, "--log-curvature"},
+      {"train --arch mlp:4 --batch-size half" + data, "--batch-size"},
+      {"train " + model + " --data random:1x28x28:20:64 --epochs 1 --out " + out, "out of range for 10 model outputs"},
+      {"train --arch mlp:4 --data random:1x6x6:3:16 --out /nonexistent-dir/x.h5", "/nonexistent-dir/x.h5"},
+  };
+  for (const auto& [args, what] : cases) {
+    Run r = curv_cli(args);
+    INFO("curv ", args, "\nstderr: ", r.err);
+    CHECK(r.status == 2);
+    CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
+    CHECK(r.err.rfind("curv: ", 0) == 0);
+    CHECK(r.err.find(what) != std::string::npos);
+    CHECK_FALSE(fs::exists(out));
+    CHECK_FALSE(fs::exists(out + ".tmp"));
+  }
+}

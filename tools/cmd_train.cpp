@@ -1,0 +1,383 @@
+// curv train: mini-batch or full-batch training with SGD/Adam/AdamW, optionally sharpness-aware
+// (SAM, ASAM, GNR), logging curvature over training into the checkpoint's history/ group.
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+
+#include "curvature/curvature_probe.h"
+#include "src/checkpoint.h"
+#include "src/timer.h"
+#include "src/trainer.h"
+#include "tools/commands.h"
+
+namespace curv::cli {
+
+namespace {
+
+struct TrainCli {
+  RunOptions run;
+  std::string test_data;
+  std::int64_t test_samples = 0;
+  std::int64_t epochs = 1;
+  std::string batch_size = "128";
+  std::string optimizer = "sgd";
+  double lr = 0.01, momentum = 0, weight_decay = 0, beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  bool nesterov = false, no_shuffle = false;
+  std::string schedule = "constant";
+  double warmup = 0;  // epochs
+  std::int64_t lr_step_epochs = 30;
+  double lr_gamma = 0.1;
+  double sam = 0;
+  bool asam = false;
+  double asam_eta = 0.01;
+  double gnr = -1;
+  double bn_momentum = 0.1;
+  std::string log_curvature;
+  std::int64_t curvature_samples = 1000, curvature_top = 0, curvature_probes = 10;
+  double curvature_tol = 1e-3;
+  std::int64_t save_every = 0;
+  std::string out;
+};
+
+// Settings a resumed run takes from the checkpoint unless given again: JSON key <-> option.
+struct Setting {
+  const char* key;
+  const char* flag;
+};
+constexpr Setting kSettings[] = {
+    {"epochs", "--epochs"},       {"batch_size", "--batch-size"},   {"optimizer", "--optimizer"},
+    {"lr", "--lr"},               {"momentum", "--momentum"},       {"nesterov", "--nesterov"},
+    {"weight_decay", "--weight-decay"}, {"beta1", "--beta1"},       {"beta2", "--beta2"},
+    {"eps", "--eps"},             {"schedule", "--schedule"},       {"warmup", "--warmup"},
+    {"lr_step_epochs", "--lr-step-epochs"}, {"lr_gamma", "--lr-gamma"}, {"sam", "--sam"},
+    {"asam", "--asam"},           {"asam_eta", "--asam-eta"},       {"gnr", "--gnr"},
+    {"bn_momentum", "--bn-momentum"}, {"no_shuffle", "--no-shuffle"}, {"seed", "--seed"},
+    {"micro_batch", "--micro-batch"}, {"precision", "--precision"}, {"log_curvature", "--log-curvature"},
+    {"curvature_samples", "--curvature-samples"}, {"curvature_top", "--curvature-top"},
+    {"curvature_probes", "--curvature-probes"}, {"curvature_tol", "--curvature-tol"},
+    {"save_every", "--save-every"},
+};
+
+// Binds each JSON key to its field, to write the config and to read it back.
+template <class F>
+void for_each_setting(TrainCli& o, F f) {
+  f("epochs", o.epochs);
+  f("batch_size", o.batch_size);
+  f("optimizer", o.optimizer);
+  f("lr", o.lr);
+  f("momentum", o.momentum);
+  f("nesterov", o.nesterov);
+  f("weight_decay", o.weight_decay);
+  f("beta1", o.beta1);
+  f("beta2", o.beta2);
+  f("eps", o.eps);
+  f("schedule", o.schedule);
+  f("warmup", o.warmup);
+  f("lr_step_epochs", o.lr_step_epochs);
+  f("lr_gamma", o.lr_gamma);
+  f("sam", o.sam);
+  f("asam", o.asam);
+  f("asam_eta", o.asam_eta);
+  f("gnr", o.gnr);
+  f("bn_momentum", o.bn_momentum);
+  f("no_shuffle", o.no_shuffle);
+  f("seed", o.run.seed);
+  f("micro_batch", o.run.micro_batch);
+  f("precision", o.run.precision);
+  f("log_curvature", o.log_curvature);
+  f("curvature_samples", o.curvature_samples);
+  f("curvature_top", o.curvature_top);
+  f("curvature_probes", o.curvature_probes);
+  f("curvature_tol", o.curvature_tol);
+  f("save_every", o.save_every);
+}
+
+nlohmann::json config_json(TrainCli& o) {
+  nlohmann::json j;
+  for_each_setting(o, [&](const char* k, const auto& v) { j[k] = v; });
+  j["data"] = o.run.data;
+  j["test_data"] = o.test_data;
+  j["model"] = o.run.arch.empty() ? o.run.model : "arch:" + o.run.arch;
+  return j;
+}
+
+// Options not given on this command line take the checkpoint's values.
+void inherit(TrainCli& o, const CLI::App& app, const nlohmann::json& cfg) {
+  for (const auto& s : kSettings) {
+    if (app.count(s.flag) > 0 || !cfg.contains(s.key)) continue;
+    for_each_setting(o, [&](const char* k, auto& v) {
+      if (std::string(k) == s.key) v = cfg.at(k).get<std::decay_t<decltype(v)>>();
+    });
+  }
+}
+
+Trainer* g_trainer = nullptr;
+extern "C" void on_train_signal(int) {
+  if (g_trainer) g_trainer->request_stop();
+}
+
+std::string epoch_path(const std::string& out, std::int64_t epoch) {
+  std::filesystem::path p(out);
+  const std::string ext = p.has_extension() ? p.extension().string() : ".h5";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, ".epoch%03lld", static_cast<long long>(epoch));
+  return (p.parent_path() / (p.stem().string() + buf + ext)).string();
+}
+
+// Fails now, not after hours of training, if the output cannot be written.
+void check_writable(const std::string& out) {
+  const std::string probe = out + ".tmp";
+  std::FILE* f = std::fopen(probe.c_str(), "wb");
+  if (!f) throw std::runtime_error(out + ": cannot write the checkpoint here (" + std::strerror(errno) + ")");
+  std::fclose(f);
+  std::remove(probe.c_str());
+}
+
+nlohmann::json curvature_json(const CurvatureRecord& r) {
+  return {{"step", r.step},       {"epoch", r.epoch},
+          {"loss", r.loss},       {"lambda_max", r.lambda_max},
+          {"lambda_max_residual", r.lambda_max_residual},
+          {"trace", r.trace},     {"trace_stderr", r.trace_stderr},
+          {"grad_overlap", r.grad_overlap}, {"top_values", r.top_values},
+          {"hvps", r.hvps},       {"seconds", r.seconds}};
+}
+
+}  // namespace
+
+void register_train(CLI::App& root, int argc, char** argv) {
+  auto o = std::make_shared<TrainCli>();
+  auto* app = root.add_subcommand("train", "Train a model (SGD/Adam/AdamW, SAM/ASAM/GNR), logging curvature");
+  add_run_options(*app, o->run, true);
+  app->add_option("--test-data", o->test_data, "Test data, evaluated at the end of every epoch");
+  app->add_option("--test-samples", o->test_samples, "Use the first N test samples; 0 = all");
+  app->add_option("--epochs", o->epochs, "Total epochs (a resumed run continues up to this)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app->add_option("--batch-size", o->batch_size, "Samples per step, or 'full' for full-batch gradient descent")
+      ->capture_default_str();
+  app->add_option("--optimizer", o->optimizer, "sgd, adam or adamw")
+      ->check(CLI::IsMember({"sgd", "adam", "adamw"}))
+      ->capture_default_str();
+  app->add_option("--lr", o->lr, "Base learning rate")->capture_default_str();
+  app->add_option("--momentum", o->momentum, "SGD momentum")->capture_default_str();
+  app->add_flag("--nesterov", o->nesterov, "Nesterov momentum (SGD)");
+  app->add_option("--weight-decay", o->weight_decay, "L2 (sgd, adam) or decoupled (adamw) weight decay")
+      ->capture_default_str();
+  app->add_option("--beta1", o->beta1, "Adam beta1")->capture_default_str();
+  app->add_option("--beta2", o->beta2, "Adam beta2")->capture_default_str();
+  app->add_option("--eps", o->eps, "Adam epsilon")->capture_default_str();
+  app->add_option("--schedule", o->schedule, "constant, step or cosine")
+      ->check(CLI::IsMember({"constant", "step", "cosine"}))
+      ->capture_default_str();
+  app->add_option("--warmup", o->warmup, "Linear warm-up length in epochs (fractions allowed)")->capture_default_str();
+  app->add_option("--lr-step-epochs", o->lr_step_epochs, "step schedule: decay every this many epochs")
+      ->capture_default_str();
+  app->add_option("--lr-gamma", o->lr_gamma, "step schedule: decay factor")->capture_default_str();
+  app->add_option("--sam", o->sam, "Sharpness-aware minimization with radius RHO (Foret et al.)");
+  app->add_flag("--asam", o->asam, "Adaptive SAM: scale the ascent by T = |w| + eta (Kwon et al.; needs --sam)");
+  app->add_option("--asam-eta", o->asam_eta, "ASAM's eta")->capture_default_str();
+  app->add_option("--gnr", o->gnr,
+                  "Gradient-norm regularization: step with (1-ALPHA) g(w) + ALPHA g(w + RHO g/|g|) (needs --sam)");
+  app->add_option("--bn-momentum", o->bn_momentum, "BatchNorm running-statistics momentum (PyTorch convention)")
+      ->capture_default_str();
+  app->add_flag("--no-shuffle", o->no_shuffle, "Visit samples in data order every epoch");
+  app->add_option("--log-curvature", o->log_curvature,
+                  "Measure lambda_max, trace and gradient overlap every EVERY[:steps|epochs] (default epochs)");
+  app->add_option("--curvature-samples", o->curvature_samples, "Training samples of the fixed curvature subset")
+      ->capture_default_str();
+  app->add_option("--curvature-top", o->curvature_top, "Top eigenpairs for the overlap (0: number of classes)");
+  app->add_option("--curvature-probes", o->curvature_probes, "Hutchinson probes per measurement")
+      ->capture_default_str();
+  app->add_option("--curvature-tol", o->curvature_tol, "Relative tolerance of the eigenpairs")->capture_default_str();
+  app->add_option("--save-every", o->save_every, "Also keep OUT-stem.epochNNN.h5 every N epochs")
+      ->check(CLI::NonNegativeNumber);
+  app->add_option("--out", o->out, "Output checkpoint .h5")->required();
+  const std::string cmd = command_line(argc, argv);
+  app->callback([o, app, cmd] {
+    auto tc = limit_threads(o->run.threads);
+    // Continue from a curv checkpoint's training state when it has one.
+    std::optional<TrainState> resume;
+    if (o->run.arch.empty() && !o->run.model.empty() && std::filesystem::path(o->run.model).extension() == ".h5") {
+      load_checkpoint(o->run.model);  // clear error if it is not a checkpoint
+      resume = load_train_state(o->run.model);
+      if (resume) {
+        try {
+          inherit(*o, *app, nlohmann::json::parse(resume->config));
+        } catch (const nlohmann::json::exception& e) {
+          throw std::runtime_error(o->run.model + ": corrupt '/train' config (" + std::string(e.what()) + ")");
+        }
+      }
+    }
+    if (o->run.arch == "resnet20") o->run.arch = "resnet20-bn";  // trained with BatchNorm
+    if ((o->asam || o->gnr >= 0) && !(o->sam > 0))
+      throw std::invalid_argument("--asam and --gnr need --sam RHO > 0");
+    if (o->asam && o->gnr >= 0) throw std::invalid_argument("--asam and --gnr exclude each other");
+    if (app->count("--sam") && !(o->sam > 0))
+      throw std::invalid_argument("--sam: rho must be > 0 (got " + std::to_string(o->sam) + ")");
+    check_writable(o->out);
+
+    TrainOptions to;
+    to.epochs = o->epochs;
+    if (o->batch_size == "full") {
+      to.batch_size = 0;
+    } else {
+      try {
+        std::size_t used = 0;
+        to.batch_size = std::stoll(o->batch_size, &used);
+        if (used != o->batch_size.size() || to.batch_size <= 0) throw std::invalid_argument("");
+      } catch (const std::exception&) {
+        throw std::invalid_argument("--batch-size: expected a positive integer or 'full', got '" + o->batch_size + "'");
+      }
+    }
+    to.seed = o->run.seed;
+    to.shuffle = !o->no_shuffle;
+    to.optimizer.kind = parse_optimizer(o->optimizer);
+    to.optimizer.momentum = o->momentum;
+    to.optimizer.nesterov = o->nesterov;
+    to.optimizer.weight_decay = o->weight_decay;
+    to.optimizer.beta1 = o->beta1;
+    to.optimizer.beta2 = o->beta2;
+    to.optimizer.eps = o->eps;
+    to.schedule.kind = parse_schedule(o->schedule);
+    to.schedule.lr = o->lr;
+    to.schedule.step_epochs = o->lr_step_epochs;
+    to.schedule.gamma = o->lr_gamma;
+    to.sharpness.kind = o->sam > 0 ? (o->asam ? SharpnessKind::Asam : o->gnr >= 0 ? SharpnessKind::Gnr : SharpnessKind::Sam)
+                                   : SharpnessKind::None;
+    to.sharpness.rho = o->sam;
+    to.sharpness.eta = o->asam_eta;
+    to.sharpness.alpha = o->gnr >= 0 ? o->gnr : 0.5;
+    to.bn_momentum = o->bn_momentum;
+    to.objective = objective_options(o->run);
+    to.config = config_json(*o).dump();
+    if (!std::isfinite(o->lr) || o->lr <= 0)
+      throw std::invalid_argument("--lr must be finite and > 0 (got " + std::to_string(o->lr) + ")");
+
+    std::int64_t every = 0;
+    bool per_epoch = true;
+    if (!o->log_curvature.empty()) {
+      const auto colon = o->log_curvature.find(':');
+      const std::string num = o->log_curvature.substr(0, colon);
+      const std::string unit = colon == std::string::npos ? "epochs" : o->log_curvature.substr(colon + 1);
+      try {
+        std::size_t used = 0;
+        every = std::stoll(num, &used);
+        if (used != num.size() || every <= 0) throw std::invalid_argument("");
+      } catch (const std::exception&) {
+        every = -1;
+      }
+      if (every <= 0 || (unit != "steps" && unit != "epochs"))
+        throw std::invalid_argument("--log-curvature: expected EVERY[:steps|epochs] with EVERY > 0, got '" +
+                                    o->log_curvature + "'");
+      per_epoch = unit == "epochs";
+    }
+
+    Dataset train = load_data(o->run);
+    std::optional<Dataset> test;
+    if (!o->test_data.empty()) {
+      RunOptions t = o->run;
+      t.data = o->test_data;
+      t.samples = o->test_samples;
+      t.offset = 0;
+      test = load_data(t);
+    }
+    Model model = load_model(o->run, &train);
+    model.meta()["trained_by"] = cmd;
+    Trainer trainer(model, train, test ? &*test : nullptr, to);
+    if (resume) trainer.restore(*resume);
+    const std::int64_t classes = model.output_shape().empty() ? 1 : numel(model.output_shape());
+
+    // Curvature on a fixed subset of the training data, at the current weights (BatchNorm in inference mode).
+    Dataset curv_set = train.subset(0, std::min(o->curvature_samples, train.size()));
+    if (every > 0) {
+      trainer.curvature_every = every;
+      trainer.curvature_per_epoch = per_epoch;
+      trainer.measure_curvature = [&, o](Trainer& t) {
+        ObjectiveOptions oo = objective_options(o->run);
+        auto obj = Objective::create(t.eval_model(), curv_set, oo);
+        CurvatureProbeOptions po;
+        po.top = o->curvature_top > 0 ? o->curvature_top : classes;
+        po.eig_tol = o->curvature_tol;
+        po.trace_probes = o->curvature_probes;
+        po.seed = o->run.seed + 7919 * static_cast<std::uint64_t>(t.step());
+        CurvatureRecord r = probe_curvature(*obj, po);
+        r.step = t.step();
+        r.epoch = double(t.step()) / double(t.steps_per_epoch());
+        r.lr = t.current_lr();
+        std::fprintf(stderr,
+                     "curvature @ step %lld: lambda_max %.4g (residual %.2g, 2/lr %.4g), trace %.4g +- %.2g, "
+                     "gradient in top-%zu %.3f, %lld HVPs, %.1f s\n",
+                     (long long)r.step, r.lambda_max, r.lambda_max_residual, 2.0 / r.lr, r.trace, r.trace_stderr,
+                     r.top_values.size(), r.grad_overlap, (long long)r.hvps, r.seconds);
+        return r;
+      };
+    }
+    std::unique_ptr<Progress> bar;
+    trainer.on_step = [&](const StepInfo& s) {
+      if (s.batch == 1)
+        bar = std::make_unique<Progress>("epoch " + std::to_string(s.epoch) + "/" + std::to_string(to.epochs),
+                                         s.batches);
+      char note[160];
+      if (std::isnan(s.accuracy))
+        std::snprintf(note, sizeof note, "loss %.4f  %.0f samples/s", s.loss, s.samples_per_second);
+      else
+        std::snprintf(note, sizeof note, "loss %.4f  acc %.2f%%  %.0f samples/s", s.loss, 100 * s.accuracy,
+                      s.samples_per_second);
+      bar->update(s.batch, note);
+    };
+    trainer.on_epoch_end = [&](Trainer& t) {
+      const EpochRecord& r = t.history().epochs.back();
+      char note[200];
+      std::snprintf(note, sizeof note, "train loss %.4f acc %.2f%%, test loss %.4f acc %.2f%%, %.1f s", r.train_loss,
+                    100 * r.train_accuracy, r.test_loss, 100 * r.test_accuracy, r.seconds);
+      if (bar) bar->finish(note);
+      if (o->save_every > 0 && r.epoch % o->save_every == 0 && r.epoch < to.epochs) {
+        const TrainState st = t.state();
+        save_checkpoint(t.eval_model(), epoch_path(o->out, r.epoch), &st);
+      }
+    };
+
+    g_trainer = &trainer;
+    std::signal(SIGINT, on_train_signal);
+    std::signal(SIGTERM, on_train_signal);
+    Timer timer;
+    const bool done = trainer.run();
+    g_trainer = nullptr;
+    std::signal(SIGINT, SIG_DFL);
+    std::signal(SIGTERM, SIG_DFL);
+    if (!done) {
+      std::cerr << "curv: train: interrupted at step " << trainer.step() << "; nothing written to " << o->out
+                << (o->save_every > 0 ? " (resume from the last .epochNNN.h5 checkpoint)" : "") << "\n";
+      std::exit(130);
+    }
+    const TrainState st = trainer.state();
+    save_checkpoint(trainer.eval_model(), o->out, &st);
+
+    const auto& h = trainer.history();
+    nlohmann::json j;
+    j["epochs"] = st.epoch;
+    j["steps"] = st.step;
+    j["params"] = model.num_params();
+    j["seconds"] = timer.seconds();
+    j["out"] = o->out;
+    j["optimizer"] = o->optimizer;
+    j["sharpness"] = sharpness_name(to.sharpness.kind);
+    if (!h.epochs.empty()) {
+      const auto& e = h.epochs.back();
+      j["train_loss"] = e.train_loss;
+      j["train_accuracy"] = e.train_accuracy;
+      j["test_loss"] = e.test_loss;
+      j["test_accuracy"] = e.test_accuracy;
+      j["samples_per_second"] = e.samples_per_second;
+    }
+    if (!h.curvature.empty()) j["curvature"] = curvature_json(h.curvature.back());
+    if (o->run.json) return emit_json(o->run, j);
+    std::cerr << "train: " << st.epoch << " epochs, " << st.step << " steps in " << timer.seconds() << " s -> "
+              << o->out << "\n";
+  });
+}
+
+}  // namespace curv::cli
