@@ -24,7 +24,7 @@ namespace {
 using nlohmann::json;
 
 constexpr const char* kFormat = "curv-checkpoint";
-constexpr std::int64_t kSchemaVersion = 2;  // 2: optional /train and /history
+constexpr std::int64_t kSchemaVersion = 1;  // /train and /history are optional additions
 
 [[noreturn]] void fail(const std::string& file, const std::string& msg) { throw std::runtime_error(file + ": " + msg); }
 

@@ -26,21 +26,22 @@ LrSchedule::LrSchedule(LrScheduleOptions o, std::int64_t steps_per_epoch, std::i
     : m_options(o), m_steps_per_epoch(steps_per_epoch), m_total(total_steps) {
   if (!std::isfinite(o.lr) || o.lr <= 0)
     throw std::invalid_argument("learning rate must be finite and > 0 (got " + std::to_string(o.lr) + ")");
-  if (o.warmup_steps < 0) throw std::invalid_argument("warm-up must be >= 0 steps");
+  if (o.warmup_steps < 0 || !(o.warmup_epochs >= 0)) throw std::invalid_argument("warm-up must be >= 0");
   if (o.step_epochs < 1) throw std::invalid_argument("step schedule: step_epochs must be >= 1");
   if (!std::isfinite(o.gamma) || o.gamma <= 0) throw std::invalid_argument("step schedule: gamma must be > 0");
   if (steps_per_epoch < 1 || total_steps < 1) throw std::invalid_argument("schedule: needs at least one step");
+  m_warmup = o.warmup_steps + std::llround(o.warmup_epochs * double(steps_per_epoch));
 }
 
 double LrSchedule::at(std::int64_t t) const {
   const auto& o = m_options;
-  if (t < o.warmup_steps) return o.lr * double(t + 1) / double(o.warmup_steps);
+  if (t < m_warmup) return o.lr * double(t + 1) / double(m_warmup);
   switch (o.kind) {
     case ScheduleKind::Constant: return o.lr;
     case ScheduleKind::Step: return o.lr * std::pow(o.gamma, double((t / m_steps_per_epoch) / o.step_epochs));
     case ScheduleKind::Cosine: {
-      const double span = double(std::max<std::int64_t>(1, m_total - o.warmup_steps));
-      const double x = std::min(1.0, double(t - o.warmup_steps) / span);
+      const double span = double(std::max<std::int64_t>(1, m_total - m_warmup));
+      const double x = std::min(1.0, double(t - m_warmup) / span);
       return o.lr * 0.5 * (1 + std::cos(std::numbers::pi * x));
     }
   }

@@ -22,8 +22,9 @@ struct LrScheduleOptions {
   ScheduleKind kind = ScheduleKind::Constant;
   /// Base learning rate (REQUIRES finite, > 0).
   double lr = 0.01;
-  /// Linear warm-up length in steps (0: none).
+  /// Linear warm-up length W in steps, plus `warmup_epochs` epochs (rounded to steps; 0: none).
   std::int64_t warmup_steps = 0;
+  double warmup_epochs = 0;
   /// Step schedule: multiply by gamma every step_epochs epochs.
   std::int64_t step_epochs = 30;
   double gamma = 0.1;
@@ -39,7 +40,7 @@ class LrSchedule {
 
  private:
   LrScheduleOptions m_options;
-  std::int64_t m_steps_per_epoch, m_total;
+  std::int64_t m_steps_per_epoch, m_total, m_warmup;
 };
 
 }  // namespace curv

@@ -210,8 +210,12 @@ TEST_CASE("learning-rate schedules: warm-up, step and cosine") {
   CHECK(cos.at(4) == doctest::Approx(0.1));
   CHECK(cos.at(54) == doctest::Approx(0.05));
   CHECK(cos.at(104) == doctest::Approx(0.0).epsilon(1e-12));
-  o.kind = ScheduleKind::Step;
   o.warmup_steps = 0;
+  o.warmup_epochs = 0.4;  // 4 steps of 10 per epoch: the same schedule
+  LrSchedule cos2(o, 10, 104);
+  for (int t : {0, 3, 4, 54, 104}) CHECK(cos2.at(t) == cos.at(t));
+  o.kind = ScheduleKind::Step;
+  o.warmup_epochs = 0;
   o.step_epochs = 2;
   o.gamma = 0.5;
   LrSchedule st(o, 10, 100);

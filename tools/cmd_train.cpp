@@ -244,6 +244,7 @@ void register_train(CLI::App& root, int argc, char** argv) {
     to.schedule.kind = parse_schedule(o->schedule);
     to.schedule.lr = o->lr;
     to.schedule.step_epochs = o->lr_step_epochs;
+    to.schedule.warmup_epochs = o->warmup;
     to.schedule.gamma = o->lr_gamma;
     to.sharpness.kind = o->sam > 0 ? (o->asam ? SharpnessKind::Asam : o->gnr >= 0 ? SharpnessKind::Gnr : SharpnessKind::Sam)
                                    : SharpnessKind::None;
@@ -331,8 +332,12 @@ void register_train(CLI::App& root, int argc, char** argv) {
     trainer.on_epoch_end = [&](Trainer& t) {
       const EpochRecord& r = t.history().epochs.back();
       char note[200];
-      std::snprintf(note, sizeof note, "train loss %.4f acc %.2f%%, test loss %.4f acc %.2f%%, %.1f s", r.train_loss,
-                    100 * r.train_accuracy, r.test_loss, 100 * r.test_accuracy, r.seconds);
+      int n = std::snprintf(note, sizeof note, "train loss %.4f", r.train_loss);
+      if (!std::isnan(r.train_accuracy)) n += std::snprintf(note + n, sizeof note - n, " acc %.2f%%", 100 * r.train_accuracy);
+      if (!std::isnan(r.test_loss)) n += std::snprintf(note + n, sizeof note - n, ", test loss %.4f", r.test_loss);
+      if (!std::isnan(r.test_accuracy))
+        n += std::snprintf(note + n, sizeof note - n, " acc %.2f%%", 100 * r.test_accuracy);
+      std::snprintf(note + n, sizeof note - n, ", %.1f s", r.seconds);
       if (bar) bar->finish(note);
       if (o->save_every > 0 && r.epoch % o->save_every == 0 && r.epoch < to.epochs) {
         const TrainState st = t.state();

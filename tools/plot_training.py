@@ -1,0 +1,101 @@
+#!/usr/bin/python3
+"""Plot the training history stored by `curv train` (the checkpoint's /history group).
+
+    tools/plot_training.py RUN.h5 [RUN2.h5 ...] --out training.png [--labels sgd,sam]
+                           [--panels loss,accuracy,lambda_max,trace,overlap] [--x steps|epochs]
+
+Panels:
+  loss, accuracy   train (solid) and test (dashed) per epoch
+  lambda_max       top Hessian eigenvalue on the fixed curvature subset, with the 2/lr line
+                   (the gradient-descent stability threshold) for each run
+  trace            Hutchinson trace with its standard error band
+  overlap          fraction of the gradient in the top-k Hessian eigenspace
+Needs h5py and matplotlib (Debian: python3-h5py python3-matplotlib).
+"""
+import argparse
+import sys
+
+import h5py
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+PANELS = ("loss", "accuracy", "lambda_max", "trace", "overlap")
+
+
+def read(path):
+    with h5py.File(path, "r") as f:
+        if "history" not in f:
+            sys.exit(f"plot_training.py: {path}: no /history group (not written by curv train)")
+        h = f["history"]
+        run = {k: h[k][...] for k in h if isinstance(h[k], h5py.Dataset)}
+        run["curvature"] = {k: h["curvature"][k][...] for k in h["curvature"]}
+        run["steps_per_epoch"] = None
+        if len(run["epoch"]) and run["epoch"][0] > 0:
+            run["steps_per_epoch"] = run["step"][0] / run["epoch"][0]
+    return run
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("runs", nargs="+", help="checkpoints written by curv train")
+    ap.add_argument("--out", required=True, help="PNG file")
+    ap.add_argument("--labels", help="comma-separated run labels (default: file names)")
+    ap.add_argument("--panels", default=",".join(PANELS), help="comma-separated subset of " + ",".join(PANELS))
+    ap.add_argument("--x", choices=("steps", "epochs"), default="epochs", help="x axis of the curvature panels")
+    ap.add_argument("--title", default="")
+    a = ap.parse_args()
+    panels = [p for p in a.panels.split(",") if p]
+    for p in panels:
+        if p not in PANELS:
+            sys.exit(f"plot_training.py: unknown panel '{p}' (expected {', '.join(PANELS)})")
+    labels = a.labels.split(",") if a.labels else a.runs
+    if len(labels) != len(a.runs):
+        sys.exit("plot_training.py: --labels needs one label per run")
+    runs = [read(p) for p in a.runs]
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, panel in zip(axes[0], panels):
+        for i, (run, label) in enumerate(zip(runs, labels)):
+            c = colors[i % len(colors)]
+            cv = run["curvature"]
+            cx = cv["step"] if a.x == "steps" else cv["epoch"]
+            if panel in ("loss", "accuracy"):
+                key = "loss" if panel == "loss" else "accuracy"
+                ax.plot(run["epoch"], run["train_" + key], "-", color=c, label=f"{label} train")
+                if np.isfinite(run["test_" + key]).any():
+                    ax.plot(run["epoch"], run["test_" + key], "--", color=c, label=f"{label} test")
+                ax.set_xlabel("epoch")
+            elif panel == "lambda_max" and len(cx):
+                ax.plot(cx, cv["lambda_max"], "-", color=c, label=f"{label} $\\lambda_{{max}}$")
+                ax.plot(cx, 2.0 / cv["lr"], ":", color=c, label=f"{label} 2/$\\eta$")
+            elif panel == "trace" and len(cx):
+                ax.plot(cx, cv["trace"], "-", color=c, label=label)
+                ax.fill_between(cx, cv["trace"] - cv["trace_stderr"], cv["trace"] + cv["trace_stderr"], color=c,
+                                alpha=0.2)
+            elif panel == "overlap" and len(cx):
+                k = cv["top_values"].shape[1] if cv["top_values"].ndim == 2 else 0
+                ax.plot(cx, cv["grad_overlap"], "-", color=c, label=f"{label} (top-{k})")
+                ax.set_ylim(0, 1.02)
+            if panel in ("lambda_max", "trace", "overlap"):
+                ax.set_xlabel(a.x[:-1] if a.x == "steps" else "epoch")
+        ax.set_title({"loss": "loss", "accuracy": "accuracy", "lambda_max": "top Hessian eigenvalue",
+                      "trace": "Hessian trace (Hutchinson)", "overlap": "gradient in top-k eigenspace"}[panel])
+        if panel == "lambda_max":
+            lam = np.concatenate([r["curvature"]["lambda_max"] for r in runs])
+            if len(lam) and np.isfinite(lam).any():
+                ax.set_ylim(0, 1.3 * np.nanmax(lam))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    if a.title:
+        fig.suptitle(a.title)
+    fig.tight_layout()
+    fig.savefig(a.out, dpi=110)
+    print(a.out)
+
+
+if __name__ == "__main__":
+    main()
