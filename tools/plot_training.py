@@ -71,7 +71,11 @@ def main():
                 ax.set_xlabel("epoch")
             elif panel == "lambda_max" and len(cx):
                 ax.plot(cx, cv["lambda_max"], "-", color=c, label=f"{label} $\\lambda_{{max}}$")
-                ax.plot(cx, 2.0 / cv["lr"], ":", color=c, label=f"{label} 2/$\\eta$")
+                with np.errstate(divide="ignore"):
+                    thr = 2.0 / cv["lr"]
+                # The GD stability threshold, when it is within reach of the measured values.
+                if np.isfinite(thr).any() and np.nanmin(thr) < 3 * np.nanmax(cv["lambda_max"]):
+                    ax.plot(cx, thr, ":", color=c, label=f"{label} 2/$\\eta$")
             elif panel == "trace" and len(cx):
                 ax.plot(cx, cv["trace"], "-", color=c, label=label)
                 ax.fill_between(cx, cv["trace"] - cv["trace_stderr"], cv["trace"] + cv["trace_stderr"], color=c,
@@ -87,7 +91,12 @@ def main():
         if panel == "lambda_max":
             lam = np.concatenate([r["curvature"]["lambda_max"] for r in runs])
             if len(lam) and np.isfinite(lam).any():
-                ax.set_ylim(0, 1.3 * np.nanmax(lam))
+                with np.errstate(divide="ignore"):
+                    thr = np.concatenate([2.0 / r["curvature"]["lr"] for r in runs])
+                top = np.nanmax(lam)
+                if np.isfinite(thr).any() and np.nanmin(thr) < 3 * top:
+                    top = max(top, np.nanmin(thr[np.isfinite(thr)]))
+                ax.set_ylim(0, 1.3 * top)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     if a.title:
