@@ -36,9 +36,12 @@ EigenSolver::EigenSolver(const LinearOperator& op, EigenSolverOptions options) :
     throw std::invalid_argument("EigenSolver: max_restarts (= " + str(o.max_restarts) + ") must be >= 1");
 }
 
-EigenSolver::Index EigenSolver::default_ncv(Index k) const {
+EigenSolver::Index EigenSolver::default_ncv(Index k, bool top) const {
   if (m_options.ncv != 0) return m_options.ncv;
-  return std::min(m_op.rows(), std::max<Index>(2 * k + 1, 20));
+  // Top eigenvalues of a network Hessian are well separated: a Krylov space of k + 7 converges in
+  // the first build (top-1 on the shipped CNN: 10 products instead of 22 at tol 1e-6). The bottom
+  // of the spectrum clusters near zero and needs the larger space (264 products at 8 vs 114 at 20).
+  return std::min(m_op.rows(), top ? std::max<Index>(2 * k + 1, k + 7) : std::max<Index>(2 * k + 1, 20));
 }
 
 EigenSolver::Index EigenSolver::compute() {
@@ -52,11 +55,12 @@ EigenSolver::Index EigenSolver::compute() {
 
   internal::SpectraOpRef ref(m_op);
   auto run = [&](Index k, Spectra::SortRule rule, Index& ncv, Vector& values, Matrix& vectors) -> Index {
+    const bool top = rule == Spectra::SortRule::LargestAlge;
     ncv = 0;
     values.resize(0);
     vectors.resize(n, 0);
     if (k == 0) return 0;
-    ncv = default_ncv(k);
+    ncv = default_ncv(k, top);
     Spectra::SymEigsSolver<internal::SpectraOpRef> solver(ref, k, ncv);
     solver.init(v0.data());
     // Selection and sorting by the same rule: top comes out descending, bottom ascending.

@@ -31,7 +31,8 @@ struct EigenSolverOptions {
   LinearOperator::Index top = 1;
   /// Number of smallest algebraic eigenpairs.
   LinearOperator::Index bottom = 0;
-  /// Krylov subspace size per run; 0 means min(rows, max(2 k + 1, 20)).
+  /// Krylov subspace size per run; 0 means min(rows, max(2 k + 1, k + 7)) for the top run and
+  /// min(rows, max(2 k + 1, 20)) for the bottom run (whose eigenvalues cluster near zero).
   LinearOperator::Index ncv = 0;
   /// Relative residual tolerance (Spectra's `tol`).
   double tol = 1e-10;
@@ -72,7 +73,7 @@ class EigenSolver {
   const EigenSolverOptions& options() const { return m_options; }
 
  private:
-  Index default_ncv(Index k) const;
+  Index default_ncv(Index k, bool top) const;
 
   const LinearOperator& m_op;
   EigenSolverOptions m_options;
