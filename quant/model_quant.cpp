@@ -3,6 +3,7 @@
 #include <hdf5.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <limits>
@@ -118,6 +119,28 @@ std::vector<std::vector<double>> quantization_errors(const Model& m, const std::
     out.push_back(loss_increase<double>(1.0, std::span<const double>(w.data(), w.size()), shape, spec, bits));
   }
   return out;
+}
+
+void set_omegas(AllocProblem& problem, const std::vector<std::vector<double>>& err, std::span<const double> s) {
+  if (err.size() != problem.layers.size() || s.size() != problem.layers.size())
+    throw std::invalid_argument("set_omegas: " + std::to_string(problem.layers.size()) + " layers, " +
+                                std::to_string(err.size()) + " error rows, " + std::to_string(s.size()) + " sensitivities");
+  for (size_t i = 0; i < problem.layers.size(); ++i)
+    for (size_t b = 0; b < problem.layers[i].options.size(); ++b) problem.layers[i].options[b].omega = s[i] * err[i][b];
+}
+
+double predicted_omega(const AllocProblem& problem, const std::vector<std::vector<double>>& err,
+                       std::span<const double> s, std::span<const int> bits) {
+  double total = 0.0;
+  for (size_t i = 0; i < problem.layers.size(); ++i) {
+    const auto& options = problem.layers[i].options;
+    auto it = std::find_if(options.begin(), options.end(), [&](const BitOption& o) { return o.bits == bits[i]; });
+    if (it == options.end())
+      throw std::invalid_argument("predicted_omega: layer " + problem.layers[i].name + ": " + std::to_string(bits[i]) +
+                                  " bits is not among its options");
+    total += s[i] * err[i][it - options.begin()];
+  }
+  return total;
 }
 
 Plan uniform_plan(const Model& m, int bits, Scheme scheme, Granularity granularity, std::int64_t groups) {

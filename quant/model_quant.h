@@ -61,6 +61,14 @@ std::vector<Sensitivity> layer_sensitivities(const Model& m, const Dataset& data
 std::vector<std::vector<double>> quantization_errors(const Model& m, const std::vector<ModelLayer>& layers,
                                                      const QuantSpec& spec, const AllocProblem& problem);
 
+/// Sets Omega_i(b) = s_i e_i(b) for every option of every problem layer (e from quantization_errors).
+void set_omegas(AllocProblem& problem, const std::vector<std::vector<double>>& err, std::span<const double> s);
+
+/// sum_i s_i e_i(bits_i): the loss increase that sensitivities `s` predict for a bit assignment.
+/// std::invalid_argument if a width is not among layer i's options.
+double predicted_omega(const AllocProblem& problem, const std::vector<std::vector<double>>& err,
+                       std::span<const double> s, std::span<const int> bits);
+
 /// Bytes of float32 storage outside the quantized layers.
 std::int64_t unquantized_bytes(const Model& m, const std::vector<ModelLayer>& layers);
 

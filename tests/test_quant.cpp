@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "quant/bit_allocator.h"
+#include "quant/model_quant.h"
 #include "quant/plan.h"
 #include "quant/quantizer.h"
 #include "quant/sensitivity.h"
@@ -669,14 +670,19 @@ TEST_CASE("order: the reverse plan gives the most bits to the least sensitive la
   const std::vector<double> s{5.0, 0.1, 50.0, 1.0, 0.01};
   const std::vector<int> cand{2, 3, 4, 8};
   const Budget budget{BudgetKind::AvgBits, 4.0};
-  auto solve = [&](SensitivityOrder order, std::uint64_t seed) {
-    const auto used = reorder_sensitivities(s, order, seed);
-    AllocProblem p;
-    for (std::size_t i = 0; i < s.size(); ++i) {
-      AllocLayer l{"l" + std::to_string(i), 1000, 0, 64, {}};
-      for (int b : cand) l.options.push_back({b, used[i] * std::pow(4.0, -b)});
-      p.layers.push_back(l);
+  AllocProblem p;
+  std::vector<std::vector<double>> err;  // e_i(b) = 4^-b
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    AllocLayer l{"l" + std::to_string(i), 1000, 0, 64, {}};
+    err.emplace_back();
+    for (int b : cand) {
+      l.options.push_back({b, 0.0});
+      err.back().push_back(std::pow(4.0, -b));
     }
+    p.layers.push_back(l);
+  }
+  auto solve = [&](SensitivityOrder order, std::uint64_t seed) {
+    set_omegas(p, err, reorder_sensitivities(s, order, seed));
     return BitAllocator(p).solve(budget);
   };
   const Allocation h = solve(SensitivityOrder::Hessian, 0), r = solve(SensitivityOrder::Reverse, 0);
@@ -699,10 +705,17 @@ TEST_CASE("order: the reverse plan gives the most bits to the least sensitive la
   CHECK(hb == rb);
   CHECK(h.size_bits == r.size_bits);
   for (const Allocation& a : {h, r}) CHECK(a.avg_bits <= budget.value * (1 + kBudgetSlack));
+  // Under the measured sensitivities the Hessian plan is optimal, the reverse plan strictly worse.
+  CHECK(predicted_omega(p, err, s, h.bits) == doctest::Approx(h.omega).epsilon(1e-14));
+  CHECK(predicted_omega(p, err, s, r.bits) > predicted_omega(p, err, s, h.bits));
+  const std::vector<int> bad(s.size(), 5);
+  CHECK_THROWS_WITH_AS(predicted_omega(p, err, s, bad), "predicted_omega: layer l0: 5 bits is not among its options",
+                       std::invalid_argument);
   for (std::uint64_t seed = 0; seed < 20; ++seed) {
     const Allocation a = solve(SensitivityOrder::Random, seed);
     CHECK(a.avg_bits <= budget.value * (1 + kBudgetSlack));
     CHECK(a.bits == solve(SensitivityOrder::Random, seed).bits);
+    CHECK(predicted_omega(p, err, s, a.bits) >= predicted_omega(p, err, s, h.bits));
   }
 }
 

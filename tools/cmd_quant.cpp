@@ -164,10 +164,9 @@ void register_quant(CLI::App& root, int argc, char** argv) {
       const std::vector<double> used = quant::reorder_sensitivities(measured, order, o->run.seed);
       const auto err = quant::quantization_errors(m, layers, spec, prob);
       std::vector<quant::PlanLayerInfo> info;
+      quant::set_omegas(prob, err, used);
       for (size_t i = 0; i < layers.size(); ++i) {
         const auto& l = layers[i];
-        auto& options = prob.layers[i].options;
-        for (size_t b = 0; b < options.size(); ++b) options[b].omega = used[i] * err[i][b];
         quant::PlanLayerInfo pi;
         pi.scheme = spec.scheme;
         pi.granularity = spec.granularity;
@@ -188,10 +187,7 @@ void register_quant(CLI::App& root, int argc, char** argv) {
       plan.sensitivity_kind = o->sensitivity;
       plan.order = o->order;
       if (order == quant::SensitivityOrder::Random) plan.order_seed = static_cast<std::int64_t>(o->run.seed);
-      plan.measured_omega = 0.0;
-      for (size_t i = 0; i < layers.size(); ++i)
-        for (size_t b = 0; b < prob.layers[i].options.size(); ++b)
-          if (prob.layers[i].options[b].bits == a.bits[i]) *plan.measured_omega += measured[i] * err[i][b];
+      plan.measured_omega = quant::predicted_omega(prob, err, measured, a.bits);
       plan.budget = budget;
       plan.created_utc = quant::utc_timestamp();
       plan.candidate_bits = cand;
