@@ -12,7 +12,11 @@
 # pinned layers. Uniform B-bit plans are made by the same command with --bits B, so their measured
 # Omega is reported too. Everything runs under nice with 2 threads.
 # The ResNet-20 model is data/resnet20_fmnist.onnx (scripts/train_resnet20_fmnist.py).
-# Environment: SAMPLES_<name>, PROBES_<name> (Hutchinson probes per layer), EIG_TOL, SEEDS.
+# Environment: SAMPLES_<name> (training images for the sensitivities), PROBES_<name> (Hutchinson
+# probes per layer), EIG_TOL (relative tolerance of lambda_max), SEEDS (of the random-order plans),
+# EXTRA (more HAWQ-V2 budgets for the plot), ACC_MIN (bottom of the plots' accuracy axis, %). docs/experiments.md ran it as:
+#   scripts/quant_experiment.sh cnn
+#   SAMPLES_resnet20=256 EIG_TOL=1e-2 SEEDS="1 2 3" EXTRA="2.5 3.5" ACC_MIN=70 scripts/quant_experiment.sh resnet20
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CURV="nice -n 10 build/tools/curv"
@@ -56,7 +60,7 @@ run_model() {  # name model samples probes
   $CURV quant plan $common --sensitivities "$dir/trace.h5" --bits 2 --avg-bits 2 --out "$dir/uniform-b2.json" > /dev/null
   plans+=("uniform-b2")
   # More points along the HAWQ-V2 frontier for the plot.
-  for b in 2.5 3.5 5 6; do
+  for b in ${EXTRA:-2.5 3.5 5 6}; do
     $CURV quant plan $common --sensitivities "$dir/trace.h5" --bits $BITS --avg-bits $b --out "$dir/trace-b$b.json" > /dev/null
     plans+=("trace-b$b")
   done
@@ -85,7 +89,8 @@ PY
     "$dir/results.json" "$dir/evals.json"
   for kind in eig trace; do
     $PY tools/plot_quant.py "$dir/$kind.h5" "$dir/frontier_$kind.png" --plan "$dir/$kind-b4.json" \
-      --evals "$dir/evals.json" --title "$name, $kind sensitivities"
+      --evals "$dir/evals.json" --title "$name, $kind sensitivities" \
+      ${ACC_MIN:+--acc-min "$ACC_MIN"}
   done
   $PY scripts/quant_experiment_table.py "$dir/results.json"
 }

@@ -2,7 +2,7 @@
 """Plot the Pareto frontier of a `curv quant plan --h5` file (docs/quant-plan.md) to PNG.
 
     /usr/bin/python3 tools/plot_quant.py F.h5 OUT.png [--plan plan.json] [--evals results.json]
-                                         [--title TEXT]
+                                         [--title TEXT] [--acc-min PERCENT]
 
 Left panel: predicted loss increase Omega vs model size (KB) along the exact frontier, the plan
 given with --plan marked with a star (its size and predicted_omega), and every evaluated plan of
@@ -61,6 +61,7 @@ def main():
     ap.add_argument("--plan", help="plan.json to mark on the frontier")
     ap.add_argument("--evals", help="JSON list of evaluated plans (size_bytes, accuracy, measured_omega, ...)")
     ap.add_argument("--title", default="")
+    ap.add_argument("--acc-min", type=float, help="lower limit of the accuracy axis (%%); lower points sit on it")
     a = ap.parse_args()
 
     kind, size, omega = read_frontier(a.h5)
@@ -111,9 +112,16 @@ def main():
             if m == "hessian" and r.get("sensitivity") not in (None, kind):
                 m = "hessian-" + r["sensitivity"]
             mk, col, name = STYLE.get(m, ("D", "tab:purple", m.replace("hessian-", "Hessian plan, ")))
-            ax.plot([r["size_bytes"] / 1024], [100 * r["accuracy"]], mk, color=col, ms=7,
-                    label=None if m in seen else name)
+            acc = 100 * r["accuracy"]
+            shown = acc if a.acc_min is None else max(acc, a.acc_min)
+            ax.plot([r["size_bytes"] / 1024], [shown], mk, color=col, ms=7, label=None if m in seen else name,
+                    clip_on=False)
+            if shown != acc:
+                ax.annotate(f"{acc:.1f}", (r["size_bytes"] / 1024, shown), textcoords="offset points",
+                            xytext=(4, 3), fontsize=7, color=col)
             seen.add(m)
+        if a.acc_min is not None:
+            ax.set_ylim(bottom=a.acc_min)
         ax.set_xlabel("model size (KB)")
         ax.set_ylabel("test accuracy (%)")
         ax.set_title("measured accuracy of the evaluated plans", fontsize=9)
