@@ -3,6 +3,7 @@
 #include <hdf5.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <limits>
@@ -13,6 +14,7 @@
 #include "curvature/exact_spectrum.h"
 #include "curvature/hutchinson_trace.h"
 #include "curvature/internal/hdf5_handle.h"
+#include "curvature/spectra_reader.h"
 #include "src/checkpoint.h"
 
 namespace curv::quant {
@@ -101,6 +103,44 @@ std::vector<Sensitivity> layer_sensitivities(const Model& m, const Dataset& data
     }
   }
   return out;
+}
+
+std::vector<std::vector<double>> quantization_errors(const Model& m, const std::vector<ModelLayer>& layers,
+                                                     const QuantSpec& spec, const AllocProblem& problem) {
+  if (problem.layers.size() != layers.size())
+    throw std::invalid_argument("quantization_errors: " + std::to_string(layers.size()) + " model layers, " +
+                                std::to_string(problem.layers.size()) + " problem layers");
+  std::vector<std::vector<double>> out;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    std::vector<int> bits;
+    for (const auto& opt : problem.layers[i].options) bits.push_back(opt.bits);
+    const Tensor<double>& w = m.param(layers[i].param);
+    std::vector<std::int64_t> shape(layers[i].shape.begin(), layers[i].shape.end());
+    out.push_back(loss_increase<double>(1.0, std::span<const double>(w.data(), w.size()), shape, spec, bits));
+  }
+  return out;
+}
+
+void set_omegas(AllocProblem& problem, const std::vector<std::vector<double>>& err, std::span<const double> s) {
+  if (err.size() != problem.layers.size() || s.size() != problem.layers.size())
+    throw std::invalid_argument("set_omegas: " + std::to_string(problem.layers.size()) + " layers, " +
+                                std::to_string(err.size()) + " error rows, " + std::to_string(s.size()) + " sensitivities");
+  for (size_t i = 0; i < problem.layers.size(); ++i)
+    for (size_t b = 0; b < problem.layers[i].options.size(); ++b) problem.layers[i].options[b].omega = s[i] * err[i][b];
+}
+
+double predicted_omega(const AllocProblem& problem, const std::vector<std::vector<double>>& err,
+                       std::span<const double> s, std::span<const int> bits) {
+  double total = 0.0;
+  for (size_t i = 0; i < problem.layers.size(); ++i) {
+    const auto& options = problem.layers[i].options;
+    auto it = std::find_if(options.begin(), options.end(), [&](const BitOption& o) { return o.bits == bits[i]; });
+    if (it == options.end())
+      throw std::invalid_argument("predicted_omega: layer " + problem.layers[i].name + ": " + std::to_string(bits[i]) +
+                                  " bits is not among its options");
+    total += s[i] * err[i][it - options.begin()];
+  }
+  return total;
 }
 
 Plan uniform_plan(const Model& m, int bits, Scheme scheme, Granularity granularity, std::int64_t groups) {
@@ -231,8 +271,9 @@ void save_quantized(const Model& m, const Plan& plan, const std::vector<AppliedL
 }
 
 
-void save_frontier(const std::string& path, const std::string& command, const std::vector<ModelLayer>& layers,
-                   const std::vector<Sensitivity>& sens, const std::string& kind, const ParetoFrontier& frontier) {
+void save_frontier(const std::string& path, const std::string& command, const std::string& model_sha256,
+                   const std::vector<ModelLayer>& layers, const std::vector<Sensitivity>& sens,
+                   const std::string& kind, const std::string& order, const ParetoFrontier& frontier) {
   using internal::H5Handle;
   TempFile tmp{path + ".tmp." + std::to_string(getpid())};
   H5Writer w(path);
@@ -242,23 +283,28 @@ void save_frontier(const std::string& path, const std::string& command, const st
     w.str_attr(f.get(), "format", "curv");
     w.str_attr(f.get(), "command", command);
     w.str_attr(f.get(), "created_utc", utc_timestamp());
+    w.str_attr(f.get(), "model_sha256", model_sha256);
     H5Handle q = w.group(f.get(), "quant");
     w.str_attr(q.get(), "sensitivity", kind);
+    w.str_attr(q.get(), "order", order);
     H5Handle lg = w.group(q.get(), "layers");
     const hsize_t L = layers.size();
     std::vector<const char*> names;
     std::vector<std::int64_t> n, macs;
     std::vector<double> s;
+    std::vector<std::int8_t> negative;
     for (size_t i = 0; i < layers.size(); ++i) {
       names.push_back(layers[i].name.c_str());
       n.push_back(layers[i].numel);
       macs.push_back(layers[i].macs);
       s.push_back(sens[i].value);
+      negative.push_back(sens[i].negative_top_eigenvalue ? 1 : 0);
     }
     w.dataset(lg.get(), "names", w.string_type(), names.data(), {L});
     w.dataset(lg.get(), "numel", H5T_NATIVE_INT64, n.data(), {L});
     w.dataset(lg.get(), "macs", H5T_NATIVE_INT64, macs.data(), {L});
     w.dataset(lg.get(), "sensitivity", H5T_NATIVE_DOUBLE, s.data(), {L});
+    w.dataset(lg.get(), "negative_top_eigenvalue", H5T_NATIVE_INT8, negative.data(), {L});
     H5Handle fg = w.group(q.get(), "frontier");
     w.str_attr(fg.get(), "exact", frontier.exact ? "true" : "false");
     const hsize_t K = frontier.points.size();
@@ -276,6 +322,42 @@ void save_frontier(const std::string& path, const std::string& command, const st
     w.dataset(fg.get(), "bits", H5T_NATIVE_INT64, bits.data(), {K, L});
   }
   tmp.commit_to(path);
+}
+
+std::vector<Sensitivity> load_sensitivities(const std::string& path, const std::vector<ModelLayer>& layers,
+                                            const std::string& model_sha256, std::string& kind) {
+  const SpectraReader r(path);
+  auto fail = [&](const std::string& what) -> void { throw std::runtime_error(path + ": " + what); };
+  if (!r.exists("/quant/layers/sensitivity")) fail("no /quant/layers/sensitivity (not written by curv quant plan --h5)");
+  std::string sha;
+  try {
+    sha = r.string_attribute("/", "model_sha256");
+  } catch (const std::runtime_error&) {
+    fail("no model_sha256 attribute: cannot tell which model the sensitivities belong to");
+  }
+  if (sha != model_sha256)
+    fail("sensitivities were computed for a model with sha256 " + sha + ", not this model (sha256 " + model_sha256 +
+         ")");
+  kind = r.string_attribute("/quant", "sensitivity");
+  const SensitivityKind k = sensitivity_kind_from_string(kind);
+  const StoredArray s = r.read("/quant/layers/sensitivity"), n = r.read("/quant/layers/numel");
+  if (s.data.size() != layers.size() || n.data.size() != layers.size())
+    fail(std::to_string(s.data.size()) + " layers, the model has " + std::to_string(layers.size()));
+  const bool flags = r.exists("/quant/layers/negative_top_eigenvalue");
+  const StoredArray neg = flags ? r.read("/quant/layers/negative_top_eigenvalue") : StoredArray{};
+  std::vector<Sensitivity> out;
+  for (std::size_t i = 0; i < layers.size(); ++i) {
+    if (static_cast<std::int64_t>(n.data[i]) != layers[i].numel)
+      fail("layer " + std::to_string(i) + " has " + std::to_string(static_cast<std::int64_t>(n.data[i])) +
+           " weights, the model's " + layers[i].name + " has " + std::to_string(layers[i].numel));
+    if (!std::isfinite(s.data[i])) fail("sensitivity of " + layers[i].name + " is not finite");
+    Sensitivity x;
+    x.kind = k;
+    x.value = s.data[i];
+    x.negative_top_eigenvalue = flags && neg.data.size() == layers.size() && neg.data[i] != 0.0;
+    out.push_back(x);
+  }
+  return out;
 }
 
 }  // namespace curv::quant

@@ -55,6 +55,20 @@ struct SensitivityOptions {
 std::vector<Sensitivity> layer_sensitivities(const Model& m, const Dataset& data, const std::vector<ModelLayer>& layers,
                                              const SensitivityOptions& opts);
 
+/// e_i(b) = ||Q_b(W_i) - W_i||^2 for layer i of `layers` and every option b of problem layer i
+/// (result [layer][option], problem option order), quantized by `spec` (its bits ignored), so that
+/// Omega_i(b) = s_i e_i(b) for any sensitivities. REQUIRES: problem.layers matches `layers`.
+std::vector<std::vector<double>> quantization_errors(const Model& m, const std::vector<ModelLayer>& layers,
+                                                     const QuantSpec& spec, const AllocProblem& problem);
+
+/// Sets Omega_i(b) = s_i e_i(b) for every option of every problem layer (e from quantization_errors).
+void set_omegas(AllocProblem& problem, const std::vector<std::vector<double>>& err, std::span<const double> s);
+
+/// sum_i s_i e_i(bits_i): the loss increase that sensitivities `s` predict for a bit assignment.
+/// std::invalid_argument if a width is not among layer i's options.
+double predicted_omega(const AllocProblem& problem, const std::vector<std::vector<double>>& err,
+                       std::span<const double> s, std::span<const int> bits);
+
 /// Bytes of float32 storage outside the quantized layers.
 std::int64_t unquantized_bytes(const Model& m, const std::vector<ModelLayer>& layers);
 
@@ -79,9 +93,19 @@ void save_quantized(const Model& m, const Plan& plan, const std::vector<AppliedL
 
 namespace curv::quant {
 /// Writes sensitivities and the Pareto frontier for `curv quant plan --h5` (docs/quant-plan.md):
-/// /quant/layers/{names, numel, macs, sensitivity}, /quant/frontier/{size_bytes, omega, avg_bits,
-/// bits [points x layers]}, attributes format="curv", kind, exact. Sizes include the float32
-/// parts (the problem's extra_bits). Atomic.
-void save_frontier(const std::string& path, const std::string& command, const std::vector<ModelLayer>& layers,
-                   const std::vector<Sensitivity>& sens, const std::string& kind, const ParetoFrontier& frontier);
+/// /quant/layers/{names, numel, macs, sensitivity (measured s_i), negative_top_eigenvalue (int8)},
+/// /quant/frontier/{size_bytes, omega, avg_bits, bits [points x layers]}, root attributes
+/// format="curv", command, created_utc, model_sha256; /quant attributes sensitivity (kind) and
+/// order (of the frontier's problem: its Omegas use the reordered s'), /quant/frontier attribute
+/// exact. Sizes include the float32 parts (the problem's extra_bits). Atomic.
+void save_frontier(const std::string& path, const std::string& command, const std::string& model_sha256,
+                   const std::vector<ModelLayer>& layers, const std::vector<Sensitivity>& sens,
+                   const std::string& kind, const std::string& order, const ParetoFrontier& frontier);
+
+/// The sensitivities stored by save_frontier, to make more plans without new Hessian work
+/// (`curv quant plan --sensitivities F.h5`). Returns them in `layers` order and their kind in `kind`.
+/// std::runtime_error("<path>: ...") if the file is not such a file, was written for a model with
+/// another sha256 (or without one), or its layers do not match `layers` (count or sizes).
+std::vector<Sensitivity> load_sensitivities(const std::string& path, const std::vector<ModelLayer>& layers,
+                                            const std::string& model_sha256, std::string& kind);
 }  // namespace curv::quant

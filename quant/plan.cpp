@@ -176,6 +176,9 @@ json plan_to_json(const Plan& plan) {
   j["command"] = plan.command;
   j["model"] = {{"path", plan.model_path}, {"sha256", plan.model_sha256}};
   j["sensitivity"] = plan.sensitivity_kind;
+  j["order"] = plan.order;
+  if (plan.order_seed) j["order_seed"] = *plan.order_seed;
+  if (plan.measured_omega) j["measured_omega"] = *plan.measured_omega;
   j["act_bits"] = plan.act_bits;
   j["candidate_bits"] = plan.candidate_bits;
   j["budget"] =
@@ -241,6 +244,16 @@ Plan plan_from_json(const json& j, const std::string& source) {
       }
     }
   }
+  if (const json* v = r.optional(j, "order")) {
+    p.order = r.string(*v, "order");
+    try {
+      sensitivity_order_from_string(p.order);
+    } catch (const std::invalid_argument& e) {
+      r.fail("order", e.what());
+    }
+  }
+  if (const json* v = r.optional(j, "order_seed")) p.order_seed = r.integer(*v, "order_seed", 0, kMaxInt);
+  if (const json* v = r.optional(j, "measured_omega")) p.measured_omega = r.number(*v, "measured_omega");
   p.act_bits = static_cast<int>(r.integer(r.key(j, "act_bits", ""), "act_bits", 1, 32));
   if (const json* v = r.optional(j, "candidate_bits")) {
     r.array(*v, "candidate_bits");

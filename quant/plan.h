@@ -6,7 +6,8 @@
 ///     "format": "curv-quant-plan", "schema_version": 1, "curv_version": "0.1.0",
 ///     "created_utc": "2026-01-01T00:00:00Z", "command": "curv quant plan ...",
 ///     "model": {"path": "m.onnx", "sha256": "<64 hex>"},
-///     "sensitivity": "trace", "act_bits": 8, "candidate_bits": [2, 3, 4, 8],
+///     "sensitivity": "trace", "order": "hessian", "order_seed": 0, "measured_omega": 0.01,
+///     "act_bits": 8, "candidate_bits": [2, 3, 4, 8],
 ///     "budget": {"kind": "avg-bits", "value": 4.0} | null, "shared": [["a", "b"]],
 ///     "optimizer": {"method": "pareto-dp", "status": "optimal", "work": 123},
 ///     "unquantized_bytes": 0,
@@ -72,6 +73,14 @@ struct Plan {
   std::string model_path;        // optional
   std::string model_sha256;      // 64 lower-case hex digits
   std::string sensitivity_kind;  // "eig" | "trace" | "eig-stats" | "" (none, e.g. uniform)
+  /// How the measured sensitivities were assigned to layers before allocation (SensitivityOrder):
+  /// "hessian" (as measured), "reverse" or "random" (baselines; layers[i].sensitivity and omega
+  /// then hold the reassigned values the optimizer saw).
+  std::string order = "hessian";
+  std::optional<std::int64_t> order_seed;  // the permutation seed of order "random"
+  /// sum_i s_i ||Q_b(W_i) - W_i||^2 with the *measured* s_i: the loss increase that the curvature
+  /// model predicts for this plan whatever the order (= predicted_omega for order "hessian").
+  std::optional<double> measured_omega;
   int act_bits = 8;
   std::vector<int> candidate_bits;
   std::optional<Budget> budget;

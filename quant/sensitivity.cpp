@@ -1,6 +1,9 @@
 #include "quant/sensitivity.h"
 
+#include <algorithm>
 #include <cmath>
+#include <numeric>
+#include <random>
 #include <stdexcept>
 
 namespace curv::quant {
@@ -86,6 +89,43 @@ SensitivityKind sensitivity_kind_from_string(std::string_view s) {
   if (s == "trace") return SensitivityKind::Trace;
   if (s == "eig-stats") return SensitivityKind::EigStats;
   throw std::invalid_argument("sensitivity \"" + std::string(s) + "\" is not one of eig, trace, eig-stats");
+}
+
+std::vector<double> reorder_sensitivities(std::span<const double> s, SensitivityOrder order, std::uint64_t seed) {
+  for (double x : s) check_finite(x, "sensitivity");
+  std::vector<double> out(s.begin(), s.end());
+  const std::size_t n = s.size();
+  if (order == SensitivityOrder::Reverse) {
+    // rank[k] = index of the k-th smallest value (ties by index); the k-th smallest layer takes the
+    // k-th largest value and vice versa.
+    std::vector<std::size_t> rank(n);
+    std::iota(rank.begin(), rank.end(), std::size_t{0});
+    std::stable_sort(rank.begin(), rank.end(), [&](std::size_t a, std::size_t b) { return s[a] < s[b]; });
+    for (std::size_t k = 0; k < n; ++k) out[rank[k]] = s[rank[n - 1 - k]];
+  } else if (order == SensitivityOrder::Random) {
+    std::mt19937_64 rng(seed);
+    for (std::size_t i = n; i > 1; --i) std::swap(out[i - 1], out[rng() % i]);
+  }
+  return out;
+}
+
+std::string to_string(SensitivityOrder order) {
+  switch (order) {
+    case SensitivityOrder::Hessian:
+      return "hessian";
+    case SensitivityOrder::Reverse:
+      return "reverse";
+    case SensitivityOrder::Random:
+      return "random";
+  }
+  return "?";
+}
+
+SensitivityOrder sensitivity_order_from_string(std::string_view s) {
+  if (s == "hessian") return SensitivityOrder::Hessian;
+  if (s == "reverse") return SensitivityOrder::Reverse;
+  if (s == "random") return SensitivityOrder::Random;
+  throw std::invalid_argument("order \"" + std::string(s) + "\" is not one of hessian, reverse, random");
 }
 
 template std::vector<double> loss_increase<float>(double, std::span<const float>, std::span<const std::int64_t>,

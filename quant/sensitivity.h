@@ -59,4 +59,27 @@ std::vector<double> loss_increase(double s, std::span<const T> w, std::span<cons
 std::string to_string(SensitivityKind kind);
 SensitivityKind sensitivity_kind_from_string(std::string_view s);
 
+/// Which layer gets which sensitivity when the allocator runs: the measured assignment, or one of
+/// the two baselines that keep the same multiset of values {s_i} but break the link to the
+/// Hessian, so that a plan solved under the same budget by the same exact allocator isolates what
+/// the curvature information is worth (HAWQ-V2's reverse-order ablation, plus a random control):
+///   Hessian  s'_i = s_i
+///   Reverse  rank-reversed: the layer with the k-th largest s gets the k-th smallest value
+///            (ranks by value, ties by layer index), so the most sensitive layer becomes the least
+///            sensitive and vice versa; s' = s o pi with pi the rank reversal.
+///   Random   a uniformly random permutation of the values, drawn by Fisher-Yates from
+///            std::mt19937_64(seed) (j = rng() mod (i + 1), i = L-1 .. 1; the modulo bias is below
+///            L / 2^64), so the same seed gives the same plan on every platform.
+/// Omega_i(b) = s'_i ||Q_b(W_i) - W_i||^2 then decides the bits; the quantization error term and
+/// the layer sizes are the layer's own, so reverse and random plans still see n_i and the weight
+/// ranges, only not the curvature.
+enum class SensitivityOrder { Hessian, Reverse, Random };
+
+/// s' for `order` (see SensitivityOrder); `seed` is used by Random only.
+std::vector<double> reorder_sensitivities(std::span<const double> s, SensitivityOrder order, std::uint64_t seed = 0);
+
+/// "hessian" | "reverse" | "random", and back (std::invalid_argument naming the accepted values).
+std::string to_string(SensitivityOrder order);
+SensitivityOrder sensitivity_order_from_string(std::string_view s);
+
 }  // namespace curv::quant

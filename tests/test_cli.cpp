@@ -4,11 +4,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <vector>
 
 namespace fs = std::filesystem;
 
@@ -155,4 +157,62 @@ TEST_CASE("quant plan, apply and eval: budget respected, applied model evaluates
   const fs::path corrupt = tmpdir() / "corrupt.json";
   std::ofstream(corrupt) << "{\"format\": \"curv-quant-plan\", \"schema_version\": 1, \"layers\": [";
   check_bad("quant eval " + kModel + " --data fashion-mnist:test --samples 10 --plan " + corrupt.string(), corrupt.string());
+}
+
+TEST_CASE("quant plan --order: reverse and random baselines from reused sensitivities, same budget") {
+  const fs::path h5 = tmpdir() / "sens.h5", hp = tmpdir() / "hessian.json", rp = tmpdir() / "reverse.json",
+                 xp = tmpdir() / "random.json", yp = tmpdir() / "random2.json";
+  const std::string base = "quant plan " + kModel + " --data fashion-mnist:train --samples 64 --bits 2,3,4,8 --avg-bits 3 ";
+  Run r = curv(base + "--trace-probes 4 --out " + hp.string() + " --h5 " + h5.string() + " --json");
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  const auto h = nlohmann::json::parse(r.out);
+  CHECK(h["order"] == "hessian");
+  CHECK(h["measured_omega"].get<double>() == doctest::Approx(h["totals"]["predicted_omega"].get<double>()));
+
+  r = curv(base + "--sensitivities " + h5.string() + " --order reverse --out " + rp.string() + " --json");
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  const auto rev = nlohmann::json::parse(r.out);
+  CHECK(rev["order"] == "reverse");
+  CHECK(rev["sensitivity"] == "trace");
+  CHECK(rev["totals"]["avg_bits"].get<double>() <= 3.0 + 1e-9);
+  // The reverse plan sees the same values rank-reversed: the most sensitive layer gets the smallest.
+  std::vector<double> hs, rs;
+  for (const auto& l : h["layers"]) hs.push_back(l["sensitivity"].get<double>());
+  for (const auto& l : rev["layers"]) rs.push_back(l["sensitivity"].get<double>());
+  REQUIRE(hs.size() == rs.size());
+  const auto most = std::max_element(hs.begin(), hs.end()) - hs.begin();
+  CHECK(rs[most] == *std::min_element(hs.begin(), hs.end()));
+  auto hsorted = hs, rsorted = rs;
+  std::sort(hsorted.begin(), hsorted.end());
+  std::sort(rsorted.begin(), rsorted.end());
+  CHECK(hsorted == rsorted);
+  // The Hessian plan is optimal for the measured sensitivities, so no other plan in the budget
+  // predicts less under them.
+  CHECK(rev["measured_omega"].get<double>() >= h["totals"]["predicted_omega"].get<double>() * (1 - 1e-12));
+
+  r = curv(base + "--sensitivities " + h5.string() + " --order random --seed 3 --out " + xp.string() + " --json");
+  REQUIRE(r.status == 0);
+  const auto x1 = nlohmann::json::parse(r.out);
+  r = curv(base + "--sensitivities " + h5.string() + " --order random --seed 3 --out " + yp.string() + " --json");
+  REQUIRE(r.status == 0);
+  const auto x2 = nlohmann::json::parse(r.out);
+  CHECK(x1["order"] == "random");
+  CHECK(x1["order_seed"] == 3);
+  CHECK(x1["layers"] == x2["layers"]);
+  CHECK(x1["totals"]["avg_bits"].get<double>() <= 3.0 + 1e-9);
+  REQUIRE(curv("quant eval " + kModel + " --data fashion-mnist:test --samples 50 --plan " + xp.string()).status == 0);
+
+  // Bad input: unknown order, sensitivities of another model, a missing file, a kind mismatch.
+  const fs::path z = tmpdir() / "z.json";
+  check_bad(base + "--order inverse --out " + z.string(), "--order");
+  const std::string mlp = std::string(CURV_SOURCE_DIR) + "/data/fixtures/mlp";
+  check_bad("quant plan " + mlp + ".onnx --data " + mlp + ".npz --avg-bits 4 --sensitivities " + h5.string() +
+                " --out " + z.string(),
+            "sensitivities were computed for a model with sha256");
+  check_bad(base + "--sensitivities /nonexistent/s.h5 --out " + z.string(), "/nonexistent/s.h5");
+  check_bad(base + "--sensitivity eig --sensitivities " + h5.string() + " --out " + z.string(),
+            "holds trace sensitivities");
+  CHECK(!fs::exists(z));
 }

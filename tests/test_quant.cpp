@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "quant/bit_allocator.h"
+#include "quant/model_quant.h"
 #include "quant/plan.h"
 #include "quant/quantizer.h"
 #include "quant/sensitivity.h"
@@ -629,6 +630,96 @@ TEST_CASE("allocator: invalid problems are rejected with the names involved") {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Baseline orders (reverse, random): same values, reassigned, solved by the same allocator
+
+TEST_CASE("order: hessian keeps, reverse rank-reverses, random permutes reproducibly by seed") {
+  const std::vector<double> s{3.0, 1.0, 2.0, 5.0, -0.5};
+  CHECK(reorder_sensitivities(s, SensitivityOrder::Hessian) == s);
+  // Ascending ranks: -0.5 (4), 1 (1), 2 (2), 3 (0), 5 (3); the k-th smallest takes the k-th largest.
+  CHECK(reorder_sensitivities(s, SensitivityOrder::Reverse) == std::vector<double>{1.0, 3.0, 2.0, -0.5, 5.0});
+  CHECK(reorder_sensitivities(reorder_sensitivities(s, SensitivityOrder::Reverse), SensitivityOrder::Reverse) == s);
+  // Ties keep layer order among themselves: [1, 1, 2] -> the two 1s take 2 and 1 in index order.
+  const std::vector<double> tie{1.0, 1.0, 2.0};
+  CHECK(reorder_sensitivities(tie, SensitivityOrder::Reverse) == std::vector<double>{2.0, 1.0, 1.0});
+
+  std::vector<double> many(20);
+  std::iota(many.begin(), many.end(), 1.0);
+  const auto r7 = reorder_sensitivities(many, SensitivityOrder::Random, 7);
+  CHECK(r7 == reorder_sensitivities(many, SensitivityOrder::Random, 7));
+  auto sorted = r7;
+  std::sort(sorted.begin(), sorted.end());
+  CHECK(sorted == many);  // a permutation of the same values
+  CHECK(r7 != many);
+  CHECK(r7 != reorder_sensitivities(many, SensitivityOrder::Random, 8));
+  // Every position is reachable: over seeds, the value at position 0 takes many different values.
+  std::set<double> first;
+  for (std::uint64_t seed = 0; seed < 200; ++seed) first.insert(reorder_sensitivities(many, SensitivityOrder::Random, seed)[0]);
+  CHECK(first.size() == many.size());
+
+  CHECK(to_string(SensitivityOrder::Reverse) == "reverse");
+  CHECK(sensitivity_order_from_string("random") == SensitivityOrder::Random);
+  CHECK_THROWS_WITH_AS(sensitivity_order_from_string("inverse"),
+                       "order \"inverse\" is not one of hessian, reverse, random", std::invalid_argument);
+  const std::vector<double> nan{1.0, std::numeric_limits<double>::quiet_NaN()};
+  CHECK_THROWS_AS(reorder_sensitivities(nan, SensitivityOrder::Reverse), std::invalid_argument);
+}
+
+TEST_CASE("order: the reverse plan gives the most bits to the least sensitive layers, all orders meet the budget") {
+  // Five layers of equal size and equal quantization error e(b) = 4^-b: with Omega_i(b) = s'_i e(b)
+  // the exact optimum gives at least as many bits to a layer with larger s'.
+  const std::vector<double> s{5.0, 0.1, 50.0, 1.0, 0.01};
+  const std::vector<int> cand{2, 3, 4, 8};
+  const Budget budget{BudgetKind::AvgBits, 4.0};
+  AllocProblem p;
+  std::vector<std::vector<double>> err;  // e_i(b) = 4^-b
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    AllocLayer l{"l" + std::to_string(i), 1000, 0, 64, {}};
+    err.emplace_back();
+    for (int b : cand) {
+      l.options.push_back({b, 0.0});
+      err.back().push_back(std::pow(4.0, -b));
+    }
+    p.layers.push_back(l);
+  }
+  auto solve = [&](SensitivityOrder order, std::uint64_t seed) {
+    set_omegas(p, err, reorder_sensitivities(s, order, seed));
+    return BitAllocator(p).solve(budget);
+  };
+  const Allocation h = solve(SensitivityOrder::Hessian, 0), r = solve(SensitivityOrder::Reverse, 0);
+  INFO("hessian bits ", h.bits[0], h.bits[1], h.bits[2], h.bits[3], h.bits[4]);
+  INFO("reverse bits ", r.bits[0], r.bits[1], r.bits[2], r.bits[3], r.bits[4]);
+  CHECK(*std::max_element(h.bits.begin(), h.bits.end()) > *std::min_element(h.bits.begin(), h.bits.end()));
+  for (std::size_t i = 0; i < s.size(); ++i)
+    for (std::size_t j = 0; j < s.size(); ++j)
+      if (s[i] > s[j]) {
+        CHECK(h.bits[i] >= h.bits[j]);
+        CHECK(r.bits[i] <= r.bits[j]);
+      }
+  CHECK(r.bits[4] == *std::max_element(r.bits.begin(), r.bits.end()));  // least sensitive: most bits
+  CHECK(r.bits[2] == *std::min_element(r.bits.begin(), r.bits.end()));  // most sensitive: fewest
+  CHECK(h.bits[2] > r.bits[2]);
+  // Same values, so the same multiset of bit widths (equal layers): the plans have the same size.
+  auto hb = h.bits, rb = r.bits;
+  std::sort(hb.begin(), hb.end());
+  std::sort(rb.begin(), rb.end());
+  CHECK(hb == rb);
+  CHECK(h.size_bits == r.size_bits);
+  for (const Allocation& a : {h, r}) CHECK(a.avg_bits <= budget.value * (1 + kBudgetSlack));
+  // Under the measured sensitivities the Hessian plan is optimal, the reverse plan strictly worse.
+  CHECK(predicted_omega(p, err, s, h.bits) == doctest::Approx(h.omega).epsilon(1e-14));
+  CHECK(predicted_omega(p, err, s, r.bits) > predicted_omega(p, err, s, h.bits));
+  const std::vector<int> bad(s.size(), 5);
+  CHECK_THROWS_WITH_AS(predicted_omega(p, err, s, bad), "predicted_omega: layer l0: 5 bits is not among its options",
+                       std::invalid_argument);
+  for (std::uint64_t seed = 0; seed < 20; ++seed) {
+    const Allocation a = solve(SensitivityOrder::Random, seed);
+    CHECK(a.avg_bits <= budget.value * (1 + kBudgetSlack));
+    CHECK(a.bits == solve(SensitivityOrder::Random, seed).bits);
+    CHECK(predicted_omega(p, err, s, a.bits) >= predicted_omega(p, err, s, h.bits));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Plans
 
 namespace {
@@ -686,6 +777,19 @@ TEST_CASE("plan: JSON round trip") {
   CHECK(back.layers[3].negative_top_eigenvalue);
   CHECK(back.budget->kind == BudgetKind::AvgBits);
   CHECK(back.totals.predicted_omega == plan.totals.predicted_omega);
+  CHECK(back.order == "hessian");
+  CHECK_FALSE(back.order_seed);
+
+  Plan random = plan;
+  random.order = "random";
+  random.order_seed = 42;
+  random.measured_omega = 0.125;
+  write_plan(random, path);
+  const Plan rback = read_plan(path);
+  CHECK(rback.order == "random");
+  CHECK(rback.order_seed == 42);
+  CHECK(rback.measured_omega == 0.125);
+  CHECK(plan_to_json(rback) == plan_to_json(random));
 }
 
 TEST_CASE("plan: corrupt, foreign or wrong-schema files raise \"<path>: <what is wrong>\"") {
@@ -724,6 +828,10 @@ TEST_CASE("plan: corrupt, foreign or wrong-schema files raise \"<path>: <what is
   expect("layers[2].name: \"conv2\" appears twice");
   with([](auto& j) { j["model"]["sha256"] = "xyz"; });
   expect("model.sha256: \"xyz\" is not 64 lower-case hex digits");
+  with([](auto& j) { j["order"] = "inverse"; });
+  expect("order: order \"inverse\" is not one of hessian, reverse, random");
+  with([](auto& j) { j["order_seed"] = -1; });
+  expect("order_seed: -1 is outside 0..9223372036854775807");
   with([](auto& j) { j["layers"] = nlohmann::json::array(); });
   expect("layers: empty (a plan has at least one layer)");
   with([](auto& j) { j["totals"]["size_bytes"] = 999; });

@@ -54,7 +54,7 @@ void register_quant(CLI::App& root, int argc, char** argv) {
     struct Opt {
       RunOptions run;
       QuantCommon qc;
-      std::string sensitivity = "trace", bits = "2,3,4,8", out, h5;
+      std::string sensitivity = "trace", order = "hessian", bits = "2,3,4,8", out, h5, sensitivities;
       std::optional<double> avg_bits, size_kb, bops;
       int pin = 0, act_bits = 8, subsets = 4;
       std::vector<std::string> share;
@@ -65,8 +65,15 @@ void register_quant(CLI::App& root, int argc, char** argv) {
     auto* app = q->add_subcommand("plan", "Sensitivities, Pareto frontier and the optimal bit allocation -> plan.json");
     add_run_options(*app, o->run, false);
     o->qc.add(*app);
-    app->add_option("--sensitivity", o->sensitivity, "eig (HAWQ-V1), trace (HAWQ-V2) or eig-stats (Q-BERT)")
+    auto* sens_opt = app->add_option("--sensitivity", o->sensitivity, "eig (HAWQ-V1), trace (HAWQ-V2) or eig-stats (Q-BERT)")
         ->check(CLI::IsMember({"eig", "trace", "eig-stats"}))->capture_default_str();
+    app->add_option("--order", o->order,
+                    "hessian (as measured), or a baseline: reverse (rank-reversed) or random (permuted by --seed)")
+        ->check(CLI::IsMember({"hessian", "reverse", "random"}))->capture_default_str();
+    app->add_option("--seed", o->run.seed, "Seed of the sensitivity estimators and of --order random")
+        ->capture_default_str();
+    app->add_option("--sensitivities", o->sensitivities,
+                    "Reuse the sensitivities of an earlier --h5 file of this model instead of computing them");
     app->add_option("--bits", o->bits, "Candidate bit widths")->capture_default_str();
     auto* b1 = app->add_option("--avg-bits", o->avg_bits, "Budget: average bits per quantized weight");
     auto* b2 = app->add_option("--size-kb", o->size_kb, "Budget: model size in KB (1024 bytes), float32 parts included");
@@ -81,7 +88,7 @@ void register_quant(CLI::App& root, int argc, char** argv) {
     app->add_option("--subsets", o->subsets, "Data subsets (eig-stats)")->capture_default_str();
     app->add_option("--out", o->out, "Plan file (JSON)")->required();
     app->add_option("--h5", o->h5, "Also write sensitivities and the Pareto frontier to this HDF5 file");
-    app->callback([o, cmd] {
+    app->callback([o, cmd, sens_opt] {
       auto tc = limit_threads(o->run.threads);
       if (!o->avg_bits && !o->size_kb && !o->bops) throw std::invalid_argument("quant plan: give a budget: --avg-bits, --size-kb or --bops");
       const std::vector<int> cand = parse_bits(o->bits);
@@ -133,24 +140,38 @@ void register_quant(CLI::App& root, int argc, char** argv) {
       }
       quant::BitAllocator(prob).solve(budget);
 
-      std::cerr << "quant plan: " << o->sensitivity << " sensitivity of " << layers.size() << " layers on " << d.size()
-                << " samples\n";
-      const auto sens = quant::layer_sensitivities(m, d, layers, so);
+      const std::string sha = quant::sha256_file(o->run.model);
+      std::vector<quant::Sensitivity> sens;
+      if (!o->sensitivities.empty()) {
+        std::string kind;
+        sens = quant::load_sensitivities(o->sensitivities, layers, sha, kind);
+        if (sens_opt->count() > 0 && kind != o->sensitivity)
+          throw std::invalid_argument("--sensitivity " + o->sensitivity + " disagrees with " + o->sensitivities +
+                                      ", which holds " + kind + " sensitivities");
+        o->sensitivity = kind;
+        std::cerr << "quant plan: " << kind << " sensitivities of " << layers.size() << " layers from "
+                  << o->sensitivities << "\n";
+      } else {
+        std::cerr << "quant plan: " << o->sensitivity << " sensitivity of " << layers.size() << " layers on "
+                  << d.size() << " samples\n";
+        sens = quant::layer_sensitivities(m, d, layers, so);
+      }
+      // Omega_i(b) = s'_i e_i(b) with s' the ordered sensitivities (the measured ones for
+      // "hessian"); the measured s_i e_i(b) is kept to report what the curvature model predicts.
+      const quant::SensitivityOrder order = quant::sensitivity_order_from_string(o->order);
+      std::vector<double> measured;
+      for (const auto& s : sens) measured.push_back(s.value);
+      const std::vector<double> used = quant::reorder_sensitivities(measured, order, o->run.seed);
+      const auto err = quant::quantization_errors(m, layers, spec, prob);
       std::vector<quant::PlanLayerInfo> info;
+      quant::set_omegas(prob, err, used);
       for (size_t i = 0; i < layers.size(); ++i) {
         const auto& l = layers[i];
-        auto& options = prob.layers[i].options;
-        std::vector<int> bits;
-        for (const auto& opt : options) bits.push_back(opt.bits);
-        const Tensor<double>& w = m.param(l.param);
-        std::vector<std::int64_t> shape(l.shape.begin(), l.shape.end());
-        const auto omega = quant::loss_increase<double>(sens[i].value, std::span<const double>(w.data(), w.size()), shape, spec, bits);
-        for (size_t b = 0; b < options.size(); ++b) options[b].omega = omega[b];
         quant::PlanLayerInfo pi;
         pi.scheme = spec.scheme;
         pi.granularity = spec.granularity;
         pi.groups = quant::num_groups(spec, l.shape[0]);
-        pi.sensitivity = sens[i].value;
+        pi.sensitivity = used[i];
         pi.negative_top_eigenvalue = sens[i].negative_top_eigenvalue;
         info.push_back(pi);
         if (sens[i].negative_top_eigenvalue)
@@ -162,18 +183,21 @@ void register_quant(CLI::App& root, int argc, char** argv) {
       quant::Plan plan = quant::make_plan(alloc.problem(), a, info);
       plan.command = cmd;
       plan.model_path = o->run.model;
-      plan.model_sha256 = quant::sha256_file(o->run.model);
+      plan.model_sha256 = sha;
       plan.sensitivity_kind = o->sensitivity;
+      plan.order = o->order;
+      if (order == quant::SensitivityOrder::Random) plan.order_seed = static_cast<std::int64_t>(o->run.seed);
+      plan.measured_omega = quant::predicted_omega(prob, err, measured, a.bits);
       plan.budget = budget;
       plan.created_utc = quant::utc_timestamp();
       plan.candidate_bits = cand;
-      if (!o->h5.empty()) quant::save_frontier(o->h5, cmd, layers, sens, o->sensitivity, front);
+      if (!o->h5.empty()) quant::save_frontier(o->h5, cmd, sha, layers, sens, o->sensitivity, o->order, front);
       quant::write_plan(plan, o->out);
       nlohmann::json j = quant::plan_to_json(plan);
       j["frontier_points"] = front.points.size();
       j["frontier_exact"] = front.exact;
       if (o->run.json) return emit_json(o->run, j);
-      std::cout << "plan -> " << o->out << ": avg " << plan.totals.avg_bits << " bits, " << plan.totals.size_bytes
+      std::cout << "plan (" << o->sensitivity << ", order " << o->order << ") -> " << o->out << ": avg " << plan.totals.avg_bits << " bits, " << plan.totals.size_bytes
                 << " bytes, predicted loss increase " << plan.totals.predicted_omega << "\n";
       for (const auto& l : plan.layers)
         std::cout << "  " << l.name << "  " << l.bits << " bits  s=" << l.sensitivity << "  omega=" << l.omega << "\n";
