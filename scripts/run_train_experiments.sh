@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reruns the training experiments of docs/experiments.md (issue 5) and redraws their plots.
-#   scripts/run_train_experiments.sh [OUT_DIR]      (default out/experiments; about 20 min on 2 cores)
+#   scripts/run_train_experiments.sh [OUT_DIR]      (default out/experiments; about 45 min on 2 cores)
 # 1. SGD vs SAM (rho 0.05) on Fashion-MNIST: final lambda_max, trace, test accuracy.
 # 2. Full-batch GD on 2,000 samples at two learning rates: edge of stability (lambda_max ~ 2/lr).
 # 3. The gradient's overlap with the top-10 Hessian eigenspace over SGD training (Gur-Ari et al.).
