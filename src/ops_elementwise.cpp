@@ -44,7 +44,9 @@ class UnaryOp final : public OpImpl<UnaryOp> {
   void fwd(OpCtx<T>& c, View<T> out) const {
     const T* x = c.in[0].data;
     const std::int64_t n = out.size();
-    for (std::int64_t i = 0; i < n; ++i) out.data[i] = f(x[i]);
+    dispatch<T>([&](auto fn, auto) {
+      for (std::int64_t i = 0; i < n; ++i) out.data[i] = fn(x[i]);
+    });
   }
   template <class T>
   void bwd(OpCtx<T>& c) const {
@@ -53,7 +55,9 @@ class UnaryOp final : public OpImpl<UnaryOp> {
     const T* g = c.gout.data;
     T* gx = c.gin[0].data;
     const std::int64_t n = c.in[0].size();
-    for (std::int64_t i = 0; i < n; ++i) gx[i] = g[i] * df(x[i]);
+    dispatch<T>([&](auto, auto dfn) {
+      for (std::int64_t i = 0; i < n; ++i) gx[i] = g[i] * dfn(x[i]);
+    });
   }
   template <class T>
   void tan(OpCtx<T>& c) const {
@@ -63,7 +67,7 @@ class UnaryOp final : public OpImpl<UnaryOp> {
       return;
     }
     std::vector<T> d(n);
-    for (std::int64_t i = 0; i < n; ++i) d[i] = df(c.in[0].data[i]);
+    derivative(c.in[0].data, n, d.data());
     for (std::int64_t j = 0; j < c.k; ++j) {
       const T* tx = c.tin[0].data + j * n;
       T* ty = c.tout.data + j * n;
@@ -76,7 +80,7 @@ class UnaryOp final : public OpImpl<UnaryOp> {
     const std::int64_t n = c.in[0].size();
     const T* x = c.in[0].data;
     std::vector<T> d(n), h;
-    for (std::int64_t i = 0; i < n; ++i) d[i] = df(x[i]);
+    derivative(x, n, d.data());
     const bool so = c.second_order && c.tin[0].data && has_curvature();
     if (so) {
       h.resize(n);
@@ -95,6 +99,21 @@ class UnaryOp final : public OpImpl<UnaryOp> {
   }
 
  private:
+  // Calls body(f, f') once with the kind resolved outside the element loop, so that the loops
+  // vectorize (a switch per element made ReLU's backward 11% of a ResNet-20 gradient).
+  template <class T, class Body>
+  void dispatch(Body&& body) const {
+    if (m_kind == UnaryKind::Relu)
+      body([](T x) { return x > T(0) ? x : T(0); }, [](T x) { return x > T(0) ? T(1) : T(0); });
+    else
+      body([this](T x) { return f(x); }, [this](T x) { return df(x); });
+  }
+  template <class T>
+  void derivative(const T* x, std::int64_t n, T* d) const {
+    dispatch<T>([&](auto, auto dfn) {
+      for (std::int64_t i = 0; i < n; ++i) d[i] = dfn(x[i]);
+    });
+  }
   bool has_curvature() const {
     return !(m_kind == UnaryKind::Relu || m_kind == UnaryKind::LeakyRelu || m_kind == UnaryKind::Neg ||
              m_kind == UnaryKind::Identity || (m_kind == UnaryKind::Pow && m_param == 1.0));
