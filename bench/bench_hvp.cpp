@@ -4,6 +4,7 @@
 //   block / singles      one pass on K directions vs K single-direction passes
 //   primal reuse         first HVP (with the primal pass) vs later ones
 // Usage: bench_hvp [arch=resnet20] [samples=200] [block=16] [threads=2] [float32|float64]
+// CURV_TANGENT_MB=M sets ObjectiveOptions::tangent_bytes (direction groups of a block pass).
 #include <tbb/global_control.h>
 
 #include <ctime>
@@ -39,6 +40,7 @@ int main(int argc, char** argv) {
 
   ObjectiveOptions o;
   o.precision = f64 ? Precision::Float64 : Precision::Float32;
+  if (const char* t = std::getenv("CURV_TANGENT_MB")) o.tangent_bytes = std::size_t(std::atoll(t)) << 20;
   auto obj = Objective::create(m, d, o);
   const std::int64_t P = obj->num_params();
   Eigen::MatrixXd V = Eigen::MatrixXd::Random(P, block), Y;

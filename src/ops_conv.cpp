@@ -366,22 +366,26 @@ class ConvOp final : public OpImpl<ConvOp> {
       if (t.data) t.set_zero();
     if (c.tgin[0].data) {
       if (so && c.tin[1].data && d.G == 1) {
-        // Fused: g_X'_j = col^T([W; W'_j]^T [g_Y'_j; g_Y]), one GEMM with inner dimension 2 Og and one col2im.
+        // Fused: g_X'_j = col^T([W; W'_j]^T [g_Y'_j; g_Y]), one GEMM with inner dimension 2 O and one col2im.
+        // The stacked weights of every direction are built once; g_Y's rows once per chunk.
         auto& wcat = scratch<T>(2);
-        wcat.resize(2 * d.O * d.CKK);
-        std::copy_n(c.in[1].data, d.wsz, wcat.data());
+        wcat.resize(k * 2 * d.wsz);
         for (std::int64_t j = 0; j < k; ++j) {
-          std::copy_n(c.tin[1].data + j * d.wsz, d.wsz, wcat.data() + d.wsz);
-          T* gx = c.tgin[0].data + j * d.N * d.xs;
-          chunks(d.N, d.chunk, [&](std::int64_t s0, std::int64_t S) {
-            rows.resize(2 * d.O * S * d.HW);
-            to_rows(c.tgout.data + (j * d.N + s0) * d.ys, S, d.ys, 0, d.O, d.HW, rows.data());
-            to_rows(c.gout.data + s0 * d.ys, S, d.ys, 0, d.O, d.HW, rows.data() + d.O * S * d.HW);
-            col.resize(d.CKK * S * d.HW);
-            gemm(true, false, wcat.data(), 2 * d.O, d.CKK, rows.data(), 2 * d.O, S * d.HW, col.data(), T(1), false);
-            uncols(d, col.data(), s0, S, 0, gx);
-          });
+          std::copy_n(c.in[1].data, d.wsz, wcat.data() + j * 2 * d.wsz);
+          std::copy_n(c.tin[1].data + j * d.wsz, d.wsz, wcat.data() + j * 2 * d.wsz + d.wsz);
         }
+        chunks(d.N, d.chunk, [&](std::int64_t s0, std::int64_t S) {
+          const std::int64_t cols_n = S * d.HW;
+          rows.resize(2 * d.O * cols_n);
+          to_rows(c.gout.data + s0 * d.ys, S, d.ys, 0, d.O, d.HW, rows.data() + d.O * cols_n);
+          col.resize(d.CKK * cols_n);
+          for (std::int64_t j = 0; j < k; ++j) {
+            to_rows(c.tgout.data + (j * d.N + s0) * d.ys, S, d.ys, 0, d.O, d.HW, rows.data());
+            gemm(true, false, wcat.data() + j * 2 * d.wsz, 2 * d.O, d.CKK, rows.data(), 2 * d.O, cols_n, col.data(), T(1),
+                 false);
+            uncols(d, col.data(), s0, S, 0, c.tgin[0].data + j * d.N * d.xs);
+          }
+        });
       } else {
         grad_x(d, c.tgout.data, k * d.N, c.in[1].data, c.tgin[0].data, col, rows);
         if (so && c.tin[1].data)
