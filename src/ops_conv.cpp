@@ -126,7 +126,7 @@ void from_rows(const T* rows, std::int64_t S, std::int64_t ys, std::int64_t c0, 
 // Per-thread scratch buffers that keep their capacity between calls (no reallocation or zeroing).
 template <class T>
 Buffer<T>& scratch(int slot) {
-  thread_local Buffer<T> bufs[3];
+  thread_local Buffer<T> bufs[4];
   return bufs[slot];
 }
 
@@ -265,10 +265,67 @@ class ConvOp final : public OpImpl<ConvOp> {
       }
     });
   }
+  // Stride-1, dilation-1, ungrouped convs have an adjoint that is itself a correlation:
+  //   g_X = corr(g_Y zero-padded by (k - 1 - p), flip(W)^T),
+  // so g_X comes from im2col(g_Y) and one GEMM with inner dimension O kh kw, written straight into
+  // rows of g_X, instead of a GEMM with inner dimension O followed by a 9-fold col2im scatter.
+  bool has_adjoint_corr(const Dims& d) const {
+    const Geometry& g = d.g;
+    if (d.G != 1 || g.sh != 1 || g.sw != 1 || g.dh != 1 || g.dw != 1 || g.identity_cols()) return false;
+    const Geometry a = adjoint_geometry(d);
+    return a.pt >= 0 && a.pl >= 0 && a.pb >= 0 && a.pr >= 0;
+  }
+  Geometry adjoint_geometry(const Dims& d) const {
+    const Geometry& g = d.g;
+    Geometry a{};
+    a.C = d.O;
+    a.H = g.Ho;
+    a.W = g.Wo;
+    a.kh = g.kh;
+    a.kw = g.kw;
+    a.sh = a.sw = a.dh = a.dw = 1;
+    a.pt = g.kh - 1 - g.pt;
+    a.pl = g.kw - 1 - g.pl;
+    a.pb = g.H - g.Ho - a.pt + g.kh - 1;
+    a.pr = g.W - g.Wo - a.pl + g.kw - 1;
+    a.Ho = g.H;
+    a.Wo = g.W;
+    return a;
+  }
+  // wt[c, (o, ki, kj)] = w[o, c, kh-1-ki, kw-1-kj], rows of length `stride` (>= O kh kw).
+  template <class T>
+  static void flip_weights(const Dims& d, const T* w, T* wt, std::int64_t stride) {
+    const std::int64_t kh = d.g.kh, kw = d.g.kw, C = d.g.C;
+    for (std::int64_t c = 0; c < C; ++c)
+      for (std::int64_t o = 0; o < d.O; ++o)
+        for (std::int64_t i = 0; i < kh; ++i)
+          for (std::int64_t j = 0; j < kw; ++j)
+            wt[c * stride + (o * kh + i) * kw + j] = w[((o * C + c) * kh + (kh - 1 - i)) * kw + (kw - 1 - j)];
+  }
+  std::int64_t adjoint_chunk(const Dims& d, std::int64_t blocks) const {
+    const std::int64_t per = blocks * d.O * d.g.kh * d.g.kw * d.g.H * d.g.W;
+    return std::max<std::int64_t>(1, (std::int64_t(1) << 17) / std::max<std::int64_t>(1, per));
+  }
+
   // gx[0..n) += col^T(W^T gy) for n samples.
   template <class T>
   void grad_x(const Dims& d, const T* gy, std::int64_t n, const T* w, T* gx, Buffer<T>& col,
               Buffer<T>& rows) const {
+    if (has_adjoint_corr(d)) {
+      const Geometry a = adjoint_geometry(d);
+      const std::int64_t K = d.O * d.g.kh * d.g.kw, HWi = d.g.H * d.g.W;
+      auto& wt = scratch<T>(2);
+      wt.resize(d.g.C * K);
+      flip_weights(d, w, wt.data(), K);
+      chunks(n, adjoint_chunk(d, 1), [&](std::int64_t s0, std::int64_t S) {
+        col.resize(K * S * HWi);
+        im2col_batch(gy + s0 * d.ys, S, d.ys, a, col.data());
+        rows.resize(d.g.C * S * HWi);
+        gemm(false, false, wt.data(), d.g.C, K, col.data(), K, S * HWi, rows.data(), T(1), false);
+        from_rows(rows.data(), S, d.xs, 0, d.g.C, HWi, gx + s0 * d.xs, true);
+      });
+      return;
+    }
     chunks(n, d.chunk, [&](std::int64_t s0, std::int64_t S) {
       for (std::int64_t gi = 0; gi < d.G; ++gi) {
         rows.resize(d.Og * S * d.HW);
@@ -365,7 +422,29 @@ class ConvOp final : public OpImpl<ConvOp> {
     for (auto& t : c.tgin)
       if (t.data) t.set_zero();
     if (c.tgin[0].data) {
-      if (so && c.tin[1].data && d.G == 1) {
+      if (so && c.tin[1].data && has_adjoint_corr(d)) {
+        // Fused adjoint correlation: g_X'_j = [flip(W) | flip(W'_j)] [im2col(g_Y'_j); im2col(g_Y)].
+        const Geometry a = adjoint_geometry(d);
+        const std::int64_t K = d.O * d.g.kh * d.g.kw, HWi = d.g.H * d.g.W;
+        auto& wt = scratch<T>(2);
+        wt.resize(k * d.g.C * 2 * K);
+        for (std::int64_t j = 0; j < k; ++j) {
+          flip_weights(d, c.in[1].data, wt.data() + j * d.g.C * 2 * K, 2 * K);              // pairs with g_Y'_j
+          flip_weights(d, c.tin[1].data + j * d.wsz, wt.data() + j * d.g.C * 2 * K + K, 2 * K);  // pairs with g_Y
+        }
+        chunks(d.N, adjoint_chunk(d, 2), [&](std::int64_t s0, std::int64_t S) {
+          const std::int64_t cols_n = S * HWi;
+          col.resize(2 * K * cols_n);
+          im2col_batch(c.gout.data + s0 * d.ys, S, d.ys, a, col.data() + K * cols_n);  // bottom: g_Y
+          rows.resize(d.g.C * cols_n);
+          for (std::int64_t j = 0; j < k; ++j) {
+            im2col_batch(c.tgout.data + (j * d.N + s0) * d.ys, S, d.ys, a, col.data());  // top: g_Y'_j
+            gemm(false, false, wt.data() + j * d.g.C * 2 * K, d.g.C, 2 * K, col.data(), 2 * K, cols_n, rows.data(),
+                 T(1), false);
+            from_rows(rows.data(), S, d.xs, 0, d.g.C, HWi, c.tgin[0].data + (j * d.N + s0) * d.xs, true);
+          }
+        });
+      } else if (so && c.tin[1].data && d.G == 1) {
         // Fused: g_X'_j = col^T([W; W'_j]^T [g_Y'_j; g_Y]), one GEMM with inner dimension 2 O and one col2im.
         // The stacked weights of every direction are built once; g_Y's rows once per chunk.
         auto& wcat = scratch<T>(2);
