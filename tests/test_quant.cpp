@@ -21,6 +21,9 @@
 #include "quant/quantizer.h"
 #include "quant/sensitivity.h"
 #include "quant/sha256.h"
+#include "src/builder.h"
+#include "src/data_io.h"
+#include "src/objective.h"
 
 using namespace curv::quant;
 
@@ -891,4 +894,32 @@ TEST_CASE("sha256: FIPS 180-4 test vectors, streaming and files") {
   CHECK(sha256_file(file) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
   CHECK_THROWS_WITH_AS(sha256_file(file + ".missing"), (file + ".missing: cannot open for reading").c_str(),
                        std::runtime_error);
+}
+
+TEST_CASE("trace sensitivities match the traces of the dense Hessian blocks, reproducibly") {
+  using namespace curv;
+  const Model m = build_arch("mlp:6", {4}, 3, 5);
+  DataOptions dopt;
+  dopt.seed = 6;
+  const Dataset d = load_dataset("random:4:3:20", dopt);
+  const auto layers = quant::quantizable_layers(m);
+  REQUIRE(layers.size() == 2);
+  ObjectiveOptions oo;
+  oo.precision = Precision::Float64;
+  auto obj = Objective::create(m, d, oo);
+  quant::SensitivityOptions so;
+  so.kind = quant::SensitivityKind::Trace;
+  so.trace_probes = 4000;
+  so.objective = oo;
+  const auto per_layer = quant::layer_sensitivities(m, d, layers, so);
+  const auto again = quant::layer_sensitivities(m, d, layers, so);
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const std::int64_t n = layers[i].numel;
+    Eigen::MatrixXd H;
+    obj->product(Curvature::Hessian, Eigen::MatrixXd::Identity(n, n), H, {layers[i].param});
+    const double exact = H.trace() / double(n);
+    INFO("layer ", i, " exact ", exact, " estimate ", per_layer[i].value);
+    CHECK(per_layer[i].value == doctest::Approx(exact).epsilon(0.05));
+    CHECK(per_layer[i].value == again[i].value);  // seeded
+  }
 }
