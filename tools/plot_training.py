@@ -26,7 +26,11 @@ PANELS = ("loss", "accuracy", "lambda_max", "trace", "overlap")
 
 
 def read(path):
-    with h5py.File(path, "r") as f:
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        sys.exit(f"plot_training.py: {path}: cannot open ({e})")
+    with f:
         if "history" not in f:
             sys.exit(f"plot_training.py: {path}: no /history group (not written by curv train)")
         h = f["history"]
