@@ -178,11 +178,42 @@ h5::Group make_group(const std::string& file, hid_t parent, const char* name) {
   return g;
 }
 
+// The float64 series of /history and /history/curvature: one table serves the writer and the reader.
+struct EpochF64 {
+  const char* name;
+  double EpochRecord::*field;
+};
+constexpr EpochF64 kEpochF64[] = {
+    {"lr", &EpochRecord::lr},
+    {"train_loss", &EpochRecord::train_loss},
+    {"train_accuracy", &EpochRecord::train_accuracy},
+    {"test_loss", &EpochRecord::test_loss},
+    {"test_accuracy", &EpochRecord::test_accuracy},
+    {"seconds", &EpochRecord::seconds},
+    {"samples_per_second", &EpochRecord::samples_per_second},
+};
+struct CurvatureF64 {
+  const char* name;
+  double CurvatureRecord::*field;
+};
+constexpr CurvatureF64 kCurvatureF64[] = {
+    {"epoch", &CurvatureRecord::epoch},
+    {"loss", &CurvatureRecord::loss},
+    {"lambda_max", &CurvatureRecord::lambda_max},
+    {"lambda_max_residual", &CurvatureRecord::lambda_max_residual},
+    {"trace", &CurvatureRecord::trace},
+    {"trace_stderr", &CurvatureRecord::trace_stderr},
+    {"grad_overlap", &CurvatureRecord::grad_overlap},
+    {"grad_norm", &CurvatureRecord::grad_norm},
+    {"lr", &CurvatureRecord::lr},
+    {"seconds", &CurvatureRecord::seconds},
+};
+
 // Column of a record series: one value per record.
-template <class R, class F>
-auto column(const std::vector<R>& rs, F f) {
-  std::vector<decltype(f(rs.front()))> v;
-  for (const auto& r : rs) v.push_back(f(r));
+template <class R, class V>
+std::vector<V> column(const std::vector<R>& rs, V R::*field) {
+  std::vector<V> v;
+  for (const auto& r : rs) v.push_back(r.*field);
   return v;
 }
 
@@ -198,32 +229,15 @@ void write_train_state(const std::string& path, hid_t f, const TrainState& t) {
 
   const auto& E = t.history.epochs;
   h5::Group h = make_group(path, f, "history");
-  write_array(path, h.get(), "epoch", column(E, [](const EpochRecord& r) { return r.epoch; }));
-  write_array(path, h.get(), "step", column(E, [](const EpochRecord& r) { return r.step; }));
-  write_array(path, h.get(), "lr", column(E, [](const EpochRecord& r) { return r.lr; }));
-  write_array(path, h.get(), "train_loss", column(E, [](const EpochRecord& r) { return r.train_loss; }));
-  write_array(path, h.get(), "train_accuracy", column(E, [](const EpochRecord& r) { return r.train_accuracy; }));
-  write_array(path, h.get(), "test_loss", column(E, [](const EpochRecord& r) { return r.test_loss; }));
-  write_array(path, h.get(), "test_accuracy", column(E, [](const EpochRecord& r) { return r.test_accuracy; }));
-  write_array(path, h.get(), "seconds", column(E, [](const EpochRecord& r) { return r.seconds; }));
-  write_array(path, h.get(), "samples_per_second",
-              column(E, [](const EpochRecord& r) { return r.samples_per_second; }));
+  write_array(path, h.get(), "epoch", column(E, &EpochRecord::epoch));
+  write_array(path, h.get(), "step", column(E, &EpochRecord::step));
+  for (const auto& c : kEpochF64) write_array(path, h.get(), c.name, column(E, c.field));
 
   const auto& C = t.history.curvature;
   h5::Group c = make_group(path, h.get(), "curvature");
-  write_array(path, c.get(), "step", column(C, [](const CurvatureRecord& r) { return r.step; }));
-  write_array(path, c.get(), "epoch", column(C, [](const CurvatureRecord& r) { return r.epoch; }));
-  write_array(path, c.get(), "loss", column(C, [](const CurvatureRecord& r) { return r.loss; }));
-  write_array(path, c.get(), "lambda_max", column(C, [](const CurvatureRecord& r) { return r.lambda_max; }));
-  write_array(path, c.get(), "lambda_max_residual",
-              column(C, [](const CurvatureRecord& r) { return r.lambda_max_residual; }));
-  write_array(path, c.get(), "trace", column(C, [](const CurvatureRecord& r) { return r.trace; }));
-  write_array(path, c.get(), "trace_stderr", column(C, [](const CurvatureRecord& r) { return r.trace_stderr; }));
-  write_array(path, c.get(), "grad_overlap", column(C, [](const CurvatureRecord& r) { return r.grad_overlap; }));
-  write_array(path, c.get(), "grad_norm", column(C, [](const CurvatureRecord& r) { return r.grad_norm; }));
-  write_array(path, c.get(), "lr", column(C, [](const CurvatureRecord& r) { return r.lr; }));
-  write_array(path, c.get(), "hvps", column(C, [](const CurvatureRecord& r) { return r.hvps; }));
-  write_array(path, c.get(), "seconds", column(C, [](const CurvatureRecord& r) { return r.seconds; }));
+  write_array(path, c.get(), "step", column(C, &CurvatureRecord::step));
+  write_array(path, c.get(), "hvps", column(C, &CurvatureRecord::hvps));
+  for (const auto& col : kCurvatureF64) write_array(path, c.get(), col.name, column(C, col.field));
   std::size_t k = 0;
   for (const auto& r : C) k = std::max(k, r.top_values.size());
   std::vector<double> top;
@@ -231,6 +245,16 @@ void write_train_state(const std::string& path, hid_t f, const TrainState& t) {
     for (std::size_t j = 0; j < k; ++j)
       top.push_back(j < r.top_values.size() ? r.top_values[j] : std::numeric_limits<double>::quiet_NaN());
   write_array(path, c.get(), "top_values", top, std::max<hsize_t>(k, 1));
+}
+
+// Opens a file that must be an HDF5 file, with the errors load_checkpoint reports.
+h5::File open_hdf5(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) fail(path, "no such file");
+  if (H5Fis_hdf5(path.c_str()) <= 0) fail(path, "not an HDF5 file");
+  h5::File f(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+  if (!f) fail(path, "cannot open HDF5 file");
+  return f;
 }
 
 json graph_json(const Model& m, const std::string& path) {
@@ -309,12 +333,8 @@ void save_checkpoint(const Model& model, const std::string& path, const TrainSta
 }
 
 Model load_checkpoint(const std::string& path, const ImportOptions& opts) {
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(path, ec)) fail(path, "no such file");
   h5::QuietErrors quiet;
-  if (H5Fis_hdf5(path.c_str()) <= 0) fail(path, "not an HDF5 file");
-  h5::File f(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
-  if (!f) fail(path, "cannot open HDF5 file");
+  h5::File f = open_hdf5(path);
   if (H5Aexists(f.get(), "format") <= 0 || read_str_attr(path, f.get(), "format") != kFormat)
     fail(path, std::string("not a curv checkpoint (root attribute format != \"") + kFormat + "\")");
   if (H5Lexists(f.get(), "graph", H5P_DEFAULT) <= 0) fail(path, "missing dataset '/graph'");
@@ -410,8 +430,9 @@ namespace curv {
 
 std::optional<TrainState> load_train_state(const std::string& path) {
   h5::QuietErrors quiet;
-  h5::File f(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
-  if (!f) fail(path, "cannot open HDF5 file");
+  h5::File f = open_hdf5(path);
+  if (H5Aexists(f.get(), "format") <= 0 || read_str_attr(path, f.get(), "format") != kFormat)
+    fail(path, std::string("not a curv checkpoint (root attribute format != \"") + kFormat + "\")");
   if (H5Lexists(f.get(), "train", H5P_DEFAULT) <= 0) return std::nullopt;
   TrainState t;
   h5::Group train(H5Gopen2(f.get(), "train", H5P_DEFAULT));
@@ -433,52 +454,34 @@ std::optional<TrainState> load_train_state(const std::string& path) {
   }
   if (H5Lexists(f.get(), "history", H5P_DEFAULT) <= 0) fail(path, "has '/train' but no '/history'");
   h5::Group h(H5Gopen2(f.get(), "history", H5P_DEFAULT));
-  const auto epoch = read_array<std::int64_t>(path, h.get(), "/history", "epoch");
-  const auto step = read_array<std::int64_t>(path, h.get(), "/history", "step");
-  std::map<std::string, std::vector<double>> e;
-  for (const char* n : {"lr", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "seconds",
-                        "samples_per_second"}) {
-    e[n] = read_array<double>(path, h.get(), "/history", n);
-    if (e[n].size() != epoch.size()) fail(path, std::string("'/history/") + n + "' does not match '/history/epoch'");
-  }
-  if (step.size() != epoch.size()) fail(path, "'/history/step' does not match '/history/epoch'");
-  for (std::size_t i = 0; i < epoch.size(); ++i)
-    t.history.epochs.push_back({epoch[i], step[i], e["lr"][i], e["train_loss"][i], e["train_accuracy"][i],
-                                e["test_loss"][i], e["test_accuracy"][i], e["seconds"][i],
-                                e["samples_per_second"][i]});
+  // Reads one series of `n` values into field `field` of records `rs` (resized to n).
+  auto series = [&](hid_t g, const std::string& where, const char* name, std::size_t n, auto& rs, auto field) {
+    using V = std::remove_reference_t<decltype(rs.front().*field)>;
+    const auto v = read_array<V>(path, g, where, name);
+    if (v.size() != n) fail(path, "'" + where + "/" + name + "' has " + std::to_string(v.size()) + " values, expected " +
+                                      std::to_string(n));
+    rs.resize(n);
+    for (std::size_t i = 0; i < n; ++i) rs[i].*field = v[i];
+  };
+  auto& E = t.history.epochs;
+  const std::size_t ne = read_array<std::int64_t>(path, h.get(), "/history", "epoch").size();
+  series(h.get(), "/history", "epoch", ne, E, &EpochRecord::epoch);
+  series(h.get(), "/history", "step", ne, E, &EpochRecord::step);
+  for (const auto& c : kEpochF64) series(h.get(), "/history", c.name, ne, E, c.field);
+
   h5::Group c(H5Gopen2(h.get(), "curvature", H5P_DEFAULT));
   if (!c) fail(path, "missing group '/history/curvature'");
-  const auto cstep = read_array<std::int64_t>(path, c.get(), "/history/curvature", "step");
-  const auto hvps = read_array<std::int64_t>(path, c.get(), "/history/curvature", "hvps");
-  std::map<std::string, std::vector<double>> cv;
-  for (const char* n : {"epoch", "loss", "lambda_max", "lambda_max_residual", "trace", "trace_stderr", "grad_overlap",
-                        "grad_norm", "lr", "seconds"}) {
-    cv[n] = read_array<double>(path, c.get(), "/history/curvature", n);
-    if (cv[n].size() != cstep.size())
-      fail(path, std::string("'/history/curvature/") + n + "' does not match '/history/curvature/step'");
-  }
+  auto& C = t.history.curvature;
+  const std::size_t nc = read_array<std::int64_t>(path, c.get(), "/history/curvature", "step").size();
+  series(c.get(), "/history/curvature", "step", nc, C, &CurvatureRecord::step);
+  series(c.get(), "/history/curvature", "hvps", nc, C, &CurvatureRecord::hvps);
+  for (const auto& col : kCurvatureF64) series(c.get(), "/history/curvature", col.name, nc, C, col.field);
   const auto top = read_array<double>(path, c.get(), "/history/curvature", "top_values");
-  const std::size_t k = cstep.empty() ? 0 : top.size() / cstep.size();
-  if (hvps.size() != cstep.size() || (!cstep.empty() && top.size() != k * cstep.size()))
-    fail(path, "'/history/curvature' series have different lengths");
-  for (std::size_t i = 0; i < cstep.size(); ++i) {
-    CurvatureRecord r;
-    r.step = cstep[i];
-    r.epoch = cv["epoch"][i];
-    r.loss = cv["loss"][i];
-    r.lambda_max = cv["lambda_max"][i];
-    r.lambda_max_residual = cv["lambda_max_residual"][i];
-    r.trace = cv["trace"][i];
-    r.trace_stderr = cv["trace_stderr"][i];
-    r.grad_overlap = cv["grad_overlap"][i];
-    r.grad_norm = cv["grad_norm"][i];
-    r.lr = cv["lr"][i];
-    r.hvps = hvps[i];
-    r.seconds = cv["seconds"][i];
+  const std::size_t k = nc ? top.size() / nc : 0;
+  if (nc && top.size() != k * nc) fail(path, "'/history/curvature/top_values' does not have one row per measurement");
+  for (std::size_t i = 0; i < nc; ++i)
     for (std::size_t j = 0; j < k; ++j)
-      if (!std::isnan(top[i * k + j])) r.top_values.push_back(top[i * k + j]);
-    t.history.curvature.push_back(std::move(r));
-  }
+      if (!std::isnan(top[i * k + j])) C[i].top_values.push_back(top[i * k + j]);
   return t;
 }
 

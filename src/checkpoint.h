@@ -30,8 +30,9 @@ namespace curv {
 /// With `train`, also writes the training state (`/train`) and history (`/history`).
 void save_checkpoint(const Model& model, const std::string& path, const TrainState* train = nullptr);
 
-/// The training state and history stored by save_checkpoint, or nullopt when the file has none.
-/// Throws std::runtime_error("<file>: <what>") on a corrupt state.
+/// The training state and history stored by save_checkpoint, or nullopt when the checkpoint has
+/// none. Throws std::runtime_error("<file>: <what>") when the file is missing, not a curv
+/// checkpoint, or holds a corrupt state.
 std::optional<TrainState> load_train_state(const std::string& path);
 
 /// Reads a checkpoint written by save_checkpoint. Throws std::runtime_error("<file>: <what>").

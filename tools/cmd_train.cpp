@@ -42,62 +42,44 @@ struct TrainCli {
   std::string out;
 };
 
-// Settings a resumed run takes from the checkpoint unless given again: JSON key <-> option.
-struct Setting {
-  const char* key;
-  const char* flag;
-};
-constexpr Setting kSettings[] = {
-    {"epochs", "--epochs"},       {"batch_size", "--batch-size"},   {"optimizer", "--optimizer"},
-    {"lr", "--lr"},               {"momentum", "--momentum"},       {"nesterov", "--nesterov"},
-    {"weight_decay", "--weight-decay"}, {"beta1", "--beta1"},       {"beta2", "--beta2"},
-    {"eps", "--eps"},             {"schedule", "--schedule"},       {"warmup", "--warmup"},
-    {"lr_step_epochs", "--lr-step-epochs"}, {"lr_gamma", "--lr-gamma"}, {"sam", "--sam"},
-    {"asam", "--asam"},           {"asam_eta", "--asam-eta"},       {"gnr", "--gnr"},
-    {"bn_momentum", "--bn-momentum"}, {"no_shuffle", "--no-shuffle"}, {"seed", "--seed"},
-    {"micro_batch", "--micro-batch"}, {"precision", "--precision"}, {"log_curvature", "--log-curvature"},
-    {"curvature_samples", "--curvature-samples"}, {"curvature_top", "--curvature-top"},
-    {"curvature_probes", "--curvature-probes"}, {"curvature_tol", "--curvature-tol"},
-    {"save_every", "--save-every"},
-};
-
-// Binds each JSON key to its field, to write the config and to read it back.
+// The run's settings, stored as JSON in the checkpoint: f(key, option, field) for each. A resumed
+// run takes every one that is not given again on its command line.
 template <class F>
 void for_each_setting(TrainCli& o, F f) {
-  f("epochs", o.epochs);
-  f("batch_size", o.batch_size);
-  f("optimizer", o.optimizer);
-  f("lr", o.lr);
-  f("momentum", o.momentum);
-  f("nesterov", o.nesterov);
-  f("weight_decay", o.weight_decay);
-  f("beta1", o.beta1);
-  f("beta2", o.beta2);
-  f("eps", o.eps);
-  f("schedule", o.schedule);
-  f("warmup", o.warmup);
-  f("lr_step_epochs", o.lr_step_epochs);
-  f("lr_gamma", o.lr_gamma);
-  f("sam", o.sam);
-  f("asam", o.asam);
-  f("asam_eta", o.asam_eta);
-  f("gnr", o.gnr);
-  f("bn_momentum", o.bn_momentum);
-  f("no_shuffle", o.no_shuffle);
-  f("seed", o.run.seed);
-  f("micro_batch", o.run.micro_batch);
-  f("precision", o.run.precision);
-  f("log_curvature", o.log_curvature);
-  f("curvature_samples", o.curvature_samples);
-  f("curvature_top", o.curvature_top);
-  f("curvature_probes", o.curvature_probes);
-  f("curvature_tol", o.curvature_tol);
-  f("save_every", o.save_every);
+  f("epochs", "--epochs", o.epochs);
+  f("batch_size", "--batch-size", o.batch_size);
+  f("optimizer", "--optimizer", o.optimizer);
+  f("lr", "--lr", o.lr);
+  f("momentum", "--momentum", o.momentum);
+  f("nesterov", "--nesterov", o.nesterov);
+  f("weight_decay", "--weight-decay", o.weight_decay);
+  f("beta1", "--beta1", o.beta1);
+  f("beta2", "--beta2", o.beta2);
+  f("eps", "--eps", o.eps);
+  f("schedule", "--schedule", o.schedule);
+  f("warmup", "--warmup", o.warmup);
+  f("lr_step_epochs", "--lr-step-epochs", o.lr_step_epochs);
+  f("lr_gamma", "--lr-gamma", o.lr_gamma);
+  f("sam", "--sam", o.sam);
+  f("asam", "--asam", o.asam);
+  f("asam_eta", "--asam-eta", o.asam_eta);
+  f("gnr", "--gnr", o.gnr);
+  f("bn_momentum", "--bn-momentum", o.bn_momentum);
+  f("no_shuffle", "--no-shuffle", o.no_shuffle);
+  f("seed", "--seed", o.run.seed);
+  f("micro_batch", "--micro-batch", o.run.micro_batch);
+  f("precision", "--precision", o.run.precision);
+  f("log_curvature", "--log-curvature", o.log_curvature);
+  f("curvature_samples", "--curvature-samples", o.curvature_samples);
+  f("curvature_top", "--curvature-top", o.curvature_top);
+  f("curvature_probes", "--curvature-probes", o.curvature_probes);
+  f("curvature_tol", "--curvature-tol", o.curvature_tol);
+  f("save_every", "--save-every", o.save_every);
 }
 
 nlohmann::json config_json(TrainCli& o) {
   nlohmann::json j;
-  for_each_setting(o, [&](const char* k, const auto& v) { j[k] = v; });
+  for_each_setting(o, [&](const char* k, const char*, const auto& v) { j[k] = v; });
   j["data"] = o.run.data;
   j["test_data"] = o.test_data;
   j["model"] = o.run.arch.empty() ? o.run.model : "arch:" + o.run.arch;
@@ -106,12 +88,9 @@ nlohmann::json config_json(TrainCli& o) {
 
 // Options not given on this command line take the checkpoint's values.
 void inherit(TrainCli& o, const CLI::App& app, const nlohmann::json& cfg) {
-  for (const auto& s : kSettings) {
-    if (app.count(s.flag) > 0 || !cfg.contains(s.key)) continue;
-    for_each_setting(o, [&](const char* k, auto& v) {
-      if (std::string(k) == s.key) v = cfg.at(k).get<std::decay_t<decltype(v)>>();
-    });
-  }
+  for_each_setting(o, [&](const char* key, const char* flag, auto& v) {
+    if (app.count(flag) == 0 && cfg.contains(key)) v = cfg.at(key).get<std::decay_t<decltype(v)>>();
+  });
 }
 
 Trainer* g_trainer = nullptr;
@@ -201,8 +180,7 @@ void register_train(CLI::App& root, int argc, char** argv) {
     // Continue from a curv checkpoint's training state when it has one.
     std::optional<TrainState> resume;
     if (o->run.arch.empty() && !o->run.model.empty() && std::filesystem::path(o->run.model).extension() == ".h5") {
-      load_checkpoint(o->run.model);  // clear error if it is not a checkpoint
-      resume = load_train_state(o->run.model);
+      resume = load_train_state(o->run.model);  // clear error if it is not a checkpoint
       if (resume) {
         try {
           inherit(*o, *app, nlohmann::json::parse(resume->config));
