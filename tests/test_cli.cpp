@@ -10,60 +10,20 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+
+#include "tests/cli_run.h"
 #include <vector>
 
 namespace fs = std::filesystem;
 
 namespace {
 
-struct Run {
-  int status = -1;
-  std::string out, err;
-};
-
-std::string slurp(const fs::path& p) {
-  std::ifstream f(p);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-fs::path tmpdir() {
-  static fs::path d = [] {
-    fs::path p = fs::temp_directory_path() / ("curv_test_cli_" + std::to_string(getpid()));
-    fs::create_directories(p);
-    return p;
-  }();
-  return d;
-}
-
-Run curv(const std::string& args) {
-  const fs::path out = tmpdir() / "stdout", err = tmpdir() / "stderr";
-  const std::string cmd = std::string(CURV_BINARY) + " " + args + " >" + out.string() + " 2>" + err.string();
-  const int rc = std::system(cmd.c_str());
-  Run r;
-  r.status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-  r.out = slurp(out);
-  r.err = slurp(err);
-  return r;
-}
-
-int lines(const std::string& s) {
-  int n = 0;
-  for (char c : s) n += c == '\n';
-  return n;
-}
-
-// One line on stderr, naming `what`, exit status 2.
-void check_bad(const std::string& args, const std::string& what) {
-  Run r = curv(args);
-  INFO("curv ", args, "\nstderr: ", r.err);
-  CHECK(r.status == 2);
-  CHECK(lines(r.err) == 1);
-  CHECK(r.err.rfind("curv: ", 0) == 0);
-  CHECK(r.err.find(what) != std::string::npos);
-  CHECK(r.out.empty());
-}
+using curv_test::check_bad;
+using curv_test::curv;
+using curv_test::lines;
+using curv_test::Run;
+using curv_test::slurp;
+using curv_test::tmpdir;
 
 const std::string kModel = std::string(CURV_SOURCE_DIR) + "/data/fmnist_cnn.onnx";
 

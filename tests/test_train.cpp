@@ -2,16 +2,12 @@
 // scripts/make_train_fixtures.py) and hand-computed steps, BatchNorm running statistics, thread
 // independence, resume == uninterrupted, curvature probes against dense Hessians, and `curv train`.
 #include <doctest/doctest.h>
-#include <sys/wait.h>
 #include <tbb/global_control.h>
-#include <unistd.h>
 
 #include <Eigen/Eigenvalues>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "curvature/curvature_operator.h"
 #include "curvature/curvature_probe.h"
@@ -23,9 +19,11 @@
 #include "src/onnx_import.h"
 #include "src/optimizer.h"
 #include "src/trainer.h"
+#include "tests/cli_run.h"
 
 using namespace curv;
 namespace fs = std::filesystem;
+using curv_test::tmpdir;
 
 namespace {
 
@@ -33,15 +31,6 @@ constexpr double kStepTol = 1e-9;  // float64 trainer vs float64 PyTorch after 3
 constexpr double kDenseTol = 1e-6;
 
 std::string fixture(const std::string& name) { return std::string(CURV_SOURCE_DIR) + "/data/fixtures/" + name; }
-
-fs::path tmpdir() {
-  static fs::path d = [] {
-    fs::path p = fs::temp_directory_path() / ("curv_test_train_" + std::to_string(getpid()));
-    fs::create_directories(p);
-    return p;
-  }();
-  return d;
-}
 
 Dataset npz_data(const NpzFile& z) {
   Dataset d;
@@ -412,35 +401,14 @@ TEST_CASE("small ViT: exact gradient and a few Adam steps lower the loss") {
 }
 
 // ------------------------------------------------------------------------------- command line
-namespace {
-
-struct Run {
-  int status = -1;
-  std::string out, err;
-};
-
-std::string slurp(const fs::path& p) {
-  std::ifstream f(p);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-Run curv_cli(const std::string& args) {
-  const fs::path out = tmpdir() / "stdout", err = tmpdir() / "stderr";
-  const std::string cmd = std::string(CURV_BINARY) + " " + args + " >" + out.string() + " 2>" + err.string();
-  const int rc = std::system(cmd.c_str());
-  return {WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, slurp(out), slurp(err)};
-}
-
-}  // namespace
+using curv_test::Run;
 
 TEST_CASE("curv train writes the checkpoint, its history and the documented JSON, and resuming loses nothing") {
   const std::string out = (tmpdir() / "cli.h5").string(), out2 = (tmpdir() / "cli2.h5").string();
   const std::string common =
       " --data random:1x6x6:3:48 --test-data random:1x6x6:3:16 --batch-size 12 --optimizer sgd --momentum 0.9"
       " --lr 0.05 --sam 0.05 --log-curvature 1 --curvature-samples 24 --curvature-probes 4 --threads 2 --json";
-  Run r = curv_cli("train --arch mlp:8 --epochs 2 --save-every 1 --out " + out + common);
+  Run r = curv_test::curv("train --arch mlp:8 --epochs 2 --save-every 1 --out " + out + common);
   INFO(r.err);
   REQUIRE(r.status == 0);
   const auto j = nlohmann::json::parse(r.out);
@@ -456,7 +424,7 @@ TEST_CASE("curv train writes the checkpoint, its history and the documented JSON
   const std::string mid = (tmpdir() / "cli.epoch001.h5").string();
   REQUIRE(fs::exists(mid));
   // Resume from the epoch-1 checkpoint with the settings stored in it.
-  Run r2 = curv_cli("train " + mid + " --data random:1x6x6:3:48 --test-data random:1x6x6:3:16 --threads 1 --json --out " +
+  Run r2 = curv_test::curv("train " + mid + " --data random:1x6x6:3:48 --test-data random:1x6x6:3:16 --threads 1 --json --out " +
                     out2);
   INFO(r2.err);
   REQUIRE(r2.status == 0);
@@ -478,14 +446,10 @@ TEST_CASE("curv train: bad input gives one line, exit status 2 and no checkpoint
       {"train --arch mlp:4 --batch-size half" + data, "--batch-size"},
       {"train " + model + " --data random:1x28x28:20:64 --epochs 1 --out " + out, "out of range for 10 model outputs"},
       {"train --arch mlp:4 --data random:1x6x6:3:16 --out /nonexistent-dir/x.h5", "/nonexistent-dir/x.h5"},
+      {"train /nonexistent-dir/ckpt.h5" + data, "/nonexistent-dir/ckpt.h5: no such file"},
   };
   for (const auto& [args, what] : cases) {
-    Run r = curv_cli(args);
-    INFO("curv ", args, "\nstderr: ", r.err);
-    CHECK(r.status == 2);
-    CHECK(std::count(r.err.begin(), r.err.end(), '\n') == 1);
-    CHECK(r.err.rfind("curv: ", 0) == 0);
-    CHECK(r.err.find(what) != std::string::npos);
+    curv_test::check_bad(args, what);
     CHECK_FALSE(fs::exists(out));
     CHECK_FALSE(fs::exists(out + ".tmp"));
   }
