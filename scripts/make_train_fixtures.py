@@ -24,37 +24,19 @@ Deterministic: no randomness beyond the fixture's fixed data.
 """
 import argparse
 import os
+import sys
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 FIX = os.path.join(ROOT, "data", "fixtures")
-
-
-class CnnBn(nn.Module):
-    """Same layout as make_fixtures.CnnBn (names match cnn_bn.onnx's initializers)."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(2, 4, 3, padding=1)
-        self.bn1 = nn.BatchNorm2d(4)
-        self.pool = nn.MaxPool2d(2)
-        self.conv2 = nn.Conv2d(4, 4, 3, padding=2, dilation=2, groups=2)
-        self.conv3 = nn.Conv2d(4, 6, 3, stride=2, padding=1)
-        self.avg = nn.AvgPool2d(2)
-        self.fc = nn.Linear(6, 3)
-
-    def forward(self, x):
-        x = self.pool(F.relu(self.bn1(self.conv1(x))))
-        x = F.relu(self.conv2(x))
-        x = self.avg(self.conv3(x))
-        return self.fc(torch.flatten(x, 1))
+sys.path.insert(0, HERE)
+from make_fixtures import CnnBn  # noqa: E402  the network of cnn_bn.onnx, same parameter names
 
 
 CONFIGS = {
