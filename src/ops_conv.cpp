@@ -126,7 +126,7 @@ void from_rows(const T* rows, std::int64_t S, std::int64_t ys, std::int64_t c0, 
 // Per-thread scratch buffers that keep their capacity between calls (no reallocation or zeroing).
 template <class T>
 Buffer<T>& scratch(int slot) {
-  thread_local Buffer<T> bufs[4];
+  thread_local Buffer<T> bufs[3];
   return bufs[slot];
 }
 
