@@ -238,6 +238,15 @@ TEST_CASE("Gemm and MatMul match finite differences") {
   run_case({make_matmul(), {{2, 1, 3, 4}, {3, 4, 2}}, {Gen::Normal, Gen::Normal}}, 15);
   run_case({make_matmul(), {{4}, {2, 4, 3}}, {Gen::Normal, Gen::Normal}}, 16);
   run_case({make_matmul(), {{2, 3, 4}, {4}}, {Gen::Normal, Gen::Normal}}, 17);
+  // Inner dimension >= 16: tangent products against a shared primal operand take the gathered
+  // single-GEMM path of batched_gemm.
+  for (bool ta : {false, true})
+    for (bool tb : {false, true}) {
+      Shape a = ta ? Shape{17, 3} : Shape{3, 17}, b = tb ? Shape{5, 17} : Shape{17, 5};
+      run_case({make_gemm(ta, tb, 0.7), {a, b, {5}}, {Gen::Normal, Gen::Normal, Gen::Normal}}, 18);
+    }
+  run_case({make_matmul(), {{2, 3, 18}, {18, 4}}, {Gen::Normal, Gen::Normal}}, 19);
+  run_case({make_matmul(), {{3, 16}, {2, 16, 5}}, {Gen::Normal, Gen::Normal}}, 19);
 }
 
 TEST_CASE("Conv2d matches finite differences") {
@@ -251,6 +260,63 @@ TEST_CASE("Conv2d matches finite differences") {
   Conv2dAttrs asym = conv_attrs(2, 1, 0);
   asym.pads = {1, 0, 0, 1};
   run_case({make_conv(asym), {{1, 2, 4, 5}, {2, 2, 2, 2}}, {Gen::Normal, Gen::Normal}}, 26);
+  // Width-preserving geometries other than 3x3/pad 1 (the shifted-plane im2col and the adjoint path).
+  Conv2dAttrs wide = conv_attrs(3, 1, 0);
+  wide.pads = {1, 0, 0, 2};  // Ho = H - 1, Wo = W
+  run_case({make_conv(wide), {{2, 2, 4, 6}, {3, 2, 3, 3}, {3}}, g3}, 27);
+  run_case({make_conv(conv_attrs(5, 1, 2)), {{1, 2, 6, 3}, {2, 2, 5, 5}}, {Gen::Normal, Gen::Normal}}, 28);
+}
+
+// Conv forward against the definition, summed directly (float64), over geometries that take each
+// im2col path: width-preserving (shifted planes), strided, dilated, grouped, asymmetric padding.
+TEST_CASE("Conv2d forward equals the direct sum") {
+  struct Geo {
+    std::int64_t kh, kw, s, d, g, pt, pl, pb, pr, H, W;
+  };
+  std::mt19937_64 rng(5);
+  std::normal_distribution<double> nd;
+  for (const Geo& q : std::vector<Geo>{{3, 3, 1, 1, 1, 1, 1, 1, 1, 7, 5},
+                                       {3, 3, 1, 1, 1, 1, 0, 0, 2, 4, 6},
+                                       {5, 5, 1, 1, 1, 2, 2, 2, 2, 6, 3},
+                                       {3, 1, 1, 1, 2, 0, 0, 0, 0, 5, 4},
+                                       {3, 3, 2, 1, 1, 1, 1, 1, 1, 7, 6},
+                                       {3, 3, 1, 2, 1, 2, 2, 2, 2, 6, 6},
+                                       {2, 3, 1, 1, 1, 3, 1, 0, 1, 3, 9},
+                                       {3, 3, 1, 1, 1, 3, 1, 0, 1, 1, 4}}) {  // padding rows only
+    Conv2dAttrs a;
+    a.kernel = {q.kh, q.kw};
+    a.stride = {q.s, q.s};
+    a.dilation = {q.d, q.d};
+    a.groups = q.g;
+    a.pads = {q.pt, q.pl, q.pb, q.pr};
+    const std::int64_t N = 3, Cg = 2, C = Cg * q.g, O = 2 * q.g, Og = O / q.g;
+    Tensor<double> x({N, C, q.H, q.W}), w({O, Cg, q.kh, q.kw});
+    for (auto* t : {&x, &w})
+      for (std::int64_t i = 0; i < t->size(); ++i) t->data()[i] = nd(rng);
+    OpPtr op = make_conv(a);
+    OpState<double> st;
+    Tensor<double> y = forward(op, {x, w}, st);
+    const std::int64_t Ho = y.shape()[2], Wo = y.shape()[3];
+    double err = 0;
+    for (std::int64_t n = 0; n < N; ++n)
+      for (std::int64_t o = 0; o < O; ++o)
+        for (std::int64_t oh = 0; oh < Ho; ++oh)
+          for (std::int64_t ow = 0; ow < Wo; ++ow) {
+            double ref = 0;
+            const std::int64_t gi = o / Og;
+            for (std::int64_t c = 0; c < Cg; ++c)
+              for (std::int64_t i = 0; i < q.kh; ++i)
+                for (std::int64_t j = 0; j < q.kw; ++j) {
+                  const std::int64_t ih = oh * q.s - q.pt + i * q.d, iw = ow * q.s - q.pl + j * q.d;
+                  if (ih < 0 || ih >= q.H || iw < 0 || iw >= q.W) continue;
+                  ref += w.data()[((o * Cg + c) * q.kh + i) * q.kw + j] *
+                         x.data()[((n * C + gi * Cg + c) * q.H + ih) * q.W + iw];
+                }
+            err = std::max(err, std::abs(y.data()[((n * O + o) * Ho + oh) * Wo + ow] - ref));
+          }
+    INFO("kernel ", q.kh, "x", q.kw, " stride ", q.s, " dilation ", q.d, " groups ", q.g, " input ", q.H, "x", q.W);
+    CHECK(err < 1e-12);
+  }
 }
 
 TEST_CASE("pooling matches finite differences") {
