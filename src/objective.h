@@ -46,6 +46,8 @@ struct ObjectiveOptions {
   /// Upper bound on tangent memory per micro-batch; larger direction blocks are processed in
   /// column groups (results do not change).
   std::size_t tangent_bytes = std::size_t(1) << 30;
+  /// Directions per tangent pass; 0 = automatic (see Objective::product). Results do not change.
+  std::int64_t group_directions = 0;
 };
 
 struct EvalResult {
