@@ -5,6 +5,7 @@
 //   primal reuse         first HVP (with the primal pass) vs later ones
 // Usage: bench_hvp [arch=resnet20] [samples=200] [block=16] [threads=2] [float32|float64]
 // CURV_TANGENT_MB=M sets ObjectiveOptions::tangent_bytes (direction groups of a block pass).
+// CURV_PROFILE=grad|hvp|block:N runs only N of those (for perf record) and prints nothing else.
 #include <tbb/global_control.h>
 
 #include <ctime>
@@ -41,6 +42,8 @@ int main(int argc, char** argv) {
   ObjectiveOptions o;
   o.precision = f64 ? Precision::Float64 : Precision::Float32;
   if (const char* t = std::getenv("CURV_TANGENT_MB")) o.tangent_bytes = std::size_t(std::atoll(t)) << 20;
+  if (const char* mb = std::getenv("CURV_MICRO_BATCH")) o.micro_batch = std::atoll(mb);
+  if (const char* gd = std::getenv("CURV_GROUP")) o.group_directions = std::atoll(gd);
   auto obj = Objective::create(m, d, o);
   const std::int64_t P = obj->num_params();
   Eigen::MatrixXd V = Eigen::MatrixXd::Random(P, block), Y;
@@ -59,6 +62,26 @@ int main(int argc, char** argv) {
     }
     return b;
   };
+  if (const char* prof = std::getenv("CURV_PROFILE")) {
+    const std::string what = prof;
+    const auto colon = what.find(':');
+    const int n = colon == std::string::npos ? 10 : std::stoi(what.substr(colon + 1));
+    const std::string kind = what.substr(0, colon);
+    obj->gradient(g);
+    Timer t;
+    for (int i = 0; i < n; ++i) {
+      if (kind == "grad") {
+        obj->clear_cache();
+        obj->gradient(g);
+      } else if (kind == "hvp") {
+        obj->product(Curvature::Hessian, V.col(0), Y);
+      } else {
+        obj->product(Curvature::Hessian, V, Y);
+      }
+    }
+    std::printf("%s x%d: %.4f s each\n", kind.c_str(), n, t.seconds() / n);
+    return 0;
+  }
   obj->clear_cache();
   const double loss_s = best(3, [&] { obj->clear_cache(); obj->value(); });
   const double grad_s = best(3, [&] { obj->clear_cache(); obj->gradient(g); });
