@@ -10,6 +10,7 @@
 #include <cmath>
 #include <limits>
 #include <stdexcept>
+#include <utility>
 
 #include "src/internal/gemm.h"
 #include "src/ops.h"
@@ -38,6 +39,14 @@ std::int64_t out_size(std::int64_t in, std::int64_t k, std::int64_t s, std::int6
 // Sample-batched layout helpers. A chunk of S samples is processed with one GEMM per group:
 // col(X) is [CKK, S*HW] (sample s at column offset s*HW) and outputs are gathered as rows
 // [Og, S*HW], so the GEMMs are wide and the packing cost is amortized over the chunk.
+//
+// The output columns ow in [lo, hi) whose input column ow * s + off lies in [0, W).
+inline std::pair<std::int64_t, std::int64_t> valid_cols(std::int64_t off, std::int64_t s, std::int64_t W,
+                                                        std::int64_t Wo) {
+  const std::int64_t lo = std::min(Wo, off >= 0 ? 0 : (-off + s - 1) / s);
+  const std::int64_t hi = std::clamp<std::int64_t>(W - off <= 0 ? 0 : (W - off + s - 1) / s, lo, Wo);
+  return {lo, hi};
+}
 //
 // Stride-1, dilation-1 convs that keep the width (Wo == W, e.g. 3x3 with padding 1) have patch rows
 // that are the input plane shifted by one flat offset: one copy per row, then the wrapped border
@@ -96,10 +105,11 @@ void im2col_batch(const T* x, std::int64_t S, std::int64_t xs, const Geometry& g
               if (hi > lo) std::copy(xr + lo + off, xr + hi + off, r + lo);
               std::fill(r + std::max(hi, lo), r + g.Wo, T(0));
             } else {
-              for (std::int64_t ow = 0; ow < g.Wo; ++ow) {
-                const std::int64_t iw = ow * g.sw - g.pl + kj * g.dw;
-                r[ow] = (iw >= 0 && iw < g.W) ? xr[iw] : T(0);
-              }
+              const std::int64_t off = kj * g.dw - g.pl;
+              const auto [lo, hi] = valid_cols(off, g.sw, g.W, g.Wo);
+              std::fill(r, r + lo, T(0));
+              for (std::int64_t ow = lo; ow < hi; ++ow) r[ow] = xr[ow * g.sw + off];
+              std::fill(r + hi, r + g.Wo, T(0));
             }
           }
         }
@@ -126,10 +136,9 @@ void col2im_batch_add(const T* col, std::int64_t S, std::int64_t xs, const Geome
               const std::int64_t lo = std::clamp<std::int64_t>(-off, 0, g.Wo), hi = std::clamp<std::int64_t>(g.W - off, 0, g.Wo);
               for (std::int64_t ow = lo; ow < hi; ++ow) xr[ow + off] += r[ow];
             } else {
-              for (std::int64_t ow = 0; ow < g.Wo; ++ow) {
-                const std::int64_t iw = ow * g.sw - g.pl + kj * g.dw;
-                if (iw >= 0 && iw < g.W) xr[iw] += r[ow];
-              }
+              const std::int64_t off = kj * g.dw - g.pl;
+              const auto [lo, hi] = valid_cols(off, g.sw, g.W, g.Wo);
+              for (std::int64_t ow = lo; ow < hi; ++ow) xr[ow * g.sw + off] += r[ow];
             }
           }
         }
