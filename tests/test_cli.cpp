@@ -48,7 +48,7 @@ TEST_CASE("bench prints the documented JSON keys and a passing HVP check") {
   INFO(r.err);
   REQUIRE(r.status == 0);
   auto j = nlohmann::json::parse(r.out);
-  for (const char* k : {"samples", "loss_s", "grad_s", "hvp_s", "hvp_block_s", "block", "threads"}) {
+  for (const char* k : {"samples", "loss_s", "grad_s", "hvp_s", "hvp_block_s", "hvp_singles_s", "block", "threads"}) {
     INFO(k);
     CHECK(j.contains(k));
   }
