@@ -218,6 +218,17 @@ TEST_CASE("k-direction products equal k single products and parameter blocks are
       CHECK(rel(Y.col(j), y1) < 1e-13);
     }
   }
+  // Direction groups (here 2 + 2 + 1 directions per tangent pass) do not change the result.
+  ObjectiveOptions og = f64(2);
+  og.group_directions = 2;
+  auto grouped = Objective::create(m, d, og);
+  for (auto c : {Curvature::Hessian, Curvature::GGN, Curvature::EmpiricalFisher}) {
+    Matrix Y, Yg;
+    obj->product(c, V, Y);
+    grouped->product(c, V, Yg);
+    INFO(curvature_name(c), " in groups of 2");
+    CHECK(rel(Yg, Y) < 1e-13);
+  }
   // Block of the second layer's parameters = the matching diagonal block of the full Hessian.
   const Matrix H = dense(*obj, Curvature::Hessian);
   const auto blocks = m.blocks("layers");

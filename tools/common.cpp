@@ -42,6 +42,10 @@ void add_run_options(CLI::App& app, RunOptions& o, bool allow_arch) {
       ->capture_default_str();
   app.add_option("--cache-gb", o.cache_gb, "Memory budget for cached activations between products (GB)")
       ->capture_default_str();
+  app.add_option("--group-directions", o.group_directions,
+                 "Directions per tangent pass of a block product (0: automatic, by cache size; results do not change)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   app.add_option("--threads", o.threads, "Worker threads (0: all cores)")->check(CLI::NonNegativeNumber);
   app.add_flag("--json", o.json, "Print one JSON object with the results on stdout");
 }
@@ -86,6 +90,7 @@ ObjectiveOptions objective_options(const RunOptions& o) {
   ObjectiveOptions opts;
   opts.precision = o.precision == "float64" ? Precision::Float64 : Precision::Float32;
   opts.micro_batch = o.micro_batch;
+  opts.group_directions = o.group_directions;
   opts.cache_bytes = static_cast<std::size_t>(std::max(0.0, o.cache_gb) * 1e9);
   return opts;
 }

@@ -27,6 +27,7 @@ struct RunOptions {
   std::string precision = "float32";
   std::int64_t micro_batch = 16;
   double cache_gb = 8.0;
+  std::int64_t group_directions = 0;  // 0: automatic
   int threads = 0;  // 0: all cores
   bool json = false;
 };
