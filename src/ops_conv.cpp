@@ -36,10 +36,6 @@ std::int64_t out_size(std::int64_t in, std::int64_t k, std::int64_t s, std::int6
   return o;
 }
 
-// Sample-batched layout helpers. A chunk of S samples is processed with one GEMM per group:
-// col(X) is [CKK, S*HW] (sample s at column offset s*HW) and outputs are gathered as rows
-// [Og, S*HW], so the GEMMs are wide and the packing cost is amortized over the chunk.
-//
 // The output columns ow in [lo, hi) whose input column ow * s + off lies in [0, W).
 inline std::pair<std::int64_t, std::int64_t> valid_cols(std::int64_t off, std::int64_t s, std::int64_t W,
                                                         std::int64_t Wo) {
@@ -47,6 +43,10 @@ inline std::pair<std::int64_t, std::int64_t> valid_cols(std::int64_t off, std::i
   const std::int64_t hi = std::clamp<std::int64_t>(W - off <= 0 ? 0 : (W - off + s - 1) / s, lo, Wo);
   return {lo, hi};
 }
+
+// Sample-batched layout helpers. A chunk of S samples is processed with one GEMM per group:
+// col(X) is [CKK, S*HW] (sample s at column offset s*HW) and outputs are gathered as rows
+// [Og, S*HW], so the GEMMs are wide and the packing cost is amortized over the chunk.
 //
 // Stride-1, dilation-1 convs that keep the width (Wo == W, e.g. 3x3 with padding 1) have patch rows
 // that are the input plane shifted by one flat offset: one copy per row, then the wrapped border
@@ -67,7 +67,7 @@ void im2col_shifted(const T* x, std::int64_t S, std::int64_t xs, const Geometry&
           const std::int64_t lo = std::min(HW, std::max(oh_lo * W, -shift));
           const std::int64_t hi = std::max(lo, std::min(oh_hi * W, HWi - shift));
           std::fill(r, r + lo, T(0));
-          std::copy(xc + lo + shift, xc + hi + shift, r + lo);
+          if (hi > lo) std::copy(xc + lo + shift, xc + hi + shift, r + lo);
           std::fill(r + hi, r + HW, T(0));
           // Border columns: one strided store per row for 3x3 (a fill_n here became a memset call per row).
           const std::int64_t nz = std::min(std::abs(ow_off), W), z0 = ow_off < 0 ? 0 : W - nz;
@@ -90,6 +90,8 @@ void im2col_batch(const T* x, std::int64_t S, std::int64_t xs, const Geometry& g
         for (std::int64_t kj = 0; kj < g.kw; ++kj) {
           T* row = col + ((c * g.kh + ki) * g.kw + kj) * stride + s * HW;
           const T* xc = xsmp + c * g.H * g.W;
+          const std::int64_t off = kj * g.dw - g.pl;  // iw = ow * sw + off
+          const auto [lo, hi] = valid_cols(off, g.sw, g.W, g.Wo);
           for (std::int64_t oh = 0; oh < g.Ho; ++oh) {
             const std::int64_t ih = oh * g.sh - g.pt + ki * g.dh;
             T* r = row + oh * g.Wo;
@@ -98,19 +100,13 @@ void im2col_batch(const T* x, std::int64_t S, std::int64_t xs, const Geometry& g
               continue;
             }
             const T* xr = xc + ih * g.W;
-            if (g.sw == 1 && g.dw == 1) {
-              const std::int64_t off = kj - g.pl;  // iw = ow + off
-              const std::int64_t lo = std::clamp<std::int64_t>(-off, 0, g.Wo), hi = std::clamp<std::int64_t>(g.W - off, 0, g.Wo);
-              std::fill(r, r + lo, T(0));
+            std::fill(r, r + lo, T(0));
+            if (g.sw == 1) {
               if (hi > lo) std::copy(xr + lo + off, xr + hi + off, r + lo);
-              std::fill(r + std::max(hi, lo), r + g.Wo, T(0));
             } else {
-              const std::int64_t off = kj * g.dw - g.pl;
-              const auto [lo, hi] = valid_cols(off, g.sw, g.W, g.Wo);
-              std::fill(r, r + lo, T(0));
               for (std::int64_t ow = lo; ow < hi; ++ow) r[ow] = xr[ow * g.sw + off];
-              std::fill(r + hi, r + g.Wo, T(0));
             }
+            std::fill(r + hi, r + g.Wo, T(0));
           }
         }
   }
@@ -126,20 +122,14 @@ void col2im_batch_add(const T* col, std::int64_t S, std::int64_t xs, const Geome
         for (std::int64_t kj = 0; kj < g.kw; ++kj) {
           const T* row = col + ((c * g.kh + ki) * g.kw + kj) * stride + s * HW;
           T* xc = xsmp + c * g.H * g.W;
+          const std::int64_t off = kj * g.dw - g.pl;  // iw = ow * sw + off
+          const auto [lo, hi] = valid_cols(off, g.sw, g.W, g.Wo);
           for (std::int64_t oh = 0; oh < g.Ho; ++oh) {
             const std::int64_t ih = oh * g.sh - g.pt + ki * g.dh;
             if (ih < 0 || ih >= g.H) continue;
             const T* r = row + oh * g.Wo;
             T* xr = xc + ih * g.W;
-            if (g.sw == 1 && g.dw == 1) {
-              const std::int64_t off = kj - g.pl;
-              const std::int64_t lo = std::clamp<std::int64_t>(-off, 0, g.Wo), hi = std::clamp<std::int64_t>(g.W - off, 0, g.Wo);
-              for (std::int64_t ow = lo; ow < hi; ++ow) xr[ow + off] += r[ow];
-            } else {
-              const std::int64_t off = kj * g.dw - g.pl;
-              const auto [lo, hi] = valid_cols(off, g.sw, g.W, g.Wo);
-              for (std::int64_t ow = lo; ow < hi; ++ow) xr[ow * g.sw + off] += r[ow];
-            }
+            for (std::int64_t ow = lo; ow < hi; ++ow) xr[ow * g.sw + off] += r[ow];
           }
         }
   }
