@@ -52,6 +52,18 @@ struct Pass {
   }
 };
 
+// Default bound on k x (parameters in a product) x sizeof(T) per tangent pass (see product()).
+constexpr std::size_t kGroupParamBytes = std::size_t(768) << 10;
+
+// x += y for run accumulators that start empty (size 0) until their first chunk.
+template <class M>
+void add_run(M& x, M& y) {
+  if (x.size() == 0)
+    x = std::move(y);
+  else if (y.size() != 0)
+    x += y;
+}
+
 // Deterministic sum over micro-batches. The chunks [0, n) are cut into at most kReduceLeaves runs of
 // consecutive chunks (a partition that depends only on n); leaf(i, acc) adds chunk i into the run's
 // accumulator in chunk order (acc starts value-initialized, i.e. empty), and add(x, y) (x += y, either
@@ -59,9 +71,6 @@ struct Pass {
 // thread count, and a block product allocates one P x k accumulator per run instead of one per chunk
 // (per-chunk accumulators made a 16-direction MLP block pass twice as slow as 16 single products).
 constexpr std::int64_t kReduceLeaves = 32;
-
-// Default bound on k x (parameters in a product) x sizeof(T) per tangent pass (see product()).
-constexpr std::size_t kGroupParamBytes = std::size_t(768) << 10;
 
 template <class R, class Leaf, class Add>
 R tree_reduce(std::int64_t n, const Leaf& leaf, const Add& add) {
@@ -214,10 +223,7 @@ class ObjectiveImpl final : public Objective {
         },
         [](Acc& x, Acc& y) {
           x.loss += y.loss;
-          if (x.g.size() == 0)
-            x.g = std::move(y.g);
-          else if (y.g.size() != 0)
-            x.g += y.g;
+          add_run(x.g, y.g);
         });
     g = a.g.size() ? a.g : Vector::Zero(P);
     return a.loss;
@@ -460,12 +466,7 @@ class ObjectiveImpl final : public Objective {
           if (acc.size() == 0) acc = Matrix::Zero(rows, k);
           tangent_pass(curv, p, k, ptan, tdep, act, row, acc);
         },
-        [](Matrix& x, Matrix& y) {
-          if (x.size() == 0)
-            x = std::move(y);
-          else if (y.size() != 0)
-            x += y;
-        });
+        add_run<Matrix>);
     if (Y.size() == 0) Y.setZero(rows, k);
   }
 
