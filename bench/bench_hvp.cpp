@@ -14,9 +14,9 @@
 #include <random>
 #include <string>
 
-#include "src/builder.h"
-#include "src/objective.h"
-#include "src/timer.h"
+#include "src/core/builder.h"
+#include "src/core/objective.h"
+#include "src/core/timer.h"
 
 using namespace curv;
 

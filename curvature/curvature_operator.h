@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "curvature/linear_operator.h"
-#include "src/objective.h"
+#include "src/core/objective.h"
 
 namespace curv {
 

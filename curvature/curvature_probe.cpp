@@ -6,7 +6,7 @@
 #include "curvature/curvature_operator.h"
 #include "curvature/eigen_solver.h"
 #include "curvature/hutchinson_trace.h"
-#include "src/timer.h"
+#include "src/core/timer.h"
 
 namespace curv {
 

@@ -11,8 +11,8 @@
 /// `eig_tol`, and the trace to its reported standard error.
 #include <cstdint>
 
-#include "src/objective.h"
-#include "src/train_state.h"
+#include "src/core/objective.h"
+#include "src/io/train_state.h"
 
 namespace curv {
 

@@ -9,7 +9,7 @@
 #include <system_error>
 
 #include "curvature/internal/hdf5_handle.h"
-#include "src/timer.h"
+#include "src/core/timer.h"
 
 #ifndef CURV_VERSION
 #define CURV_VERSION "0.1.0"

@@ -15,7 +15,7 @@
 #include "curvature/hutchinson_trace.h"
 #include "curvature/internal/hdf5_handle.h"
 #include "curvature/spectra_reader.h"
-#include "src/checkpoint.h"
+#include "src/io/checkpoint.h"
 
 namespace curv::quant {
 

@@ -19,9 +19,9 @@
 #include "quant/plan.h"
 #include "quant/quantizer.h"
 #include "quant/sensitivity.h"
-#include "src/dataset.h"
-#include "src/model.h"
-#include "src/objective.h"
+#include "src/core/dataset.h"
+#include "src/core/model.h"
+#include "src/core/objective.h"
 
 namespace curv::quant {
 

@@ -11,7 +11,7 @@
 #include <stdexcept>
 
 #include "quant/sensitivity.h"
-#include "quant/sha256.h"
+#include "src/io/sha256.h"
 
 #ifndef CURV_VERSION
 #define CURV_VERSION "unknown"

@@ -30,7 +30,7 @@
 
 #include "quant/bit_allocator.h"
 #include "quant/quantizer.h"
-#include "src/timer.h"
+#include "src/core/timer.h"
 
 namespace curv::quant {
 

@@ -10,13 +10,13 @@
 #include <fstream>
 #include <iterator>
 
-#include "src/builder.h"
-#include "src/checkpoint.h"
-#include "src/data_io.h"
-#include "src/internal/npz.h"
-#include "src/objective.h"
-#include "src/onnx_export.h"
-#include "src/onnx_import.h"
+#include "src/core/builder.h"
+#include "src/io/checkpoint.h"
+#include "src/io/data_io.h"
+#include "src/io/internal/npz.h"
+#include "src/core/objective.h"
+#include "src/io/onnx_export.h"
+#include "src/io/onnx_import.h"
 
 using namespace curv;
 namespace fs = std::filesystem;

@@ -8,8 +8,8 @@
 #include <cmath>
 #include <random>
 
-#include "src/builder.h"
-#include "src/objective.h"
+#include "src/core/builder.h"
+#include "src/core/objective.h"
 
 using namespace curv;
 using Matrix = Eigen::MatrixXd;

@@ -8,7 +8,7 @@
 #include <functional>
 #include <random>
 
-#include "src/ops.h"
+#include "src/core/ops.h"
 
 using namespace curv;
 

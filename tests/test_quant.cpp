@@ -20,10 +20,10 @@
 #include "quant/plan.h"
 #include "quant/quantizer.h"
 #include "quant/sensitivity.h"
-#include "quant/sha256.h"
-#include "src/builder.h"
-#include "src/data_io.h"
-#include "src/objective.h"
+#include "src/io/sha256.h"
+#include "src/core/builder.h"
+#include "src/io/data_io.h"
+#include "src/core/objective.h"
 
 using namespace curv::quant;
 
@@ -743,7 +743,7 @@ Plan sample_plan() {
   Plan plan = make_plan(p, a, info);
   plan.command = "curv quant plan model.onnx --data fashion-mnist:train --avg-bits 4";
   plan.model_path = "model.onnx";
-  plan.model_sha256 = sha256_hex("model bytes");
+  plan.model_sha256 = curv::sha256_hex("model bytes");
   plan.sensitivity_kind = "trace";
   plan.budget = Budget{BudgetKind::AvgBits, 4.0};
   plan.created_utc = utc_timestamp();
@@ -861,7 +861,7 @@ TEST_CASE("plan: a plan for another model is refused by sha256") {
   write_text(model, "other model");
   CHECK_THROWS_WITH_AS(check_plan_model(plan, "plan.json", model),
                        ("plan.json: plan was made for a model with sha256 " + plan.model_sha256 + ", but " + model +
-                        " has sha256 " + sha256_hex("other model"))
+                        " has sha256 " + curv::sha256_hex("other model"))
                            .c_str(),
                        std::runtime_error);
 }
@@ -870,6 +870,7 @@ TEST_CASE("plan: a plan for another model is refused by sha256") {
 // sha256
 
 TEST_CASE("sha256: FIPS 180-4 test vectors, streaming and files") {
+  using namespace curv;
   CHECK(sha256_hex("") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
   CHECK(sha256_hex("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
   CHECK(sha256_hex("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq") ==

@@ -18,8 +18,8 @@
 #include "curvature/hutchinson_trace.h"
 #include "curvature/slq_density.h"
 #include "curvature/spectra_reader.h"
-#include "src/builder.h"
-#include "src/objective.h"
+#include "src/core/builder.h"
+#include "src/core/objective.h"
 
 using namespace curv;
 namespace fs = std::filesystem;

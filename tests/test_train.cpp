@@ -11,14 +11,14 @@
 
 #include "curvature/curvature_operator.h"
 #include "curvature/curvature_probe.h"
-#include "src/builder.h"
-#include "src/checkpoint.h"
-#include "src/data_io.h"
-#include "src/internal/npz.h"
-#include "src/lr_schedule.h"
-#include "src/onnx_import.h"
-#include "src/optimizer.h"
-#include "src/trainer.h"
+#include "src/core/builder.h"
+#include "src/io/checkpoint.h"
+#include "src/io/data_io.h"
+#include "src/io/internal/npz.h"
+#include "src/train/lr_schedule.h"
+#include "src/io/onnx_import.h"
+#include "src/train/optimizer.h"
+#include "src/train/trainer.h"
 #include "tests/cli_run.h"
 
 using namespace curv;

@@ -4,9 +4,9 @@
 #include <map>
 #include <random>
 
-#include "src/checkpoint.h"
-#include "src/onnx_export.h"
-#include "src/timer.h"
+#include "src/io/checkpoint.h"
+#include "src/io/onnx_export.h"
+#include "src/core/timer.h"
 #include "tools/commands.h"
 
 namespace curv::cli {

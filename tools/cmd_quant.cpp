@@ -6,7 +6,7 @@
 #include "quant/bit_allocator.h"
 #include "quant/model_quant.h"
 #include "quant/plan.h"
-#include "quant/sha256.h"
+#include "src/io/sha256.h"
 #include "tools/commands.h"
 
 namespace curv::cli {
@@ -140,7 +140,7 @@ void register_quant(CLI::App& root, int argc, char** argv) {
       }
       quant::BitAllocator(prob).solve(budget);
 
-      const std::string sha = quant::sha256_file(o->run.model);
+      const std::string sha = sha256_file(o->run.model);
       std::vector<quant::Sensitivity> sens;
       if (!o->sensitivities.empty()) {
         std::string kind;

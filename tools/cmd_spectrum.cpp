@@ -17,8 +17,8 @@
 #include "curvature/slq_density.h"
 #include "curvature/spectra_store.h"
 #include "curvature/summary_json.h"
-#include "quant/sha256.h"
-#include "src/timer.h"
+#include "src/io/sha256.h"
+#include "src/core/timer.h"
 #include "tools/commands.h"
 
 namespace curv::cli {
@@ -213,7 +213,7 @@ void register_spectrum(CLI::App& root, int argc, char** argv) {
     std::signal(SIGTERM, on_signal);
     StoreRun& run = store.add_run(o->run_name);
     run.attributes["model"] = o->run.arch.empty() ? o->run.model : "arch:" + o->run.arch;
-    if (o->run.arch.empty()) run.attributes["model_sha256"] = quant::sha256_file(o->run.model);
+    if (o->run.arch.empty()) run.attributes["model_sha256"] = sha256_file(o->run.model);
     run.attributes["dataset"] = o->run.data;
     run.attributes["samples"] = std::int64_t(d.size());
     run.attributes["curvature"] = o->curvature;

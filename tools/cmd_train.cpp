@@ -8,9 +8,9 @@
 #include <iostream>
 
 #include "curvature/curvature_probe.h"
-#include "src/checkpoint.h"
-#include "src/timer.h"
-#include "src/trainer.h"
+#include "src/io/checkpoint.h"
+#include "src/core/timer.h"
+#include "src/train/trainer.h"
 #include "tools/commands.h"
 
 namespace curv::cli {

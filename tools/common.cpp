@@ -9,10 +9,10 @@
 #include <iostream>
 #include <set>
 
-#include "src/builder.h"
-#include "src/checkpoint.h"
-#include "src/data_io.h"
-#include "src/onnx_import.h"
+#include "src/core/builder.h"
+#include "src/io/checkpoint.h"
+#include "src/io/data_io.h"
+#include "src/io/onnx_import.h"
 
 namespace curv::cli {
 

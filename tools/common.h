@@ -7,9 +7,9 @@
 #include <optional>
 #include <string>
 
-#include "src/dataset.h"
-#include "src/model.h"
-#include "src/objective.h"
+#include "src/core/dataset.h"
+#include "src/core/model.h"
+#include "src/core/objective.h"
 
 namespace curv::cli {
 

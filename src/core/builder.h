@@ -1,0 +1,70 @@
+#pragma once
+/// \file builder.h
+/// A small Sequential-style C++ builder for models (tests, benchmarks, `--arch`), with
+/// PyTorch-style parameter names and PyTorch's default initialization
+/// (U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and biases of Linear and Conv).
+#include <cstdint>
+#include <random>
+#include <string>
+
+#include "src/core/model.h"
+#include "src/core/ops.h"
+
+namespace curv {
+
+class ModelBuilder {
+ public:
+  ModelBuilder(Shape sample_shape, std::uint64_t seed, const std::string& input_name = "input");
+
+  /// Per-sample shape of a value.
+  Shape shape(int v) const;
+  int input() const { return m_input; }
+
+  int param(const std::string& name, Shape shape, double bound);  // U(-bound, bound)
+  int param_const(const std::string& name, Shape shape, double value);
+  int constant(const std::string& name, Tensor<double> value);
+  int node(const std::string& name, OpPtr op, const std::vector<int>& inputs);
+
+  /// x: [N, in] -> [N, out] via Gemm(x, W^T) + b, W: [out, in] named "<name>.weight".
+  int linear(int x, std::int64_t out, const std::string& name, bool bias = true);
+  /// x: [N, ..., in] -> [N, ..., out] via MatMul(x, W^T) + b (as torch.onnx exports Linear on 3-D input).
+  int linear_nd(int x, std::int64_t out, const std::string& name, bool bias = true);
+  int conv(int x, std::int64_t out, std::int64_t k, std::int64_t stride, std::int64_t pad, const std::string& name,
+           bool bias = true, std::int64_t groups = 1, std::int64_t dilation = 1);
+  /// weight/bias parameters, running_mean/running_var constants (randomized when `random_stats`).
+  int batch_norm(int x, const std::string& name, bool training = false, bool random_stats = false);
+  int layer_norm(int x, const std::string& name);
+  int unary(int x, UnaryKind kind, double param = 0.0);
+  int relu(int x) { return unary(x, UnaryKind::Relu); }
+  int max_pool(int x, std::int64_t k, std::int64_t s, std::int64_t pad = 0);
+  int avg_pool(int x, std::int64_t k, std::int64_t s, std::int64_t pad = 0);
+  int global_avg_pool(int x);
+  int flatten(int x);
+  int add(int a, int b);
+  int binary(int a, int b, BinaryKind kind);
+
+  Model& model() { return m_model; }
+  /// Sets the output and returns the model.
+  Model finish(int output);
+
+ private:
+  std::string auto_name(const std::string& type);
+  Model m_model;
+  int m_input;
+  std::mt19937_64 m_rng;
+  int m_counter = 0;
+};
+
+/// Built-in architectures for `--arch`:
+///   mlp[:H1-H2-...]  flatten, Linear+ReLU hidden layers (default 128-64), Linear head
+///   lenet            LeNet-5 style CNN (conv5-pool-conv5-pool-fc120-fc84-fc)
+///   resnet20         CIFAR ResNet-20 (He et al. 2016), BatchNorm folded into conv biases,
+///                    1x1 projection shortcuts; 271,690 parameters on 3x32x32 inputs
+///   resnet20-bn      the same with BatchNorm layers (training mode when `bn_training`)
+///   vit[:P-D-L-H]    small ViT: PxP patches embedded to width D by a strided conv, learned
+///                    position embedding, L pre-norm blocks with H heads and a 2D GELU MLP,
+///                    mean-pooled tokens, LayerNorm, linear head (default vit:7-32-2-4)
+Model build_arch(const std::string& spec, const Shape& sample_shape, std::int64_t num_classes, std::uint64_t seed,
+                 bool bn_training = false);
+
+}  // namespace curv

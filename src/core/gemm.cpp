@@ -1,0 +1,146 @@
+#include <Eigen/Core>
+#include <algorithm>
+#include <stdexcept>
+#include <vector>
+
+#include "src/core/internal/gemm.h"
+
+namespace curv::internal {
+
+template <class T>
+using RMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+template <class T>
+void gemm(bool tx, bool ty, const T* X, std::int64_t xr, std::int64_t xc, const T* Y, std::int64_t yr,
+          std::int64_t yc, T* Z, T alpha, bool accumulate) {
+  Eigen::Map<const RMat<T>> A(X, xr, xc);
+  Eigen::Map<const RMat<T>> B(Y, yr, yc);
+  const std::int64_t zr = tx ? xc : xr, zc = ty ? yr : yc;
+  Eigen::Map<RMat<T>> C(Z, zr, zc);
+  if (!accumulate) C.setZero();
+  if (!tx && !ty)
+    C.noalias() += alpha * A * B;
+  else if (!tx && ty)
+    C.noalias() += alpha * A * B.transpose();
+  else if (tx && !ty)
+    C.noalias() += alpha * A.transpose() * B;
+  else
+    C.noalias() += alpha * A.transpose() * B.transpose();
+}
+
+std::vector<std::int64_t> broadcast_strides(const Shape& s, const Shape& full, std::int64_t inner) {
+  // s is right-aligned against full.
+  std::vector<std::int64_t> st(full.size(), 0);
+  std::int64_t acc = inner;
+  const size_t off = full.size() - s.size();
+  for (size_t i = full.size(); i-- > 0;) {
+    const std::int64_t d = i < off ? 1 : s[i - off];
+    st[i] = (d == 1 && full[i] != 1) ? 0 : acc;
+    acc *= d;
+  }
+  return st;
+}
+
+template <class T>
+std::vector<T>& shared_operand_scratch() {
+  thread_local std::vector<T> buf;
+  return buf;
+}
+
+template <class T>
+void batched_gemm(const Shape& batch, const std::vector<std::int64_t>& sx, const std::vector<std::int64_t>& sy,
+                  const std::vector<std::int64_t>& sz, bool tx, bool ty, const T* X, std::int64_t xr, std::int64_t xc,
+                  const T* Y, std::int64_t yr, std::int64_t yc, T* Z, T alpha) {
+  const std::int64_t nb = numel(batch);
+  if (nb == 0) return;
+  const std::int64_t m = tx ? xc : xr, kk = tx ? xr : xc, n = ty ? yr : yc;
+  const int r = static_cast<int>(batch.size());
+  auto contiguous = [&](const std::vector<std::int64_t>& s, std::int64_t inner) {
+    std::int64_t acc = inner;
+    for (int i = r - 1; i >= 0; --i) {
+      if (batch[i] != 1 && s[i] != acc) return false;
+      acc *= batch[i];
+    }
+    return true;
+  };
+  auto all_zero = [&](const std::vector<std::int64_t>& s) {
+    for (int i = 0; i < r; ++i)
+      if (batch[i] != 1 && s[i] != 0) return false;
+    return true;
+  };
+  // Fold the batch into the rows when Y is shared: [nb*m, k] x [k, n].
+  if (!tx && all_zero(sy) && contiguous(sx, xr * xc) && contiguous(sz, m * n)) {
+    gemm(false, ty, X, nb * xr, xc, Y, yr, yc, Z, alpha, true);
+    return;
+  }
+  // Fold a reduction over the batch into the inner dimension: sum_b X_b^T Y_b = [nb*k, m]^T [nb*k, n].
+  if (tx && !ty && all_zero(sz) && contiguous(sx, xr * xc) && contiguous(sy, yr * yc)) {
+    gemm(true, false, X, nb * xr, xc, Y, nb * yr, yc, Z, alpha, true);
+    return;
+  }
+  // One operand shared by every b (a primal against k tangent directions): gather the other operands
+  // into one wide matrix so the shared one is packed once, not nb times (per-b GEMMs repacked the
+  // shared input of a 16-direction MLP block 16 times). The gather and scatter copies are O(1/kk) of
+  // the GEMM's work.
+  if (nb > 1 && kk >= 16 && contiguous(sz, m * n)) {
+    auto& buf = shared_operand_scratch<T>();
+    if (tx && all_zero(sy) && contiguous(sx, xr * xc)) {
+      // Z_b = X_b^T op(Y): with Xcat = [X_0 | X_1 | ...] ([kk, nb*m]), Xcat^T op(Y) is Z itself.
+      buf.resize(kk * nb * m);
+      for (std::int64_t b = 0; b < nb; ++b)
+        for (std::int64_t i = 0; i < kk; ++i) std::copy_n(X + b * xr * xc + i * xc, m, buf.data() + i * nb * m + b * m);
+      gemm(true, ty, buf.data(), kk, nb * m, Y, yr, yc, Z, alpha, true);
+      return;
+    }
+    if (all_zero(sx) && contiguous(sy, yr * yc)) {
+      // Z_b = op(X) op(Y_b): op(X) [op(Y_0) | op(Y_1) | ...] is [m, nb*n]; scatter its column blocks.
+      // With ty the concatenation is Y itself read as [nb*n, kk]; otherwise rows are gathered.
+      const std::int64_t w = nb * n;
+      buf.resize((ty ? 0 : kk * w) + m * w);
+      T* ztmp = buf.data();
+      if (ty) {
+        gemm(tx, true, X, xr, xc, Y, nb * yr, yc, ztmp, alpha, false);
+      } else {
+        T* ycat = buf.data() + m * w;
+        for (std::int64_t b = 0; b < nb; ++b)
+          for (std::int64_t i = 0; i < kk; ++i) std::copy_n(Y + b * yr * yc + i * yc, n, ycat + i * w + b * n);
+        gemm(tx, false, X, xr, xc, ycat, kk, w, ztmp, alpha, false);
+      }
+      for (std::int64_t b = 0; b < nb; ++b)
+        for (std::int64_t i = 0; i < m; ++i) {
+          T* zr = Z + b * m * n + i * n;
+          const T* tr = ztmp + i * w + b * n;
+          for (std::int64_t j = 0; j < n; ++j) zr[j] += tr[j];
+        }
+      return;
+    }
+  }
+  std::vector<std::int64_t> idx(r, 0);
+  std::int64_t ix = 0, iy = 0, iz = 0;
+  for (std::int64_t b = 0; b < nb; ++b) {
+    gemm(tx, ty, X + ix, xr, xc, Y + iy, yr, yc, Z + iz, alpha, true);
+    for (int d = r - 1; d >= 0; --d) {
+      ++idx[d];
+      ix += sx[d];
+      iy += sy[d];
+      iz += sz[d];
+      if (idx[d] < batch[d]) break;
+      ix -= sx[d] * batch[d];
+      iy -= sy[d] * batch[d];
+      iz -= sz[d] * batch[d];
+      idx[d] = 0;
+    }
+  }
+}
+
+#define CURV_INST(T)                                                                                                 \
+  template void gemm<T>(bool, bool, const T*, std::int64_t, std::int64_t, const T*, std::int64_t, std::int64_t, T*, \
+                        T, bool);                                                                                    \
+  template void batched_gemm<T>(const Shape&, const std::vector<std::int64_t>&, const std::vector<std::int64_t>&,   \
+                                const std::vector<std::int64_t>&, bool, bool, const T*, std::int64_t, std::int64_t, \
+                                const T*, std::int64_t, std::int64_t, T*, T);
+CURV_INST(float)
+CURV_INST(double)
+#undef CURV_INST
+
+}  // namespace curv::internal

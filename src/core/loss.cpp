@@ -1,0 +1,92 @@
+#include "src/core/loss.h"
+
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+namespace curv {
+
+template <class T>
+LossTerms<T> loss_forward(LossKind kind, ConstView<T> z, const std::int64_t* labels, const float* targets, double scale,
+                          View<T> g, std::vector<double>* per_sample, View<T>* dl) {
+  LossTerms<T> r;
+  const std::int64_t n = z.dim(0), C = z.size() / std::max<std::int64_t>(n, 1);
+  if (per_sample) per_sample->assign(n, 0.0);
+  if (kind == LossKind::CrossEntropy) {
+    if (z.rank() != 2) throw std::invalid_argument("cross-entropy: logits " + shape_str(z.shape) + " must be [N, classes]");
+    for (std::int64_t i = 0; i < n; ++i) {
+      const T* zi = z.data + i * C;
+      const std::int64_t y = labels[i];
+      if (y < 0 || y >= C)
+        throw std::invalid_argument("cross-entropy: label " + std::to_string(y) + " out of range for " +
+                                    std::to_string(C) + " classes");
+      double m = zi[0];
+      std::int64_t am = 0;
+      for (std::int64_t c = 1; c < C; ++c)
+        if (zi[c] > m) m = zi[c], am = c;
+      double s = 0;
+      for (std::int64_t c = 0; c < C; ++c) s += std::exp(double(zi[c]) - m);
+      const double lse = m + std::log(s);
+      const double li = lse - double(zi[y]);
+      r.sum += scale * li;
+      r.correct += (am == y);
+      if (per_sample) (*per_sample)[i] = li;
+      for (std::int64_t c = 0; c < C; ++c) {
+        const double d = std::exp(double(zi[c]) - lse) - (c == y ? 1.0 : 0.0);
+        g.data[i * C + c] = T(scale * d);
+        if (dl) dl->data[i * C + c] = T(d);
+      }
+    }
+  } else {
+    const double s2 = scale / double(C);
+    for (std::int64_t i = 0; i < n; ++i) {
+      double li = 0;
+      for (std::int64_t c = 0; c < C; ++c) {
+        const double d = double(z.data[i * C + c]) - double(targets[i * C + c]);
+        li += d * d / double(C);
+        g.data[i * C + c] = T(2 * s2 * d);
+        if (dl) dl->data[i * C + c] = T(2 * d / double(C));
+      }
+      r.sum += scale * li;
+      if (per_sample) (*per_sample)[i] = li;
+    }
+  }
+  return r;
+}
+
+template <class T>
+void loss_hessian_product(LossKind kind, ConstView<T> z, ConstView<T> tz, double scale, View<T> out) {
+  const std::int64_t n = z.dim(0), C = z.size() / std::max<std::int64_t>(n, 1), k = tz.dim(0), nz = z.size();
+  if (kind == LossKind::MeanSquaredError) {
+    const T f = T(2 * scale / double(C));
+    for (std::int64_t i = 0; i < k * nz; ++i) out.data[i] = f * tz.data[i];
+    return;
+  }
+  // H = scale (diag(p) - p p^T) per sample.
+  std::vector<double> p(C);
+  for (std::int64_t i = 0; i < n; ++i) {
+    const T* zi = z.data + i * C;
+    double m = zi[0];
+    for (std::int64_t c = 1; c < C; ++c) m = std::max(m, double(zi[c]));
+    double s = 0;
+    for (std::int64_t c = 0; c < C; ++c) s += (p[c] = std::exp(double(zi[c]) - m));
+    for (std::int64_t c = 0; c < C; ++c) p[c] /= s;
+    for (std::int64_t j = 0; j < k; ++j) {
+      const T* t = tz.data + j * nz + i * C;
+      T* o = out.data + j * nz + i * C;
+      double pt = 0;
+      for (std::int64_t c = 0; c < C; ++c) pt += p[c] * double(t[c]);
+      for (std::int64_t c = 0; c < C; ++c) o[c] = T(scale * p[c] * (double(t[c]) - pt));
+    }
+  }
+}
+
+#define CURV_INST(T)                                                                                              \
+  template LossTerms<T> loss_forward<T>(LossKind, ConstView<T>, const std::int64_t*, const float*, double, View<T>, \
+                                        std::vector<double>*, View<T>*);                                          \
+  template void loss_hessian_product<T>(LossKind, ConstView<T>, ConstView<T>, double, View<T>);
+CURV_INST(float)
+CURV_INST(double)
+#undef CURV_INST
+
+}  // namespace curv

@@ -1,0 +1,97 @@
+#pragma once
+/// \file op.h
+/// The op concept: every op of the graph implements four kernels, each for float and double.
+///
+///   forward           y = f(x_1..x_n)
+///   backward (VJP)    g_i = (df/dx_i)^T g_y
+///   jvp               y' = sum_i (df/dx_i) x_i'              for k tangents at once
+///   backward_tangent  g_i' = (df/dx_i)^T g_y'  [+ d/dt (df/dx_i(x + t x'))^T g_y]
+///
+/// backward_tangent is the tangent of the VJP (forward-over-reverse, Pearlmutter's R-op): run on
+/// every node in reverse order it turns tangents of the output gradient into tangents of the
+/// parameter gradient, i.e. exact Hessian-vector products. With `second_order = false` the bracket
+/// is dropped and the same pass computes J^T u (Gauss-Newton and Fisher products).
+///
+/// Layouts: primal tensors are [N, ...]; tangents carry k directions in a leading dimension,
+/// [k, N, ...], direction j contiguous. A tangent input with `data == nullptr` is zero (data,
+/// constants); a gradient output with `data == nullptr` is not wanted. Kernels overwrite their
+/// outputs (the executor accumulates fan-out).
+///
+/// Thread-safety: ops are immutable after construction; all per-call memory is in Ctx/OpState, so
+/// one op may run on many micro-batches concurrently.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "src/core/tensor.h"
+
+namespace curv {
+
+/// What forward saves for the derivative kernels (argmax indices, batch statistics, ...).
+template <class T>
+struct OpState {
+  std::vector<Tensor<T>> saved;
+  std::vector<std::int64_t> index;
+};
+
+template <class T>
+struct OpCtx {
+  std::vector<ConstView<T>> in;  // primal inputs
+  ConstView<T> out;              // primal output (set after forward)
+  OpState<T>* state = nullptr;
+  // backward
+  ConstView<T> gout;           // dL/dy
+  std::vector<View<T>> gin;    // dL/dx_i, [in_i]; data == nullptr: not wanted
+  // tangents (k directions)
+  std::int64_t k = 0;
+  std::vector<ConstView<T>> tin;  // x_i', [k, in_i]; data == nullptr: zero
+  View<T> tout;                   // y', [k, out]
+  ConstView<T> tgout;             // (dL/dy)', [k, out]
+  std::vector<View<T>> tgin;      // (dL/dx_i)', [k, in_i]; data == nullptr: not wanted
+  bool second_order = true;
+};
+
+class Op {
+ public:
+  virtual ~Op() = default;
+  /// ONNX-style op type, e.g. "Conv".
+  virtual std::string type() const = 0;
+  /// Attributes in a short human-readable form, e.g. "k=3x3 s=1 p=1".
+  virtual std::string attributes() const { return {}; }
+  /// Output shape for the given input shapes; throws std::invalid_argument naming the shapes.
+  virtual Shape output_shape(const std::vector<Shape>& in) const = 0;
+  /// Number of inputs (-1: variadic).
+  virtual int arity() const = 0;
+  /// Whether the op mixes samples of the batch (BatchNorm with batch statistics).
+  virtual bool mixes_batch() const { return false; }
+
+  virtual void forward(OpCtx<float>& c, View<float> out) const = 0;
+  virtual void forward(OpCtx<double>& c, View<double> out) const = 0;
+  virtual void backward(OpCtx<float>& c) const = 0;
+  virtual void backward(OpCtx<double>& c) const = 0;
+  virtual void jvp(OpCtx<float>& c) const = 0;
+  virtual void jvp(OpCtx<double>& c) const = 0;
+  virtual void backward_tangent(OpCtx<float>& c) const = 0;
+  virtual void backward_tangent(OpCtx<double>& c) const = 0;
+};
+
+/// CRTP glue: Derived defines template<class T> fwd/bwd/jvp_/bwdt taking OpCtx<T>&.
+template <class Derived>
+class OpImpl : public Op {
+ public:
+  void forward(OpCtx<float>& c, View<float> out) const override { self().fwd(c, out); }
+  void forward(OpCtx<double>& c, View<double> out) const override { self().fwd(c, out); }
+  void backward(OpCtx<float>& c) const override { self().bwd(c); }
+  void backward(OpCtx<double>& c) const override { self().bwd(c); }
+  void jvp(OpCtx<float>& c) const override { self().tan(c); }
+  void jvp(OpCtx<double>& c) const override { self().tan(c); }
+  void backward_tangent(OpCtx<float>& c) const override { self().bwdt(c); }
+  void backward_tangent(OpCtx<double>& c) const override { self().bwdt(c); }
+
+ private:
+  const Derived& self() const { return static_cast<const Derived&>(*this); }
+};
+
+using OpPtr = std::shared_ptr<const Op>;
+
+}  // namespace curv

@@ -1,0 +1,77 @@
+#pragma once
+/// \file ops.h
+/// Factories for every op of the engine. Attribute semantics follow ONNX (opset 11-17) so the
+/// importer maps nodes one to one; the C++ model builder uses the same factories.
+#include <array>
+#include <cstdint>
+#include <vector>
+
+#include "src/core/op.h"
+
+namespace curv {
+
+enum class UnaryKind { Relu, LeakyRelu, Sigmoid, Tanh, Erf, Gelu, Sqrt, Pow, Exp, Log, Neg, Reciprocal, Identity };
+enum class BinaryKind { Add, Sub, Mul, Div };
+
+/// Elementwise y = f(x). `param`: LeakyRelu's alpha, Pow's constant exponent.
+OpPtr make_unary(UnaryKind kind, double param = 0.0);
+/// Numpy-broadcasting y = a (op) b.
+OpPtr make_binary(BinaryKind kind);
+
+/// Y = alpha * A' B' + beta * C with A' = transA ? A^T : A (2-D), C broadcast (optional input).
+OpPtr make_gemm(bool trans_a, bool trans_b, double alpha = 1.0, double beta = 1.0);
+/// Numpy matmul: batched over broadcast leading dims; 1-D operands are promoted as numpy does.
+OpPtr make_matmul();
+
+struct Conv2dAttrs {
+  std::array<std::int64_t, 2> kernel{1, 1};    // [kh, kw]; must match W's spatial dims
+  std::array<std::int64_t, 2> stride{1, 1};
+  std::array<std::int64_t, 2> dilation{1, 1};
+  std::array<std::int64_t, 4> pads{0, 0, 0, 0};  // ONNX order: top, left, bottom, right
+  std::int64_t groups = 1;
+};
+/// Y = conv(X, W) + B.  X: [N, C, H, W], W: [O, C/groups, kh, kw], B: [O] (optional input).
+OpPtr make_conv(const Conv2dAttrs& a);
+
+struct Pool2dAttrs {
+  std::array<std::int64_t, 2> kernel{2, 2};
+  std::array<std::int64_t, 2> stride{2, 2};
+  std::array<std::int64_t, 2> dilation{1, 1};
+  std::array<std::int64_t, 4> pads{0, 0, 0, 0};  // top, left, bottom, right
+  bool ceil_mode = false;
+  bool count_include_pad = false;  // AveragePool only
+};
+OpPtr make_max_pool(const Pool2dAttrs& a);
+OpPtr make_average_pool(const Pool2dAttrs& a);
+/// [N, C, H, W] -> [N, C, 1, 1]
+OpPtr make_global_average_pool();
+
+/// Softmax / LogSoftmax along `axis` (opset >= 13 semantics: a single axis).
+OpPtr make_softmax(std::int64_t axis, bool log);
+/// ReduceMean / ReduceSum over `axes` (empty: all axes).
+OpPtr make_reduce(bool mean, std::vector<std::int64_t> axes, bool keepdims);
+
+/// BatchNormalization. Inputs X [N, C, ...], scale [C], B [C], mean [C], var [C].
+/// Inference mode normalizes with the given statistics; training mode with the batch's
+/// (biased variance, as PyTorch), and saves the batch mean and unbiased variance in OpState.saved
+/// [0], [1] so a trainer can update running statistics.
+OpPtr make_batch_norm(double epsilon, bool training);
+/// The same BatchNormalization op in the other mode (same epsilon); nullptr if `op` is not one.
+OpPtr batch_norm_mode(const Op& op, bool training);
+/// LayerNormalization over axes [axis, rank). Inputs X, scale, (B) shaped like the normalized dims.
+OpPtr make_layer_norm(std::int64_t axis, double epsilon);
+
+// Shape ops (all linear). Target shapes follow ONNX Reshape: 0 copies the input dim, -1 infers.
+OpPtr make_reshape(Shape target, bool allowzero = false);
+OpPtr make_flatten(std::int64_t axis);
+OpPtr make_transpose(std::vector<std::int64_t> perm);
+OpPtr make_slice(std::vector<std::int64_t> starts, std::vector<std::int64_t> ends, std::vector<std::int64_t> axes,
+                 std::vector<std::int64_t> steps);
+OpPtr make_concat(std::int64_t axis);
+/// Gather along `axis` with constant indices of shape `indices_shape`.
+OpPtr make_gather(std::int64_t axis, std::vector<std::int64_t> indices, Shape indices_shape);
+OpPtr make_unsqueeze(std::vector<std::int64_t> axes);
+OpPtr make_squeeze(std::vector<std::int64_t> axes);  // empty: all dims of size 1
+OpPtr make_identity(const char* type = "Identity");
+
+}  // namespace curv

@@ -1,0 +1,695 @@
+// Conv2d (stride, padding, dilation, groups) via im2col + GEMM, and 2-D pooling.
+//
+// Per sample n and group g, with col(X) the [Cg*kh*kw, Ho*Wo] patch matrix:
+//   Y = W col(X) + b                      W: [Og, Cg*kh*kw]
+//   g_X = col^T(W^T g_Y),  g_W = sum_n g_Y col(X)^T,  g_b = sum g_Y
+//   Y'  = W col(X') + W' col(X) + b'
+//   g_X' = col^T(W^T g_Y' + W'^T g_Y),  g_W' = sum_n g_Y' col(X)^T + g_Y col(X')^T
+// (the W', X' terms of the last line are the second-order part).
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+#include <utility>
+
+#include "src/core/internal/gemm.h"
+#include "src/core/ops.h"
+
+namespace curv {
+namespace {
+
+using internal::gemm;
+
+struct Geometry {
+  std::int64_t C, H, W, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr, Ho, Wo;
+  bool identity_cols() const {  // 1x1, stride 1, no padding: col(X) is X itself
+    return kh == 1 && kw == 1 && sh == 1 && sw == 1 && pt == 0 && pl == 0 && pb == 0 && pr == 0;
+  }
+};
+
+std::int64_t out_size(std::int64_t in, std::int64_t k, std::int64_t s, std::int64_t d, std::int64_t p0,
+                      std::int64_t p1, bool ceil_mode) {
+  const std::int64_t span = in + p0 + p1 - ((k - 1) * d + 1);
+  if (span < 0) return 0;
+  std::int64_t o = (ceil_mode ? (span + s - 1) / s : span / s) + 1;
+  if (ceil_mode && (o - 1) * s >= in + p0) --o;  // last window must start inside the input or left pad
+  return o;
+}
+
+// The output columns ow in [lo, hi) whose input column ow * s + off lies in [0, W).
+inline std::pair<std::int64_t, std::int64_t> valid_cols(std::int64_t off, std::int64_t s, std::int64_t W,
+                                                        std::int64_t Wo) {
+  const std::int64_t lo = std::min(Wo, off >= 0 ? 0 : (-off + s - 1) / s);
+  const std::int64_t hi = std::clamp<std::int64_t>(W - off <= 0 ? 0 : (W - off + s - 1) / s, lo, Wo);
+  return {lo, hi};
+}
+
+// Sample-batched layout helpers. A chunk of S samples is processed with one GEMM per group:
+// col(X) is [CKK, S*HW] (sample s at column offset s*HW) and outputs are gathered as rows
+// [Og, S*HW], so the GEMMs are wide and the packing cost is amortized over the chunk.
+//
+// Stride-1, dilation-1 convs that keep the width (Wo == W, e.g. 3x3 with padding 1) have patch rows
+// that are the input plane shifted by one flat offset: one copy per row, then the wrapped border
+// columns are zeroed. This is the im2col of nearly every ResNet conv and of every adjoint
+// correlation, and it runs at copy speed instead of one short copy per output row.
+template <class T>
+void im2col_shifted(const T* x, std::int64_t S, std::int64_t xs, const Geometry& g, T* col) {
+  const std::int64_t HW = g.Ho * g.Wo, HWi = g.H * g.W, W = g.W, stride = S * HW;
+  for (std::int64_t s = 0; s < S; ++s)
+    for (std::int64_t c = 0; c < g.C; ++c) {
+      const T* xc = x + s * xs + c * HWi;
+      for (std::int64_t ki = 0; ki < g.kh; ++ki)
+        for (std::int64_t kj = 0; kj < g.kw; ++kj) {
+          T* r = col + ((c * g.kh + ki) * g.kw + kj) * stride + s * HW;
+          const std::int64_t oh_off = ki - g.pt, ow_off = kj - g.pl, shift = oh_off * W + ow_off;
+          const std::int64_t oh_lo = std::clamp<std::int64_t>(-oh_off, 0, g.Ho);
+          const std::int64_t oh_hi = std::clamp<std::int64_t>(g.H - oh_off, oh_lo, g.Ho);
+          const std::int64_t lo = std::min(HW, std::max(oh_lo * W, -shift));
+          const std::int64_t hi = std::max(lo, std::min(oh_hi * W, HWi - shift));
+          std::fill(r, r + lo, T(0));
+          if (hi > lo) std::copy(xc + lo + shift, xc + hi + shift, r + lo);
+          std::fill(r + hi, r + HW, T(0));
+          // Border columns: one strided store per row for 3x3 (a fill_n here became a memset call per row).
+          const std::int64_t nz = std::min(std::abs(ow_off), W), z0 = ow_off < 0 ? 0 : W - nz;
+          if (nz == 1)
+            for (std::int64_t oh = oh_lo; oh < oh_hi; ++oh) r[oh * W + z0] = T(0);
+          else if (nz > 1)
+            for (std::int64_t oh = oh_lo; oh < oh_hi; ++oh) std::fill_n(r + oh * W + z0, nz, T(0));
+        }
+    }
+}
+
+template <class T>
+void im2col_batch(const T* x, std::int64_t S, std::int64_t xs, const Geometry& g, T* col) {
+  if (g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.Wo == g.W) return im2col_shifted(x, S, xs, g, col);
+  const std::int64_t HW = g.Ho * g.Wo, stride = S * HW;
+  for (std::int64_t s = 0; s < S; ++s) {
+    const T* xsmp = x + s * xs;
+    for (std::int64_t c = 0; c < g.C; ++c)
+      for (std::int64_t ki = 0; ki < g.kh; ++ki)
+        for (std::int64_t kj = 0; kj < g.kw; ++kj) {
+          T* row = col + ((c * g.kh + ki) * g.kw + kj) * stride + s * HW;
+          const T* xc = xsmp + c * g.H * g.W;
+          const std::int64_t off = kj * g.dw - g.pl;  // iw = ow * sw + off
+          const auto [lo, hi] = valid_cols(off, g.sw, g.W, g.Wo);
+          for (std::int64_t oh = 0; oh < g.Ho; ++oh) {
+            const std::int64_t ih = oh * g.sh - g.pt + ki * g.dh;
+            T* r = row + oh * g.Wo;
+            if (ih < 0 || ih >= g.H) {
+              std::fill(r, r + g.Wo, T(0));
+              continue;
+            }
+            const T* xr = xc + ih * g.W;
+            std::fill(r, r + lo, T(0));
+            if (g.sw == 1) {
+              if (hi > lo) std::copy(xr + lo + off, xr + hi + off, r + lo);
+            } else {
+              for (std::int64_t ow = lo; ow < hi; ++ow) r[ow] = xr[ow * g.sw + off];
+            }
+            std::fill(r + hi, r + g.Wo, T(0));
+          }
+        }
+  }
+}
+
+template <class T>
+void col2im_batch_add(const T* col, std::int64_t S, std::int64_t xs, const Geometry& g, T* x) {
+  const std::int64_t HW = g.Ho * g.Wo, stride = S * HW;
+  for (std::int64_t s = 0; s < S; ++s) {
+    T* xsmp = x + s * xs;
+    for (std::int64_t c = 0; c < g.C; ++c)
+      for (std::int64_t ki = 0; ki < g.kh; ++ki)
+        for (std::int64_t kj = 0; kj < g.kw; ++kj) {
+          const T* row = col + ((c * g.kh + ki) * g.kw + kj) * stride + s * HW;
+          T* xc = xsmp + c * g.H * g.W;
+          const std::int64_t off = kj * g.dw - g.pl;  // iw = ow * sw + off
+          const auto [lo, hi] = valid_cols(off, g.sw, g.W, g.Wo);
+          for (std::int64_t oh = 0; oh < g.Ho; ++oh) {
+            const std::int64_t ih = oh * g.sh - g.pt + ki * g.dh;
+            if (ih < 0 || ih >= g.H) continue;
+            const T* r = row + oh * g.Wo;
+            T* xr = xc + ih * g.W;
+            for (std::int64_t ow = lo; ow < hi; ++ow) xr[ow * g.sw + off] += r[ow];
+          }
+        }
+  }
+}
+
+// y: [S, Ctot, HW] channels [c0, c0+C) <-> rows [C, S*HW]
+template <class T>
+void to_rows(const T* y, std::int64_t S, std::int64_t ys, std::int64_t c0, std::int64_t C, std::int64_t HW, T* rows) {
+  for (std::int64_t c = 0; c < C; ++c)
+    for (std::int64_t s = 0; s < S; ++s) std::copy_n(y + s * ys + (c0 + c) * HW, HW, rows + c * S * HW + s * HW);
+}
+template <class T>
+void from_rows(const T* rows, std::int64_t S, std::int64_t ys, std::int64_t c0, std::int64_t C, std::int64_t HW, T* y,
+               bool accumulate) {
+  for (std::int64_t c = 0; c < C; ++c)
+    for (std::int64_t s = 0; s < S; ++s) {
+      const T* src = rows + c * S * HW + s * HW;
+      T* dst = y + s * ys + (c0 + c) * HW;
+      if (accumulate)
+        for (std::int64_t i = 0; i < HW; ++i) dst[i] += src[i];
+      else
+        std::copy_n(src, HW, dst);
+    }
+}
+
+// Per-thread scratch buffers that keep their capacity between calls (no reallocation or zeroing).
+template <class T>
+Buffer<T>& scratch(int slot) {
+  thread_local Buffer<T> bufs[3];
+  return bufs[slot];
+}
+
+class ConvOp final : public OpImpl<ConvOp> {
+ public:
+  explicit ConvOp(const Conv2dAttrs& a) : m_a(a) {
+    if (a.groups < 1) throw std::invalid_argument("Conv: groups must be >= 1");
+  }
+  std::string type() const override { return "Conv"; }
+  std::string attributes() const override {
+    return "k=" + std::to_string(m_a.kernel[0]) + "x" + std::to_string(m_a.kernel[1]) + " s=" +
+           std::to_string(m_a.stride[0]) + "," + std::to_string(m_a.stride[1]) + " p=" + std::to_string(m_a.pads[0]) +
+           "," + std::to_string(m_a.pads[1]) + "," + std::to_string(m_a.pads[2]) + "," + std::to_string(m_a.pads[3]) +
+           (m_a.dilation[0] != 1 || m_a.dilation[1] != 1
+                ? " d=" + std::to_string(m_a.dilation[0]) + "," + std::to_string(m_a.dilation[1])
+                : "") +
+           (m_a.groups != 1 ? " groups=" + std::to_string(m_a.groups) : "");
+  }
+  int arity() const override { return -1; }
+
+  Geometry geometry(const Shape& x, const Shape& w) const {
+    Geometry g;
+    g.C = w[1];
+    g.H = x[2];
+    g.W = x[3];
+    g.kh = w[2];
+    g.kw = w[3];
+    g.sh = m_a.stride[0];
+    g.sw = m_a.stride[1];
+    g.dh = m_a.dilation[0];
+    g.dw = m_a.dilation[1];
+    g.pt = m_a.pads[0];
+    g.pl = m_a.pads[1];
+    g.pb = m_a.pads[2];
+    g.pr = m_a.pads[3];
+    g.Ho = out_size(g.H, g.kh, g.sh, g.dh, g.pt, g.pb, false);
+    g.Wo = out_size(g.W, g.kw, g.sw, g.dw, g.pl, g.pr, false);
+    return g;
+  }
+
+  Shape output_shape(const std::vector<Shape>& in) const override {
+    if (in.size() < 2 || in.size() > 3) throw std::invalid_argument("Conv: expected inputs X, W and optional B");
+    const Shape &x = in[0], &w = in[1];
+    if (x.size() != 4 || w.size() != 4)
+      throw std::invalid_argument("Conv: X " + shape_str(x) + " and W " + shape_str(w) + " must be 4-D (NCHW)");
+    if (x[1] != w[1] * m_a.groups || w[0] % m_a.groups != 0)
+      throw std::invalid_argument("Conv: X " + shape_str(x) + " has " + std::to_string(x[1]) +
+                                  " channels but W " + shape_str(w) + " with groups=" + std::to_string(m_a.groups) +
+                                  " expects " + std::to_string(w[1] * m_a.groups));
+    if ((m_a.kernel[0] != 0 && m_a.kernel[0] != w[2]) || (m_a.kernel[1] != 0 && m_a.kernel[1] != w[3]))
+      throw std::invalid_argument("Conv: kernel_shape does not match W " + shape_str(w));
+    if (in.size() == 3 && (in[2].size() != 1 || in[2][0] != w[0]))
+      throw std::invalid_argument("Conv: bias " + shape_str(in[2]) + " must be [" + std::to_string(w[0]) + "]");
+    Geometry g = geometry(x, w);
+    if (g.Ho <= 0 || g.Wo <= 0)
+      throw std::invalid_argument("Conv: input " + shape_str(x) + " is smaller than the kernel " + shape_str(w));
+    return {x[0], w[0], g.Ho, g.Wo};
+  }
+
+  // Everything the kernels need about one call.
+  struct Dims {
+    Geometry g;
+    std::int64_t N, O, G, Og, CKK, HW, xs, ys, wsz, chunk;
+  };
+  template <class T>
+  Dims dims(const OpCtx<T>& c) const {
+    Dims d;
+    d.g = geometry(c.in[0].shape, c.in[1].shape);
+    d.N = c.in[0].dim(0);
+    d.O = c.in[1].dim(0);
+    d.G = m_a.groups;
+    d.Og = d.O / d.G;
+    d.CKK = d.g.C * d.g.kh * d.g.kw;
+    d.HW = d.g.Ho * d.g.Wo;
+    d.xs = c.in[0].size() / std::max<std::int64_t>(d.N, 1);
+    d.ys = d.O * d.HW;
+    d.wsz = c.in[1].size();
+    // Samples per GEMM: bound the patch matrix to about 4M elements.
+    // Samples per GEMM: bound the patch matrix to 128K elements (512 KB in float32), so that
+    // im2col, the GEMM and col2im of one chunk stay in L2 (4M elements was 1.6x slower per HVP).
+    d.chunk = std::max<std::int64_t>(1, (std::int64_t(1) << 17) / std::max<std::int64_t>(1, d.CKK * d.HW));
+    return d;
+  }
+  template <class F>
+  static void chunks(std::int64_t n, std::int64_t chunk, F&& f) {
+    for (std::int64_t s0 = 0; s0 < n; s0 += chunk) f(s0, std::min(chunk, n - s0));
+  }
+  // col(X) for samples [s0, s0+S) of x, group gi.
+  template <class T>
+  const T* cols(const Dims& d, const T* x, std::int64_t s0, std::int64_t S, std::int64_t gi, Buffer<T>& buf) const {
+    buf.resize(d.CKK * S * d.HW);
+    if (d.g.identity_cols())
+      to_rows(x + s0 * d.xs, S, d.xs, gi * d.g.C, d.g.C, d.HW, buf.data());
+    else
+      im2col_batch(x + s0 * d.xs + gi * d.g.C * d.g.H * d.g.W, S, d.xs, d.g, buf.data());
+    return buf.data();
+  }
+  // x[s0..] += col^T(rows), i.e. the adjoint of cols().
+  template <class T>
+  void uncols(const Dims& d, const T* col, std::int64_t s0, std::int64_t S, std::int64_t gi, T* x) const {
+    if (d.g.identity_cols())
+      from_rows(col, S, d.xs, gi * d.g.C, d.g.C, d.HW, x + s0 * d.xs, true);
+    else
+      col2im_batch_add(col, S, d.xs, d.g, x + s0 * d.xs + gi * d.g.C * d.g.H * d.g.W);
+  }
+  template <class T>
+  static void add_bias(const T* b, T* y, std::int64_t n, std::int64_t O, std::int64_t HW) {
+    for (std::int64_t s = 0; s < n; ++s)
+      for (std::int64_t o = 0; o < O; ++o) {
+        T* r = y + (s * O + o) * HW;
+        for (std::int64_t i = 0; i < HW; ++i) r[i] += b[o];
+      }
+  }
+  template <class T>
+  static void bias_grad(const T* gy, T* gb, std::int64_t n, std::int64_t O, std::int64_t HW) {
+    std::fill(gb, gb + O, T(0));
+    for (std::int64_t s = 0; s < n; ++s)
+      for (std::int64_t o = 0; o < O; ++o) {
+        T acc = 0;
+        const T* r = gy + (s * O + o) * HW;
+        for (std::int64_t i = 0; i < HW; ++i) acc += r[i];
+        gb[o] += acc;
+      }
+  }
+
+  // y[0..n) = W col(x[0..n)) for n samples (x, y advanced by the caller); overwrites y.
+  template <class T>
+  void conv_samples(const Dims& d, const T* x, std::int64_t n, const T* w, T* y, Buffer<T>& col,
+                    Buffer<T>& rows) const {
+    chunks(n, d.chunk, [&](std::int64_t s0, std::int64_t S) {
+      for (std::int64_t gi = 0; gi < d.G; ++gi) {
+        const T* cp = cols(d, x, s0, S, gi, col);
+        rows.resize(d.Og * S * d.HW);
+        gemm(false, false, w + gi * d.Og * d.CKK, d.Og, d.CKK, cp, d.CKK, S * d.HW, rows.data(), T(1), false);
+        from_rows(rows.data(), S, d.ys, gi * d.Og, d.Og, d.HW, y + s0 * d.ys, false);
+      }
+    });
+  }
+  // Stride-1, dilation-1, ungrouped convs have an adjoint that is itself a correlation:
+  //   g_X = corr(g_Y zero-padded by (k - 1 - p), flip(W)^T),
+  // so g_X comes from im2col(g_Y) and one GEMM with inner dimension O kh kw, written straight into
+  // rows of g_X, instead of a GEMM with inner dimension O followed by a 9-fold col2im scatter.
+  bool has_adjoint_corr(const Dims& d) const {
+    const Geometry& g = d.g;
+    if (d.G != 1 || g.sh != 1 || g.sw != 1 || g.dh != 1 || g.dw != 1 || g.identity_cols()) return false;
+    const Geometry a = adjoint_geometry(d);
+    return a.pt >= 0 && a.pl >= 0 && a.pb >= 0 && a.pr >= 0;
+  }
+  Geometry adjoint_geometry(const Dims& d) const {
+    const Geometry& g = d.g;
+    Geometry a{};
+    a.C = d.O;
+    a.H = g.Ho;
+    a.W = g.Wo;
+    a.kh = g.kh;
+    a.kw = g.kw;
+    a.sh = a.sw = a.dh = a.dw = 1;
+    a.pt = g.kh - 1 - g.pt;
+    a.pl = g.kw - 1 - g.pl;
+    a.pb = g.H - g.Ho - a.pt + g.kh - 1;
+    a.pr = g.W - g.Wo - a.pl + g.kw - 1;
+    a.Ho = g.H;
+    a.Wo = g.W;
+    return a;
+  }
+  // wt[c, (o, ki, kj)] = w[o, c, kh-1-ki, kw-1-kj], rows of length `stride` (>= O kh kw).
+  template <class T>
+  static void flip_weights(const Dims& d, const T* w, T* wt, std::int64_t stride) {
+    const std::int64_t kh = d.g.kh, kw = d.g.kw, C = d.g.C;
+    for (std::int64_t c = 0; c < C; ++c)
+      for (std::int64_t o = 0; o < d.O; ++o)
+        for (std::int64_t i = 0; i < kh; ++i)
+          for (std::int64_t j = 0; j < kw; ++j)
+            wt[c * stride + (o * kh + i) * kw + j] = w[((o * C + c) * kh + (kh - 1 - i)) * kw + (kw - 1 - j)];
+  }
+  std::int64_t adjoint_chunk(const Dims& d, std::int64_t blocks) const {
+    const std::int64_t per = blocks * d.O * d.g.kh * d.g.kw * d.g.H * d.g.W;
+    return std::max<std::int64_t>(1, (std::int64_t(1) << 17) / std::max<std::int64_t>(1, per));
+  }
+
+  // gx[0..n) += col^T(W^T gy) for n samples.
+  template <class T>
+  void grad_x(const Dims& d, const T* gy, std::int64_t n, const T* w, T* gx, Buffer<T>& col,
+              Buffer<T>& rows) const {
+    if (has_adjoint_corr(d)) {
+      const Geometry a = adjoint_geometry(d);
+      const std::int64_t K = d.O * d.g.kh * d.g.kw, HWi = d.g.H * d.g.W;
+      auto& wt = scratch<T>(2);
+      wt.resize(d.g.C * K);
+      flip_weights(d, w, wt.data(), K);
+      chunks(n, adjoint_chunk(d, 1), [&](std::int64_t s0, std::int64_t S) {
+        col.resize(K * S * HWi);
+        im2col_batch(gy + s0 * d.ys, S, d.ys, a, col.data());
+        rows.resize(d.g.C * S * HWi);
+        gemm(false, false, wt.data(), d.g.C, K, col.data(), K, S * HWi, rows.data(), T(1), false);
+        from_rows(rows.data(), S, d.xs, 0, d.g.C, HWi, gx + s0 * d.xs, true);
+      });
+      return;
+    }
+    chunks(n, d.chunk, [&](std::int64_t s0, std::int64_t S) {
+      for (std::int64_t gi = 0; gi < d.G; ++gi) {
+        rows.resize(d.Og * S * d.HW);
+        to_rows(gy + s0 * d.ys, S, d.ys, gi * d.Og, d.Og, d.HW, rows.data());
+        col.resize(d.CKK * S * d.HW);
+        gemm(true, false, w + gi * d.Og * d.CKK, d.Og, d.CKK, rows.data(), d.Og, S * d.HW, col.data(), T(1), false);
+        uncols(d, col.data(), s0, S, gi, gx);
+      }
+    });
+  }
+  // gw += sum_n gy_n col(x_n)^T for n samples.
+  template <class T>
+  void grad_w(const Dims& d, const T* gy, const T* x, std::int64_t n, T* gw, Buffer<T>& col,
+              Buffer<T>& rows) const {
+    chunks(n, d.chunk, [&](std::int64_t s0, std::int64_t S) {
+      for (std::int64_t gi = 0; gi < d.G; ++gi) {
+        const T* cp = cols(d, x, s0, S, gi, col);
+        rows.resize(d.Og * S * d.HW);
+        to_rows(gy + s0 * d.ys, S, d.ys, gi * d.Og, d.Og, d.HW, rows.data());
+        gemm(false, true, rows.data(), d.Og, S * d.HW, cp, d.CKK, S * d.HW, gw + gi * d.Og * d.CKK, T(1), true);
+      }
+    });
+  }
+
+  template <class T>
+  void fwd(OpCtx<T>& c, View<T> out) const {
+    const Dims d = dims(c);
+    auto& col = scratch<T>(0);
+    auto& rows = scratch<T>(1);
+    conv_samples(d, c.in[0].data, d.N, c.in[1].data, out.data, col, rows);
+    if (c.in.size() == 3) add_bias(c.in[2].data, out.data, d.N, d.O, d.HW);
+  }
+
+  template <class T>
+  void bwd(OpCtx<T>& c) const {
+    const Dims d = dims(c);
+    auto& col = scratch<T>(0);
+    auto& rows = scratch<T>(1);
+    if (c.gin[0].data) {
+      c.gin[0].set_zero();
+      grad_x(d, c.gout.data, d.N, c.in[1].data, c.gin[0].data, col, rows);
+    }
+    if (c.gin[1].data) {
+      c.gin[1].set_zero();
+      grad_w(d, c.gout.data, c.in[0].data, d.N, c.gin[1].data, col, rows);
+    }
+    if (c.in.size() == 3 && c.gin[2].data) bias_grad(c.gout.data, c.gin[2].data, d.N, d.O, d.HW);
+  }
+
+  // Y' = W col(X') + W' col(X) + b'
+  template <class T>
+  void tan(OpCtx<T>& c) const {
+    const Dims d = dims(c);
+    const std::int64_t k = c.k;
+    auto& col = scratch<T>(0);
+    auto& rows = scratch<T>(1);
+    if (c.tin[0].data)  // all k*N tangent samples at once
+      conv_samples(d, c.tin[0].data, k * d.N, c.in[1].data, c.tout.data, col, rows);
+    else
+      c.tout.set_zero();
+    if (c.tin[1].data) {
+      // The k weight tangents stacked as [k*Og, CKK] share one patch matrix of X.
+      chunks(d.N, d.chunk, [&](std::int64_t s0, std::int64_t S) {
+        for (std::int64_t gi = 0; gi < d.G; ++gi) {
+          const T* cp = cols(d, c.in[0].data, s0, S, gi, col);
+          rows.resize(d.Og * S * d.HW * (d.G == 1 ? k : 1));
+          if (d.G == 1) {
+            gemm(false, false, c.tin[1].data, k * d.Og, d.CKK, cp, d.CKK, S * d.HW, rows.data(), T(1), false);
+            for (std::int64_t j = 0; j < k; ++j)
+              from_rows(rows.data() + j * d.Og * S * d.HW, S, d.ys, 0, d.Og, d.HW, c.tout.data + (j * d.N + s0) * d.ys,
+                        true);
+          } else {
+            for (std::int64_t j = 0; j < k; ++j) {
+              gemm(false, false, c.tin[1].data + j * d.wsz + gi * d.Og * d.CKK, d.Og, d.CKK, cp, d.CKK, S * d.HW,
+                   rows.data(), T(1), false);
+              from_rows(rows.data(), S, d.ys, gi * d.Og, d.Og, d.HW, c.tout.data + (j * d.N + s0) * d.ys, true);
+            }
+          }
+        }
+      });
+    }
+    if (c.in.size() == 3 && c.tin[2].data)
+      for (std::int64_t j = 0; j < k; ++j) add_bias(c.tin[2].data + j * d.O, c.tout.data + j * d.N * d.ys, d.N, d.O, d.HW);
+  }
+
+  // g_X' = col^T(W^T g_Y' + W'^T g_Y),  g_W' = sum g_Y' col(X)^T + g_Y col(X')^T,  g_b' = sum g_Y'
+  template <class T>
+  void bwdt(OpCtx<T>& c) const {
+    const Dims d = dims(c);
+    const std::int64_t k = c.k;
+    const bool so = c.second_order;
+    auto& col = scratch<T>(0);
+    auto& rows = scratch<T>(1);
+    for (auto& t : c.tgin)
+      if (t.data) t.set_zero();
+    if (c.tgin[0].data) {
+      if (so && c.tin[1].data && has_adjoint_corr(d)) {
+        // Fused adjoint correlation: g_X'_j = [flip(W) | flip(W'_j)] [im2col(g_Y'_j); im2col(g_Y)].
+        const Geometry a = adjoint_geometry(d);
+        const std::int64_t K = d.O * d.g.kh * d.g.kw, HWi = d.g.H * d.g.W;
+        auto& wt = scratch<T>(2);
+        wt.resize(k * d.g.C * 2 * K);
+        for (std::int64_t j = 0; j < k; ++j) {
+          flip_weights(d, c.in[1].data, wt.data() + j * d.g.C * 2 * K, 2 * K);              // pairs with g_Y'_j
+          flip_weights(d, c.tin[1].data + j * d.wsz, wt.data() + j * d.g.C * 2 * K + K, 2 * K);  // pairs with g_Y
+        }
+        chunks(d.N, adjoint_chunk(d, 2), [&](std::int64_t s0, std::int64_t S) {
+          const std::int64_t cols_n = S * HWi;
+          col.resize(2 * K * cols_n);
+          im2col_batch(c.gout.data + s0 * d.ys, S, d.ys, a, col.data() + K * cols_n);  // bottom: g_Y
+          rows.resize(d.g.C * cols_n);
+          for (std::int64_t j = 0; j < k; ++j) {
+            im2col_batch(c.tgout.data + (j * d.N + s0) * d.ys, S, d.ys, a, col.data());  // top: g_Y'_j
+            gemm(false, false, wt.data() + j * d.g.C * 2 * K, d.g.C, 2 * K, col.data(), 2 * K, cols_n, rows.data(),
+                 T(1), false);
+            from_rows(rows.data(), S, d.xs, 0, d.g.C, HWi, c.tgin[0].data + (j * d.N + s0) * d.xs, true);
+          }
+        });
+      } else if (so && c.tin[1].data && d.G == 1) {
+        // Fused: g_X'_j = col^T([W; W'_j]^T [g_Y'_j; g_Y]), one GEMM with inner dimension 2 O and one col2im.
+        // The stacked weights of every direction are built once; g_Y's rows once per chunk.
+        auto& wcat = scratch<T>(2);
+        wcat.resize(k * 2 * d.wsz);
+        for (std::int64_t j = 0; j < k; ++j) {
+          std::copy_n(c.in[1].data, d.wsz, wcat.data() + j * 2 * d.wsz);
+          std::copy_n(c.tin[1].data + j * d.wsz, d.wsz, wcat.data() + j * 2 * d.wsz + d.wsz);
+        }
+        chunks(d.N, d.chunk, [&](std::int64_t s0, std::int64_t S) {
+          const std::int64_t cols_n = S * d.HW;
+          rows.resize(2 * d.O * cols_n);
+          to_rows(c.gout.data + s0 * d.ys, S, d.ys, 0, d.O, d.HW, rows.data() + d.O * cols_n);
+          col.resize(d.CKK * cols_n);
+          for (std::int64_t j = 0; j < k; ++j) {
+            to_rows(c.tgout.data + (j * d.N + s0) * d.ys, S, d.ys, 0, d.O, d.HW, rows.data());
+            gemm(true, false, wcat.data() + j * 2 * d.wsz, 2 * d.O, d.CKK, rows.data(), 2 * d.O, cols_n, col.data(), T(1),
+                 false);
+            uncols(d, col.data(), s0, S, 0, c.tgin[0].data + j * d.N * d.xs);
+          }
+        });
+      } else {
+        grad_x(d, c.tgout.data, k * d.N, c.in[1].data, c.tgin[0].data, col, rows);
+        if (so && c.tin[1].data)
+          for (std::int64_t j = 0; j < k; ++j)
+            grad_x(d, c.gout.data, d.N, c.tin[1].data + j * d.wsz, c.tgin[0].data + j * d.N * d.xs, col, rows);
+      }
+    }
+    if (c.tgin[1].data) {
+      chunks(d.N, d.chunk, [&](std::int64_t s0, std::int64_t S) {
+        for (std::int64_t gi = 0; gi < d.G; ++gi) {
+          const T* cp = cols(d, c.in[0].data, s0, S, gi, col);
+          if (d.G == 1) {
+            // The k output-gradient tangents stacked as [k*Og, S*HW]: one GEMM into all of W'.
+            rows.resize(k * d.Og * S * d.HW);
+            for (std::int64_t j = 0; j < k; ++j)
+              to_rows(c.tgout.data + (j * d.N + s0) * d.ys, S, d.ys, 0, d.Og, d.HW, rows.data() + j * d.Og * S * d.HW);
+            gemm(false, true, rows.data(), k * d.Og, S * d.HW, cp, d.CKK, S * d.HW, c.tgin[1].data, T(1), true);
+          } else {
+            rows.resize(d.Og * S * d.HW);
+            for (std::int64_t j = 0; j < k; ++j) {
+              to_rows(c.tgout.data + (j * d.N + s0) * d.ys, S, d.ys, gi * d.Og, d.Og, d.HW, rows.data());
+              gemm(false, true, rows.data(), d.Og, S * d.HW, cp, d.CKK, S * d.HW,
+                   c.tgin[1].data + j * d.wsz + gi * d.Og * d.CKK, T(1), true);
+            }
+          }
+        }
+      });
+      if (so && c.tin[0].data)
+        for (std::int64_t j = 0; j < k; ++j)
+          grad_w(d, c.gout.data, c.tin[0].data + j * d.N * d.xs, d.N, c.tgin[1].data + j * d.wsz, col, rows);
+    }
+    if (c.in.size() == 3 && c.tgin[2].data)
+      for (std::int64_t j = 0; j < k; ++j)
+        bias_grad(c.tgout.data + j * d.N * d.ys, c.tgin[2].data + j * d.O, d.N, d.O, d.HW);
+  }
+
+ private:
+  Conv2dAttrs m_a;
+};
+
+// ---------------------------------------------------------------- pooling
+class PoolOp final : public OpImpl<PoolOp> {
+ public:
+  enum class Kind { Max, Average, GlobalAverage };
+  PoolOp(Kind kind, const Pool2dAttrs& a) : m_kind(kind), m_a(a) {}
+  std::string type() const override {
+    return m_kind == Kind::Max ? "MaxPool" : m_kind == Kind::Average ? "AveragePool" : "GlobalAveragePool";
+  }
+  std::string attributes() const override {
+    if (m_kind == Kind::GlobalAverage) return {};
+    return "k=" + std::to_string(m_a.kernel[0]) + "x" + std::to_string(m_a.kernel[1]) + " s=" +
+           std::to_string(m_a.stride[0]) + "," + std::to_string(m_a.stride[1]);
+  }
+  int arity() const override { return 1; }
+
+  Geometry geometry(const Shape& x) const {
+    Geometry g{};
+    g.C = x[1];
+    g.H = x[2];
+    g.W = x[3];
+    if (m_kind == Kind::GlobalAverage) {
+      g.kh = g.H, g.kw = g.W, g.sh = g.sw = 1, g.dh = g.dw = 1, g.Ho = g.Wo = 1;
+      return g;
+    }
+    g.kh = m_a.kernel[0], g.kw = m_a.kernel[1], g.sh = m_a.stride[0], g.sw = m_a.stride[1];
+    g.dh = m_a.dilation[0], g.dw = m_a.dilation[1];
+    g.pt = m_a.pads[0], g.pl = m_a.pads[1], g.pb = m_a.pads[2], g.pr = m_a.pads[3];
+    g.Ho = out_size(g.H, g.kh, g.sh, g.dh, g.pt, g.pb, m_a.ceil_mode);
+    g.Wo = out_size(g.W, g.kw, g.sw, g.dw, g.pl, g.pr, m_a.ceil_mode);
+    return g;
+  }
+  Shape output_shape(const std::vector<Shape>& in) const override {
+    if (in.size() != 1 || in[0].size() != 4)
+      throw std::invalid_argument(type() + ": input " + (in.empty() ? "?" : shape_str(in[0])) + " must be 4-D NCHW");
+    Geometry g = geometry(in[0]);
+    if (g.Ho <= 0 || g.Wo <= 0) throw std::invalid_argument(type() + ": input " + shape_str(in[0]) + " too small");
+    return {in[0][0], in[0][1], g.Ho, g.Wo};
+  }
+
+  // Average pooling as a fixed linear map: for each output, the window and its divisor (PyTorch).
+  template <class F>
+  void avg_windows(const Geometry& g, F&& f) const {
+    for (std::int64_t oh = 0; oh < g.Ho; ++oh)
+      for (std::int64_t ow = 0; ow < g.Wo; ++ow) {
+        std::int64_t h0 = oh * g.sh - g.pt, w0 = ow * g.sw - g.pl;
+        std::int64_t h1 = std::min(h0 + g.kh, g.H + g.pb), w1 = std::min(w0 + g.kw, g.W + g.pr);
+        const std::int64_t pool = (h1 - h0) * (w1 - w0);
+        h0 = std::max<std::int64_t>(h0, 0), w0 = std::max<std::int64_t>(w0, 0);
+        h1 = std::min(h1, g.H), w1 = std::min(w1, g.W);
+        const std::int64_t cnt = (m_kind == Kind::Average && m_a.count_include_pad) ? pool : (h1 - h0) * (w1 - w0);
+        f(oh * g.Wo + ow, h0, h1, w0, w1, cnt);
+      }
+  }
+
+  // Linear map y = P x on `planes` planes of [H, W] -> [Ho, Wo]; adjoint when `adjoint`.
+  template <class T>
+  void avg_apply(const T* x, T* y, std::int64_t planes, const Geometry& g, bool adjoint) const {
+    const std::int64_t hw = g.H * g.W, ohw = g.Ho * g.Wo;
+    if (adjoint) std::fill(y, y + planes * hw, T(0));
+    for (std::int64_t p = 0; p < planes; ++p) {
+      const T* xp = x + p * (adjoint ? ohw : hw);
+      T* yp = y + p * (adjoint ? hw : ohw);
+      avg_windows(g, [&](std::int64_t o, std::int64_t h0, std::int64_t h1, std::int64_t w0, std::int64_t w1,
+                         std::int64_t cnt) {
+        const T inv = cnt > 0 ? T(1) / T(cnt) : T(0);
+        if (!adjoint) {
+          T s = 0;
+          for (std::int64_t h = h0; h < h1; ++h)
+            for (std::int64_t w = w0; w < w1; ++w) s += xp[h * g.W + w];
+          yp[o] = s * inv;
+        } else {
+          const T v = xp[o] * inv;
+          for (std::int64_t h = h0; h < h1; ++h)
+            for (std::int64_t w = w0; w < w1; ++w) yp[h * g.W + w] += v;
+        }
+      });
+    }
+  }
+
+  template <class T>
+  void fwd(OpCtx<T>& c, View<T> out) const {
+    const Geometry g = geometry(c.in[0].shape);
+    const std::int64_t planes = c.in[0].dim(0) * g.C;
+    if (m_kind != Kind::Max) return avg_apply(c.in[0].data, out.data, planes, g, false);
+    // MaxPool: remember the argmax (flat input index) of every output for the derivative kernels.
+    auto& idx = c.state->index;
+    idx.assign(out.size(), -1);
+    const std::int64_t hw = g.H * g.W, ohw = g.Ho * g.Wo;
+    for (std::int64_t p = 0; p < planes; ++p)
+      for (std::int64_t oh = 0; oh < g.Ho; ++oh)
+        for (std::int64_t ow = 0; ow < g.Wo; ++ow) {
+          T best = -std::numeric_limits<T>::infinity();
+          std::int64_t arg = -1;
+          for (std::int64_t ki = 0; ki < g.kh; ++ki) {
+            const std::int64_t h = oh * g.sh - g.pt + ki * g.dh;
+            if (h < 0 || h >= g.H) continue;
+            for (std::int64_t kj = 0; kj < g.kw; ++kj) {
+              const std::int64_t w = ow * g.sw - g.pl + kj * g.dw;
+              if (w < 0 || w >= g.W) continue;
+              const T v = c.in[0].data[p * hw + h * g.W + w];
+              if (v > best || arg < 0) best = v, arg = p * hw + h * g.W + w;
+            }
+          }
+          const std::int64_t o = p * ohw + oh * g.Wo + ow;
+          out.data[o] = best;
+          idx[o] = arg;
+        }
+  }
+  template <class T>
+  void bwd(OpCtx<T>& c) const {
+    if (!c.gin[0].data) return;
+    const Geometry g = geometry(c.in[0].shape);
+    const std::int64_t planes = c.in[0].dim(0) * g.C;
+    if (m_kind != Kind::Max) return avg_apply(c.gout.data, c.gin[0].data, planes, g, true);
+    c.gin[0].set_zero();
+    const auto& idx = c.state->index;
+    for (size_t o = 0; o < idx.size(); ++o) c.gin[0].data[idx[o]] += c.gout.data[o];
+  }
+  template <class T>
+  void tan(OpCtx<T>& c) const {
+    if (!c.tin[0].data) return c.tout.set_zero();
+    const Geometry g = geometry(c.in[0].shape);
+    const std::int64_t planes = c.in[0].dim(0) * g.C, ni = c.in[0].size(), no = planes * g.Ho * g.Wo;
+    if (m_kind != Kind::Max) return avg_apply(c.tin[0].data, c.tout.data, c.k * planes, g, false);
+    const auto& idx = c.state->index;
+    for (std::int64_t j = 0; j < c.k; ++j)
+      for (std::int64_t o = 0; o < no; ++o) c.tout.data[j * no + o] = c.tin[0].data[j * ni + idx[o]];
+  }
+  template <class T>
+  void bwdt(OpCtx<T>& c) const {
+    if (!c.tgin[0].data) return;
+    const Geometry g = geometry(c.in[0].shape);
+    const std::int64_t planes = c.in[0].dim(0) * g.C, ni = c.in[0].size(), no = planes * g.Ho * g.Wo;
+    if (m_kind != Kind::Max) return avg_apply(c.tgout.data, c.tgin[0].data, c.k * planes, g, true);
+    c.tgin[0].set_zero();
+    const auto& idx = c.state->index;
+    for (std::int64_t j = 0; j < c.k; ++j)
+      for (std::int64_t o = 0; o < no; ++o) c.tgin[0].data[j * ni + idx[o]] += c.tgout.data[j * no + o];
+  }
+
+ private:
+  Kind m_kind;
+  Pool2dAttrs m_a;
+};
+
+}  // namespace
+
+OpPtr make_conv(const Conv2dAttrs& a) { return std::make_shared<ConvOp>(a); }
+OpPtr make_max_pool(const Pool2dAttrs& a) { return std::make_shared<PoolOp>(PoolOp::Kind::Max, a); }
+OpPtr make_average_pool(const Pool2dAttrs& a) {
+  if (a.dilation[0] != 1 || a.dilation[1] != 1) throw std::invalid_argument("AveragePool: dilation is not supported");
+  return std::make_shared<PoolOp>(PoolOp::Kind::Average, a);
+}
+OpPtr make_global_average_pool() { return std::make_shared<PoolOp>(PoolOp::Kind::GlobalAverage, Pool2dAttrs{}); }
+
+}  // namespace curv

@@ -1,0 +1,338 @@
+#include "src/io/data_io.h"
+
+#include <zlib.h>
+
+#include <cmath>
+#include <filesystem>
+#include <random>
+#include <sstream>
+#include <stdexcept>
+
+#include "src/io/internal/h5.h"
+#include "src/io/internal/npz.h"
+
+namespace curv {
+
+namespace {
+
+constexpr const char* kFashionMnistDir = "/usr/share/datasets/fashion-mnist";
+
+[[noreturn]] void fail(const std::string& file, const std::string& msg) { throw std::runtime_error(file + ": " + msg); }
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+void require_file(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) fail(path, "no such file");
+}
+
+// ---- IDX (gzip or plain; gzread passes plain files through) --------------------------------
+
+std::string read_gz(const std::string& path) {
+  require_file(path);
+  gzFile f = gzopen(path.c_str(), "rb");
+  if (!f) fail(path, "cannot open file");
+  std::string out;
+  char buf[1 << 16];
+  int n;
+  while ((n = gzread(f, buf, sizeof buf)) > 0) out.append(buf, n);
+  int errnum = 0;
+  const char* msg = gzerror(f, &errnum);
+  const std::string err = (n < 0 && msg) ? msg : "";
+  gzclose(f);
+  if (n < 0) fail(path, "corrupt gzip stream (" + err + ")");
+  return out;
+}
+
+std::uint32_t be32(const std::string& b, std::size_t off) {
+  return (std::uint32_t(std::uint8_t(b[off])) << 24) | (std::uint32_t(std::uint8_t(b[off + 1])) << 16) |
+         (std::uint32_t(std::uint8_t(b[off + 2])) << 8) | std::uint32_t(std::uint8_t(b[off + 3]));
+}
+
+// Returns the dims and the byte payload of an IDX file of unsigned bytes with `rank` dims.
+std::vector<std::int64_t> read_idx(const std::string& path, int rank, std::string& bytes, std::size_t& data_off) {
+  bytes = read_gz(path);
+  if (bytes.size() < 4 || bytes[0] != 0 || bytes[1] != 0) fail(path, "not an IDX file (bad magic)");
+  if (static_cast<std::uint8_t>(bytes[2]) != 0x08) fail(path, "IDX element type must be unsigned byte (0x08)");
+  if (bytes[3] != rank)
+    fail(path, "expected an IDX file with " + std::to_string(rank) + " dims, got " + std::to_string(int(bytes[3])));
+  if (bytes.size() < 4 + 4 * std::size_t(rank)) fail(path, "truncated IDX header");
+  std::vector<std::int64_t> dims;
+  std::int64_t n = 1;
+  for (int i = 0; i < rank; ++i) {
+    dims.push_back(be32(bytes, 4 + 4 * i));
+    n *= dims.back();
+  }
+  data_off = 4 + 4 * rank;
+  if (bytes.size() < data_off + static_cast<std::size_t>(n))
+    fail(path, "truncated IDX data: expected " + std::to_string(n) + " bytes, have " +
+                   std::to_string(bytes.size() - data_off));
+  return dims;
+}
+
+std::string labels_beside(const std::string& images) {
+  const std::filesystem::path p(images);
+  std::string name = p.filename().string();
+  auto replace = [&](const std::string& from, const std::string& to) {
+    const auto k = name.find(from);
+    if (k != std::string::npos) name.replace(k, from.size(), to);
+  };
+  replace("images", "labels");
+  replace("idx3", "idx1");
+  return (p.parent_path() / name).string();
+}
+
+Dataset load_idx(const std::string& images) {
+  std::string bytes;
+  std::size_t off = 0;
+  const auto dims = read_idx(images, 3, bytes, off);
+  Dataset d;
+  d.source = images;
+  d.sample_shape = {1, dims[1], dims[2]};
+  d.x.resize(static_cast<std::size_t>(dims[0] * dims[1] * dims[2]));
+  for (std::size_t i = 0; i < d.x.size(); ++i) d.x[i] = static_cast<std::uint8_t>(bytes[off + i]) / 255.0f;
+  const std::string labels = labels_beside(images);
+  if (labels == images) fail(images, "cannot derive the labels file name (expected '*-images-idx3-ubyte*')");
+  std::string lb;
+  std::size_t loff = 0;
+  const auto ldims = read_idx(labels, 1, lb, loff);
+  if (ldims[0] != dims[0])
+    fail(labels, std::to_string(ldims[0]) + " labels for " + std::to_string(dims[0]) + " images in " + images);
+  d.labels.resize(ldims[0]);
+  for (std::int64_t i = 0; i < ldims[0]; ++i) d.labels[i] = static_cast<std::uint8_t>(lb[loff + i]);
+  return d;
+}
+
+// ---- x / y arrays from npz or h5 ----------------------------------------------------------
+
+// Fills d.x / d.labels / d.targets from raw x and y values. `x_uint8` scales x to [0, 1].
+void assign_xy(Dataset& d, const std::string& file, const Shape& xs, std::vector<double> x, bool x_uint8,
+               const Shape& ys, std::vector<double> y, std::vector<std::int64_t> yi, bool y_int) {
+  if (xs.empty()) fail(file, "x must have a leading sample dimension, got a scalar");
+  if (ys.empty()) fail(file, "y must have a leading sample dimension, got a scalar");
+  if (xs[0] != ys[0]) fail(file, "x has " + std::to_string(xs[0]) + " samples but y has " + std::to_string(ys[0]));
+  d.source = file;
+  d.sample_shape.assign(xs.begin() + 1, xs.end());
+  d.x.resize(x.size());
+  const double scale = x_uint8 ? 1.0 / 255.0 : 1.0;
+  for (std::size_t i = 0; i < x.size(); ++i) d.x[i] = static_cast<float>(x[i] * scale);
+  if (y_int) {
+    if (ys.size() != 1) fail(file, "integer y (labels) must have shape [N], got " + shape_str(ys));
+    d.labels = std::move(yi);
+  } else {
+    d.target_shape.assign(ys.begin() + 1, ys.end());
+    d.targets.assign(y.begin(), y.end());
+  }
+}
+
+bool numeric_dtype_ok(const NpyArray& a) {
+  const std::string& t = a.dtype;
+  return t == "<f4" || t == "<f8" || t == "|u1" || t == "<i8" || t == "<i4" || t == "|i1" || t == "<u4";
+}
+
+Dataset load_npz(const std::string& path) {
+  require_file(path);
+  NpzFile z(path);
+  if (!z.has("x")) fail(path, "no array 'x' (expected arrays x and y)");
+  if (!z.has("y")) fail(path, "no array 'y' (expected arrays x and y)");
+  const NpyArray& x = z.get("x");
+  const NpyArray& y = z.get("y");
+  if (!numeric_dtype_ok(x) || x.is_string()) fail(path, "array 'x' has unsupported dtype '" + x.dtype + "'");
+  if (!numeric_dtype_ok(y) || y.is_string()) fail(path, "array 'y' has unsupported dtype '" + y.dtype + "'");
+  Dataset d;
+  assign_xy(d, path, x.shape, x.data, x.dtype == "|u1", y.shape, y.data, y.ints, y.is_int());
+  return d;
+}
+
+struct H5Array {
+  Shape shape;
+  std::vector<double> data;
+  std::vector<std::int64_t> ints;
+  bool integer = false;
+  bool uint8 = false;
+};
+
+H5Array read_h5_array(hid_t file, const std::string& path, const std::string& name) {
+  if (H5Lexists(file, name.c_str(), H5P_DEFAULT) <= 0)
+    fail(path, "no dataset '" + name + "' (expected datasets /x and /y)");
+  h5::Dataset ds(H5Dopen2(file, name.c_str(), H5P_DEFAULT));
+  if (!ds) fail(path, "cannot open dataset '" + name + "'");
+  h5::Type type(H5Dget_type(ds.get()));
+  h5::Space space(H5Dget_space(ds.get()));
+  const H5T_class_t cls = H5Tget_class(type.get());
+  if (cls != H5T_INTEGER && cls != H5T_FLOAT) fail(path, "dataset '" + name + "' must be numeric");
+  H5Array a;
+  const int rank = H5Sget_simple_extent_ndims(space.get());
+  std::vector<hsize_t> dims(rank > 0 ? rank : 0);
+  if (rank > 0) H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr);
+  for (auto v : dims) a.shape.push_back(static_cast<std::int64_t>(v));
+  const auto n = static_cast<std::size_t>(numel(a.shape));
+  a.integer = cls == H5T_INTEGER;
+  a.uint8 = a.integer && H5Tget_size(type.get()) == 1 && H5Tget_sign(type.get()) == H5T_SGN_NONE;
+  a.data.resize(n);
+  if (H5Dread(ds.get(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, a.data.data()) < 0)
+    fail(path, "cannot read dataset '" + name + "'");
+  if (a.integer) {
+    a.ints.resize(n);
+    if (H5Dread(ds.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, a.ints.data()) < 0)
+      fail(path, "cannot read dataset '" + name + "'");
+  }
+  return a;
+}
+
+Dataset load_h5(const std::string& path) {
+  require_file(path);
+  h5::QuietErrors quiet;
+  if (H5Fis_hdf5(path.c_str()) <= 0) fail(path, "not an HDF5 file");
+  h5::File f(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+  if (!f) fail(path, "cannot open HDF5 file");
+  H5Array x = read_h5_array(f.get(), path, "/x");
+  H5Array y = read_h5_array(f.get(), path, "/y");
+  Dataset d;
+  assign_xy(d, path, x.shape, std::move(x.data), x.uint8, y.shape, std::move(y.data), std::move(y.ints), y.integer);
+  return d;
+}
+
+// ---- random:CxHxW:CLASSES[:N] ---------------------------------------------------------------
+
+std::vector<std::string> split(const std::string& s, char sep) {
+  std::vector<std::string> r;
+  std::string cur;
+  std::istringstream in(s);
+  while (std::getline(in, cur, sep)) r.push_back(cur);
+  return r;
+}
+
+std::int64_t parse_positive(const std::string& s, const std::string& spec, const char* what) {
+  std::size_t used = 0;
+  long long v = 0;
+  try {
+    v = std::stoll(s, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != s.size() || s.empty() || v <= 0)
+    throw std::invalid_argument(spec + ": " + what + " must be a positive integer, got '" + s + "'");
+  return v;
+}
+
+Dataset make_random(const std::string& spec, std::uint64_t seed) {
+  const auto parts = split(spec, ':');
+  if (parts.size() < 3 || parts.size() > 4) throw std::invalid_argument(spec + ": expected random:CxHxW:CLASSES[:N]");
+  Dataset d;
+  d.source = spec;
+  for (const auto& s : split(parts[1], 'x')) d.sample_shape.push_back(parse_positive(s, spec, "a dimension"));
+  if (d.sample_shape.empty()) throw std::invalid_argument(spec + ": empty sample shape");
+  const std::int64_t classes = parse_positive(parts[2], spec, "CLASSES");
+  const std::int64_t n = parts.size() == 4 ? parse_positive(parts[3], spec, "N") : 256;
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> normal(0.0, 1.0);
+  d.x.resize(static_cast<std::size_t>(n * numel(d.sample_shape)));
+  for (auto& v : d.x) v = static_cast<float>(normal(rng));
+  d.labels.resize(n);
+  for (std::int64_t i = 0; i < n; ++i) d.labels[i] = i % classes;
+  return d;
+}
+
+void check_finite(const Dataset& d) {
+  const std::int64_t per = numel(d.sample_shape);
+  for (std::size_t i = 0; i < d.x.size(); ++i)
+    if (!std::isfinite(d.x[i]))
+      fail(d.source,
+           std::string(std::isnan(d.x[i]) ? "NaN" : "Inf") + " in x (sample " + std::to_string(i / per) + ")");
+  const std::int64_t tper = std::max<std::int64_t>(1, numel(d.target_shape));
+  for (std::size_t i = 0; i < d.targets.size(); ++i)
+    if (!std::isfinite(d.targets[i]))
+      fail(d.source,
+           std::string(std::isnan(d.targets[i]) ? "NaN" : "Inf") + " in y (sample " + std::to_string(i / tper) + ")");
+}
+
+void normalize(Dataset& d, const DataOptions& o) {
+  if (o.mean.empty() && o.std.empty()) return;
+  const std::int64_t channels = d.sample_shape.empty() ? 1 : d.sample_shape[0];
+  auto fits = [&](std::size_t k) { return k == 1 || static_cast<std::int64_t>(k) == channels; };
+  if (!fits(o.mean.size()) || !fits(o.std.size()))
+    throw std::invalid_argument(d.source + ": --normalize has " + std::to_string(o.mean.size()) + " means and " +
+                                std::to_string(o.std.size()) + " stds for " + std::to_string(channels) + " channels");
+  const std::int64_t per = numel(d.sample_shape);
+  const std::int64_t inner = channels > 0 ? per / channels : 0;
+  for (std::size_t i = 0; i < d.x.size(); ++i) {
+    const std::size_t c = inner > 0 ? (i % per) / inner : 0;
+    const double m = o.mean.size() == 1 ? o.mean[0] : o.mean[c];
+    const double s = o.std.size() == 1 ? o.std[0] : o.std[c];
+    d.x[i] = static_cast<float>((d.x[i] - m) / s);
+  }
+}
+
+}  // namespace
+
+Dataset load_dataset(const std::string& spec, const DataOptions& opts) {
+  Dataset d;
+  if (spec == "fashion-mnist:train" || spec == "fashion-mnist:test") {
+    const std::string part = spec == "fashion-mnist:train" ? "train" : "t10k";
+    d = load_idx(std::string(kFashionMnistDir) + "/" + part + "-images-idx3-ubyte.gz");
+    d.source = spec;
+  } else if (spec.rfind("fashion-mnist:", 0) == 0) {
+    throw std::invalid_argument(spec + ": expected fashion-mnist:train or fashion-mnist:test");
+  } else if (spec.rfind("random:", 0) == 0) {
+    d = make_random(spec, opts.seed);
+  } else if (ends_with(spec, ".npz")) {
+    d = load_npz(spec);
+  } else if (ends_with(spec, ".h5") || ends_with(spec, ".hdf5")) {
+    d = load_h5(spec);
+  } else if (ends_with(spec, "idx3-ubyte") || ends_with(spec, "idx3-ubyte.gz")) {
+    d = load_idx(spec);
+  } else {
+    require_file(spec);
+    fail(spec,
+         "unknown dataset format (expected .npz, .h5, *-images-idx3-ubyte[.gz], fashion-mnist:train|test or "
+         "random:CxHxW:CLASSES[:N])");
+  }
+  check_finite(d);
+  if (opts.offset < 0 || opts.samples < 0)
+    throw std::invalid_argument(spec + ": --offset (= " + std::to_string(opts.offset) +
+                                ") and --samples (= " + std::to_string(opts.samples) + ") must be >= 0");
+  const std::int64_t n = d.size();
+  if (opts.offset > n)
+    throw std::invalid_argument(spec + ": --offset " + std::to_string(opts.offset) + " is past the " +
+                                std::to_string(n) + " samples");
+  const std::int64_t count = opts.samples == 0 ? n - opts.offset : std::min(opts.samples, n - opts.offset);
+  if (opts.offset != 0 || count != n) {
+    const std::string source = d.source;
+    d = d.subset(opts.offset, count);
+    d.source = source;
+  }
+  normalize(d, opts);
+  return d;
+}
+
+void parse_normalize(const std::string& text, DataOptions& opts) {
+  const auto slash = text.find('/');
+  if (slash == std::string::npos)
+    throw std::invalid_argument("--normalize: expected MEAN[,MEAN..]/STD[,STD..], got '" + text + "'");
+  auto list = [&](const std::string& s) {
+    std::vector<double> r;
+    for (const auto& p : split(s, ',')) {
+      std::size_t used = 0;
+      double v = 0;
+      try {
+        v = std::stod(p, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      if (p.empty() || used != p.size())
+        throw std::invalid_argument("--normalize: '" + p + "' is not a number in '" + text + "'");
+      r.push_back(v);
+    }
+    return r;
+  };
+  opts.mean = list(text.substr(0, slash));
+  opts.std = list(text.substr(slash + 1));
+  if (opts.mean.empty() || opts.std.empty()) throw std::invalid_argument("--normalize: empty list in '" + text + "'");
+  for (double s : opts.std)
+    if (!(s > 0)) throw std::invalid_argument("--normalize: std must be > 0, got " + std::to_string(s));
+}
+
+}  // namespace curv

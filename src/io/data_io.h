@@ -1,0 +1,45 @@
+#pragma once
+/// \file data_io.h
+/// Loading sample sets from files and built-in names into a Dataset.
+///
+/// Specs:
+///   fashion-mnist:train | fashion-mnist:test   /usr/share/datasets/fashion-mnist (IDX, gzip)
+///   PATH-images-idx3-ubyte[.gz] | PATH-idx3-ubyte[.gz]   IDX images, labels found beside them
+///                                                      ("images" -> "labels", "idx3" -> "idx1")
+///   PATH.npz     arrays `x` and `y` (dtypes <f4 <f8 |u1 <i4 <i8, C order)
+///   PATH.h5      datasets `/x` and `/y`
+///   random:CxHxW:CLASSES[:N]   N (default 256) seeded standard-normal samples, label n mod CLASSES
+/// uint8 images scale to [0, 1]. Integer `y` gives class labels (cross-entropy), float `y` gives
+/// regression targets (mean squared error). IDX images get the sample shape [1, rows, cols].
+/// Errors: std::runtime_error("<file>: <what is wrong>") for a missing or corrupt file, a missing
+/// array, an unsupported dtype, mismatched x/y counts, NaN or Inf in the data. Label range and the
+/// fit with a model's input are checked by the Objective.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "src/core/dataset.h"
+
+namespace curv {
+
+struct DataOptions {
+  /// Number of samples to keep after `offset` (0: all that remain).
+  std::int64_t samples = 0;
+  /// Index of the first sample to keep.
+  std::int64_t offset = 0;
+  /// Per-channel normalization x = (x - mean[c]) / std[c], channel c = first sample dimension;
+  /// one value applies to every channel; empty: none.
+  std::vector<double> mean;
+  std::vector<double> std;
+  /// Seed of `random:` datasets.
+  std::uint64_t seed = 0x5eed;
+};
+
+/// Loads the dataset named by `spec` (see the file comment).
+Dataset load_dataset(const std::string& spec, const DataOptions& opts = {});
+
+/// Parses "MEAN[,MEAN..]/STD[,STD..]" (e.g. "0.2860/0.3530") into opts.mean / opts.std.
+/// Throws std::invalid_argument on a malformed string or a non-positive std.
+void parse_normalize(const std::string& text, DataOptions& opts);
+
+}  // namespace curv

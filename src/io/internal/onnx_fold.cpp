@@ -1,0 +1,383 @@
+#include "src/io/internal/onnx_fold.h"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+
+namespace curv::onnx_fold {
+
+namespace {
+
+[[noreturn]] void bad(const std::string& msg) { throw std::invalid_argument(msg); }
+
+std::int64_t norm_axis(std::int64_t axis, std::int64_t rank, const char* op) {
+  const std::int64_t a = axis < 0 ? axis + rank : axis;
+  if (a < 0 || a >= rank)
+    bad(std::string(op) + ": axis " + std::to_string(axis) + " out of range for rank " + std::to_string(rank));
+  return a;
+}
+
+std::vector<std::int64_t> strides_of(const Shape& s) {
+  std::vector<std::int64_t> st(s.size(), 1);
+  for (int d = static_cast<int>(s.size()) - 2; d >= 0; --d) st[d] = st[d + 1] * s[d + 1];
+  return st;
+}
+
+// New tensor of `shape` whose element k is a's element src[k].
+Folded take(const Folded& a, Shape shape, const std::vector<std::int64_t>& src) {
+  Folded r;
+  r.is_int = a.is_int;
+  r.shape = std::move(shape);
+  if (a.is_int) {
+    for (auto k : src) {
+      r.i.push_back(a.i.at(k));
+      r.n.push_back(a.n.at(k));
+    }
+  } else {
+    for (auto k : src) r.f.push_back(a.f.at(k));
+  }
+  return r;
+}
+
+Folded as_float(const Folded& a) {
+  if (!a.is_int) return a;
+  return Folded::of_floats(a.shape, a.doubles("operand"));
+}
+
+}  // namespace
+
+bool Folded::symbolic() const {
+  return std::any_of(n.begin(), n.end(), [](std::int64_t c) { return c != 0; });
+}
+
+std::vector<std::int64_t> Folded::ints(const std::string& what) const {
+  if (!is_int) {
+    std::vector<std::int64_t> r;
+    for (double v : f) {
+      if (v != std::floor(v)) bad(what + " must be integers, got " + std::to_string(v));
+      r.push_back(static_cast<std::int64_t>(v));
+    }
+    return r;
+  }
+  if (symbolic()) bad(what + " depends on the batch size");
+  return i;
+}
+
+std::vector<double> Folded::doubles(const std::string& what) const {
+  if (!is_int) return f;
+  const auto v = ints(what);
+  return {v.begin(), v.end()};
+}
+
+Folded Folded::of_ints(Shape shape, std::vector<std::int64_t> v) {
+  Folded r;
+  r.is_int = true;
+  r.shape = std::move(shape);
+  r.n.assign(v.size(), 0);
+  r.i = std::move(v);
+  return r;
+}
+
+Folded Folded::of_floats(Shape shape, std::vector<double> v) {
+  Folded r;
+  r.shape = std::move(shape);
+  r.f = std::move(v);
+  return r;
+}
+
+Folded shape_of(const Shape& s1, const Shape& s2) {
+  Folded r = Folded::of_ints({static_cast<std::int64_t>(s1.size())}, {});
+  for (std::size_t d = 0; d < s1.size(); ++d) {
+    const std::int64_t c = s2[d] - s1[d];  // dim = s1 + c (N - 1)
+    r.i.push_back(s1[d] - c);
+    r.n.push_back(c);
+  }
+  return r;
+}
+
+Folded binary(const std::string& op, const Folded& a0, const Folded& b0) {
+  const bool ints = a0.is_int && b0.is_int;
+  const Folded a = ints ? a0 : as_float(a0);
+  const Folded b = ints ? b0 : as_float(b0);
+  // numpy broadcasting
+  const std::size_t r = std::max(a.shape.size(), b.shape.size());
+  Shape as(r - a.shape.size(), 1), bs(r - b.shape.size(), 1), out(r);
+  as.insert(as.end(), a.shape.begin(), a.shape.end());
+  bs.insert(bs.end(), b.shape.begin(), b.shape.end());
+  for (std::size_t d = 0; d < r; ++d) {
+    if (as[d] != bs[d] && as[d] != 1 && bs[d] != 1)
+      bad(op + ": shapes " + shape_str(a.shape) + " and " + shape_str(b.shape) + " do not broadcast");
+    out[d] = as[d] == 1 ? bs[d] : as[d];
+  }
+  const auto sa = strides_of(as), sb = strides_of(bs), so = strides_of(out);
+  const std::int64_t total = numel(out);
+  std::vector<std::int64_t> ia(total), ib(total);
+  for (std::int64_t k = 0; k < total; ++k) {
+    std::int64_t rem = k, pa = 0, pb = 0;
+    for (std::size_t d = 0; d < r; ++d) {
+      const std::int64_t idx = rem / so[d];
+      rem %= so[d];
+      pa += (as[d] == 1 ? 0 : idx) * sa[d];
+      pb += (bs[d] == 1 ? 0 : idx) * sb[d];
+    }
+    ia[k] = pa;
+    ib[k] = pb;
+  }
+  const Folded A = take(a, out, ia), B = take(b, out, ib);
+  Folded res = A;
+  for (std::int64_t k = 0; k < total; ++k) {
+    if (ints) {
+      const std::int64_t x = A.i[k], xn = A.n[k], y = B.i[k], yn = B.n[k];
+      if (op == "Add") {
+        res.i[k] = x + y;
+        res.n[k] = xn + yn;
+      } else if (op == "Sub") {
+        res.i[k] = x - y;
+        res.n[k] = xn - yn;
+      } else if (op == "Mul") {
+        if (xn != 0 && yn != 0) bad("Mul: product of two batch-dependent sizes");
+        res.i[k] = x * y;
+        res.n[k] = xn * y + yn * x;
+      } else if (op == "Div") {
+        if (yn != 0) bad("Div: division by a batch-dependent size");
+        if (y == 0) bad("Div: integer division by zero");
+        if (xn % y != 0 || (xn != 0 && x % y != 0))
+          bad("Div: batch-dependent size not divisible by " + std::to_string(y));
+        res.i[k] = x / y;
+        res.n[k] = xn / y;
+      } else if (op == "Equal") {
+        if (xn != yn) bad("Equal: comparison of batch-dependent sizes");
+        res.i[k] = x == y;
+        res.n[k] = 0;
+      } else {
+        bad("cannot fold integer " + op);
+      }
+    } else {
+      const double x = A.f[k], y = B.f[k];
+      if (op == "Add")
+        res.f[k] = x + y;
+      else if (op == "Sub")
+        res.f[k] = x - y;
+      else if (op == "Mul")
+        res.f[k] = x * y;
+      else if (op == "Div")
+        res.f[k] = x / y;
+      else if (op == "Pow")
+        res.f[k] = std::pow(x, y);
+      else
+        bad("cannot fold " + op);
+    }
+  }
+  return res;
+}
+
+Folded unary(const std::string& op, const Folded& a) {
+  if (op == "Identity") return a;
+  if (a.is_int) {
+    if (op != "Neg") bad("cannot fold integer " + op);
+    Folded r = a;
+    for (auto& v : r.i) v = -v;
+    for (auto& v : r.n) v = -v;
+    return r;
+  }
+  Folded r = a;
+  for (auto& v : r.f) {
+    if (op == "Neg")
+      v = -v;
+    else if (op == "Sqrt")
+      v = std::sqrt(v);
+    else if (op == "Exp")
+      v = std::exp(v);
+    else if (op == "Log")
+      v = std::log(v);
+    else if (op == "Reciprocal")
+      v = 1.0 / v;
+    else if (op == "Relu")
+      v = std::max(v, 0.0);
+    else
+      bad("cannot fold " + op);
+  }
+  return r;
+}
+
+Folded cast(const Folded& a, bool to_int) {
+  if (a.is_int == to_int) return a;
+  if (!to_int) return as_float(a);
+  Folded r = Folded::of_ints(a.shape, {});
+  for (double v : a.f) r.i.push_back(static_cast<std::int64_t>(std::trunc(v)));
+  r.n.assign(r.i.size(), 0);
+  return r;
+}
+
+Folded gather(const Folded& a, std::int64_t axis, const Folded& indices) {
+  const auto idx = indices.ints("Gather indices");
+  const std::int64_t ax = norm_axis(axis, a.shape.size(), "Gather");
+  const std::int64_t dim = a.shape[ax];
+  Shape out(a.shape.begin(), a.shape.begin() + ax);
+  out.insert(out.end(), indices.shape.begin(), indices.shape.end());
+  out.insert(out.end(), a.shape.begin() + ax + 1, a.shape.end());
+  std::int64_t outer = 1, inner = 1;
+  for (std::int64_t d = 0; d < ax; ++d) outer *= a.shape[d];
+  for (std::size_t d = ax + 1; d < a.shape.size(); ++d) inner *= a.shape[d];
+  std::vector<std::int64_t> src;
+  for (std::int64_t o = 0; o < outer; ++o)
+    for (std::int64_t j : idx) {
+      const std::int64_t jj = j < 0 ? j + dim : j;
+      if (jj < 0 || jj >= dim)
+        bad("Gather: index " + std::to_string(j) + " out of range for dim " + std::to_string(dim));
+      for (std::int64_t q = 0; q < inner; ++q) src.push_back((o * dim + jj) * inner + q);
+    }
+  return take(a, out, src);
+}
+
+Folded unsqueeze(const Folded& a, std::vector<std::int64_t> axes) {
+  const std::int64_t r = a.shape.size() + axes.size();
+  for (auto& ax : axes) ax = norm_axis(ax, r, "Unsqueeze");
+  std::sort(axes.begin(), axes.end());
+  Shape out;
+  std::size_t k = 0, j = 0;
+  for (std::int64_t d = 0; d < r; ++d) {
+    if (j < axes.size() && axes[j] == d) {
+      out.push_back(1);
+      ++j;
+    } else {
+      out.push_back(a.shape.at(k++));
+    }
+  }
+  Folded res = a;
+  res.shape = out;
+  return res;
+}
+
+Folded squeeze(const Folded& a, std::vector<std::int64_t> axes) {
+  const std::int64_t r = a.shape.size();
+  for (auto& ax : axes) ax = norm_axis(ax, r, "Squeeze");
+  Shape out;
+  for (std::int64_t d = 0; d < r; ++d) {
+    const bool listed = std::find(axes.begin(), axes.end(), d) != axes.end();
+    if (listed && a.shape[d] != 1) bad("Squeeze: dim " + std::to_string(d) + " is not 1");
+    if (!(listed || (axes.empty() && a.shape[d] == 1))) out.push_back(a.shape[d]);
+  }
+  Folded res = a;
+  res.shape = out;
+  return res;
+}
+
+Folded concat(const std::vector<const Folded*>& parts, std::int64_t axis) {
+  if (parts.empty()) bad("Concat: no inputs");
+  bool ints = true;
+  for (auto* p : parts) ints = ints && p->is_int;
+  std::vector<Folded> ps;
+  for (auto* p : parts) ps.push_back(ints ? *p : as_float(*p));
+  const std::int64_t ax = norm_axis(axis, ps[0].shape.size(), "Concat");
+  Shape out = ps[0].shape;
+  out[ax] = 0;
+  for (auto& p : ps) {
+    if (p.shape.size() != out.size()) bad("Concat: rank mismatch");
+    out[ax] += p.shape[ax];
+  }
+  std::int64_t outer = 1;
+  for (std::int64_t d = 0; d < ax; ++d) outer *= out[d];
+  Folded r = ints ? Folded::of_ints(out, {}) : Folded::of_floats(out, {});
+  for (std::int64_t o = 0; o < outer; ++o)
+    for (auto& p : ps) {
+      const std::int64_t chunk = p.size() / std::max<std::int64_t>(outer, 1);
+      for (std::int64_t q = 0; q < chunk; ++q) {
+        const std::int64_t k = o * chunk + q;
+        if (ints) {
+          r.i.push_back(p.i[k]);
+          r.n.push_back(p.n[k]);
+        } else {
+          r.f.push_back(p.f[k]);
+        }
+      }
+    }
+  return r;
+}
+
+Folded slice(const Folded& a, const std::vector<std::int64_t>& starts, const std::vector<std::int64_t>& ends,
+             std::vector<std::int64_t> axes, std::vector<std::int64_t> steps) {
+  const std::int64_t r = a.shape.size();
+  if (axes.empty())
+    for (std::size_t k = 0; k < starts.size(); ++k) axes.push_back(static_cast<std::int64_t>(k));
+  if (steps.empty()) steps.assign(starts.size(), 1);
+  std::vector<std::int64_t> st(r, 0), sp(r, 1);
+  Shape out = a.shape;
+  for (std::size_t k = 0; k < starts.size(); ++k) {
+    const std::int64_t ax = norm_axis(axes[k], r, "Slice");
+    const std::int64_t dim = a.shape[ax], step = steps[k];
+    if (step == 0) bad("Slice: step 0");
+    std::int64_t s = starts[k] < 0 ? starts[k] + dim : starts[k];
+    std::int64_t e = ends[k] < 0 ? ends[k] + dim : ends[k];
+    if (step > 0) {
+      s = std::clamp<std::int64_t>(s, 0, dim);
+      e = std::clamp<std::int64_t>(e, 0, dim);
+      out[ax] = std::max<std::int64_t>(0, (e - s + step - 1) / step);
+    } else {
+      s = std::clamp<std::int64_t>(s, 0, dim - 1);
+      e = std::clamp<std::int64_t>(e, -1, dim - 1);
+      out[ax] = std::max<std::int64_t>(0, (s - e - step - 1) / -step);
+    }
+    st[ax] = s;
+    sp[ax] = step;
+  }
+  const auto sa = strides_of(a.shape), so = strides_of(out);
+  std::vector<std::int64_t> src;
+  for (std::int64_t k = 0; k < numel(out); ++k) {
+    std::int64_t rem = k, p = 0;
+    for (std::int64_t d = 0; d < r; ++d) {
+      const std::int64_t idx = rem / so[d];
+      rem %= so[d];
+      p += (st[d] + idx * sp[d]) * sa[d];
+    }
+    src.push_back(p);
+  }
+  return take(a, out, src);
+}
+
+Folded reshape(const Folded& a, const std::vector<std::int64_t>& target, bool allowzero) {
+  Shape out;
+  std::int64_t known = 1, infer = -1;
+  for (std::size_t d = 0; d < target.size(); ++d) {
+    std::int64_t v = target[d];
+    if (v == 0 && !allowzero) v = a.shape.at(d);
+    if (v == -1) {
+      infer = static_cast<std::int64_t>(d);
+      out.push_back(1);
+      continue;
+    }
+    out.push_back(v);
+    known *= v;
+  }
+  if (infer >= 0) out[infer] = known ? a.size() / known : 0;
+  if (numel(out) != a.size()) bad("Reshape: cannot reshape " + shape_str(a.shape) + " to " + shape_str(out));
+  Folded r = a;
+  r.shape = out;
+  return r;
+}
+
+Folded transpose(const Folded& a, std::vector<std::int64_t> perm) {
+  const std::int64_t r = a.shape.size();
+  if (perm.empty())
+    for (std::int64_t d = r - 1; d >= 0; --d) perm.push_back(d);
+  Shape out;
+  for (auto p : perm) out.push_back(a.shape.at(norm_axis(p, r, "Transpose")));
+  const auto sa = strides_of(a.shape), so = strides_of(out);
+  std::vector<std::int64_t> src;
+  for (std::int64_t k = 0; k < numel(out); ++k) {
+    std::int64_t rem = k, p = 0;
+    for (std::int64_t d = 0; d < r; ++d) {
+      p += (rem / so[d]) * sa[norm_axis(perm[d], r, "Transpose")];
+      rem %= so[d];
+    }
+    src.push_back(p);
+  }
+  return take(a, out, src);
+}
+
+Folded constant_of_shape(const std::vector<std::int64_t>& shape, const Folded& value) {
+  if (value.size() != 1) bad("ConstantOfShape: value must have one element");
+  return take(value, shape, std::vector<std::int64_t>(numel(shape), 0));
+}
+
+}  // namespace curv::onnx_fold

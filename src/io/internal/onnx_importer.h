@@ -1,0 +1,215 @@
+#pragma once
+/// \file onnx_importer.h
+/// The ONNX importer's state machine (private to src/onnx_import.cpp and onnx_import_ops.cpp):
+/// walks the graph in order, folds load-time constants (onnx_fold.h) and maps the remaining nodes
+/// to engine ops through OpSpec (onnx_ops.h).
+#include <onnx/onnx_pb.h>
+
+#include <map>
+#include <optional>
+#include <regex>
+#include <set>
+#include <stdexcept>
+#include <string>
+
+#include "src/io/internal/onnx_fold.h"
+#include "src/io/internal/onnx_ops.h"
+#include "src/io/onnx_import.h"
+
+namespace curv::onnx_detail {
+
+using nlohmann::json;
+using onnx_fold::Folded;
+
+std::string dtype_name(int t);
+/// A TensorProto as a folded constant; throws std::invalid_argument naming `what`.
+Folded load_tensor(const onnx::TensorProto& t, const std::string& what);
+/// Attributes each supported op may carry (others are rejected as unsupported).
+const std::map<std::string, std::set<std::string>>& known_attributes();
+
+class Importer {
+ public:
+  Importer(const std::string& path, const ImportOptions& opts) : m_path(path), m_opts(opts) {
+    try {
+      if (!opts.params_regex.empty()) m_params_re.emplace(opts.params_regex);
+      if (!opts.freeze_regex.empty()) m_freeze_re.emplace(opts.freeze_regex);
+    } catch (const std::regex_error& e) {
+      throw std::invalid_argument("--params/--freeze: invalid regular expression (" + std::string(e.what()) + ")");
+    }
+  }
+
+  Model run(const onnx::ModelProto& mp);
+
+ private:
+  [[noreturn]] void fail(const std::string& msg) const { throw std::runtime_error(m_path + ": " + msg); }
+  [[noreturn]] void node_fail(const std::string& msg) const {
+    fail("node '" + m_node_name + "' (" + m_node->op_type() + ", opset " + std::to_string(m_opset) + "): " + msg);
+  }
+
+  void add_input(const onnx::GraphProto& g, const std::set<std::string>& inits) {
+    std::vector<const onnx::ValueInfoProto*> data;
+    for (const auto& in : g.input())
+      if (!inits.count(in.name())) data.push_back(&in);
+    if (data.empty()) fail("graph has no data input");
+    if (data.size() > 1) {
+      std::string names;
+      for (auto* d : data) names += (names.empty() ? "'" : ", '") + d->name() + "'";
+      fail("graph has " + std::to_string(data.size()) + " data inputs (" + names +
+           "); curv supports models with exactly one data input");
+    }
+    const auto& vi = *data[0];
+    if (!vi.type().has_tensor_type()) fail("input '" + vi.name() + "' is not a tensor");
+    const auto& tt = vi.type().tensor_type();
+    if (tt.elem_type() != onnx::TensorProto_DataType_FLOAT && tt.elem_type() != onnx::TensorProto_DataType_DOUBLE)
+      fail("input '" + vi.name() + "' has data type " + dtype_name(tt.elem_type()) + " (expected FLOAT)");
+    Shape sample;
+    for (int d = 1; d < tt.shape().dim_size(); ++d) {
+      const auto& dim = tt.shape().dim(d);
+      if (!dim.has_dim_value() || dim.dim_value() <= 0)
+        fail("input '" + vi.name() + "': dim " + std::to_string(d) + " must be fixed (only the batch dim may be free)");
+      sample.push_back(dim.dim_value());
+    }
+    if (tt.shape().dim_size() < 1) fail("input '" + vi.name() + "' must have a batch dimension");
+    // Exported without a dynamic batch axis: the batch size is still free here, and constant
+    // Reshape targets that start with this fixed size mean the batch dim (see reshape_target).
+    if (tt.shape().dim(0).has_dim_value()) m_fixed_batch = tt.shape().dim(0).dim_value();
+    m_values[vi.name()] = m_model.add_input(vi.name(), sample);
+  }
+
+  // ---- attributes --------------------------------------------------------------------------
+  const onnx::AttributeProto* attr(const std::string& name) const {
+    for (const auto& a : m_node->attribute())
+      if (a.name() == name) return &a;
+    return nullptr;
+  }
+  std::int64_t attr_i(const std::string& name, std::int64_t def) const {
+    const auto* a = attr(name);
+    return a ? a->i() : def;
+  }
+  double attr_f(const std::string& name, double def) const {
+    const auto* a = attr(name);
+    return a ? static_cast<double>(a->f()) : def;
+  }
+  std::string attr_s(const std::string& name, const std::string& def) const {
+    const auto* a = attr(name);
+    return a ? a->s() : def;
+  }
+  std::vector<std::int64_t> attr_ints(const std::string& name) const {
+    const auto* a = attr(name);
+    if (!a) return {};
+    return {a->ints().begin(), a->ints().end()};
+  }
+
+  // ---- operands ----------------------------------------------------------------------------
+  std::string in_name(int k) const { return k < m_node->input_size() ? m_node->input(k) : std::string(); }
+  bool present(int k) const { return !in_name(k).empty(); }
+  const Folded* folded(int k) const {
+    const auto it = m_consts.find(in_name(k));
+    return it == m_consts.end() ? nullptr : &it->second;
+  }
+  const Folded& need_folded(int k, const std::string& what) const {
+    const Folded* f = folded(k);
+    if (!f) node_fail(what + " (input '" + in_name(k) + "') must be a constant known at load time");
+    return *f;
+  }
+  bool is_param_name(const std::string& name) const {
+    if (m_params_re && !std::regex_search(name, *m_params_re)) return false;
+    if (m_freeze_re && std::regex_search(name, *m_freeze_re)) return false;
+    return true;
+  }
+  std::string unique(std::string name) const {
+    if (m_model.find_value(name) < 0) return name;
+    for (int k = 1;; ++k)
+      if (m_model.find_value(name + "#" + std::to_string(k)) < 0) return name + "#" + std::to_string(k);
+  }
+  // The model value of input k; folded constants are added as parameters (trainable float
+  // initializers) or constants on first use.
+  int value(int k, bool force_constant = false) {
+    if (in_name(k).empty()) node_fail("input " + std::to_string(k) + " is required");
+    return value_of(in_name(k), force_constant);
+  }
+  int value_of(const std::string& name, bool force_constant = false) {
+    if (const auto it = m_values.find(name); it != m_values.end()) return it->second;
+    if (const auto p = m_pending_pads.find(name); p != m_pending_pads.end())
+      node_fail("input '" + name + "' comes from a Pad with non-zero pads (node '" + p->second.node +
+                "'), which curv supports only directly before Conv or AveragePool");
+    const auto c = m_consts.find(name);
+    if (c == m_consts.end())
+      node_fail("input '" + name +
+                "' is not produced by an earlier node (only the first output of a node is supported)");
+    const Folded& f = c->second;
+    std::vector<double> data;
+    try {
+      data = f.doubles("constant '" + name + "'");
+    } catch (const std::invalid_argument& e) {
+      node_fail(e.what());
+    }
+    Tensor<double> t(f.shape, std::move(data));
+    const bool param = f.trainable && !force_constant && is_param_name(name);
+    const int v =
+        param ? m_model.add_parameter(unique(name), std::move(t)) : m_model.add_constant(unique(name), std::move(t));
+    m_values[name] = v;
+    return v;
+  }
+  // Full shape of a value at batch size b.
+  Shape shape_at(int v, std::int64_t b) const {
+    const Value& val = m_model.values().at(v);
+    if (val.kind == ValueKind::Input) return with_lead(b, val.shape);
+    if (val.kind == ValueKind::Node) return b == 1 ? val.shape : val.shape2;
+    return val.shape;
+  }
+  std::int64_t rank_of(int k) { return static_cast<std::int64_t>(shape_at(value(k), 1).size()); }
+
+  // Adds one model node for the current ONNX node (which may expand to several) and returns it.
+  int emit_named(const OpSpec& spec, const std::vector<int>& ins, const std::string& base) {
+    OpPtr op;
+    try {
+      op = make_op(spec);
+    } catch (const std::invalid_argument& e) {
+      node_fail(e.what());
+    }
+    const std::string name = unique(base);
+    int v = -1;
+    try {
+      v = m_model.add_node(name, op, ins);
+    } catch (const std::invalid_argument& e) {
+      node_fail(e.what());
+    }
+    record_op_spec(m_model, name, spec);
+    return v;
+  }
+  void emit(const OpSpec& spec, const std::vector<int>& ins) {
+    m_values[m_node->output(0)] = emit_named(spec, ins, m_node_name);
+  }
+  int scalar_constant(const std::string& name, double v) {
+    return m_model.add_constant(unique(name), Tensor<double>(Shape{}, std::vector<double>{v}));
+  }
+  void emit_unary(const std::string& type) { emit({type, json::object()}, {value(0)}); }
+  void set_folded(Folded f) { m_consts[m_node->output(0)] = std::move(f); }
+
+  // ---- nodes -------------------------------------------------------------------------------
+  void import_node(const onnx::NodeProto& n);
+  bool try_fold(const std::string& t);
+  void import_op(const std::string& t);
+  void import_conv_like(const std::string& t);
+  Shape reshape_target(const Folded& f, int data, bool allowzero);
+
+  std::string m_path;
+  ImportOptions m_opts;
+  Model m_model;
+  int m_opset = 0;
+  std::int64_t m_fixed_batch = 0;  // the input's batch dim when exported as a fixed number
+  std::optional<std::regex> m_params_re, m_freeze_re;
+  std::map<std::string, int> m_values;     // ONNX value name -> model value
+  std::map<std::string, Folded> m_consts;  // ONNX value name -> folded constant
+  struct PendingPad {
+    std::string source;              // the padded value
+    std::vector<std::int64_t> pads;  // top, left, bottom, right
+    std::string node;
+  };
+  std::map<std::string, PendingPad> m_pending_pads;  // zero Pad outputs, merged into their consumer
+  const onnx::NodeProto* m_node = nullptr;
+  std::string m_node_name;
+};
+
+}  // namespace curv::onnx_detail

@@ -1,0 +1,269 @@
+#include "src/io/onnx_export.h"
+
+#include <onnx/onnx_pb.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <stdexcept>
+
+#include "src/io/internal/onnx_ops.h"
+
+namespace curv {
+
+namespace {
+
+using nlohmann::json;
+
+constexpr int kOpset = 17;
+constexpr int kIrVersion = 8;
+
+[[noreturn]] void fail(const std::string& file, const std::string& msg) { throw std::runtime_error(file + ": " + msg); }
+
+class Exporter {
+ public:
+  Exporter(const Model& m, const std::string& path) : m_model(m), m_path(path) {}
+
+  onnx::ModelProto run() {
+    onnx::ModelProto mp;
+    mp.set_ir_version(kIrVersion);
+    mp.set_producer_name("curv");
+#ifdef CURV_VERSION
+    mp.set_producer_version(CURV_VERSION);
+#endif
+    auto* op = mp.add_opset_import();
+    op->set_domain("");
+    op->set_version(kOpset);
+    m_graph = mp.mutable_graph();
+    m_graph->set_name("curv");
+    const Value& in = m_model.values().at(m_model.input());
+    add_value_info(m_graph->add_input(), in.name, in.shape);
+    // Parameters are initializers; constants (BatchNorm statistics, graph constants) are Constant
+    // nodes, so that an importer keeps them out of the trainable set.
+    for (const Value& v : m_model.values()) {
+      if (v.kind == ValueKind::Parameter) add_float_init(v.name, m_model.param(v.index));
+      if (v.kind == ValueKind::Constant) {
+        auto* n = add_node("Constant", v.name, {}, v.name);
+        auto* a = n->add_attribute();
+        a->set_name("value");
+        a->set_type(onnx::AttributeProto_AttributeType_TENSOR);
+        fill_float(a->mutable_t(), v.name, m_model.constant(v.index));
+      }
+    }
+    for (std::size_t i = 0; i < m_model.nodes().size(); ++i) export_node(static_cast<int>(i));
+    const Value& out = m_model.values().at(m_model.output());
+    add_value_info(m_graph->add_output(), out.name, Shape(out.shape.begin() + 1, out.shape.end()));
+    return mp;
+  }
+
+ private:
+  void add_value_info(onnx::ValueInfoProto* vi, const std::string& name, const Shape& sample) {
+    vi->set_name(name);
+    auto* tt = vi->mutable_type()->mutable_tensor_type();
+    tt->set_elem_type(onnx::TensorProto_DataType_FLOAT);
+    auto* shape = tt->mutable_shape();
+    shape->add_dim()->set_dim_param("N");
+    for (auto d : sample) shape->add_dim()->set_dim_value(d);
+  }
+  void add_float_init(const std::string& name, const Tensor<double>& t) {
+    fill_float(m_graph->add_initializer(), name, t);
+  }
+  static void fill_float(onnx::TensorProto* p, const std::string& name, const Tensor<double>& t) {
+    p->set_name(name);
+    p->set_data_type(onnx::TensorProto_DataType_FLOAT);
+    for (auto d : t.shape()) p->add_dims(d);
+    std::string raw(static_cast<std::size_t>(t.size()) * sizeof(float), '\0');
+    for (std::int64_t k = 0; k < t.size(); ++k) {
+      const float f = static_cast<float>(t.data()[k]);
+      std::memcpy(raw.data() + k * sizeof(float), &f, sizeof(float));
+    }
+    p->set_raw_data(raw);
+  }
+  // A fresh initializer name derived from the node.
+  std::string const_name(const std::string& node, const std::string& what) {
+    std::string name = node;
+    name += "::";
+    name += what;
+    name += '_';
+    name += std::to_string(m_counter++);
+    return name;
+  }
+  std::string add_int_init(const std::string& node, const std::string& what, const std::vector<std::int64_t>& v,
+                           Shape shape = {-1}) {
+    auto* p = m_graph->add_initializer();
+    const std::string name = const_name(node, what);
+    p->set_name(name);
+    p->set_data_type(onnx::TensorProto_DataType_INT64);
+    if (shape.size() == 1 && shape[0] == -1) shape = {static_cast<std::int64_t>(v.size())};
+    for (auto d : shape) p->add_dims(d);
+    for (auto x : v) p->add_int64_data(x);
+    return name;
+  }
+  // A float scalar as a Constant node (not an initializer: it must not become a parameter).
+  std::string add_scalar_init(const std::string& node, const std::string& what, double v) {
+    const std::string name = const_name(node, what);
+    auto* n = add_node("Constant", name, {}, name);
+    auto* a = n->add_attribute();
+    a->set_name("value");
+    a->set_type(onnx::AttributeProto_AttributeType_TENSOR);
+    fill_float(a->mutable_t(), name, Tensor<double>(Shape{}, {v}));
+    return name;
+  }
+  onnx::NodeProto* add_node(const std::string& type, const std::string& name, const std::vector<std::string>& ins,
+                            const std::string& out) {
+    auto* n = m_graph->add_node();
+    n->set_op_type(type);
+    n->set_name(name);
+    for (const auto& i : ins) n->add_input(i);
+    n->add_output(out);
+    return n;
+  }
+  static void set_i(onnx::NodeProto* n, const char* name, std::int64_t v) {
+    auto* a = n->add_attribute();
+    a->set_name(name);
+    a->set_type(onnx::AttributeProto_AttributeType_INT);
+    a->set_i(v);
+  }
+  static void set_f(onnx::NodeProto* n, const char* name, double v) {
+    auto* a = n->add_attribute();
+    a->set_name(name);
+    a->set_type(onnx::AttributeProto_AttributeType_FLOAT);
+    a->set_f(static_cast<float>(v));
+  }
+  static void set_ints(onnx::NodeProto* n, const char* name, const std::vector<std::int64_t>& v) {
+    auto* a = n->add_attribute();
+    a->set_name(name);
+    a->set_type(onnx::AttributeProto_AttributeType_INTS);
+    for (auto x : v) a->add_ints(x);
+  }
+  static std::vector<std::int64_t> ints(const json& a, const char* key) {
+    return a.contains(key) ? a.at(key).get<std::vector<std::int64_t>>() : std::vector<std::int64_t>{};
+  }
+
+  void export_node(int i) {
+    const Node& node = m_model.nodes()[i];
+    const auto spec = describe_node(m_model, i);
+    if (!spec) fail(m_path, "node '" + node.name + "' (" + node.op->type() + "): its attributes cannot be recovered");
+    const std::string& t = spec->type;
+    const json& a = spec->attrs;
+    std::vector<std::string> ins;
+    for (int v : node.inputs) ins.push_back(m_model.values().at(v).name);
+    const std::string& out = m_model.values().at(node.output).name;
+    const std::string& nm = node.name;
+    auto attr_or = [&](const char* k, auto def) { return a.contains(k) ? a.at(k).get<decltype(def)>() : def; };
+
+    if (t == "Gelu") {  // 0.5 x (1 + erf(x / sqrt 2))
+      const std::string x = ins.at(0);
+      add_node("Div", nm + "/div", {x, add_scalar_init(nm, "sqrt2", std::sqrt(2.0))}, nm + "/div_out");
+      add_node("Erf", nm + "/erf", {nm + "/div_out"}, nm + "/erf_out");
+      add_node("Add", nm + "/add", {nm + "/erf_out", add_scalar_init(nm, "one", 1.0)}, nm + "/add_out");
+      add_node("Mul", nm + "/mul", {x, nm + "/add_out"}, nm + "/mul_out");
+      add_node("Mul", nm, {nm + "/mul_out", add_scalar_init(nm, "half", 0.5)}, out);
+      return;
+    }
+    if (t == "Pad") {  // the no-op Pad exporters emit before AveragePool
+      const auto rank = static_cast<std::int64_t>(m_model.values().at(node.inputs.at(0)).shape.size()) +
+                        (node.inputs.at(0) == m_model.input() ? 1 : 0);
+      ins.push_back(add_int_init(nm, "pads", std::vector<std::int64_t>(2 * rank, 0)));
+      add_node(t, nm, ins, out);
+      return;
+    }
+    if (t == "Cast") {
+      set_i(add_node(t, nm, ins, out), "to", onnx::TensorProto_DataType_FLOAT);
+      return;
+    }
+    if (t == "Pow") {
+      ins.push_back(add_scalar_init(nm, "exponent", a.at("exponent").get<double>()));
+      add_node(t, nm, ins, out);
+      return;
+    }
+    if (t == "Reshape") {
+      ins.push_back(add_int_init(nm, "shape", ints(a, "shape")));
+      auto* n = add_node(t, nm, ins, out);
+      if (attr_or("allowzero", false)) set_i(n, "allowzero", 1);
+      return;
+    }
+    if (t == "Slice") {
+      auto starts = ints(a, "starts"), ends = ints(a, "ends"), axes = ints(a, "axes"), steps = ints(a, "steps");
+      if (axes.empty() && !steps.empty())
+        for (std::size_t k = 0; k < starts.size(); ++k) axes.push_back(static_cast<std::int64_t>(k));
+      ins.push_back(add_int_init(nm, "starts", starts));
+      ins.push_back(add_int_init(nm, "ends", ends));
+      if (!axes.empty()) ins.push_back(add_int_init(nm, "axes", axes));
+      if (!steps.empty()) ins.push_back(add_int_init(nm, "steps", steps));
+      add_node(t, nm, ins, out);
+      return;
+    }
+    if (t == "Gather") {
+      ins.push_back(add_int_init(nm, "indices", ints(a, "indices"), ints(a, "indices_shape")));
+      set_i(add_node(t, nm, ins, out), "axis", attr_or("axis", std::int64_t(0)));
+      return;
+    }
+    if (t == "Unsqueeze" || t == "Squeeze" || t == "ReduceSum") {
+      const auto axes = ints(a, "axes");
+      if (!axes.empty()) ins.push_back(add_int_init(nm, "axes", axes));
+      auto* n = add_node(t, nm, ins, out);
+      if (t == "ReduceSum") set_i(n, "keepdims", attr_or("keepdims", true) ? 1 : 0);
+      return;
+    }
+    auto* n = add_node(t, nm, ins, out);
+    if (t == "LeakyRelu") set_f(n, "alpha", attr_or("alpha", 0.01));
+    if (t == "Gemm") {
+      set_i(n, "transA", attr_or("transA", false) ? 1 : 0);
+      set_i(n, "transB", attr_or("transB", false) ? 1 : 0);
+      set_f(n, "alpha", attr_or("alpha", 1.0));
+      set_f(n, "beta", attr_or("beta", 1.0));
+    }
+    if (t == "Conv" || t == "MaxPool" || t == "AveragePool") {
+      set_ints(n, "kernel_shape", ints(a, "kernel"));
+      if (a.contains("strides")) set_ints(n, "strides", ints(a, "strides"));
+      if (a.contains("pads")) set_ints(n, "pads", ints(a, "pads"));
+      const auto dil = ints(a, "dilations");
+      if (t != "AveragePool" && !dil.empty()) set_ints(n, "dilations", dil);
+      if (t == "AveragePool" && !dil.empty() && (dil[0] != 1 || dil[1] != 1))
+        fail(m_path, "node '" + nm + "' (AveragePool): dilations need opset 19");
+      if (t == "Conv") set_i(n, "group", attr_or("group", std::int64_t(1)));
+      if (t != "Conv") set_i(n, "ceil_mode", attr_or("ceil_mode", false) ? 1 : 0);
+      if (t == "AveragePool") set_i(n, "count_include_pad", attr_or("count_include_pad", false) ? 1 : 0);
+    }
+    if (t == "Softmax" || t == "LogSoftmax" || t == "Flatten" || t == "Concat" || t == "LayerNormalization")
+      set_i(n, "axis", a.at("axis").get<std::int64_t>());
+    if (t == "LayerNormalization" || t == "BatchNormalization") set_f(n, "epsilon", a.at("epsilon").get<double>());
+    if (t == "BatchNormalization" && attr_or("training", false)) set_i(n, "training_mode", 1);
+    if (t == "ReduceMean") {
+      if (!ints(a, "axes").empty()) set_ints(n, "axes", ints(a, "axes"));
+      set_i(n, "keepdims", attr_or("keepdims", true) ? 1 : 0);
+    }
+    if (t == "Transpose" && !ints(a, "perm").empty()) set_ints(n, "perm", ints(a, "perm"));
+  }
+
+  const Model& m_model;
+  std::string m_path;
+  onnx::GraphProto* m_graph = nullptr;
+  int m_counter = 0;
+};
+
+}  // namespace
+
+void export_onnx(const Model& model, const std::string& path) {
+  if (model.input() < 0 || model.output() < 0) throw std::invalid_argument(path + ": model has no input or no output");
+  const onnx::ModelProto mp = Exporter(model, path).run();
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out || !mp.SerializeToOstream(&out) || !out.flush()) {
+      std::remove(tmp.c_str());
+      fail(path, "cannot write '" + tmp + "'");
+    }
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) {
+    std::remove(tmp.c_str());
+    fail(path, "cannot rename '" + tmp + "' into place (" + ec.message() + ")");
+  }
+}
+
+}  // namespace curv

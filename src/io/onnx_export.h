@@ -1,0 +1,19 @@
+#pragma once
+/// \file onnx_export.h
+/// Export of a Model to ONNX (opset 17), so models trained or quantized by curv go back to
+/// PyTorch and onnxruntime. Parameters and constants become FLOAT initializers under their model
+/// names (exact for models imported from float32 ONNX, rounded to float32 otherwise), the input
+/// keeps a free batch dim "N", and each node becomes the ONNX op it was imported from (Gelu is
+/// written as its Erf decomposition, Pad/Cast as Identity). Import of the exported file gives
+/// back the same graph, parameters and outputs.
+#include <string>
+
+#include "src/core/model.h"
+
+namespace curv {
+
+/// Writes `path` (via "<path>.tmp" and a rename). Throws std::runtime_error naming the file, or the
+/// node whose op cannot be described or has no ONNX form.
+void export_onnx(const Model& model, const std::string& path);
+
+}  // namespace curv

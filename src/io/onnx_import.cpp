@@ -1,0 +1,330 @@
+#include "src/io/onnx_import.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "src/io/internal/onnx_importer.h"
+
+namespace curv {
+
+namespace onnx_detail {
+
+namespace {
+
+constexpr int kMinOpset = 7;  // older exports parse, but only 11-17 are tested
+constexpr int kMaxOpset = 18;
+
+template <class T>
+std::vector<T> raw_values(const std::string& raw, std::int64_t n, const std::string& what) {
+  if (raw.size() != static_cast<std::size_t>(n) * sizeof(T))
+    throw std::invalid_argument(what + ": raw_data has " + std::to_string(raw.size()) + " bytes, expected " +
+                                std::to_string(n * sizeof(T)));
+  std::vector<T> v(n);
+  if (n) std::memcpy(v.data(), raw.data(), raw.size());
+  return v;
+}
+
+}  // namespace
+
+std::string dtype_name(int t) { return onnx::TensorProto_DataType_Name(static_cast<onnx::TensorProto_DataType>(t)); }
+
+// A TensorProto as a folded constant; throws std::invalid_argument naming `what`.
+Folded load_tensor(const onnx::TensorProto& t, const std::string& what) {
+  Shape shape(t.dims().begin(), t.dims().end());
+  const std::int64_t n = numel(shape);
+  if (t.data_location() == onnx::TensorProto_DataLocation_EXTERNAL)
+    throw std::invalid_argument(what + ": external tensor data is not supported (re-export with the weights inside)");
+  const bool raw = t.has_raw_data();
+  auto check = [&](std::size_t got) {
+    if (got != static_cast<std::size_t>(n))
+      throw std::invalid_argument(what + ": has " + std::to_string(got) + " values for shape " + shape_str(shape));
+  };
+  switch (t.data_type()) {
+    case onnx::TensorProto_DataType_FLOAT: {
+      std::vector<float> v = raw ? raw_values<float>(t.raw_data(), n, what)
+                                 : std::vector<float>(t.float_data().begin(), t.float_data().end());
+      check(v.size());
+      return Folded::of_floats(shape, {v.begin(), v.end()});
+    }
+    case onnx::TensorProto_DataType_DOUBLE: {
+      std::vector<double> v = raw ? raw_values<double>(t.raw_data(), n, what)
+                                  : std::vector<double>(t.double_data().begin(), t.double_data().end());
+      check(v.size());
+      return Folded::of_floats(shape, std::move(v));
+    }
+    case onnx::TensorProto_DataType_INT64: {
+      std::vector<std::int64_t> v = raw ? raw_values<std::int64_t>(t.raw_data(), n, what)
+                                        : std::vector<std::int64_t>(t.int64_data().begin(), t.int64_data().end());
+      check(v.size());
+      return Folded::of_ints(shape, std::move(v));
+    }
+    case onnx::TensorProto_DataType_INT32: {
+      std::vector<std::int32_t> v = raw ? raw_values<std::int32_t>(t.raw_data(), n, what)
+                                        : std::vector<std::int32_t>(t.int32_data().begin(), t.int32_data().end());
+      check(v.size());
+      return Folded::of_ints(shape, {v.begin(), v.end()});
+    }
+    case onnx::TensorProto_DataType_BOOL:
+    case onnx::TensorProto_DataType_UINT8:
+    case onnx::TensorProto_DataType_INT8: {
+      std::vector<std::int64_t> v;
+      if (raw) {
+        for (char c : t.raw_data())
+          v.push_back(t.data_type() == onnx::TensorProto_DataType_INT8 ? static_cast<signed char>(c)
+                                                                       : static_cast<unsigned char>(c));
+      } else {
+        v.assign(t.int32_data().begin(), t.int32_data().end());
+      }
+      check(v.size());
+      return Folded::of_ints(shape, std::move(v));
+    }
+    default:
+      throw std::invalid_argument(what + ": unsupported data type " + dtype_name(t.data_type()) +
+                                  " (expected FLOAT, DOUBLE, INT64, INT32)");
+  }
+}
+
+// Attributes each supported op may carry (others are rejected as unsupported).
+const std::map<std::string, std::set<std::string>>& known_attributes() {
+  static const std::map<std::string, std::set<std::string>> m{
+      {"Gemm", {"transA", "transB", "alpha", "beta"}},
+      {"MatMul", {}},
+      {"Add", {}},
+      {"Sub", {}},
+      {"Mul", {}},
+      {"Div", {}},
+      {"Pow", {}},
+      {"Equal", {}},
+      {"Conv", {"kernel_shape", "strides", "dilations", "pads", "group", "auto_pad"}},
+      {"MaxPool", {"kernel_shape", "strides", "dilations", "pads", "ceil_mode", "auto_pad", "storage_order"}},
+      {"AveragePool", {"kernel_shape", "strides", "pads", "ceil_mode", "count_include_pad", "auto_pad"}},
+      {"GlobalAveragePool", {}},
+      {"Relu", {}},
+      {"LeakyRelu", {"alpha"}},
+      {"Sigmoid", {}},
+      {"Tanh", {}},
+      {"Erf", {}},
+      {"Sqrt", {}},
+      {"Exp", {}},
+      {"Log", {}},
+      {"Neg", {}},
+      {"Reciprocal", {}},
+      {"Identity", {}},
+      {"Dropout", {"ratio", "seed"}},
+      {"Softmax", {"axis"}},
+      {"LogSoftmax", {"axis"}},
+      {"ReduceMean", {"axes", "keepdims", "noop_with_empty_axes"}},
+      {"ReduceSum", {"axes", "keepdims", "noop_with_empty_axes"}},
+      {"BatchNormalization", {"epsilon", "momentum", "training_mode", "spatial"}},
+      {"LayerNormalization", {"axis", "epsilon", "stash_type"}},
+      {"Reshape", {"allowzero"}},
+      {"Flatten", {"axis"}},
+      {"Transpose", {"perm"}},
+      {"Slice", {"starts", "ends", "axes"}},
+      {"Concat", {"axis"}},
+      {"Gather", {"axis"}},
+      {"Unsqueeze", {"axes"}},
+      {"Squeeze", {"axes"}},
+      {"Constant", {"value", "value_float", "value_floats", "value_int", "value_ints"}},
+      {"Shape", {"start", "end"}},
+      {"Cast", {"to", "saturate"}},
+      {"ConstantOfShape", {"value"}},
+      {"Pad", {"mode", "pads", "value"}},
+      {"Gelu", {"approximate"}},
+      {"Clip", {"min", "max"}},
+      {"Split", {"axis", "split", "num_outputs"}},
+  };
+  return m;
+}
+
+Model Importer::run(const onnx::ModelProto& mp) {
+  for (const auto& op : mp.opset_import())
+    if (op.domain().empty() || op.domain() == "ai.onnx") m_opset = static_cast<int>(op.version());
+  if (m_opset == 0) fail("not an ONNX model (no default-domain opset_import)");
+  if (m_opset < kMinOpset || m_opset > kMaxOpset)
+    fail("opset " + std::to_string(m_opset) + " is not supported (expected 11-17)");
+  const onnx::GraphProto& g = mp.graph();
+  std::set<std::string> inits;
+  for (const auto& t : g.initializer()) {
+    inits.insert(t.name());
+    Folded f;
+    try {
+      f = load_tensor(t, "initializer '" + t.name() + "'");
+    } catch (const std::invalid_argument& e) {
+      fail(e.what());
+    }
+    for (std::size_t k = 0; k < f.f.size(); ++k)
+      if (!std::isfinite(f.f[k]))
+        fail("initializer '" + t.name() + "': " + (std::isnan(f.f[k]) ? "NaN" : "Inf") + " at element " +
+             std::to_string(k) + " of " + shape_str(f.shape));
+    f.trainable = !f.is_int;
+    m_consts[t.name()] = std::move(f);
+  }
+  add_input(g, inits);
+  for (const auto& n : g.node()) import_node(n);
+  if (g.output_size() < 1) fail("graph has no output");
+  const std::string& out = g.output(0).name();
+  const auto it = m_values.find(out);
+  if (it == m_values.end()) fail("graph output '" + out + "' does not depend on the input");
+  m_model.set_output(it->second);
+  auto& meta = m_model.meta();
+  meta["source"] = m_path;
+  meta["format"] = "onnx";
+  meta["producer"] = mp.producer_name() + (mp.producer_version().empty() ? "" : " " + mp.producer_version());
+  meta["opset"] = std::to_string(m_opset);
+  meta["ir_version"] = std::to_string(mp.ir_version());
+  meta["graph_output"] = out;
+  return std::move(m_model);
+}
+
+void Importer::import_node(const onnx::NodeProto& n) {
+  m_node = &n;
+  m_node_name = n.name().empty() ? (n.output_size() ? n.output(0) : n.op_type()) : n.name();
+  const std::string& t = n.op_type();
+  if (!n.domain().empty() && n.domain() != "ai.onnx") node_fail("unsupported operator domain '" + n.domain() + "'");
+  const auto known = known_attributes().find(t);
+  if (known == known_attributes().end()) node_fail("unsupported operator");
+  for (const auto& a : n.attribute())
+    if (!known->second.count(a.name())) node_fail("unsupported attribute '" + a.name() + "'");
+  if (n.output_size() < 1) node_fail("node has no output");
+  try {
+    if (try_fold(t)) return;
+    import_op(t);
+  } catch (const std::invalid_argument& e) {
+    node_fail(e.what());
+  } catch (const json::exception& e) {
+    node_fail(e.what());
+  }
+}
+
+// Folds the node when all its inputs are load-time constants (and none is a trainable weight).
+bool Importer::try_fold(const std::string& t) {
+  namespace F = onnx_fold;
+  if (t == "Constant") {
+    Folded f;
+    if (const auto* a = attr("value"))
+      f = load_tensor(a->t(), "value");
+    else if ((a = attr("value_float")))
+      f = Folded::of_floats({}, {a->f()});
+    else if ((a = attr("value_floats")))
+      f = Folded::of_floats({a->floats_size()}, {a->floats().begin(), a->floats().end()});
+    else if ((a = attr("value_int")))
+      f = Folded::of_ints({}, {a->i()});
+    else if ((a = attr("value_ints")))
+      f = Folded::of_ints({a->ints_size()}, {a->ints().begin(), a->ints().end()});
+    else
+      node_fail("Constant without a supported value attribute");
+    set_folded(std::move(f));
+    return true;
+  }
+  if (t == "Shape") {
+    Folded s;
+    if (const Folded* c = folded(0); c && !m_values.count(in_name(0))) {
+      s = F::shape_of(c->shape, c->shape);
+    } else {
+      const int v = value(0);
+      s = F::shape_of(shape_at(v, 1), shape_at(v, 2));
+    }
+    const std::int64_t r = s.size();
+    std::int64_t start = attr_i("start", 0), end = attr_i("end", r);
+    if (start < 0) start += r;
+    if (end < 0) end += r;
+    start = std::clamp<std::int64_t>(start, 0, r);
+    end = std::clamp<std::int64_t>(end, start, r);
+    set_folded(F::slice(s, {start}, {end}, {0}, {}));
+    return true;
+  }
+  static const std::set<std::string> foldable{
+      "Identity", "Cast",   "Gather",     "Unsqueeze", "Squeeze", "Concat",    "Slice",
+      "Add",      "Sub",    "Mul",        "Div",       "Pow",     "Neg",       "Sqrt",
+      "Exp",      "Log",    "Reciprocal", "Relu",      "Reshape", "Transpose", "ConstantOfShape",
+      "Equal",    "Flatten"};
+  if (!foldable.count(t)) return false;
+  std::vector<const Folded*> ins;
+  for (int k = 0; k < m_node->input_size(); ++k) {
+    if (in_name(k).empty()) {
+      ins.push_back(nullptr);
+      continue;
+    }
+    const Folded* f = folded(k);
+    if (!f || f->trainable) return false;
+    ins.push_back(f);
+  }
+  if (ins.empty() || !ins[0]) return false;
+  const Folded& a = *ins[0];
+  auto axes_of = [&](int k) {
+    if (attr("axes")) return attr_ints("axes");
+    return (k < static_cast<int>(ins.size()) && ins[k]) ? ins[k]->ints("axes") : std::vector<std::int64_t>{};
+  };
+  if (t == "Identity")
+    set_folded(a);
+  else if (t == "Cast") {
+    const auto to = attr_i("to", 0);
+    const bool to_int = to == onnx::TensorProto_DataType_INT64 || to == onnx::TensorProto_DataType_INT32 ||
+                        to == onnx::TensorProto_DataType_BOOL;
+    set_folded(F::cast(a, to_int));
+  } else if (t == "Gather")
+    set_folded(F::gather(a, attr_i("axis", 0), need_folded(1, "indices")));
+  else if (t == "Unsqueeze")
+    set_folded(F::unsqueeze(a, axes_of(1)));
+  else if (t == "Squeeze")
+    set_folded(F::squeeze(a, axes_of(1)));
+  else if (t == "Concat")
+    set_folded(F::concat(ins, attr_i("axis", 0)));
+  else if (t == "Slice") {
+    if (m_opset < 10) {
+      set_folded(F::slice(a, attr_ints("starts"), attr_ints("ends"), attr_ints("axes"), {}));
+    } else {
+      auto opt = [&](int k) {
+        return (k < static_cast<int>(ins.size()) && ins[k]) ? ins[k]->ints("Slice operand")
+                                                            : std::vector<std::int64_t>{};
+      };
+      set_folded(F::slice(a, opt(1), opt(2), opt(3), opt(4)));
+    }
+  } else if (t == "Add" || t == "Sub" || t == "Mul" || t == "Div" || t == "Pow" || t == "Equal") {
+    set_folded(F::binary(t, a, need_folded(1, "operand")));
+  } else if (t == "Neg" || t == "Sqrt" || t == "Exp" || t == "Log" || t == "Reciprocal" || t == "Relu") {
+    set_folded(F::unary(t, a));
+  } else if (t == "Reshape") {
+    set_folded(F::reshape(a, need_folded(1, "shape").ints("shape"), attr_i("allowzero", 0) != 0));
+  } else if (t == "Flatten") {
+    std::int64_t ax = attr_i("axis", 1);
+    if (ax < 0) ax += a.shape.size();
+    std::int64_t outer = 1;
+    for (std::int64_t d = 0; d < ax; ++d) outer *= a.shape.at(d);
+    set_folded(F::reshape(a, {outer, -1}, false));
+  } else if (t == "Transpose") {
+    set_folded(F::transpose(a, attr_ints("perm")));
+  } else if (t == "ConstantOfShape") {
+    Folded v = Folded::of_floats({1}, {0.0});
+    if (const auto* at = attr("value")) v = load_tensor(at->t(), "value");
+    set_folded(F::constant_of_shape(a.ints("shape"), v));
+  }
+  return true;
+}
+
+}  // namespace onnx_detail
+
+Model import_onnx(const std::string& path, const ImportOptions& opts) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error(path + ": no such file or not readable");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const std::string bytes = ss.str();
+  onnx::ModelProto mp;
+  if (bytes.empty()) throw std::runtime_error(path + ": not an ONNX model (empty file)");
+  if (!mp.ParseFromString(bytes))
+    throw std::runtime_error(path + ": not an ONNX model (protobuf parse failed: truncated or not ONNX)");
+  if (mp.ir_version() <= 0 || !mp.has_graph() || mp.graph().node_size() == 0)
+    throw std::runtime_error(path + ": not an ONNX model (no ir_version or empty graph)");
+  try {
+    return onnx_detail::Importer(path, opts).run(mp);
+  } catch (const std::invalid_argument& e) {
+    throw std::runtime_error(path + ": " + e.what());
+  }
+}
+
+}  // namespace curv

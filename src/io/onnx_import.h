@@ -1,0 +1,41 @@
+#pragma once
+/// \file onnx_import.h
+/// Import of ONNX models as `torch.onnx.export` writes them (opsets 11-17) into a Model.
+///
+/// - Exactly one data input (graph inputs that are initializers do not count); its first dim is
+///   the free batch dimension, the others must be fixed.
+/// - Float initializers used as data operands become trainable parameters named by the
+///   initializer (`0.weight`, `layer1.0.conv1.weight`, `onnx::MatMul_132`), in order of first use;
+///   BatchNorm running mean/var and Constant-node values become constants. `params_regex` (if not
+///   empty) selects the initializers that become parameters, `freeze_regex` turns matching ones
+///   into constants (std::regex_search, ECMAScript).
+/// - Constant sub-graphs (Constant, Shape, Gather, Unsqueeze, Concat, Cast, Slice, arithmetic)
+///   are folded at load time with the batch size kept symbolic; operands that are shapes, axes,
+///   indices or exponents are folded into op attributes.
+/// - Every node's folded description is recorded in Model::meta() (see internal/onnx_ops.h) so a
+///   curv checkpoint can rebuild it; meta also holds `source`, `producer`, `opset`.
+///
+/// Errors (std::runtime_error, one line):
+///   "<file>: not an ONNX model (...)"                         truncated or foreign file
+///   "<file>: node '<name>' (<OpType>, opset N): <what>"       unsupported op / attribute / dtype
+///   "<file>: initializer '<name>': <what>"                     NaN or Inf weight, unsupported dtype
+///   "<file>: graph has 2 data inputs ('a', 'b'); ..."          more than one data input
+#include <string>
+
+#include "src/core/model.h"
+
+namespace curv {
+
+struct ImportOptions {
+  /// Only initializers matching this regex become parameters (empty: every float initializer).
+  std::string params_regex;
+  /// Initializers matching this regex become constants (empty: none).
+  std::string freeze_regex;
+  /// Build BatchNormalization in training mode (batch statistics) instead of inference mode.
+  bool batch_norm_training = false;
+};
+
+/// Loads the ONNX file at `path`. Throws std::runtime_error naming the file (see above).
+Model import_onnx(const std::string& path, const ImportOptions& opts = {});
+
+}  // namespace curv

@@ -1,0 +1,274 @@
+#include "src/train/trainer.h"
+
+#include <cmath>
+#include <limits>
+#include <random>
+#include <stdexcept>
+
+#include "src/core/ops.h"
+#include "src/core/timer.h"
+
+namespace curv {
+
+const char* sharpness_name(SharpnessKind k) {
+  switch (k) {
+    case SharpnessKind::None: return "none";
+    case SharpnessKind::Sam: return "sam";
+    case SharpnessKind::Asam: return "asam";
+    case SharpnessKind::Gnr: return "gnr";
+  }
+  return "?";
+}
+
+namespace {
+
+// Every BatchNorm node switched to `training`.
+Model with_batch_norm_mode(const Model& m, bool training) {
+  Model r = m;
+  for (std::size_t i = 0; i < r.nodes().size(); ++i)
+    if (OpPtr op = batch_norm_mode(*r.nodes()[i].op, training)) r.replace_op(static_cast<int>(i), op);
+  return r;
+}
+
+// Epoch e's visiting order: Fisher-Yates driven by a stream seeded from (seed, e) only.
+std::vector<std::int64_t> permutation(std::int64_t n, std::uint64_t seed, std::int64_t epoch, bool shuffle) {
+  std::vector<std::int64_t> p(n);
+  for (std::int64_t i = 0; i < n; ++i) p[i] = i;
+  if (!shuffle) return p;
+  std::seed_seq seq{std::uint32_t(seed), std::uint32_t(seed >> 32), std::uint32_t(epoch), std::uint32_t(epoch >> 32),
+                    0x7261696eu};
+  std::mt19937_64 rng(seq);
+  for (std::int64_t i = n - 1; i > 0; --i) std::swap(p[i], p[rng() % std::uint64_t(i + 1)]);
+  return p;
+}
+
+Dataset gather(const Dataset& d, const std::int64_t* idx, std::int64_t count) {
+  Dataset b;
+  b.source = d.source;
+  b.sample_shape = d.sample_shape;
+  b.target_shape = d.target_shape;
+  const std::int64_t sn = numel(d.sample_shape), tn = numel(d.target_shape);
+  b.x.resize(count * sn);
+  for (std::int64_t i = 0; i < count; ++i) std::copy_n(d.x.begin() + idx[i] * sn, sn, b.x.begin() + i * sn);
+  if (d.classification()) {
+    b.labels.resize(count);
+    for (std::int64_t i = 0; i < count; ++i) b.labels[i] = d.labels[idx[i]];
+  } else {
+    b.targets.resize(count * tn);
+    for (std::int64_t i = 0; i < count; ++i)
+      std::copy_n(d.targets.begin() + idx[i] * tn, tn, b.targets.begin() + i * tn);
+  }
+  return b;
+}
+
+double norm(const std::vector<double>& v) {
+  double s = 0;
+  for (double x : v) s += x * x;
+  return std::sqrt(s);
+}
+
+bool mixes_batch(const Model& m) {
+  for (const auto& n : m.nodes())
+    if (n.op->mixes_batch()) return true;
+  return false;
+}
+
+}  // namespace
+
+Trainer::Trainer(const Model& model, const Dataset& train, const Dataset* test, TrainOptions o)
+    : m_train_model(with_batch_norm_mode(model, true)),
+      m_eval_model(with_batch_norm_mode(model, false)),
+      m_train(train),
+      m_test(test),
+      m_options(o) {
+  if (o.epochs < 1) throw std::invalid_argument("epochs must be >= 1 (got " + std::to_string(o.epochs) + ")");
+  if (o.batch_size < 0) throw std::invalid_argument("batch size must be >= 0 (0: full batch)");
+  const auto& s = o.sharpness;
+  if (s.kind != SharpnessKind::None && !(std::isfinite(s.rho) && s.rho > 0))
+    throw std::invalid_argument("SAM radius rho must be > 0 (got " + std::to_string(s.rho) + ")");
+  if (!(std::isfinite(s.eta) && s.eta >= 0)) throw std::invalid_argument("ASAM eta must be >= 0");
+  if (!(s.alpha >= 0 && s.alpha <= 1)) throw std::invalid_argument("GNR alpha must be in [0, 1]");
+  if (!(o.bn_momentum >= 0 && o.bn_momentum <= 1))
+    throw std::invalid_argument("BatchNorm momentum must be in [0, 1] (got " + std::to_string(o.bn_momentum) + ")");
+  // Validates shapes and labels of both sets against the model (no pass is run).
+  Objective::create(m_train_model, train, m_options.objective);
+  if (test) Objective::create(m_eval_model, *test, m_options.objective);
+
+  const std::int64_t n = train.size();
+  m_batch_size = o.batch_size == 0 ? n : std::min(o.batch_size, n);
+  m_batches = (n + m_batch_size - 1) / m_batch_size;
+  if (mixes_batch(m_train_model)) {
+    // BatchNorm needs two values per channel in every micro-batch (ghost batch).
+    const std::int64_t mb = m_options.objective.micro_batch;
+    auto lonely = [mb](std::int64_t size) { return size % mb == 1 || size == 1; };
+    if (lonely(m_batch_size))
+      throw std::invalid_argument("batch size " + std::to_string(m_batch_size) + " with micro-batch " +
+                                  std::to_string(mb) + " leaves a BatchNorm micro-batch of one sample");
+    if (n % m_batch_size && lonely(n % m_batch_size)) --m_batches;  // drop the last, lonely batch
+  }
+  m_optimizer = std::make_unique<Optimizer>(model.num_params(), o.optimizer);
+  m_schedule = std::make_unique<LrSchedule>(o.schedule, m_batches, o.epochs * m_batches);
+  m_w = model.flat_params();
+  m_state.optimizer = optimizer_name(o.optimizer.kind);
+}
+
+Trainer::~Trainer() = default;
+
+void Trainer::restore(const TrainState& s) {
+  if (s.epoch >= m_options.epochs)
+    throw std::invalid_argument("the checkpoint has already trained " + std::to_string(s.epoch) +
+                                " epochs: ask for more with --epochs");
+  if (s.step != s.epoch * m_batches)
+    throw std::invalid_argument("the checkpoint stopped at step " + std::to_string(s.step) + " after " +
+                                std::to_string(s.epoch) + " epochs, which does not match " +
+                                std::to_string(m_batches) + " batches per epoch (another batch size or data set?)");
+  if (s.optimizer != optimizer_name(m_options.optimizer.kind))
+    throw std::invalid_argument("the checkpoint's optimizer state is " + s.optimizer + ", this run uses " +
+                                optimizer_name(m_options.optimizer.kind));
+  m_optimizer->set_state(s.optimizer_state, s.optimizer_steps);
+  m_state.epoch = s.epoch;
+  m_state.step = s.step;
+  m_state.history = s.history;
+}
+
+double Trainer::current_lr() const { return m_schedule->at(m_state.step); }
+
+const Model& Trainer::eval_model() {
+  if (m_eval_stale) {
+    m_eval_model.set_flat_params(m_w);
+    for (int i = 0; i < m_eval_model.num_constants(); ++i) m_eval_model.constant(i) = m_train_model.constant(i);
+    m_eval_stale = false;
+  }
+  return m_eval_model;
+}
+
+TrainState Trainer::state() const {
+  TrainState s = m_state;
+  s.optimizer = optimizer_name(m_options.optimizer.kind);
+  s.optimizer_steps = m_optimizer->steps();
+  s.optimizer_state = m_optimizer->state();
+  s.config = m_options.config;
+  return s;
+}
+
+EvalResult Trainer::evaluate(const Dataset& data) {
+  ObjectiveOptions oo = m_options.objective;
+  oo.cache_bytes = 0;
+  return Objective::create(eval_model(), data, oo)->evaluate();
+}
+
+double Trainer::batch_gradient(const Dataset& batch, const std::vector<double>& w, std::vector<double>& g,
+                               std::vector<BatchNormStats>* bn, EvalResult* eval) {
+  m_train_model.set_flat_params(w);
+  ObjectiveOptions oo = m_options.objective;
+  oo.cache_bytes = std::numeric_limits<std::size_t>::max() / 4;  // evaluate() reuses the gradient's pass
+  auto obj = Objective::create(m_train_model, batch, oo);
+  Eigen::VectorXd gv;
+  const double loss = obj->gradient(gv);
+  g.assign(gv.data(), gv.data() + gv.size());
+  if (eval) *eval = obj->evaluate();
+  if (bn) *bn = obj->batch_norm_stats();
+  return loss;
+}
+
+EvalResult Trainer::step_gradient(const Dataset& batch, std::vector<double>& g) {
+  std::vector<BatchNormStats> bn;
+  EvalResult ev;
+  batch_gradient(batch, m_w, g, &bn, &ev);
+  const auto& s = m_options.sharpness;
+  if (s.kind != SharpnessKind::None) {
+    const std::size_t P = m_w.size();
+    std::vector<double> e(P), w_adv(P), g_adv;
+    if (s.kind == SharpnessKind::Asam) {
+      // e = rho T^2 g / ||T g||, T = |w| + eta
+      double tg2 = 0;
+      for (std::size_t i = 0; i < P; ++i) {
+        const double t = std::abs(m_w[i]) + s.eta;
+        tg2 += t * t * g[i] * g[i];
+        e[i] = t * t * g[i];
+      }
+      const double scale = s.rho / (std::sqrt(tg2) + 1e-12);
+      for (auto& x : e) x *= scale;
+    } else {
+      const double scale = s.rho / (norm(g) + 1e-12);
+      for (std::size_t i = 0; i < P; ++i) e[i] = scale * g[i];
+    }
+    for (std::size_t i = 0; i < P; ++i) w_adv[i] = m_w[i] + e[i];
+    batch_gradient(batch, w_adv, g_adv, nullptr, nullptr);
+    if (s.kind == SharpnessKind::Gnr)
+      for (std::size_t i = 0; i < P; ++i) g[i] = (1 - s.alpha) * g[i] + s.alpha * g_adv[i];
+    else
+      g = std::move(g_adv);
+  }
+  update_running_stats(m_train_model, bn, m_options.bn_momentum);
+  return ev;
+}
+
+void Trainer::log_curvature() {
+  if (!measure_curvature) return;
+  m_state.history.curvature.push_back(measure_curvature(*this));
+}
+
+bool Trainer::run() {
+  m_stop.store(false);
+  if (m_state.step == 0 && curvature_every > 0 && m_state.history.curvature.empty()) log_curvature();
+  for (std::int64_t e = m_state.epoch + 1; e <= m_options.epochs; ++e) {
+    Timer epoch_timer;
+    const auto perm = permutation(m_train.size(), m_options.seed, e, m_options.shuffle);
+    double loss_sum = 0, acc_sum = 0, train_seconds = 0;
+    std::int64_t seen = 0;
+    std::vector<double> g;
+    double lr = 0;
+    for (std::int64_t b = 0; b < m_batches; ++b) {
+      if (m_stop.load()) return false;
+      Timer step_timer;
+      const std::int64_t first = b * m_batch_size;
+      const std::int64_t count = std::min(m_batch_size, m_train.size() - first);
+      const Dataset batch = gather(m_train, perm.data() + first, count);
+      lr = m_schedule->at(m_state.step);
+      const EvalResult r = step_gradient(batch, g);
+      m_optimizer->step(m_w, g, lr);
+      ++m_state.step;
+      m_eval_stale = true;
+      train_seconds += step_timer.seconds();
+      loss_sum += r.loss * double(count);
+      acc_sum += (std::isnan(r.accuracy) ? 0.0 : r.accuracy) * double(count);
+      seen += count;
+      if (on_step) {
+        StepInfo info;
+        info.epoch = e;
+        info.batch = b + 1;
+        info.batches = m_batches;
+        info.step = m_state.step;
+        info.loss = loss_sum / double(seen);
+        info.accuracy = m_train.classification() ? acc_sum / double(seen) : std::numeric_limits<double>::quiet_NaN();
+        info.samples_per_second = double(seen) / std::max(train_seconds, 1e-9);
+        info.lr = lr;
+        on_step(info);
+      }
+      if (!curvature_per_epoch && curvature_every > 0 && m_state.step % curvature_every == 0) log_curvature();
+    }
+    EpochRecord rec;
+    rec.epoch = e;
+    rec.step = m_state.step;
+    rec.lr = lr;
+    rec.train_loss = loss_sum / double(std::max<std::int64_t>(seen, 1));
+    rec.train_accuracy = m_train.classification() ? acc_sum / double(std::max<std::int64_t>(seen, 1))
+                                                  : std::numeric_limits<double>::quiet_NaN();
+    rec.samples_per_second = double(seen) / std::max(train_seconds, 1e-9);
+    rec.test_loss = rec.test_accuracy = std::numeric_limits<double>::quiet_NaN();
+    if (m_test) {
+      const EvalResult t = evaluate(*m_test);
+      rec.test_loss = t.loss;
+      rec.test_accuracy = t.accuracy;
+    }
+    m_state.epoch = e;
+    if (curvature_per_epoch && curvature_every > 0 && e % curvature_every == 0) log_curvature();
+    rec.seconds = epoch_timer.seconds();
+    m_state.history.epochs.push_back(rec);
+    if (on_epoch_end) on_epoch_end(*this);
+  }
+  return true;
+}
+
+}  // namespace curv

@@ -1,0 +1,146 @@
+#pragma once
+/// \file trainer.h
+/// Mini-batch training of a Model with a first-order optimizer, optionally sharpness-aware:
+///
+///   SAM  (Foret et al. 2021)   e = rho g / ||g||,                 step with grad L(w + e)
+///   ASAM (Kwon et al. 2021)    e = rho T^2 g / ||T g||, T = |w| + eta (elementwise),
+///                                                                 step with grad L(w + e)
+///   GNR  (Zhao et al. 2022, gradient-norm penalty by finite differences)
+///                              e = rho g / ||g||,  step with (1 - alpha) g + alpha grad L(w + e)
+///
+/// g = grad L(w) is the mini-batch gradient of the loss only; weight decay is the optimizer's and
+/// applies at w, never at w + e. BatchNorm layers in training mode use batch statistics in both
+/// passes; their running statistics move only with the first pass (as `disable_running_stats` in
+/// the reference SAM code).
+///
+/// Mini-batches: epoch e visits the samples in a permutation drawn from (seed, e) alone, so a run
+/// resumed at an epoch boundary sees exactly the batches of an uninterrupted one. Inside a batch
+/// the gradient is reduced over micro-batches in a fixed order, so the weights do not depend on
+/// the thread count. BatchNorm batch statistics are those of one micro-batch (ghost batches of
+/// ObjectiveOptions::micro_batch samples); set micro_batch = batch_size for PyTorch's semantics.
+///
+/// Not thread-safe; uses oneTBB inside.
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "src/core/dataset.h"
+#include "src/train/lr_schedule.h"
+#include "src/core/model.h"
+#include "src/core/objective.h"
+#include "src/train/optimizer.h"
+#include "src/io/train_state.h"
+
+namespace curv {
+
+enum class SharpnessKind { None, Sam, Asam, Gnr };
+const char* sharpness_name(SharpnessKind k);
+
+struct SharpnessOptions {
+  SharpnessKind kind = SharpnessKind::None;
+  /// Ascent radius (REQUIRES > 0 unless kind is None).
+  double rho = 0.05;
+  /// ASAM's offset in T = |w| + eta.
+  double eta = 0.01;
+  /// GNR's mixing weight in [0, 1] (1 is SAM).
+  double alpha = 0.5;
+};
+
+struct TrainOptions {
+  /// Total epochs (a resumed run trains from its completed epochs up to this).
+  std::int64_t epochs = 1;
+  /// Samples per mini-batch; 0 means full batch (gradient descent).
+  std::int64_t batch_size = 128;
+  /// Seed of the per-epoch sample permutations.
+  std::uint64_t seed = 0;
+  /// Visit the samples in a fresh random order every epoch (false: in data order).
+  bool shuffle = true;
+  OptimizerOptions optimizer;
+  LrScheduleOptions schedule;
+  SharpnessOptions sharpness;
+  /// PyTorch BatchNorm momentum for running statistics.
+  double bn_momentum = 0.1;
+  /// Precision and micro-batch of the gradient passes.
+  ObjectiveOptions objective;
+  /// The run's settings as a JSON object, stored with the training state (opaque here).
+  std::string config;
+};
+
+/// Progress of one step, for progress bars.
+struct StepInfo {
+  std::int64_t epoch = 0;       // 1-based, the epoch being trained
+  std::int64_t batch = 0;       // 1-based within the epoch
+  std::int64_t batches = 0;     // per epoch
+  std::int64_t step = 0;        // steps completed (all epochs)
+  double loss = 0, accuracy = 0;  // running means over the epoch so far
+  double samples_per_second = 0;
+  double lr = 0;
+};
+
+class Trainer {
+ public:
+  /// The model is copied. BatchNorm nodes are switched to training mode for the gradient passes and
+  /// to inference mode (running statistics) for evaluation. `test` may be null. Both datasets must
+  /// outlive the trainer. Throws std::invalid_argument on bad options or data that does not fit.
+  Trainer(const Model& model, const Dataset& train, const Dataset* test, TrainOptions options);
+  ~Trainer();
+
+  /// Continues from a saved state (optimizer, counters, history). Throws std::invalid_argument when
+  /// the state does not fit (another optimizer, parameter count, or already past `epochs`).
+  void restore(const TrainState& state);
+
+  /// Trains up to options().epochs, calling the hooks. Returns false if stopped by request_stop()
+  /// (the state is then that of the last completed step; the epoch is not counted).
+  bool run();
+  /// Asks run() to return after the current step (safe from a signal handler).
+  void request_stop() { m_stop.store(true); }
+
+  /// Called after every step.
+  std::function<void(const StepInfo&)> on_step;
+  /// Called after every finished epoch (its EpochRecord already in the history).
+  std::function<void(Trainer&)> on_epoch_end;
+  /// Curvature measurements: called before the first step of a fresh run and then every
+  /// `curvature_every` steps (or at the end of every `curvature_every`-th epoch when
+  /// `curvature_per_epoch`); the returned record is appended to the history.
+  std::function<CurvatureRecord(Trainer&)> measure_curvature;
+  std::int64_t curvature_every = 0;  // 0: never
+  bool curvature_per_epoch = true;
+
+  /// The model at the current weights (BatchNorm in inference mode, running statistics current).
+  const Model& eval_model();
+  /// The training state to checkpoint (weights are in eval_model()).
+  TrainState state() const;
+  const TrainHistory& history() const { return m_state.history; }
+  const TrainOptions& options() const { return m_options; }
+  std::int64_t steps_per_epoch() const { return m_batches; }
+  std::int64_t step() const { return m_state.step; }
+  double current_lr() const;
+  /// Loss and accuracy of the current weights on a dataset (inference mode).
+  EvalResult evaluate(const Dataset& data);
+
+ private:
+  void train_epoch(std::int64_t epoch);
+  // Loss/accuracy at w; writes the step direction's gradient g (after SAM etc.) and updates BN stats.
+  EvalResult step_gradient(const Dataset& batch, std::vector<double>& g);
+  double batch_gradient(const Dataset& batch, const std::vector<double>& w, std::vector<double>& g,
+                        std::vector<BatchNormStats>* bn, EvalResult* eval);
+  void log_curvature();
+
+  Model m_train_model;  // BatchNorm in training mode
+  Model m_eval_model;   // BatchNorm in inference mode
+  const Dataset& m_train;
+  const Dataset* m_test;
+  TrainOptions m_options;
+  std::int64_t m_batch_size = 0, m_batches = 0;
+  std::unique_ptr<Optimizer> m_optimizer;
+  std::unique_ptr<LrSchedule> m_schedule;
+  std::vector<double> m_w;
+  TrainState m_state;
+  bool m_eval_stale = true;
+  std::atomic<bool> m_stop{false};
+};
+
+}  // namespace curv
