@@ -1,13 +1,16 @@
+// The Objective: micro-batches over the sample set, the loss at the output, and the curvature
+// seeds; graph passes in internal/graph_executor, the reduction in internal/deterministic_reduce,
+// kept primal passes in internal/primal_cache.
 #include "src/core/objective.h"
-
-#include <tbb/blocked_range.h>
-#include <tbb/parallel_reduce.h>
 
 #include <atomic>
 #include <cmath>
 #include <limits>
-#include <mutex>
 #include <stdexcept>
+
+#include "src/core/internal/deterministic_reduce.h"
+#include "src/core/internal/graph_executor.h"
+#include "src/core/internal/primal_cache.h"
 
 namespace curv {
 
@@ -29,74 +32,19 @@ Curvature parse_curvature(const std::string& s) {
 
 namespace {
 
-// Everything one micro-batch keeps from its primal pass.
-template <class T>
-struct Pass {
-  std::int64_t first = 0, count = 0;
-  std::vector<Tensor<T>> vals;    // by value id: Input and Node values
-  std::vector<OpState<T>> states; // by node
-  std::vector<Tensor<T>> grads;   // by value id: dL/dv for Node and Parameter values
-  double loss_sum = 0;
-  std::int64_t correct = 0;
-  bool has_grad = false;
-
-  std::size_t bytes() const {
-    std::size_t b = 0;
-    for (const auto& t : vals) b += t.size() * sizeof(T);
-    for (const auto& t : grads) b += t.size() * sizeof(T);
-    for (const auto& s : states) {
-      for (const auto& t : s.saved) b += t.size() * sizeof(T);
-      b += s.index.size() * sizeof(std::int64_t);
-    }
-    return b;
-  }
-};
-
 // Default bound on k x (parameters in a product) x sizeof(T) per tangent pass (see product()).
 constexpr std::size_t kGroupParamBytes = std::size_t(768) << 10;
 
-// x += y for run accumulators that start empty (size 0) until their first chunk.
-template <class M>
-void add_run(M& x, M& y) {
-  if (x.size() == 0)
-    x = std::move(y);
-  else if (y.size() != 0)
-    x += y;
-}
-
-// Deterministic sum over micro-batches. The chunks [0, n) are cut into at most kReduceLeaves runs of
-// consecutive chunks (a partition that depends only on n); leaf(i, acc) adds chunk i into the run's
-// accumulator in chunk order (acc starts value-initialized, i.e. empty), and add(x, y) (x += y, either
-// may be empty) combines the runs along a fixed binary tree. So the result does not depend on the
-// thread count, and a block product allocates one P x k accumulator per run instead of one per chunk
-// (per-chunk accumulators made a 16-direction MLP block pass twice as slow as 16 single products).
-constexpr std::int64_t kReduceLeaves = 32;
-
-template <class R, class Leaf, class Add>
-R tree_reduce(std::int64_t n, const Leaf& leaf, const Add& add) {
-  struct Body {
-    const Leaf& leaf;
-    const Add& add;
-    R acc{};
-    Body(const Leaf& l, const Add& a) : leaf(l), add(a) {}
-    Body(Body& b, tbb::split) : leaf(b.leaf), add(b.add) {}
-    void operator()(const tbb::blocked_range<std::int64_t>& r) {
-      for (std::int64_t i = r.begin(); i < r.end(); ++i) leaf(i, acc);
-    }
-    void join(Body& rhs) { add(acc, rhs.acc); }
-  };
-  Body body(leaf, add);
-  if (n <= 0) return std::move(body.acc);
-  const std::int64_t grain = (n + kReduceLeaves - 1) / kReduceLeaves;
-  tbb::parallel_deterministic_reduce(tbb::blocked_range<std::int64_t>(0, n, grain), body, tbb::simple_partitioner());
-  return std::move(body.acc);
-}
+using internal::add_run;
+using internal::deterministic_reduce;
+using internal::GraphExecutor;
+using internal::Pass;
 
 template <class T>
 class ObjectiveImpl final : public Objective {
  public:
   ObjectiveImpl(const Model& model, const Dataset& data, const ObjectiveOptions& opts)
-      : m_model(model), m_data(data), m_opts(opts) {
+      : m_model(model), m_data(data), m_opts(opts), m_exec(model) {
     if (model.input() < 0 || model.output() < 0) throw std::invalid_argument("objective: model has no input or output");
     if (data.size() <= 0) throw std::invalid_argument("objective: empty sample set (" + data.source + ")");
     if (opts.micro_batch <= 0) throw std::invalid_argument("objective: micro_batch must be positive");
@@ -125,21 +73,13 @@ class ObjectiveImpl final : public Objective {
     }
     for (std::int64_t f = 0; f < data.size(); f += opts.micro_batch)
       m_chunks.push_back({f, std::min(opts.micro_batch, data.size() - f)});
-    load_params(model.flat_params());
-    for (int i = 0; i < model.num_constants(); ++i) m_consts.push_back(cast(model.constant(i)));
-    // Which values depend on which parameters: active[v] for "any parameter".
-    const auto& vals = model.values();
-    m_depends.assign(vals.size(), false);
-    for (const auto& p : model.params()) m_depends[p.value] = true;
-    for (const auto& n : model.nodes())
-      for (int v : n.inputs) m_depends[n.output] = m_depends[n.output] || m_depends[v];
+    m_exec.set_params(model.flat_params());
     // Cache estimate: node values and their gradients, plus saved state, at full sample count.
     std::size_t per_sample = 0;
-    for (const auto& v : vals)
+    for (const auto& v : model.values())
       if (v.kind == ValueKind::Node) per_sample += numel(v.shape) * sizeof(T);
     m_act_per_sample = per_sample;
-    m_cache_on = opts.cache_bytes > 0 && 3 * per_sample * data.size() <= opts.cache_bytes;
-    m_cache.resize(m_chunks.size());
+    m_cache.configure(m_chunks.size(), opts.cache_bytes > 0 && 3 * per_sample * data.size() <= opts.cache_bytes);
     for (size_t i = 0; i < model.nodes().size(); ++i)
       if (model.nodes()[i].op->mixes_batch()) m_bn_nodes.push_back(static_cast<int>(i));
     if (!m_bn_nodes.empty()) m_bn_stats.resize(m_chunks.size());
@@ -155,33 +95,27 @@ class ObjectiveImpl final : public Objective {
     if (static_cast<std::int64_t>(w.size()) != m_model.num_params())
       throw std::invalid_argument("objective: parameter vector of length " + std::to_string(w.size()) + ", expected " +
                                   std::to_string(m_model.num_params()));
-    load_params(w);
+    m_exec.set_params(w);
     clear_cache();
   }
   std::vector<double> params() const override {
     std::vector<double> w(m_model.num_params());
-    for (size_t i = 0; i < m_params.size(); ++i) {
+    const auto& params = m_exec.params();
+    for (size_t i = 0; i < params.size(); ++i) {
       const auto& p = m_model.params()[i];
-      for (std::int64_t j = 0; j < p.size; ++j) w[p.offset + j] = m_params[i].data()[j];
+      for (std::int64_t j = 0; j < p.size; ++j) w[p.offset + j] = params[i].data()[j];
     }
     return w;
   }
-  void clear_cache() override {
-    for (auto& c : m_cache) c.reset();
-  }
-  std::size_t cache_bytes_used() const override {
-    std::size_t b = 0;
-    for (const auto& c : m_cache)
-      if (c) b += c->bytes();
-    return b;
-  }
+  void clear_cache() override { m_cache.clear(); }
+  std::size_t cache_bytes_used() const override { return m_cache.bytes(); }
 
   EvalResult evaluate() override {
     struct Acc {
       double loss = 0;
       std::int64_t correct = 0;
     };
-    Acc a = tree_reduce<Acc>(
+    Acc a = deterministic_reduce<Acc>(
         static_cast<std::int64_t>(m_chunks.size()),
         [&](std::int64_t c, Acc& acc) {
           std::unique_ptr<Pass<T>> tmp;
@@ -208,7 +142,7 @@ class ObjectiveImpl final : public Objective {
       Vector g;
     };
     const std::int64_t P = m_model.num_params();
-    Acc a = tree_reduce<Acc>(
+    Acc a = deterministic_reduce<Acc>(
         static_cast<std::int64_t>(m_chunks.size()),
         [&](std::int64_t c, Acc& acc) {
           std::unique_ptr<Pass<T>> tmp;
@@ -289,7 +223,7 @@ class ObjectiveImpl final : public Objective {
         LayerIO io;
         io.node = static_cast<int>(i);
         io.first_sample = m_chunks[c].first;
-        ConstView<T> x = view(p, n.inputs[0]);
+        ConstView<T> x = m_exec.view(p, n.inputs[0]);
         io.input = Tensor<double>(x.shape, std::vector<double>(x.data, x.data + x.size()));
         const Tensor<T>& g = p.grads[n.output];
         io.output_grad = Tensor<double>(g.shape(), std::vector<double>(g.vec().begin(), g.vec().end()));
@@ -299,23 +233,6 @@ class ObjectiveImpl final : public Objective {
   }
 
  private:
-  static Tensor<T> cast(const Tensor<double>& t) {
-    return Tensor<T>(t.shape(), std::vector<T>(t.vec().begin(), t.vec().end()));
-  }
-  void load_params(const std::vector<double>& w) {
-    m_params.clear();
-    for (const auto& p : m_model.params()) {
-      Tensor<T> t(p.shape);
-      for (std::int64_t j = 0; j < p.size; ++j) {
-        const double v = w[p.offset + j];
-        if (!std::isfinite(v))
-          throw std::invalid_argument("objective: parameter '" + p.name + "' has a non-finite value");
-        t.data()[j] = T(v);
-      }
-      m_params.push_back(std::move(t));
-    }
-  }
-
   // Labels (cross-entropy) or targets (MSE) of the samples from `first` on, as loss_forward takes them.
   const std::int64_t* labels_at(std::int64_t first) const {
     return m_loss == LossKind::CrossEntropy ? &m_data.labels[first] : nullptr;
@@ -324,24 +241,15 @@ class ObjectiveImpl final : public Objective {
     return m_loss == LossKind::MeanSquaredError ? &m_data.targets[first * numel(m_data.target_shape)] : nullptr;
   }
 
-  ConstView<T> view(const Pass<T>& p, int v) const {
-    const Value& val = m_model.values()[v];
-    switch (val.kind) {
-      case ValueKind::Parameter: return m_params[val.index].view();
-      case ValueKind::Constant: return m_consts[val.index].view();
-      default: return p.vals[v].view();
-    }
-  }
-
   // The primal pass of chunk c (forward, loss, and backward if `need_grad`), cached when enabled.
   Pass<T>& primal(std::int64_t c, bool need_grad, std::unique_ptr<Pass<T>>& tmp) {
-    std::unique_ptr<Pass<T>>& slot = m_cache_on ? m_cache[c] : tmp;
+    std::unique_ptr<Pass<T>>& slot = m_cache.slot(c, tmp);
     if (!slot) {
       slot = std::make_unique<Pass<T>>();
       forward(*slot, m_chunks[c].first, m_chunks[c].second);
       if (!m_bn_nodes.empty()) record_bn_stats(c, *slot);
     }
-    if (need_grad && !slot->has_grad) backward(*slot);
+    if (need_grad && !slot->has_grad) m_exec.backward(*slot);
     return *slot;
   }
 
@@ -361,34 +269,9 @@ class ObjectiveImpl final : public Objective {
     }
   }
 
+  // The primal pass of samples [first, first + count) and the loss (and its gradient) at the output.
   void forward(Pass<T>& p, std::int64_t first, std::int64_t count) {
-    const auto& vals = m_model.values();
-    const auto& nodes = m_model.nodes();
-    p.first = first;
-    p.count = count;
-    p.vals.assign(vals.size(), {});
-    p.states.assign(nodes.size(), {});
-    p.grads.assign(vals.size(), {});
-    p.has_grad = false;
-    const std::int64_t sn = numel(m_data.sample_shape);
-    Tensor<T>& x = p.vals[m_model.input()];
-    x.resize(with_lead(count, m_data.sample_shape));
-    for (std::int64_t i = 0; i < count * sn; ++i) x.data()[i] = T(m_data.x[first * sn + i]);
-    OpCtx<T> ctx;
-    std::vector<Shape> shapes;
-    for (size_t i = 0; i < nodes.size(); ++i) {
-      const Node& n = nodes[i];
-      ctx.in.clear();
-      shapes.clear();
-      for (int v : n.inputs) {
-        ctx.in.push_back(view(p, v));
-        shapes.push_back(ctx.in.back().shape);
-      }
-      Tensor<T>& out = p.vals[n.output];
-      out.resize(n.op->output_shape(shapes));
-      ctx.state = &p.states[i];
-      n.op->forward(ctx, out.view());
-    }
+    m_exec.forward(p, first, count, m_data.x.data() + first * numel(m_data.sample_shape));
     // Loss and its gradient at the output.
     const Tensor<T>& z = p.vals[m_model.output()];
     Tensor<T>& gz = p.grads[m_model.output()];
@@ -403,62 +286,22 @@ class ObjectiveImpl final : public Objective {
     ++m_primal_passes;
   }
 
-  static void add_into(Tensor<T>& dst, Tensor<T>&& src) {
-    if (dst.empty()) {
-      dst = std::move(src);
-      return;
-    }
-    T* d = dst.data();
-    const T* s = src.data();
-    for (std::int64_t i = 0; i < dst.size(); ++i) d[i] += s[i];
-  }
-
-  void backward(Pass<T>& p) {
-    const auto& nodes = m_model.nodes();
-    OpCtx<T> ctx;
-    std::vector<Tensor<T>> gin;
-    for (size_t i = nodes.size(); i-- > 0;) {
-      const Node& n = nodes[i];
-      const Tensor<T>& g = p.grads[n.output];
-      if (g.empty()) continue;
-      ctx.in.clear();
-      for (int v : n.inputs) ctx.in.push_back(view(p, v));
-      ctx.out = p.vals[n.output].view();
-      ctx.gout = g.view();
-      ctx.state = &p.states[i];
-      gin.assign(n.inputs.size(), {});
-      ctx.gin.assign(n.inputs.size(), View<T>{});
-      for (size_t a = 0; a < n.inputs.size(); ++a) {
-        if (!m_depends[n.inputs[a]]) continue;
-        gin[a].resize(ctx.in[a].shape);
-        ctx.gin[a] = gin[a].view();
-      }
-      n.op->backward(ctx);
-      for (size_t a = 0; a < n.inputs.size(); ++a)
-        if (ctx.gin[a].data) add_into(p.grads[n.inputs[a]], std::move(gin[a]));
-    }
-    p.has_grad = true;
-  }
-
   void product_group(Curvature curv, const Eigen::Ref<const Matrix>& V, Matrix& Y, const std::vector<int>& act,
                      const std::vector<std::int64_t>& row, std::int64_t rows) {
     const std::int64_t k = V.cols();
     const auto& mp = m_model.params();
     // Parameter tangents [k, shape] shared by every micro-batch.
     std::vector<Tensor<T>> ptan(mp.size());
-    std::vector<bool> tdep(m_model.values().size(), false);  // depends on an active parameter
     for (size_t a = 0; a < act.size(); ++a) {
       const auto& pi = mp[act[a]];
       Tensor<T> t(with_lead(k, pi.shape));
       for (std::int64_t j = 0; j < k; ++j)
         for (std::int64_t e = 0; e < pi.size; ++e) t.data()[j * pi.size + e] = T(V(row[a] + e, j));
       ptan[act[a]] = std::move(t);
-      tdep[pi.value] = true;
     }
-    for (const auto& n : m_model.nodes())
-      for (int v : n.inputs) tdep[n.output] = tdep[n.output] || tdep[v];
+    const std::vector<bool> tdep = m_exec.tangent_dependence(ptan);  // depends on an active parameter
 
-    Y = tree_reduce<Matrix>(
+    Y = deterministic_reduce<Matrix>(
         static_cast<std::int64_t>(m_chunks.size()),
         [&](std::int64_t c, Matrix& acc) {
           std::unique_ptr<Pass<T>> tmp;
@@ -473,48 +316,14 @@ class ObjectiveImpl final : public Objective {
   void tangent_pass(Curvature curv, const Pass<T>& p, std::int64_t k, const std::vector<Tensor<T>>& ptan,
                     const std::vector<bool>& tdep, const std::vector<int>& act, const std::vector<std::int64_t>& row,
                     Matrix& out) {
-    const auto& vals = m_model.values();
-    const auto& nodes = m_model.nodes();
-    std::vector<Tensor<T>> tv(vals.size());
-    auto tview = [&](int v) -> ConstView<T> {
-      const Value& val = vals[v];
-      if (val.kind == ValueKind::Parameter) {
-        const Tensor<T>& t = ptan[val.index];
-        return t.empty() ? ConstView<T>{nullptr, with_lead(k, val.shape)} : t.view();
-      }
-      return tv[v].empty() ? ConstView<T>{} : tv[v].view();
-    };
-    OpCtx<T> ctx;
-    ctx.k = k;
-    // Primal inputs, input tangents (null data: zero, with its [k, ...] shape), output and state of node i.
-    auto bind = [&](size_t i) {
-      const Node& n = nodes[i];
-      ctx.in.clear();
-      ctx.tin.clear();
-      for (int v : n.inputs) {
-        ctx.in.push_back(view(p, v));
-        ConstView<T> t = tview(v);
-        if (!t.data) t.shape = with_lead(k, ctx.in.back().shape);
-        ctx.tin.push_back(t);
-      }
-      ctx.out = p.vals[n.output].view();
-      ctx.state = const_cast<OpState<T>*>(&p.states[i]);
-    };
-    // Forward tangents: y' = J x'.
-    for (size_t i = 0; i < nodes.size(); ++i) {
-      const Node& n = nodes[i];
-      if (!tdep[n.output]) continue;
-      bind(i);
-      tv[n.output].resize(with_lead(k, ctx.out.shape));
-      ctx.tout = tv[n.output].view();
-      n.op->jvp(ctx);
-    }
+    std::vector<Tensor<T>> tv;
+    m_exec.jvp(p, k, ptan, tdep, tv);  // forward tangents y' = J x'
     // Seed at the output: the tangent of dL/dz.
     const int zo = m_model.output();
     if (tv[zo].empty()) return;  // output does not depend on the directions
     const Tensor<T>& z = p.vals[zo];
     const double scale = 1.0 / double(m_data.size());
-    std::vector<Tensor<T>> tg(vals.size());
+    std::vector<Tensor<T>> tg(m_model.values().size());
     Tensor<T>& seed = tg[zo];
     seed.resize(tv[zo].shape());
     if (curv == Curvature::EmpiricalFisher) {
@@ -535,27 +344,7 @@ class ObjectiveImpl final : public Objective {
       loss_hessian_product<T>(m_loss, z.view(), tv[zo].view(), scale, seed.view());
     }
     // Reverse: (dL/dx)' = J^T (dL/dy)' [+ second-order terms for the Hessian].
-    ctx.second_order = curv == Curvature::Hessian;
-    std::vector<Tensor<T>> tgin;
-    for (size_t i = nodes.size(); i-- > 0;) {
-      const Node& n = nodes[i];
-      if (tg[n.output].empty()) continue;
-      bind(i);
-      ctx.gout = p.grads[n.output].view();
-      ctx.tgout = tg[n.output].view();
-      tgin.assign(n.inputs.size(), {});
-      ctx.tgin.assign(n.inputs.size(), View<T>{});
-      for (size_t a = 0; a < n.inputs.size(); ++a) {
-        if (!tdep[n.inputs[a]]) continue;
-        tgin[a].resize(with_lead(k, ctx.in[a].shape));
-        ctx.tgin[a] = tgin[a].view();
-      }
-      n.op->backward_tangent(ctx);
-      for (size_t a = 0; a < n.inputs.size(); ++a)
-        if (ctx.tgin[a].data) add_into(tg[n.inputs[a]], std::move(tgin[a]));
-      // Free what no later (earlier-in-graph) node needs: the tangent of this node's output.
-      tg[n.output].clear();
-    }
+    m_exec.vjp_tangent(p, k, ptan, tdep, tv, tg, curv == Curvature::Hessian);
     for (size_t a = 0; a < act.size(); ++a) {
       const auto& pi = m_model.params()[act[a]];
       const Tensor<T>& t = tg[pi.value];
@@ -570,11 +359,9 @@ class ObjectiveImpl final : public Objective {
   ObjectiveOptions m_opts;
   LossKind m_loss;
   std::vector<std::pair<std::int64_t, std::int64_t>> m_chunks;  // first, count
-  std::vector<Tensor<T>> m_params, m_consts;
-  std::vector<bool> m_depends;
+  GraphExecutor<T> m_exec;
   std::size_t m_act_per_sample = 0;
-  bool m_cache_on = false;
-  std::vector<std::unique_ptr<Pass<T>>> m_cache;
+  internal::PrimalCache<T> m_cache;
   std::vector<int> m_bn_nodes;                          // nodes whose op mixes the batch
   std::vector<std::vector<BatchNormStats>> m_bn_stats;  // per chunk, written by that chunk's pass only
   std::atomic<std::int64_t> m_primal_passes{0};

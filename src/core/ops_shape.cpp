@@ -5,17 +5,14 @@
 #include <numeric>
 #include <stdexcept>
 
+#include "src/core/internal/axis.h"
 #include "src/core/internal/broadcast.h"
 #include "src/core/ops.h"
 
 namespace curv {
 namespace {
 
-std::int64_t norm_axis(std::int64_t a, std::int64_t rank, const std::string& op) {
-  if (a < -rank || a >= rank)
-    throw std::invalid_argument(op + ": axis " + std::to_string(a) + " out of range for rank " + std::to_string(rank));
-  return a < 0 ? a + rank : a;
-}
+using internal::norm_axis;
 
 template <class Derived>
 class LinearOp : public OpImpl<Derived> {

@@ -1,4 +1,4 @@
-// Conv2d (stride, padding, dilation, groups) via im2col + GEMM, and 2-D pooling.
+// Conv2d (stride, padding, dilation, groups) via im2col + GEMM.
 //
 // Per sample n and group g, with col(X) the [Cg*kh*kw, Ho*Wo] patch matrix:
 //   Y = W col(X) + b                      W: [Og, Cg*kh*kw]
@@ -7,153 +7,22 @@
 //   g_X' = col^T(W^T g_Y' + W'^T g_Y),  g_W' = sum_n g_Y' col(X)^T + g_Y col(X')^T
 // (the W', X' terms of the last line are the second-order part).
 #include <algorithm>
-#include <cmath>
-#include <limits>
 #include <stdexcept>
-#include <utility>
 
 #include "src/core/internal/gemm.h"
+#include "src/core/internal/im2col.h"
 #include "src/core/ops.h"
 
 namespace curv {
 namespace {
 
+using internal::col2im_add;
+using internal::ConvGeometry;
+using internal::from_rows;
 using internal::gemm;
-
-struct Geometry {
-  std::int64_t C, H, W, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr, Ho, Wo;
-  bool identity_cols() const {  // 1x1, stride 1, no padding: col(X) is X itself
-    return kh == 1 && kw == 1 && sh == 1 && sw == 1 && pt == 0 && pl == 0 && pb == 0 && pr == 0;
-  }
-};
-
-std::int64_t out_size(std::int64_t in, std::int64_t k, std::int64_t s, std::int64_t d, std::int64_t p0,
-                      std::int64_t p1, bool ceil_mode) {
-  const std::int64_t span = in + p0 + p1 - ((k - 1) * d + 1);
-  if (span < 0) return 0;
-  std::int64_t o = (ceil_mode ? (span + s - 1) / s : span / s) + 1;
-  if (ceil_mode && (o - 1) * s >= in + p0) --o;  // last window must start inside the input or left pad
-  return o;
-}
-
-// The output columns ow in [lo, hi) whose input column ow * s + off lies in [0, W).
-inline std::pair<std::int64_t, std::int64_t> valid_cols(std::int64_t off, std::int64_t s, std::int64_t W,
-                                                        std::int64_t Wo) {
-  const std::int64_t lo = std::min(Wo, off >= 0 ? 0 : (-off + s - 1) / s);
-  const std::int64_t hi = std::clamp<std::int64_t>(W - off <= 0 ? 0 : (W - off + s - 1) / s, lo, Wo);
-  return {lo, hi};
-}
-
-// Sample-batched layout helpers. A chunk of S samples is processed with one GEMM per group:
-// col(X) is [CKK, S*HW] (sample s at column offset s*HW) and outputs are gathered as rows
-// [Og, S*HW], so the GEMMs are wide and the packing cost is amortized over the chunk.
-//
-// Stride-1, dilation-1 convs that keep the width (Wo == W, e.g. 3x3 with padding 1) have patch rows
-// that are the input plane shifted by one flat offset: one copy per row, then the wrapped border
-// columns are zeroed. This is the im2col of nearly every ResNet conv and of every adjoint
-// correlation, and it runs at copy speed instead of one short copy per output row.
-template <class T>
-void im2col_shifted(const T* x, std::int64_t S, std::int64_t xs, const Geometry& g, T* col) {
-  const std::int64_t HW = g.Ho * g.Wo, HWi = g.H * g.W, W = g.W, stride = S * HW;
-  for (std::int64_t s = 0; s < S; ++s)
-    for (std::int64_t c = 0; c < g.C; ++c) {
-      const T* xc = x + s * xs + c * HWi;
-      for (std::int64_t ki = 0; ki < g.kh; ++ki)
-        for (std::int64_t kj = 0; kj < g.kw; ++kj) {
-          T* r = col + ((c * g.kh + ki) * g.kw + kj) * stride + s * HW;
-          const std::int64_t oh_off = ki - g.pt, ow_off = kj - g.pl, shift = oh_off * W + ow_off;
-          const std::int64_t oh_lo = std::clamp<std::int64_t>(-oh_off, 0, g.Ho);
-          const std::int64_t oh_hi = std::clamp<std::int64_t>(g.H - oh_off, oh_lo, g.Ho);
-          const std::int64_t lo = std::min(HW, std::max(oh_lo * W, -shift));
-          const std::int64_t hi = std::max(lo, std::min(oh_hi * W, HWi - shift));
-          std::fill(r, r + lo, T(0));
-          if (hi > lo) std::copy(xc + lo + shift, xc + hi + shift, r + lo);
-          std::fill(r + hi, r + HW, T(0));
-          // Border columns: one strided store per row for 3x3 (a fill_n here became a memset call per row).
-          const std::int64_t nz = std::min(std::abs(ow_off), W), z0 = ow_off < 0 ? 0 : W - nz;
-          if (nz == 1)
-            for (std::int64_t oh = oh_lo; oh < oh_hi; ++oh) r[oh * W + z0] = T(0);
-          else if (nz > 1)
-            for (std::int64_t oh = oh_lo; oh < oh_hi; ++oh) std::fill_n(r + oh * W + z0, nz, T(0));
-        }
-    }
-}
-
-template <class T>
-void im2col_batch(const T* x, std::int64_t S, std::int64_t xs, const Geometry& g, T* col) {
-  if (g.sh == 1 && g.sw == 1 && g.dh == 1 && g.dw == 1 && g.Wo == g.W) return im2col_shifted(x, S, xs, g, col);
-  const std::int64_t HW = g.Ho * g.Wo, stride = S * HW;
-  for (std::int64_t s = 0; s < S; ++s) {
-    const T* xsmp = x + s * xs;
-    for (std::int64_t c = 0; c < g.C; ++c)
-      for (std::int64_t ki = 0; ki < g.kh; ++ki)
-        for (std::int64_t kj = 0; kj < g.kw; ++kj) {
-          T* row = col + ((c * g.kh + ki) * g.kw + kj) * stride + s * HW;
-          const T* xc = xsmp + c * g.H * g.W;
-          const std::int64_t off = kj * g.dw - g.pl;  // iw = ow * sw + off
-          const auto [lo, hi] = valid_cols(off, g.sw, g.W, g.Wo);
-          for (std::int64_t oh = 0; oh < g.Ho; ++oh) {
-            const std::int64_t ih = oh * g.sh - g.pt + ki * g.dh;
-            T* r = row + oh * g.Wo;
-            if (ih < 0 || ih >= g.H) {
-              std::fill(r, r + g.Wo, T(0));
-              continue;
-            }
-            const T* xr = xc + ih * g.W;
-            std::fill(r, r + lo, T(0));
-            if (g.sw == 1) {
-              if (hi > lo) std::copy(xr + lo + off, xr + hi + off, r + lo);
-            } else {
-              for (std::int64_t ow = lo; ow < hi; ++ow) r[ow] = xr[ow * g.sw + off];
-            }
-            std::fill(r + hi, r + g.Wo, T(0));
-          }
-        }
-  }
-}
-
-template <class T>
-void col2im_batch_add(const T* col, std::int64_t S, std::int64_t xs, const Geometry& g, T* x) {
-  const std::int64_t HW = g.Ho * g.Wo, stride = S * HW;
-  for (std::int64_t s = 0; s < S; ++s) {
-    T* xsmp = x + s * xs;
-    for (std::int64_t c = 0; c < g.C; ++c)
-      for (std::int64_t ki = 0; ki < g.kh; ++ki)
-        for (std::int64_t kj = 0; kj < g.kw; ++kj) {
-          const T* row = col + ((c * g.kh + ki) * g.kw + kj) * stride + s * HW;
-          T* xc = xsmp + c * g.H * g.W;
-          const std::int64_t off = kj * g.dw - g.pl;  // iw = ow * sw + off
-          const auto [lo, hi] = valid_cols(off, g.sw, g.W, g.Wo);
-          for (std::int64_t oh = 0; oh < g.Ho; ++oh) {
-            const std::int64_t ih = oh * g.sh - g.pt + ki * g.dh;
-            if (ih < 0 || ih >= g.H) continue;
-            const T* r = row + oh * g.Wo;
-            T* xr = xc + ih * g.W;
-            for (std::int64_t ow = lo; ow < hi; ++ow) xr[ow * g.sw + off] += r[ow];
-          }
-        }
-  }
-}
-
-// y: [S, Ctot, HW] channels [c0, c0+C) <-> rows [C, S*HW]
-template <class T>
-void to_rows(const T* y, std::int64_t S, std::int64_t ys, std::int64_t c0, std::int64_t C, std::int64_t HW, T* rows) {
-  for (std::int64_t c = 0; c < C; ++c)
-    for (std::int64_t s = 0; s < S; ++s) std::copy_n(y + s * ys + (c0 + c) * HW, HW, rows + c * S * HW + s * HW);
-}
-template <class T>
-void from_rows(const T* rows, std::int64_t S, std::int64_t ys, std::int64_t c0, std::int64_t C, std::int64_t HW, T* y,
-               bool accumulate) {
-  for (std::int64_t c = 0; c < C; ++c)
-    for (std::int64_t s = 0; s < S; ++s) {
-      const T* src = rows + c * S * HW + s * HW;
-      T* dst = y + s * ys + (c0 + c) * HW;
-      if (accumulate)
-        for (std::int64_t i = 0; i < HW; ++i) dst[i] += src[i];
-      else
-        std::copy_n(src, HW, dst);
-    }
-}
+using internal::im2col;
+using internal::to_rows;
+using internal::window_out_size;
 
 // Per-thread scratch buffers that keep their capacity between calls (no reallocation or zeroing).
 template <class T>
@@ -179,8 +48,8 @@ class ConvOp final : public OpImpl<ConvOp> {
   }
   int arity() const override { return -1; }
 
-  Geometry geometry(const Shape& x, const Shape& w) const {
-    Geometry g;
+  ConvGeometry geometry(const Shape& x, const Shape& w) const {
+    ConvGeometry g;
     g.C = w[1];
     g.H = x[2];
     g.W = x[3];
@@ -194,8 +63,8 @@ class ConvOp final : public OpImpl<ConvOp> {
     g.pl = m_a.pads[1];
     g.pb = m_a.pads[2];
     g.pr = m_a.pads[3];
-    g.Ho = out_size(g.H, g.kh, g.sh, g.dh, g.pt, g.pb, false);
-    g.Wo = out_size(g.W, g.kw, g.sw, g.dw, g.pl, g.pr, false);
+    g.Ho = window_out_size(g.H, g.kh, g.sh, g.dh, g.pt, g.pb, false);
+    g.Wo = window_out_size(g.W, g.kw, g.sw, g.dw, g.pl, g.pr, false);
     return g;
   }
 
@@ -212,7 +81,7 @@ class ConvOp final : public OpImpl<ConvOp> {
       throw std::invalid_argument("Conv: kernel_shape does not match W " + shape_str(w));
     if (in.size() == 3 && (in[2].size() != 1 || in[2][0] != w[0]))
       throw std::invalid_argument("Conv: bias " + shape_str(in[2]) + " must be [" + std::to_string(w[0]) + "]");
-    Geometry g = geometry(x, w);
+    ConvGeometry g = geometry(x, w);
     if (g.Ho <= 0 || g.Wo <= 0)
       throw std::invalid_argument("Conv: input " + shape_str(x) + " is smaller than the kernel " + shape_str(w));
     return {x[0], w[0], g.Ho, g.Wo};
@@ -220,7 +89,7 @@ class ConvOp final : public OpImpl<ConvOp> {
 
   // Everything the kernels need about one call.
   struct Dims {
-    Geometry g;
+    ConvGeometry g;
     std::int64_t N, O, G, Og, CKK, HW, xs, ys, wsz, chunk;
   };
   template <class T>
@@ -253,7 +122,7 @@ class ConvOp final : public OpImpl<ConvOp> {
     if (d.g.identity_cols())
       to_rows(x + s0 * d.xs, S, d.xs, gi * d.g.C, d.g.C, d.HW, buf.data());
     else
-      im2col_batch(x + s0 * d.xs + gi * d.g.C * d.g.H * d.g.W, S, d.xs, d.g, buf.data());
+      im2col(x + s0 * d.xs + gi * d.g.C * d.g.H * d.g.W, S, d.xs, d.g, buf.data());
     return buf.data();
   }
   // x[s0..] += col^T(rows), i.e. the adjoint of cols().
@@ -262,7 +131,7 @@ class ConvOp final : public OpImpl<ConvOp> {
     if (d.g.identity_cols())
       from_rows(col, S, d.xs, gi * d.g.C, d.g.C, d.HW, x + s0 * d.xs, true);
     else
-      col2im_batch_add(col, S, d.xs, d.g, x + s0 * d.xs + gi * d.g.C * d.g.H * d.g.W);
+      col2im_add(col, S, d.xs, d.g, x + s0 * d.xs + gi * d.g.C * d.g.H * d.g.W);
   }
   template <class T>
   static void add_bias(const T* b, T* y, std::int64_t n, std::int64_t O, std::int64_t HW) {
@@ -302,14 +171,14 @@ class ConvOp final : public OpImpl<ConvOp> {
   // so g_X comes from im2col(g_Y) and one GEMM with inner dimension O kh kw, written straight into
   // rows of g_X, instead of a GEMM with inner dimension O followed by a 9-fold col2im scatter.
   bool has_adjoint_corr(const Dims& d) const {
-    const Geometry& g = d.g;
+    const ConvGeometry& g = d.g;
     if (d.G != 1 || g.sh != 1 || g.sw != 1 || g.dh != 1 || g.dw != 1 || g.identity_cols()) return false;
-    const Geometry a = adjoint_geometry(d);
+    const ConvGeometry a = adjoint_geometry(d);
     return a.pt >= 0 && a.pl >= 0 && a.pb >= 0 && a.pr >= 0;
   }
-  Geometry adjoint_geometry(const Dims& d) const {
-    const Geometry& g = d.g;
-    Geometry a{};
+  ConvGeometry adjoint_geometry(const Dims& d) const {
+    const ConvGeometry& g = d.g;
+    ConvGeometry a{};
     a.C = d.O;
     a.H = g.Ho;
     a.W = g.Wo;
@@ -344,14 +213,14 @@ class ConvOp final : public OpImpl<ConvOp> {
   void grad_x(const Dims& d, const T* gy, std::int64_t n, const T* w, T* gx, Buffer<T>& col,
               Buffer<T>& rows) const {
     if (has_adjoint_corr(d)) {
-      const Geometry a = adjoint_geometry(d);
+      const ConvGeometry a = adjoint_geometry(d);
       const std::int64_t K = d.O * d.g.kh * d.g.kw, HWi = d.g.H * d.g.W;
       auto& wt = scratch<T>(2);
       wt.resize(d.g.C * K);
       flip_weights(d, w, wt.data(), K);
       chunks(n, adjoint_chunk(d, 1), [&](std::int64_t s0, std::int64_t S) {
         col.resize(K * S * HWi);
-        im2col_batch(gy + s0 * d.ys, S, d.ys, a, col.data());
+        im2col(gy + s0 * d.ys, S, d.ys, a, col.data());
         rows.resize(d.g.C * S * HWi);
         gemm(false, false, wt.data(), d.g.C, K, col.data(), K, S * HWi, rows.data(), T(1), false);
         from_rows(rows.data(), S, d.xs, 0, d.g.C, HWi, gx + s0 * d.xs, true);
@@ -456,7 +325,7 @@ class ConvOp final : public OpImpl<ConvOp> {
     if (c.tgin[0].data) {
       if (so && c.tin[1].data && has_adjoint_corr(d)) {
         // Fused adjoint correlation: g_X'_j = [flip(W) | flip(W'_j)] [im2col(g_Y'_j); im2col(g_Y)].
-        const Geometry a = adjoint_geometry(d);
+        const ConvGeometry a = adjoint_geometry(d);
         const std::int64_t K = d.O * d.g.kh * d.g.kw, HWi = d.g.H * d.g.W;
         auto& wt = scratch<T>(2);
         wt.resize(k * d.g.C * 2 * K);
@@ -467,10 +336,10 @@ class ConvOp final : public OpImpl<ConvOp> {
         chunks(d.N, adjoint_chunk(d, 2), [&](std::int64_t s0, std::int64_t S) {
           const std::int64_t cols_n = S * HWi;
           col.resize(2 * K * cols_n);
-          im2col_batch(c.gout.data + s0 * d.ys, S, d.ys, a, col.data() + K * cols_n);  // bottom: g_Y
+          im2col(c.gout.data + s0 * d.ys, S, d.ys, a, col.data() + K * cols_n);  // bottom: g_Y
           rows.resize(d.g.C * cols_n);
           for (std::int64_t j = 0; j < k; ++j) {
-            im2col_batch(c.tgout.data + (j * d.N + s0) * d.ys, S, d.ys, a, col.data());  // top: g_Y'_j
+            im2col(c.tgout.data + (j * d.N + s0) * d.ys, S, d.ys, a, col.data());  // top: g_Y'_j
             gemm(false, false, wt.data() + j * d.g.C * 2 * K, d.g.C, 2 * K, col.data(), 2 * K, cols_n, rows.data(),
                  T(1), false);
             from_rows(rows.data(), S, d.xs, 0, d.g.C, HWi, c.tgin[0].data + (j * d.N + s0) * d.xs, true);
@@ -537,159 +406,8 @@ class ConvOp final : public OpImpl<ConvOp> {
   Conv2dAttrs m_a;
 };
 
-// ---------------------------------------------------------------- pooling
-class PoolOp final : public OpImpl<PoolOp> {
- public:
-  enum class Kind { Max, Average, GlobalAverage };
-  PoolOp(Kind kind, const Pool2dAttrs& a) : m_kind(kind), m_a(a) {}
-  std::string type() const override {
-    return m_kind == Kind::Max ? "MaxPool" : m_kind == Kind::Average ? "AveragePool" : "GlobalAveragePool";
-  }
-  std::string attributes() const override {
-    if (m_kind == Kind::GlobalAverage) return {};
-    return "k=" + std::to_string(m_a.kernel[0]) + "x" + std::to_string(m_a.kernel[1]) + " s=" +
-           std::to_string(m_a.stride[0]) + "," + std::to_string(m_a.stride[1]);
-  }
-  int arity() const override { return 1; }
-
-  Geometry geometry(const Shape& x) const {
-    Geometry g{};
-    g.C = x[1];
-    g.H = x[2];
-    g.W = x[3];
-    if (m_kind == Kind::GlobalAverage) {
-      g.kh = g.H, g.kw = g.W, g.sh = g.sw = 1, g.dh = g.dw = 1, g.Ho = g.Wo = 1;
-      return g;
-    }
-    g.kh = m_a.kernel[0], g.kw = m_a.kernel[1], g.sh = m_a.stride[0], g.sw = m_a.stride[1];
-    g.dh = m_a.dilation[0], g.dw = m_a.dilation[1];
-    g.pt = m_a.pads[0], g.pl = m_a.pads[1], g.pb = m_a.pads[2], g.pr = m_a.pads[3];
-    g.Ho = out_size(g.H, g.kh, g.sh, g.dh, g.pt, g.pb, m_a.ceil_mode);
-    g.Wo = out_size(g.W, g.kw, g.sw, g.dw, g.pl, g.pr, m_a.ceil_mode);
-    return g;
-  }
-  Shape output_shape(const std::vector<Shape>& in) const override {
-    if (in.size() != 1 || in[0].size() != 4)
-      throw std::invalid_argument(type() + ": input " + (in.empty() ? "?" : shape_str(in[0])) + " must be 4-D NCHW");
-    Geometry g = geometry(in[0]);
-    if (g.Ho <= 0 || g.Wo <= 0) throw std::invalid_argument(type() + ": input " + shape_str(in[0]) + " too small");
-    return {in[0][0], in[0][1], g.Ho, g.Wo};
-  }
-
-  // Average pooling as a fixed linear map: for each output, the window and its divisor (PyTorch).
-  template <class F>
-  void avg_windows(const Geometry& g, F&& f) const {
-    for (std::int64_t oh = 0; oh < g.Ho; ++oh)
-      for (std::int64_t ow = 0; ow < g.Wo; ++ow) {
-        std::int64_t h0 = oh * g.sh - g.pt, w0 = ow * g.sw - g.pl;
-        std::int64_t h1 = std::min(h0 + g.kh, g.H + g.pb), w1 = std::min(w0 + g.kw, g.W + g.pr);
-        const std::int64_t pool = (h1 - h0) * (w1 - w0);
-        h0 = std::max<std::int64_t>(h0, 0), w0 = std::max<std::int64_t>(w0, 0);
-        h1 = std::min(h1, g.H), w1 = std::min(w1, g.W);
-        const std::int64_t cnt = (m_kind == Kind::Average && m_a.count_include_pad) ? pool : (h1 - h0) * (w1 - w0);
-        f(oh * g.Wo + ow, h0, h1, w0, w1, cnt);
-      }
-  }
-
-  // Linear map y = P x on `planes` planes of [H, W] -> [Ho, Wo]; adjoint when `adjoint`.
-  template <class T>
-  void avg_apply(const T* x, T* y, std::int64_t planes, const Geometry& g, bool adjoint) const {
-    const std::int64_t hw = g.H * g.W, ohw = g.Ho * g.Wo;
-    if (adjoint) std::fill(y, y + planes * hw, T(0));
-    for (std::int64_t p = 0; p < planes; ++p) {
-      const T* xp = x + p * (adjoint ? ohw : hw);
-      T* yp = y + p * (adjoint ? hw : ohw);
-      avg_windows(g, [&](std::int64_t o, std::int64_t h0, std::int64_t h1, std::int64_t w0, std::int64_t w1,
-                         std::int64_t cnt) {
-        const T inv = cnt > 0 ? T(1) / T(cnt) : T(0);
-        if (!adjoint) {
-          T s = 0;
-          for (std::int64_t h = h0; h < h1; ++h)
-            for (std::int64_t w = w0; w < w1; ++w) s += xp[h * g.W + w];
-          yp[o] = s * inv;
-        } else {
-          const T v = xp[o] * inv;
-          for (std::int64_t h = h0; h < h1; ++h)
-            for (std::int64_t w = w0; w < w1; ++w) yp[h * g.W + w] += v;
-        }
-      });
-    }
-  }
-
-  template <class T>
-  void fwd(OpCtx<T>& c, View<T> out) const {
-    const Geometry g = geometry(c.in[0].shape);
-    const std::int64_t planes = c.in[0].dim(0) * g.C;
-    if (m_kind != Kind::Max) return avg_apply(c.in[0].data, out.data, planes, g, false);
-    // MaxPool: remember the argmax (flat input index) of every output for the derivative kernels.
-    auto& idx = c.state->index;
-    idx.assign(out.size(), -1);
-    const std::int64_t hw = g.H * g.W, ohw = g.Ho * g.Wo;
-    for (std::int64_t p = 0; p < planes; ++p)
-      for (std::int64_t oh = 0; oh < g.Ho; ++oh)
-        for (std::int64_t ow = 0; ow < g.Wo; ++ow) {
-          T best = -std::numeric_limits<T>::infinity();
-          std::int64_t arg = -1;
-          for (std::int64_t ki = 0; ki < g.kh; ++ki) {
-            const std::int64_t h = oh * g.sh - g.pt + ki * g.dh;
-            if (h < 0 || h >= g.H) continue;
-            for (std::int64_t kj = 0; kj < g.kw; ++kj) {
-              const std::int64_t w = ow * g.sw - g.pl + kj * g.dw;
-              if (w < 0 || w >= g.W) continue;
-              const T v = c.in[0].data[p * hw + h * g.W + w];
-              if (v > best || arg < 0) best = v, arg = p * hw + h * g.W + w;
-            }
-          }
-          const std::int64_t o = p * ohw + oh * g.Wo + ow;
-          out.data[o] = best;
-          idx[o] = arg;
-        }
-  }
-  template <class T>
-  void bwd(OpCtx<T>& c) const {
-    if (!c.gin[0].data) return;
-    const Geometry g = geometry(c.in[0].shape);
-    const std::int64_t planes = c.in[0].dim(0) * g.C;
-    if (m_kind != Kind::Max) return avg_apply(c.gout.data, c.gin[0].data, planes, g, true);
-    c.gin[0].set_zero();
-    const auto& idx = c.state->index;
-    for (size_t o = 0; o < idx.size(); ++o) c.gin[0].data[idx[o]] += c.gout.data[o];
-  }
-  template <class T>
-  void tan(OpCtx<T>& c) const {
-    if (!c.tin[0].data) return c.tout.set_zero();
-    const Geometry g = geometry(c.in[0].shape);
-    const std::int64_t planes = c.in[0].dim(0) * g.C, ni = c.in[0].size(), no = planes * g.Ho * g.Wo;
-    if (m_kind != Kind::Max) return avg_apply(c.tin[0].data, c.tout.data, c.k * planes, g, false);
-    const auto& idx = c.state->index;
-    for (std::int64_t j = 0; j < c.k; ++j)
-      for (std::int64_t o = 0; o < no; ++o) c.tout.data[j * no + o] = c.tin[0].data[j * ni + idx[o]];
-  }
-  template <class T>
-  void bwdt(OpCtx<T>& c) const {
-    if (!c.tgin[0].data) return;
-    const Geometry g = geometry(c.in[0].shape);
-    const std::int64_t planes = c.in[0].dim(0) * g.C, ni = c.in[0].size(), no = planes * g.Ho * g.Wo;
-    if (m_kind != Kind::Max) return avg_apply(c.tgout.data, c.tgin[0].data, c.k * planes, g, true);
-    c.tgin[0].set_zero();
-    const auto& idx = c.state->index;
-    for (std::int64_t j = 0; j < c.k; ++j)
-      for (std::int64_t o = 0; o < no; ++o) c.tgin[0].data[j * ni + idx[o]] += c.tgout.data[j * no + o];
-  }
-
- private:
-  Kind m_kind;
-  Pool2dAttrs m_a;
-};
-
 }  // namespace
 
 OpPtr make_conv(const Conv2dAttrs& a) { return std::make_shared<ConvOp>(a); }
-OpPtr make_max_pool(const Pool2dAttrs& a) { return std::make_shared<PoolOp>(PoolOp::Kind::Max, a); }
-OpPtr make_average_pool(const Pool2dAttrs& a) {
-  if (a.dilation[0] != 1 || a.dilation[1] != 1) throw std::invalid_argument("AveragePool: dilation is not supported");
-  return std::make_shared<PoolOp>(PoolOp::Kind::Average, a);
-}
-OpPtr make_global_average_pool() { return std::make_shared<PoolOp>(PoolOp::Kind::GlobalAverage, Pool2dAttrs{}); }
 
 }  // namespace curv

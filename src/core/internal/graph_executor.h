@@ -1,0 +1,66 @@
+#pragma once
+// The passes of a Model's graph on one micro-batch (internal to the Objective):
+//
+//   forward          values v = op(inputs) in node order, op states saved
+//   backward         dL/dx_i += J_i^T dL/dy in reverse node order (fan-out accumulates)
+//   jvp              y' = sum_i J_i x_i' for k directions at once, on the nodes that depend on them
+//   vjp_tangent      (dL/dx_i)' += J_i^T (dL/dy)' [+ second-order terms] in reverse node order
+//
+// The executor holds the parameters and constants cast to T; passes write only into the Pass and
+// tangent buffers they are given, so one executor serves many micro-batches concurrently.
+#include <cstdint>
+#include <vector>
+
+#include "src/core/internal/pass.h"
+#include "src/core/model.h"
+
+namespace curv::internal {
+
+template <class T>
+class GraphExecutor {
+ public:
+  /// Copies the model's constants (cast to T); parameters come from set_params. The model must
+  /// outlive the executor.
+  explicit GraphExecutor(const Model& model);
+
+  const Model& model() const { return m_model; }
+  /// Replaces the parameters (flat vector in Model order). Throws std::invalid_argument naming a
+  /// parameter with a non-finite value.
+  void set_params(const std::vector<double>& w);
+  /// The parameters, one tensor per Model::params() entry.
+  const std::vector<Tensor<T>>& params() const { return m_params; }
+  /// Whether value v depends on any parameter (gets a gradient in backward).
+  bool depends_on_params(int v) const { return m_depends[v]; }
+
+  /// The primal value v of pass p (parameters and constants are shared, not in the pass).
+  ConstView<T> view(const Pass<T>& p, int v) const;
+
+  /// Resets p and runs every node on `count` samples x (float32, [count, ...input shape]).
+  void forward(Pass<T>& p, std::int64_t first, std::int64_t count, const float* x) const;
+  /// Runs the VJPs in reverse from the gradients already seeded in p.grads; sets p.has_grad.
+  void backward(Pass<T>& p) const;
+
+  /// Which values depend on the parameters that have tangents (ptan[i] not empty).
+  std::vector<bool> tangent_dependence(const std::vector<Tensor<T>>& ptan) const;
+  /// Forward tangents tv[v] ([k, ...]) of every value that depends on the directions; ptan holds the
+  /// parameter tangents [k, ...shape] (empty: zero), tdep comes from tangent_dependence.
+  void jvp(const Pass<T>& p, std::int64_t k, const std::vector<Tensor<T>>& ptan, const std::vector<bool>& tdep,
+           std::vector<Tensor<T>>& tv) const;
+  /// Reverse tangent pass from the tangents of the output gradient seeded in tg (by value id);
+  /// leaves in tg the tangents of the parameters' gradients (node outputs are freed on the way).
+  void vjp_tangent(const Pass<T>& p, std::int64_t k, const std::vector<Tensor<T>>& ptan,
+                   const std::vector<bool>& tdep, const std::vector<Tensor<T>>& tv, std::vector<Tensor<T>>& tg,
+                   bool second_order) const;
+
+ private:
+  // Binds the primal inputs, input tangents (null data: zero, with its [k, ...] shape), output and
+  // state of node i to ctx.
+  void bind(OpCtx<T>& ctx, const Pass<T>& p, std::size_t i, std::int64_t k, const std::vector<Tensor<T>>& ptan,
+            const std::vector<Tensor<T>>& tv) const;
+
+  const Model& m_model;
+  std::vector<Tensor<T>> m_params, m_consts;
+  std::vector<bool> m_depends;  // by value id: depends on some parameter
+};
+
+}  // namespace curv::internal

@@ -1,0 +1,70 @@
+#pragma once
+// The normalization of one row, shared by LayerNormalization and BatchNormalization (internal).
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+namespace curv::internal {
+
+// One row x of length M (mean over the row):
+//   xh = (x - mean x) r,  r = (var x + eps)^(-1/2)
+//   xh' = r (x' - mean x' - xh mean(xh x'))
+//   g_x = r (h - mean h - xh mean(h xh))                    h = dL/dxh
+//   g_x' = r (h' - mean h' - xh mean(h' xh))
+//          - r^2 mean(xh x') (h - mean h - xh mean(h xh)) - r (xh' mean(h xh) + xh mean(h xh'))
+// LayerNorm rows are contiguous; BatchNorm (training) rows are channels gathered over N and HW.
+// Sums over a row in a fixed order of 16 interleaved partial sums in double: vectorizable (a single
+// serial chain made BatchNorm ~15% of a ResNet-20 training step) and identical for any thread count.
+template <class T, class F>
+double lane_sum(std::int64_t M, F&& term) {
+  constexpr int L = 16;
+  double acc[L] = {};
+  std::int64_t i = 0;
+  for (; i + L <= M; i += L)
+    for (int l = 0; l < L; ++l) acc[l] += double(term(i + l));
+  for (int l = 0; i < M; ++i, ++l) acc[l] += double(term(i));
+  double s = 0;
+  for (int l = 0; l < L; ++l) s += acc[l];
+  return s;
+}
+
+template <class T>
+struct RowNorm {
+  static void forward(const T* x, std::int64_t M, T eps, T* xh, T& r, T& mean, T& var) {
+    const double m = lane_sum<T>(M, [x](std::int64_t i) { return x[i]; }) / double(M);
+    const T mt = T(m);
+    const double v = lane_sum<T>(M, [x, mt](std::int64_t i) { return (x[i] - mt) * (x[i] - mt); }) / double(M);
+    mean = mt;
+    var = T(v);
+    r = T(1.0 / std::sqrt(v + double(eps)));
+    for (std::int64_t i = 0; i < M; ++i) xh[i] = (x[i] - mt) * r;
+  }
+  static T mean(const T* a, std::int64_t M) {
+    return T(lane_sum<T>(M, [a](std::int64_t i) { return a[i]; }) / double(M));
+  }
+  static T mean_prod(const T* a, const T* b, std::int64_t M) {
+    return T(lane_sum<T>(M, [a, b](std::int64_t i) { return a[i] * b[i]; }) / double(M));
+  }
+  static void tangent(const T* xh, T r, const T* tx, std::int64_t M, T* txh) {
+    const T m1 = mean(tx, M), m2 = mean_prod(xh, tx, M);
+    for (std::int64_t i = 0; i < M; ++i) txh[i] = r * (tx[i] - m1 - xh[i] * m2);
+  }
+  static void backward(const T* xh, T r, const T* h, std::int64_t M, T* gx) {
+    const T m1 = mean(h, M), m2 = mean_prod(h, xh, M);
+    for (std::int64_t i = 0; i < M; ++i) gx[i] = r * (h[i] - m1 - xh[i] * m2);
+  }
+  // th: h'; tx may be null (first-order part only). scratch: M elements.
+  static void backward_tangent(const T* xh, T r, const T* h, const T* th, const T* tx, std::int64_t M, T* out,
+                               std::vector<T>& scratch) {
+    backward(xh, r, th, M, out);
+    if (!tx) return;
+    scratch.resize(M);
+    T* txh = scratch.data();
+    tangent(xh, r, tx, M, txh);
+    const T a = mean_prod(xh, tx, M), mh = mean(h, M), mhx = mean_prod(h, xh, M), mhtx = mean_prod(h, txh, M);
+    for (std::int64_t i = 0; i < M; ++i)
+      out[i] += -r * r * a * (h[i] - mh - xh[i] * mhx) - r * (txh[i] * mhx + xh[i] * mhtx);
+  }
+};
+
+}  // namespace curv::internal
