@@ -1,0 +1,98 @@
+#pragma once
+// Helpers shared by the library tests: scratch folders and files, exception text, bitwise matrix
+// comparison, and matrix oracles with known spectra. (tests/cli_run.h runs the `curv` binary.)
+#include <unistd.h>
+
+#include <Eigen/Core>
+#include <Eigen/QR>
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iterator>
+#include <numbers>
+#include <random>
+#include <string>
+
+namespace curv_test {
+
+namespace fs = std::filesystem;
+
+/// A scratch folder `<tmp>/curv_test_<tag>_<pid>` (created).
+inline fs::path scratch_dir(const std::string& tag) {
+  const fs::path d = fs::temp_directory_path() / ("curv_test_" + tag + "_" + std::to_string(::getpid()));
+  fs::create_directories(d);
+  return d;
+}
+
+inline std::string read_bytes(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+inline void write_text(const fs::path& p, const std::string& text) {
+  std::ofstream out(p, std::ios::binary | std::ios::trunc);
+  out << text;
+}
+
+/// The what() of the E that f() throws, or "<no exception>".
+template <class E, class F>
+std::string thrown_message(F&& f) {
+  try {
+    f();
+  } catch (const E& e) {
+    return e.what();
+  }
+  return "<no exception>";
+}
+
+inline bool bitwise_equal(const Eigen::MatrixXd& a, const Eigen::MatrixXd& b) {
+  return a.rows() == b.rows() && a.cols() == b.cols() && std::equal(a.data(), a.data() + a.size(), b.data());
+}
+
+// ---- matrix oracles -----------------------------------------------------------------------------
+
+/// Entries uniform in [-0.5, 0.5) from std::mt19937_64(seed), column by column.
+inline Eigen::MatrixXd random_matrix(Eigen::Index rows, Eigen::Index cols, std::uint64_t seed) {
+  std::mt19937_64 eng(seed);
+  Eigen::MatrixXd M(rows, cols);
+  for (Eigen::Index j = 0; j < cols; ++j)
+    for (Eigen::Index i = 0; i < rows; ++i) M(i, j) = static_cast<double>(eng() >> 11) * 0x1.0p-53 - 0.5;
+  return M;
+}
+
+/// tridiag(-1, 2, -1) of size n.
+inline Eigen::MatrixXd toeplitz(Eigen::Index n) {
+  Eigen::MatrixXd A = Eigen::MatrixXd::Zero(n, n);
+  for (Eigen::Index i = 0; i < n; ++i) {
+    A(i, i) = 2.0;
+    if (i + 1 < n) A(i, i + 1) = A(i + 1, i) = -1.0;
+  }
+  return A;
+}
+
+/// Eigenvalues of tridiag(-1, 2, -1), 2 - 2 cos(k pi / (n + 1)), ascending.
+inline Eigen::VectorXd toeplitz_eigenvalues(Eigen::Index n) {
+  Eigen::VectorXd v(n);
+  for (Eigen::Index k = 1; k <= n; ++k)
+    v(k - 1) = 2.0 - 2.0 * std::cos(static_cast<double>(k) * std::numbers::pi / (n + 1));
+  return v;
+}
+
+/// Q diag(values) Q^T with a random orthogonal Q (Householder QR of random_matrix(n, n, seed)).
+inline Eigen::MatrixXd planted(const Eigen::VectorXd& values, std::uint64_t seed) {
+  const Eigen::Index n = values.size();
+  Eigen::HouseholderQR<Eigen::MatrixXd> qr(random_matrix(n, n, seed));
+  const Eigen::MatrixXd Q = qr.householderQ();
+  const Eigen::MatrixXd A = Q * values.asDiagonal() * Q.transpose();
+  return 0.5 * (A + A.transpose());
+}
+
+inline Eigen::VectorXd sorted_desc(Eigen::VectorXd v) {
+  std::sort(v.data(), v.data() + v.size(), std::greater<>());
+  return v;
+}
+
+}  // namespace curv_test
