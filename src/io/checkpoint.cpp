@@ -342,7 +342,14 @@ std::optional<TrainState> load_train_state(const std::string& path) {
   t.config = train.read_string_attribute("config");
   if (train.exists("optimizer")) {
     const h5::Object opt = train.open_object("optimizer");
-    for (const auto& n : opt.children(kMaxOptimizerStates)) t.optimizer_state[n] = read_array<double>(opt, n);
+    for (const auto& n : opt.children(kMaxOptimizerStates)) {
+      std::vector<double> v = read_array<double>(opt, n);
+      for (std::size_t k = 0; k < v.size(); ++k)
+        if (!std::isfinite(v[k]))
+          fail(path, "'/train/optimizer/" + n + "': " + (std::isnan(v[k]) ? "NaN" : "Inf") + " at element " +
+                         std::to_string(k));
+      t.optimizer_state[n] = std::move(v);
+    }
   }
   if (!f.exists("history")) fail(path, "has '/train' but no '/history'");
   const h5::Object h = f.open_object("history");

@@ -76,10 +76,10 @@ std::vector<std::int64_t> read_idx(const std::string& path, int rank, std::strin
     fail(path, "expected an IDX file with " + std::to_string(rank) + " dims, got " + std::to_string(int(head[3])));
   if (head.size() < 4 + 4 * std::size_t(rank)) fail(path, "truncated IDX header");
   std::vector<std::int64_t> dims;
+  for (int i = 0; i < rank; ++i) dims.push_back(be32(head, 4 + 4 * i));
   std::uint64_t n = 1;
-  for (int i = 0; i < rank; ++i) {
-    dims.push_back(be32(head, 4 + 4 * i));
-    const auto d = static_cast<std::uint64_t>(dims.back());
+  for (const auto dim : dims) {
+    const auto d = static_cast<std::uint64_t>(dim);
     if (d != 0 && n > kMaxDataValues / d)
       fail(path, "IDX dims " + shape_str(Shape(dims.begin(), dims.end())) + " are too large (more than " +
                      std::to_string(kMaxDataValues) + " values)");

@@ -8,6 +8,8 @@
 #include <stdexcept>
 #include <type_traits>
 
+#include "src/io/internal/hdf5_probe.h"
+
 namespace curv::h5 {
 
 static_assert(std::is_same_v<hid_t, Handle::Id>, "Handle::Id must be hid_t");
@@ -74,6 +76,12 @@ const char* class_name(hid_t type) {
   }
 }
 
+std::string shape_text(const std::vector<std::uint64_t>& shape) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < shape.size(); ++i) s.append(i ? ", " : "").append(std::to_string(shape[i]));
+  return s + "]";
+}
+
 // Shape of a dataspace with every bound checked: simple or scalar, rank <= H5S_MAX_RANK, element
 // count overflow-checked. Returns false with `problem` set otherwise.
 bool checked_shape(hid_t space, std::uint64_t max_elements, std::vector<std::uint64_t>& shape, std::uint64_t& count,
@@ -96,14 +104,15 @@ bool checked_shape(hid_t space, std::uint64_t max_elements, std::vector<std::uin
     problem = "has unreadable dimensions";
     return false;
   }
+  bool overflow = false;
   for (int i = 0; i < rank; ++i) {
     shape.push_back(dims[i]);
-    if (dims[i] != 0 && count > max_elements / dims[i]) {
-      problem = "has more than " + std::to_string(max_elements) + " elements";
-      count = 0;
-      return false;
-    }
-    count *= dims[i];
+    overflow = overflow || __builtin_mul_overflow(count, static_cast<std::uint64_t>(dims[i]), &count);
+  }
+  if (overflow) {
+    problem = "has dims " + shape_text(shape) + ", more than 2^64 elements";
+    count = 0;
+    return false;
   }
   if (count > max_elements) {
     problem = "has " + std::to_string(count) + " elements, more than " + std::to_string(max_elements);
@@ -118,11 +127,6 @@ std::uint64_t product(const std::vector<std::uint64_t>& shape) {
   return n;
 }
 
-std::string shape_text(const std::vector<std::uint64_t>& shape) {
-  std::string s = "[";
-  for (std::size_t i = 0; i < shape.size(); ++i) s.append(i ? ", " : "").append(std::to_string(shape[i]));
-  return s + "]";
-}
 
 // Names collected by a bounded iteration: stops (returns 1) once `max` names are exceeded.
 struct NameList {
@@ -228,6 +232,10 @@ Object Object::open(const std::string& path, bool writable, const std::string& n
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) throw std::runtime_error(file + ": no such file");
   if (!std::filesystem::is_regular_file(path, ec)) throw std::runtime_error(file + ": not a regular file");
+  // libhdf5 can crash or hang on corrupt metadata whatever we check first: a child process
+  // walks the file before this process reads it (src/io/internal/hdf5_probe.h).
+  if (const std::string problem = internal::probe_file(path); !problem.empty())
+    throw std::runtime_error(file + ": " + problem);
   if (H5Fis_hdf5(path.c_str()) <= 0) {
     H5Eclear2(H5E_DEFAULT);
     throw std::runtime_error(file + ": not an HDF5 file");
@@ -267,7 +275,10 @@ bool Object::exists(const std::string& path) const {
     const std::string part = path.substr(pos, next == std::string::npos ? std::string::npos : next - pos);
     if (!part.empty()) {
       prefix += (prefix.empty() || prefix == "/" ? "" : "/") + part;
-      if (part == "." || H5Lexists(id(), prefix.c_str(), H5P_DEFAULT) <= 0) {
+      // External links (to other files) are not followed: they count as absent.
+      H5L_info_t li;
+      if (part == "." || H5Lexists(id(), prefix.c_str(), H5P_DEFAULT) <= 0 ||
+          H5Lget_info(id(), prefix.c_str(), &li, H5P_DEFAULT) < 0 || li.type == H5L_TYPE_EXTERNAL) {
         H5Eclear2(H5E_DEFAULT);
         return false;
       }
@@ -356,10 +367,11 @@ Handle open_single_attribute(const Object& obj, const std::string& name) {
   std::vector<std::uint64_t> shape;
   std::uint64_t count = 0;
   std::string problem;
-  if (!space.valid() || !checked_shape(space.get(), 1, shape, count, problem))
+  if (!space.valid() || !checked_shape(space.get(), kMaxElements, shape, count, problem))
     obj.fail(obj.path(), "attribute " + quoted(name) + " " + (problem.empty() ? "has no dataspace" : problem) +
                              ", expected one value");
-  if (count != 1) obj.fail(obj.path(), "attribute " + quoted(name) + " is empty, expected one value");
+  if (count != 1)
+    obj.fail(obj.path(), "attribute " + quoted(name) + " holds " + std::to_string(count) + " values, expected one");
   return a;
 }
 
@@ -606,10 +618,14 @@ std::string Object::read_string(const std::string& name, std::size_t max_bytes) 
   if (vlen < 0) fail(full, "unreadable string type" + why());
   if (vlen > 0) {
     Handle mem = string_mem_type(type.get(), H5T_VARIABLE);
+    if (!mem.valid()) fail(full, "cannot read dataset" + why());
+    // The size first, where HDF5 can tell it (its H5Dvlen_get_buf_size crashes on scalar
+    // dataspaces in 1.10; a scalar string's length is then checked after the read).
     hsize_t need = 0;
-    if (!mem.valid() || H5Dvlen_get_buf_size(d.get(), mem.get(), space.get(), &need) < 0)
-      fail(full, "cannot read dataset" + why());
-    if (need > max_bytes + 1) fail(full, "string is longer than " + std::to_string(max_bytes) + " bytes");
+    if (H5Sget_simple_extent_type(space.get()) == H5S_SIMPLE) {
+      if (H5Dvlen_get_buf_size(d.get(), mem.get(), space.get(), &need) < 0) fail(full, "cannot read dataset" + why());
+      if (need > max_bytes + 1) fail(full, "string is longer than " + std::to_string(max_bytes) + " bytes");
+    }
     char* p = nullptr;
     if (H5Dread(d.get(), mem.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, &p) < 0) fail(full, "cannot read dataset" + why());
     const std::size_t n = p ? strnlen(p, max_bytes + 1) : 0;

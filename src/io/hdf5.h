@@ -18,6 +18,10 @@
 /// for it), strings as variable-length UTF-8 (attributes and string arrays) or one fixed-length
 /// string (large text such as a checkpoint's /graph).
 ///
+/// Before a file is opened, a forked child process walks it (src/io/internal/hdf5_probe.h): if
+/// libhdf5 crashes or hangs on its metadata there, open() refuses the file. External links to
+/// other files are not followed (exists() says false).
+///
 /// Readers check before reading, so a corrupt or hostile file gives an error instead of a crash,
 /// a huge allocation or a hang: the type class and size (only the standard integer and IEEE float
 /// types are converted), the dataspace (simple or scalar, rank <= 32), every dimension and the
