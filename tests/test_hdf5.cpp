@@ -266,6 +266,31 @@ TEST_CASE("datasets on which libhdf5 crashed inside H5Dread are refused by the c
   CHECK(error_of([&] { load_dataset(odd); }).find(odd + ": /y: is not numeric") == 0);
 }
 
+TEST_CASE("checkpoints on which libhdf5 itself crashes or hangs give one error, never a crash of the caller") {
+  // From scripts/mutate_inputs.py (tests/data/hdf5, docs/robustness.md). Whether libhdf5 crashes
+  // on them depends on the state of the process reading them; the loaders read first in a forked
+  // copy of the process, so whatever happens there, this process gets an error or a model.
+  setenv("CURV_HDF5_PROBE_SECONDS", "2", 1);
+  for (const char* name : {"ckpt_global_heap_crash.h5", "ckpt_global_heap_hang.h5", "ckpt_attribute_table_crash.h5",
+                           "train_attribute_name_crash.h5"}) {
+    const std::string path = src("tests/data/hdf5/") + name;
+    CAPTURE(path);
+    std::string msg;
+    try {
+      (void)load_train_state(path);
+      (void)load_checkpoint(path);
+    } catch (const std::runtime_error& e) {
+      msg = e.what();
+    }
+    INFO(msg);
+    if (!msg.empty()) {
+      CHECK(msg.rfind(path + ": ", 0) == 0);
+      CHECK(msg.find('\n') == std::string::npos);
+    }
+  }
+  unsetenv("CURV_HDF5_PROBE_SECONDS");
+}
+
 TEST_CASE("checkpoints reject NaN anywhere and Inf in trainable parameters, naming the tensor") {
   const Model m = import_onnx(src("data/fixtures/cnn_bn.onnx"));
   int bn_const = -1;

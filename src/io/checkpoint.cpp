@@ -15,6 +15,7 @@
 
 #include "src/io/atomic_file.h"
 #include "src/io/hdf5.h"
+#include "src/io/internal/hdf5_probe.h"
 #include "src/io/internal/onnx_ops.h"
 #include "src/core/timer.h"
 
@@ -27,7 +28,13 @@ using nlohmann::json;
 constexpr const char* kFormat = "curv-checkpoint";
 constexpr std::int64_t kSchemaVersion = 1;  // /train and /history are optional additions
 
-[[noreturn]] void fail(const std::string& file, const std::string& msg) { throw std::runtime_error(file + ": " + msg); }
+// Names in messages come from the file: control characters are replaced (one-line errors).
+[[noreturn]] void fail(const std::string& file, const std::string& msg) {
+  std::string text = file + ": " + msg;
+  for (char& c : text)
+    if (static_cast<unsigned char>(c) < 32) c = '?';
+  throw std::runtime_error(text);
+}
 
 std::string escape(const std::string& name) {
   std::string r;
@@ -248,7 +255,8 @@ void save_checkpoint(const Model& model, const std::string& path, const TrainSta
   out.commit();
 }
 
-Model load_checkpoint(const std::string& path, const ImportOptions& opts) {
+// The reads of load_checkpoint, run under h5::internal::guarded (first in a child process).
+static Model read_checkpoint(const std::string& path, const ImportOptions& opts) {
   const h5::Object f = open_checkpoint(path);
   if (!f.exists("graph")) fail(path, "missing dataset '/graph'");
   json g;
@@ -330,7 +338,7 @@ Model load_checkpoint(const std::string& path, const ImportOptions& opts) {
 
 namespace curv {
 
-std::optional<TrainState> load_train_state(const std::string& path) {
+static std::optional<TrainState> read_train_state(const std::string& path) {
   const h5::Object f = open_checkpoint(path);
   if (!f.exists("train")) return std::nullopt;
   TrainState t;
@@ -382,6 +390,20 @@ std::optional<TrainState> load_train_state(const std::string& path) {
   for (std::size_t i = 0; i < nc; ++i)
     for (std::size_t j = 0; j < k; ++j)
       if (!std::isnan(top[i * k + j])) C[i].top_values.push_back(top[i * k + j]);
+  return t;
+}
+
+// libhdf5 can crash or loop on corrupt metadata whatever the reader checks: the reads run first
+// in a child process (src/io/internal/hdf5_probe.h).
+Model load_checkpoint(const std::string& path, const ImportOptions& opts) {
+  Model m;
+  h5::internal::guarded(path, [&] { m = read_checkpoint(path, opts); });
+  return m;
+}
+
+std::optional<TrainState> load_train_state(const std::string& path) {
+  std::optional<TrainState> t;
+  h5::internal::guarded(path, [&] { t = read_train_state(path); });
   return t;
 }
 

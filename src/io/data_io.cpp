@@ -12,6 +12,7 @@
 #include <stdexcept>
 
 #include "src/io/hdf5.h"
+#include "src/io/internal/hdf5_probe.h"
 #include "src/io/internal/npz.h"
 
 namespace curv {
@@ -190,11 +191,15 @@ H5Array read_h5_array(const h5::Object& file, const std::string& path, const std
 
 Dataset load_h5(const std::string& path) {
   require_file(path);
-  const h5::Object f = h5::Object::open(path);
-  H5Array x = read_h5_array(f, path, "/x");
-  H5Array y = read_h5_array(f, path, "/y");
   Dataset d;
-  assign_xy(d, path, x.shape, std::move(x.data), x.uint8, y.shape, std::move(y.data), std::move(y.ints), y.integer);
+  // First in a child process: libhdf5 can crash or loop on corrupt metadata (hdf5_probe.h).
+  h5::internal::guarded(path, [&] {
+    const h5::Object f = h5::Object::open(path);
+    H5Array x = read_h5_array(f, path, "/x");
+    H5Array y = read_h5_array(f, path, "/y");
+    d = Dataset();
+    assign_xy(d, path, x.shape, std::move(x.data), x.uint8, y.shape, std::move(y.data), std::move(y.ints), y.integer);
+  });
   return d;
 }
 

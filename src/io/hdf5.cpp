@@ -206,7 +206,11 @@ Object::Object(Handle h, std::string file, std::string path)
     : m_handle(std::move(h)), m_file(std::move(file)), m_path(std::move(path)) {}
 
 void Object::fail(const std::string& object, const std::string& problem) const {
-  throw std::runtime_error(m_file + ": " + object + ": " + problem);
+  // Object names come from the file: no control characters (a newline would split the one-line error).
+  std::string msg = m_file + ": " + object + ": " + problem;
+  for (char& c : msg)
+    if (static_cast<unsigned char>(c) < 32) c = '?';
+  throw std::runtime_error(msg);
 }
 
 std::string Object::child_path(const std::string& name) const {

@@ -18,9 +18,12 @@
 /// for it), strings as variable-length UTF-8 (attributes and string arrays) or one fixed-length
 /// string (large text such as a checkpoint's /graph).
 ///
-/// Before a file is opened, a forked child process walks it (src/io/internal/hdf5_probe.h): if
-/// libhdf5 crashes or hangs on its metadata there, open() refuses the file. External links to
-/// other files are not followed (exists() says false).
+/// libhdf5 1.10 itself can crash or loop on corrupt metadata, whatever is checked first
+/// (docs/robustness.md). So the loaders of checkpoints, training state and .h5 datasets run their
+/// reads first in a forked copy of the process (h5::internal::guarded), and open() outside such a
+/// read lets a child process walk the whole file first (h5::internal::probe_file): a crash or an
+/// endless loop there becomes an error here. External links to other files are not followed
+/// (exists() says false).
 ///
 /// Readers check before reading, so a corrupt or hostile file gives an error instead of a crash,
 /// a huge allocation or a hang: the type class and size (only the standard integer and IEEE float

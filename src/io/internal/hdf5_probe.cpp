@@ -15,7 +15,9 @@
 #include <cstdlib>
 #include <algorithm>
 #include <cstring>
+#include <functional>
 #include <set>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -61,6 +63,9 @@ hssize_t points(hid_t space) {
   return H5Sget_simple_extent_npoints(space);
 }
 
+// A name no object or attribute has: looking it up visits every message.
+constexpr const char* kAbsentName = "\x01curv-probe-absent";
+
 herr_t innermost(unsigned n, const H5E_error2_t* err, void* data) {
   if (n == 0 && err && err->desc) *static_cast<std::string*>(data) = err->desc;
   return 0;
@@ -73,6 +78,9 @@ class Walk {
   void group(hid_t g, int depth) {
     attributes(g);
     if (depth > kMaxDepth) return;
+    // Name lookups decode the link messages on their own code path (H5Lexists), as the readers'
+    // first call on a group does: a lookup of a name that is not there visits every link.
+    if (H5Lexists(g, kAbsentName, H5P_DEFAULT) < 0) return error("cannot look up a link");
     std::vector<std::string> names;
     hsize_t idx = 0;
     if (H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, &idx, collect_link, &names) < 0) return error("cannot list a group");
@@ -109,6 +117,9 @@ class Walk {
   }
 
   void attributes(hid_t o) {
+    // As the readers start with H5Aexists (which decodes attribute messages on its own code path,
+    // where some corruptions crash), so does the walk, with a name that is not there.
+    if (H5Aexists(o, kAbsentName) < 0) return error("cannot look up an attribute");
     std::vector<std::string> names;
     hsize_t idx = 0;
     if (H5Aiterate2(o, H5_INDEX_NAME, H5_ITER_INC, &idx, collect_attr, &names) < 0)
@@ -217,14 +228,33 @@ class Walk {
   std::set<haddr_t> m_seen;
 };
 
-// Exit status of a child whose walk found metadata errors (the message goes through `fd`).
+// Exit status of a child whose walk found metadata errors (the message goes through its pipe).
 constexpr int kMetadataErrors = 3;
 
-[[noreturn]] void child(const std::string& path, unsigned seconds, int fd) {
-  // The child must never touch the parent's outputs or terminal: default signal actions (the
-  // parent's handlers would remove its temporary files), no output, no core files.
-  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGPIPE}) signal(sig, SIG_DFL);
-  signal(SIGALRM, SIG_DFL);
+}  // namespace
+
+namespace {
+
+bool g_guarded = false;  // inside guarded(): in its child, or in the parent's second run
+
+bool probe_disabled() {
+  const char* env = std::getenv("CURV_HDF5_PROBE");
+  return env && std::strcmp(env, "0") == 0;
+}
+
+double timeout_for(const std::string& path) {
+  struct stat st {};
+  const double size = stat(path.c_str(), &st) == 0 ? static_cast<double>(st.st_size) : 0.0;
+  double base = kBaseSeconds;
+  if (const char* env = std::getenv("CURV_HDF5_PROBE_SECONDS"); env && std::strtod(env, nullptr) > 0)
+    base = std::min(std::strtod(env, nullptr), 600.0);
+  return base + size / kBytesPerSecond;
+}
+
+// Child setup shared by the walk and guarded reads: default signals (the parent's handlers would
+// remove its temporary files), no output, no core files, a bounded address space and run time.
+void child_setup(unsigned seconds) {
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGALRM}) signal(sig, SIG_DFL);
   alarm(seconds + 1);
   const int null = open("/dev/null", O_RDWR);
   if (null >= 0) {
@@ -233,7 +263,6 @@ constexpr int kMetadataErrors = 3;
   }
   rlimit core{0, 0};
   setrlimit(RLIMIT_CORE, &core);
-  // Address space: what the process has now plus 8 GiB, so a corrupt size fails to allocate.
   if (std::FILE* f = std::fopen("/proc/self/statm", "r")) {
     unsigned long pages = 0;
     if (std::fscanf(f, "%lu", &pages) == 1) {
@@ -244,80 +273,124 @@ constexpr int kMetadataErrors = 3;
     std::fclose(f);
   }
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
-  const hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-  H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG);
-  const hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl);
-  if (f < 0) _exit(0);  // not openable: the caller reports it
-  Walk walk;
-  walk.group(f, 0);
-  if (walk.first_error().empty()) _exit(0);
-  const std::string& e = walk.first_error();
-  (void)!write(fd, e.data(), std::min<std::size_t>(e.size(), 512));
-  _exit(kMetadataErrors);
 }
 
-}  // namespace
+struct ChildResult {
+  bool ran = false;  // false: no child could be started (then nothing is known)
+  int status = 0;
+  bool timed_out = false;
+  std::string message;  // what the child wrote to its pipe
+};
 
-std::string probe_file(const std::string& path) {
-  if (const char* env = std::getenv("CURV_HDF5_PROBE"); env && std::strcmp(env, "0") == 0) return {};
-  struct stat st {};
-  if (stat(path.c_str(), &st) != 0) return {};  // the caller reports the missing file
-  double base = kBaseSeconds;
-  if (const char* env = std::getenv("CURV_HDF5_PROBE_SECONDS"); env && std::strtod(env, nullptr) > 0)
-    base = std::min(std::strtod(env, nullptr), 600.0);
-  const double seconds = base + static_cast<double>(st.st_size) / kBytesPerSecond;
+// Forks; the child runs `body(fd)` (which must _exit), the parent waits up to `seconds`.
+template <class Body>
+ChildResult run_child(double seconds, Body body) {
   std::fflush(nullptr);
   int fds[2];
   if (pipe(fds) != 0) return {};
   const pid_t pid = fork();
-  if (pid < 0) {  // no process to spare: read without the probe
+  if (pid < 0) {
     close(fds[0]);
     close(fds[1]);
     return {};
   }
   if (pid == 0) {
     close(fds[0]);
-    child(path, static_cast<unsigned>(seconds), fds[1]);
+    child_setup(static_cast<unsigned>(seconds));
+    body(fds[1]);
+    _exit(0);
   }
   close(fds[1]);
-  struct PipeCloser {
-    int fd;
-    ~PipeCloser() { close(fd); }
-  } reader{fds[0]};
+  ChildResult r;
+  r.ran = true;
   timespec start{}, now{};
   clock_gettime(CLOCK_MONOTONIC, &start);
   long sleep_ns = 200000;
-  int status = 0;
   for (;;) {
-    const pid_t r = waitpid(pid, &status, WNOHANG);
-    if (r == pid) break;
-    if (r < 0 && errno != EINTR) return {};
+    const pid_t w = waitpid(pid, &r.status, WNOHANG);
+    if (w == pid) break;
+    if (w < 0 && errno != EINTR) {
+      close(fds[0]);
+      return {};
+    }
     clock_gettime(CLOCK_MONOTONIC, &now);
-    const double elapsed = double(now.tv_sec - start.tv_sec) + 1e-9 * double(now.tv_nsec - start.tv_nsec);
-    if (elapsed > seconds) {
+    if (double(now.tv_sec - start.tv_sec) + 1e-9 * double(now.tv_nsec - start.tv_nsec) > seconds) {
       kill(pid, SIGKILL);
-      while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+      while (waitpid(pid, &r.status, 0) < 0 && errno == EINTR) {
       }
-      return "reading the file's metadata did not finish within " + std::to_string(static_cast<int>(seconds)) +
-             " s (corrupt HDF5 structures)";
+      r.timed_out = true;
+      break;
     }
     timespec ts{0, sleep_ns};
     nanosleep(&ts, nullptr);
     sleep_ns = std::min(sleep_ns * 2, 20000000L);
   }
-  if (WIFSIGNALED(status)) {
-    if (WTERMSIG(status) == SIGALRM)
-      return "reading the file's metadata did not finish within " + std::to_string(static_cast<int>(seconds)) +
-             " s (corrupt HDF5 structures)";
-    return "the HDF5 library crashed (signal " + std::to_string(WTERMSIG(status)) +
-           ") reading the file's metadata (corrupt HDF5 structures)";
-  }
-  if (WIFEXITED(status) && WEXITSTATUS(status) == kMetadataErrors) {
+  if (!r.timed_out && r.status != 0) {
     char buf[513] = {};
     const ssize_t n = read(fds[0], buf, 512);
-    return "corrupt HDF5 metadata (" + std::string(buf, n > 0 ? static_cast<std::size_t>(n) : 0) + ")";
+    r.message.assign(buf, n > 0 ? static_cast<std::size_t>(n) : 0);
   }
+  close(fds[0]);
+  return r;
+}
+
+// The problem a child's end shows ("" for a clean exit).
+std::string problem_of(const ChildResult& r, double seconds, const char* what) {
+  if (!r.ran) return {};
+  if (r.timed_out || (WIFSIGNALED(r.status) && WTERMSIG(r.status) == SIGALRM))
+    return std::string(what) + " did not finish within " + std::to_string(static_cast<int>(seconds)) +
+           " s (corrupt HDF5 structures)";
+  if (WIFSIGNALED(r.status))
+    return "the HDF5 library crashed (signal " + std::to_string(WTERMSIG(r.status)) + ") " + what +
+           " (corrupt HDF5 structures)";
+  if (WIFEXITED(r.status) && WEXITSTATUS(r.status) == kMetadataErrors)
+    return "corrupt HDF5 metadata (" + r.message + ")";
   return {};
+}
+
+}  // namespace
+
+std::string probe_file(const std::string& path) {
+  if (probe_disabled() || g_guarded) return {};
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0) return {};  // the caller reports the missing file
+  const double seconds = timeout_for(path);
+  const ChildResult r = run_child(seconds, [&](int fd) {
+    const hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG);
+    const hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl);
+    if (f < 0) _exit(0);  // not openable: the caller reports it
+    Walk walk;
+    walk.group(f, 0);
+    if (walk.first_error().empty()) _exit(0);
+    const std::string& e = walk.first_error();
+    (void)!write(fd, e.data(), std::min<std::size_t>(e.size(), 512));
+    _exit(kMetadataErrors);
+  });
+  return problem_of(r, seconds, "reading the file's metadata");
+}
+
+bool in_guarded_read() { return g_guarded; }
+
+void guarded(const std::string& file, const std::function<void()>& read) {
+  if (probe_disabled() || g_guarded) return read();
+  const double seconds = timeout_for(file);
+  const ChildResult r = run_child(seconds, [&](int) {
+    g_guarded = true;
+    try {
+      read();
+    } catch (...) {
+      // The parent's run reports it.
+    }
+    _exit(0);
+  });
+  if (const std::string p = problem_of(r, seconds, "reading the file"); !p.empty())
+    throw std::runtime_error(file + ": " + p);
+  struct Reset {
+    ~Reset() { g_guarded = false; }
+  } reset;
+  g_guarded = true;
+  read();
 }
 
 }  // namespace curv::h5::internal

@@ -13,7 +13,21 @@
 /// touches it; errors that HDF5 reports normally are left to the caller's checked readers.
 #include <string>
 
+#include <functional>
+
 namespace curv::h5::internal {
+
+/// Runs `read` (a loader's HDF5 reads of `path`) in a forked child first and, if the child
+/// neither crashed nor hung, then in this process. The child is an exact copy of this process,
+/// so libhdf5 does there exactly what it will do here: a crash or an endless loop on corrupt
+/// metadata is met in the child, and std::runtime_error("<file>: the HDF5 library crashed ...")
+/// is thrown instead. Exceptions of `read` itself are left to the run in this process. Inside
+/// `read` (child and parent), h5::Object::open skips its own walk. CURV_HDF5_PROBE=0 runs `read`
+/// directly. Costs a second read: used by the loaders of checkpoints, training state and .h5 datasets.
+void guarded(const std::string& file, const std::function<void()>& read);
+
+/// True inside guarded() (the walk of probe_file is then redundant).
+bool in_guarded_read();
 
 /// "" when a child process walked `path` cleanly, else the problem: "the HDF5 library crashed
 /// (signal 11) reading the file's metadata", "reading the file's metadata did not finish within

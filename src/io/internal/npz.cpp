@@ -19,6 +19,13 @@ constexpr std::uint64_t kMaxEntryBytes = std::uint64_t(1) << 36;   // one uncomp
 constexpr std::uint64_t kMaxDeflateRatio = 1100;                   // deflate expands at most ~1032:1
 constexpr std::size_t kMaxStringChars = 1 << 20;                    // width of a <U string
 
+// Header text for a message: printable ASCII only, at most 80 characters.
+std::string printable(const std::string& s) {
+  std::string r;
+  for (char c : s.substr(0, 80)) r += (c >= 32 && c < 127) ? c : '?';
+  return s.size() > 80 ? r + "..." : r;
+}
+
 // A non-negative decimal integer of at most 18 digits (no sign, no exponent); -1 if malformed.
 std::int64_t parse_count(const std::string& s, std::size_t& i) {
   const std::size_t start = i;
@@ -115,15 +122,15 @@ NpyArray parse_npy(const std::string& b, const std::string& what) {
   const std::string fortran = header_field(h, "fortran_order", what);
   if (fortran.find("True") != std::string::npos) fail(what, "Fortran-order arrays are not supported");
   const std::string shape = header_field(h, "shape", what);
-  if (shape.size() < 2 || shape.front() != '(' || shape.back() != ')') fail(what, "malformed npy shape '" + shape + "'");
+  if (shape.size() < 2 || shape.front() != '(' || shape.back() != ')') fail(what, "malformed npy shape '" + printable(shape) + "'");
   std::uint64_t n = 1;
   for (std::size_t i = 1; i < shape.size();) {
     while (i < shape.size() && (shape[i] == ' ' || shape[i] == ',')) ++i;
     if (i >= shape.size() || shape[i] == ')') break;
     const std::int64_t dim = parse_count(shape, i);
-    if (dim < 0 || a.shape.size() >= 32) fail(what, "malformed npy shape '" + shape + "'");
+    if (dim < 0 || a.shape.size() >= 32) fail(what, "malformed npy shape '" + printable(shape) + "'");
     if (dim != 0 && n > kMaxArrayValues / static_cast<std::uint64_t>(dim))
-      fail(what, "shape " + shape + " has more than " + std::to_string(kMaxArrayValues) + " elements");
+      fail(what, "shape " + printable(shape) + " has more than " + std::to_string(kMaxArrayValues) + " elements");
     n *= static_cast<std::uint64_t>(dim);
     a.shape.push_back(dim);
   }
@@ -131,14 +138,14 @@ NpyArray parse_npy(const std::string& b, const std::string& what) {
   const std::size_t avail = b.size() - hstart - hlen;
   const std::string& t = a.dtype;
   if (t.size() < 3 || t[0] == '>')
-    fail(what, "unsupported dtype '" + t + "' (expected little-endian <f4 <f8 |u1 <i4 <i8)");
+    fail(what, "unsupported dtype '" + printable(t) + "' (expected little-endian <f4 <f8 |u1 <i4 <i8)");
   const char kind = t[1];
   std::size_t wpos = 2;
   const std::int64_t w = parse_count(t, wpos);
   const bool known = kind == 'U' ? w >= 1 && static_cast<std::size_t>(w) <= kMaxStringChars
                                  : (kind == 'f' && (w == 4 || w == 8)) || ((kind == 'u' || kind == 'b') && w == 1) ||
                                        (kind == 'i' && (w == 1 || w == 4 || w == 8)) || (kind == 'u' && w == 4);
-  if (wpos != t.size() || !known) fail(what, "unsupported dtype '" + t + "' (expected <f4 <f8 |u1 <i4 <i8)");
+  if (wpos != t.size() || !known) fail(what, "unsupported dtype '" + printable(t) + "' (expected <f4 <f8 |u1 <i4 <i8)");
   const std::size_t width = static_cast<std::size_t>(w);
   const std::size_t elem = kind == 'U' ? 4 * width : width;
   if (avail / elem < n)
@@ -197,18 +204,19 @@ NpzFile::NpzFile(const std::string& path) : m_path(path) {
     const zip_uint64_t need = ZIP_STAT_NAME | ZIP_STAT_SIZE | ZIP_STAT_COMP_SIZE | ZIP_STAT_COMP_METHOD;
     if ((st.valid & need) != need || !st.name) fail(path, "archive entry " + std::to_string(i) + " has no name or size");
     std::string name = st.name;
+    const std::string shown = printable(name);  // names come from the archive: no control characters in messages
     // The sizes come from the archive's directory: check them before allocating.
     const bool stored = st.comp_method == ZIP_CM_STORE;
     if (st.size > kMaxEntryBytes || st.comp_size > file_size || (stored ? st.size != st.comp_size : st.size / kMaxDeflateRatio > st.comp_size))
-      fail(path, "archive entry '" + name + "' claims " + std::to_string(st.size) + " bytes from " +
+      fail(path, "archive entry '" + shown + "' claims " + std::to_string(st.size) + " bytes from " +
                      std::to_string(st.comp_size) + " compressed");
     std::unique_ptr<zip_file_t, ZipFileCloser> f(zip_fopen_index(z.get(), i, 0));
-    if (!f) fail(path, "cannot open archive entry '" + name + "': " + zip_strerror(z.get()));
+    if (!f) fail(path, "cannot open archive entry '" + shown + "': " + zip_strerror(z.get()));
     std::string bytes(st.size, '\0');
     const zip_int64_t got = st.size ? zip_fread(f.get(), bytes.data(), st.size) : 0;
-    if (got < 0 || static_cast<zip_uint64_t>(got) != st.size) fail(path, "corrupt archive entry '" + name + "'");
+    if (got < 0 || static_cast<zip_uint64_t>(got) != st.size) fail(path, "corrupt archive entry '" + shown + "'");
     if (name.size() > 4 && name.compare(name.size() - 4, 4, ".npy") == 0) name.resize(name.size() - 4);
-    m_arrays.emplace(name, parse_npy(bytes, path + ": array '" + name + "'"));
+    m_arrays.emplace(name, parse_npy(bytes, path + ": array '" + printable(name) + "'"));
   }
 }
 
