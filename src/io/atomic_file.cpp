@@ -163,14 +163,13 @@ void test_hold() {
   double seconds = std::strtod(env, nullptr);
   if (!(seconds > 0)) return;
   if (seconds > 60) seconds = 60;
-  timespec now{}, end{};
+  timespec end{};
   clock_gettime(CLOCK_MONOTONIC, &end);
   end.tv_sec += static_cast<time_t>(seconds);
   end.tv_nsec += static_cast<long>((seconds - static_cast<double>(static_cast<time_t>(seconds))) * 1e9);
   if (end.tv_nsec >= 1000000000L) end.tv_sec += 1, end.tv_nsec -= 1000000000L;
   while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &end, nullptr) == EINTR) {
   }
-  (void)now;
 }
 
 void sync_path(const std::string& path, int flags) {
