@@ -2,14 +2,17 @@
 /// \file spectra_reader.h
 /// Reads back what `SpectraStore` wrote (tests, `curv study --resume`, comparisons).
 ///
-/// Paths are absolute HDF5 paths ("/spectrum/eigen/values"). Numeric datasets of any HDF5 numeric
-/// type are converted to double and returned flat in C (row-major) order with their shape.
-/// Errors: std::runtime_error naming the file and the object.
+/// Paths are absolute HDF5 paths ("/spectrum/eigen/values"). Numeric datasets of any standard
+/// integer or IEEE float type are converted to double and returned flat in C (row-major) order
+/// with their shape. Reads go through the checked readers of src/io/hdf5.h, so a corrupt file
+/// gives an error, not a crash. Errors: std::runtime_error naming the file and the object.
 /// Not thread-safe.
 #include <cstdint>
 #include <filesystem>
 #include <string>
 #include <vector>
+
+#include "src/io/hdf5.h"
 
 namespace curv {
 
@@ -21,17 +24,18 @@ struct StoredArray {
 
 class SpectraReader {
  public:
-  /// Opens read-only; std::runtime_error("<path>: cannot open HDF5 file: ...") on failure.
+  /// Opens read-only; std::runtime_error("<path>: no such file" / "not an HDF5 file" / "cannot
+  /// open HDF5 file (...)") on failure.
   explicit SpectraReader(std::filesystem::path path);
   SpectraReader(const SpectraReader&) = delete;
   SpectraReader& operator=(const SpectraReader&) = delete;
-  ~SpectraReader();
 
   /// True if every component of `object` exists.
   bool exists(const std::string& object) const;
   StoredArray read(const std::string& dataset) const;
   /// A scalar (or single-element) dataset.
   double read_scalar(const std::string& dataset) const;
+  bool has_attribute(const std::string& object, const std::string& name) const;
   std::string string_attribute(const std::string& object, const std::string& name) const;
   /// A numeric attribute (int64 or float64), as double.
   double number_attribute(const std::string& object, const std::string& name) const;
@@ -42,7 +46,7 @@ class SpectraReader {
 
  private:
   std::filesystem::path m_path;
-  std::int64_t m_file = -1;  // hid_t
+  h5::Object m_file;
 };
 
 }  // namespace curv

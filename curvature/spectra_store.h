@@ -20,10 +20,12 @@
 ///
 /// Strings are variable-length UTF-8; groups and datasets a run does not have are absent.
 ///
-/// Atomicity: nothing touches the disk before `commit()`, which writes "<path>.tmp.<pid>",
-/// closes it and renames it onto <path>. If anything fails (bad record shapes, HDF5 errors,
-/// rename) the temporary file is removed and the exception propagates: <path> is never left
-/// half-written, and a file already at <path> stays as it was.
+/// Atomicity: nothing touches the disk before `commit()`, which writes through an `AtomicFile`
+/// (src/io/atomic_file.h): "<path>.curv-tmp.<pid>", closed and renamed onto <path>. If anything
+/// fails (bad record shapes, HDF5 errors, rename, SIGINT/SIGTERM) the temporary file is removed:
+/// <path> is never left half-written, and a file already at <path> stays as it was. commit()
+/// refuses to replace one of the `inputs` (the model, the data), a read-only file, or a file in a
+/// missing folder.
 ///
 ///     SpectraStore store("out.h5", "curv spectrum model.onnx --data ...");
 ///     StoreRun& run = store.add_run();              // "spectrum"
@@ -32,10 +34,10 @@
 ///     run.add_block("fc1.weight").trace = trace_record(hutchinson);
 ///     store.commit();
 ///
-/// Errors: std::runtime_error("<path>: cannot create HDF5 file: ...") and likewise naming the
-/// object for HDF5 failures; std::invalid_argument naming the dataset for inconsistent records
-/// and for bad group names; std::logic_error for calls after commit(). HDF5's automatic error
-/// printing is turned off while the store works.
+/// Errors: std::runtime_error("<path>: <object>: <problem> (<HDF5's message>)") for HDF5
+/// failures (src/io/hdf5.h) and "<path>: <problem>" for refused targets; std::invalid_argument
+/// naming the dataset for inconsistent records and for bad group names; std::logic_error for
+/// calls after commit().
 /// Not thread-safe (HDF5 is built without thread-safety).
 #include <filesystem>
 #include <memory>
@@ -56,11 +58,12 @@ class SpectraStore {
     Append,  ///< copy an existing curv file at <path> (if any) and add the runs to it
   };
 
-  /// `command` is stored as the root attribute "command" (the full command line).
-  SpectraStore(std::filesystem::path path, std::string command, Mode mode = Mode::Create);
+  /// `command` is stored as the root attribute "command" (the full command line). `inputs` are
+  /// the files the results were computed from, which commit() refuses to replace.
+  SpectraStore(std::filesystem::path path, std::string command, Mode mode = Mode::Create,
+               std::vector<std::string> inputs = {});
   SpectraStore(const SpectraStore&) = delete;
   SpectraStore& operator=(const SpectraStore&) = delete;
-  /// Removes a leftover temporary file; never touches <path>.
   ~SpectraStore();
 
   /// Adds a run group. REQUIRES: a valid group name (non-empty, no '/', not "." or "..") not
@@ -71,16 +74,17 @@ class SpectraStore {
   void commit();
 
   const std::filesystem::path& path() const { return m_path; }
-  /// "<path>.tmp.<pid>"
+  /// "<path>.curv-tmp.<pid>", which exists only during commit()
   std::filesystem::path temp_path() const;
   bool committed() const { return m_committed; }
 
  private:
-  void write(const std::filesystem::path& file) const;
+  void write(const std::string& file, bool append) const;
 
   std::filesystem::path m_path;
   std::string m_command;
   Mode m_mode;
+  std::vector<std::string> m_inputs;
   std::vector<std::pair<std::string, std::unique_ptr<StoreRun>>> m_runs;
   bool m_committed = false;
 };

@@ -1,8 +1,5 @@
 #include "quant/model_quant.h"
 
-#include <hdf5.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -13,9 +10,10 @@
 #include "curvature/eigen_solver.h"
 #include "curvature/exact_spectrum.h"
 #include "curvature/hutchinson_trace.h"
-#include "curvature/internal/hdf5_handle.h"
 #include "curvature/spectra_reader.h"
+#include "src/io/atomic_file.h"
 #include "src/io/checkpoint.h"
+#include "src/io/hdf5.h"
 
 namespace curv::quant {
 
@@ -192,136 +190,86 @@ std::vector<AppliedLayer> apply_plan(Model& m, const Plan& plan) {
 
 namespace {
 
-// Minimal HDF5 writing for the two files below: UTF-8 string attributes and 1-D/2-D datasets.
-// Every failure throws std::runtime_error("<path>: cannot write (<what>)").
-class H5Writer {
- public:
-  explicit H5Writer(std::string path) : m_path(std::move(path)), m_str(H5Tcopy(H5T_C_S1), H5Tclose) {
-    internal::silence_hdf5_errors();
-    H5Tset_size(m_str.get(), H5T_VARIABLE);
-    H5Tset_cset(m_str.get(), H5T_CSET_UTF8);
-  }
-  [[noreturn]] void fail(const std::string& what) const {
-    throw std::runtime_error(m_path + ": cannot write (" + what + ")");
-  }
-  internal::H5Handle group(hid_t parent, const std::string& name) const {
-    internal::H5Handle g(H5Gcreate2(parent, name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose);
-    if (!g.valid()) fail("group " + name);
-    return g;
-  }
-  void str_attr(hid_t obj, const char* name, const std::string& v) const {
-    internal::H5Handle sp(H5Screate(H5S_SCALAR), H5Sclose);
-    internal::H5Handle a(H5Acreate2(obj, name, m_str.get(), sp.get(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
-    const char* c = v.c_str();
-    if (!a.valid() || H5Awrite(a.get(), m_str.get(), &c) < 0) fail(std::string("attribute ") + name);
-  }
-  void dataset(hid_t grp, const char* name, hid_t type, const void* data, std::vector<hsize_t> dims) const {
-    internal::H5Handle sp(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr), H5Sclose);
-    internal::H5Handle d(H5Dcreate2(grp, name, type, sp.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Dclose);
-    hsize_t n = 1;
-    for (auto x : dims) n *= x;
-    if (!d.valid() || (n > 0 && H5Dwrite(d.get(), type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) < 0))
-      fail(std::string("dataset ") + name);
-  }
-  hid_t string_type() const { return m_str.get(); }
+// Same escaping as checkpoints: '/' -> %2F, '%' -> %25.
+std::string escape_name(const std::string& name) {
+  std::string esc;
+  for (char c : name) esc += c == '/' ? "%2F" : c == '%' ? "%25" : std::string(1, c);
+  return esc;
+}
 
- private:
-  std::string m_path;
-  internal::H5Handle m_str;
-};
-
-// Removes a temporary file unless disarmed.
-struct TempFile {
-  std::string path;
-  bool armed = true;
-  ~TempFile() {
-    if (armed) std::filesystem::remove(path);
-  }
-  void commit_to(const std::string& target) {
-    std::error_code ec;
-    std::filesystem::rename(path, target, ec);
-    if (ec) throw std::runtime_error(target + ": cannot rename the finished file into place (" + ec.message() + ")");
-    armed = false;
-  }
-};
+template <class T>
+void write_1d(const h5::Object& g, const std::string& name, const std::vector<T>& v) {
+  g.write_dataset(name, std::span<const T>(v), {v.size()});
+}
 
 }  // namespace
 
 void save_quantized(const Model& m, const Plan& plan, const std::vector<AppliedLayer>& layers, const std::string& path) {
-  using internal::H5Handle;
-  TempFile tmp{path + ".qtmp." + std::to_string(getpid())};
-  save_checkpoint(m, tmp.path);
-  H5Writer w(path);
-  {
-    H5Handle f(H5Fopen(tmp.path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT), H5Fclose);
-    if (!f.valid()) w.fail("open " + tmp.path);
-    H5Handle g = w.group(f.get(), "quant");
-    w.str_attr(g.get(), "plan", plan_to_json(plan).dump());
-    for (const auto& l : layers) {
-      std::string esc;  // same escaping as checkpoints: '/' -> %2F, '%' -> %25
-      for (char c : l.name) esc += c == '/' ? "%2F" : c == '%' ? "%25" : std::string(1, c);
-      H5Handle lg = w.group(g.get(), esc);
-      w.dataset(lg.get(), "codes", H5T_NATIVE_INT8, l.q.codes.data(), {l.q.codes.size()});
-      w.dataset(lg.get(), "scales", H5T_NATIVE_DOUBLE, l.q.scales.data(), {l.q.scales.size()});
-      w.dataset(lg.get(), "zero_points", H5T_NATIVE_INT32, l.q.zero_points.data(), {l.q.zero_points.size()});
-      w.dataset(lg.get(), "group_begin", H5T_NATIVE_INT64, l.q.group_begin.data(), {l.q.group_begin.size()});
-    }
+  std::vector<std::string> inputs = model_files(m);
+  if (!plan.model_path.empty()) inputs.push_back(plan.model_path);
+  AtomicFile out(path, inputs);
+  h5::Object f = h5::Object::create(out.temp_path(), path);
+  write_checkpoint(m, f);
+  const h5::Object g = f.create_group("quant");
+  g.write_attribute("plan", plan_to_json(plan).dump());
+  for (const auto& l : layers) {
+    const h5::Object lg = g.create_group(escape_name(l.name));
+    write_1d(lg, "codes", l.q.codes);
+    write_1d(lg, "scales", l.q.scales);
+    write_1d(lg, "zero_points", l.q.zero_points);
+    write_1d(lg, "group_begin", l.q.group_begin);
   }
-  tmp.commit_to(path);
+  f.close();
+  out.commit();
 }
-
 
 void save_frontier(const std::string& path, const std::string& command, const std::string& model_sha256,
                    const std::vector<ModelLayer>& layers, const std::vector<Sensitivity>& sens,
                    const std::string& kind, const std::string& order, const ParetoFrontier& frontier) {
-  using internal::H5Handle;
-  TempFile tmp{path + ".tmp." + std::to_string(getpid())};
-  H5Writer w(path);
-  {
-    H5Handle f(H5Fcreate(tmp.path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), H5Fclose);
-    if (!f.valid()) w.fail("create " + tmp.path);
-    w.str_attr(f.get(), "format", "curv");
-    w.str_attr(f.get(), "command", command);
-    w.str_attr(f.get(), "created_utc", utc_timestamp());
-    w.str_attr(f.get(), "model_sha256", model_sha256);
-    H5Handle q = w.group(f.get(), "quant");
-    w.str_attr(q.get(), "sensitivity", kind);
-    w.str_attr(q.get(), "order", order);
-    H5Handle lg = w.group(q.get(), "layers");
-    const hsize_t L = layers.size();
-    std::vector<const char*> names;
-    std::vector<std::int64_t> n, macs;
-    std::vector<double> s;
-    std::vector<std::int8_t> negative;
-    for (size_t i = 0; i < layers.size(); ++i) {
-      names.push_back(layers[i].name.c_str());
-      n.push_back(layers[i].numel);
-      macs.push_back(layers[i].macs);
-      s.push_back(sens[i].value);
-      negative.push_back(sens[i].negative_top_eigenvalue ? 1 : 0);
-    }
-    w.dataset(lg.get(), "names", w.string_type(), names.data(), {L});
-    w.dataset(lg.get(), "numel", H5T_NATIVE_INT64, n.data(), {L});
-    w.dataset(lg.get(), "macs", H5T_NATIVE_INT64, macs.data(), {L});
-    w.dataset(lg.get(), "sensitivity", H5T_NATIVE_DOUBLE, s.data(), {L});
-    w.dataset(lg.get(), "negative_top_eigenvalue", H5T_NATIVE_INT8, negative.data(), {L});
-    H5Handle fg = w.group(q.get(), "frontier");
-    w.str_attr(fg.get(), "exact", frontier.exact ? "true" : "false");
-    const hsize_t K = frontier.points.size();
-    std::vector<std::int64_t> size, bits;
-    std::vector<double> omega, avg;
-    for (const auto& p : frontier.points) {
-      size.push_back((p.size_bits + 7) / 8);
-      omega.push_back(p.omega);
-      avg.push_back(p.avg_bits);
-      for (int b : p.bits) bits.push_back(b);
-    }
-    w.dataset(fg.get(), "size_bytes", H5T_NATIVE_INT64, size.data(), {K});
-    w.dataset(fg.get(), "omega", H5T_NATIVE_DOUBLE, omega.data(), {K});
-    w.dataset(fg.get(), "avg_bits", H5T_NATIVE_DOUBLE, avg.data(), {K});
-    w.dataset(fg.get(), "bits", H5T_NATIVE_INT64, bits.data(), {K, L});
+  AtomicFile out(path);
+  h5::Object f = h5::Object::create(out.temp_path(), path);
+  f.write_attribute("format", "curv");
+  f.write_attribute("schema_version", kFrontierSchemaVersion);
+  f.write_attribute("curv_version", curv_version_string());
+  f.write_attribute("created_utc", utc_timestamp());
+  f.write_attribute("command", command);
+  f.write_attribute("model_sha256", model_sha256);
+  const h5::Object q = f.create_group("quant");
+  q.write_attribute("sensitivity", kind);
+  q.write_attribute("order", order);
+  const h5::Object lg = q.create_group("layers");
+  std::vector<std::string> names;
+  std::vector<std::int64_t> n, macs;
+  std::vector<double> s;
+  std::vector<std::int8_t> negative;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    names.push_back(layers[i].name);
+    n.push_back(layers[i].numel);
+    macs.push_back(layers[i].macs);
+    s.push_back(sens[i].value);
+    negative.push_back(sens[i].negative_top_eigenvalue ? 1 : 0);
   }
-  tmp.commit_to(path);
+  lg.write_strings("names", names);
+  write_1d(lg, "numel", n);
+  write_1d(lg, "macs", macs);
+  write_1d(lg, "sensitivity", s);
+  write_1d(lg, "negative_top_eigenvalue", negative);
+  const h5::Object fg = q.create_group("frontier");
+  fg.write_attribute("exact", frontier.exact ? "true" : "false");
+  std::vector<std::int64_t> size, bits;
+  std::vector<double> omega, avg;
+  for (const auto& p : frontier.points) {
+    size.push_back((p.size_bits + 7) / 8);
+    omega.push_back(p.omega);
+    avg.push_back(p.avg_bits);
+    for (int b : p.bits) bits.push_back(b);
+  }
+  write_1d(fg, "size_bytes", size);
+  write_1d(fg, "omega", omega);
+  write_1d(fg, "avg_bits", avg);
+  fg.write_dataset("bits", std::span<const std::int64_t>(bits), {frontier.points.size(), layers.size()});
+  f.close();
+  out.commit();
 }
 
 std::vector<Sensitivity> load_sensitivities(const std::string& path, const std::vector<ModelLayer>& layers,
@@ -329,6 +277,13 @@ std::vector<Sensitivity> load_sensitivities(const std::string& path, const std::
   const SpectraReader r(path);
   auto fail = [&](const std::string& what) -> void { throw std::runtime_error(path + ": " + what); };
   if (!r.exists("/quant/layers/sensitivity")) fail("no /quant/layers/sensitivity (not written by curv quant plan --h5)");
+  // Files before schema_version 1 carry no version; newer ones than this reader are refused.
+  if (r.has_attribute("/", "schema_version")) {
+    const double v = r.number_attribute("/", "schema_version");
+    if (v != static_cast<double>(kFrontierSchemaVersion))
+      fail("schema_version " + std::to_string(static_cast<long long>(v)) + " is not supported (this curv reads " +
+           std::to_string(kFrontierSchemaVersion) + ")");
+  }
   std::string sha;
   try {
     sha = r.string_attribute("/", "model_sha256");

@@ -86,26 +86,32 @@ std::vector<AppliedLayer> apply_plan(Model& m, const Plan& plan);
 
 /// Writes the quantized model: a curv checkpoint of the dequantized model plus, per layer,
 /// /quant/<name>/{codes (int8), scales, zero_points, group_begin} and the plan as a JSON
-/// attribute of /quant. Atomic (temporary file, then rename).
+/// attribute of /quant. Atomic (src/io/atomic_file.h); refuses to replace the model's own file
+/// or the plan's model.
 void save_quantized(const Model& m, const Plan& plan, const std::vector<AppliedLayer>& layers, const std::string& path);
 
 }  // namespace curv::quant
 
 namespace curv::quant {
-/// Writes sensitivities and the Pareto frontier for `curv quant plan --h5` (docs/quant-plan.md):
+/// Layout version of the `curv quant plan --h5` file (docs/hdf5-schema.md).
+inline constexpr std::int64_t kFrontierSchemaVersion = 1;
+
+/// Writes sensitivities and the Pareto frontier for `curv quant plan --h5` (docs/hdf5-schema.md):
 /// /quant/layers/{names, numel, macs, sensitivity (measured s_i), negative_top_eigenvalue (int8)},
 /// /quant/frontier/{size_bytes, omega, avg_bits, bits [points x layers]}, root attributes
-/// format="curv", command, created_utc, model_sha256; /quant attributes sensitivity (kind) and
-/// order (of the frontier's problem: its Omegas use the reordered s'), /quant/frontier attribute
-/// exact. Sizes include the float32 parts (the problem's extra_bits). Atomic.
+/// format="curv", schema_version, curv_version, created_utc, command, model_sha256; /quant
+/// attributes sensitivity (kind) and order (of the frontier's problem: its Omegas use the
+/// reordered s'), /quant/frontier attribute exact. Sizes include the float32 parts (the
+/// problem's extra_bits). Atomic (src/io/atomic_file.h).
 void save_frontier(const std::string& path, const std::string& command, const std::string& model_sha256,
                    const std::vector<ModelLayer>& layers, const std::vector<Sensitivity>& sens,
                    const std::string& kind, const std::string& order, const ParetoFrontier& frontier);
 
 /// The sensitivities stored by save_frontier, to make more plans without new Hessian work
 /// (`curv quant plan --sensitivities F.h5`). Returns them in `layers` order and their kind in `kind`.
-/// std::runtime_error("<path>: ...") if the file is not such a file, was written for a model with
-/// another sha256 (or without one), or its layers do not match `layers` (count or sizes).
+/// std::runtime_error("<path>: ...") if the file is not such a file (or of a newer schema_version),
+/// was written for a model with another sha256 (or without one), or its layers do not match
+/// `layers` (count or sizes).
 std::vector<Sensitivity> load_sensitivities(const std::string& path, const std::vector<ModelLayer>& layers,
                                             const std::string& model_sha256, std::string& kind);
 }  // namespace curv::quant

@@ -11,6 +11,7 @@
 #include <stdexcept>
 
 #include "quant/sensitivity.h"
+#include "src/io/atomic_file.h"
 #include "src/io/sha256.h"
 
 #ifndef CURV_VERSION
@@ -370,24 +371,15 @@ void write_plan(const Plan& plan, const std::string& path) {
   } catch (const std::runtime_error& e) {
     throw std::invalid_argument(std::string("refusing to write an invalid plan: ") + e.what());
   }
-  const std::string tmp = path + ".tmp";
+  AtomicFile file(path, {plan.model_path});
   {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw std::runtime_error(path + ": cannot write (cannot create " + tmp + ")");
+    std::ofstream out(file.temp_path(), std::ios::binary | std::ios::trunc);
+    if (!out) throw std::runtime_error(path + ": cannot write (cannot create " + file.temp_path() + ")");
     out << j.dump(2) << '\n';
     out.close();
-    if (!out) {
-      std::error_code ec;
-      std::filesystem::remove(tmp, ec);
-      throw std::runtime_error(path + ": cannot write (write to " + tmp + " failed)");
-    }
+    if (!out) throw std::runtime_error(path + ": cannot write (write to " + file.temp_path() + " failed)");
   }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::filesystem::remove(tmp, ec);
-    throw std::runtime_error(path + ": cannot write (rename failed)");
-  }
+  file.commit();
 }
 
 Plan read_plan(const std::string& path) {

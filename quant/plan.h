@@ -20,7 +20,7 @@
 ///   weight_bits = sum n_i b_i, overhead_bits = sum scale_overhead_bits(scheme_i, groups_i),
 ///   size_bytes = ceil((weight_bits + overhead_bits) / 8) + unquantized_bytes,
 ///   avg_bits = weight_bits / sum n_i, bops = sum MACs_i b_i act_bits, predicted_omega = sum omega_i.
-/// Files are written to "<path>.tmp" and renamed, so a failed write never leaves a partial plan.
+/// Files are written atomically (src/io/atomic_file.h), so a failed write never leaves a partial plan.
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -116,7 +116,8 @@ nlohmann::json plan_to_json(const Plan& plan);
 Plan plan_from_json(const nlohmann::json& j, const std::string& source);
 
 /// Writes atomically (temporary file + rename). std::invalid_argument if the plan is not valid,
-/// std::runtime_error("<path>: cannot write ...") on I/O failure.
+/// std::runtime_error("<path>: ...") on I/O failure or if `path` is the plan's model file, is
+/// read-only, or is in a missing folder.
 void write_plan(const Plan& plan, const std::string& path);
 /// Reads and validates; std::runtime_error("<path>: ...") for a missing, corrupt or wrong-schema file.
 Plan read_plan(const std::string& path);

@@ -3,8 +3,9 @@
 set -euo pipefail
 PKGS=(cmake g++ make ccache pkg-config libeigen3-dev libspectra-dev libtbb-dev libhdf5-dev doctest-dev
       libonnx-dev libprotobuf-dev protobuf-compiler libcli11-dev nlohmann-json3-dev libzip-dev zlib1g-dev
-      dataset-fashion-mnist)
-if [[ "${CURV_WITH_PLOTS:-0}" == 1 ]]; then PKGS+=(python3-h5py python3-matplotlib python3-numpy); fi
+      dataset-fashion-mnist
+      python3-h5py python3-numpy)  # the test of docs/hdf5-schema.md's examples, scripts/mutate_inputs.py
+if [[ "${CURV_WITH_PLOTS:-0}" == 1 ]]; then PKGS+=(python3-matplotlib); fi
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,18 +1,25 @@
-// The `curv` command line end to end: JSON keys scripts rely on, and bad input giving one line
-// on stderr naming the file and the problem, exit status 2, and no output file.
+// The `curv` command line end to end: JSON keys scripts rely on, bad input giving one line on
+// stderr naming the file and the problem, exit status 2, and no output file; the data-loss cases
+// (an output that is an input, read-only, in a missing folder, stale or killed temporaries); and
+// the h5py examples of docs/hdf5-schema.md run against the files curv writes.
 #include <doctest/doctest.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "tests/cli_run.h"
-#include <vector>
 
 namespace fs = std::filesystem;
 
@@ -175,4 +182,273 @@ TEST_CASE("quant plan --order: reverse and random baselines from reused sensitiv
   check_bad(base + "--sensitivity eig --sensitivities " + h5.string() + " --out " + z.string(),
             "holds trace sensitivities");
   CHECK(!fs::exists(z));
+}
+
+// ---- data loss: outputs that are inputs, read-only outputs, missing folders, stale and killed
+// temporaries (src/io/atomic_file.h) ---------------------------------------------------------------
+namespace {
+
+const std::string kMlp = std::string(CURV_SOURCE_DIR) + "/data/fixtures/mlp.onnx";
+const std::string kMlpData = std::string(CURV_SOURCE_DIR) + "/data/fixtures/mlp.npz";
+const std::string kSmallData = std::string(CURV_SOURCE_DIR) + "/data/fixtures/io/data.h5";  // [6, 1, 4, 4], 6 classes
+
+// The temporary an output is written to (docs/hdf5-schema.md, src/io/atomic_file.h).
+std::string temp_name(const std::string& target, pid_t pid) { return target + ".curv-tmp." + std::to_string(pid); }
+
+fs::path fresh_dir(const std::string& name) {
+  const fs::path d = tmpdir() / name;
+  fs::remove_all(d);
+  fs::create_directories(d);
+  return d;
+}
+
+// Starts `curv ARGS` with extra environment variables, output to files in tmpdir().
+pid_t spawn(const std::vector<std::string>& args, const std::vector<std::pair<std::string, std::string>>& env) {
+  const std::string out = (tmpdir() / "spawn.out").string(), err = (tmpdir() / "spawn.err").string();
+  const pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
+    if (!freopen(out.c_str(), "w", stdout) || !freopen(err.c_str(), "w", stderr)) _exit(127);
+    std::vector<char*> argv{const_cast<char*>(CURV_BINARY)};
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    execv(CURV_BINARY, argv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+int wait_status(pid_t pid) {
+  int st = 0;
+  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+  }
+  return st;
+}
+
+// Waits (up to two minutes: a bound, not a timing assertion) until `path` exists.
+bool appears(const fs::path& path) {
+  for (int i = 0; i < 12000; ++i) {
+    if (fs::exists(path)) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE("an output that is one of the command's inputs is refused before any work, and the input is intact") {
+  const fs::path d = fresh_dir("same_file");
+  const std::string model = (d / "model.onnx").string(), data = (d / "data.npz").string(),
+                    ckpt = (d / "model.h5").string(), plan = (d / "plan.json").string();
+  fs::copy_file(kMlp, model);
+  fs::copy_file(kMlpData, data);
+  REQUIRE(curv("convert " + model + " " + ckpt).status == 0);
+  REQUIRE(curv("quant plan " + model + " --data " + data + " --avg-bits 4 --trace-probes 2 --out " + plan).status == 0);
+  const std::string m0 = slurp(model), d0 = slurp(data), c0 = slurp(ckpt), p0 = slurp(plan);
+  const std::string same = "is the same file as the input";
+  check_bad("spectrum " + model + " --data " + data + " --out " + model, model + ": " + same);
+  check_bad("spectrum " + model + " --data " + data + " --out " + data, data + ": " + same);
+  check_bad("convert " + model + " " + model, model + ": " + same);
+  fs::create_symlink(model, d / "link.h5");
+  check_bad("convert " + model + " " + (d / "link.h5").string(), same);
+  check_bad("export " + ckpt + " " + ckpt, ckpt + ": " + same);
+  check_bad("train " + ckpt + " --data " + data + " --epochs 1 --out " + ckpt, ckpt + ": " + same);
+  check_bad("train --arch mlp:4 --data " + data + " --epochs 1 --out " + data, data + ": " + same);
+  check_bad("quant apply " + model + " --plan " + plan + " --out " + model, model + ": " + same);
+  check_bad("quant apply " + model + " --plan " + plan + " --out " + plan, plan + ": " + same);
+  check_bad("quant plan " + model + " --data " + data + " --avg-bits 4 --out " + plan + " --h5 " + plan,
+            "is given as two outputs");
+  CHECK(slurp(model) == m0);
+  CHECK(slurp(data) == d0);
+  CHECK(slurp(ckpt) == c0);
+  CHECK(slurp(plan) == p0);
+}
+
+TEST_CASE("a read-only output is refused and left as it was") {
+  const fs::path d = fresh_dir("read_only");
+  const std::string ro = (d / "ro.h5").string(), roj = (d / "ro.json").string();
+  std::ofstream(ro) << "keep";
+  std::ofstream(roj) << "keep";
+  fs::permissions(ro, fs::perms::owner_read | fs::perms::group_read | fs::perms::others_read);
+  fs::permissions(roj, fs::perms::owner_read);
+  check_bad("convert " + kMlp + " " + ro, ro + ": is read-only; refusing to replace it");
+  check_bad("spectrum " + kMlp + " --data " + kMlpData + " --out " + ro, ro + ": is read-only");
+  check_bad("quant plan " + kMlp + " --data " + kMlpData + " --avg-bits 4 --out " + roj, roj + ": is read-only");
+  CHECK(slurp(ro) == "keep");
+  CHECK(slurp(roj) == "keep");
+}
+
+TEST_CASE("an output in a missing folder fails before any input is read") {
+  // The inputs do not exist either: the message names the output's folder, so the check came first.
+  const std::string gone = "/nonexistent/curv/dir";
+  const std::string folder = "folder '" + gone + "' does not exist";
+  check_bad("convert /nonexistent/in.onnx " + gone + "/out.h5", gone + "/out.h5: " + folder);
+  check_bad("export /nonexistent/in.h5 " + gone + "/out.onnx", folder);
+  check_bad("spectrum /nonexistent/m.onnx --data /nonexistent/d.npz --out " + gone + "/s.h5", folder);
+  check_bad("train --arch mlp:4 --data /nonexistent/d.npz --out " + gone + "/t.h5", folder);
+  check_bad("quant plan /nonexistent/m.onnx --data /nonexistent/d.npz --avg-bits 4 --out " + gone + "/p.json", folder);
+  check_bad("quant plan " + kMlp + " --data " + kMlpData + " --avg-bits 4 --out " + (tmpdir() / "p.json").string() +
+                " --h5 " + gone + "/s.h5",
+            folder);
+  check_bad("quant apply /nonexistent/m.onnx --plan /nonexistent/p.json --out " + gone + "/q.h5", folder);
+  CHECK_FALSE(fs::exists(tmpdir() / "p.json"));
+}
+
+TEST_CASE("a temporary left by a killed writer is removed by the next write to the same output") {
+  const fs::path d = fresh_dir("stale");
+  const std::string out = (d / "model.h5").string();
+  const pid_t dead = fork();
+  REQUIRE(dead >= 0);
+  if (dead == 0) _exit(0);
+  wait_status(dead);
+  const std::string stale = temp_name(out, dead);
+  std::ofstream(stale) << "half-written by a process that was killed";
+  REQUIRE(curv("convert " + kMlp + " " + out).status == 0);
+  CHECK_FALSE(fs::exists(stale));
+  CHECK(curv("info " + out + " --json").status == 0);
+}
+
+TEST_CASE("a writer killed before its rename leaves the old output and no temporary") {
+  const fs::path d = fresh_dir("killed");
+  const std::vector<std::pair<std::string, std::string>> hold{{"CURV_TEST_HOLD_BEFORE_RENAME", "60"}};
+  auto killed_keeps_old = [&](const std::vector<std::string>& args, const std::string& out, int sig) {
+    CAPTURE(out);
+    CAPTURE(sig);
+    std::ofstream(out) << "old";
+    const pid_t pid = spawn(args, hold);
+    const std::string temp = temp_name(out, pid);
+    REQUIRE(appears(temp));
+    kill(pid, sig);
+    const int st = wait_status(pid);
+    CHECK(WIFSIGNALED(st));
+    CHECK(WTERMSIG(st) == sig);
+    CHECK(slurp(out) == "old");
+    CHECK_FALSE(fs::exists(temp));
+  };
+  const std::string conv = (d / "conv.h5").string();
+  killed_keeps_old({"convert", kMlp, conv}, conv, SIGTERM);
+  killed_keeps_old({"convert", kMlp, conv}, conv, SIGINT);
+  REQUIRE(curv("convert " + kMlp + " " + conv).status == 0);
+  const std::string onnx = (d / "back.onnx").string();
+  killed_keeps_old({"export", conv, onnx}, onnx, SIGTERM);
+  const std::string spec = (d / "spectrum.h5").string();
+  killed_keeps_old({"spectrum", kMlp, "--data", kMlpData, "--top-k", "1", "--out", spec}, spec, SIGTERM);
+  const std::string plan = (d / "plan.json").string(), h5 = (d / "sens.h5").string();
+  killed_keeps_old({"quant", "plan", kMlp, "--data", kMlpData, "--avg-bits", "4", "--trace-probes", "2", "--out", plan},
+                   plan, SIGTERM);
+  REQUIRE(curv("quant plan " + kMlp + " --data " + kMlpData + " --avg-bits 4 --trace-probes 2 --out " + plan).status ==
+          0);
+  killed_keeps_old({"quant", "apply", kMlp, "--plan", plan, "--out", conv}, conv, SIGINT);
+  // curv train: the final checkpoint is written after training, with the default SIGINT.
+  const std::string run = (d / "run.h5").string();
+  killed_keeps_old({"train", "--arch", "mlp:4", "--data", kSmallData, "--epochs", "1", "--out", run}, run, SIGINT);
+}
+
+TEST_CASE("SIGINT during a --save-every checkpoint: the file completes, training stops after the step, no temporary") {
+  // While training, curv train's own SIGINT handler is in place (stop after the current step), so
+  // the epoch checkpoint being written is finished and renamed, and the run ends with status 130.
+  const fs::path d = fresh_dir("save_every");
+  const std::string out = (d / "run.h5").string(), epoch1 = (d / "run.epoch001.h5").string();
+  const pid_t pid = spawn({"train", "--arch", "mlp:4", "--data", kSmallData, "--epochs", "3", "--batch-size", "3",
+                           "--save-every", "1", "--out", out},
+                          {{"CURV_TEST_HOLD_BEFORE_RENAME", "2"}});
+  const std::string temp = temp_name(epoch1, pid);
+  REQUIRE(appears(temp));
+  kill(pid, SIGINT);
+  const int st = wait_status(pid);
+  REQUIRE(WIFEXITED(st));
+  CHECK(WEXITSTATUS(st) == 130);
+  CHECK_FALSE(fs::exists(temp));
+  CHECK_FALSE(fs::exists(out));
+  CHECK_FALSE(fs::exists(d / "run.epoch002.h5"));
+  const Run info = curv("info " + epoch1 + " --json");
+  CHECK(info.status == 0);
+}
+
+TEST_CASE("files on which libhdf5 crashes or hangs give one line and status 2 (tests/data/hdf5)") {
+  // libhdf5 1.10.8 crashes (SIGSEGV) or loops forever on these mutated checkpoints
+  // (docs/robustness.md); curv reads them first in a child process and reports the file. The last
+  // one crashes only when its training state is read (curv train resuming from it).
+  setenv("CURV_HDF5_PROBE_SECONDS", "2", 1);  // the bound on a read that does not finish
+  for (const char* name : {"ckpt_global_heap_crash.h5", "ckpt_attribute_table_crash.h5", "ckpt_global_heap_hang.h5"}) {
+    const std::string path = std::string(CURV_SOURCE_DIR) + "/tests/data/hdf5/" + name;
+    check_bad("info " + path, path + ": ");
+    const bool hang = std::string(name).find("hang") != std::string::npos;
+    if (!hang) {
+      // Whether the reproducer still reproduces with this libhdf5 (reported, not required).
+      const int rc = std::system(("CURV_HDF5_PROBE=0 " + std::string(CURV_BINARY) + " info " + path +
+                                  " >/dev/null 2>&1").c_str());
+      const bool crashes = WIFSIGNALED(rc) || (WIFEXITED(rc) && WEXITSTATUS(rc) > 128);
+      const std::string note = std::string(name) + " without the child-process read: " +
+                               (crashes ? "libhdf5 crashes" : "no crash");
+      MESSAGE(note);
+    }
+  }
+  const std::string train = std::string(CURV_SOURCE_DIR) + "/tests/data/hdf5/train_attribute_name_crash.h5";
+  check_bad("train " + train + " --data " + kSmallData + " --epochs 2 --out " + (tmpdir() / "resumed.h5").string(),
+            train + ": ");
+  CHECK_FALSE(fs::exists(tmpdir() / "resumed.h5"));
+  unsetenv("CURV_HDF5_PROBE_SECONDS");
+}
+
+// ---- docs/hdf5-schema.md: its Python examples run against files curv writes ------------------------
+TEST_CASE("the h5py examples of docs/hdf5-schema.md run on files written by curv, and curvature names agree") {
+  const Run h5py = curv_test::Run{std::system("/usr/bin/python3 -c 'import h5py, numpy' >/dev/null 2>&1"), "", ""};
+  INFO("docs examples need /usr/bin/python3 with h5py (python3-h5py, installed by scripts/install_deps.sh)");
+  REQUIRE(h5py.status == 0);
+  const fs::path d = fresh_dir("schema");
+  Run r = curv("spectrum " + kMlp + " --data " + kMlpData + " --curvature ggn --top-k 2 --trace-probes 4 --density " +
+               "--slq-steps 8 --slq-probes 2 --blocks layers --save-vectors --out " + (d / "spectrum.h5").string() +
+               " --json");
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  const auto summary = nlohmann::json::parse(r.out);
+  CHECK(summary["curvature"] == "ggn");
+  REQUIRE(curv("convert " + kMlp + " " + (d / "model.h5").string()).status == 0);
+  r = curv("train --arch mlp:8 --data " + kSmallData + " --test-data " + kSmallData +
+           " --epochs 1 --log-curvature 1 --curvature-top 2 --curvature-probes 2 --out " + (d / "run.h5").string());
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  r = curv("quant plan " + kMlp + " --data " + kMlpData + " --avg-bits 4 --trace-probes 2 --out " +
+           (d / "plan.json").string() + " --h5 " + (d / "sensitivities.h5").string());
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  // Every HDF5 file curv writes carries format and schema_version; the file and the JSON summary
+  // name the curvature alike.
+  const std::string check = "import h5py\n"
+                            "for name in ['spectrum.h5', 'model.h5', 'run.h5', 'sensitivities.h5']:\n"
+                            "    with h5py.File(name, 'r') as f:\n"
+                            "        assert f.attrs['format'] in ('curv', 'curv-checkpoint'), name\n"
+                            "        assert f.attrs['schema_version'] == 1, name\n"
+                            "with h5py.File('spectrum.h5', 'r') as f:\n"
+                            "    assert f['spectrum'].attrs['curvature'] == 'ggn'\n";
+  std::ofstream(d / "check.py") << check;
+  CHECK(std::system(("cd " + d.string() + " && /usr/bin/python3 check.py").c_str()) == 0);
+
+  std::ifstream doc(std::string(CURV_SOURCE_DIR) + "/docs/hdf5-schema.md");
+  std::vector<std::string> blocks;
+  std::string line, block;
+  bool in = false;
+  while (std::getline(doc, line)) {
+    if (!in && line == "```python") {
+      in = true;
+      block.clear();
+    } else if (in && line == "```") {
+      in = false;
+      blocks.push_back(block);
+    } else if (in) {
+      block += line + "\n";
+    }
+  }
+  REQUIRE(blocks.size() >= 4u);
+  for (std::size_t i = 0; i < blocks.size(); ++i) {
+    const fs::path script = d / ("example" + std::to_string(i) + ".py");
+    std::ofstream(script) << blocks[i];
+    const fs::path log = d / ("example" + std::to_string(i) + ".log");
+    const std::string cmd = "cd " + d.string() + " && /usr/bin/python3 " + script.string() + " >" + log.string() + " 2>&1";
+    const int rc = std::system(cmd.c_str());
+    INFO("docs/hdf5-schema.md example ", i, ":\n", blocks[i], "\noutput:\n", slurp(log));
+    CHECK(rc == 0);
+  }
 }

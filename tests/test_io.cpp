@@ -11,6 +11,7 @@
 #include <iterator>
 
 #include "src/core/builder.h"
+#include "src/io/atomic_file.h"
 #include "src/io/checkpoint.h"
 #include "src/io/data_io.h"
 #include "src/io/internal/npz.h"
@@ -407,7 +408,7 @@ TEST_CASE("checkpoint round trip of imported ONNX models is exact") {
     const Model m = import_onnx(fixture(onnx));
     const std::string path = tmp_path("ckpt.h5");
     save_checkpoint(m, path);
-    CHECK(!fs::exists(path + ".tmp"));
+    CHECK(!fs::exists(AtomicFile::temp_name(path, ::getpid())));
     const Model r = load_checkpoint(path);
     CHECK(r.meta().at("source") == fixture(onnx));
     CHECK(r.meta().at("producer") == m.meta().at("producer"));
@@ -469,7 +470,7 @@ TEST_CASE("checkpoint errors name the file, and a failed save leaves nothing beh
   const std::string path = tmp_path("bad.h5");
   CHECK_THROWS_WITH_AS(save_checkpoint(m, path), doctest::Contains("node 'slice' (Slice"), std::runtime_error);
   CHECK(!fs::exists(path));
-  CHECK(!fs::exists(path + ".tmp"));
+  CHECK(!fs::exists(AtomicFile::temp_name(path, ::getpid())));
 }
 
 TEST_CASE("ONNX -> h5 -> ONNX round trip gives the same graph, bit-identical parameters and outputs") {
@@ -480,7 +481,7 @@ TEST_CASE("ONNX -> h5 -> ONNX round trip gives the same graph, bit-identical par
     const std::string h5 = tmp_path("rt.h5"), out = tmp_path("rt.onnx");
     save_checkpoint(m, h5);
     export_onnx(load_checkpoint(h5), out);
-    CHECK(!fs::exists(out + ".tmp"));
+    CHECK(!fs::exists(AtomicFile::temp_name(out, ::getpid())));
     const Model r = import_onnx(out);
     CHECK(r.meta().at("producer").rfind("curv", 0) == 0);
     CHECK(r.meta().at("opset") == "17");

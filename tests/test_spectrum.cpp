@@ -18,6 +18,7 @@
 #include "curvature/hutchinson_trace.h"
 #include "curvature/slq_density.h"
 #include "curvature/spectra_reader.h"
+#include "curvature/spectra_store.h"
 #include "src/core/builder.h"
 #include "src/core/objective.h"
 
@@ -162,6 +163,7 @@ TEST_CASE("curv spectrum writes a readable file and bad or interrupted runs leav
   CHECK(r.string_attribute("/", "format") == "curv");
   CHECK(r.read("spectrum/eigen/values").data.size() == 2);
   CHECK(r.exists("spectrum/blocks/9/trace/estimate"));
+  CHECK(!any_file_with_prefix(dir, "s.h5.curv-tmp"));
   CHECK(!any_file_with_prefix(dir, "s.h5.tmp"));
 
   // Unwritable target directory: exit status 2, nothing written.
@@ -187,5 +189,26 @@ TEST_CASE("curv spectrum writes a readable file and bad or interrupted runs leav
   waitpid(pid, &st, 0);
   CHECK(!fs::exists(killed));
   CHECK(!any_file_with_prefix(dir, "killed.h5"));
+  fs::remove_all(dir);
+}
+
+TEST_CASE("SpectraStore refuses to replace one of its inputs and leaves it intact") {
+  const fs::path dir = fs::temp_directory_path() / ("curv_test_spectrum_inputs_" + std::to_string(getpid()));
+  fs::create_directories(dir);
+  const fs::path model = dir / "model.onnx";
+  fs::copy_file(std::string(CURV_SOURCE_DIR) + "/data/fixtures/mlp.onnx", model);
+  const auto before = fs::file_size(model);
+  SpectraStore store(model, "curv spectrum", SpectraStore::Mode::Create, {"data.npz", model.string()});
+  store.add_run().attributes["model"] = model.string();
+  std::string msg;
+  try {
+    store.commit();
+  } catch (const std::runtime_error& e) {
+    msg = e.what();
+  }
+  CHECK(msg == model.string() + ": is the same file as the input '" + model.string() + "'; refusing to overwrite it");
+  CHECK_FALSE(store.committed());
+  CHECK(fs::file_size(model) == before);
+  CHECK_FALSE(fs::exists(store.temp_path()));
   fs::remove_all(dir);
 }

@@ -4,6 +4,7 @@
 #include <map>
 #include <random>
 
+#include "src/io/atomic_file.h"
 #include "src/io/checkpoint.h"
 #include "src/io/onnx_export.h"
 #include "src/core/timer.h"
@@ -190,6 +191,7 @@ void register_convert(CLI::App& root) {
   app->add_option("model", *in, "Input .onnx")->required();
   app->add_option("out", *out, "Output checkpoint .h5")->required();
   app->callback([in, out] {
+    check_output_paths({*out}, {*in});
     RunOptions o;
     o.model = *in;
     Model m = load_model(o, nullptr);
@@ -201,6 +203,7 @@ void register_convert(CLI::App& root) {
   ex->add_option("model", *ein, "Input .h5 checkpoint")->required();
   ex->add_option("out", *eout, "Output .onnx")->required();
   ex->callback([ein, eout] {
+    check_output_paths({*eout}, {*ein});
     RunOptions o;
     o.model = *ein;
     Model m = load_model(o, nullptr);

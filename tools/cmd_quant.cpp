@@ -6,6 +6,8 @@
 #include "quant/bit_allocator.h"
 #include "quant/model_quant.h"
 #include "quant/plan.h"
+#include "src/io/atomic_file.h"
+#include "src/io/data_io.h"
 #include "src/io/sha256.h"
 #include "tools/commands.h"
 
@@ -89,6 +91,10 @@ void register_quant(CLI::App& root, int argc, char** argv) {
     app->add_option("--out", o->out, "Plan file (JSON)")->required();
     app->add_option("--h5", o->h5, "Also write sensitivities and the Pareto frontier to this HDF5 file");
     app->callback([o, cmd, sens_opt] {
+      std::vector<std::string> inputs = dataset_files(o->run.data);
+      inputs.insert(inputs.end(), {o->run.model, o->sensitivities});
+      check_output_paths(o->h5.empty() ? std::vector<std::string>{o->out} : std::vector<std::string>{o->out, o->h5},
+                         inputs);
       auto tc = limit_threads(o->run.threads);
       if (!o->avg_bits && !o->size_kb && !o->bops) throw std::invalid_argument("quant plan: give a budget: --avg-bits, --size-kb or --bops");
       const std::vector<int> cand = parse_bits(o->bits);
@@ -213,6 +219,7 @@ void register_quant(CLI::App& root, int argc, char** argv) {
     app->add_option("--plan", *plan_path, "plan.json")->required();
     app->add_option("--out", *out, "Quantized checkpoint .h5")->required();
     app->callback([model, plan_path, out] {
+      check_output_paths({*out}, {*model, *plan_path});
       const quant::Plan plan = quant::read_plan(*plan_path);
       quant::check_plan_model(plan, *plan_path, *model);
       RunOptions o;

@@ -1,11 +1,8 @@
 // curv spectrum: eigenpairs, trace, diagonal and spectral density of a model's curvature, per
 // block, stored in HDF5 (docs/hdf5-schema.md) with a JSON summary.
-#include <csignal>
-#include <cstring>
 #include <iostream>
 #include <set>
 #include <sstream>
-#include <unistd.h>
 
 #include "curvature/curvature_operator.h"
 #include "curvature/eigen_solver.h"
@@ -17,6 +14,8 @@
 #include "curvature/slq_density.h"
 #include "curvature/spectra_store.h"
 #include "curvature/summary_json.h"
+#include "src/io/atomic_file.h"
+#include "src/io/data_io.h"
 #include "src/io/sha256.h"
 #include "src/core/timer.h"
 #include "tools/commands.h"
@@ -61,13 +60,6 @@ class ProgressOperator final : public LinearOperator {
   const LinearOperator& m_op;
   Progress& m_p;
 };
-
-// The temporary HDF5 file of the running command, removed if the process is interrupted.
-char g_temp_path[4096] = {0};
-extern "C" void on_signal(int sig) {
-  if (g_temp_path[0]) unlink(g_temp_path);
-  _exit(128 + sig);
-}
 
 // Runs every requested estimator on one operator into `sec`.
 void analyze(const SpectrumOptions& o, const LinearOperator& op, StoreSection& sec, std::uint64_t seed,
@@ -179,6 +171,9 @@ void register_spectrum(CLI::App& root, int argc, char** argv) {
   app->add_option("--run", o->run_name, "Run group name in the file")->capture_default_str();
   const std::string cmd = command_line(argc, argv);
   app->callback([o, cmd] {
+    std::vector<std::string> inputs = dataset_files(o->run.data);
+    inputs.push_back(o->run.model);
+    check_output_paths({o->out}, inputs);
     auto tc = limit_threads(o->run.threads);
     Timer timer;
     Dataset d = load_data(o->run);
@@ -207,10 +202,7 @@ void register_spectrum(CLI::App& root, int argc, char** argv) {
       throw std::invalid_argument("--exact needs at most 5000 parameters, the model has " + std::to_string(m.num_params()) +
                                   " (use --blocks with --skip-full)");
 
-    SpectraStore store(o->out, cmd);
-    std::snprintf(g_temp_path, sizeof g_temp_path, "%s", store.temp_path().c_str());
-    std::signal(SIGINT, on_signal);
-    std::signal(SIGTERM, on_signal);
+    SpectraStore store(o->out, cmd, SpectraStore::Mode::Create, inputs);
     StoreRun& run = store.add_run(o->run_name);
     run.attributes["model"] = o->run.arch.empty() ? o->run.model : "arch:" + o->run.arch;
     if (o->run.arch.empty()) run.attributes["model_sha256"] = sha256_file(o->run.model);
@@ -243,7 +235,6 @@ void register_spectrum(CLI::App& root, int argc, char** argv) {
     run.attributes["hvps"] = products;
     run.attributes["seconds"] = seconds;
     store.commit();
-    g_temp_path[0] = 0;
 
     nlohmann::json j = summary_json(run);
     j["hvps"] = products;

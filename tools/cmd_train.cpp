@@ -8,7 +8,9 @@
 #include <iostream>
 
 #include "curvature/curvature_probe.h"
+#include "src/io/atomic_file.h"
 #include "src/io/checkpoint.h"
+#include "src/io/data_io.h"
 #include "src/core/timer.h"
 #include "src/train/trainer.h"
 #include "tools/commands.h"
@@ -106,15 +108,6 @@ std::string epoch_path(const std::string& out, std::int64_t epoch) {
   return (p.parent_path() / (p.stem().string() + buf + ext)).string();
 }
 
-// Fails now, not after hours of training, if the output cannot be written.
-void check_writable(const std::string& out) {
-  const std::string probe = out + ".tmp";
-  std::FILE* f = std::fopen(probe.c_str(), "wb");
-  if (!f) throw std::runtime_error(out + ": cannot write the checkpoint here (" + std::strerror(errno) + ")");
-  std::fclose(f);
-  std::remove(probe.c_str());
-}
-
 nlohmann::json curvature_json(const CurvatureRecord& r) {
   return {{"step", r.step},       {"epoch", r.epoch},
           {"loss", r.loss},       {"lambda_max", r.lambda_max},
@@ -176,6 +169,11 @@ void register_train(CLI::App& root, int argc, char** argv) {
   app->add_option("--out", o->out, "Output checkpoint .h5")->required();
   const std::string cmd = command_line(argc, argv);
   app->callback([o, app, cmd] {
+    // Fails now, not after hours of training, if the output cannot be written.
+    std::vector<std::string> inputs = dataset_files(o->run.data), test_inputs = dataset_files(o->test_data);
+    inputs.insert(inputs.end(), test_inputs.begin(), test_inputs.end());
+    inputs.push_back(o->run.model);
+    check_output_paths({o->out}, inputs);
     auto tc = limit_threads(o->run.threads);
     // Continue from a curv checkpoint's training state when it has one.
     std::optional<TrainState> resume;
@@ -195,7 +193,6 @@ void register_train(CLI::App& root, int argc, char** argv) {
     if (o->asam && o->gnr >= 0) throw std::invalid_argument("--asam and --gnr exclude each other");
     if (app->count("--sam") && !(o->sam > 0))
       throw std::invalid_argument("--sam: rho must be > 0 (got " + std::to_string(o->sam) + ")");
-    check_writable(o->out);
 
     TrainOptions to;
     to.epochs = o->epochs;

@@ -13,7 +13,9 @@
 #include <limits>
 #include <type_traits>
 
-#include "src/io/internal/h5.h"
+#include "src/io/atomic_file.h"
+#include "src/io/hdf5.h"
+#include "src/io/internal/hdf5_probe.h"
 #include "src/io/internal/onnx_ops.h"
 #include "src/core/timer.h"
 
@@ -26,7 +28,13 @@ using nlohmann::json;
 constexpr const char* kFormat = "curv-checkpoint";
 constexpr std::int64_t kSchemaVersion = 1;  // /train and /history are optional additions
 
-[[noreturn]] void fail(const std::string& file, const std::string& msg) { throw std::runtime_error(file + ": " + msg); }
+// Names in messages come from the file: control characters are replaced (one-line errors).
+[[noreturn]] void fail(const std::string& file, const std::string& msg) {
+  std::string text = file + ": " + msg;
+  for (char& c : text)
+    if (static_cast<unsigned char>(c) < 32) c = '?';
+  throw std::runtime_error(text);
+}
 
 std::string escape(const std::string& name) {
   std::string r;
@@ -56,126 +64,48 @@ const char* kind_name(ValueKind k) {
   return "?";
 }
 
-h5::Type string_type(std::size_t size) {
-  h5::Type t(H5Tcopy(H5T_C_S1));
-  H5Tset_size(t.get(), std::max<std::size_t>(size, 1));
-  H5Tset_strpad(t.get(), H5T_STR_NULLPAD);
-  return t;
-}
+// Bounds of what a checkpoint may hold, checked before anything is allocated.
+constexpr std::size_t kMaxGraphBytes = std::size_t(1) << 28;  // /graph JSON text
+constexpr std::size_t kMaxMetaEntries = 4096;                  // attributes of /meta
+constexpr std::size_t kMaxOptimizerStates = 64;                // datasets of /train/optimizer
 
-// Variable-length UTF-8 string attributes (h5py reads them as str), like the spectra store.
-void write_str_attr(const std::string& file, hid_t obj, const std::string& name, const std::string& v) {
-  h5::Type t(H5Tcopy(H5T_C_S1));
-  H5Tset_size(t.get(), H5T_VARIABLE);
-  H5Tset_cset(t.get(), H5T_CSET_UTF8);
-  h5::Space s(H5Screate(H5S_SCALAR));
-  h5::Attr a(H5Acreate2(obj, name.c_str(), t.get(), s.get(), H5P_DEFAULT, H5P_DEFAULT));
-  const char* p = v.c_str();
-  if (!a || H5Awrite(a.get(), t.get(), &p) < 0) fail(file, "cannot write attribute '" + name + "'");
-}
-
-void write_int_attr(const std::string& file, hid_t obj, const std::string& name, std::int64_t v) {
-  h5::Space s(H5Screate(H5S_SCALAR));
-  h5::Attr a(H5Acreate2(obj, name.c_str(), H5T_STD_I64LE, s.get(), H5P_DEFAULT, H5P_DEFAULT));
-  if (!a || H5Awrite(a.get(), H5T_NATIVE_INT64, &v) < 0) fail(file, "cannot write attribute '" + name + "'");
-}
-
-// Reads a string attribute (fixed-length as written here, or variable-length as h5py writes).
-std::string read_str(hid_t obj, hid_t ftype, bool is_attr, const std::string& file, const std::string& what) {
-  std::string s;
-  if (H5Tis_variable_str(ftype) > 0) {
-    h5::Type mt(H5Tcopy(H5T_C_S1));
-    H5Tset_size(mt.get(), H5T_VARIABLE);
-    H5Tset_cset(mt.get(), H5Tget_cset(ftype));  // HDF5 does not convert between character sets
-    char* p = nullptr;
-    const herr_t rc = is_attr ? H5Aread(obj, mt.get(), &p) : H5Dread(obj, mt.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, &p);
-    if (rc < 0) fail(file, "cannot read " + what);
-    s = p ? p : "";
-    H5free_memory(p);
-    return s;
-  }
-  if (H5Tget_class(ftype) != H5T_STRING) fail(file, what + " is not a string");
-  const std::size_t n = H5Tget_size(ftype);
-  s.assign(n, '\0');
-  const herr_t rc =
-      is_attr ? H5Aread(obj, ftype, s.data()) : H5Dread(obj, ftype, H5S_ALL, H5S_ALL, H5P_DEFAULT, s.data());
-  if (rc < 0) fail(file, "cannot read " + what);
-  s.resize(strnlen(s.c_str(), n));
-  return s;
-}
-
-std::string read_str_attr(const std::string& file, hid_t obj, const std::string& name) {
-  if (H5Aexists(obj, name.c_str()) <= 0) fail(file, "missing attribute '" + name + "'");
-  h5::Attr a(H5Aopen(obj, name.c_str(), H5P_DEFAULT));
-  h5::Type t(H5Aget_type(a.get()));
-  return read_str(a.get(), t.get(), true, file, "attribute '" + name + "'");
-}
-
-void write_tensor(const std::string& file, hid_t group, const std::string& name, const Tensor<double>& t) {
-  std::vector<hsize_t> dims(t.shape().begin(), t.shape().end());
-  h5::Space s(dims.empty() ? H5Screate(H5S_SCALAR)
-                           : H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr));
-  h5::Dataset d(
-      H5Dcreate2(group, escape(name).c_str(), H5T_IEEE_F64LE, s.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
-  if (!d || (t.size() > 0 && H5Dwrite(d.get(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data()) < 0))
-    fail(file, "cannot write dataset '" + name + "'");
-  write_str_attr(file, d.get(), "name", name);
-}
-
-Tensor<double> read_tensor(const std::string& file, hid_t group, const std::string& gname, const std::string& name) {
+// Reads a parameter or constant tensor; NaN is an error, and so is +-Inf in a trainable
+// parameter (-inf is legitimate in a constant such as an attention mask).
+Tensor<double> read_tensor(const h5::Object& group, const std::string& name, bool parameter) {
   const std::string link = escape(name);
-  if (H5Lexists(group, link.c_str(), H5P_DEFAULT) <= 0) fail(file, "missing dataset '/" + gname + "/" + link + "'");
-  h5::Dataset d(H5Dopen2(group, link.c_str(), H5P_DEFAULT));
-  h5::Space s(H5Dget_space(d.get()));
-  const int rank = H5Sget_simple_extent_ndims(s.get());
-  std::vector<hsize_t> dims(std::max(rank, 0));
-  if (rank > 0) H5Sget_simple_extent_dims(s.get(), dims.data(), nullptr);
-  Tensor<double> t(Shape(dims.begin(), dims.end()));
-  if (t.size() > 0 && H5Dread(d.get(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, t.data()) < 0)
-    fail(file, "cannot read dataset '/" + gname + "/" + link + "'");
-  return t;
+  if (!group.exists(link)) fail(group.file(), "missing dataset '" + group.path() + "/" + link + "'");
+  h5::Array<double> a = group.read_f64(link);
+  Shape shape(a.shape.begin(), a.shape.end());
+  for (std::size_t k = 0; k < a.data.size(); ++k)
+    if (std::isnan(a.data[k]) || (parameter && std::isinf(a.data[k])))
+      fail(group.file(), std::string(parameter ? "parameter '" : "constant '") + name + "': " +
+                             (std::isnan(a.data[k]) ? "NaN" : "Inf") + " at element " + std::to_string(k) + " of " +
+                             shape_str(shape));
+  return Tensor<double>(shape, std::move(a.data));
 }
 
-// A float64 or int64 array dataset [n] or [n, k] (no name attribute: the link name is plain).
+void write_tensor(const h5::Object& group, const std::string& name, const Tensor<double>& t) {
+  const std::string link = escape(name);
+  group.write_dataset(link, std::span<const double>(t.data(), t.size()),
+                      std::vector<std::uint64_t>(t.shape().begin(), t.shape().end()));
+  group.open_object(link).write_attribute("name", name);
+}
+
+// A float64 or int64 series [n] (or [n, cols]) of /train or /history.
 template <class V>
-void write_array(const std::string& file, hid_t group, const std::string& name, const std::vector<V>& v,
-                 hsize_t cols = 0) {
-  const bool is_int = std::is_integral_v<V>;
-  hsize_t dims[2] = {cols ? v.size() / cols : v.size(), cols};
-  h5::Space s(H5Screate_simple(cols ? 2 : 1, dims, nullptr));
-  h5::Dataset d(H5Dcreate2(group, name.c_str(), is_int ? H5T_STD_I64LE : H5T_IEEE_F64LE, s.get(), H5P_DEFAULT,
-                           H5P_DEFAULT, H5P_DEFAULT));
-  if (!d || (!v.empty() && H5Dwrite(d.get(), is_int ? H5T_NATIVE_INT64 : H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL,
-                                    H5P_DEFAULT, v.data()) < 0))
-    fail(file, "cannot write dataset '" + name + "'");
+void write_array(const h5::Object& group, const std::string& name, const std::vector<V>& v, std::uint64_t cols = 0) {
+  std::vector<std::uint64_t> shape{cols ? v.size() / cols : v.size()};
+  if (cols) shape.push_back(cols);
+  group.write_dataset(name, std::span<const V>(v), shape);
 }
 
 template <class V>
-std::vector<V> read_array(const std::string& file, hid_t group, const std::string& where, const std::string& name) {
-  if (H5Lexists(group, name.c_str(), H5P_DEFAULT) <= 0) fail(file, "missing dataset '" + where + "/" + name + "'");
-  h5::Dataset d(H5Dopen2(group, name.c_str(), H5P_DEFAULT));
-  h5::Space s(H5Dget_space(d.get()));
-  const hssize_t n = H5Sget_simple_extent_npoints(s.get());
-  std::vector<V> v(std::max<hssize_t>(n, 0));
-  if (!d || n < 0 ||
-      (n > 0 && H5Dread(d.get(), std::is_integral_v<V> ? H5T_NATIVE_INT64 : H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL,
-                        H5P_DEFAULT, v.data()) < 0))
-    fail(file, "cannot read dataset '" + where + "/" + name + "'");
-  return v;
-}
-
-std::int64_t read_int_attr(const std::string& file, hid_t obj, const std::string& name) {
-  if (H5Aexists(obj, name.c_str()) <= 0) fail(file, "missing attribute '" + name + "'");
-  h5::Attr a(H5Aopen(obj, name.c_str(), H5P_DEFAULT));
-  std::int64_t v = 0;
-  if (!a || H5Aread(a.get(), H5T_NATIVE_INT64, &v) < 0) fail(file, "cannot read attribute '" + name + "'");
-  return v;
-}
-
-h5::Group make_group(const std::string& file, hid_t parent, const char* name) {
-  h5::Group g(H5Gcreate2(parent, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
-  if (!g) fail(file, std::string("cannot create group '") + name + "'");
-  return g;
+std::vector<V> read_array(const h5::Object& group, const std::string& name) {
+  if (!group.exists(name)) fail(group.file(), "missing dataset '" + group.path() + "/" + name + "'");
+  if constexpr (std::is_integral_v<V>)
+    return group.read_i64(name).data;
+  else
+    return group.read_f64(name).data;
 }
 
 // The float64 series of /history and /history/curvature: one table serves the writer and the reader.
@@ -217,43 +147,48 @@ std::vector<V> column(const std::vector<R>& rs, V R::*field) {
   return v;
 }
 
-void write_train_state(const std::string& path, hid_t f, const TrainState& t) {
-  h5::Group train = make_group(path, f, "train");
-  write_int_attr(path, train.get(), "epoch", t.epoch);
-  write_int_attr(path, train.get(), "step", t.step);
-  write_str_attr(path, train.get(), "optimizer", t.optimizer);
-  write_int_attr(path, train.get(), "optimizer_steps", t.optimizer_steps);
-  write_str_attr(path, train.get(), "config", t.config);
-  h5::Group opt = make_group(path, train.get(), "optimizer");
-  for (const auto& [name, v] : t.optimizer_state) write_array(path, opt.get(), name, v);
+void write_train_state(const h5::Object& f, const TrainState& t) {
+  const h5::Object train = f.create_group("train");
+  train.write_attribute("epoch", t.epoch);
+  train.write_attribute("step", t.step);
+  train.write_attribute("optimizer", t.optimizer);
+  train.write_attribute("optimizer_steps", t.optimizer_steps);
+  train.write_attribute("config", t.config);
+  const h5::Object opt = train.create_group("optimizer");
+  for (const auto& [name, v] : t.optimizer_state) write_array(opt, name, v);
 
   const auto& E = t.history.epochs;
-  h5::Group h = make_group(path, f, "history");
-  write_array(path, h.get(), "epoch", column(E, &EpochRecord::epoch));
-  write_array(path, h.get(), "step", column(E, &EpochRecord::step));
-  for (const auto& c : kEpochF64) write_array(path, h.get(), c.name, column(E, c.field));
+  const h5::Object h = f.create_group("history");
+  write_array(h, "epoch", column(E, &EpochRecord::epoch));
+  write_array(h, "step", column(E, &EpochRecord::step));
+  for (const auto& c : kEpochF64) write_array(h, c.name, column(E, c.field));
 
   const auto& C = t.history.curvature;
-  h5::Group c = make_group(path, h.get(), "curvature");
-  write_array(path, c.get(), "step", column(C, &CurvatureRecord::step));
-  write_array(path, c.get(), "hvps", column(C, &CurvatureRecord::hvps));
-  for (const auto& col : kCurvatureF64) write_array(path, c.get(), col.name, column(C, col.field));
+  const h5::Object c = h.create_group("curvature");
+  write_array(c, "step", column(C, &CurvatureRecord::step));
+  write_array(c, "hvps", column(C, &CurvatureRecord::hvps));
+  for (const auto& col : kCurvatureF64) write_array(c, col.name, column(C, col.field));
   std::size_t k = 0;
   for (const auto& r : C) k = std::max(k, r.top_values.size());
   std::vector<double> top;
   for (const auto& r : C)
     for (std::size_t j = 0; j < k; ++j)
       top.push_back(j < r.top_values.size() ? r.top_values[j] : std::numeric_limits<double>::quiet_NaN());
-  write_array(path, c.get(), "top_values", top, std::max<hsize_t>(k, 1));
+  write_array(c, "top_values", top, std::max<std::uint64_t>(k, 1));
 }
 
-// Opens a file that must be an HDF5 file, with the errors load_checkpoint reports.
-h5::File open_hdf5(const std::string& path) {
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(path, ec)) fail(path, "no such file");
-  if (H5Fis_hdf5(path.c_str()) <= 0) fail(path, "not an HDF5 file");
-  h5::File f(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
-  if (!f) fail(path, "cannot open HDF5 file");
+// Opens a curv checkpoint: an HDF5 file whose root says format = "curv-checkpoint" and a
+// schema_version this reader knows.
+h5::Object open_checkpoint(const std::string& path) {
+  h5::Object f = h5::Object::open(path);
+  if (!f.has_attribute("format") || f.read_string_attribute("format", 256) != kFormat)
+    fail(path, std::string("not a curv checkpoint (root attribute format != \"") + kFormat + "\")");
+  if (f.has_attribute("schema_version")) {
+    const std::int64_t v = f.read_int_attribute("schema_version");
+    if (v < 1 || v > kSchemaVersion)
+      fail(path, "checkpoint schema_version " + std::to_string(v) + " is not supported (this curv reads 1.." +
+                     std::to_string(kSchemaVersion) + ")");
+  }
   return f;
 }
 
@@ -280,73 +215,55 @@ json graph_json(const Model& m, const std::string& path) {
   return g;
 }
 
-void write_file(const Model& m, const std::string& path, const std::string& tmp, const TrainState* train) {
+}  // namespace
+
+std::vector<std::string> model_files(const Model& model) {
+  for (const char* key : {"checkpoint", "source"})
+    if (const auto it = model.meta().find(key); it != model.meta().end()) return {it->second};
+  return {};
+}
+
+void write_checkpoint(const Model& m, const h5::Object& f, const TrainState* train) {
+  const std::string& path = f.file();
   const json g = graph_json(m, path);
-  h5::File f(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT));
-  if (!f) fail(path, "cannot create '" + tmp + "'");
-  write_str_attr(path, f.get(), "format", kFormat);
-  write_int_attr(path, f.get(), "schema_version", kSchemaVersion);
+  f.write_attribute("format", kFormat);
+  f.write_attribute("schema_version", kSchemaVersion);
 #ifdef CURV_VERSION
-  write_str_attr(path, f.get(), "curv_version", CURV_VERSION);
+  f.write_attribute("curv_version", CURV_VERSION);
 #endif
-  write_str_attr(path, f.get(), "created_utc", utc_timestamp());
-  {
-    const std::string text = g.dump();
-    h5::Type t = string_type(text.size());
-    h5::Space s(H5Screate(H5S_SCALAR));
-    h5::Dataset d(H5Dcreate2(f.get(), "graph", t.get(), s.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
-    if (!d || H5Dwrite(d.get(), t.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, text.c_str()) < 0)
-      fail(path, "cannot write dataset '/graph'");
-  }
-  h5::Group params(H5Gcreate2(f.get(), "params", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
-  h5::Group consts(H5Gcreate2(f.get(), "constants", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
-  h5::Group meta(H5Gcreate2(f.get(), "meta", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+  f.write_attribute("created_utc", utc_timestamp());
+  f.write_string("graph", g.dump());
+  const h5::Object params = f.create_group("params");
+  const h5::Object consts = f.create_group("constants");
+  const h5::Object meta = f.create_group("meta");
   for (const Value& v : m.values()) {
-    if (v.kind == ValueKind::Parameter) write_tensor(path, params.get(), v.name, m.param(v.index));
-    if (v.kind == ValueKind::Constant) write_tensor(path, consts.get(), v.name, m.constant(v.index));
+    if (v.kind == ValueKind::Parameter) write_tensor(params, v.name, m.param(v.index));
+    if (v.kind == ValueKind::Constant) write_tensor(consts, v.name, m.constant(v.index));
   }
   const std::string op_prefix = op_spec_key("");
   for (const auto& [k, v] : m.meta())
-    if (k.rfind(op_prefix, 0) != 0) write_str_attr(path, meta.get(), k, v);
-  if (train) write_train_state(path, f.get(), *train);
-  if (H5Fflush(f.get(), H5F_SCOPE_GLOBAL) < 0) fail(path, "cannot flush '" + tmp + "'");
+    if (k.rfind(op_prefix, 0) != 0) meta.write_attribute(k, v);
+  if (train) write_train_state(f, *train);
 }
-
-}  // namespace
 
 void save_checkpoint(const Model& model, const std::string& path, const TrainState* train) {
   if (model.input() < 0 || model.output() < 0) throw std::invalid_argument(path + ": model has no input or no output");
-  const std::string tmp = path + ".tmp";
-  try {
-    h5::QuietErrors quiet;
-    write_file(model, path, tmp, train);
-  } catch (...) {
-    std::remove(tmp.c_str());
-    throw;
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::remove(tmp.c_str());
-    fail(path, "cannot rename '" + tmp + "' into place (" + ec.message() + ")");
-  }
+  AtomicFile out(path, model_files(model));
+  h5::Object f = h5::Object::create(out.temp_path(), path);
+  write_checkpoint(model, f, train);
+  f.close();
+  out.commit();
 }
 
-Model load_checkpoint(const std::string& path, const ImportOptions& opts) {
-  h5::QuietErrors quiet;
-  h5::File f = open_hdf5(path);
-  if (H5Aexists(f.get(), "format") <= 0 || read_str_attr(path, f.get(), "format") != kFormat)
-    fail(path, std::string("not a curv checkpoint (root attribute format != \"") + kFormat + "\")");
-  if (H5Lexists(f.get(), "graph", H5P_DEFAULT) <= 0) fail(path, "missing dataset '/graph'");
+// The reads of load_checkpoint, run under h5::internal::guarded (first in a child process).
+static Model read_checkpoint(const std::string& path, const ImportOptions& opts) {
+  const h5::Object f = open_checkpoint(path);
+  if (!f.exists("graph")) fail(path, "missing dataset '/graph'");
   json g;
-  {
-    h5::Dataset d(H5Dopen2(f.get(), "graph", H5P_DEFAULT));
-    h5::Type t(H5Dget_type(d.get()));
-    try {
-      g = json::parse(read_str(d.get(), t.get(), false, path, "dataset '/graph'"));
-    } catch (const json::exception& e) {
-      fail(path, std::string("corrupt '/graph' (") + e.what() + ")");
-    }
+  try {
+    g = json::parse(f.read_string("graph", kMaxGraphBytes));
+  } catch (const json::exception& e) {
+    fail(path, std::string("corrupt '/graph' (") + e.what() + ")");
   }
   std::optional<std::regex> params_re, freeze_re;
   try {
@@ -361,9 +278,9 @@ Model load_checkpoint(const std::string& path, const ImportOptions& opts) {
   };
   Model m;
   try {
-    h5::Group params(H5Gopen2(f.get(), "params", H5P_DEFAULT));
-    h5::Group consts(H5Gopen2(f.get(), "constants", H5P_DEFAULT));
-    if (!params || !consts) fail(path, "missing group '/params' or '/constants'");
+    if (!f.exists("params") || !f.exists("constants")) fail(path, "missing group '/params' or '/constants'");
+    const h5::Object params = f.open_object("params");
+    const h5::Object consts = f.open_object("constants");
     std::map<std::string, int> ids;
     std::map<std::string, const json*> node_of;
     for (const json& n : g.at("nodes")) node_of[n.at("name").get<std::string>()] = &n;
@@ -374,10 +291,10 @@ Model load_checkpoint(const std::string& path, const ImportOptions& opts) {
       if (kind == "input") {
         id = m.add_input(name, g.at("input").at("shape").get<Shape>());
       } else if (kind == "param") {
-        Tensor<double> t = read_tensor(path, params.get(), "params", name);
+        Tensor<double> t = read_tensor(params, name, trainable(name));
         id = trainable(name) ? m.add_parameter(name, std::move(t)) : m.add_constant(name, std::move(t));
       } else if (kind == "constant") {
-        id = m.add_constant(name, read_tensor(path, consts.get(), "constants", name));
+        id = m.add_constant(name, read_tensor(consts, name, false));
       } else if (kind == "node") {
         const auto it = node_of.find(name);
         if (it == node_of.end()) fail(path, "value '" + name + "' has no node in '/graph'");
@@ -409,16 +326,9 @@ Model load_checkpoint(const std::string& path, const ImportOptions& opts) {
   } catch (const std::invalid_argument& e) {
     fail(path, e.what());
   }
-  if (H5Lexists(f.get(), "meta", H5P_DEFAULT) > 0) {
-    h5::Group meta(H5Gopen2(f.get(), "meta", H5P_DEFAULT));
-    std::vector<std::string> keys;
-    auto collect = [](hid_t, const char* name, const H5A_info_t*, void* out) -> herr_t {
-      static_cast<std::vector<std::string>*>(out)->push_back(name);
-      return 0;
-    };
-    hsize_t idx = 0;
-    H5Aiterate2(meta.get(), H5_INDEX_NAME, H5_ITER_INC, &idx, collect, &keys);
-    for (const auto& key : keys) m.meta()[key] = read_str_attr(path, meta.get(), key);
+  if (f.exists("meta")) {
+    const h5::Object meta = f.open_object("meta");
+    for (const auto& key : meta.attribute_names(kMaxMetaEntries)) m.meta()[key] = meta.read_string_attribute(key);
   }
   m.meta()["checkpoint"] = path;
   return m;
@@ -428,60 +338,72 @@ Model load_checkpoint(const std::string& path, const ImportOptions& opts) {
 
 namespace curv {
 
-std::optional<TrainState> load_train_state(const std::string& path) {
-  h5::QuietErrors quiet;
-  h5::File f = open_hdf5(path);
-  if (H5Aexists(f.get(), "format") <= 0 || read_str_attr(path, f.get(), "format") != kFormat)
-    fail(path, std::string("not a curv checkpoint (root attribute format != \"") + kFormat + "\")");
-  if (H5Lexists(f.get(), "train", H5P_DEFAULT) <= 0) return std::nullopt;
+static std::optional<TrainState> read_train_state(const std::string& path) {
+  const h5::Object f = open_checkpoint(path);
+  if (!f.exists("train")) return std::nullopt;
   TrainState t;
-  h5::Group train(H5Gopen2(f.get(), "train", H5P_DEFAULT));
-  t.epoch = read_int_attr(path, train.get(), "epoch");
-  t.step = read_int_attr(path, train.get(), "step");
-  t.optimizer = read_str_attr(path, train.get(), "optimizer");
-  t.optimizer_steps = read_int_attr(path, train.get(), "optimizer_steps");
-  t.config = read_str_attr(path, train.get(), "config");
-  if (H5Lexists(train.get(), "optimizer", H5P_DEFAULT) > 0) {
-    h5::Group opt(H5Gopen2(train.get(), "optimizer", H5P_DEFAULT));
-    std::vector<std::string> names;
-    auto collect = [](hid_t, const char* name, const H5L_info_t*, void* out) -> herr_t {
-      static_cast<std::vector<std::string>*>(out)->push_back(name);
-      return 0;
-    };
-    hsize_t idx = 0;
-    H5Literate(opt.get(), H5_INDEX_NAME, H5_ITER_INC, &idx, collect, &names);
-    for (const auto& n : names) t.optimizer_state[n] = read_array<double>(path, opt.get(), "/train/optimizer", n);
+  const h5::Object train = f.open_object("train");
+  t.epoch = train.read_int_attribute("epoch");
+  t.step = train.read_int_attribute("step");
+  t.optimizer = train.read_string_attribute("optimizer");
+  t.optimizer_steps = train.read_int_attribute("optimizer_steps");
+  t.config = train.read_string_attribute("config");
+  if (train.exists("optimizer")) {
+    const h5::Object opt = train.open_object("optimizer");
+    for (const auto& n : opt.children(kMaxOptimizerStates)) {
+      std::vector<double> v = read_array<double>(opt, n);
+      for (std::size_t k = 0; k < v.size(); ++k)
+        if (!std::isfinite(v[k]))
+          fail(path, "'/train/optimizer/" + n + "': " + (std::isnan(v[k]) ? "NaN" : "Inf") + " at element " +
+                         std::to_string(k));
+      t.optimizer_state[n] = std::move(v);
+    }
   }
-  if (H5Lexists(f.get(), "history", H5P_DEFAULT) <= 0) fail(path, "has '/train' but no '/history'");
-  h5::Group h(H5Gopen2(f.get(), "history", H5P_DEFAULT));
+  if (!f.exists("history")) fail(path, "has '/train' but no '/history'");
+  const h5::Object h = f.open_object("history");
   // Reads one series of `n` values into field `field` of records `rs` (resized to n).
-  auto series = [&](hid_t g, const std::string& where, const char* name, std::size_t n, auto& rs, auto field) {
+  auto series = [&](const h5::Object& g, const char* name, std::size_t n, auto& rs, auto field) {
     using V = std::remove_reference_t<decltype(rs.front().*field)>;
-    const auto v = read_array<V>(path, g, where, name);
-    if (v.size() != n) fail(path, "'" + where + "/" + name + "' has " + std::to_string(v.size()) + " values, expected " +
-                                      std::to_string(n));
+    const auto v = read_array<V>(g, name);
+    if (v.size() != n)
+      fail(path, "'" + g.path() + "/" + name + "' has " + std::to_string(v.size()) + " values, expected " +
+                     std::to_string(n));
     rs.resize(n);
     for (std::size_t i = 0; i < n; ++i) rs[i].*field = v[i];
   };
   auto& E = t.history.epochs;
-  const std::size_t ne = read_array<std::int64_t>(path, h.get(), "/history", "epoch").size();
-  series(h.get(), "/history", "epoch", ne, E, &EpochRecord::epoch);
-  series(h.get(), "/history", "step", ne, E, &EpochRecord::step);
-  for (const auto& c : kEpochF64) series(h.get(), "/history", c.name, ne, E, c.field);
+  const std::size_t ne = read_array<std::int64_t>(h, "epoch").size();
+  series(h, "epoch", ne, E, &EpochRecord::epoch);
+  series(h, "step", ne, E, &EpochRecord::step);
+  for (const auto& c : kEpochF64) series(h, c.name, ne, E, c.field);
 
-  h5::Group c(H5Gopen2(h.get(), "curvature", H5P_DEFAULT));
-  if (!c) fail(path, "missing group '/history/curvature'");
+  if (!h.exists("curvature")) fail(path, "missing group '/history/curvature'");
+  const h5::Object c = h.open_object("curvature");
   auto& C = t.history.curvature;
-  const std::size_t nc = read_array<std::int64_t>(path, c.get(), "/history/curvature", "step").size();
-  series(c.get(), "/history/curvature", "step", nc, C, &CurvatureRecord::step);
-  series(c.get(), "/history/curvature", "hvps", nc, C, &CurvatureRecord::hvps);
-  for (const auto& col : kCurvatureF64) series(c.get(), "/history/curvature", col.name, nc, C, col.field);
-  const auto top = read_array<double>(path, c.get(), "/history/curvature", "top_values");
+  const std::size_t nc = read_array<std::int64_t>(c, "step").size();
+  series(c, "step", nc, C, &CurvatureRecord::step);
+  series(c, "hvps", nc, C, &CurvatureRecord::hvps);
+  for (const auto& col : kCurvatureF64) series(c, col.name, nc, C, col.field);
+  const auto top = read_array<double>(c, "top_values");
   const std::size_t k = nc ? top.size() / nc : 0;
   if (nc && top.size() != k * nc) fail(path, "'/history/curvature/top_values' does not have one row per measurement");
   for (std::size_t i = 0; i < nc; ++i)
     for (std::size_t j = 0; j < k; ++j)
       if (!std::isnan(top[i * k + j])) C[i].top_values.push_back(top[i * k + j]);
+  return t;
+}
+
+// libhdf5 can crash or loop on corrupt metadata whatever the reader checks: the reads run first
+// in a child process (src/io/internal/hdf5_probe.h).
+Model load_checkpoint(const std::string& path, const ImportOptions& opts) {
+  Model m;
+  h5::internal::guarded(path, [&] { m = read_checkpoint(path, opts); });
+  return m;
+}
+
+std::optional<TrainState> load_train_state(const std::string& path) {
+  std::optional<TrainState> t;
+  h5::internal::guarded(path, [&] { t = read_train_state(path); });
   return t;
 }
 

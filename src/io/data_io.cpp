@@ -2,13 +2,17 @@
 
 #include <zlib.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <memory>
+#include <new>
 #include <random>
 #include <sstream>
 #include <stdexcept>
 
-#include "src/io/internal/h5.h"
+#include "src/io/hdf5.h"
+#include "src/io/internal/hdf5_probe.h"
 #include "src/io/internal/npz.h"
 
 namespace curv {
@@ -16,6 +20,8 @@ namespace curv {
 namespace {
 
 constexpr const char* kFashionMnistDir = "/usr/share/datasets/fashion-mnist";
+// Largest dataset loaded (values of x or y), checked before allocating.
+constexpr std::uint64_t kMaxDataValues = std::uint64_t(1) << 32;
 
 [[noreturn]] void fail(const std::string& file, const std::string& msg) { throw std::runtime_error(file + ": " + msg); }
 
@@ -30,45 +36,59 @@ void require_file(const std::string& path) {
 
 // ---- IDX (gzip or plain; gzread passes plain files through) --------------------------------
 
-std::string read_gz(const std::string& path) {
-  require_file(path);
-  gzFile f = gzopen(path.c_str(), "rb");
-  if (!f) fail(path, "cannot open file");
+// Reads up to `limit` bytes of a gzip (or plain) file; the buffer grows with the data actually
+// read, so a header that promises more than the file holds costs nothing.
+std::string read_gz(gzFile f, const std::string& path, std::uint64_t limit) {
   std::string out;
   char buf[1 << 16];
-  int n;
-  while ((n = gzread(f, buf, sizeof buf)) > 0) out.append(buf, n);
-  int errnum = 0;
-  const char* msg = gzerror(f, &errnum);
-  const std::string err = (n < 0 && msg) ? msg : "";
-  gzclose(f);
-  if (n < 0) fail(path, "corrupt gzip stream (" + err + ")");
+  while (out.size() < limit) {
+    const unsigned want = static_cast<unsigned>(std::min<std::uint64_t>(sizeof buf, limit - out.size()));
+    const int n = gzread(f, buf, want);
+    if (n < 0) {
+      int errnum = 0;
+      const char* msg = gzerror(f, &errnum);
+      fail(path, "corrupt gzip stream (" + std::string(msg ? msg : "unknown error") + ")");
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<std::size_t>(n));
+  }
   return out;
 }
+
+struct GzCloser {
+  void operator()(gzFile_s* f) const { gzclose(f); }
+};
 
 std::uint32_t be32(const std::string& b, std::size_t off) {
   return (std::uint32_t(std::uint8_t(b[off])) << 24) | (std::uint32_t(std::uint8_t(b[off + 1])) << 16) |
          (std::uint32_t(std::uint8_t(b[off + 2])) << 8) | std::uint32_t(std::uint8_t(b[off + 3]));
 }
 
-// Returns the dims and the byte payload of an IDX file of unsigned bytes with `rank` dims.
-std::vector<std::int64_t> read_idx(const std::string& path, int rank, std::string& bytes, std::size_t& data_off) {
-  bytes = read_gz(path);
-  if (bytes.size() < 4 || bytes[0] != 0 || bytes[1] != 0) fail(path, "not an IDX file (bad magic)");
-  if (static_cast<std::uint8_t>(bytes[2]) != 0x08) fail(path, "IDX element type must be unsigned byte (0x08)");
-  if (bytes[3] != rank)
-    fail(path, "expected an IDX file with " + std::to_string(rank) + " dims, got " + std::to_string(int(bytes[3])));
-  if (bytes.size() < 4 + 4 * std::size_t(rank)) fail(path, "truncated IDX header");
+// Returns the dims and the byte payload of an IDX file of unsigned bytes with `rank` dims (the
+// payload's size is the product of the dims, checked before it is read).
+std::vector<std::int64_t> read_idx(const std::string& path, int rank, std::string& bytes) {
+  require_file(path);
+  std::unique_ptr<gzFile_s, GzCloser> f(gzopen(path.c_str(), "rb"));
+  if (!f) fail(path, "cannot open file");
+  const std::string head = read_gz(f.get(), path, 4 + 4 * std::uint64_t(rank));
+  if (head.size() < 4 || head[0] != 0 || head[1] != 0) fail(path, "not an IDX file (bad magic)");
+  if (static_cast<std::uint8_t>(head[2]) != 0x08) fail(path, "IDX element type must be unsigned byte (0x08)");
+  if (head[3] != rank)
+    fail(path, "expected an IDX file with " + std::to_string(rank) + " dims, got " + std::to_string(int(head[3])));
+  if (head.size() < 4 + 4 * std::size_t(rank)) fail(path, "truncated IDX header");
   std::vector<std::int64_t> dims;
-  std::int64_t n = 1;
-  for (int i = 0; i < rank; ++i) {
-    dims.push_back(be32(bytes, 4 + 4 * i));
-    n *= dims.back();
+  for (int i = 0; i < rank; ++i) dims.push_back(be32(head, 4 + 4 * i));
+  std::uint64_t n = 1;
+  for (const auto dim : dims) {
+    const auto d = static_cast<std::uint64_t>(dim);
+    if (d != 0 && n > kMaxDataValues / d)
+      fail(path, "IDX dims " + shape_str(Shape(dims.begin(), dims.end())) + " are too large (more than " +
+                     std::to_string(kMaxDataValues) + " values)");
+    n *= d;
   }
-  data_off = 4 + 4 * rank;
-  if (bytes.size() < data_off + static_cast<std::size_t>(n))
-    fail(path, "truncated IDX data: expected " + std::to_string(n) + " bytes, have " +
-                   std::to_string(bytes.size() - data_off));
+  bytes = read_gz(f.get(), path, n);
+  if (bytes.size() < n)
+    fail(path, "truncated IDX data: expected " + std::to_string(n) + " bytes, have " + std::to_string(bytes.size()));
   return dims;
 }
 
@@ -86,8 +106,8 @@ std::string labels_beside(const std::string& images) {
 
 Dataset load_idx(const std::string& images) {
   std::string bytes;
-  std::size_t off = 0;
-  const auto dims = read_idx(images, 3, bytes, off);
+  const std::size_t off = 0;
+  const auto dims = read_idx(images, 3, bytes);
   Dataset d;
   d.source = images;
   d.sample_shape = {1, dims[1], dims[2]};
@@ -96,8 +116,8 @@ Dataset load_idx(const std::string& images) {
   const std::string labels = labels_beside(images);
   if (labels == images) fail(images, "cannot derive the labels file name (expected '*-images-idx3-ubyte*')");
   std::string lb;
-  std::size_t loff = 0;
-  const auto ldims = read_idx(labels, 1, lb, loff);
+  const std::size_t loff = 0;
+  const auto ldims = read_idx(labels, 1, lb);
   if (ldims[0] != dims[0])
     fail(labels, std::to_string(ldims[0]) + " labels for " + std::to_string(dims[0]) + " images in " + images);
   d.labels.resize(ldims[0]);
@@ -154,44 +174,32 @@ struct H5Array {
   bool uint8 = false;
 };
 
-H5Array read_h5_array(hid_t file, const std::string& path, const std::string& name) {
-  if (H5Lexists(file, name.c_str(), H5P_DEFAULT) <= 0)
-    fail(path, "no dataset '" + name + "' (expected datasets /x and /y)");
-  h5::Dataset ds(H5Dopen2(file, name.c_str(), H5P_DEFAULT));
-  if (!ds) fail(path, "cannot open dataset '" + name + "'");
-  h5::Type type(H5Dget_type(ds.get()));
-  h5::Space space(H5Dget_space(ds.get()));
-  const H5T_class_t cls = H5Tget_class(type.get());
-  if (cls != H5T_INTEGER && cls != H5T_FLOAT) fail(path, "dataset '" + name + "' must be numeric");
+H5Array read_h5_array(const h5::Object& file, const std::string& path, const std::string& name) {
+  if (!file.exists(name)) fail(path, "no dataset '" + name + "' (expected datasets /x and /y)");
+  const h5::ElementType type = file.element_type(name);
+  h5::ArrayLimits limits;
+  limits.max_elements = kMaxDataValues;
   H5Array a;
-  const int rank = H5Sget_simple_extent_ndims(space.get());
-  std::vector<hsize_t> dims(rank > 0 ? rank : 0);
-  if (rank > 0) H5Sget_simple_extent_dims(space.get(), dims.data(), nullptr);
-  for (auto v : dims) a.shape.push_back(static_cast<std::int64_t>(v));
-  const auto n = static_cast<std::size_t>(numel(a.shape));
-  a.integer = cls == H5T_INTEGER;
-  a.uint8 = a.integer && H5Tget_size(type.get()) == 1 && H5Tget_sign(type.get()) == H5T_SGN_NONE;
-  a.data.resize(n);
-  if (H5Dread(ds.get(), H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, a.data.data()) < 0)
-    fail(path, "cannot read dataset '" + name + "'");
-  if (a.integer) {
-    a.ints.resize(n);
-    if (H5Dread(ds.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, a.ints.data()) < 0)
-      fail(path, "cannot read dataset '" + name + "'");
-  }
+  h5::Array<double> values = file.read_f64(name, limits);
+  for (auto v : values.shape) a.shape.push_back(static_cast<std::int64_t>(v));
+  a.data = std::move(values.data);
+  a.integer = type.integer;
+  a.uint8 = type.integer && type.bytes == 1 && !type.is_signed;
+  if (a.integer) a.ints = file.read_i64(name, limits).data;
   return a;
 }
 
 Dataset load_h5(const std::string& path) {
   require_file(path);
-  h5::QuietErrors quiet;
-  if (H5Fis_hdf5(path.c_str()) <= 0) fail(path, "not an HDF5 file");
-  h5::File f(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
-  if (!f) fail(path, "cannot open HDF5 file");
-  H5Array x = read_h5_array(f.get(), path, "/x");
-  H5Array y = read_h5_array(f.get(), path, "/y");
   Dataset d;
-  assign_xy(d, path, x.shape, std::move(x.data), x.uint8, y.shape, std::move(y.data), std::move(y.ints), y.integer);
+  // First in a child process: libhdf5 can crash or loop on corrupt metadata (hdf5_probe.h).
+  h5::internal::guarded(path, [&] {
+    const h5::Object f = h5::Object::open(path);
+    H5Array x = read_h5_array(f, path, "/x");
+    H5Array y = read_h5_array(f, path, "/y");
+    d = Dataset();
+    assign_xy(d, path, x.shape, std::move(x.data), x.uint8, y.shape, std::move(y.data), std::move(y.ints), y.integer);
+  });
   return d;
 }
 
@@ -266,13 +274,17 @@ void normalize(Dataset& d, const DataOptions& o) {
   }
 }
 
-}  // namespace
+std::string fashion_mnist_images(const std::string& spec) {
+  const std::string part = spec == "fashion-mnist:train" ? "train" : "t10k";
+  return std::string(kFashionMnistDir) + "/" + part + "-images-idx3-ubyte.gz";
+}
 
-Dataset load_dataset(const std::string& spec, const DataOptions& opts) {
+bool is_idx(const std::string& spec) { return ends_with(spec, "idx3-ubyte") || ends_with(spec, "idx3-ubyte.gz"); }
+
+Dataset load_any(const std::string& spec, const DataOptions& opts) {
   Dataset d;
   if (spec == "fashion-mnist:train" || spec == "fashion-mnist:test") {
-    const std::string part = spec == "fashion-mnist:train" ? "train" : "t10k";
-    d = load_idx(std::string(kFashionMnistDir) + "/" + part + "-images-idx3-ubyte.gz");
+    d = load_idx(fashion_mnist_images(spec));
     d.source = spec;
   } else if (spec.rfind("fashion-mnist:", 0) == 0) {
     throw std::invalid_argument(spec + ": expected fashion-mnist:train or fashion-mnist:test");
@@ -282,13 +294,32 @@ Dataset load_dataset(const std::string& spec, const DataOptions& opts) {
     d = load_npz(spec);
   } else if (ends_with(spec, ".h5") || ends_with(spec, ".hdf5")) {
     d = load_h5(spec);
-  } else if (ends_with(spec, "idx3-ubyte") || ends_with(spec, "idx3-ubyte.gz")) {
+  } else if (is_idx(spec)) {
     d = load_idx(spec);
   } else {
     require_file(spec);
     fail(spec,
          "unknown dataset format (expected .npz, .h5, *-images-idx3-ubyte[.gz], fashion-mnist:train|test or "
          "random:CxHxW:CLASSES[:N])");
+  }
+  return d;
+}
+
+}  // namespace
+
+std::vector<std::string> dataset_files(const std::string& spec) {
+  if (spec.rfind("random:", 0) == 0) return {};
+  const std::string images = spec.rfind("fashion-mnist:", 0) == 0 ? fashion_mnist_images(spec) : spec;
+  if (is_idx(images)) return {images, labels_beside(images)};
+  return {spec};
+}
+
+Dataset load_dataset(const std::string& spec, const DataOptions& opts) {
+  Dataset d;
+  try {
+    d = load_any(spec, opts);
+  } catch (const std::bad_alloc&) {
+    fail(spec, "the dataset does not fit in memory");
   }
   check_finite(d);
   if (opts.offset < 0 || opts.samples < 0)

@@ -12,7 +12,8 @@
 /// uint8 images scale to [0, 1]. Integer `y` gives class labels (cross-entropy), float `y` gives
 /// regression targets (mean squared error). IDX images get the sample shape [1, rows, cols].
 /// Errors: std::runtime_error("<file>: <what is wrong>") for a missing or corrupt file, a missing
-/// array, an unsupported dtype, mismatched x/y counts, NaN or Inf in the data. Label range and the
+/// array, an unsupported dtype, mismatched x/y counts, NaN or Inf in the data, sizes beyond 2^32
+/// values or beyond what the file holds (checked before allocating). Label range and the
 /// fit with a model's input are checked by the Objective.
 #include <cstdint>
 #include <string>
@@ -37,6 +38,10 @@ struct DataOptions {
 
 /// Loads the dataset named by `spec` (see the file comment).
 Dataset load_dataset(const std::string& spec, const DataOptions& opts = {});
+
+/// The files `spec` reads (IDX: images and labels; fashion-mnist: its files; random: none), so a
+/// command can refuse an output that would replace one of them (check_output_paths).
+std::vector<std::string> dataset_files(const std::string& spec);
 
 /// Parses "MEAN[,MEAN..]/STD[,STD..]" (e.g. "0.2860/0.3530") into opts.mean / opts.std.
 /// Throws std::invalid_argument on a malformed string or a non-positive std.

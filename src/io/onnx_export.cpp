@@ -9,6 +9,8 @@
 #include <fstream>
 #include <stdexcept>
 
+#include "src/io/atomic_file.h"
+#include "src/io/checkpoint.h"
 #include "src/io/internal/onnx_ops.h"
 
 namespace curv {
@@ -249,21 +251,13 @@ class Exporter {
 
 void export_onnx(const Model& model, const std::string& path) {
   if (model.input() < 0 || model.output() < 0) throw std::invalid_argument(path + ": model has no input or no output");
+  AtomicFile file(path, model_files(model));
   const onnx::ModelProto mp = Exporter(model, path).run();
-  const std::string tmp = path + ".tmp";
   {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out || !mp.SerializeToOstream(&out) || !out.flush()) {
-      std::remove(tmp.c_str());
-      fail(path, "cannot write '" + tmp + "'");
-    }
+    std::ofstream out(file.temp_path(), std::ios::binary | std::ios::trunc);
+    if (!out || !mp.SerializeToOstream(&out) || !out.flush()) fail(path, "cannot write '" + file.temp_path() + "'");
   }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::remove(tmp.c_str());
-    fail(path, "cannot rename '" + tmp + "' into place (" + ec.message() + ")");
-  }
+  file.commit();
 }
 
 }  // namespace curv

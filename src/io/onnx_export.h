@@ -12,8 +12,9 @@
 
 namespace curv {
 
-/// Writes `path` (via "<path>.tmp" and a rename). Throws std::runtime_error naming the file, or the
-/// node whose op cannot be described or has no ONNX form.
+/// Writes `path` atomically (src/io/atomic_file.h). Throws std::runtime_error naming the file (also
+/// when it is the file the model was loaded from, read-only, or in a missing folder), or the node
+/// whose op cannot be described or has no ONNX form.
 void export_onnx(const Model& model, const std::string& path);
 
 }  // namespace curv

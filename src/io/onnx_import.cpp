@@ -156,10 +156,11 @@ Model Importer::run(const onnx::ModelProto& mp) {
     } catch (const std::invalid_argument& e) {
       fail(e.what());
     }
+    // NaN is never meaningful; +-Inf is rejected where the initializer becomes a trainable
+    // parameter (Importer::value_of), since -inf is legitimate in a constant such as a mask.
     for (std::size_t k = 0; k < f.f.size(); ++k)
-      if (!std::isfinite(f.f[k]))
-        fail("initializer '" + t.name() + "': " + (std::isnan(f.f[k]) ? "NaN" : "Inf") + " at element " +
-             std::to_string(k) + " of " + shape_str(f.shape));
+      if (std::isnan(f.f[k]))
+        fail("initializer '" + t.name() + "': NaN at element " + std::to_string(k) + " of " + shape_str(f.shape));
     f.trainable = !f.is_int;
     m_consts[t.name()] = std::move(f);
   }

@@ -5,6 +5,7 @@
 /// to engine ops through OpSpec (onnx_ops.h).
 #include <onnx/onnx_pb.h>
 
+#include <cmath>
 #include <map>
 #include <optional>
 #include <regex>
@@ -146,6 +147,11 @@ class Importer {
     }
     Tensor<double> t(f.shape, std::move(data));
     const bool param = f.trainable && !force_constant && is_param_name(name);
+    if (param)
+      for (std::int64_t k = 0; k < t.size(); ++k)
+        if (std::isinf(t.data()[k]))
+          fail("initializer '" + name + "': Inf at element " + std::to_string(k) + " of " + shape_str(f.shape) +
+               " (a trainable parameter must be finite)");
     const int v =
         param ? m_model.add_parameter(unique(name), std::move(t)) : m_model.add_constant(unique(name), std::move(t));
     m_values[name] = v;
