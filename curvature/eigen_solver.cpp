@@ -38,25 +38,59 @@ class RestartedLanczos final : public Spectra::SymEigsSolver<internal::SpectraOp
   using Matrix = EigenSolver::Matrix;
   RestartedLanczos(internal::SpectraOpRef& op, Index nev, Index ncv) : Base(op, nev, ncv) {}
 
-  /// All Ritz values of the last Krylov space, ascending.
+  /// All Ritz values of the last Krylov space (unordered).
   Vector ritz_values() const { return Spectra::TridiagEigen<double>(m_fac.matrix_H()).eigenvalues(); }
 
   /// The k best Ritz pairs: the largest (descending) when `top`, else the smallest (ascending).
   void best_pairs(Index k, bool top, Vector& values, Matrix& vectors) const {
     Spectra::TridiagEigen<double> decomp(m_fac.matrix_H());
-    const Vector& evals = decomp.eigenvalues();  // ascending
+    const Vector& evals = decomp.eigenvalues();  // in no particular order
     const Matrix& evecs = decomp.eigenvectors();
     const Index m = evals.size();
+    std::vector<Index> order(m);
+    for (Index i = 0; i < m; ++i) order[i] = i;
+    std::stable_sort(order.begin(), order.end(), [&](Index a, Index b) { return evals(a) < evals(b); });
     Matrix S(m, k);
     values.resize(k);
     for (Index i = 0; i < k; ++i) {
-      const Index j = top ? m - 1 - i : i;
+      const Index j = order[top ? m - 1 - i : i];
       values(i) = evals(j);
       S.col(i) = evecs.col(j);
     }
     vectors = m_fac.matrix_V() * S;
   }
 };
+
+// One Spectra run of k pairs on `op` from `start`.
+struct RunResult {
+  Index converged = 0;  // pairs that met the tolerance (Spectra's count)
+  Index restarts = 0;
+  Spectra::CompInfo info = Spectra::CompInfo::NotComputed;
+  Vector values;     // [k] best pairs: descending (top) or ascending (bottom)
+  Matrix vectors;    // [n x k]
+  Vector ritz;       // all Ritz values of the last Krylov space
+};
+
+RunResult spectra_run(const LinearOperator& op, const Vector& start, Index k, Index ncv, bool top, Index max_restarts,
+                      double tol) {
+  const auto rule = top ? Spectra::SortRule::LargestAlge : Spectra::SortRule::SmallestAlge;
+  internal::SpectraOpRef ref(op);
+  RestartedLanczos solver(ref, k, ncv);
+  solver.init(start.data());
+  RunResult r;
+  // Selection and sorting by the same rule: top comes out descending, bottom ascending.
+  r.converged = solver.compute(rule, max_restarts, tol, rule);
+  r.restarts = solver.num_iterations();
+  r.info = solver.info();
+  if (r.converged >= k) {
+    r.values = solver.eigenvalues();
+    r.vectors = solver.eigenvectors();
+  } else {
+    solver.best_pairs(k, top, r.values, r.vectors);  // the best available
+  }
+  r.ritz = solver.ritz_values();
+  return r;
+}
 
 // Smallest and largest Ritz values of `steps` plain Lanczos steps from v0: a cheap estimate of the
 // ends of the spectrum (extreme Ritz values converge first, from inside).
@@ -107,70 +141,63 @@ EigenSolver::Index EigenSolver::default_ncv(Index k, bool top) const {
 EigenSolver::Index EigenSolver::compute() {
   const Index n = m_op.rows();
   const std::int64_t products_before = m_op.num_products();
+  const auto& o = m_options;
   m_num_iterations = 0;
   m_top_converged = m_bottom_converged = 0;
   m_scale = m_bottom_shift = 0.0;
+  m_top_ncv = m_bottom_ncv = 0;
+  m_top_values.resize(0);
+  m_top_vectors.resize(n, 0);
+  m_bottom_values.resize(0);
+  m_bottom_vectors.resize(n, 0);
   m_info = CompInfo::Successful;
-
-  Vector v0(n);
-  internal::RandomStream(m_options.seed).uniform(v0);
-
-  // One Spectra run of k pairs on `op` (A or A - c I). Returns the pairs that met the tolerance;
-  // `values`/`vectors` get all k best pairs; `ritz` all Ritz values of the last Krylov space.
-  auto run = [&](const LinearOperator& op, Index k, bool top, Index& ncv, Vector& values, Matrix& vectors,
-                 Vector* ritz) -> Index {
-    ncv = 0;
-    values.resize(0);
-    vectors.resize(n, 0);
-    if (k == 0) return 0;
-    ncv = default_ncv(k, top);
-    const auto rule = top ? Spectra::SortRule::LargestAlge : Spectra::SortRule::SmallestAlge;
-    internal::SpectraOpRef ref(op);
-    RestartedLanczos solver(ref, k, ncv);
-    solver.init(v0.data());
-    // Selection and sorting by the same rule: top comes out descending, bottom ascending.
-    const Index nconv = solver.compute(rule, m_options.max_restarts, m_options.tol, rule);
-    m_num_iterations += solver.num_iterations();
-    if (solver.info() == Spectra::CompInfo::NumericalIssue) {
+  auto note = [&](Spectra::CompInfo info) {
+    if (info == Spectra::CompInfo::NumericalIssue)
       m_info = CompInfo::NumericalIssue;
-    } else if (solver.info() != Spectra::CompInfo::Successful && m_info == CompInfo::Successful) {
+    else if (info != Spectra::CompInfo::Successful && m_info == CompInfo::Successful)
       m_info = CompInfo::NotConverging;
-    }
-    if (nconv >= k) {
-      values = solver.eigenvalues();
-      vectors = solver.eigenvectors();
-    } else {
-      solver.best_pairs(k, top, values, vectors);  // the best available, reported with residuals
-    }
-    if (ritz) *ritz = solver.ritz_values();
-    return nconv;
   };
 
-  Vector ritz;
-  m_top_converged = run(m_op, m_options.top, true, m_top_ncv, m_top_values, m_top_vectors, &ritz);
+  Vector v0(n);
+  internal::RandomStream(o.seed).uniform(v0);
 
-  if (m_options.bottom > 0) {
+  // Top run: Spectra on A, its relative test.
+  Vector ritz;
+  if (o.top > 0) {
+    m_top_ncv = default_ncv(o.top, true);
+    RunResult r = spectra_run(m_op, v0, o.top, m_top_ncv, true, o.max_restarts, o.tol);
+    m_num_iterations += r.restarts;
+    note(r.info);
+    m_top_converged = std::min(r.converged, o.top);
+    m_top_values = std::move(r.values);
+    m_top_vectors = std::move(r.vectors);
+    ritz = std::move(r.ritz);
+  }
+
+  if (o.bottom > 0) {
     // The operator's scale from the top run's Krylov space, or from a few Lanczos steps.
     double lo = 0.0, hi = 0.0;
     if (ritz.size() > 0) {
       lo = ritz.minCoeff();
       hi = ritz.maxCoeff();
     } else {
-      estimate_ends(m_op, v0, m_options.scale_steps, lo, hi);
+      estimate_ends(m_op, v0, o.scale_steps, lo, hi);
     }
     m_scale = std::max(std::abs(lo), std::abs(hi));
     if (!std::isfinite(m_scale)) {
       m_info = CompInfo::NumericalIssue;
-      m_scale = 0.0;
+      m_scale = hi = 0.0;
     }
     m_bottom_shift = hi + m_scale;  // B = A - c I: c - theta >= nu for every wanted pair
     const ShiftedOperator shifted(m_op, m_bottom_shift);
-    m_bottom_converged =
-        run(shifted, m_options.bottom, false, m_bottom_ncv, m_bottom_values, m_bottom_vectors, nullptr);
-  } else {
-    m_bottom_ncv = 0;
-    m_bottom_values.resize(0);
-    m_bottom_vectors.resize(n, 0);
+
+    m_bottom_ncv = default_ncv(o.bottom, false);
+    RunResult r = spectra_run(shifted, v0, o.bottom, m_bottom_ncv, false, o.max_restarts, o.tol);
+    m_num_iterations += r.restarts;
+    note(r.info);
+    m_bottom_converged = std::min(r.converged, o.bottom);
+    m_bottom_vectors = std::move(r.vectors);
+    m_bottom_values = Vector::Zero(m_bottom_vectors.cols());  // Rayleigh quotients below
   }
 
   // Residuals ||A v - lambda v|| for all reported pairs in one block apply; bottom eigenvalues

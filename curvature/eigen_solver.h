@@ -19,8 +19,13 @@
 /// lambda_min ~ 0) converge to a tolerance of the operator's norm instead of never (a test relative
 /// to |theta| ~ 0 cannot be met). Bottom eigenvalues are the Rayleigh quotients v^T A v.
 ///
+/// Limits of Krylov methods remain: one start vector sees one direction of a multiple eigenvalue
+/// (in exact arithmetic), and eigenvalues clustered within about tol ||A|| of each other resolve
+/// slowly; the second bottom pair of a GGN (a huge null space next to many tiny eigenvalues) takes
+/// far more restarts than the first.
+///
 /// Each run stops after `max_restarts` implicit restarts. A run that did not converge is not an
-/// error: info() is then CompInfo::NotConverging, and the best Ritz pairs of the last Krylov space
+/// error: info() is then CompInfo::NotConverging, and the best Ritz pairs of its last Krylov space
 /// are reported with their residuals (top_converged() / bottom_converged() count the pairs that met
 /// the test).
 ///

@@ -319,6 +319,9 @@ TEST_CASE("EigenSolver: a restart cap too small is a status with the best pairs 
   for (Index i = 0; i < 3; ++i) {
     CHECK(solver.top_values()(i) <= 1.0 + 1e-12);
     CHECK(solver.bottom_values()(i) >= -1e-12);
+    // The extreme Ritz values of the last Krylov space, not arbitrary ones.
+    CHECK(solver.top_values()(i) > 0.75);
+    CHECK(solver.bottom_values()(i) < 0.25);
     const Vector v = solver.bottom_vectors().col(i);
     CHECK(v.norm() == doctest::Approx(1.0).epsilon(1e-10));
     CHECK(solver.bottom_residuals()(i) ==
@@ -335,6 +338,7 @@ TEST_CASE("EigenSolver: tolerance and restart cap out of range name the value") 
   o.max_restarts = 0;
   CHECK_THROWS_WITH_AS(EigenSolver(op, o), "EigenSolver: max_restarts (= 0) must be in 1..100000",
                        std::invalid_argument);
+
   o = {};
   o.tol = std::numeric_limits<double>::infinity();
   CHECK_THROWS_WITH_AS(EigenSolver(op, o), "EigenSolver: tol (= inf) must be in (0, 1)", std::invalid_argument);
