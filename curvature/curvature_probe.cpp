@@ -2,6 +2,8 @@
 
 #include <cmath>
 #include <limits>
+#include <stdexcept>
+#include <string>
 
 #include "curvature/curvature_operator.h"
 #include "curvature/eigen_solver.h"
@@ -10,7 +12,20 @@
 
 namespace curv {
 
+void check_probe_options(const CurvatureProbeOptions& o) {
+  auto bad = [](const char* what, const std::string& value, const char* rule) {
+    throw std::invalid_argument(std::string("curvature probe: ") + what + " (= " + value + ") must be " + rule);
+  };
+  if (o.top < 0) bad("top", std::to_string(o.top), ">= 0");
+  if (o.trace_probes < 0) bad("trace probes", std::to_string(o.trace_probes), ">= 0");
+  if (o.probe_batch < 1) bad("probe batch", std::to_string(o.probe_batch), ">= 1");
+  if (o.ncv < 0) bad("ncv", std::to_string(o.ncv), ">= 0");
+  if (o.max_restarts < 1) bad("max restarts", std::to_string(o.max_restarts), ">= 1");
+  if (!(o.eig_tol > 0 && o.eig_tol < 1)) bad("eigenvalue tolerance", std::to_string(o.eig_tol), "in (0, 1)");
+}
+
 CurvatureRecord probe_curvature(Objective& objective, const CurvatureProbeOptions& o) {
+  check_probe_options(o);
   Timer timer;
   CurvatureRecord r;
   const double nan = std::numeric_limits<double>::quiet_NaN();
@@ -23,6 +38,7 @@ CurvatureRecord probe_curvature(Objective& objective, const CurvatureProbeOption
   eo.top = std::max<std::int64_t>(1, std::min<std::int64_t>(o.top, op.rows() - 1));
   eo.tol = o.eig_tol;
   eo.ncv = o.ncv;
+  eo.max_restarts = o.max_restarts;
   eo.seed = o.seed;
   EigenSolver eig(op, eo);
   eig.compute();

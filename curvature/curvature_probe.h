@@ -8,7 +8,8 @@
 ///     overlap = ||V_k^T g||^2 / ||g||^2,   V_k = the k top eigenvectors (orthonormal)
 ///
 /// The estimate is approximate in two documented ways: eigenpairs to the relative tolerance
-/// `eig_tol`, and the trace to its reported standard error.
+/// `eig_tol` (within `max_restarts`; lambda_max_residual says how well), and the trace to its
+/// reported standard error.
 #include <cstdint>
 
 #include "src/core/objective.h"
@@ -21,8 +22,10 @@ struct CurvatureProbeOptions {
   Curvature kind = Curvature::Hessian;
   /// Top eigenpairs (k of the overlap); clamped to rows - 1.
   std::int64_t top = 10;
-  /// Relative residual tolerance of the eigenpairs (Spectra's tol).
+  /// Relative residual tolerance of the eigenpairs (Spectra's tol), in (0, 1).
   double eig_tol = 1e-3;
+  /// Implicit restarts of the eigensolver before it reports its best pairs.
+  std::int64_t max_restarts = 300;
   /// Krylov size (0: Spectra default max(2k + 1, 20)).
   std::int64_t ncv = 0;
   /// Hutchinson probes (0: no trace) and probes per block product.
@@ -33,8 +36,13 @@ struct CurvatureProbeOptions {
 };
 
 /// Measures at the objective's current parameters. Fills every CurvatureRecord field except
-/// step, epoch and lr (the caller's). Eigenvalues that did not converge are left out of
-/// top_values (lambda_max is NaN if none did).
+/// step, epoch and lr (the caller's). If the eigensolver reaches max_restarts, the best pairs it
+/// found are reported (lambda_max_residual tells how good lambda_max is). Throws
+/// std::invalid_argument for bad options (check_probe_options).
 CurvatureRecord probe_curvature(Objective& objective, const CurvatureProbeOptions& options);
+
+/// std::invalid_argument naming the field and value unless top >= 0, trace_probes >= 0,
+/// probe_batch >= 1, ncv >= 0, max_restarts >= 1 and 0 < eig_tol < 1.
+void check_probe_options(const CurvatureProbeOptions& options);
 
 }  // namespace curv

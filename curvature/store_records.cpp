@@ -1,5 +1,7 @@
 #include "curvature/store_records.h"
 
+#include <algorithm>
+
 #include "curvature/eigen_solver.h"
 #include "curvature/exact_spectrum.h"
 #include "curvature/hutch_plus_plus.h"
@@ -44,7 +46,10 @@ EigenRecord eigen_record(const EigenSolver& s, bool with_vectors) {
                   {"products", i64(s.num_operations())}, {"top", i64(o.top)},
                   {"bottom", i64(o.bottom)},           {"top_ncv", i64(s.top_ncv())},
                   {"bottom_ncv", i64(s.bottom_ncv())}, {"tol", o.tol},
-                  {"restarts", i64(s.num_iterations())}, {"seed", seed_attr(o.seed)}};
+                  {"restarts", i64(s.num_iterations())}, {"max_restarts", i64(o.max_restarts)},
+                  {"converged_top", i64(s.top_converged())}, {"converged_bottom", i64(s.bottom_converged())},
+                  {"scale", s.scale()},                {"bottom_shift", s.bottom_shift()},
+                  {"seed", seed_attr(o.seed)}};
   return r;
 }
 
@@ -57,6 +62,7 @@ EigenRecord eigen_record(const PowerIteration& s, bool with_vectors) {
   r.attributes = {{"method", std::string("power")},     {"status", std::string(info_name(s.info()))},
                   {"products", i64(s.num_operations())}, {"top", i64(o.top)},
                   {"max_iterations", i64(o.max_iterations)}, {"tol", o.tol},
+                  {"converged_top", i64(std::count(s.converged().begin(), s.converged().end(), true))},
                   {"seed", seed_attr(o.seed)}};
   return r;
 }

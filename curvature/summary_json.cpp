@@ -31,9 +31,15 @@ json summary_json(const StoreSection& s) {
     const EigenRecord& e = *s.eigen;
     json residuals = array(e.residuals);
     for (Eigen::Index i = 0; i < e.bottom_residuals.size(); ++i) residuals.push_back(number(e.bottom_residuals(i)));
+    // Converged: every reported pair met the solver's tolerance (status "successful").
+    const auto status = e.attributes.find("status");
+    const bool converged = status == e.attributes.end() ||
+                           (std::holds_alternative<std::string>(status->second) &&
+                            std::get<std::string>(status->second) == "successful");
     o["eigen"] = {{"top", array(e.values)},
                   {"bottom", array(e.bottom_values)},
                   {"residuals", residuals},
+                  {"converged", converged},
                   {"settings", attributes(e.attributes)}};
   }
   if (s.trace) {

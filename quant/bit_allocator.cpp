@@ -34,6 +34,16 @@ double round_up_6(double x) {
   return std::max(r, x);  // r may sit an ulp below x; it prints the same
 }
 
+// "1.5 average bits", "12 KB", "0.3 GBOPs".
+std::string budget_text(BudgetKind kind, const std::string& value) {
+  switch (kind) {
+    case BudgetKind::AvgBits: return value + " average bits";
+    case BudgetKind::SizeKB: return value + " KB";
+    case BudgetKind::GBops: return value + " GBOPs";
+  }
+  return value;
+}
+
 std::string bits_list(const std::vector<BitOption>& options) {
   std::string s;
   for (const BitOption& o : options) s += (s.empty() ? "" : ", ") + std::to_string(o.bits);
@@ -242,7 +252,7 @@ double BitAllocator::smallest_feasible(BudgetKind kind) const {
 
 Allocation BitAllocator::solve(const Budget& budget) const {
   if (!std::isfinite(budget.value) || budget.value <= 0.0)
-    throw std::invalid_argument("budget --" + to_string(budget.kind) + " (= " + number(budget.value, 10) +
+    throw std::invalid_argument("budget (= " + budget_text(budget.kind, number(budget.value, 10)) +
                                 ") must be positive and finite");
   const CostKind ck = budget.kind == BudgetKind::GBops ? CostKind::Bops : CostKind::Size;
   double units = budget.value;
@@ -266,9 +276,8 @@ Allocation BitAllocator::solve(const Budget& budget) const {
   }
   if (min_cost > capacity) {
     const double smallest = round_up_6(smallest_feasible(budget.kind));
-    const std::string flag = "--" + to_string(budget.kind) + " ";
-    throw InfeasibleBudget("infeasible budget: " + flag + number(budget.value, 10) +
-                               " is below the smallest feasible budget " + flag + number(smallest, 6) +
+    throw InfeasibleBudget("infeasible budget: " + budget_text(budget.kind, number(budget.value, 10)) +
+                               " is below the smallest feasible budget, " + budget_text(budget.kind, number(smallest, 6)) +
                                " (every layer at its fewest allowed bits)",
                            Budget{budget.kind, smallest});
   }

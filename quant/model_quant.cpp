@@ -58,9 +58,12 @@ double lambda_max(const LinearOperator& op, const SensitivityOptions& o) {
   eo.seed = o.seed;
   EigenSolver es(op, eo);
   es.compute();
-  if (es.top_values().size() == 0)
+  if (es.info() != CompInfo::Successful)
     throw std::runtime_error("sensitivity: Lanczos did not converge for a block of " + std::to_string(op.rows()) +
-                             " parameters (try a larger --eig-tol)");
+                             " parameters within " + std::to_string(eo.max_restarts) + " restarts (residual " +
+                             std::to_string(es.top_residuals()[0]) + " of lambda_max " +
+                             std::to_string(es.top_values()[0]) + "; the eigenvalue tolerance " +
+                             std::to_string(o.eig_tol) + " is too tight)");
   return es.top_values()[0];
 }
 
@@ -71,7 +74,7 @@ std::vector<Sensitivity> layer_sensitivities(const Model& m, const Dataset& data
   std::vector<Sensitivity> out;
   if (o.kind == SensitivityKind::EigStats) {
     if (o.subsets < 2 || o.subsets > data.size())
-      throw std::invalid_argument("eig-stats: --subsets (= " + std::to_string(o.subsets) + ") must be in 2.." +
+      throw std::invalid_argument("eig-stats: the number of data subsets (= " + std::to_string(o.subsets) + ") must be in 2.." +
                                   std::to_string(data.size()) + " (the sample count)");
     std::vector<std::vector<double>> lam(layers.size());
     const std::int64_t per = data.size() / o.subsets;
@@ -276,7 +279,7 @@ std::vector<Sensitivity> load_sensitivities(const std::string& path, const std::
                                             const std::string& model_sha256, std::string& kind) {
   const SpectraReader r(path);
   auto fail = [&](const std::string& what) -> void { throw std::runtime_error(path + ": " + what); };
-  if (!r.exists("/quant/layers/sensitivity")) fail("no /quant/layers/sensitivity (not written by curv quant plan --h5)");
+  if (!r.exists("/quant/layers/sensitivity")) fail("no /quant/layers/sensitivity (not a sensitivities file of curv quant plan)");
   // Files before schema_version 1 carry no version; newer ones than this reader are refused.
   if (r.has_attribute("/", "schema_version")) {
     const double v = r.number_attribute("/", "schema_version");

@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <regex>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -105,7 +106,12 @@ TEST_CASE("quant plan, apply and eval: budget respected, applied model evaluates
   REQUIRE(r.status == 0);
   auto e = nlohmann::json::parse(r.out);
   for (const char* k : {"loss", "accuracy", "size_bytes", "avg_bits"}) CHECK(e.contains(k));
-  REQUIRE(curv("quant apply " + kModel + " --plan " + plan.string() + " --out " + q.string()).status == 0);
+  r = curv("quant apply " + kModel + " --plan " + plan.string() + " --out " + q.string() + " --json");
+  REQUIRE(r.status == 0);
+  CHECK(lines(r.out) == 1);
+  const auto applied = nlohmann::json::parse(r.out);
+  CHECK(applied["layers"] == 4);
+  CHECK(applied["avg_bits"] == j["totals"]["avg_bits"]);
   r = curv("eval " + q.string() + " --data fashion-mnist:test --samples 300 --json");
   REQUIRE(r.status == 0);
   CHECK(nlohmann::json::parse(r.out)["loss"] == e["loss"]);
@@ -451,4 +457,123 @@ TEST_CASE("the h5py examples of docs/hdf5-schema.md run on files written by curv
     INFO("docs/hdf5-schema.md example ", i, ":\n", blocks[i], "\noutput:\n", slurp(log));
     CHECK(rc == 0);
   }
+}
+
+// ---- option ranges, --json everywhere, one-line errors ------------------------------------------
+
+namespace {
+
+// Every command's numeric options, read from its --help: "--name INT:in [lo, hi]..." lines.
+struct NumericOption {
+  std::string command, name, type, line;
+};
+
+std::vector<NumericOption> numeric_options() {
+  std::vector<NumericOption> out;
+  const std::regex option(R"(^\s+(?:-\w,)?(--[a-z0-9-]+) (INT|UINT|FLOAT)\b(.*)$)");
+  for (const char* cmd : {"info", "eval", "bench", "spectrum", "convert", "export", "quant plan", "quant apply",
+                          "quant eval", "train"}) {
+    const Run r = curv(std::string(cmd) + " --help");
+    REQUIRE(r.status == 0);
+    std::stringstream ss(r.out);
+    std::string line;
+    std::smatch m;
+    while (std::getline(ss, line))
+      if (std::regex_match(line, m, option)) out.push_back({cmd, m[1], m[2], line});
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("every numeric option of every command is range-checked: NaN, inf and absurd values fail in one line") {
+  const auto options = numeric_options();
+  MESSAGE(options.size() << " numeric options");
+  CHECK(options.size() >= 60);  // the scan found the options (it fails if the help format changes)
+  for (const auto& o : options) {
+    INFO(o.command, " ", o.line);
+    CHECK(o.line.find(":in [") != std::string::npos);  // declared with in_range
+    check_bad(o.command + " " + o.name + " nan", o.name + ": nan is not a finite number");
+    check_bad(o.command + " " + o.name + " 1e300", o.name + ": 1e300 is outside [");
+    if (o.type == "FLOAT") check_bad(o.command + " " + o.name + " -inf", o.name + ": -inf is not a finite number");
+  }
+}
+
+TEST_CASE("absurd options that used to hang or pass are one-line errors with no output file") {
+  const fs::path out = tmpdir() / "absurd.h5";
+  const std::string tiny = " --arch mlp:2 --data random:1x2x2:2:8 ";  // 16 parameters
+  check_bad("spectrum" + tiny + "--diag --diag-probes 4611686018427387904 --out " + out.string(), "--diag-probes");
+  check_bad("bench" + tiny + "--repeat 2000000000", "--repeat: 2000000000 is outside [1, 1000]");
+  check_bad("eval" + tiny + "--cache-gb nan", "--cache-gb: nan is not a finite number");
+  check_bad("spectrum" + tiny + "--eig-tol inf --out " + out.string(), "--eig-tol: inf is not a finite number");
+  check_bad("train" + tiny + "--log-curvature 1 --curvature-probes -1 --out " + out.string(),
+            "--curvature-probes: -1 is outside [0, 100000]");
+  // Eigenpair counts above the parameter count: errors, not silently clamped.
+  check_bad("spectrum" + tiny + "--top-k 100 --out " + out.string(),
+            "100 top eigenpairs requested, but the model has 16 parameters");
+  check_bad("spectrum" + tiny + "--bottom-k 16 --out " + out.string(),
+            "16 bottom eigenpairs requested, but the model has 16 parameters (Lanczos finds at most 15");
+  check_bad("spectrum" + tiny + "--blocks tensors --skip-full --top-k 3 --out " + out.string(), "parameters");
+  check_bad("spectrum" + tiny + "--exact --bottom-k 17 --out " + out.string(),
+            "17 bottom eigenpairs requested, but the model has 16 parameters");
+  CHECK_FALSE(fs::exists(out));
+}
+
+TEST_CASE("every command prints exactly one JSON object on stdout with --json") {
+  const fs::path h5 = tmpdir() / "json.h5", onnx = tmpdir() / "json.onnx", spec = tmpdir() / "json_spec.h5",
+                 plan = tmpdir() / "json_plan.json", q = tmpdir() / "json_q.h5", trained = tmpdir() / "json_train.h5";
+  const std::string mlp = std::string(CURV_SOURCE_DIR) + "/data/fixtures/mlp";
+  const std::string tiny = " --arch mlp:4 --data random:1x4x4:3:24 ";
+  const std::vector<std::pair<std::string, std::string>> runs = {
+      {"info " + kModel, "params"},
+      {"eval" + tiny, "loss"},
+      {"bench" + tiny + "--block 2 --repeat 1", "hvp_s"},
+      {"spectrum" + tiny + "--trace-probes 4 --out " + spec.string(), "eigen"},
+      {"convert " + mlp + ".onnx " + h5.string(), "params"},
+      {"export " + h5.string() + " " + onnx.string(), "params"},
+      {"quant plan " + mlp + ".onnx --data " + mlp + ".npz --trace-probes 4 --avg-bits 6 --out " + plan.string(),
+       "totals"},
+      {"quant apply " + mlp + ".onnx --plan " + plan.string() + " --out " + q.string(), "avg_bits"},
+      {"quant eval " + mlp + ".onnx --data " + mlp + ".npz --plan " + plan.string(), "accuracy"},
+      {"train" + tiny + "--epochs 1 --batch-size 8 --out " + trained.string(), "steps"},
+  };
+  for (const auto& [args, key] : runs) {
+    const Run r = curv(args + " --json");
+    INFO("curv ", args, " --json\nstderr: ", r.err, "\nstdout: ", r.out);
+    REQUIRE(r.status == 0);
+    CHECK(lines(r.out) == 1);
+    const auto j = nlohmann::json::parse(r.out);
+    CHECK(j.is_object());
+    CHECK(j.contains(key));
+  }
+  CHECK(nlohmann::json::parse(curv("convert " + mlp + ".onnx " + h5.string() + " --json").out)["out"] == h5.string());
+}
+
+TEST_CASE("spectrum reports eigensolver convergence: eigen.converged, status and residuals") {
+  const fs::path ok = tmpdir() / "conv_ok.h5", capped = tmpdir() / "conv_capped.h5";
+  // The GGN of a tiny net on 6 samples: rank <= 6 x 2 < P, so lambda_min = 0.
+  const std::string base = "spectrum --arch mlp:8 --data random:1x4x4:3:6 --curvature ggn --precision float64 ";
+  Run r = curv(base + "--bottom-k 2 --eig-tol 1e-8 --out " + ok.string() + " --json");
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  auto j = nlohmann::json::parse(r.out);
+  CHECK(j["eigen"]["converged"] == true);
+  CHECK(j["eigen"]["settings"]["status"] == "successful");
+  CHECK(j["eigen"]["settings"]["converged_bottom"] == 2);
+  REQUIRE(j["eigen"]["bottom"].size() == 2);
+  const double top = j["eigen"]["top"][0].get<double>();
+  CHECK(std::abs(j["eigen"]["bottom"][0].get<double>()) <= 1e-6 * top);
+
+  // A restart cap too small: the run ends, exit 0, with the best pairs and their residuals.
+  r = curv(base + "--top-k 3 --bottom-k 3 --eig-tol 1e-15 --eig-max-restarts 1 --out " + capped.string() + " --json");
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  j = nlohmann::json::parse(r.out);
+  CHECK(j["eigen"]["converged"] == false);
+  CHECK(j["eigen"]["settings"]["status"] == "not_converging");
+  CHECK(j["eigen"]["settings"]["max_restarts"] == 1);
+  CHECK(j["eigen"]["top"].size() == 3);
+  CHECK(j["eigen"]["bottom"].size() == 3);
+  CHECK(j["eigen"]["residuals"].size() == 6);
+  CHECK(fs::exists(capped));
 }

@@ -7,9 +7,11 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <limits>
 #include <stdexcept>
 #include <vector>
 
+#include "curvature/curvature_operator.h"
 #include "curvature/deflated_operator.h"
 #include "curvature/eigen_solver.h"
 #include "curvature/exact_spectrum.h"
@@ -17,6 +19,8 @@
 #include "curvature/power_iteration.h"
 #include "curvature/scaled_operator.h"
 #include "curvature/shifted_operator.h"
+#include "src/core/builder.h"
+#include "src/core/objective.h"
 #include "tests/test_util.h"
 
 using namespace curv;
@@ -34,6 +38,11 @@ constexpr double kOperatorTol = 1e-12;      // wrapper operators vs dense algebr
 constexpr double kQuadratureTol = 1e-9;     // Gauss quadrature exactness (relative)
 constexpr double kOrthoTol = 1e-12;         // ||V^T V - I||_max of a Lanczos basis
 constexpr double kPowerErrorFactor = 10.0;  // power iteration error ~ tol r^2/(1-r^2) <= 10 tol here
+// Eigenvalues at or near zero vs the exact ones, relative to ||A|| (bottom run at tol <= 1e-8).
+constexpr double kNormRelTol = 1e-8;
+// A converged pair's true residual vs the test's tol * (c - theta) <= 3 tol ||A|| (Ritz estimate
+// and true residual agree to rounding).
+constexpr double kResidualFactor = 3.0;
 
 // An operator too large to densify; never applied.
 class HugeOperator final : public LinearOperator {
@@ -175,6 +184,166 @@ TEST_CASE("EigenSolver: bad options name the constraint") {
   CHECK_THROWS_WITH_AS(EigenSolver(op, o),
                        "EigenSolver: top (= 0) and bottom (= 0) must be >= 0 with top + bottom >= 1",
                        std::invalid_argument);
+}
+
+// ---- eigenvalues at and near zero: a tolerance relative to the operator's norm -------------------
+TEST_CASE("EigenSolver: bottom pairs at and near zero converge within the restart cap") {
+  SUBCASE("rank-deficient PSD diagonal matrix: lambda = 0 (x3), then 0.1 .. 10") {
+    const Index n = 300;
+    Vector d(n);
+    for (Index i = 0; i < n; ++i) d(i) = i < 3 ? 0.0 : 0.1 + 9.9 * static_cast<double>(i - 3) / (n - 4);
+    const DenseOperator op(d.asDiagonal().toDenseMatrix());
+    for (const Index top : {Index{0}, Index{1}}) {
+      EigenSolverOptions o;
+      o.top = top;
+      o.bottom = 2;
+      o.tol = 1e-8;
+      o.max_restarts = 100;
+      EigenSolver solver(op, o);
+      const Index nconv = solver.compute();
+      INFO("top = " << top << ": bottom " << solver.bottom_values().transpose() << ", residuals "
+                    << solver.bottom_residuals().transpose() << ", " << solver.num_iterations() << " restarts, "
+                    << solver.num_operations() << " products");
+      CHECK(solver.info() == CompInfo::Successful);
+      CHECK(nconv == top + 2);
+      CHECK(solver.bottom_converged() == 2);
+      // nu estimates ||A|| = 10 (from the top run's Krylov space, or a few Lanczos steps).
+      CHECK(solver.scale() > 5.0);
+      CHECK(solver.scale() <= 10.0 * (1 + 1e-12));
+      CHECK(std::abs(solver.bottom_values()(0)) <= kNormRelTol * 10.0);
+      // One start vector sees one direction of a multiple eigenvalue in exact arithmetic, so the
+      // second pair is another null vector (found through rounding) or the next eigenvalue, 0.1.
+      const double b1 = solver.bottom_values()(1);
+      CHECK(std::min(std::abs(b1), std::abs(b1 - 0.1)) <= kNormRelTol * 10.0);
+      for (Index i = 0; i < 2; ++i) CHECK(solver.bottom_residuals()(i) <= kResidualFactor * o.tol * 10.0);
+      CHECK(solver.num_operations() == op.num_products());
+      op.reset_num_products();
+    }
+  }
+  SUBCASE("a simple zero eigenvalue: bottom pairs match the planted spectrum") {
+    const Index n = 250;
+    Vector lambda = Vector::LinSpaced(n, 0.0, 5.0);  // 0, 0.02, 0.04, ...
+    const DenseOperator op(planted(lambda, 19));
+    EigenSolverOptions o;
+    o.bottom = 3;
+    o.top = 0;
+    o.tol = 1e-10;
+    o.max_restarts = 200;
+    EigenSolver solver(op, o);
+    solver.compute();
+    INFO("bottom " << solver.bottom_values().transpose() << ", " << solver.num_iterations() << " restarts");
+    REQUIRE(solver.info() == CompInfo::Successful);
+    for (Index i = 0; i < 3; ++i) CHECK(std::abs(solver.bottom_values()(i) - lambda(i)) <= kNormRelTol * 5.0);
+  }
+  SUBCASE("near zero and negative: planted spectrum with -1e-6, 0, 2e-6 at the bottom") {
+    const Index n = 200;
+    Vector lambda = Vector::LinSpaced(n, 0.0, 4.0);
+    lambda(0) = -1e-6;
+    lambda(1) = 0.0;
+    lambda(2) = 2e-6;
+    const DenseOperator op(planted(lambda, 17));
+    EigenSolverOptions o;
+    o.top = 1;
+    o.bottom = 3;
+    o.tol = 1e-10;
+    o.max_restarts = 200;
+    EigenSolver solver(op, o);
+    solver.compute();
+    INFO("bottom " << solver.bottom_values().transpose() << ", " << solver.num_iterations() << " restarts");
+    REQUIRE(solver.info() == CompInfo::Successful);
+    for (Index i = 0; i < 3; ++i) CHECK(std::abs(solver.bottom_values()(i) - lambda(i)) <= kNormRelTol * 4.0);
+    CHECK(solver.bottom_values()(0) < solver.bottom_values()(1));
+    CHECK(solver.bottom_values()(1) < solver.bottom_values()(2));
+  }
+  SUBCASE("the Gauss-Newton matrix of a tiny network (rank <= samples x outputs < parameters)") {
+    ModelBuilder b({6}, 3);
+    const int h = b.unary(b.linear(b.input(), 8, "fc1"), UnaryKind::Tanh);
+    const Model m = b.finish(b.linear(h, 3, "fc2"));
+    Dataset data;
+    data.source = "synthetic";
+    data.sample_shape = {6};
+    const Matrix x = random_matrix(6, 5, 23);
+    for (Index i = 0; i < x.size(); ++i) data.x.push_back(static_cast<float>(2.0 * x.data()[i]));
+    for (std::int64_t i = 0; i < 5; ++i) data.labels.push_back(i % 3);
+    ObjectiveOptions oo;
+    oo.precision = Precision::Float64;
+    auto obj = Objective::create(m, data, oo);
+    const CurvatureOperator ggn(*obj, Curvature::GGN);
+    ExactSpectrum exact(ggn);
+    exact.compute();
+    const Vector all = exact.eigenvalues();  // ascending
+    const double norm = std::max(std::abs(all(0)), std::abs(all(all.size() - 1)));
+    REQUIRE(std::abs(all(0)) <= 1e-12 * norm);  // 5 samples x 2 logit directions: rank <= 10 < 59
+    EigenSolverOptions o;
+    o.top = 1;
+    o.bottom = 2;
+    o.tol = 1e-8;
+    o.max_restarts = 100;
+    EigenSolver solver(ggn, o);
+    solver.compute();
+    INFO("GGN P = " << ggn.rows() << ": bottom " << solver.bottom_values().transpose() << ", residuals "
+                    << solver.bottom_residuals().transpose() << ", " << solver.num_iterations() << " restarts");
+    CHECK(solver.info() == CompInfo::Successful);
+    CHECK(std::abs(solver.top_values()(0) - all(all.size() - 1)) <= kEigenTol * norm);
+    for (Index i = 0; i < 2; ++i) {
+      CHECK(std::abs(solver.bottom_values()(i)) <= kNormRelTol * norm);
+      CHECK(solver.bottom_residuals()(i) <= kResidualFactor * o.tol * norm);
+    }
+  }
+}
+
+TEST_CASE("EigenSolver: a restart cap too small is a status with the best pairs and residuals") {
+  const Index n = 400;
+  Vector lambda = Vector::LinSpaced(n, 0.0, 1.0);
+  const DenseOperator op(planted(lambda, 29));  // no gaps: hard for Lanczos
+  EigenSolverOptions o;
+  o.top = 3;
+  o.bottom = 3;
+  o.tol = 1e-12;
+  o.max_restarts = 2;
+  EigenSolver solver(op, o);
+  const Index nconv = solver.compute();
+  INFO("top " << solver.top_values().transpose() << " residuals " << solver.top_residuals().transpose());
+  INFO("bottom " << solver.bottom_values().transpose() << " residuals " << solver.bottom_residuals().transpose());
+  CHECK(solver.info() == CompInfo::NotConverging);
+  CHECK(nconv < 6);
+  CHECK(nconv == solver.top_converged() + solver.bottom_converged());
+  REQUIRE(solver.top_values().size() == 3);
+  REQUIRE(solver.bottom_values().size() == 3);
+  REQUIRE(solver.top_residuals().size() == 3);
+  REQUIRE(solver.bottom_residuals().size() == 3);
+  CHECK(solver.num_iterations() <= 2 * o.max_restarts + 2);
+  // The best Ritz pairs: inside the spectrum, ordered, unit vectors, residuals that are real
+  // ||A v - lambda v|| values (finite, not all below the tolerance).
+  const Matrix A = op.matrix();
+  for (Index i = 0; i < 3; ++i) {
+    CHECK(solver.top_values()(i) <= 1.0 + 1e-12);
+    CHECK(solver.bottom_values()(i) >= -1e-12);
+    // The extreme Ritz values of the last Krylov space, not arbitrary ones.
+    CHECK(solver.top_values()(i) > 0.75);
+    CHECK(solver.bottom_values()(i) < 0.25);
+    const Vector v = solver.bottom_vectors().col(i);
+    CHECK(v.norm() == doctest::Approx(1.0).epsilon(1e-10));
+    CHECK(solver.bottom_residuals()(i) ==
+          doctest::Approx((A * v - solver.bottom_values()(i) * v).norm()).epsilon(1e-8));
+  }
+  CHECK(solver.top_values()(0) >= solver.top_values()(1));
+  CHECK(solver.bottom_values()(0) <= solver.bottom_values()(1));
+  CHECK(std::max(solver.top_residuals().maxCoeff(), solver.bottom_residuals().maxCoeff()) > o.tol);
+}
+
+TEST_CASE("EigenSolver: tolerance and restart cap out of range name the value") {
+  const DenseOperator op(toeplitz(10));
+  EigenSolverOptions o;
+  o.max_restarts = 0;
+  CHECK_THROWS_WITH_AS(EigenSolver(op, o), "EigenSolver: max_restarts (= 0) must be in 1..100000",
+                       std::invalid_argument);
+
+  o = {};
+  o.tol = std::numeric_limits<double>::infinity();
+  CHECK_THROWS_WITH_AS(EigenSolver(op, o), "EigenSolver: tol (= inf) must be in (0, 1)", std::invalid_argument);
+  o.tol = std::numeric_limits<double>::quiet_NaN();
+  CHECK_THROWS_AS(EigenSolver(op, o), std::invalid_argument);
 }
 
 // ================================================================================================

@@ -328,24 +328,24 @@ TEST_CASE("allocator: infeasible budgets name the smallest feasible budget in th
   BitAllocator a(p);
   CHECK(a.smallest_feasible(BudgetKind::AvgBits) == 2.0);
   CHECK_THROWS_WITH_AS(a.solve({BudgetKind::AvgBits, 1.5}),
-                       "infeasible budget: --avg-bits 1.5 is below the smallest feasible budget --avg-bits 2 "
+                       "infeasible budget: 1.5 average bits is below the smallest feasible budget, 2 average bits "
                        "(every layer at its fewest allowed bits)",
                        InfeasibleBudget);
   p.pinned["first"] = 8;  // 800 + 600 weight bits
   BitAllocator pinned(p);
   CHECK_THROWS_WITH_AS(pinned.solve({BudgetKind::AvgBits, 3}),
-                       "infeasible budget: --avg-bits 3 is below the smallest feasible budget --avg-bits 3.5 "
+                       "infeasible budget: 3 average bits is below the smallest feasible budget, 3.5 average bits "
                        "(every layer at its fewest allowed bits)",
                        InfeasibleBudget);
   // (1400 + 64 overhead bits) / 8192 = 0.1787109375 KB, shown rounded up to 6 digits.
   CHECK_THROWS_WITH_AS(pinned.solve({BudgetKind::SizeKB, 0.1}),
-                       "infeasible budget: --size-kb 0.1 is below the smallest feasible budget --size-kb 0.178711 "
+                       "infeasible budget: 0.1 KB is below the smallest feasible budget, 0.178711 KB "
                        "(every layer at its fewest allowed bits)",
                        InfeasibleBudget);
   CHECK_NOTHROW(pinned.solve({BudgetKind::SizeKB, 0.178711}));
   // (1000 * 8 + 2000 * 2) * 8 activation bits = 96000 BOPs.
   CHECK_THROWS_WITH_AS(pinned.solve({BudgetKind::GBops, 5e-5}),
-                       "infeasible budget: --bops 5e-05 is below the smallest feasible budget --bops 9.6e-05 "
+                       "infeasible budget: 5e-05 GBOPs is below the smallest feasible budget, 9.6e-05 GBOPs "
                        "(every layer at its fewest allowed bits)",
                        InfeasibleBudget);
   const Allocation best = pinned.solve({BudgetKind::AvgBits, 5.0});  // 800 + 300 b <= 5 * 400: b <= 4
@@ -353,7 +353,7 @@ TEST_CASE("allocator: infeasible budgets name the smallest feasible budget in th
   CHECK(best.omega == doctest::Approx(2.1));
   CHECK(best.size_bits == 800 + 1200 + 64);
   CHECK(best.bops == (1000 * 8 + 2000 * 4) * 8);
-  CHECK_THROWS_WITH_AS(a.solve({BudgetKind::AvgBits, -1}), "budget --avg-bits (= -1) must be positive and finite",
+  CHECK_THROWS_WITH_AS(a.solve({BudgetKind::AvgBits, -1}), "budget (= -1 average bits) must be positive and finite",
                        std::invalid_argument);
 }
 

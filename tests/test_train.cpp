@@ -11,6 +11,7 @@
 
 #include "curvature/curvature_operator.h"
 #include "curvature/curvature_probe.h"
+#include "curvature/curvature_probe_monitor.h"
 #include "src/core/builder.h"
 #include "src/io/checkpoint.h"
 #include "src/io/data_io.h"
@@ -28,6 +29,17 @@ using curv_test::tmpdir;
 namespace {
 
 constexpr double kStepTol = 1e-9;  // float64 trainer vs float64 PyTorch after 3 steps
+
+// A monitor whose records carry the step they were taken at.
+class StepMonitor final : public CurvatureMonitor {
+ public:
+  CurvatureRecord measure(const Model&, const CurvatureStep& at) override {
+    CurvatureRecord r;
+    r.lambda_max = double(at.step);
+    r.top_values = {double(at.step), 1.0};
+    return r;
+  }
+};
 constexpr double kDenseTol = 1e-6;
 
 std::string fixture(const std::string& name) { return std::string(CURV_SOURCE_DIR) + "/data/fixtures/" + name; }
@@ -267,23 +279,15 @@ TEST_CASE("a run resumed from a checkpoint equals an uninterrupted one") {
   o.schedule.lr = 0.01;
   o.schedule.warmup_steps = 3;
   o.config = R"({"note": "test"})";
-  auto measure = [](Trainer& t) {
-    CurvatureRecord r;
-    r.step = t.step();
-    r.lambda_max = double(t.step());
-    r.top_values = {double(t.step()), 1.0};
-    return r;
-  };
+  StepMonitor measure;
   Trainer full(m, d, &test, o);
-  full.measure_curvature = measure;
-  full.curvature_every = 1;
+  full.set_curvature_monitor(&measure, 1);
   REQUIRE(full.run());
 
   const std::string ckpt = (tmpdir() / "resume.h5").string();
   {
     Trainer first(m, d, &test, o);
-    first.measure_curvature = measure;
-    first.curvature_every = 1;
+    first.set_curvature_monitor(&measure, 1);
     first.on_epoch_end = [&](Trainer& t) {
       const TrainState s = t.state();
       save_checkpoint(t.eval_model(), ckpt, &s);
@@ -298,8 +302,7 @@ TEST_CASE("a run resumed from a checkpoint equals an uninterrupted one") {
   CHECK(state->config == o.config);
   CHECK(state->history.curvature.size() == 2);  // before the first step and after epoch 1
   Trainer resumed(saved, d, &test, o);
-  resumed.measure_curvature = measure;
-  resumed.curvature_every = 1;
+  resumed.set_curvature_monitor(&measure, 1);
   resumed.restore(*state);
   REQUIRE(resumed.run());
   CHECK(resumed.eval_model().flat_params() == full.eval_model().flat_params());
@@ -440,8 +443,9 @@ TEST_CASE("curv train: bad input gives one line, exit status 2 and no checkpoint
       {"train --arch mlp:4 --optimizer lion" + data, "--optimizer"},
       {"train --arch transformer9" + data, "unknown arch 'transformer9'"},
       {"train --arch mlp:4 --sam 0" + data, "rho must be > 0"},
-      {"train --arch mlp:4 --sam -1" + data, "rho must be > 0"},
-      {"train --arch mlp:4 --lr nan" + data, "--lr must be finite"},
+      {"train --arch mlp:4 --sam -1" + data, "--sam: -1 is outside [0, 1e+06]"},
+      {"train --arch mlp:4 --lr nan" + data, "--lr: nan is not a finite number"},
+      {"train --arch mlp:4 --lr 0" + data, "--lr must be finite and > 0"},
       {"train --arch mlp:4 --log-curvature 0:steps" + data, "--log-curvature"},
       {"train --arch mlp:4 --batch-size half" + data, "--batch-size"},
       {"train " + model + " --data random:1x28x28:20:64 --epochs 1 --out " + out, "out of range for 10 model outputs"},
@@ -453,4 +457,73 @@ TEST_CASE("curv train: bad input gives one line, exit status 2 and no checkpoint
     CHECK_FALSE(fs::exists(out));
     CHECK_FALSE(fs::exists(out + ".tmp"));
   }
+}
+
+TEST_CASE("a trainer with the curvature monitor logs what probe_curvature measures directly") {
+  const Model m = build_arch("mlp:5", {3}, 3, 13);
+  const Dataset d = load_dataset("random:3:3:24", seeded(14));
+  TrainOptions o;
+  o.epochs = 2;
+  o.batch_size = 8;
+  o.schedule.lr = 0.05;
+  o.objective = f64(4);
+  CurvatureProbeOptions po;
+  po.top = 0;  // the number of outputs: 3
+  po.eig_tol = 1e-10;
+  po.trace_probes = 6;
+  po.probe_batch = 3;
+  po.seed = 17;
+  const Dataset subset = d.subset(0, 10);
+  CurvatureProbeMonitor monitor(subset, f64(4), po);
+  Trainer trainer(m, d, nullptr, o);
+  trainer.set_curvature_monitor(&monitor, 2, false);  // before the first step, then every 2 steps
+  std::vector<Model> models;                          // the weights at every measurement
+  std::vector<std::int64_t> seen;
+  trainer.on_curvature = [&](const CurvatureRecord& r) {
+    models.push_back(trainer.eval_model());
+    seen.push_back(r.step);
+  };
+  REQUIRE(trainer.run());
+  const auto& log = trainer.history().curvature;
+  REQUIRE(log.size() == 4);  // steps 0, 2, 4, 6 (3 batches per epoch)
+  CHECK(seen == std::vector<std::int64_t>{0, 2, 4, 6});
+  for (std::size_t i = 0; i < log.size(); ++i) {
+    const CurvatureRecord& r = log[i];
+    CurvatureProbeOptions direct = po;
+    direct.top = 3;
+    direct.seed = po.seed + 7919 * static_cast<std::uint64_t>(r.step);
+    auto obj = Objective::create(models[i], subset, f64(4));
+    const CurvatureRecord want = probe_curvature(*obj, direct);
+    INFO("step ", r.step);
+    CHECK(r.epoch == doctest::Approx(double(r.step) / 3.0));
+    CHECK(r.lr == doctest::Approx(0.05));
+    CHECK(r.loss == want.loss);
+    CHECK(r.lambda_max == want.lambda_max);
+    CHECK(r.lambda_max_residual == want.lambda_max_residual);
+    CHECK(r.top_values == want.top_values);
+    CHECK(r.top_values.size() == 3);
+    CHECK(r.trace == want.trace);
+    CHECK(r.trace_stderr == want.trace_stderr);
+    CHECK(r.grad_overlap == want.grad_overlap);
+    CHECK(r.grad_norm == want.grad_norm);
+    CHECK(r.hvps == want.hvps);
+  }
+  // Different steps draw different probes (the seed moves with the step).
+  CHECK(log[0].trace != log[1].trace);
+  CHECK_THROWS_WITH_AS(trainer.set_curvature_monitor(&monitor, 0),
+                       "curvature measurements every 0 epochs: the interval must be >= 1", std::invalid_argument);
+}
+
+TEST_CASE("curvature monitor and probe refuse bad settings with the value") {
+  const Dataset d = load_dataset("random:3:3:8", seeded(2));
+  CurvatureProbeOptions po;
+  po.trace_probes = -1;
+  CHECK_THROWS_WITH_AS(CurvatureProbeMonitor(d, f64(4), po), "curvature probe: trace probes (= -1) must be >= 0",
+                       std::invalid_argument);
+  po = {};
+  po.eig_tol = std::numeric_limits<double>::infinity();
+  CHECK_THROWS_WITH_AS(CurvatureProbeMonitor(d, f64(4), po),
+                       "curvature probe: eigenvalue tolerance (= inf) must be in (0, 1)", std::invalid_argument);
+  CHECK_THROWS_WITH_AS(CurvatureProbeMonitor(d.subset(0, 0), f64(4), CurvatureProbeOptions{}),
+                       "curvature monitor: the data subset is empty", std::invalid_argument);
 }

@@ -100,8 +100,8 @@ void register_bench(CLI::App& root) {
   auto check = std::make_shared<bool>(false);
   auto* app = root.add_subcommand("bench", "Timings of loss, gradient and Hessian-vector products (1 and K directions)");
   add_run_options(*app, *o, true);
-  app->add_option("--block", *block, "Directions in one block product")->check(CLI::PositiveNumber)->capture_default_str();
-  app->add_option("--repeat", *repeat, "Repetitions per timing (the best is reported)")->check(CLI::PositiveNumber)->capture_default_str();
+  app->add_option("--block", *block, "Directions in one block product")->check(in_range(1, kMaxBlock))->capture_default_str();
+  app->add_option("--repeat", *repeat, "Repetitions per timing (the best is reported)")->check(in_range(1, 1000))->capture_default_str();
   app->add_flag("--check", *check, "Also check one HVP against finite differences of gradients (float64)");
   app->callback([o, block, repeat, check] {
     auto tc = limit_threads(o->threads);
@@ -185,30 +185,43 @@ void register_bench(CLI::App& root) {
 }
 
 // ---------------------------------------------------------------- convert / export
+namespace {
+nlohmann::json conversion_json(const std::string& in, const std::string& out, const Model& m) {
+  return {{"model", in}, {"out", out}, {"params", m.num_params()}, {"tensors", m.params().size()},
+          {"nodes", m.nodes().size()}};
+}
+}  // namespace
+
 void register_convert(CLI::App& root) {
   auto in = std::make_shared<std::string>(), out = std::make_shared<std::string>();
+  auto json = std::make_shared<bool>(false);
   auto* app = root.add_subcommand("convert", "ONNX model to a curv HDF5 checkpoint");
   app->add_option("model", *in, "Input .onnx")->required();
   app->add_option("out", *out, "Output checkpoint .h5")->required();
-  app->callback([in, out] {
+  app->add_flag("--json", *json, "Print one JSON object with the results on stdout");
+  app->callback([in, out, json] {
     check_output_paths({*out}, {*in});
     RunOptions o;
     o.model = *in;
     Model m = load_model(o, nullptr);
     save_checkpoint(m, *out);
     std::cerr << "convert: " << m.num_params() << " parameters -> " << *out << "\n";
+    if (*json) std::cout << conversion_json(*in, *out, m).dump() << std::endl;
   });
   auto ein = std::make_shared<std::string>(), eout = std::make_shared<std::string>();
+  auto ejson = std::make_shared<bool>(false);
   auto* ex = root.add_subcommand("export", "curv model (checkpoint or ONNX) to ONNX (opset 17, float32)");
   ex->add_option("model", *ein, "Input .h5 checkpoint")->required();
   ex->add_option("out", *eout, "Output .onnx")->required();
-  ex->callback([ein, eout] {
+  ex->add_flag("--json", *ejson, "Print one JSON object with the results on stdout");
+  ex->callback([ein, eout, ejson] {
     check_output_paths({*eout}, {*ein});
     RunOptions o;
     o.model = *ein;
     Model m = load_model(o, nullptr);
     export_onnx(m, *eout);
     std::cerr << "export: " << m.num_params() << " parameters -> " << *eout << "\n";
+    if (*ejson) std::cout << conversion_json(*ein, *eout, m).dump() << std::endl;
   });
 }
 

@@ -1,172 +1,64 @@
 // curv spectrum: eigenpairs, trace, diagonal and spectral density of a model's curvature, per
-// block, stored in HDF5 (docs/hdf5-schema.md) with a JSON summary.
+// block, stored in HDF5 (docs/hdf5-schema.md) with a JSON summary. The analysis itself is
+// curvature/spectrum_analysis.h.
 #include <iostream>
-#include <set>
-#include <sstream>
+#include <map>
 
-#include "curvature/curvature_operator.h"
-#include "curvature/eigen_solver.h"
-#include "curvature/exact_spectrum.h"
-#include "curvature/hutch_plus_plus.h"
-#include "curvature/hutchinson_diagonal.h"
-#include "curvature/hutchinson_trace.h"
-#include "curvature/power_iteration.h"
-#include "curvature/slq_density.h"
 #include "curvature/spectra_store.h"
+#include "curvature/spectrum_analysis.h"
 #include "curvature/summary_json.h"
 #include "src/io/atomic_file.h"
 #include "src/io/data_io.h"
-#include "src/io/sha256.h"
 #include "src/core/timer.h"
+#include "src/io/sha256.h"
 #include "tools/commands.h"
 
 namespace curv::cli {
 
 namespace {
 
-struct SpectrumOptions {
+struct SpectrumCli {
   RunOptions run;
+  SpectrumOptions analysis;
   std::string curvature = "hessian";
   std::string blocks = "all";
   bool skip_full = false;
-  std::int64_t top_k = 1, bottom_k = 0, ncv = 0;
-  std::string eig_method = "lanczos";
-  double eig_tol = 1e-6;
-  bool save_vectors = false;
-  std::int64_t trace_probes = 0;
-  double trace_tol = 0.0;
-  std::string trace_method = "hutchinson";
-  std::int64_t batch = 8;
-  bool diag = false;
-  std::int64_t diag_probes = 50;
-  bool density = false;
-  std::int64_t slq_steps = 100, slq_probes = 4;
-  bool exact = false;
+  std::string eig_method = "lanczos", trace_method = "hutchinson";
   std::string out, run_name = "spectrum";
 };
-
-// Reports progress as products accumulate (estimators do not know their totals up front).
-class ProgressOperator final : public LinearOperator {
- public:
-  ProgressOperator(const LinearOperator& op, Progress& p) : m_op(op), m_p(p) {}
-  Index rows() const override { return m_op.rows(); }
-  void apply(const Matrix& X, Matrix& Y) const override {
-    count_products(X.cols());
-    m_op.apply(X, Y);
-    m_p.update(num_products(), "products");
-  }
-
- private:
-  const LinearOperator& m_op;
-  Progress& m_p;
-};
-
-// Runs every requested estimator on one operator into `sec`.
-void analyze(const SpectrumOptions& o, const LinearOperator& op, StoreSection& sec, std::uint64_t seed,
-             const std::string& label) {
-  Progress prog("spectrum " + label, 0);
-  ProgressOperator A(op, prog);
-  const auto P = op.rows();
-  if (o.exact) {
-    ExactSpectrumOptions eo;
-    eo.compute_vectors = o.save_vectors || o.top_k > 0 || o.bottom_k > 0;
-    ExactSpectrum ex(A, eo);
-    ex.compute();
-    sec.eigen = eigen_record(ex, std::min<Eigen::Index>(o.top_k, P), std::min<Eigen::Index>(o.bottom_k, P), o.save_vectors);
-    sec.trace = trace_record(ex);
-    if (o.diag) sec.diag = diag_record(ex);
-  } else {
-    if (o.top_k > 0 || o.bottom_k > 0) {
-      if (o.eig_method == "power") {
-        if (o.bottom_k > 0) throw std::invalid_argument("--eig-method power finds top eigenvalues only (no --bottom-k)");
-        PowerIterationOptions po;
-        po.top = o.top_k;
-        po.tol = o.eig_tol;
-        po.seed = seed;
-        PowerIteration pi(A, po);
-        pi.compute();
-        sec.eigen = eigen_record(pi, o.save_vectors);
-      } else {
-        EigenSolverOptions eo;
-        eo.top = std::min<Eigen::Index>(o.top_k, std::max<Eigen::Index>(P - 1, 0));
-        eo.bottom = std::min<Eigen::Index>(o.bottom_k, std::max<Eigen::Index>(P - 1, 0));
-        eo.ncv = o.ncv;
-        eo.tol = o.eig_tol;
-        eo.seed = seed;
-        EigenSolver es(A, eo);
-        es.compute();
-        sec.eigen = eigen_record(es, o.save_vectors);
-      }
-    }
-    if (o.trace_probes > 0) {
-      if (o.trace_method == "hutchpp") {
-        HutchPlusPlusOptions ho;
-        ho.probes = o.trace_probes;
-        ho.batch = o.batch;
-        ho.seed = seed + 1;
-        HutchPlusPlus h(A, ho);
-        h.compute();
-        sec.trace = trace_record(h);
-      } else {
-        HutchinsonTraceOptions ho;
-        ho.probes = o.trace_probes;
-        ho.batch = o.batch;
-        ho.tol = o.trace_tol;
-        ho.seed = seed + 1;
-        HutchinsonTrace h(A, ho);
-        h.compute();
-        sec.trace = trace_record(h);
-      }
-    }
-    if (o.diag) {
-      HutchinsonDiagonalOptions d;
-      d.probes = o.diag_probes;
-      d.batch = o.batch;
-      d.seed = seed + 2;
-      HutchinsonDiagonal h(A, d);
-      h.compute();
-      sec.diag = diag_record(h);
-    }
-  }
-  if (o.density) {
-    SlqDensityOptions so;
-    so.steps = o.slq_steps;
-    so.probes = o.slq_probes;
-    so.seed = seed + 3;
-    SlqDensity slq(A, so);
-    slq.compute();
-    sec.density = density_record(slq);
-  }
-  prog.finish(std::to_string(A.num_products()) + " products");
-}
 
 }  // namespace
 
 void register_spectrum(CLI::App& root, int argc, char** argv) {
-  auto o = std::make_shared<SpectrumOptions>();
+  auto o = std::make_shared<SpectrumCli>();
+  SpectrumOptions& a = o->analysis;
   auto* app = root.add_subcommand("spectrum", "Eigenpairs, trace, diagonal and spectral density of the curvature");
   add_run_options(*app, o->run, true);
   app->add_option("--curvature", o->curvature, "Operator")->check(CLI::IsMember({"hessian", "ggn", "ef"}))->capture_default_str();
   app->add_option("--blocks", o->blocks, "Per-block results: all (whole model only), layers, tensors, or NAME,... (layers or tensors)")
       ->capture_default_str();
   app->add_flag("--skip-full", o->skip_full, "Only the per-block results, not the whole model");
-  app->add_option("--top-k", o->top_k, "Largest algebraic eigenpairs")->check(CLI::NonNegativeNumber)->capture_default_str();
-  app->add_option("--bottom-k", o->bottom_k, "Smallest algebraic eigenpairs")->check(CLI::NonNegativeNumber)->capture_default_str();
+  app->add_option("--top-k", a.top, "Largest algebraic eigenpairs")->check(in_range(0, kMaxEigenpairs))->capture_default_str();
+  app->add_option("--bottom-k", a.bottom, "Smallest algebraic eigenpairs")->check(in_range(0, kMaxEigenpairs))->capture_default_str();
   app->add_option("--eig-method", o->eig_method, "lanczos (Spectra) or power (PyHessian's power iteration)")
       ->check(CLI::IsMember({"lanczos", "power"}))->capture_default_str();
-  app->add_option("--eig-tol", o->eig_tol, "Relative tolerance of the eigensolver")->capture_default_str();
-  app->add_option("--ncv", o->ncv, "Lanczos subspace size (0: automatic)");
-  app->add_flag("--save-vectors", o->save_vectors, "Store eigenvectors in the HDF5 file");
-  app->add_option("--trace-probes", o->trace_probes, "Trace probes (0: no trace)")->check(CLI::NonNegativeNumber);
-  app->add_option("--trace-tol", o->trace_tol, "Stop the trace when stderr/|estimate| falls below this");
+  app->add_option("--eig-tol", a.eig_tol, "Relative residual tolerance of the eigensolver (bottom pairs: relative to the largest |eigenvalue|)")
+      ->check(in_range(kMinTol, kMaxTol))->capture_default_str();
+  app->add_option("--eig-max-restarts", a.eig_max_restarts,
+                  "Lanczos restarts per run before it stops and reports its best pairs as not converged")
+      ->check(in_range(1, 100000))->capture_default_str();
+  app->add_option("--ncv", a.ncv, "Lanczos subspace size (0: automatic)")->check(in_range(0, kMaxEigenpairs));
+  app->add_flag("--save-vectors", a.save_vectors, "Store eigenvectors in the HDF5 file");
+  app->add_option("--trace-probes", a.trace_probes, "Trace probes (0: no trace)")->check(in_range(0, kMaxProbes));
+  app->add_option("--trace-tol", a.trace_tol, "Stop the trace when stderr/|estimate| falls below this")->check(in_range(0, 1));
   app->add_option("--trace-method", o->trace_method, "hutchinson or hutchpp")->check(CLI::IsMember({"hutchinson", "hutchpp"}))->capture_default_str();
-  app->add_option("--probe-batch", o->batch, "Probes per block product")->check(CLI::PositiveNumber)->capture_default_str();
-  app->add_flag("--diag", o->diag, "Hutchinson estimate of the diagonal");
-  app->add_option("--diag-probes", o->diag_probes, "Probes for --diag")->check(CLI::PositiveNumber)->capture_default_str();
-  app->add_flag("--density", o->density, "Stochastic Lanczos quadrature spectral density");
-  app->add_option("--slq-steps", o->slq_steps, "Lanczos steps per SLQ probe")->check(CLI::PositiveNumber)->capture_default_str();
-  app->add_option("--slq-probes", o->slq_probes, "SLQ probes (advanced in lockstep)")->check(CLI::PositiveNumber)->capture_default_str();
-  app->add_flag("--exact", o->exact, "Dense matrix and full eigendecomposition (P <= 5000), to validate estimators");
+  app->add_option("--probe-batch", a.probe_batch, "Probes per block product")->check(in_range(1, kMaxBlock))->capture_default_str();
+  app->add_flag("--diag", a.diag, "Hutchinson estimate of the diagonal");
+  app->add_option("--diag-probes", a.diag_probes, "Probes for --diag")->check(in_range(1, kMaxProbes))->capture_default_str();
+  app->add_flag("--density", a.density, "Stochastic Lanczos quadrature spectral density");
+  app->add_option("--slq-steps", a.slq_steps, "Lanczos steps per SLQ probe")->check(in_range(1, kMaxSteps))->capture_default_str();
+  app->add_option("--slq-probes", a.slq_probes, "SLQ probes (advanced in lockstep)")->check(in_range(1, kMaxProbes))->capture_default_str();
+  app->add_flag("--exact", a.exact, "Dense matrix and full eigendecomposition (P <= 5000), to validate estimators");
   app->add_option("--out", o->out, "Output HDF5 file")->required();
   app->add_option("--run", o->run_name, "Run group name in the file")->capture_default_str();
   const std::string cmd = command_line(argc, argv);
@@ -176,31 +68,23 @@ void register_spectrum(CLI::App& root, int argc, char** argv) {
     check_output_paths({o->out}, inputs);
     auto tc = limit_threads(o->run.threads);
     Timer timer;
+    SpectrumOptions& a = o->analysis;
+    a.eig_method = o->eig_method == "power" ? EigenMethod::Power : EigenMethod::Lanczos;
+    a.trace_method = o->trace_method == "hutchpp" ? TraceMethod::HutchPlusPlus : TraceMethod::Hutchinson;
     Dataset d = load_data(o->run);
     Model m = load_model(o->run, &d);
     auto obj = Objective::create(m, d, objective_options(o->run));
     const Curvature kind = parse_curvature(o->curvature);
-
-    // Which blocks.
     std::vector<ParamBlock> blocks;
-    if (o->blocks == "layers" || o->blocks == "tensors") {
-      blocks = m.blocks(o->blocks);
-    } else if (o->blocks != "all") {
-      std::stringstream ss(o->blocks);
-      std::string name;
-      auto layers = m.blocks("layers"), tensors = m.blocks("tensors");
-      while (std::getline(ss, name, ',')) {
-        bool found = false;
-        for (const auto* set : {&layers, &tensors})
-          for (const auto& b : *set)
-            if (!found && b.name == name) blocks.push_back(b), found = true;
-        if (!found) throw std::invalid_argument("--blocks: no layer or parameter named '" + name + "' in the model");
-      }
+    try {
+      blocks = select_blocks(m, o->blocks);
+    } catch (const std::invalid_argument& e) {
+      throw std::invalid_argument("--blocks: " + std::string(e.what()));
     }
     if (o->skip_full && blocks.empty()) throw std::invalid_argument("--skip-full needs --blocks layers|tensors|NAME,...");
-    if (o->exact && !o->skip_full && m.num_params() > 5000)
-      throw std::invalid_argument("--exact needs at most 5000 parameters, the model has " + std::to_string(m.num_params()) +
-                                  " (use --blocks with --skip-full)");
+    // Every request against every operator before the first product (and before the file).
+    if (!o->skip_full) check_spectrum_request(a, m.num_params(), "the model");
+    for (const auto& b : blocks) check_spectrum_request(a, b.size, "block '" + b.name + "'");
 
     SpectraStore store(o->out, cmd, SpectraStore::Mode::Create, inputs);
     StoreRun& run = store.add_run(o->run_name);
@@ -216,21 +100,17 @@ void register_spectrum(CLI::App& root, int argc, char** argv) {
     run.attributes["micro_batch"] = std::int64_t(o->run.micro_batch);
     run.attributes["loss"] = obj->value();
 
-    std::int64_t products = 0;
-    if (!o->skip_full) {
-      CurvatureOperator op(*obj, kind);
-      analyze(*o, op, run.model, o->run.seed, "all");
-      products += op.num_products();
-    }
-    for (const auto& b : blocks) {
-      CurvatureOperator op(*obj, kind, b.params);
-      StoreSection& sec = run.add_block(b.name);
-      sec.attributes["params"] = std::int64_t(b.size);
-      if (o->exact && b.size > 5000)
-        throw std::invalid_argument("--exact: block '" + b.name + "' has " + std::to_string(b.size) + " parameters (max 5000)");
-      analyze(*o, op, sec, o->run.seed, b.name);
-      products += op.num_products();
-    }
+    std::map<std::string, std::unique_ptr<Progress>> bars;
+    auto progress = [&](const std::string& label, std::int64_t products, bool done) {
+      auto& bar = bars[label];
+      if (!bar) bar = std::make_unique<Progress>("spectrum " + label, 0);
+      if (done)
+        bar->finish(std::to_string(products) + " products");
+      else
+        bar->update(products, "products");
+    };
+    const std::int64_t products =
+        analyze_model_spectrum(*obj, kind, !o->skip_full, blocks, a, o->run.seed, run, progress);
     const double seconds = timer.seconds();
     run.attributes["hvps"] = products;
     run.attributes["seconds"] = seconds;

@@ -1,5 +1,6 @@
 // curv train: mini-batch or full-batch training with SGD/Adam/AdamW, optionally sharpness-aware
-// (SAM, ASAM, GNR), logging curvature over training into the checkpoint's history/ group.
+// (SAM, ASAM, GNR), logging curvature over training into the checkpoint's history/ group
+// (curvature/curvature_probe_monitor.h).
 #include <unistd.h>
 
 #include <csignal>
@@ -7,7 +8,7 @@
 #include <filesystem>
 #include <iostream>
 
-#include "curvature/curvature_probe.h"
+#include "curvature/curvature_probe_monitor.h"
 #include "src/io/atomic_file.h"
 #include "src/io/checkpoint.h"
 #include "src/io/data_io.h"
@@ -124,48 +125,60 @@ void register_train(CLI::App& root, int argc, char** argv) {
   auto* app = root.add_subcommand("train", "Train a model (SGD/Adam/AdamW, SAM/ASAM/GNR), logging curvature");
   add_run_options(*app, o->run, true);
   app->add_option("--test-data", o->test_data, "Test data, evaluated at the end of every epoch");
-  app->add_option("--test-samples", o->test_samples, "Use the first N test samples; 0 = all");
+  app->add_option("--test-samples", o->test_samples, "Use the first N test samples; 0 = all")
+      ->check(in_range(0, kMaxSamples));
   app->add_option("--epochs", o->epochs, "Total epochs (a resumed run continues up to this)")
-      ->check(CLI::PositiveNumber)
+      ->check(in_range(1, 1e6))
       ->capture_default_str();
   app->add_option("--batch-size", o->batch_size, "Samples per step, or 'full' for full-batch gradient descent")
       ->capture_default_str();
   app->add_option("--optimizer", o->optimizer, "sgd, adam or adamw")
       ->check(CLI::IsMember({"sgd", "adam", "adamw"}))
       ->capture_default_str();
-  app->add_option("--lr", o->lr, "Base learning rate")->capture_default_str();
-  app->add_option("--momentum", o->momentum, "SGD momentum")->capture_default_str();
+  app->add_option("--lr", o->lr, "Base learning rate")->check(in_range(0, 1e6))->capture_default_str();
+  app->add_option("--momentum", o->momentum, "SGD momentum")->check(in_range(0, 1))->capture_default_str();
   app->add_flag("--nesterov", o->nesterov, "Nesterov momentum (SGD)");
   app->add_option("--weight-decay", o->weight_decay, "L2 (sgd, adam) or decoupled (adamw) weight decay")
+      ->check(in_range(0, 1e6))
       ->capture_default_str();
-  app->add_option("--beta1", o->beta1, "Adam beta1")->capture_default_str();
-  app->add_option("--beta2", o->beta2, "Adam beta2")->capture_default_str();
-  app->add_option("--eps", o->eps, "Adam epsilon")->capture_default_str();
+  app->add_option("--beta1", o->beta1, "Adam beta1")->check(in_range(0, 1))->capture_default_str();
+  app->add_option("--beta2", o->beta2, "Adam beta2")->check(in_range(0, 1))->capture_default_str();
+  app->add_option("--eps", o->eps, "Adam epsilon")->check(in_range(0, 1))->capture_default_str();
   app->add_option("--schedule", o->schedule, "constant, step or cosine")
       ->check(CLI::IsMember({"constant", "step", "cosine"}))
       ->capture_default_str();
-  app->add_option("--warmup", o->warmup, "Linear warm-up length in epochs (fractions allowed)")->capture_default_str();
-  app->add_option("--lr-step-epochs", o->lr_step_epochs, "step schedule: decay every this many epochs")
+  app->add_option("--warmup", o->warmup, "Linear warm-up length in epochs (fractions allowed)")
+      ->check(in_range(0, 1e6))
       ->capture_default_str();
-  app->add_option("--lr-gamma", o->lr_gamma, "step schedule: decay factor")->capture_default_str();
-  app->add_option("--sam", o->sam, "Sharpness-aware minimization with radius RHO (Foret et al.)");
+  app->add_option("--lr-step-epochs", o->lr_step_epochs, "step schedule: decay every this many epochs")
+      ->check(in_range(1, 1e6))
+      ->capture_default_str();
+  app->add_option("--lr-gamma", o->lr_gamma, "step schedule: decay factor")->check(in_range(0, 1e6))->capture_default_str();
+  app->add_option("--sam", o->sam, "Sharpness-aware minimization with radius RHO (Foret et al.)")->check(in_range(0, 1e6));
   app->add_flag("--asam", o->asam, "Adaptive SAM: scale the ascent by T = |w| + eta (Kwon et al.; needs --sam)");
-  app->add_option("--asam-eta", o->asam_eta, "ASAM's eta")->capture_default_str();
+  app->add_option("--asam-eta", o->asam_eta, "ASAM's eta")->check(in_range(0, 1e6))->capture_default_str();
   app->add_option("--gnr", o->gnr,
-                  "Gradient-norm regularization: step with (1-ALPHA) g(w) + ALPHA g(w + RHO g/|g|) (needs --sam)");
+                  "Gradient-norm regularization: step with (1-ALPHA) g(w) + ALPHA g(w + RHO g/|g|) (needs --sam)")
+      ->check(in_range(0, 1));
   app->add_option("--bn-momentum", o->bn_momentum, "BatchNorm running-statistics momentum (PyTorch convention)")
+      ->check(in_range(0, 1))
       ->capture_default_str();
   app->add_flag("--no-shuffle", o->no_shuffle, "Visit samples in data order every epoch");
   app->add_option("--log-curvature", o->log_curvature,
                   "Measure lambda_max, trace and gradient overlap every EVERY[:steps|epochs] (default epochs)");
   app->add_option("--curvature-samples", o->curvature_samples, "Training samples of the fixed curvature subset")
+      ->check(in_range(1, kMaxSamples))
       ->capture_default_str();
-  app->add_option("--curvature-top", o->curvature_top, "Top eigenpairs for the overlap (0: number of classes)");
+  app->add_option("--curvature-top", o->curvature_top, "Top eigenpairs for the overlap (0: number of classes)")
+      ->check(in_range(0, kMaxEigenpairs));
   app->add_option("--curvature-probes", o->curvature_probes, "Hutchinson probes per measurement")
+      ->check(in_range(0, kMaxProbes))
       ->capture_default_str();
-  app->add_option("--curvature-tol", o->curvature_tol, "Relative tolerance of the eigenpairs")->capture_default_str();
+  app->add_option("--curvature-tol", o->curvature_tol, "Relative tolerance of the eigenpairs")
+      ->check(in_range(kMinTol, kMaxTol))
+      ->capture_default_str();
   app->add_option("--save-every", o->save_every, "Also keep OUT-stem.epochNNN.h5 every N epochs")
-      ->check(CLI::NonNegativeNumber);
+      ->check(in_range(0, 1e6));
   app->add_option("--out", o->out, "Output checkpoint .h5")->required();
   const std::string cmd = command_line(argc, argv);
   app->callback([o, app, cmd] {
@@ -202,9 +215,11 @@ void register_train(CLI::App& root, int argc, char** argv) {
       try {
         std::size_t used = 0;
         to.batch_size = std::stoll(o->batch_size, &used);
-        if (used != o->batch_size.size() || to.batch_size <= 0) throw std::invalid_argument("");
+        if (used != o->batch_size.size() || to.batch_size <= 0 || to.batch_size > kMaxSamples)
+          throw std::invalid_argument("");
       } catch (const std::exception&) {
-        throw std::invalid_argument("--batch-size: expected a positive integer or 'full', got '" + o->batch_size + "'");
+        throw std::invalid_argument("--batch-size: expected an integer in [1, 1e12] or 'full', got '" + o->batch_size +
+                                    "'");
       }
     }
     to.seed = o->run.seed;
@@ -241,12 +256,12 @@ void register_train(CLI::App& root, int argc, char** argv) {
       try {
         std::size_t used = 0;
         every = std::stoll(num, &used);
-        if (used != num.size() || every <= 0) throw std::invalid_argument("");
+        if (used != num.size() || every <= 0 || every > 1e9) throw std::invalid_argument("");
       } catch (const std::exception&) {
         every = -1;
       }
       if (every <= 0 || (unit != "steps" && unit != "epochs"))
-        throw std::invalid_argument("--log-curvature: expected EVERY[:steps|epochs] with EVERY > 0, got '" +
+        throw std::invalid_argument("--log-curvature: expected EVERY[:steps|epochs] with EVERY in [1, 1e9], got '" +
                                     o->log_curvature + "'");
       per_epoch = unit == "epochs";
     }
@@ -264,31 +279,23 @@ void register_train(CLI::App& root, int argc, char** argv) {
     model.meta()["trained_by"] = cmd;
     Trainer trainer(model, train, test ? &*test : nullptr, to);
     if (resume) trainer.restore(*resume);
-    const std::int64_t classes = model.output_shape().empty() ? 1 : numel(model.output_shape());
 
     // Curvature on a fixed subset of the training data, at the current weights (BatchNorm in inference mode).
-    Dataset curv_set = train.subset(0, std::min(o->curvature_samples, train.size()));
+    std::optional<CurvatureProbeMonitor> monitor;
     if (every > 0) {
-      trainer.curvature_every = every;
-      trainer.curvature_per_epoch = per_epoch;
-      trainer.measure_curvature = [&, o](Trainer& t) {
-        ObjectiveOptions oo = objective_options(o->run);
-        auto obj = Objective::create(t.eval_model(), curv_set, oo);
-        CurvatureProbeOptions po;
-        po.top = o->curvature_top > 0 ? o->curvature_top : classes;
-        po.eig_tol = o->curvature_tol;
-        po.trace_probes = o->curvature_probes;
-        po.seed = o->run.seed + 7919 * static_cast<std::uint64_t>(t.step());
-        CurvatureRecord r = probe_curvature(*obj, po);
-        r.step = t.step();
-        r.epoch = double(t.step()) / double(t.steps_per_epoch());
-        r.lr = t.current_lr();
+      CurvatureProbeOptions po;
+      po.top = o->curvature_top;  // 0: the number of classes
+      po.eig_tol = o->curvature_tol;
+      po.trace_probes = o->curvature_probes;
+      po.seed = o->run.seed;
+      monitor.emplace(train.subset(0, std::min(o->curvature_samples, train.size())), objective_options(o->run), po);
+      trainer.set_curvature_monitor(&*monitor, every, per_epoch);
+      trainer.on_curvature = [](const CurvatureRecord& r) {
         std::fprintf(stderr,
                      "curvature @ step %lld: lambda_max %.4g (residual %.2g, 2/lr %.4g), trace %.4g +- %.2g, "
                      "gradient in top-%zu %.3f, %lld HVPs, %.1f s\n",
                      (long long)r.step, r.lambda_max, r.lambda_max_residual, 2.0 / r.lr, r.trace, r.trace_stderr,
                      r.top_values.size(), r.grad_overlap, (long long)r.hvps, r.seconds);
-        return r;
       };
     }
     std::unique_ptr<Progress> bar;

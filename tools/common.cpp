@@ -5,7 +5,11 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <new>
+#include <stdexcept>
 #include <iostream>
 #include <set>
 
@@ -16,20 +20,73 @@
 
 namespace curv::cli {
 
+namespace {
+std::string g_error_context;
+
+std::string number_text(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+}  // namespace
+
+CLI::Validator in_range(double lo, double hi) {
+  const std::string range = "[" + number_text(lo) + ", " + number_text(hi) + "]";
+  return CLI::Validator(
+      [lo, hi, range](std::string& text) -> std::string {
+        const char* begin = text.c_str();
+        char* end = nullptr;
+        const double v = std::strtod(begin, &end);
+        if (end == begin || *end != '\0') return "'" + text + "' is not a number";
+        if (!std::isfinite(v)) return text + " is not a finite number";
+        if (v < lo || v > hi) return text + " is outside " + range;
+        return {};
+      },
+      "in " + range, "RANGE");
+}
+
+void set_error_context(std::string context) { g_error_context = std::move(context); }
+const std::string& error_context() { return g_error_context; }
+ErrorContext::ErrorContext(std::string context) : m_previous(g_error_context) { g_error_context = std::move(context); }
+ErrorContext::~ErrorContext() { g_error_context = std::move(m_previous); }
+
+std::string error_line(const std::exception& e) {
+  std::string what = e.what();
+  // Messages of the standard library name neither the file nor the problem: "std::bad_alloc",
+  // "vector::reserve", "stoll". Say what kind of failure it is, and where.
+  const bool bare = what.find(' ') == std::string::npos;
+  if (dynamic_cast<const std::bad_alloc*>(&e)) {
+    what = "out of memory (" + what + ")";
+  } else if (bare) {
+    const char* kind = dynamic_cast<const std::length_error*>(&e)     ? "a size is too large"
+                       : dynamic_cast<const std::out_of_range*>(&e)    ? "a value is out of range"
+                       : dynamic_cast<const std::invalid_argument*>(&e) ? "a value is malformed"
+                                                                        : "unexpected failure";
+    what = std::string(kind) + " (" + (what.empty() ? "no message" : what) + ")";
+  }
+  if ((bare || dynamic_cast<const std::bad_alloc*>(&e)) && !g_error_context.empty()) what = g_error_context + ": " + what;
+  for (char& c : what)
+    if (c == '\n' || c == '\r') c = ' ';
+  return "curv: " + what;
+}
+
 void add_run_options(CLI::App& app, RunOptions& o, bool allow_arch) {
   auto* m = app.add_option("model", o.model, "Model: an .onnx file or a curv checkpoint .h5");
   if (allow_arch) {
     auto* a = app.add_option("--arch", o.arch, "Built-in architecture instead of MODEL: mlp[:H1-H2-...], lenet, resnet20");
     m->excludes(a);
-    app.add_option("--seed", o.seed, "Seed of the --arch initialization and of random estimators")->capture_default_str();
+    app.add_option("--seed", o.seed, "Seed of the --arch initialization and of random estimators")
+        ->check(in_range(0, kMaxSeed))
+        ->capture_default_str();
   } else {
     m->required();
   }
   app.add_option("--data", o.data,
                  "Data: .npz (x, y), .h5 (/x, /y), IDX images, fashion-mnist:train|test, random:CxHxW:CLASSES[:N]")
       ->required();
-  app.add_option("--samples", o.samples, "Use the first N samples (after --offset); 0 = all");
-  app.add_option("--offset", o.offset, "Skip the first K samples");
+  app.add_option("--samples", o.samples, "Use the first N samples (after --offset); 0 = all")
+      ->check(in_range(0, kMaxSamples));
+  app.add_option("--offset", o.offset, "Skip the first K samples")->check(in_range(0, kMaxSamples));
   app.add_option("--normalize", o.normalize, "Per-channel MEAN[,MEAN..]/STD[,STD..] applied to inputs");
   app.add_option("--params", o.params_regex, "ONNX initializers matching REGEX are trainable parameters");
   app.add_option("--freeze", o.freeze_regex, "ONNX initializers matching REGEX are constants");
@@ -38,19 +95,21 @@ void add_run_options(CLI::App& app, RunOptions& o, bool allow_arch) {
       ->check(CLI::IsMember({"float32", "float64"}))
       ->capture_default_str();
   app.add_option("--micro-batch", o.micro_batch, "Samples per micro-batch (fixes the reduction order)")
-      ->check(CLI::PositiveNumber)
+      ->check(in_range(1, 1e6))
       ->capture_default_str();
   app.add_option("--cache-gb", o.cache_gb, "Memory budget for cached activations between products (GB)")
+      ->check(in_range(0, 1e6))
       ->capture_default_str();
   app.add_option("--group-directions", o.group_directions,
                  "Directions per tangent pass of a block product (0: automatic, by cache size; results do not change)")
-      ->check(CLI::NonNegativeNumber)
+      ->check(in_range(0, kMaxBlock))
       ->capture_default_str();
-  app.add_option("--threads", o.threads, "Worker threads (0: all cores)")->check(CLI::NonNegativeNumber);
+  app.add_option("--threads", o.threads, "Worker threads (0: all cores)")->check(in_range(0, 4096));
   app.add_flag("--json", o.json, "Print one JSON object with the results on stdout");
 }
 
 Dataset load_data(const RunOptions& o) {
+  ErrorContext context(o.data);
   DataOptions d;
   d.samples = o.samples;
   d.offset = o.offset;
@@ -64,6 +123,7 @@ static bool ends_with(const std::string& s, const std::string& suf) {
 }
 
 Model load_model(const RunOptions& o, const Dataset* data) {
+  ErrorContext context(o.arch.empty() ? o.model : "--arch " + o.arch);
   if (!o.arch.empty()) {
     if (!data) throw std::invalid_argument("--arch needs --data to know the input shape");
     std::int64_t classes = 0;

@@ -13,6 +13,40 @@
 
 namespace curv::cli {
 
+/// Range check of a numeric option: its text must be a finite number in [lo, hi] (NaN and inf are
+/// refused). Every numeric option of every command goes through it, e.g.
+///     app.add_option("--top-k", k, "...")->check(in_range(0, kMaxEigenpairs));
+CLI::Validator in_range(double lo, double hi);
+
+/// Sane upper bounds shared by commands (a value above is a typo, not a request).
+inline constexpr double kMaxEigenpairs = 100000;  // eigenpairs, Krylov sizes
+inline constexpr double kMaxProbes = 100000;      // random probes of an estimator
+inline constexpr double kMaxSteps = 100000;       // Lanczos steps
+inline constexpr double kMaxBlock = 4096;         // directions per block product
+inline constexpr double kMaxSamples = 1e12;       // samples, offsets
+inline constexpr double kMinTol = 1e-15, kMaxTol = 0.5;  // relative tolerances
+inline constexpr double kMaxSeed = 18446744073709551615.0;  // any std::uint64_t
+
+/// What the command works on ("spectrum m.onnx", or the file being read), for the one-line
+/// error of exceptions that do not name it themselves (std::bad_alloc, std::length_error, ...).
+void set_error_context(std::string context);
+const std::string& error_context();
+/// Sets the context for its lifetime and restores the previous one.
+class ErrorContext {
+ public:
+  explicit ErrorContext(std::string context);
+  ~ErrorContext();
+  ErrorContext(const ErrorContext&) = delete;
+  ErrorContext& operator=(const ErrorContext&) = delete;
+
+ private:
+  std::string m_previous;
+};
+/// The one line `curv` prints for a failure: "curv: " + what, with an internal message
+/// (no spaces, as "stoll" or "std::bad_alloc") explained and prefixed with the error context,
+/// and newlines folded.
+std::string error_line(const std::exception& e);
+
 /// Options shared by commands that evaluate a model on data.
 struct RunOptions {
   std::string model;       // .onnx or curv .h5

@@ -1,29 +1,52 @@
 // curv: second-order curvature analysis of neural networks. See README.md and docs/.
+#include <cstring>
 #include <iostream>
 
 #include "tools/commands.h"
+
+namespace {
+
+// "spectrum m.onnx", "quant plan m.onnx": the command and its first positional argument, the
+// context of a failure whose message does not name its file (see error_line).
+std::string command_context(int argc, char** argv) {
+  std::string s;
+  int words = 0;
+  for (int i = 1; i < argc && words < 3; ++i) {
+    if (argv[i][0] == '-') break;
+    s += (s.empty() ? "" : " ") + std::string(argv[i]);
+    ++words;
+    if (words == 1 && std::strcmp(argv[i], "quant") != 0) words = 2;  // quant has a subcommand
+  }
+  return s;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"curv: exact Hessian-vector products, spectra and quantization plans for neural networks"};
   app.require_subcommand(1);
   app.set_version_flag("--version", CURV_VERSION);
-  curv::cli::register_info(app);
-  curv::cli::register_eval(app);
-  curv::cli::register_bench(app);
-  curv::cli::register_convert(app);
-  curv::cli::register_quant(app, argc, argv);
-  curv::cli::register_spectrum(app, argc, argv);
-  curv::cli::register_train(app, argc, argv);
+  curv::cli::set_error_context(command_context(argc, argv));
+  // Every failure is one line on stderr with exit status 2 (interrupted training exits 130).
   try {
+    curv::cli::register_info(app);
+    curv::cli::register_eval(app);
+    curv::cli::register_bench(app);
+    curv::cli::register_convert(app);
+    curv::cli::register_quant(app, argc, argv);
+    curv::cli::register_spectrum(app, argc, argv);
+    curv::cli::register_train(app, argc, argv);
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    // Usage errors: one line, status 2.
-    std::cerr << "curv: " << e.what() << "\n";
+    std::cerr << curv::cli::error_line(e) << "\n";
     return 2;
   } catch (const std::exception& e) {
-    std::cerr << "curv: " << e.what() << "\n";
+    std::cerr << curv::cli::error_line(e) << "\n";
+    return 2;
+  } catch (...) {
+    std::cerr << "curv: " << curv::cli::error_context() << ": unknown failure\n";
     return 2;
   }
   return 0;

@@ -270,7 +270,7 @@ static Model read_checkpoint(const std::string& path, const ImportOptions& opts)
     if (!opts.params_regex.empty()) params_re.emplace(opts.params_regex);
     if (!opts.freeze_regex.empty()) freeze_re.emplace(opts.freeze_regex);
   } catch (const std::regex_error& e) {
-    throw std::invalid_argument("--params/--freeze: invalid regular expression (" + std::string(e.what()) + ")");
+    throw std::invalid_argument("parameter selection: invalid regular expression (" + std::string(e.what()) + ")");
   }
   auto trainable = [&](const std::string& name) {
     if (params_re && !std::regex_search(name, *params_re)) return false;

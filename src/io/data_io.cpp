@@ -262,7 +262,7 @@ void normalize(Dataset& d, const DataOptions& o) {
   const std::int64_t channels = d.sample_shape.empty() ? 1 : d.sample_shape[0];
   auto fits = [&](std::size_t k) { return k == 1 || static_cast<std::int64_t>(k) == channels; };
   if (!fits(o.mean.size()) || !fits(o.std.size()))
-    throw std::invalid_argument(d.source + ": --normalize has " + std::to_string(o.mean.size()) + " means and " +
+    throw std::invalid_argument(d.source + ": the normalization has " + std::to_string(o.mean.size()) + " means and " +
                                 std::to_string(o.std.size()) + " stds for " + std::to_string(channels) + " channels");
   const std::int64_t per = numel(d.sample_shape);
   const std::int64_t inner = channels > 0 ? per / channels : 0;
@@ -323,11 +323,11 @@ Dataset load_dataset(const std::string& spec, const DataOptions& opts) {
   }
   check_finite(d);
   if (opts.offset < 0 || opts.samples < 0)
-    throw std::invalid_argument(spec + ": --offset (= " + std::to_string(opts.offset) +
-                                ") and --samples (= " + std::to_string(opts.samples) + ") must be >= 0");
+    throw std::invalid_argument(spec + ": the sample offset (= " + std::to_string(opts.offset) +
+                                ") and count (= " + std::to_string(opts.samples) + ") must be >= 0");
   const std::int64_t n = d.size();
   if (opts.offset > n)
-    throw std::invalid_argument(spec + ": --offset " + std::to_string(opts.offset) + " is past the " +
+    throw std::invalid_argument(spec + ": sample offset " + std::to_string(opts.offset) + " is past the " +
                                 std::to_string(n) + " samples");
   const std::int64_t count = opts.samples == 0 ? n - opts.offset : std::min(opts.samples, n - opts.offset);
   if (opts.offset != 0 || count != n) {
@@ -342,7 +342,7 @@ Dataset load_dataset(const std::string& spec, const DataOptions& opts) {
 void parse_normalize(const std::string& text, DataOptions& opts) {
   const auto slash = text.find('/');
   if (slash == std::string::npos)
-    throw std::invalid_argument("--normalize: expected MEAN[,MEAN..]/STD[,STD..], got '" + text + "'");
+    throw std::invalid_argument("normalization: expected MEAN[,MEAN..]/STD[,STD..], got '" + text + "'");
   auto list = [&](const std::string& s) {
     std::vector<double> r;
     for (const auto& p : split(s, ',')) {
@@ -354,16 +354,16 @@ void parse_normalize(const std::string& text, DataOptions& opts) {
         used = 0;
       }
       if (p.empty() || used != p.size())
-        throw std::invalid_argument("--normalize: '" + p + "' is not a number in '" + text + "'");
+        throw std::invalid_argument("normalization: '" + p + "' is not a number in '" + text + "'");
       r.push_back(v);
     }
     return r;
   };
   opts.mean = list(text.substr(0, slash));
   opts.std = list(text.substr(slash + 1));
-  if (opts.mean.empty() || opts.std.empty()) throw std::invalid_argument("--normalize: empty list in '" + text + "'");
+  if (opts.mean.empty() || opts.std.empty()) throw std::invalid_argument("normalization: empty list in '" + text + "'");
   for (double s : opts.std)
-    if (!(s > 0)) throw std::invalid_argument("--normalize: std must be > 0, got " + std::to_string(s));
+    if (!(s > 0)) throw std::invalid_argument("normalization: std must be > 0, got " + std::to_string(s));
 }
 
 }  // namespace curv

@@ -39,7 +39,7 @@ Optimizer::Optimizer(std::int64_t num_params, OptimizerOptions o) : m_n(num_para
   if (o.nesterov && (o.momentum <= 0 || o.dampening != 0))
     throw std::invalid_argument("optimizer: nesterov needs momentum > 0 and zero dampening");
   if (o.kind != OptimizerKind::Sgd && (o.momentum != 0 || o.nesterov))
-    throw std::invalid_argument(std::string("optimizer: --momentum/--nesterov apply to sgd, not ") +
+    throw std::invalid_argument(std::string("optimizer: momentum and nesterov apply to sgd, not ") +
                                 optimizer_name(o.kind) + " (use beta1)");
 }
 

@@ -4,6 +4,7 @@
 #include <limits>
 #include <random>
 #include <stdexcept>
+#include <utility>
 
 #include "src/core/ops.h"
 #include "src/core/timer.h"
@@ -117,7 +118,7 @@ Trainer::~Trainer() = default;
 void Trainer::restore(const TrainState& s) {
   if (s.epoch >= m_options.epochs)
     throw std::invalid_argument("the checkpoint has already trained " + std::to_string(s.epoch) +
-                                " epochs: ask for more with --epochs");
+                                " epochs, all that this run asks for: raise the epoch count to continue");
   if (s.step != s.epoch * m_batches)
     throw std::invalid_argument("the checkpoint stopped at step " + std::to_string(s.step) + " after " +
                                 std::to_string(s.epoch) + " epochs, which does not match " +
@@ -204,14 +205,32 @@ EvalResult Trainer::step_gradient(const Dataset& batch, std::vector<double>& g) 
   return ev;
 }
 
+void Trainer::set_curvature_monitor(CurvatureMonitor* monitor, std::int64_t every, bool per_epoch) {
+  if (monitor && every < 1)
+    throw std::invalid_argument("curvature measurements every " + std::to_string(every) +
+                                (per_epoch ? " epochs" : " steps") + ": the interval must be >= 1");
+  m_monitor = monitor;
+  m_curvature_every = monitor ? every : 0;
+  m_curvature_per_epoch = per_epoch;
+}
+
 void Trainer::log_curvature() {
-  if (!measure_curvature) return;
-  m_state.history.curvature.push_back(measure_curvature(*this));
+  if (!m_monitor) return;
+  CurvatureStep at;
+  at.step = m_state.step;
+  at.epoch = double(m_state.step) / double(m_batches);
+  at.lr = current_lr();
+  CurvatureRecord r = m_monitor->measure(eval_model(), at);
+  r.step = at.step;
+  r.epoch = at.epoch;
+  r.lr = at.lr;
+  m_state.history.curvature.push_back(std::move(r));
+  if (on_curvature) on_curvature(m_state.history.curvature.back());
 }
 
 bool Trainer::run() {
   m_stop.store(false);
-  if (m_state.step == 0 && curvature_every > 0 && m_state.history.curvature.empty()) log_curvature();
+  if (m_state.step == 0 && m_curvature_every > 0 && m_state.history.curvature.empty()) log_curvature();
   for (std::int64_t e = m_state.epoch + 1; e <= m_options.epochs; ++e) {
     Timer epoch_timer;
     const auto perm = permutation(m_train.size(), m_options.seed, e, m_options.shuffle);
@@ -246,7 +265,7 @@ bool Trainer::run() {
         info.lr = lr;
         on_step(info);
       }
-      if (!curvature_per_epoch && curvature_every > 0 && m_state.step % curvature_every == 0) log_curvature();
+      if (!m_curvature_per_epoch && m_curvature_every > 0 && m_state.step % m_curvature_every == 0) log_curvature();
     }
     EpochRecord rec;
     rec.epoch = e;
@@ -263,7 +282,7 @@ bool Trainer::run() {
       rec.test_accuracy = t.accuracy;
     }
     m_state.epoch = e;
-    if (curvature_per_epoch && curvature_every > 0 && e % curvature_every == 0) log_curvature();
+    if (m_curvature_per_epoch && m_curvature_every > 0 && e % m_curvature_every == 0) log_curvature();
     rec.seconds = epoch_timer.seconds();
     m_state.history.epochs.push_back(rec);
     if (on_epoch_end) on_epoch_end(*this);

@@ -28,11 +28,12 @@
 #include <vector>
 
 #include "src/core/dataset.h"
-#include "src/train/lr_schedule.h"
 #include "src/core/model.h"
 #include "src/core/objective.h"
-#include "src/train/optimizer.h"
 #include "src/io/train_state.h"
+#include "src/train/curvature_monitor.h"
+#include "src/train/lr_schedule.h"
+#include "src/train/optimizer.h"
 
 namespace curv {
 
@@ -102,12 +103,13 @@ class Trainer {
   std::function<void(const StepInfo&)> on_step;
   /// Called after every finished epoch (its EpochRecord already in the history).
   std::function<void(Trainer&)> on_epoch_end;
-  /// Curvature measurements: called before the first step of a fresh run and then every
-  /// `curvature_every` steps (or at the end of every `curvature_every`-th epoch when
-  /// `curvature_per_epoch`); the returned record is appended to the history.
-  std::function<CurvatureRecord(Trainer&)> measure_curvature;
-  std::int64_t curvature_every = 0;  // 0: never
-  bool curvature_per_epoch = true;
+  /// Curvature measurements by `monitor` (non-owning, must outlive run(); null: none): before the
+  /// first step of a fresh run and then every `every` steps, or at the end of every `every`-th
+  /// epoch when `per_epoch`. Each record is appended to the history, then passed to on_curvature.
+  /// Throws std::invalid_argument if every < 1 with a monitor.
+  void set_curvature_monitor(CurvatureMonitor* monitor, std::int64_t every, bool per_epoch = true);
+  /// Called after every curvature measurement with its record (already in the history).
+  std::function<void(const CurvatureRecord&)> on_curvature;
 
   /// The model at the current weights (BatchNorm in inference mode, running statistics current).
   const Model& eval_model();
@@ -141,6 +143,9 @@ class Trainer {
   TrainState m_state;
   bool m_eval_stale = true;
   std::atomic<bool> m_stop{false};
+  CurvatureMonitor* m_monitor = nullptr;
+  std::int64_t m_curvature_every = 0;  // 0: never
+  bool m_curvature_per_epoch = true;
 };
 
 }  // namespace curv

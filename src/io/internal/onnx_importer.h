@@ -35,7 +35,7 @@ class Importer {
       if (!opts.params_regex.empty()) m_params_re.emplace(opts.params_regex);
       if (!opts.freeze_regex.empty()) m_freeze_re.emplace(opts.freeze_regex);
     } catch (const std::regex_error& e) {
-      throw std::invalid_argument("--params/--freeze: invalid regular expression (" + std::string(e.what()) + ")");
+      throw std::invalid_argument("parameter selection: invalid regular expression (" + std::string(e.what()) + ")");
     }
   }
 
