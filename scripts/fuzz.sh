@@ -7,7 +7,7 @@
 # Builds build-fuzz/ first if needed (clang, -DCURV_FUZZ=ON: ASan + UBSan + coverage). Each target
 # starts from its seed corpus fuzz/corpus/<target>/ plus what earlier runs kept in
 # fuzz-out/<target>/corpus/, and runs in libFuzzer's fork mode so one crash does not end the run.
-# Crash, timeout and out-of-memory reproducers go to fuzz-out/<target>/artifacts/, the log to
+# Targets with a dictionary (fuzz/<format>.dict) get it. Crash, timeout and out-of-memory reproducers go to fuzz-out/<target>/artifacts/, the log to
 # fuzz-out/<target>/fuzz.log. Replay one input with: build-fuzz/fuzz/fuzz_<target> FILE
 #
 # Environment: CURV_FUZZ_BUILD (build dir, default build-fuzz), CURV_FUZZ_OUT (default fuzz-out),
@@ -46,8 +46,11 @@ status=0
 for t in "${TARGETS[@]}"; do
   dir=$OUT/$t
   mkdir -p "$dir/corpus" "$dir/artifacts" "$dir/tmp"
+  dict=()
+  case $t in onnx) dict=(-dict=fuzz/onnx.dict) ;; npz) dict=(-dict=fuzz/npz.dict) ;;
+    h5data | checkpoint) dict=(-dict=fuzz/h5.dict) ;; esac
   # The first corpus folder receives new interesting inputs; the seeds stay untouched.
-  TMPDIR=$dir/tmp "$BUILD/fuzz/fuzz_$t" -fork=1 -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1 \
+  TMPDIR=$dir/tmp "$BUILD/fuzz/fuzz_$t" "${dict[@]}" -fork=1 -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1 \
     -max_total_time="$SECONDS_PER_TARGET" -max_len="$(max_len "$t")" -timeout=20 -rss_limit_mb=2048 -print_funcs=0 \
     -artifact_prefix="$dir/artifacts/" "$dir/corpus" "fuzz/corpus/$t" >"$dir/fuzz.log" 2>&1 || true
   rm -rf "$dir/tmp"
