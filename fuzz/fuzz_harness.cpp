@@ -182,7 +182,7 @@ void exercise_dataset(const Dataset& data) {
     int x = first.sample_shape.size() == 1 ? b.input() : b.flatten(b.input());
     if (first.classification()) {
       std::int64_t classes = 1;
-      for (auto l : first.labels) classes = std::max(classes, std::min(l + 1, kMaxClasses));
+      for (auto l : first.labels) classes = std::max(classes, l >= kMaxClasses ? kMaxClasses : l + 1);
       x = b.linear(x, classes, "fc");
     } else {
       const std::int64_t t = checked_numel(first.target_shape);

@@ -6,9 +6,11 @@
 #
 # Builds build-fuzz/ first if needed (clang, -DCURV_FUZZ=ON: ASan + UBSan + coverage). Each target
 # starts from its seed corpus fuzz/corpus/<target>/ plus what earlier runs kept in
-# fuzz-out/<target>/corpus/, and runs in libFuzzer's fork mode so one crash does not end the run.
-# Targets with a dictionary (fuzz/<format>.dict) get it. Crash, timeout and out-of-memory reproducers go to fuzz-out/<target>/artifacts/, the log to
-# fuzz-out/<target>/fuzz.log. Replay one input with: build-fuzz/fuzz/fuzz_<target> FILE
+# fuzz-out/<target>/corpus/, with its dictionary fuzz/<format>.dict where there is one, in
+# libFuzzer's fork mode so that one crash does not end the run. An allocation above 512 MB counts as
+# out-of-memory (inputs are a few KB). Crash, timeout and out-of-memory reproducers go to
+# fuzz-out/<target>/artifacts/, the log to fuzz-out/<target>/fuzz.log. Replay or triage them with
+#   build-fuzz/fuzz/fuzz_<target> FILE        scripts/fuzz_triage.sh <target> FILE...
 #
 # Environment: CURV_FUZZ_BUILD (build dir, default build-fuzz), CURV_FUZZ_OUT (default fuzz-out),
 # CURV_FUZZ_FAIL=1 (exit 1 when any target crashed or hung; default: report only),
@@ -51,7 +53,7 @@ for t in "${TARGETS[@]}"; do
     h5data | checkpoint) dict=(-dict=fuzz/h5.dict) ;; esac
   # The first corpus folder receives new interesting inputs; the seeds stay untouched.
   TMPDIR=$dir/tmp "$BUILD/fuzz/fuzz_$t" "${dict[@]}" -fork=1 -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1 \
-    -max_total_time="$SECONDS_PER_TARGET" -max_len="$(max_len "$t")" -timeout=20 -rss_limit_mb=2048 -print_funcs=0 \
+    -max_total_time="$SECONDS_PER_TARGET" -max_len="$(max_len "$t")" -timeout=20 -rss_limit_mb=2048 -malloc_limit_mb=512 -print_funcs=0 \
     -artifact_prefix="$dir/artifacts/" "$dir/corpus" "fuzz/corpus/$t" >"$dir/fuzz.log" 2>&1 || true
   rm -rf "$dir/tmp"
   # Fork mode prints "#EXECS: cov: .. exec/s: .. oom/timeout/crash: O/T/C time: ..".

@@ -13,7 +13,7 @@ shift
 tmp=$(mktemp -d)
 for f in "$@"; do
   out=$(TMPDIR=$tmp UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ASAN_OPTIONS=detect_leaks=0 \
-        timeout 60 "$BUILD/fuzz/fuzz_$target" -timeout=30 -rss_limit_mb=2048 "$f" 2>&1)
+        timeout 60 "$BUILD/fuzz/fuzz_$target" -timeout=30 -rss_limit_mb=2048 -malloc_limit_mb=256 "$f" 2>&1)
   rc=$?
   what=$(grep -m1 -E "FINDING|ERROR: AddressSanitizer|runtime error:|ERROR: libFuzzer|SUMMARY|deadly signal" <<<"$out")
   frames=$(grep -E '^ +#[0-9]+ ' <<<"$out" | grep -E '/(src|curvature|quant|tools)/' | grep -v fuzz_ |
