@@ -18,8 +18,14 @@ FIXTURE.npz` under a timeout, and every run is classified by its exit:
   other     any other exit status, or exit 2 with several stderr lines
 
 Prints the counts per command and one line per crash / hang / other (model, node, attribute,
-value, outcome). `--keep DIR` keeps the mutants that did not end ok or rejected. Needs the onnx
-Python package (Debian python3-onnx).
+value, outcome). `--keep DIR` keeps the mutants that did not end ok or rejected.
+
+`--fuzzer build-fuzz/fuzz/fuzz_onnx` replays every mutant through the ONNX fuzz target instead
+(ASan + UBSan, and the evaluate / gradient / HVP / convert steps after loading; see
+fuzz/fuzz_targets.cpp): heap corruption that a Release `curv eval` survives with exit 0 shows up
+there. Outcomes are then `ok` (loaded and ran), `rejected` (clean error) and `crash`.
+
+Needs the onnx Python package (Debian python3-onnx).
 """
 import argparse
 import concurrent.futures
@@ -99,12 +105,42 @@ def run_one(curv, timeout, path, data, cmd):
         return "hang", [""]
 
 
+def replay_fuzzer(a, jobs, counts, findings):
+    """Runs the mutants through the fuzz target, one process per mutant (a crash ends a process)."""
+    seen = set()
+    env = dict(os.environ, ASAN_OPTIONS="detect_leaks=0", UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1",
+               CURV_FUZZ_VERBOSE="1")
+    for stem, desc, path, cmd, _ in jobs:
+        if path in seen:
+            continue
+        seen.add(path)
+        try:
+            p = subprocess.run([a.fuzzer, "-timeout=%d" % a.timeout, "-rss_limit_mb=2048", "-malloc_limit_mb=512", path],
+                               capture_output=True, text=True, timeout=a.timeout + 30, errors="replace", env=env)
+            if p.returncode == 0:
+                kind = "rejected" if "curv-fuzz: load:" in p.stderr else "ok"
+            else:
+                kind = "crash"
+                what = [l for l in p.stderr.splitlines()
+                        if "FINDING" in l or "ERROR:" in l or "runtime error" in l or "deadly signal" in l]
+                frames = [l.split(" in ", 1)[1] for l in p.stderr.splitlines()
+                          if l.strip().startswith("#") and " in curv::" in l]
+                findings.append((stem, desc, "fuzz", "crash", ((what or [""])[0] + " at " + (frames or [""])[0])[:300],
+                                 path))
+        except subprocess.TimeoutExpired:
+            kind = "hang"
+            findings.append((stem, desc, "fuzz", "hang", "", path))
+        counts.setdefault("fuzz", {}).setdefault(kind, 0)
+        counts["fuzz"][kind] += 1
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[1])
     ap.add_argument("--curv", default=os.path.join(ROOT, "build", "tools", "curv"))
     ap.add_argument("--timeout", type=float, default=20)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--keep", help="folder for the mutants that crashed, hung or ended otherwise")
+    ap.add_argument("--fuzzer", help="replay the mutants through this fuzz_onnx binary instead of curv")
     ap.add_argument("models", nargs="*")
     a = ap.parse_args()
     models = a.models or default_models()
@@ -121,6 +157,9 @@ def main():
                 jobs.append((stem, desc, path, "eval", data))
     counts = {}
     findings = []
+    if a.fuzzer:
+        replay_fuzzer(a, jobs, counts, findings)
+        jobs = []
     with concurrent.futures.ThreadPoolExecutor(a.jobs) as ex:
         futs = {ex.submit(run_one, a.curv, a.timeout, j[2], j[4], j[3]): j for j in jobs}
         for f in concurrent.futures.as_completed(futs):

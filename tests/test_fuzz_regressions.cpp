@@ -28,8 +28,26 @@ namespace {
 const fs::path kRepro = fs::path(CURV_SOURCE_DIR) / "tests" / "data" / "fuzz";
 const fs::path kSeeds = fs::path(CURV_SOURCE_DIR) / "fuzz" / "corpus";
 
-// Reproducers of open findings ("<target>/<file>"): skipped by the sweep below until fixed.
+// Reproducers of open findings ("<target>/<file>"): skipped by the sweep below until fixed. When
+// a loader is fixed, delete its line here and the doctest::skip() of its TEST_CASE at the end.
 const std::vector<std::string> kOpen = {
+    "onnx/convert_same_op_memcmp_null.onnx",
+    "onnx/conv_stride0.onnx",
+    "onnx/maxpool_stride0.onnx",
+    "onnx/avgpool_stride0.onnx",
+    "npz/entry_size_alloc.npz",
+    "idx/dims_product_overflow.idx",
+    "h5data/dims_alloc_huge.h5",
+    "h5data/dims_length_error.h5",
+    "h5data/dims_numel_overflow.h5",
+    "h5data/libhdf5_dopen_segv.h5",
+    "h5data/libhdf5_conv_bitcopy_bus.h5",
+    "h5data/libhdf5_read_memcpy_segv.h5",
+    "h5data/libhdf5_cache_alloc.h5",
+    "checkpoint/nonfinite_param.h5",
+    "checkpoint/vlen_attr_memcpy_overlap.h5",
+    "checkpoint/vlen_attr_hang.h5",
+    "checkpoint/libhdf5_cache_alloc.h5",
 };
 
 std::string read_bytes(const fs::path& p) {
@@ -96,4 +114,78 @@ TEST_CASE("fuzz harness: a loader error outside the contract is a finding, a cle
                   curv::fuzz::Finding);
   CHECK_FALSE(curv::fuzz::guarded("x.npz", [] { throw std::runtime_error("x.npz: truncated"); }));
   CHECK_THROWS_AS(curv::fuzz::run_target("nope", nullptr, 0), std::invalid_argument);
+}
+
+// ---- open findings ----------------------------------------------------------------------------
+// One TEST_CASE per reproducer in kOpen, skipped until fixed (run them with --no-skip). Each says
+// what happens today (with the sanitizers of build-fuzz/) and what the fix must give.
+
+namespace {
+bool replay_open(const std::string& key) { return replay(key.substr(0, key.find('/')), kRepro / key); }
+}  // namespace
+
+// ONNX (owner: ops/io). Crash in curv code after a successful import.
+TEST_CASE("fuzz open: onnx convert of a model with an empty tensor calls memcmp on null (UBSan, same_op)" *
+          doctest::skip()) {
+  replay_open("onnx/convert_same_op_memcmp_null.onnx");  // load may succeed; convert must not be UB
+}
+// ONNX attribute sweep: strides = 0 divides by zero when the op is built (SIGFPE in `curv info`).
+TEST_CASE("fuzz open: onnx Conv with strides 0 is rejected naming the node, not SIGFPE" * doctest::skip()) {
+  CHECK_FALSE(replay_open("onnx/conv_stride0.onnx"));
+}
+TEST_CASE("fuzz open: onnx MaxPool with strides 0 is rejected naming the node, not SIGFPE" * doctest::skip()) {
+  CHECK_FALSE(replay_open("onnx/maxpool_stride0.onnx"));
+}
+TEST_CASE("fuzz open: onnx AveragePool with strides 0 is rejected naming the node, not SIGFPE" * doctest::skip()) {
+  CHECK_FALSE(replay_open("onnx/avgpool_stride0.onnx"));
+}
+
+// npz (owner: io). A 586-byte archive declares a 4 GB entry, allocated before reading (npz.cpp).
+TEST_CASE("fuzz open: npz entry size from the zip directory is checked before it is allocated" * doctest::skip()) {
+  CHECK_FALSE(replay_open("npz/entry_size_alloc.npz"));
+}
+
+// IDX (owner: io). The product of the header dims overflows int64 (UBSan, read_idx).
+TEST_CASE("fuzz open: idx header dims whose product overflows are rejected" * doctest::skip()) {
+  CHECK_FALSE(replay_open("idx/dims_product_overflow.idx"));
+}
+
+// HDF5 datasets (owner: io). Sizes from the file are trusted (read_h5_array).
+TEST_CASE("fuzz open: h5 dataset dims are checked against the storage before allocating" * doctest::skip()) {
+  CHECK_FALSE(replay_open("h5data/dims_alloc_huge.h5"));    // ASan: allocation-size-too-big
+  CHECK_FALSE(replay_open("h5data/dims_length_error.h5"));  // std::length_error escapes the loader
+}
+TEST_CASE("fuzz open: h5 dataset dims whose product overflows are rejected" * doctest::skip()) {
+  CHECK_FALSE(replay_open("h5data/dims_numel_overflow.h5"));  // UBSan: signed overflow in numel
+}
+// Crashes inside libhdf5 1.10.8 (Debian) on crafted files: the loader must refuse them before the
+// call that crashes where it can (type precision/offset, storage size, object header sizes).
+TEST_CASE("fuzz open: h5 dataset whose object header crashes H5Dopen2 (libhdf5 SEGV)" * doctest::skip()) {
+  CHECK_FALSE(replay_open("h5data/libhdf5_dopen_segv.h5"));
+}
+TEST_CASE("fuzz open: h5 dataset whose integer type crashes the conversion in H5Dread (libhdf5 BUS)" *
+          doctest::skip()) {
+  CHECK_FALSE(replay_open("h5data/libhdf5_conv_bitcopy_bus.h5"));
+}
+TEST_CASE("fuzz open: h5 dataset whose storage crashes H5Dread (libhdf5 SEGV in H5VM_memcpyvv)" * doctest::skip()) {
+  CHECK_FALSE(replay_open("h5data/libhdf5_read_memcpy_segv.h5"));
+}
+TEST_CASE("fuzz open: h5 dataset whose metadata makes libhdf5 allocate terabytes (H5C_protect)" * doctest::skip()) {
+  CHECK_FALSE(replay_open("h5data/libhdf5_cache_alloc.h5"));
+}
+
+// Checkpoints (owner: io).
+TEST_CASE("fuzz open: checkpoint with a non-finite parameter is rejected naming the tensor" * doctest::skip()) {
+  CHECK_FALSE(replay_open("checkpoint/nonfinite_param.h5"));
+}
+TEST_CASE("fuzz open: checkpoint variable-length string attribute with a corrupt length (ASan memcpy overlap)" *
+          doctest::skip()) {
+  CHECK_FALSE(replay_open("checkpoint/vlen_attr_memcpy_overlap.h5"));
+}
+TEST_CASE("fuzz open: checkpoint variable-length string attribute that hangs libhdf5 (global heap loop)" *
+          doctest::skip()) {
+  CHECK_FALSE(replay_open("checkpoint/vlen_attr_hang.h5"));
+}
+TEST_CASE("fuzz open: checkpoint whose metadata makes libhdf5 allocate terabytes (H5C_protect)" * doctest::skip()) {
+  CHECK_FALSE(replay_open("checkpoint/libhdf5_cache_alloc.h5"));
 }
