@@ -157,6 +157,7 @@ def main():
                 jobs.append((stem, desc, path, "eval", data))
     counts = {}
     findings = []
+    mutant_count = len({j[2] for j in jobs})
     if a.fuzzer:
         replay_fuzzer(a, jobs, counts, findings)
         jobs = []
@@ -170,8 +171,8 @@ def main():
             counts[cmd][kind] += 1
             if kind not in ("ok", "rejected"):
                 findings.append((stem, desc, cmd, outcome, last[0][:160], path))
-    mutant_count = len({j[2] for j in jobs})
-    print(f"attribute sweep: {mutant_count} mutants of {len(models)} models, curv = {a.curv}")
+    runner = f"fuzz target {a.fuzzer}" if a.fuzzer else f"curv = {a.curv}"
+    print(f"attribute sweep: {mutant_count} mutants of {len(models)} models, {runner}")
     kinds = ["ok", "rejected", "crash", "hang", "other"]
     print(f"{'command':8} {'runs':>6} " + " ".join(f"{k:>9}" for k in kinds))
     for cmd in sorted(counts):

@@ -35,6 +35,14 @@ const std::vector<std::string> kOpen = {
     "onnx/conv_stride0.onnx",
     "onnx/maxpool_stride0.onnx",
     "onnx/avgpool_stride0.onnx",
+    "onnx/maxpool_kernel0_heap_overflow.onnx",
+    "onnx/conv_pads_2e62_overflow.onnx",
+    "onnx/conv_dilations_2e62_overflow.onnx",
+    "onnx/conv_group_2e62_overflow.onnx",
+    "onnx/avgpool_pads_2e31_numel_overflow.onnx",
+    "onnx/transpose_perm0_out_of_range.onnx",
+    "onnx/reducemean_axes0_loss_overflow.onnx",
+    "onnx/squeeze_no_axes_loss_overflow.onnx",
     "npz/entry_size_alloc.npz",
     "idx/dims_product_overflow.idx",
     "h5data/dims_alloc_huge.h5",
@@ -138,6 +146,36 @@ TEST_CASE("fuzz open: onnx MaxPool with strides 0 is rejected naming the node, n
 }
 TEST_CASE("fuzz open: onnx AveragePool with strides 0 is rejected naming the node, not SIGFPE" * doctest::skip()) {
   CHECK_FALSE(replay_open("onnx/avgpool_stride0.onnx"));
+}
+// Attribute sweep replayed through the ASan fuzz target (scripts/onnx_attribute_sweep.py --fuzzer).
+// MaxPool kernel_shape 0 (or -1) imports, then the backward pass writes past its buffer
+// (heap-buffer-overflow in PoolOp::bwd); a Release `curv eval` prints numbers and exits 0.
+TEST_CASE("fuzz open: onnx MaxPool with kernel_shape 0 is rejected, not a heap overflow at backward" *
+          doctest::skip()) {
+  CHECK_FALSE(replay_open("onnx/maxpool_kernel0_heap_overflow.onnx"));
+}
+// Sizes near 2^62 overflow int64 in out_size (ops_conv.cpp) and group * channels (ConvOp), and
+// pads of 2^31 overflow numel of the output shape (UBSan).
+TEST_CASE("fuzz open: onnx Conv pads, dilations and group near 2^62 are rejected, not int64 overflow" *
+          doctest::skip()) {
+  CHECK_FALSE(replay_open("onnx/conv_pads_2e62_overflow.onnx"));
+  CHECK_FALSE(replay_open("onnx/conv_dilations_2e62_overflow.onnx"));
+  CHECK_FALSE(replay_open("onnx/conv_group_2e62_overflow.onnx"));
+}
+TEST_CASE("fuzz open: onnx AveragePool pads of 2^31 are rejected, not an overflow in numel" * doctest::skip()) {
+  CHECK_FALSE(replay_open("onnx/avgpool_pads_2e31_numel_overflow.onnx"));
+}
+// Transpose perm of the wrong length: import_onnx throws std::out_of_range (vector::at).
+TEST_CASE("fuzz open: onnx Transpose perm of the wrong length is rejected naming the node" * doctest::skip()) {
+  CHECK_FALSE(replay_open("onnx/transpose_perm0_out_of_range.onnx"));
+}
+// A model whose logits are not [N, C] (ReduceMean over the wrong axis, Squeeze without axes)
+// with integer labels [N]: Objective::create accepts it and loss_forward reads past the labels
+// (heap-buffer-overflow); `curv eval` prints "label 193 out of range" without a file name.
+TEST_CASE("fuzz open: integer labels for logits that are not [N, C] are rejected by Objective::create" *
+          doctest::skip()) {
+  replay_open("onnx/reducemean_axes0_loss_overflow.onnx");
+  replay_open("onnx/squeeze_no_axes_loss_overflow.onnx");
 }
 
 // npz (owner: io). A 586-byte archive declares a 4 GB entry, allocated before reading (npz.cpp).
