@@ -63,8 +63,9 @@ for t in "${TARGETS[@]}"; do
   files=$(find "$dir/artifacts" -type f | wc -l)
   printf 'fuzz %-10s %10s executions in %ss: %s crashes, %s timeouts, %s out-of-memory (%s files in %s)\n' \
     "$t" "${execs:-0}" "$SECONDS_PER_TARGET" "${crashes:-?}" "${timeouts:-?}" "${ooms:-?}" "$files" "$dir/artifacts"
-  if [[ -z $last ]]; then
-    echo "fuzz $t: no progress lines in $dir/fuzz.log (did the target start?)" >&2
+  if ! grep -q "INFO: Seed:" "$dir/fuzz.log"; then
+    echo "fuzz $t: the target did not start; see $dir/fuzz.log" >&2
+    tail -5 "$dir/fuzz.log" >&2
     status=1
   elif [[ ${CURV_FUZZ_FAIL:-0} == 1 && ($crashes != 0 || $timeouts != 0) ]]; then
     status=1

@@ -56,6 +56,7 @@ const std::vector<std::string> kOpen = {
     "checkpoint/vlen_attr_memcpy_overlap.h5",
     "checkpoint/vlen_attr_hang.h5",
     "checkpoint/libhdf5_cache_alloc.h5",
+    "checkpoint/libhdf5_meta_attr_iterate_segv.h5",
 };
 
 std::string read_bytes(const fs::path& p) {
@@ -226,4 +227,8 @@ TEST_CASE("fuzz open: checkpoint variable-length string attribute that hangs lib
 }
 TEST_CASE("fuzz open: checkpoint whose metadata makes libhdf5 allocate terabytes (H5C_protect)" * doctest::skip()) {
   CHECK_FALSE(replay_open("checkpoint/libhdf5_cache_alloc.h5"));
+}
+TEST_CASE("fuzz open: checkpoint whose /meta attributes crash H5Aiterate2 (libhdf5 SEGV in H5A__close)" *
+          doctest::skip()) {
+  CHECK_FALSE(replay_open("checkpoint/libhdf5_meta_attr_iterate_segv.h5"));
 }
