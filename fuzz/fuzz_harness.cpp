@@ -58,7 +58,8 @@ bool run(const std::string& where, const std::string& file, const std::function<
   } catch (const Finding&) {
     throw;
   } catch (const std::invalid_argument& e) {
-    if (env_on("CURV_FUZZ_VERBOSE")) std::fprintf(stderr, "curv-fuzz: %s: invalid_argument: %s\n", where.c_str(), e.what());
+    if (env_on("CURV_FUZZ_VERBOSE"))
+      std::fprintf(stderr, "curv-fuzz: %s: invalid_argument: %s\n", where.c_str(), e.what());
     if (!file.empty() && g_strict && std::string(e.what()).find(file) == std::string::npos)
       finding(where + ": std::invalid_argument without the file name: " + e.what());
   } catch (const std::runtime_error& e) {

@@ -63,8 +63,8 @@ bool dataset_target(const std::string& path) {
 // "*-labels-idx1-ubyte.gz"; zlib reads plain files under that name too).
 bool idx_target(const std::uint8_t* data, std::size_t size) {
   if (size < 4) return false;
-  std::size_t len = std::size_t(data[0]) | std::size_t(data[1]) << 8 | std::size_t(data[2]) << 16 |
-                    std::size_t(data[3]) << 24;
+  std::size_t len =
+      std::size_t(data[0]) | std::size_t(data[1]) << 8 | std::size_t(data[2]) << 16 | std::size_t(data[3]) << 24;
   len = std::min(len, size - 4);
   const std::uint8_t* images = data + 4;
   const bool gz = len >= 2 && images[0] == 0x1f && images[1] == 0x8b;

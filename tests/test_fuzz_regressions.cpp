@@ -72,8 +72,8 @@ bool replay(const std::string& target, const fs::path& file) {
   curv::fuzz::set_finding_mode(curv::fuzz::OnFinding::Throw, /*strict=*/true);
   const std::string bytes = read_bytes(file);
   bool loaded = false;
-  CHECK_NOTHROW(loaded = curv::fuzz::run_target(target, reinterpret_cast<const std::uint8_t*>(bytes.data()),
-                                                bytes.size()));
+  CHECK_NOTHROW(loaded =
+                    curv::fuzz::run_target(target, reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()));
   return loaded;
 }
 
@@ -117,10 +117,8 @@ TEST_CASE("fuzz harness: a loader error outside the contract is a finding, a cle
   // An empty .npz is not a zip archive: load_dataset must throw std::runtime_error naming it.
   curv::fuzz::set_finding_mode(curv::fuzz::OnFinding::Throw, true);
   CHECK_FALSE(curv::fuzz::run_target("npz", nullptr, 0));
-  CHECK_THROWS_AS(curv::fuzz::guarded("x.npz", [] { throw std::out_of_range("vector::at"); }),
-                  curv::fuzz::Finding);
-  CHECK_THROWS_AS(curv::fuzz::guarded("x.npz", [] { throw std::runtime_error("no file name"); }),
-                  curv::fuzz::Finding);
+  CHECK_THROWS_AS(curv::fuzz::guarded("x.npz", [] { throw std::out_of_range("vector::at"); }), curv::fuzz::Finding);
+  CHECK_THROWS_AS(curv::fuzz::guarded("x.npz", [] { throw std::runtime_error("no file name"); }), curv::fuzz::Finding);
   CHECK_FALSE(curv::fuzz::guarded("x.npz", [] { throw std::runtime_error("x.npz: truncated"); }));
   CHECK_THROWS_AS(curv::fuzz::run_target("nope", nullptr, 0), std::invalid_argument);
 }
