@@ -51,6 +51,12 @@ std::int64_t checked_numel(const Shape& s) {
   return n;
 }
 
+// The message names the input: the file itself, or a file beside it in the scratch folder (the
+// labels file of an IDX input).
+bool names_input(const std::string& what, const std::string& file) {
+  return what.find(file) != std::string::npos || what.find(scratch_dir() + "/") != std::string::npos;
+}
+
 bool run(const std::string& where, const std::string& file, const std::function<void()>& f) {
   try {
     f();
@@ -60,14 +66,14 @@ bool run(const std::string& where, const std::string& file, const std::function<
   } catch (const std::invalid_argument& e) {
     if (env_on("CURV_FUZZ_VERBOSE"))
       std::fprintf(stderr, "curv-fuzz: %s: invalid_argument: %s\n", where.c_str(), e.what());
-    if (!file.empty() && g_strict && std::string(e.what()).find(file) == std::string::npos)
+    if (!file.empty() && g_strict && !names_input(e.what(), file))
       finding(where + ": std::invalid_argument without the file name: " + e.what());
   } catch (const std::runtime_error& e) {
     // Subclasses (std::range_error, std::overflow_error, std::system_error, ...) are runtime errors
     // too, but name them so that triage sees where they came from.
     if (env_on("CURV_FUZZ_VERBOSE"))
       std::fprintf(stderr, "curv-fuzz: %s: %s: %s\n", where.c_str(), demangle(typeid(e).name()).c_str(), e.what());
-    if (!file.empty() && g_strict && std::string(e.what()).find(file) == std::string::npos)
+    if (!file.empty() && g_strict && !names_input(e.what(), file))
       finding(where + ": " + demangle(typeid(e).name()) + " without the file name: " + e.what());
   } catch (const std::exception& e) {
     finding(where + ": exception outside the contract (" + demangle(typeid(e).name()) + "): " + e.what());

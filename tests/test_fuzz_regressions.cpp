@@ -44,6 +44,7 @@ const std::vector<std::string> kOpen = {
     "onnx/reducemean_axes0_loss_overflow.onnx",
     "onnx/squeeze_no_axes_loss_overflow.onnx",
     "npz/entry_size_alloc.npz",
+    "npz/npy_shape_stoll_no_file_name.npz",
     "idx/dims_product_overflow.idx",
     "h5data/dims_alloc_huge.h5",
     "h5data/dims_length_error.h5",
@@ -180,6 +181,12 @@ TEST_CASE("fuzz open: integer labels for logits that are not [N, C] are rejected
 // npz (owner: io). A 586-byte archive declares a 4 GB entry, allocated before reading (npz.cpp).
 TEST_CASE("fuzz open: npz entry size from the zip directory is checked before it is allocated" * doctest::skip()) {
   CHECK_FALSE(replay_open("npz/entry_size_alloc.npz"));
+}
+
+// A malformed shape in a .npy header: std::invalid_argument("stoll") escapes without the file name
+// (as `curv: stoll` on the command line). Found with CURV_FUZZ_STRICT=1.
+TEST_CASE("fuzz open: npz with a malformed .npy shape fails with a message naming the file" * doctest::skip()) {
+  CHECK_FALSE(replay_open("npz/npy_shape_stoll_no_file_name.npz"));
 }
 
 // IDX (owner: io). The product of the header dims overflows int64 (UBSan, read_idx).
