@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Installs the Debian packages curv needs to build and test, when any is missing.
+# Installs the Debian packages curv needs to build and test, when any is missing: the compilers
+# (g++ for the default build; clang with its compiler-rt for the fuzzers and sanitizer runtimes),
+# the libraries, and the Python modules the fixture scripts and documentation tests use.
 set -euo pipefail
-PKGS=(cmake g++ make ccache pkg-config libeigen3-dev libspectra-dev libtbb-dev libhdf5-dev doctest-dev
+PKGS=(cmake g++ make ccache pkg-config git libeigen3-dev libspectra-dev libtbb-dev libhdf5-dev doctest-dev
       libonnx-dev libprotobuf-dev protobuf-compiler libcli11-dev nlohmann-json3-dev libzip-dev zlib1g-dev
       dataset-fashion-mnist
-      python3-h5py python3-numpy)  # the test of docs/hdf5-schema.md's examples, scripts/mutate_inputs.py
+      clang libclang-rt-14-dev
+      python3 python3-numpy python3-h5py)
 if [[ "${CURV_WITH_PLOTS:-0}" == 1 ]]; then PKGS+=(python3-matplotlib); fi
 missing=()
 for p in "${PKGS[@]}"; do

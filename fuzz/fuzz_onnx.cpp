@@ -1,0 +1,15 @@
+// libFuzzer target: ONNX import: the bytes of an .onnx file.
+// The body is run_target("onnx") in fuzz_targets.cpp, shared with the regression tests.
+#include <cstdint>
+
+#include "fuzz/fuzz_harness.h"
+
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  curv::fuzz::init();
+  return 0;
+}
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  curv::fuzz::run_target("onnx", data, size);
+  return 0;
+}
