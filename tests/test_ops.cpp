@@ -370,7 +370,7 @@ TEST_CASE("ops reject bad shapes with a message naming them") {
   CHECK_THROWS_WITH_AS(make_gemm(false, false)->output_shape({{2, 3}, {4, 5}}),
                        "Gemm: inner dimensions differ, A [2, 3] x B [4, 5]", std::invalid_argument);
   CHECK_THROWS_WITH_AS(make_conv(conv_attrs(3, 1, 1))->output_shape({{1, 2, 5, 5}, {4, 3, 3, 3}}),
-                       "Conv: X [1, 2, 5, 5] has 2 channels but W [4, 3, 3, 3] with groups=1 expects 3",
+                       "Conv: X [1, 2, 5, 5] has 2 channels but W [4, 3, 3, 3] with group=1 expects 3",
                        std::invalid_argument);
   CHECK_THROWS_WITH_AS(make_reshape({5, -1})->output_shape({{2, 3}}), "Reshape: cannot reshape [2, 3] to [5, -1]",
                        std::invalid_argument);

@@ -11,7 +11,9 @@
 
 #include "src/core/internal/gemm.h"
 #include "src/core/internal/im2col.h"
+#include "src/core/internal/op_checks.h"
 #include "src/core/ops.h"
+#include "src/core/size_limits.h"
 
 namespace curv {
 namespace {
@@ -34,17 +36,17 @@ Buffer<T>& scratch(int slot) {
 class ConvOp final : public OpImpl<ConvOp> {
  public:
   explicit ConvOp(const Conv2dAttrs& a) : m_a(a) {
-    if (a.groups < 1) throw std::invalid_argument("Conv: groups must be >= 1");
+    internal::check_window_attrs("Conv", a.kernel, a.stride, a.dilation, a.pads, false);
+    if (a.groups < 1) internal::attr_fail("Conv", "group must be >= 1, got " + std::to_string(a.groups));
   }
   std::string type() const override { return "Conv"; }
-  std::string attributes() const override {
-    return "k=" + std::to_string(m_a.kernel[0]) + "x" + std::to_string(m_a.kernel[1]) + " s=" +
-           std::to_string(m_a.stride[0]) + "," + std::to_string(m_a.stride[1]) + " p=" + std::to_string(m_a.pads[0]) +
-           "," + std::to_string(m_a.pads[1]) + "," + std::to_string(m_a.pads[2]) + "," + std::to_string(m_a.pads[3]) +
-           (m_a.dilation[0] != 1 || m_a.dilation[1] != 1
-                ? " d=" + std::to_string(m_a.dilation[0]) + "," + std::to_string(m_a.dilation[1])
-                : "") +
-           (m_a.groups != 1 ? " groups=" + std::to_string(m_a.groups) : "");
+  OpSpec spec() const override {
+    return OpSpec("Conv")
+        .set_ints("kernel", {m_a.kernel.begin(), m_a.kernel.end()})
+        .set_ints("strides", {m_a.stride.begin(), m_a.stride.end()})
+        .set_ints("dilations", {m_a.dilation.begin(), m_a.dilation.end()})
+        .set_ints("pads", {m_a.pads.begin(), m_a.pads.end()})
+        .set_int("group", m_a.groups);
   }
   int arity() const override { return -1; }
 
@@ -73,18 +75,26 @@ class ConvOp final : public OpImpl<ConvOp> {
     const Shape &x = in[0], &w = in[1];
     if (x.size() != 4 || w.size() != 4)
       throw std::invalid_argument("Conv: X " + shape_str(x) + " and W " + shape_str(w) + " must be 4-D (NCHW)");
-    if (x[1] != w[1] * m_a.groups || w[0] % m_a.groups != 0)
-      throw std::invalid_argument("Conv: X " + shape_str(x) + " has " + std::to_string(x[1]) +
-                                  " channels but W " + shape_str(w) + " with groups=" + std::to_string(m_a.groups) +
-                                  " expects " + std::to_string(w[1] * m_a.groups));
-    if ((m_a.kernel[0] != 0 && m_a.kernel[0] != w[2]) || (m_a.kernel[1] != 0 && m_a.kernel[1] != w[3]))
-      throw std::invalid_argument("Conv: kernel_shape does not match W " + shape_str(w));
+    if (x[1] != checked_mul(w[1], m_a.groups, "Conv input channels"))
+      throw std::invalid_argument("Conv: X " + shape_str(x) + " has " + std::to_string(x[1]) + " channels but W " +
+                                  shape_str(w) + " with group=" + std::to_string(m_a.groups) + " expects " +
+                                  std::to_string(w[1] * m_a.groups));
+    if (w[0] % m_a.groups != 0)
+      throw std::invalid_argument("Conv: group=" + std::to_string(m_a.groups) + " does not divide the " +
+                                  std::to_string(w[0]) + " output channels of W " + shape_str(w));
+    if (m_a.kernel[0] != w[2] || m_a.kernel[1] != w[3])
+      throw std::invalid_argument("Conv: kernel_shape " + internal::list_str(m_a.kernel) + " does not match W " +
+                                  shape_str(w));
     if (in.size() == 3 && (in[2].size() != 1 || in[2][0] != w[0]))
       throw std::invalid_argument("Conv: bias " + shape_str(in[2]) + " must be [" + std::to_string(w[0]) + "]");
     ConvGeometry g = geometry(x, w);
     if (g.Ho <= 0 || g.Wo <= 0)
       throw std::invalid_argument("Conv: input " + shape_str(x) + " is smaller than the kernel " + shape_str(w));
-    return {x[0], w[0], g.Ho, g.Wo};
+    const Shape out{x[0], w[0], g.Ho, g.Wo};
+    checked_numel(out, "Conv: output");
+    // The per-sample patch matrix col(X): [C/group * kh * kw, Ho * Wo].
+    checked_numel({w[1], w[2], w[3], g.Ho, g.Wo}, "Conv: patch matrix of X " + shape_str(x) + " and W " + shape_str(w));
+    return out;
   }
 
   // Everything the kernels need about one call.

@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "src/core/internal/axis.h"
+#include "src/core/internal/op_checks.h"
 #include "src/core/internal/row_norm.h"
 #include "src/core/ops.h"
 
@@ -15,9 +16,12 @@ using internal::RowNorm;
 
 class LayerNormOp final : public OpImpl<LayerNormOp> {
  public:
-  LayerNormOp(std::int64_t axis, double eps) : m_axis(axis), m_eps(eps) {}
+  LayerNormOp(std::int64_t axis, double eps) : m_axis(axis), m_eps(eps) {
+    if (!(eps >= 0 && std::isfinite(eps)))
+      internal::attr_fail(type(), "epsilon must be finite and >= 0, got " + std::to_string(eps));
+  }
   std::string type() const override { return "LayerNormalization"; }
-  std::string attributes() const override { return "axis=" + std::to_string(m_axis) + " epsilon=" + std::to_string(m_eps); }
+  OpSpec spec() const override { return OpSpec(type()).set_int("axis", m_axis).set_float("epsilon", m_eps); }
   int arity() const override { return -1; }
   Shape output_shape(const std::vector<Shape>& in) const override {
     if (in.size() < 2 || in.size() > 3) throw std::invalid_argument("LayerNormalization: expected X, scale and optional B");

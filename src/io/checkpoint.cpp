@@ -14,7 +14,7 @@
 #include <type_traits>
 
 #include "src/io/internal/h5.h"
-#include "src/io/internal/onnx_ops.h"
+#include "src/io/graph_json.h"
 #include "src/core/timer.h"
 
 namespace curv {
@@ -40,20 +40,6 @@ std::string escape(const std::string& name) {
   }
   if (r.empty() || r == "." || r == "..") r = "%" + r;  // not a valid HDF5 link name otherwise
   return r;
-}
-
-const char* kind_name(ValueKind k) {
-  switch (k) {
-    case ValueKind::Input:
-      return "input";
-    case ValueKind::Parameter:
-      return "param";
-    case ValueKind::Constant:
-      return "constant";
-    case ValueKind::Node:
-      return "node";
-  }
-  return "?";
 }
 
 h5::Type string_type(std::size_t size) {
@@ -257,31 +243,8 @@ h5::File open_hdf5(const std::string& path) {
   return f;
 }
 
-json graph_json(const Model& m, const std::string& path) {
-  json g;
-  const Value& in = m.values().at(m.input());
-  g["input"] = {{"name", in.name}, {"shape", in.shape}};
-  g["output"] = m.values().at(m.output()).name;
-  json values = json::array();
-  for (const Value& v : m.values()) values.push_back({{"name", v.name}, {"kind", kind_name(v.kind)}});
-  g["values"] = values;
-  json nodes = json::array();
-  for (std::size_t i = 0; i < m.nodes().size(); ++i) {
-    const Node& n = m.nodes()[i];
-    const auto spec = describe_node(m, static_cast<int>(i));
-    if (!spec)
-      fail(path, "node '" + n.name + "' (" + n.op->type() + " " + n.op->attributes() +
-                     "): its attributes cannot be recovered for a checkpoint");
-    json ins = json::array();
-    for (int v : n.inputs) ins.push_back(m.values().at(v).name);
-    nodes.push_back({{"name", n.name}, {"type", spec->type}, {"attrs", spec->attrs}, {"inputs", ins}});
-  }
-  g["nodes"] = nodes;
-  return g;
-}
-
 void write_file(const Model& m, const std::string& path, const std::string& tmp, const TrainState* train) {
-  const json g = graph_json(m, path);
+  const std::string text = graph_to_json(m);
   h5::File f(H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT));
   if (!f) fail(path, "cannot create '" + tmp + "'");
   write_str_attr(path, f.get(), "format", kFormat);
@@ -291,7 +254,6 @@ void write_file(const Model& m, const std::string& path, const std::string& tmp,
 #endif
   write_str_attr(path, f.get(), "created_utc", utc_timestamp());
   {
-    const std::string text = g.dump();
     h5::Type t = string_type(text.size());
     h5::Space s(H5Screate(H5S_SCALAR));
     h5::Dataset d(H5Dcreate2(f.get(), "graph", t.get(), s.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
@@ -305,9 +267,7 @@ void write_file(const Model& m, const std::string& path, const std::string& tmp,
     if (v.kind == ValueKind::Parameter) write_tensor(path, params.get(), v.name, m.param(v.index));
     if (v.kind == ValueKind::Constant) write_tensor(path, consts.get(), v.name, m.constant(v.index));
   }
-  const std::string op_prefix = op_spec_key("");
-  for (const auto& [k, v] : m.meta())
-    if (k.rfind(op_prefix, 0) != 0) write_str_attr(path, meta.get(), k, v);
+  for (const auto& [k, v] : m.meta()) write_str_attr(path, meta.get(), k, v);
   if (train) write_train_state(path, f.get(), *train);
   if (H5Fflush(f.get(), H5F_SCOPE_GLOBAL) < 0) fail(path, "cannot flush '" + tmp + "'");
 }
@@ -338,15 +298,11 @@ Model load_checkpoint(const std::string& path, const ImportOptions& opts) {
   if (H5Aexists(f.get(), "format") <= 0 || read_str_attr(path, f.get(), "format") != kFormat)
     fail(path, std::string("not a curv checkpoint (root attribute format != \"") + kFormat + "\")");
   if (H5Lexists(f.get(), "graph", H5P_DEFAULT) <= 0) fail(path, "missing dataset '/graph'");
-  json g;
+  std::string graph;
   {
     h5::Dataset d(H5Dopen2(f.get(), "graph", H5P_DEFAULT));
     h5::Type t(H5Dget_type(d.get()));
-    try {
-      g = json::parse(read_str(d.get(), t.get(), false, path, "dataset '/graph'"));
-    } catch (const json::exception& e) {
-      fail(path, std::string("corrupt '/graph' (") + e.what() + ")");
-    }
+    graph = read_str(d.get(), t.get(), false, path, "dataset '/graph'");
   }
   std::optional<std::regex> params_re, freeze_re;
   try {
@@ -364,48 +320,12 @@ Model load_checkpoint(const std::string& path, const ImportOptions& opts) {
     h5::Group params(H5Gopen2(f.get(), "params", H5P_DEFAULT));
     h5::Group consts(H5Gopen2(f.get(), "constants", H5P_DEFAULT));
     if (!params || !consts) fail(path, "missing group '/params' or '/constants'");
-    std::map<std::string, int> ids;
-    std::map<std::string, const json*> node_of;
-    for (const json& n : g.at("nodes")) node_of[n.at("name").get<std::string>()] = &n;
-    for (const json& v : g.at("values")) {
-      const std::string name = v.at("name").get<std::string>();
-      const std::string kind = v.at("kind").get<std::string>();
-      int id = -1;
-      if (kind == "input") {
-        id = m.add_input(name, g.at("input").at("shape").get<Shape>());
-      } else if (kind == "param") {
-        Tensor<double> t = read_tensor(path, params.get(), "params", name);
-        id = trainable(name) ? m.add_parameter(name, std::move(t)) : m.add_constant(name, std::move(t));
-      } else if (kind == "constant") {
-        id = m.add_constant(name, read_tensor(path, consts.get(), "constants", name));
-      } else if (kind == "node") {
-        const auto it = node_of.find(name);
-        if (it == node_of.end()) fail(path, "value '" + name + "' has no node in '/graph'");
-        const json& n = *it->second;
-        OpSpec spec{n.at("type").get<std::string>(), n.at("attrs")};
-        if (spec.type == "BatchNormalization" && opts.batch_norm_training) spec.attrs["training"] = true;
-        std::vector<int> ins;
-        for (const auto& in : n.at("inputs")) {
-          const auto iv = ids.find(in.get<std::string>());
-          if (iv == ids.end()) fail(path, "node '" + name + "': unknown input '" + in.get<std::string>() + "'");
-          ins.push_back(iv->second);
-        }
-        try {
-          id = m.add_node(name, make_op(spec), ins);
-        } catch (const std::invalid_argument& e) {
-          fail(path, "node '" + name + "' (" + spec.type + "): " + e.what());
-        }
-        record_op_spec(m, name, spec);
-      } else {
-        fail(path, "value '" + name + "' has unknown kind '" + kind + "'");
-      }
-      ids[name] = id;
-    }
-    const auto out = ids.find(g.at("output").get<std::string>());
-    if (out == ids.end()) fail(path, "unknown output value");
-    m.set_output(out->second);
-  } catch (const json::exception& e) {
-    fail(path, std::string("corrupt '/graph' (") + e.what() + ")");
+    GraphTensors tensors;
+    tensors.load = [&](const std::string& name, bool param) {
+      return param ? read_tensor(path, params.get(), "params", name) : read_tensor(path, consts.get(), "constants", name);
+    };
+    tensors.trainable = trainable;
+    m = graph_from_json(graph, tensors, opts.batch_norm_training);
   } catch (const std::invalid_argument& e) {
     fail(path, e.what());
   }

@@ -12,8 +12,9 @@
 
 namespace curv {
 
-/// Writes `path` (via "<path>.tmp" and a rename). Throws std::runtime_error naming the file, or the
-/// node whose op cannot be described or has no ONNX form.
+/// Writes `path` (via "<path>.tmp" and a rename). Each node is written from its op's spec
+/// (Op::spec()). Throws std::runtime_error naming the file (and the node, for an op without an
+/// ONNX form).
 void export_onnx(const Model& model, const std::string& path);
 
 }  // namespace curv
