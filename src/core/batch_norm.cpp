@@ -19,7 +19,7 @@ class BatchNormOp final : public OpImpl<BatchNormOp> {
  public:
   BatchNormOp(double eps, bool training) : m_eps(eps), m_train(training) {
     if (!(eps >= 0 && std::isfinite(eps)))
-      internal::attr_fail(type(), "epsilon must be finite and >= 0, got " + std::to_string(eps));
+      internal::attr_fail(type(), "epsilon must be finite and >= 0, got " + format_attr(eps));
   }
   std::string type() const override { return "BatchNormalization"; }
   OpSpec spec() const override { return OpSpec(type()).set_float("epsilon", m_eps).set_bool("training", m_train); }

@@ -18,7 +18,7 @@ class LayerNormOp final : public OpImpl<LayerNormOp> {
  public:
   LayerNormOp(std::int64_t axis, double eps) : m_axis(axis), m_eps(eps) {
     if (!(eps >= 0 && std::isfinite(eps)))
-      internal::attr_fail(type(), "epsilon must be finite and >= 0, got " + std::to_string(eps));
+      internal::attr_fail(type(), "epsilon must be finite and >= 0, got " + format_attr(eps));
   }
   std::string type() const override { return "LayerNormalization"; }
   OpSpec spec() const override { return OpSpec(type()).set_int("axis", m_axis).set_float("epsilon", m_eps); }

@@ -50,8 +50,8 @@ class MatMulOp final : public OpImpl<MatMulOp> {
   MatMulOp(bool gemm, bool ta, bool tb, double alpha, double beta)
       : m_gemm(gemm), m_ta(ta), m_tb(tb), m_alpha(alpha), m_beta(beta) {
     if (!std::isfinite(alpha) || !std::isfinite(beta))
-      internal::attr_fail(type(), "alpha and beta must be finite, got " + std::to_string(alpha) + " and " +
-                                      std::to_string(beta));
+      internal::attr_fail(type(), "alpha and beta must be finite, got " + format_attr(alpha) + " and " +
+                                      format_attr(beta));
   }
   std::string type() const override { return m_gemm ? "Gemm" : "MatMul"; }
   OpSpec spec() const override {

@@ -103,7 +103,7 @@ class UnaryOp final : public OpImpl<UnaryOp<Fn>> {
   explicit UnaryOp(double param) : m_param(param) {
     if (*Fn::param && !std::isfinite(param))
       throw std::invalid_argument(std::string(Fn::type) + ": " + Fn::param + " must be finite, got " +
-                                  std::to_string(param));
+                                  format_attr(param));
   }
   std::string type() const override { return Fn::type; }
   OpSpec spec() const override {
