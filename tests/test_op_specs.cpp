@@ -59,8 +59,8 @@ std::vector<Case> cases() {
       c.push_back({s, {{2, 3, 4}}});
     }
   for (const char* b : {"Add", "Sub", "Mul", "Div"}) c.push_back({spec(b), {{2, 3, 4}, {3, 4}}});
-  c.push_back({spec("Gemm").set_bool("transB", true).set_float("alpha", 0.5).set_float("beta", 2.0),
-               {{2, 3}, {4, 3}, {4}}});
+  c.push_back(
+      {spec("Gemm").set_bool("transB", true).set_float("alpha", 0.5).set_float("beta", 2.0), {{2, 3}, {4, 3}, {4}}});
   c.push_back({spec("MatMul"), {{2, 3, 4}, {4, 5}}});
   c.push_back({spec("Conv")
                    .set_ints("kernel", {3, 3})
@@ -89,8 +89,8 @@ std::vector<Case> cases() {
   c.push_back({spec("ReduceSum").set_ints("axes", {-1}), {{2, 3, 4}}});
   c.push_back({spec("BatchNormalization").set_float("epsilon", 0.0009765625).set_bool("training", true),
                {{2, 3, 4, 4}, {3}, {3}, {3}, {3}}});
-  c.push_back({spec("LayerNormalization").set_int("axis", -1).set_float("epsilon", 0.0001220703125),
-               {{2, 3, 4}, {4}, {4}}});
+  c.push_back(
+      {spec("LayerNormalization").set_int("axis", -1).set_float("epsilon", 0.0001220703125), {{2, 3, 4}, {4}, {4}}});
   c.push_back({spec("Reshape").set_ints("shape", {0, -1}), {{2, 3, 4}}});
   c.push_back({spec("Flatten").set_int("axis", 2), {{2, 3, 4}}});
   c.push_back({spec("Transpose").set_ints("perm", {0, 2, 1}), {{2, 3, 4}}});
@@ -315,9 +315,9 @@ TEST_CASE("checkpoints written before op specs load and evaluate to the same los
     std::string data;
     double loss;
   };
-  for (const Legacy& l : {Legacy{"legacy_cnn_bn.h5", std::string(CURV_SOURCE_DIR) + "/data/fixtures/cnn_bn.npz",
-                                 1.148081429183239},
-                          Legacy{"legacy_vit.h5", "random:1x12x12:3:16", 1.176764753451898}}) {
+  for (const Legacy& l :
+       {Legacy{"legacy_cnn_bn.h5", std::string(CURV_SOURCE_DIR) + "/data/fixtures/cnn_bn.npz", 1.148081429183239},
+        Legacy{"legacy_vit.h5", "random:1x12x12:3:16", 1.176764753451898}}) {
     CAPTURE(l.file);
     const Model m = load_checkpoint(ops_fixture(l.file));
     const Dataset d = load_dataset(l.data);
@@ -329,8 +329,13 @@ TEST_CASE("checkpoints written before op specs load and evaluate to the same los
 
 TEST_CASE("attribute sweep: every bad value of every attribute is an error naming the node, never a crash") {
   const std::vector<std::int64_t> ints{0, -1, 1, 2, 7, -7, std::int64_t(1) << 31, kBig, -kBig, kMin, kMax};
-  const std::vector<double> floats{0.0, -1.0, 1e300, -1e300, std::numeric_limits<double>::quiet_NaN(),
-                                   std::numeric_limits<double>::infinity(), -std::numeric_limits<double>::infinity()};
+  const std::vector<double> floats{0.0,
+                                   -1.0,
+                                   1e300,
+                                   -1e300,
+                                   std::numeric_limits<double>::quiet_NaN(),
+                                   std::numeric_limits<double>::infinity(),
+                                   -std::numeric_limits<double>::infinity()};
   int built = 0, rejected = 0;
   for (const Case& c : cases()) {
     const OpSpec base = resolve_spec(c.spec);
@@ -367,7 +372,8 @@ TEST_CASE("attribute sweep: every bad value of every attribute is an error namin
           with(std::int64_t(2));
           break;
         }
-        default: break;
+        default:
+          break;
       }
     }
     bad.push_back(OpSpec(base).set("no_such_attribute", std::int64_t(1)));
@@ -397,7 +403,10 @@ TEST_CASE("attribute sweep: every bad value of every attribute is an error namin
 TEST_CASE("known crashes are errors naming the node") {
   auto pool = [](const char* type, std::vector<std::int64_t> k, std::vector<std::int64_t> s,
                  std::vector<std::int64_t> p) {
-    return OpSpec(type).set_ints("kernel", std::move(k)).set_ints("strides", std::move(s)).set_ints("pads", std::move(p));
+    return OpSpec(type)
+        .set_ints("kernel", std::move(k))
+        .set_ints("strides", std::move(s))
+        .set_ints("pads", std::move(p));
   };
   CHECK_THROWS_WITH_AS(make_op(pool("MaxPool", {0, 0}, {1, 1}, {0, 0, 0, 0}), "p"),
                        "node 'p' (MaxPool): kernel_shape must be >= 1, got [0, 0]", std::invalid_argument);

@@ -73,7 +73,9 @@ class BatchNormOp final : public OpImpl<BatchNormOp> {
       return;
     }
     const std::int64_t M = N * S;
-    if (M < 2) throw std::invalid_argument("BatchNormalization (training): needs more than one value per channel, got " + shape_str(c.in[0].shape));
+    if (M < 2)
+      throw std::invalid_argument("BatchNormalization (training): needs more than one value per channel, got " +
+                                  shape_str(c.in[0].shape));
     st.resize(4);
     st[0].resize({C});
     st[1].resize({C});

@@ -14,7 +14,8 @@ namespace curv {
 const char* binary_type(BinaryKind kind) {
   switch (kind) {
 #define CURV_BINARY_CASE(Name) \
-  case BinaryKind::Name: return #Name;
+  case BinaryKind::Name:       \
+    return #Name;
     CURV_BINARY_OPS(CURV_BINARY_CASE)
 #undef CURV_BINARY_CASE
   }
@@ -44,10 +45,18 @@ class BinaryOp final : public OpImpl<BinaryOp> {
     const T* y = c.in[1].data;
     T* o = out.data;
     switch (m_kind) {
-      case BinaryKind::Add: b.for_each([&](auto io, auto ia, auto ib) { o[io] = x[ia] + y[ib]; }); break;
-      case BinaryKind::Sub: b.for_each([&](auto io, auto ia, auto ib) { o[io] = x[ia] - y[ib]; }); break;
-      case BinaryKind::Mul: b.for_each([&](auto io, auto ia, auto ib) { o[io] = x[ia] * y[ib]; }); break;
-      case BinaryKind::Div: b.for_each([&](auto io, auto ia, auto ib) { o[io] = x[ia] / y[ib]; }); break;
+      case BinaryKind::Add:
+        b.for_each([&](auto io, auto ia, auto ib) { o[io] = x[ia] + y[ib]; });
+        break;
+      case BinaryKind::Sub:
+        b.for_each([&](auto io, auto ia, auto ib) { o[io] = x[ia] - y[ib]; });
+        break;
+      case BinaryKind::Mul:
+        b.for_each([&](auto io, auto ia, auto ib) { o[io] = x[ia] * y[ib]; });
+        break;
+      case BinaryKind::Div:
+        b.for_each([&](auto io, auto ia, auto ib) { o[io] = x[ia] / y[ib]; });
+        break;
     }
   }
 
@@ -114,9 +123,8 @@ class BinaryOp final : public OpImpl<BinaryOp> {
         if (rb) {
           if (tx) b.for_each([&](auto io, auto ia, auto ib) { rb[ib] -= g[io] * tx[ia] / (y[ib] * y[ib]); });
           if (ty)
-            b.for_each([&](auto io, auto ia, auto ib) {
-              rb[ib] += T(2) * g[io] * x[ia] * ty[ib] / (y[ib] * y[ib] * y[ib]);
-            });
+            b.for_each(
+                [&](auto io, auto ia, auto ib) { rb[ib] += T(2) * g[io] * x[ia] * ty[ib] / (y[ib] * y[ib] * y[ib]); });
         }
       }
     }

@@ -220,8 +220,7 @@ class ConvOp final : public OpImpl<ConvOp> {
 
   // gx[0..n) += col^T(W^T gy) for n samples.
   template <class T>
-  void grad_x(const Dims& d, const T* gy, std::int64_t n, const T* w, T* gx, Buffer<T>& col,
-              Buffer<T>& rows) const {
+  void grad_x(const Dims& d, const T* gy, std::int64_t n, const T* w, T* gx, Buffer<T>& col, Buffer<T>& rows) const {
     if (has_adjoint_corr(d)) {
       const ConvGeometry a = adjoint_geometry(d);
       const std::int64_t K = d.O * d.g.kh * d.g.kw, HWi = d.g.H * d.g.W;
@@ -249,8 +248,7 @@ class ConvOp final : public OpImpl<ConvOp> {
   }
   // gw += sum_n gy_n col(x_n)^T for n samples.
   template <class T>
-  void grad_w(const Dims& d, const T* gy, const T* x, std::int64_t n, T* gw, Buffer<T>& col,
-              Buffer<T>& rows) const {
+  void grad_w(const Dims& d, const T* gy, const T* x, std::int64_t n, T* gw, Buffer<T>& col, Buffer<T>& rows) const {
     chunks(n, d.chunk, [&](std::int64_t s0, std::int64_t S) {
       for (std::int64_t gi = 0; gi < d.G; ++gi) {
         const T* cp = cols(d, x, s0, S, gi, col);
@@ -319,7 +317,8 @@ class ConvOp final : public OpImpl<ConvOp> {
       });
     }
     if (c.in.size() == 3 && c.tin[2].data)
-      for (std::int64_t j = 0; j < k; ++j) add_bias(c.tin[2].data + j * d.O, c.tout.data + j * d.N * d.ys, d.N, d.O, d.HW);
+      for (std::int64_t j = 0; j < k; ++j)
+        add_bias(c.tin[2].data + j * d.O, c.tout.data + j * d.N * d.ys, d.N, d.O, d.HW);
   }
 
   // g_X' = col^T(W^T g_Y' + W'^T g_Y),  g_W' = sum g_Y' col(X)^T + g_Y col(X')^T,  g_b' = sum g_Y'
@@ -340,7 +339,7 @@ class ConvOp final : public OpImpl<ConvOp> {
         auto& wt = scratch<T>(2);
         wt.resize(k * d.g.C * 2 * K);
         for (std::int64_t j = 0; j < k; ++j) {
-          flip_weights(d, c.in[1].data, wt.data() + j * d.g.C * 2 * K, 2 * K);              // pairs with g_Y'_j
+          flip_weights(d, c.in[1].data, wt.data() + j * d.g.C * 2 * K, 2 * K);                   // pairs with g_Y'_j
           flip_weights(d, c.tin[1].data + j * d.wsz, wt.data() + j * d.g.C * 2 * K + K, 2 * K);  // pairs with g_Y
         }
         chunks(d.N, adjoint_chunk(d, 2), [&](std::int64_t s0, std::int64_t S) {
@@ -371,8 +370,8 @@ class ConvOp final : public OpImpl<ConvOp> {
           col.resize(d.CKK * cols_n);
           for (std::int64_t j = 0; j < k; ++j) {
             to_rows(c.tgout.data + (j * d.N + s0) * d.ys, S, d.ys, 0, d.O, d.HW, rows.data());
-            gemm(true, false, wcat.data() + j * 2 * d.wsz, 2 * d.O, d.CKK, rows.data(), 2 * d.O, cols_n, col.data(), T(1),
-                 false);
+            gemm(true, false, wcat.data() + j * 2 * d.wsz, 2 * d.O, d.CKK, rows.data(), 2 * d.O, cols_n, col.data(),
+                 T(1), false);
             uncols(d, col.data(), s0, S, 0, c.tgin[0].data + j * d.N * d.xs);
           }
         });

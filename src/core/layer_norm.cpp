@@ -24,14 +24,15 @@ class LayerNormOp final : public OpImpl<LayerNormOp> {
   OpSpec spec() const override { return OpSpec(type()).set_int("axis", m_axis).set_float("epsilon", m_eps); }
   int arity() const override { return -1; }
   Shape output_shape(const std::vector<Shape>& in) const override {
-    if (in.size() < 2 || in.size() > 3) throw std::invalid_argument("LayerNormalization: expected X, scale and optional B");
+    if (in.size() < 2 || in.size() > 3)
+      throw std::invalid_argument("LayerNormalization: expected X, scale and optional B");
     const Shape& x = in[0];
     const auto a = norm_axis(m_axis, x.size(), "LayerNormalization");
     const std::int64_t M = numel(Shape(x.begin() + a, x.end()));
     for (size_t i = 1; i < in.size(); ++i)
       if (numel(in[i]) != M)
-        throw std::invalid_argument("LayerNormalization: " + std::string(i == 1 ? "scale " : "bias ") + shape_str(in[i]) +
-                                    " does not match normalized dims of " + shape_str(x));
+        throw std::invalid_argument("LayerNormalization: " + std::string(i == 1 ? "scale " : "bias ") +
+                                    shape_str(in[i]) + " does not match normalized dims of " + shape_str(x));
     return x;
   }
   void dims(const Shape& x, std::int64_t& R, std::int64_t& M) const {

@@ -52,8 +52,8 @@ Pool2dAttrs pool_attrs(const OpSpec& s) {
   return p;
 }
 std::vector<AttrInfo> pool_schema() {
-  return {attr_ints("kernel", std::nullopt), attr_ints("strides", Ints{1, 1}), attr_ints("dilations", Ints{1, 1}),
-          attr_ints("pads", Ints{0, 0, 0, 0}),    attr_bool("ceil_mode", false), attr_bool("count_include_pad", false)};
+  return {attr_ints("kernel", std::nullopt),   attr_ints("strides", Ints{1, 1}), attr_ints("dilations", Ints{1, 1}),
+          attr_ints("pads", Ints{0, 0, 0, 0}), attr_bool("ceil_mode", false),    attr_bool("count_include_pad", false)};
 }
 
 OpPtr make_conv_spec(const OpSpec& s) {
@@ -84,15 +84,17 @@ constexpr char kCast[] = "Cast";
 constexpr char kPad[] = "Pad";
 
 std::vector<OpTypeInfo> build_table() {
-  std::vector<OpTypeInfo> t = {
-#define CURV_UNARY_ROW(Name, Param, Default, ...)                                                         \
-  {#Name, unary_schema(Param, Default),                                                                   \
-   [](const OpSpec& s) { return make_unary(UnaryKind::Name, *Param ? s.get_float(Param) : 0.0); }, true},
-      CURV_UNARY_OPS(CURV_UNARY_ROW)
+  std::vector<OpTypeInfo> t;
+  // The rows of elementwise_table.h.
+#define CURV_UNARY_ROW(Name, Param, Default, ...)   \
+  t.push_back({#Name, unary_schema(Param, Default), \
+               [](const OpSpec& s) { return make_unary(UnaryKind::Name, *Param ? s.get_float(Param) : 0.0); }, true});
+  CURV_UNARY_OPS(CURV_UNARY_ROW)
 #undef CURV_UNARY_ROW
-#define CURV_BINARY_ROW(Name) {#Name, {}, &make_binary_spec<BinaryKind::Name>},
-      CURV_BINARY_OPS(CURV_BINARY_ROW)
+#define CURV_BINARY_ROW(Name) t.push_back({#Name, {}, &make_binary_spec<BinaryKind::Name>, false, true});
+  CURV_BINARY_OPS(CURV_BINARY_ROW)
 #undef CURV_BINARY_ROW
+  const std::vector<OpTypeInfo> ops = {
       {"Gemm",
        {attr_bool("transA", false), attr_bool("transB", false), attr_float("alpha", 1.0), attr_float("beta", 1.0)},
        [](const OpSpec& s) {
@@ -137,13 +139,16 @@ std::vector<OpTypeInfo> build_table() {
        [](const OpSpec& s) {
          return make_gather(s.get_int("axis"), s.get_ints("indices"), s.get_ints("indices_shape"));
        }},
-      {"Unsqueeze", {attr_ints("axes", std::nullopt)}, [](const OpSpec& s) { return make_unsqueeze(s.get_ints("axes")); }},
+      {"Unsqueeze",
+       {attr_ints("axes", std::nullopt)},
+       [](const OpSpec& s) { return make_unsqueeze(s.get_ints("axes")); }},
       {"Squeeze", {attr_ints("axes", Ints{})}, [](const OpSpec& s) { return make_squeeze(s.get_ints("axes")); }},
       // Identities with the type they were imported as (ONNX export writes them back).
       {"Dropout", {}, &make_identity_spec<kDropout>},
       {"Cast", {}, &make_identity_spec<kCast>},
       {"Pad", {}, &make_identity_spec<kPad>},
   };
+  t.insert(t.end(), ops.begin(), ops.end());
   return t;
 }
 

@@ -35,6 +35,8 @@ struct OpTypeInfo {
   OpPtr (*make)(const OpSpec& spec) = nullptr;
   /// A unary elementwise op of elementwise_table.h (its one attribute, if any, is its parameter).
   bool unary = false;
+  /// A binary elementwise op of elementwise_table.h (no attributes, inputs a and b).
+  bool binary = false;
 
   const AttrInfo* attr(const std::string& name) const;
 };

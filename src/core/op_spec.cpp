@@ -7,23 +7,34 @@ namespace curv {
 
 const char* attr_kind_name(AttrKind k) {
   switch (k) {
-    case AttrKind::Int: return "an integer";
-    case AttrKind::Bool: return "a boolean (0 or 1)";
-    case AttrKind::Float: return "a number";
-    case AttrKind::Ints: return "a list of integers";
-    case AttrKind::Floats: return "a list of numbers";
-    case AttrKind::String: return "a string";
+    case AttrKind::Int:
+      return "an integer";
+    case AttrKind::Bool:
+      return "a boolean (0 or 1)";
+    case AttrKind::Float:
+      return "a number";
+    case AttrKind::Ints:
+      return "a list of integers";
+    case AttrKind::Floats:
+      return "a list of numbers";
+    case AttrKind::String:
+      return "a string";
   }
   return "?";
 }
 
 AttrKind kind_of(const AttrValue& v) {
   switch (v.index()) {
-    case 0: return AttrKind::Int;
-    case 1: return AttrKind::Float;
-    case 2: return AttrKind::Ints;
-    case 3: return AttrKind::Floats;
-    default: return AttrKind::String;
+    case 0:
+      return AttrKind::Int;
+    case 1:
+      return AttrKind::Float;
+    case 2:
+      return AttrKind::Ints;
+    case 3:
+      return AttrKind::Floats;
+    default:
+      return AttrKind::String;
   }
 }
 
@@ -46,11 +57,16 @@ std::string format_list(const std::vector<V>& v, F&& one) {
 
 std::string format_attr(const AttrValue& v) {
   switch (v.index()) {
-    case 0: return std::to_string(std::get<0>(v));
-    case 1: return format_double(std::get<1>(v));
-    case 2: return format_list(std::get<2>(v), [](std::int64_t x) { return std::to_string(x); });
-    case 3: return format_list(std::get<3>(v), format_double);
-    default: return "'" + std::get<4>(v) + "'";
+    case 0:
+      return std::to_string(std::get<0>(v));
+    case 1:
+      return format_double(std::get<1>(v));
+    case 2:
+      return format_list(std::get<2>(v), [](std::int64_t x) { return std::to_string(x); });
+    case 3:
+      return format_list(std::get<3>(v), format_double);
+    default:
+      return "'" + std::get<4>(v) + "'";
   }
 }
 

@@ -105,20 +105,20 @@ class PoolOp final : public OpImpl<PoolOp> {
     for (std::int64_t p = 0; p < planes; ++p) {
       const T* xp = x + p * (adjoint ? ohw : hw);
       T* yp = y + p * (adjoint ? hw : ohw);
-      avg_windows(g, [&](std::int64_t o, std::int64_t h0, std::int64_t h1, std::int64_t w0, std::int64_t w1,
-                         std::int64_t cnt) {
-        const T inv = cnt > 0 ? T(1) / T(cnt) : T(0);
-        if (!adjoint) {
-          T s = 0;
-          for (std::int64_t h = h0; h < h1; ++h)
-            for (std::int64_t w = w0; w < w1; ++w) s += xp[h * g.W + w];
-          yp[o] = s * inv;
-        } else {
-          const T v = xp[o] * inv;
-          for (std::int64_t h = h0; h < h1; ++h)
-            for (std::int64_t w = w0; w < w1; ++w) yp[h * g.W + w] += v;
-        }
-      });
+      avg_windows(
+          g, [&](std::int64_t o, std::int64_t h0, std::int64_t h1, std::int64_t w0, std::int64_t w1, std::int64_t cnt) {
+            const T inv = cnt > 0 ? T(1) / T(cnt) : T(0);
+            if (!adjoint) {
+              T s = 0;
+              for (std::int64_t h = h0; h < h1; ++h)
+                for (std::int64_t w = w0; w < w1; ++w) s += xp[h * g.W + w];
+              yp[o] = s * inv;
+            } else {
+              const T v = xp[o] * inv;
+              for (std::int64_t h = h0; h < h1; ++h)
+                for (std::int64_t w = w0; w < w1; ++w) yp[h * g.W + w] += v;
+            }
+          });
     }
   }
 
@@ -170,7 +170,8 @@ class PoolOp final : public OpImpl<PoolOp> {
     if (m_kind != Kind::Max) return avg_apply(c.tin[0].data, c.tout.data, c.k * planes, g, false);
     const auto& idx = c.state->index;
     for (std::int64_t j = 0; j < c.k; ++j)
-      for (std::int64_t o = 0; o < no; ++o) c.tout.data[j * no + o] = idx[o] >= 0 ? c.tin[0].data[j * ni + idx[o]] : T(0);
+      for (std::int64_t o = 0; o < no; ++o)
+        c.tout.data[j * no + o] = idx[o] >= 0 ? c.tin[0].data[j * ni + idx[o]] : T(0);
   }
   template <class T>
   void bwdt(OpCtx<T>& c) const {

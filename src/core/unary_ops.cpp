@@ -63,6 +63,10 @@ T d2gelu(T x) {
   return T(kInvSqrt2Pi) * std::exp(T(-0.5) * x * x) * (T(2) - x * x);
 }
 template <class T>
+T d2sqrt(T x) {
+  return T(-0.25) / (x * std::sqrt(x));
+}
+template <class T>
 T pow_f(T x, double p) {
   return p == 2.0 ? x * x : std::pow(x, T(p));
 }
@@ -186,7 +190,8 @@ class UnaryOp final : public OpImpl<UnaryOp<Fn>> {
 OpPtr make_unary(UnaryKind kind, double param) {
   switch (kind) {
 #define CURV_UNARY_CASE(Name, ...) \
-  case UnaryKind::Name: return std::make_shared<UnaryOp<Name##Fn>>(param);
+  case UnaryKind::Name:            \
+    return std::make_shared<UnaryOp<Name##Fn>>(param);
     CURV_UNARY_OPS(CURV_UNARY_CASE)
 #undef CURV_UNARY_CASE
   }

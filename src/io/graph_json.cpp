@@ -15,10 +15,14 @@ using nlohmann::json;
 
 const char* kind_name(ValueKind k) {
   switch (k) {
-    case ValueKind::Input: return "input";
-    case ValueKind::Parameter: return "param";
-    case ValueKind::Constant: return "constant";
-    case ValueKind::Node: return "node";
+    case ValueKind::Input:
+      return "input";
+    case ValueKind::Parameter:
+      return "param";
+    case ValueKind::Constant:
+      return "constant";
+    case ValueKind::Node:
+      return "node";
   }
   return "?";
 }
@@ -35,10 +39,18 @@ json attrs_to_json(const OpSpec& s) {
         else
           a[name] = std::get<0>(v);
         break;
-      case 1: a[name] = std::get<1>(v); break;
-      case 2: a[name] = std::get<2>(v); break;
-      case 3: a[name] = std::get<3>(v); break;
-      default: a[name] = std::get<4>(v); break;
+      case 1:
+        a[name] = std::get<1>(v);
+        break;
+      case 2:
+        a[name] = std::get<2>(v);
+        break;
+      case 3:
+        a[name] = std::get<3>(v);
+        break;
+      default:
+        a[name] = std::get<4>(v);
+        break;
     }
   }
   return a;
@@ -95,7 +107,8 @@ const json& field(const json& obj, const char* key, const std::string& where) {
 
 std::string str(const json& obj, const char* key, const std::string& where) {
   const json& v = field(obj, key, where);
-  if (!v.is_string()) throw std::invalid_argument("graph: '" + std::string(key) + "' of " + where + " must be a string");
+  if (!v.is_string())
+    throw std::invalid_argument("graph: '" + std::string(key) + "' of " + where + " must be a string");
   return v.get<std::string>();
 }
 
@@ -133,7 +146,8 @@ Model graph_from_json(const std::string& text, const GraphTensors& tensors, bool
     std::map<std::string, const json*> node_of;
     const json& nodes = field(g, "nodes", "the graph");
     const json& values = field(g, "values", "the graph");
-    if (!nodes.is_array() || !values.is_array()) throw std::invalid_argument("graph: 'nodes' and 'values' must be lists");
+    if (!nodes.is_array() || !values.is_array())
+      throw std::invalid_argument("graph: 'nodes' and 'values' must be lists");
     for (const json& n : nodes) node_of[str(n, "name", "a node")] = &n;
     for (const json& v : values) {
       const std::string name = str(v, "name", "a value");
@@ -158,8 +172,8 @@ Model graph_from_json(const std::string& text, const GraphTensors& tensors, bool
         try {
           spec = spec_from_json(type, n.contains("attrs") ? n.at("attrs") : json::object());
         } catch (const std::invalid_argument& e) {
-          throw std::invalid_argument("node '" + name + "' (" + type + "): " +
-                                      std::string(e.what()).substr(type.size() + 2));
+          throw std::invalid_argument("node '" + name + "' (" + type +
+                                      "): " + std::string(e.what()).substr(type.size() + 2));
         }
         if (type == "BatchNormalization" && batch_norm_training) spec.set_bool("training", true);
         std::vector<int> ins;

@@ -88,17 +88,13 @@ Folded load_tensor(const onnx::TensorProto& t, const std::string& what) {
   }
 }
 
-// Attributes each supported op may carry (others are rejected as unsupported). The unary ops of
-// elementwise_table.h that are not listed carry their parameter (LeakyRelu: alpha).
+// Attributes each supported op may carry (others are rejected as unsupported). The elementwise ops
+// of elementwise_table.h that are not listed carry their parameter, if any (LeakyRelu: alpha).
 const std::map<std::string, std::set<std::string>>& known_attributes() {
   static const std::map<std::string, std::set<std::string>> m = [] {
     std::map<std::string, std::set<std::string>> r{
       {"Gemm", {"transA", "transB", "alpha", "beta"}},
       {"MatMul", {}},
-      {"Add", {}},
-      {"Sub", {}},
-      {"Mul", {}},
-      {"Div", {}},
       {"Pow", {}},
       {"Equal", {}},
       {"Conv", {"kernel_shape", "strides", "dilations", "pads", "group", "auto_pad"}},
@@ -130,7 +126,7 @@ const std::map<std::string, std::set<std::string>>& known_attributes() {
       {"Split", {"axis", "split", "num_outputs"}},
     };
     for (const OpTypeInfo& t : op_types())
-      if (t.unary && !r.count(t.type)) {
+      if ((t.unary || t.binary) && !r.count(t.type)) {
         auto& names = r[t.type];
         for (const AttrInfo& a : t.attrs) names.insert(a.name);
       }

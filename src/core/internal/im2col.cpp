@@ -37,8 +37,7 @@ void check_window_attrs(const std::string& type, const std::array<std::int64_t, 
   for (int i = 0; i < 4; ++i)
     if (pads_below_kernel && pads[i] >= kernel[i % 2])
       attr_fail(type, "pads " + list_str(pads) + " must be smaller than the kernel_shape " + list_str(kernel));
-  if (kernel[0] > kMaxTensorElements / kernel[1])
-    attr_fail(type, "kernel_shape " + list_str(kernel) + " is too large");
+  if (kernel[0] > kMaxTensorElements / kernel[1]) attr_fail(type, "kernel_shape " + list_str(kernel) + " is too large");
   for (int i = 0; i < 2; ++i)
     if (kernel[i] - 1 > kMaxTensorElements / dilations[i])
       attr_fail(type, "kernel_shape " + list_str(kernel) + " with dilations " + list_str(dilations) + " is too large");
@@ -48,7 +47,7 @@ bool has_empty_window(std::int64_t in, std::int64_t k, std::int64_t s, std::int6
                       std::int64_t out) {
   if (d == 1) return false;  // pads < k: every window of k consecutive taps reaches the input
   for (std::int64_t o = 0; o < out; ++o) {
-    const std::int64_t a = o * s - p0;                // first tap
+    const std::int64_t a = o * s - p0;                     // first tap
     const std::int64_t i = a >= 0 ? 0 : (-a + d - 1) / d;  // first tap at or after 0 (|a|, d <= 2^32)
     if (i >= k || a + i * d >= in) return true;
   }
@@ -174,10 +173,10 @@ void from_rows(const T* rows, std::int64_t S, std::int64_t ys, std::int64_t c0, 
     }
 }
 
-#define CURV_INSTANTIATE(T)                                                                                          \
-  template void im2col<T>(const T*, std::int64_t, std::int64_t, const ConvGeometry&, T*);                           \
-  template void col2im_add<T>(const T*, std::int64_t, std::int64_t, const ConvGeometry&, T*);                       \
-  template void to_rows<T>(const T*, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, T*);     \
+#define CURV_INSTANTIATE(T)                                                                                     \
+  template void im2col<T>(const T*, std::int64_t, std::int64_t, const ConvGeometry&, T*);                       \
+  template void col2im_add<T>(const T*, std::int64_t, std::int64_t, const ConvGeometry&, T*);                   \
+  template void to_rows<T>(const T*, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, T*); \
   template void from_rows<T>(const T*, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, T*, bool);
 CURV_INSTANTIATE(float)
 CURV_INSTANTIATE(double)

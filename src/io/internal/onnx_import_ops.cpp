@@ -109,12 +109,13 @@ void Importer::import_op(const std::string& t) {
     return emit_unary("Gelu");
   }
   // Every other unary op of elementwise_table.h: its parameter is the ONNX attribute of that name.
+  // (Binary ops of the table follow below.)
   if (const OpTypeInfo* info = find_op_type(t); info && info->unary) {
     OpSpec s(t);
     for (const AttrInfo& a : info->attrs) s.set_float(a.name, attr_f(a.name, std::get<double>(*a.default_value)));
     return emit(s, {value(0)});
   }
-  if (t == "Add" || t == "Sub" || t == "Mul" || t == "Div" || t == "MatMul")
+  if (const OpTypeInfo* info = find_op_type(t); (info && info->binary) || t == "MatMul")
     return emit(OpSpec(t), {value(0), value(1)});
   if (t == "Gemm") {
     OpSpec s(t);
