@@ -170,7 +170,7 @@ bool same_bits(const Tensor<double>& a, const Tensor<double>& b) {
 std::vector<int> case_inputs(Model& m, const Case& c) {
   std::vector<int> ins{m.add_input("x", Shape(c.shapes[0].begin() + 1, c.shapes[0].end()))};
   for (std::size_t i = 1; i < c.shapes.size(); ++i)
-    ins.push_back(c.same_input ? ins[0] : m.add_constant("c" + std::to_string(i), values(c.shapes[i], i + 1)));
+    ins.push_back(c.same_input ? ins[0] : m.add_constant(std::string("c").append(std::to_string(i)), values(c.shapes[i], i + 1)));
   return ins;
 }
 Model case_model(const Case& c) {
@@ -217,6 +217,40 @@ std::string tmp(const std::string& name) {
 }
 
 }  // namespace
+
+TEST_CASE("OpSpec: typed reads, formatting, and what resolve_spec rejects") {
+  OpSpec s("Custom");
+  s.set_int("n", 3).set_bool("flag", true).set_float("eps", 0.25).set_ints("pads", {1, 2});
+  s.set("scales", std::vector<double>{0.5, 2.0}).set("mode", std::string("same"));
+  CHECK(s.get_int("n") == 3);
+  CHECK(s.get_bool("flag"));
+  CHECK(s.get_float("eps") == 0.25);
+  CHECK(s.get_float("n") == 3.0);  // an Int reads as a Float
+  CHECK(s.get_ints("pads") == std::vector<std::int64_t>{1, 2});
+  CHECK(s.get_floats("pads") == std::vector<double>{1.0, 2.0});
+  CHECK(s.get_floats("scales") == std::vector<double>{0.5, 2.0});
+  CHECK(s.get_string("mode") == "same");
+  CHECK(s.format() == "eps=0.25 flag=1 mode='same' n=3 pads=[1, 2] scales=[0.5, 2]");
+  CHECK_THROWS_WITH_AS(s.get_int("eps"), "Custom: attribute 'eps' must be an integer, got 0.25", std::invalid_argument);
+  CHECK_THROWS_WITH_AS(s.get_ints("missing"), "Custom: attribute 'missing' is missing", std::invalid_argument);
+  CHECK_THROWS_WITH_AS(OpSpec(s).set_int("flag", 2).get_bool("flag"), "Custom: attribute 'flag' must be 0 or 1, got 2",
+                       std::invalid_argument);
+  CHECK(format_attr(0.1) == "0.1");  // shortest form that reads back exactly
+
+  CHECK_THROWS_WITH_AS(resolve_spec(OpSpec("Hardmax")), "unsupported op type 'Hardmax'", std::invalid_argument);
+  CHECK_THROWS_WITH_AS(resolve_spec(OpSpec("Relu").set_int("alpha", 1)),
+                       "Relu: unknown attribute 'alpha' (it takes none)", std::invalid_argument);
+  CHECK_THROWS_WITH_AS(resolve_spec(OpSpec("Pow")), "Pow: attribute 'exponent' is required", std::invalid_argument);
+  CHECK_THROWS_WITH_AS(resolve_spec(OpSpec("Flatten").set_float("axis", 1.5)),
+                       "Flatten: attribute 'axis' must be an integer, got 1.5", std::invalid_argument);
+  CHECK_THROWS_WITH_AS(resolve_spec(OpSpec("Gemm").set_int("transA", 2)),
+                       "Gemm: attribute 'transA' must be 0 or 1, got 2", std::invalid_argument);
+  const OpSpec leaky = resolve_spec(OpSpec("LeakyRelu").set_int("alpha", 1));  // Int -> Float
+  CHECK(std::get<double>(leaky.attrs.at("alpha")) == 1.0);
+  CHECK(resolve_spec(OpSpec("Softmax")).get_int("axis") == -1);  // defaults filled in
+  CHECK_THROWS_WITH_AS(make_op(OpSpec("Flatten").set_ints("axis", {1}), "flat"),
+                       "node 'flat' (Flatten): attribute 'axis' must be an integer, got [1]", std::invalid_argument);
+}
 
 TEST_CASE("every op type has a case here, and make_op(op->spec()) rebuilds it with the same forward pass") {
   std::set<std::string> covered;
