@@ -463,12 +463,9 @@ TEST_CASE("checkpoint errors name the file, and a failed save leaves nothing beh
                        doctest::Contains("u8_labels.npz: not an HDF5 file"), std::runtime_error);
   CHECK_THROWS_WITH_AS(load_checkpoint(io_fixture("data.h5")), doctest::Contains("data.h5: not a curv checkpoint"),
                        std::runtime_error);
-  ModelBuilder b({6}, 1);
-  // A Slice built directly has no recorded description, and its steps are not printed.
-  const int s = b.node("slice", make_slice({0}, {4}, {1}, {2}), {b.input()});
-  const Model m = b.finish(b.linear(s, 3, "fc"));
-  const std::string path = tmp_path("bad.h5");
-  CHECK_THROWS_WITH_AS(save_checkpoint(m, path), doctest::Contains("node 'slice' (Slice"), std::runtime_error);
+  const Model m = build_arch("mlp", {6}, 3, 1);
+  const std::string path = tmp_path("no_such_dir") + "/bad.h5";  // the file cannot be created
+  CHECK_THROWS_WITH_AS(save_checkpoint(m, path), doctest::Contains(path.c_str()), std::runtime_error);
   CHECK(!fs::exists(path));
   CHECK(!fs::exists(AtomicFile::temp_name(path, ::getpid())));
 }

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "src/core/internal/op_checks.h"
 #include "src/core/internal/row_norm.h"
 #include "src/core/ops.h"
 
@@ -16,11 +17,12 @@ using internal::RowNorm;
 // Training: rows are channels over (N, spatial); y = scale xh + B with RowNorm statistics.
 class BatchNormOp final : public OpImpl<BatchNormOp> {
  public:
-  BatchNormOp(double eps, bool training) : m_eps(eps), m_train(training) {}
-  std::string type() const override { return "BatchNormalization"; }
-  std::string attributes() const override {
-    return std::string(m_train ? "training" : "inference") + " epsilon=" + std::to_string(m_eps);
+  BatchNormOp(double eps, bool training) : m_eps(eps), m_train(training) {
+    if (!(eps >= 0 && std::isfinite(eps)))
+      internal::attr_fail(type(), "epsilon must be finite and >= 0, got " + format_attr(eps));
   }
+  std::string type() const override { return "BatchNormalization"; }
+  OpSpec spec() const override { return OpSpec(type()).set_float("epsilon", m_eps).set_bool("training", m_train); }
   int arity() const override { return 5; }
   bool mixes_batch() const override { return m_train; }
   double epsilon() const { return m_eps; }
@@ -71,7 +73,9 @@ class BatchNormOp final : public OpImpl<BatchNormOp> {
       return;
     }
     const std::int64_t M = N * S;
-    if (M < 2) throw std::invalid_argument("BatchNormalization (training): needs more than one value per channel, got " + shape_str(c.in[0].shape));
+    if (M < 2)
+      throw std::invalid_argument("BatchNormalization (training): needs more than one value per channel, got " +
+                                  shape_str(c.in[0].shape));
     st.resize(4);
     st[0].resize({C});
     st[1].resize({C});

@@ -43,7 +43,6 @@ class ModelBuilder {
   int add(int a, int b);
   int binary(int a, int b, BinaryKind kind);
 
-  Model& model() { return m_model; }
   /// Sets the output and returns the model.
   Model finish(int output);
 

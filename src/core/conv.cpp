@@ -11,7 +11,9 @@
 
 #include "src/core/internal/gemm.h"
 #include "src/core/internal/im2col.h"
+#include "src/core/internal/op_checks.h"
 #include "src/core/ops.h"
+#include "src/core/size_limits.h"
 
 namespace curv {
 namespace {
@@ -34,17 +36,17 @@ Buffer<T>& scratch(int slot) {
 class ConvOp final : public OpImpl<ConvOp> {
  public:
   explicit ConvOp(const Conv2dAttrs& a) : m_a(a) {
-    if (a.groups < 1) throw std::invalid_argument("Conv: groups must be >= 1");
+    internal::check_window_attrs("Conv", a.kernel, a.stride, a.dilation, a.pads, false);
+    if (a.groups < 1) internal::attr_fail("Conv", "group must be >= 1, got " + std::to_string(a.groups));
   }
   std::string type() const override { return "Conv"; }
-  std::string attributes() const override {
-    return "k=" + std::to_string(m_a.kernel[0]) + "x" + std::to_string(m_a.kernel[1]) + " s=" +
-           std::to_string(m_a.stride[0]) + "," + std::to_string(m_a.stride[1]) + " p=" + std::to_string(m_a.pads[0]) +
-           "," + std::to_string(m_a.pads[1]) + "," + std::to_string(m_a.pads[2]) + "," + std::to_string(m_a.pads[3]) +
-           (m_a.dilation[0] != 1 || m_a.dilation[1] != 1
-                ? " d=" + std::to_string(m_a.dilation[0]) + "," + std::to_string(m_a.dilation[1])
-                : "") +
-           (m_a.groups != 1 ? " groups=" + std::to_string(m_a.groups) : "");
+  OpSpec spec() const override {
+    return OpSpec("Conv")
+        .set_ints("kernel", {m_a.kernel.begin(), m_a.kernel.end()})
+        .set_ints("strides", {m_a.stride.begin(), m_a.stride.end()})
+        .set_ints("dilations", {m_a.dilation.begin(), m_a.dilation.end()})
+        .set_ints("pads", {m_a.pads.begin(), m_a.pads.end()})
+        .set_int("group", m_a.groups);
   }
   int arity() const override { return -1; }
 
@@ -73,18 +75,26 @@ class ConvOp final : public OpImpl<ConvOp> {
     const Shape &x = in[0], &w = in[1];
     if (x.size() != 4 || w.size() != 4)
       throw std::invalid_argument("Conv: X " + shape_str(x) + " and W " + shape_str(w) + " must be 4-D (NCHW)");
-    if (x[1] != w[1] * m_a.groups || w[0] % m_a.groups != 0)
-      throw std::invalid_argument("Conv: X " + shape_str(x) + " has " + std::to_string(x[1]) +
-                                  " channels but W " + shape_str(w) + " with groups=" + std::to_string(m_a.groups) +
-                                  " expects " + std::to_string(w[1] * m_a.groups));
-    if ((m_a.kernel[0] != 0 && m_a.kernel[0] != w[2]) || (m_a.kernel[1] != 0 && m_a.kernel[1] != w[3]))
-      throw std::invalid_argument("Conv: kernel_shape does not match W " + shape_str(w));
+    if (x[1] != checked_mul(w[1], m_a.groups, "Conv input channels"))
+      throw std::invalid_argument("Conv: X " + shape_str(x) + " has " + std::to_string(x[1]) + " channels but W " +
+                                  shape_str(w) + " with group=" + std::to_string(m_a.groups) + " expects " +
+                                  std::to_string(w[1] * m_a.groups));
+    if (w[0] % m_a.groups != 0)
+      throw std::invalid_argument("Conv: group=" + std::to_string(m_a.groups) + " does not divide the " +
+                                  std::to_string(w[0]) + " output channels of W " + shape_str(w));
+    if (m_a.kernel[0] != w[2] || m_a.kernel[1] != w[3])
+      throw std::invalid_argument("Conv: kernel_shape " + internal::list_str(m_a.kernel) + " does not match W " +
+                                  shape_str(w));
     if (in.size() == 3 && (in[2].size() != 1 || in[2][0] != w[0]))
       throw std::invalid_argument("Conv: bias " + shape_str(in[2]) + " must be [" + std::to_string(w[0]) + "]");
     ConvGeometry g = geometry(x, w);
     if (g.Ho <= 0 || g.Wo <= 0)
       throw std::invalid_argument("Conv: input " + shape_str(x) + " is smaller than the kernel " + shape_str(w));
-    return {x[0], w[0], g.Ho, g.Wo};
+    const Shape out{x[0], w[0], g.Ho, g.Wo};
+    checked_numel(out, "Conv: output");
+    // The per-sample patch matrix col(X): [C/group * kh * kw, Ho * Wo].
+    checked_numel({w[1], w[2], w[3], g.Ho, g.Wo}, "Conv: patch matrix of X " + shape_str(x) + " and W " + shape_str(w));
+    return out;
   }
 
   // Everything the kernels need about one call.
@@ -210,8 +220,7 @@ class ConvOp final : public OpImpl<ConvOp> {
 
   // gx[0..n) += col^T(W^T gy) for n samples.
   template <class T>
-  void grad_x(const Dims& d, const T* gy, std::int64_t n, const T* w, T* gx, Buffer<T>& col,
-              Buffer<T>& rows) const {
+  void grad_x(const Dims& d, const T* gy, std::int64_t n, const T* w, T* gx, Buffer<T>& col, Buffer<T>& rows) const {
     if (has_adjoint_corr(d)) {
       const ConvGeometry a = adjoint_geometry(d);
       const std::int64_t K = d.O * d.g.kh * d.g.kw, HWi = d.g.H * d.g.W;
@@ -239,8 +248,7 @@ class ConvOp final : public OpImpl<ConvOp> {
   }
   // gw += sum_n gy_n col(x_n)^T for n samples.
   template <class T>
-  void grad_w(const Dims& d, const T* gy, const T* x, std::int64_t n, T* gw, Buffer<T>& col,
-              Buffer<T>& rows) const {
+  void grad_w(const Dims& d, const T* gy, const T* x, std::int64_t n, T* gw, Buffer<T>& col, Buffer<T>& rows) const {
     chunks(n, d.chunk, [&](std::int64_t s0, std::int64_t S) {
       for (std::int64_t gi = 0; gi < d.G; ++gi) {
         const T* cp = cols(d, x, s0, S, gi, col);
@@ -309,7 +317,8 @@ class ConvOp final : public OpImpl<ConvOp> {
       });
     }
     if (c.in.size() == 3 && c.tin[2].data)
-      for (std::int64_t j = 0; j < k; ++j) add_bias(c.tin[2].data + j * d.O, c.tout.data + j * d.N * d.ys, d.N, d.O, d.HW);
+      for (std::int64_t j = 0; j < k; ++j)
+        add_bias(c.tin[2].data + j * d.O, c.tout.data + j * d.N * d.ys, d.N, d.O, d.HW);
   }
 
   // g_X' = col^T(W^T g_Y' + W'^T g_Y),  g_W' = sum g_Y' col(X)^T + g_Y col(X')^T,  g_b' = sum g_Y'
@@ -330,7 +339,7 @@ class ConvOp final : public OpImpl<ConvOp> {
         auto& wt = scratch<T>(2);
         wt.resize(k * d.g.C * 2 * K);
         for (std::int64_t j = 0; j < k; ++j) {
-          flip_weights(d, c.in[1].data, wt.data() + j * d.g.C * 2 * K, 2 * K);              // pairs with g_Y'_j
+          flip_weights(d, c.in[1].data, wt.data() + j * d.g.C * 2 * K, 2 * K);                   // pairs with g_Y'_j
           flip_weights(d, c.tin[1].data + j * d.wsz, wt.data() + j * d.g.C * 2 * K + K, 2 * K);  // pairs with g_Y
         }
         chunks(d.N, adjoint_chunk(d, 2), [&](std::int64_t s0, std::int64_t S) {
@@ -361,8 +370,8 @@ class ConvOp final : public OpImpl<ConvOp> {
           col.resize(d.CKK * cols_n);
           for (std::int64_t j = 0; j < k; ++j) {
             to_rows(c.tgout.data + (j * d.N + s0) * d.ys, S, d.ys, 0, d.O, d.HW, rows.data());
-            gemm(true, false, wcat.data() + j * 2 * d.wsz, 2 * d.O, d.CKK, rows.data(), 2 * d.O, cols_n, col.data(), T(1),
-                 false);
+            gemm(true, false, wcat.data() + j * 2 * d.wsz, 2 * d.O, d.CKK, rows.data(), 2 * d.O, cols_n, col.data(),
+                 T(1), false);
             uncols(d, col.data(), s0, S, 0, c.tgin[0].data + j * d.N * d.xs);
           }
         });

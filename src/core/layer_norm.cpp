@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "src/core/internal/axis.h"
+#include "src/core/internal/op_checks.h"
 #include "src/core/internal/row_norm.h"
 #include "src/core/ops.h"
 
@@ -15,19 +16,23 @@ using internal::RowNorm;
 
 class LayerNormOp final : public OpImpl<LayerNormOp> {
  public:
-  LayerNormOp(std::int64_t axis, double eps) : m_axis(axis), m_eps(eps) {}
+  LayerNormOp(std::int64_t axis, double eps) : m_axis(axis), m_eps(eps) {
+    if (!(eps >= 0 && std::isfinite(eps)))
+      internal::attr_fail(type(), "epsilon must be finite and >= 0, got " + format_attr(eps));
+  }
   std::string type() const override { return "LayerNormalization"; }
-  std::string attributes() const override { return "axis=" + std::to_string(m_axis) + " epsilon=" + std::to_string(m_eps); }
+  OpSpec spec() const override { return OpSpec(type()).set_int("axis", m_axis).set_float("epsilon", m_eps); }
   int arity() const override { return -1; }
   Shape output_shape(const std::vector<Shape>& in) const override {
-    if (in.size() < 2 || in.size() > 3) throw std::invalid_argument("LayerNormalization: expected X, scale and optional B");
+    if (in.size() < 2 || in.size() > 3)
+      throw std::invalid_argument("LayerNormalization: expected X, scale and optional B");
     const Shape& x = in[0];
     const auto a = norm_axis(m_axis, x.size(), "LayerNormalization");
     const std::int64_t M = numel(Shape(x.begin() + a, x.end()));
     for (size_t i = 1; i < in.size(); ++i)
       if (numel(in[i]) != M)
-        throw std::invalid_argument("LayerNormalization: " + std::string(i == 1 ? "scale " : "bias ") + shape_str(in[i]) +
-                                    " does not match normalized dims of " + shape_str(x));
+        throw std::invalid_argument("LayerNormalization: " + std::string(i == 1 ? "scale " : "bias ") +
+                                    shape_str(in[i]) + " does not match normalized dims of " + shape_str(x));
     return x;
   }
   void dims(const Shape& x, std::int64_t& R, std::int64_t& M) const {

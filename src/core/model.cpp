@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "src/core/size_limits.h"
+
 namespace curv {
 
 namespace {
@@ -15,6 +17,7 @@ void check_name(const std::vector<Value>& values, const std::string& name) {
 int Model::add_input(const std::string& name, Shape sample_shape) {
   if (m_input >= 0) throw std::invalid_argument("model: a second input '" + name + "' (only one data input is supported)");
   check_name(m_values, name);
+  checked_numel(with_lead(2, sample_shape), "model: input '" + name + "' at batch size 2,");
   m_values.push_back({name, ValueKind::Input, std::move(sample_shape), {}, -1, -1});
   m_input = static_cast<int>(m_values.size()) - 1;
   return m_input;
@@ -70,6 +73,7 @@ int Model::add_node(const std::string& name, OpPtr op, const std::vector<int>& i
   try {
     s1 = node_shape(n, 1);
     s2 = node_shape(n, 2);
+    checked_numel(s2, "output at batch size 2");
   } catch (const std::invalid_argument& e) {
     std::string shapes;
     for (int v : inputs) shapes += (shapes.empty() ? "" : ", ") + m_values[v].name;

@@ -16,9 +16,12 @@ namespace curv {
 
 const char* curvature_name(Curvature c) {
   switch (c) {
-    case Curvature::Hessian: return "hessian";
-    case Curvature::GGN: return "ggn";
-    case Curvature::EmpiricalFisher: return "ef";
+    case Curvature::Hessian:
+      return "hessian";
+    case Curvature::GGN:
+      return "ggn";
+    case Curvature::EmpiricalFisher:
+      return "ef";
   }
   return "?";
 }
@@ -131,7 +134,7 @@ class ObjectiveImpl final : public Objective {
     r.loss = a.loss;
     r.samples = m_data.size();
     r.accuracy = m_loss == LossKind::CrossEntropy ? double(a.correct) / double(m_data.size())
-                                                   : std::numeric_limits<double>::quiet_NaN();
+                                                  : std::numeric_limits<double>::quiet_NaN();
     return r;
   }
   double value() override { return evaluate().loss; }
@@ -192,7 +195,7 @@ class ObjectiveImpl final : public Objective {
     std::int64_t kmax = std::max<std::int64_t>(1, m_opts.tangent_bytes / per_dir);
     const std::size_t param_bytes = std::max<std::size_t>(1, std::size_t(rows) * sizeof(T));
     kmax = std::min(kmax, m_opts.group_directions > 0 ? m_opts.group_directions
-                                                       : std::max<std::int64_t>(1, kGroupParamBytes / param_bytes));
+                                                      : std::max<std::int64_t>(1, kGroupParamBytes / param_bytes));
     for (std::int64_t j0 = 0; j0 < k; j0 += kmax) {
       const std::int64_t kk = std::min(kmax, k - j0);
       Matrix Yg;

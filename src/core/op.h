@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "src/core/op_spec.h"
 #include "src/core/tensor.h"
 
 namespace curv {
@@ -56,8 +57,11 @@ class Op {
   virtual ~Op() = default;
   /// ONNX-style op type, e.g. "Conv".
   virtual std::string type() const = 0;
-  /// Attributes in a short human-readable form, e.g. "k=3x3 s=1 p=1".
-  virtual std::string attributes() const { return {}; }
+  /// The op as data: its type and every attribute, exactly enough to rebuild it with make_op
+  /// (op_registry.h) into an op with the same spec and bit-identical kernels.
+  virtual OpSpec spec() const = 0;
+  /// The attributes in a short human-readable form, e.g. "group=1 kernel=[3, 3] pads=[1, 1, 1, 1]".
+  std::string attributes() const { return spec().format(); }
   /// Output shape for the given input shapes; throws std::invalid_argument naming the shapes.
   virtual Shape output_shape(const std::vector<Shape>& in) const = 0;
   /// Number of inputs (-1: variadic).

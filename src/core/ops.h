@@ -6,17 +6,27 @@
 #include <cstdint>
 #include <vector>
 
+#include "src/core/elementwise_table.h"
 #include "src/core/op.h"
 
 namespace curv {
 
-enum class UnaryKind { Relu, LeakyRelu, Sigmoid, Tanh, Erf, Gelu, Sqrt, Pow, Exp, Log, Neg, Reciprocal, Identity };
-enum class BinaryKind { Add, Sub, Mul, Div };
+#define CURV_UNARY_ENUM(Name, ...) Name,
+/// The unary ops of elementwise_table.h (Relu, LeakyRelu, Sigmoid, Tanh, ...).
+enum class UnaryKind { CURV_UNARY_OPS(CURV_UNARY_ENUM) };
+#undef CURV_UNARY_ENUM
+#define CURV_BINARY_ENUM(Name) Name,
+/// The binary ops of elementwise_table.h (Add, Sub, Mul, Div).
+enum class BinaryKind { CURV_BINARY_OPS(CURV_BINARY_ENUM) };
+#undef CURV_BINARY_ENUM
 
-/// Elementwise y = f(x). `param`: LeakyRelu's alpha, Pow's constant exponent.
+/// Elementwise y = f(x). `param`: the op's parameter (LeakyRelu's alpha, Pow's constant exponent;
+/// ignored by ops without one). Throws std::invalid_argument for a non-finite parameter.
 OpPtr make_unary(UnaryKind kind, double param = 0.0);
 /// Numpy-broadcasting y = a (op) b.
 OpPtr make_binary(BinaryKind kind);
+/// The ONNX type name of a binary op ("Add", ...).
+const char* binary_type(BinaryKind kind);
 
 /// Y = alpha * A' B' + beta * C with A' = transA ? A^T : A (2-D), C broadcast (optional input).
 OpPtr make_gemm(bool trans_a, bool trans_b, double alpha = 1.0, double beta = 1.0);
@@ -72,6 +82,7 @@ OpPtr make_concat(std::int64_t axis);
 OpPtr make_gather(std::int64_t axis, std::vector<std::int64_t> indices, Shape indices_shape);
 OpPtr make_unsqueeze(std::vector<std::int64_t> axes);
 OpPtr make_squeeze(std::vector<std::int64_t> axes);  // empty: all dims of size 1
-OpPtr make_identity(const char* type = "Identity");
+/// y = x under another ONNX type name (Dropout, Cast, Pad), so that export writes it back.
+OpPtr make_identity(const char* type);
 
 }  // namespace curv

@@ -8,7 +8,9 @@
 #include <stdexcept>
 
 #include "src/core/internal/im2col.h"
+#include "src/core/internal/op_checks.h"
 #include "src/core/ops.h"
+#include "src/core/size_limits.h"
 
 namespace curv {
 namespace {
@@ -19,14 +21,24 @@ using internal::window_out_size;
 class PoolOp final : public OpImpl<PoolOp> {
  public:
   enum class Kind { Max, Average, GlobalAverage };
-  PoolOp(Kind kind, const Pool2dAttrs& a) : m_kind(kind), m_a(a) {}
+  PoolOp(Kind kind, const Pool2dAttrs& a) : m_kind(kind), m_a(a) {
+    if (kind == Kind::GlobalAverage) return;
+    internal::check_window_attrs(type(), a.kernel, a.stride, a.dilation, a.pads, true);
+    if (kind == Kind::Average && (a.dilation[0] != 1 || a.dilation[1] != 1))
+      internal::attr_fail(type(), "dilations " + internal::list_str(a.dilation) + " are not supported");
+  }
   std::string type() const override {
     return m_kind == Kind::Max ? "MaxPool" : m_kind == Kind::Average ? "AveragePool" : "GlobalAveragePool";
   }
-  std::string attributes() const override {
-    if (m_kind == Kind::GlobalAverage) return {};
-    return "k=" + std::to_string(m_a.kernel[0]) + "x" + std::to_string(m_a.kernel[1]) + " s=" +
-           std::to_string(m_a.stride[0]) + "," + std::to_string(m_a.stride[1]);
+  OpSpec spec() const override {
+    OpSpec s(type());
+    if (m_kind == Kind::GlobalAverage) return s;
+    return s.set_ints("kernel", {m_a.kernel.begin(), m_a.kernel.end()})
+        .set_ints("strides", {m_a.stride.begin(), m_a.stride.end()})
+        .set_ints("dilations", {m_a.dilation.begin(), m_a.dilation.end()})
+        .set_ints("pads", {m_a.pads.begin(), m_a.pads.end()})
+        .set_bool("ceil_mode", m_a.ceil_mode)
+        .set_bool("count_include_pad", m_a.count_include_pad);
   }
   int arity() const override { return 1; }
 
@@ -51,7 +63,22 @@ class PoolOp final : public OpImpl<PoolOp> {
       throw std::invalid_argument(type() + ": input " + (in.empty() ? "?" : shape_str(in[0])) + " must be 4-D NCHW");
     ConvGeometry g = geometry(in[0]);
     if (g.Ho <= 0 || g.Wo <= 0) throw std::invalid_argument(type() + ": input " + shape_str(in[0]) + " too small");
-    return {in[0][0], in[0][1], g.Ho, g.Wo};
+    const Shape out{in[0][0], in[0][1], g.Ho, g.Wo};
+    checked_numel(out, type() + ": output");
+    // A max over no input element is undefined (possible only with dilations): reject the geometry.
+    if (m_kind == Kind::Max && (internal::has_empty_window(g.H, g.kh, g.sh, g.dh, g.pt, g.Ho) ||
+                                internal::has_empty_window(g.W, g.kw, g.sw, g.dw, g.pl, g.Wo)))
+      throw std::invalid_argument(type() + ": a window of kernel_shape " + internal::list_str(m_a.kernel) +
+                                  " with dilations " + internal::list_str(m_a.dilation) +
+                                  " covers no element of the input " + shape_str(in[0]));
+    return out;
+  }
+
+  // The taps i in [lo, hi) of a window starting at a (taps a + i d, i < k) that lie in [0, n).
+  static std::pair<std::int64_t, std::int64_t> taps(std::int64_t a, std::int64_t k, std::int64_t d, std::int64_t n) {
+    const std::int64_t lo = a >= 0 ? 0 : std::min(k, (-a + d - 1) / d);
+    const std::int64_t hi = a >= n ? lo : std::clamp<std::int64_t>((n - 1 - a) / d + 1, lo, k);
+    return {lo, hi};
   }
 
   // Average pooling as a fixed linear map: for each output, the window and its divisor (PyTorch).
@@ -60,7 +87,8 @@ class PoolOp final : public OpImpl<PoolOp> {
     for (std::int64_t oh = 0; oh < g.Ho; ++oh)
       for (std::int64_t ow = 0; ow < g.Wo; ++ow) {
         std::int64_t h0 = oh * g.sh - g.pt, w0 = ow * g.sw - g.pl;
-        std::int64_t h1 = std::min(h0 + g.kh, g.H + g.pb), w1 = std::min(w0 + g.kw, g.W + g.pr);
+        // h1 = min(h0 + kh, H + pb) without forming h0 + kh (a kernel may be close to 2^62)
+        std::int64_t h1 = h0 + std::min(g.kh, g.H + g.pb - h0), w1 = w0 + std::min(g.kw, g.W + g.pr - w0);
         const std::int64_t pool = (h1 - h0) * (w1 - w0);
         h0 = std::max<std::int64_t>(h0, 0), w0 = std::max<std::int64_t>(w0, 0);
         h1 = std::min(h1, g.H), w1 = std::min(w1, g.W);
@@ -77,20 +105,20 @@ class PoolOp final : public OpImpl<PoolOp> {
     for (std::int64_t p = 0; p < planes; ++p) {
       const T* xp = x + p * (adjoint ? ohw : hw);
       T* yp = y + p * (adjoint ? hw : ohw);
-      avg_windows(g, [&](std::int64_t o, std::int64_t h0, std::int64_t h1, std::int64_t w0, std::int64_t w1,
-                         std::int64_t cnt) {
-        const T inv = cnt > 0 ? T(1) / T(cnt) : T(0);
-        if (!adjoint) {
-          T s = 0;
-          for (std::int64_t h = h0; h < h1; ++h)
-            for (std::int64_t w = w0; w < w1; ++w) s += xp[h * g.W + w];
-          yp[o] = s * inv;
-        } else {
-          const T v = xp[o] * inv;
-          for (std::int64_t h = h0; h < h1; ++h)
-            for (std::int64_t w = w0; w < w1; ++w) yp[h * g.W + w] += v;
-        }
-      });
+      avg_windows(
+          g, [&](std::int64_t o, std::int64_t h0, std::int64_t h1, std::int64_t w0, std::int64_t w1, std::int64_t cnt) {
+            const T inv = cnt > 0 ? T(1) / T(cnt) : T(0);
+            if (!adjoint) {
+              T s = 0;
+              for (std::int64_t h = h0; h < h1; ++h)
+                for (std::int64_t w = w0; w < w1; ++w) s += xp[h * g.W + w];
+              yp[o] = s * inv;
+            } else {
+              const T v = xp[o] * inv;
+              for (std::int64_t h = h0; h < h1; ++h)
+                for (std::int64_t w = w0; w < w1; ++w) yp[h * g.W + w] += v;
+            }
+          });
     }
   }
 
@@ -108,12 +136,12 @@ class PoolOp final : public OpImpl<PoolOp> {
         for (std::int64_t ow = 0; ow < g.Wo; ++ow) {
           T best = -std::numeric_limits<T>::infinity();
           std::int64_t arg = -1;
-          for (std::int64_t ki = 0; ki < g.kh; ++ki) {
+          const auto [ki0, ki1] = taps(oh * g.sh - g.pt, g.kh, g.dh, g.H);
+          const auto [kj0, kj1] = taps(ow * g.sw - g.pl, g.kw, g.dw, g.W);
+          for (std::int64_t ki = ki0; ki < ki1; ++ki) {
             const std::int64_t h = oh * g.sh - g.pt + ki * g.dh;
-            if (h < 0 || h >= g.H) continue;
-            for (std::int64_t kj = 0; kj < g.kw; ++kj) {
+            for (std::int64_t kj = kj0; kj < kj1; ++kj) {
               const std::int64_t w = ow * g.sw - g.pl + kj * g.dw;
-              if (w < 0 || w >= g.W) continue;
               const T v = c.in[0].data[p * hw + h * g.W + w];
               if (v > best || arg < 0) best = v, arg = p * hw + h * g.W + w;
             }
@@ -131,7 +159,8 @@ class PoolOp final : public OpImpl<PoolOp> {
     if (m_kind != Kind::Max) return avg_apply(c.gout.data, c.gin[0].data, planes, g, true);
     c.gin[0].set_zero();
     const auto& idx = c.state->index;
-    for (size_t o = 0; o < idx.size(); ++o) c.gin[0].data[idx[o]] += c.gout.data[o];
+    for (size_t o = 0; o < idx.size(); ++o)
+      if (idx[o] >= 0) c.gin[0].data[idx[o]] += c.gout.data[o];
   }
   template <class T>
   void tan(OpCtx<T>& c) const {
@@ -141,7 +170,8 @@ class PoolOp final : public OpImpl<PoolOp> {
     if (m_kind != Kind::Max) return avg_apply(c.tin[0].data, c.tout.data, c.k * planes, g, false);
     const auto& idx = c.state->index;
     for (std::int64_t j = 0; j < c.k; ++j)
-      for (std::int64_t o = 0; o < no; ++o) c.tout.data[j * no + o] = c.tin[0].data[j * ni + idx[o]];
+      for (std::int64_t o = 0; o < no; ++o)
+        c.tout.data[j * no + o] = idx[o] >= 0 ? c.tin[0].data[j * ni + idx[o]] : T(0);
   }
   template <class T>
   void bwdt(OpCtx<T>& c) const {
@@ -152,7 +182,8 @@ class PoolOp final : public OpImpl<PoolOp> {
     c.tgin[0].set_zero();
     const auto& idx = c.state->index;
     for (std::int64_t j = 0; j < c.k; ++j)
-      for (std::int64_t o = 0; o < no; ++o) c.tgin[0].data[j * ni + idx[o]] += c.tgout.data[j * no + o];
+      for (std::int64_t o = 0; o < no; ++o)
+        if (idx[o] >= 0) c.tgin[0].data[j * ni + idx[o]] += c.tgout.data[j * no + o];
   }
 
  private:
@@ -163,10 +194,7 @@ class PoolOp final : public OpImpl<PoolOp> {
 }  // namespace
 
 OpPtr make_max_pool(const Pool2dAttrs& a) { return std::make_shared<PoolOp>(PoolOp::Kind::Max, a); }
-OpPtr make_average_pool(const Pool2dAttrs& a) {
-  if (a.dilation[0] != 1 || a.dilation[1] != 1) throw std::invalid_argument("AveragePool: dilation is not supported");
-  return std::make_shared<PoolOp>(PoolOp::Kind::Average, a);
-}
+OpPtr make_average_pool(const Pool2dAttrs& a) { return std::make_shared<PoolOp>(PoolOp::Kind::Average, a); }
 OpPtr make_global_average_pool() { return std::make_shared<PoolOp>(PoolOp::Kind::GlobalAverage, Pool2dAttrs{}); }
 
 }  // namespace curv

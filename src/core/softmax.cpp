@@ -19,7 +19,7 @@ class SoftmaxOp final : public OpImpl<SoftmaxOp> {
  public:
   SoftmaxOp(std::int64_t axis, bool log) : m_axis(axis), m_log(log) {}
   std::string type() const override { return m_log ? "LogSoftmax" : "Softmax"; }
-  std::string attributes() const override { return "axis=" + std::to_string(m_axis); }
+  OpSpec spec() const override { return OpSpec(type()).set_int("axis", m_axis); }
   int arity() const override { return 1; }
   Shape output_shape(const std::vector<Shape>& in) const override {
     norm_axis(m_axis, in.at(0).size(), type());

@@ -5,7 +5,6 @@
 #include <ctime>
 #include <filesystem>
 #include <map>
-#include <nlohmann/json.hpp>
 #include <optional>
 #include <regex>
 #include <stdexcept>
@@ -16,14 +15,13 @@
 #include "src/io/atomic_file.h"
 #include "src/io/hdf5.h"
 #include "src/io/internal/hdf5_probe.h"
-#include "src/io/internal/onnx_ops.h"
+#include "src/io/graph_json.h"
 #include "src/core/timer.h"
 
 namespace curv {
 
 namespace {
 
-using nlohmann::json;
 
 constexpr const char* kFormat = "curv-checkpoint";
 constexpr std::int64_t kSchemaVersion = 1;  // /train and /history are optional additions
@@ -48,20 +46,6 @@ std::string escape(const std::string& name) {
   }
   if (r.empty() || r == "." || r == "..") r = "%" + r;  // not a valid HDF5 link name otherwise
   return r;
-}
-
-const char* kind_name(ValueKind k) {
-  switch (k) {
-    case ValueKind::Input:
-      return "input";
-    case ValueKind::Parameter:
-      return "param";
-    case ValueKind::Constant:
-      return "constant";
-    case ValueKind::Node:
-      return "node";
-  }
-  return "?";
 }
 
 // Bounds of what a checkpoint may hold, checked before anything is allocated.
@@ -192,29 +176,6 @@ h5::Object open_checkpoint(const std::string& path) {
   return f;
 }
 
-json graph_json(const Model& m, const std::string& path) {
-  json g;
-  const Value& in = m.values().at(m.input());
-  g["input"] = {{"name", in.name}, {"shape", in.shape}};
-  g["output"] = m.values().at(m.output()).name;
-  json values = json::array();
-  for (const Value& v : m.values()) values.push_back({{"name", v.name}, {"kind", kind_name(v.kind)}});
-  g["values"] = values;
-  json nodes = json::array();
-  for (std::size_t i = 0; i < m.nodes().size(); ++i) {
-    const Node& n = m.nodes()[i];
-    const auto spec = describe_node(m, static_cast<int>(i));
-    if (!spec)
-      fail(path, "node '" + n.name + "' (" + n.op->type() + " " + n.op->attributes() +
-                     "): its attributes cannot be recovered for a checkpoint");
-    json ins = json::array();
-    for (int v : n.inputs) ins.push_back(m.values().at(v).name);
-    nodes.push_back({{"name", n.name}, {"type", spec->type}, {"attrs", spec->attrs}, {"inputs", ins}});
-  }
-  g["nodes"] = nodes;
-  return g;
-}
-
 }  // namespace
 
 std::vector<std::string> model_files(const Model& model) {
@@ -225,14 +186,14 @@ std::vector<std::string> model_files(const Model& model) {
 
 void write_checkpoint(const Model& m, const h5::Object& f, const TrainState* train) {
   const std::string& path = f.file();
-  const json g = graph_json(m, path);
+  const std::string graph = graph_to_json(m);
   f.write_attribute("format", kFormat);
   f.write_attribute("schema_version", kSchemaVersion);
 #ifdef CURV_VERSION
   f.write_attribute("curv_version", CURV_VERSION);
 #endif
   f.write_attribute("created_utc", utc_timestamp());
-  f.write_string("graph", g.dump());
+  f.write_string("graph", graph);
   const h5::Object params = f.create_group("params");
   const h5::Object consts = f.create_group("constants");
   const h5::Object meta = f.create_group("meta");
@@ -240,9 +201,7 @@ void write_checkpoint(const Model& m, const h5::Object& f, const TrainState* tra
     if (v.kind == ValueKind::Parameter) write_tensor(params, v.name, m.param(v.index));
     if (v.kind == ValueKind::Constant) write_tensor(consts, v.name, m.constant(v.index));
   }
-  const std::string op_prefix = op_spec_key("");
-  for (const auto& [k, v] : m.meta())
-    if (k.rfind(op_prefix, 0) != 0) meta.write_attribute(k, v);
+  for (const auto& [k, v] : m.meta()) meta.write_attribute(k, v);
   if (train) write_train_state(f, *train);
 }
 
@@ -259,12 +218,7 @@ void save_checkpoint(const Model& model, const std::string& path, const TrainSta
 static Model read_checkpoint(const std::string& path, const ImportOptions& opts) {
   const h5::Object f = open_checkpoint(path);
   if (!f.exists("graph")) fail(path, "missing dataset '/graph'");
-  json g;
-  try {
-    g = json::parse(f.read_string("graph", kMaxGraphBytes));
-  } catch (const json::exception& e) {
-    fail(path, std::string("corrupt '/graph' (") + e.what() + ")");
-  }
+  const std::string graph = f.read_string("graph", kMaxGraphBytes);
   std::optional<std::regex> params_re, freeze_re;
   try {
     if (!opts.params_regex.empty()) params_re.emplace(opts.params_regex);
@@ -281,48 +235,12 @@ static Model read_checkpoint(const std::string& path, const ImportOptions& opts)
     if (!f.exists("params") || !f.exists("constants")) fail(path, "missing group '/params' or '/constants'");
     const h5::Object params = f.open_object("params");
     const h5::Object consts = f.open_object("constants");
-    std::map<std::string, int> ids;
-    std::map<std::string, const json*> node_of;
-    for (const json& n : g.at("nodes")) node_of[n.at("name").get<std::string>()] = &n;
-    for (const json& v : g.at("values")) {
-      const std::string name = v.at("name").get<std::string>();
-      const std::string kind = v.at("kind").get<std::string>();
-      int id = -1;
-      if (kind == "input") {
-        id = m.add_input(name, g.at("input").at("shape").get<Shape>());
-      } else if (kind == "param") {
-        Tensor<double> t = read_tensor(params, name, trainable(name));
-        id = trainable(name) ? m.add_parameter(name, std::move(t)) : m.add_constant(name, std::move(t));
-      } else if (kind == "constant") {
-        id = m.add_constant(name, read_tensor(consts, name, false));
-      } else if (kind == "node") {
-        const auto it = node_of.find(name);
-        if (it == node_of.end()) fail(path, "value '" + name + "' has no node in '/graph'");
-        const json& n = *it->second;
-        OpSpec spec{n.at("type").get<std::string>(), n.at("attrs")};
-        if (spec.type == "BatchNormalization" && opts.batch_norm_training) spec.attrs["training"] = true;
-        std::vector<int> ins;
-        for (const auto& in : n.at("inputs")) {
-          const auto iv = ids.find(in.get<std::string>());
-          if (iv == ids.end()) fail(path, "node '" + name + "': unknown input '" + in.get<std::string>() + "'");
-          ins.push_back(iv->second);
-        }
-        try {
-          id = m.add_node(name, make_op(spec), ins);
-        } catch (const std::invalid_argument& e) {
-          fail(path, "node '" + name + "' (" + spec.type + "): " + e.what());
-        }
-        record_op_spec(m, name, spec);
-      } else {
-        fail(path, "value '" + name + "' has unknown kind '" + kind + "'");
-      }
-      ids[name] = id;
-    }
-    const auto out = ids.find(g.at("output").get<std::string>());
-    if (out == ids.end()) fail(path, "unknown output value");
-    m.set_output(out->second);
-  } catch (const json::exception& e) {
-    fail(path, std::string("corrupt '/graph' (") + e.what() + ")");
+    GraphTensors tensors;
+    tensors.load = [&](const std::string& name, bool param) {
+      return param ? read_tensor(params, name, trainable(name)) : read_tensor(consts, name, false);
+    };
+    tensors.trainable = trainable;
+    m = graph_from_json(graph, tensors, opts.batch_norm_training);
   } catch (const std::invalid_argument& e) {
     fail(path, e.what());
   }

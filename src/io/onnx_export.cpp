@@ -9,15 +9,13 @@
 #include <fstream>
 #include <stdexcept>
 
+#include "src/core/op_registry.h"
 #include "src/io/atomic_file.h"
 #include "src/io/checkpoint.h"
-#include "src/io/internal/onnx_ops.h"
 
 namespace curv {
 
 namespace {
-
-using nlohmann::json;
 
 constexpr int kOpset = 17;
 constexpr int kIrVersion = 8;
@@ -54,7 +52,14 @@ class Exporter {
         fill_float(a->mutable_t(), v.name, m_model.constant(v.index));
       }
     }
-    for (std::size_t i = 0; i < m_model.nodes().size(); ++i) export_node(static_cast<int>(i));
+    for (std::size_t i = 0; i < m_model.nodes().size(); ++i) {
+      try {
+        export_node(static_cast<int>(i));
+      } catch (const std::invalid_argument& e) {
+        const Node& n = m_model.nodes()[i];
+        fail(m_path, "node '" + n.name + "' (" + n.op->type() + "): " + e.what());
+      }
+    }
     const Value& out = m_model.values().at(m_model.output());
     add_value_info(m_graph->add_output(), out.name, Shape(out.shape.begin() + 1, out.shape.end()));
     return mp;
@@ -140,23 +145,16 @@ class Exporter {
     a->set_type(onnx::AttributeProto_AttributeType_INTS);
     for (auto x : v) a->add_ints(x);
   }
-  static std::vector<std::int64_t> ints(const json& a, const char* key) {
-    return a.contains(key) ? a.at(key).get<std::vector<std::int64_t>>() : std::vector<std::int64_t>{};
-  }
-
   void export_node(int i) {
     const Node& node = m_model.nodes()[i];
-    const auto spec = describe_node(m_model, i);
-    if (!spec) fail(m_path, "node '" + node.name + "' (" + node.op->type() + "): its attributes cannot be recovered");
-    const std::string& t = spec->type;
-    const json& a = spec->attrs;
+    const OpSpec a = node.op->spec();
+    const std::string& t = a.type;
     std::vector<std::string> ins;
     for (int v : node.inputs) ins.push_back(m_model.values().at(v).name);
     const std::string& out = m_model.values().at(node.output).name;
     const std::string& nm = node.name;
-    auto attr_or = [&](const char* k, auto def) { return a.contains(k) ? a.at(k).get<decltype(def)>() : def; };
 
-    if (t == "Gelu") {  // 0.5 x (1 + erf(x / sqrt 2))
+    if (t == "Gelu") {  // 0.5 x (1 + erf(x / sqrt 2)): ONNX has Gelu only from opset 20
       const std::string x = ins.at(0);
       add_node("Div", nm + "/div", {x, add_scalar_init(nm, "sqrt2", std::sqrt(2.0))}, nm + "/div_out");
       add_node("Erf", nm + "/erf", {nm + "/div_out"}, nm + "/erf_out");
@@ -176,19 +174,21 @@ class Exporter {
       set_i(add_node(t, nm, ins, out), "to", onnx::TensorProto_DataType_FLOAT);
       return;
     }
+    // Attributes that ONNX takes as constant inputs.
     if (t == "Pow") {
-      ins.push_back(add_scalar_init(nm, "exponent", a.at("exponent").get<double>()));
+      ins.push_back(add_scalar_init(nm, "exponent", a.get_float("exponent")));
       add_node(t, nm, ins, out);
       return;
     }
     if (t == "Reshape") {
-      ins.push_back(add_int_init(nm, "shape", ints(a, "shape")));
+      ins.push_back(add_int_init(nm, "shape", a.get_ints("shape")));
       auto* n = add_node(t, nm, ins, out);
-      if (attr_or("allowzero", false)) set_i(n, "allowzero", 1);
+      if (a.get_bool("allowzero")) set_i(n, "allowzero", 1);
       return;
     }
     if (t == "Slice") {
-      auto starts = ints(a, "starts"), ends = ints(a, "ends"), axes = ints(a, "axes"), steps = ints(a, "steps");
+      auto starts = a.get_ints("starts"), ends = a.get_ints("ends"), axes = a.get_ints("axes"),
+           steps = a.get_ints("steps");
       if (axes.empty() && !steps.empty())
         for (std::size_t k = 0; k < starts.size(); ++k) axes.push_back(static_cast<std::int64_t>(k));
       ins.push_back(add_int_init(nm, "starts", starts));
@@ -199,46 +199,46 @@ class Exporter {
       return;
     }
     if (t == "Gather") {
-      ins.push_back(add_int_init(nm, "indices", ints(a, "indices"), ints(a, "indices_shape")));
-      set_i(add_node(t, nm, ins, out), "axis", attr_or("axis", std::int64_t(0)));
+      ins.push_back(add_int_init(nm, "indices", a.get_ints("indices"), a.get_ints("indices_shape")));
+      set_i(add_node(t, nm, ins, out), "axis", a.get_int("axis"));
       return;
     }
     if (t == "Unsqueeze" || t == "Squeeze" || t == "ReduceSum") {
-      const auto axes = ints(a, "axes");
+      const auto& axes = a.get_ints("axes");
       if (!axes.empty()) ins.push_back(add_int_init(nm, "axes", axes));
       auto* n = add_node(t, nm, ins, out);
-      if (t == "ReduceSum") set_i(n, "keepdims", attr_or("keepdims", true) ? 1 : 0);
+      if (t == "ReduceSum") set_i(n, "keepdims", a.get_bool("keepdims") ? 1 : 0);
       return;
     }
+    // Attributes that are ONNX attributes.
     auto* n = add_node(t, nm, ins, out);
-    if (t == "LeakyRelu") set_f(n, "alpha", attr_or("alpha", 0.01));
+    const OpTypeInfo* info = find_op_type(t);
+    if (info && info->unary)  // the parameter of a unary op (LeakyRelu: alpha)
+      for (const AttrInfo& p : info->attrs) set_f(n, p.name.c_str(), a.get_float(p.name));
     if (t == "Gemm") {
-      set_i(n, "transA", attr_or("transA", false) ? 1 : 0);
-      set_i(n, "transB", attr_or("transB", false) ? 1 : 0);
-      set_f(n, "alpha", attr_or("alpha", 1.0));
-      set_f(n, "beta", attr_or("beta", 1.0));
+      set_i(n, "transA", a.get_bool("transA") ? 1 : 0);
+      set_i(n, "transB", a.get_bool("transB") ? 1 : 0);
+      set_f(n, "alpha", a.get_float("alpha"));
+      set_f(n, "beta", a.get_float("beta"));
     }
     if (t == "Conv" || t == "MaxPool" || t == "AveragePool") {
-      set_ints(n, "kernel_shape", ints(a, "kernel"));
-      if (a.contains("strides")) set_ints(n, "strides", ints(a, "strides"));
-      if (a.contains("pads")) set_ints(n, "pads", ints(a, "pads"));
-      const auto dil = ints(a, "dilations");
-      if (t != "AveragePool" && !dil.empty()) set_ints(n, "dilations", dil);
-      if (t == "AveragePool" && !dil.empty() && (dil[0] != 1 || dil[1] != 1))
-        fail(m_path, "node '" + nm + "' (AveragePool): dilations need opset 19");
-      if (t == "Conv") set_i(n, "group", attr_or("group", std::int64_t(1)));
-      if (t != "Conv") set_i(n, "ceil_mode", attr_or("ceil_mode", false) ? 1 : 0);
-      if (t == "AveragePool") set_i(n, "count_include_pad", attr_or("count_include_pad", false) ? 1 : 0);
+      set_ints(n, "kernel_shape", a.get_ints("kernel"));
+      set_ints(n, "strides", a.get_ints("strides"));
+      set_ints(n, "pads", a.get_ints("pads"));
+      if (t != "AveragePool") set_ints(n, "dilations", a.get_ints("dilations"));  // AveragePool: opset 19
+      if (t == "Conv") set_i(n, "group", a.get_int("group"));
+      if (t != "Conv") set_i(n, "ceil_mode", a.get_bool("ceil_mode") ? 1 : 0);
+      if (t == "AveragePool") set_i(n, "count_include_pad", a.get_bool("count_include_pad") ? 1 : 0);
     }
     if (t == "Softmax" || t == "LogSoftmax" || t == "Flatten" || t == "Concat" || t == "LayerNormalization")
-      set_i(n, "axis", a.at("axis").get<std::int64_t>());
-    if (t == "LayerNormalization" || t == "BatchNormalization") set_f(n, "epsilon", a.at("epsilon").get<double>());
-    if (t == "BatchNormalization" && attr_or("training", false)) set_i(n, "training_mode", 1);
+      set_i(n, "axis", a.get_int("axis"));
+    if (t == "LayerNormalization" || t == "BatchNormalization") set_f(n, "epsilon", a.get_float("epsilon"));
+    if (t == "BatchNormalization" && a.get_bool("training")) set_i(n, "training_mode", 1);
     if (t == "ReduceMean") {
-      if (!ints(a, "axes").empty()) set_ints(n, "axes", ints(a, "axes"));
-      set_i(n, "keepdims", attr_or("keepdims", true) ? 1 : 0);
+      if (!a.get_ints("axes").empty()) set_ints(n, "axes", a.get_ints("axes"));
+      set_i(n, "keepdims", a.get_bool("keepdims") ? 1 : 0);
     }
-    if (t == "Transpose" && !ints(a, "perm").empty()) set_ints(n, "perm", ints(a, "perm"));
+    if (t == "Transpose" && !a.get_ints("perm").empty()) set_ints(n, "perm", a.get_ints("perm"));
   }
 
   const Model& m_model;

@@ -12,9 +12,9 @@
 
 namespace curv {
 
-/// Writes `path` atomically (src/io/atomic_file.h). Throws std::runtime_error naming the file (also
-/// when it is the file the model was loaded from, read-only, or in a missing folder), or the node
-/// whose op cannot be described or has no ONNX form.
+/// Writes `path` atomically (src/io/atomic_file.h), each node from its op's spec (Op::spec()).
+/// Throws std::runtime_error naming the file (also when it is the file the model was loaded from,
+/// read-only, or in a missing folder), or the node whose op has no ONNX form.
 void export_onnx(const Model& model, const std::string& path);
 
 }  // namespace curv

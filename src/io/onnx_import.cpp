@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "src/core/size_limits.h"
 #include "src/io/internal/onnx_importer.h"
 
 namespace curv {
@@ -34,7 +35,7 @@ std::string dtype_name(int t) { return onnx::TensorProto_DataType_Name(static_ca
 // A TensorProto as a folded constant; throws std::invalid_argument naming `what`.
 Folded load_tensor(const onnx::TensorProto& t, const std::string& what) {
   Shape shape(t.dims().begin(), t.dims().end());
-  const std::int64_t n = numel(shape);
+  const std::int64_t n = checked_numel(shape, what + ": shape");
   if (t.data_location() == onnx::TensorProto_DataLocation_EXTERNAL)
     throw std::invalid_argument(what + ": external tensor data is not supported (re-export with the weights inside)");
   const bool raw = t.has_raw_data();
@@ -87,32 +88,19 @@ Folded load_tensor(const onnx::TensorProto& t, const std::string& what) {
   }
 }
 
-// Attributes each supported op may carry (others are rejected as unsupported).
+// Attributes each supported op may carry (others are rejected as unsupported). The elementwise ops
+// of elementwise_table.h that are not listed carry their parameter, if any (LeakyRelu: alpha).
 const std::map<std::string, std::set<std::string>>& known_attributes() {
-  static const std::map<std::string, std::set<std::string>> m{
+  static const std::map<std::string, std::set<std::string>> m = [] {
+    std::map<std::string, std::set<std::string>> r{
       {"Gemm", {"transA", "transB", "alpha", "beta"}},
       {"MatMul", {}},
-      {"Add", {}},
-      {"Sub", {}},
-      {"Mul", {}},
-      {"Div", {}},
       {"Pow", {}},
       {"Equal", {}},
       {"Conv", {"kernel_shape", "strides", "dilations", "pads", "group", "auto_pad"}},
       {"MaxPool", {"kernel_shape", "strides", "dilations", "pads", "ceil_mode", "auto_pad", "storage_order"}},
       {"AveragePool", {"kernel_shape", "strides", "pads", "ceil_mode", "count_include_pad", "auto_pad"}},
       {"GlobalAveragePool", {}},
-      {"Relu", {}},
-      {"LeakyRelu", {"alpha"}},
-      {"Sigmoid", {}},
-      {"Tanh", {}},
-      {"Erf", {}},
-      {"Sqrt", {}},
-      {"Exp", {}},
-      {"Log", {}},
-      {"Neg", {}},
-      {"Reciprocal", {}},
-      {"Identity", {}},
       {"Dropout", {"ratio", "seed"}},
       {"Softmax", {"axis"}},
       {"LogSoftmax", {"axis"}},
@@ -136,7 +124,14 @@ const std::map<std::string, std::set<std::string>>& known_attributes() {
       {"Gelu", {"approximate"}},
       {"Clip", {"min", "max"}},
       {"Split", {"axis", "split", "num_outputs"}},
-  };
+    };
+    for (const OpTypeInfo& t : op_types())
+      if ((t.unary || t.binary) && !r.count(t.type)) {
+        auto& names = r[t.type];
+        for (const AttrInfo& a : t.attrs) names.insert(a.name);
+      }
+    return r;
+  }();
   return m;
 }
 
@@ -170,6 +165,7 @@ Model Importer::run(const onnx::ModelProto& mp) {
   const std::string& out = g.output(0).name();
   const auto it = m_values.find(out);
   if (it == m_values.end()) fail("graph output '" + out + "' does not depend on the input");
+  if (m_model.values()[it->second].kind != ValueKind::Node) fail("graph output '" + out + "' is not computed by a node");
   m_model.set_output(it->second);
   auto& meta = m_model.meta();
   meta["source"] = m_path;
@@ -194,10 +190,10 @@ void Importer::import_node(const onnx::NodeProto& n) {
   try {
     if (try_fold(t)) return;
     import_op(t);
-  } catch (const std::invalid_argument& e) {
-    node_fail(e.what());
-  } catch (const json::exception& e) {
-    node_fail(e.what());
+  } catch (const ImportError&) {
+    throw;  // already names the file and the node
+  } catch (const std::exception& e) {
+    node_fail(e.what());  // folding errors, and anything a malformed node provokes
   }
 }
 
@@ -292,10 +288,12 @@ bool Importer::try_fold(const std::string& t) {
   } else if (t == "Reshape") {
     set_folded(F::reshape(a, need_folded(1, "shape").ints("shape"), attr_i("allowzero", 0) != 0));
   } else if (t == "Flatten") {
+    const std::int64_t r = static_cast<std::int64_t>(a.shape.size());
     std::int64_t ax = attr_i("axis", 1);
-    if (ax < 0) ax += a.shape.size();
+    if (ax < -r || ax > r) node_fail("axis " + std::to_string(ax) + " out of range for rank " + std::to_string(r));
+    if (ax < 0) ax += r;
     std::int64_t outer = 1;
-    for (std::int64_t d = 0; d < ax; ++d) outer *= a.shape.at(d);
+    for (std::int64_t d = 0; d < ax; ++d) outer *= a.shape[d];
     set_folded(F::reshape(a, {outer, -1}, false));
   } else if (t == "Transpose") {
     set_folded(F::transpose(a, attr_ints("perm")));
@@ -323,7 +321,9 @@ Model import_onnx(const std::string& path, const ImportOptions& opts) {
     throw std::runtime_error(path + ": not an ONNX model (no ir_version or empty graph)");
   try {
     return onnx_detail::Importer(path, opts).run(mp);
-  } catch (const std::invalid_argument& e) {
+  } catch (const onnx_detail::ImportError&) {
+    throw;  // names the file
+  } catch (const std::exception& e) {
     throw std::runtime_error(path + ": " + e.what());
   }
 }

@@ -12,12 +12,16 @@
 /// - Constant sub-graphs (Constant, Shape, Gather, Unsqueeze, Concat, Cast, Slice, arithmetic)
 ///   are folded at load time with the batch size kept symbolic; operands that are shapes, axes,
 ///   indices or exponents are folded into op attributes.
-/// - Every node's folded description is recorded in Model::meta() (see internal/onnx_ops.h) so a
-///   curv checkpoint can rebuild it; meta also holds `source`, `producer`, `opset`.
+/// - Each node becomes an op spec (op_spec.h) that make_op checks before the op is built: kernel,
+///   stride, dilation, pads, group, axes, permutations, indices, list lengths, and every size
+///   computed from shapes (overflow-checked, at most kMaxTensorElements). Model::meta() holds
+///   `source`, `producer`, `opset`.
 ///
 /// Errors (std::runtime_error, one line):
 ///   "<file>: not an ONNX model (...)"                         truncated or foreign file
-///   "<file>: node '<name>' (<OpType>, opset N): <what>"       unsupported op / attribute / dtype
+///   "<file>: node '<name>' (<OpType>, opset N): <what>"       unsupported op / attribute / dtype,
+///                                                             an attribute out of range
+///   "<file>: node '<name>' (<OpType>) on <inputs>: <what>"    inputs whose shapes do not fit the op
 ///   "<file>: initializer '<name>': <what>"                     NaN or Inf weight, unsupported dtype
 ///   "<file>: graph has 2 data inputs ('a', 'b'); ..."          more than one data input
 #include <string>

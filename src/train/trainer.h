@@ -124,7 +124,6 @@ class Trainer {
   EvalResult evaluate(const Dataset& data);
 
  private:
-  void train_epoch(std::int64_t epoch);
   // Loss/accuracy at w; writes the step direction's gradient g (after SAM etc.) and updates BN stats.
   EvalResult step_gradient(const Dataset& batch, std::vector<double>& g);
   double batch_gradient(const Dataset& batch, const std::vector<double>& w, std::vector<double>& g,

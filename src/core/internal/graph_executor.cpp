@@ -44,7 +44,8 @@ void GraphExecutor<T>::set_params(const std::vector<double>& w) {
     Tensor<T> t(p.shape);
     for (std::int64_t j = 0; j < p.size; ++j) {
       const double v = w[p.offset + j];
-      if (!std::isfinite(v)) throw std::invalid_argument("objective: parameter '" + p.name + "' has a non-finite value");
+      if (!std::isfinite(v))
+        throw std::invalid_argument("objective: parameter '" + p.name + "' has a non-finite value");
       t.data()[j] = T(v);
     }
     m_params.push_back(std::move(t));
@@ -55,9 +56,12 @@ template <class T>
 ConstView<T> GraphExecutor<T>::view(const Pass<T>& p, int v) const {
   const Value& val = m_model.values()[v];
   switch (val.kind) {
-    case ValueKind::Parameter: return m_params[val.index].view();
-    case ValueKind::Constant: return m_consts[val.index].view();
-    default: return p.vals[v].view();
+    case ValueKind::Parameter:
+      return m_params[val.index].view();
+    case ValueKind::Constant:
+      return m_consts[val.index].view();
+    default:
+      return p.vals[v].view();
   }
 }
 

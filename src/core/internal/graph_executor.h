@@ -48,9 +48,8 @@ class GraphExecutor {
            std::vector<Tensor<T>>& tv) const;
   /// Reverse tangent pass from the tangents of the output gradient seeded in tg (by value id);
   /// leaves in tg the tangents of the parameters' gradients (node outputs are freed on the way).
-  void vjp_tangent(const Pass<T>& p, std::int64_t k, const std::vector<Tensor<T>>& ptan,
-                   const std::vector<bool>& tdep, const std::vector<Tensor<T>>& tv, std::vector<Tensor<T>>& tg,
-                   bool second_order) const;
+  void vjp_tangent(const Pass<T>& p, std::int64_t k, const std::vector<Tensor<T>>& ptan, const std::vector<bool>& tdep,
+                   const std::vector<Tensor<T>>& tv, std::vector<Tensor<T>>& tg, bool second_order) const;
 
  private:
   // Binds the primal inputs, input tangents (null data: zero, with its [k, ...] shape), output and

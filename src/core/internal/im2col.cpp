@@ -5,15 +5,53 @@
 #include <cstdlib>
 #include <utility>
 
+#include "src/core/internal/op_checks.h"
+#include "src/core/size_limits.h"
+
 namespace curv::internal {
 
 std::int64_t window_out_size(std::int64_t in, std::int64_t k, std::int64_t s, std::int64_t d, std::int64_t p0,
                              std::int64_t p1, bool ceil_mode) {
-  const std::int64_t span = in + p0 + p1 - ((k - 1) * d + 1);
+  const std::int64_t extent = checked_add(checked_mul(k - 1, d, "dilated kernel extent"), 1, "dilated kernel extent");
+  const std::int64_t padded = checked_add(checked_add(in, p0, "padded input size"), p1, "padded input size");
+  const std::int64_t span = padded - extent;
   if (span < 0) return 0;
   std::int64_t o = (ceil_mode ? (span + s - 1) / s : span / s) + 1;
   if (ceil_mode && (o - 1) * s >= in + p0) --o;  // last window must start inside the input or left pad
   return o;
+}
+
+void check_window_attrs(const std::string& type, const std::array<std::int64_t, 2>& kernel,
+                        const std::array<std::int64_t, 2>& strides, const std::array<std::int64_t, 2>& dilations,
+                        const std::array<std::int64_t, 4>& pads, bool pads_below_kernel) {
+  require_at_least(type, "kernel_shape", kernel, 1);
+  require_at_least(type, "strides", strides, 1);
+  require_at_least(type, "dilations", dilations, 1);
+  require_at_least(type, "pads", pads, 0);
+  // No dim of a tensor exceeds kMaxTensorElements, so larger values are meaningless; the caps keep
+  // every index computation of the kernels far from int64 overflow.
+  require_at_most(type, "kernel_shape", kernel, kMaxTensorElements);
+  require_at_most(type, "strides", strides, kMaxTensorElements);
+  require_at_most(type, "dilations", dilations, kMaxTensorElements);
+  require_at_most(type, "pads", pads, kMaxTensorElements);
+  for (int i = 0; i < 4; ++i)
+    if (pads_below_kernel && pads[i] >= kernel[i % 2])
+      attr_fail(type, "pads " + list_str(pads) + " must be smaller than the kernel_shape " + list_str(kernel));
+  if (kernel[0] > kMaxTensorElements / kernel[1]) attr_fail(type, "kernel_shape " + list_str(kernel) + " is too large");
+  for (int i = 0; i < 2; ++i)
+    if (kernel[i] - 1 > kMaxTensorElements / dilations[i])
+      attr_fail(type, "kernel_shape " + list_str(kernel) + " with dilations " + list_str(dilations) + " is too large");
+}
+
+bool has_empty_window(std::int64_t in, std::int64_t k, std::int64_t s, std::int64_t d, std::int64_t p0,
+                      std::int64_t out) {
+  if (d == 1) return false;  // pads < k: every window of k consecutive taps reaches the input
+  for (std::int64_t o = 0; o < out; ++o) {
+    const std::int64_t a = o * s - p0;                     // first tap
+    const std::int64_t i = a >= 0 ? 0 : (-a + d - 1) / d;  // first tap at or after 0 (|a|, d <= 2^32)
+    if (i >= k || a + i * d >= in) return true;
+  }
+  return false;
 }
 
 namespace {
@@ -135,10 +173,10 @@ void from_rows(const T* rows, std::int64_t S, std::int64_t ys, std::int64_t c0, 
     }
 }
 
-#define CURV_INSTANTIATE(T)                                                                                          \
-  template void im2col<T>(const T*, std::int64_t, std::int64_t, const ConvGeometry&, T*);                           \
-  template void col2im_add<T>(const T*, std::int64_t, std::int64_t, const ConvGeometry&, T*);                       \
-  template void to_rows<T>(const T*, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, T*);     \
+#define CURV_INSTANTIATE(T)                                                                                     \
+  template void im2col<T>(const T*, std::int64_t, std::int64_t, const ConvGeometry&, T*);                       \
+  template void col2im_add<T>(const T*, std::int64_t, std::int64_t, const ConvGeometry&, T*);                   \
+  template void to_rows<T>(const T*, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, T*); \
   template void from_rows<T>(const T*, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, T*, bool);
 CURV_INSTANTIATE(float)
 CURV_INSTANTIATE(double)

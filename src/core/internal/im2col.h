@@ -4,7 +4,9 @@
 // A chunk of S samples is laid out for one GEMM per group: col(X) is [C*kh*kw, S*Ho*Wo] with sample
 // s at column offset s*Ho*Wo, row (c, ki, kj) holding x[c, oh*sh - pt + ki*dh, ow*sw - pl + kj*dw]
 // (zero outside the input). col2im_add is its adjoint, x += col^T(col).
+#include <array>
 #include <cstdint>
+#include <string>
 
 namespace curv::internal {
 
@@ -21,9 +23,22 @@ struct ConvGeometry {
 /// Output length of a window op along one dim (ONNX/PyTorch rule; 0 when the input is too small):
 ///   floor_or_ceil((in + p0 + p1 - ((k - 1) d + 1)) / s) + 1,
 /// and with ceil_mode the last window must start inside the input or the left pad.
-/// REQUIRES: k, s, d >= 1 and p0, p1 >= 0.
+/// REQUIRES: k, s, d >= 1 and p0, p1 >= 0. Throws std::invalid_argument when a sum overflows.
 std::int64_t window_out_size(std::int64_t in, std::int64_t k, std::int64_t s, std::int64_t d, std::int64_t p0,
                              std::int64_t p1, bool ceil_mode);
+
+/// Checks the attributes of a 2-D window op named `type`: kernel, strides and dilations >= 1, pads
+/// >= 0 (and smaller than the kernel when `pads_below_kernel`, as ONNX requires of pooling), every
+/// value, the kernel area and the dilated extent (k - 1) d at most kMaxTensorElements.
+/// Throws std::invalid_argument("<type>: ...").
+void check_window_attrs(const std::string& type, const std::array<std::int64_t, 2>& kernel,
+                        const std::array<std::int64_t, 2>& strides, const std::array<std::int64_t, 2>& dilations,
+                        const std::array<std::int64_t, 4>& pads, bool pads_below_kernel);
+
+/// Whether some output window along one dim has no tap inside the input (taps o s - p0 + i d,
+/// i < k). Only possible with dilation > 1; a MaxPool rejects such geometries.
+bool has_empty_window(std::int64_t in, std::int64_t k, std::int64_t s, std::int64_t d, std::int64_t p0,
+                      std::int64_t out);
 
 /// col[C*kh*kw, S*Ho*Wo] = im2col of S samples of x (sample stride xs elements, C planes each).
 template <class T>

@@ -27,9 +27,7 @@ class PrimalCache {
   bool enabled() const { return m_enabled; }
   /// Where the pass of micro-batch c lives: its cache slot when enabled, else `tmp`. Empty when the
   /// pass has not been computed (or was dropped).
-  std::unique_ptr<Pass<T>>& slot(std::int64_t c, std::unique_ptr<Pass<T>>& tmp) {
-    return m_enabled ? m_slots[c] : tmp;
-  }
+  std::unique_ptr<Pass<T>>& slot(std::int64_t c, std::unique_ptr<Pass<T>>& tmp) { return m_enabled ? m_slots[c] : tmp; }
   /// Drops every kept pass (parameters changed).
   void clear() {
     for (auto& s : m_slots) s.reset();

@@ -2,13 +2,47 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <stdexcept>
+
+#include "src/core/size_limits.h"
 
 namespace curv::onnx_fold {
 
 namespace {
 
 [[noreturn]] void bad(const std::string& msg) { throw std::invalid_argument(msg); }
+
+// Folded results hold shapes, axes, masks and small constants; a larger one is a malformed file.
+constexpr std::int64_t kMaxFoldedElements = std::int64_t(1) << 26;
+
+std::int64_t folded_numel(const Shape& s, const char* op) {
+  return checked_numel(s, std::string(op) + ": folded result", kMaxFoldedElements);
+}
+
+// Integer arithmetic of folded constants, with overflow as an error.
+std::int64_t add(std::int64_t a, std::int64_t b, const char* op) {
+  std::int64_t r;
+  if (__builtin_add_overflow(a, b, &r)) bad(std::string(op) + ": integer overflow");
+  return r;
+}
+std::int64_t sub(std::int64_t a, std::int64_t b, const char* op) {
+  std::int64_t r;
+  if (__builtin_sub_overflow(a, b, &r)) bad(std::string(op) + ": integer overflow");
+  return r;
+}
+std::int64_t mul(std::int64_t a, std::int64_t b, const char* op) {
+  std::int64_t r;
+  if (__builtin_mul_overflow(a, b, &r)) bad(std::string(op) + ": integer overflow");
+  return r;
+}
+
+// A float that is an integer in int64 range.
+std::int64_t int_of(double v, const std::string& what) {
+  if (!(v >= -9223372036854775808.0 && v < 9223372036854775808.0))
+    bad(what + ": " + std::to_string(v) + " is not an integer in range");
+  return static_cast<std::int64_t>(v);
+}
 
 std::int64_t norm_axis(std::int64_t axis, std::int64_t rank, const char* op) {
   const std::int64_t a = axis < 0 ? axis + rank : axis;
@@ -55,7 +89,7 @@ std::vector<std::int64_t> Folded::ints(const std::string& what) const {
     std::vector<std::int64_t> r;
     for (double v : f) {
       if (v != std::floor(v)) bad(what + " must be integers, got " + std::to_string(v));
-      r.push_back(static_cast<std::int64_t>(v));
+      r.push_back(int_of(v, what));
     }
     return r;
   }
@@ -110,7 +144,7 @@ Folded binary(const std::string& op, const Folded& a0, const Folded& b0) {
     out[d] = as[d] == 1 ? bs[d] : as[d];
   }
   const auto sa = strides_of(as), sb = strides_of(bs), so = strides_of(out);
-  const std::int64_t total = numel(out);
+  const std::int64_t total = folded_numel(out, op.c_str());
   std::vector<std::int64_t> ia(total), ib(total);
   for (std::int64_t k = 0; k < total; ++k) {
     std::int64_t rem = k, pa = 0, pb = 0;
@@ -129,18 +163,20 @@ Folded binary(const std::string& op, const Folded& a0, const Folded& b0) {
     if (ints) {
       const std::int64_t x = A.i[k], xn = A.n[k], y = B.i[k], yn = B.n[k];
       if (op == "Add") {
-        res.i[k] = x + y;
-        res.n[k] = xn + yn;
+        res.i[k] = add(x, y, "Add");
+        res.n[k] = add(xn, yn, "Add");
       } else if (op == "Sub") {
-        res.i[k] = x - y;
-        res.n[k] = xn - yn;
+        res.i[k] = sub(x, y, "Sub");
+        res.n[k] = sub(xn, yn, "Sub");
       } else if (op == "Mul") {
         if (xn != 0 && yn != 0) bad("Mul: product of two batch-dependent sizes");
-        res.i[k] = x * y;
-        res.n[k] = xn * y + yn * x;
+        res.i[k] = mul(x, y, "Mul");
+        res.n[k] = add(mul(xn, y, "Mul"), mul(yn, x, "Mul"), "Mul");
       } else if (op == "Div") {
         if (yn != 0) bad("Div: division by a batch-dependent size");
         if (y == 0) bad("Div: integer division by zero");
+        if (y == -1 && (x == std::numeric_limits<std::int64_t>::min() || xn == std::numeric_limits<std::int64_t>::min()))
+          bad("Div: integer overflow");
         if (xn % y != 0 || (xn != 0 && x % y != 0))
           bad("Div: batch-dependent size not divisible by " + std::to_string(y));
         res.i[k] = x / y;
@@ -176,8 +212,8 @@ Folded unary(const std::string& op, const Folded& a) {
   if (a.is_int) {
     if (op != "Neg") bad("cannot fold integer " + op);
     Folded r = a;
-    for (auto& v : r.i) v = -v;
-    for (auto& v : r.n) v = -v;
+    for (auto& v : r.i) v = sub(0, v, "Neg");
+    for (auto& v : r.n) v = sub(0, v, "Neg");
     return r;
   }
   Folded r = a;
@@ -204,7 +240,7 @@ Folded cast(const Folded& a, bool to_int) {
   if (a.is_int == to_int) return a;
   if (!to_int) return as_float(a);
   Folded r = Folded::of_ints(a.shape, {});
-  for (double v : a.f) r.i.push_back(static_cast<std::int64_t>(std::trunc(v)));
+  for (double v : a.f) r.i.push_back(int_of(std::trunc(v), "Cast"));
   r.n.assign(r.i.size(), 0);
   return r;
 }
@@ -216,6 +252,7 @@ Folded gather(const Folded& a, std::int64_t axis, const Folded& indices) {
   Shape out(a.shape.begin(), a.shape.begin() + ax);
   out.insert(out.end(), indices.shape.begin(), indices.shape.end());
   out.insert(out.end(), a.shape.begin() + ax + 1, a.shape.end());
+  folded_numel(out, "Gather");
   std::int64_t outer = 1, inner = 1;
   for (std::int64_t d = 0; d < ax; ++d) outer *= a.shape[d];
   for (std::size_t d = ax + 1; d < a.shape.size(); ++d) inner *= a.shape[d];
@@ -234,6 +271,7 @@ Folded unsqueeze(const Folded& a, std::vector<std::int64_t> axes) {
   const std::int64_t r = a.shape.size() + axes.size();
   for (auto& ax : axes) ax = norm_axis(ax, r, "Unsqueeze");
   std::sort(axes.begin(), axes.end());
+  if (std::adjacent_find(axes.begin(), axes.end()) != axes.end()) bad("Unsqueeze: axes repeat an axis");
   Shape out;
   std::size_t k = 0, j = 0;
   for (std::int64_t d = 0; d < r; ++d) {
@@ -274,8 +312,12 @@ Folded concat(const std::vector<const Folded*>& parts, std::int64_t axis) {
   out[ax] = 0;
   for (auto& p : ps) {
     if (p.shape.size() != out.size()) bad("Concat: rank mismatch");
-    out[ax] += p.shape[ax];
+    for (std::size_t d = 0; d < out.size(); ++d)
+      if (static_cast<std::int64_t>(d) != ax && p.shape[d] != out[d])
+        bad("Concat: inputs " + shape_str(ps[0].shape) + " and " + shape_str(p.shape) + " differ off the axis");
+    out[ax] = add(out[ax], p.shape[ax], "Concat");
   }
+  folded_numel(out, "Concat");
   std::int64_t outer = 1;
   for (std::int64_t d = 0; d < ax; ++d) outer *= out[d];
   Folded r = ints ? Folded::of_ints(out, {}) : Folded::of_floats(out, {});
@@ -301,22 +343,24 @@ Folded slice(const Folded& a, const std::vector<std::int64_t>& starts, const std
   if (axes.empty())
     for (std::size_t k = 0; k < starts.size(); ++k) axes.push_back(static_cast<std::int64_t>(k));
   if (steps.empty()) steps.assign(starts.size(), 1);
+  if (ends.size() != starts.size() || axes.size() != starts.size() || steps.size() != starts.size())
+    bad("Slice: starts, ends, axes and steps differ in length");
   std::vector<std::int64_t> st(r, 0), sp(r, 1);
   Shape out = a.shape;
   for (std::size_t k = 0; k < starts.size(); ++k) {
     const std::int64_t ax = norm_axis(axes[k], r, "Slice");
     const std::int64_t dim = a.shape[ax], step = steps[k];
-    if (step == 0) bad("Slice: step 0");
+    if (step == 0 || step == std::numeric_limits<std::int64_t>::min()) bad("Slice: step " + std::to_string(step));
     std::int64_t s = starts[k] < 0 ? starts[k] + dim : starts[k];
     std::int64_t e = ends[k] < 0 ? ends[k] + dim : ends[k];
     if (step > 0) {
       s = std::clamp<std::int64_t>(s, 0, dim);
       e = std::clamp<std::int64_t>(e, 0, dim);
-      out[ax] = std::max<std::int64_t>(0, (e - s + step - 1) / step);
+      out[ax] = e > s ? (e - s - 1) / step + 1 : 0;
     } else {
       s = std::clamp<std::int64_t>(s, 0, dim - 1);
       e = std::clamp<std::int64_t>(e, -1, dim - 1);
-      out[ax] = std::max<std::int64_t>(0, (s - e - step - 1) / -step);
+      out[ax] = s > e ? (s - e - 1) / -step + 1 : 0;
     }
     st[ax] = s;
     sp[ax] = step;
@@ -340,17 +384,23 @@ Folded reshape(const Folded& a, const std::vector<std::int64_t>& target, bool al
   std::int64_t known = 1, infer = -1;
   for (std::size_t d = 0; d < target.size(); ++d) {
     std::int64_t v = target[d];
-    if (v == 0 && !allowzero) v = a.shape.at(d);
+    if (v == 0 && !allowzero) {
+      if (d >= a.shape.size()) bad("Reshape: 0 at position beyond the input rank of " + shape_str(a.shape));
+      v = a.shape[d];
+    }
     if (v == -1) {
+      if (infer >= 0) bad("Reshape: more than one -1 in " + shape_str(target));
       infer = static_cast<std::int64_t>(d);
       out.push_back(1);
       continue;
     }
+    if (v < 0) bad("Reshape: negative dim in " + shape_str(target));
     out.push_back(v);
-    known *= v;
+    known = mul(known, v, "Reshape");
   }
   if (infer >= 0) out[infer] = known ? a.size() / known : 0;
-  if (numel(out) != a.size()) bad("Reshape: cannot reshape " + shape_str(a.shape) + " to " + shape_str(out));
+  const bool fits = infer >= 0 ? (known == 0 ? a.size() == 0 : a.size() % known == 0) : known == a.size();
+  if (!fits) bad("Reshape: cannot reshape " + shape_str(a.shape) + " to " + shape_str(target));
   Folded r = a;
   r.shape = out;
   return r;
@@ -360,6 +410,13 @@ Folded transpose(const Folded& a, std::vector<std::int64_t> perm) {
   const std::int64_t r = a.shape.size();
   if (perm.empty())
     for (std::int64_t d = r - 1; d >= 0; --d) perm.push_back(d);
+  std::vector<bool> seen(r, false);
+  if (static_cast<std::int64_t>(perm.size()) != r) bad("Transpose: perm " + shape_str(perm) + " does not fit " + shape_str(a.shape));
+  for (auto p : perm) {
+    const auto d = norm_axis(p, r, "Transpose");
+    if (seen[d]) bad("Transpose: perm " + shape_str(perm) + " repeats an axis");
+    seen[d] = true;
+  }
   Shape out;
   for (auto p : perm) out.push_back(a.shape.at(norm_axis(p, r, "Transpose")));
   const auto sa = strides_of(a.shape), so = strides_of(out);
@@ -377,7 +434,7 @@ Folded transpose(const Folded& a, std::vector<std::int64_t> perm) {
 
 Folded constant_of_shape(const std::vector<std::int64_t>& shape, const Folded& value) {
   if (value.size() != 1) bad("ConstantOfShape: value must have one element");
-  return take(value, shape, std::vector<std::int64_t>(numel(shape), 0));
+  return take(value, shape, std::vector<std::int64_t>(folded_numel(shape, "ConstantOfShape"), 0));
 }
 
 }  // namespace curv::onnx_fold

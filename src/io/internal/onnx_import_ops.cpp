@@ -1,8 +1,10 @@
-// The ONNX importer, part 2: mapping of non-constant nodes to engine ops (with their folded
-// constant operands turned into attributes).
+// The ONNX importer, part 2: translation of non-constant nodes into op specs (with their folded
+// constant operands turned into attributes). make_op checks every attribute; what is checked here
+// is only what the translation itself relies on (list lengths and ranges used in arithmetic).
 #include <algorithm>
 #include <cmath>
 
+#include "src/core/size_limits.h"
 #include "src/io/internal/onnx_importer.h"
 
 namespace curv::onnx_detail {
@@ -32,19 +34,19 @@ Shape Importer::reshape_target(const Folded& f, int data, bool allowzero) {
 }
 
 void Importer::import_conv_like(const std::string& t) {
-  json a = json::object();
   // A zero Pad in front merges into the op's pads (for AveragePool: padded zeros are counted).
   const PendingPad* pad = nullptr;
   if (const auto p = m_pending_pads.find(in_name(0)); p != m_pending_pads.end()) pad = &p->second;
   if (pad && t == "MaxPool") node_fail("zero padding (node '" + pad->node + "') before MaxPool is not supported");
   const int x = pad ? value_of(pad->source) : value(0);
   Shape xs = shape_at(x, 1);
-  if (pad && xs.size() == 4) {
-    xs[2] += pad->pads[0] + pad->pads[2];
+  if (xs.size() != 4) node_fail("only 2-D (NCHW) inputs are supported, got " + shape_str(xs));
+  if (pad) {
+    xs[2] += pad->pads[0] + pad->pads[2];  // pads checked in [0, 2^32] at the Pad
     xs[3] += pad->pads[1] + pad->pads[3];
   }
-  if (xs.size() != 4) node_fail("only 2-D (NCHW) inputs are supported, got " + shape_str(xs));
   std::vector<std::int64_t> kernel = attr_ints("kernel_shape");
+  OpSpec s(t);
   std::vector<int> ins{x};
   if (t == "Conv") {
     const int w = value(1);
@@ -52,17 +54,21 @@ void Importer::import_conv_like(const std::string& t) {
     if (present(2)) ins.push_back(value(2));
     const Shape ws = shape_at(w, 1);
     if (kernel.empty() && ws.size() == 4) kernel = {ws[2], ws[3]};
-    a["group"] = attr_i("group", 1);
+    s.set_int("group", attr_i("group", 1));
   }
-  if (kernel.size() != 2) node_fail("kernel_shape must have 2 values (only 2-D is supported)");
   std::vector<std::int64_t> strides = attr_ints("strides"), dil = attr_ints("dilations"), pads = attr_ints("pads");
   if (strides.empty()) strides = {1, 1};
   if (dil.empty()) dil = {1, 1};
   if (pads.empty()) pads = {0, 0, 0, 0};
+  if (kernel.size() != 2 || strides.size() != 2 || dil.size() != 2 || pads.size() != 4)
+    node_fail("kernel_shape " + shape_str(kernel) + ", strides " + shape_str(strides) + ", dilations " +
+              shape_str(dil) + " and pads " + shape_str(pads) +
+              " must have 2, 2, 2 and 4 values (only 2-D convolution and pooling are supported)");
+  s.set_ints("kernel", kernel).set_ints("strides", strides).set_ints("dilations", dil);
   const std::string auto_pad = attr_s("auto_pad", "NOTSET");
-  if (auto_pad == "VALID") {
-    pads = {0, 0, 0, 0};
-  } else if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
+  if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
+    // Check kernel, strides and dilations before they enter the arithmetic (the op checks them all).
+    emit_check(OpSpec(s).set_ints("pads", {0, 0, 0, 0}));
     for (int d = 0; d < 2; ++d) {
       const std::int64_t in = xs[2 + d], out = (in + strides[d] - 1) / strides[d];
       const std::int64_t total = std::max<std::int64_t>(0, (out - 1) * strides[d] + (kernel[d] - 1) * dil[d] + 1 - in);
@@ -70,6 +76,8 @@ void Importer::import_conv_like(const std::string& t) {
       pads[d] = auto_pad == "SAME_UPPER" ? small : big;
       pads[2 + d] = auto_pad == "SAME_UPPER" ? big : small;
     }
+  } else if (auto_pad == "VALID") {
+    pads = {0, 0, 0, 0};
   } else if (auto_pad != "NOTSET") {
     node_fail("unsupported auto_pad '" + auto_pad + "'");
   }
@@ -79,101 +87,111 @@ void Importer::import_conv_like(const std::string& t) {
     const bool own = std::any_of(pads.begin(), pads.end(), [](std::int64_t v) { return v != 0; });
     if (t == "AveragePool" && own && !count_include_pad)
       node_fail("explicit Pad before an AveragePool that excludes its own padding is not supported");
-    for (int d = 0; d < 4; ++d) pads[d] += pad->pads[d];
+    for (int d = 0; d < 4; ++d) pads[d] = checked_add(pads[d], pad->pads[d], "pads " + shape_str(pads));
     count_include_pad = true;
   }
-  a["kernel"] = kernel;
-  a["strides"] = strides;
-  a["dilations"] = dil;
-  a["pads"] = pads;
-  if (t != "Conv") {
-    a["ceil_mode"] = attr_i("ceil_mode", 0) != 0;
-    a["count_include_pad"] = count_include_pad;
-  }
-  emit({t, a}, ins);
+  s.set_ints("pads", pads);
+  if (t != "Conv") s.set_bool("ceil_mode", attr_i("ceil_mode", 0) != 0).set_bool("count_include_pad", count_include_pad);
+  emit(s, ins);
 }
 
 void Importer::import_op(const std::string& t) {
-  static const std::set<std::string> unary{"Relu", "Sigmoid", "Tanh", "Erf",        "Sqrt",
-                                           "Exp",  "Log",     "Neg",  "Reciprocal", "Identity"};
-  if (unary.count(t)) return emit_unary(t);
-  if (t == "LeakyRelu") return emit({t, {{"alpha", attr_f("alpha", 0.01)}}}, {value(0)});
-  if (t == "Add" || t == "Sub" || t == "Mul" || t == "Div") return emit({t, json::object()}, {value(0), value(1)});
-  if (t == "MatMul") return emit({t, json::object()}, {value(0), value(1)});
   if (t == "Pow") {
     const auto e = need_folded(1, "exponent").doubles("exponent");
-    for (double v : e)
-      if (v != e.at(0)) node_fail("exponent must be a single value");
     if (e.empty()) node_fail("empty exponent");
-    return emit({t, {{"exponent", e[0]}}}, {value(0)});
+    for (double v : e)
+      if (v != e[0]) node_fail("exponent must be a single value");
+    return emit(OpSpec(t).set_float("exponent", e[0]), {value(0)});
   }
+  if (t == "Gelu") {
+    if (attr_s("approximate", "none") != "none")
+      node_fail("approximate='" + attr_s("approximate", "") + "' is not supported");
+    return emit_unary("Gelu");
+  }
+  // Every other unary op of elementwise_table.h: its parameter is the ONNX attribute of that name.
+  // (Binary ops of the table follow below.)
+  if (const OpTypeInfo* info = find_op_type(t); info && info->unary) {
+    OpSpec s(t);
+    for (const AttrInfo& a : info->attrs) s.set_float(a.name, attr_f(a.name, std::get<double>(*a.default_value)));
+    return emit(s, {value(0)});
+  }
+  if (const OpTypeInfo* info = find_op_type(t); (info && info->binary) || t == "MatMul")
+    return emit(OpSpec(t), {value(0), value(1)});
   if (t == "Gemm") {
-    json a{{"transA", attr_i("transA", 0) != 0},
-           {"transB", attr_i("transB", 0) != 0},
-           {"alpha", attr_f("alpha", 1.0)},
-           {"beta", attr_f("beta", 1.0)}};
+    OpSpec s(t);
+    s.set_bool("transA", attr_i("transA", 0) != 0)
+        .set_bool("transB", attr_i("transB", 0) != 0)
+        .set_float("alpha", attr_f("alpha", 1.0))
+        .set_float("beta", attr_f("beta", 1.0));
     std::vector<int> ins{value(0), value(1)};
     if (present(2)) ins.push_back(value(2));
-    return emit({t, a}, ins);
+    return emit(s, ins);
   }
   if (t == "Conv" || t == "MaxPool" || t == "AveragePool") return import_conv_like(t);
-  if (t == "GlobalAveragePool") return emit({t, json::object()}, {value(0)});
+  if (t == "GlobalAveragePool") return emit(OpSpec(t), {value(0)});
   if (t == "Softmax" || t == "LogSoftmax") {
     const std::int64_t r = rank_of(0);
-    std::int64_t axis = attr_i("axis", m_opset < 13 ? 1 : -1);
-    if (axis < 0) axis += r;
+    const std::int64_t axis0 = attr_i("axis", m_opset < 13 ? 1 : -1);
+    if (axis0 < -r || axis0 >= r)
+      node_fail("axis " + std::to_string(axis0) + " out of range for rank " + std::to_string(r));
+    const std::int64_t axis = axis0 < 0 ? axis0 + r : axis0;
     if (m_opset < 13 && axis != r - 1)
       node_fail("axis " + std::to_string(axis) + " of rank " + std::to_string(r) +
                 " (opset < 13 coerces to 2-D; only the last axis is supported)");
-    return emit({t, {{"axis", axis}}}, {value(0)});
+    return emit(OpSpec(t).set_int("axis", axis), {value(0)});
   }
   if (t == "ReduceMean" || t == "ReduceSum") {
     std::vector<std::int64_t> axes = attr("axes") ? attr_ints("axes")
                                      : present(1) ? need_folded(1, "axes").ints("axes")
                                                   : std::vector<std::int64_t>{};
     if (axes.empty() && attr_i("noop_with_empty_axes", 0)) return emit_unary("Identity");
-    return emit({t, {{"axes", axes}, {"keepdims", attr_i("keepdims", 1) != 0}}}, {value(0)});
+    return emit(OpSpec(t).set_ints("axes", axes).set_bool("keepdims", attr_i("keepdims", 1) != 0), {value(0)});
   }
   if (t == "BatchNormalization") {
     const bool training = m_opts.batch_norm_training || attr_i("training_mode", 0) != 0;
-    return emit({t, {{"epsilon", attr_f("epsilon", 1e-5)}, {"training", training}}},
+    return emit(OpSpec(t).set_float("epsilon", attr_f("epsilon", 1e-5)).set_bool("training", training),
                 {value(0), value(1), value(2), value(3, true), value(4, true)});
   }
   if (t == "LayerNormalization") {
     std::vector<int> ins{value(0), value(1)};
     if (present(2)) ins.push_back(value(2));
-    return emit({t, {{"axis", attr_i("axis", -1)}, {"epsilon", attr_f("epsilon", 1e-5)}}}, ins);
+    return emit(OpSpec(t).set_int("axis", attr_i("axis", -1)).set_float("epsilon", attr_f("epsilon", 1e-5)), ins);
   }
   if (t == "Reshape") {
     const int x = value(0);
     const bool allowzero = attr_i("allowzero", 0) != 0;
     const Shape target = reshape_target(need_folded(1, "shape"), x, allowzero);
-    return emit({t, {{"shape", target}, {"allowzero", allowzero}}}, {x});
+    return emit(OpSpec(t).set_ints("shape", target).set_bool("allowzero", allowzero), {x});
   }
-  if (t == "Flatten") return emit({t, {{"axis", attr_i("axis", 1)}}}, {value(0)});
-  if (t == "Transpose") return emit({t, {{"perm", attr_ints("perm")}}}, {value(0)});
+  if (t == "Flatten") return emit(OpSpec(t).set_int("axis", attr_i("axis", 1)), {value(0)});
+  if (t == "Transpose") return emit(OpSpec(t).set_ints("perm", attr_ints("perm")), {value(0)});
   if (t == "Slice") {
-    json a;
+    OpSpec s(t);
     if (m_opset < 10) {
-      a = {{"starts", attr_ints("starts")}, {"ends", attr_ints("ends")}, {"axes", attr_ints("axes")}};
+      s.set_ints("starts", attr_ints("starts")).set_ints("ends", attr_ints("ends")).set_ints("axes", attr_ints("axes"));
     } else {
       auto opt = [&](int k, const char* what) {
         return present(k) ? need_folded(k, what).ints(what) : std::vector<std::int64_t>{};
       };
-      a = {
-          {"starts", opt(1, "starts")}, {"ends", opt(2, "ends")}, {"axes", opt(3, "axes")}, {"steps", opt(4, "steps")}};
+      s.set_ints("starts", opt(1, "starts"))
+          .set_ints("ends", opt(2, "ends"))
+          .set_ints("axes", opt(3, "axes"))
+          .set_ints("steps", opt(4, "steps"));
     }
-    return emit({t, a}, {value(0)});
+    return emit(s, {value(0)});
   }
   if (t == "Concat") {
     std::vector<int> ins;
     for (int k = 0; k < m_node->input_size(); ++k)
       if (present(k)) ins.push_back(value(k));
-    return emit({t, {{"axis", attr_i("axis", 0)}}}, ins);
+    return emit(OpSpec(t).set_int("axis", attr_i("axis", 0)), ins);
   }
   if (t == "Gather") {
     const Folded& idx = need_folded(1, "indices");
-    return emit({t, {{"axis", attr_i("axis", 0)}, {"indices", idx.ints("indices")}, {"indices_shape", idx.shape}}},
+    return emit(OpSpec(t)
+                    .set_int("axis", attr_i("axis", 0))
+                    .set_ints("indices", idx.ints("indices"))
+                    .set_ints("indices_shape", idx.shape),
                 {value(0)});
   }
   if (t == "Unsqueeze" || t == "Squeeze") {
@@ -181,74 +199,87 @@ void Importer::import_op(const std::string& t) {
                                      : present(1) ? need_folded(1, "axes").ints("axes")
                                                   : std::vector<std::int64_t>{};
     if (t == "Unsqueeze" && axes.empty()) node_fail("Unsqueeze needs axes");
-    return emit({t, {{"axes", axes}}}, {value(0)});
+    return emit(OpSpec(t).set_ints("axes", axes), {value(0)});
   }
   if (t == "Dropout") {
-    if (present(2) && need_folded(2, "training_mode").doubles("training_mode").at(0) != 0)
-      node_fail("training_mode=true is not supported");
-    return emit({t, json::object()}, {value(0)});
+    if (present(2)) {
+      const auto mode = need_folded(2, "training_mode").doubles("training_mode");
+      if (mode.size() != 1) node_fail("training_mode must be one value");
+      if (mode[0] != 0) node_fail("training_mode=true is not supported");
+    }
+    return emit(OpSpec(t), {value(0)});
   }
   if (t == "Cast") {
     const auto to = attr_i("to", 0);
     if (to != onnx::TensorProto_DataType_FLOAT && to != onnx::TensorProto_DataType_DOUBLE)
       node_fail("Cast of a data tensor to " + dtype_name(static_cast<int>(to)) + " is not supported");
-    return emit({t, json::object()}, {value(0)});
-  }
-  if (t == "Gelu") {
-    if (attr_s("approximate", "none") != "none")
-      node_fail("approximate='" + attr_s("approximate", "") + "' is not supported");
-    return emit_unary("Gelu");
+    return emit(OpSpec(t), {value(0)});
   }
   if (t == "Clip") {
     // clip(x, lo, hi) = lo + relu(x - lo) - relu(x - hi): exact, with the same derivatives a.e.
+    auto bound = [&](int k, const char* what) -> std::optional<double> {
+      if (!present(k)) return std::nullopt;
+      const auto v = need_folded(k, what).doubles(what);
+      if (v.size() != 1) node_fail(std::string(what) + " must be one value");
+      return v[0];
+    };
     std::optional<double> lo, hi;
     if (m_opset < 11) {
       if (attr("min")) lo = attr_f("min", 0.0);
       if (attr("max")) hi = attr_f("max", 0.0);
     } else {
-      if (present(1)) lo = need_folded(1, "min").doubles("min").at(0);
-      if (present(2)) hi = need_folded(2, "max").doubles("max").at(0);
+      lo = bound(1, "min");
+      hi = bound(2, "max");
     }
     const int x = value(0);
     const std::string& b = m_node_name;
-    const json none = json::object();
     int y = x;
     if (lo) {
       const int c = scalar_constant(b + "/min", *lo);
-      const int r = emit_named({"Relu", none}, {emit_named({"Sub", none}, {x, c}, b + "/sub_min")}, b + "/relu_min");
-      y = emit_named({"Add", none}, {c, r}, b + "/add_min");
+      const int r = emit_named(OpSpec("Relu"), {emit_named(OpSpec("Sub"), {x, c}, b + "/sub_min")}, b + "/relu_min");
+      y = emit_named(OpSpec("Add"), {c, r}, b + "/add_min");
     }
     if (hi) {
       const int c = scalar_constant(b + "/max", *hi);
-      const int r = emit_named({"Relu", none}, {emit_named({"Sub", none}, {x, c}, b + "/sub_max")}, b + "/relu_max");
-      y = emit_named({"Sub", none}, {y, r}, b + "/sub_relu_max");
+      const int r = emit_named(OpSpec("Relu"), {emit_named(OpSpec("Sub"), {x, c}, b + "/sub_max")}, b + "/relu_max");
+      y = emit_named(OpSpec("Sub"), {y, r}, b + "/sub_relu_max");
     }
-    if (y == x) y = emit_named({"Identity", none}, {x}, b);
+    if (y == x) y = emit_named(OpSpec("Identity"), {x}, b);
     m_values[m_node->output(0)] = y;
     return;
   }
   if (t == "Split") {
     const int x = value(0);
     const Shape xs = shape_at(x, 1), xs2 = shape_at(x, 2);
+    const std::int64_t r = static_cast<std::int64_t>(xs.size());
     std::int64_t axis = attr_i("axis", 0);
-    if (axis < 0) axis += static_cast<std::int64_t>(xs.size());
-    if (axis < 0 || axis >= static_cast<std::int64_t>(xs.size()) || xs[axis] != xs2[axis])
-      node_fail("axis " + std::to_string(attr_i("axis", 0)) + " must be a fixed (non-batch) dimension");
+    if (axis < -r || axis >= r || xs[axis < 0 ? axis + r : axis] != xs2[axis < 0 ? axis + r : axis])
+      node_fail("axis " + std::to_string(axis) + " must be a fixed (non-batch) dimension");
+    if (axis < 0) axis += r;
     std::vector<std::int64_t> sizes = attr("split") ? attr_ints("split")
                                       : present(1)  ? need_folded(1, "split").ints("split")
                                                     : std::vector<std::int64_t>{};
     const std::int64_t n = m_node->output_size();
     if (sizes.empty()) {
       const std::int64_t each = (xs[axis] + n - 1) / n;
-      for (std::int64_t k = 0; k < n; ++k) sizes.push_back(std::min(each, xs[axis] - k * each));
+      for (std::int64_t k = 0; k < n; ++k) sizes.push_back(std::clamp<std::int64_t>(xs[axis] - k * each, 0, each));
     }
     if (static_cast<std::int64_t>(sizes.size()) != n) node_fail("split sizes do not match the number of outputs");
+    std::int64_t total = 0;
+    for (const auto v : sizes) {
+      if (v < 0) node_fail("split sizes " + shape_str(sizes) + " must be >= 0");
+      total = checked_add(total, v, "split sizes " + shape_str(sizes));
+    }
+    if (total != xs[axis])
+      node_fail("split sizes " + shape_str(sizes) + " do not add up to dim " + std::to_string(axis) + " of " +
+                shape_str(xs));
     std::int64_t off = 0;
     for (std::int64_t k = 0; k < n; ++k) {
-      const json a{{"starts", {off}}, {"ends", {off + sizes[k]}}, {"axes", {axis}}, {"steps", {1}}};
+      OpSpec s("Slice");
+      s.set_ints("starts", {off}).set_ints("ends", {off + sizes[k]}).set_ints("axes", {axis}).set_ints("steps", {1});
       off += sizes[k];
       if (!m_node->output(k).empty())
-        m_values[m_node->output(k)] = emit_named({"Slice", a}, {x}, m_node_name + ":" + std::to_string(k));
+        m_values[m_node->output(k)] = emit_named(s, {x}, m_node_name + ":" + std::to_string(k));
     }
     return;
   }
@@ -256,15 +287,20 @@ void Importer::import_op(const std::string& t) {
     // pads: [x1_begin, x2_begin, ..., x1_end, x2_end, ...]
     const auto pads = m_opset < 11 ? attr_ints("pads") : need_folded(1, "pads").ints("pads");
     const std::string mode = attr_s("mode", "constant");
-    const double fill = m_opset < 11 ? attr_f("value", 0.0)
-                        : present(2) ? need_folded(2, "constant_value").doubles("constant_value").at(0)
-                                     : 0.0;
-    if (std::all_of(pads.begin(), pads.end(), [](std::int64_t v) { return v == 0; }))
-      return emit({t, json::object()}, {value(0)});
+    double fill = m_opset < 11 ? attr_f("value", 0.0) : 0.0;
+    if (m_opset >= 11 && present(2)) {
+      const auto v = need_folded(2, "constant_value").doubles("constant_value");
+      if (v.size() != 1) node_fail("constant_value must be one value");
+      fill = v[0];
+    }
+    if (std::all_of(pads.begin(), pads.end(), [](std::int64_t v) { return v == 0; })) return emit(OpSpec(t), {value(0)});
     const bool spatial_only = pads.size() == 8 && pads[0] == 0 && pads[1] == 0 && pads[4] == 0 && pads[5] == 0;
     if (mode != "constant" || fill != 0.0 || !spatial_only)
       node_fail("padding " + shape_str(pads) + " (mode " + mode + ", value " + std::to_string(fill) +
                 ") is not supported: only zero padding of H and W before Conv or AveragePool");
+    for (const auto v : pads)
+      if (v < 0 || v > kMaxTensorElements)
+        node_fail("pads " + shape_str(pads) + " must be >= 0 and <= " + std::to_string(kMaxTensorElements));
     m_pending_pads[m_node->output(0)] = {in_name(0), {pads[2], pads[3], pads[6], pads[7]}, m_node_name};
     return;
   }

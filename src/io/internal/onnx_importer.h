@@ -1,8 +1,8 @@
 #pragma once
 /// \file onnx_importer.h
-/// The ONNX importer's state machine (private to src/onnx_import.cpp and onnx_import_ops.cpp):
-/// walks the graph in order, folds load-time constants (onnx_fold.h) and maps the remaining nodes
-/// to engine ops through OpSpec (onnx_ops.h).
+/// The ONNX importer's state machine (private to onnx_import.cpp and onnx_import_ops.cpp): walks
+/// the graph in order, folds load-time constants (onnx_fold.h) and translates the remaining nodes
+/// into op specs, which make_op (src/core/op_registry.h) checks and builds.
 #include <onnx/onnx_pb.h>
 
 #include <cmath>
@@ -13,14 +13,18 @@
 #include <stdexcept>
 #include <string>
 
+#include "src/core/op_registry.h"
 #include "src/io/internal/onnx_fold.h"
-#include "src/io/internal/onnx_ops.h"
 #include "src/io/onnx_import.h"
 
 namespace curv::onnx_detail {
 
-using nlohmann::json;
 using onnx_fold::Folded;
+
+/// Errors of the importer: the message names the file (and the node).
+struct ImportError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
 
 std::string dtype_name(int t);
 /// A TensorProto as a folded constant; throws std::invalid_argument naming `what`.
@@ -42,7 +46,7 @@ class Importer {
   Model run(const onnx::ModelProto& mp);
 
  private:
-  [[noreturn]] void fail(const std::string& msg) const { throw std::runtime_error(m_path + ": " + msg); }
+  [[noreturn]] void fail(const std::string& msg) const { throw ImportError(m_path + ": " + msg); }
   [[noreturn]] void node_fail(const std::string& msg) const {
     fail("node '" + m_node_name + "' (" + m_node->op_type() + ", opset " + std::to_string(m_opset) + "): " + msg);
   }
@@ -77,26 +81,33 @@ class Importer {
     m_values[vi.name()] = m_model.add_input(vi.name(), sample);
   }
 
-  // ---- attributes --------------------------------------------------------------------------
+  // ---- attributes (of the declared type; UNDEFINED, as some old writers leave it, is accepted) --
   const onnx::AttributeProto* attr(const std::string& name) const {
     for (const auto& a : m_node->attribute())
       if (a.name() == name) return &a;
     return nullptr;
   }
-  std::int64_t attr_i(const std::string& name, std::int64_t def) const {
+  const onnx::AttributeProto* typed_attr(const std::string& name, onnx::AttributeProto_AttributeType type) const {
     const auto* a = attr(name);
+    if (a && a->type() != type && a->type() != onnx::AttributeProto_AttributeType_UNDEFINED)
+      node_fail("attribute '" + name + "' must be " + onnx::AttributeProto_AttributeType_Name(type) + ", got " +
+                onnx::AttributeProto_AttributeType_Name(a->type()));
+    return a;
+  }
+  std::int64_t attr_i(const std::string& name, std::int64_t def) const {
+    const auto* a = typed_attr(name, onnx::AttributeProto_AttributeType_INT);
     return a ? a->i() : def;
   }
   double attr_f(const std::string& name, double def) const {
-    const auto* a = attr(name);
+    const auto* a = typed_attr(name, onnx::AttributeProto_AttributeType_FLOAT);
     return a ? static_cast<double>(a->f()) : def;
   }
   std::string attr_s(const std::string& name, const std::string& def) const {
-    const auto* a = attr(name);
+    const auto* a = typed_attr(name, onnx::AttributeProto_AttributeType_STRING);
     return a ? a->s() : def;
   }
   std::vector<std::int64_t> attr_ints(const std::string& name) const {
-    const auto* a = attr(name);
+    const auto* a = typed_attr(name, onnx::AttributeProto_AttributeType_INTS);
     if (!a) return {};
     return {a->ints().begin(), a->ints().end()};
   }
@@ -166,23 +177,26 @@ class Importer {
   }
   std::int64_t rank_of(int k) { return static_cast<std::int64_t>(shape_at(value(k), 1).size()); }
 
+  // The op of `spec`; a bad attribute fails naming the ONNX node.
+  OpPtr build(const OpSpec& spec) const {
+    try {
+      return make_op(spec);
+    } catch (const std::invalid_argument& e) {
+      // "<Type>: <what>" from the op: the node prefix already names the ONNX op type
+      std::string what = e.what();
+      if (what.rfind(spec.type + ": ", 0) == 0) what = what.substr(spec.type.size() + 2);
+      node_fail(what);
+    }
+  }
+  void emit_check(const OpSpec& spec) const { build(spec); }
   // Adds one model node for the current ONNX node (which may expand to several) and returns it.
   int emit_named(const OpSpec& spec, const std::vector<int>& ins, const std::string& base) {
-    OpPtr op;
+    OpPtr op = build(spec);
     try {
-      op = make_op(spec);
+      return m_model.add_node(unique(base), op, ins);
     } catch (const std::invalid_argument& e) {
-      node_fail(e.what());
+      fail(e.what());  // names the node, its op and inputs
     }
-    const std::string name = unique(base);
-    int v = -1;
-    try {
-      v = m_model.add_node(name, op, ins);
-    } catch (const std::invalid_argument& e) {
-      node_fail(e.what());
-    }
-    record_op_spec(m_model, name, spec);
-    return v;
   }
   void emit(const OpSpec& spec, const std::vector<int>& ins) {
     m_values[m_node->output(0)] = emit_named(spec, ins, m_node_name);
@@ -190,7 +204,7 @@ class Importer {
   int scalar_constant(const std::string& name, double v) {
     return m_model.add_constant(unique(name), Tensor<double>(Shape{}, std::vector<double>{v}));
   }
-  void emit_unary(const std::string& type) { emit({type, json::object()}, {value(0)}); }
+  void emit_unary(const std::string& type) { emit(OpSpec(type), {value(0)}); }
   void set_folded(Folded f) { m_consts[m_node->output(0)] = std::move(f); }
 
   // ---- nodes -------------------------------------------------------------------------------

@@ -4,10 +4,12 @@
 //   g_A from (g, B),  g_B from (A, g)               [prod_a / prod_b below]
 //   g_A' = prod_a(g', B) + prod_a(g, B'),  g_B' = prod_b(A, g') + prod_b(A', g)
 #include <algorithm>
+#include <cmath>
 #include <stdexcept>
 
 #include "src/core/internal/broadcast.h"
 #include "src/core/internal/gemm.h"
+#include "src/core/internal/op_checks.h"
 #include "src/core/ops.h"
 
 namespace curv {
@@ -46,13 +48,16 @@ class MatMulOp final : public OpImpl<MatMulOp> {
  public:
   // gemm: 2-D operands with optional transposes, scale and bias input C; else numpy matmul.
   MatMulOp(bool gemm, bool ta, bool tb, double alpha, double beta)
-      : m_gemm(gemm), m_ta(ta), m_tb(tb), m_alpha(alpha), m_beta(beta) {}
+      : m_gemm(gemm), m_ta(ta), m_tb(tb), m_alpha(alpha), m_beta(beta) {
+    if (!std::isfinite(alpha) || !std::isfinite(beta))
+      internal::attr_fail(type(), "alpha and beta must be finite, got " + format_attr(alpha) + " and " +
+                                      format_attr(beta));
+  }
   std::string type() const override { return m_gemm ? "Gemm" : "MatMul"; }
-  std::string attributes() const override {
-    if (!m_gemm) return {};
-    return std::string("transA=") + (m_ta ? "1" : "0") + " transB=" + (m_tb ? "1" : "0") +
-           (m_alpha != 1.0 ? " alpha=" + std::to_string(m_alpha) : "") +
-           (m_beta != 1.0 ? " beta=" + std::to_string(m_beta) : "");
+  OpSpec spec() const override {
+    OpSpec s(type());
+    if (!m_gemm) return s;
+    return s.set_bool("transA", m_ta).set_bool("transB", m_tb).set_float("alpha", m_alpha).set_float("beta", m_beta);
   }
   int arity() const override { return m_gemm ? -1 : 2; }
 

@@ -2,12 +2,15 @@
 // A linear op is its own JVP (y' = A x') and its VJP's tangent has no second-order part
 // (g_x' = A^T g_y'), so each op only supplies apply (A) and adjoint (A^T).
 #include <algorithm>
+#include <limits>
 #include <numeric>
 #include <stdexcept>
 
 #include "src/core/internal/axis.h"
 #include "src/core/internal/broadcast.h"
+#include "src/core/internal/op_checks.h"
 #include "src/core/ops.h"
+#include "src/core/size_limits.h"
 
 namespace curv {
 namespace {
@@ -60,13 +63,29 @@ class ReshapeOp final : public LinearOp<ReshapeOp> {
   ReshapeOp(Kind kind, Shape target, std::vector<std::int64_t> axes, std::int64_t axis, bool allowzero,
             std::string type)
       : m_kind(kind), m_target(std::move(target)), m_axes(std::move(axes)), m_axis(axis), m_allowzero(allowzero),
-        m_type(std::move(type)) {}
+        m_type(std::move(type)) {
+    if (m_kind == Kind::Reshape) {
+      internal::require_at_least(m_type, "shape", m_target, -1);
+      if (std::count(m_target.begin(), m_target.end(), -1) > 1)
+        internal::attr_fail(m_type, "shape " + shape_str(m_target) + " has more than one -1");
+      if (m_allowzero && std::count(m_target.begin(), m_target.end(), -1) &&
+          std::count(m_target.begin(), m_target.end(), 0))
+        internal::attr_fail(m_type, "shape " + shape_str(m_target) + " has both -1 and 0 with allowzero=1");
+    }
+    if (m_kind == Kind::Squeeze || m_kind == Kind::Unsqueeze) {
+      std::vector<std::int64_t> a = m_axes;
+      std::sort(a.begin(), a.end());
+      if (std::adjacent_find(a.begin(), a.end()) != a.end())
+        internal::attr_fail(m_type, "axes " + shape_str(m_axes) + " repeat an axis");
+    }
+  }
   std::string type() const override { return m_type; }
-  std::string attributes() const override {
-    if (m_kind == Kind::Reshape) return "shape=" + shape_str(m_target);
-    if (m_kind == Kind::Flatten) return "axis=" + std::to_string(m_axis);
-    if (m_kind == Kind::Squeeze || m_kind == Kind::Unsqueeze) return "axes=" + shape_str(m_axes);
-    return {};
+  OpSpec spec() const override {
+    OpSpec s(m_type);
+    if (m_kind == Kind::Reshape) s.set_ints("shape", m_target).set_bool("allowzero", m_allowzero);
+    if (m_kind == Kind::Flatten) s.set_int("axis", m_axis);
+    if (m_kind == Kind::Squeeze || m_kind == Kind::Unsqueeze) s.set_ints("axes", m_axes);
+    return s;
   }
   int arity() const override { return 1; }
   Shape output_shape(const std::vector<Shape>& in) const override {
@@ -99,7 +118,11 @@ class ReshapeOp final : public LinearOp<ReshapeOp> {
       case Kind::Unsqueeze: {
         const std::int64_t ro = r + static_cast<std::int64_t>(m_axes.size());
         std::vector<bool> ins(ro, false);
-        for (auto a : m_axes) ins[norm_axis(a, ro, "Unsqueeze")] = true;
+        for (auto a : m_axes) {
+          const auto i = norm_axis(a, ro, "Unsqueeze");
+          if (ins[i]) throw std::invalid_argument("Unsqueeze: axes " + shape_str(m_axes) + " repeat an axis");
+          ins[i] = true;
+        }
         Shape out;
         std::int64_t s = 0;
         for (std::int64_t i = 0; i < ro; ++i) out.push_back(ins[i] ? 1 : x[s++]);
@@ -117,7 +140,7 @@ class ReshapeOp final : public LinearOp<ReshapeOp> {
             if (infer >= 0) throw std::invalid_argument("Reshape: more than one -1 in " + shape_str(m_target));
             infer = static_cast<std::int64_t>(i);
           } else {
-            known *= out[i];
+            known = checked_mul(known, out[i], "Reshape: target " + shape_str(m_target));
           }
         }
         const std::int64_t n = numel(x);
@@ -126,7 +149,7 @@ class ReshapeOp final : public LinearOp<ReshapeOp> {
             throw std::invalid_argument("Reshape: cannot reshape " + shape_str(x) + " to " + shape_str(m_target));
           out[infer] = n / known;
         }
-        if (numel(out) != n)
+        if (known != n && infer < 0)
           throw std::invalid_argument("Reshape: cannot reshape " + shape_str(x) + " to " + shape_str(m_target));
         return out;
       }
@@ -197,9 +220,17 @@ void for_each_index(const Shape& s, F&& f) {
 
 class TransposeOp final : public GatherLike<TransposeOp> {
  public:
-  explicit TransposeOp(std::vector<std::int64_t> perm) : m_perm(std::move(perm)) {}
+  explicit TransposeOp(std::vector<std::int64_t> perm) : m_perm(std::move(perm)) {
+    std::vector<bool> seen(m_perm.size(), false);
+    for (const auto a : m_perm) {
+      if (a < 0 || a >= static_cast<std::int64_t>(m_perm.size()) || seen[a])
+        internal::attr_fail("Transpose", "perm " + shape_str(m_perm) + " is not a permutation of 0.." +
+                                             std::to_string(static_cast<std::int64_t>(m_perm.size()) - 1));
+      seen[a] = true;
+    }
+  }
   std::string type() const override { return "Transpose"; }
-  std::string attributes() const override { return "perm=" + shape_str(m_perm); }
+  OpSpec spec() const override { return OpSpec(type()).set_ints("perm", m_perm); }
   std::vector<std::int64_t> perm(size_t r) const {
     if (!m_perm.empty()) return m_perm;
     std::vector<std::int64_t> p(r);
@@ -242,11 +273,22 @@ class SliceOp final : public GatherLike<SliceOp> {
   SliceOp(std::vector<std::int64_t> starts, std::vector<std::int64_t> ends, std::vector<std::int64_t> axes,
           std::vector<std::int64_t> steps)
       : m_starts(std::move(starts)), m_ends(std::move(ends)), m_axes(std::move(axes)), m_steps(std::move(steps)) {
-    if (m_starts.size() != m_ends.size()) throw std::invalid_argument("Slice: starts and ends differ in length");
+    const std::size_t n = m_starts.size();
+    if (m_ends.size() != n || (!m_axes.empty() && m_axes.size() != n) || (!m_steps.empty() && m_steps.size() != n))
+      internal::attr_fail("Slice", "starts " + shape_str(m_starts) + ", ends " + shape_str(m_ends) + ", axes " +
+                                       shape_str(m_axes) + " and steps " + shape_str(m_steps) +
+                                       " must have the same length (axes and steps may be empty)");
+    for (const auto st : m_steps)
+      if (st == 0 || st == std::numeric_limits<std::int64_t>::min())
+        internal::attr_fail("Slice", "steps " + shape_str(m_steps) + " must be nonzero");
   }
   std::string type() const override { return "Slice"; }
-  std::string attributes() const override {
-    return "starts=" + shape_str(m_starts) + " ends=" + shape_str(m_ends) + " axes=" + shape_str(m_axes);
+  OpSpec spec() const override {
+    return OpSpec(type())
+        .set_ints("starts", m_starts)
+        .set_ints("ends", m_ends)
+        .set_ints("axes", m_axes)
+        .set_ints("steps", m_steps);
   }
   // Per dim: start and step, and output size (ONNX clamping rules).
   void resolve(const Shape& x, std::vector<std::int64_t>& start, std::vector<std::int64_t>& step, Shape& out) const {
@@ -254,22 +296,26 @@ class SliceOp final : public GatherLike<SliceOp> {
     start.assign(r, 0);
     step.assign(r, 1);
     out = x;
+    std::vector<bool> seen(r, false);
     for (size_t i = 0; i < m_starts.size(); ++i) {
       const std::int64_t a = norm_axis(m_axes.empty() ? static_cast<std::int64_t>(i) : m_axes[i], r, "Slice");
+      if (seen[a]) throw std::invalid_argument("Slice: axes " + shape_str(m_axes) + " repeat an axis");
+      seen[a] = true;
       const std::int64_t st = m_steps.empty() ? 1 : m_steps[i];
       if (st == 0) throw std::invalid_argument("Slice: step 0");
       const std::int64_t d = x[a];
       std::int64_t s = m_starts[i], e = m_ends[i];
       if (s < 0) s += d;
       if (e < 0) e += d;
+      // ceil((e - s) / st) written so that no step (up to +-2^63) overflows
       if (st > 0) {
         s = std::clamp<std::int64_t>(s, 0, d);
         e = std::clamp<std::int64_t>(e, 0, d);
-        out[a] = e > s ? (e - s + st - 1) / st : 0;
+        out[a] = e > s ? (e - s - 1) / st + 1 : 0;
       } else {
         s = std::clamp<std::int64_t>(s, 0, d - 1);
         e = std::clamp<std::int64_t>(e, -1, d - 1);
-        out[a] = s > e ? (s - e - st - 1) / (-st) : 0;
+        out[a] = s > e ? (s - e - 1) / (-st) + 1 : 0;
       }
       start[a] = s;
       step[a] = st;
@@ -303,11 +349,14 @@ class GatherOp final : public GatherLike<GatherOp> {
  public:
   GatherOp(std::int64_t axis, std::vector<std::int64_t> idx, Shape ishape)
       : m_axis(axis), m_idx(std::move(idx)), m_ishape(std::move(ishape)) {
-    if (numel(m_ishape) != static_cast<std::int64_t>(m_idx.size()))
-      throw std::invalid_argument("Gather: indices shape does not match their count");
+    if (checked_numel(m_ishape, "Gather: indices_shape") != static_cast<std::int64_t>(m_idx.size()))
+      internal::attr_fail("Gather", "indices_shape " + shape_str(m_ishape) + " does not match the " +
+                                        std::to_string(m_idx.size()) + " indices");
   }
   std::string type() const override { return "Gather"; }
-  std::string attributes() const override { return "axis=" + std::to_string(m_axis) + " indices=" + shape_str(m_ishape); }
+  OpSpec spec() const override {
+    return OpSpec(type()).set_int("axis", m_axis).set_ints("indices", m_idx).set_ints("indices_shape", m_ishape);
+  }
   Shape output_shape(const std::vector<Shape>& in) const override {
     const Shape& x = in.at(0);
     const auto a = norm_axis(m_axis, x.size(), "Gather");
@@ -345,7 +394,7 @@ class ConcatOp final : public LinearOp<ConcatOp> {
  public:
   explicit ConcatOp(std::int64_t axis) : m_axis(axis) {}
   std::string type() const override { return "Concat"; }
-  std::string attributes() const override { return "axis=" + std::to_string(m_axis); }
+  OpSpec spec() const override { return OpSpec(type()).set_int("axis", m_axis); }
   int arity() const override { return -1; }
   Shape output_shape(const std::vector<Shape>& in) const override {
     if (in.empty()) throw std::invalid_argument("Concat: no inputs");
@@ -402,7 +451,7 @@ class ReduceOp final : public LinearOp<ReduceOp> {
   ReduceOp(bool mean, std::vector<std::int64_t> axes, bool keepdims)
       : m_mean(mean), m_axes(std::move(axes)), m_keep(keepdims) {}
   std::string type() const override { return m_mean ? "ReduceMean" : "ReduceSum"; }
-  std::string attributes() const override { return "axes=" + shape_str(m_axes) + " keepdims=" + (m_keep ? "1" : "0"); }
+  OpSpec spec() const override { return OpSpec(type()).set_ints("axes", m_axes).set_bool("keepdims", m_keep); }
   int arity() const override { return 1; }
   Shape kept(const Shape& x) const {
     Shape k = x;

@@ -1,0 +1,200 @@
+#!/usr/bin/python3
+"""Fixtures for the op boundary tests (tests/test_op_specs.cpp): ONNX models and curv checkpoints
+whose op attributes are out of range. Each must fail to load with one error naming the file and
+the node, never crash (several of them crashed curv before the op attributes were checked).
+
+Run with Debian's python: /usr/bin/python3 scripts/make_op_fixtures.py
+Writes data/fixtures/ops/bad_*.onnx (under 1 KB each), data/fixtures/ops/bad_*.h5 (about 10 KB each) and
+data/fixtures/ops/bad_attributes.json, the list the test reads: file -> text the error must contain.
+Deterministic: re-running gives the same files.
+"""
+import json
+import os
+
+import h5py
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+OUT = os.path.join(os.path.dirname(__file__), "..", "data", "fixtures", "ops")
+os.makedirs(OUT, exist_ok=True)
+BIG = 2**62
+EXPECT = {}
+
+
+def p(name):
+    return os.path.join(OUT, name)
+
+
+# ---- ONNX ----------------------------------------------------------------------------------
+def model(nodes, inits=(), channels=4, opset=13):
+    """input [N, channels, 4, 4] -> nodes -> the last node's first output."""
+    inp = helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", channels, 4, 4])
+    out = helper.make_tensor_value_info(nodes[-1].output[0], TensorProto.FLOAT, None)
+    g = helper.make_graph(nodes, "g", [inp], [out], initializer=list(inits))
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)], producer_name="make_op_fixtures")
+    m.ir_version = 7
+    return m
+
+
+def weight(name, shape):
+    v = np.linspace(-1, 1, int(np.prod(shape)), dtype=np.float32).reshape(shape)
+    return helper.make_tensor(name, TensorProto.FLOAT, shape, v.flatten().tolist())
+
+
+def ints(name, values):
+    return helper.make_tensor(name, TensorProto.INT64, [len(values)], values)
+
+
+def onnx_case(file, expect, nodes, inits=(), **kw):
+    onnx.save(model(nodes, inits, **kw), p(file))
+    EXPECT[file] = expect
+
+
+def pool(op, name="pool1", **attrs):
+    return helper.make_node(op, ["input"], ["y"], name=name, **attrs)
+
+
+def conv(name="conv1", w=(4, 4, 3, 3), **attrs):
+    return [helper.make_node("Conv", ["input", "w"], ["y"], name=name, **attrs)], [weight("w", list(w))]
+
+
+# The crashes: heap corruption (kernel <= 0, pads >= kernel), a segfault (pads 2^62), SIGFPE (stride 0).
+onnx_case("bad_maxpool_kernel0.onnx", "node 'pool1' (MaxPool, opset 13): kernel_shape must be >= 1, got [0, 0]",
+          [pool("MaxPool", kernel_shape=[0, 0])])
+onnx_case("bad_maxpool_kernel_neg.onnx", "node 'pool1' (MaxPool, opset 13): kernel_shape must be >= 1, got [-1, 2]",
+          [pool("MaxPool", kernel_shape=[-1, 2])])
+onnx_case("bad_maxpool_pads_ge_kernel.onnx",
+          "node 'pool1' (MaxPool, opset 13): pads [2, 0, 2, 0] must be smaller than the kernel_shape [2, 2]",
+          [pool("MaxPool", kernel_shape=[2, 2], pads=[2, 0, 2, 0])])
+onnx_case("bad_maxpool_pads_huge.onnx",
+          "node 'pool1' (MaxPool, opset 13): pads must be <= 4294967296, got [4611686018427387904,",
+          [pool("MaxPool", kernel_shape=[2, 2], pads=[BIG, BIG, BIG, BIG])])
+onnx_case("bad_maxpool_stride0.onnx", "node 'pool1' (MaxPool, opset 13): strides must be >= 1, got [0, 1]",
+          [pool("MaxPool", kernel_shape=[2, 2], strides=[0, 1])])
+onnx_case("bad_avgpool_stride0.onnx", "node 'pool1' (AveragePool, opset 13): strides must be >= 1, got [0, 0]",
+          [pool("AveragePool", kernel_shape=[2, 2], strides=[0, 0])])
+onnx_case("bad_avgpool_same_stride0.onnx",
+          "node 'pool1' (AveragePool, opset 13): strides must be >= 1, got [0, 0]",
+          [pool("AveragePool", kernel_shape=[2, 2], strides=[0, 0], auto_pad="SAME_UPPER")])
+onnx_case("bad_conv_stride0.onnx", "node 'conv1' (Conv, opset 13): strides must be >= 1, got [0, 0]",
+          *conv(kernel_shape=[3, 3], strides=[0, 0]))
+onnx_case("bad_conv_dilation0.onnx", "node 'conv1' (Conv, opset 13): dilations must be >= 1, got [1, 0]",
+          *conv(dilations=[1, 0]))
+onnx_case("bad_conv_pads_neg.onnx", "node 'conv1' (Conv, opset 13): pads must be >= 0, got [1, 1, -1, 1]",
+          *conv(pads=[1, 1, -1, 1]))
+onnx_case("bad_conv_pads_huge.onnx", "node 'conv1' (Conv, opset 13): pads must be <= 4294967296",
+          *conv(pads=[BIG, 0, 0, 0]))
+onnx_case("bad_conv_group0.onnx", "node 'conv1' (Conv, opset 13): group must be >= 1, got 0", *conv(group=0))
+onnx_case("bad_conv_group3.onnx", "with group=3 expects 12", *conv(group=3))
+onnx_case("bad_conv_strides_len.onnx", "node 'conv1' (Conv, opset 13): kernel_shape [3, 3], strides [1]",
+          *conv(strides=[1]))
+onnx_case("bad_conv_kernel_mismatch.onnx", "kernel_shape [5, 5] does not match W [4, 4, 3, 3]",
+          *conv(kernel_shape=[5, 5]))
+onnx_case("bad_conv_strides_type.onnx", "node 'conv1' (Conv, opset 13): attribute 'strides' must be INTS, got INT",
+          *conv(strides=2))
+# Axes, permutations and indices.
+onnx_case("bad_transpose_perm.onnx",
+          "node 'transpose1' (Transpose, opset 13): perm [0, 0, 1, 2] is not a permutation of 0..3",
+          [helper.make_node("Transpose", ["input"], ["y"], name="transpose1", perm=[0, 0, 1, 2])])
+onnx_case("bad_transpose_rank.onnx", "Transpose: perm [1, 0] does not fit [1, 4, 4, 4]",
+          [helper.make_node("Transpose", ["input"], ["y"], name="transpose1", perm=[1, 0])])
+onnx_case("bad_softmax_axis.onnx", "node 'softmax1' (Softmax, opset 13): axis 9 out of range for rank 4",
+          [helper.make_node("Softmax", ["input"], ["y"], name="softmax1", axis=9)])
+onnx_case("bad_flatten_axis.onnx", "Flatten: axis out of range",
+          [helper.make_node("Flatten", ["input"], ["y"], name="flatten1", axis=-9)])
+onnx_case("bad_concat_axis.onnx", "Concat: axis 4 out of range for rank 4",
+          [helper.make_node("Concat", ["input", "input"], ["y"], name="concat1", axis=4)])
+onnx_case("bad_squeeze_axis.onnx", "Squeeze: axis 7 out of range for rank 4",
+          [helper.make_node("Squeeze", ["input", "axes"], ["y"], name="squeeze1")], [ints("axes", [7])])
+onnx_case("bad_unsqueeze_repeat.onnx", "node 'unsqueeze1' (Unsqueeze, opset 13): axes [1, 1] repeat an axis",
+          [helper.make_node("Unsqueeze", ["input", "axes"], ["y"], name="unsqueeze1")], [ints("axes", [1, 1])])
+onnx_case("bad_gather_index.onnx", "Gather: index 5 out of range for dim 4",
+          [helper.make_node("Gather", ["input", "idx"], ["y"], name="gather1", axis=1)], [ints("idx", [5])])
+onnx_case("bad_slice_step0.onnx", "node 'slice1' (Slice, opset 13): steps [0] must be nonzero",
+          [helper.make_node("Slice", ["input", "s", "e", "a", "t"], ["y"], name="slice1")],
+          [ints("s", [0]), ints("e", [2]), ints("a", [1]), ints("t", [0])])
+onnx_case("bad_slice_lengths.onnx", "node 'slice1' (Slice, opset 13): starts [0, 0], ends [2]",
+          [helper.make_node("Slice", ["input", "s", "e"], ["y"], name="slice1")], [ints("s", [0, 0]), ints("e", [2])])
+onnx_case("bad_reshape_target.onnx", "node 'reshape1' (Reshape, opset 13): shape must be >= -1, got [0, -5]",
+          [helper.make_node("Reshape", ["input", "shape"], ["y"], name="reshape1")], [ints("shape", [0, -5])])
+onnx_case("bad_reshape_huge.onnx", "overflows",
+          [helper.make_node("Reshape", ["input", "shape"], ["y"], name="reshape1")],
+          [ints("shape", [0, 2**40, 2**40])])
+onnx_case("bad_leakyrelu_alpha.onnx", "node 'relu1' (LeakyRelu, opset 13): alpha must be finite, got inf",
+          [helper.make_node("LeakyRelu", ["input"], ["y"], name="relu1", alpha=float("inf"))])
+onnx_case("bad_batchnorm_epsilon.onnx",
+          "node 'bn1' (BatchNormalization, opset 13): epsilon must be finite and >= 0, got -1",
+          [helper.make_node("BatchNormalization", ["input", "s", "b", "m", "v"], ["y"], name="bn1", epsilon=-1.0)],
+          [weight(n, [4]) for n in ("s", "b", "m", "v")])
+# Sizes that do not fit: an initializer of 2^64 elements with no data, a folded constant of 2^40.
+big = TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[2**32, 2**32])
+onnx_case("bad_initializer_dims.onnx", "initializer 'w': shape [4294967296, 4294967296] is too large",
+          [helper.make_node("Add", ["input", "w"], ["y"], name="add1")], [big])
+onnx_case("bad_constant_of_shape.onnx", "node 'fill1' (ConstantOfShape, opset 13): ConstantOfShape: folded result",
+          [helper.make_node("ConstantOfShape", ["shape"], ["c"], name="fill1"),
+           helper.make_node("Add", ["input", "c"], ["y"], name="add1")], [ints("shape", [2**40])])
+
+
+# ---- curv checkpoints: a valid one-node layout with bad attributes in /graph ----------------
+def group(f, name):
+    """A group without creation times (so that re-running gives the same bytes)."""
+    gcpl = h5py.h5p.create(h5py.h5p.GROUP_CREATE)
+    gcpl.set_obj_track_times(False)
+    return h5py.Group(h5py.h5g.create(f.id, name.encode(), gcpl=gcpl))
+
+
+def checkpoint(file, expect, node, params=()):
+    """input [1, 4, 4] (per sample) -> node `node` (dict with name, type, attrs, inputs) -> output."""
+    values = [{"name": "input", "kind": "input"}]
+    values += [{"name": n, "kind": "param"} for n, _ in params]
+    values += [{"name": node["name"], "kind": "node"}]
+    graph = {"input": {"name": "input", "shape": [1, 4, 4]}, "output": node["name"], "values": values,
+             "nodes": [node]}
+    text = json.dumps(graph).encode()
+    with h5py.File(p(file), "w") as f:
+        f.attrs["format"] = "curv-checkpoint"
+        f.attrs["schema_version"] = np.int64(1)
+        f.create_dataset("graph", data=np.array(text, dtype="S%d" % len(text)))
+        g = group(f, "params")
+        for n, v in params:
+            d = g.create_dataset(n, data=v)
+            d.attrs["name"] = n
+        group(f, "constants")
+        group(f, "meta")
+    EXPECT[file] = expect
+
+
+def pool_node(kernel=(2, 2), strides=(2, 2), pads=(0, 0, 0, 0), typ="MaxPool"):
+    return {"name": "pool1", "type": typ, "inputs": ["input"],
+            "attrs": {"kernel": list(kernel), "strides": list(strides), "pads": list(pads)}}
+
+
+checkpoint("bad_ckpt_maxpool_kernel0.h5", "node 'pool1' (MaxPool): kernel_shape must be >= 1, got [0, 0]",
+           pool_node(kernel=(0, 0)))
+checkpoint("bad_ckpt_maxpool_pads_ge_kernel.h5",
+           "node 'pool1' (MaxPool): pads [2, 2, 2, 2] must be smaller than the kernel_shape [2, 2]",
+           pool_node(pads=(2, 2, 2, 2)))
+checkpoint("bad_ckpt_maxpool_pads_huge.h5", "node 'pool1' (MaxPool): pads must be <= 4294967296",
+           pool_node(pads=(BIG, BIG, BIG, BIG)))
+checkpoint("bad_ckpt_maxpool_stride0.h5", "node 'pool1' (MaxPool): strides must be >= 1, got [0, 2]",
+           pool_node(strides=(0, 2)))
+checkpoint("bad_ckpt_avgpool_stride0.h5", "node 'pool1' (AveragePool): strides must be >= 1, got [0, 0]",
+           pool_node(strides=(0, 0), typ="AveragePool"))
+checkpoint("bad_ckpt_conv_stride0.h5", "node 'conv1' (Conv): strides must be >= 1, got [0, 0]",
+           {"name": "conv1", "type": "Conv", "inputs": ["input", "w"],
+            "attrs": {"kernel": [3, 3], "strides": [0, 0], "pads": [1, 1, 1, 1]}},
+           [("w", np.ones((2, 1, 3, 3)))])
+checkpoint("bad_ckpt_attr_kind.h5", "node 'pool1' (MaxPool): attribute 'kernel' must be a list of integers",
+           {"name": "pool1", "type": "MaxPool", "inputs": ["input"], "attrs": {"kernel": "2x2"}})
+checkpoint("bad_ckpt_attr_unknown.h5", "node 'pool1' (MaxPool): unknown attribute 'size'",
+           {"name": "pool1", "type": "MaxPool", "inputs": ["input"], "attrs": {"kernel": [2, 2], "size": 3}})
+checkpoint("bad_ckpt_op_unknown.h5", "node 'op1' (Hardmax): unsupported op type 'Hardmax'",
+           {"name": "op1", "type": "Hardmax", "inputs": ["input"], "attrs": {}})
+checkpoint("bad_ckpt_int_range.h5", "node 'pool1' (MaxPool): attribute 'kernel'",
+           {"name": "pool1", "type": "MaxPool", "inputs": ["input"], "attrs": {"kernel": [2, 2**64 - 1]}})
+
+with open(p("bad_attributes.json"), "w") as f:
+    json.dump(EXPECT, f, indent=1, sort_keys=True)
+    f.write("\n")
+print("wrote %d fixtures to %s" % (len(EXPECT), os.path.normpath(OUT)))

@@ -1,0 +1,171 @@
+// Binary elementwise ops with numpy broadcasting (the rows of CURV_BINARY_OPS in
+// elementwise_table.h). With partials da = dy/da, db = dy/db:
+//   y' = da a' + db b',  g_a = sum_broadcast(g da),  g_b = sum_broadcast(g db),
+//   and for Mul and Div the second-order terms of g_a', g_b' (Add and Sub are linear).
+#include <algorithm>
+#include <stdexcept>
+
+#include "src/core/elementwise_table.h"
+#include "src/core/internal/broadcast.h"
+#include "src/core/ops.h"
+
+namespace curv {
+
+const char* binary_type(BinaryKind kind) {
+  switch (kind) {
+#define CURV_BINARY_CASE(Name) \
+  case BinaryKind::Name:       \
+    return #Name;
+    CURV_BINARY_OPS(CURV_BINARY_CASE)
+#undef CURV_BINARY_CASE
+  }
+  return "?";
+}
+
+namespace {
+
+class BinaryOp final : public OpImpl<BinaryOp> {
+ public:
+  explicit BinaryOp(BinaryKind kind) : m_kind(kind) {}
+  std::string type() const override { return binary_type(m_kind); }
+  OpSpec spec() const override { return OpSpec(type()); }
+  int arity() const override { return 2; }
+  Shape output_shape(const std::vector<Shape>& in) const override {
+    try {
+      return internal::Broadcast(in.at(0), in.at(1)).out;
+    } catch (const std::invalid_argument& e) {
+      throw std::invalid_argument(type() + ": " + e.what());
+    }
+  }
+
+  template <class T>
+  void fwd(OpCtx<T>& c, View<T> out) const {
+    internal::Broadcast b(c.in[0].shape, c.in[1].shape);
+    const T* x = c.in[0].data;
+    const T* y = c.in[1].data;
+    T* o = out.data;
+    switch (m_kind) {
+      case BinaryKind::Add:
+        b.for_each([&](auto io, auto ia, auto ib) { o[io] = x[ia] + y[ib]; });
+        break;
+      case BinaryKind::Sub:
+        b.for_each([&](auto io, auto ia, auto ib) { o[io] = x[ia] - y[ib]; });
+        break;
+      case BinaryKind::Mul:
+        b.for_each([&](auto io, auto ia, auto ib) { o[io] = x[ia] * y[ib]; });
+        break;
+      case BinaryKind::Div:
+        b.for_each([&](auto io, auto ia, auto ib) { o[io] = x[ia] / y[ib]; });
+        break;
+    }
+  }
+
+  // g_a = sum_broadcast(g * da), g_b = sum_broadcast(g * db) with
+  //   Add: da = 1, db = 1;  Sub: 1, -1;  Mul: b, a;  Div: 1/b, -a/b^2.
+  template <class T>
+  void bwd(OpCtx<T>& c) const {
+    lin_vjp(c, c.gout.data, c.gin[0].data, c.gin[1].data);
+  }
+
+  template <class T>
+  void tan(OpCtx<T>& c) const {
+    internal::Broadcast b(c.in[0].shape, c.in[1].shape);
+    const std::int64_t no = numel(b.out), na = c.in[0].size(), nb = c.in[1].size();
+    const T* x = c.in[0].data;
+    const T* y = c.in[1].data;
+    for (std::int64_t j = 0; j < c.k; ++j) {
+      const T* tx = c.tin[0].data ? c.tin[0].data + j * na : nullptr;
+      const T* ty = c.tin[1].data ? c.tin[1].data + j * nb : nullptr;
+      T* o = c.tout.data + j * no;
+      std::fill(o, o + no, T(0));
+      switch (m_kind) {
+        case BinaryKind::Add:
+        case BinaryKind::Sub: {
+          const T s = m_kind == BinaryKind::Add ? T(1) : T(-1);
+          if (tx) b.for_each([&](auto io, auto ia, auto) { o[io] += tx[ia]; });
+          if (ty) b.for_each([&](auto io, auto, auto ib) { o[io] += s * ty[ib]; });
+          break;
+        }
+        case BinaryKind::Mul:
+          if (tx) b.for_each([&](auto io, auto ia, auto ib) { o[io] += tx[ia] * y[ib]; });
+          if (ty) b.for_each([&](auto io, auto ia, auto ib) { o[io] += x[ia] * ty[ib]; });
+          break;
+        case BinaryKind::Div:
+          if (tx) b.for_each([&](auto io, auto ia, auto ib) { o[io] += tx[ia] / y[ib]; });
+          if (ty) b.for_each([&](auto io, auto ia, auto ib) { o[io] -= x[ia] * ty[ib] / (y[ib] * y[ib]); });
+          break;
+      }
+    }
+  }
+
+  template <class T>
+  void bwdt(OpCtx<T>& c) const {
+    internal::Broadcast b(c.in[0].shape, c.in[1].shape);
+    const std::int64_t no = numel(b.out), na = c.in[0].size(), nb = c.in[1].size();
+    const T* x = c.in[0].data;
+    const T* y = c.in[1].data;
+    const T* g = c.gout.data;
+    const bool so = c.second_order && (m_kind == BinaryKind::Mul || m_kind == BinaryKind::Div);
+    for (std::int64_t j = 0; j < c.k; ++j) {
+      T* ra = c.tgin[0].data ? c.tgin[0].data + j * na : nullptr;
+      T* rb = c.tgin[1].data ? c.tgin[1].data + j * nb : nullptr;
+      lin_vjp_raw(b, x, y, c.tgout.data + j * no, ra, rb, na, nb);
+      if (!so) continue;
+      const T* tx = c.tin[0].data ? c.tin[0].data + j * na : nullptr;
+      const T* ty = c.tin[1].data ? c.tin[1].data + j * nb : nullptr;
+      if (m_kind == BinaryKind::Mul) {
+        // g_a = g b  =>  g_a' += g b';  g_b = g a  =>  g_b' += g a'
+        if (ra && ty) b.for_each([&](auto io, auto ia, auto ib) { ra[ia] += g[io] * ty[ib]; });
+        if (rb && tx) b.for_each([&](auto io, auto ia, auto ib) { rb[ib] += g[io] * tx[ia]; });
+      } else {
+        // g_a = g / b => g_a' += -g b' / b^2;  g_b = -g a / b^2 => g_b' += -g a'/b^2 + 2 g a b'/b^3
+        if (ra && ty) b.for_each([&](auto io, auto ia, auto ib) { ra[ia] -= g[io] * ty[ib] / (y[ib] * y[ib]); });
+        if (rb) {
+          if (tx) b.for_each([&](auto io, auto ia, auto ib) { rb[ib] -= g[io] * tx[ia] / (y[ib] * y[ib]); });
+          if (ty)
+            b.for_each(
+                [&](auto io, auto ia, auto ib) { rb[ib] += T(2) * g[io] * x[ia] * ty[ib] / (y[ib] * y[ib] * y[ib]); });
+        }
+      }
+    }
+  }
+
+ private:
+  template <class T>
+  void lin_vjp(OpCtx<T>& c, const T* g, T* ga, T* gb) const {
+    internal::Broadcast b(c.in[0].shape, c.in[1].shape);
+    lin_vjp_raw(b, c.in[0].data, c.in[1].data, g, ga, gb, c.in[0].size(), c.in[1].size());
+  }
+  template <class T>
+  void lin_vjp_raw(const internal::Broadcast& b, const T* x, const T* y, const T* g, T* ga, T* gb, std::int64_t na,
+                   std::int64_t nb) const {
+    if (ga) std::fill(ga, ga + na, T(0));
+    if (gb) std::fill(gb, gb + nb, T(0));
+    switch (m_kind) {
+      case BinaryKind::Add:
+        if (ga) b.for_each([&](auto io, auto ia, auto) { ga[ia] += g[io]; });
+        if (gb) b.for_each([&](auto io, auto, auto ib) { gb[ib] += g[io]; });
+        break;
+      case BinaryKind::Sub:
+        if (ga) b.for_each([&](auto io, auto ia, auto) { ga[ia] += g[io]; });
+        if (gb) b.for_each([&](auto io, auto, auto ib) { gb[ib] -= g[io]; });
+        break;
+      case BinaryKind::Mul:
+        if (ga) b.for_each([&](auto io, auto ia, auto ib) { ga[ia] += g[io] * y[ib]; });
+        if (gb) b.for_each([&](auto io, auto ia, auto ib) { gb[ib] += g[io] * x[ia]; });
+        break;
+      case BinaryKind::Div:
+        if (ga) b.for_each([&](auto io, auto ia, auto ib) { ga[ia] += g[io] / y[ib]; });
+        if (gb) b.for_each([&](auto io, auto ia, auto ib) { gb[ib] -= g[io] * x[ia] / (y[ib] * y[ib]); });
+        break;
+    }
+  }
+
+  BinaryKind m_kind;
+};
+
+}  // namespace
+
+OpPtr make_binary(BinaryKind kind) { return std::make_shared<BinaryOp>(kind); }
+
+}  // namespace curv
