@@ -416,6 +416,22 @@ TEST_CASE("Gauss-Newton and Fisher products need no activation gradients: equal 
   CHECK(uncached->cache_bytes_used() == 0);
 }
 
+TEST_CASE("a gradient on passes kept by a Hessian product equals a fresh gradient") {
+  // The ViT's position embedding and class token enter through Add and Concat, ops whose output
+  // gradients Hessian products do not read; the kept pass must still serve its parameters.
+  Model m = build_arch("vit", {1, 28, 28}, 10, 26);
+  Dataset d = make_data({1, 28, 28}, 7, 10, 27);
+  ObjectiveOptions o = f64(3);
+  Vector fresh, after;
+  Objective::create(m, d, o)->gradient(fresh);
+  auto obj = Objective::create(m, d, o);
+  Matrix y;
+  obj->product(Curvature::Hessian, unit_direction(m.num_params(), 28), y);
+  obj->gradient(after);
+  CHECK(obj->primal_passes() == 3);
+  CHECK(after == fresh);
+}
+
 TEST_CASE("the memory cap holds on a model whose passes do not all fit, and results do not change") {
   Model m = resnet18_shaped(8, 21);
   Dataset d = make_data({3, 32, 32}, 64, 10, 22);

@@ -179,7 +179,10 @@ class ObjectiveImpl final : public Objective {
           for (std::int64_t c = c0; c < c1; ++c) {
             std::unique_ptr<Pass<T>> tmp;
             Pass<T>& p = primal(c, tmp);
-            m_exec.backward(p, &sink);  // activation gradients unless kept, parameter gradients into the run
+            // Parameter gradients into the run; activation gradients only transiently (a Hessian
+            // product computes and keeps them), so a gradient holds what PyTorch's does.
+            if (!p.has_grad) ensure_seed(p);
+            m_exec.backward(p, &sink, false);
             acc.loss += p.loss_sum;
             keep(c, tmp);
           }
@@ -242,7 +245,10 @@ class ObjectiveImpl final : public Objective {
     for (std::int64_t c = 0; c < num_chunks(); ++c) {
       std::unique_ptr<Pass<T>> tmp;
       Pass<T>& p = primal(c, tmp);
-      m_exec.backward(p, nullptr);
+      if (!p.has_grad) {
+        ensure_seed(p);
+        m_exec.backward(p, nullptr);
+      }
       for (size_t i = 0; i < nodes.size(); ++i) {
         const auto& n = nodes[i];
         const std::string t = n.op->type();
@@ -280,9 +286,13 @@ class ObjectiveImpl final : public Objective {
   // the values).
   std::size_t value_bytes(std::int64_t n, bool grads_only) const {
     std::size_t b = 0;
-    for (const auto& v : m_model.values())
-      if (v.kind == ValueKind::Node && (!grads_only || m_exec.depends_on_params(&v - m_model.values().data())))
-        b += value_elems(v, n) * sizeof(T);
+    const auto& vals = m_model.values();
+    for (std::size_t i = 0; i < vals.size(); ++i) {
+      const Value& v = vals[i];
+      if (v.kind != ValueKind::Node) continue;
+      if (grads_only && !(m_exec.depends_on_params(static_cast<int>(i)) && m_exec.keeps_grad(v.producer))) continue;
+      b += value_elems(v, n) * sizeof(T);
+    }
     return b;
   }
   std::size_t pass_bytes(std::int64_t n) const {
@@ -340,17 +350,25 @@ class ObjectiveImpl final : public Objective {
     }
   }
 
-  // The primal pass of samples [first, first + count) and the loss (and its gradient) at the output.
-  void forward(Pass<T>& p, std::int64_t first, std::int64_t count) {
-    m_exec.forward(p, first, count, m_data.x.data() + first * numel(m_data.sample_shape));
-    // Loss and its gradient at the output.
+  // The loss of pass p and its gradient at the output (the seed of the backward pass).
+  void seed(Pass<T>& p) const {
     const Tensor<T>& z = p.vals[m_model.output()];
     Tensor<T>& gz = p.grads[m_model.output()];
     gz.resize(z.shape());
-    const auto terms =
-        loss_forward<T>(m_loss, z.view(), labels_at(first), targets_at(first), 1.0 / double(m_data.size()), gz.view());
+    const auto terms = loss_forward<T>(m_loss, z.view(), labels_at(p.first), targets_at(p.first),
+                                       1.0 / double(m_data.size()), gz.view());
     p.loss_sum = terms.sum;
     p.correct = terms.correct;
+  }
+
+  void ensure_seed(Pass<T>& p) const {
+    if (p.grads[m_model.output()].empty()) seed(p);
+  }
+
+  // The primal pass of samples [first, first + count) and the loss (and its gradient) at the output.
+  void forward(Pass<T>& p, std::int64_t first, std::int64_t count) {
+    m_exec.forward(p, first, count, m_data.x.data() + first * numel(m_data.sample_shape));
+    seed(p);
     if (!std::isfinite(p.loss_sum))
       throw std::runtime_error("objective: loss is not finite on samples " + std::to_string(first) + ".." +
                                std::to_string(first + count - 1) + " of " + m_data.source);
@@ -397,7 +415,10 @@ class ObjectiveImpl final : public Objective {
           for (std::int64_t c = c0; c < c1; ++c) {
             std::unique_ptr<Pass<T>> tmp;
             Pass<T>& p = primal(c, tmp);
-            if (hessian) m_exec.backward(p, nullptr);  // activation gradients (second-order terms)
+            if (hessian && !p.has_grad) {  // activation gradients (second-order terms), kept with the pass
+              ensure_seed(p);
+              m_exec.backward(p, nullptr);
+            }
             tangent_pass(curv, p, k, ptan, tdep, sink);
             keep(c, tmp);
           }

@@ -71,6 +71,10 @@ class Op {
   virtual bool mixes_batch() const { return false; }
   /// Whether backward and backward_tangent honor OpCtx::accumulate.
   virtual bool accumulates() const { return false; }
+  /// Whether backward_tangent with second_order reads gout. Ops that are linear or piecewise linear
+  /// in their inputs (ReLU, Add, pooling, shape ops) have no second-order term and return false;
+  /// the Objective then keeps no primal gradient of their outputs for Hessian products.
+  virtual bool tangent_reads_output_grad() const { return true; }
 
   virtual void forward(OpCtx<float>& c, View<float> out) const = 0;
   virtual void forward(OpCtx<double>& c, View<double> out) const = 0;

@@ -38,6 +38,7 @@ class UnaryOp final : public OpImpl<UnaryOp> {
     return {};
   }
   int arity() const override { return 1; }
+  bool tangent_reads_output_grad() const override { return has_curvature(); }
   Shape output_shape(const std::vector<Shape>& in) const override { return in.at(0); }
 
   template <class T>
@@ -212,6 +213,7 @@ class BinaryOp final : public OpImpl<BinaryOp> {
     return "?";
   }
   int arity() const override { return 2; }
+  bool tangent_reads_output_grad() const override { return m_kind == BinaryKind::Mul || m_kind == BinaryKind::Div; }
   Shape output_shape(const std::vector<Shape>& in) const override {
     try {
       return internal::Broadcast(in.at(0), in.at(1)).out;

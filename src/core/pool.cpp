@@ -29,6 +29,7 @@ class PoolOp final : public OpImpl<PoolOp> {
            std::to_string(m_a.stride[0]) + "," + std::to_string(m_a.stride[1]);
   }
   int arity() const override { return 1; }
+  bool tangent_reads_output_grad() const override { return false; }  // piecewise linear
 
   ConvGeometry geometry(const Shape& x) const {
     ConvGeometry g{};

@@ -96,6 +96,11 @@ GraphExecutor<T>::GraphExecutor(const Model& model) : m_model(model) {
   for (std::size_t i = 0; i < model.nodes().size(); ++i)
     for (int v : model.nodes()[i].inputs)
       if (m_first_consumer[v] < 0) m_first_consumer[v] = static_cast<int>(i);
+  for (const auto& n : model.nodes()) {
+    bool keep = n.op->tangent_reads_output_grad();
+    for (int v : n.inputs) keep = keep || vals[v].kind == ValueKind::Parameter;
+    m_keep_grad.push_back(keep);
+  }
 }
 
 template <class T>
@@ -155,7 +160,7 @@ void GraphExecutor<T>::forward(Pass<T>& p, std::int64_t first, std::int64_t coun
 }
 
 template <class T>
-void GraphExecutor<T>::backward(Pass<T>& p, const ParamSink<T>* sink) const {
+void GraphExecutor<T>::backward(Pass<T>& p, const ParamSink<T>* sink, bool keep_grads) const {
   const bool node_grads = !p.has_grad;
   if (!node_grads && !sink) return;
   const auto& vals = m_model.values();
@@ -178,15 +183,19 @@ void GraphExecutor<T>::backward(Pass<T>& p, const ParamSink<T>* sink) const {
         router.into_tensor(a, p.grads[v], ctx.in[a].shape);
       }
     }
-    if (!router.any()) continue;
-    ctx.out = p.vals[n.output].view();
-    ctx.gout = g.view();
-    ctx.state = &p.states[i];
-    router.bind(*n.op, ctx.gin, ctx.accumulate);
-    n.op->backward(ctx);
-    router.finish();
+    if (router.any()) {
+      ctx.out = p.vals[n.output].view();
+      ctx.gout = g.view();
+      ctx.state = &p.states[i];
+      router.bind(*n.op, ctx.gin, ctx.accumulate);
+      n.op->backward(ctx);
+      router.finish();
+    }
+    // The gradient of this node's output is complete and consumed: keep it only for a Hessian
+    // product that reads it.
+    if (node_grads && !(keep_grads && m_keep_grad[i])) p.grads[n.output].clear();
   }
-  if (node_grads) p.has_grad = true;
+  if (node_grads && keep_grads) p.has_grad = true;
 }
 
 template <class T>
@@ -259,7 +268,8 @@ void GraphExecutor<T>::vjp_tangent(const Pass<T>& p, std::int64_t k, const std::
     if (!g.empty()) {
       ctx.gout = g.view();
     } else {
-      assert(!second_order && "vjp_tangent: second-order terms need the primal gradients");
+      assert((!second_order || !n.op->tangent_reads_output_grad()) &&
+             "vjp_tangent: second-order terms need the primal gradients");
       if (zeros.size() < ctx.out.size()) zeros = Tensor<T>(Shape{ctx.out.size()});
       ctx.gout = ConstView<T>{zeros.data(), ctx.out.shape};
     }

@@ -41,6 +41,9 @@ class GraphExecutor {
   const std::vector<Tensor<T>>& params() const { return m_params; }
   /// Whether value v depends on any parameter (gets a gradient in backward).
   bool depends_on_params(int v) const { return m_depends[v]; }
+  /// Whether backward with keep_grads keeps the gradient of node i's output: its op reads it in
+  /// Hessian products, or the node has a parameter input (a later gradient on the kept pass needs it).
+  bool keeps_grad(int node) const { return m_keep_grad[node]; }
 
   /// The primal value v of pass p (parameters and constants are shared, not in the pass).
   ConstView<T> view(const Pass<T>& p, int v) const;
@@ -48,8 +51,12 @@ class GraphExecutor {
   /// Resets p and runs every node on `count` samples x (float32, [count, ...input shape]).
   void forward(Pass<T>& p, std::int64_t first, std::int64_t count, const float* x) const;
   /// From the output gradient seeded in p.grads: computes the gradients of the node values unless
-  /// p.has_grad (then sets it), and adds the parameter gradients into `sink` (nullptr: none).
-  void backward(Pass<T>& p, const ParamSink<T>* sink) const;
+  /// p.has_grad, and adds the parameter gradients into `sink` (nullptr: none). With `keep_grads`
+  /// the pass keeps the node-value gradients that later calls read (keeps_grad; p.has_grad is
+  /// set); every other one is freed as soon as its node
+  /// has run, which bounds the gradient's memory by the reverse sweep's frontier, as in PyTorch
+  /// (the output gradient too: reseed it to run again).
+  void backward(Pass<T>& p, const ParamSink<T>* sink, bool keep_grads = true) const;
 
   /// Which values depend on the parameters that have tangents (ptan[i] not empty).
   std::vector<bool> tangent_dependence(const std::vector<Tensor<T>>& ptan) const;
@@ -75,6 +82,7 @@ class GraphExecutor {
   std::vector<Tensor<T>> m_params, m_consts;
   std::vector<bool> m_depends;        // by value id: depends on some parameter
   std::vector<int> m_first_consumer;  // by value id: the first node that reads it (-1: none)
+  std::vector<bool> m_keep_grad;      // by node: see keeps_grad
 };
 
 }  // namespace curv::internal
