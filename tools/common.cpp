@@ -37,8 +37,9 @@ void add_run_options(CLI::App& app, RunOptions& o, bool allow_arch) {
   app.add_option("--precision", o.precision, "Model compute precision")
       ->check(CLI::IsMember({"float32", "float64"}))
       ->capture_default_str();
-  app.add_option("--micro-batch", o.micro_batch, "Samples per micro-batch (fixes the reduction order)")
-      ->check(CLI::PositiveNumber)
+  app.add_option("--micro-batch", o.micro_batch,
+                 "Samples per micro-batch (fixes the reduction order); 0: chosen from the layer shapes")
+      ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
   app.add_option("--cache-gb", o.cache_gb, "Memory budget for cached activations between products (GB)")
       ->capture_default_str();
