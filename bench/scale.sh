@@ -12,6 +12,8 @@
 #   rss:*                  peak resident memory of curv / PyTorch for each call above (whole
 #                          processes: PyTorch's includes its ~270 MB of libraries), and curv's
 #                          cached HVP / its gradient
+#   GF/s grad, hvp         curv's rate in GFLOP/s by the FLOP floor of the Conv and Linear layers:
+#                          a gradient is 3 forward passes (2 MACs each), a cached HVP 6
 # Models and data are made once by bench/scale_torch.py into $CURV_BENCH_CACHE (default
 # ~/.cache/curv-bench), never into the repository. Needs Debian's python3-torch and
 # python3-torchvision, and a curv built with -DCURV_NDEBUG=ON (default: build-bench/tools/curv).
@@ -51,7 +53,7 @@ echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 import json, os, sys
 out, models, threads, samples = sys.argv[1], sys.argv[2].split(","), sys.argv[3], sys.argv[4]
 cols = ["model", "params", "B", "grad", "hvp1", "hvp", "ggn", "hvp/grad", "blk/1",
-        "rss:grad", "rss:hvp1", "rss:hvp", "rss:ggn", "rss:hvp/grad"]
+        "rss:grad", "rss:hvp1", "rss:hvp", "rss:ggn", "rss:hvp/grad", "GF/s grad", "GF/s hvp"]
 rows = []
 for m in models:
     tp, cp = (os.path.join(out, f"{m}.{s}.json") for s in ("torch", "curv"))
@@ -65,7 +67,9 @@ for m in models:
                  f"{c['hvp_s'] / c['grad_s']:.2f}", f"{c['block_over_singles']:.2f}",
                  f"{r['grad'] / t['grad_rss']:.2f}", f"{r['hvp_first'] / t['hvp_rss']:.2f}",
                  f"{r['hvp'] / t['hvp_only_rss']:.2f}", f"{r['ggn'] / t['ggn_rss']:.2f}",
-                 f"{r['hvp'] / r['grad']:.2f}"])
+                 f"{r['hvp'] / r['grad']:.2f}",
+                 f"{3 * 2 * t['fwd_macs'] * c['samples'] / c['grad_s'] / 1e9:.0f}",
+                 f"{6 * 2 * t['fwd_macs'] * c['samples'] / c['hvp_s'] / 1e9:.0f}"])
 print(f"curv vs PyTorch {t['torch_version'] if rows else ''}, {samples} samples, {threads} threads "
       "(times: PyTorch / curv; rss: curv / PyTorch)")
 w = [max(len(x[i]) for x in rows + [cols]) for i in range(len(cols))]

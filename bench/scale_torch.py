@@ -14,7 +14,8 @@ the convolutions (eval mode, as the exported ONNX computes):
   bert-small    hook for a transformer encoder of BERT-small size: needs token inputs, which the
                 ONNX importer does not take yet; `export` skips it with a note.
 
-`time` prints one JSON line with the best of --reps runs (after one warm-up) of:
+`time` prints one JSON line with the forward multiply-adds per sample of the convolutions and
+linear layers (fwd_macs, for FLOP floors), and the best of --reps runs (after one warm-up) of:
   grad_s       forward + backward (torch.autograd.grad of the mean cross-entropy)
   hvp_s        forward + gradient with create_graph=True + double backward (a full PyHessian HVP)
   hvp_only_s   double backward on the kept gradient graph (PyHessian's repeated products)
@@ -128,6 +129,24 @@ def measure(fn, reps):
     return best, rss("VmHWM")
 
 
+def forward_macs(model, x1):
+    """Multiply-adds of the Conv2d and Linear layers for one sample."""
+    total = [0]
+
+    def hook(m, inp, out):
+        if isinstance(m, nn.Conv2d):
+            total[0] += out.numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+        elif isinstance(m, nn.Linear):
+            total[0] += out.numel() * m.in_features
+
+    hs = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    with torch.no_grad():
+        model(x1)
+    for h in hs:
+        h.remove()
+    return total[0]
+
+
 def time_model(args):
     torch.set_num_threads(args.threads)
     x, y = make_data(args.cache, args.samples)
@@ -139,6 +158,7 @@ def time_model(args):
     vs = [torch.randn(p.shape, generator=gen) for p in params]
     res = {"model": args.model, "samples": len(x), "threads": args.threads,
            "params": sum(p.numel() for p in params), "torch_version": torch.__version__}
+    res["fwd_macs"] = forward_macs(model, x[:1])
     reset_peak()
     res["base_rss"] = rss("VmRSS")
 
