@@ -23,22 +23,23 @@
 ///  - Kernels are sequential within a micro-batch, except large GEMMs, which split their output into
 ///    blocks of a size fixed by the matrix shapes and run them on oneTBB (isolated from other work).
 ///    Every floating-point operation is therefore fixed by (B, model, data), never by the schedule.
-///  - A product on k directions shares one primal pass. The primal passes (activations, op states
-///    and the activation gradients a Hessian product needs) are kept between calls within
-///    ObjectiveOptions::cache_bytes, since estimators apply the operator hundreds of times on one
-///    sample set; passes that do not fit are recomputed on every call.
+///  - A product on k directions shares one primal pass. The primal passes (activations and op
+///    states; after a Hessian product also the activation gradients its second-order terms read:
+///    Op::tangent_reads_output_grad) are kept between calls within ObjectiveOptions::cache_bytes,
+///    since estimators apply the operator hundreds of times on one sample set; passes that do not
+///    fit are recomputed by every call. A gradient frees each activation gradient as soon as its
+///    node has run, as PyTorch's backward does.
 ///
-/// Memory (T = sizeof(model precision), P parameters, k directions, A = bytes of all node values
-/// of one sample in precision T, W = micro-batches in flight = min(threads, R), c <= N the samples
-/// whose passes are kept):
-///   gradient    T P  +  (W + 1) T P  +  W B (2 A + S)  +  c (2 A + S)          (+ 8 P: the result)
-///   product     T P  +  T P k  +  (W + 1) T P k  +  W B (2 A + S + ~1.5 k A)  +  c (2 A + S)
-/// where S is the op state per sample (BatchNorm and pooling save some), the first term the
-/// parameters in precision T, then the direction block in T, the run accumulators, the passes in
-/// flight (values, activation gradients, state, forward and reverse tangents, freed as the reverse
-/// sweep goes) and the cache. ObjectiveOptions::memory_bytes caps the sum: the cache shrinks first
-/// (recomputation), then fewer micro-batches run at once; the engine's own allocations are counted
-/// (memory.h), and a test checks the cap with them.
+/// Memory (T = sizeof(model precision), P parameters, k directions, per sample: A bytes of node
+/// values, G of the activation gradients a Hessian product keeps, S of op state; B samples per
+/// micro-batch, W = micro-batches in flight = min(threads, R), c <= N samples with kept passes):
+///   gradient  T P (parameters) + min(R, W+1) T P (runs) + W B (A + S) + c (A + S)   + 8 P result
+///   product   T P + T P k (directions) + min(R, W+1) T P k (runs)
+///             + W B (A + S + G + ~1.5 k A) (passes and tangents in flight, tangents freed as the
+///             reverse sweep goes) + c (A + S + G)                                   + 8 P k result
+/// ObjectiveOptions::memory_bytes caps the sum: the cache shrinks first (recomputation), then fewer
+/// micro-batches run at once. The engine's allocations are counted (memory.h); a test checks the
+/// cap with them.
 ///
 /// Lifetime: the Objective keeps references to the Model (graph only: parameters are copied) and
 /// the Dataset; both must outlive it. Not thread-safe: one call at a time.
