@@ -7,6 +7,7 @@
 #include "src/io/atomic_file.h"
 #include "src/io/checkpoint.h"
 #include "src/io/onnx_export.h"
+#include "src/core/memory.h"
 #include "src/core/timer.h"
 #include "tools/commands.h"
 
@@ -98,44 +99,68 @@ void register_bench(CLI::App& root) {
   auto block = std::make_shared<std::int64_t>(16);
   auto repeat = std::make_shared<int>(3);
   auto check = std::make_shared<bool>(false);
-  auto* app = root.add_subcommand("bench", "Timings of loss, gradient and Hessian-vector products (1 and K directions)");
+  auto memory_gb = std::make_shared<double>(0.0);
+  auto* app = root.add_subcommand("bench", "Timings and peak memory of loss, gradient and Hessian-vector products (1 and K directions)");
   add_run_options(*app, *o, true);
   app->add_option("--block", *block, "Directions in one block product")->check(in_range(1, kMaxBlock))->capture_default_str();
   app->add_option("--repeat", *repeat, "Repetitions per timing (the best is reported)")->check(in_range(1, 1000))->capture_default_str();
+  app->add_option("--memory-gb", *memory_gb,
+                  "Cap on the engine's memory (GB; 0: none): kept activations shrink, then fewer micro-batches run at once")
+      ->check(in_range(0, 1e6));
   app->add_flag("--check", *check, "Also check one HVP against finite differences of gradients (float64)");
-  app->callback([o, block, repeat, check] {
+  app->callback([o, block, repeat, check, memory_gb] {
     auto tc = limit_threads(o->threads);
     Dataset d = load_data(*o);
     Model m = load_model(*o, &d);
-    auto obj = Objective::create(m, d, objective_options(*o));
+    ObjectiveOptions opts = objective_options(*o);
+    opts.memory_bytes = static_cast<std::size_t>(*memory_gb * 1e9);
+    auto obj = Objective::create(m, d, opts);
     const std::int64_t P = obj->num_params();
-    std::mt19937_64 rng(o->seed + 1);
-    std::normal_distribution<double> nd;
-    Eigen::MatrixXd V(P, *block), Y;
-    for (std::int64_t i = 0; i < V.size(); ++i) V.data()[i] = nd(rng);
+    // k random directions (the first k columns of one seeded sequence). The block is made only for
+    // the block timings, so that it does not count in the memory of the single-direction calls.
+    auto directions = [&](std::int64_t k) {
+      std::mt19937_64 rng(o->seed + 1);
+      std::normal_distribution<double> nd;
+      Eigen::MatrixXd M(P, k);
+      for (std::int64_t i = 0; i < M.size(); ++i) M.data()[i] = nd(rng);
+      return M;
+    };
+    Eigen::MatrixXd V = directions(1), Y;
     Eigen::VectorXd g;
-    auto best = [&](const char* what, auto&& f) {
+    // Peak resident memory (VmHWM, restarted before each measurement) and the peak of the engine's
+    // own allocations, per measured call; the best time of `repeat` runs.
+    nlohmann::json rss = nlohmann::json::object(), engine = nlohmann::json::object();
+    auto best = [&](const char* what, const char* key, auto&& f) {
       double b = 1e300;
+      reset_peak_resident();
+      reset_tracked_peak();
+      const std::size_t live = tracked_bytes();
       for (int r = 0; r < *repeat; ++r) {
         Timer t;
         f();
         b = std::min(b, t.seconds());
       }
-      std::cerr << "bench: " << what << " " << b << " s\n";
+      rss[key] = peak_resident_bytes();
+      engine[key] = tracked_peak_bytes() - std::min(live, tracked_peak_bytes());
+      std::cerr << "bench: " << what << " " << b << " s, peak RSS " << peak_resident_bytes() / 1e6 << " MB\n";
       return b;
     };
-    std::cerr << "bench: " << m.num_params() << " parameters, " << d.size() << " samples, " << thread_count()
-              << " threads, " << o->precision << "\n";
-    const double loss_s = best("loss", [&] { obj->clear_cache(); obj->value(); });
-    const double grad_s = best("gradient", [&] { obj->clear_cache(); obj->gradient(g); });
-    const double first_s = best("hvp (with primal pass)", [&] { obj->clear_cache(); obj->product(Curvature::Hessian, V.col(0), Y); });
+    reset_peak_resident();  // returns what loading freed
+    const std::size_t base_rss = resident_bytes();
+    std::cerr << "bench: " << m.num_params() << " parameters, " << d.size() << " samples, micro-batch "
+              << obj->micro_batch() << ", " << thread_count() << " threads, " << o->precision << "\n";
+    const double loss_s = best("loss", "loss", [&] { obj->clear_cache(); obj->value(); });
+    const double grad_s = best("gradient", "grad", [&] { obj->clear_cache(); obj->gradient(g); });
+    const double first_s = best("hvp (with primal pass)", "hvp_first",
+                                [&] { obj->clear_cache(); obj->product(Curvature::Hessian, V.col(0), Y); });
     obj->gradient(g);  // primal pass cached (when it fits the budget)
-    const double hvp_s = best("hvp", [&] { obj->product(Curvature::Hessian, V.col(0), Y); });
-    const double ggn_s = best("ggn-vp", [&] { obj->product(Curvature::GGN, V.col(0), Y); });
-    const double blk_s = best("hvp block", [&] { obj->product(Curvature::Hessian, V, Y); });
+    const double hvp_s = best("hvp", "hvp", [&] { obj->product(Curvature::Hessian, V.col(0), Y); });
+    const double ggn_s = best("ggn-vp", "ggn", [&] { obj->product(Curvature::GGN, V.col(0), Y); });
+    V = directions(*block);
+    const double blk_s = best("hvp block", "hvp_block", [&] { obj->product(Curvature::Hessian, V, Y); });
     // The K single products timed as one run, so that both sides of block_over_singles are equally
     // long measurements (the best of short runs is biased low on a noisy machine).
-    const double singles_s = best("hvp singles", [&] {
+    const double singles_s = best("hvp singles", "hvp_singles", [&] {
       for (std::int64_t j = 0; j < *block; ++j) obj->product(Curvature::Hessian, V.col(j), Y);
     });
     nlohmann::json j{{"samples", d.size()},
@@ -153,7 +178,12 @@ void register_bench(CLI::App& root) {
                      {"hvp_singles_s", singles_s},
                      {"block_over_singles", blk_s / singles_s},
                      {"block_over_uncached_singles", blk_s / (double(*block) * first_s)},
-                     {"cache_bytes", obj->cache_bytes_used()}};
+                     {"cache_bytes", obj->cache_bytes_used()},
+                     {"cache_bytes_estimate", obj->cache_bytes_estimate()},
+                     {"micro_batch", obj->micro_batch()},
+                     {"base_rss", base_rss},
+                     {"peak_rss", rss},
+                     {"engine_peak_bytes", engine}};
     if (*check) {
       // Central differences of exact gradients along a unit direction, in float64.
       Dataset dc = d.subset(0, std::min<std::int64_t>(d.size(), 32));

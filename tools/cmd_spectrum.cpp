@@ -97,7 +97,7 @@ void register_spectrum(CLI::App& root, int argc, char** argv) {
     run.attributes["blocks"] = o->blocks;
     run.attributes["seed"] = std::int64_t(o->run.seed);
     run.attributes["precision"] = o->run.precision;
-    run.attributes["micro_batch"] = std::int64_t(o->run.micro_batch);
+    run.attributes["micro_batch"] = std::int64_t(obj->micro_batch());
     run.attributes["loss"] = obj->value();
 
     std::map<std::string, std::unique_ptr<Progress>> bars;

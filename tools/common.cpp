@@ -94,8 +94,9 @@ void add_run_options(CLI::App& app, RunOptions& o, bool allow_arch) {
   app.add_option("--precision", o.precision, "Model compute precision")
       ->check(CLI::IsMember({"float32", "float64"}))
       ->capture_default_str();
-  app.add_option("--micro-batch", o.micro_batch, "Samples per micro-batch (fixes the reduction order)")
-      ->check(in_range(1, 1e6))
+  app.add_option("--micro-batch", o.micro_batch,
+                 "Samples per micro-batch (fixes the reduction order); 0: chosen from the layer shapes")
+      ->check(in_range(0, 1e6))
       ->capture_default_str();
   app.add_option("--cache-gb", o.cache_gb, "Memory budget for cached activations between products (GB)")
       ->check(in_range(0, 1e6))

@@ -59,7 +59,7 @@ struct RunOptions {
   std::string params_regex, freeze_regex;
   bool bn_train = false;
   std::string precision = "float32";
-  std::int64_t micro_batch = 16;
+  std::int64_t micro_batch = 0;  // 0: automatic (resolve_micro_batch)
   double cache_gb = 8.0;
   std::int64_t group_directions = 0;  // 0: automatic
   int threads = 0;  // 0: all cores

@@ -30,6 +30,7 @@ class BinaryOp final : public OpImpl<BinaryOp> {
   std::string type() const override { return binary_type(m_kind); }
   OpSpec spec() const override { return OpSpec(type()); }
   int arity() const override { return 2; }
+  bool tangent_reads_output_grad() const override { return m_kind == BinaryKind::Mul || m_kind == BinaryKind::Div; }
   Shape output_shape(const std::vector<Shape>& in) const override {
     try {
       return internal::Broadcast(in.at(0), in.at(1)).out;

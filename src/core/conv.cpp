@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "src/core/internal/depthwise.h"
 #include "src/core/internal/gemm.h"
 #include "src/core/internal/im2col.h"
 #include "src/core/internal/op_checks.h"
@@ -49,6 +50,7 @@ class ConvOp final : public OpImpl<ConvOp> {
         .set_int("group", m_a.groups);
   }
   int arity() const override { return -1; }
+  bool accumulates() const override { return true; }
 
   ConvGeometry geometry(const Shape& x, const Shape& w) const {
     ConvGeometry g;
@@ -97,6 +99,11 @@ class ConvOp final : public OpImpl<ConvOp> {
     return out;
   }
 
+  template <class T>
+  static bool adds(const OpCtx<T>& c, int i) {
+    return (c.accumulate >> i) & 1u;
+  }
+
   // Everything the kernels need about one call.
   struct Dims {
     ConvGeometry g;
@@ -115,10 +122,12 @@ class ConvOp final : public OpImpl<ConvOp> {
     d.xs = c.in[0].size() / std::max<std::int64_t>(d.N, 1);
     d.ys = d.O * d.HW;
     d.wsz = c.in[1].size();
-    // Samples per GEMM: bound the patch matrix to about 4M elements.
     // Samples per GEMM: bound the patch matrix to 128K elements (512 KB in float32), so that
-    // im2col, the GEMM and col2im of one chunk stay in L2 (4M elements was 1.6x slower per HVP).
-    d.chunk = std::max<std::int64_t>(1, (std::int64_t(1) << 17) / std::max<std::int64_t>(1, d.CKK * d.HW));
+    // im2col, the GEMM and col2im of one chunk stay in L2 (4M elements was 1.6x slower per HVP);
+    // but give every GEMM at least 256 columns: a layer with few positions and large weights
+    // (3x3x512 at 1x1) otherwise reads and writes its whole weight gradient every few samples.
+    d.chunk = std::max({std::int64_t(1), (std::int64_t(1) << 17) / std::max<std::int64_t>(1, d.CKK * d.HW),
+                        (256 + d.HW - 1) / std::max<std::int64_t>(1, d.HW)});
     return d;
   }
   template <class F>
@@ -151,9 +160,10 @@ class ConvOp final : public OpImpl<ConvOp> {
         for (std::int64_t i = 0; i < HW; ++i) r[i] += b[o];
       }
   }
+  // gb (+)= sum of gy over samples and positions.
   template <class T>
-  static void bias_grad(const T* gy, T* gb, std::int64_t n, std::int64_t O, std::int64_t HW) {
-    std::fill(gb, gb + O, T(0));
+  static void bias_grad(const T* gy, T* gb, std::int64_t n, std::int64_t O, std::int64_t HW, bool accumulate) {
+    if (!accumulate) std::fill(gb, gb + O, T(0));
     for (std::int64_t s = 0; s < n; ++s)
       for (std::int64_t o = 0; o < O; ++o) {
         T acc = 0;
@@ -163,10 +173,24 @@ class ConvOp final : public OpImpl<ConvOp> {
       }
   }
 
+  // Depthwise convs (one input channel per group) run direct window sums (internal/depthwise.h),
+  // whose geometry counts all input channels.
+  static bool depthwise(const Dims& d) { return d.G > 1 && d.g.C == 1; }
+  static ConvGeometry depthwise_geometry(const Dims& d) {
+    ConvGeometry g = d.g;
+    g.C = d.G;
+    return g;
+  }
+
   // y[0..n) = W col(x[0..n)) for n samples (x, y advanced by the caller); overwrites y.
   template <class T>
   void conv_samples(const Dims& d, const T* x, std::int64_t n, const T* w, T* y, Buffer<T>& col,
                     Buffer<T>& rows) const {
+    if (depthwise(d)) {
+      std::fill(y, y + n * d.ys, T(0));
+      internal::depthwise_forward(x, w, n, d.O, depthwise_geometry(d), y);
+      return;
+    }
     chunks(n, d.chunk, [&](std::int64_t s0, std::int64_t S) {
       for (std::int64_t gi = 0; gi < d.G; ++gi) {
         const T* cp = cols(d, x, s0, S, gi, col);
@@ -221,6 +245,7 @@ class ConvOp final : public OpImpl<ConvOp> {
   // gx[0..n) += col^T(W^T gy) for n samples.
   template <class T>
   void grad_x(const Dims& d, const T* gy, std::int64_t n, const T* w, T* gx, Buffer<T>& col, Buffer<T>& rows) const {
+    if (depthwise(d)) return internal::depthwise_grad_x(gy, w, n, d.O, depthwise_geometry(d), gx);
     if (has_adjoint_corr(d)) {
       const ConvGeometry a = adjoint_geometry(d);
       const std::int64_t K = d.O * d.g.kh * d.g.kw, HWi = d.g.H * d.g.W;
@@ -249,6 +274,7 @@ class ConvOp final : public OpImpl<ConvOp> {
   // gw += sum_n gy_n col(x_n)^T for n samples.
   template <class T>
   void grad_w(const Dims& d, const T* gy, const T* x, std::int64_t n, T* gw, Buffer<T>& col, Buffer<T>& rows) const {
+    if (depthwise(d)) return internal::depthwise_grad_w(gy, x, n, d.O, depthwise_geometry(d), gw);
     chunks(n, d.chunk, [&](std::int64_t s0, std::int64_t S) {
       for (std::int64_t gi = 0; gi < d.G; ++gi) {
         const T* cp = cols(d, x, s0, S, gi, col);
@@ -274,14 +300,14 @@ class ConvOp final : public OpImpl<ConvOp> {
     auto& col = scratch<T>(0);
     auto& rows = scratch<T>(1);
     if (c.gin[0].data) {
-      c.gin[0].set_zero();
+      if (!adds(c, 0)) c.gin[0].set_zero();
       grad_x(d, c.gout.data, d.N, c.in[1].data, c.gin[0].data, col, rows);
     }
     if (c.gin[1].data) {
-      c.gin[1].set_zero();
+      if (!adds(c, 1)) c.gin[1].set_zero();
       grad_w(d, c.gout.data, c.in[0].data, d.N, c.gin[1].data, col, rows);
     }
-    if (c.in.size() == 3 && c.gin[2].data) bias_grad(c.gout.data, c.gin[2].data, d.N, d.O, d.HW);
+    if (c.in.size() == 3 && c.gin[2].data) bias_grad(c.gout.data, c.gin[2].data, d.N, d.O, d.HW, adds(c, 2));
   }
 
   // Y' = W col(X') + W' col(X) + b'
@@ -295,7 +321,11 @@ class ConvOp final : public OpImpl<ConvOp> {
       conv_samples(d, c.tin[0].data, k * d.N, c.in[1].data, c.tout.data, col, rows);
     else
       c.tout.set_zero();
-    if (c.tin[1].data) {
+    if (c.tin[1].data && depthwise(d)) {
+      for (std::int64_t j = 0; j < k; ++j)
+        internal::depthwise_forward(c.in[0].data, c.tin[1].data + j * d.wsz, d.N, d.O, depthwise_geometry(d),
+                                    c.tout.data + j * d.N * d.ys);
+    } else if (c.tin[1].data) {
       // The k weight tangents stacked as [k*Og, CKK] share one patch matrix of X.
       chunks(d.N, d.chunk, [&](std::int64_t s0, std::int64_t S) {
         for (std::int64_t gi = 0; gi < d.G; ++gi) {
@@ -329,8 +359,8 @@ class ConvOp final : public OpImpl<ConvOp> {
     const bool so = c.second_order;
     auto& col = scratch<T>(0);
     auto& rows = scratch<T>(1);
-    for (auto& t : c.tgin)
-      if (t.data) t.set_zero();
+    for (std::size_t i = 0; i < c.tgin.size(); ++i)
+      if (c.tgin[i].data && !adds(c, static_cast<int>(i))) c.tgin[i].set_zero();
     if (c.tgin[0].data) {
       if (so && c.tin[1].data && has_adjoint_corr(d)) {
         // Fused adjoint correlation: g_X'_j = [flip(W) | flip(W'_j)] [im2col(g_Y'_j); im2col(g_Y)].
@@ -383,32 +413,37 @@ class ConvOp final : public OpImpl<ConvOp> {
       }
     }
     if (c.tgin[1].data) {
-      chunks(d.N, d.chunk, [&](std::int64_t s0, std::int64_t S) {
-        for (std::int64_t gi = 0; gi < d.G; ++gi) {
-          const T* cp = cols(d, c.in[0].data, s0, S, gi, col);
-          if (d.G == 1) {
-            // The k output-gradient tangents stacked as [k*Og, S*HW]: one GEMM into all of W'.
-            rows.resize(k * d.Og * S * d.HW);
-            for (std::int64_t j = 0; j < k; ++j)
-              to_rows(c.tgout.data + (j * d.N + s0) * d.ys, S, d.ys, 0, d.Og, d.HW, rows.data() + j * d.Og * S * d.HW);
-            gemm(false, true, rows.data(), k * d.Og, S * d.HW, cp, d.CKK, S * d.HW, c.tgin[1].data, T(1), true);
-          } else {
-            rows.resize(d.Og * S * d.HW);
-            for (std::int64_t j = 0; j < k; ++j) {
-              to_rows(c.tgout.data + (j * d.N + s0) * d.ys, S, d.ys, gi * d.Og, d.Og, d.HW, rows.data());
-              gemm(false, true, rows.data(), d.Og, S * d.HW, cp, d.CKK, S * d.HW,
-                   c.tgin[1].data + j * d.wsz + gi * d.Og * d.CKK, T(1), true);
+      if (depthwise(d))
+        for (std::int64_t j = 0; j < k; ++j)
+          grad_w(d, c.tgout.data + j * d.N * d.ys, c.in[0].data, d.N, c.tgin[1].data + j * d.wsz, col, rows);
+      else
+        chunks(d.N, d.chunk, [&](std::int64_t s0, std::int64_t S) {
+          for (std::int64_t gi = 0; gi < d.G; ++gi) {
+            const T* cp = cols(d, c.in[0].data, s0, S, gi, col);
+            if (d.G == 1) {
+              // The k output-gradient tangents stacked as [k*Og, S*HW]: one GEMM into all of W'.
+              rows.resize(k * d.Og * S * d.HW);
+              for (std::int64_t j = 0; j < k; ++j)
+                to_rows(c.tgout.data + (j * d.N + s0) * d.ys, S, d.ys, 0, d.Og, d.HW,
+                        rows.data() + j * d.Og * S * d.HW);
+              gemm(false, true, rows.data(), k * d.Og, S * d.HW, cp, d.CKK, S * d.HW, c.tgin[1].data, T(1), true);
+            } else {
+              rows.resize(d.Og * S * d.HW);
+              for (std::int64_t j = 0; j < k; ++j) {
+                to_rows(c.tgout.data + (j * d.N + s0) * d.ys, S, d.ys, gi * d.Og, d.Og, d.HW, rows.data());
+                gemm(false, true, rows.data(), d.Og, S * d.HW, cp, d.CKK, S * d.HW,
+                     c.tgin[1].data + j * d.wsz + gi * d.Og * d.CKK, T(1), true);
+              }
             }
           }
-        }
-      });
+        });
       if (so && c.tin[0].data)
         for (std::int64_t j = 0; j < k; ++j)
           grad_w(d, c.gout.data, c.tin[0].data + j * d.N * d.xs, d.N, c.tgin[1].data + j * d.wsz, col, rows);
     }
     if (c.in.size() == 3 && c.tgin[2].data)
       for (std::int64_t j = 0; j < k; ++j)
-        bias_grad(c.tgout.data + j * d.N * d.ys, c.tgin[2].data + j * d.O, d.N, d.O, d.HW);
+        bias_grad(c.tgout.data + j * d.N * d.ys, c.tgin[2].data + j * d.O, d.N, d.O, d.HW, true);
   }
 
  private:

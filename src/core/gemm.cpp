@@ -1,3 +1,6 @@
+#include <tbb/parallel_for.h>
+#include <tbb/task_arena.h>
+
 #include <Eigen/Core>
 #include <algorithm>
 #include <stdexcept>
@@ -10,13 +13,19 @@ namespace curv::internal {
 template <class T>
 using RMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
+namespace {
+
 template <class T>
-void gemm(bool tx, bool ty, const T* X, std::int64_t xr, std::int64_t xc, const T* Y, std::int64_t yr,
-          std::int64_t yc, T* Z, T alpha, bool accumulate) {
-  Eigen::Map<const RMat<T>> A(X, xr, xc);
-  Eigen::Map<const RMat<T>> B(Y, yr, yc);
+using StridedMap = Eigen::Map<const RMat<T>, 0, Eigen::OuterStride<>>;
+
+// Z (+)= alpha op(X) op(Y) on row-major operands with leading dimensions ldx, ldy, ldz.
+template <class T>
+void gemm_seq(bool tx, bool ty, const T* X, std::int64_t xr, std::int64_t xc, std::int64_t ldx, const T* Y,
+              std::int64_t yr, std::int64_t yc, std::int64_t ldy, T* Z, std::int64_t ldz, T alpha, bool accumulate) {
+  StridedMap<T> A(X, xr, xc, Eigen::OuterStride<>(ldx));
+  StridedMap<T> B(Y, yr, yc, Eigen::OuterStride<>(ldy));
   const std::int64_t zr = tx ? xc : xr, zc = ty ? yr : yc;
-  Eigen::Map<RMat<T>> C(Z, zr, zc);
+  Eigen::Map<RMat<T>, 0, Eigen::OuterStride<>> C(Z, zr, zc, Eigen::OuterStride<>(ldz));
   if (!accumulate) C.setZero();
   if (!tx && !ty)
     C.noalias() += alpha * A * B;
@@ -26,6 +35,45 @@ void gemm(bool tx, bool ty, const T* X, std::int64_t xr, std::int64_t xc, const 
     C.noalias() += alpha * A.transpose() * B;
   else
     C.noalias() += alpha * A.transpose() * B.transpose();
+}
+
+// Intra-op parallelism: products of at least kParallelFlops split their output into blocks of rows
+// (or of columns, whichever dimension is longer) of at least kMinBlock, with about kBlockFlops each.
+// The blocks depend only on the shape, so every element is computed by the same sequence of
+// operations whatever the thread count; they run on oneTBB inside an isolated region, so a waiting
+// thread never picks up unrelated work (which could reuse its thread-local scratch buffers).
+constexpr double kParallelFlops = double(1 << 24), kBlockFlops = double(1 << 23);
+constexpr std::int64_t kMinBlock = 64;
+
+}  // namespace
+
+template <class T>
+void gemm(bool tx, bool ty, const T* X, std::int64_t xr, std::int64_t xc, const T* Y, std::int64_t yr,
+          std::int64_t yc, T* Z, T alpha, bool accumulate) {
+  const std::int64_t m = tx ? xc : xr, n = ty ? yr : yc, kk = tx ? xr : xc;
+  const double flops = 2.0 * double(m) * double(n) * double(kk);
+  const bool by_rows = m >= n;
+  const std::int64_t len = by_rows ? m : n;
+  std::int64_t blocks = std::min<std::int64_t>(len / kMinBlock, static_cast<std::int64_t>(flops / kBlockFlops));
+  if (flops < kParallelFlops || blocks < 2) return gemm_seq(tx, ty, X, xr, xc, xc, Y, yr, yc, yc, Z, n, alpha, accumulate);
+  const std::int64_t step = ((len + blocks - 1) / blocks + 15) / 16 * 16;
+  blocks = (len + step - 1) / step;
+  tbb::this_task_arena::isolate([&] {
+    tbb::parallel_for(
+        std::int64_t(0), blocks,
+        [&](std::int64_t b) {
+          const std::int64_t i0 = b * step, w = std::min(step, len - i0);
+          if (by_rows) {
+            // Rows [i0, i0 + w) of Z = op(X) rows: rows of X, or columns of X when transposed.
+            const T* Xb = tx ? X + i0 : X + i0 * xc;
+            gemm_seq(tx, ty, Xb, tx ? xr : w, tx ? w : xc, xc, Y, yr, yc, yc, Z + i0 * n, n, alpha, accumulate);
+          } else {
+            const T* Yb = ty ? Y + i0 * yc : Y + i0;
+            gemm_seq(tx, ty, X, xr, xc, xc, Yb, ty ? w : yr, ty ? yc : w, yc, Z + i0, n, alpha, accumulate);
+          }
+        },
+        tbb::simple_partitioner());
+  });
 }
 
 std::vector<std::int64_t> broadcast_strides(const Shape& s, const Shape& full, std::int64_t inner) {

@@ -60,6 +60,11 @@ class MatMulOp final : public OpImpl<MatMulOp> {
     return s.set_bool("transA", m_ta).set_bool("transB", m_tb).set_float("alpha", m_alpha).set_float("beta", m_beta);
   }
   int arity() const override { return m_gemm ? -1 : 2; }
+  bool accumulates() const override { return true; }
+  template <class T>
+  static bool adds(const OpCtx<T>& c, int i) {
+    return (c.accumulate >> i) & 1u;
+  }
 
   struct Dims {
     Shape a, b;      // operands promoted to rank >= 2
@@ -168,10 +173,11 @@ class MatMulOp final : public OpImpl<MatMulOp> {
     const T beta = T(m_beta);
     b.for_each([&](auto io, auto, auto ic) { out.data[io] += beta * cv.data[ic]; });
   }
+  // gc (+)= beta * g summed over the broadcast dims.
   template <class T>
-  void bias_grad(const T* g, const Shape& gshape, View<T> gc) const {
+  void bias_grad(const T* g, const Shape& gshape, View<T> gc, bool accumulate) const {
     internal::Broadcast b(gshape, gc.shape);
-    gc.set_zero();
+    if (!accumulate) gc.set_zero();
     const T beta = T(m_beta);
     b.for_each([&](auto io, auto, auto ic) { gc.data[ic] += beta * g[io]; });
   }
@@ -180,14 +186,14 @@ class MatMulOp final : public OpImpl<MatMulOp> {
   void bwd(OpCtx<T>& c) const {
     Dims d = dims(c.in[0].shape, c.in[1].shape);
     if (c.gin[0].data) {
-      c.gin[0].set_zero();
+      if (!adds(c, 0)) c.gin[0].set_zero();
       prod_a(opz(d, const_cast<T*>(c.gout.data), 1), opb(d, c.in[1].data, 1), opa(d, c.gin[0].data, 1));
     }
     if (c.gin[1].data) {
-      c.gin[1].set_zero();
+      if (!adds(c, 1)) c.gin[1].set_zero();
       prod_b(opa(d, c.in[0].data, 1), opz(d, const_cast<T*>(c.gout.data), 1), opb(d, c.gin[1].data, 1));
     }
-    if (c.in.size() == 3 && c.gin[2].data) bias_grad(c.gout.data, c.gout.shape, c.gin[2]);
+    if (c.in.size() == 3 && c.gin[2].data) bias_grad(c.gout.data, c.gout.shape, c.gin[2], adds(c, 2));
   }
 
   template <class T>
@@ -211,13 +217,13 @@ class MatMulOp final : public OpImpl<MatMulOp> {
     auto tg = opz(d, const_cast<T*>(c.tgout.data), k);
     auto g = opz(d, const_cast<T*>(c.gout.data), 1);
     if (c.tgin[0].data) {
-      c.tgin[0].set_zero();
+      if (!adds(c, 0)) c.tgin[0].set_zero();
       auto z = opa(d, c.tgin[0].data, k);
       prod_a(tg, opb(d, c.in[1].data, 1), z);
       if (c.second_order && c.tin[1].data) prod_a(g, opb(d, c.tin[1].data, k), z);
     }
     if (c.tgin[1].data) {
-      c.tgin[1].set_zero();
+      if (!adds(c, 1)) c.tgin[1].set_zero();
       auto z = opb(d, c.tgin[1].data, k);
       prod_b(opa(d, c.in[0].data, 1), tg, z);
       if (c.second_order && c.tin[0].data) prod_b(opa(d, c.tin[0].data, k), g, z);
@@ -225,7 +231,7 @@ class MatMulOp final : public OpImpl<MatMulOp> {
     if (c.in.size() == 3 && c.tgin[2].data) {
       const std::int64_t no = numel(d.out), nc = c.in[2].size();
       for (std::int64_t j = 0; j < k; ++j)
-        bias_grad(c.tgout.data + j * no, d.out, View<T>{c.tgin[2].data + j * nc, c.in[2].shape});
+        bias_grad(c.tgout.data + j * no, d.out, View<T>{c.tgin[2].data + j * nc, c.in[2].shape}, adds(c, 2));
     }
   }
 

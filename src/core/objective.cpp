@@ -3,6 +3,9 @@
 // kept primal passes in internal/primal_cache.
 #include "src/core/objective.h"
 
+#include <tbb/task_arena.h>
+
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <limits>
@@ -16,12 +19,9 @@ namespace curv {
 
 const char* curvature_name(Curvature c) {
   switch (c) {
-    case Curvature::Hessian:
-      return "hessian";
-    case Curvature::GGN:
-      return "ggn";
-    case Curvature::EmpiricalFisher:
-      return "ef";
+    case Curvature::Hessian: return "hessian";
+    case Curvature::GGN: return "ggn";
+    case Curvature::EmpiricalFisher: return "ef";
   }
   return "?";
 }
@@ -37,11 +37,20 @@ namespace {
 
 // Default bound on k x (parameters in a product) x sizeof(T) per tangent pass (see product()).
 constexpr std::size_t kGroupParamBytes = std::size_t(768) << 10;
+// Runs of micro-batches (see objective.h): the most micro-batches that run at once, and the number
+// of P x k commits into the result.
+constexpr std::int64_t kMaxRuns = 16;
 
-using internal::add_run;
-using internal::deterministic_reduce;
 using internal::GraphExecutor;
+using internal::ordered_runs;
+using internal::ParamSink;
 using internal::Pass;
+
+// Elements of value v for a batch of n samples (Value::shape is at batch 1, shape2 at batch 2).
+std::int64_t value_elems(const Value& v, std::int64_t n) {
+  const std::int64_t a = numel(v.shape), b = v.shape2.empty() ? a : numel(v.shape2);
+  return a + (n - 1) * (b - a);
+}
 
 template <class T>
 class ObjectiveImpl final : public Objective {
@@ -50,7 +59,7 @@ class ObjectiveImpl final : public Objective {
       : m_model(model), m_data(data), m_opts(opts), m_exec(model) {
     if (model.input() < 0 || model.output() < 0) throw std::invalid_argument("objective: model has no input or output");
     if (data.size() <= 0) throw std::invalid_argument("objective: empty sample set (" + data.source + ")");
-    if (opts.micro_batch <= 0) throw std::invalid_argument("objective: micro_batch must be positive");
+    if (opts.micro_batch < 0) throw std::invalid_argument("objective: micro_batch must be positive (or 0: automatic)");
     if (data.sample_shape != model.input_shape())
       throw std::invalid_argument("objective: data samples " + shape_str(data.sample_shape) + " from " + data.source +
                                   " do not fit the model input '" + model.values()[model.input()].name + "' " +
@@ -74,15 +83,13 @@ class ObjectiveImpl final : public Objective {
         throw std::invalid_argument("objective: targets " + shape_str(data.target_shape) + " in " + data.source +
                                     " do not match model output " + shape_str(out));
     }
-    for (std::int64_t f = 0; f < data.size(); f += opts.micro_batch)
-      m_chunks.push_back({f, std::min(opts.micro_batch, data.size() - f)});
+    m_micro_batch = resolve_micro_batch(model, data.size(), opts);
+    for (std::int64_t f = 0; f < data.size(); f += m_micro_batch)
+      m_chunks.push_back({f, std::min(m_micro_batch, data.size() - f)});
     m_exec.set_params(model.flat_params());
-    // Cache estimate: node values and their gradients, plus saved state, at full sample count.
-    std::size_t per_sample = 0;
     for (const auto& v : model.values())
-      if (v.kind == ValueKind::Node) per_sample += numel(v.shape) * sizeof(T);
-    m_act_per_sample = per_sample;
-    m_cache.configure(m_chunks.size(), opts.cache_bytes > 0 && 3 * per_sample * data.size() <= opts.cache_bytes);
+      if (v.kind == ValueKind::Node) m_act_per_sample += numel(v.shape) * sizeof(T);
+    m_cache.configure(m_chunks.size(), opts.cache_bytes);
     for (size_t i = 0; i < model.nodes().size(); ++i)
       if (model.nodes()[i].op->mixes_batch()) m_bn_nodes.push_back(static_cast<int>(i));
     if (!m_bn_nodes.empty()) m_bn_stats.resize(m_chunks.size());
@@ -93,6 +100,7 @@ class ObjectiveImpl final : public Objective {
   LossKind loss_kind() const override { return m_loss; }
   const Model& model() const override { return m_model; }
   std::int64_t primal_passes() const override { return m_primal_passes.load(); }
+  std::int64_t micro_batch() const override { return m_micro_batch; }
 
   void set_params(const std::vector<double>& w) override {
     if (static_cast<std::int64_t>(w.size()) != m_model.num_params())
@@ -112,29 +120,39 @@ class ObjectiveImpl final : public Objective {
   }
   void clear_cache() override { m_cache.clear(); }
   std::size_t cache_bytes_used() const override { return m_cache.bytes(); }
+  std::size_t cache_bytes_estimate() const override {
+    std::size_t b = 0;
+    for (const auto& [first, count] : m_chunks) b += pass_bytes(count);
+    return b;
+  }
 
   EvalResult evaluate() override {
     struct Acc {
       double loss = 0;
       std::int64_t correct = 0;
     };
-    Acc a = deterministic_reduce<Acc>(
-        static_cast<std::int64_t>(m_chunks.size()),
-        [&](std::int64_t c, Acc& acc) {
-          std::unique_ptr<Pass<T>> tmp;
-          Pass<T>& p = primal(c, false, tmp);
-          acc.loss += p.loss_sum;
-          acc.correct += p.correct;
-        },
-        [](Acc& x, const Acc& y) {
-          x.loss += y.loss;
-          x.correct += y.correct;
-        });
     EvalResult r;
-    r.loss = a.loss;
+    const std::int64_t workers = plan_workers(0);
+    std::int64_t correct = 0;
+    ordered_runs<Acc>(
+        num_chunks(), kMaxRuns, workers, [] { return std::make_unique<Acc>(); },
+        [&](std::int64_t, std::int64_t c0, std::int64_t c1, Acc& acc) {
+          acc = Acc{};
+          for (std::int64_t c = c0; c < c1; ++c) {
+            std::unique_ptr<Pass<T>> tmp;
+            Pass<T>& p = primal(c, tmp);
+            acc.loss += p.loss_sum;
+            acc.correct += p.correct;
+            keep(c, tmp);
+          }
+        },
+        [&](std::int64_t, Acc& acc) {
+          r.loss += acc.loss;
+          correct += acc.correct;
+        });
     r.samples = m_data.size();
-    r.accuracy = m_loss == LossKind::CrossEntropy ? double(a.correct) / double(m_data.size())
-                                                  : std::numeric_limits<double>::quiet_NaN();
+    r.accuracy = m_loss == LossKind::CrossEntropy ? double(correct) / double(m_data.size())
+                                                   : std::numeric_limits<double>::quiet_NaN();
     return r;
   }
   double value() override { return evaluate().loss; }
@@ -142,28 +160,41 @@ class ObjectiveImpl final : public Objective {
   double gradient(Vector& g) override {
     struct Acc {
       double loss = 0;
-      Vector g;
+      Buffer<T> g;
     };
     const std::int64_t P = m_model.num_params();
-    Acc a = deterministic_reduce<Acc>(
-        static_cast<std::int64_t>(m_chunks.size()),
-        [&](std::int64_t c, Acc& acc) {
-          std::unique_ptr<Pass<T>> tmp;
-          Pass<T>& p = primal(c, true, tmp);
-          if (acc.g.size() == 0) acc.g = Vector::Zero(P);
-          acc.loss += p.loss_sum;
-          for (const auto& pi : m_model.params()) {
-            const Tensor<T>& gt = p.grads[pi.value];
-            if (gt.empty()) continue;
-            for (std::int64_t j = 0; j < pi.size; ++j) acc.g[pi.offset + j] += double(gt.data()[j]);
+    const auto& mp = m_model.params();
+    const std::size_t acc_bytes = std::size_t(P) * sizeof(T);
+    const std::int64_t workers = plan_workers(acc_bytes);
+    g.resize(P);
+    double loss = 0;
+    ordered_runs<Acc>(
+        num_chunks(), kMaxRuns, workers, [] { return std::make_unique<Acc>(); },
+        [&](std::int64_t, std::int64_t c0, std::int64_t c1, Acc& acc) {
+          acc.loss = 0;
+          acc.g.resize(P);
+          std::fill(acc.g.begin(), acc.g.end(), T(0));
+          ParamSink<T> sink(mp.size());
+          for (size_t i = 0; i < mp.size(); ++i) sink[i] = acc.g.data() + mp[i].offset;
+          for (std::int64_t c = c0; c < c1; ++c) {
+            std::unique_ptr<Pass<T>> tmp;
+            Pass<T>& p = primal(c, tmp);
+            // Parameter gradients into the run; activation gradients only transiently (a Hessian
+            // product computes and keeps them), so a gradient holds what PyTorch's does.
+            if (!p.has_grad) ensure_seed(p);
+            m_exec.backward(p, &sink, false);
+            acc.loss += p.loss_sum;
+            keep(c, tmp);
           }
         },
-        [](Acc& x, Acc& y) {
-          x.loss += y.loss;
-          add_run(x.g, y.g);
+        [&](std::int64_t r, Acc& acc) {
+          loss += acc.loss;
+          if (r == 0)
+            for (std::int64_t i = 0; i < P; ++i) g[i] = double(acc.g[i]);
+          else
+            for (std::int64_t i = 0; i < P; ++i) g[i] += double(acc.g[i]);
         });
-    g = a.g.size() ? a.g : Vector::Zero(P);
-    return a.loss;
+    return loss;
   }
 
   void product(Curvature curv, const Matrix& V, Matrix& Y, const std::vector<int>& params) override {
@@ -183,7 +214,7 @@ class ObjectiveImpl final : public Objective {
       throw std::invalid_argument("objective: direction block has " + std::to_string(V.rows()) + " rows, expected " +
                                   std::to_string(rows) + " (the parameters it acts on)");
     const std::int64_t k = V.cols();
-    Y.setZero(rows, k);
+    Y.resize(rows, k);
     if (k == 0) return;
     // Direction groups bounded by tangent memory (a pass holds about 3 tangent copies) and by default
     // also by cache: every micro-batch of a pass streams the k parameter tangents (and their k
@@ -191,16 +222,15 @@ class ObjectiveImpl final : public Objective {
     // only the primal im2col and GEMM packing, which no longer pays for the lost locality: measured
     // on one thread, 16 directions in one pass took 2x (MLP) and 1.0-1.1x (ResNet-20) the time of
     // 16 single products. An explicit group_directions overrides the cache bound.
-    const std::size_t per_dir = std::max<std::size_t>(1, 3 * m_act_per_sample * m_opts.micro_batch);
+    const std::size_t per_dir = std::max<std::size_t>(1, 3 * m_act_per_sample * m_micro_batch);
     std::int64_t kmax = std::max<std::int64_t>(1, m_opts.tangent_bytes / per_dir);
     const std::size_t param_bytes = std::max<std::size_t>(1, std::size_t(rows) * sizeof(T));
     kmax = std::min(kmax, m_opts.group_directions > 0 ? m_opts.group_directions
-                                                      : std::max<std::int64_t>(1, kGroupParamBytes / param_bytes));
+                                                       : std::max<std::int64_t>(1, kGroupParamBytes / param_bytes));
     for (std::int64_t j0 = 0; j0 < k; j0 += kmax) {
       const std::int64_t kk = std::min(kmax, k - j0);
-      Matrix Yg;
+      auto Yg = Y.middleCols(j0, kk);
       product_group(curv, V.middleCols(j0, kk), Yg, act, row, rows);
-      Y.middleCols(j0, kk) = Yg;
     }
   }
 
@@ -212,9 +242,13 @@ class ObjectiveImpl final : public Objective {
 
   void layer_io(const std::function<void(const LayerIO&)>& f) override {
     const auto& nodes = m_model.nodes();
-    for (std::int64_t c = 0; c < static_cast<std::int64_t>(m_chunks.size()); ++c) {
+    for (std::int64_t c = 0; c < num_chunks(); ++c) {
       std::unique_ptr<Pass<T>> tmp;
-      Pass<T>& p = primal(c, true, tmp);
+      Pass<T>& p = primal(c, tmp);
+      if (!p.has_grad) {
+        ensure_seed(p);
+        m_exec.backward(p, nullptr);
+      }
       for (size_t i = 0; i < nodes.size(); ++i) {
         const auto& n = nodes[i];
         const std::string t = n.op->type();
@@ -232,10 +266,13 @@ class ObjectiveImpl final : public Objective {
         io.output_grad = Tensor<double>(g.shape(), std::vector<double>(g.vec().begin(), g.vec().end()));
         f(io);
       }
+      keep(c, tmp);
     }
   }
 
  private:
+  std::int64_t num_chunks() const { return static_cast<std::int64_t>(m_chunks.size()); }
+
   // Labels (cross-entropy) or targets (MSE) of the samples from `first` on, as loss_forward takes them.
   const std::int64_t* labels_at(std::int64_t first) const {
     return m_loss == LossKind::CrossEntropy ? &m_data.labels[first] : nullptr;
@@ -244,16 +281,57 @@ class ObjectiveImpl final : public Objective {
     return m_loss == LossKind::MeanSquaredError ? &m_data.targets[first * numel(m_data.target_shape)] : nullptr;
   }
 
-  // The primal pass of chunk c (forward, loss, and backward if `need_grad`), cached when enabled.
-  Pass<T>& primal(std::int64_t c, bool need_grad, std::unique_ptr<Pass<T>>& tmp) {
-    std::unique_ptr<Pass<T>>& slot = m_cache.slot(c, tmp);
-    if (!slot) {
-      slot = std::make_unique<Pass<T>>();
-      forward(*slot, m_chunks[c].first, m_chunks[c].second);
-      if (!m_bn_nodes.empty()) record_bn_stats(c, *slot);
+  // Bytes of the values (and gradients) of a pass on n samples, and of a whole kept pass: values,
+  // activation gradients and op state (measured on the first pass; until then guessed as large as
+  // the values).
+  std::size_t value_bytes(std::int64_t n, bool grads_only) const {
+    std::size_t b = 0;
+    const auto& vals = m_model.values();
+    for (std::size_t i = 0; i < vals.size(); ++i) {
+      const Value& v = vals[i];
+      if (v.kind != ValueKind::Node) continue;
+      if (grads_only && !(m_exec.depends_on_params(static_cast<int>(i)) && m_exec.keeps_grad(v.producer))) continue;
+      b += value_elems(v, n) * sizeof(T);
     }
-    if (need_grad && !slot->has_grad) m_exec.backward(*slot);
-    return *slot;
+    return b;
+  }
+  std::size_t pass_bytes(std::int64_t n) const {
+    const double s = m_state_per_sample.load();
+    const std::size_t vals = value_bytes(n, false);
+    return vals + value_bytes(n, true) + (s >= 0 ? std::size_t(s * double(n)) : vals);
+  }
+
+  // The primal pass of chunk c: kept, or computed (forward and loss) into tmp.
+  Pass<T>& primal(std::int64_t c, std::unique_ptr<Pass<T>>& tmp) {
+    if (Pass<T>* kept = m_cache.get(c)) return *kept;
+    tmp = std::make_unique<Pass<T>>();
+    forward(*tmp, m_chunks[c].first, m_chunks[c].second);
+    if (!m_bn_nodes.empty()) record_bn_stats(c, *tmp);
+    return *tmp;
+  }
+  // Offers a computed pass to the cache, reserving room for the activation gradients it may grow.
+  void keep(std::int64_t c, std::unique_ptr<Pass<T>>& tmp) {
+    if (!tmp) return;
+    const std::size_t b = tmp->bytes() + (tmp->has_grad ? 0 : value_bytes(tmp->count, true));
+    m_cache.offer(c, tmp, b);
+  }
+
+  // Micro-batches in flight for a call whose run accumulator takes acc_bytes and whose tangent
+  // buffers take tangent_bytes per micro-batch; sets the cache cap within ObjectiveOptions::memory_bytes.
+  std::int64_t plan_workers(std::size_t acc_bytes, std::size_t tangent_bytes = 0, std::size_t fixed_bytes = 0) {
+    std::int64_t workers = std::min<std::int64_t>(tbb::this_task_arena::max_concurrency(),
+                                                  internal::run_count(num_chunks(), kMaxRuns));
+    workers = std::max<std::int64_t>(1, workers);
+    if (m_opts.memory_bytes == 0) return workers;
+    const std::size_t params = std::size_t(m_model.num_params()) * sizeof(T);
+    const std::size_t per_worker = pass_bytes(m_micro_batch) + tangent_bytes + acc_bytes;
+    const std::size_t avail = m_opts.memory_bytes > params + fixed_bytes + acc_bytes
+                                  ? m_opts.memory_bytes - params - fixed_bytes - acc_bytes  // + 1 pooled accumulator
+                                  : 0;
+    workers = std::clamp<std::int64_t>(static_cast<std::int64_t>(avail / std::max<std::size_t>(1, per_worker)), 1, workers);
+    const std::size_t used = workers * per_worker;
+    m_cache.set_cap(std::min(m_opts.cache_bytes, avail > used ? avail - used : 0));
+    return workers;
   }
 
   // BatchNorm (training) saves the batch mean and unbiased variance as state saved[0] and saved[1].
@@ -272,25 +350,38 @@ class ObjectiveImpl final : public Objective {
     }
   }
 
-  // The primal pass of samples [first, first + count) and the loss (and its gradient) at the output.
-  void forward(Pass<T>& p, std::int64_t first, std::int64_t count) {
-    m_exec.forward(p, first, count, m_data.x.data() + first * numel(m_data.sample_shape));
-    // Loss and its gradient at the output.
+  // The loss of pass p and its gradient at the output (the seed of the backward pass).
+  void seed(Pass<T>& p) const {
     const Tensor<T>& z = p.vals[m_model.output()];
     Tensor<T>& gz = p.grads[m_model.output()];
     gz.resize(z.shape());
-    const auto terms =
-        loss_forward<T>(m_loss, z.view(), labels_at(first), targets_at(first), 1.0 / double(m_data.size()), gz.view());
+    const auto terms = loss_forward<T>(m_loss, z.view(), labels_at(p.first), targets_at(p.first),
+                                       1.0 / double(m_data.size()), gz.view());
     p.loss_sum = terms.sum;
     p.correct = terms.correct;
+  }
+
+  void ensure_seed(Pass<T>& p) const {
+    if (p.grads[m_model.output()].empty()) seed(p);
+  }
+
+  // The primal pass of samples [first, first + count) and the loss (and its gradient) at the output.
+  void forward(Pass<T>& p, std::int64_t first, std::int64_t count) {
+    m_exec.forward(p, first, count, m_data.x.data() + first * numel(m_data.sample_shape));
+    seed(p);
     if (!std::isfinite(p.loss_sum))
       throw std::runtime_error("objective: loss is not finite on samples " + std::to_string(first) + ".." +
                                std::to_string(first + count - 1) + " of " + m_data.source);
+    // Op states are known now: remember their size per sample for the memory estimates.
+    double seen = m_state_per_sample.load();
+    const double per = double(p.state_bytes()) / double(count);
+    while (per > seen && !m_state_per_sample.compare_exchange_weak(seen, per)) {
+    }
     ++m_primal_passes;
   }
 
-  void product_group(Curvature curv, const Eigen::Ref<const Matrix>& V, Matrix& Y, const std::vector<int>& act,
-                     const std::vector<std::int64_t>& row, std::int64_t rows) {
+  void product_group(Curvature curv, const Eigen::Ref<const Matrix>& V, Eigen::Ref<Matrix> Y,
+                     const std::vector<int>& act, const std::vector<std::int64_t>& row, std::int64_t rows) {
     const std::int64_t k = V.cols();
     const auto& mp = m_model.params();
     // Parameter tangents [k, shape] shared by every micro-batch.
@@ -303,22 +394,52 @@ class ObjectiveImpl final : public Objective {
       ptan[act[a]] = std::move(t);
     }
     const std::vector<bool> tdep = m_exec.tangent_dependence(ptan);  // depends on an active parameter
+    std::size_t tangent_bytes = 0;
+    for (const auto& v : m_model.values())
+      if (v.kind == ValueKind::Node && tdep[&v - m_model.values().data()])
+        tangent_bytes += value_elems(v, m_micro_batch) * sizeof(T);
+    tangent_bytes = k * tangent_bytes * 3 / 2;  // forward tangents, plus the reverse frontier
+    const std::size_t acc_bytes = std::size_t(rows) * k * sizeof(T);
+    const std::int64_t workers = plan_workers(acc_bytes, tangent_bytes, acc_bytes /* ptan */);
+    const bool hessian = curv == Curvature::Hessian;
 
-    Y = deterministic_reduce<Matrix>(
-        static_cast<std::int64_t>(m_chunks.size()),
-        [&](std::int64_t c, Matrix& acc) {
-          std::unique_ptr<Pass<T>> tmp;
-          Pass<T>& p = primal(c, true, tmp);
-          if (acc.size() == 0) acc = Matrix::Zero(rows, k);
-          tangent_pass(curv, p, k, ptan, tdep, act, row, acc);
+    // A run accumulates the tangents of the active parameters' gradients as [k, size] per parameter,
+    // parameter a at offset row[a] * k.
+    ordered_runs<Buffer<T>>(
+        num_chunks(), kMaxRuns, workers, [] { return std::make_unique<Buffer<T>>(); },
+        [&](std::int64_t, std::int64_t c0, std::int64_t c1, Buffer<T>& acc) {
+          acc.resize(std::size_t(rows) * k);
+          std::fill(acc.begin(), acc.end(), T(0));
+          ParamSink<T> sink(mp.size(), nullptr);
+          for (size_t a = 0; a < act.size(); ++a) sink[act[a]] = acc.data() + row[a] * k;
+          for (std::int64_t c = c0; c < c1; ++c) {
+            std::unique_ptr<Pass<T>> tmp;
+            Pass<T>& p = primal(c, tmp);
+            if (hessian && !p.has_grad) {  // activation gradients (second-order terms), kept with the pass
+              ensure_seed(p);
+              m_exec.backward(p, nullptr);
+            }
+            tangent_pass(curv, p, k, ptan, tdep, sink);
+            keep(c, tmp);
+          }
         },
-        add_run<Matrix>);
-    if (Y.size() == 0) Y.setZero(rows, k);
+        [&](std::int64_t r, Buffer<T>& acc) {
+          for (size_t a = 0; a < act.size(); ++a) {
+            const std::int64_t size = mp[act[a]].size;
+            for (std::int64_t j = 0; j < k; ++j) {
+              const T* s = acc.data() + row[a] * k + j * size;
+              double* y = Y.col(j).data() + row[a];
+              if (r == 0)
+                for (std::int64_t e = 0; e < size; ++e) y[e] = double(s[e]);
+              else
+                for (std::int64_t e = 0; e < size; ++e) y[e] += double(s[e]);
+            }
+          }
+        });
   }
 
   void tangent_pass(Curvature curv, const Pass<T>& p, std::int64_t k, const std::vector<Tensor<T>>& ptan,
-                    const std::vector<bool>& tdep, const std::vector<int>& act, const std::vector<std::int64_t>& row,
-                    Matrix& out) {
+                    const std::vector<bool>& tdep, const ParamSink<T>& sink) {
     std::vector<Tensor<T>> tv;
     m_exec.jvp(p, k, ptan, tdep, tv);  // forward tangents y' = J x'
     // Seed at the output: the tangent of dL/dz.
@@ -346,24 +467,19 @@ class ObjectiveImpl final : public Objective {
     } else {
       loss_hessian_product<T>(m_loss, z.view(), tv[zo].view(), scale, seed.view());
     }
-    // Reverse: (dL/dx)' = J^T (dL/dy)' [+ second-order terms for the Hessian].
-    m_exec.vjp_tangent(p, k, ptan, tdep, tv, tg, curv == Curvature::Hessian);
-    for (size_t a = 0; a < act.size(); ++a) {
-      const auto& pi = m_model.params()[act[a]];
-      const Tensor<T>& t = tg[pi.value];
-      if (t.empty()) continue;
-      for (std::int64_t j = 0; j < k; ++j)
-        for (std::int64_t e = 0; e < pi.size; ++e) out(row[a] + e, j) += double(t.data()[j * pi.size + e]);
-    }
+    // Reverse: (dL/dx)' = J^T (dL/dy)' [+ second-order terms for the Hessian], into the run's sink.
+    m_exec.vjp_tangent(p, k, ptan, tdep, tv, tg, sink, curv == Curvature::Hessian);
   }
 
   const Model& m_model;
   const Dataset& m_data;
   ObjectiveOptions m_opts;
   LossKind m_loss;
+  std::int64_t m_micro_batch = 0;
   std::vector<std::pair<std::int64_t, std::int64_t>> m_chunks;  // first, count
   GraphExecutor<T> m_exec;
   std::size_t m_act_per_sample = 0;
+  std::atomic<double> m_state_per_sample{-1};  // op state bytes per sample (-1: no pass seen yet)
   internal::PrimalCache<T> m_cache;
   std::vector<int> m_bn_nodes;                          // nodes whose op mixes the batch
   std::vector<std::vector<BatchNormStats>> m_bn_stats;  // per chunk, written by that chunk's pass only
@@ -375,6 +491,45 @@ class ObjectiveImpl final : public Objective {
 std::unique_ptr<Objective> Objective::create(const Model& model, const Dataset& data, const ObjectiveOptions& opts) {
   if (opts.precision == Precision::Float64) return std::make_unique<ObjectiveImpl<double>>(model, data, opts);
   return std::make_unique<ObjectiveImpl<float>>(model, data, opts);
+}
+
+std::int64_t resolve_micro_batch(const Model& model, std::int64_t samples, const ObjectiveOptions& opts) {
+  if (opts.micro_batch > 0) return opts.micro_batch;
+  constexpr std::int64_t kBatchNorm = 16, kMin = 16, kMax = 256, kColumns = 64;
+  constexpr double kSkinnyShare = 0.1;
+  constexpr std::size_t kActivationBytes = std::size_t(256) << 20;
+  const auto& vals = model.values();
+  for (const auto& n : model.nodes())
+    if (n.op->mixes_batch()) return kBatchNorm;  // ghost batches of a fixed size, as before
+  std::int64_t B = kMin;
+  {
+    // Per layer: its largest parameter and the positions per sample where one of its rows applies.
+    std::vector<std::pair<std::int64_t, std::int64_t>> layers;  // (elements, positions)
+    for (const auto& n : model.nodes()) {
+      const std::string t = n.op->type();
+      if (t != "Conv" && t != "Gemm" && t != "MatMul") continue;
+      std::int64_t w = 0;
+      for (int v : n.inputs)
+        if (vals[v].kind == ValueKind::Parameter) w = std::max(w, numel(vals[v].shape));
+      const Shape& out = vals[n.output].shape;  // at batch 1
+      if (w == 0 || out.size() < 2) continue;
+      const std::int64_t rows = t == "Conv" ? out[1] : out.back();
+      layers.push_back({w, std::max<std::int64_t>(1, numel(out) / std::max<std::int64_t>(1, rows))});
+    }
+    std::size_t act = 0;
+    for (const auto& v : vals)
+      if (v.kind == ValueKind::Node) act += numel(v.shape) * sizeof(float);
+    const std::int64_t mem_max = std::max<std::int64_t>(kMin, kActivationBytes / std::max<std::size_t>(1, act));
+    for (B = kMin; B < kMax && 2 * B <= mem_max; B *= 2) {
+      std::int64_t skinny = 0;
+      for (const auto& [w, pos] : layers)
+        if (B * pos < kColumns) skinny += w;
+      if (double(skinny) <= kSkinnyShare * double(model.num_params())) break;
+    }
+  }
+  B = std::max<std::int64_t>(1, std::min(B, samples));
+  const std::int64_t chunks = (samples + B - 1) / B;
+  return (samples + chunks - 1) / chunks;
 }
 
 void update_running_stats(Model& model, const std::vector<BatchNormStats>& stats, double momentum) {

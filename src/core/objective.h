@@ -8,11 +8,38 @@
 ///   Gauss-Newton     G v = (1/N) sum_n J_n^T H_l J_n v
 ///   empirical Fisher F v = (1/N) sum_n g_n g_n^T v,  g_n = grad l_n (per-sample gradient)
 ///
-/// The sample set is cut into micro-batches of a fixed size that run in parallel on oneTBB; the
-/// per-micro-batch results are combined by a deterministic reduction tree, so every result is
-/// identical for any thread count. A product on k directions shares one primal pass; the primal
-/// activations and gradients of every micro-batch are kept between calls while they fit
-/// `cache_bytes`, since estimators apply the operator hundreds of times on one sample set.
+/// Parallel design (results are bit-identical for any thread count, for the same micro-batch):
+///  - The N samples are cut into micro-batches of B samples (ObjectiveOptions::micro_batch, or
+///    chosen from the layer shapes: resolve_micro_batch). A micro-batch is the unit of work of one
+///    thread: its GEMMs have B x (output positions) columns, which is what makes B large for models
+///    whose weights sit in layers with few positions (ResNet-18's last stage is 1 x 1 on 32 x 32
+///    inputs), and small (16) for models whose layers have many.
+///  - The micro-batches form R = min(chunks, 16) runs of consecutive micro-batches. Workers take
+///    runs in order; a run adds the parameter gradients of its micro-batches (or the k tangents of
+///    a product) in place into one accumulator of P x k values in the model's precision: Conv, Gemm
+///    and MatMul accumulate their weight gradients straight into it (GEMM with beta = 1), other ops
+///    through a temporary. Finished runs are committed in run order into the float64 result,
+///    result = ((run_0 + run_1) + run_2) + ..., and their accumulators return to a pool.
+///  - Kernels are sequential within a micro-batch, except large GEMMs, which split their output into
+///    blocks of a size fixed by the matrix shapes and run them on oneTBB (isolated from other work).
+///    Every floating-point operation is therefore fixed by (B, model, data), never by the schedule.
+///  - A product on k directions shares one primal pass. The primal passes (activations and op
+///    states; after a Hessian product also the activation gradients its second-order terms read:
+///    Op::tangent_reads_output_grad) are kept between calls within ObjectiveOptions::cache_bytes,
+///    since estimators apply the operator hundreds of times on one sample set; passes that do not
+///    fit are recomputed by every call. A gradient frees each activation gradient as soon as its
+///    node has run, as PyTorch's backward does.
+///
+/// Memory (T = sizeof(model precision), P parameters, k directions, per sample: A bytes of node
+/// values, G of the activation gradients a Hessian product keeps, S of op state; B samples per
+/// micro-batch, W = micro-batches in flight = min(threads, R), c <= N samples with kept passes):
+///   gradient  T P (parameters) + min(R, W+1) T P (runs) + W B (A + S) + c (A + S)   + 8 P result
+///   product   T P + T P k (directions) + min(R, W+1) T P k (runs)
+///             + W B (A + S + G + ~1.5 k A) (passes and tangents in flight, tangents freed as the
+///             reverse sweep goes) + c (A + S + G)                                   + 8 P k result
+/// ObjectiveOptions::memory_bytes caps the sum: the cache shrinks first (recomputation), then fewer
+/// micro-batches run at once. The engine's allocations are counted (memory.h); a test checks the
+/// cap with them.
 ///
 /// Lifetime: the Objective keeps references to the Model (graph only: parameters are copied) and
 /// the Dataset; both must outlive it. Not thread-safe: one call at a time.
@@ -37,12 +64,19 @@ Curvature parse_curvature(const std::string& s);  // "hessian" | "ggn" | "ef"
 struct ObjectiveOptions {
   /// Precision of the model's forward and derivative kernels; reductions are always float64.
   Precision precision = Precision::Float32;
-  /// Samples per micro-batch. Fixes the reduction order (and BatchNorm batch statistics in
-  /// training mode), so results depend on it but never on the thread count.
-  std::int64_t micro_batch = 16;
-  /// Memory budget for keeping primal activations and gradients of all micro-batches between
-  /// calls; 0 disables the cache (each product then redoes the primal pass).
+  /// Samples per micro-batch; 0 = chosen from the layer shapes (resolve_micro_batch). Fixes the
+  /// reduction order (and BatchNorm batch statistics in training mode), so results depend on it
+  /// but never on the thread count.
+  std::int64_t micro_batch = 0;
+  /// Cap on the bytes of primal passes (activations, op states, activation gradients) kept between
+  /// calls; passes beyond it are recomputed by every call. 0 disables the cache.
   std::size_t cache_bytes = std::size_t(8) << 30;
+  /// Cap on all memory the Objective allocates (its parameter copy, direction block, kept passes,
+  /// passes, tangents and accumulators in flight); 0 = none besides cache_bytes. Exceeding it
+  /// degrades to recomputation (a smaller cache), then to fewer micro-batches at once; results do
+  /// not change. One micro-batch always runs, so a cap below that is exceeded (use a smaller
+  /// micro_batch then).
+  std::size_t memory_bytes = 0;
   /// Upper bound on tangent memory per micro-batch; larger direction blocks are processed in
   /// column groups (results do not change).
   std::size_t tangent_bytes = std::size_t(1) << 30;
@@ -103,6 +137,11 @@ class Objective {
   virtual void clear_cache() = 0;
   /// Bytes held by cached micro-batch passes.
   virtual std::size_t cache_bytes_used() const = 0;
+  /// Estimated bytes of the primal passes of all micro-batches with their activation gradients
+  /// (what the cache holds when everything fits).
+  virtual std::size_t cache_bytes_estimate() const = 0;
+  /// Samples per micro-batch (resolved when ObjectiveOptions::micro_batch is 0).
+  virtual std::int64_t micro_batch() const = 0;
   /// Number of primal (forward + backward) passes over micro-batches run so far.
   virtual std::int64_t primal_passes() const = 0;
 
@@ -114,6 +153,15 @@ class Objective {
   /// order) and node (in model order). Empty when the model has no such node or before any pass.
   virtual std::vector<BatchNormStats> batch_norm_stats() const = 0;
 };
+
+/// The micro-batch an Objective uses for `samples` samples of `model`: opts.micro_batch when it is
+/// positive. Otherwise 16 for models with ops that mix the batch (BatchNorm with batch statistics:
+/// the ghost-batch size), and else the smallest power of two B in [16, 256] for which layers
+/// holding at least 90% of the parameters have weight-gradient GEMMs with at least 64 columns
+/// (B x the positions where a weight row is applied: H_out W_out for a Conv, 1 for a Linear),
+/// bounded so that a micro-batch's activations stay under 256 MB; then evened out over the
+/// micro-batches it needs (128 samples at B = 48 run as 3 x 43, not 48 + 48 + 32).
+std::int64_t resolve_micro_batch(const Model& model, std::int64_t samples, const ObjectiveOptions& opts);
 
 /// Running-statistics update of PyTorch's BatchNorm in training mode, applied once per entry in
 /// order (so micro-batches act as ghost batches of the size of a micro-batch):

@@ -15,10 +15,13 @@
 /// Layouts: primal tensors are [N, ...]; tangents carry k directions in a leading dimension,
 /// [k, N, ...], direction j contiguous. A tangent input with `data == nullptr` is zero (data,
 /// constants); a gradient output with `data == nullptr` is not wanted. Kernels overwrite their
-/// outputs (the executor accumulates fan-out).
+/// outputs (the executor accumulates fan-out), except where an op that accumulates() is asked to
+/// add into gin[i] / tgin[i] by bit i of OpCtx::accumulate: the executor then sums the parameter
+/// gradients of many micro-batches in place, without a temporary per call.
 ///
 /// Thread-safety: ops are immutable after construction; all per-call memory is in Ctx/OpState, so
 /// one op may run on many micro-batches concurrently.
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -50,6 +53,8 @@ struct OpCtx {
   ConstView<T> tgout;             // (dL/dy)', [k, out]
   std::vector<View<T>> tgin;      // (dL/dx_i)', [k, in_i]; data == nullptr: not wanted
   bool second_order = true;
+  // backward / backward_tangent: bit i set -> add into gin[i] / tgin[i] instead of overwriting.
+  std::uint32_t accumulate = 0;
 };
 
 class Op {
@@ -68,6 +73,12 @@ class Op {
   virtual int arity() const = 0;
   /// Whether the op mixes samples of the batch (BatchNorm with batch statistics).
   virtual bool mixes_batch() const { return false; }
+  /// Whether backward and backward_tangent honor OpCtx::accumulate.
+  virtual bool accumulates() const { return false; }
+  /// Whether backward_tangent with second_order reads gout. Ops that are linear or piecewise linear
+  /// in their inputs (ReLU, Add, pooling, shape ops) have no second-order term and return false;
+  /// the Objective then keeps no primal gradient of their outputs for Hessian products.
+  virtual bool tangent_reads_output_grad() const { return true; }
 
   virtual void forward(OpCtx<float>& c, View<float> out) const = 0;
   virtual void forward(OpCtx<double>& c, View<double> out) const = 0;

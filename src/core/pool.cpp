@@ -41,6 +41,7 @@ class PoolOp final : public OpImpl<PoolOp> {
         .set_bool("count_include_pad", m_a.count_include_pad);
   }
   int arity() const override { return 1; }
+  bool tangent_reads_output_grad() const override { return false; }  // piecewise linear
 
   ConvGeometry geometry(const Shape& x) const {
     ConvGeometry g{};

@@ -20,6 +20,7 @@ using internal::norm_axis;
 template <class Derived>
 class LinearOp : public OpImpl<Derived> {
  public:
+  bool tangent_reads_output_grad() const override { return false; }
   // Derived: Shape output_shape(...); template<class T> void apply(const std::vector<ConstView<T>>& in (null = 0),
   // View<T> out) const; template<class T> void adjoint(ConstView<T> gout, const std::vector<View<T>>& gin) const
   // (gin entries with null data skipped; others overwritten).

@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "src/core/memory.h"
+
 namespace curv {
 
 using Shape = std::vector<std::int64_t>;
@@ -42,7 +44,8 @@ struct View {
 };
 
 /// Allocator that leaves new elements uninitialized: buffers that kernels overwrite are not
-/// zero-filled first (that memset was 5-10% of a Hessian-vector product).
+/// zero-filled first (that memset was 5-10% of a Hessian-vector product). It also counts the bytes
+/// it holds for the engine's memory accounting (memory.h).
 template <class T>
 struct UninitAllocator : std::allocator<T> {
   template <class U>
@@ -52,6 +55,15 @@ struct UninitAllocator : std::allocator<T> {
   UninitAllocator() = default;
   template <class U>
   UninitAllocator(const UninitAllocator<U>&) noexcept {}
+  T* allocate(std::size_t n) {
+    T* p = std::allocator<T>::allocate(n);
+    internal::track_alloc(n * sizeof(T));
+    return p;
+  }
+  void deallocate(T* p, std::size_t n) noexcept {
+    internal::track_free(n * sizeof(T));
+    std::allocator<T>::deallocate(p, n);
+  }
   template <class U>
   void construct(U* p) noexcept {
     ::new (static_cast<void*>(p)) U;

@@ -116,6 +116,7 @@ class UnaryOp final : public OpImpl<UnaryOp<Fn>> {
     return s;
   }
   int arity() const override { return 1; }
+  bool tangent_reads_output_grad() const override { return Fn::curvature(m_param); }
   Shape output_shape(const std::vector<Shape>& in) const override { return in.at(0); }
 
   template <class T>

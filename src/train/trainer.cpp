@@ -100,7 +100,7 @@ Trainer::Trainer(const Model& model, const Dataset& train, const Dataset* test, 
   m_batches = (n + m_batch_size - 1) / m_batch_size;
   if (mixes_batch(m_train_model)) {
     // BatchNorm needs two values per channel in every micro-batch (ghost batch).
-    const std::int64_t mb = m_options.objective.micro_batch;
+    const std::int64_t mb = resolve_micro_batch(m_train_model, m_batch_size, m_options.objective);
     auto lonely = [mb](std::int64_t size) { return size % mb == 1 || size == 1; };
     if (lonely(m_batch_size))
       throw std::invalid_argument("batch size " + std::to_string(m_batch_size) + " with micro-batch " +

@@ -1,5 +1,7 @@
 #include "src/core/internal/graph_executor.h"
 
+#include <algorithm>
+#include <cassert>
 #include <cmath>
 #include <stdexcept>
 #include <string>
@@ -13,17 +15,72 @@ Tensor<T> cast(const Tensor<double>& t) {
   return Tensor<T>(t.shape(), std::vector<T>(t.vec().begin(), t.vec().end()));
 }
 
-// dst += src, where an empty dst takes src over.
+// Where the gradients (or gradient tangents) of one node's inputs go. An input gets either a
+// tensor of the pass (overwritten when it is still empty, added into when an earlier consumer of a
+// fan-out filled it) or a caller's buffer to add into (a parameter sink). An op that accumulates()
+// adds in place; otherwise, and for a destination that two inputs of the node share, the op writes
+// a temporary that finish() adds.
 template <class T>
-void add_into(Tensor<T>& dst, Tensor<T>&& src) {
-  if (dst.empty()) {
-    dst = std::move(src);
-    return;
+class GradRouter {
+ public:
+  void begin(std::size_t n) {
+    m_dest.assign(n, Dest{});
+    m_tmp.resize(std::max(m_tmp.size(), n));
   }
-  T* d = dst.data();
-  const T* s = src.data();
-  for (std::int64_t i = 0; i < dst.size(); ++i) d[i] += s[i];
-}
+  void into_tensor(std::size_t a, Tensor<T>& t, const Shape& shape) {
+    if (t.empty()) {
+      t.resize(shape);
+      m_dest[a] = {t.data(), false, shape};
+    } else {
+      m_dest[a] = {t.data(), true, shape};
+    }
+  }
+  void add_into(std::size_t a, T* buf, const Shape& shape) { m_dest[a] = {buf, true, shape}; }
+  bool any() const {
+    for (const auto& d : m_dest)
+      if (d.data) return true;
+    return false;
+  }
+  void bind(const Op& op, std::vector<View<T>>& gin, std::uint32_t& mask) {
+    gin.assign(m_dest.size(), View<T>{});
+    mask = 0;
+    for (std::size_t a = 0; a < m_dest.size(); ++a) {
+      Dest& d = m_dest[a];
+      if (!d.data) continue;
+      bool shared = false;
+      for (std::size_t b = 0; b < a; ++b) shared = shared || m_dest[b].data == d.data;
+      if (!shared && (!d.add || (op.accumulates() && a < 32))) {
+        gin[a] = View<T>{d.data, d.shape};
+        if (d.add) mask |= std::uint32_t(1) << a;
+        d.via_tmp = false;
+      } else {
+        m_tmp[a].resize(d.shape);
+        gin[a] = m_tmp[a].view();
+        d.via_tmp = true;
+      }
+    }
+  }
+  // Adds the temporaries into their destinations (overwrites those that were still empty).
+  void finish() {
+    for (std::size_t a = 0; a < m_dest.size(); ++a) {
+      const Dest& d = m_dest[a];
+      if (!d.data || !d.via_tmp) continue;
+      const T* s = m_tmp[a].data();
+      const std::int64_t n = numel(d.shape);
+      for (std::int64_t i = 0; i < n; ++i) d.data[i] += s[i];
+    }
+  }
+
+ private:
+  struct Dest {
+    T* data = nullptr;
+    bool add = false;
+    Shape shape;
+    bool via_tmp = false;
+  };
+  std::vector<Dest> m_dest;
+  std::vector<Tensor<T>> m_tmp;
+};
 
 }  // namespace
 
@@ -35,6 +92,15 @@ GraphExecutor<T>::GraphExecutor(const Model& model) : m_model(model) {
   for (const auto& p : model.params()) m_depends[p.value] = true;
   for (const auto& n : model.nodes())
     for (int v : n.inputs) m_depends[n.output] = m_depends[n.output] || m_depends[v];
+  m_first_consumer.assign(vals.size(), -1);
+  for (std::size_t i = 0; i < model.nodes().size(); ++i)
+    for (int v : model.nodes()[i].inputs)
+      if (m_first_consumer[v] < 0) m_first_consumer[v] = static_cast<int>(i);
+  for (const auto& n : model.nodes()) {
+    bool keep = n.op->tangent_reads_output_grad();
+    for (int v : n.inputs) keep = keep || vals[v].kind == ValueKind::Parameter;
+    m_keep_grad.push_back(keep);
+  }
 }
 
 template <class T>
@@ -98,31 +164,42 @@ void GraphExecutor<T>::forward(Pass<T>& p, std::int64_t first, std::int64_t coun
 }
 
 template <class T>
-void GraphExecutor<T>::backward(Pass<T>& p) const {
+void GraphExecutor<T>::backward(Pass<T>& p, const ParamSink<T>* sink, bool keep_grads) const {
+  const bool node_grads = !p.has_grad;
+  if (!node_grads && !sink) return;
+  const auto& vals = m_model.values();
   const auto& nodes = m_model.nodes();
   OpCtx<T> ctx;
-  std::vector<Tensor<T>> gin;
+  GradRouter<T> router;
   for (std::size_t i = nodes.size(); i-- > 0;) {
     const Node& n = nodes[i];
     const Tensor<T>& g = p.grads[n.output];
     if (g.empty()) continue;
     ctx.in.clear();
     for (int v : n.inputs) ctx.in.push_back(view(p, v));
-    ctx.out = p.vals[n.output].view();
-    ctx.gout = g.view();
-    ctx.state = &p.states[i];
-    gin.assign(n.inputs.size(), {});
-    ctx.gin.assign(n.inputs.size(), View<T>{});
+    router.begin(n.inputs.size());
     for (std::size_t a = 0; a < n.inputs.size(); ++a) {
-      if (!m_depends[n.inputs[a]]) continue;
-      gin[a].resize(ctx.in[a].shape);
-      ctx.gin[a] = gin[a].view();
+      const int v = n.inputs[a];
+      const Value& val = vals[v];
+      if (val.kind == ValueKind::Parameter) {
+        if (sink && (*sink)[val.index]) router.add_into(a, (*sink)[val.index], ctx.in[a].shape);
+      } else if (node_grads && m_depends[v]) {
+        router.into_tensor(a, p.grads[v], ctx.in[a].shape);
+      }
     }
-    n.op->backward(ctx);
-    for (std::size_t a = 0; a < n.inputs.size(); ++a)
-      if (ctx.gin[a].data) add_into(p.grads[n.inputs[a]], std::move(gin[a]));
+    if (router.any()) {
+      ctx.out = p.vals[n.output].view();
+      ctx.gout = g.view();
+      ctx.state = &p.states[i];
+      router.bind(*n.op, ctx.gin, ctx.accumulate);
+      n.op->backward(ctx);
+      router.finish();
+    }
+    // The gradient of this node's output is complete and consumed: keep it only for a Hessian
+    // product that reads it.
+    if (node_grads && !(keep_grads && m_keep_grad[i])) p.grads[n.output].clear();
   }
-  p.has_grad = true;
+  if (node_grads && keep_grads) p.has_grad = true;
 }
 
 template <class T>
@@ -178,31 +255,50 @@ void GraphExecutor<T>::jvp(const Pass<T>& p, std::int64_t k, const std::vector<T
 
 template <class T>
 void GraphExecutor<T>::vjp_tangent(const Pass<T>& p, std::int64_t k, const std::vector<Tensor<T>>& ptan,
-                                   const std::vector<bool>& tdep, const std::vector<Tensor<T>>& tv,
-                                   std::vector<Tensor<T>>& tg, bool second_order) const {
+                                   const std::vector<bool>& tdep, std::vector<Tensor<T>>& tv,
+                                   std::vector<Tensor<T>>& tg, const ParamSink<T>& sink, bool second_order) const {
+  const auto& vals = m_model.values();
   const auto& nodes = m_model.nodes();
   OpCtx<T> ctx;
   ctx.k = k;
   ctx.second_order = second_order;
-  std::vector<Tensor<T>> tgin;
+  GradRouter<T> router;
+  Tensor<T> zeros;  // the primal gradient where the pass has none (Gauss-Newton: read, never used)
   for (std::size_t i = nodes.size(); i-- > 0;) {
     const Node& n = nodes[i];
     if (tg[n.output].empty()) continue;
     bind(ctx, p, i, k, ptan, tv);
-    ctx.gout = p.grads[n.output].view();
-    ctx.tgout = tg[n.output].view();
-    tgin.assign(n.inputs.size(), {});
-    ctx.tgin.assign(n.inputs.size(), View<T>{});
-    for (std::size_t a = 0; a < n.inputs.size(); ++a) {
-      if (!tdep[n.inputs[a]]) continue;
-      tgin[a].resize(with_lead(k, ctx.in[a].shape));
-      ctx.tgin[a] = tgin[a].view();
+    const Tensor<T>& g = p.grads[n.output];
+    if (!g.empty()) {
+      ctx.gout = g.view();
+    } else {
+      assert((!second_order || !n.op->tangent_reads_output_grad()) &&
+             "vjp_tangent: second-order terms need the primal gradients");
+      if (zeros.size() < ctx.out.size()) zeros = Tensor<T>(Shape{ctx.out.size()});
+      ctx.gout = ConstView<T>{zeros.data(), ctx.out.shape};
     }
-    n.op->backward_tangent(ctx);
-    for (std::size_t a = 0; a < n.inputs.size(); ++a)
-      if (ctx.tgin[a].data) add_into(tg[n.inputs[a]], std::move(tgin[a]));
-    // Free what no later (earlier-in-graph) node needs: the tangent of this node's output.
+    ctx.tgout = tg[n.output].view();
+    router.begin(n.inputs.size());
+    for (std::size_t a = 0; a < n.inputs.size(); ++a) {
+      const int v = n.inputs[a];
+      if (!tdep[v]) continue;
+      const Value& val = vals[v];
+      if (val.kind == ValueKind::Parameter) {
+        if (sink[val.index]) router.add_into(a, sink[val.index], with_lead(k, ctx.in[a].shape));
+      } else {
+        router.into_tensor(a, tg[v], with_lead(k, ctx.in[a].shape));
+      }
+    }
+    if (router.any()) {
+      router.bind(*n.op, ctx.tgin, ctx.accumulate);
+      n.op->backward_tangent(ctx);
+      router.finish();
+    }
+    // Free what no remaining (earlier-in-graph) node needs: this node's output gradient tangent and
+    // the forward tangents that only this and later nodes read.
     tg[n.output].clear();
+    for (int v : n.inputs)
+      if (m_first_consumer[v] == static_cast<int>(i)) tv[v].clear();
   }
 }
 

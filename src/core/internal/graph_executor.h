@@ -6,6 +6,11 @@
 //   jvp              y' = sum_i J_i x_i' for k directions at once, on the nodes that depend on them
 //   vjp_tangent      (dL/dx_i)' += J_i^T (dL/dy)' [+ second-order terms] in reverse node order
 //
+// Parameter gradients are not kept in the pass: they are added into a ParamSink, one buffer per
+// parameter that the caller owns (the Objective's run accumulator), so the gradients of many
+// micro-batches sum in place. Ops that accumulate() add into the sink (and into the gradient of a
+// value with fan-out) directly; for the others the executor adds a temporary.
+//
 // The executor holds the parameters and constants cast to T; passes write only into the Pass and
 // tangent buffers they are given, so one executor serves many micro-batches concurrently.
 #include <cstdint>
@@ -15,6 +20,11 @@
 #include "src/core/model.h"
 
 namespace curv::internal {
+
+/// Where parameter gradients go: sink[i] points to a buffer shaped like parameter i (with a leading
+/// k for tangent passes: [k, ...shape]) that the pass adds into; nullptr: not wanted.
+template <class T>
+using ParamSink = std::vector<T*>;
 
 template <class T>
 class GraphExecutor {
@@ -31,14 +41,22 @@ class GraphExecutor {
   const std::vector<Tensor<T>>& params() const { return m_params; }
   /// Whether value v depends on any parameter (gets a gradient in backward).
   bool depends_on_params(int v) const { return m_depends[v]; }
+  /// Whether backward with keep_grads keeps the gradient of node i's output: its op reads it in
+  /// Hessian products, or the node has a parameter input (a later gradient on the kept pass needs it).
+  bool keeps_grad(int node) const { return m_keep_grad[node]; }
 
   /// The primal value v of pass p (parameters and constants are shared, not in the pass).
   ConstView<T> view(const Pass<T>& p, int v) const;
 
   /// Resets p and runs every node on `count` samples x (float32, [count, ...input shape]).
   void forward(Pass<T>& p, std::int64_t first, std::int64_t count, const float* x) const;
-  /// Runs the VJPs in reverse from the gradients already seeded in p.grads; sets p.has_grad.
-  void backward(Pass<T>& p) const;
+  /// From the output gradient seeded in p.grads: computes the gradients of the node values unless
+  /// p.has_grad, and adds the parameter gradients into `sink` (nullptr: none). With `keep_grads`
+  /// the pass keeps the node-value gradients that later calls read (keeps_grad; p.has_grad is
+  /// set); every other one is freed as soon as its node
+  /// has run, which bounds the gradient's memory by the reverse sweep's frontier, as in PyTorch
+  /// (the output gradient too: reseed it to run again).
+  void backward(Pass<T>& p, const ParamSink<T>* sink, bool keep_grads = true) const;
 
   /// Which values depend on the parameters that have tangents (ptan[i] not empty).
   std::vector<bool> tangent_dependence(const std::vector<Tensor<T>>& ptan) const;
@@ -46,10 +64,13 @@ class GraphExecutor {
   /// parameter tangents [k, ...shape] (empty: zero), tdep comes from tangent_dependence.
   void jvp(const Pass<T>& p, std::int64_t k, const std::vector<Tensor<T>>& ptan, const std::vector<bool>& tdep,
            std::vector<Tensor<T>>& tv) const;
-  /// Reverse tangent pass from the tangents of the output gradient seeded in tg (by value id);
-  /// leaves in tg the tangents of the parameters' gradients (node outputs are freed on the way).
-  void vjp_tangent(const Pass<T>& p, std::int64_t k, const std::vector<Tensor<T>>& ptan, const std::vector<bool>& tdep,
-                   const std::vector<Tensor<T>>& tv, std::vector<Tensor<T>>& tg, bool second_order) const;
+  /// Reverse tangent pass from the tangent of the output gradient seeded in tg (by value id); adds
+  /// the tangents of the parameters' gradients into `sink` ([k, ...shape] buffers). Frees tangents
+  /// (tv and tg) on the way as soon as no remaining node needs them. With `second_order` the primal
+  /// gradients must be in p (p.has_grad); without it they are not read.
+  void vjp_tangent(const Pass<T>& p, std::int64_t k, const std::vector<Tensor<T>>& ptan,
+                   const std::vector<bool>& tdep, std::vector<Tensor<T>>& tv, std::vector<Tensor<T>>& tg,
+                   const ParamSink<T>& sink, bool second_order) const;
 
  private:
   // Binds the primal inputs, input tangents (null data: zero, with its [k, ...] shape), output and
@@ -59,7 +80,9 @@ class GraphExecutor {
 
   const Model& m_model;
   std::vector<Tensor<T>> m_params, m_consts;
-  std::vector<bool> m_depends;  // by value id: depends on some parameter
+  std::vector<bool> m_depends;        // by value id: depends on some parameter
+  std::vector<int> m_first_consumer;  // by value id: the first node that reads it (-1: none)
+  std::vector<bool> m_keep_grad;      // by node: see keeps_grad
 };
 
 }  // namespace curv::internal

@@ -1,0 +1,215 @@
+#!/usr/bin/python3
+"""Models and PyTorch baselines for bench/scale.sh.
+
+    scale_torch.py export --cache DIR [--samples 128] [--models resnet20,resnet18,...]
+    scale_torch.py time   --cache DIR --model NAME [--threads 2] [--reps 3]
+
+`export` writes, once per name, DIR/<name>.onnx (what curv loads), DIR/<name>.pt (the same module
+for the PyTorch side) and DIR/data_<samples>.npz (x: float32 [N, 3, 32, 32] standard normal,
+y: int64 labels), the inputs both sides use. Models, all with 10 classes and BatchNorm folded into
+the convolutions (eval mode, as the exported ONNX computes):
+  resnet20      CIFAR ResNet-20 of bench/pytorch_hvp.py (option B shortcuts)
+  resnet18, mobilenet_v2, resnet50   torchvision, random init, BatchNorm statistics calibrated
+                on the data (one train-mode pass), then folded by torch.fx
+  bert-small    hook for a transformer encoder of BERT-small size: needs token inputs, which the
+                ONNX importer does not take yet; `export` skips it with a note.
+
+`time` prints one JSON line with the forward multiply-adds per sample of the convolutions and
+linear layers (fwd_macs, for FLOP floors), and the best of --reps runs (after one warm-up) of:
+  grad_s       forward + backward (torch.autograd.grad of the mean cross-entropy)
+  hvp_s        forward + gradient with create_graph=True + double backward (a full PyHessian HVP)
+  hvp_only_s   double backward on the kept gradient graph (PyHessian's repeated products)
+  ggn_s        J^T H_loss J v on the kept forward graph: J v by the double-vjp trick, then one vjp
+and for each, peak resident memory (VmHWM after resetting it, bytes) as <name>_rss; base_rss is
+the resident memory before the first measurement.
+"""
+import argparse
+import ctypes
+import gc
+import json
+import os
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from pytorch_hvp import ResNet20, fold_bn, randomize_bn  # noqa: E402
+
+MODELS = ("resnet20", "resnet18", "mobilenet_v2", "resnet50")
+HOOKS = {"bert-small": "a BERT-small encoder needs token inputs, which the ONNX importer does not take yet"}
+
+
+def data_path(cache, samples):
+    return os.path.join(cache, f"data_{samples}.npz")
+
+
+def make_data(cache, samples):
+    path = data_path(cache, samples)
+    if not os.path.exists(path):
+        gen = np.random.default_rng(7)
+        x = gen.standard_normal((samples, 3, 32, 32), dtype=np.float32)
+        y = gen.integers(0, 10, samples, dtype=np.int64)
+        np.savez(path + ".tmp.npz", x=x, y=y)
+        os.replace(path + ".tmp.npz", path)
+    d = np.load(path)
+    return torch.from_numpy(d["x"]), torch.from_numpy(d["y"])
+
+
+def build(name, x):
+    torch.manual_seed(0)
+    if name == "resnet20":
+        net = ResNet20("B")
+        randomize_bn(net, torch.Generator().manual_seed(1))
+        return fold_bn(net.eval())
+    import torchvision
+    from torch.fx.experimental.optimization import fuse
+    net = getattr(torchvision.models, name)(num_classes=10)
+    # BatchNorm statistics of the data (cumulative average over one pass), so activations keep
+    # a sensible scale through 50 layers of random weights.
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.momentum = None
+    net.train()
+    with torch.no_grad():
+        net(x)
+    return fuse(net.eval())
+
+
+def export(args):
+    os.makedirs(args.cache, exist_ok=True)
+    x, _ = make_data(args.cache, args.samples)
+    for name in args.models.split(","):
+        if name in HOOKS:
+            print(f"{name}: skipped ({HOOKS[name]})", file=sys.stderr)
+            continue
+        onnx_path = os.path.join(args.cache, name + ".onnx")
+        if os.path.exists(onnx_path):
+            continue
+        model = build(name, x)
+        torch.save(model, os.path.join(args.cache, name + ".pt"))
+        torch.onnx.export(model, x[:2], onnx_path + ".tmp", opset_version=13, input_names=["input"],
+                          output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+                          do_constant_folding=True, training=torch.onnx.TrainingMode.EVAL)
+        os.replace(onnx_path + ".tmp", onnx_path)
+        n = sum(p.numel() for p in model.parameters())
+        print(f"{name}: {n} parameters -> {onnx_path}", file=sys.stderr)
+
+
+def rss(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+_libc = ctypes.CDLL("libc.so.6")
+
+
+def reset_peak():
+    gc.collect()
+    _libc.malloc_trim(0)
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def measure(fn, reps):
+    """Best wall time of `reps` runs after a warm-up, and the peak RSS of one more run."""
+    fn()
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    reset_peak()
+    fn()
+    return best, rss("VmHWM")
+
+
+def forward_macs(model, x1):
+    """Multiply-adds of the Conv2d and Linear layers for one sample."""
+    total = [0]
+
+    def hook(m, inp, out):
+        if isinstance(m, nn.Conv2d):
+            total[0] += out.numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+        elif isinstance(m, nn.Linear):
+            total[0] += out.numel() * m.in_features
+
+    hs = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    with torch.no_grad():
+        model(x1)
+    for h in hs:
+        h.remove()
+    return total[0]
+
+
+def time_model(args):
+    torch.set_num_threads(args.threads)
+    x, y = make_data(args.cache, args.samples)
+    model = torch.load(os.path.join(args.cache, args.model + ".pt"))
+    model.eval()
+    params = [p for p in model.parameters() if p.requires_grad]
+    lossf = nn.CrossEntropyLoss()
+    gen = torch.Generator().manual_seed(3)
+    vs = [torch.randn(p.shape, generator=gen) for p in params]
+    res = {"model": args.model, "samples": len(x), "threads": args.threads,
+           "params": sum(p.numel() for p in params), "torch_version": torch.__version__}
+    res["fwd_macs"] = forward_macs(model, x[:1])
+    reset_peak()
+    res["base_rss"] = rss("VmRSS")
+
+    def f_grad():
+        return torch.autograd.grad(lossf(model(x), y), params)
+
+    def f_hvp():
+        g = torch.autograd.grad(lossf(model(x), y), params, create_graph=True)
+        return torch.autograd.grad(g, params, grad_outputs=vs)
+
+    res["grad_s"], res["grad_rss"] = measure(f_grad, args.reps)
+    res["hvp_s"], res["hvp_rss"] = measure(f_hvp, args.reps)
+
+    grads = torch.autograd.grad(lossf(model(x), y), params, create_graph=True)
+
+    def f_hvp_only():
+        return torch.autograd.grad(grads, params, grad_outputs=vs, retain_graph=True)
+
+    res["hvp_only_s"], res["hvp_only_rss"] = measure(f_hvp_only, args.reps)
+    del grads
+
+    z = model(x)
+    probs = torch.softmax(z.detach(), dim=1)
+
+    def f_ggn():
+        u = torch.zeros_like(z, requires_grad=True)
+        ju = torch.autograd.grad(z, params, grad_outputs=u, create_graph=True, retain_graph=True)
+        jv = torch.autograd.grad(ju, u, grad_outputs=vs)[0]  # J v (double-vjp trick)
+        hjv = (probs * jv - probs * (probs * jv).sum(1, keepdim=True)) / len(x)  # cross-entropy Hessian
+        return torch.autograd.grad(z, params, grad_outputs=hjv, retain_graph=True)
+
+    res["ggn_s"], res["ggn_rss"] = measure(f_ggn, args.reps)
+    print(json.dumps(res))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    e = sub.add_parser("export")
+    e.add_argument("--cache", required=True)
+    e.add_argument("--samples", type=int, default=128)
+    e.add_argument("--models", default=",".join(MODELS))
+    t = sub.add_parser("time")
+    t.add_argument("--cache", required=True)
+    t.add_argument("--model", required=True)
+    t.add_argument("--samples", type=int, default=128)
+    t.add_argument("--threads", type=int, default=2)
+    t.add_argument("--reps", type=int, default=3)
+    args = ap.parse_args()
+    export(args) if args.cmd == "export" else time_model(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+#include "src/core/memory.h"
+
+#include <atomic>
+#include <cstdio>
+#include <cstring>
+
+#if defined(__linux__) && defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
+namespace curv {
+
+namespace {
+
+std::atomic<std::size_t> g_live{0};
+std::atomic<std::size_t> g_peak{0};
+
+// A field of /proc/self/status in bytes ("VmRSS", "VmHWM"), 0 when unavailable.
+std::size_t proc_status_bytes(const char* field) {
+  std::FILE* f = std::fopen("/proc/self/status", "r");
+  if (!f) return 0;
+  char line[256];
+  std::size_t kb = 0;
+  const std::size_t n = std::strlen(field);
+  while (std::fgets(line, sizeof line, f))
+    if (std::strncmp(line, field, n) == 0 && line[n] == ':') {
+      std::sscanf(line + n + 1, "%zu", &kb);
+      break;
+    }
+  std::fclose(f);
+  return kb * 1024;
+}
+
+}  // namespace
+
+namespace internal {
+
+void track_alloc(std::size_t bytes) noexcept {
+  const std::size_t now = g_live.fetch_add(bytes, std::memory_order_relaxed) + bytes;
+  std::size_t peak = g_peak.load(std::memory_order_relaxed);
+  while (now > peak && !g_peak.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
+  }
+}
+
+void track_free(std::size_t bytes) noexcept { g_live.fetch_sub(bytes, std::memory_order_relaxed); }
+
+}  // namespace internal
+
+std::size_t tracked_bytes() { return g_live.load(); }
+std::size_t tracked_peak_bytes() { return g_peak.load(); }
+void reset_tracked_peak() { g_peak.store(g_live.load()); }
+
+std::size_t resident_bytes() { return proc_status_bytes("VmRSS"); }
+std::size_t peak_resident_bytes() { return proc_status_bytes("VmHWM"); }
+
+void reset_peak_resident() {
+#if defined(__linux__) && defined(__GLIBC__)
+  malloc_trim(0);
+#endif
+  if (std::FILE* f = std::fopen("/proc/self/clear_refs", "w")) {
+    std::fputs("5", f);  // "5": reset the peak RSS (VmHWM) to the current RSS
+    std::fclose(f);
+  }
+}
+
+}  // namespace curv

@@ -1,0 +1,493 @@
+// The engine at scale: a ResNet-18-shaped network (reduced width) and an inverted-residual network
+// with depthwise convolutions against finite differences; depthwise convolution against the same
+// convolution as a dense one; in-place gradient accumulation (OpCtx::accumulate); results that are
+// bitwise identical for 1, 2 and 4 threads with runs of micro-batches and intra-op GEMMs; and the
+// memory cap, measured with the engine's own allocation accounting.
+#include <doctest/doctest.h>
+#include <tbb/global_control.h>
+#include <tbb/task_arena.h>
+
+#include <cmath>
+#include <functional>
+#include <random>
+
+#include "src/core/builder.h"
+#include "src/core/internal/gemm.h"
+#include "src/core/memory.h"
+#include "src/core/objective.h"
+
+using namespace curv;
+using Matrix = Eigen::MatrixXd;
+using Vector = Eigen::VectorXd;
+
+namespace {
+
+constexpr double kFdStep = 1e-6;
+constexpr double kFdTol = 1e-6;      // directional derivatives and HVPs vs central differences (float64)
+constexpr double kOracleTol = 1e-12;  // depthwise vs dense convolution (float64)
+
+Dataset make_data(const Shape& sample, std::int64_t n, std::int64_t classes, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  Dataset d;
+  d.source = "synthetic";
+  d.sample_shape = sample;
+  d.x.resize(n * numel(sample));
+  for (auto& v : d.x) v = nd(rng);
+  for (std::int64_t i = 0; i < n; ++i) d.labels.push_back(static_cast<std::int64_t>(rng() % classes));
+  return d;
+}
+
+// torchvision's ResNet-18 at width w instead of 64: 7x7/2 stem, BatchNorm (inference mode, random
+// statistics), 3x3/2 max-pool, four stages of two BasicBlocks (widths w, 2w, 4w, 8w, strides 1, 2,
+// 2, 2; 1x1/2 projections), global average pool, linear head. On 3x32x32 the last stage is 1x1.
+Model resnet18_shaped(std::int64_t w, std::uint64_t seed) {
+  ModelBuilder b({3, 32, 32}, seed);
+  int x = b.relu(b.batch_norm(b.conv(b.input(), w, 7, 2, 3, "conv1", false), "bn1", false, true));
+  x = b.max_pool(x, 3, 2, 1);
+  std::int64_t cin = w;
+  for (int s = 0; s < 4; ++s) {
+    const std::int64_t cout = w << s;
+    for (int i = 0; i < 2; ++i) {
+      const std::string n = "layer" + std::to_string(s + 1) + "." + std::to_string(i);
+      const std::int64_t stride = (s > 0 && i == 0) ? 2 : 1;
+      int y = b.relu(b.batch_norm(b.conv(x, cout, 3, stride, 1, n + ".conv1", false), n + ".bn1", false, true));
+      y = b.batch_norm(b.conv(y, cout, 3, 1, 1, n + ".conv2", false), n + ".bn2", false, true);
+      int sc = x;
+      if (stride != 1 || cin != cout)
+        sc = b.batch_norm(b.conv(x, cout, 1, stride, 0, n + ".downsample.0", false), n + ".downsample.1", false, true);
+      x = b.relu(b.add(y, sc));
+      cin = cout;
+    }
+  }
+  return b.finish(b.linear(b.flatten(b.global_avg_pool(x)), 10, "fc"));
+}
+
+// MobileNetV2-style: stem conv, inverted residual blocks (1x1 expand, 3x3 depthwise with stride 1
+// or 2, 1x1 project, residual when shapes match), 1x1 head conv, pooling, linear head.
+Model inverted_residual(std::uint64_t seed) {
+  ModelBuilder b({3, 12, 12}, seed);
+  int x = b.relu(b.conv(b.input(), 4, 3, 2, 1, "stem"));
+  struct Blk {
+    std::int64_t expand, out, stride;
+  };
+  std::int64_t cin = 4;
+  int i = 0;
+  for (const Blk& k : {Blk{2, 4, 1}, Blk{3, 6, 2}, Blk{2, 6, 1}}) {
+    const std::string n = "block" + std::to_string(i++);
+    const std::int64_t hid = cin * k.expand;
+    int y = b.unary(b.conv(x, hid, 1, 1, 0, n + ".expand"), UnaryKind::Tanh);
+    y = b.relu(b.conv(y, hid, 3, k.stride, 1, n + ".dw", true, hid));
+    y = b.conv(y, k.out, 1, 1, 0, n + ".project");
+    x = (k.stride == 1 && cin == k.out) ? b.add(x, y) : y;
+    cin = k.out;
+  }
+  x = b.relu(b.conv(x, 8, 1, 1, 0, "head"));
+  return b.finish(b.linear(b.flatten(b.global_avg_pool(x)), 5, "fc"));
+}
+
+ObjectiveOptions f64(std::int64_t micro_batch) {
+  ObjectiveOptions o;
+  o.precision = Precision::Float64;
+  o.micro_batch = micro_batch;
+  return o;
+}
+
+Vector unit_direction(std::int64_t P, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> nd;
+  Vector v(P);
+  for (auto& e : v) e = nd(rng);
+  return v.normalized();
+}
+
+double rel(const Matrix& a, const Matrix& b) { return (a - b).norm() / std::max(b.norm(), 1e-300); }
+
+// Gradient along two directions and HVPs along them against central differences of the loss and of
+// the gradient.
+void check_against_finite_differences(const Model& m, const Dataset& d, std::int64_t micro_batch) {
+  auto obj = Objective::create(m, d, f64(micro_batch));
+  const std::int64_t P = obj->num_params();
+  const auto w0 = obj->params();
+  Vector g;
+  obj->gradient(g);
+  for (std::uint64_t seed : {1, 2}) {
+    const Vector v = unit_direction(P, seed);
+    Matrix Hv;
+    obj->product(Curvature::Hessian, v, Hv);
+    auto shifted = w0;
+    auto at = [&](double t) {
+      for (std::int64_t i = 0; i < P; ++i) shifted[i] = w0[i] + t * v[i];
+      obj->set_params(shifted);
+    };
+    Vector gp, gm;
+    at(kFdStep);
+    const double lp = obj->gradient(gp);
+    at(-kFdStep);
+    const double lm = obj->gradient(gm);
+    obj->set_params(w0);
+    const double dd = (lp - lm) / (2 * kFdStep);
+    INFO("P = ", P, ", direction ", seed, ": g.v = ", g.dot(v), ", finite difference ", dd);
+    CHECK(std::abs(g.dot(v) - dd) <= kFdTol * std::max(1.0, std::abs(dd)));
+    const Vector fd = (gp - gm) / (2 * kFdStep);
+    INFO("HVP rel err ", rel(Hv.col(0), fd));
+    CHECK(rel(Hv.col(0), fd) < kFdTol);
+  }
+}
+
+// forward, backward (all inputs), jvp and backward_tangent (k directions, second order) of one op.
+struct Kernels {
+  Tensor<double> y, ty;
+  std::vector<Tensor<double>> g, tg;
+};
+
+Kernels run_kernels(const OpPtr& op, const std::vector<Tensor<double>>& in, const Tensor<double>& gy,
+                    const std::vector<Tensor<double>>& tin, const Tensor<double>& tgy, std::int64_t k) {
+  Kernels r;
+  OpState<double> st;
+  OpCtx<double> c;
+  std::vector<Shape> shapes;
+  for (const auto& t : in) c.in.push_back(t.view()), shapes.push_back(t.shape());
+  r.y = Tensor<double>(op->output_shape(shapes));
+  c.state = &st;
+  op->forward(c, r.y.view());
+  c.out = r.y.view();
+  c.gout = gy.view();
+  for (const auto& t : in) r.g.emplace_back(t.shape());
+  for (auto& t : r.g) c.gin.push_back(t.view());
+  op->backward(c);
+  c.k = k;
+  for (const auto& t : tin) c.tin.push_back(t.view());
+  r.ty = Tensor<double>(with_lead(k, r.y.shape()));
+  c.tout = r.ty.view();
+  op->jvp(c);
+  c.tgout = tgy.view();
+  for (const auto& t : in) r.tg.emplace_back(with_lead(k, t.shape()));
+  for (auto& t : r.tg) c.tgin.push_back(t.view());
+  op->backward_tangent(c);
+  return r;
+}
+
+Tensor<double> random_tensor(const Shape& s, std::mt19937_64& rng) {
+  std::normal_distribution<double> nd;
+  Tensor<double> t(s);
+  for (auto& e : t.vec()) e = nd(rng);
+  return t;
+}
+
+// w [O, 1, kh, kw] of a depthwise conv as the dense [O, C, kh, kw] weight of the same map (zero
+// off the diagonal blocks); `lead` directions stacked in front.
+Tensor<double> densify(const Tensor<double>& w, std::int64_t C, std::int64_t lead) {
+  const std::int64_t O = w.dim(-4), K = w.dim(-2) * w.dim(-1), m = O / C;
+  Tensor<double> d(lead ? Shape{lead, O, C, w.dim(-2), w.dim(-1)} : Shape{O, C, w.dim(-2), w.dim(-1)});
+  for (std::int64_t j = 0; j < std::max<std::int64_t>(lead, 1); ++j)
+    for (std::int64_t o = 0; o < O; ++o)
+      for (std::int64_t e = 0; e < K; ++e) d.data()[((j * O + o) * C + o / m) * K + e] = w.data()[(j * O + o) * K + e];
+  return d;
+}
+
+// The diagonal blocks of a dense [.., O, C, kh, kw] weight gradient, as [.., O, 1, kh, kw].
+Tensor<double> diagonal(const Tensor<double>& d, std::int64_t lead) {
+  const std::int64_t O = d.dim(-4), C = d.dim(-3), K = d.dim(-2) * d.dim(-1), m = O / C;
+  Tensor<double> w(lead ? Shape{lead, O, 1, d.dim(-2), d.dim(-1)} : Shape{O, 1, d.dim(-2), d.dim(-1)});
+  for (std::int64_t j = 0; j < std::max<std::int64_t>(lead, 1); ++j)
+    for (std::int64_t o = 0; o < O; ++o)
+      for (std::int64_t e = 0; e < K; ++e) w.data()[(j * O + o) * K + e] = d.data()[((j * O + o) * C + o / m) * K + e];
+  return w;
+}
+
+double max_diff(const Tensor<double>& a, const Tensor<double>& b) {
+  REQUIRE(a.size() == b.size());
+  double e = 0;
+  for (std::int64_t i = 0; i < a.size(); ++i) e = std::max(e, std::abs(a.data()[i] - b.data()[i]));
+  return e;
+}
+
+}  // namespace
+
+TEST_CASE("ResNet-18-shaped network (width 4): gradient and HVP against finite differences") {
+  Model m = resnet18_shaped(4, 3);
+  CHECK(m.num_params() > 40000);
+  check_against_finite_differences(m, make_data({3, 32, 32}, 6, 10, 4), 2);
+}
+
+TEST_CASE("inverted residuals with depthwise convolutions: gradient and HVP against finite differences") {
+  check_against_finite_differences(inverted_residual(5), make_data({3, 12, 12}, 5, 5, 6), 2);
+}
+
+TEST_CASE("depthwise convolution equals the dense convolution with block-diagonal weights") {
+  struct Geo {
+    std::int64_t C, m, k, s, p, d, H, W;
+  };
+  const std::int64_t N = 2, k = 2;
+  std::mt19937_64 rng(7);
+  for (const Geo& q : {Geo{3, 1, 3, 1, 1, 1, 6, 5}, Geo{3, 1, 3, 2, 1, 1, 7, 6}, Geo{2, 2, 3, 1, 0, 1, 5, 5},
+                       Geo{4, 1, 5, 1, 2, 1, 4, 4}, Geo{2, 1, 3, 1, 2, 2, 6, 6}, Geo{3, 2, 3, 2, 0, 1, 8, 7}}) {
+    const std::int64_t O = q.C * q.m;
+    Conv2dAttrs a;
+    a.kernel = {q.k, q.k};
+    a.stride = {q.s, q.s};
+    a.pads = {q.p, q.p, q.p, q.p};
+    a.dilation = {q.d, q.d};
+    Conv2dAttrs ad = a;
+    ad.groups = q.C;
+    const Tensor<double> x = random_tensor({N, q.C, q.H, q.W}, rng), w = random_tensor({O, 1, q.k, q.k}, rng),
+                         bias = random_tensor({O}, rng);
+    const Shape ys = make_conv(ad)->output_shape({x.shape(), w.shape(), bias.shape()});
+    const Tensor<double> gy = random_tensor(ys, rng), tgy = random_tensor(with_lead(k, ys), rng);
+    const Tensor<double> tx = random_tensor(with_lead(k, x.shape()), rng), tw = random_tensor(with_lead(k, w.shape()), rng),
+                         tb = random_tensor({k, O}, rng);
+    const Kernels dw = run_kernels(make_conv(ad), {x, w, bias}, gy, {tx, tw, tb}, tgy, k);
+    const Kernels dn = run_kernels(make_conv(a), {x, densify(w, q.C, 0), bias}, gy, {tx, densify(tw, q.C, k), tb}, tgy, k);
+    INFO("channels ", q.C, " x", q.m, " kernel ", q.k, " stride ", q.s, " pad ", q.p, " dilation ", q.d);
+    CHECK(max_diff(dw.y, dn.y) < kOracleTol);
+    CHECK(max_diff(dw.g[0], dn.g[0]) < kOracleTol);
+    CHECK(max_diff(dw.g[1], diagonal(dn.g[1], 0)) < kOracleTol);
+    CHECK(max_diff(dw.g[2], dn.g[2]) < kOracleTol);
+    CHECK(max_diff(dw.ty, dn.ty) < kOracleTol);
+    CHECK(max_diff(dw.tg[0], dn.tg[0]) < kOracleTol);
+    CHECK(max_diff(dw.tg[1], diagonal(dn.tg[1], k)) < kOracleTol);
+    CHECK(max_diff(dw.tg[2], dn.tg[2]) < kOracleTol);
+  }
+}
+
+TEST_CASE("ops that accumulate add their gradients into what the buffers hold") {
+  std::mt19937_64 rng(8);
+  Conv2dAttrs strided;
+  strided.kernel = {3, 3};
+  strided.stride = {2, 2};
+  strided.pads = {1, 1, 1, 1};
+  Conv2dAttrs same = strided;
+  same.stride = {1, 1};
+  Conv2dAttrs dw = same;
+  dw.groups = 4;
+  struct Case {
+    const char* name;
+    OpPtr op;
+    std::vector<Shape> in;
+  };
+  const std::int64_t k = 2;
+  for (const Case& cs : {Case{"conv 3x3/1", make_conv(same), {{2, 4, 5, 5}, {3, 4, 3, 3}, {3}}},
+                         Case{"conv 3x3/2", make_conv(strided), {{2, 4, 5, 5}, {3, 4, 3, 3}, {3}}},
+                         Case{"depthwise", make_conv(dw), {{2, 4, 5, 5}, {4, 1, 3, 3}, {4}}},
+                         Case{"gemm", make_gemm(false, true), {{3, 5}, {4, 5}, {4}}},
+                         Case{"matmul", make_matmul(), {{2, 3, 5}, {5, 4}}}}) {
+    REQUIRE(cs.op->accumulates());
+    std::vector<Tensor<double>> in, tin;
+    for (const auto& s : cs.in) in.push_back(random_tensor(s, rng)), tin.push_back(random_tensor(with_lead(k, s), rng));
+    std::vector<Shape> shapes(cs.in);
+    const Shape ys = cs.op->output_shape(shapes);
+    const Tensor<double> gy = random_tensor(ys, rng), tgy = random_tensor(with_lead(k, ys), rng);
+    const Kernels ref = run_kernels(cs.op, in, gy, tin, tgy, k);
+    // Again with every gradient buffer pre-filled and its accumulate bit set.
+    OpState<double> st;
+    OpCtx<double> c;
+    for (const auto& t : in) c.in.push_back(t.view());
+    Tensor<double> y(ys);
+    c.state = &st;
+    cs.op->forward(c, y.view());
+    c.out = y.view();
+    c.gout = gy.view();
+    std::vector<Tensor<double>> g, tg, g0, tg0;
+    for (const auto& t : in) {
+      g0.push_back(random_tensor(t.shape(), rng));
+      tg0.push_back(random_tensor(with_lead(k, t.shape()), rng));
+    }
+    g = g0;
+    tg = tg0;
+    for (auto& t : g) c.gin.push_back(t.view());
+    c.accumulate = (1u << in.size()) - 1;
+    cs.op->backward(c);
+    c.k = k;
+    for (const auto& t : tin) c.tin.push_back(t.view());
+    Tensor<double> ty(with_lead(k, ys));
+    c.tout = ty.view();
+    cs.op->jvp(c);
+    c.tgout = tgy.view();
+    for (auto& t : tg) c.tgin.push_back(t.view());
+    cs.op->backward_tangent(c);
+    for (size_t i = 0; i < in.size(); ++i) {
+      INFO(cs.name, " input ", i);
+      for (std::int64_t e = 0; e < g[i].size(); ++e) g[i].data()[e] -= g0[i].data()[e];
+      for (std::int64_t e = 0; e < tg[i].size(); ++e) tg[i].data()[e] -= tg0[i].data()[e];
+      CHECK(max_diff(g[i], ref.g[i]) < 1e-12);
+      CHECK(max_diff(tg[i], ref.tg[i]) < 1e-12);
+    }
+  }
+}
+
+TEST_CASE("GEMMs split into blocks give the same bits on 1, 2 and 4 threads and match the definition") {
+  const std::int64_t m = 300, kk = 200, n = 257;  // 30.8 MFLOP: split into row blocks
+  std::mt19937_64 rng(9);
+  std::normal_distribution<float> nd;
+  std::vector<float> X(m * kk), Y(n * kk);
+  for (auto& e : X) e = nd(rng);
+  for (auto& e : Y) e = nd(rng);
+  tbb::global_control gc(tbb::global_control::max_allowed_parallelism, 4);
+  std::vector<std::vector<float>> Z;
+  for (int threads : {1, 2, 4}) {
+    tbb::task_arena arena(threads);
+    std::vector<float> z(m * n, 1.0f);
+    arena.execute([&] { internal::gemm(false, true, X.data(), m, kk, Y.data(), n, kk, z.data(), 0.5f, true); });
+    Z.push_back(z);
+  }
+  CHECK(Z[0] == Z[1]);
+  CHECK(Z[0] == Z[2]);
+  double err = 0;
+  for (std::int64_t i = 0; i < m; ++i)
+    for (std::int64_t j = 0; j < n; ++j) {
+      double ref = 1.0;
+      for (std::int64_t e = 0; e < kk; ++e) ref += 0.5 * double(X[i * kk + e]) * double(Y[j * kk + e]);
+      err = std::max(err, std::abs(ref - double(Z[0][i * n + j])));
+    }
+  CHECK(err < 1e-3);
+}
+
+TEST_CASE("runs of micro-batches give bitwise identical results for 1, 2 and 4 threads") {
+  tbb::global_control gc(tbb::global_control::max_allowed_parallelism, 4);
+  struct Setup {
+    const char* name;
+    Model model;
+    Dataset data;
+    std::int64_t micro_batch;
+  };
+  ModelBuilder mb({256}, 11);
+  int h = mb.relu(mb.linear(mb.input(), 512, "fc1"));
+  h = mb.unary(mb.linear(h, 512, "fc2"), UnaryKind::Tanh);
+  std::vector<Setup> setups;
+  // 40 micro-batches of 2: 16 runs of 2 or 3; then automatic micro-batches of ResNet-18's shape.
+  setups.push_back({"resnet18-shaped, micro-batch 2", resnet18_shaped(4, 12), make_data({3, 32, 32}, 80, 10, 13), 2});
+  setups.push_back({"resnet18-shaped, automatic", resnet18_shaped(8, 14), make_data({3, 32, 32}, 70, 10, 15), 0});
+  // GEMMs of 64 x 256 x 512 and larger: split into blocks inside each micro-batch.
+  setups.push_back({"mlp 256-512-512-10, micro-batch 64", mb.finish(mb.linear(h, 10, "fc3")),
+                    make_data({256}, 150, 10, 16), 64});
+  for (auto& s : setups) {
+    ObjectiveOptions o;
+    o.micro_batch = s.micro_batch;
+    const std::int64_t P = s.model.num_params();
+    Matrix V(P, 3);
+    for (int j = 0; j < 3; ++j) V.col(j) = unit_direction(P, 20 + j);
+    std::vector<Vector> g(3);
+    std::vector<std::vector<Matrix>> Y(3);
+    for (int t = 0; t < 3; ++t) {
+      tbb::task_arena arena(1 << t);
+      arena.execute([&] {
+        auto obj = Objective::create(s.model, s.data, o);
+        obj->gradient(g[t]);
+        for (auto c : {Curvature::Hessian, Curvature::GGN, Curvature::EmpiricalFisher}) {
+          Matrix y;
+          obj->product(c, V, y);
+          Y[t].push_back(y);
+        }
+        Matrix y1;
+        obj->product(Curvature::Hessian, V.col(0), y1);
+        Y[t].push_back(y1);
+      });
+    }
+    INFO(s.name);
+    for (int t = 1; t < 3; ++t) {
+      CHECK(g[t] == g[0]);
+      for (size_t i = 0; i < Y[0].size(); ++i) CHECK(Y[t][i] == Y[0][i]);
+    }
+  }
+}
+
+TEST_CASE("Gauss-Newton and Fisher products need no activation gradients: equal with and without the cache") {
+  Model m = resnet18_shaped(4, 17);
+  Dataset d = make_data({3, 32, 32}, 9, 10, 18);
+  ObjectiveOptions o;
+  o.micro_batch = 4;
+  ObjectiveOptions nc = o;
+  nc.cache_bytes = 0;
+  auto cached = Objective::create(m, d, o);
+  auto uncached = Objective::create(m, d, nc);
+  Matrix V(m.num_params(), 2);
+  V.col(0) = unit_direction(m.num_params(), 19);
+  V.col(1) = unit_direction(m.num_params(), 20);
+  Vector g;
+  cached->gradient(g);  // keeps passes with their activation gradients
+  for (auto c : {Curvature::GGN, Curvature::EmpiricalFisher, Curvature::Hessian}) {
+    Matrix a, b;
+    cached->product(c, V, a);
+    uncached->product(c, V, b);
+    INFO(curvature_name(c));
+    CHECK(a == b);
+  }
+  CHECK(uncached->cache_bytes_used() == 0);
+}
+
+TEST_CASE("a gradient on passes kept by a Hessian product equals a fresh gradient") {
+  // The ViT's position embedding and class token enter through Add and Concat, ops whose output
+  // gradients Hessian products do not read; the kept pass must still serve its parameters.
+  Model m = build_arch("vit", {1, 28, 28}, 10, 26);
+  Dataset d = make_data({1, 28, 28}, 7, 10, 27);
+  ObjectiveOptions o = f64(3);
+  Vector fresh, after;
+  Objective::create(m, d, o)->gradient(fresh);
+  auto obj = Objective::create(m, d, o);
+  Matrix y;
+  obj->product(Curvature::Hessian, unit_direction(m.num_params(), 28), y);
+  obj->gradient(after);
+  CHECK(obj->primal_passes() == 3);
+  CHECK(after == fresh);
+}
+
+TEST_CASE("the memory cap holds on a model whose passes do not all fit, and results do not change") {
+  Model m = resnet18_shaped(8, 21);
+  Dataset d = make_data({3, 32, 32}, 64, 10, 22);
+  ObjectiveOptions o;
+  o.micro_batch = 8;
+  const std::int64_t P = m.num_params();
+  Matrix V(P, 2);
+  V.col(0) = unit_direction(P, 23);
+  V.col(1) = unit_direction(P, 24);
+  Vector g_ref;
+  Matrix h_ref, ggn_ref;
+  std::size_t estimate = 0;
+  {
+    auto obj = Objective::create(m, d, o);
+    obj->gradient(g_ref);
+    obj->product(Curvature::Hessian, V, h_ref);
+    obj->product(Curvature::GGN, V, ggn_ref);
+    estimate = obj->cache_bytes_estimate();
+    CHECK(obj->cache_bytes_used() > estimate / 2);  // everything kept
+    CHECK(obj->primal_passes() == 8);
+  }
+  // Three quarters of what keeping every pass takes: the working set of one micro-batch in flight
+  // (a pass, its tangents, the accumulators) comes first, the cache gets the rest.
+  const std::size_t cap = estimate * 3 / 4;
+  o.memory_bytes = cap;
+  const std::size_t before = tracked_bytes();
+  reset_tracked_peak();
+  auto obj = Objective::create(m, d, o);
+  Vector g;
+  Matrix h, ggn;
+  for (int rep = 0; rep < 2; ++rep) {
+    obj->gradient(g);
+    obj->product(Curvature::Hessian, V, h);
+    obj->product(Curvature::GGN, V, ggn);
+  }
+  const std::size_t peak = tracked_peak_bytes() - before;
+  INFO("cap ", cap, " bytes, engine peak ", peak, ", cache ", obj->cache_bytes_used(), " of ", estimate);
+  CHECK(peak <= cap);
+  CHECK(obj->cache_bytes_used() > 0);
+  CHECK(obj->cache_bytes_used() < estimate / 2);
+  CHECK(obj->primal_passes() > 8);  // passes that did not fit were recomputed
+  CHECK(g == g_ref);
+  CHECK(h == h_ref);
+  CHECK(ggn == ggn_ref);
+}
+
+TEST_CASE("the automatic micro-batch follows the layer shapes") {
+  // ResNet-20-like convs with many positions: 16. A ResNet-18 shape whose weights sit at 1x1: 64,
+  // evened out over the samples. BatchNorm with batch statistics: the ghost batch of 16.
+  ObjectiveOptions o;
+  Model wide = resnet18_shaped(16, 25);
+  CHECK(resolve_micro_batch(wide, 128, o) == 64);
+  CHECK(resolve_micro_batch(wide, 100, o) == 50);
+  CHECK(resolve_micro_batch(wide, 10, o) == 10);
+  CHECK(resolve_micro_batch(build_arch("resnet20", {3, 32, 32}, 10, 1), 128, o) == 16);
+  CHECK(resolve_micro_batch(build_arch("resnet20-bn", {3, 32, 32}, 10, 1, true), 100, o) == 16);
+  o.micro_batch = 7;
+  CHECK(resolve_micro_batch(wide, 128, o) == 7);
+}
