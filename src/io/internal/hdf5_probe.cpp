@@ -254,7 +254,11 @@ double timeout_for(const std::string& path) {
 // Child setup shared by the walk and guarded reads: default signals (the parent's handlers would
 // remove its temporary files), no output, no core files, a bounded address space and run time.
 void child_setup(unsigned seconds) {
-  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGALRM}) signal(sig, SIG_DFL);
+  // Crash signals too: a sanitizer's or test framework's handler would turn a crash into an
+  // ordinary exit status (AddressSanitizer exits with 1), which the parent must not take for a
+  // clean read.
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGALRM, SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT})
+    signal(sig, SIG_DFL);
   alarm(seconds + 1);
   const int null = open("/dev/null", O_RDWR);
   if (null >= 0) {
@@ -345,6 +349,11 @@ std::string problem_of(const ChildResult& r, double seconds, const char* what) {
            " (corrupt HDF5 structures)";
   if (WIFEXITED(r.status) && WEXITSTATUS(r.status) == kMetadataErrors)
     return "corrupt HDF5 metadata (" + r.message + ")";
+  // The child ends with _exit(0) or kMetadataErrors; any other status is a crash that some
+  // handler turned into an exit (e.g. a sanitizer's report), and so is refused as well.
+  if (WIFEXITED(r.status) && WEXITSTATUS(r.status) != 0)
+    return "the HDF5 library crashed (exit status " + std::to_string(WEXITSTATUS(r.status)) + ") " + what +
+           " (corrupt HDF5 structures)";
   return {};
 }
 
