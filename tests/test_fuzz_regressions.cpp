@@ -7,9 +7,9 @@
 // else. Findings are thrown as curv::fuzz::Finding here, so a regression fails its test instead
 // of aborting; a crash still takes the test binary down, which CTest reports as a failure too.
 //
-// Reproducers of findings that are not fixed yet are listed in kOpen below and skipped by the
-// sweep; each also has its own TEST_CASE marked doctest::skip() naming the finding, to be enabled
-// when the loader is fixed.
+// A new finding that is not fixed yet goes into kOpen below (skipped by the sweep) with its own
+// TEST_CASE marked doctest::skip(); when the loader is fixed, both marks go. All findings so far
+// are fixed: each has a TEST_CASE at the end saying what used to happen.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -30,36 +30,7 @@ const fs::path kSeeds = fs::path(CURV_SOURCE_DIR) / "fuzz" / "corpus";
 
 // Reproducers of open findings ("<target>/<file>"): skipped by the sweep below until fixed. When
 // a loader is fixed, delete its line here and the doctest::skip() of its TEST_CASE at the end.
-const std::vector<std::string> kOpen = {
-    "onnx/convert_same_op_memcmp_null.onnx",
-    "onnx/convert_invalid_utf8_name_json.onnx",
-    "onnx/conv_stride0.onnx",
-    "onnx/maxpool_stride0.onnx",
-    "onnx/avgpool_stride0.onnx",
-    "onnx/maxpool_kernel0_heap_overflow.onnx",
-    "onnx/conv_pads_2e62_overflow.onnx",
-    "onnx/conv_dilations_2e62_overflow.onnx",
-    "onnx/conv_group_2e62_overflow.onnx",
-    "onnx/avgpool_pads_2e31_numel_overflow.onnx",
-    "onnx/transpose_perm0_out_of_range.onnx",
-    "onnx/reducemean_axes0_loss_overflow.onnx",
-    "onnx/squeeze_no_axes_loss_overflow.onnx",
-    "npz/entry_size_alloc.npz",
-    "npz/npy_shape_stoll_no_file_name.npz",
-    "idx/dims_product_overflow.idx",
-    "h5data/dims_alloc_huge.h5",
-    "h5data/dims_length_error.h5",
-    "h5data/dims_numel_overflow.h5",
-    "h5data/libhdf5_dopen_segv.h5",
-    "h5data/libhdf5_conv_bitcopy_bus.h5",
-    "h5data/libhdf5_read_memcpy_segv.h5",
-    "h5data/libhdf5_cache_alloc.h5",
-    "checkpoint/nonfinite_param.h5",
-    "checkpoint/vlen_attr_memcpy_overlap.h5",
-    "checkpoint/vlen_attr_hang.h5",
-    "checkpoint/libhdf5_cache_alloc.h5",
-    "checkpoint/libhdf5_meta_attr_iterate_segv.h5",
-};
+const std::vector<std::string> kOpen = {};
 
 std::string read_bytes(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
@@ -125,122 +96,114 @@ TEST_CASE("fuzz harness: a loader error outside the contract is a finding, a cle
   CHECK_THROWS_AS(curv::fuzz::run_target("nope", nullptr, 0), std::invalid_argument);
 }
 
-// ---- open findings ----------------------------------------------------------------------------
-// One TEST_CASE per reproducer in kOpen, skipped until fixed (run them with --no-skip). Each says
-// what happens today (with the sanitizers of build-fuzz/) and what the fix must give.
+// ---- fixed findings ---------------------------------------------------------------------------
+// One TEST_CASE per finding. The comments say what used to happen (with the sanitizers of
+// build-fuzz/); the tests check what happens now.
 
 namespace {
-bool replay_open(const std::string& key) { return replay(key.substr(0, key.find('/')), kRepro / key); }
+bool replay_finding(const std::string& key) { return replay(key.substr(0, key.find('/')), kRepro / key); }
 }  // namespace
 
 // ONNX (owner: ops/io). Crash in curv code after a successful import.
-TEST_CASE("fuzz open: onnx convert of a model with an empty tensor calls memcmp on null (UBSan, same_op)" *
-          doctest::skip()) {
-  replay_open("onnx/convert_same_op_memcmp_null.onnx");  // load may succeed; convert must not be UB
+TEST_CASE("fuzz finding: onnx convert of a model with an empty tensor calls memcmp on null (UBSan, same_op)") {
+  replay_finding("onnx/convert_same_op_memcmp_null.onnx");  // load may succeed; convert must not be UB
 }
 // A name with invalid UTF-8 imports, then save_checkpoint's JSON dump of /graph throws
 // nlohmann::json::type_error 316 (outside the contract; `curv convert` prints it without the file).
-TEST_CASE("fuzz open: onnx convert of a model with a non-UTF-8 name fails with a runtime_error naming the file" *
-          doctest::skip()) {
-  replay_open("onnx/convert_invalid_utf8_name_json.onnx");
+TEST_CASE("fuzz finding: onnx names that are not UTF-8 are rejected on import, naming the file") {
+  CHECK_FALSE(replay_finding("onnx/convert_invalid_utf8_name_json.onnx"));
 }
 // ONNX attribute sweep: strides = 0 divides by zero when the op is built (SIGFPE in `curv info`).
-TEST_CASE("fuzz open: onnx Conv with strides 0 is rejected naming the node, not SIGFPE" * doctest::skip()) {
-  CHECK_FALSE(replay_open("onnx/conv_stride0.onnx"));
+TEST_CASE("fuzz finding: onnx Conv with strides 0 is rejected naming the node, not SIGFPE") {
+  CHECK_FALSE(replay_finding("onnx/conv_stride0.onnx"));
 }
-TEST_CASE("fuzz open: onnx MaxPool with strides 0 is rejected naming the node, not SIGFPE" * doctest::skip()) {
-  CHECK_FALSE(replay_open("onnx/maxpool_stride0.onnx"));
+TEST_CASE("fuzz finding: onnx MaxPool with strides 0 is rejected naming the node, not SIGFPE") {
+  CHECK_FALSE(replay_finding("onnx/maxpool_stride0.onnx"));
 }
-TEST_CASE("fuzz open: onnx AveragePool with strides 0 is rejected naming the node, not SIGFPE" * doctest::skip()) {
-  CHECK_FALSE(replay_open("onnx/avgpool_stride0.onnx"));
+TEST_CASE("fuzz finding: onnx AveragePool with strides 0 is rejected naming the node, not SIGFPE") {
+  CHECK_FALSE(replay_finding("onnx/avgpool_stride0.onnx"));
 }
 // Attribute sweep replayed through the ASan fuzz target (scripts/onnx_attribute_sweep.py --fuzzer).
 // MaxPool kernel_shape 0 (or -1) imports, then the backward pass writes past its buffer
 // (heap-buffer-overflow in PoolOp::bwd); a Release `curv eval` prints numbers and exits 0.
-TEST_CASE("fuzz open: onnx MaxPool with kernel_shape 0 is rejected, not a heap overflow at backward" *
-          doctest::skip()) {
-  CHECK_FALSE(replay_open("onnx/maxpool_kernel0_heap_overflow.onnx"));
+TEST_CASE("fuzz finding: onnx MaxPool with kernel_shape 0 is rejected, not a heap overflow at backward") {
+  CHECK_FALSE(replay_finding("onnx/maxpool_kernel0_heap_overflow.onnx"));
 }
 // Sizes near 2^62 overflow int64 in out_size (ops_conv.cpp) and group * channels (ConvOp), and
 // pads of 2^31 overflow numel of the output shape (UBSan).
-TEST_CASE("fuzz open: onnx Conv pads, dilations and group near 2^62 are rejected, not int64 overflow" *
-          doctest::skip()) {
-  CHECK_FALSE(replay_open("onnx/conv_pads_2e62_overflow.onnx"));
-  CHECK_FALSE(replay_open("onnx/conv_dilations_2e62_overflow.onnx"));
-  CHECK_FALSE(replay_open("onnx/conv_group_2e62_overflow.onnx"));
+TEST_CASE("fuzz finding: onnx Conv pads, dilations and group near 2^62 are rejected, not int64 overflow") {
+  CHECK_FALSE(replay_finding("onnx/conv_pads_2e62_overflow.onnx"));
+  CHECK_FALSE(replay_finding("onnx/conv_dilations_2e62_overflow.onnx"));
+  CHECK_FALSE(replay_finding("onnx/conv_group_2e62_overflow.onnx"));
 }
-TEST_CASE("fuzz open: onnx AveragePool pads of 2^31 are rejected, not an overflow in numel" * doctest::skip()) {
-  CHECK_FALSE(replay_open("onnx/avgpool_pads_2e31_numel_overflow.onnx"));
+TEST_CASE("fuzz finding: onnx AveragePool pads of 2^31 are rejected, not an overflow in numel") {
+  CHECK_FALSE(replay_finding("onnx/avgpool_pads_2e31_numel_overflow.onnx"));
 }
 // Transpose perm of the wrong length: import_onnx throws std::out_of_range (vector::at).
-TEST_CASE("fuzz open: onnx Transpose perm of the wrong length is rejected naming the node" * doctest::skip()) {
-  CHECK_FALSE(replay_open("onnx/transpose_perm0_out_of_range.onnx"));
+TEST_CASE("fuzz finding: onnx Transpose perm of the wrong length is rejected naming the node") {
+  CHECK_FALSE(replay_finding("onnx/transpose_perm0_out_of_range.onnx"));
 }
 // A model whose logits are not [N, C] (ReduceMean over the wrong axis, Squeeze without axes)
 // with integer labels [N]: Objective::create accepts it and loss_forward reads past the labels
 // (heap-buffer-overflow); `curv eval` prints "label 193 out of range" without a file name.
-TEST_CASE("fuzz open: integer labels for logits that are not [N, C] are rejected by Objective::create" *
-          doctest::skip()) {
-  replay_open("onnx/reducemean_axes0_loss_overflow.onnx");
-  replay_open("onnx/squeeze_no_axes_loss_overflow.onnx");
+// Now the model imports and Objective::create refuses its output (tests/test_op_specs.cpp).
+TEST_CASE("fuzz finding: a model output without the batch axis first is refused by the objective") {
+  replay_finding("onnx/reducemean_axes0_loss_overflow.onnx");
+  replay_finding("onnx/squeeze_no_axes_loss_overflow.onnx");
 }
 
 // npz (owner: io). A 586-byte archive declares a 4 GB entry, allocated before reading (npz.cpp).
-TEST_CASE("fuzz open: npz entry size from the zip directory is checked before it is allocated" * doctest::skip()) {
-  CHECK_FALSE(replay_open("npz/entry_size_alloc.npz"));
+TEST_CASE("fuzz finding: npz entry size from the zip directory is checked before it is allocated") {
+  CHECK_FALSE(replay_finding("npz/entry_size_alloc.npz"));
 }
 
 // A malformed shape in a .npy header: std::invalid_argument("stoll") escapes without the file name
 // (as `curv: stoll` on the command line). Found with CURV_FUZZ_STRICT=1.
-TEST_CASE("fuzz open: npz with a malformed .npy shape fails with a message naming the file" * doctest::skip()) {
-  CHECK_FALSE(replay_open("npz/npy_shape_stoll_no_file_name.npz"));
+TEST_CASE("fuzz finding: npz with a malformed .npy shape fails with a message naming the file") {
+  CHECK_FALSE(replay_finding("npz/npy_shape_stoll_no_file_name.npz"));
 }
 
 // IDX (owner: io). The product of the header dims overflows int64 (UBSan, read_idx).
-TEST_CASE("fuzz open: idx header dims whose product overflows are rejected" * doctest::skip()) {
-  CHECK_FALSE(replay_open("idx/dims_product_overflow.idx"));
+TEST_CASE("fuzz finding: idx header dims whose product overflows are rejected") {
+  CHECK_FALSE(replay_finding("idx/dims_product_overflow.idx"));
 }
 
 // HDF5 datasets (owner: io). Sizes from the file are trusted (read_h5_array).
-TEST_CASE("fuzz open: h5 dataset dims are checked against the storage before allocating" * doctest::skip()) {
-  CHECK_FALSE(replay_open("h5data/dims_alloc_huge.h5"));    // ASan: allocation-size-too-big
-  CHECK_FALSE(replay_open("h5data/dims_length_error.h5"));  // std::length_error escapes the loader
+TEST_CASE("fuzz finding: h5 dataset dims are checked against the storage before allocating") {
+  CHECK_FALSE(replay_finding("h5data/dims_alloc_huge.h5"));    // ASan: allocation-size-too-big
+  CHECK_FALSE(replay_finding("h5data/dims_length_error.h5"));  // std::length_error escapes the loader
 }
-TEST_CASE("fuzz open: h5 dataset dims whose product overflows are rejected" * doctest::skip()) {
-  CHECK_FALSE(replay_open("h5data/dims_numel_overflow.h5"));  // UBSan: signed overflow in numel
+TEST_CASE("fuzz finding: h5 dataset dims whose product overflows are rejected") {
+  CHECK_FALSE(replay_finding("h5data/dims_numel_overflow.h5"));  // UBSan: signed overflow in numel
 }
 // Crashes inside libhdf5 1.10.8 (Debian) on crafted files: the loader must refuse them before the
 // call that crashes where it can (type precision/offset, storage size, object header sizes).
-TEST_CASE("fuzz open: h5 dataset whose object header crashes H5Dopen2 (libhdf5 SEGV)" * doctest::skip()) {
-  CHECK_FALSE(replay_open("h5data/libhdf5_dopen_segv.h5"));
+TEST_CASE("fuzz finding: h5 dataset whose object header crashes H5Dopen2 (libhdf5 SEGV)") {
+  CHECK_FALSE(replay_finding("h5data/libhdf5_dopen_segv.h5"));
 }
-TEST_CASE("fuzz open: h5 dataset whose integer type crashes the conversion in H5Dread (libhdf5 BUS)" *
-          doctest::skip()) {
-  CHECK_FALSE(replay_open("h5data/libhdf5_conv_bitcopy_bus.h5"));
+TEST_CASE("fuzz finding: h5 dataset whose integer type crashes the conversion in H5Dread (libhdf5 BUS)") {
+  CHECK_FALSE(replay_finding("h5data/libhdf5_conv_bitcopy_bus.h5"));
 }
-TEST_CASE("fuzz open: h5 dataset whose storage crashes H5Dread (libhdf5 SEGV in H5VM_memcpyvv)" * doctest::skip()) {
-  CHECK_FALSE(replay_open("h5data/libhdf5_read_memcpy_segv.h5"));
+TEST_CASE("fuzz finding: h5 dataset whose storage crashes H5Dread (libhdf5 SEGV in H5VM_memcpyvv)") {
+  CHECK_FALSE(replay_finding("h5data/libhdf5_read_memcpy_segv.h5"));
 }
-TEST_CASE("fuzz open: h5 dataset whose metadata makes libhdf5 allocate terabytes (H5C_protect)" * doctest::skip()) {
-  CHECK_FALSE(replay_open("h5data/libhdf5_cache_alloc.h5"));
+TEST_CASE("fuzz finding: h5 dataset whose metadata makes libhdf5 allocate terabytes (H5C_protect)") {
+  CHECK_FALSE(replay_finding("h5data/libhdf5_cache_alloc.h5"));
 }
 
 // Checkpoints (owner: io).
-TEST_CASE("fuzz open: checkpoint with a non-finite parameter is rejected naming the tensor" * doctest::skip()) {
-  CHECK_FALSE(replay_open("checkpoint/nonfinite_param.h5"));
+TEST_CASE("fuzz finding: checkpoint with a non-finite parameter is rejected naming the tensor") {
+  CHECK_FALSE(replay_finding("checkpoint/nonfinite_param.h5"));
 }
-TEST_CASE("fuzz open: checkpoint variable-length string attribute with a corrupt length (ASan memcpy overlap)" *
-          doctest::skip()) {
-  CHECK_FALSE(replay_open("checkpoint/vlen_attr_memcpy_overlap.h5"));
+TEST_CASE("fuzz finding: checkpoint variable-length string attribute with a corrupt length (ASan memcpy overlap)") {
+  CHECK_FALSE(replay_finding("checkpoint/vlen_attr_memcpy_overlap.h5"));
 }
-TEST_CASE("fuzz open: checkpoint variable-length string attribute that hangs libhdf5 (global heap loop)" *
-          doctest::skip()) {
-  CHECK_FALSE(replay_open("checkpoint/vlen_attr_hang.h5"));
+TEST_CASE("fuzz finding: checkpoint variable-length string attribute that hangs libhdf5 (global heap loop)") {
+  CHECK_FALSE(replay_finding("checkpoint/vlen_attr_hang.h5"));
 }
-TEST_CASE("fuzz open: checkpoint whose metadata makes libhdf5 allocate terabytes (H5C_protect)" * doctest::skip()) {
-  CHECK_FALSE(replay_open("checkpoint/libhdf5_cache_alloc.h5"));
+TEST_CASE("fuzz finding: checkpoint whose metadata makes libhdf5 allocate terabytes (H5C_protect)") {
+  CHECK_FALSE(replay_finding("checkpoint/libhdf5_cache_alloc.h5"));
 }
-TEST_CASE("fuzz open: checkpoint whose /meta attributes crash H5Aiterate2 (libhdf5 SEGV in H5A__close)" *
-          doctest::skip()) {
-  CHECK_FALSE(replay_open("checkpoint/libhdf5_meta_attr_iterate_segv.h5"));
+TEST_CASE("fuzz finding: checkpoint whose /meta attributes crash H5Aiterate2 (libhdf5 SEGV in H5A__close)") {
+  CHECK_FALSE(replay_finding("checkpoint/libhdf5_meta_attr_iterate_segv.h5"));
 }

@@ -508,3 +508,38 @@ TEST_CASE("ONNX files and checkpoints with bad attributes: one error naming the 
     curv_test::check_bad("info " + path, msg);  // `curv info`: one line, exit status 2
   }
 }
+
+TEST_CASE("model names must be UTF-8 and the output must keep the batch axis first") {
+  using curv::Model;
+  auto error_of = [](auto f) -> std::string {
+    try {
+      f();
+    } catch (const std::invalid_argument& e) {
+      return e.what();
+    }
+    return "";
+  };
+  Model m;
+  CHECK(error_of([&] { m.add_input("x\xC3", {3}); }) == "model: value name 'x\\xc3' is not valid UTF-8");  // truncated
+  CHECK(error_of([&] { m.add_input("\xC0\xAF", {3}); }).find("not valid UTF-8") != std::string::npos);   // overlong
+  CHECK(error_of([&] { m.add_input("\xED\xA0\x80", {3}); }).find("not valid UTF-8") != std::string::npos);  // surrogate
+  CHECK(error_of([&] { m.add_input("\xF4\x90\x80\x80", {3}); }).find("not valid UTF-8") != std::string::npos);  // > U+10FFFF
+  const int x = m.add_input("x \xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80", {4, 3});  // é € 😀 are fine
+  const int over_batch = m.add_node("mean0", curv::make_reduce(true, {0}, false), {x});
+  const int squeezed = m.add_node("sq", curv::make_squeeze({}), {x});
+  const int per_sample = m.add_node("mean2", curv::make_reduce(true, {2}, false), {x});
+  curv::Dataset d;
+  d.source = "mem";
+  d.sample_shape = {4, 3};
+  d.x.assign(24, 0.5f);
+  d.target_shape = {4};
+  d.targets.assign(8, 0.f);
+  auto objective_error = [&](int out) {
+    m.set_output(out);
+    return error_of([&] { (void)curv::Objective::create(m, d); });
+  };
+  CHECK(objective_error(over_batch) ==
+        "objective: model output 'mean0' does not keep the batch axis first (shape [4, 3] for 1 sample, [4, 3] for 2)");
+  CHECK(objective_error(squeezed).find("does not keep the batch axis first") != std::string::npos);
+  CHECK(objective_error(per_sample).empty());
+}

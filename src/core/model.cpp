@@ -8,7 +8,59 @@
 namespace curv {
 
 namespace {
+// Well-formed UTF-8 (RFC 3629: no overlong forms, surrogates or code points above U+10FFFF).
+// Names are written to checkpoints as JSON and to ONNX as protobuf strings, which need it.
+bool valid_utf8(const std::string& s) {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  const std::size_t n = s.size();
+  for (std::size_t i = 0; i < n;) {
+    const unsigned c = p[i];
+    std::size_t len = 0;
+    unsigned lo = 0x80, hi = 0xBF;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    } else if (c >= 0xC2 && c <= 0xDF) {
+      len = 1;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      len = 2;
+      if (c == 0xE0) lo = 0xA0;
+      if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      len = 3;
+      if (c == 0xF0) lo = 0x90;
+      if (c == 0xF4) hi = 0x8F;
+    } else {
+      return false;
+    }
+    if (i + len >= n) return false;
+    for (std::size_t k = 1; k <= len; ++k) {
+      const unsigned b = p[i + k];
+      if (k == 1 ? (b < lo || b > hi) : (b < 0x80 || b > 0xBF)) return false;
+    }
+    i += len + 1;
+  }
+  return true;
+}
+
+// The name with bytes outside printable ASCII written as \xNN (for messages).
+std::string printable(const std::string& s) {
+  std::string r;
+  static const char* hex = "0123456789abcdef";
+  for (unsigned char c : s) {
+    if (c >= 0x20 && c < 0x7f) {
+      r += static_cast<char>(c);
+    } else {
+      r += "\\x";
+      r += hex[c >> 4];
+      r += hex[c & 15];
+    }
+  }
+  return r;
+}
+
 void check_name(const std::vector<Value>& values, const std::string& name) {
+  if (!valid_utf8(name)) throw std::invalid_argument("model: value name '" + printable(name) + "' is not valid UTF-8");
   for (const auto& v : values)
     if (v.name == name) throw std::invalid_argument("model: duplicate value name '" + name + "'");
 }

@@ -64,6 +64,14 @@ class ObjectiveImpl final : public Objective {
       throw std::invalid_argument("objective: data samples " + shape_str(data.sample_shape) + " from " + data.source +
                                   " do not fit the model input '" + model.values()[model.input()].name + "' " +
                                   shape_str(model.input_shape()));
+    // Losses read one row of the output per sample: the output must keep the batch axis first
+    // (a ReduceMean over axis 0 or a Squeeze without axes removes it, and a loss with one label
+    // per sample would then read past the labels).
+    const Value& ov = model.values().at(model.output());
+    if (ov.shape.empty() || ov.shape.size() != ov.shape2.size() || ov.shape[0] != 1 || ov.shape2[0] != 2 ||
+        !std::equal(ov.shape.begin() + 1, ov.shape.end(), ov.shape2.begin() + 1))
+      throw std::invalid_argument("objective: model output '" + ov.name + "' does not keep the batch axis first (shape " +
+                                  shape_str(ov.shape) + " for 1 sample, " + shape_str(ov.shape2) + " for 2)");
     const Shape out = model.output_shape();
     if (data.classification()) {
       m_loss = LossKind::CrossEntropy;

@@ -130,7 +130,11 @@ std::string graph_to_json(const Model& m) {
     nodes.push_back({{"name", n.name}, {"type", spec.type}, {"attrs", attrs_to_json(spec)}, {"inputs", ins}});
   }
   g["nodes"] = nodes;
-  return g.dump();
+  try {
+    return g.dump();
+  } catch (const json::type_error&) {  // a string attribute that is not UTF-8 (names are checked on entry)
+    throw std::invalid_argument("graph: a name or string attribute is not valid UTF-8");
+  }
 }
 
 Model graph_from_json(const std::string& text, const GraphTensors& tensors, bool batch_norm_training) {
