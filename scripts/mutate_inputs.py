@@ -68,6 +68,12 @@ def make_seeds(curv, work):
     cnn_data = os.path.join(FIX, "cnn_bn.npz")
     loaders["checkpoint"] = (ckpt, lambda m, d: [[curv, "info", m], [curv, "eval", m, "--data", cnn_data]])
 
+    # ONNX: the protobuf of the same CNN (its attributes, shapes and initializers), then a convert.
+    onnx_seed = os.path.join(work, "seed_model.onnx")
+    shutil.copy(os.path.join(FIX, "cnn_bn.onnx"), onnx_seed)
+    loaders["onnx"] = (onnx_seed, lambda m, d: [[curv, "info", m], [curv, "eval", m, "--data", cnn_data],
+                                                [curv, "convert", m, os.path.join(d, "converted.h5")]])
+
     train = os.path.join(work, "seed_train.h5")
     run([curv, "train", "--arch", "mlp:8", "--data", data_h5, "--epochs", "1", "--batch-size", "3",
          "--optimizer", "adam", "--log-curvature", "1", "--curvature-top", "2", "--curvature-probes", "2",
@@ -158,7 +164,7 @@ def classify(argv, mutant, timeout):
     if p.returncode == 2:
         # The error is the last line; lines before it may only be curv's own progress lines (a
         # failure found while training), never a library's diagnostics.
-        lines = err.splitlines()
+        lines = err.rstrip("\n").split("\n")  # line feeds only: a name may hold U+0085 or U+2028
         last = lines[-1] if lines else ""
         if (not last.startswith("curv: ") or any(b in last for b in BARE_MESSAGES) or "HDF5" in err.replace(last, "")
                 or any(l.startswith("curv: ") for l in lines[:-1])):
@@ -194,7 +200,7 @@ def one(job):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--curv", default=os.path.join(ROOT, "build", "tools", "curv"))
-    ap.add_argument("--loaders", default="checkpoint,trainstate,h5data,npz,idx,idxgz")
+    ap.add_argument("--loaders", default="onnx,checkpoint,trainstate,h5data,npz,idx,idxgz")
     ap.add_argument("--count", type=int, default=2000, help="mutants per loader")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--timeout", type=float, default=30.0, help="seconds before a run counts as a hang")

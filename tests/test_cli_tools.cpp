@@ -24,7 +24,8 @@ TEST_CASE("the one-line error: standard-library messages get their kind and cont
   // Messages that say what is wrong pass unchanged, on one line.
   CHECK(error_line(std::runtime_error("m.onnx: node 'conv1': stride must be >= 1")) ==
         "curv: m.onnx: node 'conv1': stride must be >= 1");
-  CHECK(error_line(std::runtime_error("HDF5 error\nmajor: file")) == "curv: HDF5 error major: file");
+  CHECK(error_line(std::runtime_error("HDF5 error\nmajor: file")) == "curv: HDF5 error\\x0amajor: file");
+  CHECK(error_line(std::runtime_error("m.onnx: node 'a\x0b\tb\x7f'")) == "curv: m.onnx: node 'a\\x0b\\x09b\\x7f'");
   curv::cli::set_error_context("");
 }
 

@@ -65,9 +65,21 @@ std::string error_line(const std::exception& e) {
     what = std::string(kind) + " (" + (what.empty() ? "no message" : what) + ")";
   }
   if ((bare || dynamic_cast<const std::bad_alloc*>(&e)) && !g_error_context.empty()) what = g_error_context + ": " + what;
-  for (char& c : what)
-    if (c == '\n' || c == '\r') c = ' ';
-  return "curv: " + what;
+  // One line whatever the message holds: control bytes (a newline or tab in a node name read
+  // from a file) are written as \xNN.
+  std::string line;
+  static const char* hex = "0123456789abcdef";
+  for (char ch : what) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c < 0x20 || c == 0x7f) {
+      line += "\\x";
+      line += hex[c >> 4];
+      line += hex[c & 15];
+    } else {
+      line += ch;
+    }
+  }
+  return "curv: " + line;
 }
 
 void add_run_options(CLI::App& app, RunOptions& o, bool allow_arch) {
