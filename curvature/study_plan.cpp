@@ -106,9 +106,9 @@ class Planner {
       if (!list.is_array()) fail(key, "expected an array of objects");
       for (std::size_t i = 0; i < list.size(); ++i) entry(list[i], std::string(key) + "[" + std::to_string(i) + "]", grid);
     };
-    entries("runs", false);
-    entries("grids", true);
-    entries("grid", true);
+    // Entries in the order the file lists them.
+    for (const auto& [k, v] : doc.items())
+      if (k == "runs" || k == "grids" || k == "grid") entries(k.c_str(), k != "runs");
     if (m_plan.runs.empty()) fail("", "declares no runs (runs, grid or grids)");
     // Hashes: settings and input files' contents.
     InputCache paths(m_plan.root);
@@ -350,16 +350,25 @@ json resolve_settings(const RunKind& kind, const json& values) {
 }
 
 json study_schema() {
-  json kinds = json::array();
-  json grid_kinds = json::array();
+  // Each setting's value schema once, in $defs: common settings by name, a kind's own as KIND.NAME.
+  json defs = json::object();
+  const auto id = [](const RunKind& k, const Setting& s) {
+    for (const auto& c : common_settings())
+      if (&c == &s) return s.name;
+    return k.name() + "." + s.name;
+  };
+  json kinds = json::array(), grid_kinds = json::array(), defaults = json::object();
   for (const RunKind* k : run_kinds()) {
     json props = json::object(), axes = json::object();
     props["kind"] = {{"const", k->name()}, {"description", k->description()}};
     props["name"] = {{"type", "string"},
                      {"description", "Run name, or a template with {SETTING} placeholders; default: the kind"}};
     for (const Setting* s : table_of(*k)) {
-      props[s->name] = setting_schema(*s);
-      axes[s->name] = {{"type", "array"}, {"minItems", 1}, {"items", setting_schema(*s)}};
+      const std::string ref = "#/$defs/" + id(*k, *s);
+      defs[id(*k, *s)] = setting_schema(*s);
+      props[s->name] = {{"$ref", ref}};
+      axes[s->name] = {{"type", "array"}, {"minItems", 1}, {"items", {{"$ref", ref}}}};
+      if (!defaults.contains(s->name)) defaults[s->name] = {{"$ref", ref}};
     }
     kinds.push_back({{"type", "object"}, {"required", {"kind"}}, {"properties", props}, {"additionalProperties", false}});
     json gprops = props;
@@ -371,15 +380,12 @@ json study_schema() {
     grid_kinds.push_back(
         {{"type", "object"}, {"required", {"kind", "axes"}}, {"properties", gprops}, {"additionalProperties", false}});
   }
-  json defaults = json::object();
-  for (const RunKind* k : run_kinds())
-    for (const Setting* s : table_of(*k))
-      if (!defaults.contains(s->name)) defaults[s->name] = setting_schema(*s);
-  json grid = {{"oneOf", grid_kinds}};
+  const json grid = {{"oneOf", grid_kinds}};
   return {{"$schema", "https://json-schema.org/draft/2020-12/schema"},
           {"title", "curv study file"},
           {"type", "object"},
           {"additionalProperties", false},
+          {"$defs", defs},
           {"properties",
            {{"$schema", {{"type", "string"}}},
             {"name", {{"type", "string"}, {"description", "Name of the study (stored in the output file)"}}},
@@ -387,7 +393,8 @@ json study_schema() {
             {"root", {{"type", "string"}, {"description", "Folder that paths are relative to, itself relative to the "
                                                           "study file's folder (default: that folder)"}}},
             {"defaults", {{"type", "object"}, {"properties", defaults}, {"additionalProperties", false},
-                          {"description", "Settings applied to every run whose kind takes them"}}},
+                          {"description", "Settings applied to every run whose kind takes them (the first kind's "
+                                          "range applies here; each run checks its own)"}}},
             {"runs", {{"type", "array"}, {"items", {{"oneOf", kinds}}}}},
             {"grid", grid},
             {"grids", {{"type", "array"}, {"items", grid}}},

@@ -13,7 +13,8 @@
 ///      "grid":  {...one grid...},
 ///      "figures": [...],                    for tools/plot_study.py, passed through
 ///      "description": "..."}                free text
-/// A grid is the cartesian product of its axes (first axis outermost). A model value with glob
+/// Runs are planned in the order the file lists its entries. A grid is the cartesian product of
+/// its axes (first axis outermost). A model value with glob
 /// characters (*, ?, [) stands for the matching files in name order, one run each.
 ///
 /// Run names: "name" with {SETTING} placeholders replaced by the run's values (a path by its file

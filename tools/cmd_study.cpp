@@ -154,7 +154,7 @@ void register_study(CLI::App& root, int argc, char** argv) {
     StudyProgress progress;
     const StudyReport rep = runner.run(std::ref(progress));
     for (const auto& s : rep.runs) j["runs"].push_back(run_json(s));
-    const double total = plan_seconds + rep.seconds;
+    const double total = timer.seconds();
     // The study's own cost: everything but executing runs and loading their models and data.
     const double overhead = std::max(0.0, total - rep.run_seconds - rep.load_seconds);
     j["seconds"] = total;
