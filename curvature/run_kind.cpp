@@ -36,7 +36,8 @@ const Dataset& InputCache::data(const nlohmann::json& s) {
   // As `curv spectrum --data`: the run's seed also seeds random: datasets (0 keeps their default).
   const std::uint64_t seed = s.at("seed").get<std::uint64_t>();
   if (seed) o.seed = seed;
-  const std::string all_key = spec + "\n" + std::to_string(o.seed);
+  // The seed matters only to random: datasets; every other dataset is read once.
+  const std::string all_key = spec + "\n" + (spec.rfind("random:", 0) == 0 ? std::to_string(o.seed) : "");
   auto& all = m_all[all_key];
   if (!all) {
     Timer t;

@@ -1,5 +1,6 @@
 #include "curvature/study_runner.h"
 
+#include <algorithm>
 #include <stdexcept>
 
 #include "src/core/timer.h"
@@ -8,7 +9,7 @@ namespace curv {
 
 namespace {
 
-constexpr double kRefreshFactor = 50;  // F.h5 refresh at most every 50 refresh durations (2%)
+constexpr double kRefreshFactor = 100;  // F.h5 refresh at most every 100 refresh durations (1%)
 
 std::string where(const StudyPlan& plan, const PlannedRun& run) {
   return plan.file.string() + ": " + run.entry + ": run '" + run.name + "': ";
@@ -21,6 +22,8 @@ std::vector<std::string> study_inputs(const StudyPlan& plan) {
   std::vector<std::string> files;
   for (const auto& r : plan.runs)
     for (auto& f : paths.input_files(r.settings)) files.push_back(std::move(f));
+  std::sort(files.begin(), files.end());
+  files.erase(std::unique(files.begin(), files.end()), files.end());
   return files;
 }
 
@@ -150,9 +153,9 @@ StudyReport StudyRunner::run(const StudyObserver& observer) {
     }
     if (observer) observer({StudyEvent::Type::Done, &s, index, todo, 0});
   }
-  // The final F.h5: every complete run of the study, in study order.
+  // The final F.h5: the runs not yet appended.
   st.reset();
-  m_store.assemble(all, header);
+  for (const PlannedRun* u : unrefreshed) m_store.append(*u);
   rep.store_seconds += st.seconds();
   rep.seconds = total.seconds();
   rep.load_seconds = m_inputs.load_seconds();

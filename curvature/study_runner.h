@@ -10,10 +10,11 @@
 ///     runner.check();                       // std::invalid_argument naming the entry and run
 ///     StudyReport rep = runner.run(on_event);
 ///
-/// F.h5 refresh: after a run, F.h5 is extended by that run unless the last refresh was less than
-/// 50 of its own durations ago, which bounds the time spent rewriting F.h5 to about 2% of the
-/// study; F.h5 is rebuilt at the start and at the end, and run files are committed after every
-/// run, so throttling never loses a run (see study_store.h).
+/// F.h5 refresh: after a run, F.h5 is extended by the runs finished since the last refresh unless
+/// that refresh was less than 100 of its own durations ago, which bounds the time spent rewriting
+/// F.h5 to about 1% of the study; F.h5 is rebuilt from the run files at the start (so it matches
+/// the study as edited) and extended by the remaining runs at the end. Run files are committed
+/// after every run, so throttling never loses a run (see study_store.h).
 ///
 /// Distribution: execute() is the unit of work (one run in, one committed run file out); a
 /// runner over several processes gives runs to workers and calls assemble on one of them.

@@ -76,8 +76,7 @@ class StudyStore {
  private:
   std::filesystem::path m_out;
   std::vector<std::string> m_inputs;
-  std::set<std::string> m_files;    // file names present in runs_dir
-  std::set<std::string> m_trusted;  // files written by this process
+  std::set<std::string> m_files;  // file names present in runs_dir
 };
 
 }  // namespace curv
