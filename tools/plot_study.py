@@ -24,8 +24,8 @@ import numpy as np  # noqa: E402
 
 SCALAR = ("lambda_max", "lambda_min", "abs_lambda_min", "trace", "loss", "accuracy", "grad_norm", "barrier")
 CURVES = ("top_eigenvalues", "density", "top_overlap")
-LABELS = {"lambda_max": "λ_max (top Hessian eigenvalue)", "lambda_min": "λ_min (bottom eigenvalue)",
-          "abs_lambda_min": "|λ_min|", "trace": "trace (Hutchinson, ± stderr)", "loss": "loss (mean, nats)",
+LABELS = {"lambda_max": "λ_max (top Hessian eigenvalue, loss / weight²)", "lambda_min": "λ_min (bottom eigenvalue, loss / weight²)",
+          "abs_lambda_min": "|λ_min|", "trace": "Tr(H) (Hutchinson, loss / weight², ± stderr)", "loss": "loss (mean, nats)",
           "accuracy": "accuracy (fraction)", "grad_norm": "‖∇L‖", "barrier": "loss barrier (nats)",
           "samples": "batch size B (samples)", "epoch": "epoch", "seed": "seed"}
 
@@ -116,7 +116,7 @@ def scalar_figure(ax, f, fig):
         g = group_of(s, fig)
         v, se = value(run, y)
         series.setdefault(g, {}).setdefault(xvalue(s, x, fig), []).append((v, se))
-    for g, pts in sorted(series.items(), key=lambda kv: str(kv[0])):
+    for g, pts in sorted(series.items(), key=lambda kv: sort_key(kv[0])):
         xs = sorted(pts)
         vals = [np.array([p[0] for p in pts[k]]) for k in xs]
         n = max(len(v) for v in vals)
@@ -148,9 +148,16 @@ def scalar_figure(ax, f, fig):
     ax.set_ylabel(fig.get("ylabel", LABELS.get(y, y)))
 
 
+def sort_key(v):
+    return (0, float(v), "") if isinstance(v, (int, float)) else (1, 0.0, str(v))
+
+
 def curve_figure(ax, f, fig):
     y = fig["y"]
-    for i, (name, run, s) in enumerate(runs_of(f, fig)):
+    chosen = runs_of(f, fig)
+    if "group" in fig:
+        chosen.sort(key=lambda r: sort_key(group_of(r[2], fig)))
+    for i, (name, run, s) in enumerate(chosen):
         label = name if "group" not in fig else group_label(fig, group_of(s, fig))
         if "label" in fig:
             label = fig["label"].format(name=name, **s)
@@ -158,7 +165,7 @@ def curve_figure(ax, f, fig):
             v = run["eigen/values"][:] if "eigen" in run else []
             ax.plot(np.arange(1, len(v) + 1), v, marker=".", label=label)
             ax.set_xlabel(fig.get("xlabel", "index i (descending)"))
-            ax.set_ylabel(fig.get("ylabel", "eigenvalue λ_i"))
+            ax.set_ylabel(fig.get("ylabel", "eigenvalue λ_i (loss / weight²)"))
         elif y == "density":
             if "density" not in run:
                 continue
@@ -166,7 +173,7 @@ def curve_figure(ax, f, fig):
             g, v = d["grid"][:], d["values"][:]
             ax.semilogy(g, np.maximum(v, 1e-12), label=label)
             ax.set_ylim(1e-7, None)
-            ax.set_xlabel(fig.get("xlabel", "eigenvalue"))
+            ax.set_xlabel(fig.get("xlabel", "eigenvalue (loss / weight²)"))
             ax.set_ylabel(fig.get("ylabel", "spectral density (SLQ, Gaussian kernel; log)"))
         else:  # top_overlap
             if "gradient" not in run or "top_overlap" not in run["gradient"]:
