@@ -270,3 +270,17 @@ TEST_CASE("curv landscape: 2-D grid file with loss-landscape's dataset names, pa
             "model2");
   CHECK_FALSE(fs::exists(d / "bad.h5"));
 }
+
+TEST_CASE("resnet20-noskip (Li et al.'s 'noshort' network): resnet20's layers without the shortcut additions") {
+  const Model a = build_arch("resnet20-bn", {1, 28, 28}, 10, 1), b = build_arch("resnet20-noskip-bn", {1, 28, 28}, 10, 1);
+  auto count = [](const Model& m, const std::string& type) {
+    int n = 0;
+    for (const auto& node : m.nodes()) n += node.op->type() == type;
+    return n;
+  };
+  CHECK(count(a, "Add") == 9);
+  CHECK(count(b, "Add") == 0);
+  CHECK(count(b, "Conv") == count(a, "Conv") - 2);  // no 1x1 projection shortcuts
+  CHECK(b.num_params() == a.num_params() - (16 * 32 + 32 * 64) - 2 * (32 + 64));  // their weights and BN
+  CHECK(b.output_shape() == Shape{10});
+}

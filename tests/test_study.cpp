@@ -396,3 +396,17 @@ TEST_CASE("docs/study.md: the worked example runs, its h5py snippet reads the re
   REQUIRE(r.status == 0);
   CHECK(json::parse(curv_test::read_bytes(kSrc + "/docs/study.schema.json")) == json::parse(r.out));
 }
+
+TEST_CASE("relabel folds integer labels into C classes (y mod C) and refuses float targets") {
+  const auto d = fresh("relabel");
+  InputCache inputs(d);
+  json s = resolve_settings(eval_run_kind(), {{"model", kMlp}, {"data", kMlpData}});
+  const Dataset all = inputs.data(s);
+  s["relabel"] = 2;
+  const Dataset& folded = inputs.data(s);
+  REQUIRE(folded.labels.size() == all.labels.size());
+  for (std::size_t i = 0; i < all.labels.size(); ++i) CHECK(folded.labels[i] == all.labels[i] % 2);
+  s["data"] = kSrc + "/data/fixtures/mlp_mse.npz";
+  CHECK(curv_test::thrown_message<std::invalid_argument>([&] { inputs.data(s); }).find("needs integer labels") !=
+        std::string::npos);
+}
