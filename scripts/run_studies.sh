@@ -24,8 +24,15 @@ mkdir -p "$OUT" "$IMG"
 
 want() { [[ " $NAMES " == *" $1 "* ]]; }
 phase() { [[ "$PHASE" == all || "$PHASE" == "$1" ]]; }
-# Trains only when the checkpoint is missing (delete it to retrain).
-train() { local out=$1; shift; [[ -f "$out" ]] || $CURV train "$@" $T --out "$out" --json > "${out%.h5}.train.json"; }
+# Trains only when the checkpoint is missing (delete it to retrain). A run that fails (SGD that
+# diverges to NaN, which the stability study can meet at lr 0.2) leaves <name>.failed with its
+# error and no checkpoint; the study's glob then skips it.
+train() {
+  local out=$1; shift
+  [[ -f "$out" || -f "${out%.h5}.failed" ]] && return 0
+  $CURV train "$@" $T --out "$out" --json > "${out%.h5}.train.json" 2> "${out%.h5}.train.log" ||
+    { tail -1 "${out%.h5}.train.log" > "${out%.h5}.failed"; echo "training failed: $(cat "${out%.h5}.failed")" >&2; }
+}
 
 if phase train; then
   if want sagun; then  # MLPs of two widths on Fashion-MNIST folded into C classes
