@@ -138,12 +138,29 @@ class Writer {
     vector(g, "values", r.values.data(), r.values.size());
   }
 
+  void gradient(const Group& parent, const GradientRecord& r) const {
+    const Group g = group(parent, "gradient");
+    attributes(g, r.attributes);
+    scalar(g, "norm", r.norm);
+    if (r.values.size() != 0) vector(g, "values", r.values.data(), r.values.size());
+    if (r.top_overlap.size() != 0) vector(g, "top_overlap", r.top_overlap.data(), r.top_overlap.size());
+  }
+
   void section(const Group& g, const StoreSection& s) const {
     attributes(g, s.attributes);
     if (s.eigen) eigen(g, *s.eigen);
     if (s.trace) trace(g, *s.trace);
     if (s.diag) diag(g, *s.diag);
     if (s.density) density(g, *s.density);
+    if (s.gradient) gradient(g, *s.gradient);
+  }
+
+  void run(const Group& g, const StoreRun& r) const {
+    attributes(g, r.attributes);
+    section(g, r.model);
+    if (r.blocks.empty()) return;
+    const Group bg = group(g, "blocks");
+    for (const auto& [block, sec] : r.blocks) section(group(bg, block), sec);
   }
 
  private:
@@ -202,21 +219,25 @@ void SpectraStore::write(const std::string& file, bool append) const {
     for (const auto& [name, run] : m_runs)
       if (f.exists(name)) throw std::invalid_argument(target + ": run group '/" + name + "' already exists");
   } else {
-    f.write_attribute("format", "curv");
-    f.write_attribute("schema_version", kSpectraSchemaVersion);
-    f.write_attribute("curv_version", CURV_VERSION);
-    f.write_attribute("created_utc", utc_timestamp());
-    f.write_attribute("command", m_command);
+    write_root_attributes(f, m_command);
   }
-  for (const auto& [name, run] : m_runs) {
-    const Group g = w.group(f, name);
-    w.attributes(g, run->attributes);
-    w.section(g, run->model);
-    if (run->blocks.empty()) continue;
-    const Group bg = w.group(g, "blocks");
-    for (const auto& [block, section] : run->blocks) w.section(w.group(bg, block), section);
-  }
+  for (const auto& [name, run] : m_runs) w.run(w.group(f, name), *run);
   f.close();
+}
+
+void write_root_attributes(const h5::Object& file, const std::string& command) {
+  file.write_attribute("format", "curv");
+  file.write_attribute("schema_version", kSpectraSchemaVersion);
+  file.write_attribute("curv_version", CURV_VERSION);
+  file.write_attribute("created_utc", utc_timestamp());
+  file.write_attribute("command", command);
+}
+
+void write_run(const h5::Object& group, const StoreRun& run) {
+  for (const auto& [block, section] : run.blocks)
+    if (!valid_name(block))
+      throw std::invalid_argument("SpectraStore: block name '" + block + "' must be non-empty, without '/', and not '.' or '..'");
+  Writer(group.file()).run(group, run);
 }
 
 }  // namespace curv

@@ -16,6 +16,7 @@
 ///        diag/                   estimate f64 [P], stderr f64 [P], probes i64 ()
 ///        density/                nodes f64 [probes, M], weights f64 [probes, M],
 ///                                steps i64 [probes], grid f64 [G], values f64 [G]
+///        gradient/               norm f64 (), values f64 [P] optional, top_overlap f64 [k] optional
 ///        blocks/<block>/         same groups per parameter block (creation order tracked)
 ///
 /// Strings are variable-length UTF-8; groups and datasets a run does not have are absent.
@@ -47,6 +48,10 @@
 #include "curvature/store_records.h"
 
 namespace curv {
+
+namespace h5 {
+class Object;
+}
 
 /// Version of the layout written here; bumped on any incompatible change.
 inline constexpr std::int64_t kSpectraSchemaVersion = 1;
@@ -88,5 +93,14 @@ class SpectraStore {
   std::vector<std::pair<std::string, std::unique_ptr<StoreRun>>> m_runs;
   bool m_committed = false;
 };
+
+/// The root attributes of a curv results file (format, schema_version, curv_version,
+/// created_utc, command), for writers of such files other than SpectraStore (curv study,
+/// curv landscape).
+void write_root_attributes(const h5::Object& file, const std::string& command);
+
+/// Writes `run` into `group` (its attributes, sections and blocks), exactly as SpectraStore does
+/// for each of its runs. std::invalid_argument for inconsistent records or bad block names.
+void write_run(const h5::Object& group, const StoreRun& run);
 
 }  // namespace curv

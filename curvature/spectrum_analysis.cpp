@@ -167,7 +167,25 @@ std::int64_t analyze_model_spectrum(Objective& objective, Curvature kind, bool w
     products += op.num_products();
     if (progress) progress(label, observed.num_products(), true);
   };
-  if (whole_model) one({}, "all", run.model);
+  if (whole_model && o.gradient) {
+    // The gradient's share of the top eigenspace needs the eigenvectors, stored or not.
+    Eigen::VectorXd g;
+    objective.gradient(g);
+    SpectrumOptions with_vectors = o;
+    with_vectors.save_vectors = o.save_vectors || o.top > 0;
+    CurvatureOperator op(objective, kind, {});
+    ObservedOperator observed(op, progress, "all");
+    analyze_spectrum(observed, with_vectors, seed, run.model);
+    products += op.num_products();
+    if (progress) progress("all", observed.num_products(), true);
+    run.model.gradient = gradient_record(g, run.model.eigen ? &*run.model.eigen : nullptr, o.save_vectors);
+    if (run.model.eigen && !o.save_vectors) {
+      run.model.eigen->vectors.resize(0, 0);
+      run.model.eigen->bottom_vectors.resize(0, 0);
+    }
+  } else if (whole_model) {
+    one({}, "all", run.model);
+  }
   for (const auto& b : blocks) {
     StoreSection& sec = run.add_block(b.name);
     sec.attributes["params"] = std::int64_t(b.size);

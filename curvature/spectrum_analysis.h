@@ -67,6 +67,9 @@ struct SpectrumOptions {
   bool exact = false;
   /// Largest operator that exact mode densifies (its P x P matrix takes 8 P^2 bytes).
   std::int64_t exact_max_size = 5000;
+  /// Whole model only: the gradient g of the loss (gradient/: ||g||, g itself when save_vectors,
+  /// and the cumulative share of g in the top eigenvectors' span when top > 0).
+  bool gradient = false;
 };
 
 /// std::invalid_argument naming `label` (e.g. "the model", "block 'fc1'") and the limit if `o`

@@ -162,4 +162,22 @@ DensityRecord density_record(const SlqDensity& s) {
   return r;
 }
 
+GradientRecord gradient_record(const Eigen::VectorXd& g, const EigenRecord* eigen, bool with_values) {
+  GradientRecord r;
+  r.norm = g.norm();
+  if (with_values) r.values = g;
+  if (eigen && eigen->vectors.cols() > 0 && eigen->vectors.rows() == g.size()) {
+    const Eigen::Index k = eigen->vectors.cols();
+    r.top_overlap.resize(k);
+    const double g2 = g.squaredNorm();
+    double acc = 0.0;
+    for (Eigen::Index j = 0; j < k; ++j) {
+      const double c = eigen->vectors.col(j).dot(g);
+      acc += c * c;
+      r.top_overlap(j) = g2 > 0 ? acc / g2 : 0.0;
+    }
+  }
+  return r;
+}
+
 }  // namespace curv

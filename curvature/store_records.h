@@ -64,12 +64,23 @@ struct DensityRecord {
   AttributeMap attributes;          // sigma, ...
 };
 
+/// gradient/: the gradient g of the loss at the analyzed parameters, and how much of it lies in
+/// the top eigenspace: top_overlap[j] = sum_{i <= j} (v_i . g)^2 / ||g||^2 for the top eigenvectors
+/// v_0 >= v_1 >= ... (Gur-Ari et al. 2018's overlap for k = j + 1).
+struct GradientRecord {
+  Eigen::VectorXd values;       // [P] optional
+  double norm = 0.0;            // ||g||
+  Eigen::VectorXd top_overlap;  // [k] cumulative shares (empty without top eigenvectors)
+  AttributeMap attributes;
+};
+
 /// The results for one operator: the whole model, or one parameter block.
 struct StoreSection {
   std::optional<EigenRecord> eigen;
   std::optional<TraceRecord> trace;
   std::optional<DiagRecord> diag;
   std::optional<DensityRecord> density;
+  std::optional<GradientRecord> gradient;
   AttributeMap attributes;  // on the section's group (run group for the model, block group)
 };
 
@@ -95,5 +106,8 @@ TraceRecord trace_record(const ExactSpectrum& exact);
 DiagRecord diag_record(const HutchinsonDiagonal& est);
 DiagRecord diag_record(const ExactSpectrum& exact);
 DensityRecord density_record(const SlqDensity& est);
+/// The gradient `g` (restricted to the operator's parameters) and its overlap with the top
+/// eigenvectors of `eigen` (which must hold them, else top_overlap stays empty).
+GradientRecord gradient_record(const Eigen::VectorXd& g, const EigenRecord* eigen, bool with_values);
 
 }  // namespace curv

@@ -49,6 +49,9 @@ json summary_json(const StoreSection& s) {
                   {"settings", attributes(s.trace->attributes)}};
   }
   if (s.diag) o["diag"] = {{"probes", s.diag->probes}, {"settings", attributes(s.diag->attributes)}};
+  if (s.gradient) {
+    o["gradient"] = {{"norm", number(s.gradient->norm)}, {"top_overlap", array(s.gradient->top_overlap)}};
+  }
   if (s.density) {
     o["density"] = {{"probes", s.density->nodes.rows()},
                     {"steps", s.density->nodes.cols()},

@@ -472,7 +472,7 @@ std::vector<NumericOption> numeric_options() {
   std::vector<NumericOption> out;
   const std::regex option(R"(^\s+(?:-\w,)?(--[a-z0-9-]+) (INT|UINT|FLOAT)\b(.*)$)");
   for (const char* cmd : {"info", "eval", "bench", "spectrum", "convert", "export", "quant plan", "quant apply",
-                          "quant eval", "train"}) {
+                          "quant eval", "train", "study", "landscape"}) {
     const Run r = curv(std::string(cmd) + " --help");
     REQUIRE(r.status == 0);
     std::stringstream ss(r.out);

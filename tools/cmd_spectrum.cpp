@@ -58,6 +58,8 @@ void register_spectrum(CLI::App& root, int argc, char** argv) {
   app->add_flag("--density", a.density, "Stochastic Lanczos quadrature spectral density");
   app->add_option("--slq-steps", a.slq_steps, "Lanczos steps per SLQ probe")->check(in_range(1, kMaxSteps))->capture_default_str();
   app->add_option("--slq-probes", a.slq_probes, "SLQ probes (advanced in lockstep)")->check(in_range(1, kMaxProbes))->capture_default_str();
+  app->add_flag("--gradient", a.gradient,
+                "Store the loss gradient's norm, its share in the top eigenvectors' span (and the gradient with --save-vectors)");
   app->add_flag("--exact", a.exact, "Dense matrix and full eigendecomposition (P <= 5000), to validate estimators");
   app->add_option("--out", o->out, "Output HDF5 file")->required();
   app->add_option("--run", o->run_name, "Run group name in the file")->capture_default_str();

@@ -70,6 +70,7 @@ void for_each_setting(TrainCli& o, F f) {
   f("bn_momentum", "--bn-momentum", o.bn_momentum);
   f("no_shuffle", "--no-shuffle", o.no_shuffle);
   f("seed", "--seed", o.run.seed);
+  f("relabel", "--relabel", o.run.relabel);
   f("micro_batch", "--micro-batch", o.run.micro_batch);
   f("precision", "--precision", o.run.precision);
   f("log_curvature", "--log-curvature", o.log_curvature);
@@ -200,7 +201,7 @@ void register_train(CLI::App& root, int argc, char** argv) {
         }
       }
     }
-    if (o->run.arch == "resnet20") o->run.arch = "resnet20-bn";  // trained with BatchNorm
+    if (o->run.arch == "resnet20" || o->run.arch == "resnet20-noskip") o->run.arch += "-bn";  // trained with BatchNorm
     if ((o->asam || o->gnr >= 0) && !(o->sam > 0))
       throw std::invalid_argument("--asam and --gnr need --sam RHO > 0");
     if (o->asam && o->gnr >= 0) throw std::invalid_argument("--asam and --gnr exclude each other");

@@ -13,10 +13,8 @@
 #include <iostream>
 #include <set>
 
-#include "src/core/builder.h"
-#include "src/io/checkpoint.h"
 #include "src/io/data_io.h"
-#include "src/io/onnx_import.h"
+#include "src/io/model_source.h"
 
 namespace curv::cli {
 
@@ -100,6 +98,8 @@ void add_run_options(CLI::App& app, RunOptions& o, bool allow_arch) {
       ->check(in_range(0, kMaxSamples));
   app.add_option("--offset", o.offset, "Skip the first K samples")->check(in_range(0, kMaxSamples));
   app.add_option("--normalize", o.normalize, "Per-channel MEAN[,MEAN..]/STD[,STD..] applied to inputs");
+  app.add_option("--relabel", o.relabel, "Fold integer labels into C classes: y <- y mod C (0: keep them)")
+      ->check(in_range(0, 1e9));
   app.add_option("--params", o.params_regex, "ONNX initializers matching REGEX are trainable parameters");
   app.add_option("--freeze", o.freeze_regex, "ONNX initializers matching REGEX are constants");
   app.add_flag("--bn-train", o.bn_train, "BatchNorm with batch statistics (training mode)");
@@ -128,35 +128,22 @@ Dataset load_data(const RunOptions& o) {
   d.offset = o.offset;
   if (!o.normalize.empty()) parse_normalize(o.normalize, d);
   d.seed = o.seed ? o.seed : d.seed;
+  d.classes = o.relabel;
   return load_dataset(o.data, d);
-}
-
-static bool ends_with(const std::string& s, const std::string& suf) {
-  return s.size() >= suf.size() && s.compare(s.size() - suf.size(), suf.size(), suf) == 0;
 }
 
 Model load_model(const RunOptions& o, const Dataset* data) {
   ErrorContext context(o.arch.empty() ? o.model : "--arch " + o.arch);
-  if (!o.arch.empty()) {
-    if (!data) throw std::invalid_argument("--arch needs --data to know the input shape");
-    std::int64_t classes = 0;
-    if (data->classification()) {
-      for (auto y : data->labels) classes = std::max(classes, y + 1);
-      classes = std::max<std::int64_t>(classes, 2);
-    } else {
-      classes = numel(data->target_shape);
-    }
-    Model m = build_arch(o.arch, data->sample_shape, classes, o.seed, o.bn_train);
-    m.meta()["source"] = "arch:" + o.arch;
-    return m;
-  }
-  if (o.model.empty()) throw std::invalid_argument("no model given (MODEL or --arch)");
-  ImportOptions io;
-  io.params_regex = o.params_regex;
-  io.freeze_regex = o.freeze_regex;
-  io.batch_norm_training = o.bn_train;
-  if (ends_with(o.model, ".h5") || ends_with(o.model, ".hdf5")) return load_checkpoint(o.model, io);
-  return import_onnx(o.model, io);
+  if (!o.arch.empty() && !data) throw std::invalid_argument("--arch needs --data to know the input shape");
+  if (o.arch.empty() && o.model.empty()) throw std::invalid_argument("no model given (MODEL or --arch)");
+  ModelSource src;
+  src.path = o.model;
+  src.arch = o.arch;
+  src.seed = o.seed;
+  src.import.params_regex = o.params_regex;
+  src.import.freeze_regex = o.freeze_regex;
+  src.import.batch_norm_training = o.bn_train;
+  return curv::load_model(src, data);
 }
 
 ObjectiveOptions objective_options(const RunOptions& o) {

@@ -56,6 +56,7 @@ struct RunOptions {
   std::int64_t samples = 0;
   std::int64_t offset = 0;
   std::string normalize;
+  std::int64_t relabel = 0;  // y <- y mod relabel (0: off)
   std::string params_regex, freeze_regex;
   bool bn_train = false;
   std::string precision = "float32";

@@ -36,6 +36,8 @@ int main(int argc, char** argv) {
     curv::cli::register_quant(app, argc, argv);
     curv::cli::register_spectrum(app, argc, argv);
     curv::cli::register_train(app, argc, argv);
+    curv::cli::register_study(app, argc, argv);
+    curv::cli::register_landscape(app, argc, argv);
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {
     return app.exit(e);

@@ -4,8 +4,11 @@
     python3 tools/plot_spectrum.py out/spectrum.h5 out/spectrum.png [--run spectrum]
 
 Panels: the smoothed SLQ spectral density (log scale), the top eigenvalue of each parameter block,
-and the Hutchinson trace of each block with its standard error. Panels whose data the run did not
-compute are left out. Needs Debian's python3-h5py and python3-matplotlib.
+and the trace of each block with its standard error, labelled with the method that made it
+(Hutchinson, Hutch++ or exact); below them, the per-block SLQ densities as small multiples when
+the run has them (curv spectrum --blocks ... --density). Panels whose data the run did not compute
+are left out. Eigenvalues are in loss units per squared parameter unit. Needs Debian's
+python3-h5py and python3-matplotlib.
 """
 import argparse
 import sys
@@ -47,7 +50,12 @@ def main():
             panels.append("trace")
         if not panels:
             sys.exit(f"plot_spectrum: {a.h5}: run '{a.run}' has no density or per-block results to plot")
-        fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
+        dens_blocks = [n for n in names if "density" in blocks[n]]
+        methods = sorted({str(blocks[n]["trace"].attrs.get("method", "hutchinson")) for n in names if "trace" in blocks[n]})
+        ncols = max(len(panels), min(4, len(dens_blocks)) if dens_blocks else 0)
+        rows = 1 + (len(dens_blocks) + ncols - 1) // ncols if dens_blocks else 1
+        fig = plt.figure(figsize=(5.5 * max(len(panels), 1) if not dens_blocks else 4.2 * ncols, 4.2 * rows))
+        axes = [[fig.add_subplot(rows, len(panels), i + 1) for i in range(len(panels))]]
         title = f"{run.attrs.get('curvature', '')} of {run.attrs.get('model', '')} on {run.attrs.get('dataset', '')}"
         for ax, p in zip(axes[0], panels):
             if p == "density":
@@ -55,8 +63,8 @@ def main():
                 grid, val = d["grid"][:], d["values"][:]
                 ax.semilogy(grid, np.maximum(val, 1e-12))
                 ax.set_ylim(max(1e-9, val.max() * 1e-8), val.max() * 2)
-                ax.set_xlabel("eigenvalue")
-                ax.set_ylabel("density (log)")
+                ax.set_xlabel("eigenvalue (loss / parameter²)")
+                ax.set_ylabel("spectral density (per eigenvalue unit, log)")
                 ax.set_title(f"SLQ density ({d.attrs.get('probes', '?')} probes, "
                              f"{d.attrs.get('lanczos_steps', '?')} steps)")
                 if "eigen" in run and len(run["eigen/values"]):
@@ -66,14 +74,24 @@ def main():
                 x = np.arange(len(names))
                 ax.bar(x, top, color="C1")
                 ax.set_xticks(x, names, rotation=60, ha="right", fontsize=7)
-                ax.set_ylabel("top eigenvalue")
+                ax.set_ylabel("top eigenvalue (loss / parameter²)")
                 ax.set_title("λ_max per block")
             else:
                 x = np.arange(len(names))
                 ax.bar(x, tr, yerr=se, color="C2", capsize=2)
                 ax.set_xticks(x, names, rotation=60, ha="right", fontsize=7)
-                ax.set_ylabel("trace (Hutchinson, ± stderr)")
+                ax.set_ylabel(f"trace ({' / '.join(methods)}, ± stderr)")
                 ax.set_title("trace per block")
+        for k, n in enumerate(dens_blocks):
+            ax = fig.add_subplot(rows, ncols, ncols + k + 1)
+            d = blocks[n]["density"]
+            grid, val = d["grid"][:], d["values"][:]
+            ax.semilogy(grid, np.maximum(val, 1e-12), color="C4")
+            ax.set_ylim(max(1e-9, val.max() * 1e-8), val.max() * 2)
+            ax.set_title(f"{n} (P = {d.attrs.get('dimension', '?')})", fontsize=8)
+            ax.set_xlabel("eigenvalue (loss / parameter²)", fontsize=7)
+            ax.set_ylabel("density (log)", fontsize=7)
+            ax.tick_params(labelsize=6)
         fig.suptitle(title, fontsize=9)
         fig.tight_layout()
         fig.savefig(a.png, dpi=110)

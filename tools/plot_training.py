@@ -6,8 +6,9 @@
 
 Panels:
   loss, accuracy   train (solid) and test (dashed) per epoch
-  lambda_max       top Hessian eigenvalue on the fixed curvature subset, with the 2/lr line
-                   (the gradient-descent stability threshold) for each run
+  lambda_max       top Hessian eigenvalue on the fixed curvature subset, with the stability
+                   threshold of each run: 2/lr for plain (full-batch) gradient descent, (2 + 2 beta)/lr
+                   with heavy-ball momentum beta (read from the checkpoint's /train config)
   trace            Hutchinson trace with its standard error band
   overlap          fraction of the gradient in the top-k Hessian eigenspace
 Needs h5py and matplotlib (Debian: python3-h5py python3-matplotlib).
@@ -37,6 +38,12 @@ def read(path):
         run = {k: h[k][...] for k in h if isinstance(h[k], h5py.Dataset)}
         run["curvature"] = {k: h["curvature"][k][...] for k in h["curvature"]}
         run["steps_per_epoch"] = None
+        run["momentum"] = 0.0
+        if "train" in f and "config" in f["train"].attrs:
+            import json
+            cfg = json.loads(f["train"].attrs["config"])
+            if cfg.get("optimizer", "sgd") == "sgd":
+                run["momentum"] = float(cfg.get("momentum", 0.0))
         if len(run["epoch"]) and run["epoch"][0] > 0:
             run["steps_per_epoch"] = run["step"][0] / run["epoch"][0]
     return run
@@ -75,11 +82,13 @@ def main():
                 ax.set_xlabel("epoch")
             elif panel == "lambda_max" and len(cx):
                 ax.plot(cx, cv["lambda_max"], "-", color=c, label=f"{label} $\\lambda_{{max}}$")
+                beta = run["momentum"]
                 with np.errstate(divide="ignore"):
-                    thr = 2.0 / cv["lr"]
-                # The GD stability threshold, when it is within reach of the measured values.
+                    thr = (2.0 + 2.0 * beta) / cv["lr"]
+                # The stability threshold (2 + 2 beta)/lr (2/lr without momentum), when within reach.
                 if np.isfinite(thr).any() and np.nanmin(thr) < 3 * np.nanmax(cv["lambda_max"]):
-                    ax.plot(cx, thr, ":", color=c, label=f"{label} 2/$\\eta$")
+                    name = "2/$\\eta$" if beta == 0 else f"(2+2β)/$\\eta$, β={beta:g}"
+                    ax.plot(cx, thr, ":", color=c, label=f"{label} {name}")
             elif panel == "trace" and len(cx):
                 ax.plot(cx, cv["trace"], "-", color=c, label=label)
                 ax.fill_between(cx, cv["trace"] - cv["trace_stderr"], cv["trace"] + cv["trace_stderr"], color=c,
@@ -89,14 +98,18 @@ def main():
                 ax.plot(cx, cv["grad_overlap"], "-", color=c, label=f"{label} (top-{k})")
                 ax.set_ylim(0, 1.02)
             if panel in ("lambda_max", "trace", "overlap"):
-                ax.set_xlabel(a.x[:-1] if a.x == "steps" else "epoch")
+                ax.set_xlabel("optimizer step" if a.x == "steps" else "epoch")
         ax.set_title({"loss": "loss", "accuracy": "accuracy", "lambda_max": "top Hessian eigenvalue",
                       "trace": "Hessian trace (Hutchinson)", "overlap": "gradient in top-k eigenspace"}[panel])
+        ax.set_ylabel({"loss": "loss (mean cross-entropy, nats)", "accuracy": "accuracy (fraction)",
+                       "lambda_max": "λ_max (loss / weight²)",
+                       "trace": "Tr(H) (loss / weight², ± standard error)",
+                       "overlap": "‖V_kᵀg‖² / ‖g‖² (fraction)"}[panel])
         if panel == "lambda_max":
             lam = np.concatenate([r["curvature"]["lambda_max"] for r in runs])
             if len(lam) and np.isfinite(lam).any():
                 with np.errstate(divide="ignore"):
-                    thr = np.concatenate([2.0 / r["curvature"]["lr"] for r in runs])
+                    thr = np.concatenate([(2.0 + 2.0 * r["momentum"]) / r["curvature"]["lr"] for r in runs])
                 top = np.nanmax(lam)
                 if np.isfinite(thr).any() and np.nanmin(thr) < 3 * top:
                     top = max(top, np.nanmin(thr[np.isfinite(thr)]))

@@ -134,14 +134,16 @@ Model ModelBuilder::finish(int output) {
 
 namespace {
 
+// skip = false drops the shortcut (Li et al. 2018's "noshort" networks): relu(bn2(conv2(...))).
 int basic_block(ModelBuilder& b, int x, std::int64_t out, std::int64_t stride, const std::string& name, bool bn,
-                bool training) {
+                bool training, bool skip = true) {
   const std::int64_t in = b.shape(x).at(0);
   int y = b.conv(x, out, 3, stride, 1, name + ".conv1", !bn);
   if (bn) y = b.batch_norm(y, name + ".bn1", training);
   y = b.relu(y);
   y = b.conv(y, out, 3, 1, 1, name + ".conv2", !bn);
   if (bn) y = b.batch_norm(y, name + ".bn2", training);
+  if (!skip) return b.relu(y);
   int sc = x;
   if (stride != 1 || in != out) {
     sc = b.conv(x, out, 1, stride, 0, name + ".shortcut.0", !bn);
@@ -216,8 +218,9 @@ Model build_arch(const std::string& spec, const Shape& sample_shape, std::int64_
     x = b.relu(b.linear(x, 84, "fc2"));
     return b.finish(b.linear(x, num_classes, "fc3"));
   }
-  if (kind == "resnet20" || kind == "resnet20-bn") {
-    const bool bn = kind == "resnet20-bn";
+  if (kind == "resnet20" || kind == "resnet20-bn" || kind == "resnet20-noskip" || kind == "resnet20-noskip-bn") {
+    const bool bn = kind == "resnet20-bn" || kind == "resnet20-noskip-bn";
+    const bool skip = kind.find("noskip") == std::string::npos;
     int x = b.conv(b.input(), 16, 3, 1, 1, "conv1", !bn);
     if (bn) x = b.batch_norm(x, "bn1", bn_training);
     x = b.relu(x);
@@ -225,7 +228,7 @@ Model build_arch(const std::string& spec, const Shape& sample_shape, std::int64_
     for (int s = 0; s < 3; ++s)
       for (int i = 0; i < 3; ++i)
         x = basic_block(b, x, widths[s], (s > 0 && i == 0) ? 2 : 1,
-                        "layer" + std::to_string(s + 1) + "." + std::to_string(i), bn, bn_training);
+                        "layer" + std::to_string(s + 1) + "." + std::to_string(i), bn, bn_training, skip);
     x = b.flatten(b.global_avg_pool(x));
     return b.finish(b.linear(x, num_classes, "fc"));
   }
@@ -247,7 +250,8 @@ Model build_arch(const std::string& spec, const Shape& sample_shape, std::int64_
     return b.finish(b.linear(x, num_classes, "head"));
   }
   throw std::invalid_argument("unknown arch '" + spec +
-                              "' (expected mlp[:H1-H2-...], lenet, resnet20, resnet20-bn or vit[:PATCH-DIM-DEPTH-HEADS])");
+                              "' (expected mlp[:H1-H2-...], lenet, resnet20, resnet20-bn, resnet20-noskip, resnet20-noskip-bn or "
+                              "vit[:PATCH-DIM-DEPTH-HEADS])");
 }
 
 }  // namespace curv

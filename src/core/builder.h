@@ -60,6 +60,8 @@ class ModelBuilder {
 ///   resnet20         CIFAR ResNet-20 (He et al. 2016), BatchNorm folded into conv biases,
 ///                    1x1 projection shortcuts; 271,690 parameters on 3x32x32 inputs
 ///   resnet20-bn      the same with BatchNorm layers (training mode when `bn_training`)
+///   resnet20-noskip[-bn]  the same without the shortcut connections (Li et al. 2018's
+///                    "noshort" networks: every block is relu(bn2(conv2(relu(bn1(conv1 x))))))
 ///   vit[:P-D-L-H]    small ViT: PxP patches embedded to width D by a strided conv, learned
 ///                    position embedding, L pre-norm blocks with H heads and a 2D GELU MLP,
 ///                    mean-pooled tokens, LayerNorm, linear head (default vit:7-32-2-4)

@@ -314,7 +314,7 @@ std::vector<std::string> dataset_files(const std::string& spec) {
   return {spec};
 }
 
-Dataset load_dataset(const std::string& spec, const DataOptions& opts) {
+Dataset load_all_samples(const std::string& spec, const DataOptions& opts) {
   Dataset d;
   try {
     d = load_any(spec, opts);
@@ -322,21 +322,38 @@ Dataset load_dataset(const std::string& spec, const DataOptions& opts) {
     fail(spec, "the dataset does not fit in memory");
   }
   check_finite(d);
+  return d;
+}
+
+Dataset select_samples(const Dataset& all, const DataOptions& opts) {
+  const std::string& spec = all.source;
   if (opts.offset < 0 || opts.samples < 0)
     throw std::invalid_argument(spec + ": the sample offset (= " + std::to_string(opts.offset) +
                                 ") and count (= " + std::to_string(opts.samples) + ") must be >= 0");
-  const std::int64_t n = d.size();
+  const std::int64_t n = all.size();
   if (opts.offset > n)
     throw std::invalid_argument(spec + ": sample offset " + std::to_string(opts.offset) + " is past the " +
                                 std::to_string(n) + " samples");
   const std::int64_t count = opts.samples == 0 ? n - opts.offset : std::min(opts.samples, n - opts.offset);
-  if (opts.offset != 0 || count != n) {
-    const std::string source = d.source;
-    d = d.subset(opts.offset, count);
-    d.source = source;
-  }
+  Dataset d = opts.offset != 0 || count != n ? all.subset(opts.offset, count) : all;
+  d.source = spec;
   normalize(d, opts);
+  if (opts.classes > 0) {
+    if (!d.classification())
+      throw std::invalid_argument(spec + ": relabelling to " + std::to_string(opts.classes) +
+                                  " classes needs integer labels, the data has float targets");
+    for (auto& y : d.labels) y = y >= 0 ? y % opts.classes : y;
+  }
   return d;
+}
+
+Dataset load_dataset(const std::string& spec, const DataOptions& opts) {
+  Dataset all = load_all_samples(spec, opts);
+  // Without a selection the samples move instead of being copied.
+  if (opts.offset == 0 && opts.samples == 0 && opts.mean.empty() && opts.std.empty() && opts.classes == 0) {
+    return all;
+  }
+  return select_samples(all, opts);
 }
 
 void parse_normalize(const std::string& text, DataOptions& opts) {

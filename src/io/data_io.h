@@ -34,10 +34,21 @@ struct DataOptions {
   std::vector<double> std;
   /// Seed of `random:` datasets.
   std::uint64_t seed = 0x5eed;
+  /// Relabel integer labels y <- y mod classes (e.g. Fashion-MNIST's 10 classes folded into 2 or
+  /// 5, as in Sagun et al.'s class-count experiments); 0 keeps them. Float targets are refused.
+  std::int64_t classes = 0;
 };
 
-/// Loads the dataset named by `spec` (see the file comment).
+/// Loads the dataset named by `spec` (see the file comment): load_all_samples, then
+/// select_samples.
 Dataset load_dataset(const std::string& spec, const DataOptions& opts = {});
+
+/// Every sample of `spec`, checked (only opts.seed is used, by `random:` datasets), for callers
+/// that take several selections of one dataset (curv study).
+Dataset load_all_samples(const std::string& spec, const DataOptions& opts = {});
+/// The samples [offset, offset + samples) of `all`, normalized and relabelled as `opts` says:
+/// exactly what load_dataset returns for the same spec and options.
+Dataset select_samples(const Dataset& all, const DataOptions& opts);
 
 /// The files `spec` reads (IDX: images and labels; fashion-mnist: its files; random: none), so a
 /// command can refuse an output that would replace one of them (check_output_paths).

@@ -105,7 +105,10 @@ class Object {
   static Object create(const std::string& path, const std::string& name = {});
   /// Opens an existing HDF5 file, read-only unless `writable`. Checks that it is a regular file
   /// and an HDF5 file first ("<file>: no such file", "<file>: not an HDF5 file").
-  static Object open(const std::string& path, bool writable = false, const std::string& name = {});
+  /// `trusted`: a file this process wrote itself (e.g. an output it is extending), whose
+  /// child-process walk (see the file comment) is skipped.
+  static Object open(const std::string& path, bool writable = false, const std::string& name = {},
+                     bool trusted = false);
 
   Object(Object&&) noexcept = default;
   Object& operator=(Object&&) noexcept = default;
@@ -117,6 +120,10 @@ class Object {
   Object open_object(const std::string& path) const;
   /// True if every component of `path` exists (a missing component is not an error).
   bool exists(const std::string& path) const;
+  /// Copies the group or dataset `name` below this object, with everything below it and all its
+  /// attributes, to `new_name` below `destination` (which may be in another open file).
+  /// REQUIRES: `new_name` does not exist there (std::runtime_error naming both).
+  void copy_to(const std::string& name, const Object& destination, const std::string& new_name) const;
   bool is_group() const;
   bool is_dataset() const;
   /// Names of the links of this group, in creation order when tracked, else in name order.

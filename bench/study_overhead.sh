@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The study's own overhead (planning, run-file commits, F.h5 refreshes, the resume scan) over its
+# runs, on a 100-run study of a small model: mlp:32-32 (26,506 parameters) on 1,000 Fashion-MNIST
+# images, seeds 1..100 (a different initialization each), lambda_max and a 16-probe trace per run.
+# Then a --resume of the finished study (every run skipped: the cost of the resume scan alone).
+# Usage: bench/study_overhead.sh [threads=2]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+T=${1:-2}
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+seeds=$(seq -s, 1 100)
+cat > "$tmp/s.json" <<JSON
+{"defaults": {"arch": "mlp:32-32", "data": "fashion-mnist:train", "samples": 1000, "normalize": "0.2860/0.3530",
+              "top_k": 1, "eig_tol": 1e-4, "trace_probes": 16},
+ "grids": [{"kind": "spectrum", "axes": {"seed": [$seeds]}}]}
+JSON
+build/tools/curv study "$tmp/s.json" --out "$tmp/o.h5" --threads "$T" --json 2>/dev/null > "$tmp/run.json"
+build/tools/curv study "$tmp/s.json" --out "$tmp/o.h5" --threads "$T" --resume --json 2>/dev/null > "$tmp/resume.json"
+/usr/bin/python3 - "$tmp/run.json" "$tmp/resume.json" <<'PY'
+import json, sys
+r, s = (json.load(open(p)) for p in sys.argv[1:3])
+keys = ["seconds", "plan_seconds", "run_seconds", "load_seconds", "store_seconds", "overhead_seconds"]
+print(json.dumps({"runs": len(r["runs"]), "study": {k: r[k] for k in keys},
+                  "overhead_percent_of_runs": 100 * r["overhead_fraction"],
+                  "resume_all_skipped_seconds": s["seconds"],
+                  "resume_percent_of_runs": 100 * s["seconds"] / r["run_seconds"]}))
+PY

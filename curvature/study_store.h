@@ -1,0 +1,82 @@
+#pragma once
+/// \file study_store.h
+/// Where `curv study --out F.h5` keeps its results, so that a kill at any moment (even kill -9)
+/// loses no completed run and never leaves F.h5 unreadable.
+///
+///     F.h5                    the study file: every completed run of the study, one group each
+///     F.h5.runs/              one file per completed run: <name>.<hash16>.h5 (hash16: the first 16
+///                             hex digits of the run's settings hash), a curv results file holding
+///                             the single group <name>
+///
+/// Commit protocol. A run's file is written to a temporary beside it and renamed when complete
+/// (src/io/atomic_file.h): the rename is the run's commit, so a run file that exists is complete,
+/// and its name says which settings made it. F.h5 is only ever replaced the same way: rebuilt
+/// from the run files (assemble) or extended by one run (copied to a temporary, the run's group
+/// copied in, renamed: append). Whatever the moment of a kill, F.h5 is the last complete version
+/// and every finished run has its file; `--resume` scans the folder (file names only, no HDF5
+/// reads) and reruns exactly the runs whose <name>.<hash16>.h5 is missing, so an edited study
+/// reruns the runs whose settings changed. Temporaries of killed writers are removed by scan().
+///
+/// F.h5's root attributes are those of every curv results file (spectra_store.h) plus `study`
+/// (the study file's text), `study_file` and `study_name`; each run group carries `kind`,
+/// `settings` (JSON), `settings_hash` and `entry`, then the kind's own attributes and data.
+/// Not thread-safe.
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "curvature/run_kind.h"
+
+namespace curv {
+
+/// What F.h5 records about the study.
+struct StudyHeader {
+  std::string command;     // the command line
+  std::string study_file;  // path of the study file
+  std::string study_text;  // its content
+  std::string study_name;
+};
+
+/// Writes a curv results file holding one group `group` atomically (temporary + rename, refusing
+/// to replace one of `inputs`): root attributes, the group's `attributes`, then `write(group)`.
+/// Used for run files and by `curv landscape`.
+void write_run_file(const std::string& path, const std::vector<std::string>& inputs, const std::string& command,
+                    const std::string& group, const AttributeMap& attributes,
+                    const std::function<void(const h5::Object&)>& write);
+
+class StudyStore {
+ public:
+  /// `out` is F.h5; `inputs` (models, data) are refused as outputs. Creates nothing yet.
+  StudyStore(std::filesystem::path out, std::vector<std::string> inputs);
+
+  const std::filesystem::path& out() const { return m_out; }
+  /// "<out>.runs"
+  std::filesystem::path runs_dir() const;
+  /// "<runs_dir>/<name>.<hash16>.h5"
+  std::filesystem::path run_path(const PlannedRun& run) const;
+
+  /// Lists the committed run files and removes temporaries left by dead writers.
+  /// Returns the number of run files found.
+  std::size_t scan();
+  /// The run's file exists (as of the last scan or commit in this process).
+  bool complete(const PlannedRun& run) const;
+
+  /// Writes the run's file atomically: root attributes, then group <name> with `attributes`,
+  /// then `write(group)`.
+  void commit_run(const PlannedRun& run, const std::string& command, const AttributeMap& attributes,
+                  const std::function<void(const h5::Object&)>& write);
+  /// Rebuilds F.h5 from the files of the complete runs among `runs`, in that order.
+  void assemble(const std::vector<const PlannedRun*>& runs, const StudyHeader& header);
+  /// Copies the (complete) run's group into F.h5. REQUIRES: assemble() ran in this process.
+  void append(const PlannedRun& run);
+
+ private:
+  std::filesystem::path m_out;
+  std::vector<std::string> m_inputs;
+  std::set<std::string> m_files;  // file names present in runs_dir
+};
+
+}  // namespace curv

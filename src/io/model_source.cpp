@@ -1,0 +1,36 @@
+#include "src/io/model_source.h"
+
+#include <algorithm>
+#include <stdexcept>
+
+#include "src/core/builder.h"
+#include "src/io/checkpoint.h"
+
+namespace curv {
+
+namespace {
+bool ends_with(const std::string& s, const std::string& suf) {
+  return s.size() >= suf.size() && s.compare(s.size() - suf.size(), suf.size(), suf) == 0;
+}
+}  // namespace
+
+Model load_model(const ModelSource& src, const Dataset* data) {
+  if (!src.arch.empty()) {
+    if (!data) throw std::invalid_argument("architecture '" + src.arch + "' needs data to know the input shape");
+    std::int64_t classes = 0;
+    if (data->classification()) {
+      for (auto y : data->labels) classes = std::max(classes, y + 1);
+      classes = std::max<std::int64_t>(classes, 2);
+    } else {
+      classes = numel(data->target_shape);
+    }
+    Model m = build_arch(src.arch, data->sample_shape, classes, src.seed, src.import.batch_norm_training);
+    m.meta()["source"] = "arch:" + src.arch;
+    return m;
+  }
+  if (src.path.empty()) throw std::invalid_argument("no model given (a file or an architecture)");
+  if (ends_with(src.path, ".h5") || ends_with(src.path, ".hdf5")) return load_checkpoint(src.path, src.import);
+  return import_onnx(src.path, src.import);
+}
+
+}  // namespace curv
