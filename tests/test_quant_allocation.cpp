@@ -421,7 +421,7 @@ TEST_CASE("order: hessian keeps, reverse rank-reverses, random permutes reproduc
   CHECK(to_string(SensitivityOrder::Reverse) == "reverse");
   CHECK(sensitivity_order_from_string("random") == SensitivityOrder::Random);
   CHECK_THROWS_WITH_AS(sensitivity_order_from_string("inverse"),
-                       "order \"inverse\" is not one of hessian, reverse, random", std::invalid_argument);
+                       "order \"inverse\" is not one of hessian, reverse, random, equal", std::invalid_argument);
   const std::vector<double> nan{1.0, std::numeric_limits<double>::quiet_NaN()};
   CHECK_THROWS_AS(reorder_sensitivities(nan, SensitivityOrder::Reverse), std::invalid_argument);
 }

@@ -91,7 +91,7 @@ TEST_CASE("QuantPlanner: the plan for given sensitivities is the brute-force opt
   CHECK(r.plan.sensitivity_kind == "trace");
   CHECK(r.plan.order == "hessian");
   CHECK_FALSE(r.plan.order_seed);
-  CHECK(*r.plan.measured_omega == doctest::Approx(r.plan.totals.predicted_omega).epsilon(kOmegaRelTol));
+  CHECK(*r.plan.hessian_omega == doctest::Approx(r.plan.totals.predicted_omega).epsilon(kOmegaRelTol));
   CHECK(r.plan.candidate_bits == o.candidate_bits);
   REQUIRE(r.plan.budget);
   CHECK(r.plan.budget->value == 3.5);
@@ -159,7 +159,7 @@ TEST_CASE("QuantPlanner: pins, infeasible budgets before any sensitivity, baseli
     CHECK(r.plan.layers[0].sensitivity == 0.5);   // middle rank stays
     CHECK(r.plan.layers[1].sensitivity == 0.02);  // most sensitive gets the smallest value
     CHECK(r.plan.layers[2].sensitivity == 4.0);
-    CHECK(*r.plan.measured_omega >= h.plan.totals.predicted_omega * (1 - 1e-12));
+    CHECK(*r.plan.hessian_omega >= h.plan.totals.predicted_omega * (1 - 1e-12));
     o.order = SensitivityOrder::Random;
     o.order_seed = 9;
     const PlanResult x = QuantPlanner(m, o).plan(given(s));

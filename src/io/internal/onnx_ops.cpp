@@ -5,6 +5,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "src/core/fake_quantize.h"
 #include "src/core/ops.h"
 
 namespace curv {
@@ -168,6 +169,10 @@ std::optional<OpSpec> recover(const Op& op) {
     s.attrs["keepdims"] = a.at("keepdims") == "1";
     return s;
   }
+  if (const auto f = fake_quantize_attrs(op)) {
+    s.attrs = {{"scale", f->scale}, {"zero_point", f->zero_point}, {"qmin", f->qmin}, {"qmax", f->qmax}};
+    return s;
+  }
   return std::nullopt;  // Slice (steps), Gather (indices) and unknown ops are not fully printed
 }
 
@@ -294,6 +299,14 @@ OpPtr make_op(const OpSpec& spec) {
     if (t == "Unsqueeze") return make_unsqueeze(ints(a, "axes"));
     if (t == "Squeeze") return make_squeeze(ints(a, "axes"));
     if (t == "Dropout" || t == "Cast" || t == "Pad") return make_identity(t.c_str());
+    if (t == "FakeQuantize") {  // curv's own: checkpoints of activation-quantized models
+      FakeQuantizeAttrs f;
+      f.scale = a.at("scale").get<double>();
+      f.zero_point = get<std::int64_t>(a, "zero_point", 0);
+      f.qmin = a.at("qmin").get<std::int64_t>();
+      f.qmax = a.at("qmax").get<std::int64_t>();
+      return make_fake_quantize(f);
+    }
   } catch (const json::exception& e) {
     throw std::invalid_argument(t + ": malformed attributes " + a.dump() + " (" + e.what() + ")");
   }

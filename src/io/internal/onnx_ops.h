@@ -12,6 +12,7 @@
 ///   Reshape {shape, allowzero}   Flatten {axis}   Transpose {perm}   Concat {axis}
 ///   Slice {starts, ends, axes, steps}   Gather {axis, indices, indices_shape}
 ///   Unsqueeze / Squeeze {axes}   LeakyRelu {alpha}   Pow {exponent}
+///   FakeQuantize {scale, zero_point, qmin, qmax} (curv only, src/core/fake_quantize.h)
 ///   no attributes: MatMul Add Sub Mul Div Relu Sigmoid Tanh Erf Gelu Sqrt Exp Log Neg Reciprocal
 ///                  GlobalAveragePool Identity Dropout Cast Pad
 #include <nlohmann/json.hpp>
