@@ -132,8 +132,8 @@ class BitAllocator {
   ParetoFrontier pareto_frontier(CostKind cost = CostKind::Size) const;
 
   /// Totals of a given assignment; std::invalid_argument if it breaks a constraint. `act_bits`
-  /// (empty: the only option of each layer with those weight bits) picks among options that share
-  /// a weight width.
+  /// (empty: the first option of each layer with those weight bits) picks among options that share
+  /// a weight width by their BitOption::act_bits (0 for options without activation widths).
   Allocation evaluate(std::span<const int> bits, std::span<const int> act_bits = {}) const;
 
   /// The smallest budget of this kind that some plan meets (every item at its cheapest choice).

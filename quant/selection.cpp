@@ -1,5 +1,6 @@
 #include "quant/selection.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <stdexcept>
@@ -64,6 +65,34 @@ nlohmann::json describe(const SelectionResult& s, const char* method, const Data
           {"evaluated", ev}};
 }
 
+// Every layer at the widest candidate width b (pinned layers at their pin, activations at their
+// widest) such that the plan meets the budget; nullopt if none does.
+std::optional<Allocation> widest_uniform(const QuantPlanner& planner, const PlanResult& r,
+                                         const std::optional<Budget>& budget) {
+  const BitAllocator alloc(r.problem);
+  std::vector<int> widths = planner.options().candidate_bits;
+  std::sort(widths.rbegin(), widths.rend());
+  for (int b : widths) {
+    std::vector<int> bits, act;
+    for (const AllocLayer& l : r.problem.layers) {
+      const auto pin = r.problem.pinned.find(l.name);
+      bits.push_back(pin != r.problem.pinned.end() ? pin->second : b);
+      int a = 0;
+      for (const BitOption& o : l.options)
+        if (o.bits == bits.back()) a = std::max(a, o.act_bits);
+      act.push_back(a);  // raw option value: 0 when activations are not quantized
+    }
+    try {
+      const Allocation u = alloc.evaluate(bits, act);
+      if (!budget || within_budget(u, *budget, total_numel(planner))) return u;
+    } catch (const std::invalid_argument&) {
+      // shared groups with pins that a uniform width breaks: no uniform candidate
+      return std::nullopt;
+    }
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 bool within_budget(const Allocation& a, const Budget& b, std::int64_t numel) {
@@ -91,10 +120,26 @@ SelectionResult select_measured(const QuantPlanner& planner, const PlanResult& r
     const EvaluatedPoint& e = s.evaluated.back();
     if (s.evaluated.size() == 1 || e.eval.loss <= s.evaluated[best].eval.loss) best = s.evaluated.size() - 1;
   }
+  // The widest uniform plan within the budget (pins kept) is a candidate too: the frontier of a
+  // wrong quadratic model may dominate it away, and the measurement should be able to pick it.
+  const std::optional<Allocation> uniform = widest_uniform(planner, r, budget);
+  if (uniform) {
+    const Plan up = planner.plan_for(r, *uniform);
+    EvaluatedPoint e;
+    e.point = r.frontier.points.size();  // not a frontier point
+    e.size_bytes = up.totals.size_bytes;
+    e.avg_bits = up.totals.avg_bits;
+    e.bops = up.totals.bops;
+    e.omega = uniform->omega;
+    e.eval = evaluate_quantized(model, calib, up, objective);
+    s.evaluated.push_back(e);
+    if (e.eval.loss < s.evaluated[best].eval.loss) best = s.evaluated.size() - 1;
+  }
   s.chosen = s.evaluated[best].point;
-  s.plan = planner.plan_for(r, r.frontier.points[s.chosen]);
+  s.plan = planner.plan_for(r, s.chosen < r.frontier.points.size() ? r.frontier.points[s.chosen] : *uniform);
   s.plan.selection = describe(s, "measured", calib);
   s.plan.selection["candidates"] = candidates;
+  s.plan.selection["uniform_chosen"] = s.chosen >= r.frontier.points.size();
   return s;
 }
 

@@ -4,8 +4,9 @@
 /// calibration data instead of trusting the second-order model:
 ///
 ///   measured   the K frontier points with the largest cost within the budget (the ones nearest
-///              it) are quantized and evaluated on the calibration set; the lowest calibration loss
-///              wins (ties: the smaller plan). K = 1 is the Omega-optimal plan.
+///              it), and the widest uniform plan within the budget (which the frontier of a wrong
+///              quadratic model can dominate away), are quantized and evaluated on the calibration
+///              set; the lowest calibration loss wins (ties: the plan nearest the budget).
 ///   max-drop   the smallest frontier point whose calibration accuracy is at most X percentage
 ///              points below the float model's (for regression: whose loss exceeds the float loss
 ///              by at most X percent), found by bisection over the frontier ordered by cost, i.e.
@@ -23,7 +24,7 @@
 namespace curv::quant {
 
 struct EvaluatedPoint {
-  std::size_t point = 0;  // index into the frontier
+  std::size_t point = 0;  // index into the frontier (frontier size: the uniform candidate)
   std::int64_t size_bytes = 0;
   double avg_bits = 0.0;
   std::int64_t bops = 0;

@@ -1,6 +1,8 @@
 // curv quant plan | apply | eval: HAWQ-style mixed-precision quantization (docs/quant-plan.md).
 // The pipeline is quant/planner.h (+ hessian_sensitivity, activation, inter_layer, selection);
 // this file parses, calls and prints.
+#include <unistd.h>
+
 #include <cmath>
 #include <cstdio>
 #include <iostream>
@@ -106,6 +108,22 @@ quant::Plan read_plan_for(const std::string& plan_path, const std::string& model
   quant::check_plan_model(plan, plan_path, model_path, &m.meta());
   return plan;
 }
+
+// Progress notes of a command: live on a terminal; otherwise kept and printed when the command
+// succeeds, so that a failure found only after the work (an unmet --max-drop) is still one line.
+class Notes {
+ public:
+  Notes() : m_live(::isatty(2) != 0) {}
+  std::ostream& operator()() { return m_live ? std::cerr : m_kept; }
+  void flush() {
+    if (!m_live) std::cerr << m_kept.str();
+    m_kept.str("");
+  }
+
+ private:
+  bool m_live;
+  std::ostringstream m_kept;
+};
 
 }  // namespace
 
@@ -217,6 +235,7 @@ void register_quant(CLI::App& root, int argc, char** argv) {
       check_output_paths(o->h5.empty() ? std::vector<std::string>{o->out} : std::vector<std::string>{o->out, o->h5},
                          inputs);
       auto tc = limit_threads(o->run.threads);
+      Notes notes;
       // Consistency of budgets and modes, before any work.
       const int budgets = static_cast<int>(b1->count() + b2->count() + b3->count());
       if (budgets > 1) throw std::invalid_argument("quant plan: give one budget: --avg-bits, --size-kb or --bops");
@@ -306,21 +325,21 @@ void register_quant(CLI::App& root, int argc, char** argv) {
           throw std::invalid_argument("--sensitivity " + o->sensitivity + " disagrees with " + o->sensitivities +
                                       ", which holds " + kind + " sensitivities");
         o->sensitivity = kind;
-        std::cerr << "quant plan: " << kind << " sensitivities of " << layers.size() << " layers from "
+        notes() << "quant plan: " << kind << " sensitivities of " << layers.size() << " layers from "
                   << o->sensitivities << "\n";
       } else {
-        std::cerr << "quant plan: " << o->sensitivity << " sensitivity of " << layers.size() << " layers on "
+        notes() << "quant plan: " << o->sensitivity << " sensitivity of " << layers.size() << " layers on "
                   << d.size() << " samples\n";
         try {
           sens = quant::layer_sensitivities(m, d, layers, so, &report);
         } catch (const std::invalid_argument& e) {
           throw std::invalid_argument("quant plan: " + std::string(e.what()));
         }
-        std::cerr << "quant plan: " << report.products << " curvature products in " << report.seconds << " s\n";
+        notes() << "quant plan: " << report.products << " curvature products in " << report.seconds << " s\n";
       }
       for (std::size_t i = 0; i < layers.size(); ++i)
         if (sens[i].negative_top_eigenvalue)
-          std::cerr << "quant plan: warning: layer " << layers[i].name
+          notes() << "quant plan: warning: layer " << layers[i].name
                     << " has a negative top eigenvalue (not at a minimum)\n";
 
       quant::PlanInputs in;
@@ -329,7 +348,7 @@ void register_quant(CLI::App& root, int argc, char** argv) {
         quant::CalibOptions co;
         co.method = quant::calib_method_from_string(o->calibration);
         co.percentile = o->percentile;
-        std::cerr << "quant plan: activation ranges (" << o->calibration << ") on " << calib->size()
+        notes() << "quant plan: activation ranges (" << o->calibration << ") on " << calib->size()
                   << " calibration samples, activation Hessian traces on " << d.size() << " samples\n";
         in.act_ranges = quant::calibrate_activations(m, *calib, layers, co, oo);
         in.act_err = quant::activation_errors(m, *calib, layers, in.act_ranges, po.act_candidate_bits, po.act_scheme, oo);
@@ -351,7 +370,7 @@ void register_quant(CLI::App& root, int argc, char** argv) {
         quant::InterLayerTerms t = quant::inter_layer_terms(m, d, layers, po.spec, widths, oo);
         in.chain = std::move(t.c);
         inter_products = t.products;
-        std::cerr << "quant plan: inter-layer terms of " << layers.size() - 1 << " adjacent pairs, " << inter_products
+        notes() << "quant plan: inter-layer terms of " << layers.size() - 1 << " adjacent pairs, " << inter_products
                   << " curvature products\n";
       }
       quant::PlanResult r = planner->plan(sens, in);
@@ -388,6 +407,7 @@ void register_quant(CLI::App& root, int argc, char** argv) {
       nlohmann::json j = quant::plan_to_json(plan);
       j["frontier_points"] = r.frontier.points.size();
       j["frontier_exact"] = r.frontier.exact;
+      notes.flush();
       if (o->run.json) return emit_json(o->run, j);
       std::cout << "plan (" << o->sensitivity << ", order " << o->order << ") -> " << o->out << ": avg "
                 << plan.totals.avg_bits << " bits, " << plan.totals.size_bytes << " bytes, predicted loss increase "
