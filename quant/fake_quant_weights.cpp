@@ -1,5 +1,6 @@
 #include "quant/fake_quant_weights.h"
 
+#include <algorithm>
 #include <map>
 #include <stdexcept>
 
@@ -35,6 +36,7 @@ void WeightFakeQuantizer::apply(std::vector<double>& w) const {
                                 std::to_string(m_params));
   std::vector<double> cm;
   for (const Layer& l : m_layers) {
+    if (!l.active) continue;
     const ModelLayer& ml = l.layer;
     double* x = w.data() + l.offset;
     cm.assign(x, x + ml.numel);
@@ -48,6 +50,26 @@ void WeightFakeQuantizer::apply(std::vector<double>& w) const {
     const std::vector<double> back = model_layout(ml, q.dequantized);
     std::copy(back.begin(), back.end(), x);
   }
+}
+
+}  // namespace curv::quant
+
+namespace curv::quant {
+
+void WeightFakeQuantizer::set_active(const std::vector<std::string>& names) {
+  for (const std::string& n : names)
+    if (std::none_of(m_layers.begin(), m_layers.end(), [&](const Layer& l) { return l.layer.name == n; }))
+      throw std::invalid_argument("'" + n + "' is not a layer of the plan");
+  for (Layer& l : m_layers) l.active = std::find(names.begin(), names.end(), l.layer.name) != names.end();
+}
+
+std::vector<std::string> WeightFakeQuantizer::stage_layers(const std::vector<std::string>& order, int stage,
+                                                           int stages) {
+  if (stages < 1 || stage < 0 || stage >= stages)
+    throw std::invalid_argument("stage " + std::to_string(stage) + " of " + std::to_string(stages) + " does not exist");
+  const std::size_t L = order.size();
+  const std::size_t k = (static_cast<std::size_t>(stage + 1) * L + static_cast<std::size_t>(stages) - 1) / stages;
+  return std::vector<std::string>(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(std::min(k, L)));
 }
 
 }  // namespace curv::quant

@@ -20,15 +20,24 @@ class WeightFakeQuantizer {
   /// std::invalid_argument naming the layer if the plan does not fit the model (as apply_plan).
   WeightFakeQuantizer(const Model& m, const Plan& plan);
 
-  /// Replaces the plan layers' weights in `w` (the flat parameter vector, Model order) by Q(W).
-  /// REQUIRES: w.size() == the model's parameter count.
+  /// Replaces the active plan layers' weights in `w` (the flat parameter vector, Model order) by
+  /// Q(W). REQUIRES: w.size() == the model's parameter count.
   void apply(std::vector<double>& w) const;
+
+  /// Quantize only these layers (HAWQ-V1's staged fine-tuning); every plan layer by default.
+  /// std::invalid_argument for a name that is not a plan layer.
+  void set_active(const std::vector<std::string>& names);
+
+  /// The layers of `order` (e.g. Plan::fine_tune_order) active in stage `stage` of `stages`:
+  /// the first ceil((stage + 1) L / stages) of them. REQUIRES: 0 <= stage < stages.
+  static std::vector<std::string> stage_layers(const std::vector<std::string>& order, int stage, int stages);
 
  private:
   struct Layer {
     ModelLayer layer;
     std::int64_t offset = 0;  // into the flat parameter vector
     QuantSpec spec;
+    bool active = true;
   };
   std::vector<Layer> m_layers;
   std::int64_t m_params = 0;

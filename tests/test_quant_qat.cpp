@@ -136,3 +136,26 @@ TEST_CASE("QAT: fine-tuning lowers the loss of the fake-quantized model, and eva
     CHECK(t.evaluate(d).loss == doctest::Approx(after).epsilon(1e-12));
   }
 }
+
+TEST_CASE("staged fine-tuning (HAWQ-V1): stages cover the fine-tuning order cumulatively, inactive layers stay float") {
+  const std::vector<std::string> order{"c", "a", "e", "b", "d"};
+  CHECK(WeightFakeQuantizer::stage_layers(order, 0, 2) == std::vector<std::string>{"c", "a", "e"});
+  CHECK(WeightFakeQuantizer::stage_layers(order, 1, 2) == order);
+  CHECK(WeightFakeQuantizer::stage_layers(order, 0, 5) == std::vector<std::string>{"c"});
+  CHECK_THROWS_AS(WeightFakeQuantizer::stage_layers(order, 2, 2), std::invalid_argument);
+  const Model m = build_arch("mlp:12-8", {6}, 4, 5);
+  const Plan plan = uniform_plan(m, 2, Scheme::Symmetric, Granularity::PerChannel, 1);
+  WeightFakeQuantizer wq(m, plan);
+  wq.set_active({plan.layers[1].name});
+  std::vector<double> w = m.flat_params();
+  wq.apply(w);
+  Model q = m;
+  apply_plan(q, plan);
+  const auto& P = m.params();
+  for (std::size_t p = 0; p < P.size(); ++p)
+    for (std::int64_t k = 0; k < P[p].size; ++k) {
+      const double want = P[p].name == plan.layers[1].name ? q.flat_params()[P[p].offset + k] : m.flat_params()[P[p].offset + k];
+      REQUIRE(w[P[p].offset + k] == want);
+    }
+  CHECK_THROWS_AS(wq.set_active({"nope"}), std::invalid_argument);
+}

@@ -46,6 +46,7 @@ struct TrainCli {
   double curvature_tol = 1e-3;
   std::int64_t save_every = 0;
   std::string quant_plan;
+  int quant_stages = 1;
   std::string out;
 };
 
@@ -186,6 +187,11 @@ void register_train(CLI::App& root, int argc, char** argv) {
   app->add_option("--quant-plan", o->quant_plan,
                   "Quantization-aware fine-tuning for this plan (curv quant plan): fake-quantized weights and planned "
                   "activations, straight-through gradients");
+  app->add_option("--quant-stages", o->quant_stages,
+                  "HAWQ-V1's block-wise fine-tuning: quantize the plan's fine_tune_order in S stages over the "
+                  "epochs (stage s quantizes its first (s+1)/S)")
+      ->check(in_range(1, 1e4))
+      ->capture_default_str();
   app->add_option("--out", o->out, "Output checkpoint .h5")->required();
   const std::string cmd = command_line(argc, argv);
   app->callback([o, app, cmd] {
@@ -289,6 +295,9 @@ void register_train(CLI::App& root, int argc, char** argv) {
     // activations through FakeQuantize nodes; the checkpoint keeps the graph without them and the
     // latent weights, marked as fine-tuned for the plan's model so that quant apply / eval accept it.
     Model train_model = model;
+    std::shared_ptr<quant::WeightFakeQuantizer> staged;
+    std::vector<std::string> stage_order;
+    if (o->quant_stages > 1 && o->quant_plan.empty()) throw std::invalid_argument("--quant-stages needs --quant-plan");
     if (!o->quant_plan.empty()) {
       if (!o->run.arch.empty()) throw std::invalid_argument("--quant-plan needs the plan's MODEL, not --arch");
       const quant::Plan plan = quant::read_plan(o->quant_plan);
@@ -296,11 +305,29 @@ void register_train(CLI::App& root, int argc, char** argv) {
       auto wq = std::make_shared<quant::WeightFakeQuantizer>(model, plan);
       to.weight_transform = [wq](std::vector<double>& w) { wq->apply(w); };
       train_model = quant::with_activation_quantizers(model, plan);
+      if (o->quant_stages > 1) {
+        if (plan.fine_tune_order.empty())
+          throw std::invalid_argument("--quant-stages: " + o->quant_plan +
+                                      " has no fine_tune_order (plans with lambda_max sensitivities have one)");
+        if (o->quant_stages > o->epochs || o->quant_stages > static_cast<int>(plan.layers.size()))
+          throw std::invalid_argument("--quant-stages " + std::to_string(o->quant_stages) +
+                                      " exceeds the epochs or the plan's layers");
+        staged = wq;
+        stage_order = plan.fine_tune_order;
+      }
       model.meta()[quant::kFineTunedForKey] = plan.model_sha256;
       model.meta()["quant_plan"] = o->quant_plan;
     }
     Trainer trainer(train_model, train, test ? &*test : nullptr, to);
+    // Staged (block-wise) fine-tuning: stage s covers epochs [s E / S, (s+1) E / S).
+    auto set_stage = [&](std::int64_t epochs_done) {
+      if (!staged) return;
+      const int s = static_cast<int>(std::min<std::int64_t>(o->quant_stages - 1, epochs_done * o->quant_stages / o->epochs));
+      staged->set_active(quant::WeightFakeQuantizer::stage_layers(stage_order, s, o->quant_stages));
+      std::cerr << "train: quantization stage " << s + 1 << "/" << o->quant_stages << "\n";
+    };
     if (resume) trainer.restore(*resume);
+    set_stage(trainer.history().epochs.size());
 
     // Curvature on a fixed subset of the training data, at the current weights (BatchNorm in inference mode).
     std::optional<CurvatureProbeMonitor> monitor;
@@ -343,6 +370,7 @@ void register_train(CLI::App& root, int argc, char** argv) {
     };
     trainer.on_epoch_end = [&](Trainer& t) {
       const EpochRecord& r = t.history().epochs.back();
+      if (staged && r.epoch < to.epochs) set_stage(r.epoch);
       char note[200];
       int n = std::snprintf(note, sizeof note, "train loss %.4f", r.train_loss);
       if (!std::isnan(r.train_accuracy)) n += std::snprintf(note + n, sizeof note - n, " acc %.2f%%", 100 * r.train_accuracy);
