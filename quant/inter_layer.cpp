@@ -25,7 +25,7 @@ InterLayerTerms inter_layer_terms(const Model& m, const Dataset& data, const std
     throw std::invalid_argument("inter_layer_terms: " + std::to_string(bits.size()) + " width lists for " +
                                 std::to_string(layers.size()) + " layers");
   InterLayerTerms t;
-  if (layers.size() < 2) return t;
+  if (layers.empty()) return t;
   auto obj = Objective::create(m, data, objective);
   // dW_i(b) in the model's layout, per layer and width.
   std::vector<std::vector<std::vector<double>>> dw(layers.size());
@@ -44,11 +44,27 @@ InterLayerTerms inter_layer_terms(const Model& m, const Dataset& data, const std
     obj->product(Curvature::Hessian, V, Y, {layers[i].param, layers[i + 1].param});
     t.products += static_cast<std::int64_t>(B);
     std::vector<std::vector<double>> c(B, std::vector<double>(bits[i + 1].size()));
-    for (std::size_t x = 0; x < B; ++x)
+    std::vector<double> diag(B);
+    for (std::size_t x = 0; x < B; ++x) {
+      const auto col = Y.col(static_cast<Eigen::Index>(x));
+      diag[x] = 0.5 * col.head(ni).dot(Eigen::Map<const Eigen::VectorXd>(dw[i][x].data(), ni));
       for (std::size_t y = 0; y < bits[i + 1].size(); ++y)
-        c[x][y] = Y.col(static_cast<Eigen::Index>(x)).tail(nj).dot(Eigen::Map<const Eigen::VectorXd>(dw[i + 1][y].data(), nj));
+        c[x][y] = col.tail(nj).dot(Eigen::Map<const Eigen::VectorXd>(dw[i + 1][y].data(), nj));
+    }
     t.c.push_back(std::move(c));
+    t.diag.push_back(std::move(diag));
   }
+  // The last layer's diagonal terms: its own block product.
+  const std::size_t l = layers.size() - 1;
+  const std::int64_t n = layers[l].numel;
+  Eigen::MatrixXd V(n, static_cast<Eigen::Index>(bits[l].size())), Y;
+  for (std::size_t x = 0; x < bits[l].size(); ++x)
+    V.col(static_cast<Eigen::Index>(x)) = Eigen::Map<const Eigen::VectorXd>(dw[l][x].data(), n);
+  obj->product(Curvature::Hessian, V, Y, {layers[l].param});
+  t.products += static_cast<std::int64_t>(bits[l].size());
+  std::vector<double> diag(bits[l].size());
+  for (std::size_t x = 0; x < bits[l].size(); ++x) diag[x] = 0.5 * Y.col(static_cast<Eigen::Index>(x)).dot(V.col(static_cast<Eigen::Index>(x)));
+  t.diag.push_back(std::move(diag));
   return t;
 }
 

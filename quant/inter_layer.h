@@ -10,6 +10,8 @@
 ///     dW_{i+1}(b') for every pair of candidate widths: one Hessian product per layer and width,
 ///     H [dW_i(b); 0] restricted to the pair's blocks, |bits| directions in one pass per layer;
 ///     the allocator keeps them exactly (a chain of pairwise terms is still a dynamic program);
+///   - from the same products, the measured diagonal terms D_i(b) = 1/2 dW_i(b)^T H_ii dW_i(b), the
+///     quantity HAWQ approximates by 1/2 s_i ||dW_i(b)||^2 (`--measured-blocks`);
 ///   - the whole plan's 1/2 dW^T H dW by a single product (`measured_omega` in plan.json).
 /// Both on the Hessian of the mean loss over `data` (BatchNorm in inference mode).
 #include <cstdint>
@@ -26,6 +28,8 @@ namespace curv::quant {
 struct InterLayerTerms {
   /// c[i][x][y] = dW_i(bits[i][x])^T H_{i,i+1} dW_{i+1}(bits[i+1][y]), i = 0 .. L-2.
   std::vector<std::vector<std::vector<double>>> c;
+  /// diag[i][x] = 1/2 dW_i(bits[i][x])^T H_ii dW_i(bits[i][x]), i = 0 .. L-1.
+  std::vector<std::vector<double>> diag;
   std::int64_t products = 0;
 };
 

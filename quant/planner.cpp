@@ -67,6 +67,8 @@ PlanResult QuantPlanner::plan(const std::vector<Sensitivity>& sens, const PlanIn
                                 count_mismatch("activation sensitivities", in.act_sens.size(), L) + ")");
   if (!in.chain.empty() && in.chain.size() + 1 != L)
     throw std::invalid_argument(count_mismatch("inter-layer matrices", in.chain.size(), L - 1));
+  if (!in.diag.empty() && in.diag.size() != L)
+    throw std::invalid_argument(count_mismatch("measured diagonal rows", in.diag.size(), L));
 
   // Omega_i(b) = 1/2 s'_i e_i(b) with s' the ordered sensitivities (the measured ones for
   // "hessian"); the measured 1/2 s_i e_i(b) is kept to report what the curvature model predicts.
@@ -87,6 +89,13 @@ PlanResult QuantPlanner::plan(const std::vector<Sensitivity>& sens, const PlanIn
     pi.sensitivity = used[i];
     pi.negative_top_eigenvalue = sens[i].negative_top_eigenvalue;
     AllocLayer& al = r.problem.layers[i];
+    if (!in.diag.empty()) {  // measured 1/2 dW^T H_ii dW instead of 1/2 s ||dW||^2
+      const std::vector<int> w = weight_bits(i);
+      if (in.diag[i].size() != w.size())
+        throw std::invalid_argument("layer " + m_layers[i].name + ": " + std::to_string(in.diag[i].size()) +
+                                    " measured diagonal terms for " + std::to_string(w.size()) + " weight widths");
+      for (BitOption& opt : al.options) opt.omega = in.diag[i][std::find(w.begin(), w.end(), opt.bits) - w.begin()];
+    }
     if (acts) {
       if (in.act_err[i].size() != o.act_candidate_bits.size())
         throw std::invalid_argument("layer " + m_layers[i].name + ": " + std::to_string(in.act_err[i].size()) +

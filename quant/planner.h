@@ -69,6 +69,9 @@ struct PlanInputs {
   /// Inter-layer terms over weight widths (optional): chain[i][x][y] for layer i at its x-th and
   /// layer i+1 at its y-th weight width, in the order of weight_bits(i).
   std::vector<std::vector<std::vector<double>>> chain;
+  /// Measured diagonal terms (optional): diag[i][x] = 1/2 dW_i^T H_ii dW_i at layer i's x-th weight
+  /// width replaces 1/2 s_i ||dW_i||^2 as the layer's weight Omega (the order is then ignored).
+  std::vector<std::vector<double>> diag;
 };
 
 /// A plan with the Pareto frontier of its problem and what is needed to turn any frontier point

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Issue 17 experiment (docs/experiments.md, "Mixed-precision quantization"): HAWQ-V1, HAWQ-V2 and
 # Q-BERT as published, measured selection and HAWQ-V2 with inter-layer terms, against uniform,
-# first/last-at-8 + uniform, equal-sensitivity, reverse and random-order baselines, at average 2, 3
+# first/last-at-8 + uniform, equal-sensitivity, reverse and random-order baselines, and the
+# measured block quadratic forms (with and without inter-layer terms), at average 2, 3
 # and 4 weight bits, post-training and after quantization-aware fine-tuning, on three
 # Fashion-MNIST models; plus a joint weight/activation plan under a BOPs budget.
 #
@@ -21,12 +22,12 @@
 #   results.json    every row; scripts/quant_experiment_table.py prints the tables,
 #                   tools/plot_quant.py --results draws accuracy against size
 # Candidate widths 2,3,4,8, symmetric per-channel weights (Q-BERT also with 4 groups per layer).
-# Everything runs under nice with --threads 2. Environment overrides: SAMPLES (sensitivity
+# Everything runs under nice with --threads 2. Environment overrides: CURV_BIN (the binary), SAMPLES (sensitivity
 # images), PROBES (Hutchinson probes per layer), EIG_TOL, SEEDS (random orders), TEST_SAMPLES,
 # FT_SAMPLES, FT_EPOCHS, FT_LR, CALIB (calibration images for measured selection and activations).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-CURV="nice -n 10 build/tools/curv"
+CURV="nice -n 10 ${CURV_BIN:-build/tools/curv}"
 PY=/usr/bin/python3
 WHICH=${1:-all}
 SEEDS=${SEEDS:-"1 2 3 4 5"}
@@ -77,6 +78,8 @@ run_model() {  # name model samples samples_qbert probes eig_tol ft_samples ft_l
     mk qbertg4-b$b --sensitivities "$dir/eigstats.h5" --bits $BITS --avg-bits $b --groups 4
     mk measured-b$b --sensitivities "$dir/trace.h5" --bits $BITS --avg-bits $b --select measured --candidates 8 $calibopt
     mk v2inter-b$b --sensitivities "$dir/trace.h5" --bits $BITS --avg-bits $b --inter-layer
+    mk mblocks-b$b --sensitivities "$dir/trace.h5" --bits $BITS --avg-bits $b --measured-blocks
+    mk mblocksinter-b$b --sensitivities "$dir/trace.h5" --bits $BITS --avg-bits $b --measured-blocks --inter-layer
     mk uniform-b$b --sensitivities "$dir/trace.h5" --bits $b --avg-bits $b
     mk fl8-b$b --sensitivities "$dir/trace.h5" --bits $b --pin-first-last 8 --avg-bits 8
     mk equal-b$b --sensitivities "$dir/trace.h5" --bits $BITS --avg-bits $b --order equal

@@ -26,6 +26,8 @@ METHODS = [
     ("qbertg4", "Q-BERT, 4 groups per layer"),
     ("measured", "measured selection (V2 frontier)"),
     ("v2inter", "HAWQ-V2 + inter-layer terms"),
+    ("mblocks", "measured ½ΔW_iᵀH_iiΔW_i"),
+    ("mblocksinter", "measured ½ΔW_iᵀH_iiΔW_i + inter-layer"),
     ("reverse", "reverse order (V2 values)"),
     ("random", "random order (V2 values)"),
 ]

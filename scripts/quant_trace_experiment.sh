@@ -15,7 +15,7 @@
 # Environment: TOL (default 0.1), MAX (default 256).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-CURV="nice -n 10 build/tools/curv"
+CURV="nice -n 10 ${CURV_BIN:-build/tools/curv}"
 PY=/usr/bin/python3
 WHICH=${1:-all}
 TOL=${TOL:-0.1}

@@ -279,7 +279,8 @@ TEST_CASE("inter-layer terms and measured_omega equal the dense Hessian's quadra
   const std::vector<std::vector<int>> bits(layers.size(), std::vector<int>{2, 4});
   const InterLayerTerms t = inter_layer_terms(m, d, layers, spec, bits, f64());
   REQUIRE(t.c.size() == 2);
-  CHECK(t.products == 4);
+  REQUIRE(t.diag.size() == 3);
+  CHECK(t.products == 6);
   std::vector<std::int64_t> off{0};
   for (const auto& l : layers) off.push_back(off.back() + l.numel);
   for (std::size_t i = 0; i + 1 < layers.size(); ++i)
@@ -293,6 +294,16 @@ TEST_CASE("inter-layer terms and measured_omega equal the dense Hessian's quadra
         const double want = va.dot(H.block(off[i], off[i + 1], layers[i].numel, layers[i + 1].numel) * vb);
         CHECK(t.c[i][x][y] == doctest::Approx(want).epsilon(1e-9).scale(1e-6));
       }
+  // The measured diagonal terms 1/2 dW_i^T H_ii dW_i, the last layer included.
+  for (std::size_t i = 0; i < layers.size(); ++i)
+    for (std::size_t x = 0; x < 2; ++x) {
+      QuantSpec a = spec;
+      a.bits = bits[i][x];
+      const std::vector<double> da = quantization_delta(m, layers[i], a);
+      const Eigen::Map<const Eigen::VectorXd> va(da.data(), layers[i].numel);
+      const double want = 0.5 * va.dot(H.block(off[i], off[i], layers[i].numel, layers[i].numel) * va);
+      CHECK(t.diag[i][x] == doctest::Approx(want).epsilon(1e-9).scale(1e-6));
+    }
   // 1/2 dW^T H dW of a whole plan, one product.
   const Plan plan = uniform_plan(m, 3, Scheme::Symmetric, Granularity::PerChannel, 1);
   Eigen::VectorXd dw(off.back());
@@ -345,6 +356,27 @@ TEST_CASE("QuantPlanner with inter-layer terms: the plan is the enumerated optim
   CHECK(got == best_bits);
   CHECK(r.plan.optimizer_method == "chain-dp");
   CHECK(r.plan.inter_layer_omega != 0.0);
+  // With measured diagonal terms too, Omega is the block-tridiagonal quadratic form 1/2 dW^T H dW
+  // restricted to adjacent blocks: check it against the dense Hessian for the chosen plan.
+  const InterLayerTerms t = inter_layer_terms(m, d, layers, o.spec, widths, f64());
+  in.diag = t.diag;
+  const PlanResult q = planner.plan(given(s), in);
+  std::vector<int> params;
+  for (const auto& l : layers) params.push_back(l.param);
+  const Eigen::MatrixXd H = dense_hessian(m, d, params);
+  Eigen::MatrixXd T = H;
+  std::vector<std::int64_t> off{0};
+  for (const auto& l : layers) off.push_back(off.back() + l.numel);
+  T.block(off[0], off[2], layers[0].numel, layers[2].numel).setZero();  // not adjacent
+  T.block(off[2], off[0], layers[2].numel, layers[0].numel).setZero();
+  Eigen::VectorXd dw(off.back());
+  for (std::size_t i = 0; i < layers.size(); ++i) {
+    QuantSpec qs = o.spec;
+    qs.bits = q.plan.layers[i].bits;
+    const auto di = quantization_delta(m, layers[i], qs);
+    dw.segment(off[i], layers[i].numel) = Eigen::Map<const Eigen::VectorXd>(di.data(), layers[i].numel);
+  }
+  CHECK(q.plan.totals.predicted_omega == doctest::Approx(0.5 * dw.dot(T * dw)).epsilon(1e-9));
 }
 
 TEST_CASE("measured selection and --max-drop pick frontier plans by their calibration loss and accuracy") {

@@ -146,7 +146,7 @@ void register_quant(CLI::App& root, int argc, char** argv) {
       double eig_tol = 1e-4, trace_tol = 0.0, percentile = 99.99;
       std::string trace_method = "per-layer", act_quant, act_scheme = "asymmetric", calibration = "minmax", calib_data,
                   select = "omega";
-      bool inter_layer = false;
+      bool inter_layer = false, measured_blocks = false;
     };
     auto o = std::make_shared<Opt>();
     auto* app = q->add_subcommand("plan", "Sensitivities, Pareto frontier and the optimal bit allocation -> plan.json");
@@ -217,6 +217,9 @@ void register_quant(CLI::App& root, int argc, char** argv) {
         ->check(in_range(0, kMaxSamples));
     app->add_flag("--inter-layer", o->inter_layer,
                   "Add the measured terms dW_i^T H_ij dW_j of adjacent layers to the objective (exact chain DP)");
+    app->add_flag("--measured-blocks", o->measured_blocks,
+                  "Use the measured 1/2 dW_i^T H_ii dW_i of every layer and width as its Omega instead of "
+                  "1/2 s_i ||dW_i||^2 (Hessian products, as --inter-layer)");
     app->add_option("--select", o->select, "omega (the predicted optimum) or measured (best calibration loss of --candidates)")
         ->check(CLI::IsMember({"omega", "measured"}))
         ->capture_default_str();
@@ -248,6 +251,9 @@ void register_quant(CLI::App& root, int argc, char** argv) {
         throw std::invalid_argument(std::string("quant plan: ") +
                                     (acts ? "--quantize-activations" : o->max_drop ? "--max-drop" : "--select measured") +
                                     " needs calibration data: give --calib-data");
+      if (o->measured_blocks && o->order != "hessian")
+        throw std::invalid_argument("quant plan: --measured-blocks replaces the sensitivities, so --order " + o->order +
+                                    " has nothing to reorder");
       if (o->inter_layer && !o->share.empty())
         throw std::invalid_argument("quant plan: --inter-layer cannot be combined with --share");
       if (app->count("--trace-method") + app->count("--trace-tol") + app->count("--trace-sketch") > 0 &&
@@ -364,14 +370,15 @@ void register_quant(CLI::App& root, int argc, char** argv) {
                        {"seconds", arep.seconds}};
       }
       std::int64_t inter_products = 0;
-      if (o->inter_layer) {
+      if (o->inter_layer || o->measured_blocks) {
         std::vector<std::vector<int>> widths;
         for (std::size_t i = 0; i < layers.size(); ++i) widths.push_back(planner->weight_bits(i));
         quant::InterLayerTerms t = quant::inter_layer_terms(m, d, layers, po.spec, widths, oo);
-        in.chain = std::move(t.c);
+        if (o->inter_layer) in.chain = std::move(t.c);
+        if (o->measured_blocks) in.diag = std::move(t.diag);
         inter_products = t.products;
-        notes() << "quant plan: inter-layer terms of " << layers.size() - 1 << " adjacent pairs, " << inter_products
-                  << " curvature products\n";
+        notes() << "quant plan: measured quadratic terms of " << layers.size() << " layers, " << inter_products
+                << " curvature products\n";
       }
       quant::PlanResult r = planner->plan(sens, in);
       quant::Plan plan = r.plan;
@@ -393,6 +400,7 @@ void register_quant(CLI::App& root, int argc, char** argv) {
                           {"shared_probes", report.shared_probes},
                           {"fallback_layers", report.fallback_layers},
                           {"inter_layer_products", inter_products},
+                          {"measured_blocks", o->measured_blocks},
                           {"seconds", report.seconds},
                           {"samples", d.size()}};
       plan.measured_omega = quant::measured_omega(m, d, plan, oo);

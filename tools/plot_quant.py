@@ -36,6 +36,8 @@ STYLE = {  # method -> (marker, colour, legend)
     "qbertg4": ("H", "plum", "Q-BERT, 4 groups"),
     "measured": ("*", "gold", "measured selection"),
     "v2inter": ("p", "tab:brown", "HAWQ-V2 + inter-layer"),
+    "mblocks": ("d", "tab:pink", "measured ½ΔWᵢᵀHᵢᵢΔWᵢ"),
+    "mblocksinter": ("8", "darkred", "measured blocks + inter-layer"),
     "reverse": ("v", "tab:red", "reverse order"),
     "random": ("x", "tab:orange", "random order (mean, min..max)"),
 }
