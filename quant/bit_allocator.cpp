@@ -6,6 +6,7 @@
 #include <limits>
 #include <sstream>
 
+#include "quant/internal/chain_dp.h"
 #include "quant/internal/mckp.h"
 #include "quant/quantizer.h"
 
@@ -44,16 +45,27 @@ std::string budget_text(BudgetKind kind, const std::string& value) {
   return value;
 }
 
+std::string option_text(const BitOption& o) {
+  return std::to_string(o.bits) + (o.act_bits ? "/" + std::to_string(o.act_bits) : "");
+}
+
 std::string bits_list(const std::vector<BitOption>& options) {
   std::string s;
-  for (const BitOption& o : options) s += (s.empty() ? "" : ", ") + std::to_string(o.bits);
+  for (const BitOption& o : options) s += (s.empty() ? "" : ", ") + option_text(o);
   return s;
 }
 
-const BitOption* find_option(const AllocLayer& layer, int bits) {
+// The option with weight width `bits` and activation width `act` (-1: any, the first one).
+const BitOption* find_option(const AllocLayer& layer, int bits, int act = -1) {
   for (const BitOption& o : layer.options)
-    if (o.bits == bits) return &o;
+    if (o.bits == bits && (act < 0 || o.act_bits == act)) return &o;
   return nullptr;
+}
+
+int option_index(const AllocLayer& layer, int bits, int act) {
+  for (std::size_t k = 0; k < layer.options.size(); ++k)
+    if (layer.options[k].bits == bits && layer.options[k].act_bits == act) return static_cast<int>(k);
+  return -1;
 }
 
 }  // namespace
@@ -104,16 +116,38 @@ BitAllocator::BitAllocator(AllocProblem problem, AllocatorOptions options)
       } catch (const std::invalid_argument& e) {
         throw std::invalid_argument(where + e.what());
       }
+      if (l.options[a].act_bits < 0 || l.options[a].act_bits > 32)
+        throw std::invalid_argument(where + "activation bits (= " + std::to_string(l.options[a].act_bits) +
+                                    ") must be 0 (the problem's) or in 1..32");
       if (!std::isfinite(l.options[a].omega))
-        throw std::invalid_argument(where + "omega at " + std::to_string(l.options[a].bits) + " bits is not finite");
+        throw std::invalid_argument(where + "omega at " + option_text(l.options[a]) + " bits is not finite");
       for (std::size_t b = 0; b < a; ++b)
-        if (l.options[b].bits == l.options[a].bits)
-          throw std::invalid_argument(where + std::to_string(l.options[a].bits) + " bits is listed twice");
+        if (l.options[b].bits == l.options[a].bits && l.options[b].act_bits == l.options[a].act_bits)
+          throw std::invalid_argument(where + option_text(l.options[a]) + " bits is listed twice");
     }
     m_numel += l.numel;
     m_overhead += l.overhead_bits;
   }
   m_overhead += m_problem.extra_bits;
+  if (!m_problem.chain.empty()) {
+    if (!m_problem.shared.empty())
+      throw std::invalid_argument("inter-layer terms cannot be combined with shared groups");
+    if (m_problem.chain.size() + 1 != layers.size())
+      throw std::invalid_argument("inter-layer terms: " + std::to_string(m_problem.chain.size()) + " matrices for " +
+                                  std::to_string(layers.size()) + " layers (expected one per adjacent pair)");
+    for (std::size_t i = 0; i + 1 < layers.size(); ++i) {
+      const auto& c = m_problem.chain[i];
+      bool ok = c.size() == layers[i].options.size();
+      for (const auto& row : c) {
+        ok = ok && row.size() == layers[i + 1].options.size();
+        for (double x : row) ok = ok && std::isfinite(x);
+      }
+      if (!ok)
+        throw std::invalid_argument("inter-layer terms of layers " + layers[i].name + " and " + layers[i + 1].name +
+                                    " must be a finite " + std::to_string(layers[i].options.size()) + " x " +
+                                    std::to_string(layers[i + 1].options.size()) + " matrix");
+    }
+  }
 
   auto lookup = [&](const std::string& name, const char* what) {
     auto it = index.find(name);
@@ -147,14 +181,16 @@ BitAllocator::BitAllocator(AllocProblem problem, AllocatorOptions options)
         item.members.push_back(static_cast<int>(j));
         done[j] = 1;
       }
-    // Allowed widths: common to all members, restricted by pins (which must agree).
+    // Allowed options: (weight, activation) pairs common to all members, restricted by pins on
+    // the weight width (which must agree).
     const AllocLayer& first = layers[item.members.front()];
+    std::vector<std::pair<int, int>> allowed;
     for (const BitOption& o : first.options) {
       bool common = true;
-      for (int m : item.members) common = common && find_option(layers[m], o.bits);
-      if (common) item.bits.push_back(o.bits);
+      for (int m : item.members) common = common && find_option(layers[m], o.bits, o.act_bits);
+      if (common) allowed.push_back({o.bits, o.act_bits});
     }
-    std::sort(item.bits.begin(), item.bits.end());
+    std::sort(allowed.begin(), allowed.end());
     int pin = 0;
     std::string pin_layer;
     for (int m : item.members) {
@@ -168,24 +204,27 @@ BitAllocator::BitAllocator(AllocProblem problem, AllocatorOptions options)
       pin_layer = layers[m].name;
     }
     if (pin) {
-      if (std::find(item.bits.begin(), item.bits.end(), pin) == item.bits.end())
+      std::erase_if(allowed, [&](const std::pair<int, int>& o) { return o.first != pin; });
+      if (allowed.empty())
         throw std::invalid_argument("layer " + pin_layer + " is pinned to " + std::to_string(pin) +
                                     " bits, which not every layer of its shared group offers");
-      item.bits = {pin};
     }
-    if (item.bits.empty()) {
+    if (allowed.empty()) {
       std::string names;
       for (int m : item.members) names += (names.empty() ? "" : ", ") + layers[m].name;
       throw std::invalid_argument("shared group (" + names + ") has no common candidate bit width");
     }
-    for (int b : item.bits) {
+    for (const auto& [b, act] : allowed) {
       std::int64_t size = 0, bops = 0;
       double omega = 0.0;
+      const int a = act ? act : m_problem.act_bits;
       for (int m : item.members) {
         size += layers[m].numel * b;
-        bops += layers[m].macs * b * m_problem.act_bits;
-        omega += find_option(layers[m], b)->omega;
+        bops += layers[m].macs * b * a;
+        omega += find_option(layers[m], b, act)->omega;
       }
+      item.bits.push_back(b);
+      item.act.push_back(act);
       item.size_cost.push_back(size);
       item.bops_cost.push_back(bops);
       item.omega.push_back(omega);
@@ -201,30 +240,68 @@ std::vector<int> BitAllocator::bits_of(const std::vector<int>& item_choice) cons
   return bits;
 }
 
-Allocation BitAllocator::evaluate(std::span<const int> bits) const {
+std::vector<int> BitAllocator::act_of(const std::vector<int>& item_choice) const {
+  std::vector<int> act(m_problem.layers.size(), 0);
+  for (std::size_t k = 0; k < m_items.size(); ++k)
+    for (int m : m_items[k].members) act[m] = m_items[k].act[item_choice[k]];
+  return act;
+}
+
+Allocation BitAllocator::evaluate_choice(const std::vector<int>& item_choice) const {
+  return evaluate(bits_of(item_choice), act_of(item_choice));
+}
+
+std::vector<std::vector<std::vector<double>>> BitAllocator::chain_terms() const {
+  // Without shared groups items are the layers in order; map item choices to layer options.
+  std::vector<std::vector<std::vector<double>>> pair;
+  const auto& layers = m_problem.layers;
+  for (std::size_t i = 0; i + 1 < m_items.size(); ++i) {
+    const Item &a = m_items[i], &b = m_items[i + 1];
+    std::vector<std::vector<double>> t(a.bits.size(), std::vector<double>(b.bits.size()));
+    for (std::size_t x = 0; x < a.bits.size(); ++x)
+      for (std::size_t y = 0; y < b.bits.size(); ++y)
+        t[x][y] = m_problem.chain[i][option_index(layers[i], a.bits[x], a.act[x])]
+                                    [option_index(layers[i + 1], b.bits[y], b.act[y])];
+    pair.push_back(std::move(t));
+  }
+  return pair;
+}
+
+Allocation BitAllocator::evaluate(std::span<const int> bits, std::span<const int> act_bits) const {
   const std::vector<AllocLayer>& layers = m_problem.layers;
   if (bits.size() != layers.size())
     throw std::invalid_argument("expected " + std::to_string(layers.size()) + " bit widths, got " +
                                 std::to_string(bits.size()));
+  if (!act_bits.empty() && act_bits.size() != layers.size())
+    throw std::invalid_argument("expected " + std::to_string(layers.size()) + " activation bit widths, got " +
+                                std::to_string(act_bits.size()));
   Allocation a;
   a.bits.assign(bits.begin(), bits.end());
   a.method = "given";
+  std::vector<int> chosen(layers.size());
   for (std::size_t i = 0; i < layers.size(); ++i) {
-    const BitOption* o = find_option(layers[i], bits[i]);
+    const BitOption* o = find_option(layers[i], bits[i], act_bits.empty() ? -1 : act_bits[i]);
     if (!o)
       throw std::invalid_argument("layer " + layers[i].name + ": " + std::to_string(bits[i]) +
+                                  (act_bits.empty() ? "" : "/" + std::to_string(act_bits[i])) +
                                   " bits is not among its candidates (" + bits_list(layers[i].options) + ")");
     auto pin = m_problem.pinned.find(layers[i].name);
     if (pin != m_problem.pinned.end() && pin->second != bits[i])
       throw std::invalid_argument("layer " + layers[i].name + " is pinned to " + std::to_string(pin->second) +
                                   " bits, got " + std::to_string(bits[i]));
+    chosen[i] = static_cast<int>(o - layers[i].options.data());
+    const int act = o->act_bits ? o->act_bits : m_problem.act_bits;
+    a.act_bits.push_back(act);
     a.omega += o->omega;
     a.weight_bits += layers[i].numel * bits[i];
-    a.bops += layers[i].macs * bits[i] * m_problem.act_bits;
+    a.bops += layers[i].macs * bits[i] * act;
   }
+  for (std::size_t i = 0; i < m_problem.chain.size(); ++i)
+    a.chain_omega += m_problem.chain[i][chosen[i]][chosen[i + 1]];
+  a.omega += a.chain_omega;
   for (const Item& item : m_items)
     for (int m : item.members)
-      if (bits[m] != bits[item.members.front()])
+      if (bits[m] != bits[item.members.front()] || a.act_bits[m] != a.act_bits[item.members.front()])
         throw std::invalid_argument("layers " + layers[item.members.front()].name + " (" +
                                     std::to_string(bits[item.members.front()]) + " bits) and " + layers[m].name + " (" +
                                     std::to_string(bits[m]) + " bits) must share a bit width");
@@ -282,10 +359,20 @@ Allocation BitAllocator::solve(const Budget& budget) const {
                            Budget{budget.kind, smallest});
   }
 
+  if (!m_problem.chain.empty()) {
+    internal::ChainDp dp;
+    if (!dp.run(items, chain_terms(), capacity, m_options.max_states))
+      throw std::runtime_error("the inter-layer dynamic program needs more than max_states (= " +
+                               std::to_string(m_options.max_states) + ") states");
+    Allocation a = evaluate_choice(dp.choices(dp.size() - 1));
+    a.method = "chain-dp";
+    a.work = dp.states();
+    return a;
+  }
   if (m_options.method != AllocMethod::BranchAndBound) {
     internal::ParetoDp dp;
     if (dp.run(items, capacity, m_options.max_states)) {
-      Allocation a = evaluate(bits_of(dp.choices(dp.size() - 1)));  // cheapest point is first; best is last
+      Allocation a = evaluate_choice(dp.choices(dp.size() - 1));  // cheapest point is first; best is last
       a.method = "pareto-dp";
       a.work = dp.states();
       return a;
@@ -295,7 +382,7 @@ Allocation BitAllocator::solve(const Budget& budget) const {
                                ") states; use branch and bound");
   }
   const internal::BnbResult r = internal::branch_and_bound(items, capacity, m_options.max_nodes);
-  Allocation a = evaluate(bits_of(r.choice));
+  Allocation a = evaluate_choice(r.choice);
   a.method = "branch-and-bound";
   a.work = r.nodes;
   a.status = r.proven ? AllocStatus::Optimal : AllocStatus::NodeLimit;
@@ -318,11 +405,24 @@ ParetoFrontier BitAllocator::pareto_frontier(CostKind cost) const {
     if (!f.points.empty() && !(a.omega < f.points.back().omega)) return;
     f.points.push_back(std::move(a));
   };
+  if (!m_problem.chain.empty()) {
+    internal::ChainDp dp;
+    if (!dp.run(items, chain_terms(), std::numeric_limits<std::int64_t>::max() / 2, m_options.max_states))
+      throw std::runtime_error("the inter-layer dynamic program needs more than max_states (= " +
+                               std::to_string(m_options.max_states) + ") states");
+    for (std::size_t k = 0; k < dp.size(); ++k) {
+      Allocation a = evaluate_choice(dp.choices(k));
+      a.method = "chain-dp";
+      a.work = dp.states();
+      push(std::move(a));
+    }
+    return f;
+  }
   if (m_options.method != AllocMethod::BranchAndBound) {
     internal::ParetoDp dp;
     if (dp.run(items, std::numeric_limits<std::int64_t>::max() / 2, m_options.max_states)) {
       for (std::size_t k = 0; k < dp.size(); ++k) {
-        Allocation a = evaluate(bits_of(dp.choices(k)));
+        Allocation a = evaluate_choice(dp.choices(k));
         a.method = "pareto-dp";
         a.work = dp.states();
         push(std::move(a));
@@ -332,7 +432,7 @@ ParetoFrontier BitAllocator::pareto_frontier(CostKind cost) const {
   }
   f.exact = false;
   for (const internal::MckpPoint& p : internal::hull_frontier(items)) {
-    Allocation a = evaluate(bits_of(p.choice));
+    Allocation a = evaluate_choice(p.choice);
     a.method = "lagrangian-hull";
     push(std::move(a));
   }

@@ -2,18 +2,26 @@
 /// \file bit_allocator.h
 /// Mixed-precision bit allocation as an exact multiple-choice knapsack (HAWQ-V2 style).
 ///
-/// Layer i (n_i weights, MACs_i multiply-accumulates per sample) takes one bit width b_i from its
-/// candidates, each with a predicted loss increase Omega_i(b) (see sensitivity.h). Accounting:
+/// Layer i (n_i weights, MACs_i multiply-accumulates per sample) takes one option from its
+/// candidates: a weight bit width b_i and, when activations are quantized, an activation width a_i
+/// (0: the problem's act_bits), each option with a predicted loss increase Omega_i(b, a) (see
+/// sensitivity.h). Accounting (the one size model of curv, docs/quant-plan.md):
 ///   weight bits  W(b)   = sum_i n_i b_i
 ///   size         S(b)   = W(b) + sum_i overhead_i + extra_bits        (bits; KB = S / 8192)
-///   average bits A(b)   = W(b) / sum_i n_i
-///   BOPs         B(b)   = sum_i MACs_i * b_i * act_bits
+///   average bits A(b)   = W(b) / sum_i n_i      (quantized weights only, no scales or float parts)
+///   BOPs         B(b)   = sum_i MACs_i * b_i * a_i
 /// overhead_i is the bit-independent scale/zero-point storage (`scale_overhead_bits`), extra_bits
 /// any storage kept unquantized (biases, norms). The problem is
 ///   minimize sum_i Omega_i(b_i)  subject to  budget  (A <= avg_bits | S <= 8192 size_kb | B <= 1e9 gbops)
-/// with optional constraints: named layers share one bit width (merged into one super-item whose
-/// choices are the common candidates, costs and Omegas summed), and pinned layers (one allowed width).
-/// Budgets compare with a relative slack of 1e-9 so that a value printed to 6+ digits is reachable.
+/// with optional constraints: named layers share one option (merged into one super-item whose
+/// choices are the common candidates, costs and Omegas summed), and pinned layers (one allowed
+/// weight width). A uniform B-bit assignment has A = B exactly, so it is always feasible under
+/// --avg-bits B. Budgets compare with a relative slack of 1e-9 so that a value printed to 6+ digits
+/// is reachable.
+///
+/// Inter-layer terms (optional, `chain`): Omega gains sum_i C_i(o_i, o_{i+1}) over consecutive layers,
+/// e.g. dW_i^T H_{i,i+1} dW_{i+1}; the problem stays an exact dynamic program over the chain
+/// (quant/internal/chain_dp.h). Chains exclude shared groups and need the DP (no branch and bound).
 ///
 /// Solvers (quant/internal/mckp.h), all exact, no external solver:
 ///   - Pareto DP: non-dominated partial sums item by item; yields the whole Pareto frontier and the
@@ -33,10 +41,12 @@
 
 namespace curv::quant {
 
-/// One candidate bit width of a layer and its predicted loss increase.
+/// One candidate of a layer: weight bits, activation bits (0: the problem's act_bits) and its
+/// predicted loss increase.
 struct BitOption {
   int bits = 8;
   double omega = 0.0;
+  int act_bits = 0;
 };
 
 struct AllocLayer {
@@ -44,7 +54,7 @@ struct AllocLayer {
   std::int64_t numel = 0;          // weights quantized (>= 1)
   std::int64_t macs = 0;           // multiply-accumulates per sample (>= 0), for BOPs
   std::int64_t overhead_bits = 0;  // scales / zero points, independent of the bit width
-  std::vector<BitOption> options;  // distinct bit widths in 2..8, finite omegas
+  std::vector<BitOption> options;  // distinct (bits in 2..8, act_bits 0 or 1..32) pairs, finite omegas
 };
 
 struct AllocProblem {
@@ -53,6 +63,9 @@ struct AllocProblem {
   std::map<std::string, int> pinned;             // layer name -> its only allowed bit width
   int act_bits = 8;                              // activation bits in BOPs (1..32)
   std::int64_t extra_bits = 0;                   // unquantized storage counted in the size
+  /// Inter-layer terms, empty or layers.size() - 1 matrices: chain[i][a][b] is added to Omega when
+  /// layer i takes its option a and layer i + 1 its option b (indices into `options`).
+  std::vector<std::vector<std::vector<double>>> chain;
 };
 
 enum class BudgetKind { AvgBits, SizeKB, GBops };
@@ -73,13 +86,15 @@ struct AllocatorOptions {
 /// A bit assignment with its totals.
 struct Allocation {
   std::vector<int> bits;         // [layers], problem order
-  double omega = 0.0;            // predicted loss increase, sum_i Omega_i(b_i) in layer order
+  std::vector<int> act_bits;     // [layers], activation bits of the chosen options (act_bits if 0)
+  double omega = 0.0;            // predicted loss increase, sum_i Omega_i(b_i) (+ chain terms)
+  double chain_omega = 0.0;      // of which inter-layer terms
   std::int64_t weight_bits = 0;  // sum_i n_i b_i
   std::int64_t size_bits = 0;    // weight_bits + overheads + extra_bits
   double avg_bits = 0.0;         // weight_bits / sum_i n_i
   std::int64_t bops = 0;         // sum_i MACs_i b_i act_bits
   AllocStatus status = AllocStatus::Optimal;
-  std::string method;     // "pareto-dp" | "branch-and-bound" | "lagrangian-hull" | "given"
+  std::string method;     // "pareto-dp" | "chain-dp" | "branch-and-bound" | "lagrangian-hull" | "given"
   std::int64_t work = 0;  // DP states or B&B nodes
   double size_kb() const { return static_cast<double>(size_bits) / 8192.0; }
 };
@@ -116,8 +131,10 @@ class BitAllocator {
   /// All non-dominated (cost, Omega) plans (exact unless the DP exceeds max_states).
   ParetoFrontier pareto_frontier(CostKind cost = CostKind::Size) const;
 
-  /// Totals of a given assignment; std::invalid_argument if it breaks a constraint.
-  Allocation evaluate(std::span<const int> bits) const;
+  /// Totals of a given assignment; std::invalid_argument if it breaks a constraint. `act_bits`
+  /// (empty: the first option of each layer with those weight bits) picks among options that share
+  /// a weight width by their BitOption::act_bits (0 for options without activation widths).
+  Allocation evaluate(std::span<const int> bits, std::span<const int> act_bits = {}) const;
 
   /// The smallest budget of this kind that some plan meets (every item at its cheapest choice).
   double smallest_feasible(BudgetKind kind) const;
@@ -127,12 +144,16 @@ class BitAllocator {
  private:
   struct Item {                           // a layer, or a shared group merged into one
     std::vector<int> members;             // layer indices
-    std::vector<int> bits;                // allowed widths
+    std::vector<int> bits;                // [choice] weight width
+    std::vector<int> act;                 // [choice] activation width (0: act_bits)
     std::vector<std::int64_t> size_cost;  // [choice] sum n_i b
-    std::vector<std::int64_t> bops_cost;  // [choice] sum MACs_i b act_bits
+    std::vector<std::int64_t> bops_cost;  // [choice] sum MACs_i b a
     std::vector<double> omega;            // [choice]
   };
   std::vector<int> bits_of(const std::vector<int>& item_choice) const;
+  std::vector<int> act_of(const std::vector<int>& item_choice) const;
+  Allocation evaluate_choice(const std::vector<int>& item_choice) const;
+  std::vector<std::vector<std::vector<double>>> chain_terms() const;  // [item][choice][choice]
 
   AllocProblem m_problem;
   AllocatorOptions m_options;

@@ -6,105 +6,15 @@
 #include <limits>
 #include <stdexcept>
 
-#include "curvature/curvature_operator.h"
-#include "curvature/eigen_solver.h"
-#include "curvature/exact_spectrum.h"
-#include "curvature/hutchinson_trace.h"
+#include <map>
+
 #include "curvature/spectra_reader.h"
 #include "src/io/atomic_file.h"
 #include "src/io/checkpoint.h"
 #include "src/io/hdf5.h"
+#include "quant/act_quantizer.h"
 
 namespace curv::quant {
-
-std::vector<ModelLayer> quantizable_layers(const Model& m) {
-  std::vector<ModelLayer> out;
-  std::vector<bool> seen(m.params().size(), false);
-  for (const auto& n : m.nodes()) {
-    const std::string t = n.op->type();
-    if (t != "Conv" && t != "Gemm" && t != "MatMul") continue;
-    for (size_t a = 0; a < n.inputs.size() && a < 2; ++a) {
-      const Value& v = m.values()[n.inputs[a]];
-      if (v.kind != ValueKind::Parameter || v.shape.size() < 2 || seen[v.index]) continue;
-      seen[v.index] = true;
-      const ParamInfo& p = m.params()[v.index];
-      // MACs per sample: output elements (batch 1) times the weights each one reads.
-      const Shape& o = m.values()[n.output].shape;  // batch 1
-      const std::int64_t out_features = t == "Conv" ? o.at(1) : o.back();
-      const std::int64_t macs = numel(o) * (p.size / std::max<std::int64_t>(out_features, 1));
-      out.push_back({p.name, v.index, p.shape, p.size, macs});
-    }
-  }
-  return out;
-}
-
-std::int64_t unquantized_bytes(const Model& m, const std::vector<ModelLayer>& layers) {
-  std::int64_t q = 0;
-  for (const auto& l : layers) q += l.numel;
-  return 4 * (m.num_params() - q);
-}
-
-namespace {
-
-double lambda_max(const LinearOperator& op, const SensitivityOptions& o) {
-  if (op.rows() <= 16) {  // Spectra needs k < n and a few Lanczos vectors: tiny blocks go dense
-    ExactSpectrum ex(op);
-    ex.compute();
-    return ex.top(1)[0];
-  }
-  EigenSolverOptions eo;
-  eo.top = 1;
-  eo.tol = o.eig_tol;
-  eo.seed = o.seed;
-  EigenSolver es(op, eo);
-  es.compute();
-  if (es.info() != CompInfo::Successful)
-    throw std::runtime_error("sensitivity: Lanczos did not converge for a block of " + std::to_string(op.rows()) +
-                             " parameters within " + std::to_string(eo.max_restarts) + " restarts (residual " +
-                             std::to_string(es.top_residuals()[0]) + " of lambda_max " +
-                             std::to_string(es.top_values()[0]) + "; the eigenvalue tolerance " +
-                             std::to_string(o.eig_tol) + " is too tight)");
-  return es.top_values()[0];
-}
-
-}  // namespace
-
-std::vector<Sensitivity> layer_sensitivities(const Model& m, const Dataset& data, const std::vector<ModelLayer>& layers,
-                                             const SensitivityOptions& o) {
-  std::vector<Sensitivity> out;
-  if (o.kind == SensitivityKind::EigStats) {
-    if (o.subsets < 2 || o.subsets > data.size())
-      throw std::invalid_argument("eig-stats: the number of data subsets (= " + std::to_string(o.subsets) + ") must be in 2.." +
-                                  std::to_string(data.size()) + " (the sample count)");
-    std::vector<std::vector<double>> lam(layers.size());
-    const std::int64_t per = data.size() / o.subsets;
-    for (int s = 0; s < o.subsets; ++s) {
-      Dataset sub = data.subset(s * per, per);
-      auto obj = Objective::create(m, sub, o.objective);
-      for (size_t i = 0; i < layers.size(); ++i) {
-        CurvatureOperator op(*obj, Curvature::Hessian, {layers[i].param});
-        lam[i].push_back(lambda_max(op, o));
-      }
-    }
-    for (auto& l : lam) out.push_back(eig_stats_sensitivity(l));
-    return out;
-  }
-  auto obj = Objective::create(m, data, o.objective);
-  for (const auto& l : layers) {
-    CurvatureOperator op(*obj, Curvature::Hessian, {l.param});
-    if (o.kind == SensitivityKind::Eig) {
-      out.push_back(eig_sensitivity(lambda_max(op, o)));
-    } else {
-      HutchinsonTraceOptions ho;
-      ho.probes = o.trace_probes;
-      ho.seed = o.seed + 1;
-      HutchinsonTrace ht(op, ho);
-      ht.compute();
-      out.push_back(trace_sensitivity(ht.estimate(), l.numel));
-    }
-  }
-  return out;
-}
 
 std::vector<std::vector<double>> quantization_errors(const Model& m, const std::vector<ModelLayer>& layers,
                                                      const QuantSpec& spec, const AllocProblem& problem) {
@@ -113,11 +23,15 @@ std::vector<std::vector<double>> quantization_errors(const Model& m, const std::
                                 std::to_string(problem.layers.size()) + " problem layers");
   std::vector<std::vector<double>> out;
   for (size_t i = 0; i < layers.size(); ++i) {
-    std::vector<int> bits;
-    for (const auto& opt : problem.layers[i].options) bits.push_back(opt.bits);
-    const Tensor<double>& w = m.param(layers[i].param);
-    std::vector<std::int64_t> shape(layers[i].shape.begin(), layers[i].shape.end());
-    out.push_back(loss_increase<double>(1.0, std::span<const double>(w.data(), w.size()), shape, spec, bits));
+    // One quantization per distinct width; options that differ in activation bits share it.
+    std::vector<int> widths;
+    for (const auto& opt : problem.layers[i].options)
+      if (std::find(widths.begin(), widths.end(), opt.bits) == widths.end()) widths.push_back(opt.bits);
+    const std::vector<double> e = layer_quantization_errors(m, layers[i], spec, widths);
+    std::vector<double> row;
+    for (const auto& opt : problem.layers[i].options)
+      row.push_back(e[std::find(widths.begin(), widths.end(), opt.bits) - widths.begin()]);
+    out.push_back(std::move(row));
   }
   return out;
 }
@@ -127,7 +41,8 @@ void set_omegas(AllocProblem& problem, const std::vector<std::vector<double>>& e
     throw std::invalid_argument("set_omegas: " + std::to_string(problem.layers.size()) + " layers, " +
                                 std::to_string(err.size()) + " error rows, " + std::to_string(s.size()) + " sensitivities");
   for (size_t i = 0; i < problem.layers.size(); ++i)
-    for (size_t b = 0; b < problem.layers[i].options.size(); ++b) problem.layers[i].options[b].omega = s[i] * err[i][b];
+    for (size_t b = 0; b < problem.layers[i].options.size(); ++b)
+      problem.layers[i].options[b].omega = 0.5 * s[i] * err[i][b];
 }
 
 double predicted_omega(const AllocProblem& problem, const std::vector<std::vector<double>>& err,
@@ -141,7 +56,7 @@ double predicted_omega(const AllocProblem& problem, const std::vector<std::vecto
                                   " bits is not among its options");
     total += s[i] * err[i][it - options.begin()];
   }
-  return total;
+  return 0.5 * total;
 }
 
 Plan uniform_plan(const Model& m, int bits, Scheme scheme, Granularity granularity, std::int64_t groups) {
@@ -159,7 +74,8 @@ Plan uniform_plan(const Model& m, int bits, Scheme scheme, Granularity granulari
     pl.scheme = scheme;
     pl.granularity = granularity;
     QuantSpec spec{bits, scheme, granularity, static_cast<int>(groups)};
-    pl.groups = num_groups(spec, l.shape[0]);
+    pl.groups = num_groups(spec, l.channels);
+    pl.transposed = l.transposed;
     pl.numel = l.numel;
     pl.macs = l.macs;
     p.layers.push_back(pl);
@@ -170,22 +86,31 @@ Plan uniform_plan(const Model& m, int bits, Scheme scheme, Granularity granulari
 }
 
 std::vector<AppliedLayer> apply_plan(Model& m, const Plan& plan) {
+  const std::vector<ModelLayer> layers = quantizable_layers(m);
+  std::map<std::string, const ModelLayer*> by_name;
+  for (const ModelLayer& l : layers) by_name[l.name] = &l;
   std::vector<AppliedLayer> out;
   for (const auto& pl : plan.layers) {
-    const int pi = m.find_param(pl.name);
-    if (pi < 0) throw std::invalid_argument("plan layer '" + pl.name + "' is not a parameter of the model");
-    Tensor<double>& w = m.param(pi);
-    if (w.size() != pl.numel)
+    const auto it = by_name.find(pl.name);
+    if (it == by_name.end()) {
+      if (m.find_param(pl.name) < 0) throw std::invalid_argument("plan layer '" + pl.name + "' is not a parameter of the model");
+      throw std::invalid_argument("plan layer '" + pl.name + "' is not the weight of a Conv, Gemm or MatMul node");
+    }
+    const ModelLayer& l = *it->second;
+    if (l.numel != pl.numel)
       throw std::invalid_argument("plan layer '" + pl.name + "' has " + std::to_string(pl.numel) +
-                                  " weights, the model's tensor " + std::to_string(w.size()));
+                                  " weights, the model's tensor " + std::to_string(l.numel));
     QuantSpec spec;
     spec.bits = pl.bits;
     spec.scheme = pl.scheme;
     spec.granularity = pl.granularity;
     spec.groups = pl.granularity == Granularity::Group ? static_cast<int>(pl.groups) : 1;
-    std::vector<std::int64_t> shape(w.shape().begin(), w.shape().end());
-    auto q = quantize<double>(std::span<const double>(w.data(), w.size()), shape, spec);
-    std::copy(q.dequantized.begin(), q.dequantized.end(), w.data());
+    if (num_groups(spec, l.channels) != pl.groups)
+      throw std::invalid_argument("plan layer '" + pl.name + "' has " + std::to_string(pl.groups) + " " +
+                                  to_string(pl.granularity) + " groups, the model's tensor has " +
+                                  std::to_string(l.channels) + " output channels");
+    auto q = quantize_layer(m, l, spec);
+    set_channel_major(m, l, q.dequantized);
     out.push_back({pl.name, std::move(q)});
   }
   return out;
@@ -221,6 +146,17 @@ void save_quantized(const Model& m, const Plan& plan, const std::vector<AppliedL
     write_1d(lg, "scales", l.q.scales);
     write_1d(lg, "zero_points", l.q.zero_points);
     write_1d(lg, "group_begin", l.q.group_begin);
+    for (const PlanLayer& pl : plan.layers) {
+      if (pl.name != l.name) continue;
+      lg.write_attribute("transposed", std::int64_t{pl.transposed ? 1 : 0});
+      if (pl.act_bits > 0) {  // the input's quantizer: scale, zero point, levels
+        const FakeQuantizeAttrs a = act_quant_params(pl.act_lo, pl.act_hi, pl.act_bits, pl.act_scheme);
+        lg.write_attribute("act_scale", a.scale);
+        lg.write_attribute("act_zero_point", a.zero_point);
+        lg.write_attribute("act_qmin", a.qmin);
+        lg.write_attribute("act_qmax", a.qmax);
+      }
+    }
   }
   f.close();
   out.commit();
@@ -228,7 +164,8 @@ void save_quantized(const Model& m, const Plan& plan, const std::vector<AppliedL
 
 void save_frontier(const std::string& path, const std::string& command, const std::string& model_sha256,
                    const std::vector<ModelLayer>& layers, const std::vector<Sensitivity>& sens,
-                   const std::string& kind, const std::string& order, const ParetoFrontier& frontier) {
+                   const std::string& kind, const std::string& order, const ParetoFrontier& frontier,
+                   const SensitivityReport* report) {
   AtomicFile out(path);
   h5::Object f = h5::Object::create(out.temp_path(), path);
   f.write_attribute("format", "curv");
@@ -243,34 +180,70 @@ void save_frontier(const std::string& path, const std::string& command, const st
   const h5::Object lg = q.create_group("layers");
   std::vector<std::string> names;
   std::vector<std::int64_t> n, macs;
-  std::vector<double> s;
+  std::vector<double> s, lambda, trace, stderr_, lmean, lstd;
+  std::vector<std::int64_t> probes;
   std::vector<std::int8_t> negative;
   for (size_t i = 0; i < layers.size(); ++i) {
     names.push_back(layers[i].name);
     n.push_back(layers[i].numel);
     macs.push_back(layers[i].macs);
     s.push_back(sens[i].value);
+    lambda.push_back(sens[i].lambda_max);
+    lmean.push_back(sens[i].mean);
+    lstd.push_back(sens[i].stddev);
+    trace.push_back(sens[i].trace);
+    stderr_.push_back(sens[i].trace_stderr);
+    probes.push_back(sens[i].trace_probes);
     negative.push_back(sens[i].negative_top_eigenvalue ? 1 : 0);
   }
   lg.write_strings("names", names);
   write_1d(lg, "numel", n);
   write_1d(lg, "macs", macs);
   write_1d(lg, "sensitivity", s);
+  write_1d(lg, "lambda_max", lambda);
+  write_1d(lg, "lambda_mean", lmean);
+  write_1d(lg, "lambda_std", lstd);
+  write_1d(lg, "trace", trace);
+  write_1d(lg, "trace_stderr", stderr_);
+  write_1d(lg, "trace_probes", probes);
   write_1d(lg, "negative_top_eigenvalue", negative);
+  if (report && report->trace_samples.size() == layers.size()) {
+    // Ragged per-layer probe samples: layer i's are samples[offsets[i] : offsets[i+1]].
+    const h5::Object tg = q.create_group("trace");
+    std::vector<double> flat;
+    std::vector<std::int64_t> offsets{0};
+    for (const auto& v : report->trace_samples) {
+      flat.insert(flat.end(), v.begin(), v.end());
+      offsets.push_back(static_cast<std::int64_t>(flat.size()));
+    }
+    write_1d(tg, "samples", flat);
+    write_1d(tg, "offsets", offsets);
+    write_1d(tg, "known", report->trace_known);
+    tg.write_attribute("products", report->products);
+    tg.write_attribute("shared_products", report->shared_products);
+    tg.write_attribute("shared_probes", report->shared_probes);
+    tg.write_attribute("fallback_layers", report->fallback_layers);
+    tg.write_attribute("seconds", report->seconds);
+  }
   const h5::Object fg = q.create_group("frontier");
   fg.write_attribute("exact", frontier.exact ? "true" : "false");
-  std::vector<std::int64_t> size, bits;
+  fg.write_attribute("cost", frontier.cost == CostKind::Bops ? "bops" : "size");
+  std::vector<std::int64_t> size, bops, bits, act;
   std::vector<double> omega, avg;
   for (const auto& p : frontier.points) {
     size.push_back((p.size_bits + 7) / 8);
+    bops.push_back(p.bops);
     omega.push_back(p.omega);
     avg.push_back(p.avg_bits);
     for (int b : p.bits) bits.push_back(b);
+    for (int a : p.act_bits) act.push_back(a);
   }
   write_1d(fg, "size_bytes", size);
+  write_1d(fg, "bops", bops);
   write_1d(fg, "omega", omega);
   write_1d(fg, "avg_bits", avg);
   fg.write_dataset("bits", std::span<const std::int64_t>(bits), {frontier.points.size(), layers.size()});
+  fg.write_dataset("act_bits", std::span<const std::int64_t>(act), {frontier.points.size(), layers.size()});
   f.close();
   out.commit();
 }
@@ -281,10 +254,11 @@ std::vector<Sensitivity> load_sensitivities(const std::string& path, const std::
   auto fail = [&](const std::string& what) -> void { throw std::runtime_error(path + ": " + what); };
   if (!r.exists("/quant/layers/sensitivity")) fail("no /quant/layers/sensitivity (not a sensitivities file of curv quant plan)");
   // Files before schema_version 1 carry no version; newer ones than this reader are refused.
+  double version = 0;
   if (r.has_attribute("/", "schema_version")) {
-    const double v = r.number_attribute("/", "schema_version");
-    if (v != static_cast<double>(kFrontierSchemaVersion))
-      fail("schema_version " + std::to_string(static_cast<long long>(v)) + " is not supported (this curv reads " +
+    version = r.number_attribute("/", "schema_version");
+    if (version < 1 || version > static_cast<double>(kFrontierSchemaVersion))
+      fail("schema_version " + std::to_string(static_cast<long long>(version)) + " is not supported (this curv reads 1.." +
            std::to_string(kFrontierSchemaVersion) + ")");
   }
   std::string sha;
@@ -297,7 +271,11 @@ std::vector<Sensitivity> load_sensitivities(const std::string& path, const std::
     fail("sensitivities were computed for a model with sha256 " + sha + ", not this model (sha256 " + model_sha256 +
          ")");
   kind = r.string_attribute("/quant", "sensitivity");
+  // Before schema_version 2, "eig" stored lambda_max itself: today's "eig-bound".
+  if (version < 2 && kind == "eig") kind = "eig-bound";
   const SensitivityKind k = sensitivity_kind_from_string(kind);
+  const bool has_lambda = r.exists("/quant/layers/lambda_max");
+  const StoredArray lam = has_lambda ? r.read("/quant/layers/lambda_max") : StoredArray{};
   const StoredArray s = r.read("/quant/layers/sensitivity"), n = r.read("/quant/layers/numel");
   if (s.data.size() != layers.size() || n.data.size() != layers.size())
     fail(std::to_string(s.data.size()) + " layers, the model has " + std::to_string(layers.size()));
@@ -313,6 +291,8 @@ std::vector<Sensitivity> load_sensitivities(const std::string& path, const std::
     x.kind = k;
     x.value = s.data[i];
     x.negative_top_eigenvalue = flags && neg.data.size() == layers.size() && neg.data[i] != 0.0;
+    if (has_lambda && lam.data.size() == layers.size()) x.lambda_max = lam.data[i];
+    if (!has_lambda && k == SensitivityKind::EigBound) x.lambda_max = x.value;
     out.push_back(x);
   }
   return out;

@@ -103,16 +103,23 @@ bool close(double a, double b) {
 
 std::string curv_version_string() { return CURV_VERSION; }
 
+bool has_activation_quantization(const Plan& plan) {
+  for (const PlanLayer& l : plan.layers)
+    if (l.act_bits > 0) return true;
+  return false;
+}
+
 PlanTotals compute_totals(const Plan& plan) {
   PlanTotals t;
   std::int64_t numel = 0;
   for (const PlanLayer& l : plan.layers) {
     t.weight_bits += l.numel * l.bits;
     t.overhead_bits += scale_overhead_bits(l.scheme, l.groups);
-    t.bops += l.macs * l.bits * plan.act_bits;
-    t.predicted_omega += l.omega;
+    t.bops += l.macs * l.bits * (l.act_bits > 0 ? l.act_bits : plan.act_bits);
+    t.predicted_omega += l.omega + l.act_omega;
     numel += l.numel;
   }
+  t.predicted_omega += plan.inter_layer_omega;
   t.size_bytes = (t.weight_bits + t.overhead_bits + 7) / 8 + plan.unquantized_bytes;
   t.avg_bits = numel > 0 ? static_cast<double>(t.weight_bits) / static_cast<double>(numel) : 0.0;
   return t;
@@ -130,7 +137,7 @@ Plan make_plan(const AllocProblem& problem, const Allocation& allocation, std::s
   p.optimizer_status = status_string(allocation.status);
   p.optimizer_work = allocation.work;
   p.unquantized_bytes = (problem.extra_bits + 7) / 8;
-  std::set<int> candidates;
+  std::set<int> candidates, act_candidates;
   for (std::size_t i = 0; i < n; ++i) {
     const AllocLayer& a = problem.layers[i];
     const PlanLayerInfo& in = info[i];
@@ -145,16 +152,31 @@ Plan make_plan(const AllocProblem& problem, const Allocation& allocation, std::s
     l.scheme = in.scheme;
     l.granularity = in.granularity;
     l.groups = in.groups;
+    l.transposed = in.transposed;
     l.sensitivity = in.sensitivity;
     l.negative_top_eigenvalue = in.negative_top_eigenvalue;
     l.numel = a.numel;
     l.macs = a.macs;
     l.pinned = problem.pinned.count(a.name) > 0;
     bool found = false;
-    for (const BitOption& o : a.options) {
+    const int act = allocation.act_bits.empty() ? -1 : allocation.act_bits[i];
+    for (std::size_t k = 0; k < a.options.size(); ++k) {
+      const BitOption& o = a.options[k];
       candidates.insert(o.bits);
-      if (o.bits == l.bits) {
-        l.omega = o.omega;
+      if (o.act_bits > 0) act_candidates.insert(o.act_bits);
+      const int oact = o.act_bits > 0 ? o.act_bits : problem.act_bits;
+      if (!found && o.bits == l.bits && (act < 0 || oact == act)) {
+        const double act_part = k < in.act_omega.size() ? in.act_omega[k] : 0.0;
+        l.omega = o.omega - act_part;
+        if (o.act_bits > 0) {
+          l.act_bits = o.act_bits;
+          l.act_scheme = in.act_scheme;
+          l.act_lo = in.act_lo;
+          l.act_hi = in.act_hi;
+          l.act_numel = in.act_numel;
+          l.act_sensitivity = in.act_sensitivity;
+          l.act_omega = act_part;
+        }
         found = true;
       }
     }
@@ -164,6 +186,8 @@ Plan make_plan(const AllocProblem& problem, const Allocation& allocation, std::s
     p.layers.push_back(std::move(l));
   }
   p.candidate_bits.assign(candidates.begin(), candidates.end());
+  p.act_candidate_bits.assign(act_candidates.begin(), act_candidates.end());
+  p.inter_layer_omega = allocation.chain_omega;
   p.totals = compute_totals(p);
   return p;
 }
@@ -179,9 +203,16 @@ json plan_to_json(const Plan& plan) {
   j["sensitivity"] = plan.sensitivity_kind;
   j["order"] = plan.order;
   if (plan.order_seed) j["order_seed"] = *plan.order_seed;
+  if (plan.hessian_omega) j["hessian_omega"] = *plan.hessian_omega;
   if (plan.measured_omega) j["measured_omega"] = *plan.measured_omega;
+  if (plan.inter_layer_omega != 0.0) j["inter_layer_omega"] = plan.inter_layer_omega;
+  if (!plan.fine_tune_order.empty()) j["fine_tune_order"] = plan.fine_tune_order;
+  if (!plan.selection.is_null()) j["selection"] = plan.selection;
+  if (!plan.activations.is_null()) j["activations"] = plan.activations;
+  if (!plan.measurement.is_null()) j["measurement"] = plan.measurement;
   j["act_bits"] = plan.act_bits;
   j["candidate_bits"] = plan.candidate_bits;
+  if (!plan.act_candidate_bits.empty()) j["act_candidate_bits"] = plan.act_candidate_bits;
   j["budget"] =
       plan.budget ? json{{"kind", to_string(plan.budget->kind)}, {"value", plan.budget->value}} : json(nullptr);
   j["shared"] = plan.shared;
@@ -190,17 +221,28 @@ json plan_to_json(const Plan& plan) {
   j["unquantized_bytes"] = plan.unquantized_bytes;
   json layers = json::array();
   for (const PlanLayer& l : plan.layers) {
-    layers.push_back({{"name", l.name},
-                      {"bits", l.bits},
-                      {"scheme", to_string(l.scheme)},
-                      {"granularity", to_string(l.granularity)},
-                      {"groups", l.groups},
-                      {"sensitivity", l.sensitivity},
-                      {"negative_top_eigenvalue", l.negative_top_eigenvalue},
-                      {"omega", l.omega},
-                      {"numel", l.numel},
-                      {"macs", l.macs},
-                      {"pinned", l.pinned}});
+    json o{{"name", l.name},
+           {"bits", l.bits},
+           {"scheme", to_string(l.scheme)},
+           {"granularity", to_string(l.granularity)},
+           {"groups", l.groups},
+           {"sensitivity", l.sensitivity},
+           {"negative_top_eigenvalue", l.negative_top_eigenvalue},
+           {"omega", l.omega},
+           {"numel", l.numel},
+           {"macs", l.macs},
+           {"pinned", l.pinned}};
+    if (l.transposed) o["transposed"] = true;
+    if (l.act_bits > 0) {
+      o["act_bits"] = l.act_bits;
+      o["act_scheme"] = to_string(l.act_scheme);
+      o["act_lo"] = l.act_lo;
+      o["act_hi"] = l.act_hi;
+      o["act_numel"] = l.act_numel;
+      o["act_sensitivity"] = l.act_sensitivity;
+      o["act_omega"] = l.act_omega;
+    }
+    layers.push_back(std::move(o));
   }
   j["layers"] = std::move(layers);
   j["totals"] = {{"size_bytes", plan.totals.size_bytes},
@@ -222,8 +264,8 @@ Plan plan_from_json(const json& j, const std::string& source) {
   }
   Plan p;
   p.schema_version = static_cast<int>(r.integer(r.key(j, "schema_version", ""), "schema_version", 0, 1 << 20));
-  if (p.schema_version != kPlanSchemaVersion)
-    r.fail("schema_version", std::to_string(p.schema_version) + " is not supported (this curv reads " +
+  if (p.schema_version < 1 || p.schema_version > kPlanSchemaVersion)
+    r.fail("schema_version", std::to_string(p.schema_version) + " is not supported (this curv reads 1.." +
                                  std::to_string(kPlanSchemaVersion) + ")");
   p.curv_version = r.string(r.key(j, "curv_version", ""), "curv_version");
   if (const json* v = r.optional(j, "created_utc")) p.created_utc = r.string(*v, "created_utc");
@@ -254,8 +296,19 @@ Plan plan_from_json(const json& j, const std::string& source) {
     }
   }
   if (const json* v = r.optional(j, "order_seed")) p.order_seed = r.integer(*v, "order_seed", 0, kMaxInt);
+  if (const json* v = r.optional(j, "hessian_omega")) p.hessian_omega = r.number(*v, "hessian_omega");
   if (const json* v = r.optional(j, "measured_omega")) p.measured_omega = r.number(*v, "measured_omega");
+  if (const json* v = r.optional(j, "inter_layer_omega")) p.inter_layer_omega = r.number(*v, "inter_layer_omega");
+  if (const json* v = r.optional(j, "selection")) p.selection = r.object(*v, "selection");
+  if (const json* v = r.optional(j, "activations")) p.activations = r.object(*v, "activations");
+  if (const json* v = r.optional(j, "measurement")) p.measurement = r.object(*v, "measurement");
   p.act_bits = static_cast<int>(r.integer(r.key(j, "act_bits", ""), "act_bits", 1, 32));
+  if (const json* v = r.optional(j, "act_candidate_bits")) {
+    r.array(*v, "act_candidate_bits");
+    for (std::size_t i = 0; i < v->size(); ++i)
+      p.act_candidate_bits.push_back(
+          static_cast<int>(r.integer((*v)[i], "act_candidate_bits[" + std::to_string(i) + "]", kMinBits, kMaxBits)));
+  }
   if (const json* v = r.optional(j, "candidate_bits")) {
     r.array(*v, "candidate_bits");
     for (std::size_t i = 0; i < v->size(); ++i)
@@ -315,7 +368,33 @@ Plan plan_from_json(const json& j, const std::string& source) {
     l.omega = r.number(r.key(o, "omega", w), w + ".omega");
     l.macs = r.integer(r.key(o, "macs", w), w + ".macs", 0, kMaxInt / (kMaxBits * 32));
     if (const json* v = r.optional(o, "pinned")) l.pinned = r.boolean(*v, w + ".pinned");
+    if (const json* v = r.optional(o, "transposed")) l.transposed = r.boolean(*v, w + ".transposed");
+    if (const json* v = r.optional(o, "act_bits")) {
+      l.act_bits = static_cast<int>(r.integer(*v, w + ".act_bits", kMinBits, kMaxBits));
+      try {
+        l.act_scheme = scheme_from_string(r.string(r.key(o, "act_scheme", w), w + ".act_scheme"));
+      } catch (const std::invalid_argument& e) {
+        r.fail(w + ".act_scheme", e.what());
+      }
+      l.act_lo = r.number(r.key(o, "act_lo", w), w + ".act_lo");
+      l.act_hi = r.number(r.key(o, "act_hi", w), w + ".act_hi");
+      if (!std::isfinite(l.act_lo) || !std::isfinite(l.act_hi) || !(l.act_lo <= l.act_hi))
+        r.fail(w + ".act_lo", "the activation range [" + json(l.act_lo).dump() + ", " + json(l.act_hi).dump() +
+                                  "] is not a finite interval");
+      l.act_numel = r.integer(r.key(o, "act_numel", w), w + ".act_numel", 1, kMaxInt);
+      l.act_sensitivity = r.number(r.key(o, "act_sensitivity", w), w + ".act_sensitivity");
+      l.act_omega = r.number(r.key(o, "act_omega", w), w + ".act_omega");
+    }
     p.layers.push_back(std::move(l));
+  }
+  if (const json* v = r.optional(j, "fine_tune_order")) {
+    r.array(*v, "fine_tune_order");
+    for (std::size_t i = 0; i < v->size(); ++i) {
+      const std::string where = "fine_tune_order[" + std::to_string(i) + "]";
+      const std::string name = r.string((*v)[i], where);
+      if (!index.count(name)) r.fail(where, "unknown layer \"" + name + "\"");
+      p.fine_tune_order.push_back(name);
+    }
   }
 
   if (const json* v = r.optional(j, "shared")) {
@@ -394,8 +473,13 @@ Plan read_plan(const std::string& path) {
   return plan_from_json(j, path);
 }
 
-void check_plan_model(const Plan& plan, const std::string& plan_path, const std::string& model_path) {
+void check_plan_model(const Plan& plan, const std::string& plan_path, const std::string& model_path,
+                      const std::map<std::string, std::string>* model_meta) {
   const std::string sha = sha256_file(model_path);
+  if (model_meta) {
+    const auto it = model_meta->find(kFineTunedForKey);
+    if (it != model_meta->end() && it->second == plan.model_sha256) return;
+  }
   if (sha != plan.model_sha256)
     throw std::runtime_error(plan_path + ": plan was made for a model with sha256 " + plan.model_sha256 + ", but " +
                              model_path + " has sha256 " + sha);

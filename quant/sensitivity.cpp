@@ -17,11 +17,23 @@ void check_finite(double x, const char* what) {
 
 }  // namespace
 
-Sensitivity eig_sensitivity(double lambda_max) {
+Sensitivity eig_sensitivity(double lambda_max, std::int64_t numel) {
   check_finite(lambda_max, "lambda_max");
+  if (numel < 1) throw std::invalid_argument("numel (= " + std::to_string(numel) + ") must be >= 1");
   Sensitivity s;
   s.kind = SensitivityKind::Eig;
+  s.value = lambda_max / static_cast<double>(numel);
+  s.lambda_max = lambda_max;
+  s.negative_top_eigenvalue = lambda_max < 0.0;
+  return s;
+}
+
+Sensitivity eig_bound_sensitivity(double lambda_max) {
+  check_finite(lambda_max, "lambda_max");
+  Sensitivity s;
+  s.kind = SensitivityKind::EigBound;
   s.value = lambda_max;
+  s.lambda_max = lambda_max;
   s.negative_top_eigenvalue = lambda_max < 0.0;
   return s;
 }
@@ -32,8 +44,10 @@ Sensitivity trace_sensitivity(double trace, std::int64_t numel, std::optional<do
   Sensitivity s;
   s.kind = SensitivityKind::Trace;
   s.value = trace / static_cast<double>(numel);
+  s.trace = trace;
   if (lambda_max) {
     check_finite(*lambda_max, "lambda_max");
+    s.lambda_max = *lambda_max;
     s.negative_top_eigenvalue = *lambda_max < 0.0;
   }
   return s;
@@ -54,7 +68,8 @@ Sensitivity eig_stats_sensitivity(std::span<const double> lambda_max_per_subset)
   double ss = 0.0;
   for (double l : lambda_max_per_subset) ss += (l - s.mean) * (l - s.mean);
   s.stddev = std::sqrt(ss / s.subsets);
-  s.value = s.mean + s.stddev;
+  s.value = std::abs(s.mean) + s.stddev;
+  s.lambda_max = s.mean;
   return s;
 }
 
@@ -67,7 +82,7 @@ std::vector<double> loss_increase(double s, std::span<const T> w, std::span<cons
   for (int b : bits) {
     QuantSpec q = spec;
     q.bits = b;
-    omega.push_back(s * quantization_error_sq(w, shape, q));
+    omega.push_back(0.5 * s * quantization_error_sq(w, shape, q));
   }
   return omega;
 }
@@ -76,6 +91,8 @@ std::string to_string(SensitivityKind kind) {
   switch (kind) {
     case SensitivityKind::Eig:
       return "eig";
+    case SensitivityKind::EigBound:
+      return "eig-bound";
     case SensitivityKind::Trace:
       return "trace";
     case SensitivityKind::EigStats:
@@ -86,9 +103,10 @@ std::string to_string(SensitivityKind kind) {
 
 SensitivityKind sensitivity_kind_from_string(std::string_view s) {
   if (s == "eig") return SensitivityKind::Eig;
+  if (s == "eig-bound") return SensitivityKind::EigBound;
   if (s == "trace") return SensitivityKind::Trace;
   if (s == "eig-stats") return SensitivityKind::EigStats;
-  throw std::invalid_argument("sensitivity \"" + std::string(s) + "\" is not one of eig, trace, eig-stats");
+  throw std::invalid_argument("sensitivity \"" + std::string(s) + "\" is not one of eig, eig-bound, trace, eig-stats");
 }
 
 std::vector<double> reorder_sensitivities(std::span<const double> s, SensitivityOrder order, std::uint64_t seed) {
@@ -105,6 +123,11 @@ std::vector<double> reorder_sensitivities(std::span<const double> s, Sensitivity
   } else if (order == SensitivityOrder::Random) {
     std::mt19937_64 rng(seed);
     for (std::size_t i = n; i > 1; --i) std::swap(out[i - 1], out[rng() % i]);
+  } else if (order == SensitivityOrder::Equal && n > 0) {
+    double mean = 0.0, mean_abs = 0.0;
+    for (double x : s) mean += x / static_cast<double>(n), mean_abs += std::abs(x) / static_cast<double>(n);
+    const double v = mean > 0.0 ? mean : mean_abs > 0.0 ? mean_abs : 1.0;
+    std::fill(out.begin(), out.end(), v);
   }
   return out;
 }
@@ -117,6 +140,8 @@ std::string to_string(SensitivityOrder order) {
       return "reverse";
     case SensitivityOrder::Random:
       return "random";
+    case SensitivityOrder::Equal:
+      return "equal";
   }
   return "?";
 }
@@ -125,7 +150,8 @@ SensitivityOrder sensitivity_order_from_string(std::string_view s) {
   if (s == "hessian") return SensitivityOrder::Hessian;
   if (s == "reverse") return SensitivityOrder::Reverse;
   if (s == "random") return SensitivityOrder::Random;
-  throw std::invalid_argument("order \"" + std::string(s) + "\" is not one of hessian, reverse, random");
+  if (s == "equal") return SensitivityOrder::Equal;
+  throw std::invalid_argument("order \"" + std::string(s) + "\" is not one of hessian, reverse, random, equal");
 }
 
 template std::vector<double> loss_increase<float>(double, std::span<const float>, std::span<const std::int64_t>,

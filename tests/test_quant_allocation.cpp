@@ -421,7 +421,7 @@ TEST_CASE("order: hessian keeps, reverse rank-reverses, random permutes reproduc
   CHECK(to_string(SensitivityOrder::Reverse) == "reverse");
   CHECK(sensitivity_order_from_string("random") == SensitivityOrder::Random);
   CHECK_THROWS_WITH_AS(sensitivity_order_from_string("inverse"),
-                       "order \"inverse\" is not one of hessian, reverse, random", std::invalid_argument);
+                       "order \"inverse\" is not one of hessian, reverse, random, equal", std::invalid_argument);
   const std::vector<double> nan{1.0, std::numeric_limits<double>::quiet_NaN()};
   CHECK_THROWS_AS(reorder_sensitivities(nan, SensitivityOrder::Reverse), std::invalid_argument);
 }
@@ -478,5 +478,168 @@ TEST_CASE("order: the reverse plan gives the most bits to the least sensitive la
     CHECK(a.avg_bits <= budget.value * (1 + kBudgetSlack));
     CHECK(a.bits == solve(SensitivityOrder::Random, seed).bits);
     CHECK(predicted_omega(p, err, s, a.bits) >= predicted_omega(p, err, s, h.bits));
+  }
+}
+
+// ---- inter-layer terms: a chain of pairwise terms stays an exact dynamic program ----------------
+
+namespace {
+
+// All assignments of a problem with chain terms: (size cost, bops cost, omega incl. chain terms).
+std::vector<std::tuple<std::int64_t, std::int64_t, double, std::vector<std::size_t>>> enumerate_chain(
+    const AllocProblem& p) {
+  std::vector<std::tuple<std::int64_t, std::int64_t, double, std::vector<std::size_t>>> all;
+  const std::size_t L = p.layers.size();
+  std::vector<std::size_t> idx(L, 0);
+  for (;;) {
+    bool ok = true;
+    for (std::size_t i = 0; i < L; ++i) {
+      const auto pin = p.pinned.find(p.layers[i].name);
+      ok = ok && (pin == p.pinned.end() || p.layers[i].options[idx[i]].bits == pin->second);
+    }
+    if (ok) {
+      std::int64_t size = 0, bops = 0;
+      double omega = 0.0;
+      for (std::size_t i = 0; i < L; ++i) {
+        const BitOption& o = p.layers[i].options[idx[i]];
+        size += p.layers[i].numel * o.bits;
+        bops += p.layers[i].macs * o.bits * (o.act_bits ? o.act_bits : p.act_bits);
+        omega += o.omega;
+        if (i + 1 < L && !p.chain.empty()) omega += p.chain[i][idx[i]][idx[i + 1]];
+      }
+      all.emplace_back(size, bops, omega, idx);
+    }
+    std::size_t k = 0;
+    while (k < L && ++idx[k] == p.layers[k].options.size()) idx[k++] = 0;
+    if (k == L) break;
+  }
+  return all;
+}
+
+AllocProblem chain_problem(std::mt19937& rng, int layers, int choices) {
+  std::uniform_int_distribution<int> numel(1, 50), macs(0, 300), coin(0, 3);
+  std::normal_distribution<double> normal;
+  const std::vector<int> pool{2, 3, 4, 8};
+  AllocProblem p;
+  for (int i = 0; i < layers; ++i) {
+    AllocLayer l;
+    l.name = "l" + std::to_string(i);
+    l.numel = numel(rng);
+    l.macs = macs(rng);
+    const double s = std::exp(normal(rng));
+    for (int c = 0; c < choices; ++c)
+      l.options.push_back({pool[c], s * double(l.numel) * std::pow(4.0, -pool[c]) * (1 + 0.2 * normal(rng))});
+    std::shuffle(l.options.begin(), l.options.end(), rng);
+    p.layers.push_back(std::move(l));
+  }
+  // Signed pair terms of the size of the diagonal ones (they can flip a choice).
+  for (int i = 0; i + 1 < layers; ++i) {
+    std::vector<std::vector<double>> c(choices, std::vector<double>(choices));
+    for (auto& row : c)
+      for (double& x : row) x = 0.05 * normal(rng) * double(p.layers[i].numel + p.layers[i + 1].numel) / 16.0;
+    p.chain.push_back(std::move(c));
+  }
+  if (coin(rng) == 0) p.pinned[p.layers[2].name] = p.layers[2].options[1].bits;
+  return p;
+}
+
+}  // namespace
+
+TEST_CASE("allocator: with inter-layer chain terms the DP equals enumeration (6 layers x 4 choices)") {
+  std::mt19937 rng(77);
+  int checked = 0;
+  for (int trial = 0; trial < 60; ++trial) {
+    const AllocProblem p = chain_problem(rng, 6, 4);
+    const auto all = enumerate_chain(p);
+    const BitAllocator alloc(p);
+    std::int64_t total = 0, max_size = 0, min_size = std::numeric_limits<std::int64_t>::max();
+    for (const auto& l : p.layers) total += l.numel;
+    for (const auto& t : all) max_size = std::max(max_size, std::get<0>(t)), min_size = std::min(min_size, std::get<0>(t));
+    double scale = 1e-300;
+    for (const auto& t : all) scale = std::max(scale, std::abs(std::get<2>(t)));
+    for (int k = 0; k < 5; ++k) {
+      const double avg = (min_size + (max_size - min_size) * (k + 0.5) / 5.0) / double(total);
+      double best = std::numeric_limits<double>::infinity();
+      for (const auto& t : all)
+        if (double(std::get<0>(t)) <= avg * double(total) * (1 + kBudgetSlack)) best = std::min(best, std::get<2>(t));
+      const Allocation a = alloc.solve({BudgetKind::AvgBits, avg});
+      INFO("trial ", trial, " budget ", avg, " dp ", a.omega, " enumeration ", best);
+      CHECK(a.method == "chain-dp");
+      CHECK(std::abs(a.omega - best) <= kOmegaRelTol * scale);
+      CHECK(a.avg_bits <= avg * (1 + kBudgetSlack));
+      // The reported chain part is the sum of the pair terms of the chosen options.
+      double chain = 0.0;
+      for (std::size_t i = 0; i + 1 < p.layers.size(); ++i) {
+        auto opt = [&](std::size_t l, int bits) {
+          for (std::size_t o = 0; o < p.layers[l].options.size(); ++o)
+            if (p.layers[l].options[o].bits == bits) return o;
+          return std::size_t(0);
+        };
+        chain += p.chain[i][opt(i, a.bits[i])][opt(i + 1, a.bits[i + 1])];
+      }
+      CHECK(a.chain_omega == doctest::Approx(chain).epsilon(1e-12));
+      ++checked;
+    }
+    // The frontier equals the enumerated non-dominated set (cost strictly up, omega strictly down).
+    std::map<std::int64_t, double> best_at;
+    for (const auto& t : all) {
+      auto [it, fresh] = best_at.emplace(std::get<0>(t), std::get<2>(t));
+      if (!fresh) it->second = std::min(it->second, std::get<2>(t));
+    }
+    std::vector<std::pair<std::int64_t, double>> want;
+    for (const auto& [c, w] : best_at)
+      if (want.empty() || w < want.back().second - kOmegaRelTol * scale) want.push_back({c, w});
+    const ParetoFrontier f = alloc.pareto_frontier();
+    REQUIRE(f.points.size() == want.size());
+    for (std::size_t k = 0; k < want.size(); ++k) {
+      CHECK(f.points[k].weight_bits == want[k].first);
+      CHECK(std::abs(f.points[k].omega - want[k].second) <= kOmegaRelTol * scale);
+    }
+  }
+  CHECK(checked == 300);
+  // Chains exclude shared groups and need one matrix per adjacent pair.
+  AllocProblem p = chain_problem(rng, 3, 2);
+  p.shared = {{"l0", "l1"}};
+  CHECK_THROWS_WITH_AS(BitAllocator{p}, "inter-layer terms cannot be combined with shared groups", std::invalid_argument);
+  p.shared.clear();
+  p.chain.pop_back();
+  CHECK_THROWS_AS(BitAllocator{p}, std::invalid_argument);
+}
+
+TEST_CASE("allocator: joint weight and activation widths under a BOPs budget equal brute force") {
+  std::mt19937 rng(5);
+  std::uniform_int_distribution<int> numel(1, 40), macs(1, 500);
+  std::normal_distribution<double> normal;
+  for (int trial = 0; trial < 40; ++trial) {
+    AllocProblem p;
+    p.act_bits = 8;
+    for (int i = 0; i < 5; ++i) {
+      AllocLayer l;
+      l.name = "l" + std::to_string(i);
+      l.numel = numel(rng);
+      l.macs = macs(rng);
+      const double sw = std::exp(normal(rng)), sa = std::exp(normal(rng));
+      for (int b : {2, 4, 8})
+        for (int a : {4, 8}) l.options.push_back({b, sw * std::pow(4.0, -b) + sa * std::pow(4.0, -a), a});
+      p.layers.push_back(std::move(l));
+    }
+    const auto all = enumerate_chain(p);
+    std::int64_t lo = std::numeric_limits<std::int64_t>::max(), hi = 0;
+    for (const auto& t : all) lo = std::min(lo, std::get<1>(t)), hi = std::max(hi, std::get<1>(t));
+    const double g = (lo + 0.6 * (hi - lo)) / 1e9;
+    double best = std::numeric_limits<double>::infinity();
+    for (const auto& t : all)
+      if (double(std::get<1>(t)) <= g * 1e9 * (1 + kBudgetSlack)) best = std::min(best, std::get<2>(t));
+    const BitAllocator alloc(p);
+    const Allocation a = alloc.solve({BudgetKind::GBops, g});
+    CHECK(a.omega == doctest::Approx(best).epsilon(1e-12));
+    CHECK(double(a.bops) <= g * 1e9 * (1 + kBudgetSlack));
+    std::int64_t bops = 0;
+    for (std::size_t i = 0; i < p.layers.size(); ++i) bops += p.layers[i].macs * a.bits[i] * a.act_bits[i];
+    CHECK(bops == a.bops);
+    // The same weight width twice with one activation width is refused.
+    AllocProblem dup = p;
+    dup.layers[0].options.push_back(dup.layers[0].options[0]);
+    CHECK_THROWS_WITH_AS(BitAllocator{dup}, "layer l0: 2/4 bits is listed twice", std::invalid_argument);
   }
 }

@@ -35,8 +35,15 @@ Plan sample_plan() {
   p.extra_bits = 32 * 84;
   const BitAllocator alloc(p);
   const Allocation a = alloc.solve({BudgetKind::AvgBits, 4.0});
-  std::vector<PlanLayerInfo> info(4, PlanLayerInfo{Scheme::Symmetric, Granularity::PerChannel, 16, 1.5, false});
-  info[3] = {Scheme::Asymmetric, Granularity::Group, 2, -0.25, true};
+  PlanLayerInfo conv;
+  conv.groups = 16;
+  conv.sensitivity = 1.5;
+  std::vector<PlanLayerInfo> info(4, conv);
+  info[3].scheme = Scheme::Asymmetric;
+  info[3].granularity = Granularity::Group;
+  info[3].groups = 2;
+  info[3].sensitivity = -0.25;
+  info[3].negative_top_eigenvalue = true;
   Plan plan = make_plan(p, a, info);
   plan.command = "curv quant plan model.onnx --data fashion-mnist:train --avg-bits 4";
   plan.model_path = "model.onnx";
@@ -114,8 +121,8 @@ TEST_CASE("plan: corrupt, foreign or wrong-schema files raise \"<path>: <what is
   expect("expected an object, got array [1,2,3]");
   with([](auto& j) { j["format"] = "curv-spectrum"; });
   expect("not a curv quantization plan (expected \"format\": \"curv-quant-plan\")");
-  with([](auto& j) { j["schema_version"] = 2; });
-  expect("schema_version: 2 is not supported (this curv reads 1)");
+  with([](auto& j) { j["schema_version"] = 3; });
+  expect("schema_version: 3 is not supported (this curv reads 1..2)");
   with([](auto& j) { j["layers"][0].erase("bits"); });
   expect("layers[0].bits: missing");
   with([](auto& j) { j["layers"][1]["bits"] = "4"; });
@@ -129,7 +136,7 @@ TEST_CASE("plan: corrupt, foreign or wrong-schema files raise \"<path>: <what is
   with([](auto& j) { j["model"]["sha256"] = "xyz"; });
   expect("model.sha256: \"xyz\" is not 64 lower-case hex digits");
   with([](auto& j) { j["order"] = "inverse"; });
-  expect("order: order \"inverse\" is not one of hessian, reverse, random");
+  expect("order: order \"inverse\" is not one of hessian, reverse, random, equal");
   with([](auto& j) { j["order_seed"] = -1; });
   expect("order_seed: -1 is outside 0..9223372036854775807");
   with([](auto& j) { j["layers"] = nlohmann::json::array(); });

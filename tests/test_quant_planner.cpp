@@ -3,20 +3,28 @@
 // sensitivity work, the baseline orders, and the evaluation of a quantized model.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <limits>
 #include <stdexcept>
 #include <vector>
 
+#include "quant/act_quantizer.h"
+#include "quant/activation.h"
+#include "quant/inter_layer.h"
 #include "quant/model_quant.h"
 #include "quant/planner.h"
 #include "quant/quantized_eval.h"
+#include "quant/selection.h"
 #include "src/core/builder.h"
 #include "src/io/data_io.h"
+#include "src/train/trainer.h"
+#include "test_util.h"
 
 using namespace curv;
 using namespace curv::quant;
+using curv_test::thrown_message;
 
 namespace {
 
@@ -91,7 +99,7 @@ TEST_CASE("QuantPlanner: the plan for given sensitivities is the brute-force opt
   CHECK(r.plan.sensitivity_kind == "trace");
   CHECK(r.plan.order == "hessian");
   CHECK_FALSE(r.plan.order_seed);
-  CHECK(*r.plan.measured_omega == doctest::Approx(r.plan.totals.predicted_omega).epsilon(kOmegaRelTol));
+  CHECK(*r.plan.hessian_omega == doctest::Approx(r.plan.totals.predicted_omega).epsilon(kOmegaRelTol));
   CHECK(r.plan.candidate_bits == o.candidate_bits);
   REQUIRE(r.plan.budget);
   CHECK(r.plan.budget->value == 3.5);
@@ -159,7 +167,7 @@ TEST_CASE("QuantPlanner: pins, infeasible budgets before any sensitivity, baseli
     CHECK(r.plan.layers[0].sensitivity == 0.5);   // middle rank stays
     CHECK(r.plan.layers[1].sensitivity == 0.02);  // most sensitive gets the smallest value
     CHECK(r.plan.layers[2].sensitivity == 4.0);
-    CHECK(*r.plan.measured_omega >= h.plan.totals.predicted_omega * (1 - 1e-12));
+    CHECK(*r.plan.hessian_omega >= h.plan.totals.predicted_omega * (1 - 1e-12));
     o.order = SensitivityOrder::Random;
     o.order_seed = 9;
     const PlanResult x = QuantPlanner(m, o).plan(given(s));
@@ -187,4 +195,287 @@ TEST_CASE("evaluate_quantized equals apply_plan then evaluate, and 8 bits barely
   const double q8 = evaluate_quantized(m, d, uniform_plan(m, 8, Scheme::Symmetric, Granularity::PerChannel, 1), oo).loss;
   CHECK(std::abs(q8 - fp) < 1e-2 * std::abs(fp));
   CHECK(std::abs(got.loss - fp) > std::abs(q8 - fp));  // 4 bits move it more than 8
+}
+
+// ---- the one size model --------------------------------------------------------------------------
+
+TEST_CASE("size model: uniform b bits is feasible under --avg-bits b for every scheme and granularity") {
+  // Gemm weights (mlp), Conv weights (lenet), and a transposed MatMul weight (vit).
+  std::vector<Model> models{mlp(), build_arch("lenet", {1, 28, 28}, 10, 1), build_arch("vit:7-16-1-2", {1, 28, 28}, 10, 1)};
+  for (const Model& m : models) {
+    for (Scheme scheme : {Scheme::Symmetric, Scheme::Asymmetric})
+      for (Granularity g : {Granularity::PerTensor, Granularity::PerChannel, Granularity::Group})
+        for (int b = kMinBits; b <= kMaxBits; ++b) {
+          INFO(to_string(scheme), " ", to_string(g), " ", b, " bits");
+          PlannerOptions o;
+          o.spec.scheme = scheme;
+          o.spec.granularity = g;
+          o.spec.groups = 2;
+          o.candidate_bits = {b};
+          o.budget = {BudgetKind::AvgBits, double(b)};
+          QuantPlanner planner(m, o);  // does not throw: feasible
+          std::vector<double> ones(planner.layers().size(), 1.0);
+          const PlanResult r = planner.plan(given(ones));
+          CHECK(r.plan.totals.avg_bits == double(b));  // metadata never counts against it
+          // The same plan as quant eval --uniform b: same sizes.
+          const Plan u = uniform_plan(m, b, scheme, g, 2);
+          CHECK(u.totals.avg_bits == double(b));
+          CHECK(u.totals.size_bytes == r.plan.totals.size_bytes);
+          CHECK(u.totals.overhead_bits == r.plan.totals.overhead_bits);
+          // --size-kb at exactly that size is feasible too, and a byte less is not.
+          PlannerOptions s = o;
+          s.budget = {BudgetKind::SizeKB, double(u.totals.size_bytes) / 1024.0};
+          CHECK_NOTHROW(QuantPlanner(m, s));
+          s.budget = {BudgetKind::SizeKB, double(u.totals.size_bytes - 1) / 1024.0};
+          CHECK_THROWS_AS(QuantPlanner(m, s), InfeasibleBudget);
+        }
+    // With mixed candidates, the optimum under --avg-bits b is never below what a uniform b plan
+    // could use if Omega falls with bits: all-equal sensitivities on one layer size give uniform b.
+    PlannerOptions o;
+    o.candidate_bits = {2, 3, 4, 8};
+    o.budget = {BudgetKind::AvgBits, 3.0};
+    QuantPlanner planner(m, o);
+    const auto& layers = planner.layers();
+    CHECK(BitAllocator(planner.problem()).evaluate(std::vector<int>(layers.size(), 3)).avg_bits == 3.0);
+  }
+}
+
+// ---- activations, inter-layer terms, selection -------------------------------------------------------
+
+namespace {
+
+Dataset small_data(int n = 48, std::uint64_t seed = 4) {
+  DataOptions dopt;
+  dopt.seed = seed;
+  return load_dataset("random:6:4:" + std::to_string(n), dopt);
+}
+
+ObjectiveOptions f64() {
+  ObjectiveOptions oo;
+  oo.precision = Precision::Float64;
+  return oo;
+}
+
+// The dense Hessian over the listed parameters (in that order).
+Eigen::MatrixXd dense_hessian(const Model& m, const Dataset& d, const std::vector<int>& params) {
+  auto obj = Objective::create(m, d, f64());
+  std::int64_t n = 0;
+  for (int p : params) n += m.params()[p].size;
+  Eigen::MatrixXd H;
+  obj->product(Curvature::Hessian, Eigen::MatrixXd::Identity(n, n), H, params);
+  return 0.5 * (H + H.transpose());
+}
+
+}  // namespace
+
+TEST_CASE("inter-layer terms and measured_omega equal the dense Hessian's quadratic forms") {
+  const Model m = mlp();
+  const Dataset d = small_data();
+  const auto layers = quantizable_layers(m);
+  std::vector<int> params;
+  for (const auto& l : layers) params.push_back(l.param);
+  const Eigen::MatrixXd H = dense_hessian(m, d, params);
+  QuantSpec spec;
+  const std::vector<std::vector<int>> bits(layers.size(), std::vector<int>{2, 4});
+  const InterLayerTerms t = inter_layer_terms(m, d, layers, spec, bits, f64());
+  REQUIRE(t.c.size() == 2);
+  REQUIRE(t.diag.size() == 3);
+  CHECK(t.products == 6);
+  std::vector<std::int64_t> off{0};
+  for (const auto& l : layers) off.push_back(off.back() + l.numel);
+  for (std::size_t i = 0; i + 1 < layers.size(); ++i)
+    for (std::size_t x = 0; x < 2; ++x)
+      for (std::size_t y = 0; y < 2; ++y) {
+        QuantSpec a = spec, b = spec;
+        a.bits = bits[i][x];
+        b.bits = bits[i + 1][y];
+        const std::vector<double> da = quantization_delta(m, layers[i], a), db = quantization_delta(m, layers[i + 1], b);
+        const Eigen::Map<const Eigen::VectorXd> va(da.data(), layers[i].numel), vb(db.data(), layers[i + 1].numel);
+        const double want = va.dot(H.block(off[i], off[i + 1], layers[i].numel, layers[i + 1].numel) * vb);
+        CHECK(t.c[i][x][y] == doctest::Approx(want).epsilon(1e-9).scale(1e-6));
+      }
+  // The measured diagonal terms 1/2 dW_i^T H_ii dW_i, the last layer included.
+  for (std::size_t i = 0; i < layers.size(); ++i)
+    for (std::size_t x = 0; x < 2; ++x) {
+      QuantSpec a = spec;
+      a.bits = bits[i][x];
+      const std::vector<double> da = quantization_delta(m, layers[i], a);
+      const Eigen::Map<const Eigen::VectorXd> va(da.data(), layers[i].numel);
+      const double want = 0.5 * va.dot(H.block(off[i], off[i], layers[i].numel, layers[i].numel) * va);
+      CHECK(t.diag[i][x] == doctest::Approx(want).epsilon(1e-9).scale(1e-6));
+    }
+  // 1/2 dW^T H dW of a whole plan, one product.
+  const Plan plan = uniform_plan(m, 3, Scheme::Symmetric, Granularity::PerChannel, 1);
+  Eigen::VectorXd dw(off.back());
+  for (std::size_t i = 0; i < layers.size(); ++i) {
+    QuantSpec s = spec;
+    s.bits = 3;
+    const auto di = quantization_delta(m, layers[i], s);
+    dw.segment(off[i], layers[i].numel) = Eigen::Map<const Eigen::VectorXd>(di.data(), layers[i].numel);
+  }
+  CHECK(measured_omega(m, d, plan, f64()) == doctest::Approx(0.5 * dw.dot(H * dw)).epsilon(1e-9));
+}
+
+TEST_CASE("QuantPlanner with inter-layer terms: the plan is the enumerated optimum of diagonal + chain Omega") {
+  const Model m = mlp();
+  const Dataset d = small_data();
+  PlannerOptions o;
+  o.candidate_bits = {2, 3, 4, 8};
+  o.budget = {BudgetKind::AvgBits, 3.2};
+  QuantPlanner planner(m, o);
+  const auto& layers = planner.layers();
+  std::vector<std::vector<int>> widths;
+  for (std::size_t i = 0; i < layers.size(); ++i) widths.push_back(planner.weight_bits(i));
+  PlanInputs in;
+  in.chain = inter_layer_terms(m, d, layers, o.spec, widths, f64()).c;
+  const std::vector<double> s = {0.5, 4.0, 0.02};
+  const PlanResult r = planner.plan(given(s), in);
+  // Enumerate: 1/2 s_i e_i(b_i) + sum chain terms, within the budget.
+  const auto e = errors(m, layers, o.spec, o.candidate_bits);  // 1/2 e
+  std::int64_t total = 0;
+  for (const auto& l : layers) total += l.numel;
+  double best = std::numeric_limits<double>::infinity();
+  std::vector<int> best_bits;
+  for (std::size_t a = 0; a < 4; ++a)
+    for (std::size_t b = 0; b < 4; ++b)
+      for (std::size_t c = 0; c < 4; ++c) {
+        const std::size_t k[3] = {a, b, c};
+        std::int64_t wb = 0;
+        double w = 0.0;
+        for (std::size_t i = 0; i < 3; ++i) wb += layers[i].numel * o.candidate_bits[k[i]], w += s[i] * e[i][k[i]];
+        auto wi = [&](std::size_t i, std::size_t kk) {
+          return std::find(widths[i].begin(), widths[i].end(), o.candidate_bits[kk]) - widths[i].begin();
+        };
+        w += in.chain[0][wi(0, a)][wi(1, b)] + in.chain[1][wi(1, b)][wi(2, c)];
+        if (double(wb) <= 3.2 * double(total) * (1 + 1e-12) && w < best)
+          best = w, best_bits = {o.candidate_bits[a], o.candidate_bits[b], o.candidate_bits[c]};
+      }
+  CHECK(r.plan.totals.predicted_omega == doctest::Approx(best).epsilon(1e-10));
+  std::vector<int> got;
+  for (const auto& l : r.plan.layers) got.push_back(l.bits);
+  CHECK(got == best_bits);
+  CHECK(r.plan.optimizer_method == "chain-dp");
+  CHECK(r.plan.inter_layer_omega != 0.0);
+  // With measured diagonal terms too, Omega is the block-tridiagonal quadratic form 1/2 dW^T H dW
+  // restricted to adjacent blocks: check it against the dense Hessian for the chosen plan.
+  const InterLayerTerms t = inter_layer_terms(m, d, layers, o.spec, widths, f64());
+  in.diag = t.diag;
+  const PlanResult q = planner.plan(given(s), in);
+  std::vector<int> params;
+  for (const auto& l : layers) params.push_back(l.param);
+  const Eigen::MatrixXd H = dense_hessian(m, d, params);
+  Eigen::MatrixXd T = H;
+  std::vector<std::int64_t> off{0};
+  for (const auto& l : layers) off.push_back(off.back() + l.numel);
+  T.block(off[0], off[2], layers[0].numel, layers[2].numel).setZero();  // not adjacent
+  T.block(off[2], off[0], layers[2].numel, layers[0].numel).setZero();
+  Eigen::VectorXd dw(off.back());
+  for (std::size_t i = 0; i < layers.size(); ++i) {
+    QuantSpec qs = o.spec;
+    qs.bits = q.plan.layers[i].bits;
+    const auto di = quantization_delta(m, layers[i], qs);
+    dw.segment(off[i], layers[i].numel) = Eigen::Map<const Eigen::VectorXd>(di.data(), layers[i].numel);
+  }
+  CHECK(q.plan.totals.predicted_omega == doctest::Approx(0.5 * dw.dot(T * dw)).epsilon(1e-9));
+}
+
+TEST_CASE("measured selection and --max-drop pick frontier plans by their calibration loss and accuracy") {
+  // A model that fits its calibration data, so that low bit widths cost accuracy.
+  const Dataset calib = small_data(60, 9);
+  TrainOptions to;
+  to.epochs = 150;
+  to.batch_size = 0;
+  to.optimizer.kind = OptimizerKind::Adam;
+  to.schedule.lr = 0.03;
+  to.objective = f64();
+  Trainer trainer(mlp(), calib, nullptr, to);
+  REQUIRE(trainer.run());
+  const Model m = trainer.eval_model();
+  REQUIRE(trainer.evaluate(calib).accuracy > 0.8);
+  PlannerOptions o;
+  o.candidate_bits = {2, 3, 4, 8};
+  o.budget = {BudgetKind::AvgBits, 4.0};
+  QuantPlanner planner(m, o);
+  const PlanResult r = planner.plan(given({0.5, 4.0, 0.02}));
+  SUBCASE("measured: the K points nearest the budget and the widest uniform plan, lowest loss wins") {
+    const SelectionResult s = select_measured(planner, r, m, calib, 3, f64(), o.budget);
+    REQUIRE(s.evaluated.size() == 4);
+    double best = std::numeric_limits<double>::infinity();
+    for (const auto& e : s.evaluated) {
+      best = std::min(best, e.eval.loss);
+      CHECK(e.avg_bits <= 4.0 + 1e-12);
+      const Plan p = e.point < r.frontier.points.size() ? planner.plan_for(r, r.frontier.points[e.point]) : s.plan;
+      if (e.point < r.frontier.points.size()) CHECK(evaluate_quantized(m, calib, p, f64()).loss == e.eval.loss);
+    }
+    CHECK(s.evaluated.back().point == r.frontier.points.size());  // the uniform candidate
+    CHECK(s.evaluated.back().avg_bits == 4.0);
+    CHECK(evaluate_quantized(m, calib, s.plan, f64()).loss == best);
+    CHECK(s.plan.selection["method"] == "measured");
+    CHECK(s.plan.selection["evaluated"].size() == 4);
+  }
+  SUBCASE("max-drop: the bisection's plan meets the drop, and an impossible drop names the best one") {
+    const SelectionResult s = select_max_drop(planner, r, m, calib, 5.0, f64(), std::nullopt);
+    const EvalResult ref = Objective::create(m, calib, f64())->evaluate();
+    const EvalResult got = evaluate_quantized(m, calib, s.plan, f64());
+    CHECK(100.0 * (ref.accuracy - got.accuracy) <= 5.0);
+    // Bisection over the cost-ordered frontier: every evaluated point below the chosen one failed.
+    for (const auto& e : s.evaluated)
+      if (e.point < s.chosen) CHECK(100.0 * (ref.accuracy - e.eval.accuracy) > 5.0);
+    CHECK(s.evaluated.size() <= 2 + static_cast<std::size_t>(std::ceil(std::log2(double(r.frontier.points.size())))));
+    PlannerOptions tight = o;
+    tight.candidate_bits = {2};
+    tight.budget = {BudgetKind::AvgBits, 2.0};
+    QuantPlanner p2(m, tight);
+    const PlanResult r2 = p2.plan(given({0.5, 4.0, 0.02}));
+    REQUIRE(r2.frontier.points.size() == 1);
+    const double d2 = 100.0 * (ref.accuracy - evaluate_quantized(m, calib, r2.plan, f64()).accuracy);
+    REQUIRE(d2 > 0.0);  // 2 bits lose accuracy on this model and data
+    const std::string msg =
+        thrown_message<std::invalid_argument>([&] { select_max_drop(p2, r2, m, calib, d2 / 2, f64(), std::nullopt); });
+    INFO(msg);
+    CHECK(msg.find("no frontier point is within a drop of") != std::string::npos);
+    CHECK(msg.find("accuracy points: the largest one") != std::string::npos);
+  }
+}
+
+TEST_CASE("activations in the planner: options are (weight, activation) pairs and Omega adds the activation part") {
+  const Model m = mlp();
+  const Dataset d = small_data();
+  PlannerOptions o;
+  o.candidate_bits = {2, 4, 8};
+  o.act_candidate_bits = {4, 8};
+  o.budget = {BudgetKind::GBops, 1e-9 * 6000.0};  // 200 MACs: between 2x4 and 8x8 bits
+  QuantPlanner planner(m, o);
+  for (const auto& l : planner.problem().layers) CHECK(l.options.size() == 6);
+  const auto& layers = planner.layers();
+  PlanInputs in;
+  in.act_ranges = calibrate_activations(m, d, layers, {}, f64());
+  in.act_err = activation_errors(m, d, layers, in.act_ranges, o.act_candidate_bits, Scheme::Asymmetric, f64());
+  SensitivityOptions so;
+  so.trace_probes = 64;
+  so.objective = f64();
+  in.act_sens = activation_sensitivities(m, d, layers, so);
+  const PlanResult r = planner.plan(given({0.5, 4.0, 0.02}), in);
+  CHECK(r.plan.totals.bops <= 6000);
+  CHECK(r.frontier.cost == CostKind::Bops);
+  CHECK(has_activation_quantization(r.plan));
+  std::int64_t bops = 0;
+  for (const auto& l : r.plan.layers) {
+    CHECK((l.act_bits == 4 || l.act_bits == 8));
+    bops += l.macs * l.bits * l.act_bits;
+    const std::size_t k = l.act_bits == 4 ? 0 : 1;
+    const std::size_t i = &l - r.plan.layers.data();
+    CHECK(l.act_omega == doctest::Approx(0.5 * in.act_sens[i].value * in.act_err[i][k]));
+    CHECK(l.act_lo == in.act_ranges[i].lo);
+  }
+  CHECK(bops == r.plan.totals.bops);
+  // Round trip through JSON keeps the activation fields and totals.
+  Plan named = r.plan;
+  named.command = "test";
+  named.model_sha256 = std::string(64, 'a');
+  const Plan back = plan_from_json(plan_to_json(named), "mem");
+  CHECK(back.layers[1].act_bits == r.plan.layers[1].act_bits);
+  CHECK(back.totals.predicted_omega == r.plan.totals.predicted_omega);
+  // Missing activation inputs are an error.
+  CHECK_THROWS_AS(planner.plan(given({0.5, 4.0, 0.02})), std::invalid_argument);
 }

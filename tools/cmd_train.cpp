@@ -9,6 +9,9 @@
 #include <iostream>
 
 #include "curvature/curvature_probe_monitor.h"
+#include "quant/activation.h"
+#include "quant/fake_quant_weights.h"
+#include "quant/plan.h"
 #include "src/io/atomic_file.h"
 #include "src/io/checkpoint.h"
 #include "src/io/data_io.h"
@@ -42,6 +45,8 @@ struct TrainCli {
   std::int64_t curvature_samples = 1000, curvature_top = 0, curvature_probes = 10;
   double curvature_tol = 1e-3;
   std::int64_t save_every = 0;
+  std::string quant_plan;
+  int quant_stages = 1;
   std::string out;
 };
 
@@ -180,6 +185,14 @@ void register_train(CLI::App& root, int argc, char** argv) {
       ->capture_default_str();
   app->add_option("--save-every", o->save_every, "Also keep OUT-stem.epochNNN.h5 every N epochs")
       ->check(in_range(0, 1e6));
+  app->add_option("--quant-plan", o->quant_plan,
+                  "Quantization-aware fine-tuning for this plan (curv quant plan): fake-quantized weights and planned "
+                  "activations, straight-through gradients");
+  app->add_option("--quant-stages", o->quant_stages,
+                  "HAWQ-V1's block-wise fine-tuning: quantize the plan's fine_tune_order in S stages over the "
+                  "epochs (stage s quantizes its first (s+1)/S)")
+      ->check(in_range(1, 1e4))
+      ->capture_default_str();
   app->add_option("--out", o->out, "Output checkpoint .h5")->required();
   const std::string cmd = command_line(argc, argv);
   app->callback([o, app, cmd] {
@@ -187,6 +200,7 @@ void register_train(CLI::App& root, int argc, char** argv) {
     std::vector<std::string> inputs = dataset_files(o->run.data), test_inputs = dataset_files(o->test_data);
     inputs.insert(inputs.end(), test_inputs.begin(), test_inputs.end());
     inputs.push_back(o->run.model);
+    if (!o->quant_plan.empty()) inputs.push_back(o->quant_plan);
     check_output_paths({o->out}, inputs);
     auto tc = limit_threads(o->run.threads);
     // Continue from a curv checkpoint's training state when it has one.
@@ -278,8 +292,43 @@ void register_train(CLI::App& root, int argc, char** argv) {
     }
     Model model = load_model(o->run, &train);
     model.meta()["trained_by"] = cmd;
-    Trainer trainer(model, train, test ? &*test : nullptr, to);
+    // Quantization-aware training: weights through the plan's quantizers (straight-through),
+    // activations through FakeQuantize nodes; the checkpoint keeps the graph without them and the
+    // latent weights, marked as fine-tuned for the plan's model so that quant apply / eval accept it.
+    Model train_model = model;
+    std::shared_ptr<quant::WeightFakeQuantizer> staged;
+    std::vector<std::string> stage_order;
+    if (o->quant_stages > 1 && o->quant_plan.empty()) throw std::invalid_argument("--quant-stages needs --quant-plan");
+    if (!o->quant_plan.empty()) {
+      if (!o->run.arch.empty()) throw std::invalid_argument("--quant-plan needs the plan's MODEL, not --arch");
+      const quant::Plan plan = quant::read_plan(o->quant_plan);
+      quant::check_plan_model(plan, o->quant_plan, o->run.model, &model.meta());
+      auto wq = std::make_shared<quant::WeightFakeQuantizer>(model, plan);
+      to.weight_transform = [wq](std::vector<double>& w) { wq->apply(w); };
+      train_model = quant::with_activation_quantizers(model, plan);
+      if (o->quant_stages > 1) {
+        if (plan.fine_tune_order.empty())
+          throw std::invalid_argument("--quant-stages: " + o->quant_plan +
+                                      " has no fine_tune_order (plans with lambda_max sensitivities have one)");
+        if (o->quant_stages > o->epochs || o->quant_stages > static_cast<int>(plan.layers.size()))
+          throw std::invalid_argument("--quant-stages " + std::to_string(o->quant_stages) +
+                                      " exceeds the epochs or the plan's layers");
+        staged = wq;
+        stage_order = plan.fine_tune_order;
+      }
+      model.meta()[quant::kFineTunedForKey] = plan.model_sha256;
+      model.meta()["quant_plan"] = o->quant_plan;
+    }
+    Trainer trainer(train_model, train, test ? &*test : nullptr, to);
+    // Staged (block-wise) fine-tuning: stage s covers epochs [s E / S, (s+1) E / S).
+    auto set_stage = [&](std::int64_t epochs_done) {
+      if (!staged) return;
+      const int s = static_cast<int>(std::min<std::int64_t>(o->quant_stages - 1, epochs_done * o->quant_stages / o->epochs));
+      staged->set_active(quant::WeightFakeQuantizer::stage_layers(stage_order, s, o->quant_stages));
+      std::cerr << "train: quantization stage " << s + 1 << "/" << o->quant_stages << "\n";
+    };
     if (resume) trainer.restore(*resume);
+    set_stage(trainer.history().epochs.size());
 
     // Curvature on a fixed subset of the training data, at the current weights (BatchNorm in inference mode).
     std::optional<CurvatureProbeMonitor> monitor;
@@ -299,6 +348,14 @@ void register_train(CLI::App& root, int argc, char** argv) {
                      r.top_values.size(), r.grad_overlap, (long long)r.hvps, r.seconds);
       };
     }
+    // The checkpoint: the trainer's weights and running statistics in the original graph (the
+    // activation quantizers hold no parameters or constants, so both orders agree).
+    auto saved_model = [&model](Trainer& t) -> const Model& {
+      const Model& e = t.eval_model();
+      model.set_flat_params(e.flat_params());
+      for (int i = 0; i < model.num_constants(); ++i) model.constant(i) = e.constant(i);
+      return model;
+    };
     std::unique_ptr<Progress> bar;
     trainer.on_step = [&](const StepInfo& s) {
       if (s.batch == 1)
@@ -314,6 +371,7 @@ void register_train(CLI::App& root, int argc, char** argv) {
     };
     trainer.on_epoch_end = [&](Trainer& t) {
       const EpochRecord& r = t.history().epochs.back();
+      if (staged && r.epoch < to.epochs) set_stage(r.epoch);
       char note[200];
       int n = std::snprintf(note, sizeof note, "train loss %.4f", r.train_loss);
       if (!std::isnan(r.train_accuracy)) n += std::snprintf(note + n, sizeof note - n, " acc %.2f%%", 100 * r.train_accuracy);
@@ -324,7 +382,7 @@ void register_train(CLI::App& root, int argc, char** argv) {
       if (bar) bar->finish(note);
       if (o->save_every > 0 && r.epoch % o->save_every == 0 && r.epoch < to.epochs) {
         const TrainState st = t.state();
-        save_checkpoint(t.eval_model(), epoch_path(o->out, r.epoch), &st);
+        save_checkpoint(saved_model(t), epoch_path(o->out, r.epoch), &st);
       }
     };
 
@@ -342,7 +400,7 @@ void register_train(CLI::App& root, int argc, char** argv) {
       std::exit(130);
     }
     const TrainState st = trainer.state();
-    save_checkpoint(trainer.eval_model(), o->out, &st);
+    save_checkpoint(saved_model(trainer), o->out, &st);
 
     const auto& h = trainer.history();
     nlohmann::json j;

@@ -10,6 +10,7 @@
 #include <stdexcept>
 
 #include "src/core/elementwise_table.h"
+#include "src/core/fake_quantize.h"
 #include "src/core/ops.h"
 
 namespace curv {
@@ -110,6 +111,17 @@ std::vector<OpTypeInfo> build_table() {
       {"GlobalAveragePool", {}, [](const OpSpec&) { return make_global_average_pool(); }},
       {"Softmax", {attr_int("axis", -1)}, [](const OpSpec& s) { return make_softmax(s.get_int("axis"), false); }},
       {"LogSoftmax", {attr_int("axis", -1)}, [](const OpSpec& s) { return make_softmax(s.get_int("axis"), true); }},
+      {"FakeQuantize",  // curv's own (quantization-aware activations); checkpoints only, no ONNX form
+       {attr_float("scale", std::nullopt), attr_int("zero_point", 0), attr_int("qmin", std::nullopt),
+        attr_int("qmax", std::nullopt)},
+       [](const OpSpec& s) {
+         FakeQuantizeAttrs f;
+         f.scale = s.get_float("scale");
+         f.zero_point = s.get_int("zero_point");
+         f.qmin = s.get_int("qmin");
+         f.qmax = s.get_int("qmax");
+         return make_fake_quantize(f);
+       }},
       {"ReduceMean",
        {attr_ints("axes", Ints{}), attr_bool("keepdims", true)},
        [](const OpSpec& s) { return make_reduce(true, s.get_ints("axes"), s.get_bool("keepdims")); }},

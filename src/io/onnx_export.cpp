@@ -154,6 +154,9 @@ class Exporter {
     const std::string& out = m_model.values().at(node.output).name;
     const std::string& nm = node.name;
 
+    if (t == "FakeQuantize")  // levels qmin..qmax of any width: ONNX QuantizeLinear (opset < 21) has int8/uint8 only
+      throw std::invalid_argument("curv's activation quantizer (" + a.format() +
+                                  ") has no ONNX form; keep the model as a curv checkpoint");
     if (t == "Gelu") {  // 0.5 x (1 + erf(x / sqrt 2)): ONNX has Gelu only from opset 20
       const std::string x = ins.at(0);
       add_node("Div", nm + "/div", {x, add_scalar_init(nm, "sqrt2", std::sqrt(2.0))}, nm + "/div_out");

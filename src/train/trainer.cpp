@@ -155,12 +155,23 @@ TrainState Trainer::state() const {
 EvalResult Trainer::evaluate(const Dataset& data) {
   ObjectiveOptions oo = m_options.objective;
   oo.cache_bytes = 0;
-  return Objective::create(eval_model(), data, oo)->evaluate();
+  if (!m_options.weight_transform) return Objective::create(eval_model(), data, oo)->evaluate();
+  Model q = eval_model();
+  std::vector<double> w = m_w;
+  m_options.weight_transform(w);
+  q.set_flat_params(w);
+  return Objective::create(q, data, oo)->evaluate();
 }
 
 double Trainer::batch_gradient(const Dataset& batch, const std::vector<double>& w, std::vector<double>& g,
                                std::vector<BatchNormStats>* bn, EvalResult* eval) {
-  m_train_model.set_flat_params(w);
+  if (m_options.weight_transform) {
+    std::vector<double> q = w;
+    m_options.weight_transform(q);
+    m_train_model.set_flat_params(q);
+  } else {
+    m_train_model.set_flat_params(w);
+  }
   ObjectiveOptions oo = m_options.objective;
   oo.cache_bytes = std::numeric_limits<std::size_t>::max() / 4;  // evaluate() reuses the gradient's pass
   auto obj = Objective::create(m_train_model, batch, oo);

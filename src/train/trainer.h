@@ -68,6 +68,11 @@ struct TrainOptions {
   ObjectiveOptions objective;
   /// The run's settings as a JSON object, stored with the training state (opaque here).
   std::string config;
+  /// Quantization-aware training (null: none): maps the latent weights w (flat, Model order) in
+  /// place to the weights q(w) the model computes with. Every gradient pass (SAM's included) and
+  /// evaluate() run at q(w); the gradient taken there updates w (straight-through estimator,
+  /// dq/dw := I). eval_model() and state() keep the latent w.
+  std::function<void(std::vector<double>&)> weight_transform;
 };
 
 /// Progress of one step, for progress bars.
@@ -120,7 +125,8 @@ class Trainer {
   std::int64_t steps_per_epoch() const { return m_batches; }
   std::int64_t step() const { return m_state.step; }
   double current_lr() const;
-  /// Loss and accuracy of the current weights on a dataset (inference mode).
+  /// Loss and accuracy of the current weights on a dataset (inference mode; at q(w) under a
+  /// weight_transform).
   EvalResult evaluate(const Dataset& data);
 
  private:
