@@ -6,6 +6,7 @@
 
 #include <Eigen/Eigenvalues>
 #include <cmath>
+#include <limits>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -14,6 +15,7 @@
 #include "curvature/curvature_probe_monitor.h"
 #include "src/core/builder.h"
 #include "src/io/checkpoint.h"
+#include "src/io/model_source.h"
 #include "src/io/data_io.h"
 #include "src/io/internal/npz.h"
 #include "src/train/lr_schedule.h"
@@ -21,6 +23,7 @@
 #include "src/train/optimizer.h"
 #include "src/train/trainer.h"
 #include "tests/cli_run.h"
+#include "tests/test_util.h"
 
 using namespace curv;
 namespace fs = std::filesystem;
@@ -196,6 +199,15 @@ TEST_CASE("optimizer state round-trips and bad options are rejected") {
                        std::invalid_argument);
   CHECK_THROWS_WITH_AS(a.step(w1, g, std::nan("")), doctest::Contains("learning rate"), std::invalid_argument);
   CHECK_THROWS_WITH_AS(parse_optimizer("lion"), doctest::Contains("unknown optimizer 'lion'"), std::invalid_argument);
+  // A resumed state is checked value by value (a corrupt checkpoint must not poison the weights).
+  auto st = a.state();
+  st["exp_avg_sq"][1] = -1e-3;
+  CHECK_THROWS_WITH_AS(b.set_state(st, 1), "optimizer state 'exp_avg_sq' holds a negative value at index 1",
+                       std::invalid_argument);
+  st = a.state();
+  st["exp_avg"][2] = std::numeric_limits<double>::infinity();
+  CHECK_THROWS_WITH_AS(b.set_state(st, 1), "optimizer state 'exp_avg' holds a non-finite value at index 2",
+                       std::invalid_argument);
   CHECK_THROWS_WITH_AS(b.set_state({{"momentum_buffer", {1, 2, 3}}}, 1), doctest::Contains("does not belong to adam"),
                        std::invalid_argument);
 }
@@ -455,7 +467,7 @@ TEST_CASE("curv train: bad input gives one line, exit status 2 and no checkpoint
   for (const auto& [args, what] : cases) {
     curv_test::check_bad(args, what);
     CHECK_FALSE(fs::exists(out));
-    CHECK_FALSE(fs::exists(out + ".tmp"));
+    CHECK(curv_test::temp_files_beside(out) == 0);
   }
 }
 
@@ -526,4 +538,19 @@ TEST_CASE("curvature monitor and probe refuse bad settings with the value") {
                        "curvature probe: eigenvalue tolerance (= inf) must be in (0, 1)", std::invalid_argument);
   CHECK_THROWS_WITH_AS(CurvatureProbeMonitor(d.subset(0, 0), f64(4), CurvatureProbeOptions{}),
                        "curvature monitor: the data subset is empty", std::invalid_argument);
+}
+
+TEST_CASE("an --arch model is not sized by an absurd label") {
+  curv::Dataset d;
+  d.source = "huge_labels.npz";
+  d.sample_shape = {4};
+  d.x.assign(8, 0.5f);
+  d.labels = {0, 5000000000LL};
+  curv::ModelSource src;
+  src.arch = "mlp:4";
+  CHECK_THROWS_WITH_AS((void)curv::load_model(src, &d),
+                       "huge_labels.npz: labels go up to 5000000000, more classes than an architecture is built for (100000)",
+                       std::invalid_argument);
+  d.labels = {0, 6};
+  CHECK(curv::load_model(src, &d).output_shape() == curv::Shape{7});
 }

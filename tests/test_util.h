@@ -27,6 +27,18 @@ inline fs::path scratch_dir(const std::string& tag) {
   return d;
 }
 
+// Temporary files that the atomic writer (src/io/atomic_file.h) left beside `target`:
+// "<target>.curv-tmp.<pid>".
+inline int temp_files_beside(const fs::path& target) {
+  const fs::path dir = target.has_parent_path() ? target.parent_path() : fs::path(".");
+  const std::string prefix = target.filename().string() + ".curv-tmp.";
+  int n = 0;
+  if (fs::is_directory(dir))
+    for (const auto& e : fs::directory_iterator(dir))
+      if (e.path().filename().string().rfind(prefix, 0) == 0) ++n;
+  return n;
+}
+
 inline std::string read_bytes(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};

@@ -43,8 +43,7 @@ void register_info(CLI::App& root) {
     }
     j["blocks"] = blocks;
     nlohmann::json meta = nlohmann::json::object();
-    for (const auto& [k, v] : m.meta())
-      if (k.rfind("op:", 0) != 0) meta[k] = v;  // op descriptions are internal (checkpoints)
+    for (const auto& [k, v] : m.meta()) meta[k] = v;
     j["meta"] = meta;
     if (o->json) {
       std::cout << j.dump() << std::endl;

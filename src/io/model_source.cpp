@@ -21,6 +21,12 @@ Model load_model(const ModelSource& src, const Dataset* data) {
     if (data->classification()) {
       for (auto y : data->labels) classes = std::max(classes, y + 1);
       classes = std::max<std::int64_t>(classes, 2);
+      // The output layer is sized by the largest label: bound it before allocating.
+      constexpr std::int64_t kMaxClasses = 100000;
+      if (classes > kMaxClasses)
+        throw std::invalid_argument(data->source + ": labels go up to " + std::to_string(classes - 1) +
+                                    ", more classes than an architecture is built for (" +
+                                    std::to_string(kMaxClasses) + ")");
     } else {
       classes = numel(data->target_shape);
     }

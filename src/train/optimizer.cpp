@@ -102,6 +102,15 @@ void Optimizer::set_state(const std::map<std::string, std::vector<double>>& stat
     if (static_cast<std::int64_t>(v.size()) != m_n)
       throw std::invalid_argument("optimizer state '" + name + "' has " + std::to_string(v.size()) +
                                   " entries, expected " + std::to_string(m_n));
+    for (std::size_t i = 0; i < v.size(); ++i) {
+      // A resumed state drives every later step: NaN or inf would poison the weights, and a
+      // negative second moment would make Adam's sqrt(v) NaN.
+      if (!std::isfinite(v[i]))
+        throw std::invalid_argument("optimizer state '" + name + "' holds a non-finite value at index " +
+                                    std::to_string(i));
+      if (name == "exp_avg_sq" && v[i] < 0)
+        throw std::invalid_argument("optimizer state 'exp_avg_sq' holds a negative value at index " + std::to_string(i));
+    }
     if (name == "momentum_buffer" && m_options.kind == OptimizerKind::Sgd)
       m_buf = v;
     else if (name == "exp_avg" && m_options.kind != OptimizerKind::Sgd)
