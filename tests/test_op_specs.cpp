@@ -55,10 +55,11 @@ std::vector<Case> cases() {
   for (const OpTypeInfo& t : op_types())
     if (t.unary) {  // every row of elementwise_table.h, with a non-default parameter
       OpSpec s(t.type);
-      for (const AttrInfo& a : t.attrs) s.set_float(a.name, a.name == "exponent" ? 2.5 : 0.2);
+      for (const AttrInfo& a : t.attrs)
+        s.set_float(a.name, a.name == "exponent" ? 2.5 : a.name == "min" ? 0.75 : a.name == "max" ? 1.25 : 0.25);
       c.push_back({s, {{2, 3, 4}}});
     }
-  for (const char* b : {"Add", "Sub", "Mul", "Div"}) c.push_back({spec(b), {{2, 3, 4}, {3, 4}}});
+  for (const char* b : {"Add", "Sub", "Mul", "Div", "PRelu"}) c.push_back({spec(b), {{2, 3, 4}, {3, 4}}});
   c.push_back(
       {spec("Gemm").set_bool("transB", true).set_float("alpha", 0.5).set_float("beta", 2.0), {{2, 3}, {4, 3}, {4}}});
   c.push_back({spec("MatMul"), {{2, 3, 4}, {4, 5}}});

@@ -19,7 +19,7 @@ namespace {
 constexpr double kStep = 1e-5;
 constexpr double kRelTol = 1e-6;
 
-enum class Gen { Normal, Positive, AwayFromZero, Const };
+enum class Gen { Normal, Positive, AwayFromZero, Wide, Const };
 
 struct OpCase {
   OpPtr op;
@@ -86,6 +86,7 @@ void run_case(const OpCase& oc, std::uint64_t seed) {
         case Gen::Positive:
         case Gen::Const: v = ud(rng); break;
         case Gen::AwayFromZero: v = (nd(rng) > 0 ? 1 : -1) * ud(rng) * 0.5; break;
+        case Gen::Wide: v = 3 * nd(rng); break;
       }
     }
   }
@@ -195,33 +196,85 @@ Conv2dAttrs conv_attrs(std::int64_t k, std::int64_t s, std::int64_t p, std::int6
 }  // namespace
 
 // One entry per row of elementwise_table.h (the test fails for a row without one), with the input
-// domain of f: away from zero for kinks, positive for Sqrt, Log and Reciprocal.
+// domain of f: away from zero for kinks, positive for Sqrt, Log and Reciprocal, wide (sd 3) where
+// f changes form at +-3 or beyond.
 TEST_CASE("unary ops match finite differences") {
   using U = UnaryKind;
   const Shape s{2, 3, 4};
   std::set<std::string> tested;
-  for (auto [kind, param, gen] : std::vector<std::tuple<U, double, Gen>>{
-           {U::Relu, 0, Gen::AwayFromZero},
-           {U::LeakyRelu, 0.1, Gen::AwayFromZero},
-           {U::Sigmoid, 0, Gen::Normal},
-           {U::Tanh, 0, Gen::Normal},
-           {U::Erf, 0, Gen::Normal},
-           {U::Gelu, 0, Gen::Normal},
-           {U::Sqrt, 0, Gen::Positive},
-           {U::Pow, 2.0, Gen::Normal},
-           {U::Pow, 3.0, Gen::Normal},
-           {U::Pow, 0.5, Gen::Positive},
-           {U::Exp, 0, Gen::Normal},
-           {U::Log, 0, Gen::Positive},
-           {U::Neg, 0, Gen::Normal},
-           {U::Reciprocal, 0, Gen::Positive},
-           {U::Identity, 0, Gen::Normal}}) {
-    run_case({make_unary(kind, param), {s}, {gen}}, 1);
-    tested.insert(make_unary(kind, param)->type());
+  for (auto [kind, p, q, gen] : std::vector<std::tuple<U, double, double, Gen>>{
+           {U::Relu, 0, 0, Gen::AwayFromZero},
+           {U::LeakyRelu, 0.1, 0, Gen::AwayFromZero},
+           {U::Sigmoid, 0, 0, Gen::Normal},
+           {U::Tanh, 0, 0, Gen::Normal},
+           {U::Erf, 0, 0, Gen::Normal},
+           {U::Gelu, 0, 0, Gen::Normal},
+           {U::Sqrt, 0, 0, Gen::Positive},
+           {U::Pow, 2.0, 0, Gen::Normal},
+           {U::Pow, 3.0, 0, Gen::Normal},
+           {U::Pow, 0.5, 0, Gen::Positive},
+           {U::Exp, 0, 0, Gen::Normal},
+           {U::Log, 0, 0, Gen::Positive},
+           {U::Neg, 0, 0, Gen::Normal},
+           {U::Reciprocal, 0, 0, Gen::Positive},
+           {U::Identity, 0, 0, Gen::Normal},
+           {U::Softplus, 0, 0, Gen::Wide},
+           {U::HardSigmoid, 0.2, 0.5, Gen::Wide},       // PyTorch's export: alpha = 1/6
+           {U::HardSigmoid, 1.0 / 6, 0.5, Gen::Wide},
+           {U::HardSwish, 0, 0, Gen::Wide},
+           {U::Elu, 1.0, 0, Gen::AwayFromZero},
+           {U::Elu, 0.7, 0, Gen::AwayFromZero},
+           {U::Selu, kSeluAlpha, kSeluGamma, Gen::AwayFromZero},
+           {U::Clip, -0.5, 0.8, Gen::Normal},
+           {U::Clip, 0.0, 6.0, Gen::Wide},                // ReLU6
+           {U::Clip, 0.0, kClipNone, Gen::AwayFromZero},  // one bound
+           {U::Clip, 0.5, -0.5, Gen::Normal}}) {          // min > max: y = max
+    run_case({make_unary(kind, p, q), {s}, {gen}}, 1);
+    tested.insert(make_unary(kind, p, q)->type());
   }
   for (const OpTypeInfo& t : op_types()) {
     INFO("unary op ", t.type, " has no finite-difference case");
     if (t.unary) CHECK(tested.count(t.type) == 1);
+  }
+}
+
+// The new ops' values and slopes at chosen points, kinks included, against their definitions and
+// PyTorch's autograd (torch.nn.functional.hardswish etc. give these derivatives at the kinks).
+TEST_CASE("unary ops take PyTorch's values and derivatives at kinks") {
+  using U = UnaryKind;
+  struct Point {
+    U kind;
+    double p, q, x, f, df;
+  };
+  for (const Point& t : std::vector<Point>{{U::HardSwish, 0, 0, -3, 0, -0.5},
+                                           {U::HardSwish, 0, 0, 3, 3, 1.5},
+                                           {U::HardSwish, 0, 0, 1, 4.0 / 6, 1.0 / 3 + 0.5},
+                                           {U::HardSwish, 0, 0, -4, 0, 0},
+                                           {U::HardSigmoid, 1.0 / 6, 0.5, 3.5, 1, 0},
+                                           {U::HardSigmoid, 1.0 / 6, 0.5, -3.5, 0, 0},
+                                           {U::HardSigmoid, 1.0 / 6, 0.5, 0, 0.5, 1.0 / 6},
+                                           {U::Elu, 0.5, 0, 0, 0, 0.5},
+                                           {U::Clip, 0, 6, 0, 0, 1},
+                                           {U::Clip, 0, 6, 6, 6, 1},
+                                           {U::Clip, 0, 6, 7, 6, 0},
+                                           {U::Clip, 1, -1, 0.5, -1, 0},
+                                           {U::Softplus, 0, 0, 800, 800, 1},
+                                           {U::Softplus, 0, 0, -800, 0, 0}}) {
+    OpPtr op = make_unary(t.kind, t.p, t.q);
+    Tensor<double> x(Shape{1}, {t.x}), g(Shape{1}, {1.0});
+    OpState<double> st;
+    const Tensor<double> y = forward(op, {x}, st);
+    OpCtx<double> c;
+    c.in.push_back(x.view());
+    c.out = y.view();
+    c.gout = g.view();
+    c.state = &st;
+    Tensor<double> gx(Shape{1});
+    c.gin.push_back(gx.view());
+    op->backward(c);
+    INFO(op->type(), " ", op->attributes(), " at x = ", t.x);
+    CHECK(y.data()[0] == doctest::Approx(t.f).epsilon(1e-15));
+    CHECK(gx.data()[0] == doctest::Approx(t.df).epsilon(1e-15));
   }
 }
 
@@ -233,6 +286,13 @@ TEST_CASE("broadcasting binary ops match finite differences") {
     run_case({make_binary(kind), {{4}, {2, 3, 1}}, {Gen::Normal, g1}}, 4);
     run_case({make_binary(kind), {{2, 3, 4}, {}}, {Gen::Normal, g1}}, 5);
   }
+  // PRelu: the slope broadcasts to X (per channel [C, 1, 1] as nn.PReLU exports it, or one value).
+  const std::vector<Gen> prelu{Gen::AwayFromZero, Gen::Normal};
+  run_case({make_binary(BinaryKind::PRelu), {{2, 3, 2, 2}, {3, 1, 1}}, prelu}, 6);
+  run_case({make_binary(BinaryKind::PRelu), {{2, 3, 4}, {1}}, prelu}, 7);
+  run_case({make_binary(BinaryKind::PRelu), {{2, 3, 4}, {2, 3, 4}}, prelu}, 8);
+  CHECK_THROWS_WITH_AS(make_binary(BinaryKind::PRelu)->output_shape({{3, 1}, {3, 4}}),
+                       "PRelu: slope [3, 4] does not broadcast to X [3, 1]", std::invalid_argument);
 }
 
 TEST_CASE("Gemm and MatMul match finite differences") {

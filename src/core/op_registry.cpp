@@ -66,10 +66,13 @@ OpPtr make_conv_spec(const OpSpec& s) {
   return make_conv(a);
 }
 
-// Unary ops: the parameter named in their table row (if any) is their one attribute.
-std::vector<AttrInfo> unary_schema(const char* param, std::optional<double> def) {
-  if (!*param) return {};
-  return {attr_float(param, def)};
+// Unary ops: the parameters named in their table row (if any) are their attributes.
+std::vector<AttrInfo> unary_schema(const char* p, std::optional<double> p_def, const char* q,
+                                   std::optional<double> q_def) {
+  std::vector<AttrInfo> r;
+  if (*p) r.push_back(attr_float(p, p_def));
+  if (*q) r.push_back(attr_float(q, q_def));
+  return r;
 }
 template <BinaryKind K>
 OpPtr make_binary_spec(const OpSpec&) {
@@ -86,9 +89,12 @@ constexpr char kPad[] = "Pad";
 std::vector<OpTypeInfo> build_table() {
   std::vector<OpTypeInfo> t;
   // The rows of elementwise_table.h.
-#define CURV_UNARY_ROW(Name, Param, Default, ...)   \
-  t.push_back({#Name, unary_schema(Param, Default), \
-               [](const OpSpec& s) { return make_unary(UnaryKind::Name, *Param ? s.get_float(Param) : 0.0); }, true});
+#define CURV_UNARY_ROW(Name, P, PDefault, Q, QDefault, ...)                                                \
+  t.push_back({#Name, unary_schema(P, PDefault, Q, QDefault),                                               \
+               [](const OpSpec& s) {                                                                         \
+                 return make_unary(UnaryKind::Name, *P ? s.get_float(P) : 0.0, *Q ? s.get_float(Q) : 0.0); \
+               },                                                                                            \
+               true});
   CURV_UNARY_OPS(CURV_UNARY_ROW)
 #undef CURV_UNARY_ROW
 #define CURV_BINARY_ROW(Name) t.push_back({#Name, {}, &make_binary_spec<BinaryKind::Name>, false, true});

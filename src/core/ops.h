@@ -16,13 +16,15 @@ namespace curv {
 enum class UnaryKind { CURV_UNARY_OPS(CURV_UNARY_ENUM) };
 #undef CURV_UNARY_ENUM
 #define CURV_BINARY_ENUM(Name) Name,
-/// The binary ops of elementwise_table.h (Add, Sub, Mul, Div).
+/// The binary ops of elementwise_table.h (Add, Sub, Mul, Div, PRelu).
 enum class BinaryKind { CURV_BINARY_OPS(CURV_BINARY_ENUM) };
 #undef CURV_BINARY_ENUM
 
-/// Elementwise y = f(x). `param`: the op's parameter (LeakyRelu's alpha, Pow's constant exponent;
-/// ignored by ops without one). Throws std::invalid_argument for a non-finite parameter.
-OpPtr make_unary(UnaryKind kind, double param = 0.0);
+/// Elementwise y = f(x). `param`, `param2`: the op's parameters p and q of its table row
+/// (LeakyRelu's alpha, Pow's constant exponent, HardSigmoid's alpha and beta, Clip's min and max;
+/// ignored by ops without them). Throws std::invalid_argument for a non-finite parameter.
+/// make_op(OpSpec) fills in the defaults of the table; this factory does not.
+OpPtr make_unary(UnaryKind kind, double param = 0.0, double param2 = 0.0);
 /// Numpy-broadcasting y = a (op) b.
 OpPtr make_binary(BinaryKind kind);
 /// The ONNX type name of a binary op ("Add", ...).

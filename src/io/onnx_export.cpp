@@ -9,6 +9,7 @@
 #include <fstream>
 #include <stdexcept>
 
+#include "src/core/elementwise_table.h"
 #include "src/core/op_registry.h"
 #include "src/io/atomic_file.h"
 #include "src/io/checkpoint.h"
@@ -177,6 +178,15 @@ class Exporter {
     // Attributes that ONNX takes as constant inputs.
     if (t == "Pow") {
       ins.push_back(add_scalar_init(nm, "exponent", a.get_float("exponent")));
+      add_node(t, nm, ins, out);
+      return;
+    }
+    if (t == "Clip") {  // bounds at their defaults are absent inputs
+      const double lo = a.get_float("min"), hi = a.get_float("max");
+      const bool has_hi = hi != kClipNone;
+      ins.push_back(lo != -kClipNone ? add_scalar_init(nm, "min", lo) : std::string());
+      if (has_hi) ins.push_back(add_scalar_init(nm, "max", hi));
+      if (!has_hi && lo == -kClipNone) ins.pop_back();
       add_node(t, nm, ins, out);
       return;
     }

@@ -108,6 +108,26 @@ void Importer::import_op(const std::string& t) {
       node_fail("approximate='" + attr_s("approximate", "") + "' is not supported");
     return emit_unary("Gelu");
   }
+  if (t == "Clip") {  // bounds: attributes before opset 11, constant inputs after; absent = unbounded
+    auto bound = [&](int k, const char* what) -> std::optional<double> {
+      if (!present(k)) return std::nullopt;
+      const auto v = need_folded(k, what).doubles(what);
+      if (v.size() != 1) node_fail(std::string(what) + " must be one value");
+      return v[0];
+    };
+    std::optional<double> lo, hi;
+    if (m_opset < 11) {
+      if (attr("min")) lo = attr_f("min", 0.0);
+      if (attr("max")) hi = attr_f("max", 0.0);
+    } else {
+      lo = bound(1, "min");
+      hi = bound(2, "max");
+    }
+    OpSpec s(t);
+    if (lo) s.set_float("min", *lo);
+    if (hi) s.set_float("max", *hi);
+    return emit(s, {value(0)});
+  }
   // Every other unary op of elementwise_table.h: its parameter is the ONNX attribute of that name.
   // (Binary ops of the table follow below.)
   if (const OpTypeInfo* info = find_op_type(t); info && info->unary) {
@@ -214,39 +234,6 @@ void Importer::import_op(const std::string& t) {
     if (to != onnx::TensorProto_DataType_FLOAT && to != onnx::TensorProto_DataType_DOUBLE)
       node_fail("Cast of a data tensor to " + dtype_name(static_cast<int>(to)) + " is not supported");
     return emit(OpSpec(t), {value(0)});
-  }
-  if (t == "Clip") {
-    // clip(x, lo, hi) = lo + relu(x - lo) - relu(x - hi): exact, with the same derivatives a.e.
-    auto bound = [&](int k, const char* what) -> std::optional<double> {
-      if (!present(k)) return std::nullopt;
-      const auto v = need_folded(k, what).doubles(what);
-      if (v.size() != 1) node_fail(std::string(what) + " must be one value");
-      return v[0];
-    };
-    std::optional<double> lo, hi;
-    if (m_opset < 11) {
-      if (attr("min")) lo = attr_f("min", 0.0);
-      if (attr("max")) hi = attr_f("max", 0.0);
-    } else {
-      lo = bound(1, "min");
-      hi = bound(2, "max");
-    }
-    const int x = value(0);
-    const std::string& b = m_node_name;
-    int y = x;
-    if (lo) {
-      const int c = scalar_constant(b + "/min", *lo);
-      const int r = emit_named(OpSpec("Relu"), {emit_named(OpSpec("Sub"), {x, c}, b + "/sub_min")}, b + "/relu_min");
-      y = emit_named(OpSpec("Add"), {c, r}, b + "/add_min");
-    }
-    if (hi) {
-      const int c = scalar_constant(b + "/max", *hi);
-      const int r = emit_named(OpSpec("Relu"), {emit_named(OpSpec("Sub"), {x, c}, b + "/sub_max")}, b + "/relu_max");
-      y = emit_named(OpSpec("Sub"), {y, r}, b + "/sub_relu_max");
-    }
-    if (y == x) y = emit_named(OpSpec("Identity"), {x}, b);
-    m_values[m_node->output(0)] = y;
-    return;
   }
   if (t == "Split") {
     const int x = value(0);
