@@ -90,6 +90,7 @@ std::vector<Case> cases() {
   c.push_back({spec("ReduceSum").set_ints("axes", {-1}), {{2, 3, 4}}});
   c.push_back({spec("BatchNormalization").set_float("epsilon", 0.0009765625).set_bool("training", true),
                {{2, 3, 4, 4}, {3}, {3}, {3}, {3}}});
+  c.push_back({spec("InstanceNormalization").set_float("epsilon", 0.0009765625), {{2, 3, 4, 4}, {3}, {3}}});
   c.push_back(
       {spec("LayerNormalization").set_int("axis", -1).set_float("epsilon", 0.0001220703125), {{2, 3, 4}, {4}, {4}}});
   c.push_back({spec("Reshape").set_ints("shape", {0, -1}), {{2, 3, 4}}});

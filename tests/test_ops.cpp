@@ -410,6 +410,9 @@ TEST_CASE("softmax and normalization ops match finite differences") {
   run_case({make_softmax(0, true), {{4, 3}}, {Gen::Normal}}, 43);
   run_case({make_layer_norm(-1, 1e-5), {{2, 3, 6}, {6}, {6}}, {Gen::Normal, Gen::Normal, Gen::Normal}}, 44);
   run_case({make_layer_norm(1, 1e-5), {{2, 3, 4}, {3, 4}}, {Gen::Normal, Gen::Normal}}, 45);
+  const std::vector<Gen> g3{Gen::Normal, Gen::Normal, Gen::Normal};
+  run_case({make_instance_norm(1e-5), {{2, 3, 3, 4}, {3}, {3}}, g3}, 49);
+  run_case({make_instance_norm(1e-3), {{3, 2, 5}, {2}, {2}}, g3}, 39);
   const std::vector<Gen> bn{Gen::Normal, Gen::Normal, Gen::Normal, Gen::Const, Gen::Const};
   run_case({make_batch_norm(1e-5, false), {{2, 3, 4, 4}, {3}, {3}, {3}, {3}}, bn}, 46);
   run_case({make_batch_norm(1e-5, true), {{3, 3, 2, 2}, {3}, {3}, {3}, {3}}, bn}, 47);

@@ -70,6 +70,9 @@ OpPtr make_reduce(bool mean, std::vector<std::int64_t> axes, bool keepdims);
 OpPtr make_batch_norm(double epsilon, bool training);
 /// The same BatchNormalization op in the other mode (same epsilon); nullptr if `op` is not one.
 OpPtr batch_norm_mode(const Op& op, bool training);
+/// InstanceNormalization: X [N, C, D1, ...] normalized over D1, ... per sample and channel, then
+/// scale [C] and B [C] per channel (biased variance; nn.GroupNorm's ONNX export).
+OpPtr make_instance_norm(double epsilon);
 /// LayerNormalization over axes [axis, rank). Inputs X, scale, (B) shaped like the normalized dims.
 OpPtr make_layer_norm(std::int64_t axis, double epsilon);
 

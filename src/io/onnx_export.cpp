@@ -242,7 +242,8 @@ class Exporter {
     }
     if (t == "Softmax" || t == "LogSoftmax" || t == "Flatten" || t == "Concat" || t == "LayerNormalization")
       set_i(n, "axis", a.get_int("axis"));
-    if (t == "LayerNormalization" || t == "BatchNormalization") set_f(n, "epsilon", a.get_float("epsilon"));
+    if (t == "LayerNormalization" || t == "BatchNormalization" || t == "InstanceNormalization")
+      set_f(n, "epsilon", a.get_float("epsilon"));
     if (t == "BatchNormalization" && a.get_bool("training")) set_i(n, "training_mode", 1);
     if (t == "ReduceMean") {
       if (!a.get_ints("axes").empty()) set_ints(n, "axes", a.get_ints("axes"));

@@ -108,6 +108,7 @@ const std::map<std::string, std::set<std::string>>& known_attributes() {
       {"ReduceSum", {"axes", "keepdims", "noop_with_empty_axes"}},
       {"BatchNormalization", {"epsilon", "momentum", "training_mode", "spatial"}},
       {"LayerNormalization", {"axis", "epsilon", "stash_type"}},
+      {"InstanceNormalization", {"epsilon"}},
       {"Reshape", {"allowzero"}},
       {"Flatten", {"axis"}},
       {"Transpose", {"perm"}},

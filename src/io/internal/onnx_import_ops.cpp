@@ -172,6 +172,8 @@ void Importer::import_op(const std::string& t) {
     return emit(OpSpec(t).set_float("epsilon", attr_f("epsilon", 1e-5)).set_bool("training", training),
                 {value(0), value(1), value(2), value(3, true), value(4, true)});
   }
+  if (t == "InstanceNormalization")
+    return emit(OpSpec(t).set_float("epsilon", attr_f("epsilon", 1e-5)), {value(0), value(1), value(2)});
   if (t == "LayerNormalization") {
     std::vector<int> ins{value(0), value(1)};
     if (present(2)) ins.push_back(value(2));
