@@ -70,6 +70,14 @@ std::vector<Case> cases() {
                    .set_ints("pads", {1, 2, 0, 1})
                    .set_int("group", 2),
                {{2, 4, 7, 8}, {6, 2, 3, 3}, {6}}});
+  c.push_back({spec("ConvTranspose")
+                   .set_ints("kernel", {3, 2})
+                   .set_ints("strides", {2, 3})
+                   .set_ints("dilations", {1, 2})
+                   .set_ints("pads", {1, 0, 0, 1})
+                   .set_ints("output_padding", {1, 2})
+                   .set_int("group", 2),
+               {{2, 4, 3, 4}, {4, 3, 3, 2}, {6}}});
   c.push_back({spec("MaxPool")
                    .set_ints("kernel", {3, 2})
                    .set_ints("strides", {2, 1})

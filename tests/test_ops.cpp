@@ -4,6 +4,7 @@
 //   backward_tangent  g' = VJP(x, w) + (VJP(x + h d, u) - VJP(x - h d, u)) / 2h
 #include <doctest/doctest.h>
 
+#include <array>
 #include <cmath>
 #include <functional>
 #include <random>
@@ -335,6 +336,80 @@ TEST_CASE("Conv2d matches finite differences") {
   wide.pads = {1, 0, 0, 2};  // Ho = H - 1, Wo = W
   run_case({make_conv(wide), {{2, 2, 4, 6}, {3, 2, 3, 3}, {3}}, g3}, 27);
   run_case({make_conv(conv_attrs(5, 1, 2)), {{1, 2, 6, 3}, {2, 2, 5, 5}}, {Gen::Normal, Gen::Normal}}, 28);
+}
+
+ConvTranspose2dAttrs convt_attrs(std::int64_t k, std::int64_t s, std::int64_t p, std::int64_t op = 0,
+                                 std::int64_t d = 1, std::int64_t g = 1) {
+  ConvTranspose2dAttrs a;
+  a.kernel = {k, k};
+  a.stride = {s, s};
+  a.pads = {p, p, p, p};
+  a.output_padding = {op, op};
+  a.dilation = {d, d};
+  a.groups = g;
+  return a;
+}
+
+TEST_CASE("ConvTranspose2d matches finite differences") {
+  const std::vector<Gen> g3{Gen::Normal, Gen::Normal, Gen::Normal};
+  run_case({make_conv_transpose(convt_attrs(2, 2, 0)), {{2, 3, 3, 3}, {3, 2, 2, 2}, {2}}, g3}, 70);
+  run_case({make_conv_transpose(convt_attrs(3, 2, 1, 1)), {{2, 2, 3, 4}, {2, 3, 3, 3}, {3}}, g3}, 71);
+  run_case({make_conv_transpose(convt_attrs(3, 1, 1)), {{1, 2, 4, 4}, {2, 2, 3, 3}}, {Gen::Normal, Gen::Normal}}, 72);
+  run_case({make_conv_transpose(convt_attrs(3, 2, 2, 0, 2, 2)), {{2, 4, 3, 3}, {4, 1, 3, 3}, {2}}, g3}, 73);
+  ConvTranspose2dAttrs asym = convt_attrs(3, 3, 0);
+  asym.kernel = {3, 2};
+  asym.stride = {2, 3};
+  asym.pads = {1, 0, 0, 1};
+  asym.output_padding = {1, 2};
+  run_case({make_conv_transpose(asym), {{2, 2, 3, 2}, {2, 1, 3, 2}, {1}}, g3}, 74);
+}
+
+// ConvTranspose forward against its definition Y[o, i s - p + k d] += X[c, i] W[c, o, k], summed
+// directly (float64), and the attribute checks.
+TEST_CASE("ConvTranspose2d forward equals the direct sum") {
+  std::mt19937_64 rng(6);
+  std::normal_distribution<double> nd;
+  for (auto [k, s, p, op, d, g] : std::vector<std::array<std::int64_t, 6>>{
+           {2, 2, 0, 0, 1, 1}, {3, 2, 1, 1, 1, 1}, {3, 1, 0, 0, 2, 2}, {4, 3, 2, 2, 1, 1}, {1, 1, 0, 0, 1, 3}}) {
+    const std::int64_t N = 2, Cg = 2, C = Cg * g, Og = 2, O = Og * g, H = 3, W = 4;
+    Tensor<double> x({N, C, H, W}), w({C, Og, k, k}), b({O});
+    for (auto* t : {&x, &w, &b})
+      for (std::int64_t i = 0; i < t->size(); ++i) t->data()[i] = nd(rng);
+    OpState<double> st;
+    const Tensor<double> y = forward(make_conv_transpose(convt_attrs(k, s, p, op, d, g)), {x, w, b}, st);
+    const std::int64_t Ho = s * (H - 1) + op + (k - 1) * d + 1 - 2 * p, Wo = s * (W - 1) + op + (k - 1) * d + 1 - 2 * p;
+    REQUIRE(y.shape() == Shape{N, O, Ho, Wo});
+    std::vector<double> ref(y.size());
+    for (std::int64_t n = 0; n < N; ++n)
+      for (std::int64_t o = 0; o < O; ++o)
+        for (std::int64_t i = 0; i < Ho * Wo; ++i) ref[(n * O + o) * Ho * Wo + i] = b.data()[o];
+    for (std::int64_t n = 0; n < N; ++n)
+      for (std::int64_t c = 0; c < C; ++c)
+        for (std::int64_t oo = 0; oo < Og; ++oo)
+          for (std::int64_t ih = 0; ih < H; ++ih)
+            for (std::int64_t iw = 0; iw < W; ++iw)
+              for (std::int64_t kh = 0; kh < k; ++kh)
+                for (std::int64_t kw = 0; kw < k; ++kw) {
+                  const std::int64_t oh = ih * s - p + kh * d, ow = iw * s - p + kw * d, o = (c / Cg) * Og + oo;
+                  if (oh < 0 || oh >= Ho || ow < 0 || ow >= Wo) continue;
+                  ref[((n * O + o) * Ho + oh) * Wo + ow] +=
+                      x.data()[((n * C + c) * H + ih) * W + iw] * w.data()[((c * Og + oo) * k + kh) * k + kw];
+                }
+    double err = 0;
+    for (std::int64_t i = 0; i < y.size(); ++i) err = std::max(err, std::abs(y.data()[i] - ref[i]));
+    INFO("kernel ", k, " stride ", s, " pad ", p, " output_padding ", op, " dilation ", d, " groups ", g);
+    CHECK(err < 1e-12);
+  }
+  CHECK_THROWS_WITH_AS(make_conv_transpose(convt_attrs(3, 2, 0, 2)),
+                       "ConvTranspose: output_padding [2, 2] must be >= 0 and smaller than strides [2, 2]",
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(make_conv_transpose(convt_attrs(3, 1, 0))->output_shape({{1, 4, 3, 3}, {2, 2, 3, 3}}),
+                       "ConvTranspose: X [1, 4, 3, 3] has 4 channels but W [2, 2, 3, 3] with group=1 expects 2, a "
+                       "multiple of the group count",
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(make_conv_transpose(convt_attrs(1, 1, 1))->output_shape({{1, 2, 1, 1}, {2, 2, 1, 1}}),
+                       "ConvTranspose: pads [1, 1, 1, 1] leave no output for X [1, 2, 1, 1] and W [2, 2, 1, 1]",
+                       std::invalid_argument);
 }
 
 // Conv forward against the definition, summed directly (float64), over geometries that take each

@@ -111,6 +111,19 @@ std::vector<OpTypeInfo> build_table() {
        {attr_ints("kernel", std::nullopt), attr_ints("strides", Ints{1, 1}), attr_ints("dilations", Ints{1, 1}),
         attr_ints("pads", Ints{0, 0, 0, 0}), attr_int("group", 1)},
        &make_conv_spec},
+      {"ConvTranspose",
+       {attr_ints("kernel", std::nullopt), attr_ints("strides", Ints{1, 1}), attr_ints("dilations", Ints{1, 1}),
+        attr_ints("pads", Ints{0, 0, 0, 0}), attr_ints("output_padding", Ints{0, 0}), attr_int("group", 1)},
+       [](const OpSpec& s) {
+         ConvTranspose2dAttrs a;
+         a.kernel = fixed<2>(s, "kernel");
+         a.stride = fixed<2>(s, "strides");
+         a.dilation = fixed<2>(s, "dilations");
+         a.pads = fixed<4>(s, "pads");
+         a.output_padding = fixed<2>(s, "output_padding");
+         a.groups = s.get_int("group");
+         return make_conv_transpose(a);
+       }},
       {"MaxPool", pool_schema(), [](const OpSpec& s) { return make_max_pool(pool_attrs(s)); }},
       {"AveragePool", pool_schema(), [](const OpSpec& s) { return make_average_pool(pool_attrs(s)); }},
       {"GlobalAveragePool", {}, [](const OpSpec&) { return make_global_average_pool(); }},

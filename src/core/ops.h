@@ -45,6 +45,19 @@ struct Conv2dAttrs {
 /// Y = conv(X, W) + B.  X: [N, C, H, W], W: [O, C/groups, kh, kw], B: [O] (optional input).
 OpPtr make_conv(const Conv2dAttrs& a);
 
+struct ConvTranspose2dAttrs {
+  std::array<std::int64_t, 2> kernel{1, 1};  // [kh, kw]; must match W's spatial dims
+  std::array<std::int64_t, 2> stride{1, 1};
+  std::array<std::int64_t, 2> dilation{1, 1};
+  std::array<std::int64_t, 4> pads{0, 0, 0, 0};      // top, left, bottom, right (cropped from the output)
+  std::array<std::int64_t, 2> output_padding{0, 0};  // added at the bottom / right; < stride
+  std::int64_t groups = 1;
+};
+/// Y = conv_transpose(X, W) + B, the adjoint of Conv in X (ONNX ConvTranspose without output_shape).
+/// X: [N, C, H, W], W: [C, O/groups, kh, kw], B: [O] (optional input); Y: [N, O, Ho, Wo] with
+/// Ho = stride (H - 1) + output_padding + (kh - 1) dilation + 1 - pad_top - pad_bottom.
+OpPtr make_conv_transpose(const ConvTranspose2dAttrs& a);
+
 struct Pool2dAttrs {
   std::array<std::int64_t, 2> kernel{2, 2};
   std::array<std::int64_t, 2> stride{2, 2};

@@ -240,6 +240,14 @@ class Exporter {
       if (t != "Conv") set_i(n, "ceil_mode", a.get_bool("ceil_mode") ? 1 : 0);
       if (t == "AveragePool") set_i(n, "count_include_pad", a.get_bool("count_include_pad") ? 1 : 0);
     }
+    if (t == "ConvTranspose") {
+      set_ints(n, "kernel_shape", a.get_ints("kernel"));
+      set_ints(n, "strides", a.get_ints("strides"));
+      set_ints(n, "pads", a.get_ints("pads"));
+      set_ints(n, "dilations", a.get_ints("dilations"));
+      set_ints(n, "output_padding", a.get_ints("output_padding"));
+      set_i(n, "group", a.get_int("group"));
+    }
     if (t == "Softmax" || t == "LogSoftmax" || t == "Flatten" || t == "Concat" || t == "LayerNormalization")
       set_i(n, "axis", a.get_int("axis"));
     if (t == "LayerNormalization" || t == "BatchNormalization" || t == "InstanceNormalization")

@@ -98,6 +98,8 @@ const std::map<std::string, std::set<std::string>>& known_attributes() {
       {"Pow", {}},
       {"Equal", {}},
       {"Conv", {"kernel_shape", "strides", "dilations", "pads", "group", "auto_pad"}},
+      {"ConvTranspose",
+       {"kernel_shape", "strides", "dilations", "pads", "group", "auto_pad", "output_padding", "output_shape"}},
       {"MaxPool", {"kernel_shape", "strides", "dilations", "pads", "ceil_mode", "auto_pad", "storage_order"}},
       {"AveragePool", {"kernel_shape", "strides", "pads", "ceil_mode", "count_include_pad", "auto_pad"}},
       {"GlobalAveragePool", {}},

@@ -148,6 +148,29 @@ void Importer::import_op(const std::string& t) {
     return emit(s, ins);
   }
   if (t == "Conv" || t == "MaxPool" || t == "AveragePool") return import_conv_like(t);
+  if (t == "ConvTranspose") {
+    const int x = value(0), w = value(1);
+    std::vector<int> ins{x, w};
+    if (present(2)) ins.push_back(value(2));
+    if (attr("output_shape")) node_fail("output_shape is not supported (give pads and output_padding)");
+    const std::string auto_pad = attr_s("auto_pad", "NOTSET");
+    if (auto_pad != "NOTSET" && auto_pad != "VALID") node_fail("unsupported auto_pad '" + auto_pad + "'");
+    std::vector<std::int64_t> kernel = attr_ints("kernel_shape");
+    const Shape ws = shape_at(w, 1);
+    if (kernel.empty() && ws.size() == 4) kernel = {ws[2], ws[3]};
+    auto or_default = [&](const char* name, std::vector<std::int64_t> d) {
+      const auto v = attr_ints(name);
+      return v.empty() ? d : v;
+    };
+    OpSpec s(t);
+    s.set_ints("kernel", kernel)
+        .set_ints("strides", or_default("strides", {1, 1}))
+        .set_ints("dilations", or_default("dilations", {1, 1}))
+        .set_ints("pads", auto_pad == "VALID" ? std::vector<std::int64_t>{0, 0, 0, 0} : or_default("pads", {0, 0, 0, 0}))
+        .set_ints("output_padding", or_default("output_padding", {0, 0}))
+        .set_int("group", attr_i("group", 1));
+    return emit(s, ins);
+  }
   if (t == "GlobalAveragePool") return emit(OpSpec(t), {value(0)});
   if (t == "Softmax" || t == "LogSoftmax") {
     const std::int64_t r = rank_of(0);
