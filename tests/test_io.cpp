@@ -278,7 +278,8 @@ TEST_CASE("ONNX fixtures match PyTorch: logits, loss, gradient, HVP and GGN-vect
                         {"io/fixed_batch.onnx", "io/fixed_batch.npz", false},
                         {"io/clip_split.onnx", "io/clip_split.npz", false},
                         {"vision/activations.onnx", "vision/activations.npz", false},
-                        {"vision/groupnorm_cnn.onnx", "vision/groupnorm_cnn.npz", false}};
+                        {"vision/groupnorm_cnn.onnx", "vision/groupnorm_cnn.npz", false},
+                        {"vision/unet.onnx", "vision/unet.npz", false}};
   for (const Case& c : cases) {
     for (Precision p : {Precision::Float64, Precision::Float32}) {
       const bool f32 = p == Precision::Float32;

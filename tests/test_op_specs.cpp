@@ -78,6 +78,17 @@ std::vector<Case> cases() {
                    .set_ints("output_padding", {1, 2})
                    .set_int("group", 2),
                {{2, 4, 3, 4}, {4, 3, 3, 2}, {6}}});
+  c.push_back({spec("Resize")
+                   .set("mode", std::string("linear"))
+                   .set("coordinate_transformation_mode", std::string("half_pixel"))
+                   .set("scales", std::vector<double>{2.0, 1.5}),
+               {{2, 3, 4, 4}}});
+  c.push_back({spec("Resize")
+                   .set("mode", std::string("nearest"))
+                   .set("coordinate_transformation_mode", std::string("asymmetric"))
+                   .set("nearest_mode", std::string("floor"))
+                   .set_ints("sizes", {7, 3}),
+               {{2, 3, 4, 5}}});
   c.push_back({spec("MaxPool")
                    .set_ints("kernel", {3, 2})
                    .set_ints("strides", {2, 1})

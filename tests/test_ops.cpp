@@ -412,6 +412,46 @@ TEST_CASE("ConvTranspose2d forward equals the direct sum") {
                        std::invalid_argument);
 }
 
+ResizeAttrs resize_attrs(const char* mode, const char* coords, std::vector<double> scales,
+                         std::vector<std::int64_t> sizes = {}, const char* nearest = "floor") {
+  ResizeAttrs a;
+  a.mode = mode;
+  a.coordinate_transformation_mode = coords;
+  a.nearest_mode = nearest;
+  a.scales = std::move(scales);
+  a.sizes = std::move(sizes);
+  return a;
+}
+
+TEST_CASE("Resize matches finite differences, and its forward matches PyTorch's interpolate") {
+  run_case({make_resize(resize_attrs("nearest", "asymmetric", {2, 2})), {{2, 3, 3, 4}}, {Gen::Normal}}, 80);
+  run_case({make_resize(resize_attrs("linear", "half_pixel", {2, 3})), {{2, 2, 3, 4}}, {Gen::Normal}}, 81);
+  run_case({make_resize(resize_attrs("linear", "align_corners", {}, {5, 2})), {{1, 2, 3, 4}}, {Gen::Normal}}, 82);
+  run_case({make_resize(resize_attrs("nearest", "half_pixel", {}, {2, 7}, "round_prefer_ceil")), {{1, 2, 3, 4}},
+            {Gen::Normal}},
+           83);
+  // torch.nn.functional.interpolate(x, scale_factor=2, mode=...) of x = arange(6).reshape(1, 1, 2, 3)
+  const Tensor<double> x({1, 1, 2, 3}, {0, 1, 2, 3, 4, 5});
+  OpState<double> st;
+  const Tensor<double> near = forward(make_resize(resize_attrs("nearest", "asymmetric", {2, 2})), {x}, st);
+  CHECK(near.vec() == Buffer<double>{0, 0, 1, 1, 2, 2, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 3, 3, 4, 4, 5, 5});
+  const Tensor<double> bil = forward(make_resize(resize_attrs("linear", "half_pixel", {2, 2})), {x}, st);
+  const std::vector<double> torch_bilinear{0,    0.25, 0.75, 1.25, 1.75, 2,    0.75, 1,    1.5,  2,    2.5,  2.75,
+                                           2.25, 2.5,  3,    3.5,  4,    4.25, 3,    3.25, 3.75, 4.25, 4.75, 5};
+  for (std::size_t i = 0; i < torch_bilinear.size(); ++i) CHECK(bil.data()[i] == doctest::Approx(torch_bilinear[i]));
+  const Tensor<double> ac = forward(make_resize(resize_attrs("linear", "align_corners", {}, {3, 5})), {x}, st);
+  const std::vector<double> torch_align{0, 0.5, 1, 1.5, 2, 1.5, 2, 2.5, 3, 3.5, 3, 3.5, 4, 4.5, 5};
+  for (std::size_t i = 0; i < torch_align.size(); ++i) CHECK(ac.data()[i] == doctest::Approx(torch_align[i]));
+  CHECK_THROWS_WITH_AS(make_resize(resize_attrs("cubic", "half_pixel", {2, 2})),
+                       "Resize: mode 'cubic' is not supported (nearest or linear)", std::invalid_argument);
+  CHECK_THROWS_WITH_AS(make_resize(resize_attrs("linear", "tf_crop_and_resize", {2, 2})),
+                       "Resize: coordinate_transformation_mode 'tf_crop_and_resize' is not supported (half_pixel, "
+                       "pytorch_half_pixel, asymmetric or align_corners)",
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(make_resize(resize_attrs("linear", "half_pixel", {2, 0})),
+                       "Resize: scales [2, 0] must be > 0 and <= 1e6", std::invalid_argument);
+}
+
 // Conv forward against the definition, summed directly (float64), over geometries that take each
 // im2col path: width-preserving (shifted planes), strided, dilated, grouped, asymmetric padding.
 TEST_CASE("Conv2d forward equals the direct sum") {

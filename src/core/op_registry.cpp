@@ -25,6 +25,8 @@ AttrInfo attr_bool(const char* n, bool d) { return {n, AttrKind::Bool, AttrValue
 AttrInfo attr_float(const char* n, std::optional<double> d) {
   return {n, AttrKind::Float, d ? std::optional<AttrValue>(*d) : std::nullopt};
 }
+AttrInfo attr_floats(const char* n, std::vector<double> d) { return {n, AttrKind::Floats, AttrValue(std::move(d))}; }
+AttrInfo attr_string(const char* n, const char* d) { return {n, AttrKind::String, AttrValue(std::string(d))}; }
 AttrInfo attr_ints(const char* n, std::optional<Ints> d) {
   return {n, AttrKind::Ints, d ? std::optional<AttrValue>(*d) : std::nullopt};
 }
@@ -123,6 +125,18 @@ std::vector<OpTypeInfo> build_table() {
          a.output_padding = fixed<2>(s, "output_padding");
          a.groups = s.get_int("group");
          return make_conv_transpose(a);
+       }},
+      {"Resize",
+       {attr_string("mode", "nearest"), attr_string("coordinate_transformation_mode", "half_pixel"),
+        attr_string("nearest_mode", "round_prefer_floor"), attr_floats("scales", {}), attr_ints("sizes", Ints{})},
+       [](const OpSpec& s) {
+         ResizeAttrs a;
+         a.mode = s.get_string("mode");
+         a.coordinate_transformation_mode = s.get_string("coordinate_transformation_mode");
+         a.nearest_mode = s.get_string("nearest_mode");
+         a.scales = s.get_floats("scales");
+         a.sizes = s.get_ints("sizes");
+         return make_resize(a);
        }},
       {"MaxPool", pool_schema(), [](const OpSpec& s) { return make_max_pool(pool_attrs(s)); }},
       {"AveragePool", pool_schema(), [](const OpSpec& s) { return make_average_pool(pool_attrs(s)); }},

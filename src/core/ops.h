@@ -4,6 +4,7 @@
 /// importer maps nodes one to one; the C++ model builder uses the same factories.
 #include <array>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "src/core/elementwise_table.h"
@@ -57,6 +58,18 @@ struct ConvTranspose2dAttrs {
 /// X: [N, C, H, W], W: [C, O/groups, kh, kw], B: [O] (optional input); Y: [N, O, Ho, Wo] with
 /// Ho = stride (H - 1) + output_padding + (kh - 1) dilation + 1 - pad_top - pad_bottom.
 OpPtr make_conv_transpose(const ConvTranspose2dAttrs& a);
+
+struct ResizeAttrs {
+  std::string mode = "nearest";                                  // nearest | linear
+  std::string coordinate_transformation_mode = "half_pixel";     // half_pixel | pytorch_half_pixel |
+                                                                 // asymmetric | align_corners
+  std::string nearest_mode = "round_prefer_floor";               // floor | ceil | round_prefer_*
+  std::vector<double> scales;                                    // [sh, sw], or empty and
+  std::vector<std::int64_t> sizes;                               // [Ho, Wo]
+};
+/// ONNX Resize of the spatial dims of X [N, C, H, W] (nearest or bilinear; linear in X).
+/// Output [N, C, floor(H sh), floor(W sw)] or [N, C, Ho, Wo].
+OpPtr make_resize(const ResizeAttrs& a);
 
 struct Pool2dAttrs {
   std::array<std::int64_t, 2> kernel{2, 2};

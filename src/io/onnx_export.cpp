@@ -109,15 +109,18 @@ class Exporter {
     for (auto x : v) p->add_int64_data(x);
     return name;
   }
-  // A float scalar as a Constant node (not an initializer: it must not become a parameter).
-  std::string add_scalar_init(const std::string& node, const std::string& what, double v) {
+  // A float tensor as a Constant node (not an initializer: it must not become a parameter).
+  std::string add_float_const(const std::string& node, const std::string& what, const Tensor<double>& t) {
     const std::string name = const_name(node, what);
     auto* n = add_node("Constant", name, {}, name);
     auto* a = n->add_attribute();
     a->set_name("value");
     a->set_type(onnx::AttributeProto_AttributeType_TENSOR);
-    fill_float(a->mutable_t(), name, Tensor<double>(Shape{}, {v}));
+    fill_float(a->mutable_t(), name, t);
     return name;
+  }
+  std::string add_scalar_init(const std::string& node, const std::string& what, double v) {
+    return add_float_const(node, what, Tensor<double>(Shape{}, {v}));
   }
   onnx::NodeProto* add_node(const std::string& type, const std::string& name, const std::vector<std::string>& ins,
                             const std::string& out) {
@@ -188,6 +191,33 @@ class Exporter {
       if (has_hi) ins.push_back(add_scalar_init(nm, "max", hi));
       if (!has_hi && lo == -kClipNone) ins.pop_back();
       add_node(t, nm, ins, out);
+      return;
+    }
+    if (t == "Resize") {  // X, roi (absent), scales [1, 1, sh, sw] or sizes [N, C, Ho, Wo] from Shape(X)
+      const auto scales = a.get_floats("scales");
+      ins.push_back("");
+      if (!scales.empty()) {
+        ins.push_back(add_float_const(nm, "scales", Tensor<double>(Shape{4}, {1.0, 1.0, scales[0], scales[1]})));
+      } else {
+        const auto& hw = a.get_ints("sizes");
+        add_node("Shape", nm + "/shape", {ins.at(0)}, nm + "/shape_out");
+        add_node("Slice", nm + "/nc", {nm + "/shape_out", add_int_init(nm, "start", {0}), add_int_init(nm, "end", {2})},
+                 nm + "/nc_out");
+        auto* c = add_node("Concat", nm + "/sizes", {nm + "/nc_out", add_int_init(nm, "hw", hw)}, nm + "/sizes_out");
+        set_i(c, "axis", 0);
+        ins.push_back("");
+        ins.push_back(nm + "/sizes_out");
+      }
+      auto* n = add_node(t, nm, ins, out);
+      auto set_s = [&](const char* k) {
+        auto* at = n->add_attribute();
+        at->set_name(k);
+        at->set_type(onnx::AttributeProto_AttributeType_STRING);
+        at->set_s(a.get_string(k));
+      };
+      set_s("mode");
+      set_s("coordinate_transformation_mode");
+      set_s("nearest_mode");
       return;
     }
     if (t == "Reshape") {

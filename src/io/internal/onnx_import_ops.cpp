@@ -95,6 +95,49 @@ void Importer::import_conv_like(const std::string& t) {
   emit(s, ins);
 }
 
+void Importer::import_resize(const std::string& t) {
+  // Resize (opset 10: X, scales; 11+: X, roi, scales, sizes) and Upsample (scales attribute before
+  // opset 9, input after). Opset 10 and Upsample map coordinates as asymmetric/floor.
+  const bool old = t == "Upsample" || m_opset < 11;
+  const int x = value(0);
+  const Shape xs = shape_at(x, 1);
+  if (xs.size() != 4) node_fail("only 2-D (NCHW) inputs are supported, got " + shape_str(xs));
+  if (attr_i("exclude_outside", 0) != 0) node_fail("exclude_outside=1 is not supported");
+  if (attr_i("antialias", 0) != 0) node_fail("antialias=1 is not supported");
+  if (attr_s("keep_aspect_ratio_policy", "stretch") != "stretch")
+    node_fail("keep_aspect_ratio_policy '" + attr_s("keep_aspect_ratio_policy", "") + "' is not supported");
+  if (attr("axes")) node_fail("the axes attribute is not supported (give scales or sizes for all 4 dims)");
+  OpSpec s("Resize");
+  s.set("mode", attr_s("mode", "nearest"))
+      .set("coordinate_transformation_mode", old ? std::string("asymmetric")
+                                                 : attr_s("coordinate_transformation_mode", "half_pixel"))
+      .set("nearest_mode", old ? std::string("floor") : attr_s("nearest_mode", "round_prefer_floor"));
+  std::vector<double> scales;
+  std::vector<std::int64_t> sizes;
+  if (t == "Upsample" && m_opset < 9) {
+    if (const auto* a = typed_attr("scales", onnx::AttributeProto_AttributeType_FLOATS))
+      scales.assign(a->floats().begin(), a->floats().end());
+  } else {
+    const int k = old ? 1 : 2;
+    if (present(k)) scales = need_folded(k, "scales").doubles("scales");
+    if (!old && present(3)) {
+      const Folded& f = need_folded(3, "sizes");
+      if (f.size() != 4) node_fail("sizes must have 4 values, got " + std::to_string(f.size()));
+      if (f.n[1] != 0 || f.n[2] != 0 || f.n[3] != 0 || f.i[1] != xs[1])
+        node_fail("sizes may change only H and W, and must give them as constants");
+      sizes = {f.i[2], f.i[3]};
+    }
+  }
+  if (!scales.empty()) {
+    if (scales.size() != 4 || scales[0] != 1.0 || scales[1] != 1.0)
+      node_fail("scales must be 4 values [1, 1, sh, sw] (only H and W are resized)");
+    scales = {scales[2], scales[3]};
+  }
+  if (scales.empty() == sizes.empty()) node_fail("exactly one of scales and sizes must be given");
+  s.set("scales", scales).set_ints("sizes", sizes);
+  emit(s, {x});
+}
+
 void Importer::import_op(const std::string& t) {
   if (t == "Pow") {
     const auto e = need_folded(1, "exponent").doubles("exponent");
@@ -148,6 +191,7 @@ void Importer::import_op(const std::string& t) {
     return emit(s, ins);
   }
   if (t == "Conv" || t == "MaxPool" || t == "AveragePool") return import_conv_like(t);
+  if (t == "Resize" || t == "Upsample") return import_resize(t);
   if (t == "ConvTranspose") {
     const int x = value(0), w = value(1);
     std::vector<int> ins{x, w};

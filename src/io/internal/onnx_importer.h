@@ -212,6 +212,7 @@ class Importer {
   bool try_fold(const std::string& t);
   void import_op(const std::string& t);
   void import_conv_like(const std::string& t);
+  void import_resize(const std::string& t);
   Shape reshape_target(const Folded& f, int data, bool allowzero);
 
   std::string m_path;
