@@ -25,13 +25,13 @@ from torch.nn.utils import stateless
 OUT = os.path.join(os.path.dirname(__file__), "..", "data", "fixtures", "vision")
 
 
-def hardsigmoid(x):
-    """F.hardsigmoid for export; the references swap in its clamp form, which has the same values
-    and derivatives away from the kinks (PyTorch has no double backward for hardsigmoid)."""
-    return hardsigmoid.impl(x)
+HARDSIGMOID = nn.functional.hardsigmoid
 
 
-hardsigmoid.impl = nn.functional.hardsigmoid
+def hardsigmoid_clamp(x, inplace=False):
+    """F.hardsigmoid as a clamp: the same values, and the same derivatives away from the kinks.
+    The references use it because PyTorch has no double backward for hardsigmoid."""
+    return torch.clamp(x / 6 + 0.5, 0, 1)
 
 
 class ActNet(nn.Module):
@@ -51,7 +51,7 @@ class ActNet(nn.Module):
     def forward(self, x):
         h = self.prelu(self.conv1(x))
         h = nn.functional.hardswish(self.conv2(h))
-        gate = hardsigmoid(self.se(h.mean(dim=(2, 3))))
+        gate = nn.functional.hardsigmoid(self.se(h.mean(dim=(2, 3))))
         h = h * gate[:, :, None, None]
         h = nn.functional.elu(h, 0.7) + nn.functional.selu(h) + nn.functional.softplus(h) + nn.functional.relu6(4 * h)
         return self.fc2(self.prelu1(self.fc1(torch.flatten(h, 1))))
@@ -98,6 +98,34 @@ class TinyUNet(nn.Module):
         return self.fc(torch.relu(self.dec(h)).mean(dim=(2, 3)))
 
 
+class LSTMClassifier(nn.Module):
+    """Two-layer batch-first nn.LSTM, classified from the last layer's final hidden state h_n[-1]
+    (ONNX: LSTM's Y_h) plus the mean of its outputs over time (Y)."""
+
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.LSTM(3, 5, num_layers=2, batch_first=True)
+        self.fc = nn.Linear(5, 3)
+        self.fc_mean = nn.Linear(5, 3)
+
+    def forward(self, x):
+        out, (h, _) = self.rnn(x)
+        return self.fc(h[-1]) + self.fc_mean(out.mean(dim=1))
+
+
+class BiLSTMClassifier(nn.Module):
+    """One bidirectional batch-first nn.LSTM layer; the classifier reads both final states."""
+
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.LSTM(3, 4, batch_first=True, bidirectional=True)
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x):
+        _, (h, _) = self.rnn(x)
+        return self.fc(torch.cat([h[0], h[1]], dim=1))
+
+
 def randomize(net, gen):
     with torch.no_grad():
         for q in net.parameters():
@@ -133,7 +161,7 @@ def references(factory, net, x, y, gen):
     def f(*ps):
         return stateless.functional_call(net64, dict(zip(names, ps)), (x64,))
 
-    hardsigmoid.impl = lambda t: torch.clamp(t / 6 + 0.5, 0, 1)
+    nn.functional.hardsigmoid = hardsigmoid_clamp  # restored below
     z = f(*params)
     loss = nn.functional.cross_entropy(z, y)
     grads = torch.autograd.grad(loss, params, create_graph=True)
@@ -143,14 +171,12 @@ def references(factory, net, x, y, gen):
     prob = torch.softmax(z.detach(), -1)
     hu = (prob * jv - prob * (prob * jv).sum(-1, keepdim=True)) / x.shape[0]
     ggn = torch.autograd.grad(f(*params), params, grad_outputs=hu)
-    hardsigmoid.impl = nn.functional.hardsigmoid
     flat = lambda ts: torch.cat([t.reshape(-1) for t in ts]).detach().numpy()  # noqa: E731
-    hardsigmoid.impl = lambda t: torch.clamp(t / 6 + 0.5, 0, 1)
     z32 = net(x)
     loss32 = nn.functional.cross_entropy(z32, y)
     g32 = torch.autograd.grad(loss32, list(net.parameters()), create_graph=True)
     h32 = torch.autograd.grad(g32, list(net.parameters()), grad_outputs=[t.float() for t in v])
-    hardsigmoid.impl = nn.functional.hardsigmoid
+    nn.functional.hardsigmoid = HARDSIGMOID
     return dict(logits=z.detach().numpy(), loss=np.array(loss.item()), grad=flat(grads), v=flat(v), hvp=flat(hvp),
                 ggn_v=flat(ggn), logits32=z32.detach().numpy(), loss32=np.array(loss32.item()),
                 grad32=flat(g32).astype(np.float32), hvp32=flat(h32).astype(np.float32),
@@ -180,11 +206,89 @@ def make(name, factory, shape, out_dir=OUT, opset=17, samples=4, keep_bn=False):
     print("wrote", path, os.path.getsize(path), "bytes; loss", ref["loss"])
 
 
+def onnx_lstm(x, w, r, b, reverse=False):
+    """ONNX LSTM of one direction (gates i, o, f, c; zero initial state): x [B, T, I] -> [B, T, H]."""
+    hidden = r.shape[-1]
+    h = x.new_zeros(x.shape[0], hidden)
+    c = x.new_zeros(x.shape[0], hidden)
+    steps = range(x.shape[1] - 1, -1, -1) if reverse else range(x.shape[1])
+    out = [None] * x.shape[1]
+    for t in steps:
+        z = x[:, t] @ w.T + h @ r.T + b[: 4 * hidden] + b[4 * hidden:]
+        i, o, f, g = torch.sigmoid(z[:, :hidden]), torch.sigmoid(z[:, hidden:2 * hidden]), \
+            torch.sigmoid(z[:, 2 * hidden:3 * hidden]), torch.tanh(z[:, 3 * hidden:])
+        c = f * c + i * g
+        h = o * torch.tanh(c)
+        out[t] = h
+    return torch.stack(out, dim=1)
+
+
+def make_rnn(name, cls, shape, samples=4):
+    """As make(), but the gradient is over the ONNX initializers: the exporter reorders LSTM gates
+    and concatenates biases, so PyTorch's parameters have no one-to-one image. The references run
+    the ONNX LSTM equations in PyTorch on those initializers, checked equal to nn.LSTM's logits."""
+    gen = torch.Generator().manual_seed(sum(map(ord, name)))
+    torch.manual_seed(0)
+    net = cls().eval()
+    randomize(net, gen)
+    x = torch.rand(samples, *shape, generator=gen)
+    y = torch.randint(0, 3, (samples,), generator=gen)
+    path = os.path.join(OUT, name + ".onnx")
+    torch.onnx.export(net, x, path, input_names=["input"], output_names=["logits"], opset_version=17,
+                      dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}})
+    graph = onnx.load(path).graph
+    inits = {i.name: torch.tensor(numpy_helper.to_array(i)) for i in graph.initializer}
+    lstms = [n for n in graph.node if n.op_type == "LSTM"]
+    names = [n for n in inits if inits[n].dtype == torch.float32]
+
+    def forward(ps, xx):
+        p = dict(zip(names, ps))
+        if cls is LSTMClassifier:
+            h = xx
+            for node in lstms:
+                h = onnx_lstm(h, p[node.input[1]][0], p[node.input[2]][0], p[node.input[3]][0])
+            return h[:, -1] @ p["fc.weight"].T + p["fc.bias"] + h.mean(dim=1) @ p["fc_mean.weight"].T + p["fc_mean.bias"]
+        node = lstms[0]
+        w, r, b = p[node.input[1]], p[node.input[2]], p[node.input[3]]
+        fwd = onnx_lstm(xx, w[0], r[0], b[0])[:, -1]
+        bwd = onnx_lstm(xx, w[1], r[1], b[1], reverse=True)[:, 0]
+        return torch.cat([fwd, bwd], dim=1) @ p["fc.weight"].T + p["fc.bias"]
+
+    out = {}
+    for dtype, sfx in ((torch.float64, ""), (torch.float32, "32")):
+        params = [inits[n].to(dtype).clone().requires_grad_(True) for n in names]
+        xx = x.to(dtype)
+        z = forward(params, xx)
+        ref = (net.double() if dtype == torch.float64 else net.float())(xx)
+        err = (z - ref).abs().max().item()
+        assert err < (1e-12 if sfx == "" else 1e-5), "ONNX LSTM equations differ from nn.LSTM by %g" % err
+        loss = nn.functional.cross_entropy(z, y)
+        grads = torch.autograd.grad(loss, params, create_graph=True)
+        if sfx == "":
+            v = [torch.randn(q.shape, generator=gen, dtype=torch.float64) for q in params]
+        hvp = torch.autograd.grad(grads, params, grad_outputs=[t.to(dtype) for t in v])
+        f = lambda *ps: forward(ps, xx)  # noqa: E731
+        _, jv = torch.autograd.functional.jvp(f, tuple(q.detach() for q in params), tuple(t.to(dtype) for t in v))
+        prob = torch.softmax(z.detach(), -1)
+        hu = (prob * jv - prob * (prob * jv).sum(-1, keepdim=True)) / x.shape[0]
+        ggn = torch.autograd.grad(forward(params, xx), params, grad_outputs=hu)
+        flat = lambda ts: torch.cat([t.reshape(-1) for t in ts]).detach().numpy()  # noqa: E731
+        out.update({"logits" + sfx: z.detach().numpy(), "loss" + sfx: np.array(loss.item()), "grad" + sfx: flat(grads),
+                    "hvp" + sfx: flat(hvp), "ggn_v" + sfx: flat(ggn)})
+    out["v"] = torch.cat([t.reshape(-1) for t in v]).numpy()
+    np.savez_compressed(os.path.join(OUT, name + ".npz"), x=x.numpy(), y=y.numpy(), param_names=np.array(names),
+                        onnx_param=np.array(names), onnx_param_transposed=np.zeros(len(names), dtype=np.int64),
+                        **{"shape/" + n: np.array(inits[n].shape, dtype=np.int64) for n in names}, **out)
+    print("wrote", path, os.path.getsize(path), "bytes; loss", out["loss"])
+
+
 if __name__ == "__main__":
     torch.set_num_threads(1)
     make("activations", ActNet, (2, 6, 6))
     make("groupnorm_cnn", GroupNormCNN, (3, 8, 8))
     make("unet", TinyUNet, (1, 8, 8))
+    make_rnn("lstm", LSTMClassifier, (6, 3))
+    make_rnn("bilstm", BiLSTMClassifier, (5, 3))
     if "--mobilenet" in sys.argv:
         import torchvision
 

@@ -279,7 +279,9 @@ TEST_CASE("ONNX fixtures match PyTorch: logits, loss, gradient, HVP and GGN-vect
                         {"io/clip_split.onnx", "io/clip_split.npz", false},
                         {"vision/activations.onnx", "vision/activations.npz", false},
                         {"vision/groupnorm_cnn.onnx", "vision/groupnorm_cnn.npz", false},
-                        {"vision/unet.onnx", "vision/unet.npz", false}};
+                        {"vision/unet.onnx", "vision/unet.npz", false},
+                        {"vision/lstm.onnx", "vision/lstm.npz", false},
+                        {"vision/bilstm.onnx", "vision/bilstm.npz", false}};
   for (const Case& c : cases) {
     for (Precision p : {Precision::Float64, Precision::Float32}) {
       const bool f32 = p == Precision::Float32;

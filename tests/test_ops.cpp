@@ -452,6 +452,19 @@ TEST_CASE("Resize matches finite differences, and its forward matches PyTorch's 
                        "Resize: scales [2, 0] must be > 0 and <= 1e6", std::invalid_argument);
 }
 
+TEST_CASE("LSTM matches finite differences through time") {
+  const std::vector<Gen> g4{Gen::Normal, Gen::Normal, Gen::Normal, Gen::Normal};
+  // X [T, B, I], W [D, 4H, I], R [D, 4H, H], B [D, 8H]
+  run_case({make_lstm(3, "forward"), {{4, 2, 2}, {1, 12, 2}, {1, 12, 3}, {1, 24}}, g4}, 90);
+  run_case({make_lstm(2, "reverse"), {{3, 2, 3}, {1, 8, 3}, {1, 8, 2}}, {Gen::Normal, Gen::Normal, Gen::Normal}}, 91);
+  run_case({make_lstm(2, "bidirectional"), {{3, 2, 2}, {2, 8, 2}, {2, 8, 2}, {2, 16}}, g4}, 92);
+  run_case({make_lstm(2, "forward"), {{1, 3, 2}, {1, 8, 2}, {1, 8, 2}, {1, 16}}, g4}, 93);
+  CHECK_THROWS_WITH_AS(make_lstm(2, "sideways"),
+                       "LSTM: direction must be forward, reverse or bidirectional, got 'sideways'", std::invalid_argument);
+  CHECK_THROWS_WITH_AS(make_lstm(2, "forward")->output_shape({{3, 2, 2}, {1, 8, 3}, {1, 8, 2}}),
+                       "LSTM: W [1, 8, 3] must be [1, 8, 2]", std::invalid_argument);
+}
+
 // Conv forward against the definition, summed directly (float64), over geometries that take each
 // im2col path: width-preserving (shifted planes), strided, dilated, grouped, asymmetric padding.
 TEST_CASE("Conv2d forward equals the direct sum") {

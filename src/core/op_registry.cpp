@@ -138,6 +138,9 @@ std::vector<OpTypeInfo> build_table() {
          a.sizes = s.get_ints("sizes");
          return make_resize(a);
        }},
+      {"LSTM",
+       {attr_int("hidden_size", std::nullopt), attr_string("direction", "forward")},
+       [](const OpSpec& s) { return make_lstm(s.get_int("hidden_size"), s.get_string("direction")); }},
       {"MaxPool", pool_schema(), [](const OpSpec& s) { return make_max_pool(pool_attrs(s)); }},
       {"AveragePool", pool_schema(), [](const OpSpec& s) { return make_average_pool(pool_attrs(s)); }},
       {"GlobalAveragePool", {}, [](const OpSpec&) { return make_global_average_pool(); }},

@@ -71,6 +71,11 @@ struct ResizeAttrs {
 /// Output [N, C, floor(H sh), floor(W sw)] or [N, C, Ho, Wo].
 OpPtr make_resize(const ResizeAttrs& a);
 
+/// ONNX LSTM (layout 0, gates i, o, f, c, zero initial state, no peepholes): X [T, B, I],
+/// W [D, 4H, I], R [D, 4H, H], optional B [D, 8H] -> Y [T, D, B, H]; D = 2 for "bidirectional",
+/// else 1 ("forward" or "reverse").
+OpPtr make_lstm(std::int64_t hidden_size, const std::string& direction);
+
 struct Pool2dAttrs {
   std::array<std::int64_t, 2> kernel{2, 2};
   std::array<std::int64_t, 2> stride{2, 2};

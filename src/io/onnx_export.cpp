@@ -270,6 +270,13 @@ class Exporter {
       if (t != "Conv") set_i(n, "ceil_mode", a.get_bool("ceil_mode") ? 1 : 0);
       if (t == "AveragePool") set_i(n, "count_include_pad", a.get_bool("count_include_pad") ? 1 : 0);
     }
+    if (t == "LSTM") {
+      set_i(n, "hidden_size", a.get_int("hidden_size"));
+      auto* at = n->add_attribute();
+      at->set_name("direction");
+      at->set_type(onnx::AttributeProto_AttributeType_STRING);
+      at->set_s(a.get_string("direction"));
+    }
     if (t == "ConvTranspose") {
       set_ints(n, "kernel_shape", a.get_ints("kernel"));
       set_ints(n, "strides", a.get_ints("strides"));

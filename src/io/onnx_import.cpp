@@ -111,6 +111,9 @@ const std::map<std::string, std::set<std::string>>& known_attributes() {
       {"BatchNormalization", {"epsilon", "momentum", "training_mode", "spatial"}},
       {"LayerNormalization", {"axis", "epsilon", "stash_type"}},
       {"InstanceNormalization", {"epsilon"}},
+      {"LSTM",
+       {"hidden_size", "direction", "activations", "activation_alpha", "activation_beta", "clip", "input_forget",
+        "layout"}},
       {"Resize",
        {"mode", "coordinate_transformation_mode", "nearest_mode", "cubic_coeff_a", "exclude_outside",
         "extrapolation_value", "antialias", "axes", "keep_aspect_ratio_policy"}},
@@ -222,6 +225,23 @@ bool Importer::try_fold(const std::string& t) {
     else
       node_fail("Constant without a supported value attribute");
     set_folded(std::move(f));
+    return true;
+  }
+  // Zeros of a batch-dependent shape (ConstantOfShape, as exporters make an RNN's initial state),
+  // and slices and reshapes of them: kept as known zeros, usable only as an RNN's initial state.
+  if (t == "ConstantOfShape" && folded(0) && folded(0)->symbolic()) {
+    Folded v = Folded::of_floats({1}, {0.0});
+    if (const auto* at = attr("value")) v = load_tensor(at->t(), "value");
+    const auto d = v.doubles("value");
+    if (d.size() == 1 && d[0] == 0.0) {
+      m_zeros.insert(m_node->output(0));
+      return true;
+    }
+  }
+  if ((t == "Slice" || t == "Squeeze" || t == "Unsqueeze" || t == "Reshape" || t == "Transpose" ||
+       t == "Identity" || t == "Cast") &&
+      m_zeros.count(in_name(0))) {
+    m_zeros.insert(m_node->output(0));
     return true;
   }
   if (t == "Shape") {

@@ -138,6 +138,54 @@ void Importer::import_resize(const std::string& t) {
   emit(s, {x});
 }
 
+bool Importer::is_zero(int k) const {
+  if (m_zeros.count(in_name(k))) return true;
+  const Folded* f = folded(k);
+  if (!f || f->trainable || m_values.count(in_name(k))) return false;
+  for (double v : f->doubles("initial state"))
+    if (v != 0.0) return false;
+  return true;
+}
+
+void Importer::import_rnn(const std::string& t) {
+  // LSTM as torch.onnx.export writes nn.LSTM: layout 0, default activations, zero initial state,
+  // no sequence lengths or peepholes. Y_h becomes slices of Y; Y_c is not produced.
+  if (attr_i("layout", 0) != 0) node_fail("layout=1 is not supported");
+  if (attr("clip")) node_fail("clip is not supported");
+  if (attr_i("input_forget", 0) != 0) node_fail("input_forget=1 is not supported");
+  if (attr("activation_alpha") || attr("activation_beta")) node_fail("activation_alpha/beta are not supported");
+  const std::string dir = attr_s("direction", "forward");
+  const int D = dir == "bidirectional" ? 2 : 1;
+  if (const auto* a = attr("activations")) {
+    for (int k = 0; k < a->strings_size(); ++k)
+      if (a->strings(k) != (k % 3 == 0 ? "Sigmoid" : "Tanh"))
+        node_fail("activations other than Sigmoid, Tanh, Tanh are not supported");
+  }
+  const std::int64_t hidden = attr_i("hidden_size", 0);
+  std::vector<int> ins{value(0), value(1), value(2)};
+  if (present(3)) ins.push_back(value(3));
+  if (present(4)) node_fail("sequence_lens is not supported (all sequences have the full length)");
+  if (present(5) && !is_zero(5)) node_fail("initial_h must be zero");
+  if (present(6) && !is_zero(6)) node_fail("initial_c must be zero");
+  if (present(7)) node_fail("peepholes (input P) are not supported");
+  const int y = emit_named(OpSpec(t).set_int("hidden_size", hidden).set("direction", dir), ins, m_node_name);
+  m_values[m_node->output(0)] = y;
+  if (m_node->output_size() > 1 && !m_node->output(1).empty()) {
+    // Y_h [D, B, H]: Y [T, D, B, H] at the last step of each direction.
+    const std::int64_t T = shape_at(ins[0], 1).at(0);
+    std::vector<int> parts;
+    for (int d = 0; d < D; ++d) {
+      const bool rev = dir == "reverse" || d == 1;
+      const std::int64_t step = rev ? 0 : T - 1;
+      OpSpec s("Slice");
+      s.set_ints("starts", {step, d}).set_ints("ends", {step + 1, d + 1}).set_ints("axes", {0, 1}).set_ints("steps", {1, 1});
+      parts.push_back(emit_named(s, {y}, m_node_name + "/Y_h" + std::to_string(d)));
+    }
+    const int h = D == 1 ? parts[0] : emit_named(OpSpec("Concat").set_int("axis", 1), parts, m_node_name + "/Y_h");
+    m_values[m_node->output(1)] = emit_named(OpSpec("Squeeze").set_ints("axes", {0}), {h}, m_node_name + "/Y_h");
+  }
+}
+
 void Importer::import_op(const std::string& t) {
   if (t == "Pow") {
     const auto e = need_folded(1, "exponent").doubles("exponent");
@@ -192,6 +240,7 @@ void Importer::import_op(const std::string& t) {
   }
   if (t == "Conv" || t == "MaxPool" || t == "AveragePool") return import_conv_like(t);
   if (t == "Resize" || t == "Upsample") return import_resize(t);
+  if (t == "LSTM") return import_rnn(t);
   if (t == "ConvTranspose") {
     const int x = value(0), w = value(1);
     std::vector<int> ins{x, w};

@@ -145,6 +145,8 @@ class Importer {
     if (const auto p = m_pending_pads.find(name); p != m_pending_pads.end())
       node_fail("input '" + name + "' comes from a Pad with non-zero pads (node '" + p->second.node +
                 "'), which curv supports only directly before Conv or AveragePool");
+    if (m_zeros.count(name))
+      node_fail("input '" + name + "' is a zero tensor of batch-dependent shape, supported only as an RNN's initial state");
     const auto c = m_consts.find(name);
     if (c == m_consts.end())
       node_fail("input '" + name +
@@ -213,12 +215,15 @@ class Importer {
   void import_op(const std::string& t);
   void import_conv_like(const std::string& t);
   void import_resize(const std::string& t);
+  void import_rnn(const std::string& t);
+  bool is_zero(int k) const;
   Shape reshape_target(const Folded& f, int data, bool allowzero);
 
   std::string m_path;
   ImportOptions m_opts;
   Model m_model;
   int m_opset = 0;
+  std::set<std::string> m_zeros;  // values known to be zero, of batch-dependent shape
   std::int64_t m_fixed_batch = 0;  // the input's batch dim when exported as a fixed number
   std::optional<std::regex> m_params_re, m_freeze_re;
   std::map<std::string, int> m_values;     // ONNX value name -> model value
