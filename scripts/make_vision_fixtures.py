@@ -126,6 +126,19 @@ class BiLSTMClassifier(nn.Module):
         return self.fc(torch.cat([h[0], h[1]], dim=1))
 
 
+class GRUClassifier(nn.Module):
+    """Two-layer batch-first nn.GRU, classified from h_n[-1] (ONNX: GRU's Y_h)."""
+
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.GRU(3, 5, num_layers=2, batch_first=True)
+        self.fc = nn.Linear(5, 3)
+
+    def forward(self, x):
+        _, h = self.rnn(x)
+        return self.fc(h[-1])
+
+
 def randomize(net, gen):
     with torch.no_grad():
         for q in net.parameters():
@@ -223,6 +236,22 @@ def onnx_lstm(x, w, r, b, reverse=False):
     return torch.stack(out, dim=1)
 
 
+def onnx_gru(x, w, r, b):
+    """ONNX GRU of one direction (gates z, r, h; linear_before_reset = 1; zero initial state)."""
+    hidden = r.shape[-1]
+    h = x.new_zeros(x.shape[0], hidden)
+    out = []
+    for t in range(x.shape[1]):
+        a = x[:, t] @ w.T + b[: 3 * hidden]
+        u = h @ r.T + b[3 * hidden:]
+        z = torch.sigmoid(a[:, :hidden] + u[:, :hidden])
+        rr = torch.sigmoid(a[:, hidden:2 * hidden] + u[:, hidden:2 * hidden])
+        n = torch.tanh(a[:, 2 * hidden:] + rr * u[:, 2 * hidden:])
+        h = (1 - z) * n + z * h
+        out.append(h)
+    return torch.stack(out, dim=1)
+
+
 def make_rnn(name, cls, shape, samples=4):
     """As make(), but the gradient is over the ONNX initializers: the exporter reorders LSTM gates
     and concatenates biases, so PyTorch's parameters have no one-to-one image. The references run
@@ -238,7 +267,7 @@ def make_rnn(name, cls, shape, samples=4):
                       dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}})
     graph = onnx.load(path).graph
     inits = {i.name: torch.tensor(numpy_helper.to_array(i)) for i in graph.initializer}
-    lstms = [n for n in graph.node if n.op_type == "LSTM"]
+    lstms = [n for n in graph.node if n.op_type in ("LSTM", "GRU")]
     names = [n for n in inits if inits[n].dtype == torch.float32]
 
     def forward(ps, xx):
@@ -248,6 +277,11 @@ def make_rnn(name, cls, shape, samples=4):
             for node in lstms:
                 h = onnx_lstm(h, p[node.input[1]][0], p[node.input[2]][0], p[node.input[3]][0])
             return h[:, -1] @ p["fc.weight"].T + p["fc.bias"] + h.mean(dim=1) @ p["fc_mean.weight"].T + p["fc_mean.bias"]
+        if cls is GRUClassifier:
+            h = xx
+            for node in lstms:
+                h = onnx_gru(h, p[node.input[1]][0], p[node.input[2]][0], p[node.input[3]][0])
+            return h[:, -1] @ p["fc.weight"].T + p["fc.bias"]
         node = lstms[0]
         w, r, b = p[node.input[1]], p[node.input[2]], p[node.input[3]]
         fwd = onnx_lstm(xx, w[0], r[0], b[0])[:, -1]
@@ -289,6 +323,7 @@ if __name__ == "__main__":
     make("unet", TinyUNet, (1, 8, 8))
     make_rnn("lstm", LSTMClassifier, (6, 3))
     make_rnn("bilstm", BiLSTMClassifier, (5, 3))
+    make_rnn("gru", GRUClassifier, (6, 3))
     if "--mobilenet" in sys.argv:
         import torchvision
 

@@ -281,7 +281,8 @@ TEST_CASE("ONNX fixtures match PyTorch: logits, loss, gradient, HVP and GGN-vect
                         {"vision/groupnorm_cnn.onnx", "vision/groupnorm_cnn.npz", false},
                         {"vision/unet.onnx", "vision/unet.npz", false},
                         {"vision/lstm.onnx", "vision/lstm.npz", false},
-                        {"vision/bilstm.onnx", "vision/bilstm.npz", false}};
+                        {"vision/bilstm.onnx", "vision/bilstm.npz", false},
+                        {"vision/gru.onnx", "vision/gru.npz", false}};
   for (const Case& c : cases) {
     for (Precision p : {Precision::Float64, Precision::Float32}) {
       const bool f32 = p == Precision::Float32;

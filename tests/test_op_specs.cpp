@@ -91,6 +91,8 @@ std::vector<Case> cases() {
                {{2, 3, 4, 5}}});
   c.push_back({spec("LSTM").set_int("hidden_size", 2).set("direction", std::string("bidirectional")),
                {{2, 3, 2}, {2, 8, 2}, {2, 8, 2}, {2, 16}}});
+  c.push_back({spec("GRU").set_int("hidden_size", 2).set("direction", std::string("reverse")),
+               {{2, 3, 2}, {1, 6, 2}, {1, 6, 2}, {1, 12}}});
   c.push_back({spec("MaxPool")
                    .set_ints("kernel", {3, 2})
                    .set_ints("strides", {2, 1})

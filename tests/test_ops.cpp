@@ -465,6 +465,15 @@ TEST_CASE("LSTM matches finite differences through time") {
                        "LSTM: W [1, 8, 3] must be [1, 8, 2]", std::invalid_argument);
 }
 
+TEST_CASE("GRU matches finite differences through time") {
+  const std::vector<Gen> g4{Gen::Normal, Gen::Normal, Gen::Normal, Gen::Normal};
+  // X [T, B, I], W [D, 3H, I], R [D, 3H, H], B [D, 6H]
+  run_case({make_gru(3, "forward"), {{4, 2, 2}, {1, 9, 2}, {1, 9, 3}, {1, 18}}, g4}, 95);
+  run_case({make_gru(2, "reverse"), {{3, 2, 3}, {1, 6, 3}, {1, 6, 2}}, {Gen::Normal, Gen::Normal, Gen::Normal}}, 96);
+  run_case({make_gru(2, "bidirectional"), {{3, 2, 2}, {2, 6, 2}, {2, 6, 2}, {2, 12}}, g4}, 97);
+  CHECK_THROWS_WITH_AS(make_gru(0, "forward"), "GRU: hidden_size must be >= 1, got 0", std::invalid_argument);
+}
+
 // Conv forward against the definition, summed directly (float64), over geometries that take each
 // im2col path: width-preserving (shifted planes), strided, dilated, grouped, asymmetric padding.
 TEST_CASE("Conv2d forward equals the direct sum") {

@@ -76,6 +76,10 @@ OpPtr make_resize(const ResizeAttrs& a);
 /// else 1 ("forward" or "reverse").
 OpPtr make_lstm(std::int64_t hidden_size, const std::string& direction);
 
+/// ONNX GRU with linear_before_reset = 1 (as PyTorch exports nn.GRU; gates z, r, h, zero initial
+/// state): X [T, B, I], W [D, 3H, I], R [D, 3H, H], optional B [D, 6H] -> Y [T, D, B, H].
+OpPtr make_gru(std::int64_t hidden_size, const std::string& direction);
+
 struct Pool2dAttrs {
   std::array<std::int64_t, 2> kernel{2, 2};
   std::array<std::int64_t, 2> stride{2, 2};

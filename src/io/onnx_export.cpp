@@ -270,8 +270,9 @@ class Exporter {
       if (t != "Conv") set_i(n, "ceil_mode", a.get_bool("ceil_mode") ? 1 : 0);
       if (t == "AveragePool") set_i(n, "count_include_pad", a.get_bool("count_include_pad") ? 1 : 0);
     }
-    if (t == "LSTM") {
+    if (t == "LSTM" || t == "GRU") {
       set_i(n, "hidden_size", a.get_int("hidden_size"));
+      if (t == "GRU") set_i(n, "linear_before_reset", 1);
       auto* at = n->add_attribute();
       at->set_name("direction");
       at->set_type(onnx::AttributeProto_AttributeType_STRING);

@@ -148,9 +148,13 @@ bool Importer::is_zero(int k) const {
 }
 
 void Importer::import_rnn(const std::string& t) {
-  // LSTM as torch.onnx.export writes nn.LSTM: layout 0, default activations, zero initial state,
-  // no sequence lengths or peepholes. Y_h becomes slices of Y; Y_c is not produced.
+  // LSTM and GRU as torch.onnx.export writes nn.LSTM and nn.GRU: layout 0, default activations,
+  // zero initial state, no sequence lengths or peepholes, GRU with linear_before_reset=1. Y_h
+  // becomes slices of Y; LSTM's Y_c is not produced.
+  const bool lstm = t == "LSTM";
   if (attr_i("layout", 0) != 0) node_fail("layout=1 is not supported");
+  if (!lstm && attr_i("linear_before_reset", 0) != 1)
+    node_fail("linear_before_reset=0 is not supported (PyTorch's nn.GRU exports 1)");
   if (attr("clip")) node_fail("clip is not supported");
   if (attr_i("input_forget", 0) != 0) node_fail("input_forget=1 is not supported");
   if (attr("activation_alpha") || attr("activation_beta")) node_fail("activation_alpha/beta are not supported");
@@ -158,16 +162,16 @@ void Importer::import_rnn(const std::string& t) {
   const int D = dir == "bidirectional" ? 2 : 1;
   if (const auto* a = attr("activations")) {
     for (int k = 0; k < a->strings_size(); ++k)
-      if (a->strings(k) != (k % 3 == 0 ? "Sigmoid" : "Tanh"))
-        node_fail("activations other than Sigmoid, Tanh, Tanh are not supported");
+      if (a->strings(k) != (k % (lstm ? 3 : 2) == 0 ? "Sigmoid" : "Tanh"))
+        node_fail(std::string("activations other than Sigmoid, Tanh") + (lstm ? ", Tanh" : "") + " are not supported");
   }
   const std::int64_t hidden = attr_i("hidden_size", 0);
   std::vector<int> ins{value(0), value(1), value(2)};
   if (present(3)) ins.push_back(value(3));
   if (present(4)) node_fail("sequence_lens is not supported (all sequences have the full length)");
   if (present(5) && !is_zero(5)) node_fail("initial_h must be zero");
-  if (present(6) && !is_zero(6)) node_fail("initial_c must be zero");
-  if (present(7)) node_fail("peepholes (input P) are not supported");
+  if (lstm && present(6) && !is_zero(6)) node_fail("initial_c must be zero");
+  if (lstm && present(7)) node_fail("peepholes (input P) are not supported");
   const int y = emit_named(OpSpec(t).set_int("hidden_size", hidden).set("direction", dir), ins, m_node_name);
   m_values[m_node->output(0)] = y;
   if (m_node->output_size() > 1 && !m_node->output(1).empty()) {
@@ -240,7 +244,7 @@ void Importer::import_op(const std::string& t) {
   }
   if (t == "Conv" || t == "MaxPool" || t == "AveragePool") return import_conv_like(t);
   if (t == "Resize" || t == "Upsample") return import_resize(t);
-  if (t == "LSTM") return import_rnn(t);
+  if (t == "LSTM" || t == "GRU") return import_rnn(t);
   if (t == "ConvTranspose") {
     const int x = value(0), w = value(1);
     std::vector<int> ins{x, w};
