@@ -5,6 +5,7 @@
 
 #include <Eigen/Core>
 #include <cmath>
+#include <cstdlib>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -28,7 +29,9 @@ constexpr double kTol64 = 1e-9;  // float64 model vs float64 PyTorch
 constexpr double kTol32 = 1e-4;  // float32 model vs float32 PyTorch
 
 std::string src_path(const std::string& rel) { return std::string(CURV_SOURCE_DIR) + "/" + rel; }
-std::string fixture(const std::string& name) { return src_path("data/fixtures/" + name); }
+std::string fixture(const std::string& name) {
+  return name.rfind('/', 0) == 0 ? name : src_path("data/fixtures/" + name);  // absolute paths as they are
+}
 std::string io_fixture(const std::string& name) { return src_path("data/fixtures/io/" + name); }
 
 std::string tmp_path(const std::string& name) {
@@ -304,6 +307,31 @@ TEST_CASE("ONNX fixtures match PyTorch: logits, loss, gradient, HVP and GGN-vect
       CHECK(e.hvp < (f32 ? 10 * tol : tol));  // float32 HVPs lose a digit to cancellation
       CHECK(e.ggn < (f32 ? 10 * tol : tol));
     }
+  }
+}
+
+// torchvision's MobileNetV3-small (HardSwish, HardSigmoid squeeze-excite gates, depthwise convs,
+// BatchNorm kept as nodes), exported with random weights by `scripts/make_vision_fixtures.py
+// --mobilenet` to ~/.cache/curv (6 MB ONNX, 56 MB references: kept out of git). Runs only when
+// that file exists.
+TEST_CASE("MobileNetV3-small matches PyTorch when its export is in ~/.cache/curv") {
+  const char* home = std::getenv("HOME");
+  const std::string base = std::string(home ? home : "") + "/.cache/curv/mobilenet_v3_small";
+  if (!home || !fs::exists(base + ".onnx") || !fs::exists(base + ".npz")) {
+    MESSAGE("skipped: no " << base << ".onnx (run scripts/make_vision_fixtures.py --mobilenet)");
+    return;
+  }
+  for (Precision p : {Precision::Float64, Precision::Float32}) {
+    const bool f32 = p == Precision::Float32;
+    const FixtureErrors e = check_fixture(base + ".onnx", base + ".npz", p);
+    MESSAGE("mobilenet_v3_small" << (f32 ? " f32" : " f64") << ": logits " << e.logits << " loss " << e.loss
+                                 << " grad " << e.grad << " hvp " << e.hvp << " ggn " << e.ggn);
+    const double tol = f32 ? kTol32 : 1e-7;  // float32 BatchNorm epsilon in the graph
+    CHECK(e.logits < tol);
+    CHECK(e.loss < tol);
+    CHECK(e.grad < tol);
+    CHECK(e.hvp < (f32 ? 10 * tol : tol));
+    CHECK(e.ggn < (f32 ? 10 * tol : tol));
   }
 }
 

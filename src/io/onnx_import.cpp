@@ -230,6 +230,12 @@ bool Importer::try_fold(const std::string& t) {
     set_folded(std::move(f));
     return true;
   }
+  // Identity of an initializer (PyTorch aliases deduplicated initializers so): the same tensor, so
+  // BatchNorm statistics stay constants and a weight stays one parameter.
+  if (t == "Identity" && folded(0) && folded(0)->trainable && !m_values.count(in_name(0))) {
+    m_aliases[m_node->output(0)] = in_name(0);
+    return true;
+  }
   // Zeros of a batch-dependent shape (ConstantOfShape, as exporters make an RNN's initial state),
   // and slices and reshapes of them: kept as known zeros, usable only as an RNN's initial state.
   if (t == "ConstantOfShape" && folded(0) && folded(0)->symbolic()) {
