@@ -310,6 +310,31 @@ TEST_CASE("ONNX fixtures match PyTorch: logits, loss, gradient, HVP and GGN-vect
   }
 }
 
+// Recurrent ops see the batch on axis 1 (X [T, B, I] after the exporter's Transpose): split into
+// micro-batches of one sample on several threads, the loss, gradient and HVP are those of one batch.
+TEST_CASE("LSTM and GRU models give the same results in micro-batches of one sample") {
+  for (const char* name : {"vision/lstm", "vision/bilstm", "vision/gru"}) {
+    CAPTURE(name);
+    const Model m = import_onnx(fixture(std::string(name) + ".onnx"));
+    const Dataset d = load_dataset(fixture(std::string(name) + ".npz"));
+    Objective::Vector g[2];
+    Objective::Matrix V = Objective::Matrix::Ones(m.num_params(), 2), Y[2];
+    V.col(1).setLinSpaced(-1.0, 1.0);
+    double loss[2];
+    for (int k = 0; k < 2; ++k) {
+      ObjectiveOptions oo;
+      oo.precision = Precision::Float64;
+      oo.micro_batch = k == 0 ? d.size() : 1;
+      auto obj = Objective::create(m, d, oo);
+      loss[k] = obj->gradient(g[k]);
+      obj->product(Curvature::Hessian, V, Y[k]);
+    }
+    CHECK(loss[1] == doctest::Approx(loss[0]).epsilon(1e-13));
+    CHECK((g[1] - g[0]).norm() <= 1e-13 * g[0].norm());
+    CHECK((Y[1] - Y[0]).norm() <= 1e-13 * Y[0].norm());
+  }
+}
+
 // torchvision's MobileNetV3-small (HardSwish, HardSigmoid squeeze-excite gates, depthwise convs,
 // BatchNorm kept as nodes), exported with random weights by `scripts/make_vision_fixtures.py
 // --mobilenet` to ~/.cache/curv (6 MB ONNX, 56 MB references: kept out of git). Runs only when
