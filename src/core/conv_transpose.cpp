@@ -169,7 +169,8 @@ class ConvTransposeOp final : public OpImpl<ConvTransposeOp> {
   template <class T>
   static void fill_bias(const Dims& d, const T* b, T* y) {
     for (std::int64_t n = 0; n < d.N; ++n)
-      for (std::int64_t o = 0; o < d.O; ++o) std::fill(y + n * d.ys + o * d.HoWo, y + n * d.ys + (o + 1) * d.HoWo, b ? b[o] : T(0));
+      for (std::int64_t o = 0; o < d.O; ++o)
+        std::fill(y + n * d.ys + o * d.HoWo, y + n * d.ys + (o + 1) * d.HoWo, b ? b[o] : T(0));
   }
 
   template <class T>
@@ -219,8 +220,7 @@ class ConvTransposeOp final : public OpImpl<ConvTransposeOp> {
       if (so) {  // g_X' += Wg' col(g_Y), g_W' += X' col(g_Y)^T
         const T* tw = c.tin[1].data ? c.tin[1].data + j * nw : nullptr;
         const T* tx = c.tin[0].data ? c.tin[0].data + j * nx : nullptr;
-        if ((gx && tw) || (gw && tx))
-          gather(d, c.gout.data, tw, tx, tw ? gx : nullptr, tx ? gw : nullptr, col);
+        if ((gx && tw) || (gw && tx)) gather(d, c.gout.data, tw, tx, tw ? gx : nullptr, tx ? gw : nullptr, col);
       }
       if (c.tgin.size() == 3 && c.tgin[2].data) bias_sum(d, tg, c.tgin[2].data + j * d.O);
     }

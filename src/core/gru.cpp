@@ -212,8 +212,8 @@ class GruOp final : public OpImpl<GruOp> {
   // Backward through time of one direction, adding into gx, gw, gr, gb (null: not wanted); with
   // tgy, the VJP tangent (second-order terms from c.tin direction j when `so`).
   template <class T>
-  void backward_dir(OpCtx<T>& c, const Dims& d, std::int64_t dir, const T* gy, const T* tgy, T* gx, T* gw, T* gr,
-                    T* gb, bool so, std::int64_t j) const {
+  void backward_dir(OpCtx<T>& c, const Dims& d, std::int64_t dir, const T* gy, const T* tgy, T* gx, T* gw, T* gr, T* gb,
+                    bool so, std::int64_t j) const {
     const std::int64_t B = d.B, H = d.H, G = d.G, I = d.I, per = d.T * B, BH = B * H;
     const Dir<T> p = dir_of(c, d, dir);
     const T* x = c.in[0].data;

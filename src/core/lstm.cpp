@@ -50,7 +50,8 @@ class LstmOp final : public OpImpl<LstmOp> {
     if (x.size() != 3) throw std::invalid_argument("LSTM: X " + shape_str(x) + " must be [T, B, I]");
     if (w != Shape{D, G, x[2]})
       throw std::invalid_argument("LSTM: W " + shape_str(w) + " must be " + shape_str({D, G, x[2]}));
-    if (r != Shape{D, G, H}) throw std::invalid_argument("LSTM: R " + shape_str(r) + " must be " + shape_str({D, G, H}));
+    if (r != Shape{D, G, H})
+      throw std::invalid_argument("LSTM: R " + shape_str(r) + " must be " + shape_str({D, G, H}));
     if (in.size() == 4 && in[3] != Shape{D, 2 * G})
       throw std::invalid_argument("LSTM: B " + shape_str(in[3]) + " must be " + shape_str({D, 2 * G}));
     if (x[0] < 1) throw std::invalid_argument("LSTM: X " + shape_str(x) + " has no time steps");
@@ -219,8 +220,8 @@ class LstmOp final : public OpImpl<LstmOp> {
   // tangent of the VJP for output gradient gy and its tangent tgy, with the second-order terms
   // (from the primal tangents of c.tin, direction j) when `so`.
   template <class T>
-  void backward_dir(OpCtx<T>& c, const Dims& d, std::int64_t dir, const T* gy, const T* tgy, T* gx, T* gw, T* gr,
-                    T* gb, bool so, std::int64_t j) const {
+  void backward_dir(OpCtx<T>& c, const Dims& d, std::int64_t dir, const T* gy, const T* tgy, T* gx, T* gw, T* gr, T* gb,
+                    bool so, std::int64_t j) const {
     const std::int64_t B = d.B, H = d.H, G = d.G, I = d.I, per = d.T * B;
     const auto& st = c.state->saved;
     const T* acts = st[0].data() + dir * per * G;
@@ -277,12 +278,11 @@ class LstmOp final : public OpImpl<LstmOp> {
                     tg = sec ? at[3 * H + k] : T(0);
             const T ttc = sec ? (T(1) - tc * tc) * tcn[k] : T(0), tcpk = tcp ? tcp[k] : T(0);
             const T tdh = tg_y[k] + tdhn[n * H + k];
-            const T tdc = tdh * o * (T(1) - tc * tc) + dh * to * (T(1) - tc * tc) - T(2) * dh * o * tc * ttc +
-                          tdcn[n * H + k];
+            const T tdc =
+                tdh * o * (T(1) - tc * tc) + dh * to * (T(1) - tc * tc) - T(2) * dh * o * tc * ttc + tdcn[n * H + k];
             tz[k] = tdc * g * i * (T(1) - i) + dc * tg * i * (T(1) - i) + dc * g * ti * (T(1) - T(2) * i);
             tz[H + k] = tdh * tc * o * (T(1) - o) + dh * ttc * o * (T(1) - o) + dh * tc * to * (T(1) - T(2) * o);
-            tz[2 * H + k] =
-                tdc * cpk * f * (T(1) - f) + dc * tcpk * f * (T(1) - f) + dc * cpk * tf * (T(1) - T(2) * f);
+            tz[2 * H + k] = tdc * cpk * f * (T(1) - f) + dc * tcpk * f * (T(1) - f) + dc * cpk * tf * (T(1) - T(2) * f);
             tz[3 * H + k] = tdc * i * (T(1) - g * g) + dc * ti * (T(1) - g * g) - T(2) * dc * i * g * tg;
             tdcn[n * H + k] = tdc * f + dc * tf;
           }

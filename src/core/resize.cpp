@@ -98,8 +98,12 @@ class ResizeOp final : public internal::LinearOp<ResizeOp> {
       if (m_a.mode == "nearest") {
         const double f = std::floor(x);
         const auto& nm = m_a.nearest_mode;
-        double r = nm == "floor" ? f : nm == "ceil" ? std::ceil(x) : x - f == 0.5 ? (nm == "round_prefer_floor" ? f : f + 1) : std::round(x);
-        const std::int64_t i = std::clamp<std::int64_t>(static_cast<std::int64_t>(std::clamp(r, -1.0, double(in))), 0, in - 1);
+        double r = nm == "floor"  ? f
+                   : nm == "ceil" ? std::ceil(x)
+                   : x - f == 0.5 ? (nm == "round_prefer_floor" ? f : f + 1)
+                                  : std::round(x);
+        const std::int64_t i =
+            std::clamp<std::int64_t>(static_cast<std::int64_t>(std::clamp(r, -1.0, double(in))), 0, in - 1);
         t.i0.push_back(i), t.i1.push_back(i), t.w0.push_back(1.0), t.w1.push_back(0.0);
       } else {
         x = std::clamp(x, 0.0, static_cast<double>(in - 1));
