@@ -232,7 +232,7 @@ bool Importer::try_fold(const std::string& t) {
   }
   // Identity of an initializer (PyTorch aliases deduplicated initializers so): the same tensor, so
   // BatchNorm statistics stay constants and a weight stays one parameter.
-  if (t == "Identity" && folded(0) && folded(0)->trainable && !m_values.count(in_name(0))) {
+  if (t == "Identity" && folded(0) && folded(0)->trainable) {
     m_aliases[m_node->output(0)] = in_name(0);
     return true;
   }
