@@ -534,7 +534,9 @@ TEST_CASE("checkpoint errors name the file, and a failed save leaves nothing beh
 
 TEST_CASE("ONNX -> h5 -> ONNX round trip gives the same graph, bit-identical parameters and outputs") {
   for (const char* onnx : {"mlp.onnx", "cnn_bn.onnx", "cnn_bn_fused.onnx", "resblock.onnx", "attention_op17.onnx",
-                           "attention_op13.onnx", "io/opset11.onnx", "io/zero_pad.onnx", "io/clip_split.onnx"}) {
+                           "attention_op13.onnx", "io/opset11.onnx", "io/zero_pad.onnx", "io/clip_split.onnx",
+                           "vision/activations.onnx", "vision/groupnorm_cnn.onnx", "vision/unet.onnx",
+                           "vision/lstm.onnx", "vision/bilstm.onnx", "vision/gru.onnx"}) {
     CAPTURE(std::string(onnx));
     const Model m = import_onnx(fixture(onnx));
     const std::string h5 = tmp_path("rt.h5"), out = tmp_path("rt.onnx");
