@@ -127,6 +127,37 @@ onnx_case("bad_batchnorm_epsilon.onnx",
           "node 'bn1' (BatchNormalization, opset 13): epsilon must be finite and >= 0, got -1",
           [helper.make_node("BatchNormalization", ["input", "s", "b", "m", "v"], ["y"], name="bn1", epsilon=-1.0)],
           [weight(n, [4]) for n in ("s", "b", "m", "v")])
+# Vision and recurrent ops: unsupported modes and attributes name the node.
+def floats(name, values):
+    return helper.make_tensor(name, TensorProto.FLOAT, [len(values)], values)
+
+
+onnx_case("bad_resize_cubic.onnx", "node 'resize1' (Resize, opset 13): mode 'cubic' is not supported (nearest or linear)",
+          [helper.make_node("Resize", ["input", "", "scales"], ["y"], name="resize1", mode="cubic")],
+          [floats("scales", [1, 1, 2, 2])])
+onnx_case("bad_resize_channels.onnx",
+          "node 'resize1' (Resize, opset 13): scales must be 4 values [1, 1, sh, sw] (only H and W are resized)",
+          [helper.make_node("Resize", ["input", "", "scales"], ["y"], name="resize1")], [floats("scales", [1, 2, 2, 2])])
+onnx_case("bad_resize_scale0.onnx", "node 'resize1' (Resize, opset 13): scales [0, 2] must be > 0 and <= 1e6",
+          [helper.make_node("Resize", ["input", "", "scales"], ["y"], name="resize1")], [floats("scales", [1, 1, 0, 2])])
+onnx_case("bad_convtranspose_output_padding.onnx",
+          "node 'up1' (ConvTranspose, opset 13): output_padding [2, 2] must be >= 0 and smaller than strides [2, 2]",
+          [helper.make_node("ConvTranspose", ["input", "w"], ["y"], name="up1", strides=[2, 2], output_padding=[2, 2])],
+          [weight("w", [4, 2, 3, 3])])
+onnx_case("bad_convtranspose_output_shape.onnx", "node 'up1' (ConvTranspose, opset 13): output_shape is not supported",
+          [helper.make_node("ConvTranspose", ["input", "w"], ["y"], name="up1", output_shape=[8, 8])],
+          [weight("w", [4, 2, 3, 3])])
+onnx_case("bad_clip_min.onnx", "node 'clip1' (Clip, opset 13): min must be finite, got -inf",
+          [helper.make_node("Clip", ["input", "lo"], ["y"], name="clip1")],
+          [helper.make_tensor("lo", TensorProto.FLOAT, [], [float("-inf")])])
+onnx_case("bad_hardsigmoid_alpha.onnx", "node 'hs1' (HardSigmoid, opset 13): alpha must be finite, got nan",
+          [helper.make_node("HardSigmoid", ["input"], ["y"], name="hs1", alpha=float("nan"))])
+onnx_case("bad_lstm_initial_h.onnx", "node 'lstm1' (LSTM, opset 13): initial_h must be zero",
+          [helper.make_node("Reshape", ["input", "shape"], ["seq"], name="reshape1"),
+           helper.make_node("LSTM", ["seq", "w", "r", "", "", "h0"], ["y"], name="lstm1", hidden_size=2)],
+          [ints("shape", [0, 4, 16]), weight("w", [1, 8, 16]), weight("r", [1, 8, 2]), weight("h0", [1, 4, 2])])
+
+
 # Sizes that do not fit: an initializer of 2^64 elements with no data, a folded constant of 2^40.
 big = TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[2**32, 2**32])
 onnx_case("bad_initializer_dims.onnx", "initializer 'w': shape [4294967296, 4294967296] is too large",

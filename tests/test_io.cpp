@@ -5,6 +5,7 @@
 
 #include <Eigen/Core>
 #include <cmath>
+#include <cstdlib>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -28,7 +29,9 @@ constexpr double kTol64 = 1e-9;  // float64 model vs float64 PyTorch
 constexpr double kTol32 = 1e-4;  // float32 model vs float32 PyTorch
 
 std::string src_path(const std::string& rel) { return std::string(CURV_SOURCE_DIR) + "/" + rel; }
-std::string fixture(const std::string& name) { return src_path("data/fixtures/" + name); }
+std::string fixture(const std::string& name) {
+  return name.rfind('/', 0) == 0 ? name : src_path("data/fixtures/" + name);  // absolute paths as they are
+}
 std::string io_fixture(const std::string& name) { return src_path("data/fixtures/io/" + name); }
 
 std::string tmp_path(const std::string& name) {
@@ -276,13 +279,22 @@ TEST_CASE("ONNX fixtures match PyTorch: logits, loss, gradient, HVP and GGN-vect
                         {"io/opset12.onnx", "io/opset12.npz", false},
                         {"io/zero_pad.onnx", "io/zero_pad.npz", false},
                         {"io/fixed_batch.onnx", "io/fixed_batch.npz", false},
-                        {"io/clip_split.onnx", "io/clip_split.npz", false}};
+                        {"io/clip_split.onnx", "io/clip_split.npz", false},
+                        {"vision/activations.onnx", "vision/activations.npz", false},
+                        {"vision/groupnorm_cnn.onnx", "vision/groupnorm_cnn.npz", false},
+                        {"vision/unet.onnx", "vision/unet.npz", false},
+                        {"vision/lstm.onnx", "vision/lstm.npz", false},
+                        {"vision/bilstm.onnx", "vision/bilstm.npz", false},
+                        {"vision/gru.onnx", "vision/gru.npz", false}};
   for (const Case& c : cases) {
     for (Precision p : {Precision::Float64, Precision::Float32}) {
       const bool f32 = p == Precision::Float32;
-      // The attention graphs carry float32 constants (LN epsilon, sqrt(2), the score scale), so a
-      // float64 run of the graph differs from float64 PyTorch at the 1e-9 level (see README).
-      const double tol = f32 ? kTol32 : (std::string(c.onnx).rfind("attention", 0) == 0 ? 1e-7 : kTol64);
+      // The attention graphs carry float32 constants (LN epsilon, sqrt(2), the score scale), and the
+      // activations graph float32 attributes (Selu's alpha and gamma, Elu's alpha), so a float64 run
+      // of the graph differs from float64 PyTorch at the 1e-9 level (see README).
+      const bool f32_consts =
+          std::string(c.onnx).rfind("attention", 0) == 0 || std::string(c.onnx) == "vision/activations.onnx";
+      const double tol = f32 ? kTol32 : (f32_consts ? 1e-7 : kTol64);
       const std::string name = c.npz;
       CAPTURE(name);
       CAPTURE(f32);
@@ -295,6 +307,56 @@ TEST_CASE("ONNX fixtures match PyTorch: logits, loss, gradient, HVP and GGN-vect
       CHECK(e.hvp < (f32 ? 10 * tol : tol));  // float32 HVPs lose a digit to cancellation
       CHECK(e.ggn < (f32 ? 10 * tol : tol));
     }
+  }
+}
+
+// Recurrent ops see the batch on axis 1 (X [T, B, I] after the exporter's Transpose): split into
+// micro-batches of one sample on several threads, the loss, gradient and HVP are those of one batch.
+TEST_CASE("LSTM and GRU models give the same results in micro-batches of one sample") {
+  for (const char* name : {"vision/lstm", "vision/bilstm", "vision/gru"}) {
+    CAPTURE(name);
+    const Model m = import_onnx(fixture(std::string(name) + ".onnx"));
+    const Dataset d = load_dataset(fixture(std::string(name) + ".npz"));
+    Objective::Vector g[2];
+    Objective::Matrix V = Objective::Matrix::Ones(m.num_params(), 2), Y[2];
+    V.col(1).setLinSpaced(-1.0, 1.0);
+    double loss[2];
+    for (int k = 0; k < 2; ++k) {
+      ObjectiveOptions oo;
+      oo.precision = Precision::Float64;
+      oo.micro_batch = k == 0 ? d.size() : 1;
+      auto obj = Objective::create(m, d, oo);
+      loss[k] = obj->gradient(g[k]);
+      obj->product(Curvature::Hessian, V, Y[k]);
+    }
+    CHECK(loss[1] == doctest::Approx(loss[0]).epsilon(1e-13));
+    CHECK((g[1] - g[0]).norm() <= 1e-13 * g[0].norm());
+    CHECK((Y[1] - Y[0]).norm() <= 1e-13 * Y[0].norm());
+  }
+}
+
+// torchvision's MobileNetV3-small (HardSwish, HardSigmoid squeeze-excite gates, depthwise convs,
+// BatchNorm kept as nodes), exported with random weights by `scripts/make_vision_fixtures.py
+// --mobilenet` to ~/.cache/curv (6 MB ONNX, 56 MB references: kept out of git). Runs only when
+// that file exists.
+TEST_CASE("MobileNetV3-small matches PyTorch when its export is in ~/.cache/curv") {
+  const char* home = std::getenv("HOME");
+  const std::string base = std::string(home ? home : "") + "/.cache/curv/mobilenet_v3_small";
+  if (!home || !fs::exists(base + ".onnx") || !fs::exists(base + ".npz")) {
+    MESSAGE("skipped: no " << base << ".onnx (run scripts/make_vision_fixtures.py --mobilenet)");
+    return;
+  }
+  for (Precision p : {Precision::Float64, Precision::Float32}) {
+    const bool f32 = p == Precision::Float32;
+    const FixtureErrors e = check_fixture(base + ".onnx", base + ".npz", p);
+    MESSAGE("mobilenet_v3_small" << (f32 ? " f32" : " f64") << ": logits " << e.logits << " loss " << e.loss
+                                 << " grad " << e.grad << " hvp " << e.hvp << " ggn " << e.ggn);
+    const double tol = f32 ? kTol32 : 1e-7;  // float32 BatchNorm epsilon in the graph
+    CHECK(e.logits < tol);
+    CHECK(e.loss < tol);
+    CHECK(e.grad < tol);
+    CHECK(e.hvp < (f32 ? 10 * tol : tol));
+    CHECK(e.ggn < (f32 ? 10 * tol : tol));
   }
 }
 
@@ -472,7 +534,9 @@ TEST_CASE("checkpoint errors name the file, and a failed save leaves nothing beh
 
 TEST_CASE("ONNX -> h5 -> ONNX round trip gives the same graph, bit-identical parameters and outputs") {
   for (const char* onnx : {"mlp.onnx", "cnn_bn.onnx", "cnn_bn_fused.onnx", "resblock.onnx", "attention_op17.onnx",
-                           "attention_op13.onnx", "io/opset11.onnx", "io/zero_pad.onnx", "io/clip_split.onnx"}) {
+                           "attention_op13.onnx", "io/opset11.onnx", "io/zero_pad.onnx", "io/clip_split.onnx",
+                           "vision/activations.onnx", "vision/groupnorm_cnn.onnx", "vision/unet.onnx",
+                           "vision/lstm.onnx", "vision/bilstm.onnx", "vision/gru.onnx"}) {
     CAPTURE(std::string(onnx));
     const Model m = import_onnx(fixture(onnx));
     const std::string h5 = tmp_path("rt.h5"), out = tmp_path("rt.onnx");

@@ -55,10 +55,11 @@ std::vector<Case> cases() {
   for (const OpTypeInfo& t : op_types())
     if (t.unary) {  // every row of elementwise_table.h, with a non-default parameter
       OpSpec s(t.type);
-      for (const AttrInfo& a : t.attrs) s.set_float(a.name, a.name == "exponent" ? 2.5 : 0.2);
+      for (const AttrInfo& a : t.attrs)
+        s.set_float(a.name, a.name == "exponent" ? 2.5 : a.name == "min" ? 0.75 : a.name == "max" ? 1.25 : 0.25);
       c.push_back({s, {{2, 3, 4}}});
     }
-  for (const char* b : {"Add", "Sub", "Mul", "Div"}) c.push_back({spec(b), {{2, 3, 4}, {3, 4}}});
+  for (const char* b : {"Add", "Sub", "Mul", "Div", "PRelu"}) c.push_back({spec(b), {{2, 3, 4}, {3, 4}}});
   c.push_back(
       {spec("Gemm").set_bool("transB", true).set_float("alpha", 0.5).set_float("beta", 2.0), {{2, 3}, {4, 3}, {4}}});
   c.push_back({spec("MatMul"), {{2, 3, 4}, {4, 5}}});
@@ -69,6 +70,29 @@ std::vector<Case> cases() {
                    .set_ints("pads", {1, 2, 0, 1})
                    .set_int("group", 2),
                {{2, 4, 7, 8}, {6, 2, 3, 3}, {6}}});
+  c.push_back({spec("ConvTranspose")
+                   .set_ints("kernel", {3, 2})
+                   .set_ints("strides", {2, 3})
+                   .set_ints("dilations", {1, 2})
+                   .set_ints("pads", {1, 0, 0, 1})
+                   .set_ints("output_padding", {1, 2})
+                   .set_int("group", 2),
+               {{2, 4, 3, 4}, {4, 3, 3, 2}, {6}}});
+  c.push_back({spec("Resize")
+                   .set("mode", std::string("linear"))
+                   .set("coordinate_transformation_mode", std::string("half_pixel"))
+                   .set("scales", std::vector<double>{2.0, 1.5}),
+               {{2, 3, 4, 4}}});
+  c.push_back({spec("Resize")
+                   .set("mode", std::string("nearest"))
+                   .set("coordinate_transformation_mode", std::string("asymmetric"))
+                   .set("nearest_mode", std::string("floor"))
+                   .set_ints("sizes", {7, 3}),
+               {{2, 3, 4, 5}}});
+  c.push_back({spec("LSTM").set_int("hidden_size", 2).set("direction", std::string("bidirectional")),
+               {{2, 3, 2}, {2, 8, 2}, {2, 8, 2}, {2, 16}}});
+  c.push_back({spec("GRU").set_int("hidden_size", 2).set("direction", std::string("reverse")),
+               {{2, 3, 2}, {1, 6, 2}, {1, 6, 2}, {1, 12}}});
   c.push_back({spec("MaxPool")
                    .set_ints("kernel", {3, 2})
                    .set_ints("strides", {2, 1})
@@ -89,6 +113,7 @@ std::vector<Case> cases() {
   c.push_back({spec("ReduceSum").set_ints("axes", {-1}), {{2, 3, 4}}});
   c.push_back({spec("BatchNormalization").set_float("epsilon", 0.0009765625).set_bool("training", true),
                {{2, 3, 4, 4}, {3}, {3}, {3}, {3}}});
+  c.push_back({spec("InstanceNormalization").set_float("epsilon", 0.0009765625), {{2, 3, 4, 4}, {3}, {3}}});
   c.push_back(
       {spec("LayerNormalization").set_int("axis", -1).set_float("epsilon", 0.0001220703125), {{2, 3, 4}, {4}, {4}}});
   c.push_back({spec("Reshape").set_ints("shape", {0, -1}), {{2, 3, 4}}});

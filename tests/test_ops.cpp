@@ -4,6 +4,7 @@
 //   backward_tangent  g' = VJP(x, w) + (VJP(x + h d, u) - VJP(x - h d, u)) / 2h
 #include <doctest/doctest.h>
 
+#include <array>
 #include <cmath>
 #include <functional>
 #include <random>
@@ -19,7 +20,7 @@ namespace {
 constexpr double kStep = 1e-5;
 constexpr double kRelTol = 1e-6;
 
-enum class Gen { Normal, Positive, AwayFromZero, Const };
+enum class Gen { Normal, Positive, AwayFromZero, Wide, Const };
 
 struct OpCase {
   OpPtr op;
@@ -86,6 +87,7 @@ void run_case(const OpCase& oc, std::uint64_t seed) {
         case Gen::Positive:
         case Gen::Const: v = ud(rng); break;
         case Gen::AwayFromZero: v = (nd(rng) > 0 ? 1 : -1) * ud(rng) * 0.5; break;
+        case Gen::Wide: v = 3 * nd(rng); break;
       }
     }
   }
@@ -195,33 +197,85 @@ Conv2dAttrs conv_attrs(std::int64_t k, std::int64_t s, std::int64_t p, std::int6
 }  // namespace
 
 // One entry per row of elementwise_table.h (the test fails for a row without one), with the input
-// domain of f: away from zero for kinks, positive for Sqrt, Log and Reciprocal.
+// domain of f: away from zero for kinks, positive for Sqrt, Log and Reciprocal, wide (sd 3) where
+// f changes form at +-3 or beyond.
 TEST_CASE("unary ops match finite differences") {
   using U = UnaryKind;
   const Shape s{2, 3, 4};
   std::set<std::string> tested;
-  for (auto [kind, param, gen] : std::vector<std::tuple<U, double, Gen>>{
-           {U::Relu, 0, Gen::AwayFromZero},
-           {U::LeakyRelu, 0.1, Gen::AwayFromZero},
-           {U::Sigmoid, 0, Gen::Normal},
-           {U::Tanh, 0, Gen::Normal},
-           {U::Erf, 0, Gen::Normal},
-           {U::Gelu, 0, Gen::Normal},
-           {U::Sqrt, 0, Gen::Positive},
-           {U::Pow, 2.0, Gen::Normal},
-           {U::Pow, 3.0, Gen::Normal},
-           {U::Pow, 0.5, Gen::Positive},
-           {U::Exp, 0, Gen::Normal},
-           {U::Log, 0, Gen::Positive},
-           {U::Neg, 0, Gen::Normal},
-           {U::Reciprocal, 0, Gen::Positive},
-           {U::Identity, 0, Gen::Normal}}) {
-    run_case({make_unary(kind, param), {s}, {gen}}, 1);
-    tested.insert(make_unary(kind, param)->type());
+  for (auto [kind, p, q, gen] : std::vector<std::tuple<U, double, double, Gen>>{
+           {U::Relu, 0, 0, Gen::AwayFromZero},
+           {U::LeakyRelu, 0.1, 0, Gen::AwayFromZero},
+           {U::Sigmoid, 0, 0, Gen::Normal},
+           {U::Tanh, 0, 0, Gen::Normal},
+           {U::Erf, 0, 0, Gen::Normal},
+           {U::Gelu, 0, 0, Gen::Normal},
+           {U::Sqrt, 0, 0, Gen::Positive},
+           {U::Pow, 2.0, 0, Gen::Normal},
+           {U::Pow, 3.0, 0, Gen::Normal},
+           {U::Pow, 0.5, 0, Gen::Positive},
+           {U::Exp, 0, 0, Gen::Normal},
+           {U::Log, 0, 0, Gen::Positive},
+           {U::Neg, 0, 0, Gen::Normal},
+           {U::Reciprocal, 0, 0, Gen::Positive},
+           {U::Identity, 0, 0, Gen::Normal},
+           {U::Softplus, 0, 0, Gen::Wide},
+           {U::HardSigmoid, 0.2, 0.5, Gen::Wide},       // PyTorch's export: alpha = 1/6
+           {U::HardSigmoid, 1.0 / 6, 0.5, Gen::Wide},
+           {U::HardSwish, 0, 0, Gen::Wide},
+           {U::Elu, 1.0, 0, Gen::AwayFromZero},
+           {U::Elu, 0.7, 0, Gen::AwayFromZero},
+           {U::Selu, kSeluAlpha, kSeluGamma, Gen::AwayFromZero},
+           {U::Clip, -0.5, 0.8, Gen::Normal},
+           {U::Clip, 0.0, 6.0, Gen::Wide},                // ReLU6
+           {U::Clip, 0.0, kClipNone, Gen::AwayFromZero},  // one bound
+           {U::Clip, 0.5, -0.5, Gen::Normal}}) {          // min > max: y = max
+    run_case({make_unary(kind, p, q), {s}, {gen}}, 1);
+    tested.insert(make_unary(kind, p, q)->type());
   }
   for (const OpTypeInfo& t : op_types()) {
     INFO("unary op ", t.type, " has no finite-difference case");
     if (t.unary) CHECK(tested.count(t.type) == 1);
+  }
+}
+
+// The new ops' values and slopes at chosen points, kinks included, against their definitions and
+// PyTorch's autograd (torch.nn.functional.hardswish etc. give these derivatives at the kinks).
+TEST_CASE("unary ops take PyTorch's values and derivatives at kinks") {
+  using U = UnaryKind;
+  struct Point {
+    U kind;
+    double p, q, x, f, df;
+  };
+  for (const Point& t : std::vector<Point>{{U::HardSwish, 0, 0, -3, 0, -0.5},
+                                           {U::HardSwish, 0, 0, 3, 3, 1.5},
+                                           {U::HardSwish, 0, 0, 1, 4.0 / 6, 1.0 / 3 + 0.5},
+                                           {U::HardSwish, 0, 0, -4, 0, 0},
+                                           {U::HardSigmoid, 1.0 / 6, 0.5, 3.5, 1, 0},
+                                           {U::HardSigmoid, 1.0 / 6, 0.5, -3.5, 0, 0},
+                                           {U::HardSigmoid, 1.0 / 6, 0.5, 0, 0.5, 1.0 / 6},
+                                           {U::Elu, 0.5, 0, 0, 0, 0.5},
+                                           {U::Clip, 0, 6, 0, 0, 1},
+                                           {U::Clip, 0, 6, 6, 6, 1},
+                                           {U::Clip, 0, 6, 7, 6, 0},
+                                           {U::Clip, 1, -1, 0.5, -1, 0},
+                                           {U::Softplus, 0, 0, 800, 800, 1},
+                                           {U::Softplus, 0, 0, -800, 0, 0}}) {
+    OpPtr op = make_unary(t.kind, t.p, t.q);
+    Tensor<double> x(Shape{1}, {t.x}), g(Shape{1}, {1.0});
+    OpState<double> st;
+    const Tensor<double> y = forward(op, {x}, st);
+    OpCtx<double> c;
+    c.in.push_back(x.view());
+    c.out = y.view();
+    c.gout = g.view();
+    c.state = &st;
+    Tensor<double> gx(Shape{1});
+    c.gin.push_back(gx.view());
+    op->backward(c);
+    INFO(op->type(), " ", op->attributes(), " at x = ", t.x);
+    CHECK(y.data()[0] == doctest::Approx(t.f).epsilon(1e-15));
+    CHECK(gx.data()[0] == doctest::Approx(t.df).epsilon(1e-15));
   }
 }
 
@@ -233,6 +287,13 @@ TEST_CASE("broadcasting binary ops match finite differences") {
     run_case({make_binary(kind), {{4}, {2, 3, 1}}, {Gen::Normal, g1}}, 4);
     run_case({make_binary(kind), {{2, 3, 4}, {}}, {Gen::Normal, g1}}, 5);
   }
+  // PRelu: the slope broadcasts to X (per channel [C, 1, 1] as nn.PReLU exports it, or one value).
+  const std::vector<Gen> prelu{Gen::AwayFromZero, Gen::Normal};
+  run_case({make_binary(BinaryKind::PRelu), {{2, 3, 2, 2}, {3, 1, 1}}, prelu}, 6);
+  run_case({make_binary(BinaryKind::PRelu), {{2, 3, 4}, {1}}, prelu}, 7);
+  run_case({make_binary(BinaryKind::PRelu), {{2, 3, 4}, {2, 3, 4}}, prelu}, 8);
+  CHECK_THROWS_WITH_AS(make_binary(BinaryKind::PRelu)->output_shape({{3, 1}, {3, 4}}),
+                       "PRelu: slope [3, 4] does not broadcast to X [3, 1]", std::invalid_argument);
 }
 
 TEST_CASE("Gemm and MatMul match finite differences") {
@@ -275,6 +336,142 @@ TEST_CASE("Conv2d matches finite differences") {
   wide.pads = {1, 0, 0, 2};  // Ho = H - 1, Wo = W
   run_case({make_conv(wide), {{2, 2, 4, 6}, {3, 2, 3, 3}, {3}}, g3}, 27);
   run_case({make_conv(conv_attrs(5, 1, 2)), {{1, 2, 6, 3}, {2, 2, 5, 5}}, {Gen::Normal, Gen::Normal}}, 28);
+}
+
+ConvTranspose2dAttrs convt_attrs(std::int64_t k, std::int64_t s, std::int64_t p, std::int64_t op = 0,
+                                 std::int64_t d = 1, std::int64_t g = 1) {
+  ConvTranspose2dAttrs a;
+  a.kernel = {k, k};
+  a.stride = {s, s};
+  a.pads = {p, p, p, p};
+  a.output_padding = {op, op};
+  a.dilation = {d, d};
+  a.groups = g;
+  return a;
+}
+
+TEST_CASE("ConvTranspose2d matches finite differences") {
+  const std::vector<Gen> g3{Gen::Normal, Gen::Normal, Gen::Normal};
+  run_case({make_conv_transpose(convt_attrs(2, 2, 0)), {{2, 3, 3, 3}, {3, 2, 2, 2}, {2}}, g3}, 70);
+  run_case({make_conv_transpose(convt_attrs(3, 2, 1, 1)), {{2, 2, 3, 4}, {2, 3, 3, 3}, {3}}, g3}, 71);
+  run_case({make_conv_transpose(convt_attrs(3, 1, 1)), {{1, 2, 4, 4}, {2, 2, 3, 3}}, {Gen::Normal, Gen::Normal}}, 72);
+  run_case({make_conv_transpose(convt_attrs(3, 2, 2, 0, 2, 2)), {{2, 4, 3, 3}, {4, 1, 3, 3}, {2}}, g3}, 73);
+  ConvTranspose2dAttrs asym = convt_attrs(3, 3, 0);
+  asym.kernel = {3, 2};
+  asym.stride = {2, 3};
+  asym.pads = {1, 0, 0, 1};
+  asym.output_padding = {1, 2};
+  run_case({make_conv_transpose(asym), {{2, 2, 3, 2}, {2, 1, 3, 2}, {1}}, g3}, 74);
+}
+
+// ConvTranspose forward against its definition Y[o, i s - p + k d] += X[c, i] W[c, o, k], summed
+// directly (float64), and the attribute checks.
+TEST_CASE("ConvTranspose2d forward equals the direct sum") {
+  std::mt19937_64 rng(6);
+  std::normal_distribution<double> nd;
+  for (auto [k, s, p, op, d, g] : std::vector<std::array<std::int64_t, 6>>{
+           {2, 2, 0, 0, 1, 1}, {3, 2, 1, 1, 1, 1}, {3, 1, 0, 0, 2, 2}, {4, 3, 2, 2, 1, 1}, {1, 1, 0, 0, 1, 3}}) {
+    const std::int64_t N = 2, Cg = 2, C = Cg * g, Og = 2, O = Og * g, H = 3, W = 4;
+    Tensor<double> x({N, C, H, W}), w({C, Og, k, k}), b({O});
+    for (auto* t : {&x, &w, &b})
+      for (std::int64_t i = 0; i < t->size(); ++i) t->data()[i] = nd(rng);
+    OpState<double> st;
+    const Tensor<double> y = forward(make_conv_transpose(convt_attrs(k, s, p, op, d, g)), {x, w, b}, st);
+    const std::int64_t Ho = s * (H - 1) + op + (k - 1) * d + 1 - 2 * p, Wo = s * (W - 1) + op + (k - 1) * d + 1 - 2 * p;
+    REQUIRE(y.shape() == Shape{N, O, Ho, Wo});
+    std::vector<double> ref(y.size());
+    for (std::int64_t n = 0; n < N; ++n)
+      for (std::int64_t o = 0; o < O; ++o)
+        for (std::int64_t i = 0; i < Ho * Wo; ++i) ref[(n * O + o) * Ho * Wo + i] = b.data()[o];
+    for (std::int64_t n = 0; n < N; ++n)
+      for (std::int64_t c = 0; c < C; ++c)
+        for (std::int64_t oo = 0; oo < Og; ++oo)
+          for (std::int64_t ih = 0; ih < H; ++ih)
+            for (std::int64_t iw = 0; iw < W; ++iw)
+              for (std::int64_t kh = 0; kh < k; ++kh)
+                for (std::int64_t kw = 0; kw < k; ++kw) {
+                  const std::int64_t oh = ih * s - p + kh * d, ow = iw * s - p + kw * d, o = (c / Cg) * Og + oo;
+                  if (oh < 0 || oh >= Ho || ow < 0 || ow >= Wo) continue;
+                  ref[((n * O + o) * Ho + oh) * Wo + ow] +=
+                      x.data()[((n * C + c) * H + ih) * W + iw] * w.data()[((c * Og + oo) * k + kh) * k + kw];
+                }
+    double err = 0;
+    for (std::int64_t i = 0; i < y.size(); ++i) err = std::max(err, std::abs(y.data()[i] - ref[i]));
+    INFO("kernel ", k, " stride ", s, " pad ", p, " output_padding ", op, " dilation ", d, " groups ", g);
+    CHECK(err < 1e-12);
+  }
+  CHECK_THROWS_WITH_AS(make_conv_transpose(convt_attrs(3, 2, 0, 2)),
+                       "ConvTranspose: output_padding [2, 2] must be >= 0 and smaller than strides [2, 2]",
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(make_conv_transpose(convt_attrs(3, 1, 0))->output_shape({{1, 4, 3, 3}, {2, 2, 3, 3}}),
+                       "ConvTranspose: X [1, 4, 3, 3] has 4 channels but W [2, 2, 3, 3] with group=1 expects 2, a "
+                       "multiple of the group count",
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(make_conv_transpose(convt_attrs(1, 1, 1))->output_shape({{1, 2, 1, 1}, {2, 2, 1, 1}}),
+                       "ConvTranspose: pads [1, 1, 1, 1] leave no output for X [1, 2, 1, 1] and W [2, 2, 1, 1]",
+                       std::invalid_argument);
+}
+
+ResizeAttrs resize_attrs(const char* mode, const char* coords, std::vector<double> scales,
+                         std::vector<std::int64_t> sizes = {}, const char* nearest = "floor") {
+  ResizeAttrs a;
+  a.mode = mode;
+  a.coordinate_transformation_mode = coords;
+  a.nearest_mode = nearest;
+  a.scales = std::move(scales);
+  a.sizes = std::move(sizes);
+  return a;
+}
+
+TEST_CASE("Resize matches finite differences, and its forward matches PyTorch's interpolate") {
+  run_case({make_resize(resize_attrs("nearest", "asymmetric", {2, 2})), {{2, 3, 3, 4}}, {Gen::Normal}}, 80);
+  run_case({make_resize(resize_attrs("linear", "half_pixel", {2, 3})), {{2, 2, 3, 4}}, {Gen::Normal}}, 81);
+  run_case({make_resize(resize_attrs("linear", "align_corners", {}, {5, 2})), {{1, 2, 3, 4}}, {Gen::Normal}}, 82);
+  run_case({make_resize(resize_attrs("nearest", "half_pixel", {}, {2, 7}, "round_prefer_ceil")), {{1, 2, 3, 4}},
+            {Gen::Normal}},
+           83);
+  // torch.nn.functional.interpolate(x, scale_factor=2, mode=...) of x = arange(6).reshape(1, 1, 2, 3)
+  const Tensor<double> x({1, 1, 2, 3}, {0, 1, 2, 3, 4, 5});
+  OpState<double> st;
+  const Tensor<double> near = forward(make_resize(resize_attrs("nearest", "asymmetric", {2, 2})), {x}, st);
+  CHECK(near.vec() == Buffer<double>{0, 0, 1, 1, 2, 2, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 3, 3, 4, 4, 5, 5});
+  const Tensor<double> bil = forward(make_resize(resize_attrs("linear", "half_pixel", {2, 2})), {x}, st);
+  const std::vector<double> torch_bilinear{0,    0.25, 0.75, 1.25, 1.75, 2,    0.75, 1,    1.5,  2,    2.5,  2.75,
+                                           2.25, 2.5,  3,    3.5,  4,    4.25, 3,    3.25, 3.75, 4.25, 4.75, 5};
+  for (std::size_t i = 0; i < torch_bilinear.size(); ++i) CHECK(bil.data()[i] == doctest::Approx(torch_bilinear[i]));
+  const Tensor<double> ac = forward(make_resize(resize_attrs("linear", "align_corners", {}, {3, 5})), {x}, st);
+  const std::vector<double> torch_align{0, 0.5, 1, 1.5, 2, 1.5, 2, 2.5, 3, 3.5, 3, 3.5, 4, 4.5, 5};
+  for (std::size_t i = 0; i < torch_align.size(); ++i) CHECK(ac.data()[i] == doctest::Approx(torch_align[i]));
+  CHECK_THROWS_WITH_AS(make_resize(resize_attrs("cubic", "half_pixel", {2, 2})),
+                       "Resize: mode 'cubic' is not supported (nearest or linear)", std::invalid_argument);
+  CHECK_THROWS_WITH_AS(make_resize(resize_attrs("linear", "tf_crop_and_resize", {2, 2})),
+                       "Resize: coordinate_transformation_mode 'tf_crop_and_resize' is not supported (half_pixel, "
+                       "pytorch_half_pixel, asymmetric or align_corners)",
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(make_resize(resize_attrs("linear", "half_pixel", {2, 0})),
+                       "Resize: scales [2, 0] must be > 0 and <= 1e6", std::invalid_argument);
+}
+
+TEST_CASE("LSTM matches finite differences through time") {
+  const std::vector<Gen> g4{Gen::Normal, Gen::Normal, Gen::Normal, Gen::Normal};
+  // X [T, B, I], W [D, 4H, I], R [D, 4H, H], B [D, 8H]
+  run_case({make_lstm(3, "forward"), {{4, 2, 2}, {1, 12, 2}, {1, 12, 3}, {1, 24}}, g4}, 90);
+  run_case({make_lstm(2, "reverse"), {{3, 2, 3}, {1, 8, 3}, {1, 8, 2}}, {Gen::Normal, Gen::Normal, Gen::Normal}}, 91);
+  run_case({make_lstm(2, "bidirectional"), {{3, 2, 2}, {2, 8, 2}, {2, 8, 2}, {2, 16}}, g4}, 92);
+  run_case({make_lstm(2, "forward"), {{1, 3, 2}, {1, 8, 2}, {1, 8, 2}, {1, 16}}, g4}, 93);
+  CHECK_THROWS_WITH_AS(make_lstm(2, "sideways"),
+                       "LSTM: direction must be forward, reverse or bidirectional, got 'sideways'", std::invalid_argument);
+  CHECK_THROWS_WITH_AS(make_lstm(2, "forward")->output_shape({{3, 2, 2}, {1, 8, 3}, {1, 8, 2}}),
+                       "LSTM: W [1, 8, 3] must be [1, 8, 2]", std::invalid_argument);
+}
+
+TEST_CASE("GRU matches finite differences through time") {
+  const std::vector<Gen> g4{Gen::Normal, Gen::Normal, Gen::Normal, Gen::Normal};
+  // X [T, B, I], W [D, 3H, I], R [D, 3H, H], B [D, 6H]
+  run_case({make_gru(3, "forward"), {{4, 2, 2}, {1, 9, 2}, {1, 9, 3}, {1, 18}}, g4}, 95);
+  run_case({make_gru(2, "reverse"), {{3, 2, 3}, {1, 6, 3}, {1, 6, 2}}, {Gen::Normal, Gen::Normal, Gen::Normal}}, 96);
+  run_case({make_gru(2, "bidirectional"), {{3, 2, 2}, {2, 6, 2}, {2, 6, 2}, {2, 12}}, g4}, 97);
+  CHECK_THROWS_WITH_AS(make_gru(0, "forward"), "GRU: hidden_size must be >= 1, got 0", std::invalid_argument);
 }
 
 // Conv forward against the definition, summed directly (float64), over geometries that take each
@@ -350,6 +547,9 @@ TEST_CASE("softmax and normalization ops match finite differences") {
   run_case({make_softmax(0, true), {{4, 3}}, {Gen::Normal}}, 43);
   run_case({make_layer_norm(-1, 1e-5), {{2, 3, 6}, {6}, {6}}, {Gen::Normal, Gen::Normal, Gen::Normal}}, 44);
   run_case({make_layer_norm(1, 1e-5), {{2, 3, 4}, {3, 4}}, {Gen::Normal, Gen::Normal}}, 45);
+  const std::vector<Gen> g3{Gen::Normal, Gen::Normal, Gen::Normal};
+  run_case({make_instance_norm(1e-5), {{2, 3, 3, 4}, {3}, {3}}, g3}, 49);
+  run_case({make_instance_norm(1e-3), {{3, 2, 5}, {2}, {2}}, g3}, 39);
   const std::vector<Gen> bn{Gen::Normal, Gen::Normal, Gen::Normal, Gen::Const, Gen::Const};
   run_case({make_batch_norm(1e-5, false), {{2, 3, 4, 4}, {3}, {3}, {3}, {3}}, bn}, 46);
   run_case({make_batch_norm(1e-5, true), {{3, 3, 2, 2}, {3}, {3}, {3}, {3}}, bn}, 47);

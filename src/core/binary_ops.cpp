@@ -1,7 +1,8 @@
 // Binary elementwise ops with numpy broadcasting (the rows of CURV_BINARY_OPS in
 // elementwise_table.h). With partials da = dy/da, db = dy/db:
 //   y' = da a' + db b',  g_a = sum_broadcast(g da),  g_b = sum_broadcast(g db),
-//   and for Mul and Div the second-order terms of g_a', g_b' (Add and Sub are linear).
+//   and for Mul, Div and PRelu the second-order terms of g_a', g_b' (Add and Sub are linear).
+// PRelu y = a > 0 ? a : b a (PyTorch's side at a = 0: da = b, db = a) is Mul by b where a <= 0.
 #include <algorithm>
 #include <stdexcept>
 
@@ -30,13 +31,18 @@ class BinaryOp final : public OpImpl<BinaryOp> {
   std::string type() const override { return binary_type(m_kind); }
   OpSpec spec() const override { return OpSpec(type()); }
   int arity() const override { return 2; }
-  bool tangent_reads_output_grad() const override { return m_kind == BinaryKind::Mul || m_kind == BinaryKind::Div; }
+  bool tangent_reads_output_grad() const override { return m_kind != BinaryKind::Add && m_kind != BinaryKind::Sub; }
   Shape output_shape(const std::vector<Shape>& in) const override {
+    Shape out;
     try {
-      return internal::Broadcast(in.at(0), in.at(1)).out;
+      out = internal::Broadcast(in.at(0), in.at(1)).out;
     } catch (const std::invalid_argument& e) {
       throw std::invalid_argument(type() + ": " + e.what());
     }
+    if (m_kind == BinaryKind::PRelu && out != in.at(0))
+      throw std::invalid_argument("PRelu: slope " + shape_str(in.at(1)) + " does not broadcast to X " +
+                                  shape_str(in.at(0)));
+    return out;
   }
 
   template <class T>
@@ -58,11 +64,14 @@ class BinaryOp final : public OpImpl<BinaryOp> {
       case BinaryKind::Div:
         b.for_each([&](auto io, auto ia, auto ib) { o[io] = x[ia] / y[ib]; });
         break;
+      case BinaryKind::PRelu:
+        b.for_each([&](auto io, auto ia, auto ib) { o[io] = x[ia] > T(0) ? x[ia] : y[ib] * x[ia]; });
+        break;
     }
   }
 
   // g_a = sum_broadcast(g * da), g_b = sum_broadcast(g * db) with
-  //   Add: da = 1, db = 1;  Sub: 1, -1;  Mul: b, a;  Div: 1/b, -a/b^2.
+  //   Add: da = 1, db = 1;  Sub: 1, -1;  Mul: b, a;  Div: 1/b, -a/b^2;  PRelu: a > 0 ? (1, 0) : (b, a).
   template <class T>
   void bwd(OpCtx<T>& c) const {
     lin_vjp(c, c.gout.data, c.gin[0].data, c.gin[1].data);
@@ -95,6 +104,10 @@ class BinaryOp final : public OpImpl<BinaryOp> {
           if (tx) b.for_each([&](auto io, auto ia, auto ib) { o[io] += tx[ia] / y[ib]; });
           if (ty) b.for_each([&](auto io, auto ia, auto ib) { o[io] -= x[ia] * ty[ib] / (y[ib] * y[ib]); });
           break;
+        case BinaryKind::PRelu:
+          if (tx) b.for_each([&](auto io, auto ia, auto ib) { o[io] += x[ia] > T(0) ? tx[ia] : y[ib] * tx[ia]; });
+          if (ty) b.for_each([&](auto io, auto ia, auto ib) { o[io] += x[ia] > T(0) ? T(0) : x[ia] * ty[ib]; });
+          break;
       }
     }
   }
@@ -106,7 +119,7 @@ class BinaryOp final : public OpImpl<BinaryOp> {
     const T* x = c.in[0].data;
     const T* y = c.in[1].data;
     const T* g = c.gout.data;
-    const bool so = c.second_order && (m_kind == BinaryKind::Mul || m_kind == BinaryKind::Div);
+    const bool so = c.second_order && m_kind != BinaryKind::Add && m_kind != BinaryKind::Sub;
     for (std::int64_t j = 0; j < c.k; ++j) {
       T* ra = c.tgin[0].data ? c.tgin[0].data + j * na : nullptr;
       T* rb = c.tgin[1].data ? c.tgin[1].data + j * nb : nullptr;
@@ -118,6 +131,10 @@ class BinaryOp final : public OpImpl<BinaryOp> {
         // g_a = g b  =>  g_a' += g b';  g_b = g a  =>  g_b' += g a'
         if (ra && ty) b.for_each([&](auto io, auto ia, auto ib) { ra[ia] += g[io] * ty[ib]; });
         if (rb && tx) b.for_each([&](auto io, auto ia, auto ib) { rb[ib] += g[io] * tx[ia]; });
+      } else if (m_kind == BinaryKind::PRelu) {
+        // As Mul where a <= 0 (the kink's second derivative is zero a.e., as in PyTorch).
+        if (ra && ty) b.for_each([&](auto io, auto ia, auto ib) { ra[ia] += x[ia] > T(0) ? T(0) : g[io] * ty[ib]; });
+        if (rb && tx) b.for_each([&](auto io, auto ia, auto ib) { rb[ib] += x[ia] > T(0) ? T(0) : g[io] * tx[ia]; });
       } else {
         // g_a = g / b => g_a' += -g b' / b^2;  g_b = -g a / b^2 => g_b' += -g a'/b^2 + 2 g a b'/b^3
         if (ra && ty) b.for_each([&](auto io, auto ia, auto ib) { ra[ia] -= g[io] * ty[ib] / (y[ib] * y[ib]); });
@@ -158,6 +175,10 @@ class BinaryOp final : public OpImpl<BinaryOp> {
       case BinaryKind::Div:
         if (ga) b.for_each([&](auto io, auto ia, auto ib) { ga[ia] += g[io] / y[ib]; });
         if (gb) b.for_each([&](auto io, auto ia, auto ib) { gb[ib] -= g[io] * x[ia] / (y[ib] * y[ib]); });
+        break;
+      case BinaryKind::PRelu:
+        if (ga) b.for_each([&](auto io, auto ia, auto ib) { ga[ia] += x[ia] > T(0) ? g[io] : g[io] * y[ib]; });
+        if (gb) b.for_each([&](auto io, auto ia, auto ib) { gb[ib] += x[ia] > T(0) ? T(0) : g[io] * x[ia]; });
         break;
     }
   }

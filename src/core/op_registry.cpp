@@ -26,6 +26,8 @@ AttrInfo attr_bool(const char* n, bool d) { return {n, AttrKind::Bool, AttrValue
 AttrInfo attr_float(const char* n, std::optional<double> d) {
   return {n, AttrKind::Float, d ? std::optional<AttrValue>(*d) : std::nullopt};
 }
+AttrInfo attr_floats(const char* n, std::vector<double> d) { return {n, AttrKind::Floats, AttrValue(std::move(d))}; }
+AttrInfo attr_string(const char* n, const char* d) { return {n, AttrKind::String, AttrValue(std::string(d))}; }
 AttrInfo attr_ints(const char* n, std::optional<Ints> d) {
   return {n, AttrKind::Ints, d ? std::optional<AttrValue>(*d) : std::nullopt};
 }
@@ -67,10 +69,13 @@ OpPtr make_conv_spec(const OpSpec& s) {
   return make_conv(a);
 }
 
-// Unary ops: the parameter named in their table row (if any) is their one attribute.
-std::vector<AttrInfo> unary_schema(const char* param, std::optional<double> def) {
-  if (!*param) return {};
-  return {attr_float(param, def)};
+// Unary ops: the parameters named in their table row (if any) are their attributes.
+std::vector<AttrInfo> unary_schema(const char* p, std::optional<double> p_def, const char* q,
+                                   std::optional<double> q_def) {
+  std::vector<AttrInfo> r;
+  if (*p) r.push_back(attr_float(p, p_def));
+  if (*q) r.push_back(attr_float(q, q_def));
+  return r;
 }
 template <BinaryKind K>
 OpPtr make_binary_spec(const OpSpec&) {
@@ -87,9 +92,12 @@ constexpr char kPad[] = "Pad";
 std::vector<OpTypeInfo> build_table() {
   std::vector<OpTypeInfo> t;
   // The rows of elementwise_table.h.
-#define CURV_UNARY_ROW(Name, Param, Default, ...)   \
-  t.push_back({#Name, unary_schema(Param, Default), \
-               [](const OpSpec& s) { return make_unary(UnaryKind::Name, *Param ? s.get_float(Param) : 0.0); }, true});
+#define CURV_UNARY_ROW(Name, P, PDefault, Q, QDefault, ...)                                                \
+  t.push_back({#Name, unary_schema(P, PDefault, Q, QDefault),                                               \
+               [](const OpSpec& s) {                                                                         \
+                 return make_unary(UnaryKind::Name, *P ? s.get_float(P) : 0.0, *Q ? s.get_float(Q) : 0.0); \
+               },                                                                                            \
+               true});
   CURV_UNARY_OPS(CURV_UNARY_ROW)
 #undef CURV_UNARY_ROW
 #define CURV_BINARY_ROW(Name) t.push_back({#Name, {}, &make_binary_spec<BinaryKind::Name>, false, true});
@@ -106,6 +114,37 @@ std::vector<OpTypeInfo> build_table() {
        {attr_ints("kernel", std::nullopt), attr_ints("strides", Ints{1, 1}), attr_ints("dilations", Ints{1, 1}),
         attr_ints("pads", Ints{0, 0, 0, 0}), attr_int("group", 1)},
        &make_conv_spec},
+      {"ConvTranspose",
+       {attr_ints("kernel", std::nullopt), attr_ints("strides", Ints{1, 1}), attr_ints("dilations", Ints{1, 1}),
+        attr_ints("pads", Ints{0, 0, 0, 0}), attr_ints("output_padding", Ints{0, 0}), attr_int("group", 1)},
+       [](const OpSpec& s) {
+         ConvTranspose2dAttrs a;
+         a.kernel = fixed<2>(s, "kernel");
+         a.stride = fixed<2>(s, "strides");
+         a.dilation = fixed<2>(s, "dilations");
+         a.pads = fixed<4>(s, "pads");
+         a.output_padding = fixed<2>(s, "output_padding");
+         a.groups = s.get_int("group");
+         return make_conv_transpose(a);
+       }},
+      {"Resize",
+       {attr_string("mode", "nearest"), attr_string("coordinate_transformation_mode", "half_pixel"),
+        attr_string("nearest_mode", "round_prefer_floor"), attr_floats("scales", {}), attr_ints("sizes", Ints{})},
+       [](const OpSpec& s) {
+         ResizeAttrs a;
+         a.mode = s.get_string("mode");
+         a.coordinate_transformation_mode = s.get_string("coordinate_transformation_mode");
+         a.nearest_mode = s.get_string("nearest_mode");
+         a.scales = s.get_floats("scales");
+         a.sizes = s.get_ints("sizes");
+         return make_resize(a);
+       }},
+      {"LSTM",
+       {attr_int("hidden_size", std::nullopt), attr_string("direction", "forward")},
+       [](const OpSpec& s) { return make_lstm(s.get_int("hidden_size"), s.get_string("direction")); }},
+      {"GRU",
+       {attr_int("hidden_size", std::nullopt), attr_string("direction", "forward")},
+       [](const OpSpec& s) { return make_gru(s.get_int("hidden_size"), s.get_string("direction")); }},
       {"MaxPool", pool_schema(), [](const OpSpec& s) { return make_max_pool(pool_attrs(s)); }},
       {"AveragePool", pool_schema(), [](const OpSpec& s) { return make_average_pool(pool_attrs(s)); }},
       {"GlobalAveragePool", {}, [](const OpSpec&) { return make_global_average_pool(); }},
@@ -131,6 +170,9 @@ std::vector<OpTypeInfo> build_table() {
       {"BatchNormalization",
        {attr_float("epsilon", 1e-5), attr_bool("training", false)},
        [](const OpSpec& s) { return make_batch_norm(s.get_float("epsilon"), s.get_bool("training")); }},
+      {"InstanceNormalization",
+       {attr_float("epsilon", 1e-5)},
+       [](const OpSpec& s) { return make_instance_norm(s.get_float("epsilon")); }},
       {"LayerNormalization",
        {attr_int("axis", -1), attr_float("epsilon", 1e-5)},
        [](const OpSpec& s) { return make_layer_norm(s.get_int("axis"), s.get_float("epsilon")); }},

@@ -4,6 +4,7 @@
 /// importer maps nodes one to one; the C++ model builder uses the same factories.
 #include <array>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "src/core/elementwise_table.h"
@@ -16,13 +17,15 @@ namespace curv {
 enum class UnaryKind { CURV_UNARY_OPS(CURV_UNARY_ENUM) };
 #undef CURV_UNARY_ENUM
 #define CURV_BINARY_ENUM(Name) Name,
-/// The binary ops of elementwise_table.h (Add, Sub, Mul, Div).
+/// The binary ops of elementwise_table.h (Add, Sub, Mul, Div, PRelu).
 enum class BinaryKind { CURV_BINARY_OPS(CURV_BINARY_ENUM) };
 #undef CURV_BINARY_ENUM
 
-/// Elementwise y = f(x). `param`: the op's parameter (LeakyRelu's alpha, Pow's constant exponent;
-/// ignored by ops without one). Throws std::invalid_argument for a non-finite parameter.
-OpPtr make_unary(UnaryKind kind, double param = 0.0);
+/// Elementwise y = f(x). `param`, `param2`: the op's parameters p and q of its table row
+/// (LeakyRelu's alpha, Pow's constant exponent, HardSigmoid's alpha and beta, Clip's min and max;
+/// ignored by ops without them). Throws std::invalid_argument for a non-finite parameter.
+/// make_op(OpSpec) fills in the defaults of the table; this factory does not.
+OpPtr make_unary(UnaryKind kind, double param = 0.0, double param2 = 0.0);
 /// Numpy-broadcasting y = a (op) b.
 OpPtr make_binary(BinaryKind kind);
 /// The ONNX type name of a binary op ("Add", ...).
@@ -42,6 +45,40 @@ struct Conv2dAttrs {
 };
 /// Y = conv(X, W) + B.  X: [N, C, H, W], W: [O, C/groups, kh, kw], B: [O] (optional input).
 OpPtr make_conv(const Conv2dAttrs& a);
+
+struct ConvTranspose2dAttrs {
+  std::array<std::int64_t, 2> kernel{1, 1};  // [kh, kw]; must match W's spatial dims
+  std::array<std::int64_t, 2> stride{1, 1};
+  std::array<std::int64_t, 2> dilation{1, 1};
+  std::array<std::int64_t, 4> pads{0, 0, 0, 0};      // top, left, bottom, right (cropped from the output)
+  std::array<std::int64_t, 2> output_padding{0, 0};  // added at the bottom / right; < stride
+  std::int64_t groups = 1;
+};
+/// Y = conv_transpose(X, W) + B, the adjoint of Conv in X (ONNX ConvTranspose without output_shape).
+/// X: [N, C, H, W], W: [C, O/groups, kh, kw], B: [O] (optional input); Y: [N, O, Ho, Wo] with
+/// Ho = stride (H - 1) + output_padding + (kh - 1) dilation + 1 - pad_top - pad_bottom.
+OpPtr make_conv_transpose(const ConvTranspose2dAttrs& a);
+
+struct ResizeAttrs {
+  std::string mode = "nearest";                                  // nearest | linear
+  std::string coordinate_transformation_mode = "half_pixel";     // half_pixel | pytorch_half_pixel |
+                                                                 // asymmetric | align_corners
+  std::string nearest_mode = "round_prefer_floor";               // floor | ceil | round_prefer_*
+  std::vector<double> scales;                                    // [sh, sw], or empty and
+  std::vector<std::int64_t> sizes;                               // [Ho, Wo]
+};
+/// ONNX Resize of the spatial dims of X [N, C, H, W] (nearest or bilinear; linear in X).
+/// Output [N, C, floor(H sh), floor(W sw)] or [N, C, Ho, Wo].
+OpPtr make_resize(const ResizeAttrs& a);
+
+/// ONNX LSTM (layout 0, gates i, o, f, c, zero initial state, no peepholes): X [T, B, I],
+/// W [D, 4H, I], R [D, 4H, H], optional B [D, 8H] -> Y [T, D, B, H]; D = 2 for "bidirectional",
+/// else 1 ("forward" or "reverse").
+OpPtr make_lstm(std::int64_t hidden_size, const std::string& direction);
+
+/// ONNX GRU with linear_before_reset = 1 (as PyTorch exports nn.GRU; gates z, r, h, zero initial
+/// state): X [T, B, I], W [D, 3H, I], R [D, 3H, H], optional B [D, 6H] -> Y [T, D, B, H].
+OpPtr make_gru(std::int64_t hidden_size, const std::string& direction);
 
 struct Pool2dAttrs {
   std::array<std::int64_t, 2> kernel{2, 2};
@@ -68,6 +105,9 @@ OpPtr make_reduce(bool mean, std::vector<std::int64_t> axes, bool keepdims);
 OpPtr make_batch_norm(double epsilon, bool training);
 /// The same BatchNormalization op in the other mode (same epsilon); nullptr if `op` is not one.
 OpPtr batch_norm_mode(const Op& op, bool training);
+/// InstanceNormalization: X [N, C, D1, ...] normalized over D1, ... per sample and channel, then
+/// scale [C] and B [C] per channel (biased variance; nn.GroupNorm's ONNX export).
+OpPtr make_instance_norm(double epsilon);
 /// LayerNormalization over axes [axis, rank). Inputs X, scale, (B) shaped like the normalized dims.
 OpPtr make_layer_norm(std::int64_t axis, double epsilon);
 

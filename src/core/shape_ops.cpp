@@ -8,6 +8,7 @@
 
 #include "src/core/internal/axis.h"
 #include "src/core/internal/broadcast.h"
+#include "src/core/internal/linear_op.h"
 #include "src/core/internal/op_checks.h"
 #include "src/core/ops.h"
 #include "src/core/size_limits.h"
@@ -15,47 +16,8 @@
 namespace curv {
 namespace {
 
+using internal::LinearOp;
 using internal::norm_axis;
-
-template <class Derived>
-class LinearOp : public OpImpl<Derived> {
- public:
-  bool tangent_reads_output_grad() const override { return false; }
-  // Derived: Shape output_shape(...); template<class T> void apply(const std::vector<ConstView<T>>& in (null = 0),
-  // View<T> out) const; template<class T> void adjoint(ConstView<T> gout, const std::vector<View<T>>& gin) const
-  // (gin entries with null data skipped; others overwritten).
-  template <class T>
-  void fwd(OpCtx<T>& c, View<T> out) const {
-    self().apply(c.in, out);
-  }
-  template <class T>
-  void bwd(OpCtx<T>& c) const {
-    self().adjoint(c.gout, c.gin);
-  }
-  template <class T>
-  void tan(OpCtx<T>& c) const {
-    const std::int64_t no = numel(c.out.shape);
-    std::vector<ConstView<T>> tj(c.in.size());
-    for (std::int64_t j = 0; j < c.k; ++j) {
-      for (size_t i = 0; i < c.in.size(); ++i)
-        tj[i] = {c.tin[i].data ? c.tin[i].data + j * c.in[i].size() : nullptr, c.in[i].shape};
-      self().apply(tj, View<T>{c.tout.data + j * no, c.out.shape});
-    }
-  }
-  template <class T>
-  void bwdt(OpCtx<T>& c) const {
-    const std::int64_t no = numel(c.out.shape);
-    std::vector<View<T>> gj(c.in.size());
-    for (std::int64_t j = 0; j < c.k; ++j) {
-      for (size_t i = 0; i < c.in.size(); ++i)
-        gj[i] = {c.tgin[i].data ? c.tgin[i].data + j * c.in[i].size() : nullptr, c.in[i].shape};
-      self().adjoint(ConstView<T>{c.tgout.data + j * no, c.out.shape}, gj);
-    }
-  }
-
- private:
-  const Derived& self() const { return static_cast<const Derived&>(*this); }
-};
 
 // ---------------------------------------------------------------- same data, new shape
 class ReshapeOp final : public LinearOp<ReshapeOp> {

@@ -2,7 +2,9 @@
 // of f, f', f'' and the kernels below are instantiated for it, so every op has its own loops with
 // f inlined (a switch per element made ReLU's backward 11% of a ResNet-20 gradient).
 //   y' = f'(x) x',  g_x = f'(x) g_y,  g_x' = f'(x) g_y' + f''(x) g_y x'.
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <optional>
 #include <stdexcept>
 #include <vector>
@@ -79,24 +81,88 @@ T pow_d2f(T x, double p) {
   return p == 2.0 ? T(2) : T(p * (p - 1)) * std::pow(x, T(p - 2));
 }
 
+template <class T>
+T softplus(T x) {  // log(1 + e^x) without overflow
+  return x > T(0) ? x + std::log1p(std::exp(-x)) : std::log1p(std::exp(x));
+}
+template <class T>
+T hsig(T x, double alpha, double beta) {  // max(0, min(1, alpha x + beta))
+  const T z = T(alpha) * x + T(beta);
+  return z <= T(0) ? T(0) : z >= T(1) ? T(1) : z;
+}
+template <class T>
+T dhsig(T x, double alpha, double beta) {  // PyTorch: alpha inside the open interval only
+  const T z = T(alpha) * x + T(beta);
+  return z > T(0) && z < T(1) ? T(alpha) : T(0);
+}
+template <class T>
+T hswish(T x) {  // x relu6(x + 3) / 6
+  return x <= T(-3) ? T(0) : x >= T(3) ? x : x * (x + T(3)) / T(6);
+}
+template <class T>
+T dhswish(T x) {  // PyTorch's hardswish_backward: 0 below -3, x/3 + 1/2 on [-3, 3], 1 above
+  return x < T(-3) ? T(0) : x <= T(3) ? x / T(3) + T(0.5) : T(1);
+}
+template <class T>
+T d2hswish(T x) {  // PyTorch's double backward: 1/3 on the open interval
+  return x > T(-3) && x < T(3) ? T(1) / T(3) : T(0);
+}
+template <class T>
+T elu(T x, double alpha) {
+  return x > T(0) ? x : T(alpha) * std::expm1(x);
+}
+template <class T>
+T delu(T x, double alpha) {  // PyTorch: the exponential side at x = 0
+  return x > T(0) ? T(1) : T(alpha) * std::exp(x);
+}
+template <class T>
+T d2elu(T x, double alpha) {
+  return x > T(0) ? T(0) : T(alpha) * std::exp(x);
+}
+// Clip compares in double: an absent bound (+-DBL_MAX) has no float value; a bound is converted
+// (saturating to +-inf) only when x lies beyond it.
+template <class T>
+T saturate(double v) {
+  constexpr double m = std::numeric_limits<T>::max();
+  return v > m ? std::numeric_limits<T>::infinity() : v < -m ? -std::numeric_limits<T>::infinity() : static_cast<T>(v);
+}
+template <class T>
+T clip(T x, double lo, double hi) {  // ONNX: min(max(x, lo), hi) (hi wins when lo > hi; NaN stays NaN)
+  const double v = static_cast<double>(x);
+  double r = v < lo ? lo : v;
+  r = r > hi ? hi : r;
+  return r == v ? x : saturate<T>(r);
+}
+template <class T>
+T dclip(T x, double lo, double hi) {  // PyTorch's clamp: 1 on the closed interval [lo, hi]
+  return static_cast<double>(x) >= lo && static_cast<double>(x) <= hi ? T(1) : T(0);
+}
+
 // One struct per row: the type name, the parameter and f, f', f''.
-#define CURV_UNARY_FN(Name, Param, Default, Curvature, F, DF, D2F) \
-  struct Name##Fn {                                                \
-    static constexpr const char* type = #Name;                     \
-    static constexpr const char* param = Param;                    \
-    static bool curvature(double p) { return Curvature; }          \
-    template <class T>                                             \
-    static T f(T x, double p) {                                    \
-      return F;                                                    \
-    }                                                              \
-    template <class T>                                             \
-    static T df(T x, double p) {                                   \
-      return DF;                                                   \
-    }                                                              \
-    template <class T>                                             \
-    static T d2f(T x, double p) {                                  \
-      return D2F;                                                  \
-    }                                                              \
+#define CURV_UNARY_FN(Name, P, PDefault, Q, QDefault, Curvature, F, DF, D2F) \
+  struct Name##Fn {                                                           \
+    static constexpr const char* type = #Name;                                \
+    static constexpr const char* param = P;                                   \
+    static constexpr const char* param2 = Q;                                  \
+    static bool curvature(double p, double q) {                               \
+      (void)p, (void)q;                                                       \
+      return Curvature;                                                       \
+    }                                                                         \
+    template <class T>                                                        \
+    static T f(T x, double p, double q) {                                     \
+      (void)p, (void)q;                                                       \
+      return F;                                                               \
+    }                                                                         \
+    template <class T>                                                        \
+    static T df(T x, double p, double q) {                                    \
+      (void)p, (void)q;                                                       \
+      return DF;                                                              \
+    }                                                                         \
+    template <class T>                                                        \
+    static T d2f(T x, double p, double q) {                                   \
+      (void)x, (void)p, (void)q;                                              \
+      return D2F;                                                             \
+    }                                                                         \
   };
 CURV_UNARY_OPS(CURV_UNARY_FN)
 #undef CURV_UNARY_FN
@@ -104,27 +170,31 @@ CURV_UNARY_OPS(CURV_UNARY_FN)
 template <class Fn>
 class UnaryOp final : public OpImpl<UnaryOp<Fn>> {
  public:
-  explicit UnaryOp(double param) : m_param(param) {
+  UnaryOp(double param, double param2) : m_param(param), m_param2(param2) {
     if (*Fn::param && !std::isfinite(param))
       throw std::invalid_argument(std::string(Fn::type) + ": " + Fn::param + " must be finite, got " +
                                   format_attr(param));
+    if (*Fn::param2 && !std::isfinite(param2))
+      throw std::invalid_argument(std::string(Fn::type) + ": " + Fn::param2 + " must be finite, got " +
+                                  format_attr(param2));
   }
   std::string type() const override { return Fn::type; }
   OpSpec spec() const override {
     OpSpec s(Fn::type);
     if (*Fn::param) s.set_float(Fn::param, m_param);
+    if (*Fn::param2) s.set_float(Fn::param2, m_param2);
     return s;
   }
   int arity() const override { return 1; }
-  bool tangent_reads_output_grad() const override { return Fn::curvature(m_param); }
+  bool tangent_reads_output_grad() const override { return Fn::curvature(m_param, m_param2); }
   Shape output_shape(const std::vector<Shape>& in) const override { return in.at(0); }
 
   template <class T>
   void fwd(OpCtx<T>& c, View<T> out) const {
     const T* x = c.in[0].data;
     const std::int64_t n = out.size();
-    const double p = m_param;
-    for (std::int64_t i = 0; i < n; ++i) out.data[i] = Fn::f(x[i], p);
+    const double p = m_param, q = m_param2;
+    for (std::int64_t i = 0; i < n; ++i) out.data[i] = Fn::f(x[i], p, q);
   }
   template <class T>
   void bwd(OpCtx<T>& c) const {
@@ -133,8 +203,8 @@ class UnaryOp final : public OpImpl<UnaryOp<Fn>> {
     const T* g = c.gout.data;
     T* gx = c.gin[0].data;
     const std::int64_t n = c.in[0].size();
-    const double p = m_param;
-    for (std::int64_t i = 0; i < n; ++i) gx[i] = g[i] * Fn::df(x[i], p);
+    const double p = m_param, q = m_param2;
+    for (std::int64_t i = 0; i < n; ++i) gx[i] = g[i] * Fn::df(x[i], p, q);
   }
   template <class T>
   void tan(OpCtx<T>& c) const {
@@ -156,13 +226,13 @@ class UnaryOp final : public OpImpl<UnaryOp<Fn>> {
     if (!c.tgin[0].data) return;
     const std::int64_t n = c.in[0].size();
     const T* x = c.in[0].data;
-    const double p = m_param;
+    const double p = m_param, q = m_param2;
     std::vector<T> d(n), h;
     derivative(x, n, d.data());
-    const bool so = c.second_order && c.tin[0].data && Fn::curvature(p);
+    const bool so = c.second_order && c.tin[0].data && Fn::curvature(p, q);
     if (so) {
       h.resize(n);
-      for (std::int64_t i = 0; i < n; ++i) h[i] = c.gout.data[i] * Fn::d2f(x[i], p);
+      for (std::int64_t i = 0; i < n; ++i) h[i] = c.gout.data[i] * Fn::d2f(x[i], p, q);
     }
     for (std::int64_t j = 0; j < c.k; ++j) {
       const T* tg = c.tgout.data + j * n;
@@ -179,20 +249,20 @@ class UnaryOp final : public OpImpl<UnaryOp<Fn>> {
  private:
   template <class T>
   void derivative(const T* x, std::int64_t n, T* d) const {
-    const double p = m_param;
-    for (std::int64_t i = 0; i < n; ++i) d[i] = Fn::df(x[i], p);
+    const double p = m_param, q = m_param2;
+    for (std::int64_t i = 0; i < n; ++i) d[i] = Fn::df(x[i], p, q);
   }
 
-  double m_param;
+  double m_param, m_param2;
 };
 
 }  // namespace
 
-OpPtr make_unary(UnaryKind kind, double param) {
+OpPtr make_unary(UnaryKind kind, double param, double param2) {
   switch (kind) {
 #define CURV_UNARY_CASE(Name, ...) \
   case UnaryKind::Name:            \
-    return std::make_shared<UnaryOp<Name##Fn>>(param);
+    return std::make_shared<UnaryOp<Name##Fn>>(param, param2);
     CURV_UNARY_OPS(CURV_UNARY_CASE)
 #undef CURV_UNARY_CASE
   }

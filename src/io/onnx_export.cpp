@@ -9,6 +9,7 @@
 #include <fstream>
 #include <stdexcept>
 
+#include "src/core/elementwise_table.h"
 #include "src/core/op_registry.h"
 #include "src/io/atomic_file.h"
 #include "src/io/checkpoint.h"
@@ -108,15 +109,18 @@ class Exporter {
     for (auto x : v) p->add_int64_data(x);
     return name;
   }
-  // A float scalar as a Constant node (not an initializer: it must not become a parameter).
-  std::string add_scalar_init(const std::string& node, const std::string& what, double v) {
+  // A float tensor as a Constant node (not an initializer: it must not become a parameter).
+  std::string add_float_const(const std::string& node, const std::string& what, const Tensor<double>& t) {
     const std::string name = const_name(node, what);
     auto* n = add_node("Constant", name, {}, name);
     auto* a = n->add_attribute();
     a->set_name("value");
     a->set_type(onnx::AttributeProto_AttributeType_TENSOR);
-    fill_float(a->mutable_t(), name, Tensor<double>(Shape{}, {v}));
+    fill_float(a->mutable_t(), name, t);
     return name;
+  }
+  std::string add_scalar_init(const std::string& node, const std::string& what, double v) {
+    return add_float_const(node, what, Tensor<double>(Shape{}, {v}));
   }
   onnx::NodeProto* add_node(const std::string& type, const std::string& name, const std::vector<std::string>& ins,
                             const std::string& out) {
@@ -183,6 +187,42 @@ class Exporter {
       add_node(t, nm, ins, out);
       return;
     }
+    if (t == "Clip") {  // bounds at their defaults are absent inputs
+      const double lo = a.get_float("min"), hi = a.get_float("max");
+      const bool has_hi = hi != kClipNone;
+      ins.push_back(lo != -kClipNone ? add_scalar_init(nm, "min", lo) : std::string());
+      if (has_hi) ins.push_back(add_scalar_init(nm, "max", hi));
+      if (!has_hi && lo == -kClipNone) ins.pop_back();
+      add_node(t, nm, ins, out);
+      return;
+    }
+    if (t == "Resize") {  // X, roi (absent), scales [1, 1, sh, sw] or sizes [N, C, Ho, Wo] from Shape(X)
+      const auto scales = a.get_floats("scales");
+      ins.push_back("");
+      if (!scales.empty()) {
+        ins.push_back(add_float_const(nm, "scales", Tensor<double>(Shape{4}, {1.0, 1.0, scales[0], scales[1]})));
+      } else {
+        const auto& hw = a.get_ints("sizes");
+        add_node("Shape", nm + "/shape", {ins.at(0)}, nm + "/shape_out");
+        add_node("Slice", nm + "/nc", {nm + "/shape_out", add_int_init(nm, "start", {0}), add_int_init(nm, "end", {2})},
+                 nm + "/nc_out");
+        auto* c = add_node("Concat", nm + "/sizes", {nm + "/nc_out", add_int_init(nm, "hw", hw)}, nm + "/sizes_out");
+        set_i(c, "axis", 0);
+        ins.push_back("");
+        ins.push_back(nm + "/sizes_out");
+      }
+      auto* n = add_node(t, nm, ins, out);
+      auto set_s = [&](const char* k) {
+        auto* at = n->add_attribute();
+        at->set_name(k);
+        at->set_type(onnx::AttributeProto_AttributeType_STRING);
+        at->set_s(a.get_string(k));
+      };
+      set_s("mode");
+      set_s("coordinate_transformation_mode");
+      set_s("nearest_mode");
+      return;
+    }
     if (t == "Reshape") {
       ins.push_back(add_int_init(nm, "shape", a.get_ints("shape")));
       auto* n = add_node(t, nm, ins, out);
@@ -233,9 +273,26 @@ class Exporter {
       if (t != "Conv") set_i(n, "ceil_mode", a.get_bool("ceil_mode") ? 1 : 0);
       if (t == "AveragePool") set_i(n, "count_include_pad", a.get_bool("count_include_pad") ? 1 : 0);
     }
+    if (t == "LSTM" || t == "GRU") {
+      set_i(n, "hidden_size", a.get_int("hidden_size"));
+      if (t == "GRU") set_i(n, "linear_before_reset", 1);
+      auto* at = n->add_attribute();
+      at->set_name("direction");
+      at->set_type(onnx::AttributeProto_AttributeType_STRING);
+      at->set_s(a.get_string("direction"));
+    }
+    if (t == "ConvTranspose") {
+      set_ints(n, "kernel_shape", a.get_ints("kernel"));
+      set_ints(n, "strides", a.get_ints("strides"));
+      set_ints(n, "pads", a.get_ints("pads"));
+      set_ints(n, "dilations", a.get_ints("dilations"));
+      set_ints(n, "output_padding", a.get_ints("output_padding"));
+      set_i(n, "group", a.get_int("group"));
+    }
     if (t == "Softmax" || t == "LogSoftmax" || t == "Flatten" || t == "Concat" || t == "LayerNormalization")
       set_i(n, "axis", a.get_int("axis"));
-    if (t == "LayerNormalization" || t == "BatchNormalization") set_f(n, "epsilon", a.get_float("epsilon"));
+    if (t == "LayerNormalization" || t == "BatchNormalization" || t == "InstanceNormalization")
+      set_f(n, "epsilon", a.get_float("epsilon"));
     if (t == "BatchNormalization" && a.get_bool("training")) set_i(n, "training_mode", 1);
     if (t == "ReduceMean") {
       if (!a.get_ints("axes").empty()) set_ints(n, "axes", a.get_ints("axes"));

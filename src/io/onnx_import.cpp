@@ -98,6 +98,8 @@ const std::map<std::string, std::set<std::string>>& known_attributes() {
       {"Pow", {}},
       {"Equal", {}},
       {"Conv", {"kernel_shape", "strides", "dilations", "pads", "group", "auto_pad"}},
+      {"ConvTranspose",
+       {"kernel_shape", "strides", "dilations", "pads", "group", "auto_pad", "output_padding", "output_shape"}},
       {"MaxPool", {"kernel_shape", "strides", "dilations", "pads", "ceil_mode", "auto_pad", "storage_order"}},
       {"AveragePool", {"kernel_shape", "strides", "pads", "ceil_mode", "count_include_pad", "auto_pad"}},
       {"GlobalAveragePool", {}},
@@ -108,6 +110,17 @@ const std::map<std::string, std::set<std::string>>& known_attributes() {
       {"ReduceSum", {"axes", "keepdims", "noop_with_empty_axes"}},
       {"BatchNormalization", {"epsilon", "momentum", "training_mode", "spatial"}},
       {"LayerNormalization", {"axis", "epsilon", "stash_type"}},
+      {"InstanceNormalization", {"epsilon"}},
+      {"GRU",
+       {"hidden_size", "direction", "activations", "activation_alpha", "activation_beta", "clip",
+        "linear_before_reset", "layout"}},
+      {"LSTM",
+       {"hidden_size", "direction", "activations", "activation_alpha", "activation_beta", "clip", "input_forget",
+        "layout"}},
+      {"Resize",
+       {"mode", "coordinate_transformation_mode", "nearest_mode", "cubic_coeff_a", "exclude_outside",
+        "extrapolation_value", "antialias", "axes", "keep_aspect_ratio_policy"}},
+      {"Upsample", {"mode", "scales"}},
       {"Reshape", {"allowzero"}},
       {"Flatten", {"axis"}},
       {"Transpose", {"perm"}},
@@ -215,6 +228,29 @@ bool Importer::try_fold(const std::string& t) {
     else
       node_fail("Constant without a supported value attribute");
     set_folded(std::move(f));
+    return true;
+  }
+  // Identity of an initializer (PyTorch aliases deduplicated initializers so): the same tensor, so
+  // BatchNorm statistics stay constants and a weight stays one parameter.
+  if (t == "Identity" && folded(0) && folded(0)->trainable) {
+    m_aliases[m_node->output(0)] = in_name(0);
+    return true;
+  }
+  // Zeros of a batch-dependent shape (ConstantOfShape, as exporters make an RNN's initial state),
+  // and slices and reshapes of them: kept as known zeros, usable only as an RNN's initial state.
+  if (t == "ConstantOfShape" && folded(0) && folded(0)->symbolic()) {
+    Folded v = Folded::of_floats({1}, {0.0});
+    if (const auto* at = attr("value")) v = load_tensor(at->t(), "value");
+    const auto d = v.doubles("value");
+    if (d.size() == 1 && d[0] == 0.0) {
+      m_zeros.insert(m_node->output(0));
+      return true;
+    }
+  }
+  if ((t == "Slice" || t == "Squeeze" || t == "Unsqueeze" || t == "Reshape" || t == "Transpose" ||
+       t == "Identity" || t == "Cast") &&
+      m_zeros.count(in_name(0))) {
+    m_zeros.insert(m_node->output(0));
     return true;
   }
   if (t == "Shape") {

@@ -95,6 +95,101 @@ void Importer::import_conv_like(const std::string& t) {
   emit(s, ins);
 }
 
+void Importer::import_resize(const std::string& t) {
+  // Resize (opset 10: X, scales; 11+: X, roi, scales, sizes) and Upsample (scales attribute before
+  // opset 9, input after). Opset 10 and Upsample map coordinates as asymmetric/floor.
+  const bool old = t == "Upsample" || m_opset < 11;
+  const int x = value(0);
+  const Shape xs = shape_at(x, 1);
+  if (xs.size() != 4) node_fail("only 2-D (NCHW) inputs are supported, got " + shape_str(xs));
+  if (attr_i("exclude_outside", 0) != 0) node_fail("exclude_outside=1 is not supported");
+  if (attr_i("antialias", 0) != 0) node_fail("antialias=1 is not supported");
+  if (attr_s("keep_aspect_ratio_policy", "stretch") != "stretch")
+    node_fail("keep_aspect_ratio_policy '" + attr_s("keep_aspect_ratio_policy", "") + "' is not supported");
+  if (attr("axes")) node_fail("the axes attribute is not supported (give scales or sizes for all 4 dims)");
+  OpSpec s("Resize");
+  s.set("mode", attr_s("mode", "nearest"))
+      .set("coordinate_transformation_mode", old ? std::string("asymmetric")
+                                                 : attr_s("coordinate_transformation_mode", "half_pixel"))
+      .set("nearest_mode", old ? std::string("floor") : attr_s("nearest_mode", "round_prefer_floor"));
+  std::vector<double> scales;
+  std::vector<std::int64_t> sizes;
+  if (t == "Upsample" && m_opset < 9) {
+    if (const auto* a = typed_attr("scales", onnx::AttributeProto_AttributeType_FLOATS))
+      scales.assign(a->floats().begin(), a->floats().end());
+  } else {
+    const int k = old ? 1 : 2;
+    if (present(k)) scales = need_folded(k, "scales").doubles("scales");
+    if (!old && present(3)) {
+      const Folded& f = need_folded(3, "sizes");
+      if (f.size() != 4) node_fail("sizes must have 4 values, got " + std::to_string(f.size()));
+      if (f.n[1] != 0 || f.n[2] != 0 || f.n[3] != 0 || f.i[1] != xs[1])
+        node_fail("sizes may change only H and W, and must give them as constants");
+      sizes = {f.i[2], f.i[3]};
+    }
+  }
+  if (!scales.empty()) {
+    if (scales.size() != 4 || scales[0] != 1.0 || scales[1] != 1.0)
+      node_fail("scales must be 4 values [1, 1, sh, sw] (only H and W are resized)");
+    scales = {scales[2], scales[3]};
+  }
+  if (scales.empty() == sizes.empty()) node_fail("exactly one of scales and sizes must be given");
+  s.set("scales", scales).set_ints("sizes", sizes);
+  emit(s, {x});
+}
+
+bool Importer::is_zero(int k) const {
+  if (m_zeros.count(in_name(k))) return true;
+  const Folded* f = folded(k);
+  if (!f || f->trainable || m_values.count(in_name(k))) return false;
+  for (double v : f->doubles("initial state"))
+    if (v != 0.0) return false;
+  return true;
+}
+
+void Importer::import_rnn(const std::string& t) {
+  // LSTM and GRU as torch.onnx.export writes nn.LSTM and nn.GRU: layout 0, default activations,
+  // zero initial state, no sequence lengths or peepholes, GRU with linear_before_reset=1. Y_h
+  // becomes slices of Y; LSTM's Y_c is not produced.
+  const bool lstm = t == "LSTM";
+  if (attr_i("layout", 0) != 0) node_fail("layout=1 is not supported");
+  if (!lstm && attr_i("linear_before_reset", 0) != 1)
+    node_fail("linear_before_reset=0 is not supported (PyTorch's nn.GRU exports 1)");
+  if (attr("clip")) node_fail("clip is not supported");
+  if (attr_i("input_forget", 0) != 0) node_fail("input_forget=1 is not supported");
+  if (attr("activation_alpha") || attr("activation_beta")) node_fail("activation_alpha/beta are not supported");
+  const std::string dir = attr_s("direction", "forward");
+  const int D = dir == "bidirectional" ? 2 : 1;
+  if (const auto* a = attr("activations")) {
+    for (int k = 0; k < a->strings_size(); ++k)
+      if (a->strings(k) != (k % (lstm ? 3 : 2) == 0 ? "Sigmoid" : "Tanh"))
+        node_fail(std::string("activations other than Sigmoid, Tanh") + (lstm ? ", Tanh" : "") + " are not supported");
+  }
+  const std::int64_t hidden = attr_i("hidden_size", 0);
+  std::vector<int> ins{value(0), value(1), value(2)};
+  if (present(3)) ins.push_back(value(3));
+  if (present(4)) node_fail("sequence_lens is not supported (all sequences have the full length)");
+  if (present(5) && !is_zero(5)) node_fail("initial_h must be zero");
+  if (lstm && present(6) && !is_zero(6)) node_fail("initial_c must be zero");
+  if (lstm && present(7)) node_fail("peepholes (input P) are not supported");
+  const int y = emit_named(OpSpec(t).set_int("hidden_size", hidden).set("direction", dir), ins, m_node_name);
+  m_values[m_node->output(0)] = y;
+  if (m_node->output_size() > 1 && !m_node->output(1).empty()) {
+    // Y_h [D, B, H]: Y [T, D, B, H] at the last step of each direction.
+    const std::int64_t T = shape_at(ins[0], 1).at(0);
+    std::vector<int> parts;
+    for (int d = 0; d < D; ++d) {
+      const bool rev = dir == "reverse" || d == 1;
+      const std::int64_t step = rev ? 0 : T - 1;
+      OpSpec s("Slice");
+      s.set_ints("starts", {step, d}).set_ints("ends", {step + 1, d + 1}).set_ints("axes", {0, 1}).set_ints("steps", {1, 1});
+      parts.push_back(emit_named(s, {y}, m_node_name + "/Y_h" + std::to_string(d)));
+    }
+    const int h = D == 1 ? parts[0] : emit_named(OpSpec("Concat").set_int("axis", 1), parts, m_node_name + "/Y_h");
+    m_values[m_node->output(1)] = emit_named(OpSpec("Squeeze").set_ints("axes", {0}), {h}, m_node_name + "/Y_h");
+  }
+}
+
 void Importer::import_op(const std::string& t) {
   if (t == "Pow") {
     const auto e = need_folded(1, "exponent").doubles("exponent");
@@ -107,6 +202,26 @@ void Importer::import_op(const std::string& t) {
     if (attr_s("approximate", "none") != "none")
       node_fail("approximate='" + attr_s("approximate", "") + "' is not supported");
     return emit_unary("Gelu");
+  }
+  if (t == "Clip") {  // bounds: attributes before opset 11, constant inputs after; absent = unbounded
+    auto bound = [&](int k, const char* what) -> std::optional<double> {
+      if (!present(k)) return std::nullopt;
+      const auto v = need_folded(k, what).doubles(what);
+      if (v.size() != 1) node_fail(std::string(what) + " must be one value");
+      return v[0];
+    };
+    std::optional<double> lo, hi;
+    if (m_opset < 11) {
+      if (attr("min")) lo = attr_f("min", 0.0);
+      if (attr("max")) hi = attr_f("max", 0.0);
+    } else {
+      lo = bound(1, "min");
+      hi = bound(2, "max");
+    }
+    OpSpec s(t);
+    if (lo) s.set_float("min", *lo);
+    if (hi) s.set_float("max", *hi);
+    return emit(s, {value(0)});
   }
   // Every other unary op of elementwise_table.h: its parameter is the ONNX attribute of that name.
   // (Binary ops of the table follow below.)
@@ -128,6 +243,31 @@ void Importer::import_op(const std::string& t) {
     return emit(s, ins);
   }
   if (t == "Conv" || t == "MaxPool" || t == "AveragePool") return import_conv_like(t);
+  if (t == "Resize" || t == "Upsample") return import_resize(t);
+  if (t == "LSTM" || t == "GRU") return import_rnn(t);
+  if (t == "ConvTranspose") {
+    const int x = value(0), w = value(1);
+    std::vector<int> ins{x, w};
+    if (present(2)) ins.push_back(value(2));
+    if (attr("output_shape")) node_fail("output_shape is not supported (give pads and output_padding)");
+    const std::string auto_pad = attr_s("auto_pad", "NOTSET");
+    if (auto_pad != "NOTSET" && auto_pad != "VALID") node_fail("unsupported auto_pad '" + auto_pad + "'");
+    std::vector<std::int64_t> kernel = attr_ints("kernel_shape");
+    const Shape ws = shape_at(w, 1);
+    if (kernel.empty() && ws.size() == 4) kernel = {ws[2], ws[3]};
+    auto or_default = [&](const char* name, std::vector<std::int64_t> d) {
+      const auto v = attr_ints(name);
+      return v.empty() ? d : v;
+    };
+    OpSpec s(t);
+    s.set_ints("kernel", kernel)
+        .set_ints("strides", or_default("strides", {1, 1}))
+        .set_ints("dilations", or_default("dilations", {1, 1}))
+        .set_ints("pads", auto_pad == "VALID" ? std::vector<std::int64_t>{0, 0, 0, 0} : or_default("pads", {0, 0, 0, 0}))
+        .set_ints("output_padding", or_default("output_padding", {0, 0}))
+        .set_int("group", attr_i("group", 1));
+    return emit(s, ins);
+  }
   if (t == "GlobalAveragePool") return emit(OpSpec(t), {value(0)});
   if (t == "Softmax" || t == "LogSoftmax") {
     const std::int64_t r = rank_of(0);
@@ -152,6 +292,8 @@ void Importer::import_op(const std::string& t) {
     return emit(OpSpec(t).set_float("epsilon", attr_f("epsilon", 1e-5)).set_bool("training", training),
                 {value(0), value(1), value(2), value(3, true), value(4, true)});
   }
+  if (t == "InstanceNormalization")
+    return emit(OpSpec(t).set_float("epsilon", attr_f("epsilon", 1e-5)), {value(0), value(1), value(2)});
   if (t == "LayerNormalization") {
     std::vector<int> ins{value(0), value(1)};
     if (present(2)) ins.push_back(value(2));
@@ -214,39 +356,6 @@ void Importer::import_op(const std::string& t) {
     if (to != onnx::TensorProto_DataType_FLOAT && to != onnx::TensorProto_DataType_DOUBLE)
       node_fail("Cast of a data tensor to " + dtype_name(static_cast<int>(to)) + " is not supported");
     return emit(OpSpec(t), {value(0)});
-  }
-  if (t == "Clip") {
-    // clip(x, lo, hi) = lo + relu(x - lo) - relu(x - hi): exact, with the same derivatives a.e.
-    auto bound = [&](int k, const char* what) -> std::optional<double> {
-      if (!present(k)) return std::nullopt;
-      const auto v = need_folded(k, what).doubles(what);
-      if (v.size() != 1) node_fail(std::string(what) + " must be one value");
-      return v[0];
-    };
-    std::optional<double> lo, hi;
-    if (m_opset < 11) {
-      if (attr("min")) lo = attr_f("min", 0.0);
-      if (attr("max")) hi = attr_f("max", 0.0);
-    } else {
-      lo = bound(1, "min");
-      hi = bound(2, "max");
-    }
-    const int x = value(0);
-    const std::string& b = m_node_name;
-    int y = x;
-    if (lo) {
-      const int c = scalar_constant(b + "/min", *lo);
-      const int r = emit_named(OpSpec("Relu"), {emit_named(OpSpec("Sub"), {x, c}, b + "/sub_min")}, b + "/relu_min");
-      y = emit_named(OpSpec("Add"), {c, r}, b + "/add_min");
-    }
-    if (hi) {
-      const int c = scalar_constant(b + "/max", *hi);
-      const int r = emit_named(OpSpec("Relu"), {emit_named(OpSpec("Sub"), {x, c}, b + "/sub_max")}, b + "/relu_max");
-      y = emit_named(OpSpec("Sub"), {y, r}, b + "/sub_relu_max");
-    }
-    if (y == x) y = emit_named(OpSpec("Identity"), {x}, b);
-    m_values[m_node->output(0)] = y;
-    return;
   }
   if (t == "Split") {
     const int x = value(0);

@@ -113,7 +113,12 @@ class Importer {
   }
 
   // ---- operands ----------------------------------------------------------------------------
-  std::string in_name(int k) const { return k < m_node->input_size() ? m_node->input(k) : std::string(); }
+  // An input's name, through Identity aliases of initializers (exporters alias deduplicated ones).
+  std::string in_name(int k) const {
+    if (k >= m_node->input_size()) return {};
+    const auto a = m_aliases.find(m_node->input(k));
+    return a == m_aliases.end() ? m_node->input(k) : a->second;
+  }
   bool present(int k) const { return !in_name(k).empty(); }
   const Folded* folded(int k) const {
     const auto it = m_consts.find(in_name(k));
@@ -145,6 +150,8 @@ class Importer {
     if (const auto p = m_pending_pads.find(name); p != m_pending_pads.end())
       node_fail("input '" + name + "' comes from a Pad with non-zero pads (node '" + p->second.node +
                 "'), which curv supports only directly before Conv or AveragePool");
+    if (m_zeros.count(name))
+      node_fail("input '" + name + "' is a zero tensor of batch-dependent shape, supported only as an RNN's initial state");
     const auto c = m_consts.find(name);
     if (c == m_consts.end())
       node_fail("input '" + name +
@@ -212,12 +219,17 @@ class Importer {
   bool try_fold(const std::string& t);
   void import_op(const std::string& t);
   void import_conv_like(const std::string& t);
+  void import_resize(const std::string& t);
+  void import_rnn(const std::string& t);
+  bool is_zero(int k) const;
   Shape reshape_target(const Folded& f, int data, bool allowzero);
 
   std::string m_path;
   ImportOptions m_opts;
   Model m_model;
   int m_opset = 0;
+  std::set<std::string> m_zeros;
+  std::map<std::string, std::string> m_aliases;  // Identity output -> the initializer it copies  // values known to be zero, of batch-dependent shape
   std::int64_t m_fixed_batch = 0;  // the input's batch dim when exported as a fixed number
   std::optional<std::regex> m_params_re, m_freeze_re;
   std::map<std::string, int> m_values;     // ONNX value name -> model value
