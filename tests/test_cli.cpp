@@ -577,3 +577,26 @@ TEST_CASE("spectrum reports eigensolver convergence: eigen.converged, status and
   CHECK(j["eigen"]["residuals"].size() == 6);
   CHECK(fs::exists(capped));
 }
+
+TEST_CASE("spectrum --curvature fisher: sampled labels, and --fisher-samples 0 is the exact Fisher (= GGN)") {
+  const std::string base = "spectrum --arch mlp:8 --data random:1x4x4:3:6 --precision float64 --top-k 2 --exact ";
+  auto top = [&](const std::string& opts, const std::string& name) {
+    const fs::path out = tmpdir() / (name + ".h5");
+    Run r = curv(base + opts + " --out " + out.string() + " --json");
+    INFO(r.err);
+    REQUIRE(r.status == 0);
+    return nlohmann::json::parse(r.out);
+  };
+  const auto ggn = top("--curvature ggn", "f_ggn");
+  const auto exact = top("--curvature fisher --fisher-samples 0", "f_exact");
+  const auto mc = top("--curvature fisher --fisher-samples 3 --seed 5", "f_mc");
+  CHECK(exact["curvature"] == "fisher");
+  CHECK(exact["fisher_samples"] == 0);
+  CHECK(mc["fisher_samples"] == 3);
+  const double g = ggn["eigen"]["top"][0].get<double>();
+  CHECK(std::abs(exact["eigen"]["top"][0].get<double>() - g) <= 1e-10 * g);
+  CHECK(std::abs(mc["eigen"]["top"][0].get<double>() - g) > 1e-10 * g);  // a sample, not the GGN
+  check_bad(base + "--curvature fisher --fisher-samples -1 --out " + (tmpdir() / "f_bad.h5").string(),
+            "--fisher-samples: -1 is outside [0, 100000]");
+  check_bad(base + "--curvature empirical-fisher --out " + (tmpdir() / "f_bad.h5").string(), "--curvature");
+}

@@ -21,6 +21,7 @@ struct SpectrumCli {
   RunOptions run;
   SpectrumOptions analysis;
   std::string curvature = "hessian";
+  std::int64_t fisher_samples = 1;
   std::string blocks = "all";
   bool skip_full = false;
   std::string eig_method = "lanczos", trace_method = "hutchinson";
@@ -34,7 +35,8 @@ void register_spectrum(CLI::App& root, int argc, char** argv) {
   SpectrumOptions& a = o->analysis;
   auto* app = root.add_subcommand("spectrum", "Eigenpairs, trace, diagonal and spectral density of the curvature");
   add_run_options(*app, o->run, true);
-  app->add_option("--curvature", o->curvature, "Operator")->check(CLI::IsMember({"hessian", "ggn", "ef"}))->capture_default_str();
+  app->add_option("--curvature", o->curvature, kCurvatureHelp)->check(CLI::IsMember({"hessian", "ggn", "fisher", "ef"}))->capture_default_str();
+  app->add_option("--fisher-samples", o->fisher_samples, kFisherSamplesHelp)->check(in_range(0, kMaxFisherSamples))->capture_default_str();
   app->add_option("--blocks", o->blocks, "Per-block results: all (whole model only), layers, tensors, or NAME,... (layers or tensors)")
       ->capture_default_str();
   app->add_flag("--skip-full", o->skip_full, "Only the per-block results, not the whole model");
@@ -73,7 +75,10 @@ void register_spectrum(CLI::App& root, int argc, char** argv) {
     a.trace_method = o->trace_method == "hutchpp" ? TraceMethod::HutchPlusPlus : TraceMethod::Hutchinson;
     Dataset d = load_data(o->run);
     Model m = load_model(o->run, &d);
-    auto obj = Objective::create(m, d, objective_options(o->run));
+    ObjectiveOptions oo = objective_options(o->run);
+    oo.fisher_samples = o->fisher_samples;
+    oo.fisher_seed = o->run.seed;
+    auto obj = Objective::create(m, d, oo);
     const Curvature kind = parse_curvature(o->curvature);
     std::vector<ParamBlock> blocks;
     try {
@@ -93,6 +98,7 @@ void register_spectrum(CLI::App& root, int argc, char** argv) {
     run.attributes["dataset"] = o->run.data;
     run.attributes["samples"] = std::int64_t(d.size());
     run.attributes["curvature"] = o->curvature;
+    if (kind == Curvature::Fisher) run.attributes["fisher_samples"] = o->fisher_samples;
     run.attributes["block"] = std::string(o->skip_full ? "none" : "all");
     run.attributes["blocks"] = o->blocks;
     run.attributes["seed"] = std::int64_t(o->run.seed);
@@ -122,6 +128,7 @@ void register_spectrum(CLI::App& root, int argc, char** argv) {
     j["samples"] = d.size();
     j["params"] = m.num_params();
     j["curvature"] = o->curvature;
+    if (kind == Curvature::Fisher) j["fisher_samples"] = o->fisher_samples;
     j["out"] = o->out;
     if (o->run.json) return emit_json(o->run, j);
     std::cerr << "spectrum: " << products << " products in " << seconds << " s -> " << o->out << "\n";
