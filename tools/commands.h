@@ -9,5 +9,6 @@ void register_bench(CLI::App& root);
 void register_convert(CLI::App& root);
 void register_quant(CLI::App& root, int argc, char** argv);
 void register_spectrum(CLI::App& root, int argc, char** argv);
+void register_solve(CLI::App& root, int argc, char** argv);
 void register_train(CLI::App& root, int argc, char** argv);
 }  // namespace curv::cli
