@@ -667,7 +667,7 @@ TEST_CASE("solve: the documented JSON keys, every method, the HDF5 output, rhs f
   CHECK(std::system(("cd " + d.string() + " && /usr/bin/python3 check.py").c_str()) == 0);
 }
 
-TEST_CASE("solve: bad input is one line and status 2; non-convergence is a status") {
+TEST_CASE("solve: bad input is one line and status 2, non-convergence is a status") {
   const fs::path d = fresh_dir("solve_bad");
   const std::string base = "solve " + kMlp + " --data " + kMlpData + " ";
   const std::string out = " --out " + (d / "x.h5").string();
@@ -700,4 +700,49 @@ TEST_CASE("solve: bad input is one line and status 2; non-convergence is a statu
   CHECK(j["status"] == "not_converging");
   CHECK(j["iterations"] == 2);
   CHECK(fs::exists(d / "x.h5"));
+}
+
+TEST_CASE("spectrum --curvature kfac: exact per-layer results, --compare ggn, and layers K-FAC does not support") {
+  const fs::path d = fresh_dir("kfac_spectrum");
+  Run r = curv("spectrum " + kMlp + " --data " + kMlpData + " --precision float64 --curvature kfac --top-k 2 " +
+               "--compare ggn --compare-probes 8 --out " + (d / "k.h5").string() + " --json");
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  const auto j = nlohmann::json::parse(r.out);
+  CHECK(j["curvature"] == "kfac");
+  CHECK(j["exact"] == true);
+  REQUIRE(j["blocks"].size() == 3);
+  double trace = 0;
+  for (const auto& [name, blk] : j["blocks"].items()) {
+    CHECK(blk["exact"] == true);
+    CHECK(blk["eigen"]["top"].size() == 2);
+    CHECK(blk["trace"]["stderr"] == 0.0);
+    trace += blk["trace"]["estimate"].get<double>();
+    for (const char* key : {"ggn_top", "ggn_trace", "frobenius_rel", "frobenius_rel_stderr", "kfac_top"})
+      CHECK(blk["kfac"].contains(key));
+  }
+  CHECK(std::abs(j["trace"]["estimate"].get<double>() - trace) <= 1e-12 * trace);
+  CHECK(j["hvps"].get<std::int64_t>() > 0);  // the comparison's GGN products
+  const std::string check = "import h5py, numpy as np\n"
+                            "with h5py.File('k.h5', 'r') as f:\n"
+                            "    b = f['spectrum/blocks']\n"
+                            "    for name in b:\n"
+                            "        k = b[name]['kfac']\n"
+                            "        A, QA, alpha = k['A'][...], k['QA'][...], k['alpha'][...]\n"
+                            "        assert np.allclose(QA @ np.diag(alpha) @ QA.T, A, atol=1e-12)\n"
+                            "        ev = np.sort(np.outer(alpha, k['beta'][...]).ravel())[::-1]\n"
+                            "        assert np.allclose(ev[:2], b[name]['eigen/values'][...], rtol=1e-10)\n"
+                            "        assert abs(np.trace(A) * np.trace(k['B'][...]) - b[name]['trace/estimate'][()]) < 1e-10\n";
+  std::ofstream(d / "check.py") << check;
+  CHECK(std::system(("cd " + d.string() + " && /usr/bin/python3 check.py").c_str()) == 0);
+  const std::string bn = std::string(CURV_SOURCE_DIR) + "/data/fixtures/cnn_bn.onnx";
+  const std::string bn_data = std::string(CURV_SOURCE_DIR) + "/data/fixtures/cnn_bn.npz";
+  check_bad("spectrum " + bn + " --data " + bn_data + " --curvature kfac --out " + (d / "bn.h5").string(),
+            "K-FAC does not cover parameter");
+  r = curv("spectrum " + bn + " --data " + bn_data + " --curvature kfac --skip-full --out " + (d / "bn.h5").string() +
+           " --json");
+  INFO(r.err);
+  CHECK(r.status == 0);
+  check_bad("spectrum " + kMlp + " --data " + kMlpData + " --compare ggn --out " + (d / "c.h5").string(),
+            "--compare needs --curvature kfac");
 }

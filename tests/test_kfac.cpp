@@ -12,6 +12,8 @@
 
 #include "curvature/kfac.h"
 #include "curvature/kfac_operator.h"
+#include "curvature/kfac_spectrum.h"
+#include "curvature/curvature_operator.h"
 #include "src/core/builder.h"
 #include "src/core/loss.h"
 
@@ -381,4 +383,82 @@ TEST_CASE("KfacOperator is block-diagonal over the layers, on all parameters or 
   Kfac k2(*obj2);
   CHECK_THROWS_WITH_AS(KfacOperator(k2, ln), doctest::Contains("K-FAC does not cover parameter 'ln.weight': node"),
                        std::invalid_argument);
+}
+
+TEST_CASE("K-FAC spectrum: eigenpairs, trace and diagonal from the factors, per layer and whole model") {
+  Model m = cnn(21, 1, 1);
+  Dataset d = make_data({2, 5, 5}, 6, 3, 22, false);
+  auto obj = Objective::create(m, d, f64());
+  Kfac kfac(*obj);
+  SpectrumOptions o;
+  o.top = 3;
+  o.bottom = 2;
+  o.diag = true;
+  o.save_vectors = true;
+  StoreRun run;
+  CHECK(analyze_kfac_spectrum(*obj, kfac, o, true, false, 0, 0, run) == 0);
+  REQUIRE(run.blocks.size() == 2);
+  std::vector<double> all;
+  double trace = 0;
+  for (std::size_t l = 0; l < 2; ++l) {
+    const auto& [name, s] = run.blocks[l];
+    CHECK(name == kfac.layer(l).layer.name);
+    const Matrix K = kfac.dense(l);
+    Eigen::SelfAdjointEigenSolver<Matrix> es(0.5 * (K + K.transpose()));
+    const Vector ev = es.eigenvalues();  // ascending
+    all.insert(all.end(), ev.data(), ev.data() + ev.size());
+    trace += K.trace();
+    REQUIRE(s.eigen);
+    for (int i = 0; i < 3; ++i) CHECK(s.eigen->values[i] == doctest::Approx(ev[ev.size() - 1 - i]).epsilon(1e-10));
+    for (int i = 0; i < 2; ++i) CHECK(std::abs(s.eigen->bottom_values[i] - ev[i]) <= 1e-10 * ev[ev.size() - 1]);
+    for (int i = 0; i < 3; ++i) {
+      const Vector v = s.eigen->vectors.col(i);
+      CHECK(v.norm() == doctest::Approx(1.0).epsilon(1e-12));
+      CHECK((K * v - s.eigen->values[i] * v).norm() <= 1e-10 * s.eigen->values[0]);
+    }
+    CHECK(s.trace->estimate == doctest::Approx(K.trace()).epsilon(1e-12));
+    CHECK(rel(s.diag->estimate, K.diagonal()) < 1e-12);
+    REQUIRE(s.kfac);
+    CHECK(s.kfac->A == kfac.layer(l).A);
+  }
+  std::sort(all.begin(), all.end(), std::greater<double>());
+  CHECK(run.model.eigen->values[0] == doctest::Approx(all[0]).epsilon(1e-10));
+  CHECK(run.model.eigen->values[2] == doctest::Approx(all[2]).epsilon(1e-10));
+  CHECK(run.model.trace->estimate == doctest::Approx(trace).epsilon(1e-12));
+}
+
+TEST_CASE("K-FAC vs GGN comparison: Frobenius error 0 where K-FAC is exact, within 4 standard errors elsewhere") {
+  ModelBuilder lb({6}, 23);
+  Model lin = lb.finish(lb.linear(lb.input(), 3, "fc"));
+  Dataset dl = make_data({6}, 9, 3, 24, true);
+  auto ol = Objective::create(lin, dl, f64());
+  Kfac kl(*ol);
+  SpectrumOptions o;
+  o.top = 1;
+  o.eig_tol = 1e-10;
+  StoreRun exact_run;
+  CHECK(analyze_kfac_spectrum(*ol, kl, o, true, true, 50, 1, exact_run) > 0);
+  const auto& ea = exact_run.blocks[0].second.kfac->attributes;
+  CHECK(std::get<double>(ea.at("frobenius_rel")) < 1e-10);
+  CHECK(std::get<double>(ea.at("ggn_top")) == doctest::Approx(std::get<double>(ea.at("kfac_top"))).epsilon(1e-8));
+
+  Model m = mlp(25);
+  Dataset d = make_data({5}, 10, 3, 26, false);
+  auto obj = Objective::create(m, d, f64());
+  Kfac kfac(*obj);
+  StoreRun run;
+  analyze_kfac_spectrum(*obj, kfac, o, false, true, 400, 2, run);
+  CHECK(run.model.eigen == std::nullopt);
+  for (std::size_t l = 0; l < kfac.num_layers(); ++l) {
+    const auto& layer = kfac.layer(l).layer;
+    Matrix G;
+    obj->product(Curvature::GGN, Matrix::Identity(layer.size, layer.size), G, layer.params);
+    const double truth = (kfac.dense(l) - G).norm() / G.norm();
+    const auto& a = run.blocks[l].second.kfac->attributes;
+    const double est = std::get<double>(a.at("frobenius_rel")), se = std::get<double>(a.at("frobenius_rel_stderr"));
+    INFO(layer.name, ": ||K - G|| / ||G|| = ", truth, ", estimate ", est, " +- ", se);
+    CHECK(truth > 1e-3);
+    CHECK(std::abs(est - truth) <= 4 * se);
+    CHECK(std::get<double>(a.at("ggn_top")) == doctest::Approx(Eigen::SelfAdjointEigenSolver<Matrix>(G).eigenvalues().maxCoeff()).epsilon(1e-5));
+  }
 }
