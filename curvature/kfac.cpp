@@ -58,6 +58,10 @@ void symmetric_eigen(const Eigen::MatrixXd& M, Eigen::VectorXd& values, Eigen::M
 Kfac::Kfac(Objective& objective, const KfacOptions& options) : m_model(&objective.model()) {
   if (options.type == KfacType::MonteCarlo && options.mc_samples < 1)
     throw std::invalid_argument("K-FAC: mc_samples must be >= 1, got " + std::to_string(options.mc_samples));
+  for (const auto& n : m_model->nodes())
+    if (n.op->mixes_batch())
+      throw std::invalid_argument("K-FAC needs samples that do not interact: node '" + n.name +
+                                  "' mixes the batch (BatchNorm with batch statistics; use inference mode)");
   LinearLayers found = find_linear_layers(*m_model);
   m_unsupported = std::move(found.unsupported);
   if (found.layers.empty())

@@ -74,7 +74,8 @@ class Kfac {
   using Matrix = Eigen::MatrixXd;
 
   /// Collects the factors of every supported layer of the objective's model in one layer_io sweep.
-  /// REQUIRES: the model has at least one supported layer; options.mc_samples >= 1.
+  /// REQUIRES: the model has at least one supported layer and no op that mixes the batch
+  /// (BatchNorm in training mode: per-sample Jacobians would not exist); options.mc_samples >= 1.
   Kfac(Objective& objective, const KfacOptions& options = {});
 
   std::size_t num_layers() const { return m_layers.size(); }

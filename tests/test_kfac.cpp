@@ -330,6 +330,13 @@ TEST_CASE("layers K-FAC does not support are named with the reason") {
   for (const auto& u : found.unsupported)
     bn_named = bn_named || u.reason.find("is not a Linear, MatMul-with-weight or Conv layer") != std::string::npos;
   CHECK(bn_named);
+  ModelBuilder tb({2, 5, 5}, 16);
+  int y = tb.batch_norm(tb.conv(tb.input(), 3, 3, 1, 1, "c"), "bn", true, true);
+  Model train_bn = tb.finish(tb.linear(tb.flatten(y), 3, "fc"));
+  Dataset d = make_data({2, 5, 5}, 4, 3, 17, false);
+  auto obj = Objective::create(train_bn, d, f64());
+  CHECK_THROWS_WITH_AS(Kfac{*obj}, doctest::Contains("node 'bn/BatchNormalization' mixes the batch"),
+                       std::invalid_argument);
   CHECK_THROWS_WITH_AS(parse_kfac_type("kron"), "unknown K-FAC type 'kron' (expected exact, mc or empirical)",
                        std::invalid_argument);
 }
