@@ -39,9 +39,10 @@ class FactorSums final : public LayerSink {
     for (auto& a : m_A) a.setZero();
     for (auto& b : m_B) b.setZero();
   }
+  // Lower triangles only (symmetric rank-k updates, half the flops of a GEMM); full() mirrors them.
   void add(const LayerIO& io) override {
-    m_A[io.layer].noalias() += io.input.transpose() * io.input;
-    for (const auto& g : io.output_grads) m_B[io.layer].noalias() += g.transpose() * g;
+    m_A[io.layer].selfadjointView<Eigen::Lower>().rankUpdate(io.input.transpose());
+    for (const auto& g : io.output_grads) m_B[io.layer].selfadjointView<Eigen::Lower>().rankUpdate(g.transpose());
   }
   std::vector<Eigen::MatrixXd> m_A, m_B;
 };
@@ -88,8 +89,8 @@ Kfac::Kfac(Objective& objective, const KfacOptions& options) : m_model(&objectiv
   for (size_t l = 0; l < layers.size(); ++l) {
     KfacFactors f;
     f.layer = layers[l];
-    f.A = A[l] / (N * double(layers[l].positions));
-    f.B = B[l] / N;
+    f.A = Eigen::MatrixXd(A[l].selfadjointView<Eigen::Lower>()) / (N * double(layers[l].positions));
+    f.B = Eigen::MatrixXd(B[l].selfadjointView<Eigen::Lower>()) / N;
     symmetric_eigen(f.A, f.alpha, f.QA);
     symmetric_eigen(f.B, f.beta, f.QB);
     m_layers.push_back(std::move(f));
