@@ -136,6 +136,14 @@ DampedSolveResult damped_solve(Objective& objective, const Dataset& data, const 
     const double bn = b.norm();
     r.residual = bn > 0 ? (Ax.col(0) + o.damping * r.x - b).norm() / bn : 0.0;
   }
+  if (o.curvature == "fisher") {
+    Eigen::MatrixXd Fb;
+    C->apply(b, Fb);
+    if (objective.product_stderr().size() == 1 && objective.product_stderr()[0] > 0) {
+      r.fisher_quad = b.dot(Fb.col(0));
+      r.fisher_quad_stderr = objective.product_stderr()[0];
+    }
+  }
   r.products = C->num_products();
   r.rhs_norm = b.norm();
   r.x_norm = r.x.norm();

@@ -18,6 +18,7 @@
 /// Damping: lambda >= 0; the checks that depend on the kind (the Hessian and the inverse methods
 /// need lambda > 0) are validate_damped_solve()'s. Non-convergence is a status in the result.
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -70,6 +71,10 @@ struct DampedSolveResult {
   Eigen::MatrixXd residual_history;  // [iterations + 1, 1] or [iterations + 1, L] for block-cg
   std::vector<BlockSolveSummary> blocks;  // block-cg
   Eigen::VectorXd influence;              // [N] when requested
+  /// curvature "fisher" with sampled labels: b^T F b for the Monte Carlo F and its standard error
+  /// from the label sampling (Objective::product_stderr; one more product, counted); NaN otherwise.
+  double fisher_quad = std::numeric_limits<double>::quiet_NaN();
+  double fisher_quad_stderr = std::numeric_limits<double>::quiet_NaN();
 };
 
 /// std::invalid_argument naming the problem unless the options fit together: a known curvature

@@ -636,6 +636,9 @@ TEST_CASE("solve: the documented JSON keys, every method, the HDF5 output, rhs f
   CHECK(wb["residual"].get<double>() < 1e-10);  // a window of every sample: the exact EF inverse
   const auto fi = run("--curvature fisher --fisher-samples 4 --method cg", "fisher");
   CHECK(fi["curvature"] == "fisher");
+  CHECK(fi["fisher"]["samples"] == 4);
+  CHECK(fi["fisher"]["quad_stderr"].get<double>() > 0);
+  CHECK(fi["fisher"]["quad_stderr"].get<double>() < fi["fisher"]["quad"].get<double>());
   const auto data_rhs = run("--curvature ggn --rhs data:" + kMlpData, "data_rhs");
   CHECK(data_rhs["rhs_norm"].get<double>() == cg["rhs_norm"].get<double>());
   const auto file_rhs = run("--curvature ggn --rhs " + (d / "cg.h5").string(), "file_rhs");  // b = /solve/x

@@ -3,6 +3,7 @@
 // (curvature/solve_store.h), a JSON summary, optional influence scores. The solve itself is
 // curvature/damped_solve.h.
 #include <algorithm>
+#include <cmath>
 #include <iostream>
 
 #include "curvature/damped_solve.h"
@@ -127,6 +128,10 @@ void register_solve(CLI::App& root, int argc, char** argv) {
     a["x_norm"] = r.x_norm;
     a["b_dot_x"] = r.b_dot_x;
     a["seconds"] = seconds;
+    if (std::isfinite(r.fisher_quad)) {
+      a["fisher_quad"] = r.fisher_quad;
+      a["fisher_quad_stderr"] = r.fisher_quad_stderr;
+    }
     write_solve_file(o->out, cmd, inputs, a, r, b);
 
     nlohmann::json j;
@@ -145,6 +150,8 @@ void register_solve(CLI::App& root, int argc, char** argv) {
     j["samples"] = d.size();
     j["params"] = m.num_params();
     j["out"] = o->out;
+    if (std::isfinite(r.fisher_quad))  // how noisy the sampled Fisher is along b
+      j["fisher"] = {{"samples", o->fisher_samples}, {"quad", r.fisher_quad}, {"quad_stderr", r.fisher_quad_stderr}};
     for (const auto& blk : r.blocks) {
       j["blocks"][blk.name]["residual"] = blk.residual;
       j["blocks"][blk.name]["iterations"] = blk.iterations;
