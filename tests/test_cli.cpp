@@ -748,4 +748,6 @@ TEST_CASE("spectrum --curvature kfac: exact per-layer results, --compare ggn, an
   CHECK(r.status == 0);
   check_bad("spectrum " + kMlp + " --data " + kMlpData + " --compare ggn --out " + (d / "c.h5").string(),
             "--compare needs --curvature kfac");
+  check_bad("spectrum " + kMlp + " --data " + kMlpData + " --curvature kfac --blocks layers --out " + (d / "c.h5").string(),
+            "--blocks does not apply to --curvature kfac");
 }

@@ -98,6 +98,8 @@ void register_spectrum(CLI::App& root, int argc, char** argv) {
     auto obj = Objective::create(m, d, oo);
     const bool kfac_kind = o->curvature == "kfac";
     if (!o->compare.empty() && !kfac_kind) throw std::invalid_argument("--compare needs --curvature kfac");
+    if (kfac_kind && o->blocks != "all")
+      throw std::invalid_argument("--blocks does not apply to --curvature kfac, which reports every K-FAC layer");
     const Curvature kind = kfac_kind ? Curvature::GGN : parse_curvature(o->curvature);
     std::vector<ParamBlock> blocks;
     try {

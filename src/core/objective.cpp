@@ -270,8 +270,8 @@ class ObjectiveImpl final : public Objective {
     if (m_layers.layers.empty()) m_layers = find_linear_layers(m_model);
     const auto& layers = m_layers.layers;
     const auto& nodes = m_model.nodes();
-    std::vector<bool> keep(m_model.values().size(), false);
-    for (const auto& l : layers) keep[nodes[l.node].output] = true;
+    std::vector<bool> read_at(m_model.values().size(), false);  // the layers' outputs
+    for (const auto& l : layers) read_at[nodes[l.node].output] = true;
     const std::int64_t workers = plan_workers(0);
     ordered_runs<LayerSink>(
         num_chunks(), kMaxRuns, workers, make,
@@ -280,8 +280,8 @@ class ObjectiveImpl final : public Objective {
           for (std::int64_t c = c0; c < c1; ++c) {
             std::unique_ptr<Pass<T>> tmp;
             Pass<T>& p = primal(c, tmp);
-            layer_pass(p, kind, samples, seed, keep, sink);
-            keep_pass(c, tmp);
+            layer_pass(p, kind, samples, seed, read_at, sink);
+            keep(c, tmp);
           }
         },
         [&](std::int64_t, LayerSink& sink) { commit(sink); });
@@ -372,7 +372,7 @@ class ObjectiveImpl final : public Objective {
 
   // One micro-batch of layer_io: a reverse pass per output seed, read at the layers' outputs. The
   // pass's own gradients are set aside and restored, so a kept pass stays as it was.
-  void layer_pass(Pass<T>& p, OutputSeeds kind, std::int64_t S, std::uint64_t seed, const std::vector<bool>& keep,
+  void layer_pass(Pass<T>& p, OutputSeeds kind, std::int64_t S, std::uint64_t seed, const std::vector<bool>& read_at,
                   LayerSink& sink) {
     const auto& layers = m_layers.layers;
     const auto& nodes = m_model.nodes();
@@ -391,7 +391,7 @@ class ObjectiveImpl final : public Objective {
       p.grads.assign(m_model.values().size(), Tensor<T>());
       p.has_grad = false;
       p.grads[m_model.output()] = std::move(ur);
-      m_exec.backward(p, nullptr, false, &keep);
+      m_exec.backward(p, nullptr, false, &read_at);
       for (size_t l = 0; l < layers.size(); ++l) {
         const Tensor<T>& g = p.grads[nodes[layers[l].node].output];
         if (g.empty()) {  // the output does not depend on this layer
@@ -407,7 +407,6 @@ class ObjectiveImpl final : public Objective {
   }
 
   // Offers a computed pass to the cache, reserving room for the activation gradients it may grow.
-  void keep_pass(std::int64_t c, std::unique_ptr<Pass<T>>& tmp) { keep(c, tmp); }
   void keep(std::int64_t c, std::unique_ptr<Pass<T>>& tmp) {
     if (!tmp) return;
     const std::size_t b = tmp->bytes() + (tmp->has_grad ? 0 : value_bytes(tmp->count, true));
