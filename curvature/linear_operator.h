@@ -69,4 +69,19 @@ class DenseOperator final : public LinearOperator {
   Matrix m_A;
 };
 
+/// A diagonal matrix as an operator: Jacobi preconditioners (1 / (diag + lambda)) and tests.
+class DiagonalOperator final : public LinearOperator {
+ public:
+  explicit DiagonalOperator(Vector d) : m_d(std::move(d)) {}
+  Index rows() const override { return m_d.size(); }
+  void apply(const Matrix& X, Matrix& Y) const override {
+    count_products(X.cols());
+    Y.noalias() = m_d.asDiagonal() * X;
+  }
+  const Vector& diagonal() const { return m_d; }
+
+ private:
+  Vector m_d;
+};
+
 }  // namespace curv

@@ -146,8 +146,20 @@ class Writer {
     if (r.top_overlap.size() != 0) vector(g, "top_overlap", r.top_overlap.data(), r.top_overlap.size());
   }
 
+  void kfac(const Group& parent, const KfacRecord& r) const {
+    const Group g = group(parent, "kfac");
+    attributes(g, r.attributes);
+    matrix(g, "A", r.A);
+    matrix(g, "B", r.B);
+    vector(g, "alpha", r.alpha.data(), r.alpha.size());
+    vector(g, "beta", r.beta.data(), r.beta.size());
+    matrix(g, "QA", r.QA);
+    matrix(g, "QB", r.QB);
+  }
+
   void section(const Group& g, const StoreSection& s) const {
     attributes(g, s.attributes);
+    if (s.kfac) kfac(g, *s.kfac);
     if (s.eigen) eigen(g, *s.eigen);
     if (s.trace) trace(g, *s.trace);
     if (s.diag) diag(g, *s.diag);

@@ -18,6 +18,8 @@
 ///                                steps i64 [probes], grid f64 [G], values f64 [G]
 ///        gradient/               norm f64 (), values f64 [P] optional, top_overlap f64 [k] optional
 ///        blocks/<block>/         same groups per parameter block (creation order tracked)
+///           kfac/                 --curvature kfac: A, B f64 [n, n], alpha, beta f64 [n] (ascending
+///                                 eigenvalues), QA, QB f64 [n, n] (eigenvectors); attrs type, ...
 ///
 /// Strings are variable-length UTF-8; groups and datasets a run does not have are absent.
 ///

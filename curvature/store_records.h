@@ -74,6 +74,14 @@ struct GradientRecord {
   AttributeMap attributes;
 };
 
+/// kfac/: one layer's K-FAC factors K = A (x) B (kfac.h) and their eigendecompositions.
+struct KfacRecord {
+  Eigen::MatrixXd A, B;         // [in_ext, in_ext], [out, out]
+  Eigen::VectorXd alpha, beta;  // eigenvalues, ascending
+  Eigen::MatrixXd QA, QB;       // eigenvectors (columns)
+  AttributeMap attributes;      // type, layer geometry, --compare results
+};
+
 /// The results for one operator: the whole model, or one parameter block.
 struct StoreSection {
   std::optional<EigenRecord> eigen;
@@ -81,6 +89,7 @@ struct StoreSection {
   std::optional<DiagRecord> diag;
   std::optional<DensityRecord> density;
   std::optional<GradientRecord> gradient;
+  std::optional<KfacRecord> kfac;
   AttributeMap attributes;  // on the section's group (run group for the model, block group)
 };
 

@@ -48,6 +48,10 @@ json summary_json(const StoreSection& s) {
                   {"probes", s.trace->probes},
                   {"settings", attributes(s.trace->attributes)}};
   }
+  if (s.kfac) {  // computed exactly from the factors
+    o["exact"] = true;
+    o["kfac"] = attributes(s.kfac->attributes);
+  }
   if (s.diag) o["diag"] = {{"probes", s.diag->probes}, {"settings", attributes(s.diag->attributes)}};
   if (s.gradient) {
     o["gradient"] = {{"norm", number(s.gradient->norm)}, {"top_overlap", array(s.gradient->top_overlap)}};

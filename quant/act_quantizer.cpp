@@ -62,13 +62,13 @@ template <class F>
 void for_each_input(const Model& m, const Dataset& data, const std::vector<ModelLayer>& layers, ObjectiveOptions oo,
                     F f) {
   std::map<int, std::size_t> of_node;
+  std::vector<int> nodes;
   for (std::size_t i = 0; i < layers.size(); ++i) of_node[layers[i].node] = i;
+  for (const auto& [node, i] : of_node) nodes.push_back(node);  // model order, as before
   oo.cache_bytes = 0;
   auto obj = Objective::create(m, data, oo);
-  obj->layer_io([&](const LayerIO& io) {
-    const auto it = of_node.find(io.node);
-    if (it == of_node.end()) return;
-    f(it->second, io.input.data(), io.input.size(), io.input.dim(0));
+  obj->node_inputs(nodes, [&](const NodeInput& in) {
+    f(of_node.at(in.node), in.input.data(), in.input.size(), in.input.dim(0));
   });
 }
 

@@ -77,10 +77,17 @@ fi
 
 if phase study; then
   for n in $NAMES; do
+    mkdir -p $OUT/$n
     $CURV study docs/studies/$n.json --out $OUT/$n/$n.h5 --resume $T --json > $OUT/$n/$n.study.json
   done
 fi
 
 if phase plot; then
   for n in $NAMES; do $PY tools/plot_study.py docs/studies/$n.json $OUT/$n/$n.h5 --out-dir $IMG; done
+  if want li; then  # the landscapes themselves (contours and surface, loss clipped at 10 for the colours)
+    for r in resnet20-surface resnet20-noskip-surface; do
+      $PY tools/plot_landscape.py $OUT/li/li.h5 $IMG/study_li_$r.png --run $r --vmax 10 \
+        --title "$r (256 training images, filter-normalized directions)"
+    done
+  fi
 fi

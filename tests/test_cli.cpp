@@ -420,15 +420,20 @@ TEST_CASE("the h5py examples of docs/hdf5-schema.md run on files written by curv
            (d / "plan.json").string() + " --h5 " + (d / "sensitivities.h5").string());
   INFO(r.err);
   REQUIRE(r.status == 0);
+  r = curv("solve " + kMlp + " --data " + kMlpData + " --curvature ggn --damping 0.1 --out " + (d / "x.h5").string());
+  INFO(r.err);
+  REQUIRE(r.status == 0);
   // Every HDF5 file curv writes carries format and schema_version; the file and the JSON summary
   // name the curvature alike.
   const std::string check = "import h5py\n"
-                            "for name in ['spectrum.h5', 'model.h5', 'run.h5', 'sensitivities.h5']:\n"
+                            "for name in ['spectrum.h5', 'model.h5', 'run.h5', 'sensitivities.h5', 'x.h5']:\n"
                             "    with h5py.File(name, 'r') as f:\n"
                             "        assert f.attrs['format'] in ('curv', 'curv-checkpoint'), name\n"
                             "        assert f.attrs['schema_version'] == (2 if name == 'sensitivities.h5' else 1), name\n"
                             "with h5py.File('spectrum.h5', 'r') as f:\n"
-                            "    assert f['spectrum'].attrs['curvature'] == 'ggn'\n";
+                            "    assert f['spectrum'].attrs['curvature'] == 'ggn'\n"
+                            "with h5py.File('x.h5', 'r') as f:\n"
+                            "    assert f['solve'].attrs['curvature'] == 'ggn'\n";
   std::ofstream(d / "check.py") << check;
   CHECK(std::system(("cd " + d.string() + " && /usr/bin/python3 check.py").c_str()) == 0);
 
@@ -536,6 +541,7 @@ TEST_CASE("every command prints exactly one JSON object on stdout with --json") 
       {"quant apply " + mlp + ".onnx --plan " + plan.string() + " --out " + q.string(), "avg_bits"},
       {"quant eval " + mlp + ".onnx --data " + mlp + ".npz --plan " + plan.string(), "accuracy"},
       {"train" + tiny + "--epochs 1 --batch-size 8 --out " + trained.string(), "steps"},
+      {"solve" + tiny + "--damping 0.1 --out " + (tmpdir() / "json_solve.h5").string(), "residual"},
   };
   for (const auto& [args, key] : runs) {
     const Run r = curv(args + " --json");
@@ -576,4 +582,172 @@ TEST_CASE("spectrum reports eigensolver convergence: eigen.converged, status and
   CHECK(j["eigen"]["bottom"].size() == 3);
   CHECK(j["eigen"]["residuals"].size() == 6);
   CHECK(fs::exists(capped));
+}
+
+TEST_CASE("spectrum --curvature fisher: sampled labels, and --fisher-samples 0 is the exact Fisher (= GGN)") {
+  const std::string base = "spectrum --arch mlp:8 --data random:1x4x4:3:6 --precision float64 --top-k 2 --exact ";
+  auto top = [&](const std::string& opts, const std::string& name) {
+    const fs::path out = tmpdir() / (name + ".h5");
+    Run r = curv(base + opts + " --out " + out.string() + " --json");
+    INFO(r.err);
+    REQUIRE(r.status == 0);
+    return nlohmann::json::parse(r.out);
+  };
+  const auto ggn = top("--curvature ggn", "f_ggn");
+  const auto exact = top("--curvature fisher --fisher-samples 0", "f_exact");
+  const auto mc = top("--curvature fisher --fisher-samples 3 --seed 5", "f_mc");
+  CHECK(exact["curvature"] == "fisher");
+  CHECK(exact["fisher_samples"] == 0);
+  CHECK(mc["fisher_samples"] == 3);
+  const double g = ggn["eigen"]["top"][0].get<double>();
+  CHECK(std::abs(exact["eigen"]["top"][0].get<double>() - g) <= 1e-10 * g);
+  CHECK(std::abs(mc["eigen"]["top"][0].get<double>() - g) > 1e-10 * g);  // a sample, not the GGN
+  check_bad(base + "--curvature fisher --fisher-samples -1 --out " + (tmpdir() / "f_bad.h5").string(),
+            "--fisher-samples: -1 is outside [0, 100000]");
+  check_bad(base + "--curvature empirical-fisher --out " + (tmpdir() / "f_bad.h5").string(), "--curvature");
+}
+
+TEST_CASE("solve: the documented JSON keys, every method, the HDF5 output, rhs from a file or other data, influence") {
+  const fs::path d = fresh_dir("solve");
+  const std::string base = "solve " + kMlp + " --data " + kMlpData + " --precision float64 --damping 0.1 --rtol 1e-11 ";
+  auto run = [&](const std::string& opts, const std::string& name) {
+    Run r = curv(base + opts + " --out " + (d / (name + ".h5")).string() + " --json");
+    INFO(opts, "\n", r.err);
+    REQUIRE(r.status == 0);
+    return nlohmann::json::parse(r.out);
+  };
+  const auto cg = run("--curvature ggn --method cg", "cg");
+  for (const char* key : {"residual", "iterations", "products", "rhs_norm", "x_norm", "b_dot_x", "seconds"})
+    CHECK(cg.contains(key));
+  CHECK(cg["converged"] == true);
+  CHECK(cg["residual"].get<double>() < 1e-10);
+  CHECK(cg["products"].get<std::int64_t>() == cg["iterations"].get<std::int64_t>() + 1);
+  CHECK(cg["b_dot_x"].get<double>() > 0);  // b^T (C + lambda I)^-1 b > 0
+  const auto pcg = run("--curvature ggn --method pcg", "pcg");
+  const auto jac = run("--curvature ggn --method pcg --preconditioner jacobi", "jacobi");
+  CHECK(std::abs(pcg["b_dot_x"].get<double>() - cg["b_dot_x"].get<double>()) < 1e-8 * cg["b_dot_x"].get<double>());
+  CHECK(std::abs(jac["b_dot_x"].get<double>() - cg["b_dot_x"].get<double>()) < 1e-8 * cg["b_dot_x"].get<double>());
+  const auto bcg = run("--curvature ggn --method block-cg", "bcg");
+  REQUIRE(bcg["blocks"].size() == 3);
+  for (const auto& [name, blk] : bcg["blocks"].items()) CHECK(blk["residual"].get<double>() < 1e-10);
+  const auto kf = run("--curvature kfac --method kfac", "kfac");
+  CHECK(kf["residual"].get<double>() < 1e-12);  // the K-FAC inverse solves K-FAC's own system
+  const auto wb = run("--curvature ef --method woodbury --window 1000", "woodbury");
+  CHECK(wb["residual"].get<double>() < 1e-10);  // a window of every sample: the exact EF inverse
+  const auto fi = run("--curvature fisher --fisher-samples 4 --method cg", "fisher");
+  CHECK(fi["curvature"] == "fisher");
+  CHECK(fi["fisher"]["samples"] == 4);
+  CHECK(fi["fisher"]["quad_stderr"].get<double>() > 0);
+  CHECK(fi["fisher"]["quad_stderr"].get<double>() < fi["fisher"]["quad"].get<double>());
+  const auto data_rhs = run("--curvature ggn --rhs data:" + kMlpData, "data_rhs");
+  CHECK(data_rhs["rhs_norm"].get<double>() == cg["rhs_norm"].get<double>());
+  const auto file_rhs = run("--curvature ggn --rhs " + (d / "cg.h5").string(), "file_rhs");  // b = /solve/x
+  CHECK(std::abs(file_rhs["rhs_norm"].get<double>() - cg["x_norm"].get<double>()) < 1e-12 * cg["x_norm"].get<double>());
+  const auto infl = run("--curvature ggn --influence", "influence");
+  CHECK(infl["influence"]["top_samples"].size() > 0);
+  // The HDF5 files: layout, and influence scores that sum to -N b^T x (b = the mean gradient).
+  const std::string check = "import h5py, numpy as np\n"
+                            "with h5py.File('cg.h5', 'r') as f:\n"
+                            "    assert f.attrs['format'] == 'curv' and f.attrs['schema_version'] == 1\n"
+                            "    s = f['solve']\n"
+                            "    assert s.attrs['curvature'] == 'ggn' and s.attrs['method'] == 'cg'\n"
+                            "    assert s.attrs['status'] == 'successful'\n"
+                            "    x, b = s['x'][...], s['rhs'][...]\n"
+                            "    assert abs(b @ x - s.attrs['b_dot_x']) < 1e-12 * abs(b @ x)\n"
+                            "    h = s['residual_history'][...]\n"
+                            "    assert h.shape == (s.attrs['iterations'] + 1,) and h[0] == 1.0\n"
+                            "with h5py.File('pcg.h5', 'r') as f:\n"
+                            "    assert np.allclose(f['solve/x'][...], x, rtol=1e-7, atol=0)\n"
+                            "with h5py.File('bcg.h5', 'r') as f:\n"
+                            "    assert f['solve/residual_history'].shape[1] == 3\n"
+                            "    assert len(f['solve/blocks']) == 3\n"
+                            "with h5py.File('influence.h5', 'r') as f:\n"
+                            "    s = f['solve']\n"
+                            "    infl = s['influence'][...]\n"
+                            "    assert infl.shape == (s.attrs['samples'],)\n"
+                            "    assert abs(infl.sum() + len(infl) * s.attrs['b_dot_x']) < 1e-9 * abs(s.attrs['b_dot_x']) * len(infl)\n";
+  std::ofstream(d / "check.py") << check;
+  CHECK(std::system(("cd " + d.string() + " && /usr/bin/python3 check.py").c_str()) == 0);
+}
+
+TEST_CASE("solve: bad input is one line and status 2, non-convergence is a status") {
+  const fs::path d = fresh_dir("solve_bad");
+  const std::string base = "solve " + kMlp + " --data " + kMlpData + " ";
+  const std::string out = " --out " + (d / "x.h5").string();
+  check_bad(base + "--curvature hessian --damping 0" + out, "damping must be > 0 for the Hessian, which may be indefinite");
+  check_bad(base + "--method kfac --damping 0" + out, "damping must be > 0 for the kfac inverse");
+  check_bad(base + "--damping -1" + out, "--damping: -1 is outside");
+  check_bad(base + "--damping 0.1 --method pcg --preconditioner none" + out, "pcg needs a preconditioner");
+  check_bad(base + "--damping 0.1 --rhs " + (d / "missing.h5").string() + out, "missing.h5");
+  // An rhs for another model: wrong length, or another model's sha256.
+  REQUIRE(curv("solve --arch mlp:8 --data " + kMlpData + " --damping 0.1 --out " + (d / "other.h5").string()).status == 0);
+  check_bad(base + "--damping 0.1 --rhs " + (d / "other.h5").string() + out, "entries, the model 74 parameters");
+  const std::string make = "import h5py, numpy as np\n"
+                           "with h5py.File('foreign.h5', 'w') as f:\n"
+                           "    f.attrs['model_sha256'] = 'abc'\n"
+                           "    f['rhs'] = np.ones(74)\n";
+  std::ofstream(d / "make.py") << make;
+  REQUIRE(std::system(("cd " + d.string() + " && /usr/bin/python3 make.py").c_str()) == 0);
+  check_bad(base + "--damping 0.1 --rhs " + (d / "foreign.h5").string() + out, "right-hand side is for another model");
+  // A layer K-FAC does not support, named.
+  const std::string bn = std::string(CURV_SOURCE_DIR) + "/data/fixtures/cnn_bn.onnx";
+  const std::string bn_data = std::string(CURV_SOURCE_DIR) + "/data/fixtures/cnn_bn.npz";
+  check_bad("solve " + bn + " --data " + bn_data + " --damping 0.1 --method kfac" + out, "K-FAC does not cover parameter");
+  CHECK(!fs::exists(d / "x.h5"));
+  // Non-convergence: exit 0 with the status in the JSON and the file.
+  Run r = curv(base + "--damping 1e-6 --rtol 1e-12 --max-iters 2 --json" + out);
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  const auto j = nlohmann::json::parse(r.out);
+  CHECK(j["converged"] == false);
+  CHECK(j["status"] == "not_converging");
+  CHECK(j["iterations"] == 2);
+  CHECK(fs::exists(d / "x.h5"));
+}
+
+TEST_CASE("spectrum --curvature kfac: exact per-layer results, --compare ggn, and layers K-FAC does not support") {
+  const fs::path d = fresh_dir("kfac_spectrum");
+  Run r = curv("spectrum " + kMlp + " --data " + kMlpData + " --precision float64 --curvature kfac --top-k 2 " +
+               "--compare ggn --compare-probes 8 --out " + (d / "k.h5").string() + " --json");
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  const auto j = nlohmann::json::parse(r.out);
+  CHECK(j["curvature"] == "kfac");
+  CHECK(j["exact"] == true);
+  REQUIRE(j["blocks"].size() == 3);
+  double trace = 0;
+  for (const auto& [name, blk] : j["blocks"].items()) {
+    CHECK(blk["exact"] == true);
+    CHECK(blk["eigen"]["top"].size() == 2);
+    CHECK(blk["trace"]["stderr"] == 0.0);
+    trace += blk["trace"]["estimate"].get<double>();
+    for (const char* key : {"ggn_top", "ggn_trace", "frobenius_rel", "frobenius_rel_stderr", "kfac_top"})
+      CHECK(blk["kfac"].contains(key));
+  }
+  CHECK(std::abs(j["trace"]["estimate"].get<double>() - trace) <= 1e-12 * trace);
+  CHECK(j["hvps"].get<std::int64_t>() > 0);  // the comparison's GGN products
+  const std::string check = "import h5py, numpy as np\n"
+                            "with h5py.File('k.h5', 'r') as f:\n"
+                            "    b = f['spectrum/blocks']\n"
+                            "    for name in b:\n"
+                            "        k = b[name]['kfac']\n"
+                            "        A, QA, alpha = k['A'][...], k['QA'][...], k['alpha'][...]\n"
+                            "        assert np.allclose(QA @ np.diag(alpha) @ QA.T, A, atol=1e-12)\n"
+                            "        ev = np.sort(np.outer(alpha, k['beta'][...]).ravel())[::-1]\n"
+                            "        assert np.allclose(ev[:2], b[name]['eigen/values'][...], rtol=1e-10)\n"
+                            "        assert abs(np.trace(A) * np.trace(k['B'][...]) - b[name]['trace/estimate'][()]) < 1e-10\n";
+  std::ofstream(d / "check.py") << check;
+  CHECK(std::system(("cd " + d.string() + " && /usr/bin/python3 check.py").c_str()) == 0);
+  const std::string bn = std::string(CURV_SOURCE_DIR) + "/data/fixtures/cnn_bn.onnx";
+  const std::string bn_data = std::string(CURV_SOURCE_DIR) + "/data/fixtures/cnn_bn.npz";
+  check_bad("spectrum " + bn + " --data " + bn_data + " --curvature kfac --out " + (d / "bn.h5").string(),
+            "K-FAC does not cover parameter");
+  r = curv("spectrum " + bn + " --data " + bn_data + " --curvature kfac --skip-full --out " + (d / "bn.h5").string() +
+           " --json");
+  INFO(r.err);
+  CHECK(r.status == 0);
+  check_bad("spectrum " + kMlp + " --data " + kMlpData + " --compare ggn --out " + (d / "c.h5").string(),
+            "--compare needs --curvature kfac");
+  check_bad("spectrum " + kMlp + " --data " + kMlpData + " --curvature kfac --blocks layers --out " + (d / "c.h5").string(),
+            "--blocks does not apply to --curvature kfac");
 }

@@ -234,8 +234,7 @@ TEST_CASE("activation Hessian by an input perturbation: the mean of per-sample H
     // Logits per sample from a model that outputs them: the same graph, output = fc3.
     auto obj = Objective::create(m, d, f64());
     std::vector<Eigen::VectorXd> probs;
-    obj->layer_io([&](const LayerIO& io) {
-      if (io.node != layers[2].node) return;
+    obj->node_inputs({layers[2].node}, [&](const curv::NodeInput& io) {
       for (std::int64_t n = 0; n < io.input.dim(0); ++n) {
         Eigen::VectorXd a(3);
         for (int k = 0; k < 3; ++k) a(k) = io.input.data()[n * 3 + k];

@@ -4,6 +4,7 @@
 #include <iostream>
 #include <map>
 
+#include "curvature/kfac_spectrum.h"
 #include "curvature/spectra_store.h"
 #include "curvature/spectrum_analysis.h"
 #include "curvature/summary_json.h"
@@ -21,6 +22,9 @@ struct SpectrumCli {
   RunOptions run;
   SpectrumOptions analysis;
   std::string curvature = "hessian";
+  std::int64_t fisher_samples = 1;
+  std::string kfac_type = "exact", compare;
+  std::int64_t kfac_samples = 1, compare_probes = 20;
   std::string blocks = "all";
   bool skip_full = false;
   std::string eig_method = "lanczos", trace_method = "hutchinson";
@@ -34,7 +38,22 @@ void register_spectrum(CLI::App& root, int argc, char** argv) {
   SpectrumOptions& a = o->analysis;
   auto* app = root.add_subcommand("spectrum", "Eigenpairs, trace, diagonal and spectral density of the curvature");
   add_run_options(*app, o->run, true);
-  app->add_option("--curvature", o->curvature, "Operator")->check(CLI::IsMember({"hessian", "ggn", "ef"}))->capture_default_str();
+  app->add_option("--curvature", o->curvature,
+                  std::string(kCurvatureHelp) + "; kfac: K-FAC, its spectrum exact from the factors, per layer")
+      ->check(CLI::IsMember({"hessian", "ggn", "fisher", "ef", "kfac"}))
+      ->capture_default_str();
+  app->add_option("--kfac-type", o->kfac_type, "K-FAC's loss curvature: exact, mc (sampled labels) or empirical")
+      ->check(CLI::IsMember({"exact", "mc", "empirical"}))
+      ->capture_default_str();
+  app->add_option("--kfac-samples", o->kfac_samples, "--kfac-type mc: labels sampled per input")
+      ->check(in_range(1, kMaxFisherSamples))
+      ->capture_default_str();
+  app->add_option("--compare", o->compare, "--curvature kfac: compare each layer with the exact GGN block (ggn)")
+      ->check(CLI::IsMember({"ggn"}));
+  app->add_option("--compare-probes", o->compare_probes, "--compare: Rademacher probes of the trace and Frobenius error")
+      ->check(in_range(1, kMaxProbes))
+      ->capture_default_str();
+  app->add_option("--fisher-samples", o->fisher_samples, kFisherSamplesHelp)->check(in_range(0, kMaxFisherSamples))->capture_default_str();
   app->add_option("--blocks", o->blocks, "Per-block results: all (whole model only), layers, tensors, or NAME,... (layers or tensors)")
       ->capture_default_str();
   app->add_flag("--skip-full", o->skip_full, "Only the per-block results, not the whole model");
@@ -75,18 +94,40 @@ void register_spectrum(CLI::App& root, int argc, char** argv) {
     a.trace_method = o->trace_method == "hutchpp" ? TraceMethod::HutchPlusPlus : TraceMethod::Hutchinson;
     Dataset d = load_data(o->run);
     Model m = load_model(o->run, &d);
-    auto obj = Objective::create(m, d, objective_options(o->run));
-    const Curvature kind = parse_curvature(o->curvature);
+    ObjectiveOptions oo = objective_options(o->run);
+    oo.fisher_samples = o->fisher_samples;
+    oo.fisher_seed = o->run.seed;
+    auto obj = Objective::create(m, d, oo);
+    const bool kfac_kind = o->curvature == "kfac";
+    if (!o->compare.empty() && !kfac_kind) throw std::invalid_argument("--compare needs --curvature kfac");
+    if (kfac_kind && o->blocks != "all")
+      throw std::invalid_argument("--blocks does not apply to --curvature kfac, which reports every K-FAC layer");
+    const Curvature kind = kfac_kind ? Curvature::GGN : parse_curvature(o->curvature);
     std::vector<ParamBlock> blocks;
     try {
       blocks = select_blocks(m, o->blocks);
     } catch (const std::invalid_argument& e) {
       throw std::invalid_argument("--blocks: " + std::string(e.what()));
     }
-    if (o->skip_full && blocks.empty()) throw std::invalid_argument("--skip-full needs --blocks layers|tensors|NAME,...");
+    if (o->skip_full && blocks.empty() && !kfac_kind) throw std::invalid_argument("--skip-full needs --blocks layers|tensors|NAME,...");
     // Every request against every operator before the first product (and before the file).
-    if (!o->skip_full) check_spectrum_request(a, m.num_params(), "the model");
-    for (const auto& b : blocks) check_spectrum_request(a, b.size, "block '" + b.name + "'");
+    if (!kfac_kind) {
+      if (!o->skip_full) check_spectrum_request(a, m.num_params(), "the model");
+      for (const auto& b : blocks) check_spectrum_request(a, b.size, "block '" + b.name + "'");
+    }
+    std::unique_ptr<Kfac> kfac;
+    if (kfac_kind) {
+      KfacOptions ko;
+      ko.type = parse_kfac_type(o->kfac_type);
+      ko.mc_samples = o->kfac_samples;
+      ko.seed = o->run.seed;
+      kfac = std::make_unique<Kfac>(*obj, ko);
+      if (!o->skip_full && !kfac->unsupported().empty()) {
+        const auto& u = kfac->unsupported().front();
+        throw std::invalid_argument("K-FAC does not cover parameter '" + m.params()[u.param].name + "': " + u.reason +
+                                    " (--skip-full reports the K-FAC layers alone)");
+      }
+    }
 
     SpectraStore store(o->out, cmd, SpectraStore::Mode::Create, inputs);
     StoreRun& run = store.add_run(o->run_name);
@@ -95,6 +136,8 @@ void register_spectrum(CLI::App& root, int argc, char** argv) {
     run.attributes["dataset"] = o->run.data;
     run.attributes["samples"] = std::int64_t(d.size());
     run.attributes["curvature"] = o->curvature;
+    if (kind == Curvature::Fisher && !kfac_kind) run.attributes["fisher_samples"] = o->fisher_samples;
+    if (kfac_kind) run.attributes["kfac_type"] = o->kfac_type;
     run.attributes["block"] = std::string(o->skip_full ? "none" : "all");
     run.attributes["blocks"] = o->blocks;
     run.attributes["seed"] = std::int64_t(o->run.seed);
@@ -112,7 +155,9 @@ void register_spectrum(CLI::App& root, int argc, char** argv) {
         bar->update(products, "products");
     };
     const std::int64_t products =
-        analyze_model_spectrum(*obj, kind, !o->skip_full, blocks, a, o->run.seed, run, progress);
+        kfac_kind ? analyze_kfac_spectrum(*obj, *kfac, a, !o->skip_full, !o->compare.empty(), o->compare_probes,
+                                          o->run.seed, run)
+                  : analyze_model_spectrum(*obj, kind, !o->skip_full, blocks, a, o->run.seed, run, progress);
     const double seconds = timer.seconds();
     run.attributes["hvps"] = products;
     run.attributes["seconds"] = seconds;
@@ -124,6 +169,11 @@ void register_spectrum(CLI::App& root, int argc, char** argv) {
     j["samples"] = d.size();
     j["params"] = m.num_params();
     j["curvature"] = o->curvature;
+    if (kind == Curvature::Fisher && !kfac_kind) j["fisher_samples"] = o->fisher_samples;
+    if (kfac_kind) {
+      j["kfac_type"] = o->kfac_type;
+      if (!o->skip_full) j["exact"] = true;
+    }
     j["out"] = o->out;
     if (o->run.json) return emit_json(o->run, j);
     std::cerr << "spectrum: " << products << " products in " << seconds << " s -> " << o->out << "\n";

@@ -9,6 +9,7 @@ void register_bench(CLI::App& root);
 void register_convert(CLI::App& root);
 void register_quant(CLI::App& root, int argc, char** argv);
 void register_spectrum(CLI::App& root, int argc, char** argv);
+void register_solve(CLI::App& root, int argc, char** argv);
 void register_train(CLI::App& root, int argc, char** argv);
 void register_study(CLI::App& root, int argc, char** argv);
 void register_landscape(CLI::App& root, int argc, char** argv);

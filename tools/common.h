@@ -26,6 +26,15 @@ inline constexpr double kMaxBlock = 4096;         // directions per block produc
 inline constexpr double kMaxSamples = 1e12;       // samples, offsets
 inline constexpr double kMinTol = 1e-15, kMaxTol = 0.5;  // relative tolerances
 inline constexpr double kMaxSeed = 18446744073709551615.0;  // any std::uint64_t
+inline constexpr double kMaxFisherSamples = 100000;  // sampled labels per input
+
+/// --help of --curvature and --fisher-samples, shared by the commands that take them.
+inline constexpr const char* kCurvatureHelp =
+    "hessian: exact Hessian; ggn: Gauss-Newton J^T H_loss J; fisher: true Fisher, labels sampled from the model "
+    "(--fisher-samples per input, seeded by --seed); ef: empirical Fisher (the data's labels). For cross-entropy "
+    "(and MSE) the exact Fisher equals the GGN";
+inline constexpr const char* kFisherSamplesHelp =
+    "--curvature fisher: labels sampled per input (Monte Carlo Fisher); 0 = the exact Fisher (= the GGN)";
 
 /// What the command works on ("spectrum m.onnx", or the file being read), for the one-line
 /// error of exceptions that do not name it themselves (std::bad_alloc, std::length_error, ...).

@@ -35,6 +35,7 @@ int main(int argc, char** argv) {
     curv::cli::register_convert(app);
     curv::cli::register_quant(app, argc, argv);
     curv::cli::register_spectrum(app, argc, argv);
+    curv::cli::register_solve(app, argc, argv);
     curv::cli::register_train(app, argc, argv);
     curv::cli::register_study(app, argc, argv);
     curv::cli::register_landscape(app, argc, argv);

@@ -2,6 +2,11 @@
 """Plot a curv spectrum file (docs/hdf5-schema.md) to PNG.
 
     python3 tools/plot_spectrum.py out/spectrum.h5 out/spectrum.png [--run spectrum]
+    python3 tools/plot_spectrum.py ggn.h5 kfac_vs_ggn.png --kfac kfac.h5
+
+With --kfac (a `curv spectrum --curvature kfac` file): one panel per layer found in both files,
+the GGN block's SLQ density (`curv spectrum --curvature ggn --blocks layers --density`) with the
+histogram of K-FAC's eigenvalues (all products alpha_i beta_j of the factors) overlaid.
 
 Panels: the smoothed SLQ spectral density (log scale), the top eigenvalue of each parameter block,
 and the trace of each block with its standard error, labelled with the method that made it
@@ -26,7 +31,10 @@ def main():
     ap.add_argument("h5")
     ap.add_argument("png")
     ap.add_argument("--run", default="spectrum")
+    ap.add_argument("--kfac", help="curv spectrum --curvature kfac file to overlay per layer")
     a = ap.parse_args()
+    if a.kfac:
+        return overlay(a)
     try:
         f = h5py.File(a.h5, "r")
     except OSError as e:
@@ -93,6 +101,35 @@ def main():
             ax.set_ylabel("density (log)", fontsize=7)
             ax.tick_params(labelsize=6)
         fig.suptitle(title, fontsize=9)
+        fig.tight_layout()
+        fig.savefig(a.png, dpi=110)
+    print(a.png)
+
+
+def overlay(a):
+    try:
+        f, k = h5py.File(a.h5, "r"), h5py.File(a.kfac, "r")
+    except OSError as e:
+        sys.exit(f"plot_spectrum: cannot open ({e})")
+    with f, k:
+        gb = f[a.run].get("blocks", {}) if a.run in f else {}
+        kb = k[a.run].get("blocks", {}) if a.run in k else {}
+        names = [n for n in gb if n in kb and "density" in gb[n] and "kfac" in kb[n]]
+        if not names:
+            sys.exit(f"plot_spectrum: no layer has both a density in {a.h5} and K-FAC factors in {a.kfac}")
+        fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.8), squeeze=False)
+        for ax, n in zip(axes[0], names):
+            d, kf = gb[n]["density"], kb[n]["kfac"]
+            ev = np.outer(kf["alpha"][...], kf["beta"][...]).ravel()
+            grid, val = d["grid"][:], d["values"][:]
+            ax.semilogy(grid, np.maximum(val, 1e-12), label="GGN (SLQ)")
+            lo, hi = min(grid.min(), ev.min()), max(grid.max(), ev.max())
+            ax.hist(ev, bins=80, range=(lo, hi), density=True, alpha=0.5, color="C1", label="K-FAC (exact)")
+            ax.set_ylim(max(1e-9, val.max() * 1e-8), max(val.max(), 1.0) * 2)
+            ax.set_xlabel("eigenvalue")
+            ax.set_title(n, fontsize=9)
+            ax.legend(fontsize=7)
+        fig.suptitle(f"K-FAC ({k[a.run].attrs.get('kfac_type', '')}) vs GGN spectral density", fontsize=9)
         fig.tight_layout()
         fig.savefig(a.png, dpi=110)
     print(a.png)

@@ -1,5 +1,6 @@
 #include "src/core/loss.h"
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 #include <string>
@@ -81,10 +82,67 @@ void loss_hessian_product(LossKind kind, ConstView<T> z, ConstView<T> tz, double
   }
 }
 
+namespace {
+std::uint64_t splitmix(std::uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+}  // namespace
+
+double hashed_uniform(std::uint64_t seed, std::uint64_t a, std::uint64_t b, std::uint64_t c) {
+  const std::uint64_t h = splitmix(splitmix(splitmix(splitmix(seed) ^ a) ^ b) ^ c);
+  return static_cast<double>(h >> 11) * 0x1.0p-53;
+}
+
+template <class T>
+void loss_sample_gradients(LossKind kind, ConstView<T> z, std::int64_t first, std::int64_t S, std::uint64_t seed,
+                           double* out) {
+  const std::int64_t n = z.dim(0), C = z.size() / std::max<std::int64_t>(n, 1);
+  std::vector<double> p(C);
+  for (std::int64_t i = 0; i < n; ++i) {
+    const std::uint64_t id = static_cast<std::uint64_t>(first + i);
+    const T* zi = z.data + i * C;
+    if (kind == LossKind::CrossEntropy) {
+      double m = zi[0];
+      for (std::int64_t c = 1; c < C; ++c) m = std::max(m, double(zi[c]));
+      double s = 0;
+      for (std::int64_t c = 0; c < C; ++c) s += (p[c] = std::exp(double(zi[c]) - m));
+      for (std::int64_t c = 0; c < C; ++c) p[c] /= s;
+      for (std::int64_t d = 0; d < S; ++d) {
+        // Inverse CDF; rounding that leaves u above the last partial sum picks the last class.
+        const double u = hashed_uniform(seed, id, static_cast<std::uint64_t>(d), 0);
+        std::int64_t y = C - 1;
+        double cum = 0;
+        for (std::int64_t c = 0; c < C; ++c)
+          if (u < (cum += p[c])) {
+            y = c;
+            break;
+          }
+        double* o = out + (i * S + d) * C;
+        for (std::int64_t c = 0; c < C; ++c) o[c] = p[c] - (c == y ? 1.0 : 0.0);
+      }
+    } else {
+      const double f = std::sqrt(2.0 / double(C));
+      for (std::int64_t d = 0; d < S; ++d) {
+        double* o = out + (i * S + d) * C;
+        for (std::int64_t c = 0; c < C; ++c) {
+          // Box-Muller on two hashed uniforms per component.
+          const double u1 = hashed_uniform(seed, id, static_cast<std::uint64_t>(d), 2 * std::uint64_t(c) + 1);
+          const double u2 = hashed_uniform(seed, id, static_cast<std::uint64_t>(d), 2 * std::uint64_t(c) + 2);
+          o[c] = f * std::sqrt(-2.0 * std::log1p(-u1)) * std::cos(2.0 * 3.14159265358979323846 * u2);
+        }
+      }
+    }
+  }
+}
+
 #define CURV_INST(T)                                                                                              \
   template LossTerms<T> loss_forward<T>(LossKind, ConstView<T>, const std::int64_t*, const float*, double, View<T>, \
                                         std::vector<double>*, View<T>*);                                          \
-  template void loss_hessian_product<T>(LossKind, ConstView<T>, ConstView<T>, double, View<T>);
+  template void loss_hessian_product<T>(LossKind, ConstView<T>, ConstView<T>, double, View<T>);                 \
+  template void loss_sample_gradients<T>(LossKind, ConstView<T>, std::int64_t, std::int64_t, std::uint64_t, double*);
 CURV_INST(float)
 CURV_INST(double)
 #undef CURV_INST

@@ -21,6 +21,7 @@ const char* curvature_name(Curvature c) {
   switch (c) {
     case Curvature::Hessian: return "hessian";
     case Curvature::GGN: return "ggn";
+    case Curvature::Fisher: return "fisher";
     case Curvature::EmpiricalFisher: return "ef";
   }
   return "?";
@@ -29,8 +30,9 @@ const char* curvature_name(Curvature c) {
 Curvature parse_curvature(const std::string& s) {
   if (s == "hessian") return Curvature::Hessian;
   if (s == "ggn") return Curvature::GGN;
-  if (s == "ef" || s == "fisher" || s == "empirical-fisher") return Curvature::EmpiricalFisher;
-  throw std::invalid_argument("unknown curvature '" + s + "' (expected hessian, ggn or ef)");
+  if (s == "fisher") return Curvature::Fisher;
+  if (s == "ef") return Curvature::EmpiricalFisher;
+  throw std::invalid_argument("unknown curvature '" + s + "' (expected hessian, ggn, fisher or ef)");
 }
 
 namespace {
@@ -60,6 +62,9 @@ class ObjectiveImpl final : public Objective {
     if (model.input() < 0 || model.output() < 0) throw std::invalid_argument("objective: model has no input or output");
     if (data.size() <= 0) throw std::invalid_argument("objective: empty sample set (" + data.source + ")");
     if (opts.micro_batch < 0) throw std::invalid_argument("objective: micro_batch must be positive (or 0: automatic)");
+    if (opts.fisher_samples < 0)
+      throw std::invalid_argument("objective: fisher_samples must be >= 0 (0: exact Fisher), got " +
+                                  std::to_string(opts.fisher_samples));
     if (data.sample_shape != model.input_shape())
       throw std::invalid_argument("objective: data samples " + shape_str(data.sample_shape) + " from " + data.source +
                                   " do not fit the model input '" + model.values()[model.input()].name + "' " +
@@ -223,6 +228,7 @@ class ObjectiveImpl final : public Objective {
                                   std::to_string(rows) + " (the parameters it acts on)");
     const std::int64_t k = V.cols();
     Y.resize(rows, k);
+    m_stderr = Vector::Zero(k);
     if (k == 0) return;
     // Direction groups bounded by tangent memory (a pass holds about 3 tangent copies) and by default
     // also by cache: every micro-batch of a pass streams the k parameter tangents (and their k
@@ -239,8 +245,16 @@ class ObjectiveImpl final : public Objective {
       const std::int64_t kk = std::min(kmax, k - j0);
       auto Yg = Y.middleCols(j0, kk);
       product_group(curv, V.middleCols(j0, kk), Yg, act, row, rows);
+      if (sampled_fisher(curv))  // per-chunk variances, added in chunk order
+        for (std::int64_t j = 0; j < kk; ++j) {
+          double v = 0;
+          for (std::int64_t c = 0; c < num_chunks(); ++c) v += m_fisher_var[c * kk + j];
+          m_stderr[j0 + j] = std::sqrt(v);
+        }
     }
   }
+
+  const Vector& product_stderr() const override { return m_stderr; }
 
   std::vector<BatchNormStats> batch_norm_stats() const override {
     std::vector<BatchNormStats> r;
@@ -248,34 +262,49 @@ class ObjectiveImpl final : public Objective {
     return r;
   }
 
-  void layer_io(const std::function<void(const LayerIO&)>& f) override {
-    const auto& nodes = m_model.nodes();
+  void node_inputs(const std::vector<int>& nodes, const std::function<void(const NodeInput&)>& f) override {
+    const auto& all = m_model.nodes();
+    for (int i : nodes)
+      if (i < 0 || i >= static_cast<int>(all.size()) || all[i].inputs.empty())
+        throw std::invalid_argument("objective: node_inputs: no node " + std::to_string(i) + " with an input");
     for (std::int64_t c = 0; c < num_chunks(); ++c) {
       std::unique_ptr<Pass<T>> tmp;
       Pass<T>& p = primal(c, tmp);
-      if (!p.has_grad) {
-        ensure_seed(p);
-        m_exec.backward(p, nullptr);
-      }
-      for (size_t i = 0; i < nodes.size(); ++i) {
-        const auto& n = nodes[i];
-        const std::string t = n.op->type();
-        if (t != "Gemm" && t != "MatMul" && t != "Conv") continue;
-        bool has_param = false;
-        for (size_t a = 1; a < n.inputs.size(); ++a)
-          has_param = has_param || m_model.values()[n.inputs[a]].kind == ValueKind::Parameter;
-        if (!has_param) continue;
-        LayerIO io;
-        io.node = static_cast<int>(i);
-        io.first_sample = m_chunks[c].first;
-        ConstView<T> x = m_exec.view(p, n.inputs[0]);
-        io.input = Tensor<double>(x.shape, std::vector<double>(x.data, x.data + x.size()));
-        const Tensor<T>& g = p.grads[n.output];
-        io.output_grad = Tensor<double>(g.shape(), std::vector<double>(g.vec().begin(), g.vec().end()));
-        f(io);
+      for (int i : nodes) {
+        NodeInput in;
+        in.node = i;
+        in.first_sample = m_chunks[c].first;
+        ConstView<T> x = m_exec.view(p, all[i].inputs[0]);
+        in.input = Tensor<double>(x.shape, std::vector<double>(x.data, x.data + x.size()));
+        f(in);
       }
       keep(c, tmp);
     }
+  }
+
+  void layer_io(OutputSeeds kind, std::int64_t samples, std::uint64_t seed,
+                const std::function<std::unique_ptr<LayerSink>()>& make,
+                const std::function<void(LayerSink&)>& commit) override {
+    if (kind == OutputSeeds::Sampled && samples < 1)
+      throw std::invalid_argument("objective: sampled output seeds need samples >= 1, got " + std::to_string(samples));
+    if (m_layers.layers.empty()) m_layers = find_linear_layers(m_model);
+    const auto& layers = m_layers.layers;
+    const auto& nodes = m_model.nodes();
+    std::vector<bool> read_at(m_model.values().size(), false);  // the layers' outputs
+    for (const auto& l : layers) read_at[nodes[l.node].output] = true;
+    const std::int64_t workers = plan_workers(0);
+    ordered_runs<LayerSink>(
+        num_chunks(), kMaxRuns, workers, make,
+        [&](std::int64_t, std::int64_t c0, std::int64_t c1, LayerSink& sink) {
+          sink.reset();
+          for (std::int64_t c = c0; c < c1; ++c) {
+            std::unique_ptr<Pass<T>> tmp;
+            Pass<T>& p = primal(c, tmp);
+            layer_pass(p, kind, samples, seed, read_at, sink);
+            keep(c, tmp);
+          }
+        },
+        [&](std::int64_t, LayerSink& sink) { commit(sink); });
   }
 
  private:
@@ -317,6 +346,86 @@ class ObjectiveImpl final : public Objective {
     if (!m_bn_nodes.empty()) record_bn_stats(c, *tmp);
     return *tmp;
   }
+  // The output cotangents of layer_io for pass p: R tensors shaped like the output.
+  std::vector<Tensor<T>> output_seeds(const Pass<T>& p, OutputSeeds kind, std::int64_t S, std::uint64_t seed) const {
+    const Tensor<T>& z = p.vals[m_model.output()];
+    const std::int64_t n = z.dim(0), C = z.size() / n;
+    std::vector<Tensor<T>> u;
+    if (kind == OutputSeeds::Gradient) {
+      Tensor<T> g(z.shape()), dl(z.shape());
+      View<T> dlv = dl.view();
+      loss_forward<T>(m_loss, z.view(), labels_at(p.first), targets_at(p.first), 1.0, g.view(), nullptr, &dlv);
+      u.push_back(std::move(dl));
+    } else if (kind == OutputSeeds::Sampled) {
+      std::vector<double> d(std::size_t(n * S * C));
+      loss_sample_gradients<T>(m_loss, z.view(), p.first, S, seed, d.data());
+      const double w = 1.0 / std::sqrt(double(S));
+      for (std::int64_t s = 0; s < S; ++s) {
+        Tensor<T> t(z.shape());
+        for (std::int64_t i = 0; i < n; ++i)
+          for (std::int64_t e = 0; e < C; ++e) t.data()[i * C + e] = T(w * d[(i * S + s) * C + e]);
+        u.push_back(std::move(t));
+      }
+    } else {  // columns r of M_n, M_n M_n^T = Lambda_n
+      std::vector<double> pr(C);
+      for (std::int64_t r = 0; r < C; ++r) u.emplace_back(z.shape());
+      for (std::int64_t i = 0; i < n; ++i) {
+        const T* zi = z.data() + i * C;
+        if (m_loss == LossKind::CrossEntropy) {
+          double m = zi[0], sum = 0;
+          for (std::int64_t e = 1; e < C; ++e) m = std::max(m, double(zi[e]));
+          for (std::int64_t e = 0; e < C; ++e) sum += (pr[e] = std::exp(double(zi[e]) - m));
+          for (std::int64_t e = 0; e < C; ++e) pr[e] /= sum;
+          // M = diag(q) - p q^T, q = sqrt(p): M M^T = diag(p) - 2 p p^T + p (q^T q) p^T = diag(p) - p p^T.
+          for (std::int64_t r = 0; r < C; ++r)
+            for (std::int64_t e = 0; e < C; ++e)
+              u[r].data()[i * C + e] = T((e == r ? std::sqrt(pr[r]) : 0.0) - pr[e] * std::sqrt(pr[r]));
+        } else {
+          const double f = std::sqrt(2.0 / double(C));
+          for (std::int64_t r = 0; r < C; ++r)
+            for (std::int64_t e = 0; e < C; ++e) u[r].data()[i * C + e] = T(e == r ? f : 0.0);
+        }
+      }
+    }
+    return u;
+  }
+
+  // One micro-batch of layer_io: a reverse pass per output seed, read at the layers' outputs. The
+  // pass's own gradients are set aside and restored, so a kept pass stays as it was.
+  void layer_pass(Pass<T>& p, OutputSeeds kind, std::int64_t S, std::uint64_t seed, const std::vector<bool>& read_at,
+                  LayerSink& sink) {
+    const auto& layers = m_layers.layers;
+    const auto& nodes = m_model.nodes();
+    std::vector<Tensor<T>> u = output_seeds(p, kind, S, seed);
+    std::vector<LayerIO> io(layers.size());
+    for (size_t l = 0; l < layers.size(); ++l) {
+      io[l].layer = static_cast<int>(l);
+      io[l].first_sample = p.first;
+      io[l].count = p.count;
+      ConstView<T> x = m_exec.view(p, nodes[layers[l].node].inputs[0]);
+      io[l].input = expand_layer_input<T>(m_model, layers[l], x.data, p.count);
+    }
+    std::vector<Tensor<T>> saved = std::move(p.grads);
+    const bool had = p.has_grad;
+    for (auto& ur : u) {
+      p.grads.assign(m_model.values().size(), Tensor<T>());
+      p.has_grad = false;
+      p.grads[m_model.output()] = std::move(ur);
+      m_exec.backward(p, nullptr, false, &read_at);
+      for (size_t l = 0; l < layers.size(); ++l) {
+        const Tensor<T>& g = p.grads[nodes[layers[l].node].output];
+        if (g.empty()) {  // the output does not depend on this layer
+          io[l].output_grads.push_back(Eigen::MatrixXd::Zero(p.count * layers[l].positions, layers[l].out));
+          continue;
+        }
+        io[l].output_grads.push_back(expand_layer_output<T>(layers[l], g.data(), p.count));
+      }
+    }
+    p.grads = std::move(saved);
+    p.has_grad = had;
+    for (const auto& x : io) sink.add(x);
+  }
+
   // Offers a computed pass to the cache, reserving room for the activation gradients it may grow.
   void keep(std::int64_t c, std::unique_ptr<Pass<T>>& tmp) {
     if (!tmp) return;
@@ -410,6 +519,7 @@ class ObjectiveImpl final : public Objective {
     const std::size_t acc_bytes = std::size_t(rows) * k * sizeof(T);
     const std::int64_t workers = plan_workers(acc_bytes, tangent_bytes, acc_bytes /* ptan */);
     const bool hessian = curv == Curvature::Hessian;
+    if (sampled_fisher(curv)) m_fisher_var.assign(num_chunks() * k, 0.0);
 
     // A run accumulates the tangents of the active parameters' gradients as [k, size] per parameter,
     // parameter a at offset row[a] * k.
@@ -427,7 +537,7 @@ class ObjectiveImpl final : public Objective {
               ensure_seed(p);
               m_exec.backward(p, nullptr);
             }
-            tangent_pass(curv, p, k, ptan, tdep, sink);
+            tangent_pass(curv, p, c, k, ptan, tdep, sink);
             keep(c, tmp);
           }
         },
@@ -446,7 +556,43 @@ class ObjectiveImpl final : public Objective {
         });
   }
 
-  void tangent_pass(Curvature curv, const Pass<T>& p, std::int64_t k, const std::vector<Tensor<T>>& ptan,
+  bool sampled_fisher(Curvature curv) const { return curv == Curvature::Fisher && m_opts.fisher_samples > 0; }
+
+  // The seed of a sampled-Fisher product at the output, for chunk c:
+  //   seed_nj = (1/N) (1/S) sum_s d_ns (d_ns^T z'_nj),  d_ns = loss_sample_gradients
+  // and m_fisher_var[c k + j] += (1/N^2) (1/S^2) sum_{n in c} sum_s ((d_ns^T z'_nj)^2 - mu_nj)^2,
+  // mu_nj = z'_nj^T Lambda_n z'_nj = E[(d^T z')^2]: the variance of v^T F^ v from this chunk.
+  void sampled_fisher_seed(const Pass<T>& p, std::int64_t chunk, const Tensor<T>& zt, Tensor<T>& seed) {
+    const Tensor<T>& z = p.vals[m_model.output()];
+    const std::int64_t k = zt.dim(0), n = z.dim(0), C = z.size() / n, nz = z.size(), S = m_opts.fisher_samples;
+    const double scale = 1.0 / double(m_data.size());
+    std::vector<double> d(std::size_t(n * S * C));
+    loss_sample_gradients<T>(m_loss, z.view(), p.first, S, m_opts.fisher_seed, d.data());
+    Tensor<T> lz(zt.shape());
+    loss_hessian_product<T>(m_loss, z.view(), zt.view(), 1.0, lz.view());
+    std::vector<double> acc(C);
+    for (std::int64_t j = 0; j < k; ++j) {
+      double var = 0;
+      for (std::int64_t i = 0; i < n; ++i) {
+        const T* t = zt.data() + j * nz + i * C;
+        const T* l = lz.data() + j * nz + i * C;
+        double mu = 0;
+        for (std::int64_t e = 0; e < C; ++e) mu += double(l[e]) * double(t[e]);
+        std::fill(acc.begin(), acc.end(), 0.0);
+        for (std::int64_t s = 0; s < S; ++s) {
+          const double* ds = d.data() + (i * S + s) * C;
+          double c = 0;
+          for (std::int64_t e = 0; e < C; ++e) c += ds[e] * double(t[e]);
+          for (std::int64_t e = 0; e < C; ++e) acc[e] += c * ds[e];
+          var += (c * c - mu) * (c * c - mu);
+        }
+        for (std::int64_t e = 0; e < C; ++e) seed.data()[j * nz + i * C + e] = T(scale / double(S) * acc[e]);
+      }
+      m_fisher_var[chunk * k + j] = var * scale * scale / (double(S) * double(S));
+    }
+  }
+
+  void tangent_pass(Curvature curv, const Pass<T>& p, std::int64_t chunk, std::int64_t k, const std::vector<Tensor<T>>& ptan,
                     const std::vector<bool>& tdep, const ParamSink<T>& sink) {
     std::vector<Tensor<T>> tv;
     m_exec.jvp(p, k, ptan, tdep, tv);  // forward tangents y' = J x'
@@ -472,7 +618,9 @@ class ObjectiveImpl final : public Objective {
           for (std::int64_t e = 0; e < C; ++e) c += double(d[e]) * double(t[e]);
           for (std::int64_t e = 0; e < C; ++e) seed.data()[j * nz + s * C + e] = T(scale * c * double(d[e]));
         }
-    } else {
+    } else if (sampled_fisher(curv)) {
+      sampled_fisher_seed(p, chunk, tv[zo], seed);
+    } else {  // Hessian, GGN, exact Fisher (= GGN): H_l z'
       loss_hessian_product<T>(m_loss, z.view(), tv[zo].view(), scale, seed.view());
     }
     // Reverse: (dL/dx)' = J^T (dL/dy)' [+ second-order terms for the Hessian], into the run's sink.
@@ -492,6 +640,9 @@ class ObjectiveImpl final : public Objective {
   std::vector<int> m_bn_nodes;                          // nodes whose op mixes the batch
   std::vector<std::vector<BatchNormStats>> m_bn_stats;  // per chunk, written by that chunk's pass only
   std::atomic<std::int64_t> m_primal_passes{0};
+  Vector m_stderr;                    // product_stderr()
+  LinearLayers m_layers;              // found on the first layer_io
+  std::vector<double> m_fisher_var;   // [chunk, k] of the column group in progress
 };
 
 }  // namespace

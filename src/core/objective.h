@@ -7,6 +7,16 @@
 ///   Hessian          H v = d/dt grad L(w + t v)           (forward-over-reverse, exact)
 ///   Gauss-Newton     G v = (1/N) sum_n J_n^T H_l J_n v
 ///   empirical Fisher F v = (1/N) sum_n g_n g_n^T v,  g_n = grad l_n (per-sample gradient)
+///   true Fisher      F v = (1/N) sum_n J_n^T E_y[d d^T] J_n v,  d = grad_z l(z_n, y), y ~ p(y | x_n; w)
+///                    Monte Carlo with S labels per sample (ObjectiveOptions::fisher_samples):
+///                    F^ v = (1/N) sum_n J_n^T [(1/S) sum_s d_ns d_ns^T] J_n v (loss_sample_gradients).
+///                    E_y[d d^T] = Lambda_n, the loss Hessian in z, for both losses here (softmax
+///                    cross-entropy and MSE as a Gaussian likelihood), so the exact Fisher equals the
+///                    GGN; fisher_samples = 0 selects it. The draws are keyed by (seed, sample, draw),
+///                    so F^ is one fixed symmetric PSD matrix for a seed, whatever the micro-batches
+///                    and threads: estimators may apply it many times. Sampling costs O(S C) per
+///                    sample and direction at the output only; the passes through the model are
+///                    those of a GGN product.
 ///
 /// Parallel design (results are bit-identical for any thread count, for the same micro-batch):
 ///  - The N samples are cut into micro-batches of B samples (ObjectiveOptions::micro_batch, or
@@ -50,16 +60,21 @@
 #include <vector>
 
 #include "src/core/dataset.h"
+#include "src/core/linear_layers.h"
 #include "src/core/loss.h"
 #include "src/core/model.h"
 
 namespace curv {
 
 enum class Precision { Float32, Float64 };
-enum class Curvature { Hessian, GGN, EmpiricalFisher };
+/// The curvature kinds, named alike in the library, the CLI (--curvature), JSON and HDF5:
+/// "hessian", "ggn", "fisher" (the true Fisher: labels sampled from the model) and "ef" (the
+/// empirical Fisher: the data's labels).
+enum class Curvature { Hessian, GGN, Fisher, EmpiricalFisher };
 
 const char* curvature_name(Curvature c);
-Curvature parse_curvature(const std::string& s);  // "hessian" | "ggn" | "ef"
+/// "hessian" | "ggn" | "fisher" | "ef"; anything else throws std::invalid_argument.
+Curvature parse_curvature(const std::string& s);
 
 struct ObjectiveOptions {
   /// Precision of the model's forward and derivative kernels; reductions are always float64.
@@ -82,6 +97,10 @@ struct ObjectiveOptions {
   std::size_t tangent_bytes = std::size_t(1) << 30;
   /// Directions per tangent pass; 0 = automatic (see Objective::product). Results do not change.
   std::int64_t group_directions = 0;
+  /// Curvature::Fisher: sampled labels per sample (S); 0 = the exact Fisher (which equals the GGN).
+  std::int64_t fisher_samples = 1;
+  /// Curvature::Fisher: seed of the sampled labels.
+  std::uint64_t fisher_seed = 0;
 };
 
 struct EvalResult {
@@ -90,14 +109,39 @@ struct EvalResult {
   std::int64_t samples = 0;
 };
 
-/// Per-layer quantities for K-FAC and per-sample statistics: the input of a parameterized node
-/// (Gemm, MatMul, Conv) and the gradient of the loss with respect to its output, for one
-/// micro-batch, as float64 copies.
+/// Cotangents seeded at the model output z_n, per sample n, for Objective::layer_io. Each is
+/// unscaled (no 1/N), so the layer sees J_n^T u with J_n the Jacobian of z_n w.r.t. its output:
+///   LossHessianRoot  the C columns of a factor M_n with M_n M_n^T = Lambda_n (loss Hessian in z):
+///                    cross-entropy M = diag(sqrt p) - p sqrt(p)^T (p = softmax z; any factor gives
+///                    the same sum of outer products), MSE M = sqrt(2/D) I
+///   Sampled          d_ns / sqrt(S), s < S: loss gradients at labels drawn from the model
+///                    (loss_sample_gradients with the given seed), so sum_s u u^T estimates Lambda_n
+///   Gradient         dl_n/dz_n at the data's labels (empirical Fisher)
+enum class OutputSeeds { LossHessianRoot, Sampled, Gradient };
+
+/// One micro-batch of one supported linear layer (linear_layers.h): its input at its positions and
+/// the back-propagated output cotangents, expanded to rows (spatial positions as extra rows).
 struct LayerIO {
+  int layer = -1;                  // index into find_linear_layers(model).layers
+  std::int64_t first_sample = 0, count = 0;
+  Eigen::MatrixXd input;           // [count T, in_ext]: expand_layer_input
+  std::vector<Eigen::MatrixXd> output_grads;  // R of [count T, out]: J^T u_r, expand_layer_output
+};
+
+/// The input of one node on one micro-batch, as the forward pass computed it (Objective::node_inputs).
+struct NodeInput {
   int node = -1;
   std::int64_t first_sample = 0;
-  Tensor<double> input;        // [n, ...]
-  Tensor<double> output_grad;  // [n, ...], gradient of the mean loss (scaled by 1/N)
+  Tensor<double> input;  // [n, ...]
+};
+
+/// Receives the LayerIO of the micro-batches of one run (see layer_io).
+class LayerSink {
+ public:
+  virtual ~LayerSink() = default;
+  /// Starts a new run: forget what the previous run added.
+  virtual void reset() = 0;
+  virtual void add(const LayerIO& io) = 0;
 };
 
 /// The batch mean and unbiased batch variance per channel of one BatchNorm node on one micro-batch.
@@ -130,6 +174,11 @@ class Objective {
   /// otherwise V has the summed size of the listed parameter tensors (in that order) and Y is
   /// the matching diagonal block of C.
   virtual void product(Curvature c, const Matrix& V, Matrix& Y, const std::vector<int>& params = {}) = 0;
+  /// The standard error of v_j^T Y_j, per column j of the last product(): for the Monte Carlo
+  /// Fisher the spread of the sampled labels, sqrt(sum_n Var_y[(d^T J_n v)^2] / (N^2 S)), with
+  /// Var_y estimated from the S draws around the known mean v^T J_n^T Lambda_n J_n v (so S = 1
+  /// works); zeros for exact products.
+  virtual const Vector& product_stderr() const = 0;
 
   /// Replaces the parameters (flat vector, Model order); drops cached activations.
   virtual void set_params(const std::vector<double>& w) = 0;
@@ -145,8 +194,20 @@ class Objective {
   /// Number of primal (forward + backward) passes over micro-batches run so far.
   virtual std::int64_t primal_passes() const = 0;
 
-  /// Calls f for every parameterized node and micro-batch, in a fixed order (sequentially).
-  virtual void layer_io(const std::function<void(const LayerIO&)>& f) = 0;
+  /// K-FAC's passes: for every micro-batch, the primal pass (kept or computed, as for products),
+  /// then one reverse pass per output cotangent u_r (`seeds`, R of them; `samples` and `seed` for
+  /// OutputSeeds::Sampled), each read at every supported linear layer's output. Micro-batches run
+  /// in parallel in runs (as gradient()); a run feeds its micro-batches in order to a sink from
+  /// `make` (after reset()), and finished runs go to `commit` in run order, never concurrently, so
+  /// sums formed by commit are the same for any thread count. Kept passes stay untouched.
+  virtual void layer_io(OutputSeeds seeds, std::int64_t samples, std::uint64_t seed,
+                        const std::function<std::unique_ptr<LayerSink>()>& make,
+                        const std::function<void(LayerSink&)>& commit) = 0;
+
+  /// Calls f with the first input of each node in `nodes` on every micro-batch, micro-batches in
+  /// order and nodes in the given order within one (sequentially; kept passes are reused and stay
+  /// untouched). Used to calibrate activation quantizers.
+  virtual void node_inputs(const std::vector<int>& nodes, const std::function<void(const NodeInput&)>& f) = 0;
 
   /// Batch statistics of the BatchNorm nodes in training mode (ops that mix the batch), as the
   /// last primal pass of each micro-batch computed them: one entry per micro-batch (in sample

@@ -164,7 +164,8 @@ void GraphExecutor<T>::forward(Pass<T>& p, std::int64_t first, std::int64_t coun
 }
 
 template <class T>
-void GraphExecutor<T>::backward(Pass<T>& p, const ParamSink<T>* sink, bool keep_grads) const {
+void GraphExecutor<T>::backward(Pass<T>& p, const ParamSink<T>* sink, bool keep_grads,
+                                const std::vector<bool>* keep) const {
   const bool node_grads = !p.has_grad;
   if (!node_grads && !sink) return;
   const auto& vals = m_model.values();
@@ -197,7 +198,7 @@ void GraphExecutor<T>::backward(Pass<T>& p, const ParamSink<T>* sink, bool keep_
     }
     // The gradient of this node's output is complete and consumed: keep it only for a Hessian
     // product that reads it.
-    if (node_grads && !(keep_grads && m_keep_grad[i])) p.grads[n.output].clear();
+    if (node_grads && !(keep_grads && m_keep_grad[i]) && !(keep && (*keep)[n.output])) p.grads[n.output].clear();
   }
   if (node_grads && keep_grads) p.has_grad = true;
 }

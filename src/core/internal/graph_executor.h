@@ -56,7 +56,9 @@ class GraphExecutor {
   /// set); every other one is freed as soon as its node
   /// has run, which bounds the gradient's memory by the reverse sweep's frontier, as in PyTorch
   /// (the output gradient too: reseed it to run again).
-  void backward(Pass<T>& p, const ParamSink<T>* sink, bool keep_grads = true) const;
+  /// `keep` (by value id, optional): activation gradients to keep as well, whatever keep_grads.
+  void backward(Pass<T>& p, const ParamSink<T>* sink, bool keep_grads = true,
+                const std::vector<bool>* keep = nullptr) const;
 
   /// Which values depend on the parameters that have tangents (ptan[i] not empty).
   std::vector<bool> tangent_dependence(const std::vector<Tensor<T>>& ptan) const;

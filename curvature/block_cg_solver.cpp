@@ -1,0 +1,87 @@
+#include "curvature/block_cg_solver.h"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+namespace curv {
+
+namespace {
+
+// C restricted to its diagonal blocks, column by column: a column is nonzero on one block only
+// (CG keeps each block's vectors on its block), and its product is read on that block.
+class BlockMaskedOperator final : public LinearOperator {
+ public:
+  BlockMaskedOperator(const LinearOperator& C, const std::vector<std::pair<Index, Index>>& blocks)
+      : m_C(C), m_blocks(blocks) {}
+  Index rows() const override { return m_C.rows(); }
+  void apply(const Matrix& X, Matrix& Y) const override {
+    count_products(X.cols());
+    Matrix CX;
+    m_C.apply(X, CX);  // one pass for every block's direction
+    Y = Matrix::Zero(X.rows(), X.cols());
+    for (Index j = 0; j < X.cols(); ++j) {
+      for (const auto& [off, size] : m_blocks)
+        if (!X.col(j).segment(off, size).isZero(0)) {
+          Y.col(j).segment(off, size) = CX.col(j).segment(off, size);
+          break;
+        }
+    }
+  }
+
+ private:
+  const LinearOperator& m_C;
+  const std::vector<std::pair<Index, Index>>& m_blocks;
+};
+
+}  // namespace
+
+BlockCgSolver::BlockCgSolver(const LinearOperator& C, std::vector<std::pair<Index, Index>> blocks, CgOptions options,
+                             const LinearOperator* preconditioner)
+    : m_C(C), m_blocks(std::move(blocks)), m_options(options), m_M(preconditioner) {
+  if (m_blocks.empty()) throw std::invalid_argument("block CG: no blocks");
+  std::vector<std::pair<Index, Index>> sorted = m_blocks;
+  std::sort(sorted.begin(), sorted.end());
+  Index end = 0;
+  for (const auto& [off, size] : sorted) {
+    if (off < end || size < 1 || off + size > C.rows())
+      throw std::invalid_argument("block CG: block (offset " + std::to_string(off) + ", size " + std::to_string(size) +
+                                  ") overlaps another or leaves the " + std::to_string(C.rows()) + " rows");
+    end = off + size;
+  }
+  CgSolver check(C, options, preconditioner);  // validates the options
+}
+
+BlockCgSolver::Index BlockCgSolver::compute(const Vector& b) {
+  if (b.size() != m_C.rows())
+    throw std::invalid_argument("block CG: right-hand side has " + std::to_string(b.size()) + " rows, expected " +
+                                std::to_string(m_C.rows()));
+  const Index L = Index(m_blocks.size());
+  Matrix B = Matrix::Zero(b.size(), L);
+  for (Index l = 0; l < L; ++l) B.col(l).segment(m_blocks[l].first, m_blocks[l].second) = b.segment(m_blocks[l].first, m_blocks[l].second);
+  BlockMaskedOperator D(m_C, m_blocks);
+  CgSolver cg(D, m_options, m_M);
+  m_iterations = cg.compute(B);
+  m_info = cg.info();
+  m_operations = cg.num_operations();
+  m_x = cg.solution().rowwise().sum();
+  m_block_residuals = cg.residuals();
+  m_history = cg.residual_history();
+  m_block_iterations.assign(L, 0);
+  for (Index l = 0; l < L; ++l) {
+    Index it = 0;
+    while (it + 1 < m_history.rows() && m_history(it + 1, l) != m_history(it, l)) ++it;
+    m_block_iterations[l] = it;
+  }
+  double num = 0;
+  for (Index l = 0; l < L; ++l) {
+    const double bl = b.segment(m_blocks[l].first, m_blocks[l].second).norm();
+    num += std::pow(m_block_residuals[l] * bl, 2);
+  }
+  const double bn = b.norm();
+  m_residual = bn > 0 ? std::sqrt(num) / bn : 0.0;
+  return m_iterations;
+}
+
+}  // namespace curv

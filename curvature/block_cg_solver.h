@@ -1,0 +1,67 @@
+#pragma once
+/// \file block_cg_solver.h
+/// Block-diagonal conjugate gradients (Zhang et al. 2017, block-diagonal Hessian-free): one CG per
+/// parameter block on its diagonal block,
+///     (C_ll + lambda I) x_l = b_l   for every block l,   x = [x_1; ...; x_L],
+/// all blocks advancing in lockstep. Every iteration is ONE block apply of C on the L (active)
+/// block directions, each zero outside its block, so one primal pass of the model serves all
+/// blocks; the output of column l is read on block l only, which is exactly C_ll p_l. Each block
+/// has its own step sizes and stops at its own ||r_l|| <= rtol ||b_l||.
+///
+/// Costs per iteration: L operator columns (one pass with L directions) where full CG spends 1;
+/// a K-FAC or Jacobi preconditioner is block-diagonal already and applies per column.
+///
+/// Status and residuals as CgSolver (cg_solver.h): per block residual_history() columns, and
+/// residual() = ||(D + lambda I) x - b|| / ||b||, D = blockdiag(C_ll), from the true per-block
+/// residuals.
+///
+/// REQUIRES: blocks are disjoint row ranges (offset, size) of C covering any subset of its rows
+/// (rows outside every block get x = 0); a preconditioner must be block-diagonal on the same
+/// blocks (Jacobi, or K-FAC with blocks = its layers). Non-owning; not thread-safe.
+#include <utility>
+#include <vector>
+
+#include "curvature/cg_solver.h"
+
+namespace curv {
+
+class BlockCgSolver {
+ public:
+  using Index = LinearOperator::Index;
+  using Vector = LinearOperator::Vector;
+  using Matrix = LinearOperator::Matrix;
+
+  BlockCgSolver(const LinearOperator& C, std::vector<std::pair<Index, Index>> blocks, CgOptions options = {},
+                const LinearOperator* preconditioner = nullptr);
+
+  /// Solves for one right-hand side b (rows == C.rows()). Returns the iterations (lockstep steps).
+  Index compute(const Vector& b);
+  CompInfo info() const { return m_info; }
+
+  const Vector& solution() const { return m_x; }
+  /// ||(D + lambda I) x - b|| / ||b||.
+  double residual() const { return m_residual; }
+  /// Per block: true relative residual ||(C_ll + lambda I) x_l - b_l|| / ||b_l||.
+  const Vector& block_residuals() const { return m_block_residuals; }
+  /// Per block: iterations until it converged (or stopped).
+  const std::vector<Index>& block_iterations() const { return m_block_iterations; }
+  /// [iterations + 1, L] relative recursive residuals per block.
+  const Matrix& residual_history() const { return m_history; }
+  Index num_iterations() const { return m_iterations; }
+  std::int64_t num_operations() const { return m_operations; }
+
+ private:
+  const LinearOperator& m_C;
+  std::vector<std::pair<Index, Index>> m_blocks;
+  CgOptions m_options;
+  const LinearOperator* m_M;
+  CompInfo m_info = CompInfo::NotComputed;
+  Vector m_x, m_block_residuals;
+  Matrix m_history;
+  double m_residual = 0;
+  std::vector<Index> m_block_iterations;
+  Index m_iterations = 0;
+  std::int64_t m_operations = 0;
+};
+
+}  // namespace curv

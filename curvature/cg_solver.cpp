@@ -1,0 +1,123 @@
+#include "curvature/cg_solver.h"
+
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+namespace curv {
+
+CgSolver::CgSolver(const LinearOperator& C, CgOptions options, const LinearOperator* preconditioner)
+    : m_C(C), m_M(preconditioner), m_options(options) {
+  if (!(options.damping >= 0) || !std::isfinite(options.damping))
+    throw std::invalid_argument("CG: damping (= " + std::to_string(options.damping) + ") must be >= 0 and finite");
+  if (!(options.rtol > 0 && options.rtol < 1))
+    throw std::invalid_argument("CG: rtol (= " + std::to_string(options.rtol) + ") must be in (0, 1)");
+  if (options.max_iters < 1)
+    throw std::invalid_argument("CG: max_iters (= " + std::to_string(options.max_iters) + ") must be >= 1");
+  if (m_M && m_M->rows() != C.rows())
+    throw std::invalid_argument("CG: preconditioner has " + std::to_string(m_M->rows()) + " rows, the operator " +
+                                std::to_string(C.rows()));
+}
+
+void CgSolver::apply_damped(const Matrix& X, Matrix& Y) {
+  m_C.apply(X, Y);
+  m_operations += X.cols();
+  if (m_options.damping != 0) Y.noalias() += m_options.damping * X;
+}
+
+CgSolver::Index CgSolver::compute(const Matrix& B) {
+  if (B.rows() != m_C.rows())
+    throw std::invalid_argument("CG: right-hand side has " + std::to_string(B.rows()) + " rows, expected " +
+                                std::to_string(m_C.rows()));
+  const Index n = B.rows(), k = B.cols();
+  m_operations = m_prec_operations = 0;
+  m_iterations = 0;
+  m_info = CompInfo::Successful;
+  m_x = Matrix::Zero(n, k);
+  Vector bnorm(k);
+  for (Index j = 0; j < k; ++j) bnorm[j] = B.col(j).norm();
+  Matrix R = B, Z, P, Q;
+  auto precondition = [&](const Matrix& In, Matrix& Out) {
+    if (!m_M) {
+      Out = In;
+      return;
+    }
+    m_M->apply(In, Out);
+    m_prec_operations += In.cols();
+  };
+  precondition(R, Z);
+  P = Z;
+  Vector rz(k);
+  for (Index j = 0; j < k; ++j) rz[j] = R.col(j).dot(Z.col(j));
+  std::vector<Index> active;
+  std::vector<double> hist(k, 1.0);
+  std::vector<std::vector<double>> rows{hist};
+  for (Index j = 0; j < k; ++j)
+    if (bnorm[j] > 0)
+      active.push_back(j);
+    else
+      hist[j] = 0;
+  rows[0] = hist;
+  bool broke = false, nan = false;
+  while (!active.empty() && m_iterations < m_options.max_iters) {
+    // One block apply over the active columns.
+    Matrix Pa(n, Index(active.size()));
+    for (size_t a = 0; a < active.size(); ++a) Pa.col(a) = P.col(active[a]);
+    apply_damped(Pa, Q);
+    ++m_iterations;
+    std::vector<Index> still;
+    Matrix Ra(n, Index(active.size())), Za;
+    for (size_t a = 0; a < active.size(); ++a) {
+      const Index j = active[a];
+      const double pq = P.col(j).dot(Q.col(a));
+      if (!std::isfinite(pq)) {
+        nan = true;
+        continue;
+      }
+      if (pq <= 0) {  // not positive definite along p
+        broke = true;
+        continue;
+      }
+      const double alpha = rz[j] / pq;
+      m_x.col(j) += alpha * P.col(j);
+      R.col(j) -= alpha * Q.col(a);
+      hist[j] = R.col(j).norm() / bnorm[j];
+      if (!std::isfinite(hist[j])) {
+        nan = true;
+        continue;
+      }
+      if (hist[j] > m_options.rtol) still.push_back(j);
+    }
+    rows.push_back(hist);
+    if (!still.empty()) {
+      Ra.resize(n, Index(still.size()));
+      for (size_t a = 0; a < still.size(); ++a) Ra.col(a) = R.col(still[a]);
+      precondition(Ra, Za);
+      for (size_t a = 0; a < still.size(); ++a) {
+        const Index j = still[a];
+        const double rz_new = Ra.col(a).dot(Za.col(a));
+        const double beta = rz_new / rz[j];
+        rz[j] = rz_new;
+        P.col(j) = Za.col(a) + beta * P.col(j);
+      }
+    }
+    active = std::move(still);
+  }
+  m_history.resize(Index(rows.size()), k);
+  for (size_t i = 0; i < rows.size(); ++i)
+    for (Index j = 0; j < k; ++j) m_history(Index(i), j) = rows[i][j];
+  // True residuals with one more apply.
+  Matrix AX;
+  apply_damped(m_x, AX);
+  m_residuals.resize(k);
+  for (Index j = 0; j < k; ++j) m_residuals[j] = bnorm[j] > 0 ? (AX.col(j) - B.col(j)).norm() / bnorm[j] : 0.0;
+  if (nan || !m_residuals.allFinite())
+    m_info = CompInfo::NumericalIssue;
+  else if (broke)
+    m_info = CompInfo::NumericalIssue;
+  else if (!active.empty())
+    m_info = CompInfo::NotConverging;
+  return m_iterations;
+}
+
+}  // namespace curv

@@ -1,0 +1,357 @@
+// Inverse-curvature solvers in float64 against dense LDLT solves of the same damped matrices on
+// tiny networks: CG and PCG (Jacobi from a Hutchinson diagonal, K-FAC), several right-hand sides,
+// block-diagonal CG against the dense block-diagonal solve, the Woodbury inverse against the dense
+// inverse, statuses (breakdown, iteration cap), and 1 vs 2 threads.
+#include <doctest/doctest.h>
+#include <tbb/global_control.h>
+
+#include <Eigen/Cholesky>
+#include <Eigen/Eigenvalues>
+#include <random>
+
+#include "curvature/block_cg_solver.h"
+#include "curvature/cg_solver.h"
+#include "curvature/damped_solve.h"
+#include "curvature/curvature_operator.h"
+#include "curvature/hutchinson_diagonal.h"
+#include "curvature/kfac_operator.h"
+#include "curvature/woodbury_inverse.h"
+#include "src/core/builder.h"
+
+using namespace curv;
+using Matrix = Eigen::MatrixXd;
+using Vector = Eigen::VectorXd;
+
+namespace {
+
+constexpr double kSolveTol = 1e-8;  // relative error of a solution against the dense LDLT solve
+constexpr double kRtol = 1e-12;     // CG stopping tolerance in these tests
+
+Dataset make_data(const Shape& sample, std::int64_t n, std::int64_t classes, std::uint64_t seed, bool regression) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  Dataset d;
+  d.source = "synthetic";
+  d.sample_shape = sample;
+  d.x.resize(n * numel(sample));
+  for (auto& v : d.x) v = nd(rng);
+  if (regression) {
+    d.target_shape = {classes};
+    d.targets.resize(n * classes);
+    for (auto& v : d.targets) v = nd(rng);
+  } else {
+    for (std::int64_t i = 0; i < n; ++i) d.labels.push_back(static_cast<std::int64_t>(rng() % classes));
+  }
+  return d;
+}
+
+ObjectiveOptions f64() {
+  ObjectiveOptions o;
+  o.precision = Precision::Float64;
+  o.micro_batch = 3;
+  o.fisher_samples = 2;
+  return o;
+}
+
+Model mlp(std::uint64_t seed) {
+  ModelBuilder b({5}, seed);
+  int x = b.unary(b.linear(b.input(), 4, "fc1"), UnaryKind::Tanh);
+  return b.finish(b.linear(x, 3, "fc2"));
+}
+
+Model cnn(std::uint64_t seed) {
+  ModelBuilder b({2, 5, 5}, seed);
+  int x = b.unary(b.conv(b.input(), 3, 3, 2, 1, "conv1"), UnaryKind::Tanh);
+  return b.finish(b.linear(b.flatten(x), 3, "fc"));
+}
+
+double rel(const Matrix& a, const Matrix& b) { return (a - b).norm() / std::max(b.norm(), 1e-300); }
+
+Matrix dense(const LinearOperator& op) {
+  Matrix Y;
+  op.apply(Matrix::Identity(op.rows(), op.rows()), Y);
+  return 0.5 * (Y + Y.transpose());
+}
+
+// Damping that makes C + lambda I safely positive definite (C may be an indefinite Hessian).
+double safe_damping(const Matrix& C) {
+  Eigen::SelfAdjointEigenSolver<Matrix> es(C);
+  return std::max(0.0, -es.eigenvalues().minCoeff()) + 0.05 * es.eigenvalues().maxCoeff();
+}
+
+Vector dense_solve(const Matrix& C, double lambda, const Vector& b) {
+  return (C + lambda * Matrix::Identity(C.rows(), C.rows())).ldlt().solve(b);
+}
+
+}  // namespace
+
+TEST_CASE("CG equals the dense LDLT solve for the Hessian, GGN, Fisher and empirical Fisher") {
+  for (bool conv : {false, true}) {
+    Model m = conv ? cnn(1) : mlp(1);
+    Dataset d = conv ? make_data({2, 5, 5}, 7, 3, 2, false) : make_data({5}, 7, 3, 2, false);
+    auto obj = Objective::create(m, d, f64());
+    Vector g;
+    obj->gradient(g);
+    for (auto kind : {Curvature::Hessian, Curvature::GGN, Curvature::Fisher, Curvature::EmpiricalFisher}) {
+      CurvatureOperator C(*obj, kind);
+      const Matrix Cd = dense(C);
+      const double lambda = safe_damping(Cd);
+      CgOptions o;
+      o.damping = lambda;
+      o.rtol = kRtol;
+      o.max_iters = 10 * C.rows();
+      CgSolver cg(C, o);
+      cg.compute(g);
+      const Vector x = dense_solve(Cd, lambda, g);
+      INFO(curvature_name(kind), (conv ? " CNN" : " MLP"), ": rel err ", rel(cg.solution(), x), " after ",
+           cg.num_iterations(), " iterations");
+      CHECK(cg.info() == CompInfo::Successful);
+      CHECK(rel(cg.solution(), x) < kSolveTol);
+      CHECK(cg.residuals()[0] < 1e-10);
+      CHECK(cg.num_operations() == cg.num_iterations() + 1);  // one per iteration, one for the residual
+      CHECK(cg.residual_history().rows() == cg.num_iterations() + 1);
+    }
+  }
+}
+
+TEST_CASE("PCG with Jacobi (Hutchinson diagonal) and K-FAC preconditioners equals the dense solve") {
+  Model m = cnn(3);
+  Dataset d = make_data({2, 5, 5}, 6, 3, 4, false);
+  auto obj = Objective::create(m, d, f64());
+  Vector g;
+  obj->gradient(g);
+  CurvatureOperator C(*obj, Curvature::GGN);
+  const Matrix Cd = dense(C);
+  const double lambda = 1e-2;
+  const Vector x = dense_solve(Cd, lambda, g);
+  CgOptions o;
+  o.damping = lambda;
+  o.rtol = kRtol;
+  o.max_iters = 10 * C.rows();
+
+  HutchinsonDiagonalOptions ho;
+  ho.probes = 20;
+  HutchinsonDiagonal hd(C, ho);
+  hd.compute();
+  const DiagonalOperator jacobi((hd.estimate().array().max(0.0) + lambda).inverse().matrix());
+  Kfac kfac(*obj);
+  const KfacOperator kinv(kfac, m, {}, KfacOperator::Mode::Inverse, lambda);
+  for (const LinearOperator* M : {static_cast<const LinearOperator*>(&jacobi), static_cast<const LinearOperator*>(&kinv)}) {
+    CgSolver pcg(C, o, M);
+    pcg.compute(g);
+    INFO((M == &jacobi ? "Jacobi" : "K-FAC"), ": rel err ", rel(pcg.solution(), x), " in ", pcg.num_iterations());
+    CHECK(pcg.info() == CompInfo::Successful);
+    CHECK(rel(pcg.solution(), x) < kSolveTol);
+    CHECK(pcg.num_preconditioner_operations() >= pcg.num_iterations());
+  }
+}
+
+TEST_CASE("K-FAC-preconditioned CG solves in one iteration where K-FAC is exact (linear model, MSE)") {
+  ModelBuilder b({6}, 5);
+  Model lin = b.finish(b.linear(b.input(), 3, "fc"));
+  Dataset d = make_data({6}, 9, 3, 6, true);
+  auto obj = Objective::create(lin, d, f64());
+  Vector g;
+  obj->gradient(g);
+  CurvatureOperator C(*obj, Curvature::GGN);
+  Kfac kfac(*obj);
+  const double lambda = 1e-3;
+  const KfacOperator kinv(kfac, lin, {}, KfacOperator::Mode::Inverse, lambda);
+  CgOptions o;
+  o.damping = lambda;
+  o.rtol = 1e-10;
+  CgSolver pcg(C, o, &kinv);
+  pcg.compute(g);
+  CHECK(pcg.info() == CompInfo::Successful);
+  CHECK(pcg.num_iterations() == 1);
+  CHECK(rel(pcg.solution(), dense_solve(dense(C), lambda, g)) < kSolveTol);
+}
+
+TEST_CASE("CG on several right-hand sides in lockstep equals one solve per column") {
+  Model m = mlp(7);
+  Dataset d = make_data({5}, 8, 3, 8, false);
+  auto obj = Objective::create(m, d, f64());
+  CurvatureOperator C(*obj, Curvature::GGN);
+  const Matrix B = Matrix::Random(C.rows(), 3);
+  CgOptions o;
+  o.damping = 0.1;
+  o.rtol = kRtol;
+  CgSolver all(C, o);
+  all.compute(B);
+  CHECK(all.info() == CompInfo::Successful);
+  const Matrix Cd = dense(C);
+  for (int j = 0; j < 3; ++j) {
+    CgSolver one(C, o);
+    one.compute(B.col(j));
+    CHECK(rel(all.solution().col(j), one.solution()) < kSolveTol);
+    CHECK(rel(all.solution().col(j), dense_solve(Cd, 0.1, B.col(j))) < kSolveTol);
+  }
+}
+
+TEST_CASE("block-diagonal CG equals the dense block-diagonal solve, plain and K-FAC-preconditioned") {
+  Model m = cnn(9);
+  Dataset d = make_data({2, 5, 5}, 6, 3, 10, false);
+  auto obj = Objective::create(m, d, f64());
+  Vector g;
+  obj->gradient(g);
+  CurvatureOperator C(*obj, Curvature::GGN);
+  const Matrix Cd = dense(C);
+  const double lambda = 1e-2;
+  std::vector<std::pair<Eigen::Index, Eigen::Index>> blocks;
+  Matrix D = Matrix::Zero(Cd.rows(), Cd.cols());
+  for (const auto& blk : m.blocks("layers")) {
+    const Eigen::Index off = m.params()[blk.params[0]].offset;
+    blocks.push_back({off, blk.size});
+    D.block(off, off, blk.size, blk.size) = Cd.block(off, off, blk.size, blk.size);
+  }
+  REQUIRE(blocks.size() == 2);
+  const Vector x = dense_solve(D, lambda, g);
+  CgOptions o;
+  o.damping = lambda;
+  o.rtol = kRtol;
+  o.max_iters = 10 * C.rows();
+  Kfac kfac(*obj);
+  const KfacOperator kinv(kfac, m, {}, KfacOperator::Mode::Inverse, lambda);
+  for (const LinearOperator* M : {static_cast<const LinearOperator*>(nullptr), static_cast<const LinearOperator*>(&kinv)}) {
+    C.reset_num_products();
+    BlockCgSolver bcg(C, blocks, o, M);
+    bcg.compute(g);
+    INFO((M ? "K-FAC" : "plain"), ": rel err ", rel(bcg.solution(), x), " in ", bcg.num_iterations());
+    CHECK(bcg.info() == CompInfo::Successful);
+    CHECK(rel(bcg.solution(), x) < kSolveTol);
+    CHECK(bcg.residual() < 1e-10);
+    CHECK(bcg.block_residuals().size() == 2);
+    // Lockstep: at most one pass (with <= L directions) per iteration, plus the residual pass.
+    CHECK(bcg.num_operations() <= 2 * (bcg.num_iterations() + 1));
+    CHECK(C.num_products() == bcg.num_operations());
+    for (auto it : bcg.block_iterations()) CHECK(it <= bcg.num_iterations());
+  }
+}
+
+TEST_CASE("CG statuses: breakdown on an indefinite matrix and NotConverging at the iteration cap") {
+  const DenseOperator indefinite(Matrix(Eigen::Vector2d(1.0, -1.0).asDiagonal()));
+  CgSolver cg(indefinite);
+  cg.compute(Vector::Ones(2));
+  CHECK(cg.info() == CompInfo::NumericalIssue);
+  Matrix A = Matrix::Random(50, 50);
+  const DenseOperator spd(A * A.transpose() + 1e-3 * Matrix::Identity(50, 50));
+  CgOptions o;
+  o.max_iters = 2;
+  o.rtol = 1e-12;
+  CgSolver capped(spd, o);
+  capped.compute(Vector::Ones(50));
+  CHECK(capped.info() == CompInfo::NotConverging);
+  CHECK(capped.num_iterations() == 2);
+  CHECK(capped.residuals()[0] > 1e-12);
+  CgOptions bad;
+  bad.damping = -1;
+  CHECK_THROWS_WITH_AS(CgSolver(spd, bad), "CG: damping (= -1.000000) must be >= 0 and finite", std::invalid_argument);
+}
+
+TEST_CASE("Woodbury inverse equals the dense inverse of lambda I + (1/m) G G^T, with per-sample gradients") {
+  Model m = mlp(11);
+  Dataset d = make_data({5}, 8, 3, 12, false);
+  const std::int64_t win = 5;
+  const Matrix G = per_sample_gradients(m, d, 2, win, f64());
+  // (1/m) G G^T is the empirical Fisher of those m samples.
+  const Dataset window = d.subset(2, win);
+  auto sub = Objective::create(m, window, f64());
+  CurvatureOperator ef(*sub, Curvature::EmpiricalFisher);
+  CHECK(rel(G * G.transpose() / double(win), dense(ef)) < 1e-12);
+  for (double lambda : {1e-4, 1e-1, 10.0}) {
+    WoodburyInverse W(G, lambda);
+    const Matrix F = lambda * Matrix::Identity(G.rows(), G.rows()) + G * G.transpose() / double(win);
+    const Matrix V = Matrix::Random(G.rows(), 3);
+    Matrix Y;
+    W.apply(V, Y);
+    INFO("damping ", lambda);
+    CHECK(rel(Y, F.ldlt().solve(V)) < kSolveTol);
+    CHECK(rel(F * Y, V) < 1e-9);
+  }
+  CHECK_THROWS_WITH_AS(WoodburyInverse(G, 0.0), "Woodbury inverse: damping (= 0.000000) must be > 0 and finite",
+                       std::invalid_argument);
+}
+
+TEST_CASE("CG and block-CG solutions are identical for 1 and 2 threads") {
+  Model m = cnn(13);
+  Dataset d = make_data({2, 5, 5}, 11, 3, 14, false);
+  Vector x1, x2, y1, y2;
+  for (int threads : {1, 2}) {
+    tbb::global_control gc(tbb::global_control::max_allowed_parallelism, threads);
+    ObjectiveOptions oo = f64();
+    oo.micro_batch = 2;
+    auto obj = Objective::create(m, d, oo);
+    Vector g;
+    obj->gradient(g);
+    CurvatureOperator C(*obj, Curvature::Fisher);
+    CgOptions o;
+    o.damping = 0.01;
+    CgSolver cg(C, o);
+    cg.compute(g);
+    (threads == 1 ? x1 : x2) = cg.solution();
+    BlockCgSolver bcg(C, {{0, 84}, {84, C.rows() - 84}}, o);
+    bcg.compute(g);
+    (threads == 1 ? y1 : y2) = bcg.solution();
+  }
+  CHECK(x1 == x2);
+  CHECK(y1 == y2);
+}
+
+TEST_CASE("damped_solve: every method against its dense oracle, influence scores, option checks") {
+  Model m = mlp(15);
+  Dataset d = make_data({5}, 6, 3, 16, false);
+  const ObjectiveOptions oo = f64();
+  auto obj = Objective::create(m, d, oo);
+  Vector g;
+  obj->gradient(g);
+  CurvatureOperator C(*obj, Curvature::GGN);
+  const Matrix Cd = dense(C);
+  const double lambda = 0.05;
+  DampedSolveOptions o;
+  o.damping = lambda;
+  o.rtol = kRtol;
+  for (auto method : {SolveMethod::Cg, SolveMethod::Pcg, SolveMethod::BlockCg, SolveMethod::Kfac, SolveMethod::Woodbury}) {
+    o.method = method;
+    o.preconditioner = method == SolveMethod::BlockCg ? "none" : "kfac";
+    o.window = d.size();
+    const DampedSolveResult r = damped_solve(*obj, d, g, o, oo);
+    INFO(solve_method_name(method));
+    CHECK(r.info == CompInfo::Successful);
+    Vector expect;
+    if (method == SolveMethod::Cg || method == SolveMethod::Pcg) {
+      expect = dense_solve(Cd, lambda, g);
+    } else if (method == SolveMethod::BlockCg) {
+      Matrix D = Matrix::Zero(Cd.rows(), Cd.cols());
+      for (const auto& blk : m.blocks("layers")) {
+        const Eigen::Index off = m.params()[blk.params[0]].offset;
+        D.block(off, off, blk.size, blk.size) = Cd.block(off, off, blk.size, blk.size);
+      }
+      expect = dense_solve(D, lambda, g);
+      CHECK(r.blocks.size() == 2);
+    } else if (method == SolveMethod::Kfac) {
+      Kfac kfac(*obj);
+      expect = dense_solve(dense(KfacOperator(kfac, m)), lambda, g);
+    } else {
+      const Matrix G = per_sample_gradients(m, d, 0, d.size(), oo);
+      expect = dense_solve(G * G.transpose() / double(d.size()), lambda, g);
+    }
+    CHECK(rel(r.x, expect) < kSolveTol);
+    const double res = (Cd * r.x + lambda * r.x - g).norm() / g.norm();
+    CHECK(std::abs(r.residual - res) <= 1e-8 * std::max(res, 1e-6));
+    CHECK(r.b_dot_x == doctest::Approx(g.dot(r.x)).epsilon(1e-12));
+  }
+  o.method = SolveMethod::Cg;
+  o.influence = true;
+  const DampedSolveResult r = damped_solve(*obj, d, g, o, oo);
+  const Matrix G = per_sample_gradients(m, d, 0, d.size(), oo);
+  CHECK(rel(r.influence, -(G.transpose() * r.x)) < 1e-12);
+  DampedSolveOptions bad;
+  bad.curvature = "hessian";
+  bad.damping = 0;
+  CHECK_THROWS_WITH_AS(validate_damped_solve(bad), "damping must be > 0 for the Hessian, which may be indefinite (got 0)",
+                       std::invalid_argument);
+  bad.curvature = "ggn";
+  CHECK(validate_damped_solve(bad).find("damping 0") == 0);  // a warning, not an error
+  bad.curvature = "empirical-fisher";
+  CHECK_THROWS_AS(validate_damped_solve(bad), std::invalid_argument);
+}
