@@ -60,7 +60,7 @@ def granziol(f):
     r = runs(f)
     full = r["full"]
     lf, mf = full["eigen/values"][0], full["eigen/bottom_values"][0]
-    print(f"full (4096): lambda_max {lf:.4g}, lambda_min {mf:.4g}, loss {full.attrs['loss']:.4f}")
+    print(f"full ({full.attrs['samples']}): lambda_max {lf:.4g}, lambda_min {mf:.4g}, loss {full.attrs['loss']:.4f}")
     print("B      lambda_max mean (std, 3 batches)   ratio to full   |lambda_min| mean (std)   ratio to full")
     bs, excess = [], []
     for b in (32, 64, 128, 256, 512, 1024):

@@ -83,7 +83,9 @@ if phase study; then
 fi
 
 if phase plot; then
-  for n in $NAMES; do $PY tools/plot_study.py docs/studies/$n.json $OUT/$n/$n.h5 --out-dir $IMG; done
+  for n in $NAMES; do  # li's figures are the landscapes below
+    [[ $n == li ]] || $PY tools/plot_study.py docs/studies/$n.json $OUT/$n/$n.h5 --out-dir $IMG
+  done
   if want li; then  # the landscapes themselves (contours and surface, loss clipped at 10 for the colours)
     for r in resnet20-surface resnet20-noskip-surface; do
       $PY tools/plot_landscape.py $OUT/li/li.h5 $IMG/study_li_$r.png --run $r --vmax 10 \
