@@ -145,7 +145,7 @@ StudyReport StudyRunner::run(const StudyObserver& observer) {
     }
     if (!unrefreshed.empty() && since_refresh >= kRefreshFactor * refresh_cost) {
       Timer a;
-      for (const PlannedRun* u : unrefreshed) m_store.append(*u);
+      m_store.append(unrefreshed);  // one copy of F.h5 for all of them
       unrefreshed.clear();
       refresh_cost = a.seconds();
       rep.store_seconds += refresh_cost;
@@ -155,7 +155,7 @@ StudyReport StudyRunner::run(const StudyObserver& observer) {
   }
   // The final F.h5: the runs not yet appended.
   st.reset();
-  for (const PlannedRun* u : unrefreshed) m_store.append(*u);
+  m_store.append(unrefreshed);
   rep.store_seconds += st.seconds();
   rep.seconds = total.seconds();
   rep.load_seconds = m_inputs.load_seconds();

@@ -105,7 +105,8 @@ void StudyStore::assemble(const std::vector<const PlannedRun*>& runs, const Stud
   out.commit();
 }
 
-void StudyStore::append(const PlannedRun& run) {
+void StudyStore::append(const std::vector<const PlannedRun*>& runs) {
+  if (runs.empty()) return;
   AtomicFile out(m_out.string(), m_inputs);
   std::error_code ec;
   fs::copy_file(m_out, out.temp_path(), fs::copy_options::overwrite_existing, ec);
@@ -113,10 +114,12 @@ void StudyStore::append(const PlannedRun& run) {
   {
     // Both files were written by this process (assemble, commit_run).
     h5::Object f = h5::Object::open(out.temp_path(), true, m_out.string(), true);
-    const std::string path = run_path(run).string();
-    const h5::Object src = h5::Object::open(path, false, {}, true);
-    if (f.exists(run.name)) throw std::logic_error(m_out.string() + ": run '" + run.name + "' is already there");
-    src.copy_to(run.name, f, run.name);
+    for (const PlannedRun* run : runs) {
+      const std::string path = run_path(*run).string();
+      const h5::Object src = h5::Object::open(path, false, {}, true);
+      if (f.exists(run->name)) throw std::logic_error(m_out.string() + ": run '" + run->name + "' is already there");
+      src.copy_to(run->name, f, run->name);
+    }
     f.close();
   }
   out.commit();

@@ -70,8 +70,9 @@ class StudyStore {
                   const std::function<void(const h5::Object&)>& write);
   /// Rebuilds F.h5 from the files of the complete runs among `runs`, in that order.
   void assemble(const std::vector<const PlannedRun*>& runs, const StudyHeader& header);
-  /// Copies the (complete) run's group into F.h5. REQUIRES: assemble() ran in this process.
-  void append(const PlannedRun& run);
+  /// Copies the (complete) runs' groups into F.h5: one copy of F.h5 and one atomic commit for
+  /// all of them. REQUIRES: assemble() ran in this process.
+  void append(const std::vector<const PlannedRun*>& runs);
 
  private:
   std::filesystem::path m_out;
