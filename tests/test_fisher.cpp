@@ -11,6 +11,7 @@
 
 #include "src/core/builder.h"
 #include "src/core/objective.h"
+#include "tests/test_util.h"
 
 using namespace curv;
 using Matrix = Eigen::MatrixXd;
@@ -22,23 +23,7 @@ constexpr double kStdErrs = 4.0;   // MC estimate within this many standard erro
 constexpr double kSymTol = 1e-12;  // float64 symmetry
 constexpr double kRankTol = 1e-9;  // relative eigenvalue below which a direction counts as null
 
-Dataset make_data(const Shape& sample, std::int64_t n, std::int64_t classes, std::uint64_t seed, bool regression) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> nd(0.f, 1.f);
-  Dataset d;
-  d.source = "synthetic";
-  d.sample_shape = sample;
-  d.x.resize(n * numel(sample));
-  for (auto& v : d.x) v = nd(rng);
-  if (regression) {
-    d.target_shape = {classes};
-    d.targets.resize(n * classes);
-    for (auto& v : d.targets) v = nd(rng);
-  } else {
-    for (std::int64_t i = 0; i < n; ++i) d.labels.push_back(static_cast<std::int64_t>(rng() % classes));
-  }
-  return d;
-}
+using curv_test::synthetic_data;
 
 Model mlp(std::uint64_t seed) {
   ModelBuilder b({5}, seed);
@@ -104,15 +89,15 @@ void check_converges(const Model& m, const Dataset& d) {
 }  // namespace
 
 TEST_CASE("MC Fisher converges to the exact Fisher (= GGN) within 4 standard errors: cross-entropy and MSE") {
-  check_converges(mlp(1), make_data({5}, 9, 3, 2, false));
-  check_converges(mlp(3), make_data({5}, 9, 3, 4, true));
-  check_converges(cnn(5), make_data({2, 5, 5}, 5, 3, 6, false));
+  check_converges(mlp(1), synthetic_data({5}, 9, 3, 2, false));
+  check_converges(mlp(3), synthetic_data({5}, 9, 3, 4, true));
+  check_converges(cnn(5), synthetic_data({2, 5, 5}, 5, 3, 6, false));
 }
 
 TEST_CASE("MC Fisher is a fixed symmetric PSD matrix of rank at most N S") {
   Model m = mlp(21);
   const std::int64_t N = 4, S = 2;
-  Dataset d = make_data({5}, N, 3, 22, false);
+  Dataset d = synthetic_data({5}, N, 3, 22, false);
   auto obj = Objective::create(m, d, fisher_opts(S, 23));
   const std::int64_t P = obj->num_params();
   Matrix F, F2;
@@ -138,7 +123,7 @@ TEST_CASE("MC Fisher is a fixed symmetric PSD matrix of rank at most N S") {
 
 TEST_CASE("MC Fisher draws do not depend on micro-batches or threads") {
   Model m = cnn(31);
-  Dataset d = make_data({2, 5, 5}, 11, 3, 32, false);
+  Dataset d = synthetic_data({2, 5, 5}, 11, 3, 32, false);
   const Matrix V = random_directions(m.num_params(), 3, 33);
   Matrix Y1, Y2, Y3;
   Vector s1, s2, s3;
@@ -172,7 +157,7 @@ TEST_CASE("curvature names are hessian, ggn, fisher and ef, in both directions")
                        "unknown curvature 'empirical-fisher' (expected hessian, ggn, fisher or ef)",
                        std::invalid_argument);
   Model m = mlp(41);
-  Dataset d = make_data({5}, 3, 3, 42, false);
+  Dataset d = synthetic_data({5}, 3, 3, 42, false);
   CHECK_THROWS_WITH_AS(Objective::create(m, d, fisher_opts(-1, 0)),
                        "objective: fisher_samples must be >= 0 (0: exact Fisher), got -1", std::invalid_argument);
 }

@@ -16,6 +16,7 @@
 #include "curvature/curvature_operator.h"
 #include "src/core/builder.h"
 #include "src/core/loss.h"
+#include "tests/test_util.h"
 
 using namespace curv;
 using Matrix = Eigen::MatrixXd;
@@ -26,23 +27,7 @@ namespace {
 constexpr double kFactorTol = 1e-10;  // factors and K vs their oracles (float64)
 constexpr double kInvTol = 1e-10;     // damped inverse times K + l I vs identity
 
-Dataset make_data(const Shape& sample, std::int64_t n, std::int64_t classes, std::uint64_t seed, bool regression) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> nd(0.f, 1.f);
-  Dataset d;
-  d.source = "synthetic";
-  d.sample_shape = sample;
-  d.x.resize(n * numel(sample));
-  for (auto& v : d.x) v = nd(rng);
-  if (regression) {
-    d.target_shape = {classes};
-    d.targets.resize(n * classes);
-    for (auto& v : d.targets) v = nd(rng);
-  } else {
-    for (std::int64_t i = 0; i < n; ++i) d.labels.push_back(static_cast<std::int64_t>(rng() % classes));
-  }
-  return d;
-}
+using curv_test::synthetic_data;
 
 ObjectiveOptions f64(std::int64_t micro_batch = 2) {
   ObjectiveOptions o;
@@ -162,7 +147,7 @@ Vector sample_x(const Dataset& d, std::int64_t n) {
 
 TEST_CASE("K-FAC factors equal an explicit per-sample computation: MLP, exact, mc and empirical") {
   Model m = mlp(1);
-  Dataset d = make_data({5}, 7, 3, 2, false);
+  Dataset d = synthetic_data({5}, 7, 3, 2, false);
   const Matrix W1 = param_matrix(m, "fc1.weight", 4, 5), W2 = param_matrix(m, "fc2.weight", 3, 4);
   const Matrix b1 = param_matrix(m, "fc1.bias", 4, 1), b2 = param_matrix(m, "fc2.bias", 3, 1);
   check_factors(m, d, [&](std::int64_t n, std::vector<SampleLayer>& layers, Vector& z) {
@@ -181,7 +166,7 @@ TEST_CASE("K-FAC factors equal an explicit per-sample computation: CNN with KFC 
   for (auto [stride, pad] : {std::pair<std::int64_t, std::int64_t>{1, 1}, {2, 0}}) {
     INFO("stride ", stride, ", pad ", pad);
     Model m = cnn(3, stride, pad);
-    Dataset d = make_data({2, 5, 5}, 5, 3, 4, false);
+    Dataset d = synthetic_data({2, 5, 5}, 5, 3, 4, false);
     const std::int64_t Ho = (5 + 2 * pad - 3) / stride + 1, T = Ho * Ho, F = 3 * T;
     const Matrix Wc = param_matrix(m, "conv1.weight", 3, 18), bc = param_matrix(m, "conv1.bias", 3, 1);
     const Matrix Wf = param_matrix(m, "fc.weight", 3, F), bf = param_matrix(m, "fc.bias", 3, 1);
@@ -224,7 +209,7 @@ TEST_CASE("K-FAC equals the exact GGN block for one sample (Gemm and MatMul laye
   x = b.unary(b.linear(x, 4, "fc2"), UnaryKind::Sigmoid);
   Model m = b.finish(b.linear(x, 3, "fc3"));
   for (bool regression : {false, true}) {
-    Dataset one = make_data({5}, 1, 3, 6, regression);
+    Dataset one = synthetic_data({5}, 1, 3, 6, regression);
     auto obj = Objective::create(m, one, f64());
     Kfac kfac(*obj);
     REQUIRE(kfac.num_layers() == 3);
@@ -240,7 +225,7 @@ TEST_CASE("K-FAC equals the exact GGN block for one sample (Gemm and MatMul laye
   // A linear model under MSE: J = I and Lambda = 2/D I, so K = GGN on any number of samples.
   ModelBuilder lb({6}, 7);
   Model lin = lb.finish(lb.linear(lb.input(), 3, "fc"));
-  Dataset d = make_data({6}, 9, 3, 8, true);
+  Dataset d = synthetic_data({6}, 9, 3, 8, true);
   auto obj = Objective::create(lin, d, f64(4));
   Kfac kfac(*obj);
   Matrix G;
@@ -250,7 +235,7 @@ TEST_CASE("K-FAC equals the exact GGN block for one sample (Gemm and MatMul laye
 
 TEST_CASE("K-FAC damped inverses: exact inverts K + l I, factored is the pi-adjusted Kronecker inverse") {
   Model m = cnn(9, 1, 1);
-  Dataset d = make_data({2, 5, 5}, 6, 3, 10, false);
+  Dataset d = synthetic_data({2, 5, 5}, 6, 3, 10, false);
   auto obj = Objective::create(m, d, f64());
   Kfac kfac(*obj);
   for (std::size_t l = 0; l < kfac.num_layers(); ++l) {
@@ -281,7 +266,7 @@ TEST_CASE("K-FAC damped inverses: exact inverts K + l I, factored is the pi-adju
 
 TEST_CASE("K-FAC eigenvalues are the factor eigenvalue products and the trace is tr(A) tr(B)") {
   Model m = mlp(11);
-  Dataset d = make_data({5}, 8, 3, 12, false);
+  Dataset d = synthetic_data({5}, 8, 3, 12, false);
   auto obj = Objective::create(m, d, f64());
   Kfac kfac(*obj);
   for (std::size_t l = 0; l < kfac.num_layers(); ++l) {
@@ -296,7 +281,7 @@ TEST_CASE("K-FAC eigenvalues are the factor eigenvalue products and the trace is
 
 TEST_CASE("K-FAC factors are identical for 1 and 2 threads") {
   Model m = cnn(13, 1, 1);
-  Dataset d = make_data({2, 5, 5}, 11, 3, 14, false);
+  Dataset d = synthetic_data({2, 5, 5}, 11, 3, 14, false);
   std::vector<Matrix> f1, f2;
   for (int threads : {1, 2}) {
     tbb::global_control gc(tbb::global_control::max_allowed_parallelism, threads);
@@ -333,7 +318,7 @@ TEST_CASE("layers K-FAC does not support are named with the reason") {
   ModelBuilder tb({2, 5, 5}, 16);
   int y = tb.batch_norm(tb.conv(tb.input(), 3, 3, 1, 1, "c"), "bn", true, true);
   Model train_bn = tb.finish(tb.linear(tb.flatten(y), 3, "fc"));
-  Dataset d = make_data({2, 5, 5}, 4, 3, 17, false);
+  Dataset d = synthetic_data({2, 5, 5}, 4, 3, 17, false);
   auto obj = Objective::create(train_bn, d, f64());
   CHECK_THROWS_WITH_AS(Kfac{*obj}, doctest::Contains("node 'bn/BatchNormalization' mixes the batch"),
                        std::invalid_argument);
@@ -343,7 +328,7 @@ TEST_CASE("layers K-FAC does not support are named with the reason") {
 
 TEST_CASE("KfacOperator is block-diagonal over the layers, on all parameters or a block, and inverts K + l I") {
   Model m = cnn(17, 2, 1);
-  Dataset d = make_data({2, 5, 5}, 6, 3, 18, false);
+  Dataset d = synthetic_data({2, 5, 5}, 6, 3, 18, false);
   auto obj = Objective::create(m, d, f64());
   Kfac kfac(*obj);
   const std::int64_t P = m.num_params();
@@ -385,7 +370,7 @@ TEST_CASE("KfacOperator is block-diagonal over the layers, on all parameters or 
   ModelBuilder b({4}, 19);
   int x = b.layer_norm(b.linear(b.input(), 4, "fc1"), "ln");
   Model ln = b.finish(b.linear(x, 3, "fc2"));
-  Dataset d2 = make_data({4}, 4, 3, 20, false);
+  Dataset d2 = synthetic_data({4}, 4, 3, 20, false);
   auto obj2 = Objective::create(ln, d2, f64());
   Kfac k2(*obj2);
   CHECK_THROWS_WITH_AS(KfacOperator(k2, ln), doctest::Contains("K-FAC does not cover parameter 'ln.weight': node"),
@@ -394,7 +379,7 @@ TEST_CASE("KfacOperator is block-diagonal over the layers, on all parameters or 
 
 TEST_CASE("K-FAC spectrum: eigenpairs, trace and diagonal from the factors, per layer and whole model") {
   Model m = cnn(21, 1, 1);
-  Dataset d = make_data({2, 5, 5}, 6, 3, 22, false);
+  Dataset d = synthetic_data({2, 5, 5}, 6, 3, 22, false);
   auto obj = Objective::create(m, d, f64());
   Kfac kfac(*obj);
   SpectrumOptions o;
@@ -437,7 +422,7 @@ TEST_CASE("K-FAC spectrum: eigenpairs, trace and diagonal from the factors, per 
 TEST_CASE("K-FAC vs GGN comparison: Frobenius error 0 where K-FAC is exact, within 4 standard errors elsewhere") {
   ModelBuilder lb({6}, 23);
   Model lin = lb.finish(lb.linear(lb.input(), 3, "fc"));
-  Dataset dl = make_data({6}, 9, 3, 24, true);
+  Dataset dl = synthetic_data({6}, 9, 3, 24, true);
   auto ol = Objective::create(lin, dl, f64());
   Kfac kl(*ol);
   SpectrumOptions o;
@@ -450,7 +435,7 @@ TEST_CASE("K-FAC vs GGN comparison: Frobenius error 0 where K-FAC is exact, with
   CHECK(std::get<double>(ea.at("ggn_top")) == doctest::Approx(std::get<double>(ea.at("kfac_top"))).epsilon(1e-8));
 
   Model m = mlp(25);
-  Dataset d = make_data({5}, 10, 3, 26, false);
+  Dataset d = synthetic_data({5}, 10, 3, 26, false);
   auto obj = Objective::create(m, d, f64());
   Kfac kfac(*obj);
   StoreRun run;

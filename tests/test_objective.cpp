@@ -10,6 +10,7 @@
 
 #include "src/core/builder.h"
 #include "src/core/objective.h"
+#include "tests/test_util.h"
 
 using namespace curv;
 using Matrix = Eigen::MatrixXd;
@@ -22,23 +23,7 @@ constexpr double kHessTol = 1e-6;
 constexpr double kSymTol = 1e-12;
 constexpr double kFdStep = 1e-5;
 
-Dataset make_data(const Shape& sample, std::int64_t n, std::int64_t classes, std::uint64_t seed, bool regression = false) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> nd(0.f, 1.f);
-  Dataset d;
-  d.source = "synthetic";
-  d.sample_shape = sample;
-  d.x.resize(n * numel(sample));
-  for (auto& v : d.x) v = nd(rng);
-  if (regression) {
-    d.target_shape = {classes};
-    d.targets.resize(n * classes);
-    for (auto& v : d.targets) v = nd(rng);
-  } else {
-    for (std::int64_t i = 0; i < n; ++i) d.labels.push_back(static_cast<std::int64_t>(rng() % classes));
-  }
-  return d;
-}
+using curv_test::synthetic_data;
 
 Model mlp_tanh(std::uint64_t seed) {
   ModelBuilder b({5}, seed);
@@ -160,32 +145,32 @@ void check_network(const Model& m, const Dataset& d) {
 }  // namespace
 
 TEST_CASE("MLP with tanh: gradient, dense Hessian, GGN (cross-entropy and MSE)") {
-  check_network(mlp_tanh(1), make_data({5}, 7, 3, 2));
-  check_network(mlp_tanh(3), make_data({5}, 7, 3, 4, true));
+  check_network(mlp_tanh(1), synthetic_data({5}, 7, 3, 2));
+  check_network(mlp_tanh(3), synthetic_data({5}, 7, 3, 4, true));
 }
 
 TEST_CASE("CNN with pooling and GELU, with BatchNorm in both modes") {
-  check_network(cnn_gelu(5, false, false), make_data({2, 6, 6}, 5, 3, 6));
-  check_network(cnn_gelu(7, true, false), make_data({2, 6, 6}, 5, 3, 8));
-  check_network(cnn_gelu(9, true, true), make_data({2, 6, 6}, 6, 3, 10));
+  check_network(cnn_gelu(5, false, false), synthetic_data({2, 6, 6}, 5, 3, 6));
+  check_network(cnn_gelu(7, true, false), synthetic_data({2, 6, 6}, 5, 3, 8));
+  check_network(cnn_gelu(9, true, true), synthetic_data({2, 6, 6}, 6, 3, 10));
 }
 
 TEST_CASE("one-block transformer: gradient, dense Hessian, GGN") {
-  check_network(transformer(11), make_data({3, 4}, 5, 3, 12));
-  check_network(transformer(13), make_data({3, 4}, 5, 3, 14, true));
+  check_network(transformer(11), synthetic_data({3, 4}, 5, 3, 12));
+  check_network(transformer(13), synthetic_data({3, 4}, 5, 3, 14, true));
 }
 
 TEST_CASE("Hessian equals GGN for a linear model with MSE") {
   ModelBuilder b({4}, 21);
   Model m = b.finish(b.linear(b.input(), 2, "fc"));
-  Dataset d = make_data({4}, 6, 2, 22, true);
+  Dataset d = synthetic_data({4}, 6, 2, 22, true);
   auto obj = Objective::create(m, d, f64());
   CHECK(rel(dense(*obj, Curvature::Hessian), dense(*obj, Curvature::GGN)) < 1e-13);
 }
 
 TEST_CASE("empirical Fisher equals the mean outer product of per-sample gradients") {
   Model m = mlp_tanh(31);
-  Dataset d = make_data({5}, 6, 3, 32);
+  Dataset d = synthetic_data({5}, 6, 3, 32);
   auto obj = Objective::create(m, d, f64());
   const std::int64_t P = obj->num_params();
   Matrix F = Matrix::Zero(P, P);
@@ -201,7 +186,7 @@ TEST_CASE("empirical Fisher equals the mean outer product of per-sample gradient
 
 TEST_CASE("k-direction products equal k single products and parameter blocks are diagonal blocks") {
   Model m = cnn_gelu(41, true, false);
-  Dataset d = make_data({2, 6, 6}, 7, 3, 42);
+  Dataset d = synthetic_data({2, 6, 6}, 7, 3, 42);
   auto obj = Objective::create(m, d, f64(2));
   const std::int64_t P = obj->num_params();
   std::mt19937_64 rng(43);
@@ -243,7 +228,7 @@ TEST_CASE("k-direction products equal k single products and parameter blocks are
 
 TEST_CASE("results are identical for 1 and 2 threads, in float32 and float64") {
   Model m = cnn_gelu(51, true, true);
-  Dataset d = make_data({2, 6, 6}, 23, 3, 52);
+  Dataset d = synthetic_data({2, 6, 6}, 23, 3, 52);
   for (auto prec : {Precision::Float32, Precision::Float64}) {
     ObjectiveOptions o;
     o.precision = prec;
@@ -272,7 +257,7 @@ TEST_CASE("results are identical for 1 and 2 threads, in float32 and float64") {
 
 TEST_CASE("the primal pass is cached across products and dropped when parameters change") {
   Model m = mlp_tanh(61);
-  Dataset d = make_data({5}, 10, 3, 62);
+  Dataset d = synthetic_data({5}, 10, 3, 62);
   auto obj = Objective::create(m, d, f64(4));  // 3 micro-batches
   Matrix V = Matrix::Ones(obj->num_params(), 2), Y;
   obj->product(Curvature::Hessian, V, Y);
@@ -295,7 +280,7 @@ TEST_CASE("the primal pass is cached across products and dropped when parameters
 
 TEST_CASE("bad calls throw with messages naming tensors and shapes") {
   Model m = mlp_tanh(71);
-  Dataset d = make_data({5}, 4, 3, 72);
+  Dataset d = synthetic_data({5}, 4, 3, 72);
   auto obj = Objective::create(m, d, f64());
   Matrix Y;
   CHECK_THROWS_WITH_AS(obj->product(Curvature::Hessian, Matrix::Ones(7, 1), Y),
@@ -304,7 +289,7 @@ TEST_CASE("bad calls throw with messages naming tensors and shapes") {
   Dataset empty = d.subset(0, 0);
   CHECK_THROWS_WITH_AS(Objective::create(m, empty, f64()), "objective: empty sample set (synthetic)",
                        std::invalid_argument);
-  Dataset wrong = make_data({6}, 4, 3, 73);
+  Dataset wrong = synthetic_data({6}, 4, 3, 73);
   CHECK_THROWS_WITH_AS(Objective::create(m, wrong, f64()),
                        "objective: data samples [6] from synthetic do not fit the model input 'input' [5]",
                        std::invalid_argument);

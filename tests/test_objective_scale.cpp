@@ -15,6 +15,7 @@
 #include "src/core/internal/gemm.h"
 #include "src/core/memory.h"
 #include "src/core/objective.h"
+#include "tests/test_util.h"
 
 using namespace curv;
 using Matrix = Eigen::MatrixXd;
@@ -26,17 +27,7 @@ constexpr double kFdStep = 1e-6;
 constexpr double kFdTol = 1e-6;      // directional derivatives and HVPs vs central differences (float64)
 constexpr double kOracleTol = 1e-12;  // depthwise vs dense convolution (float64)
 
-Dataset make_data(const Shape& sample, std::int64_t n, std::int64_t classes, std::uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> nd(0.f, 1.f);
-  Dataset d;
-  d.source = "synthetic";
-  d.sample_shape = sample;
-  d.x.resize(n * numel(sample));
-  for (auto& v : d.x) v = nd(rng);
-  for (std::int64_t i = 0; i < n; ++i) d.labels.push_back(static_cast<std::int64_t>(rng() % classes));
-  return d;
-}
+using curv_test::synthetic_data;
 
 // torchvision's ResNet-18 at width w instead of 64: 7x7/2 stem, BatchNorm (inference mode, random
 // statistics), 3x3/2 max-pool, four stages of two BasicBlocks (widths w, 2w, 4w, 8w, strides 1, 2,
@@ -208,11 +199,11 @@ double max_diff(const Tensor<double>& a, const Tensor<double>& b) {
 TEST_CASE("ResNet-18-shaped network (width 4): gradient and HVP against finite differences") {
   Model m = resnet18_shaped(4, 3);
   CHECK(m.num_params() > 40000);
-  check_against_finite_differences(m, make_data({3, 32, 32}, 6, 10, 4), 2);
+  check_against_finite_differences(m, synthetic_data({3, 32, 32}, 6, 10, 4), 2);
 }
 
 TEST_CASE("inverted residuals with depthwise convolutions: gradient and HVP against finite differences") {
-  check_against_finite_differences(inverted_residual(5), make_data({3, 12, 12}, 5, 5, 6), 2);
+  check_against_finite_differences(inverted_residual(5), synthetic_data({3, 12, 12}, 5, 5, 6), 2);
 }
 
 TEST_CASE("depthwise convolution equals the dense convolution with block-diagonal weights") {
@@ -356,11 +347,11 @@ TEST_CASE("runs of micro-batches give bitwise identical results for 1, 2 and 4 t
   h = mb.unary(mb.linear(h, 512, "fc2"), UnaryKind::Tanh);
   std::vector<Setup> setups;
   // 40 micro-batches of 2: 16 runs of 2 or 3; then automatic micro-batches of ResNet-18's shape.
-  setups.push_back({"resnet18-shaped, micro-batch 2", resnet18_shaped(4, 12), make_data({3, 32, 32}, 80, 10, 13), 2});
-  setups.push_back({"resnet18-shaped, automatic", resnet18_shaped(8, 14), make_data({3, 32, 32}, 70, 10, 15), 0});
+  setups.push_back({"resnet18-shaped, micro-batch 2", resnet18_shaped(4, 12), synthetic_data({3, 32, 32}, 80, 10, 13), 2});
+  setups.push_back({"resnet18-shaped, automatic", resnet18_shaped(8, 14), synthetic_data({3, 32, 32}, 70, 10, 15), 0});
   // GEMMs of 64 x 256 x 512 and larger: split into blocks inside each micro-batch.
   setups.push_back({"mlp 256-512-512-10, micro-batch 64", mb.finish(mb.linear(h, 10, "fc3")),
-                    make_data({256}, 150, 10, 16), 64});
+                    synthetic_data({256}, 150, 10, 16), 64});
   for (auto& s : setups) {
     ObjectiveOptions o;
     o.micro_batch = s.micro_batch;
@@ -394,7 +385,7 @@ TEST_CASE("runs of micro-batches give bitwise identical results for 1, 2 and 4 t
 
 TEST_CASE("Gauss-Newton and Fisher products need no activation gradients: equal with and without the cache") {
   Model m = resnet18_shaped(4, 17);
-  Dataset d = make_data({3, 32, 32}, 9, 10, 18);
+  Dataset d = synthetic_data({3, 32, 32}, 9, 10, 18);
   ObjectiveOptions o;
   o.micro_batch = 4;
   ObjectiveOptions nc = o;
@@ -420,7 +411,7 @@ TEST_CASE("a gradient on passes kept by a Hessian product equals a fresh gradien
   // The ViT's position embedding and class token enter through Add and Concat, ops whose output
   // gradients Hessian products do not read; the kept pass must still serve its parameters.
   Model m = build_arch("vit", {1, 28, 28}, 10, 26);
-  Dataset d = make_data({1, 28, 28}, 7, 10, 27);
+  Dataset d = synthetic_data({1, 28, 28}, 7, 10, 27);
   ObjectiveOptions o = f64(3);
   Vector fresh, after;
   Objective::create(m, d, o)->gradient(fresh);
@@ -434,7 +425,7 @@ TEST_CASE("a gradient on passes kept by a Hessian product equals a fresh gradien
 
 TEST_CASE("the memory cap holds on a model whose passes do not all fit, and results do not change") {
   Model m = resnet18_shaped(8, 21);
-  Dataset d = make_data({3, 32, 32}, 64, 10, 22);
+  Dataset d = synthetic_data({3, 32, 32}, 64, 10, 22);
   ObjectiveOptions o;
   o.micro_batch = 8;
   const std::int64_t P = m.num_params();

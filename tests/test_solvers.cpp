@@ -17,6 +17,7 @@
 #include "curvature/kfac_operator.h"
 #include "curvature/woodbury_inverse.h"
 #include "src/core/builder.h"
+#include "tests/test_util.h"
 
 using namespace curv;
 using Matrix = Eigen::MatrixXd;
@@ -27,23 +28,7 @@ namespace {
 constexpr double kSolveTol = 1e-8;  // relative error of a solution against the dense LDLT solve
 constexpr double kRtol = 1e-12;     // CG stopping tolerance in these tests
 
-Dataset make_data(const Shape& sample, std::int64_t n, std::int64_t classes, std::uint64_t seed, bool regression) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> nd(0.f, 1.f);
-  Dataset d;
-  d.source = "synthetic";
-  d.sample_shape = sample;
-  d.x.resize(n * numel(sample));
-  for (auto& v : d.x) v = nd(rng);
-  if (regression) {
-    d.target_shape = {classes};
-    d.targets.resize(n * classes);
-    for (auto& v : d.targets) v = nd(rng);
-  } else {
-    for (std::int64_t i = 0; i < n; ++i) d.labels.push_back(static_cast<std::int64_t>(rng() % classes));
-  }
-  return d;
-}
+using curv_test::synthetic_data;
 
 ObjectiveOptions f64() {
   ObjectiveOptions o;
@@ -88,7 +73,7 @@ Vector dense_solve(const Matrix& C, double lambda, const Vector& b) {
 TEST_CASE("CG equals the dense LDLT solve for the Hessian, GGN, Fisher and empirical Fisher") {
   for (bool conv : {false, true}) {
     Model m = conv ? cnn(1) : mlp(1);
-    Dataset d = conv ? make_data({2, 5, 5}, 7, 3, 2, false) : make_data({5}, 7, 3, 2, false);
+    Dataset d = conv ? synthetic_data({2, 5, 5}, 7, 3, 2, false) : synthetic_data({5}, 7, 3, 2, false);
     auto obj = Objective::create(m, d, f64());
     Vector g;
     obj->gradient(g);
@@ -116,7 +101,7 @@ TEST_CASE("CG equals the dense LDLT solve for the Hessian, GGN, Fisher and empir
 
 TEST_CASE("PCG with Jacobi (Hutchinson diagonal) and K-FAC preconditioners equals the dense solve") {
   Model m = cnn(3);
-  Dataset d = make_data({2, 5, 5}, 6, 3, 4, false);
+  Dataset d = synthetic_data({2, 5, 5}, 6, 3, 4, false);
   auto obj = Objective::create(m, d, f64());
   Vector g;
   obj->gradient(g);
@@ -149,7 +134,7 @@ TEST_CASE("PCG with Jacobi (Hutchinson diagonal) and K-FAC preconditioners equal
 TEST_CASE("K-FAC-preconditioned CG solves in one iteration where K-FAC is exact (linear model, MSE)") {
   ModelBuilder b({6}, 5);
   Model lin = b.finish(b.linear(b.input(), 3, "fc"));
-  Dataset d = make_data({6}, 9, 3, 6, true);
+  Dataset d = synthetic_data({6}, 9, 3, 6, true);
   auto obj = Objective::create(lin, d, f64());
   Vector g;
   obj->gradient(g);
@@ -169,7 +154,7 @@ TEST_CASE("K-FAC-preconditioned CG solves in one iteration where K-FAC is exact 
 
 TEST_CASE("CG on several right-hand sides in lockstep equals one solve per column") {
   Model m = mlp(7);
-  Dataset d = make_data({5}, 8, 3, 8, false);
+  Dataset d = synthetic_data({5}, 8, 3, 8, false);
   auto obj = Objective::create(m, d, f64());
   CurvatureOperator C(*obj, Curvature::GGN);
   const Matrix B = Matrix::Random(C.rows(), 3);
@@ -190,7 +175,7 @@ TEST_CASE("CG on several right-hand sides in lockstep equals one solve per colum
 
 TEST_CASE("block-diagonal CG equals the dense block-diagonal solve, plain and K-FAC-preconditioned") {
   Model m = cnn(9);
-  Dataset d = make_data({2, 5, 5}, 6, 3, 10, false);
+  Dataset d = synthetic_data({2, 5, 5}, 6, 3, 10, false);
   auto obj = Objective::create(m, d, f64());
   Vector g;
   obj->gradient(g);
@@ -250,7 +235,7 @@ TEST_CASE("CG statuses: breakdown on an indefinite matrix and NotConverging at t
 
 TEST_CASE("Woodbury inverse equals the dense inverse of lambda I + (1/m) G G^T, with per-sample gradients") {
   Model m = mlp(11);
-  Dataset d = make_data({5}, 8, 3, 12, false);
+  Dataset d = synthetic_data({5}, 8, 3, 12, false);
   const std::int64_t win = 5;
   const Matrix G = per_sample_gradients(m, d, 2, win, f64());
   // (1/m) G G^T is the empirical Fisher of those m samples.
@@ -274,7 +259,7 @@ TEST_CASE("Woodbury inverse equals the dense inverse of lambda I + (1/m) G G^T, 
 
 TEST_CASE("CG and block-CG solutions are identical for 1 and 2 threads") {
   Model m = cnn(13);
-  Dataset d = make_data({2, 5, 5}, 11, 3, 14, false);
+  Dataset d = synthetic_data({2, 5, 5}, 11, 3, 14, false);
   Vector x1, x2, y1, y2;
   for (int threads : {1, 2}) {
     tbb::global_control gc(tbb::global_control::max_allowed_parallelism, threads);
@@ -299,7 +284,7 @@ TEST_CASE("CG and block-CG solutions are identical for 1 and 2 threads") {
 
 TEST_CASE("damped_solve: every method against its dense oracle, influence scores, option checks") {
   Model m = mlp(15);
-  Dataset d = make_data({5}, 6, 3, 16, false);
+  Dataset d = synthetic_data({5}, 6, 3, 16, false);
   const ObjectiveOptions oo = f64();
   auto obj = Objective::create(m, d, oo);
   Vector g;

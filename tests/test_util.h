@@ -1,6 +1,6 @@
 #pragma once
 // Helpers shared by the library tests: scratch folders and files, exception text, bitwise matrix
-// comparison, and matrix oracles with known spectra. (tests/cli_run.h runs the `curv` binary.)
+// comparison, matrix oracles with known spectra, and synthetic datasets. (tests/cli_run.h runs the `curv` binary.)
 #include <unistd.h>
 
 #include <Eigen/Core>
@@ -16,9 +16,32 @@
 #include <random>
 #include <string>
 
+#include "src/core/dataset.h"
+
 namespace curv_test {
 
 namespace fs = std::filesystem;
+
+/// n samples of standard normal inputs of shape `sample` (seeded) with integer labels in
+/// [0, classes), or, for `regression`, standard normal targets of shape [classes].
+inline curv::Dataset synthetic_data(const curv::Shape& sample, std::int64_t n, std::int64_t classes, std::uint64_t seed,
+                                    bool regression = false) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> nd(0.f, 1.f);
+  curv::Dataset d;
+  d.source = "synthetic";
+  d.sample_shape = sample;
+  d.x.resize(n * curv::numel(sample));
+  for (auto& v : d.x) v = nd(rng);
+  if (regression) {
+    d.target_shape = {classes};
+    d.targets.resize(n * classes);
+    for (auto& v : d.targets) v = nd(rng);
+  } else {
+    for (std::int64_t i = 0; i < n; ++i) d.labels.push_back(static_cast<std::int64_t>(rng() % classes));
+  }
+  return d;
+}
 
 /// A scratch folder `<tmp>/curv_test_<tag>_<pid>` (created).
 inline fs::path scratch_dir(const std::string& tag) {
