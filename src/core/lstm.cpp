@@ -15,9 +15,8 @@
 #include <stdexcept>
 
 #include "src/core/internal/gemm.h"
-#include "src/core/internal/op_checks.h"
+#include "src/core/internal/rnn_checks.h"
 #include "src/core/ops.h"
-#include "src/core/size_limits.h"
 
 namespace curv {
 namespace {
@@ -32,10 +31,7 @@ T sig(T x) {
 class LstmOp final : public OpImpl<LstmOp> {
  public:
   LstmOp(std::int64_t hidden, std::string direction) : m_hidden(hidden), m_direction(std::move(direction)) {
-    if (hidden < 1 || hidden > kMaxTensorElements)
-      internal::attr_fail(type(), "hidden_size must be >= 1, got " + std::to_string(hidden));
-    if (m_direction != "forward" && m_direction != "reverse" && m_direction != "bidirectional")
-      internal::attr_fail(type(), "direction must be forward, reverse or bidirectional, got '" + m_direction + "'");
+    internal::check_rnn_attrs(type(), m_hidden, m_direction);
   }
   std::string type() const override { return "LSTM"; }
   OpSpec spec() const override { return OpSpec(type()).set_int("hidden_size", m_hidden).set("direction", m_direction); }
@@ -44,21 +40,7 @@ class LstmOp final : public OpImpl<LstmOp> {
   std::int64_t dirs() const { return m_direction == "bidirectional" ? 2 : 1; }
 
   Shape output_shape(const std::vector<Shape>& in) const override {
-    if (in.size() < 3 || in.size() > 4) throw std::invalid_argument("LSTM: expected inputs X, W, R and optional B");
-    const Shape &x = in[0], &w = in[1], &r = in[2];
-    const std::int64_t D = dirs(), H = m_hidden, G = checked_mul(4, H, "LSTM gates");
-    if (x.size() != 3) throw std::invalid_argument("LSTM: X " + shape_str(x) + " must be [T, B, I]");
-    if (w != Shape{D, G, x[2]})
-      throw std::invalid_argument("LSTM: W " + shape_str(w) + " must be " + shape_str({D, G, x[2]}));
-    if (r != Shape{D, G, H})
-      throw std::invalid_argument("LSTM: R " + shape_str(r) + " must be " + shape_str({D, G, H}));
-    if (in.size() == 4 && in[3] != Shape{D, 2 * G})
-      throw std::invalid_argument("LSTM: B " + shape_str(in[3]) + " must be " + shape_str({D, 2 * G}));
-    if (x[0] < 1) throw std::invalid_argument("LSTM: X " + shape_str(x) + " has no time steps");
-    const Shape out{x[0], D, x[1], H};
-    checked_numel(out, "LSTM: output");
-    checked_numel({D, x[0], x[1], G}, "LSTM: saved gates");
-    return out;
+    return internal::rnn_output_shape(type(), in, dirs(), m_hidden, 4, 4);  // saves 4H per sample and step
   }
 
   struct Dims {
