@@ -11,6 +11,11 @@ namespace {
 
 constexpr double kRefreshFactor = 100;  // F.h5 refresh at most every 100 refresh durations (1%)
 
+// A commit that failed in the background (StudyStore::finish_commits).
+struct CommitError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
 std::string where(const StudyPlan& plan, const PlannedRun& run) {
   return plan.file.string() + ": " + run.entry + ": run '" + run.name + "': ";
 }
@@ -78,6 +83,12 @@ RunStatus StudyRunner::execute(const PlannedRun& run, const RunProgress& progres
   Timer t;
   RunResult r = kind->execute(run, m_inputs, progress);
   s.seconds = t.seconds();
+  // The previous file's commit ran in the background during this run; its failure is not this run's.
+  try {
+    m_store.finish_commits();
+  } catch (const std::exception& e) {
+    throw CommitError(e.what());
+  }
   AttributeMap attrs;
   attrs["kind"] = run.kind;
   attrs["settings"] = run.settings.dump();
@@ -132,6 +143,8 @@ StudyReport StudyRunner::run(const StudyObserver& observer) {
       rep.store_seconds += t.seconds() - s.seconds;
       since_refresh += t.seconds();
       unrefreshed.push_back(&run);
+    } catch (const CommitError&) {
+      throw;  // an earlier file could not be committed (a full disk): the study stops
     } catch (const std::exception& e) {
       s.state = "failed";
       s.error = where(m_plan, run) + e.what();
@@ -139,6 +152,7 @@ StudyReport StudyRunner::run(const StudyObserver& observer) {
       if (!m_options.keep_going) {
         // F.h5 gets every completed run before the error is reported.
         m_store.assemble(all, header);
+        m_store.finish_commits();
         if (observer) observer({StudyEvent::Type::Done, &s, index, todo, 0});
         throw std::runtime_error(s.error);
       }
@@ -153,9 +167,10 @@ StudyReport StudyRunner::run(const StudyObserver& observer) {
     }
     if (observer) observer({StudyEvent::Type::Done, &s, index, todo, 0});
   }
-  // The final F.h5: the runs not yet appended.
+  // The final F.h5: the runs not yet appended, committed before the study returns.
   st.reset();
   m_store.append(unrefreshed);
+  m_store.finish_commits();
   rep.store_seconds += st.seconds();
   rep.seconds = total.seconds();
   rep.load_seconds = m_inputs.load_seconds();

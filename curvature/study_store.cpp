@@ -3,6 +3,7 @@
 #include <signal.h>
 
 #include <cerrno>
+#include <memory>
 #include <stdexcept>
 #include <system_error>
 
@@ -28,25 +29,40 @@ bool stale_temporary(const std::string& name) {
   return pid > 0 && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH;
 }
 
+// Writes the run file's temporary completely; the caller commits.
+void write_run_temporary(AtomicFile& out, const std::string& path, const std::string& command,
+                         const std::string& group, const AttributeMap& attributes,
+                         const std::function<void(const h5::Object&)>& write) {
+  h5::Object f = h5::Object::create(out.temp_path(), path);
+  write_root_attributes(f, command);
+  h5::Object g = f.create_group(group, true);
+  for (const auto& [name, value] : attributes) std::visit([&](const auto& v) { g.write_attribute(name, v); }, value);
+  if (write) write(g);
+  f.close();
+}
+
 }  // namespace
 
 void write_run_file(const std::string& path, const std::vector<std::string>& inputs, const std::string& command,
                     const std::string& group, const AttributeMap& attributes,
                     const std::function<void(const h5::Object&)>& write) {
   AtomicFile out(path, inputs);
-  {
-    h5::Object f = h5::Object::create(out.temp_path(), path);
-    write_root_attributes(f, command);
-    h5::Object g = f.create_group(group, true);
-    for (const auto& [name, value] : attributes) std::visit([&](const auto& v) { g.write_attribute(name, v); }, value);
-    if (write) write(g);
-    f.close();
-  }
+  write_run_temporary(out, path, command, group, attributes, write);
   out.commit();
 }
 
 StudyStore::StudyStore(fs::path out, std::vector<std::string> inputs)
     : m_out(std::move(out)), m_inputs(std::move(inputs)) {}
+
+StudyStore::~StudyStore() {
+  if (m_commit.valid()) m_commit.wait();
+}
+
+void StudyStore::finish_commits() {
+  if (!m_commit.valid()) return;
+  std::future<void> f = std::move(m_commit);
+  f.get();
+}
 
 fs::path StudyStore::runs_dir() const { return fs::path(m_out.string() + ".runs"); }
 
@@ -80,14 +96,23 @@ void StudyStore::commit_run(const PlannedRun& run, const std::string& command, c
   fs::create_directories(runs_dir(), ec);
   if (ec) throw std::runtime_error(runs_dir().string() + ": cannot create folder (" + ec.message() + ")");
   const fs::path path = run_path(run);
-  write_run_file(path.string(), m_inputs, command, run.name, attributes, write);
+  finish_commits();
+  auto out = std::make_shared<AtomicFile>(path.string(), m_inputs);
+  write_run_temporary(*out, path.string(), command, run.name, attributes, write);
+  commit_in_background(std::move(out));
   m_files.insert(path.filename().string());
 }
 
+void StudyStore::commit_in_background(std::shared_ptr<AtomicFile> file) {
+  // The fsyncs and the rename overlap the next run's computation.
+  m_commit = std::async(std::launch::async, [file = std::move(file)] { file->commit(); });
+}
+
 void StudyStore::assemble(const std::vector<const PlannedRun*>& runs, const StudyHeader& header) {
-  AtomicFile out(m_out.string(), m_inputs);
+  finish_commits();
+  auto out = std::make_shared<AtomicFile>(m_out.string(), m_inputs);
   {
-    h5::Object f = h5::Object::create(out.temp_path(), m_out.string());
+    h5::Object f = h5::Object::create(out->temp_path(), m_out.string());
     write_root_attributes(f, header.command);
     f.write_attribute("study", header.study_text);
     f.write_attribute("study_file", header.study_file);
@@ -102,18 +127,19 @@ void StudyStore::assemble(const std::vector<const PlannedRun*>& runs, const Stud
     }
     f.close();
   }
-  out.commit();
+  commit_in_background(std::move(out));
 }
 
 void StudyStore::append(const std::vector<const PlannedRun*>& runs) {
+  finish_commits();
   if (runs.empty()) return;
-  AtomicFile out(m_out.string(), m_inputs);
+  auto out = std::make_shared<AtomicFile>(m_out.string(), m_inputs);
   std::error_code ec;
-  fs::copy_file(m_out, out.temp_path(), fs::copy_options::overwrite_existing, ec);
+  fs::copy_file(m_out, out->temp_path(), fs::copy_options::overwrite_existing, ec);
   if (ec) throw std::runtime_error(m_out.string() + ": cannot copy to a temporary file (" + ec.message() + ")");
   {
     // Both files were written by this process (assemble, commit_run).
-    h5::Object f = h5::Object::open(out.temp_path(), true, m_out.string(), true);
+    h5::Object f = h5::Object::open(out->temp_path(), true, m_out.string(), true);
     for (const PlannedRun* run : runs) {
       const std::string path = run_path(*run).string();
       const h5::Object src = h5::Object::open(path, false, {}, true);
@@ -122,7 +148,7 @@ void StudyStore::append(const std::vector<const PlannedRun*>& runs) {
     }
     f.close();
   }
-  out.commit();
+  commit_in_background(std::move(out));
 }
 
 }  // namespace curv

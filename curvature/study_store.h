@@ -1,7 +1,7 @@
 #pragma once
 /// \file study_store.h
 /// Where `curv study --out F.h5` keeps its results, so that a kill at any moment (even kill -9)
-/// loses no completed run and never leaves F.h5 unreadable.
+/// loses no committed run and never leaves F.h5 unreadable.
 ///
 ///     F.h5                    the study file: every completed run of the study, one group each
 ///     F.h5.runs/              one file per completed run: <name>.<hash16>.h5 (hash16: the first 16
@@ -17,13 +17,24 @@
 /// reads) and reruns exactly the runs whose <name>.<hash16>.h5 is missing, so an edited study
 /// reruns the runs whose settings changed. Temporaries of killed writers are removed by scan().
 ///
+/// Commits (fsync of the temporary, rename, fsync of the folder: milliseconds of waiting on the
+/// disk) run on a background thread while the next run computes, for run files and for F.h5 alike;
+/// all HDF5 work stays on the calling thread. At most one commit is in flight: the next
+/// commit_run(), append(), assemble(), finish_commits() and the destructor wait for it first, so
+/// every reader of a file sees it committed, and a failed commit is reported (thrown) by the next
+/// of these calls. A run counts as completed once its file is committed: a kill during the few
+/// milliseconds of a commit loses that one run (it is rerun by --resume), as a kill just before it
+/// finished would; F.h5 is then its previous version.
+///
 /// F.h5's root attributes are those of every curv results file (spectra_store.h) plus `study`
 /// (the study file's text), `study_file` and `study_name`; each run group carries `kind`,
 /// `settings` (JSON), `settings_hash` and `entry`, then the kind's own attributes and data.
 /// Not thread-safe.
 #include <filesystem>
 #include <functional>
+#include <future>
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <vector>
@@ -31,6 +42,8 @@
 #include "curvature/run_kind.h"
 
 namespace curv {
+
+class AtomicFile;
 
 /// What F.h5 records about the study.
 struct StudyHeader {
@@ -51,6 +64,10 @@ class StudyStore {
  public:
   /// `out` is F.h5; `inputs` (models, data) are refused as outputs. Creates nothing yet.
   StudyStore(std::filesystem::path out, std::vector<std::string> inputs);
+  /// Waits for the commit in flight (its error, if any, is dropped: call finish_commits() first).
+  ~StudyStore();
+  StudyStore(const StudyStore&) = delete;
+  StudyStore& operator=(const StudyStore&) = delete;
 
   const std::filesystem::path& out() const { return m_out; }
   /// "<out>.runs"
@@ -65,19 +82,25 @@ class StudyStore {
   bool complete(const PlannedRun& run) const;
 
   /// Writes the run's file atomically: root attributes, then group <name> with `attributes`,
-  /// then `write(group)`.
+  /// then `write(group)`; the commit (rename) completes in the background (see above).
   void commit_run(const PlannedRun& run, const std::string& command, const AttributeMap& attributes,
                   const std::function<void(const h5::Object&)>& write);
-  /// Rebuilds F.h5 from the files of the complete runs among `runs`, in that order.
+  /// Rebuilds F.h5 from the files of the complete runs among `runs`, in that order (committed in
+  /// the background).
   void assemble(const std::vector<const PlannedRun*>& runs, const StudyHeader& header);
   /// Copies the (complete) runs' groups into F.h5: one copy of F.h5 and one atomic commit for
-  /// all of them. REQUIRES: assemble() ran in this process.
+  /// all of them, committed in the background. REQUIRES: assemble() ran in this process.
   void append(const std::vector<const PlannedRun*>& runs);
+  /// Waits for the commit in flight; throws its error (std::runtime_error naming the file).
+  void finish_commits();
 
  private:
+  void commit_in_background(std::shared_ptr<AtomicFile> file);
+
   std::filesystem::path m_out;
   std::vector<std::string> m_inputs;
-  std::set<std::string> m_files;  // file names present in runs_dir
+  std::set<std::string> m_files;  // file names present in runs_dir (committed or in flight)
+  std::future<void> m_commit;     // the run-file commit in flight, if valid()
 };
 
 }  // namespace curv

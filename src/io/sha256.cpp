@@ -6,6 +6,12 @@
 #include <stdexcept>
 #include <vector>
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
+#include <immintrin.h>
+#define CURV_SHA_NI 1
+#endif
+
 namespace curv {
 
 namespace {
@@ -22,13 +28,8 @@ constexpr std::array<std::uint32_t, 64> kRound = {
 
 constexpr std::uint32_t rotr(std::uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
 
-}  // namespace
-
-Sha256::Sha256()
-    : m_h{0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19} {}
-
 // FIPS 180-4 section 6.2.2: message schedule W[0..63], then 64 rounds on (a..h).
-void Sha256::block(const std::uint8_t* p) {
+void block_portable(std::array<std::uint32_t, 8>& hs, const std::uint8_t* p) {
   std::uint32_t w[64];
   for (int t = 0; t < 16; ++t)
     w[t] = (std::uint32_t(p[4 * t]) << 24) | (std::uint32_t(p[4 * t + 1]) << 16) | (std::uint32_t(p[4 * t + 2]) << 8) |
@@ -38,7 +39,7 @@ void Sha256::block(const std::uint8_t* p) {
     const std::uint32_t s1 = rotr(w[t - 2], 17) ^ rotr(w[t - 2], 19) ^ (w[t - 2] >> 10);
     w[t] = w[t - 16] + s0 + w[t - 7] + s1;
   }
-  std::uint32_t a = m_h[0], b = m_h[1], c = m_h[2], d = m_h[3], e = m_h[4], f = m_h[5], g = m_h[6], h = m_h[7];
+  std::uint32_t a = hs[0], b = hs[1], c = hs[2], d = hs[3], e = hs[4], f = hs[5], g = hs[6], h = hs[7];
   for (int t = 0; t < 64; ++t) {
     const std::uint32_t S1 = rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25);
     const std::uint32_t ch = (e & f) ^ (~e & g);
@@ -55,14 +56,83 @@ void Sha256::block(const std::uint8_t* p) {
     b = a;
     a = t1 + t2;
   }
-  m_h[0] += a;
-  m_h[1] += b;
-  m_h[2] += c;
-  m_h[3] += d;
-  m_h[4] += e;
-  m_h[5] += f;
-  m_h[6] += g;
-  m_h[7] += h;
+  hs[0] += a;
+  hs[1] += b;
+  hs[2] += c;
+  hs[3] += d;
+  hs[4] += e;
+  hs[5] += f;
+  hs[6] += g;
+  hs[7] += h;
+}
+
+#ifdef CURV_SHA_NI
+// The same compression on the SHA extensions. sha256rnds2 does two rounds on the state held as
+// ABEF and CDGH (A in the highest lane); sha256msg1/msg2 compute the sigma0 and sigma1 terms of
+// the schedule W[t] = sigma1(W[t-2]) + W[t-7] + sigma0(W[t-15]) + W[t-16], four words at a time.
+__attribute__((target("sha,sse4.1,ssse3"))) void blocks_sha_ni(std::array<std::uint32_t, 8>& hs,
+                                                                const std::uint8_t* p, std::size_t n) {
+  const __m128i byte_swap = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
+  __m128i abcd = _mm_loadu_si128(reinterpret_cast<const __m128i*>(hs.data()));  // lanes a b c d
+  __m128i efgh = _mm_loadu_si128(reinterpret_cast<const __m128i*>(hs.data() + 4));
+  abcd = _mm_shuffle_epi32(abcd, 0xB1);                 // b a d c
+  efgh = _mm_shuffle_epi32(efgh, 0x1B);                 // h g f e
+  __m128i abef = _mm_alignr_epi8(abcd, efgh, 8);        // f e b a
+  __m128i cdgh = _mm_blend_epi16(efgh, abcd, 0xF0);     // h g d c
+  for (; n > 0; --n, p += 64) {
+    const __m128i abef_in = abef, cdgh_in = cdgh;
+    __m128i m[4];  // W[4j .. 4j+3] of the last four groups, m[j % 4]
+    for (int j = 0; j < 16; ++j) {
+      if (j < 4) {
+        m[j] = _mm_shuffle_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16 * j)), byte_swap);
+      } else {
+        const __m128i w16 = m[j % 4], w12 = m[(j + 1) % 4], w8 = m[(j + 2) % 4], w4 = m[(j + 3) % 4];
+        const __m128i t = _mm_add_epi32(_mm_sha256msg1_epu32(w16, w12), _mm_alignr_epi8(w4, w8, 4));
+        m[j % 4] = _mm_sha256msg2_epu32(t, w4);
+      }
+      __m128i k = _mm_add_epi32(m[j % 4], _mm_loadu_si128(reinterpret_cast<const __m128i*>(kRound.data() + 4 * j)));
+      cdgh = _mm_sha256rnds2_epu32(cdgh, abef, k);
+      k = _mm_shuffle_epi32(k, 0x0E);
+      abef = _mm_sha256rnds2_epu32(abef, cdgh, k);
+    }
+    abef = _mm_add_epi32(abef, abef_in);
+    cdgh = _mm_add_epi32(cdgh, cdgh_in);
+  }
+  const __m128i abef_r = _mm_shuffle_epi32(abef, 0x1B);  // a b e f
+  const __m128i cdgh_r = _mm_shuffle_epi32(cdgh, 0xB1);  // g h c d
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(hs.data()), _mm_blend_epi16(abef_r, cdgh_r, 0xF0));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(hs.data() + 4), _mm_alignr_epi8(cdgh_r, abef_r, 8));
+}
+
+bool has_sha_ni() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
+  const bool ssse3 = c & (1u << 9), sse41 = c & (1u << 19);
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+  return ssse3 && sse41 && (b & (1u << 29));
+}
+#endif
+
+bool use_sha_ni() {
+#ifdef CURV_SHA_NI
+  static const bool yes = has_sha_ni();
+  return yes;
+#else
+  return false;
+#endif
+}
+
+}  // namespace
+
+Sha256::Sha256(bool portable)
+    : m_h{0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19},
+      m_portable(portable) {}
+
+void Sha256::blocks(const std::uint8_t* p, std::size_t n) {
+#ifdef CURV_SHA_NI
+  if (!m_portable && use_sha_ni()) return blocks_sha_ni(m_h, p, n);
+#endif
+  for (; n > 0; --n, p += 64) block_portable(m_h, p);
 }
 
 void Sha256::update(const void* data, std::size_t size) {
@@ -75,10 +145,12 @@ void Sha256::update(const void* data, std::size_t size) {
     p += take;
     size -= take;
     if (m_buf_len < 64) return;
-    block(m_buf.data());
+    blocks(m_buf.data(), 1);
     m_buf_len = 0;
   }
-  for (; size >= 64; p += 64, size -= 64) block(p);
+  blocks(p, size / 64);
+  p += size / 64 * 64;
+  size %= 64;
   if (size > 0) std::memcpy(m_buf.data(), p, size);
   m_buf_len = size;
 }
