@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <stdexcept>
 
+#include "curvature/study_plan.h"
 #include "fuzz/fuzz_harness.h"
 #include "src/io/checkpoint.h"
 #include "src/io/data_io.h"
@@ -87,10 +88,23 @@ bool checkpoint_target(const std::uint8_t* data, std::size_t size) {
   return true;
 }
 
+// A study file (docs/study.md): parsed, validated, its grids expanded and its runs named and
+// hashed (inputs that exist are hashed; relative paths resolve beside the file), then selected by
+// name patterns as --only does.
+bool study_target(const std::uint8_t* data, std::size_t size) {
+  const std::string file = write_input("study.json", data, size);
+  return guarded(file, [&] {
+    const StudyPlan plan = plan_study(file);
+    if (plan.runs.empty()) return;
+    (void)select_runs(plan, {"*"});
+    (void)select_runs(plan, {plan.runs.front().name});
+  });
+}
+
 }  // namespace
 
 const std::vector<std::string>& target_names() {
-  static const std::vector<std::string> names{"onnx", "npz", "idx", "h5data", "checkpoint"};
+  static const std::vector<std::string> names{"onnx", "npz", "idx", "h5data", "checkpoint", "study"};
   return names;
 }
 
@@ -100,7 +114,8 @@ bool run_target(const std::string& name, const std::uint8_t* data, std::size_t s
   if (name == "h5data") return dataset_target(write_input("input.h5", data, size));
   if (name == "idx") return idx_target(data, size);
   if (name == "checkpoint") return checkpoint_target(data, size);
-  throw std::invalid_argument("fuzz target '" + name + "' does not exist (onnx, npz, idx, h5data, checkpoint)");
+  if (name == "study") return study_target(data, size);
+  throw std::invalid_argument("fuzz target '" + name + "' does not exist (onnx, npz, idx, h5data, checkpoint, study)");
 }
 
 }  // namespace curv::fuzz

@@ -2,7 +2,7 @@
 # Runs the libFuzzer targets of fuzz/ for a while each and prints one summary line per target.
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]     SECONDS per target (default 60); TARGET among
-#                                            onnx npz idx h5data checkpoint (default: all)
+#                                            onnx npz idx h5data checkpoint study (default: all)
 #
 # Builds build-fuzz/ first if needed (clang, -DCURV_FUZZ=ON: ASan + UBSan + coverage). Each target
 # starts from its seed corpus fuzz/corpus/<target>/ plus what earlier runs kept in
@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 SECONDS_PER_TARGET=${1:-60}
 shift || true
-ALL=(onnx npz idx h5data checkpoint)
+ALL=(onnx npz idx h5data checkpoint study)
 TARGETS=("$@")
 ((${#TARGETS[@]})) || TARGETS=("${ALL[@]}")
 BUILD=${CURV_FUZZ_BUILD:-build-fuzz}
@@ -31,6 +31,7 @@ case $OUT in /*) ;; *) OUT=$ROOT/$OUT ;; esac
 max_len() {
   case $1 in
     onnx) echo 32768 ;; checkpoint) echo 49152 ;; h5data) echo 16384 ;; npz) echo 4096 ;; idx) echo 1024 ;;
+    study) echo 4096 ;;
     *) echo "fuzz.sh: unknown target '$1' (expected: ${ALL[*]})" >&2; exit 2 ;;
   esac
 }
@@ -50,7 +51,7 @@ for t in "${TARGETS[@]}"; do
   mkdir -p "$dir/corpus" "$dir/artifacts" "$dir/tmp"
   dict=()
   case $t in onnx) dict=(-dict=fuzz/onnx.dict) ;; npz) dict=(-dict=fuzz/npz.dict) ;;
-    h5data | checkpoint) dict=(-dict=fuzz/h5.dict) ;; esac
+    h5data | checkpoint) dict=(-dict=fuzz/h5.dict) ;; study) dict=(-dict=fuzz/study.dict) ;; esac
   # The first corpus folder receives new interesting inputs; the seeds stay untouched.
   TMPDIR=$dir/tmp "$BUILD/fuzz/fuzz_$t" "${dict[@]}" -fork=1 -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1 \
     -max_total_time="$SECONDS_PER_TARGET" -max_len="$(max_len "$t")" -timeout=20 -rss_limit_mb=2048 -malloc_limit_mb=512 -print_funcs=0 \

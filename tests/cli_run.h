@@ -37,10 +37,12 @@ inline fs::path tmpdir() {
   return d;
 }
 
-/// `curv ARGS` with stdout and stderr captured.
+/// `curv ARGS` with stdout and stderr captured. A run that hangs is killed after 10 minutes
+/// (status 124 or 137), so a hang fails the test instead of stalling the suite.
 inline Run curv(const std::string& args) {
   const fs::path out = tmpdir() / "stdout", err = tmpdir() / "stderr";
-  const std::string cmd = std::string(CURV_BINARY) + " " + args + " >" + out.string() + " 2>" + err.string();
+  const std::string cmd = "timeout -k 10 600 " + std::string(CURV_BINARY) + " " + args + " >" + out.string() +
+                          " 2>" + err.string();
   const int rc = std::system(cmd.c_str());
   Run r;
   r.status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;

@@ -4,6 +4,7 @@
 // the h5py examples of docs/hdf5-schema.md run against the files curv writes.
 #include <doctest/doctest.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -88,6 +89,26 @@ TEST_CASE("bad input: one line naming the file and the problem, exit status 2") 
   CHECK(!fs::exists(conv));
   check_bad("export /nonexistent/model.h5 " + (tmpdir() / "e.onnx").string(), "/nonexistent/model.h5");
   CHECK(!fs::exists(tmpdir() / "e.onnx"));
+}
+
+TEST_CASE("bad input: a device or a FIFO given as a model, plan or study input is refused, not read forever") {
+  // /dev/zero never ends and opening a FIFO with no writer blocks: both used to hang curv.
+  const fs::path fifo = tmpdir() / "model.onnx";
+  fs::remove(fifo);
+  REQUIRE(mkfifo(fifo.c_str(), 0600) == 0);
+  check_bad("info " + fifo.string(), fifo.string() + ": not a regular file");
+  check_bad("info /dev/zero", "/dev/zero: not a regular file");
+  check_bad("spectrum /dev/zero --data fashion-mnist:test --samples 10 --out " + (tmpdir() / "s.h5").string(),
+            "/dev/zero: not a regular file");
+  check_bad("quant eval " + kModel + " --data fashion-mnist:test --samples 10 --plan " + fifo.string(),
+            fifo.string() + ": not a regular file");
+  // A study whose model is a device: the input hashing refuses it.
+  const fs::path study = tmpdir() / "dev.json";
+  std::ofstream(study) << R"({"defaults": {"model": "/dev/zero", "data": "fashion-mnist:test", "samples": 10},
+                             "grids": [{"kind": "spectrum", "axes": {"seed": [1]}}]})";
+  check_bad("study " + study.string() + " --out " + (tmpdir() / "dev.h5").string() + " --dry-run",
+            "/dev/zero: not a regular file");
+  fs::remove(fifo);
 }
 
 TEST_CASE("quant plan, apply and eval: budget respected, applied model evaluates as quant eval says") {

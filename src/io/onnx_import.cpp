@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -344,6 +345,14 @@ bool Importer::try_fold(const std::string& t) {
 }  // namespace onnx_detail
 
 Model import_onnx(const std::string& path, const ImportOptions& opts) {
+  // A device (/dev/zero) would be read forever and a FIFO blocks the open: regular files only,
+  // and no larger than protobuf can parse.
+  std::error_code ec;
+  const auto st = std::filesystem::status(path, ec);
+  if (ec || !std::filesystem::exists(st)) throw std::runtime_error(path + ": no such file or not readable");
+  if (!std::filesystem::is_regular_file(st)) throw std::runtime_error(path + ": not a regular file");
+  if (std::filesystem::file_size(path, ec) >= (std::uintmax_t(1) << 31))
+    throw std::runtime_error(path + ": larger than 2 GB, the limit of an ONNX file without external data");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw std::runtime_error(path + ": no such file or not readable");
   std::stringstream ss;

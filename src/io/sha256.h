@@ -37,8 +37,8 @@ class Sha256 {
 /// Hex digest of a byte string.
 std::string sha256_hex(std::string_view data);
 
-/// Hex digest of a file's contents; std::runtime_error("<path>: cannot open for reading") or
-/// ("<path>: read error").
+/// Hex digest of a regular file's contents; std::runtime_error("<path>: cannot open for reading"),
+/// ("<path>: not a regular file") for devices, FIFOs and folders, or ("<path>: read error").
 std::string sha256_file(const std::string& path);
 
 }  // namespace curv
