@@ -35,5 +35,5 @@ run "sophia k=10 gnb" 1.3 --optimizer sophia --hessian-every 10 --hessian-estima
 run "gam" 3 --momentum 0.9 --gam 0.05
 if [[ $ARCH == lenet ]] && /usr/bin/python3 -c 'import torch' 2>/dev/null; then
   /usr/bin/python3 bench/pytorch_adahessian.py --batch-size "$B" --threads "$T" |
-    /usr/bin/python3 -c 'import json,sys; j=json.load(sys.stdin); print(f"pytorch adahessian (double backward): {j[\"ratio\"]:.2f}x its SGD step")'
+    /usr/bin/python3 -c 'import json,sys; j=json.load(sys.stdin); print("pytorch adahessian (double backward): %.2fx its SGD step" % j["ratio"])'
 fi
