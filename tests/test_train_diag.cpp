@@ -313,6 +313,18 @@ TEST_CASE("Hessian-diagonal optimizer options and state are checked") {
     b.gamma = -1;
   }, "gamma");
   bad([](auto& b) { b.estimator = DiagonalEstimator::GaussNewtonBartlett; }, "gnb is Sophia's");
+  {
+    Dataset reg = rand_data(8, 2);
+    reg.labels.clear();
+    reg.targets.assign(8 * 4, 0.f);
+    reg.target_shape = {4};
+    TrainOptions t;
+    t.diagonal.kind = DiagonalKind::Sophia;
+    t.diagonal.estimator = DiagonalEstimator::GaussNewtonBartlett;
+    CHECK_THROWS_WITH_AS(Trainer(m, reg, nullptr, t), doctest::Contains("regression targets"), std::invalid_argument);
+    t.diagonal.estimator = DiagonalEstimator::Hutchinson;
+    CHECK_NOTHROW(Trainer(m, reg, nullptr, t));
+  }
   DiagonalOptimizer opt(m, o);
   std::vector<double> w = m.flat_params(), g(w.size(), 0.1);
   CHECK_THROWS_AS(opt.step(w, g, 0.1), std::logic_error);  // no diagonal yet

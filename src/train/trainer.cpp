@@ -112,7 +112,12 @@ Trainer::Trainer(const Model& model, const Dataset& train, const Dataset* test, 
     if (n % m_batch_size && lonely(n % m_batch_size)) --m_batches;  // drop the last, lonely batch
   }
   m_optimizer = std::make_unique<Optimizer>(model.num_params(), o.optimizer);
-  if (o.diagonal.kind != DiagonalKind::None) m_diagonal = std::make_unique<DiagonalOptimizer>(model, o.diagonal);
+  if (o.diagonal.kind != DiagonalKind::None) {
+    m_diagonal = std::make_unique<DiagonalOptimizer>(model, o.diagonal);
+    if (o.diagonal.estimator == DiagonalEstimator::GaussNewtonBartlett && !train.classification())
+      throw std::invalid_argument("the Gauss-Newton-Bartlett estimator samples class labels: " + train.source +
+                                  " has regression targets (use the hutchinson estimator)");
+  }
   m_schedule = std::make_unique<LrSchedule>(o.schedule, m_batches, o.epochs * m_batches);
   m_w = model.flat_params();
   m_state.optimizer = optimizer_state_name();
@@ -269,10 +274,12 @@ void Trainer::optimizer_step(const Dataset& batch, const std::vector<double>& g,
   }
   const auto& d = m_options.diagonal;
   if (m_diagonal->refresh_due()) {
+    std::vector<double> at = m_w;  // the gradient passes' weights: q(w) under a weight_transform
+    if (m_options.weight_transform) m_options.weight_transform(at);
     std::vector<double> est =
         d.estimator == DiagonalEstimator::Hutchinson
             ? hutchinson_diagonal(*m_batch_objective, d.seed, m_diagonal->next_draw())
-            : gauss_newton_bartlett_diagonal(m_train_model, m_w, batch, m_options.objective, d.seed,
+            : gauss_newton_bartlett_diagonal(m_train_model, at, batch, m_options.objective, d.seed,
                                              m_diagonal->next_draw());
     double mean = 0;
     for (double x : est) mean += x;

@@ -1,6 +1,8 @@
 #pragma once
 /// \file trainer.h
-/// Mini-batch training of a Model with a first-order optimizer, optionally sharpness-aware:
+/// Mini-batch training of a Model with a first-order optimizer (optimizer.h) or a Hessian-diagonal
+/// one (AdaHessian, Sophia: diagonal_optimizer.h, whose diagonal is estimated on the step's batch at
+/// w with exact Hessian-vector products or sampled-label gradients), optionally sharpness-aware:
 ///
 ///   SAM  (Foret et al. 2021)   e = rho g / ||g||,                 step with grad L(w + e)
 ///   ASAM (Kwon et al. 2021)    e = rho T^2 g / ||T g||, T = |w| + eta (elementwise),
@@ -19,6 +21,10 @@
 ///          step with  g_base + alpha rho f_a
 ///        g_base is g, or SAM/ASAM/GNR's direction when one of them is on as well (the paper's
 ///        "GAM + SAM"). Cost: two gradients and two Hessian-vector products per step.
+///        The authors' code (four gradients) replaces both products by finite differences along
+///        SAM's radius, H(w) g / |g| ~ (grad L(w + r g/|g|) - g) / r, and by default mixes the
+///        gradients with GSAM's surrogate-gap decomposition (grad_beta_*, grad_gamma); neither
+///        approximation is made here.
 ///
 /// g = grad L(w) is the mini-batch gradient of the loss only; weight decay is the optimizer's and
 /// applies at w, never at w + e. BatchNorm layers in training mode use batch statistics in both
