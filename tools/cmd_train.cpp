@@ -1,5 +1,6 @@
-// curv train: mini-batch or full-batch training with SGD/Adam/AdamW, optionally sharpness-aware
-// (SAM, ASAM, GNR), logging curvature over training into the checkpoint's history/ group
+// curv train: mini-batch or full-batch training with SGD/Adam/AdamW or the Hessian-diagonal
+// optimizers AdaHessian and Sophia (src/train/diagonal_optimizer.h), optionally sharpness-aware
+// (SAM, ASAM, GNR, GAM), logging curvature over training into the checkpoint's history/ group
 // (curvature/curvature_probe_monitor.h).
 #include <unistd.h>
 
@@ -41,6 +42,13 @@ struct TrainCli {
   double asam_eta = 0.01;
   double gnr = -1;
   double bn_momentum = 0.1;
+  // AdaHessian / Sophia (0 for hessian_every: the optimizer's default, 1 or 10) and GAM.
+  std::int64_t hessian_every = 0;
+  double hessian_power = 1;
+  std::string hessian_estimator = "hutchinson";
+  bool no_spatial_average = false;
+  double sophia_gamma = 0.01, sophia_rho = 1;
+  double gam = 0, gam_alpha = 1;
   std::string log_curvature;
   std::int64_t curvature_samples = 1000, curvature_top = 0, curvature_probes = 10;
   double curvature_tol = 1e-3;
@@ -73,6 +81,14 @@ void for_each_setting(TrainCli& o, F f) {
   f("asam_eta", "--asam-eta", o.asam_eta);
   f("gnr", "--gnr", o.gnr);
   f("bn_momentum", "--bn-momentum", o.bn_momentum);
+  f("hessian_every", "--hessian-every", o.hessian_every);
+  f("hessian_power", "--hessian-power", o.hessian_power);
+  f("hessian_estimator", "--hessian-estimator", o.hessian_estimator);
+  f("no_spatial_average", "--no-spatial-average", o.no_spatial_average);
+  f("sophia_gamma", "--sophia-gamma", o.sophia_gamma);
+  f("sophia_rho", "--sophia-rho", o.sophia_rho);
+  f("gam", "--gam", o.gam);
+  f("gam_alpha", "--gam-alpha", o.gam_alpha);
   f("no_shuffle", "--no-shuffle", o.no_shuffle);
   f("seed", "--seed", o.run.seed);
   f("relabel", "--relabel", o.run.relabel);
@@ -128,7 +144,8 @@ nlohmann::json curvature_json(const CurvatureRecord& r) {
 
 void register_train(CLI::App& root, int argc, char** argv) {
   auto o = std::make_shared<TrainCli>();
-  auto* app = root.add_subcommand("train", "Train a model (SGD/Adam/AdamW, SAM/ASAM/GNR), logging curvature");
+  auto* app = root.add_subcommand(
+      "train", "Train a model (SGD/Adam/AdamW, AdaHessian, Sophia; SAM/ASAM/GNR, GAM), logging curvature");
   add_run_options(*app, o->run, true);
   app->add_option("--test-data", o->test_data, "Test data, evaluated at the end of every epoch");
   app->add_option("--test-samples", o->test_samples, "Use the first N test samples; 0 = all")
@@ -138,8 +155,11 @@ void register_train(CLI::App& root, int argc, char** argv) {
       ->capture_default_str();
   app->add_option("--batch-size", o->batch_size, "Samples per step, or 'full' for full-batch gradient descent")
       ->capture_default_str();
-  app->add_option("--optimizer", o->optimizer, "sgd, adam or adamw")
-      ->check(CLI::IsMember({"sgd", "adam", "adamw"}))
+  app->add_option("--optimizer", o->optimizer,
+                  "sgd, adam, adamw, adahessian (Yao et al.) or sophia (Liu et al., SophiaG); the last two take "
+                  "--beta1/--beta2/--eps with their papers' defaults (0.9/0.999/1e-4 and 0.965/0.99/1e-12) "
+                  "unless given")
+      ->check(CLI::IsMember({"sgd", "adam", "adamw", "adahessian", "sophia"}))
       ->capture_default_str();
   app->add_option("--lr", o->lr, "Base learning rate")->check(in_range(0, 1e6))->capture_default_str();
   app->add_option("--momentum", o->momentum, "SGD momentum")->check(in_range(0, 1))->capture_default_str();
@@ -170,6 +190,30 @@ void register_train(CLI::App& root, int argc, char** argv) {
       ->check(in_range(0, 1))
       ->capture_default_str();
   app->add_flag("--no-shuffle", o->no_shuffle, "Visit samples in data order every epoch");
+  app->add_option("--hessian-every", o->hessian_every,
+                  "adahessian/sophia: refresh the Hessian diagonal every K steps (default 1 for adahessian, 10 for "
+                  "sophia)")
+      ->check(in_range(1, 1e9));
+  app->add_option("--hessian-power", o->hessian_power, "adahessian: Hessian power k in [0, 1]")
+      ->check(in_range(0, 1))
+      ->capture_default_str();
+  app->add_option("--hessian-estimator", o->hessian_estimator,
+                  "sophia: hutchinson (z . Hz) or gnb (Gauss-Newton-Bartlett, labels sampled from the softmax)")
+      ->check(CLI::IsMember({"hutchinson", "gnb"}))
+      ->capture_default_str();
+  app->add_flag("--no-spatial-average", o->no_spatial_average,
+                "adahessian: do not average the diagonal over convolution kernels");
+  app->add_option("--sophia-gamma", o->sophia_gamma, "sophia: gamma in clip(m / max(gamma h, eps), rho)")
+      ->check(in_range(1e-12, 1e12))
+      ->capture_default_str();
+  app->add_option("--sophia-rho", o->sophia_rho, "sophia: clip threshold rho")
+      ->check(in_range(1e-12, 1e12))
+      ->capture_default_str();
+  app->add_option("--gam", o->gam,
+                  "Gradient-norm-aware minimization (Zhang et al. 2023) with radius RHO: adds ALPHA RHO "
+                  "H(w_a) g_a / |g_a| at w_a = w + RHO Hg/|Hg| (exact Hessian products; combines with --sam)")
+      ->check(in_range(0, 1e6));
+  app->add_option("--gam-alpha", o->gam_alpha, "GAM's penalty weight alpha")->check(in_range(1e-12, 1e6))->capture_default_str();
   app->add_option("--log-curvature", o->log_curvature,
                   "Measure lambda_max, trace and gradient overlap every EVERY[:steps|epochs] (default epochs)");
   app->add_option("--curvature-samples", o->curvature_samples, "Training samples of the fixed curvature subset")
@@ -219,6 +263,24 @@ void register_train(CLI::App& root, int argc, char** argv) {
     if ((o->asam || o->gnr >= 0) && !(o->sam > 0))
       throw std::invalid_argument("--asam and --gnr need --sam RHO > 0");
     if (o->asam && o->gnr >= 0) throw std::invalid_argument("--asam and --gnr exclude each other");
+    if (app->count("--gam") && !(o->gam > 0))
+      throw std::invalid_argument("--gam: rho must be > 0 (got " + std::to_string(o->gam) + ")");
+    const DiagonalKind diag = diagonal_kind(o->optimizer);
+    if (diag == DiagonalKind::None) {
+      for (const char* flag : {"--hessian-every", "--hessian-power", "--hessian-estimator", "--no-spatial-average",
+                               "--sophia-gamma", "--sophia-rho"})
+        if (app->count(flag)) throw std::invalid_argument(std::string(flag) + " applies to --optimizer adahessian or sophia");
+    } else if (!resume) {
+      // The papers' defaults where the Adam-shared options are not given.
+      const bool ada = diag == DiagonalKind::AdaHessian;
+      if (!app->count("--beta1")) o->beta1 = ada ? 0.9 : 0.965;
+      if (!app->count("--beta2")) o->beta2 = ada ? 0.999 : 0.99;
+      if (!app->count("--eps")) o->eps = ada ? 1e-4 : 1e-12;
+      if (o->hessian_every == 0) o->hessian_every = ada ? 1 : 10;
+    }
+    if (diag == DiagonalKind::AdaHessian && o->hessian_estimator != "hutchinson")
+      throw std::invalid_argument("--hessian-estimator gnb is Sophia's; adahessian uses hutchinson");
+    if (o->momentum > 0 && diag != DiagonalKind::None) throw std::invalid_argument("--momentum applies to sgd (use --beta1)");
     if (app->count("--sam") && !(o->sam > 0))
       throw std::invalid_argument("--sam: rho must be > 0 (got " + std::to_string(o->sam) + ")");
 
@@ -239,7 +301,8 @@ void register_train(CLI::App& root, int argc, char** argv) {
     }
     to.seed = o->run.seed;
     to.shuffle = !o->no_shuffle;
-    to.optimizer.kind = parse_optimizer(o->optimizer);
+    to.optimizer.kind = diagonal_kind(o->optimizer) == DiagonalKind::None ? parse_optimizer(o->optimizer)
+                                                                           : OptimizerKind::Adam;
     to.optimizer.momentum = o->momentum;
     to.optimizer.nesterov = o->nesterov;
     to.optimizer.weight_decay = o->weight_decay;
@@ -256,6 +319,24 @@ void register_train(CLI::App& root, int argc, char** argv) {
     to.sharpness.rho = o->sam;
     to.sharpness.eta = o->asam_eta;
     to.sharpness.alpha = o->gnr >= 0 ? o->gnr : 0.5;
+    to.sharpness.gam_rho = o->gam;
+    to.sharpness.gam_alpha = o->gam_alpha;
+    if (diag != DiagonalKind::None) {
+      to.optimizer.kind = OptimizerKind::Adam;  // unused: the diagonal optimizer steps
+      to.diagonal.kind = diag;
+      to.diagonal.beta1 = o->beta1;
+      to.diagonal.beta2 = o->beta2;
+      to.diagonal.eps = o->eps;
+      to.diagonal.weight_decay = o->weight_decay;
+      to.diagonal.hessian_every = std::max<std::int64_t>(o->hessian_every, 1);
+      to.diagonal.hessian_power = o->hessian_power;
+      to.diagonal.spatial_average = !o->no_spatial_average;
+      to.diagonal.gamma = o->sophia_gamma;
+      to.diagonal.clip = o->sophia_rho;
+      to.diagonal.estimator = parse_diagonal_estimator(o->hessian_estimator);
+      to.diagonal.seed = o->run.seed;
+      validate(to.diagonal);
+    }
     to.bn_momentum = o->bn_momentum;
     to.objective = objective_options(o->run);
     to.config = config_json(*o).dump();
@@ -418,6 +499,7 @@ void register_train(CLI::App& root, int argc, char** argv) {
       j["test_loss"] = e.test_loss;
       j["test_accuracy"] = e.test_accuracy;
       j["samples_per_second"] = e.samples_per_second;
+      if (!e.optimizer.empty()) j["optimizer_stats"] = e.optimizer;
     }
     if (!h.curvature.empty()) j["curvature"] = curvature_json(h.curvature.back());
     if (o->run.json) return emit_json(o->run, j);

@@ -11,6 +11,10 @@ Panels:
                    with heavy-ball momentum beta (read from the checkpoint's /train config)
   trace            Hutchinson trace with its standard error band
   overlap          fraction of the gradient in the top-k Hessian eigenspace
+  clip             Sophia: fraction of coordinates whose update was clipped (mean per epoch)
+  diagonal         AdaHessian / Sophia: mean of the Hessian-diagonal estimate at each epoch's last
+                   refresh, and the refreshes per epoch (/history/optimizer)
+The default panels are the first five, plus clip and diagonal when a run has those statistics.
 Needs h5py and matplotlib (Debian: python3-h5py python3-matplotlib).
 """
 import argparse
@@ -23,7 +27,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-PANELS = ("loss", "accuracy", "lambda_max", "trace", "overlap")
+PANELS = ("loss", "accuracy", "lambda_max", "trace", "overlap", "clip", "diagonal")
+DEFAULT_PANELS = PANELS[:5]
 
 
 def read(path):
@@ -37,6 +42,7 @@ def read(path):
         h = f["history"]
         run = {k: h[k][...] for k in h if isinstance(h[k], h5py.Dataset)}
         run["curvature"] = {k: h["curvature"][k][...] for k in h["curvature"]}
+        run["optimizer"] = {k: h["optimizer"][k][...] for k in h["optimizer"]} if "optimizer" in h else {}
         run["steps_per_epoch"] = None
         run["momentum"] = 0.0
         if "train" in f and "config" in f["train"].attrs:
@@ -54,18 +60,25 @@ def main():
     ap.add_argument("runs", nargs="+", help="checkpoints written by curv train")
     ap.add_argument("--out", required=True, help="PNG file")
     ap.add_argument("--labels", help="comma-separated run labels (default: file names)")
-    ap.add_argument("--panels", default=",".join(PANELS), help="comma-separated subset of " + ",".join(PANELS))
+    ap.add_argument("--panels", help="comma-separated subset of " + ",".join(PANELS) + " (default: see above)")
     ap.add_argument("--x", choices=("steps", "epochs"), default="epochs", help="x axis of the curvature panels")
     ap.add_argument("--title", default="")
     a = ap.parse_args()
-    panels = [p for p in a.panels.split(",") if p]
+    runs = [read(p) for p in a.runs]
+    if a.panels:
+        panels = [p for p in a.panels.split(",") if p]
+    else:
+        panels = list(DEFAULT_PANELS)
+        if any("clip_fraction" in r["optimizer"] for r in runs):
+            panels.append("clip")
+        if any("hessian_diag_mean" in r["optimizer"] for r in runs):
+            panels.append("diagonal")
     for p in panels:
         if p not in PANELS:
             sys.exit(f"plot_training.py: unknown panel '{p}' (expected {', '.join(PANELS)})")
     labels = a.labels.split(",") if a.labels else a.runs
     if len(labels) != len(a.runs):
         sys.exit("plot_training.py: --labels needs one label per run")
-    runs = [read(p) for p in a.runs]
 
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -97,14 +110,26 @@ def main():
                 k = cv["top_values"].shape[1] if cv["top_values"].ndim == 2 else 0
                 ax.plot(cx, cv["grad_overlap"], "-", color=c, label=f"{label} (top-{k})")
                 ax.set_ylim(0, 1.02)
+            elif panel == "clip" and "clip_fraction" in run["optimizer"]:
+                ax.plot(run["epoch"], run["optimizer"]["clip_fraction"], "-o", ms=3, color=c, label=label)
+                ax.set_ylim(0, 1.02)
+                ax.set_xlabel("epoch")
+            elif panel == "diagonal" and "hessian_diag_mean" in run["optimizer"]:
+                st = run["optimizer"]
+                n = int(np.nansum(st.get("hessian_refreshes", [np.nan])))
+                ax.plot(run["epoch"], st["hessian_diag_mean"], "-o", ms=3, color=c, label=f"{label} ({n} refreshes)")
+                ax.set_xlabel("epoch")
             if panel in ("lambda_max", "trace", "overlap"):
                 ax.set_xlabel("optimizer step" if a.x == "steps" else "epoch")
         ax.set_title({"loss": "loss", "accuracy": "accuracy", "lambda_max": "top Hessian eigenvalue",
-                      "trace": "Hessian trace (Hutchinson)", "overlap": "gradient in top-k eigenspace"}[panel])
+                      "trace": "Hessian trace (Hutchinson)", "overlap": "gradient in top-k eigenspace",
+                      "clip": "Sophia: clipped updates", "diagonal": "Hessian-diagonal estimate"}[panel])
         ax.set_ylabel({"loss": "loss (mean cross-entropy, nats)", "accuracy": "accuracy (fraction)",
                        "lambda_max": "λ_max (loss / weight²)",
                        "trace": "Tr(H) (loss / weight², ± standard error)",
-                       "overlap": "‖V_kᵀg‖² / ‖g‖² (fraction)"}[panel])
+                       "overlap": "‖V_kᵀg‖² / ‖g‖² (fraction)",
+                       "clip": "clipped coordinates (fraction, mean per step)",
+                       "diagonal": "mean of D^ at the last refresh (loss / weight²)"}[panel])
         if panel == "lambda_max":
             lam = np.concatenate([r["curvature"]["lambda_max"] for r in runs])
             if len(lam) and np.isfinite(lam).any():

@@ -10,6 +10,7 @@
 #include <stdexcept>
 #include <cmath>
 #include <limits>
+#include <set>
 #include <type_traits>
 
 #include "src/io/atomic_file.h"
@@ -146,6 +147,21 @@ void write_train_state(const h5::Object& f, const TrainState& t) {
   write_array(h, "epoch", column(E, &EpochRecord::epoch));
   write_array(h, "step", column(E, &EpochRecord::step));
   for (const auto& c : kEpochF64) write_array(h, c.name, column(E, c.field));
+  // Optimizer statistics by name, one value per epoch (NaN where an epoch has none).
+  std::set<std::string> stat_names;
+  for (const auto& r : E)
+    for (const auto& kv : r.optimizer) stat_names.insert(kv.first);
+  if (!stat_names.empty()) {
+    const h5::Object os = h.create_group("optimizer");
+    for (const auto& n : stat_names) {
+      std::vector<double> v;
+      for (const auto& r : E) {
+        const auto it = r.optimizer.find(n);
+        v.push_back(it == r.optimizer.end() ? std::numeric_limits<double>::quiet_NaN() : it->second);
+      }
+      write_array(os, n, v);
+    }
+  }
 
   const auto& C = t.history.curvature;
   const h5::Object c = h.create_group("curvature");
@@ -294,6 +310,17 @@ static std::optional<TrainState> read_train_state(const std::string& path) {
   series(h, "epoch", ne, E, &EpochRecord::epoch);
   series(h, "step", ne, E, &EpochRecord::step);
   for (const auto& c : kEpochF64) series(h, c.name, ne, E, c.field);
+  if (h.exists("optimizer")) {
+    const h5::Object os = h.open_object("optimizer");
+    for (const auto& n : os.children(kMaxOptimizerStates)) {
+      const auto v = read_array<double>(os, n);
+      if (v.size() != ne)
+        fail(path, "'/history/optimizer/" + n + "' has " + std::to_string(v.size()) + " values, expected " +
+                       std::to_string(ne));
+      for (std::size_t i = 0; i < ne; ++i)
+        if (!std::isnan(v[i])) E[i].optimizer[n] = v[i];
+    }
+  }
 
   if (!h.exists("curvature")) fail(path, "missing group '/history/curvature'");
   const h5::Object c = h.open_object("curvature");

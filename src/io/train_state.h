@@ -22,6 +22,10 @@ struct EpochRecord {
   double test_loss = 0, test_accuracy = 0;
   double seconds = 0;             // wall time of the epoch (training and evaluation)
   double samples_per_second = 0;  // training throughput (steps only)
+  /// Optimizer statistics of the epoch by name (/history/optimizer/NAME; NaN where an epoch has
+  /// none), e.g. AdaHessian's and Sophia's "hessian_refreshes", "hessian_diag_mean" and Sophia's
+  /// "clip_fraction" (mean over the epoch's steps).
+  std::map<std::string, double> optimizer;
 };
 
 /// One curvature measurement on the fixed evaluation subset.

@@ -89,6 +89,10 @@ Trainer::Trainer(const Model& model, const Dataset& train, const Dataset* test, 
     throw std::invalid_argument("SAM radius rho must be > 0 (got " + std::to_string(s.rho) + ")");
   if (!(std::isfinite(s.eta) && s.eta >= 0)) throw std::invalid_argument("ASAM eta must be >= 0");
   if (!(s.alpha >= 0 && s.alpha <= 1)) throw std::invalid_argument("GNR alpha must be in [0, 1]");
+  if (!(std::isfinite(s.gam_rho) && s.gam_rho >= 0))
+    throw std::invalid_argument("GAM radius rho must be >= 0 (got " + std::to_string(s.gam_rho) + ")");
+  if (s.gam_rho > 0 && !(std::isfinite(s.gam_alpha) && s.gam_alpha > 0))
+    throw std::invalid_argument("GAM alpha must be > 0 (got " + std::to_string(s.gam_alpha) + ")");
   if (!(o.bn_momentum >= 0 && o.bn_momentum <= 1))
     throw std::invalid_argument("BatchNorm momentum must be in [0, 1] (got " + std::to_string(o.bn_momentum) + ")");
   // Validates shapes and labels of both sets against the model (no pass is run).
@@ -108,9 +112,19 @@ Trainer::Trainer(const Model& model, const Dataset& train, const Dataset* test, 
     if (n % m_batch_size && lonely(n % m_batch_size)) --m_batches;  // drop the last, lonely batch
   }
   m_optimizer = std::make_unique<Optimizer>(model.num_params(), o.optimizer);
+  if (o.diagonal.kind != DiagonalKind::None) {
+    m_diagonal = std::make_unique<DiagonalOptimizer>(model, o.diagonal);
+    if (o.diagonal.estimator == DiagonalEstimator::GaussNewtonBartlett && !train.classification())
+      throw std::invalid_argument("the Gauss-Newton-Bartlett estimator samples class labels: " + train.source +
+                                  " has regression targets (use the hutchinson estimator)");
+  }
   m_schedule = std::make_unique<LrSchedule>(o.schedule, m_batches, o.epochs * m_batches);
   m_w = model.flat_params();
-  m_state.optimizer = optimizer_name(o.optimizer.kind);
+  m_state.optimizer = optimizer_state_name();
+}
+
+std::string Trainer::optimizer_state_name() const {
+  return m_diagonal ? diagonal_kind_name(m_options.diagonal.kind) : optimizer_name(m_options.optimizer.kind);
 }
 
 Trainer::~Trainer() = default;
@@ -123,10 +137,13 @@ void Trainer::restore(const TrainState& s) {
     throw std::invalid_argument("the checkpoint stopped at step " + std::to_string(s.step) + " after " +
                                 std::to_string(s.epoch) + " epochs, which does not match " +
                                 std::to_string(m_batches) + " batches per epoch (another batch size or data set?)");
-  if (s.optimizer != optimizer_name(m_options.optimizer.kind))
+  if (s.optimizer != optimizer_state_name())
     throw std::invalid_argument("the checkpoint's optimizer state is " + s.optimizer + ", this run uses " +
-                                optimizer_name(m_options.optimizer.kind));
-  m_optimizer->set_state(s.optimizer_state, s.optimizer_steps);
+                                optimizer_state_name());
+  if (m_diagonal)
+    m_diagonal->set_state(s.optimizer_state, s.optimizer_steps);
+  else
+    m_optimizer->set_state(s.optimizer_state, s.optimizer_steps);
   m_state.epoch = s.epoch;
   m_state.step = s.step;
   m_state.history = s.history;
@@ -145,9 +162,9 @@ const Model& Trainer::eval_model() {
 
 TrainState Trainer::state() const {
   TrainState s = m_state;
-  s.optimizer = optimizer_name(m_options.optimizer.kind);
-  s.optimizer_steps = m_optimizer->steps();
-  s.optimizer_state = m_optimizer->state();
+  s.optimizer = optimizer_state_name();
+  s.optimizer_steps = m_diagonal ? m_diagonal->steps() : m_optimizer->steps();
+  s.optimizer_state = m_diagonal ? m_diagonal->state() : m_optimizer->state();
   s.config = m_options.config;
   return s;
 }
@@ -164,7 +181,7 @@ EvalResult Trainer::evaluate(const Dataset& data) {
 }
 
 double Trainer::batch_gradient(const Dataset& batch, const std::vector<double>& w, std::vector<double>& g,
-                               std::vector<BatchNormStats>* bn, EvalResult* eval) {
+                               std::vector<BatchNormStats>* bn, EvalResult* eval, std::unique_ptr<Objective>* keep) {
   if (m_options.weight_transform) {
     std::vector<double> q = w;
     m_options.weight_transform(q);
@@ -180,13 +197,17 @@ double Trainer::batch_gradient(const Dataset& batch, const std::vector<double>& 
   g.assign(gv.data(), gv.data() + gv.size());
   if (eval) *eval = obj->evaluate();
   if (bn) *bn = obj->batch_norm_stats();
+  if (keep) *keep = std::move(obj);
   return loss;
 }
 
 EvalResult Trainer::step_gradient(const Dataset& batch, std::vector<double>& g) {
   std::vector<BatchNormStats> bn;
   EvalResult ev;
-  batch_gradient(batch, m_w, g, &bn, &ev);
+  // The batch's objective at w stays for curvature products (GAM, the Hessian diagonal).
+  const bool keep = m_diagonal || m_options.sharpness.gam_rho > 0;
+  batch_gradient(batch, m_w, g, &bn, &ev, keep ? &m_batch_objective : nullptr);
+  const std::vector<double> g0 = m_options.sharpness.gam_rho > 0 ? g : std::vector<double>();
   const auto& s = m_options.sharpness;
   if (s.kind != SharpnessKind::None) {
     const std::size_t P = m_w.size();
@@ -212,8 +233,63 @@ EvalResult Trainer::step_gradient(const Dataset& batch, std::vector<double>& g) 
     else
       g = std::move(g_adv);
   }
+  if (s.gam_rho > 0) add_gam_term(batch, *m_batch_objective, g0, g);
   update_running_stats(m_train_model, bn, m_options.bn_momentum);
   return ev;
+}
+
+namespace {
+// H v on the objective's batch at its parameters.
+std::vector<double> hessian_times(Objective& obj, const std::vector<double>& v) {
+  const Objective::Matrix V = Eigen::Map<const Eigen::VectorXd>(v.data(), std::int64_t(v.size()));
+  Objective::Matrix Y;
+  obj.product(Curvature::Hessian, V, Y);
+  return std::vector<double>(Y.data(), Y.data() + Y.rows());
+}
+}  // namespace
+
+void Trainer::add_gam_term(const Dataset& batch, Objective& objective, const std::vector<double>& g0,
+                           std::vector<double>& g) {
+  const auto& s = m_options.sharpness;
+  const std::size_t P = m_w.size();
+  // f = H(w) g0 / ||g0||, w_a = w + rho f / ||f||
+  std::vector<double> f = hessian_times(objective, g0);
+  const double gn = norm(g0) + 1e-12;
+  for (double& x : f) x /= gn;
+  const double scale = s.gam_rho / (norm(f) + 1e-12);
+  std::vector<double> w_a(P), g_a;
+  for (std::size_t i = 0; i < P; ++i) w_a[i] = m_w[i] + scale * f[i];
+  std::unique_ptr<Objective> at_a;
+  batch_gradient(batch, w_a, g_a, nullptr, nullptr, &at_a);
+  // f_a = H(w_a) g_a / ||g_a||; step with g + alpha rho f_a
+  const std::vector<double> f_a = hessian_times(*at_a, g_a);
+  const double c = s.gam_alpha * s.gam_rho / (norm(g_a) + 1e-12);
+  for (std::size_t i = 0; i < P; ++i) g[i] += c * f_a[i];
+}
+
+void Trainer::optimizer_step(const Dataset& batch, const std::vector<double>& g, double lr) {
+  if (!m_diagonal) {
+    m_optimizer->step(m_w, g, lr);
+    return;
+  }
+  const auto& d = m_options.diagonal;
+  if (m_diagonal->refresh_due()) {
+    std::vector<double> at = m_w;  // the gradient passes' weights: q(w) under a weight_transform
+    if (m_options.weight_transform) m_options.weight_transform(at);
+    std::vector<double> est =
+        d.estimator == DiagonalEstimator::Hutchinson
+            ? hutchinson_diagonal(*m_batch_objective, d.seed, m_diagonal->next_draw())
+            : gauss_newton_bartlett_diagonal(m_train_model, at, batch, m_options.objective, d.seed,
+                                             m_diagonal->next_draw());
+    double mean = 0;
+    for (double x : est) mean += x;
+    m_epoch_diag_mean = est.empty() ? 0.0 : mean / double(est.size());
+    m_diagonal->refresh(std::move(est));
+    ++m_epoch_refreshes;
+  }
+  m_diagonal->step(m_w, g, lr);
+  m_epoch_clip_sum += m_diagonal->clip_fraction();
+  ++m_epoch_steps;
 }
 
 void Trainer::set_curvature_monitor(CurvatureMonitor* monitor, std::int64_t every, bool per_epoch) {
@@ -257,7 +333,8 @@ bool Trainer::run() {
       const Dataset batch = gather(m_train, perm.data() + first, count);
       lr = m_schedule->at(m_state.step);
       const EvalResult r = step_gradient(batch, g);
-      m_optimizer->step(m_w, g, lr);
+      optimizer_step(batch, g, lr);
+      m_batch_objective.reset();
       ++m_state.step;
       m_eval_stale = true;
       train_seconds += step_timer.seconds();
@@ -286,6 +363,14 @@ bool Trainer::run() {
     rec.train_accuracy = m_train.classification() ? acc_sum / double(std::max<std::int64_t>(seen, 1))
                                                   : std::numeric_limits<double>::quiet_NaN();
     rec.samples_per_second = double(seen) / std::max(train_seconds, 1e-9);
+    if (m_diagonal) {
+      rec.optimizer["hessian_refreshes"] = double(m_epoch_refreshes);
+      if (m_epoch_refreshes > 0) rec.optimizer["hessian_diag_mean"] = m_epoch_diag_mean;
+      if (m_options.diagonal.kind == DiagonalKind::Sophia)
+        rec.optimizer["clip_fraction"] = m_epoch_clip_sum / double(std::max<std::int64_t>(m_epoch_steps, 1));
+      m_epoch_refreshes = m_epoch_steps = 0;
+      m_epoch_clip_sum = 0;
+    }
     rec.test_loss = rec.test_accuracy = std::numeric_limits<double>::quiet_NaN();
     if (m_test) {
       const EvalResult t = evaluate(*m_test);

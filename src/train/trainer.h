@@ -1,12 +1,30 @@
 #pragma once
 /// \file trainer.h
-/// Mini-batch training of a Model with a first-order optimizer, optionally sharpness-aware:
+/// Mini-batch training of a Model with a first-order optimizer (optimizer.h) or a Hessian-diagonal
+/// one (AdaHessian, Sophia: diagonal_optimizer.h, whose diagonal is estimated on the step's batch at
+/// w with exact Hessian-vector products or sampled-label gradients), optionally sharpness-aware:
 ///
 ///   SAM  (Foret et al. 2021)   e = rho g / ||g||,                 step with grad L(w + e)
 ///   ASAM (Kwon et al. 2021)    e = rho T^2 g / ||T g||, T = |w| + eta (elementwise),
 ///                                                                 step with grad L(w + e)
 ///   GNR  (Zhao et al. 2022, gradient-norm penalty by finite differences)
 ///                              e = rho g / ||g||,  step with (1 - alpha) g + alpha grad L(w + e)
+///   GAM  (Zhang et al. 2023, gradient-norm-aware minimization; SharpnessOptions::gam_rho > 0)
+///        GAM penalizes first-order flatness, the largest gradient norm in the rho-ball,
+///          R1(w) = rho max_{||d|| <= rho} ||grad L(w + d)||,   objective L(w) + alpha R1(w)
+///        (GNR penalizes the gradient norm at w itself; SAM the loss, zeroth order). As SAM does
+///        for the loss, the inner maximum is one normalized ascent step on ||grad L||, whose
+///        gradient is a Hessian-gradient product, and the outer gradient drops d's dependence on w:
+///          f(w)  = grad ||grad L(w)|| = H(w) g / ||g||                 (exact HVP, no finite
+///          w_a   = w + rho f(w) / ||f(w)||                               difference as in the
+///          f_a   = H(w_a) g_a / ||g_a||,  g_a = grad L(w_a)              authors' code)
+///          step with  g_base + alpha rho f_a
+///        g_base is g, or SAM/ASAM/GNR's direction when one of them is on as well (the paper's
+///        "GAM + SAM"). Cost: two gradients and two Hessian-vector products per step.
+///        The authors' code (four gradients) replaces both products by finite differences along
+///        SAM's radius, H(w) g / |g| ~ (grad L(w + r g/|g|) - g) / r, and by default mixes the
+///        gradients with GSAM's surrogate-gap decomposition (grad_beta_*, grad_gamma); neither
+///        approximation is made here.
 ///
 /// g = grad L(w) is the mini-batch gradient of the loss only; weight decay is the optimizer's and
 /// applies at w, never at w + e. BatchNorm layers in training mode use batch statistics in both
@@ -32,6 +50,7 @@
 #include "src/core/objective.h"
 #include "src/io/train_state.h"
 #include "src/train/curvature_monitor.h"
+#include "src/train/diagonal_optimizer.h"
 #include "src/train/lr_schedule.h"
 #include "src/train/optimizer.h"
 
@@ -48,6 +67,9 @@ struct SharpnessOptions {
   double eta = 0.01;
   /// GNR's mixing weight in [0, 1] (1 is SAM).
   double alpha = 0.5;
+  /// GAM's radius (0: off) and penalty weight alpha (> 0).
+  double gam_rho = 0.0;
+  double gam_alpha = 1.0;
 };
 
 struct TrainOptions {
@@ -60,6 +82,9 @@ struct TrainOptions {
   /// Visit the samples in a fresh random order every epoch (false: in data order).
   bool shuffle = true;
   OptimizerOptions optimizer;
+  /// A Hessian-diagonal optimizer (AdaHessian, Sophia) instead of `optimizer` when its kind is not
+  /// None; the diagonal comes from the step's mini-batch at w (diagonal_optimizer.h).
+  DiagonalOptimizerOptions diagonal;
   LrScheduleOptions schedule;
   SharpnessOptions sharpness;
   /// PyTorch BatchNorm momentum for running statistics.
@@ -133,7 +158,12 @@ class Trainer {
   // Loss/accuracy at w; writes the step direction's gradient g (after SAM etc.) and updates BN stats.
   EvalResult step_gradient(const Dataset& batch, std::vector<double>& g);
   double batch_gradient(const Dataset& batch, const std::vector<double>& w, std::vector<double>& g,
-                        std::vector<BatchNormStats>* bn, EvalResult* eval);
+                        std::vector<BatchNormStats>* bn, EvalResult* eval, std::unique_ptr<Objective>* keep = nullptr);
+  // GAM's first-order-flatness term alpha rho f_a, added to g (objective: the batch's at w).
+  void add_gam_term(const Dataset& batch, Objective& objective, const std::vector<double>& g0, std::vector<double>& g);
+  // The optimizer step (first-order or Hessian-diagonal), with its statistics for the epoch record.
+  void optimizer_step(const Dataset& batch, const std::vector<double>& g, double lr);
+  std::string optimizer_state_name() const;
   void log_curvature();
 
   Model m_train_model;  // BatchNorm in training mode
@@ -143,6 +173,11 @@ class Trainer {
   TrainOptions m_options;
   std::int64_t m_batch_size = 0, m_batches = 0;
   std::unique_ptr<Optimizer> m_optimizer;
+  std::unique_ptr<DiagonalOptimizer> m_diagonal;   // instead of m_optimizer when set
+  std::unique_ptr<Objective> m_batch_objective;    // the current batch at w (kept for curvature products)
+  // Optimizer statistics over the current epoch (EpochRecord::optimizer).
+  std::int64_t m_epoch_refreshes = 0, m_epoch_steps = 0;
+  double m_epoch_clip_sum = 0, m_epoch_diag_mean = 0;  // diag mean: at the epoch's last refresh
   std::unique_ptr<LrSchedule> m_schedule;
   std::vector<double> m_w;
   TrainState m_state;
