@@ -23,7 +23,7 @@ void write_solve_file(const std::string& path, const std::string& command, const
     f.write_attribute("created_utc", utc_timestamp());
     f.write_attribute("command", command);
     h5::Object g = f.create_group("solve");
-    for (const auto& [name, value] : attributes) std::visit([&](const auto& v) { g.write_attribute(name, v); }, value);
+    for (const auto& kv : attributes) std::visit([&](const auto& v) { g.write_attribute(kv.first, v); }, kv.second);
     auto vec = [&](const std::string& name, const Eigen::VectorXd& v) {
       g.write_dataset(name, std::span<const double>(v.data(), std::size_t(v.size())), {std::uint64_t(v.size())});
     };

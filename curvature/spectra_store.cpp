@@ -46,7 +46,7 @@ class Writer {
   Group group(const Group& parent, const std::string& name) const { return parent.create_group(name, true); }
 
   void attributes(const Group& obj, const AttributeMap& attrs) const {
-    for (const auto& [name, value] : attrs) std::visit([&](const auto& v) { obj.write_attribute(name, v); }, value);
+    for (const auto& kv : attrs) std::visit([&](const auto& v) { obj.write_attribute(kv.first, v); }, kv.second);
   }
 
   void scalar(const Group& g, const std::string& name, double v) const {

@@ -36,7 +36,7 @@ void write_run_temporary(AtomicFile& out, const std::string& path, const std::st
   h5::Object f = h5::Object::create(out.temp_path(), path);
   write_root_attributes(f, command);
   h5::Object g = f.create_group(group, true);
-  for (const auto& [name, value] : attributes) std::visit([&](const auto& v) { g.write_attribute(name, v); }, value);
+  for (const auto& kv : attributes) std::visit([&](const auto& v) { g.write_attribute(kv.first, v); }, kv.second);
   if (write) write(g);
   f.close();
 }
