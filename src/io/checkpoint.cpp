@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <map>
 #include <optional>
+#include <set>
 #include <regex>
 #include <stdexcept>
 #include <cmath>
@@ -131,6 +132,25 @@ std::vector<V> column(const std::vector<R>& rs, V R::*field) {
   return v;
 }
 
+// /history/optimizer: the steps of a second-order optimizer, one float64 column per logged name
+// (NaN where a step did not log it). Written only when there are records.
+void write_optimizer_history(const h5::Object& h, const std::vector<OptimizerRecord>& R) {
+  if (R.empty()) return;
+  const h5::Object g = h.create_group("optimizer");
+  write_array(g, "step", column(R, &OptimizerRecord::step));
+  std::set<std::string> names;
+  for (const auto& r : R)
+    for (const auto& kv : r.values) names.insert(kv.first);
+  for (const auto& n : names) {
+    std::vector<double> v;
+    for (const auto& r : R) {
+      const auto it = r.values.find(n);
+      v.push_back(it == r.values.end() ? std::numeric_limits<double>::quiet_NaN() : it->second);
+    }
+    write_array(g, n, v);
+  }
+}
+
 void write_train_state(const h5::Object& f, const TrainState& t) {
   const h5::Object train = f.create_group("train");
   train.write_attribute("epoch", t.epoch);
@@ -159,6 +179,7 @@ void write_train_state(const h5::Object& f, const TrainState& t) {
     for (std::size_t j = 0; j < k; ++j)
       top.push_back(j < r.top_values.size() ? r.top_values[j] : std::numeric_limits<double>::quiet_NaN());
   write_array(c, "top_values", top, std::max<std::uint64_t>(k, 1));
+  write_optimizer_history(h, t.history.optimizer);
 }
 
 // Opens a curv checkpoint: an HDF5 file whose root says format = "curv-checkpoint" and a
@@ -308,6 +329,19 @@ static std::optional<TrainState> read_train_state(const std::string& path) {
   for (std::size_t i = 0; i < nc; ++i)
     for (std::size_t j = 0; j < k; ++j)
       if (!std::isnan(top[i * k + j])) C[i].top_values.push_back(top[i * k + j]);
+  if (h.exists("optimizer")) {  // optional: second-order optimizers only
+    const h5::Object g = h.open_object("optimizer");
+    auto& R = t.history.optimizer;
+    const std::size_t no = read_array<std::int64_t>(g, "step").size();
+    series(g, "step", no, R, &OptimizerRecord::step);
+    for (const auto& n : g.children(kMaxOptimizerStates)) {
+      if (n == "step") continue;
+      const auto v = read_array<double>(g, n);
+      if (v.size() != no) fail(path, "'" + g.path() + "/" + n + "' does not have one value per step");
+      for (std::size_t i = 0; i < no; ++i)
+        if (!std::isnan(v[i])) R[i].values[n] = v[i];
+    }
+  }
   return t;
 }
 

@@ -39,9 +39,18 @@ struct CurvatureRecord {
   std::vector<double> top_values;  // the k top eigenvalues, descending
 };
 
+/// One step of a second-order optimizer (src/train/step_rule.h): named scalars such as
+/// "cg_iterations", "cg_residual", "damping", "rho" (reduction ratio), "inverse_refresh".
+/// Stored as /history/optimizer/<name> columns (NaN where a step did not log a name).
+struct OptimizerRecord {
+  std::int64_t step = 0;  // optimizer steps completed after this step
+  std::map<std::string, double> values;
+};
+
 struct TrainHistory {
   std::vector<EpochRecord> epochs;
   std::vector<CurvatureRecord> curvature;
+  std::vector<OptimizerRecord> optimizer;  // second-order optimizers only
 };
 
 struct TrainState {

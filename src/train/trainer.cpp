@@ -123,10 +123,13 @@ void Trainer::restore(const TrainState& s) {
     throw std::invalid_argument("the checkpoint stopped at step " + std::to_string(s.step) + " after " +
                                 std::to_string(s.epoch) + " epochs, which does not match " +
                                 std::to_string(m_batches) + " batches per epoch (another batch size or data set?)");
-  if (s.optimizer != optimizer_name(m_options.optimizer.kind))
-    throw std::invalid_argument("the checkpoint's optimizer state is " + s.optimizer + ", this run uses " +
-                                optimizer_name(m_options.optimizer.kind));
-  m_optimizer->set_state(s.optimizer_state, s.optimizer_steps);
+  const std::string name = m_rule ? m_rule->name() : std::string(optimizer_name(m_options.optimizer.kind));
+  if (s.optimizer != name)
+    throw std::invalid_argument("the checkpoint's optimizer state is " + s.optimizer + ", this run uses " + name);
+  if (m_rule)
+    m_rule->set_state(s.optimizer_state);
+  else
+    m_optimizer->set_state(s.optimizer_state, s.optimizer_steps);
   m_state.epoch = s.epoch;
   m_state.step = s.step;
   m_state.history = s.history;
@@ -145,9 +148,9 @@ const Model& Trainer::eval_model() {
 
 TrainState Trainer::state() const {
   TrainState s = m_state;
-  s.optimizer = optimizer_name(m_options.optimizer.kind);
-  s.optimizer_steps = m_optimizer->steps();
-  s.optimizer_state = m_optimizer->state();
+  s.optimizer = m_rule ? m_rule->name() : std::string(optimizer_name(m_options.optimizer.kind));
+  s.optimizer_steps = m_rule ? m_state.step : m_optimizer->steps();
+  s.optimizer_state = m_rule ? m_rule->state() : m_optimizer->state();
   s.config = m_options.config;
   return s;
 }
@@ -225,6 +228,16 @@ void Trainer::set_curvature_monitor(CurvatureMonitor* monitor, std::int64_t ever
   m_curvature_per_epoch = per_epoch;
 }
 
+void Trainer::set_step_rule(StepRule* rule) {
+  if (rule && m_options.sharpness.kind != SharpnessKind::None)
+    throw std::invalid_argument(rule->name() + " cannot be combined with sharpness-aware training (" +
+                                sharpness_name(m_options.sharpness.kind) + ")");
+  if (rule && m_options.weight_transform)
+    throw std::invalid_argument(rule->name() + " cannot be combined with quantization-aware training");
+  m_rule = rule;
+  m_state.optimizer = rule ? rule->name() : std::string(optimizer_name(m_options.optimizer.kind));
+}
+
 void Trainer::log_curvature() {
   if (!m_monitor) return;
   CurvatureStep at;
@@ -257,7 +270,21 @@ bool Trainer::run() {
       const Dataset batch = gather(m_train, perm.data() + first, count);
       lr = m_schedule->at(m_state.step);
       const EvalResult r = step_gradient(batch, g);
-      m_optimizer->step(m_w, g, lr);
+      if (m_rule) {
+        StepContext at;
+        at.model = &m_train_model;  // at w: step_gradient's last pass (no SAM with a rule)
+        at.batch = &batch;
+        at.objective = m_options.objective;
+        at.loss = r.loss;
+        at.lr = lr;
+        at.step = m_state.step;
+        OptimizerRecord rec;
+        m_rule->step(at, m_w, g, rec);
+        rec.step = m_state.step + 1;
+        if (!rec.values.empty()) m_state.history.optimizer.push_back(std::move(rec));
+      } else {
+        m_optimizer->step(m_w, g, lr);
+      }
       ++m_state.step;
       m_eval_stale = true;
       train_seconds += step_timer.seconds();
