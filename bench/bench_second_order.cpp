@@ -2,8 +2,9 @@
 // same mini-batches, through the Trainer, on a built-in architecture with synthetic data. Prints
 // one JSON line with ratios measured in this one run (the machine is shared and noisy: run it
 // twice and quote both):
-//   kfac_over_sgd         K-FAC step (inverses every 10 steps, mc factors), amortized over the
-//                         steps, / SGD step
+//   kfac_over_sgd         K-FAC step (inverses every 10 steps, mc factors every step), amortized
+//                         over the steps, / SGD step
+//   kfac_f10_over_sgd     the same with factors every 10 steps (--factor-every 10)
 //   hf_iter_over_ggn      one HF CG iteration / one GGN product on the curvature batch
 //                         (HF step with a fixed number of iterations; the step's extra passes --
 //                         gradient, loss evaluations, the rho product -- subtracted by running
@@ -59,6 +60,9 @@ int main(int argc, char** argv) {
   ko.inv_every = 10;
   KfacStepRule kfac(m, ko);
   const double kfac_s = train_seconds(&kfac, 0.01);
+  ko.factor_every = 10;
+  KfacStepRule kfac10(m, ko);
+  const double kfac10_s = train_seconds(&kfac10, 0.01);
 
   // One GGN product on the whole batch (the curvature batch below).
   const Dataset one = d.subset(0, batch);
@@ -91,10 +95,10 @@ int main(int argc, char** argv) {
   };
   const double hf_s = hf_iter(""), bhf_s = hf_iter("layers");
   std::printf("{\"arch\": \"%s\", \"params\": %lld, \"batch\": %lld, \"threads\": %d, \"steps\": %lld, "
-              "\"sgd_step_s\": %.4f, \"kfac_step_s\": %.4f, \"kfac_over_sgd\": %.3f, \"ggn_s\": %.4f, "
+              "\"sgd_step_s\": %.4f, \"kfac_step_s\": %.4f, \"kfac_over_sgd\": %.3f, \"kfac_f10_over_sgd\": %.3f, \"ggn_s\": %.4f, "
               "\"hf_iter_s\": %.4f, \"hf_iter_over_ggn\": %.3f, \"layers\": %zu, \"bhf_iter_s\": %.4f, "
               "\"bhf_iter_over_ggn\": %.3f}\n",
               arch.c_str(), (long long)m.num_params(), (long long)batch, threads, (long long)steps, sgd_s, kfac_s,
-              kfac_s / sgd_s, ggn_s, hf_s, hf_s / ggn_s, m.blocks("layers").size(), bhf_s, bhf_s / ggn_s);
+              kfac_s / sgd_s, kfac10_s / sgd_s, ggn_s, hf_s, hf_s / ggn_s, m.blocks("layers").size(), bhf_s, bhf_s / ggn_s);
   return 0;
 }

@@ -14,6 +14,9 @@ void validate_kfac_step(const KfacStepOptions& o) {
   };
   if (!(o.stat_decay >= 0 && o.stat_decay < 1)) bad("--stat-decay must be in [0, 1)", o.stat_decay);
   if (o.inv_every < 1) bad("--inv-every must be >= 1", double(o.inv_every));
+  if (o.factor_every < 1) bad("--factor-every must be >= 1", double(o.factor_every));
+  if (o.inv_every % o.factor_every)
+    bad("--inv-every must be a multiple of --factor-every (" + std::to_string(o.factor_every) + ")", double(o.inv_every));
   if (!(o.damping > 0) || !std::isfinite(o.damping)) bad("--damping must be > 0 and finite", o.damping);
   if (!(o.kl_clip >= 0) || !std::isfinite(o.kl_clip)) bad("--kl-clip must be >= 0 (0: off)", o.kl_clip);
   if (!(o.momentum >= 0 && o.momentum < 1)) bad("--momentum must be in [0, 1)", o.momentum);
@@ -58,31 +61,34 @@ KfacStepRule::~KfacStepRule() = default;
 void KfacStepRule::step(const StepContext& at, std::vector<double>& w, const std::vector<double>& g,
                         OptimizerRecord& log) {
   const std::int64_t t = m_steps;
-  // Mini-batch factors, no eigendecomposition.
-  auto obj = Objective::create(*at.model, *at.batch, at.objective);
-  KfacOptions ko;
-  ko.type = m_options.type;
-  ko.seed = m_options.seed * 0x9e3779b97f4a7c15ull + std::uint64_t(t);
-  ko.decompose = false;
-  Kfac batch(*obj, ko);
-  if (batch.num_layers() != m_layers.size()) throw std::logic_error("kfac: the model's layers changed");
-  const bool fresh = m_A.empty();
-  if (fresh) {
-    for (std::size_t l = 0; l < m_layers.size(); ++l) {
-      m_A.push_back(batch.layer(l).A);
-      m_B.push_back(batch.layer(l).B);
+  // Mini-batch factors (no eigendecomposition) every factor_every steps, and always when the
+  // Kfac holder does not exist yet (the first step of a run or of a resumed run).
+  const bool factors = t % m_options.factor_every == 0;
+  if (factors || !m_kfac) {
+    auto obj = Objective::create(*at.model, *at.batch, at.objective);
+    KfacOptions ko;
+    ko.type = m_options.type;
+    ko.seed = m_options.seed * 0x9e3779b97f4a7c15ull + std::uint64_t(t);
+    ko.decompose = false;
+    Kfac batch(*obj, ko);
+    if (batch.num_layers() != m_layers.size()) throw std::logic_error("kfac: the model's layers changed");
+    if (factors && m_A.empty()) {
+      for (std::size_t l = 0; l < m_layers.size(); ++l) {
+        m_A.push_back(batch.layer(l).A);
+        m_B.push_back(batch.layer(l).B);
+      }
+    } else if (factors) {
+      const double d = m_options.stat_decay;
+      for (std::size_t l = 0; l < m_layers.size(); ++l) {
+        m_A[l] = d * m_A[l] + (1 - d) * batch.layer(l).A;
+        m_B[l] = d * m_B[l] + (1 - d) * batch.layer(l).B;
+      }
     }
-  } else {
-    const double d = m_options.stat_decay;
-    for (std::size_t l = 0; l < m_layers.size(); ++l) {
-      m_A[l] = d * m_A[l] + (1 - d) * batch.layer(l).A;
-      m_B[l] = d * m_B[l] + (1 - d) * batch.layer(l).B;
+    if (!m_kfac) {
+      m_kfac = std::make_unique<Kfac>(batch);
+      if (!m_A_inv.empty())  // restored: the eigendecompositions of the checkpoint's last refresh
+        for (std::size_t l = 0; l < m_layers.size(); ++l) m_kfac->set_factors(l, m_A_inv[l], m_B_inv[l], true);
     }
-  }
-  if (!m_kfac) {
-    m_kfac = std::make_unique<Kfac>(batch);
-    if (!m_A_inv.empty())  // restored: the eigendecompositions of the checkpoint's last refresh
-      for (std::size_t l = 0; l < m_layers.size(); ++l) m_kfac->set_factors(l, m_A_inv[l], m_B_inv[l], true);
   }
   const bool refresh = t % m_options.inv_every == 0;
   if (refresh) {
@@ -119,6 +125,7 @@ void KfacStepRule::step(const StepContext& at, std::vector<double>& w, const std
 
   log.values["damping"] = m_damping;
   log.values["inverse_refresh"] = refresh ? 1.0 : 0.0;
+  log.values["factor_update"] = factors ? 1.0 : 0.0;
   log.values["kl_nu"] = nu;
   if (m_options.adapt_damping) {
     // rho = (L(w_new) - L(w)) / M(s), M(s) = g^T s + 1/2 s^T (K + lambda I) s on the K-FAC rows

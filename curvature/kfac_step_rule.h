@@ -4,8 +4,9 @@
 /// kfac-pytorch's eigen method and kfac-jax), a StepRule (src/train/step_rule.h) on the Kfac
 /// factors of curvature/kfac.h. Step t (0-based) on a mini-batch with gradient g at w:
 ///
-///   factors   A_b, B_b of the mini-batch (Kfac, KfacOptions::type exact | mc | empirical; mc
-///             labels seeded by (seed, t)); running averages
+///   factors   every factor_every steps (t % factor_every == 0; kfac-pytorch's
+///             factor_update_steps) A_b, B_b of the mini-batch (Kfac, KfacOptions::type exact | mc |
+///             empirical; mc labels seeded by (seed, t)), and running averages
 ///                 A <- A_b (t = 0),   A <- d A + (1 - d) A_b (t > 0),  likewise B,  d = stat_decay
 ///   inverses  every inv_every steps (t % inv_every == 0) the eigendecompositions of the running
 ///             A, B are refreshed (Kfac::set_factors); between refreshes the last ones are used
@@ -39,6 +40,7 @@ struct KfacStepOptions {
   KfacType type = KfacType::MonteCarlo;
   double stat_decay = 0.95;
   std::int64_t inv_every = 10;
+  std::int64_t factor_every = 1;
   double damping = 1e-3;
   bool adapt_damping = false;
   double kl_clip = 1e-3;
@@ -47,7 +49,8 @@ struct KfacStepOptions {
   std::uint64_t seed = 0;
 };
 
-/// std::invalid_argument naming the option unless stat_decay in [0, 1), inv_every >= 1, damping
+/// std::invalid_argument naming the option unless stat_decay in [0, 1), inv_every and
+/// factor_every >= 1, inv_every a multiple of factor_every, damping
 /// > 0 and finite, kl_clip >= 0, momentum in [0, 1), weight_decay >= 0.
 void validate_kfac_step(const KfacStepOptions& o);
 

@@ -9,6 +9,7 @@
 #include <Eigen/Cholesky>
 #include <cmath>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 
 #include "curvature/block_cg_solver.h"
 #include "curvature/cg_solver.h"
@@ -245,7 +246,7 @@ std::vector<double> kfac_reference(const Model& m0, const Dataset& d, const Kfac
     ko.type = k.type;
     ko.seed = k.seed * 0x9e3779b97f4a7c15ull + std::uint64_t(t);
     Kfac batch(*obj, ko);
-    for (std::size_t l = 0; l < batch.num_layers(); ++l) {
+    for (std::size_t l = 0; l < batch.num_layers() && t % k.factor_every == 0; ++l) {
       if (t == 0) {
         A.push_back(batch.layer(l).A);
         B.push_back(batch.layer(l).B);
@@ -298,16 +299,19 @@ std::vector<double> kfac_reference(const Model& m0, const Dataset& d, const Kfac
 
 TEST_CASE("K-FAC steps equal the dense re-computation of the rule: MLP and CNN, exact, mc and empirical") {
   const Dataset dm = synthetic_data({5}, 12, 3, 4), dc = synthetic_data({2, 5, 5}, 8, 3, 5);
-  for (const char* type : {"exact", "mc", "empirical"}) {
+  for (const char* type : {"exact", "mc", "empirical", "mc-factor-every-2"}) {
     for (int net = 0; net < 2; ++net) {
-      CAPTURE(type);
+      const std::string type_name = type;
+      CAPTURE(type_name);
       CAPTURE(net);
       const Model m0 = net ? cnn(2) : mlp(2);
       const Dataset& d = net ? dc : dm;
       KfacStepOptions k;
-      k.type = parse_kfac_type(type);
+      const bool every2 = type_name == "mc-factor-every-2";
+      k.type = parse_kfac_type(every2 ? "mc" : type);
       k.stat_decay = 0.8;
-      k.inv_every = 2;
+      k.inv_every = every2 ? 4 : 2;
+      k.factor_every = every2 ? 2 : 1;
       k.damping = 0.05;
       k.kl_clip = net ? 1e-3 : 0.0;  // clipping active on the CNN, off on the MLP
       k.momentum = 0.9;
@@ -325,7 +329,8 @@ TEST_CASE("K-FAC steps equal the dense re-computation of the rule: MLP and CNN, 
       REQUIRE(hist.optimizer.size() == 3);
       CHECK(hist.optimizer[0].values.at("inverse_refresh") == 1);
       CHECK(hist.optimizer[1].values.at("inverse_refresh") == 0);
-      CHECK(hist.optimizer[2].values.at("inverse_refresh") == 1);
+      CHECK(hist.optimizer[2].values.at("inverse_refresh") == (every2 ? 0 : 1));
+      CHECK(hist.optimizer[1].values.at("factor_update") == (every2 ? 0 : 1));
       if (net) CHECK(hist.optimizer[0].values.at("kl_nu") < 1);
     }
   }
@@ -357,6 +362,9 @@ TEST_CASE("K-FAC: Levenberg-Marquardt damping, SGD fallback named, and a model w
   KfacStepOptions bad;
   bad.inv_every = 0;
   CHECK_THROWS_WITH_AS(validate_kfac_step(bad), doctest::Contains("--inv-every"), std::invalid_argument);
+  bad = {};
+  bad.factor_every = 3;  // inv_every 10 is no multiple of 3
+  CHECK_THROWS_WITH_AS(validate_kfac_step(bad), doctest::Contains("multiple of --factor-every"), std::invalid_argument);
   bad = {};
   bad.damping = -1;
   CHECK_THROWS_WITH_AS(validate_kfac_step(bad), doctest::Contains("--damping"), std::invalid_argument);
@@ -487,6 +495,8 @@ TEST_CASE("curv train --optimizer kfac|hf|bhf: checkpoint history, and bad optio
     REQUIRE(st);
     CHECK(st->history.optimizer.size() == 2);
     CHECK(st->history.optimizer[0].values.count("damping") == 1);
+    const auto j = nlohmann::json::parse(r.out);
+    CHECK(j["optimizer_last_step"]["damping"].get<double>() == st->history.optimizer.back().values.at("damping"));
   }
   fs::remove(out);
   const std::pair<std::string, std::string> cases[] = {

@@ -53,7 +53,7 @@ struct TrainCli {
   // Second-order optimizers (kfac, hf, bhf; curvature/kfac_step_rule.h, hessian_free_step_rule.h).
   std::string kfac_type = "mc";
   double stat_decay = 0.95, kl_clip = 1e-3;
-  std::int64_t inv_every = 10;
+  std::int64_t inv_every = 10, factor_every = 1;
   double damping = 0;  // not given: 1e-3 for kfac, 1 for hf/bhf
   std::string damping_adapt = "auto";  // auto: off for kfac, on for hf/bhf
   std::string hf_curvature = "ggn";
@@ -102,6 +102,7 @@ void for_each_setting(TrainCli& o, F f) {
   f("kfac_type", "--kfac-type", o.kfac_type);
   f("stat_decay", "--stat-decay", o.stat_decay);
   f("inv_every", "--inv-every", o.inv_every);
+  f("factor_every", "--factor-every", o.factor_every);
   f("kl_clip", "--kl-clip", o.kl_clip);
   f("damping", "--damping", o.damping);
   f("damping_adapt", "--damping-adapt", o.damping_adapt);
@@ -122,6 +123,10 @@ void add_second_order_options(CLI::App& app, TrainCli& o) {
       ->check(in_range(0, 1))
       ->capture_default_str();
   app.add_option("--inv-every", o.inv_every, "kfac: refresh the factor eigendecompositions every N steps")
+      ->check(in_range(-1e9, 1e9))
+      ->capture_default_str();
+  app.add_option("--factor-every", o.factor_every,
+                 "kfac: mini-batch factor statistics every N steps (kfac-pytorch's factor_update_steps)")
       ->check(in_range(-1e9, 1e9))
       ->capture_default_str();
   app.add_option("--kl-clip", o.kl_clip, "kfac: KL clipping of the preconditioned step (0: off)")
@@ -161,6 +166,7 @@ std::unique_ptr<StepRule> make_step_rule(const TrainCli& o, const Model& model, 
     k.type = parse_kfac_type(o.kfac_type);
     k.stat_decay = o.stat_decay;
     k.inv_every = o.inv_every;
+    k.factor_every = o.factor_every;
     k.damping = given ? o.damping : 1e-3;
     k.adapt_damping = adapt;
     k.kl_clip = o.kl_clip;
@@ -526,6 +532,7 @@ void register_train(CLI::App& root, int argc, char** argv) {
       j["samples_per_second"] = e.samples_per_second;
     }
     if (!h.curvature.empty()) j["curvature"] = curvature_json(h.curvature.back());
+    if (!h.optimizer.empty()) j["optimizer_last_step"] = h.optimizer.back().values;  // kfac, hf, bhf
     if (o->run.json) return emit_json(o->run, j);
     std::cerr << "train: " << st.epoch << " epochs, " << st.step << " steps in " << timer.seconds() << " s -> "
               << o->out << "\n";
