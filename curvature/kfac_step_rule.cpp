@@ -5,6 +5,7 @@
 #include <string>
 
 #include "curvature/kfac_operator.h"
+#include "src/core/ops.h"
 
 namespace curv {
 
@@ -36,6 +37,13 @@ OptimizerOptions sgd_options(const KfacStepOptions& o) {
 KfacStepRule::KfacStepRule(const Model& model, KfacStepOptions options, std::string* notes)
     : m_options(options), m_n(model.num_params()), m_damping(options.damping), m_sgd(model.num_params(), sgd_options(options)) {
   validate_kfac_step(options);
+  // The Trainer runs BatchNorm with batch statistics, which makes the samples interact: no
+  // per-sample factors exist (Kfac refuses such a model at the first step; say it now).
+  for (const auto& n : model.nodes())
+    if (batch_norm_mode(*n.op, true))
+      throw std::invalid_argument("kfac: BatchNorm node '" + n.name +
+                                  "' trains with batch statistics, so samples interact and K-FAC has no per-sample "
+                                  "factors (use a model without BatchNorm)");
   LinearLayers found = find_linear_layers(model);
   if (found.layers.empty())
     throw std::invalid_argument("kfac: the model has no layer K-FAC supports (Linear/Gemm, MatMul with a weight, Conv)");

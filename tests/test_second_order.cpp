@@ -505,6 +505,7 @@ TEST_CASE("curv train --optimizer kfac|hf|bhf: checkpoint history, and bad optio
       {"train --arch mlp:4 --optimizer hf --cg-max-iters 0" + data, "--cg-max-iters"},
       {"train --arch mlp:4 --optimizer kfac --inv-every 0" + data, "--inv-every"},
       {"train --arch mlp:4 --optimizer bhf --blocks nope" + data, "'nope'"},
+      {"train --arch resnet20 --optimizer kfac --data random:3x8x8:3:32 --epochs 1 --out " + out, "BatchNorm node"},
   };
   for (const auto& [args, what] : cases) {
     curv_test::check_bad(args, what);
