@@ -198,7 +198,26 @@ void HessianFreeStepRule::step(const StepContext& at, std::vector<double>& w, co
     if (rho > 0.75) m_damping *= 2.0 / 3.0;
     else if (rho < 0.25) m_damping *= 1.5;
   }
-  for (std::int64_t i = 0; i < n; ++i) w[i] += s[i];
+  double rate = 1;
+  if (m_options.line_search) {
+    // Armijo on the rate: f(w + a s) <= f0 + 0.01 a gt^T s, a = 0.8^k, k <= 30; else no step.
+    const double slope = gt.dot(s);
+    double f_a = f_new;
+    int k = 0;
+    while (!(f_a <= f0 + 0.01 * rate * slope) && k < 30) {
+      rate *= 0.8;
+      ++k;
+      f_a = f_at(Vec(rate * d));
+    }
+    if (!(f_a <= f0 + 0.01 * rate * slope)) {
+      rate = 0;
+      f_a = f0;
+    }
+    f_new = f_a;
+    log.values["line_search_rate"] = rate;
+    log.values["loss_after"] = f_new;
+  }
+  for (std::int64_t i = 0; i < n; ++i) w[i] += rate * s[i];
   m_last_d.assign(d.data(), d.data() + n);
   ++m_steps;
 }

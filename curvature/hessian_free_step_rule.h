@@ -17,7 +17,10 @@
 ///   backtrack  (backtrack = true) the CG iterates of iterations ceil(1.3^j) and the last one are
 ///              kept; from the last, step back to the previous kept iterate while it has a lower
 ///              f(w + lr d) (Martens 2010 section 4.6); the chosen d is the step
-///   update     w <- w + lr d   (lr = 1 is Martens' step; the schedule scales it)
+///   line search (line_search = true; Martens & Sutskever 2012, section 8.8) on s = lr d: the
+///              largest a in 1, 0.8, 0.8^2, ... (a >= 0.8^30, else a = 0: the step is rejected)
+///              with f(w + a s) <= f(w) + 0.01 a (g + wd w)^T s
+///   update     w <- w + a lr d   (a = 1 without the line search; lr = 1 is Martens' step)
 ///   damping    rho = (f(w + lr d) - f(w)) / q(lr d),  q(s) = (g + wd w)^T s + 1/2 s^T (C + wd I) s
 ///              (the undamped model on the curvature batch, full C for bhf too: one more product);
 ///              with adapt_damping (Levenberg-Marquardt): lambda <- 2/3 lambda if rho > 3/4,
@@ -33,8 +36,9 @@
 /// tangent/adjoint sweeps, i.e. between 1 and L GGN products' worth of work.
 ///
 /// Logged per step: cg_iterations, cg_residual (true relative residual of the final iterate),
-/// cg_products, cg_chosen (iteration of the backtracked iterate), damping (of this step), rho,
-/// loss_after. State (checkpoints): lambda, the warm start d_prev and the step count.
+/// cg_products, cg_chosen (iteration of the backtracked iterate), damping (of this step), rho
+/// (of the backtracked step, before the line search), loss_after (after the step), and with the
+/// line search line_search_rate (a). State (checkpoints): lambda, the warm start d_prev and the step count.
 #include <string>
 #include <utility>
 #include <vector>
@@ -58,6 +62,7 @@ struct HessianFreeOptions {
   double cg_decay = 0.95;
   std::int64_t curvature_batch = 0;
   bool backtrack = true;
+  bool line_search = false;
   double weight_decay = 0.0;
 };
 

@@ -194,6 +194,39 @@ TEST_CASE("HF on the Hessian, Levenberg-Marquardt damping from the reduction rat
   CHECK(rule.damping() == doctest::Approx(lambda).epsilon(1e-15));
 }
 
+TEST_CASE("HF/BHF line search: Armijo on the rate, the loss never rises, and the rate is a power of 0.8 or 0") {
+  const Model m0 = mlp(5);
+  const Dataset d = synthetic_data({5}, 10, 3, 6);
+  for (const char* blocks : {"", "layers"}) {
+    const std::string block_spec = blocks;
+    CAPTURE(block_spec);
+    HessianFreeOptions h = exact_hf();
+    h.blocks = blocks;
+    h.damping = 1e-3;  // a nearly undamped Newton step, often too long
+    h.line_search = true;
+    HessianFreeStepRule rule(m0, h);
+    TrainOptions o = full_batch(6);
+    o.schedule.lr = 3.0;  // overshoot on purpose
+    TrainHistory hist;
+    const auto ws = run_steps(m0, d, o, &rule, &hist);
+    bool shortened = false;
+    for (int s = 0; s < 6; ++s) {
+      CAPTURE(s);
+      const double f0 = Objective::create(with_weights(m0, ws[s]), d, f64())->evaluate().loss;
+      const double f1 = Objective::create(with_weights(m0, ws[s + 1]), d, f64())->evaluate().loss;
+      CHECK(f1 <= f0);
+      const double a = hist.optimizer[s].values.at("line_search_rate");
+      CHECK(hist.optimizer[s].values.at("loss_after") == doctest::Approx(f1).epsilon(1e-12));
+      if (a > 0) {
+        const double k = std::log(a) / std::log(0.8);
+        CHECK(std::abs(k - std::round(k)) < 1e-9);
+        shortened = shortened || a < 1;
+      }
+    }
+    CHECK(shortened);
+  }
+}
+
 TEST_CASE("CG warm start: the solution is the same, the residual history starts at the start's residual") {
   const Model m = mlp(7);
   const Dataset d = synthetic_data({5}, 9, 3, 8);

@@ -59,7 +59,7 @@ struct TrainCli {
   std::string hf_curvature = "ggn";
   std::int64_t cg_max_iters = 50, curvature_batch = 0;
   double cg_rtol = 1e-4, cg_decay = 0.95;
-  bool no_backtrack = false;
+  bool no_backtrack = false, line_search = false;
   std::string blocks = "layers";
 };
 
@@ -112,6 +112,7 @@ void for_each_setting(TrainCli& o, F f) {
   f("cg_decay", "--cg-decay", o.cg_decay);
   f("curvature_batch", "--curvature-batch", o.curvature_batch);
   f("no_backtrack", "--no-backtrack", o.no_backtrack);
+  f("line_search", "--line-search", o.line_search);
   f("blocks", "--blocks", o.blocks);
 }
 
@@ -153,6 +154,8 @@ void add_second_order_options(CLI::App& app, TrainCli& o) {
       ->check(in_range(0, kMaxSamples))
       ->capture_default_str();
   app.add_flag("--no-backtrack", o.no_backtrack, "hf/bhf: take the last CG iterate (no CG backtracking)");
+  app.add_flag("--line-search", o.line_search,
+               "hf/bhf: Armijo line search on the step's rate (0.8^k, rejects the step when none decreases the loss)");
   app.add_option("--blocks", o.blocks, "bhf: 'layers' or groups of layer names, e.g. fc1+fc2,fc3")->capture_default_str();
 }
 
@@ -189,6 +192,7 @@ std::unique_ptr<StepRule> make_step_rule(const TrainCli& o, const Model& model, 
   h.cg_decay = o.cg_decay;
   h.curvature_batch = o.curvature_batch;
   h.backtrack = !o.no_backtrack;
+  h.line_search = o.line_search;
   h.weight_decay = o.weight_decay;
   return std::make_unique<HessianFreeStepRule>(model, h);
 }
