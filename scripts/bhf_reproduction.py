@@ -5,7 +5,7 @@ especially at large mini-batch -- re-run with `curv train` (issue 15's reproduct
 Usage:
     /usr/bin/python3 scripts/bhf_reproduction.py [--work /tmp/bhf] [--train 10000] [--test 2000]
         [--epochs 10] [--batches 1000,5000] [--optimizers bhf,hf,adam,kfac] [--curv build/tools/curv]
-    [--hf-args '--line-search']
+    [--hf-args=--line-search]
 
 Task: the deep autoencoder 784-256-64-16-64-256-784 (tanh hidden units, linear output, MSE, targets
 = inputs) on the first --train Fashion-MNIST training images (pixels / 255) and the first --test
@@ -91,7 +91,7 @@ def main():
     ap.add_argument("--optimizers", default="bhf,hf,kfac,adam")
     ap.add_argument("--curv", default=os.path.join(ROOT, "build", "tools", "curv"))
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--hf-args", default="", help="extra options for the bhf and hf runs, e.g. '--line-search'")
+    ap.add_argument("--hf-args", default="", help="extra options for the bhf and hf runs, e.g. --hf-args=--line-search")
     a = ap.parse_args()
     os.makedirs(a.work, exist_ok=True)
     train, test = os.path.join(a.work, "train.npz"), os.path.join(a.work, "test.npz")
