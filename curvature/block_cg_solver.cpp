@@ -53,7 +53,12 @@ BlockCgSolver::BlockCgSolver(const LinearOperator& C, std::vector<std::pair<Inde
   CgSolver check(C, options, preconditioner);  // validates the options
 }
 
-BlockCgSolver::Index BlockCgSolver::compute(const Vector& b) {
+BlockCgSolver::Index BlockCgSolver::compute(const Vector& b) { return compute(b, Vector()); }
+
+BlockCgSolver::Index BlockCgSolver::compute(const Vector& b, const Vector& x0) {
+  if (x0.size() && x0.size() != b.size())
+    throw std::invalid_argument("block CG: the starting point has " + std::to_string(x0.size()) + " rows, expected " +
+                                std::to_string(b.size()));
   if (b.size() != m_C.rows())
     throw std::invalid_argument("block CG: right-hand side has " + std::to_string(b.size()) + " rows, expected " +
                                 std::to_string(m_C.rows()));
@@ -62,7 +67,13 @@ BlockCgSolver::Index BlockCgSolver::compute(const Vector& b) {
   for (Index l = 0; l < L; ++l) B.col(l).segment(m_blocks[l].first, m_blocks[l].second) = b.segment(m_blocks[l].first, m_blocks[l].second);
   BlockMaskedOperator D(m_C, m_blocks);
   CgSolver cg(D, m_options, m_M);
-  m_iterations = cg.compute(B);
+  Matrix X0;
+  if (x0.size()) {
+    X0 = Matrix::Zero(b.size(), L);
+    for (Index l = 0; l < L; ++l)
+      X0.col(l).segment(m_blocks[l].first, m_blocks[l].second) = x0.segment(m_blocks[l].first, m_blocks[l].second);
+  }
+  m_iterations = cg.compute(B, X0);
   m_info = cg.info();
   m_operations = cg.num_operations();
   m_x = cg.solution().rowwise().sum();

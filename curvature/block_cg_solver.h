@@ -36,6 +36,8 @@ class BlockCgSolver {
 
   /// Solves for one right-hand side b (rows == C.rows()). Returns the iterations (lockstep steps).
   Index compute(const Vector& b);
+  /// Warm start from x0 (every block from its own segment; one more block apply, counted).
+  Index compute(const Vector& b, const Vector& x0);
   CompInfo info() const { return m_info; }
 
   const Vector& solution() const { return m_x; }

@@ -25,18 +25,29 @@ void CgSolver::apply_damped(const Matrix& X, Matrix& Y) {
   if (m_options.damping != 0) Y.noalias() += m_options.damping * X;
 }
 
-CgSolver::Index CgSolver::compute(const Matrix& B) {
+CgSolver::Index CgSolver::compute(const Matrix& B) { return compute(B, Matrix()); }
+
+CgSolver::Index CgSolver::compute(const Matrix& B, const Matrix& X0) {
   if (B.rows() != m_C.rows())
     throw std::invalid_argument("CG: right-hand side has " + std::to_string(B.rows()) + " rows, expected " +
                                 std::to_string(m_C.rows()));
+  if (X0.size() && (X0.rows() != B.rows() || X0.cols() != B.cols()))
+    throw std::invalid_argument("CG: the starting point has another shape than the right-hand side");
   const Index n = B.rows(), k = B.cols();
   m_operations = m_prec_operations = 0;
   m_iterations = 0;
   m_info = CompInfo::Successful;
-  m_x = Matrix::Zero(n, k);
   Vector bnorm(k);
   for (Index j = 0; j < k; ++j) bnorm[j] = B.col(j).norm();
   Matrix R = B, Z, P, Q;
+  if (X0.size() && !X0.isZero(0)) {
+    m_x = X0;
+    Matrix AX0;
+    apply_damped(m_x, AX0);
+    R -= AX0;
+  } else {
+    m_x = Matrix::Zero(n, k);
+  }
   auto precondition = [&](const Matrix& In, Matrix& Out) {
     if (!m_M) {
       Out = In;
@@ -52,11 +63,10 @@ CgSolver::Index CgSolver::compute(const Matrix& B) {
   std::vector<Index> active;
   std::vector<double> hist(k, 1.0);
   std::vector<std::vector<double>> rows{hist};
-  for (Index j = 0; j < k; ++j)
-    if (bnorm[j] > 0)
-      active.push_back(j);
-    else
-      hist[j] = 0;
+  for (Index j = 0; j < k; ++j) {
+    hist[j] = bnorm[j] > 0 ? R.col(j).norm() / bnorm[j] : 0.0;  // 1 without a warm start
+    if (bnorm[j] > 0 && hist[j] > m_options.rtol) active.push_back(j);
+  }
   rows[0] = hist;
   bool broke = false, nan = false;
   while (!active.empty() && m_iterations < m_options.max_iters) {
@@ -89,6 +99,7 @@ CgSolver::Index CgSolver::compute(const Matrix& B) {
       if (hist[j] > m_options.rtol) still.push_back(j);
     }
     rows.push_back(hist);
+    if (m_options.on_iteration) m_options.on_iteration(m_iterations, m_x);
     if (!still.empty()) {
       Ra.resize(n, Index(still.size()));
       for (size_t a = 0; a < still.size(); ++a) Ra.col(a) = R.col(still[a]);

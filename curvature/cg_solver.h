@@ -22,6 +22,7 @@
 /// Non-owning: the operators must outlive the solver. Not thread-safe; the operators may use TBB.
 /// REQUIRES: lambda >= 0 finite, 0 < rtol < 1, max_iters >= 1, preconditioner rows == C rows.
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "curvature/comp_info.h"
@@ -36,6 +37,9 @@ struct CgOptions {
   double rtol = 1e-6;
   /// Iterations (block applies of C) before NotConverging.
   LinearOperator::Index max_iters = 1000;
+  /// Called after every iteration with its number (1-based) and the current iterates X (n x k):
+  /// Hessian-free's CG backtracking keeps some of them. Empty: not called.
+  std::function<void(LinearOperator::Index, const LinearOperator::Matrix&)> on_iteration;
 };
 
 class CgSolver {
@@ -49,6 +53,9 @@ class CgSolver {
 
   /// Solves for the columns of B (rows == C.rows()). Returns the number of iterations.
   Index compute(const Matrix& B);
+  /// Starts from X0 instead of 0 (warm start): r0 = B - (C + lambda I) X0 costs one more block
+  /// apply (counted). Relative residuals stay relative to ||b||. REQUIRES: X0 has B's shape.
+  Index compute(const Matrix& B, const Matrix& X0);
   CompInfo info() const { return m_info; }
 
   const Matrix& solution() const { return m_x; }

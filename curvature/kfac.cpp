@@ -91,9 +91,24 @@ Kfac::Kfac(Objective& objective, const KfacOptions& options) : m_model(&objectiv
     f.layer = layers[l];
     f.A = Eigen::MatrixXd(A[l].selfadjointView<Eigen::Lower>()) / (N * double(layers[l].positions));
     f.B = Eigen::MatrixXd(B[l].selfadjointView<Eigen::Lower>()) / N;
+    if (options.decompose) {
+      symmetric_eigen(f.A, f.alpha, f.QA);
+      symmetric_eigen(f.B, f.beta, f.QB);
+    }
+    m_layers.push_back(std::move(f));
+  }
+}
+
+void Kfac::set_factors(std::size_t l, const Matrix& A, const Matrix& B, bool decompose) {
+  if (l >= m_layers.size()) throw std::invalid_argument("K-FAC: layer " + std::to_string(l) + " out of range");
+  KfacFactors& f = m_layers[l];
+  if (A.rows() != f.A.rows() || A.cols() != f.A.cols() || B.rows() != f.B.rows() || B.cols() != f.B.cols())
+    throw std::invalid_argument("K-FAC: layer '" + f.layer.name + "' factors of the wrong shape");
+  f.A = A;
+  f.B = B;
+  if (decompose) {
     symmetric_eigen(f.A, f.alpha, f.QA);
     symmetric_eigen(f.B, f.beta, f.QB);
-    m_layers.push_back(std::move(f));
   }
 }
 
@@ -137,6 +152,8 @@ void Kfac::inverse(std::size_t l, double damping, KfacDamping mode, const Matrix
   if (!(damping > 0) || !std::isfinite(damping))
     throw std::invalid_argument("K-FAC: the inverse needs damping > 0, got " + std::to_string(damping));
   const KfacFactors& f = m_layers[l];
+  if (f.alpha.size() != f.A.rows())
+    throw std::logic_error("K-FAC: layer '" + f.layer.name + "' has no eigendecomposition (decompose = false)");
   // In the eigenbases: W' = Q_B^T W Q_A, divided elementwise by D(i, j), back by Q_B W' Q_A^T.
   Matrix D(f.beta.size(), f.alpha.size());
   if (mode == KfacDamping::Exact) {

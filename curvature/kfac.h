@@ -57,6 +57,10 @@ struct KfacOptions {
   std::int64_t mc_samples = 1;
   /// mc: seed of the sampled labels.
   std::uint64_t seed = 0;
+  /// Eigendecompose the factors at construction (false: alpha, beta, QA, QB stay empty until
+  /// set_factors(..., true); only multiply() and the factors are usable, as an optimizer that
+  /// averages the factors of many mini-batches and decomposes them every few steps needs).
+  bool decompose = true;
 };
 
 /// One layer's factors and their eigendecompositions (ascending eigenvalues).
@@ -84,6 +88,11 @@ class Kfac {
   const std::vector<UnsupportedParam>& unsupported() const { return m_unsupported; }
   /// The index of the layer named `name` (LinearLayer::name), or -1.
   int find_layer(const std::string& name) const;
+
+  /// Replaces layer l's factors (e.g. by running averages over mini-batches) and, with
+  /// `decompose`, their eigendecompositions (else the old ones stay, so inverse() keeps using the
+  /// factors of the last decomposition). REQUIRES: the shapes of the current factors.
+  void set_factors(std::size_t l, const Matrix& A, const Matrix& B, bool decompose);
 
   /// Y = K V on layer l's block vectors. REQUIRES: V.rows() == layer(l).layer.size.
   void multiply(std::size_t l, const Matrix& V, Matrix& Y) const;

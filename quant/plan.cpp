@@ -463,7 +463,7 @@ void write_plan(const Plan& plan, const std::string& path) {
 
 Plan read_plan(const std::string& path) {
   std::error_code ec;
-  if (!std::filesystem::exists(path, ec)) throw std::runtime_error(path + ": cannot open for reading (no such file)");
+  if (!std::filesystem::exists(path, ec)) throw std::runtime_error(path + ": cannot open for reading");
   if (!std::filesystem::is_regular_file(path, ec)) throw std::runtime_error(path + ": not a regular file");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw std::runtime_error(path + ": cannot open for reading");

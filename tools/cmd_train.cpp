@@ -10,6 +10,8 @@
 #include <iostream>
 
 #include "curvature/curvature_probe_monitor.h"
+#include "curvature/hessian_free_step_rule.h"
+#include "curvature/kfac_step_rule.h"
 #include "quant/activation.h"
 #include "quant/fake_quant_weights.h"
 #include "quant/plan.h"
@@ -56,7 +58,20 @@ struct TrainCli {
   std::string quant_plan;
   int quant_stages = 1;
   std::string out;
+  // Second-order optimizers (kfac, hf, bhf; curvature/kfac_step_rule.h, hessian_free_step_rule.h).
+  std::string kfac_type = "mc";
+  double stat_decay = 0.95, kl_clip = 1e-3;
+  std::int64_t inv_every = 10, factor_every = 1;
+  double damping = 0;  // not given: 1e-3 for kfac, 1 for hf/bhf
+  std::string damping_adapt = "auto";  // auto: off for kfac, on for hf/bhf
+  std::string hf_curvature = "ggn";
+  std::int64_t cg_max_iters = 50, curvature_batch = 0;
+  double cg_rtol = 1e-4, cg_decay = 0.95;
+  bool no_backtrack = false, line_search = false;
+  std::string blocks = "layers";
 };
+
+bool second_order(const std::string& optimizer) { return optimizer == "kfac" || optimizer == "hf" || optimizer == "bhf"; }
 
 // The run's settings, stored as JSON in the checkpoint: f(key, option, field) for each. A resumed
 // run takes every one that is not given again on its command line.
@@ -100,6 +115,102 @@ void for_each_setting(TrainCli& o, F f) {
   f("curvature_probes", "--curvature-probes", o.curvature_probes);
   f("curvature_tol", "--curvature-tol", o.curvature_tol);
   f("save_every", "--save-every", o.save_every);
+  f("kfac_type", "--kfac-type", o.kfac_type);
+  f("stat_decay", "--stat-decay", o.stat_decay);
+  f("inv_every", "--inv-every", o.inv_every);
+  f("factor_every", "--factor-every", o.factor_every);
+  f("kl_clip", "--kl-clip", o.kl_clip);
+  f("damping", "--damping", o.damping);
+  f("damping_adapt", "--damping-adapt", o.damping_adapt);
+  f("hf_curvature", "--hf-curvature", o.hf_curvature);
+  f("cg_max_iters", "--cg-max-iters", o.cg_max_iters);
+  f("cg_rtol", "--cg-rtol", o.cg_rtol);
+  f("cg_decay", "--cg-decay", o.cg_decay);
+  f("curvature_batch", "--curvature-batch", o.curvature_batch);
+  f("no_backtrack", "--no-backtrack", o.no_backtrack);
+  f("line_search", "--line-search", o.line_search);
+  f("blocks", "--blocks", o.blocks);
+}
+
+void add_second_order_options(CLI::App& app, TrainCli& o) {
+  app.add_option("--kfac-type", o.kfac_type, "kfac: factor statistics, mc (sampled labels), exact or empirical")
+      ->check(CLI::IsMember({"mc", "exact", "empirical"}))
+      ->capture_default_str();
+  app.add_option("--stat-decay", o.stat_decay, "kfac: running-average decay of the factors")
+      ->check(in_range(0, 1))
+      ->capture_default_str();
+  app.add_option("--inv-every", o.inv_every, "kfac: refresh the factor eigendecompositions every N steps")
+      ->check(in_range(-1e9, 1e9))
+      ->capture_default_str();
+  app.add_option("--factor-every", o.factor_every,
+                 "kfac: mini-batch factor statistics every N steps (kfac-pytorch's factor_update_steps)")
+      ->check(in_range(-1e9, 1e9))
+      ->capture_default_str();
+  app.add_option("--kl-clip", o.kl_clip, "kfac: KL clipping of the preconditioned step (0: off)")
+      ->check(in_range(0, 1e6))
+      ->capture_default_str();
+  app.add_option("--damping", o.damping, "kfac/hf/bhf: Tikhonov damping lambda (default 1e-3 for kfac, 1 for hf/bhf)")
+      ->check(in_range(-1e12, 1e12));
+  app.add_option("--damping-adapt", o.damping_adapt,
+                 "Levenberg-Marquardt damping from the reduction ratio: on, off or auto (kfac off, hf/bhf on)")
+      ->check(CLI::IsMember({"on", "off", "auto"}))
+      ->capture_default_str();
+  app.add_option("--hf-curvature", o.hf_curvature, "hf/bhf: CG on the ggn or the hessian")
+      ->check(CLI::IsMember({"ggn", "hessian"}))
+      ->capture_default_str();
+  app.add_option("--cg-max-iters", o.cg_max_iters, "hf/bhf: CG iteration cap per step")
+      ->check(in_range(-1e9, 1e9))
+      ->capture_default_str();
+  app.add_option("--cg-rtol", o.cg_rtol, "hf/bhf: CG stops at ||r|| <= RTOL ||b||")->check(in_range(0, 1))->capture_default_str();
+  app.add_option("--cg-decay", o.cg_decay, "hf/bhf: warm start CG from DECAY times the last step's solution")
+      ->check(in_range(0, 1))
+      ->capture_default_str();
+  app.add_option("--curvature-batch", o.curvature_batch,
+                 "hf/bhf: curvature products on the first N samples of each mini-batch (0: all)")
+      ->check(in_range(0, kMaxSamples))
+      ->capture_default_str();
+  app.add_flag("--no-backtrack", o.no_backtrack, "hf/bhf: take the last CG iterate (no CG backtracking)");
+  app.add_flag("--line-search", o.line_search,
+               "hf/bhf: Armijo line search on the step's rate (0.8^k, rejects the step when none decreases the loss)");
+  app.add_option("--blocks", o.blocks, "bhf: 'layers' or groups of layer names, e.g. fc1+fc2,fc3")->capture_default_str();
+}
+
+// The second-order step rule of --optimizer kfac|hf|bhf (null for the first-order optimizers).
+std::unique_ptr<StepRule> make_step_rule(const TrainCli& o, const Model& model, const CLI::App& app) {
+  if (!second_order(o.optimizer)) return nullptr;
+  const bool given = app.count("--damping") > 0;
+  const bool adapt = o.damping_adapt == "on" || (o.damping_adapt == "auto" && o.optimizer != "kfac");
+  if (o.optimizer == "kfac") {
+    KfacStepOptions k;
+    k.type = parse_kfac_type(o.kfac_type);
+    k.stat_decay = o.stat_decay;
+    k.inv_every = o.inv_every;
+    k.factor_every = o.factor_every;
+    k.damping = given ? o.damping : 1e-3;
+    k.adapt_damping = adapt;
+    k.kl_clip = o.kl_clip;
+    k.momentum = o.momentum;
+    k.weight_decay = o.weight_decay;
+    k.seed = o.run.seed;
+    std::string notes;
+    auto r = std::make_unique<KfacStepRule>(model, k, &notes);
+    if (!notes.empty()) std::cerr << notes << "\n";
+    return r;
+  }
+  HessianFreeOptions h;
+  h.curvature = parse_curvature(o.hf_curvature);
+  h.blocks = o.optimizer == "bhf" ? o.blocks : "";
+  if (o.optimizer == "bhf" && h.blocks.empty()) throw std::invalid_argument("bhf: --blocks is empty");
+  h.damping = given ? o.damping : 1.0;
+  h.adapt_damping = adapt;
+  h.max_iters = o.cg_max_iters;
+  h.rtol = o.cg_rtol;
+  h.cg_decay = o.cg_decay;
+  h.curvature_batch = o.curvature_batch;
+  h.backtrack = !o.no_backtrack;
+  h.line_search = o.line_search;
+  h.weight_decay = o.weight_decay;
+  return std::make_unique<HessianFreeStepRule>(model, h);
 }
 
 nlohmann::json config_json(TrainCli& o) {
@@ -156,10 +267,10 @@ void register_train(CLI::App& root, int argc, char** argv) {
   app->add_option("--batch-size", o->batch_size, "Samples per step, or 'full' for full-batch gradient descent")
       ->capture_default_str();
   app->add_option("--optimizer", o->optimizer,
-                  "sgd, adam, adamw, adahessian (Yao et al.) or sophia (Liu et al., SophiaG); the last two take "
+                  "sgd, adam, adamw; adahessian (Yao et al.) or sophia (Liu et al., SophiaG), which take "
                   "--beta1/--beta2/--eps with their papers' defaults (0.9/0.999/1e-4 and 0.965/0.99/1e-12) "
-                  "unless given")
-      ->check(CLI::IsMember({"sgd", "adam", "adamw", "adahessian", "sophia"}))
+                  "unless given; or the second-order kfac (K-FAC), hf (Hessian-free), bhf (block-diagonal HF)")
+      ->check(CLI::IsMember({"sgd", "adam", "adamw", "adahessian", "sophia", "kfac", "hf", "bhf"}))
       ->capture_default_str();
   app->add_option("--lr", o->lr, "Base learning rate")->check(in_range(0, 1e6))->capture_default_str();
   app->add_option("--momentum", o->momentum, "SGD momentum")->check(in_range(0, 1))->capture_default_str();
@@ -237,6 +348,7 @@ void register_train(CLI::App& root, int argc, char** argv) {
                   "epochs (stage s quantizes its first (s+1)/S)")
       ->check(in_range(1, 1e4))
       ->capture_default_str();
+  add_second_order_options(*app, *o);
   app->add_option("--out", o->out, "Output checkpoint .h5")->required();
   const std::string cmd = command_line(argc, argv);
   app->callback([o, app, cmd] {
@@ -301,8 +413,9 @@ void register_train(CLI::App& root, int argc, char** argv) {
     }
     to.seed = o->run.seed;
     to.shuffle = !o->no_shuffle;
-    to.optimizer.kind = diagonal_kind(o->optimizer) == DiagonalKind::None ? parse_optimizer(o->optimizer)
-                                                                           : OptimizerKind::Adam;
+    if (!second_order(o->optimizer))
+      to.optimizer.kind = diagonal_kind(o->optimizer) == DiagonalKind::None ? parse_optimizer(o->optimizer)
+                                                                             : OptimizerKind::Adam;
     to.optimizer.momentum = o->momentum;
     to.optimizer.nesterov = o->nesterov;
     to.optimizer.weight_decay = o->weight_decay;
@@ -408,6 +521,9 @@ void register_train(CLI::App& root, int argc, char** argv) {
       staged->set_active(quant::WeightFakeQuantizer::stage_layers(stage_order, s, o->quant_stages));
       std::cerr << "train: quantization stage " << s + 1 << "/" << o->quant_stages << "\n";
     };
+    // kfac, hf, bhf: validated before any data pass (bad options exit with status 2).
+    std::unique_ptr<StepRule> rule = make_step_rule(*o, train_model, *app);
+    if (rule) trainer.set_step_rule(rule.get());
     if (resume) trainer.restore(*resume);
     set_stage(trainer.history().epochs.size());
 
@@ -502,6 +618,7 @@ void register_train(CLI::App& root, int argc, char** argv) {
       if (!e.optimizer.empty()) j["optimizer_stats"] = e.optimizer;
     }
     if (!h.curvature.empty()) j["curvature"] = curvature_json(h.curvature.back());
+    if (!h.optimizer.empty()) j["optimizer_last_step"] = h.optimizer.back().values;  // kfac, hf, bhf
     if (o->run.json) return emit_json(o->run, j);
     std::cerr << "train: " << st.epoch << " epochs, " << st.step << " steps in " << timer.seconds() << " s -> "
               << o->out << "\n";

@@ -13,8 +13,12 @@ Panels:
   overlap          fraction of the gradient in the top-k Hessian eigenspace
   clip             Sophia: fraction of coordinates whose update was clipped (mean per epoch)
   diagonal         AdaHessian / Sophia: mean of the Hessian-diagonal estimate at each epoch's last
-                   refresh, and the refreshes per epoch (/history/optimizer)
+                   refresh, and the refreshes per epoch (/history/optimizer_epochs)
 The default panels are the first five, plus clip and diagonal when a run has those statistics.
+Second-order optimizers (kfac, hf, bhf: /history/optimizer, per step; not in the default set):
+  damping          Tikhonov damping lambda per step (log scale), K-FAC inverse refreshes as ticks
+  rho              reduction ratio (actual / predicted loss change) with the 1/4 and 3/4 lines
+  cg               CG iterations per step (left) and the final relative residual (right, log)
 Needs h5py and matplotlib (Debian: python3-h5py python3-matplotlib).
 """
 import argparse
@@ -29,6 +33,41 @@ import numpy as np  # noqa: E402
 
 PANELS = ("loss", "accuracy", "lambda_max", "trace", "overlap", "clip", "diagonal")
 DEFAULT_PANELS = PANELS[:5]
+OPTIMIZER_PANELS = ("damping", "rho", "cg")
+
+
+def read_optimizer(h):
+    """/history/optimizer (second-order optimizers), or {} when the run has none."""
+    if "optimizer" not in h:
+        return {}
+    return {k: h["optimizer"][k][...] for k in h["optimizer"]}
+
+
+def plot_optimizer_panel(ax, panel, opt, label, c):
+    """One panel of the second-order optimizer logs (see the module docstring)."""
+    if not opt:
+        return
+    x = opt["step"]
+    if panel == "damping" and "damping" in opt:
+        ax.semilogy(x, opt["damping"], "-", color=c, label=label)
+        if "inverse_refresh" in opt:
+            r = x[opt["inverse_refresh"] == 1]
+            ax.plot(r, np.full(len(r), np.nanmin(opt["damping"])), "|", color=c, ms=8,
+                    label=f"{label} K-FAC inverse refresh")
+        ax.set_ylabel("λ (damping)")
+    elif panel == "rho" and "rho" in opt:
+        ax.plot(x, np.clip(opt["rho"], -1, 2), ".", color=c, ms=3, label=label)
+        for y in (0.25, 0.75):
+            ax.axhline(y, color="gray", lw=0.6, ls=":")
+        ax.set_ylabel("ρ = actual / predicted (clipped to [-1, 2])")
+    elif panel == "cg" and "cg_iterations" in opt:
+        ax.plot(x, opt["cg_iterations"], "-", color=c, label=f"{label} iterations")
+        ax.set_ylabel("CG iterations per step")
+        ax2 = ax.twinx() if not hasattr(ax, "_cg_twin") else ax._cg_twin
+        ax._cg_twin = ax2
+        ax2.semilogy(x, opt["cg_residual"], ":", color=c, label=f"{label} residual")
+        ax2.set_ylabel("final relative residual (dotted)")
+    ax.set_xlabel("optimizer step")
 
 
 def read(path):
@@ -42,7 +81,9 @@ def read(path):
         h = f["history"]
         run = {k: h[k][...] for k in h if isinstance(h[k], h5py.Dataset)}
         run["curvature"] = {k: h["curvature"][k][...] for k in h["curvature"]}
-        run["optimizer"] = {k: h["optimizer"][k][...] for k in h["optimizer"]} if "optimizer" in h else {}
+        run["optimizer"] = read_optimizer(h)
+        run["optimizer_epochs"] = ({k: h["optimizer_epochs"][k][...] for k in h["optimizer_epochs"]}
+                                   if "optimizer_epochs" in h else {})
         run["steps_per_epoch"] = None
         run["momentum"] = 0.0
         if "train" in f and "config" in f["train"].attrs:
@@ -69,13 +110,13 @@ def main():
         panels = [p for p in a.panels.split(",") if p]
     else:
         panels = list(DEFAULT_PANELS)
-        if any("clip_fraction" in r["optimizer"] for r in runs):
+        if any("clip_fraction" in r["optimizer_epochs"] for r in runs):
             panels.append("clip")
-        if any("hessian_diag_mean" in r["optimizer"] for r in runs):
+        if any("hessian_diag_mean" in r["optimizer_epochs"] for r in runs):
             panels.append("diagonal")
     for p in panels:
-        if p not in PANELS:
-            sys.exit(f"plot_training.py: unknown panel '{p}' (expected {', '.join(PANELS)})")
+        if p not in PANELS + OPTIMIZER_PANELS:
+            sys.exit(f"plot_training.py: unknown panel '{p}' (expected {', '.join(PANELS + OPTIMIZER_PANELS)})")
     labels = a.labels.split(",") if a.labels else a.runs
     if len(labels) != len(a.runs):
         sys.exit("plot_training.py: --labels needs one label per run")
@@ -85,6 +126,9 @@ def main():
     for ax, panel in zip(axes[0], panels):
         for i, (run, label) in enumerate(zip(runs, labels)):
             c = colors[i % len(colors)]
+            if panel in OPTIMIZER_PANELS:
+                plot_optimizer_panel(ax, panel, run["optimizer"], label, c)
+                continue
             cv = run["curvature"]
             cx = cv["step"] if a.x == "steps" else cv["epoch"]
             if panel in ("loss", "accuracy"):
@@ -110,17 +154,22 @@ def main():
                 k = cv["top_values"].shape[1] if cv["top_values"].ndim == 2 else 0
                 ax.plot(cx, cv["grad_overlap"], "-", color=c, label=f"{label} (top-{k})")
                 ax.set_ylim(0, 1.02)
-            elif panel == "clip" and "clip_fraction" in run["optimizer"]:
-                ax.plot(run["epoch"], run["optimizer"]["clip_fraction"], "-o", ms=3, color=c, label=label)
+            elif panel == "clip" and "clip_fraction" in run["optimizer_epochs"]:
+                ax.plot(run["epoch"], run["optimizer_epochs"]["clip_fraction"], "-o", ms=3, color=c, label=label)
                 ax.set_ylim(0, 1.02)
                 ax.set_xlabel("epoch")
-            elif panel == "diagonal" and "hessian_diag_mean" in run["optimizer"]:
-                st = run["optimizer"]
+            elif panel == "diagonal" and "hessian_diag_mean" in run["optimizer_epochs"]:
+                st = run["optimizer_epochs"]
                 n = int(np.nansum(st.get("hessian_refreshes", [np.nan])))
                 ax.plot(run["epoch"], st["hessian_diag_mean"], "-o", ms=3, color=c, label=f"{label} ({n} refreshes)")
                 ax.set_xlabel("epoch")
             if panel in ("lambda_max", "trace", "overlap"):
                 ax.set_xlabel("optimizer step" if a.x == "steps" else "epoch")
+        if panel in OPTIMIZER_PANELS:
+            ax.set_title({"damping": "damping", "rho": "reduction ratio", "cg": "CG per step"}[panel])
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+            continue
         ax.set_title({"loss": "loss", "accuracy": "accuracy", "lambda_max": "top Hessian eigenvalue",
                       "trace": "Hessian trace (Hutchinson)", "overlap": "gradient in top-k eigenspace",
                       "clip": "Sophia: clipped updates", "diagonal": "Hessian-diagonal estimate"}[panel])

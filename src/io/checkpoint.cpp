@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <map>
 #include <optional>
+#include <set>
 #include <regex>
 #include <stdexcept>
 #include <cmath>
@@ -132,6 +133,25 @@ std::vector<V> column(const std::vector<R>& rs, V R::*field) {
   return v;
 }
 
+// /history/optimizer: the steps of a second-order optimizer, one float64 column per logged name
+// (NaN where a step did not log it). Written only when there are records.
+void write_optimizer_history(const h5::Object& h, const std::vector<OptimizerRecord>& R) {
+  if (R.empty()) return;
+  const h5::Object g = h.create_group("optimizer");
+  write_array(g, "step", column(R, &OptimizerRecord::step));
+  std::set<std::string> names;
+  for (const auto& r : R)
+    for (const auto& kv : r.values) names.insert(kv.first);
+  for (const auto& n : names) {
+    std::vector<double> v;
+    for (const auto& r : R) {
+      const auto it = r.values.find(n);
+      v.push_back(it == r.values.end() ? std::numeric_limits<double>::quiet_NaN() : it->second);
+    }
+    write_array(g, n, v);
+  }
+}
+
 void write_train_state(const h5::Object& f, const TrainState& t) {
   const h5::Object train = f.create_group("train");
   train.write_attribute("epoch", t.epoch);
@@ -147,12 +167,13 @@ void write_train_state(const h5::Object& f, const TrainState& t) {
   write_array(h, "epoch", column(E, &EpochRecord::epoch));
   write_array(h, "step", column(E, &EpochRecord::step));
   for (const auto& c : kEpochF64) write_array(h, c.name, column(E, c.field));
-  // Optimizer statistics by name, one value per epoch (NaN where an epoch has none).
+  // Optimizer statistics by name, one value per epoch (NaN where an epoch has none): adahessian,
+  // sophia. (The per-step logs of kfac/hf/bhf are /history/optimizer.)
   std::set<std::string> stat_names;
   for (const auto& r : E)
     for (const auto& kv : r.optimizer) stat_names.insert(kv.first);
   if (!stat_names.empty()) {
-    const h5::Object os = h.create_group("optimizer");
+    const h5::Object os = h.create_group("optimizer_epochs");
     for (const auto& n : stat_names) {
       std::vector<double> v;
       for (const auto& r : E) {
@@ -175,6 +196,7 @@ void write_train_state(const h5::Object& f, const TrainState& t) {
     for (std::size_t j = 0; j < k; ++j)
       top.push_back(j < r.top_values.size() ? r.top_values[j] : std::numeric_limits<double>::quiet_NaN());
   write_array(c, "top_values", top, std::max<std::uint64_t>(k, 1));
+  write_optimizer_history(h, t.history.optimizer);
 }
 
 // Opens a curv checkpoint: an HDF5 file whose root says format = "curv-checkpoint" and a
@@ -201,7 +223,6 @@ std::vector<std::string> model_files(const Model& model) {
 }
 
 void write_checkpoint(const Model& m, const h5::Object& f, const TrainState* train) {
-  const std::string& path = f.file();
   const std::string graph = graph_to_json(m);
   f.write_attribute("format", kFormat);
   f.write_attribute("schema_version", kSchemaVersion);
@@ -310,12 +331,12 @@ static std::optional<TrainState> read_train_state(const std::string& path) {
   series(h, "epoch", ne, E, &EpochRecord::epoch);
   series(h, "step", ne, E, &EpochRecord::step);
   for (const auto& c : kEpochF64) series(h, c.name, ne, E, c.field);
-  if (h.exists("optimizer")) {
-    const h5::Object os = h.open_object("optimizer");
+  if (h.exists("optimizer_epochs")) {
+    const h5::Object os = h.open_object("optimizer_epochs");
     for (const auto& n : os.children(kMaxOptimizerStates)) {
       const auto v = read_array<double>(os, n);
       if (v.size() != ne)
-        fail(path, "'/history/optimizer/" + n + "' has " + std::to_string(v.size()) + " values, expected " +
+        fail(path, "'/history/optimizer_epochs/" + n + "' has " + std::to_string(v.size()) + " values, expected " +
                        std::to_string(ne));
       for (std::size_t i = 0; i < ne; ++i)
         if (!std::isnan(v[i])) E[i].optimizer[n] = v[i];
@@ -335,6 +356,19 @@ static std::optional<TrainState> read_train_state(const std::string& path) {
   for (std::size_t i = 0; i < nc; ++i)
     for (std::size_t j = 0; j < k; ++j)
       if (!std::isnan(top[i * k + j])) C[i].top_values.push_back(top[i * k + j]);
+  if (h.exists("optimizer")) {  // optional: second-order optimizers only
+    const h5::Object g = h.open_object("optimizer");
+    auto& R = t.history.optimizer;
+    const std::size_t no = read_array<std::int64_t>(g, "step").size();
+    series(g, "step", no, R, &OptimizerRecord::step);
+    for (const auto& n : g.children(kMaxOptimizerStates)) {
+      if (n == "step") continue;
+      const auto v = read_array<double>(g, n);
+      if (v.size() != no) fail(path, "'" + g.path() + "/" + n + "' does not have one value per step");
+      for (std::size_t i = 0; i < no; ++i)
+        if (!std::isnan(v[i])) R[i].values[n] = v[i];
+    }
+  }
   return t;
 }
 

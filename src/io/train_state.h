@@ -22,7 +22,7 @@ struct EpochRecord {
   double test_loss = 0, test_accuracy = 0;
   double seconds = 0;             // wall time of the epoch (training and evaluation)
   double samples_per_second = 0;  // training throughput (steps only)
-  /// Optimizer statistics of the epoch by name (/history/optimizer/NAME; NaN where an epoch has
+  /// Optimizer statistics of the epoch by name (/history/optimizer_epochs/NAME; NaN where an epoch has
   /// none), e.g. AdaHessian's and Sophia's "hessian_refreshes", "hessian_diag_mean" and Sophia's
   /// "clip_fraction" (mean over the epoch's steps).
   std::map<std::string, double> optimizer;
@@ -43,9 +43,18 @@ struct CurvatureRecord {
   std::vector<double> top_values;  // the k top eigenvalues, descending
 };
 
+/// One step of a second-order optimizer (src/train/step_rule.h): named scalars such as
+/// "cg_iterations", "cg_residual", "damping", "rho" (reduction ratio), "inverse_refresh".
+/// Stored as /history/optimizer/<name> columns (NaN where a step did not log a name).
+struct OptimizerRecord {
+  std::int64_t step = 0;  // optimizer steps completed after this step
+  std::map<std::string, double> values;
+};
+
 struct TrainHistory {
   std::vector<EpochRecord> epochs;
   std::vector<CurvatureRecord> curvature;
+  std::vector<OptimizerRecord> optimizer;  // second-order optimizers only
 };
 
 struct TrainState {

@@ -124,6 +124,7 @@ Trainer::Trainer(const Model& model, const Dataset& train, const Dataset* test, 
 }
 
 std::string Trainer::optimizer_state_name() const {
+  if (m_rule) return m_rule->name();
   return m_diagonal ? diagonal_kind_name(m_options.diagonal.kind) : optimizer_name(m_options.optimizer.kind);
 }
 
@@ -140,7 +141,9 @@ void Trainer::restore(const TrainState& s) {
   if (s.optimizer != optimizer_state_name())
     throw std::invalid_argument("the checkpoint's optimizer state is " + s.optimizer + ", this run uses " +
                                 optimizer_state_name());
-  if (m_diagonal)
+  if (m_rule)
+    m_rule->set_state(s.optimizer_state);
+  else if (m_diagonal)
     m_diagonal->set_state(s.optimizer_state, s.optimizer_steps);
   else
     m_optimizer->set_state(s.optimizer_state, s.optimizer_steps);
@@ -163,8 +166,8 @@ const Model& Trainer::eval_model() {
 TrainState Trainer::state() const {
   TrainState s = m_state;
   s.optimizer = optimizer_state_name();
-  s.optimizer_steps = m_diagonal ? m_diagonal->steps() : m_optimizer->steps();
-  s.optimizer_state = m_diagonal ? m_diagonal->state() : m_optimizer->state();
+  s.optimizer_steps = m_rule ? m_state.step : m_diagonal ? m_diagonal->steps() : m_optimizer->steps();
+  s.optimizer_state = m_rule ? m_rule->state() : m_diagonal ? m_diagonal->state() : m_optimizer->state();
   s.config = m_options.config;
   return s;
 }
@@ -301,6 +304,20 @@ void Trainer::set_curvature_monitor(CurvatureMonitor* monitor, std::int64_t ever
   m_curvature_per_epoch = per_epoch;
 }
 
+void Trainer::set_step_rule(StepRule* rule) {
+  if (rule && m_options.sharpness.kind != SharpnessKind::None)
+    throw std::invalid_argument(rule->name() + " cannot be combined with sharpness-aware training (" +
+                                sharpness_name(m_options.sharpness.kind) + ")");
+  if (rule && m_options.sharpness.gam_rho > 0)
+    throw std::invalid_argument(rule->name() + " cannot be combined with GAM");
+  if (rule && m_options.weight_transform)
+    throw std::invalid_argument(rule->name() + " cannot be combined with quantization-aware training");
+  if (rule && m_diagonal)
+    throw std::invalid_argument(rule->name() + " cannot be combined with " + optimizer_state_name());
+  m_rule = rule;
+  m_state.optimizer = optimizer_state_name();
+}
+
 void Trainer::log_curvature() {
   if (!m_monitor) return;
   CurvatureStep at;
@@ -333,7 +350,21 @@ bool Trainer::run() {
       const Dataset batch = gather(m_train, perm.data() + first, count);
       lr = m_schedule->at(m_state.step);
       const EvalResult r = step_gradient(batch, g);
-      optimizer_step(batch, g, lr);
+      if (m_rule) {
+        StepContext at;
+        at.model = &m_train_model;  // at w: step_gradient's last pass (no SAM with a rule)
+        at.batch = &batch;
+        at.objective = m_options.objective;
+        at.loss = r.loss;
+        at.lr = lr;
+        at.step = m_state.step;
+        OptimizerRecord rec;
+        m_rule->step(at, m_w, g, rec);
+        rec.step = m_state.step + 1;
+        if (!rec.values.empty()) m_state.history.optimizer.push_back(std::move(rec));
+      } else {
+        optimizer_step(batch, g, lr);
+      }
       m_batch_objective.reset();
       ++m_state.step;
       m_eval_stale = true;

@@ -53,6 +53,7 @@
 #include "src/train/diagonal_optimizer.h"
 #include "src/train/lr_schedule.h"
 #include "src/train/optimizer.h"
+#include "src/train/step_rule.h"
 
 namespace curv {
 
@@ -140,6 +141,11 @@ class Trainer {
   void set_curvature_monitor(CurvatureMonitor* monitor, std::int64_t every, bool per_epoch = true);
   /// Called after every curvature measurement with its record (already in the history).
   std::function<void(const CurvatureRecord&)> on_curvature;
+  /// A second-order step rule (non-owning, must outlive run(); null: the first-order Optimizer of
+  /// options().optimizer) that replaces the optimizer's step; its name, state and per-step logs go
+  /// to state() and history().optimizer. Set it before restore(). Throws std::invalid_argument
+  /// with sharpness-aware training or a weight_transform (the rule's passes run at w itself).
+  void set_step_rule(StepRule* rule);
 
   /// The model at the current weights (BatchNorm in inference mode, running statistics current).
   const Model& eval_model();
@@ -186,6 +192,7 @@ class Trainer {
   CurvatureMonitor* m_monitor = nullptr;
   std::int64_t m_curvature_every = 0;  // 0: never
   bool m_curvature_per_epoch = true;
+  StepRule* m_rule = nullptr;
 };
 
 }  // namespace curv
