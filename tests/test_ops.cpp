@@ -20,7 +20,9 @@ namespace {
 constexpr double kStep = 1e-5;
 constexpr double kRelTol = 1e-6;
 
-enum class Gen { Normal, Positive, AwayFromZero, Wide, Const };
+enum class Gen { Normal, Positive, AwayFromZero, Wide, Const, Index };
+// Inputs without tangents or gradients: constants, and integer indices in [0, 3) (token ids).
+bool is_const(Gen g) { return g == Gen::Const || g == Gen::Index; }
 
 struct OpCase {
   OpPtr op;
@@ -64,7 +66,7 @@ std::vector<Tensor<double>> vjp(const OpCase& oc, const std::vector<Tensor<doubl
   std::vector<Tensor<double>> g(in.size());
   c.gin.resize(in.size());
   for (size_t i = 0; i < in.size(); ++i)
-    if (oc.gens[i] != Gen::Const) {
+    if (!is_const(oc.gens[i])) {
       g[i] = Tensor<double>(in[i].shape());
       std::fill(g[i].vec().begin(), g[i].vec().end(), 123.0);  // kernels must overwrite
       c.gin[i] = g[i].view();
@@ -88,6 +90,7 @@ void run_case(const OpCase& oc, std::uint64_t seed) {
         case Gen::Const: v = ud(rng); break;
         case Gen::AwayFromZero: v = (nd(rng) > 0 ? 1 : -1) * ud(rng) * 0.5; break;
         case Gen::Wide: v = 3 * nd(rng); break;
+        case Gen::Index: v = double(rng() % 3); break;
       }
     }
   }
@@ -97,7 +100,7 @@ void run_case(const OpCase& oc, std::uint64_t seed) {
   // Directions d (k of them, zero on constant inputs), output weights u and w.
   std::vector<Tensor<double>> d(n);
   for (size_t i = 0; i < n; ++i) {
-    if (oc.gens[i] == Gen::Const) continue;
+    if (is_const(oc.gens[i])) continue;
     d[i] = Tensor<double>(with_lead(k, oc.shapes[i]));
     for (auto& v : d[i].vec()) v = nd(rng);
   }
@@ -156,7 +159,7 @@ void run_case(const OpCase& oc, std::uint64_t seed) {
     std::vector<Tensor<double>> tg(n);
     c.tgin.assign(n, View<double>{});
     for (size_t i = 0; i < n; ++i)
-      if (oc.gens[i] != Gen::Const) {
+      if (!is_const(oc.gens[i])) {
         tg[i] = Tensor<double>(with_lead(k, oc.shapes[i]));
         std::fill(tg[i].vec().begin(), tg[i].vec().end(), -77.0);
         c.tgin[i] = tg[i].view();
@@ -168,7 +171,7 @@ void run_case(const OpCase& oc, std::uint64_t seed) {
       std::vector<Tensor<double>> gp, gm;
       if (so) gp = vjp(oc, shifted(j, kStep), u), gm = vjp(oc, shifted(j, -kStep), u);
       for (size_t i = 0; i < n; ++i) {
-        if (oc.gens[i] == Gen::Const) continue;
+        if (is_const(oc.gens[i])) continue;
         const std::int64_t m = x[i].size();
         std::vector<double> ex(m), an(m);
         for (std::int64_t e = 0; e < m; ++e) {
@@ -566,6 +569,34 @@ TEST_CASE("shape ops match finite differences") {
   run_case({make_concat(1), {{2, 3, 2}, {2, 1, 2}, {2, 2, 2}}, {Gen::Normal, Gen::Normal, Gen::Normal}}, 56);
   run_case({make_gather(1, {2, 0, 2, -1}, {2, 2}), {{2, 4, 3}}, {Gen::Normal}}, 57);
   run_case({make_gather(0, {1}, {}), {{3, 4}}, {Gen::Normal}}, 58);
+}
+
+TEST_CASE("Embedding (Gather with data indices) matches finite differences, repeated ids add up") {
+  // Table [3, 4] rows looked up by ids [2, 5] (batch 2, 5 positions; ids repeat, so the VJP's
+  // scatter-add sums several rows); a middle axis; a scalar row (inner = 1).
+  run_case({make_embedding(0), {{3, 4}, {2, 5}}, {Gen::Normal, Gen::Index}}, 61);
+  run_case({make_embedding(1), {{2, 3, 2}, {4}}, {Gen::Normal, Gen::Index}}, 62);
+  run_case({make_embedding(-1), {{2, 3}, {3, 2}}, {Gen::Normal, Gen::Index}}, 63);
+  // Exact values: y = W[ids], and g_W rows sum the output gradient of every position with that id.
+  Tensor<double> W({3, 2}, {1, 2, 3, 4, 5, 6}), ids({1, 3}, {2, 0, 2});
+  OpState<double> st;
+  Tensor<double> y = forward(make_embedding(0), {W, ids}, st);
+  CHECK(y.shape() == Shape{1, 3, 2});
+  CHECK(y.vec() == Buffer<double>{5, 6, 1, 2, 5, 6});
+  OpCtx<double> c;
+  c.in = {W.view(), ids.view()};
+  c.out = y.view();
+  Tensor<double> gy({1, 3, 2}, {1, 10, 100, 1000, 7, 70}), gW({3, 2});
+  c.gout = gy.view();
+  c.gin = {gW.view(), View<double>{}};
+  make_embedding(0)->backward(c);
+  CHECK(gW.vec() == Buffer<double>{100, 1000, 0, 0, 8, 80});
+  // Ids outside [0, rows) or not integers are refused.
+  Tensor<double> bad({1, 1}, {3}), frac({1, 1}, {0.5}), neg({1, 1}, {-1});
+  CHECK_THROWS_WITH_AS(forward(make_embedding(0), {W, bad}, st), doctest::Contains("not an integer in [0, 3)"),
+                       std::invalid_argument);
+  CHECK_THROWS_AS(forward(make_embedding(0), {W, frac}, st), std::invalid_argument);
+  CHECK_THROWS_AS(forward(make_embedding(0), {W, neg}, st), std::invalid_argument);
   run_case({make_unsqueeze({1, -1}), {{2, 3}}, {Gen::Normal}}, 59);
   run_case({make_squeeze({1}), {{2, 1, 3}}, {Gen::Normal}}, 60);
   run_case({make_reduce(true, {-1}, true), {{2, 3, 4}}, {Gen::Normal}}, 61);

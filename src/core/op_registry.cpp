@@ -193,6 +193,7 @@ std::vector<OpTypeInfo> build_table() {
        [](const OpSpec& s) {
          return make_gather(s.get_int("axis"), s.get_ints("indices"), s.get_ints("indices_shape"));
        }},
+      {"Embedding", {attr_int("axis", 0)}, [](const OpSpec& s) { return make_embedding(s.get_int("axis")); }},
       {"Unsqueeze",
        {attr_ints("axes", std::nullopt)},
        [](const OpSpec& s) { return make_unsqueeze(s.get_ints("axes")); }},

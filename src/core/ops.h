@@ -120,6 +120,10 @@ OpPtr make_slice(std::vector<std::int64_t> starts, std::vector<std::int64_t> end
 OpPtr make_concat(std::int64_t axis);
 /// Gather along `axis` with constant indices of shape `indices_shape`.
 OpPtr make_gather(std::int64_t axis, std::vector<std::int64_t> indices, Shape indices_shape);
+/// Embedding: ONNX Gather along `axis` with indices from the data (token ids), inputs table x and
+/// indices; y = x[:axis] ++ indices.shape ++ x[axis+1:]. Linear in the table (its VJP is a
+/// scatter-add); indices must be integers in [0, x.shape[axis]) and get no gradient.
+OpPtr make_embedding(std::int64_t axis = 0);
 OpPtr make_unsqueeze(std::vector<std::int64_t> axes);
 OpPtr make_squeeze(std::vector<std::int64_t> axes);  // empty: all dims of size 1
 /// y = x under another ONNX type name (Dropout, Cast, Pad), so that export writes it back.

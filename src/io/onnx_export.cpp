@@ -39,8 +39,11 @@ class Exporter {
     op->set_version(kOpset);
     m_graph = mp.mutable_graph();
     m_graph->set_name("curv");
-    const Value& in = m_model.values().at(m_model.input());
-    add_value_info(m_graph->add_input(), in.name, in.shape);
+    for (int i : m_model.inputs()) {
+      const Value& in = m_model.values().at(i);
+      add_value_info(m_graph->add_input(), in.name, in.shape,
+                     in.integer ? onnx::TensorProto_DataType_INT64 : onnx::TensorProto_DataType_FLOAT);
+    }
     // Parameters are initializers; constants (BatchNorm statistics, graph constants) are Constant
     // nodes, so that an importer keeps them out of the trainable set.
     for (const Value& v : m_model.values()) {
@@ -67,10 +70,11 @@ class Exporter {
   }
 
  private:
-  void add_value_info(onnx::ValueInfoProto* vi, const std::string& name, const Shape& sample) {
+  void add_value_info(onnx::ValueInfoProto* vi, const std::string& name, const Shape& sample,
+                      int elem_type = onnx::TensorProto_DataType_FLOAT) {
     vi->set_name(name);
     auto* tt = vi->mutable_type()->mutable_tensor_type();
-    tt->set_elem_type(onnx::TensorProto_DataType_FLOAT);
+    tt->set_elem_type(elem_type);
     auto* shape = tt->mutable_shape();
     shape->add_dim()->set_dim_param("N");
     for (auto d : sample) shape->add_dim()->set_dim_value(d);
@@ -172,7 +176,7 @@ class Exporter {
     }
     if (t == "Pad") {  // the no-op Pad exporters emit before AveragePool
       const auto rank = static_cast<std::int64_t>(m_model.values().at(node.inputs.at(0)).shape.size()) +
-                        (node.inputs.at(0) == m_model.input() ? 1 : 0);
+                        (m_model.values().at(node.inputs.at(0)).kind == ValueKind::Input ? 1 : 0);
       ins.push_back(add_int_init(nm, "pads", std::vector<std::int64_t>(2 * rank, 0)));
       add_node(t, nm, ins, out);
       return;
@@ -239,6 +243,10 @@ class Exporter {
       if (!axes.empty()) ins.push_back(add_int_init(nm, "axes", axes));
       if (!steps.empty()) ins.push_back(add_int_init(nm, "steps", steps));
       add_node(t, nm, ins, out);
+      return;
+    }
+    if (t == "Embedding") {  // ONNX Gather with the indices as a graph value
+      set_i(add_node("Gather", nm, ins, out), "axis", a.get_int("axis"));
       return;
     }
     if (t == "Gather") {

@@ -328,6 +328,8 @@ void Importer::import_op(const std::string& t) {
       if (present(k)) ins.push_back(value(k));
     return emit(OpSpec(t).set_int("axis", attr_i("axis", 0)), ins);
   }
+  if (t == "Gather" && !folded(1))  // indices from the data (token ids): an embedding lookup
+    return emit(OpSpec("Embedding").set_int("axis", attr_i("axis", 0)), {value(0), value(1)});
   if (t == "Gather") {
     const Folded& idx = need_folded(1, "indices");
     return emit(OpSpec(t)

@@ -56,17 +56,19 @@ class Importer {
     for (const auto& in : g.input())
       if (!inits.count(in.name())) data.push_back(&in);
     if (data.empty()) fail("graph has no data input");
-    if (data.size() > 1) {
-      std::string names;
-      for (auto* d : data) names += (names.empty() ? "'" : ", '") + d->name() + "'";
-      fail("graph has " + std::to_string(data.size()) + " data inputs (" + names +
-           "); curv supports models with exactly one data input");
-    }
-    const auto& vi = *data[0];
+    for (const auto* d : data) add_one_input(*d);
+  }
+
+  // A data input: float (features, images, additive masks) or integer (token ids, integer or
+  // boolean masks: kept exactly, see dataset.h).
+  void add_one_input(const onnx::ValueInfoProto& vi) {
     if (!vi.type().has_tensor_type()) fail("input '" + vi.name() + "' is not a tensor");
     const auto& tt = vi.type().tensor_type();
-    if (tt.elem_type() != onnx::TensorProto_DataType_FLOAT && tt.elem_type() != onnx::TensorProto_DataType_DOUBLE)
-      fail("input '" + vi.name() + "' has data type " + dtype_name(tt.elem_type()) + " (expected FLOAT)");
+    const auto et = tt.elem_type();
+    const bool integer = et == onnx::TensorProto_DataType_INT64 || et == onnx::TensorProto_DataType_INT32 ||
+                         et == onnx::TensorProto_DataType_BOOL;
+    if (et != onnx::TensorProto_DataType_FLOAT && et != onnx::TensorProto_DataType_DOUBLE && !integer)
+      fail("input '" + vi.name() + "' has data type " + dtype_name(et) + " (expected FLOAT, DOUBLE, INT64, INT32 or BOOL)");
     Shape sample;
     for (int d = 1; d < tt.shape().dim_size(); ++d) {
       const auto& dim = tt.shape().dim(d);
@@ -77,8 +79,13 @@ class Importer {
     if (tt.shape().dim_size() < 1) fail("input '" + vi.name() + "' must have a batch dimension");
     // Exported without a dynamic batch axis: the batch size is still free here, and constant
     // Reshape targets that start with this fixed size mean the batch dim (see reshape_target).
-    if (tt.shape().dim(0).has_dim_value()) m_fixed_batch = tt.shape().dim(0).dim_value();
-    m_values[vi.name()] = m_model.add_input(vi.name(), sample);
+    if (tt.shape().dim(0).has_dim_value()) {
+      if (m_fixed_batch > 0 && m_fixed_batch != tt.shape().dim(0).dim_value())
+        fail("input '" + vi.name() + "' has batch size " + std::to_string(tt.shape().dim(0).dim_value()) +
+             ", another input " + std::to_string(m_fixed_batch));
+      m_fixed_batch = tt.shape().dim(0).dim_value();
+    }
+    m_values[vi.name()] = m_model.add_input(vi.name(), sample, integer);
   }
 
   // ---- attributes (of the declared type; UNDEFINED, as some old writers leave it, is accepted) --
