@@ -170,6 +170,19 @@ class Exporter {
       add_node("Mul", nm, {nm + "/mul_out", add_scalar_init(nm, "half", 0.5)}, out);
       return;
     }
+    if (t == "GeluTanh") {  // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), as PyTorch exports it
+      const std::string x = ins.at(0);
+      add_node("Mul", nm + "/x2", {x, x}, nm + "/x2_out");
+      add_node("Mul", nm + "/x3", {nm + "/x2_out", x}, nm + "/x3_out");
+      add_node("Mul", nm + "/ax3", {nm + "/x3_out", add_scalar_init(nm, "a", 0.044715)}, nm + "/ax3_out");
+      add_node("Add", nm + "/inner", {x, nm + "/ax3_out"}, nm + "/inner_out");
+      add_node("Mul", nm + "/u", {nm + "/inner_out", add_scalar_init(nm, "c", std::sqrt(2.0 / M_PI))}, nm + "/u_out");
+      add_node("Tanh", nm + "/tanh", {nm + "/u_out"}, nm + "/tanh_out");
+      add_node("Add", nm + "/add", {nm + "/tanh_out", add_scalar_init(nm, "one", 1.0)}, nm + "/add_out");
+      add_node("Mul", nm + "/mul", {x, nm + "/add_out"}, nm + "/mul_out");
+      add_node("Mul", nm, {nm + "/mul_out", add_scalar_init(nm, "half", 0.5)}, out);
+      return;
+    }
     if (t == "Pad") {  // the no-op Pad exporters emit before AveragePool
       const auto rank = static_cast<std::int64_t>(m_model.values().at(node.inputs.at(0)).shape.size()) +
                         (node.inputs.at(0) == m_model.input() ? 1 : 0);
@@ -241,6 +254,17 @@ class Exporter {
       add_node(t, nm, ins, out);
       return;
     }
+    if (t == "Expand" || t == "Tile") {
+      const char* k = t == "Expand" ? "shape" : "repeats";
+      ins.push_back(add_int_init(nm, k, a.get_ints(k)));
+      add_node(t, nm, ins, out);
+      return;
+    }
+    if (t == "Trilu") {
+      ins.push_back(add_int_init(nm, "k", {a.get_int("k")}, {}));
+      set_i(add_node(t, nm, ins, out), "upper", a.get_bool("upper") ? 1 : 0);
+      return;
+    }
     if (t == "Gather") {
       ins.push_back(add_int_init(nm, "indices", a.get_ints("indices"), a.get_ints("indices_shape")));
       set_i(add_node(t, nm, ins, out), "axis", a.get_int("axis"));
@@ -273,6 +297,12 @@ class Exporter {
       if (t != "Conv") set_i(n, "ceil_mode", a.get_bool("ceil_mode") ? 1 : 0);
       if (t == "AveragePool") set_i(n, "count_include_pad", a.get_bool("count_include_pad") ? 1 : 0);
     }
+    if (t == "Einsum") {
+      auto* at = n->add_attribute();
+      at->set_name("equation");
+      at->set_type(onnx::AttributeProto_AttributeType_STRING);
+      at->set_s(a.get_string("equation"));
+    }
     if (t == "LSTM" || t == "GRU") {
       set_i(n, "hidden_size", a.get_int("hidden_size"));
       if (t == "GRU") set_i(n, "linear_before_reset", 1);
@@ -294,7 +324,7 @@ class Exporter {
     if (t == "LayerNormalization" || t == "BatchNormalization" || t == "InstanceNormalization")
       set_f(n, "epsilon", a.get_float("epsilon"));
     if (t == "BatchNormalization" && a.get_bool("training")) set_i(n, "training_mode", 1);
-    if (t == "ReduceMean") {
+    if (t == "ReduceMean" || t == "ReduceMax" || t == "ReduceMin") {
       if (!a.get_ints("axes").empty()) set_ints(n, "axes", a.get_ints("axes"));
       set_i(n, "keepdims", a.get_bool("keepdims") ? 1 : 0);
     }

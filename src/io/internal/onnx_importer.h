@@ -216,6 +216,7 @@ class Importer {
 
   // ---- nodes -------------------------------------------------------------------------------
   void import_node(const onnx::NodeProto& n);
+  bool only_masks(const onnx::GraphProto& g, const std::string& name);
   bool try_fold(const std::string& t);
   void import_op(const std::string& t);
   void import_conv_like(const std::string& t);
@@ -240,6 +241,8 @@ class Importer {
     std::string node;
   };
   std::map<std::string, PendingPad> m_pending_pads;  // zero Pad outputs, merged into their consumer
+  std::map<std::string, std::vector<std::pair<const onnx::NodeProto*, int>>> m_uses;  // value -> (node, input)
+  std::map<std::string, bool> m_mask_only;
   const onnx::NodeProto* m_node = nullptr;
   std::string m_node_name;
 };
