@@ -478,7 +478,8 @@ Dataset random_for(const Model& m, std::int64_t n) {
 
 TEST_CASE("checkpoint round trip of imported ONNX models is exact") {
   for (const char* onnx : {"mlp.onnx", "mlp_mse.onnx", "cnn_bn.onnx", "cnn_bn_fused.onnx", "resblock.onnx",
-                           "attention_op17.onnx", "attention_op13.onnx"}) {
+                           "attention_op17.onnx", "attention_op13.onnx", "lmops/causal_attention_op17.onnx",
+                           "lmops/einsum_attention_op14.onnx", "lmops/minmax_op17.onnx"}) {
     CAPTURE(std::string(onnx));
     const Model m = import_onnx(fixture(onnx));
     const std::string path = tmp_path("ckpt.h5");
@@ -549,7 +550,9 @@ TEST_CASE("ONNX -> h5 -> ONNX round trip gives the same graph, bit-identical par
   for (const char* onnx : {"mlp.onnx", "cnn_bn.onnx", "cnn_bn_fused.onnx", "resblock.onnx", "attention_op17.onnx",
                            "attention_op13.onnx", "io/opset11.onnx", "io/zero_pad.onnx", "io/clip_split.onnx",
                            "vision/activations.onnx", "vision/groupnorm_cnn.onnx", "vision/unet.onnx",
-                           "vision/lstm.onnx", "vision/bilstm.onnx", "vision/gru.onnx"}) {
+                           "vision/lstm.onnx", "vision/bilstm.onnx", "vision/gru.onnx",
+                           "lmops/causal_attention_op14.onnx", "lmops/causal_attention_op17.onnx",
+                           "lmops/einsum_attention_op17.onnx", "lmops/minmax_op13.onnx", "lmops/minmax_op18.onnx"}) {
     CAPTURE(std::string(onnx));
     const Model m = import_onnx(fixture(onnx));
     const std::string h5 = tmp_path("rt.h5"), out = tmp_path("rt.onnx");

@@ -1,5 +1,5 @@
 // The table of op types: attributes (name, kind, default) and factories. Attribute semantics follow
-// ONNX (opset 11-17); the names are those of curv checkpoint graphs, which differ from ONNX only in
+// ONNX (opset 11-18); the names are those of curv checkpoint graphs, which differ from ONNX only in
 // Conv/pool `kernel` (ONNX kernel_shape), BatchNormalization `training` (ONNX training_mode), and
 // operands that ONNX passes as constant inputs (Pow exponent, Reshape shape, Slice starts/ends/axes/
 // steps, Gather indices and indices_shape, Squeeze/Unsqueeze/ReduceSum axes).

@@ -1,6 +1,6 @@
 #pragma once
 /// \file ops.h
-/// Factories for every op of the engine. Attribute semantics follow ONNX (opset 11-17) so the
+/// Factories for every op of the engine. Attribute semantics follow ONNX (opset 11-18) so the
 /// importer maps nodes one to one; the C++ model builder uses the same factories.
 #include <array>
 #include <cstdint>

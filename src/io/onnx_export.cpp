@@ -43,6 +43,13 @@ class Exporter {
     add_value_info(m_graph->add_input(), in.name, in.shape);
     // Parameters are initializers; constants (BatchNorm statistics, graph constants) are Constant
     // nodes, so that an importer keeps them out of the trainable set.
+    // Constants read only as booleans (a folded mask as Where's condition) are written as BOOL.
+    std::vector<int> bool_uses(m_model.values().size(), 0), other_uses(m_model.values().size(), 0);
+    for (const Node& n : m_model.nodes())
+      for (std::size_t k = 0; k < n.inputs.size(); ++k)
+        (bool_input(n.op->type(), k) ? bool_uses : other_uses)[n.inputs[k]]++;
+    for (std::size_t i = 0; i < m_model.values().size(); ++i)
+      m_bool_const.push_back(m_model.values()[i].kind == ValueKind::Constant && bool_uses[i] > 0 && !other_uses[i]);
     for (const Value& v : m_model.values()) {
       if (v.kind == ValueKind::Parameter) add_float_init(v.name, m_model.param(v.index));
       if (v.kind == ValueKind::Constant) {
@@ -50,7 +57,18 @@ class Exporter {
         auto* a = n->add_attribute();
         a->set_name("value");
         a->set_type(onnx::AttributeProto_AttributeType_TENSOR);
-        fill_float(a->mutable_t(), v.name, m_model.constant(v.index));
+        const Tensor<double>& t = m_model.constant(v.index);
+        if (m_bool_const[&v - m_model.values().data()]) {
+          auto* p = a->mutable_t();
+          p->set_name(v.name);
+          p->set_data_type(onnx::TensorProto_DataType_BOOL);
+          for (auto d : t.shape()) p->add_dims(d);
+          std::string raw(static_cast<std::size_t>(t.size()), '\0');
+          for (std::int64_t k = 0; k < t.size(); ++k) raw[k] = t.data()[k] != 0.0 ? 1 : 0;
+          p->set_raw_data(raw);
+        } else {
+          fill_float(a->mutable_t(), v.name, t);
+        }
       }
     }
     for (std::size_t i = 0; i < m_model.nodes().size(); ++i) {
@@ -158,6 +176,22 @@ class Exporter {
     const std::string& out = m_model.values().at(node.output).name;
     const std::string& nm = node.name;
 
+    // Booleans are 0 / 1 floats in curv and BOOL in ONNX: the inputs of Not, And and Where's
+    // condition go through Cast(to BOOL), the outputs of Not, And and the comparisons through
+    // Cast(to FLOAT), so the file is typed as ONNX requires (the importer drops these Casts again).
+    const bool logical = t == "Not" || t == "And";
+    if (logical || t == "Where")
+      for (std::size_t k = 0; k < (t == "Where" ? 1 : ins.size()); ++k) {
+        if (m_bool_const[node.inputs[k]]) continue;
+        const std::string b = nm + "/bool" + std::to_string(k);
+        set_i(add_node("Cast", b, {ins[k]}, b + "_out"), "to", onnx::TensorProto_DataType_BOOL);
+        ins[k] = b + "_out";
+      }
+    if (logical || t == "Equal" || t == "Less" || t == "Greater") {
+      add_node(t, nm, ins, nm + "/bool_out");
+      set_i(add_node("Cast", nm + "/float", {nm + "/bool_out"}, out), "to", onnx::TensorProto_DataType_FLOAT);
+      return;
+    }
     if (t == "FakeQuantize")  // levels qmin..qmax of any width: ONNX QuantizeLinear (opset < 21) has int8/uint8 only
       throw std::invalid_argument("curv's activation quantizer (" + a.format() +
                                   ") has no ONNX form; keep the model as a curv checkpoint");
@@ -331,8 +365,13 @@ class Exporter {
     if (t == "Transpose" && !a.get_ints("perm").empty()) set_ints(n, "perm", a.get_ints("perm"));
   }
 
+  static bool bool_input(const std::string& type, std::size_t k) {
+    return (type == "Where" && k == 0) || type == "Not" || type == "And";
+  }
+
   const Model& m_model;
   std::string m_path;
+  std::vector<bool> m_bool_const;  // per model value: a constant written as BOOL
   onnx::GraphProto* m_graph = nullptr;
   int m_counter = 0;
 };

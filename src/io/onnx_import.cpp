@@ -15,7 +15,7 @@ namespace onnx_detail {
 
 namespace {
 
-constexpr int kMinOpset = 7;  // older exports parse, but only 11-17 are tested
+constexpr int kMinOpset = 7;  // older exports parse, but only 11-18 are tested
 constexpr int kMaxOpset = 18;
 
 template <class T>
@@ -163,7 +163,7 @@ Model Importer::run(const onnx::ModelProto& mp) {
     if (op.domain().empty() || op.domain() == "ai.onnx") m_opset = static_cast<int>(op.version());
   if (m_opset == 0) fail("not an ONNX model (no default-domain opset_import)");
   if (m_opset < kMinOpset || m_opset > kMaxOpset)
-    fail("opset " + std::to_string(m_opset) + " is not supported (expected 11-17)");
+    fail("opset " + std::to_string(m_opset) + " is not supported (expected 11-18)");
   const onnx::GraphProto& g = mp.graph();
   std::set<std::string> inits;
   for (const auto& t : g.initializer()) {

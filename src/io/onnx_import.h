@@ -1,6 +1,6 @@
 #pragma once
 /// \file onnx_import.h
-/// Import of ONNX models as `torch.onnx.export` writes them (opsets 11-17) into a Model.
+/// Import of ONNX models as `torch.onnx.export` writes them (opsets 11-18) into a Model.
 ///
 /// - Exactly one data input (graph inputs that are initializers do not count); its first dim is
 ///   the free batch dimension, the others must be fixed.

@@ -280,9 +280,17 @@ void Importer::import_op(const std::string& t) {
     return emit(OpSpec(t).set_int("k", k).set_bool("upper", attr_i("upper", 1) != 0), {value(0)});
   }
   if (t == "Range") node_fail("start, limit and delta must be constants known at load time");
+  if (t == "Cast" && m_booleans.count(in_name(0)) &&
+      (attr_i("to", 0) == onnx::TensorProto_DataType_BOOL || attr_i("to", 0) == onnx::TensorProto_DataType_FLOAT ||
+       attr_i("to", 0) == onnx::TensorProto_DataType_DOUBLE)) {  // already 0 / 1: the same value
+    m_values[m_node->output(0)] = value(0);
+    m_booleans.insert(m_node->output(0));
+    return;
+  }
   if (t == "Cast" && attr_i("to", 0) == onnx::TensorProto_DataType_BOOL) {  // x != 0 as 0 / 1
     const int once = emit_named(OpSpec("Not"), {value(0)}, m_node_name + "/not");
     m_values[m_node->output(0)] = emit_named(OpSpec("Not"), {once}, m_node_name);
+    m_booleans.insert(m_node->output(0));
     return;
   }
   // Every other unary op of elementwise_table.h: its parameter is the ONNX attribute of that name.
