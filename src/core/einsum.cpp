@@ -4,8 +4,9 @@
 //   y'   = sum_k E(x_1, .., x_k', .., x_n)
 //   g_k  = E_k(g, x_m for m != k)                      (g contracted onto x_k's labels)
 //   g_k' = E_k(g', x_m for m != k) + sum_{m != k} E_k(g, x_m', x_l for l != k, m)
-// the last sum being the second-order term. Every kernel is one loop over the index space of all
-// labels (Contraction below). Supported: letters as labels, explicit ("->") or implicit output,
+// the last sum being the second-order term. Every kernel is a sum of contractions of two or three
+// factors; two factors whose labels each appear in two of (factor, factor, target) are a batched
+// GEMM on gathered copies, anything else one loop over the index space of all labels. Supported: letters as labels, explicit ("->") or implicit output,
 // labels summed within one operand; not supported (rejected by name): ellipsis "...", a label
 // repeated within one operand or the output (diagonals), broadcasting of size-1 dims.
 #include <algorithm>
@@ -13,6 +14,7 @@
 #include <map>
 #include <stdexcept>
 
+#include "src/core/internal/gemm.h"
 #include "src/core/ops.h"
 #include "src/core/size_limits.h"
 
@@ -166,10 +168,71 @@ class EinsumOp final : public OpImpl<EinsumOp> {
     }
     return st;
   }
+  // Calls f(i, offset) over the labels `ls` (row-major over their dims), offset by `stride`.
+  template <class F>
+  static void each_offset(const std::vector<std::int64_t>& dims, const std::vector<int>& ls,
+                          const std::vector<std::int64_t>& stride, F&& f) {
+    std::int64_t n = 1;
+    for (int l : ls) n *= dims[l];
+    std::vector<std::int64_t> idx(ls.size(), 0);
+    std::int64_t off = 0;
+    for (std::int64_t i = 0; i < n; ++i) {
+      f(i, off);
+      for (int d = static_cast<int>(ls.size()) - 1; d >= 0; --d) {
+        off += stride[ls[d]];
+        if (++idx[d] < dims[ls[d]]) break;
+        off -= stride[ls[d]] * dims[ls[d]];
+        idx[d] = 0;
+      }
+    }
+  }
+  // Two factors and a target where every label is in two or all three of them (attention's
+  // "bhqd,bhkd->bhqk" and every gradient of a two-operand einsum): a batched matrix product
+  // target[b, m, n] += A[b, m, k] B[b, k, n] on copies gathered into that layout. False otherwise.
+  template <class T>
+  static bool contract_gemm(const std::vector<std::int64_t>& dims, const std::vector<Factor<T>>& f, T* target,
+                            const std::vector<std::int64_t>& ts) {
+    if (f.size() != 2) return false;
+    if (std::find(dims.begin(), dims.end(), 0) != dims.end()) return true;  // empty: nothing to add
+    std::vector<int> bl, ml, nl, kl;
+    for (int d = 0; d < static_cast<int>(dims.size()); ++d) {
+      const bool a = f[0].stride[d] != 0, b = f[1].stride[d] != 0, t = ts[d] != 0;
+      if (a && b && t)
+        bl.push_back(d);
+      else if (a && t)
+        ml.push_back(d);
+      else if (b && t)
+        nl.push_back(d);
+      else if (a && b)
+        kl.push_back(d);
+      else
+        return false;
+    }
+    auto size = [&](const std::vector<int>& ls) {
+      std::int64_t n = 1;
+      for (int l : ls) n *= dims[l];
+      return n;
+    };
+    auto cat = [](std::vector<int> x, const std::vector<int>& y, const std::vector<int>& z) {
+      x.insert(x.end(), y.begin(), y.end());
+      x.insert(x.end(), z.begin(), z.end());
+      return x;
+    };
+    const std::int64_t B = size(bl), M = size(ml), N = size(nl), K = size(kl);
+    std::vector<T> a(B * M * K), b(B * K * N), c(B * M * N);
+    each_offset(dims, cat(bl, ml, kl), f[0].stride, [&](auto i, auto o) { a[i] = f[0].data[o]; });
+    each_offset(dims, cat(bl, kl, nl), f[1].stride, [&](auto i, auto o) { b[i] = f[1].data[o]; });
+    for (std::int64_t q = 0; q < B; ++q)
+      internal::gemm(false, false, a.data() + q * M * K, M, K, b.data() + q * K * N, K, N, c.data() + q * M * N, T(1),
+                     false);
+    each_offset(dims, cat(bl, ml, nl), ts, [&](auto i, auto o) { target[o] += c[i]; });
+    return true;
+  }
   // target[.] += prod_f f[.] over the whole label space.
   template <class T>
   static void contract(const std::vector<std::int64_t>& dims, const std::vector<Factor<T>>& f, T* target,
                        const std::vector<std::int64_t>& ts) {
+    if (contract_gemm(dims, f, target, ts)) return;
     const int r = static_cast<int>(dims.size());
     std::int64_t n = 1;
     for (auto d : dims) n *= d;
