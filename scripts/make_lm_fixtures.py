@@ -2,7 +2,7 @@
 """PyTorch references for token inputs and language models (tests/test_language_model.cpp).
 
 Run with Debian's python: /usr/bin/python3 scripts/make_lm_fixtures.py
-Writes data/fixtures/lm/ (about 150 KB in all):
+Writes data/fixtures/lm/ (about 800 KB in all):
 
   bert_cls.onnx, bert_cls64.onnx   a BERT-style encoder classifier: token ids (int64) and an
                                    attention mask (int64, 1 = keep), one post-LN encoder layer,
@@ -14,6 +14,9 @@ Writes data/fixtures/lm/ (about 150 KB in all):
                                    below the diagonal, -1e4 above) added to the scores, so the
                                    graph needs no Trilu/Where (import with freeze regex
                                    "causal_mask": it is an initializer, not a weight)
+  bert_cls_where*.onnx,            the same models with the masks applied the ordinary way,
+  gpt_lm_tril*.onnx                masked_fill(mask == 0, -inf) and masked_fill(tril == 0, -inf)
+                                   (ONNX Equal and Where); same data, own references
   gpt_lm.npz, gpt_lm.h5            the batch: input_ids [N, T], y [N, T] next-token targets with
                                    ignore_index -100 on the last position and on padding
   <model>_ref.npz                  PyTorch's logits, loss, gradient, a seeded direction v with the
@@ -49,12 +52,17 @@ class Attention(nn.Module):
         super().__init__()
         self.q, self.k, self.v, self.o = (nn.Linear(D, D) for _ in range(4))
 
-    def forward(self, h, bias):
+    def forward(self, h, bias=None, drop=None):
+        """`bias` is added to the scores; where `drop` is true they become -inf (masked_fill)."""
         dh = D // H
         q = self.q(h).reshape(-1, T, H, dh).transpose(1, 2)
         k = self.k(h).reshape(-1, T, H, dh).transpose(1, 2)
         v = self.v(h).reshape(-1, T, H, dh).transpose(1, 2)
-        scores = q @ k.transpose(-2, -1) / math.sqrt(dh) + bias
+        scores = q @ k.transpose(-2, -1) / math.sqrt(dh)
+        if bias is not None:
+            scores = scores + bias
+        if drop is not None:
+            scores = scores.masked_fill(drop, float("-inf"))
         a = torch.softmax(scores, dim=-1) @ v
         return self.o(a.transpose(1, 2).reshape(-1, T, D))
 
@@ -79,7 +87,7 @@ class TinyBert(nn.Module):
     def forward(self, input_ids, attention_mask):
         h = self.ln0(self.tok(input_ids) + self.pos)
         bias = (1.0 - attention_mask[:, None, None, :].to(h.dtype)) * -10000.0
-        h = self.ln1(h + self.attn(h, bias))
+        h = self.ln1(h + self.attn(h, bias=bias))
         h = self.ln2(h + self.ff2(nn.functional.gelu(self.ff1(h))))
         return self.cls(h[:, 0])
 
@@ -103,7 +111,33 @@ class TinyGPT(nn.Module):
 
     def forward(self, input_ids):
         h = self.tok(input_ids) + self.pos
-        h = h + self.attn(self.ln1(h), self.causal_mask)
+        h = h + self.attn(self.ln1(h), bias=self.causal_mask)
+        h = h + self.ff2(nn.functional.gelu(self.ff1(self.ln2(h))))
+        return self.head(self.lnf(h))
+
+
+class TinyBertWhere(TinyBert):
+    """TinyBert with the padding mask applied the ordinary way: masked_fill(mask == 0, -inf)
+    (ONNX Equal and Where on the data)."""
+
+    def forward(self, input_ids, attention_mask):
+        h = self.ln0(self.tok(input_ids) + self.pos)
+        h = self.ln1(h + self.attn(h, drop=(attention_mask == 0)[:, None, None, :]))
+        h = self.ln2(h + self.ff2(nn.functional.gelu(self.ff1(h))))
+        return self.cls(h[:, 0])
+
+
+class TinyGPTTril(TinyGPT):
+    """TinyGPT with the causal mask the ordinary way: a tril buffer of ones and
+    masked_fill(tril == 0, -inf) (ONNX Equal and Where on a constant)."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("tril", torch.tril(torch.ones(T, T)))
+
+    def forward(self, input_ids):
+        h = self.tok(input_ids) + self.pos
+        h = h + self.attn(self.ln1(h), drop=self.tril == 0)
         h = h + self.ff2(nn.functional.gelu(self.ff1(self.ln2(h))))
         return self.head(self.lnf(h))
 
@@ -226,6 +260,10 @@ def main():
     np.savez(os.path.join(OUT, "bad_mask_shape.npz"), input_ids=ids.numpy(), attention_mask=mask[:, :-1].numpy(),
              y=y.numpy())
     np.savez(os.path.join(OUT, "bad_lm_target.npz"), input_ids=lm_ids.numpy(), y=target[:, :-1].numpy())
+
+    # Last, so that the draws above (and the files they made) stay as they were without them.
+    make("bert_cls_where", TinyBertWhere, (ids, mask), ["input_ids", "attention_mask"], y, False, gen)
+    make("gpt_lm_tril", TinyGPTTril, (lm_ids,), ["input_ids"], target, True, gen)
 
 
 if __name__ == "__main__":

@@ -303,12 +303,12 @@ struct Errors {
 };
 
 // curv against the PyTorch references of scripts/make_lm_fixtures.py for one export.
-Errors check_lm_fixture(const std::string& name, Precision prec) {
+Errors check_lm_fixture(const std::string& name, const std::string& data, Precision prec) {
   const bool f32 = prec == Precision::Float32;
   ImportOptions io;
   io.freeze_regex = "^causal_mask$";  // the GPT's mask buffer is an initializer, not a weight
   const Model m = import_onnx(lm_fixture(name + (f32 ? ".onnx" : "64.onnx")), io);
-  const Dataset d = load_dataset(lm_fixture(name + ".npz"));
+  const Dataset d = load_dataset(lm_fixture(data + ".npz"));
   const NpzFile z(lm_fixture(name + "_ref.npz"));
   const auto& names = z.get("param_names").strings;
   const auto& onnx_names = z.get(f32 ? "onnx_param" : "onnx_param64").strings;
@@ -357,12 +357,16 @@ Errors check_lm_fixture(const std::string& name, Precision prec) {
 }  // namespace
 
 TEST_CASE("BERT-style classifier (ids + attention mask) and GPT-style causal LM (ignore_index) match PyTorch") {
-  for (const char* name : {"bert_cls", "gpt_lm"})
+  // The masks as additive biases, and the ordinary way (masked_fill: Equal and Where).
+  const std::pair<const char*, const char*> cases[] = {
+      {"bert_cls", "bert_cls"}, {"gpt_lm", "gpt_lm"}, {"bert_cls_where", "bert_cls"}, {"gpt_lm_tril", "gpt_lm"}};
+  for (const auto& [fixture, data] : cases)
     for (Precision p : {Precision::Float64, Precision::Float32}) {
       const bool f32 = p == Precision::Float32;
+      const std::string name = fixture;
       CAPTURE(name);
       CAPTURE(f32);
-      const Errors e = check_lm_fixture(name, p);
+      const Errors e = check_lm_fixture(name, data, p);
       MESSAGE(name << (f32 ? " f32" : " f64") << ": loss " << e.loss << " grad " << e.grad << " hvp " << e.hvp
                    << " ggn " << e.ggn);
       CHECK(e.loss < (f32 ? kLoss32 : kLoss64));
@@ -372,7 +376,7 @@ TEST_CASE("BERT-style classifier (ids + attention mask) and GPT-style causal LM 
     }
 }
 
-TEST_CASE("curv info lists the inputs, eval reports token accuracy and perplexity, bad token data gives: one line, exit 2") {
+TEST_CASE("curv info lists the inputs, eval reports token accuracy and perplexity, bad token data gives one line and exit 2") {
   using curv_test::check_bad;
   using curv_test::curv;
   const std::string bert = lm_fixture("bert_cls.onnx"), gpt = lm_fixture("gpt_lm.onnx");

@@ -1,6 +1,6 @@
 #pragma once
 /// \file onnx_import.h
-/// Import of ONNX models as `torch.onnx.export` writes them (opsets 11-17) into a Model.
+/// Import of ONNX models as `torch.onnx.export` writes them (opsets 11-18) into a Model.
 ///
 /// - One or more data inputs (graph inputs that are initializers do not count), FLOAT, DOUBLE or
 ///   integer (INT64, INT32, BOOL: token ids and masks, kept exactly; dataset.h); their first dim

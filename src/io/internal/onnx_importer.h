@@ -214,6 +214,11 @@ class Importer {
   }
   void emit(const OpSpec& spec, const std::vector<int>& ins) {
     m_values[m_node->output(0)] = emit_named(spec, ins, m_node_name);
+    static const std::set<std::string> boolean{"Equal", "Less", "Greater", "Not", "And"};
+    static const std::set<std::string> moves{"Unsqueeze", "Squeeze", "Reshape", "Transpose", "Slice", "Expand",
+                                             "Tile",      "Flatten", "Identity", "Gather",   "Cast"};
+    if (boolean.count(spec.type) || (moves.count(spec.type) && m_booleans.count(in_name(0))))
+      m_booleans.insert(m_node->output(0));
   }
   int scalar_constant(const std::string& name, double v) {
     return m_model.add_constant(unique(name), Tensor<double>(Shape{}, std::vector<double>{v}));
@@ -223,6 +228,7 @@ class Importer {
 
   // ---- nodes -------------------------------------------------------------------------------
   void import_node(const onnx::NodeProto& n);
+  bool only_masks(const onnx::GraphProto& g, const std::string& name);
   bool try_fold(const std::string& t);
   void import_op(const std::string& t);
   void import_conv_like(const std::string& t);
@@ -247,6 +253,9 @@ class Importer {
     std::string node;
   };
   std::map<std::string, PendingPad> m_pending_pads;  // zero Pad outputs, merged into their consumer
+  std::map<std::string, std::vector<std::pair<const onnx::NodeProto*, int>>> m_uses;  // value -> (node, input)
+  std::map<std::string, bool> m_mask_only;
+  std::set<std::string> m_booleans;  // data values known to hold only 0 and 1 (comparison outputs)
   const onnx::NodeProto* m_node = nullptr;
   std::string m_node_name;
 };
