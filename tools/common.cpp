@@ -83,7 +83,9 @@ std::string error_line(const std::exception& e) {
 void add_run_options(CLI::App& app, RunOptions& o, bool allow_arch) {
   auto* m = app.add_option("model", o.model, "Model: an .onnx file or a curv checkpoint .h5");
   if (allow_arch) {
-    auto* a = app.add_option("--arch", o.arch, "Built-in architecture instead of MODEL: mlp[:H1-H2-...], lenet, resnet20");
+    auto* a = app.add_option("--arch", o.arch,
+                             "Built-in architecture instead of MODEL: mlp[:H1-H2-...], lenet, resnet20[-bn], "
+                             "vit[:P-D-L-H], gpt[:D-L-H] (token ids)");
     m->excludes(a);
     app.add_option("--seed", o.seed, "Seed of the --arch initialization and of random estimators")
         ->check(in_range(0, kMaxSeed))
