@@ -85,22 +85,7 @@ std::vector<std::vector<std::int64_t>> random_subsets(std::int64_t samples, int 
 }
 
 Dataset gather_samples(const Dataset& d, const std::vector<std::int64_t>& idx) {
-  Dataset b;
-  b.source = d.source;
-  b.sample_shape = d.sample_shape;
-  b.target_shape = d.target_shape;
-  const std::int64_t sn = numel(d.sample_shape), tn = numel(d.target_shape);
-  const std::int64_t count = static_cast<std::int64_t>(idx.size());
-  b.x.resize(count * sn);
-  for (std::int64_t i = 0; i < count; ++i) std::copy_n(d.x.begin() + idx[i] * sn, sn, b.x.begin() + i * sn);
-  if (d.classification()) {
-    for (std::int64_t i : idx) b.labels.push_back(d.labels[i]);
-  } else {
-    b.targets.resize(count * tn);
-    for (std::int64_t i = 0; i < count; ++i)
-      std::copy_n(d.targets.begin() + idx[i] * tn, tn, b.targets.begin() + i * tn);
-  }
-  return b;
+  return d.gather(idx.data(), static_cast<std::int64_t>(idx.size()));
 }
 
 std::vector<Sensitivity> layer_sensitivities(const Model& m, const Dataset& data, const std::vector<ModelLayer>& layers,

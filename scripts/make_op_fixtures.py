@@ -166,6 +166,26 @@ onnx_case("bad_constant_of_shape.onnx", "node 'fill1' (ConstantOfShape, opset 13
           [helper.make_node("ConstantOfShape", ["shape"], ["c"], name="fill1"),
            helper.make_node("Add", ["input", "c"], ["y"], name="add1")], [ints("shape", [2**40])])
 
+# Mask and attention ops: bad equations, wrong arity, shapes that do not broadcast, Range on data.
+onnx_case("bad_einsum_diagonal.onnx",
+          "node 'einsum1' (Einsum, opset 13): equation 'abcc->abc' repeats label 'c' within operand 'abcc'",
+          [helper.make_node("Einsum", ["input"], ["y"], name="einsum1", equation="abcc->abc")])
+onnx_case("bad_einsum_ellipsis.onnx", "node 'einsum1' (Einsum, opset 13): equation '...ij->...ji' uses an ellipsis",
+          [helper.make_node("Einsum", ["input"], ["y"], name="einsum1", equation="...ij->...ji")])
+onnx_case("bad_einsum_arity.onnx", "node 'einsum1' (Einsum): expected 2 inputs, got 1",
+          [helper.make_node("Einsum", ["input"], ["y"], name="einsum1", equation="abcd,abcd->abcd")])
+onnx_case("bad_where_arity.onnx", "node 'where1' (Where, opset 13): takes 3 inputs (condition, X, Y), got 2",
+          [helper.make_node("Where", ["input", "input"], ["y"], name="where1")])
+onnx_case("bad_where_broadcast.onnx", "Where: condition [1, 4, 4, 4], X [1, 4, 4, 4] and Y [3] do not broadcast",
+          [helper.make_node("Where", ["input", "input", "w"], ["y"], name="where1")], [weight("w", [3])])
+onnx_case("bad_max_broadcast.onnx", "Max: cannot broadcast [1, 4, 4, 4] with [3]",
+          [helper.make_node("Max", ["input", "w"], ["y"], name="max1")], [weight("w", [3])])
+onnx_case("bad_expand_shape.onnx", "Expand: input [1, 4, 4, 4] does not broadcast with shape [1, 3, 1, 1]",
+          [helper.make_node("Expand", ["input", "shape"], ["y"], name="expand1")], [ints("shape", [1, 3, 1, 1])])
+onnx_case("bad_range_data.onnx", "node 'range1' (Range, opset 13): start, limit and delta must be constants",
+          [helper.make_node("ReduceSum", ["input"], ["s"], name="sum1", keepdims=0),
+           helper.make_node("Range", ["s", "s", "s"], ["y"], name="range1")])
+
 
 # ---- curv checkpoints: a valid one-node layout with bad attributes in /graph ----------------
 def group(f, name):

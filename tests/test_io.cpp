@@ -285,15 +285,24 @@ TEST_CASE("ONNX fixtures match PyTorch: logits, loss, gradient, HVP and GGN-vect
                         {"vision/unet.onnx", "vision/unet.npz", false},
                         {"vision/lstm.onnx", "vision/lstm.npz", false},
                         {"vision/bilstm.onnx", "vision/bilstm.npz", false},
-                        {"vision/gru.onnx", "vision/gru.npz", false}};
+                        {"vision/gru.onnx", "vision/gru.npz", false},
+                        {"lmops/causal_attention_op14.onnx", "lmops/causal_attention_op14.npz", false},
+                        {"lmops/causal_attention_op17.onnx", "lmops/causal_attention_op17.npz", false},
+                        {"lmops/einsum_attention_op14.onnx", "lmops/einsum_attention_op14.npz", false},
+                        {"lmops/einsum_attention_op17.onnx", "lmops/einsum_attention_op17.npz", false},
+                        {"lmops/minmax_op13.onnx", "lmops/minmax_op13.npz", false},
+                        {"lmops/minmax_op17.onnx", "lmops/minmax_op17.npz", false},
+                        {"lmops/minmax_op18.onnx", "lmops/minmax_op18.npz", false}};
   for (const Case& c : cases) {
     for (Precision p : {Precision::Float64, Precision::Float32}) {
       const bool f32 = p == Precision::Float32;
-      // The attention graphs carry float32 constants (LN epsilon, sqrt(2), the score scale), and the
+      // The attention graphs carry float32 constants (LN epsilon, sqrt(2), the score scale, GELU-tanh's
+      // 0.044715 and sqrt(2/pi)), and the
       // activations graph float32 attributes (Selu's alpha and gamma, Elu's alpha), so a float64 run
       // of the graph differs from float64 PyTorch at the 1e-9 level (see README).
-      const bool f32_consts =
-          std::string(c.onnx).rfind("attention", 0) == 0 || std::string(c.onnx) == "vision/activations.onnx";
+      const bool f32_consts = std::string(c.onnx).rfind("attention", 0) == 0 ||
+                              std::string(c.onnx) == "vision/activations.onnx" ||
+                              std::string(c.onnx).rfind("lmops/causal_attention", 0) == 0;
       const double tol = f32 ? kTol32 : (f32_consts ? 1e-7 : kTol64);
       const std::string name = c.npz;
       CAPTURE(name);
@@ -306,6 +315,10 @@ TEST_CASE("ONNX fixtures match PyTorch: logits, loss, gradient, HVP and GGN-vect
       CHECK(e.grad < tol);
       CHECK(e.hvp < (f32 ? 10 * tol : tol));  // float32 HVPs lose a digit to cancellation
       CHECK(e.ggn < (f32 ? 10 * tol : tol));
+      if (name.rfind("lmops/", 0) == 0) {  // issue 13's bar: loss 1e-10 (float64) / 1e-5 (float32), HVP 1e-4
+        CHECK(e.loss < (f32 ? 1e-5 : f32_consts ? 1e-7 : 1e-10));
+        if (f32) CHECK(e.hvp < 1e-4);
+      }
     }
   }
 }
@@ -398,9 +411,12 @@ TEST_CASE("ONNX import errors name the file, node, op type and opset") {
       import_onnx(io_fixture("unknown_op.onnx")),
       doctest::Contains("unknown_op.onnx: node '/weird/Hardmax' (Hardmax, opset 13): unsupported operator"),
       std::runtime_error);
-  CHECK_THROWS_WITH_AS(import_onnx(io_fixture("two_inputs.onnx")),
-                       doctest::Contains("two_inputs.onnx: graph has 2 data inputs ('input', 'mask')"),
-                       std::runtime_error);
+  {  // several data inputs import (issue 13), in graph order
+    const Model two = import_onnx(io_fixture("two_inputs.onnx"));
+    REQUIRE(two.inputs().size() == 2);
+    CHECK(two.values()[two.inputs()[0]].name == "input");
+    CHECK(two.values()[two.inputs()[1]].name == "mask");
+  }
   CHECK_THROWS_WITH_AS(import_onnx(io_fixture("nan_weight.onnx")),
                        doctest::Contains("nan_weight.onnx: initializer 'fc.weight': NaN at element 6"),
                        std::runtime_error);
@@ -465,7 +481,8 @@ Dataset random_for(const Model& m, std::int64_t n) {
 
 TEST_CASE("checkpoint round trip of imported ONNX models is exact") {
   for (const char* onnx : {"mlp.onnx", "mlp_mse.onnx", "cnn_bn.onnx", "cnn_bn_fused.onnx", "resblock.onnx",
-                           "attention_op17.onnx", "attention_op13.onnx"}) {
+                           "attention_op17.onnx", "attention_op13.onnx", "lmops/causal_attention_op17.onnx",
+                           "lmops/einsum_attention_op14.onnx", "lmops/minmax_op17.onnx"}) {
     CAPTURE(std::string(onnx));
     const Model m = import_onnx(fixture(onnx));
     const std::string path = tmp_path("ckpt.h5");
@@ -536,7 +553,9 @@ TEST_CASE("ONNX -> h5 -> ONNX round trip gives the same graph, bit-identical par
   for (const char* onnx : {"mlp.onnx", "cnn_bn.onnx", "cnn_bn_fused.onnx", "resblock.onnx", "attention_op17.onnx",
                            "attention_op13.onnx", "io/opset11.onnx", "io/zero_pad.onnx", "io/clip_split.onnx",
                            "vision/activations.onnx", "vision/groupnorm_cnn.onnx", "vision/unet.onnx",
-                           "vision/lstm.onnx", "vision/bilstm.onnx", "vision/gru.onnx"}) {
+                           "vision/lstm.onnx", "vision/bilstm.onnx", "vision/gru.onnx",
+                           "lmops/causal_attention_op14.onnx", "lmops/causal_attention_op17.onnx",
+                           "lmops/einsum_attention_op17.onnx", "lmops/minmax_op13.onnx", "lmops/minmax_op18.onnx"}) {
     CAPTURE(std::string(onnx));
     const Model m = import_onnx(fixture(onnx));
     const std::string h5 = tmp_path("rt.h5"), out = tmp_path("rt.onnx");

@@ -7,6 +7,7 @@
 #include <array>
 #include <cmath>
 #include <functional>
+#include <limits>
 #include <random>
 #include <set>
 
@@ -20,7 +21,10 @@ namespace {
 constexpr double kStep = 1e-5;
 constexpr double kRelTol = 1e-6;
 
-enum class Gen { Normal, Positive, AwayFromZero, Wide, Const };
+// Const, Mask and Index inputs have no tangent / gradient; Mask is 0 or 1 at random (a Where
+// condition), Index an integer in [0, 3) (token ids).
+enum class Gen { Normal, Positive, AwayFromZero, Wide, Const, Mask, Index };
+bool fixed(Gen g) { return g == Gen::Const || g == Gen::Mask || g == Gen::Index; }
 
 struct OpCase {
   OpPtr op;
@@ -64,7 +68,7 @@ std::vector<Tensor<double>> vjp(const OpCase& oc, const std::vector<Tensor<doubl
   std::vector<Tensor<double>> g(in.size());
   c.gin.resize(in.size());
   for (size_t i = 0; i < in.size(); ++i)
-    if (oc.gens[i] != Gen::Const) {
+    if (!fixed(oc.gens[i])) {
       g[i] = Tensor<double>(in[i].shape());
       std::fill(g[i].vec().begin(), g[i].vec().end(), 123.0);  // kernels must overwrite
       c.gin[i] = g[i].view();
@@ -88,6 +92,8 @@ void run_case(const OpCase& oc, std::uint64_t seed) {
         case Gen::Const: v = ud(rng); break;
         case Gen::AwayFromZero: v = (nd(rng) > 0 ? 1 : -1) * ud(rng) * 0.5; break;
         case Gen::Wide: v = 3 * nd(rng); break;
+        case Gen::Mask: v = nd(rng) > 0 ? 1.0 : 0.0; break;
+        case Gen::Index: v = double(rng() % 3); break;
       }
     }
   }
@@ -97,7 +103,7 @@ void run_case(const OpCase& oc, std::uint64_t seed) {
   // Directions d (k of them, zero on constant inputs), output weights u and w.
   std::vector<Tensor<double>> d(n);
   for (size_t i = 0; i < n; ++i) {
-    if (oc.gens[i] == Gen::Const) continue;
+    if (fixed(oc.gens[i])) continue;
     d[i] = Tensor<double>(with_lead(k, oc.shapes[i]));
     for (auto& v : d[i].vec()) v = nd(rng);
   }
@@ -156,7 +162,7 @@ void run_case(const OpCase& oc, std::uint64_t seed) {
     std::vector<Tensor<double>> tg(n);
     c.tgin.assign(n, View<double>{});
     for (size_t i = 0; i < n; ++i)
-      if (oc.gens[i] != Gen::Const) {
+      if (!fixed(oc.gens[i])) {
         tg[i] = Tensor<double>(with_lead(k, oc.shapes[i]));
         std::fill(tg[i].vec().begin(), tg[i].vec().end(), -77.0);
         c.tgin[i] = tg[i].view();
@@ -168,7 +174,7 @@ void run_case(const OpCase& oc, std::uint64_t seed) {
       std::vector<Tensor<double>> gp, gm;
       if (so) gp = vjp(oc, shifted(j, kStep), u), gm = vjp(oc, shifted(j, -kStep), u);
       for (size_t i = 0; i < n; ++i) {
-        if (oc.gens[i] == Gen::Const) continue;
+        if (fixed(oc.gens[i])) continue;
         const std::int64_t m = x[i].size();
         std::vector<double> ex(m), an(m);
         for (std::int64_t e = 0; e < m; ++e) {
@@ -210,6 +216,7 @@ TEST_CASE("unary ops match finite differences") {
            {U::Tanh, 0, 0, Gen::Normal},
            {U::Erf, 0, 0, Gen::Normal},
            {U::Gelu, 0, 0, Gen::Normal},
+           {U::GeluTanh, 0, 0, Gen::Wide},
            {U::Sqrt, 0, 0, Gen::Positive},
            {U::Pow, 2.0, 0, Gen::Normal},
            {U::Pow, 3.0, 0, Gen::Normal},
@@ -229,7 +236,9 @@ TEST_CASE("unary ops match finite differences") {
            {U::Clip, -0.5, 0.8, Gen::Normal},
            {U::Clip, 0.0, 6.0, Gen::Wide},                // ReLU6
            {U::Clip, 0.0, kClipNone, Gen::AwayFromZero},  // one bound
-           {U::Clip, 0.5, -0.5, Gen::Normal}}) {          // min > max: y = max
+           {U::Clip, 0.5, -0.5, Gen::Normal},             // min > max: y = max
+           {U::Abs, 0, 0, Gen::AwayFromZero},
+           {U::Not, 0, 0, Gen::Normal}}) {
     run_case({make_unary(kind, p, q), {s}, {gen}}, 1);
     tested.insert(make_unary(kind, p, q)->type());
   }
@@ -260,7 +269,13 @@ TEST_CASE("unary ops take PyTorch's values and derivatives at kinks") {
                                            {U::Clip, 0, 6, 7, 6, 0},
                                            {U::Clip, 1, -1, 0.5, -1, 0},
                                            {U::Softplus, 0, 0, 800, 800, 1},
-                                           {U::Softplus, 0, 0, -800, 0, 0}}) {
+                                           {U::Softplus, 0, 0, -800, 0, 0},
+                                           {U::Abs, 0, 0, 0, 0, 0},  // torch.abs: sgn(0) = 0
+                                           // torch.nn.functional.gelu(approximate="tanh") and its grad at 1
+                                           {U::GeluTanh, 0, 0, 1.0, 0.8411919906082768, 1.0829640838457826},
+                                           {U::Abs, 0, 0, -2, 2, -1},
+                                           {U::Not, 0, 0, 0, 1, 0},
+                                           {U::Not, 0, 0, 0.25, 0, 0}}) {
     OpPtr op = make_unary(t.kind, t.p, t.q);
     Tensor<double> x(Shape{1}, {t.x}), g(Shape{1}, {1.0});
     OpState<double> st;
@@ -280,7 +295,8 @@ TEST_CASE("unary ops take PyTorch's values and derivatives at kinks") {
 }
 
 TEST_CASE("broadcasting binary ops match finite differences") {
-  for (auto kind : {BinaryKind::Add, BinaryKind::Sub, BinaryKind::Mul, BinaryKind::Div}) {
+  for (auto kind : {BinaryKind::Add, BinaryKind::Sub, BinaryKind::Mul, BinaryKind::Div, BinaryKind::Max, BinaryKind::Min,
+                    BinaryKind::Equal, BinaryKind::Less, BinaryKind::Greater, BinaryKind::And}) {
     const Gen g1 = kind == BinaryKind::Div ? Gen::Positive : Gen::Normal;
     run_case({make_binary(kind), {{2, 3, 4}, {2, 3, 4}}, {Gen::Normal, g1}}, 2);
     run_case({make_binary(kind), {{2, 3, 4}, {3, 1}}, {Gen::Normal, g1}}, 3);
@@ -294,6 +310,114 @@ TEST_CASE("broadcasting binary ops match finite differences") {
   run_case({make_binary(BinaryKind::PRelu), {{2, 3, 4}, {2, 3, 4}}, prelu}, 8);
   CHECK_THROWS_WITH_AS(make_binary(BinaryKind::PRelu)->output_shape({{3, 1}, {3, 4}}),
                        "PRelu: slope [3, 4] does not broadcast to X [3, 1]", std::invalid_argument);
+}
+
+std::vector<double> vals(const Tensor<double>& t) { return {t.data(), t.data() + t.size()}; }
+
+// Max / Min / ReduceMax at ties and the comparisons, against PyTorch's autograd: torch.maximum /
+// minimum give each tied input half the gradient; torch.amax splits it evenly among the maxima.
+TEST_CASE("Max, Min, comparisons and ReduceMax take PyTorch's values and derivatives at ties") {
+  const Tensor<double> a(Shape{3}, {1, 2, 3}), b(Shape{3}, {1, 1, 4}), g(Shape{3}, {1, 1, 1});
+  struct Expect {
+    BinaryKind kind;
+    std::vector<double> y, ga, gb;
+  };
+  for (const Expect& e : std::vector<Expect>{{BinaryKind::Max, {1, 2, 4}, {0.5, 1, 0}, {0.5, 0, 1}},
+                                             {BinaryKind::Min, {1, 1, 3}, {0.5, 0, 1}, {0.5, 1, 0}},
+                                             {BinaryKind::Equal, {1, 0, 0}, {0, 0, 0}, {0, 0, 0}},
+                                             {BinaryKind::Less, {0, 0, 1}, {0, 0, 0}, {0, 0, 0}},
+                                             {BinaryKind::Greater, {0, 1, 0}, {0, 0, 0}, {0, 0, 0}},
+                                             {BinaryKind::And, {1, 1, 1}, {0, 0, 0}, {0, 0, 0}}}) {
+    OpPtr op = make_binary(e.kind);
+    OpState<double> st;
+    const Tensor<double> y = forward(op, {a, b}, st);
+    auto gr = vjp({op, {{3}, {3}}, {Gen::Normal, Gen::Normal}}, {a, b}, g);
+    INFO(op->type());
+    CHECK(vals(y) == e.y);
+    CHECK(vals(gr[0]) == e.ga);
+    CHECK(vals(gr[1]) == e.gb);
+  }
+  // amax over dim 1 of [[2, 2, 1], [0, 3, 3]] with output gradient [1, 6]: [[.5, .5, 0], [0, 3, 3]]
+  const Tensor<double> x(Shape{2, 3}, {2, 2, 1, 0, 3, 3}), gy(Shape{2}, {1, 6});
+  OpPtr rmax = make_reduce_max(false, {1}, false);
+  OpState<double> st;
+  CHECK(vals(forward(rmax, {x}, st)) == std::vector<double>{2, 3});
+  auto gx = vjp({rmax, {{2, 3}}, {Gen::Normal}}, {x}, gy);
+  CHECK(vals(gx[0]) == std::vector<double>{0.5, 0.5, 0, 0, 3, 3});
+  OpPtr rmin = make_reduce_max(true, {}, true);
+  CHECK(vals(forward(rmin, {x}, st)) == std::vector<double>{0});
+}
+
+TEST_CASE("Where, Expand, Tile, Trilu and ReduceMax match finite differences") {
+  // Where: condition a 0/1 mask (no derivative), the branches broadcast.
+  run_case({make_where(), {{2, 3, 4}, {2, 3, 4}, {2, 3, 4}}, {Gen::Mask, Gen::Normal, Gen::Normal}}, 30);
+  run_case({make_where(), {{3, 4}, {2, 1, 4}, {}}, {Gen::Mask, Gen::Normal, Gen::Normal}}, 31);
+  run_case({make_where(), {{1, 4}, {2, 3, 1}, {3, 4}}, {Gen::Mask, Gen::Normal, Gen::Normal}}, 32);
+  run_case({make_where(), {{2, 3}, {}, {2, 3}}, {Gen::Mask, Gen::Const, Gen::Normal}}, 33);
+  run_case({make_expand({2, 3, 4}), {{3, 1}}, {Gen::Normal}}, 34);
+  run_case({make_expand({3, 1}), {{2, 1, 4}}, {Gen::Normal}}, 35);  // bidirectional
+  run_case({make_tile({2, 1, 3}), {{2, 3, 2}}, {Gen::Normal}}, 36);
+  run_case({make_trilu(0, false), {{2, 4, 4}}, {Gen::Normal}}, 37);
+  run_case({make_trilu(1, true), {{2, 3, 5}}, {Gen::Normal}}, 38);
+  run_case({make_trilu(-2, false), {{5, 3}}, {Gen::Normal}}, 39);
+  run_case({make_reduce_max(false, {-1}, true), {{2, 3, 4}}, {Gen::Normal}}, 40);
+  run_case({make_reduce_max(false, {0, 2}, false), {{2, 3, 4}}, {Gen::Normal}}, 41);
+  run_case({make_reduce_max(true, {}, false), {{2, 3, 4}}, {Gen::Normal}}, 42);
+}
+
+TEST_CASE("Einsum matches finite differences on attention, bilinear and transposing equations") {
+  const std::vector<Gen> two{Gen::Normal, Gen::Normal}, three{Gen::Normal, Gen::Normal, Gen::Normal};
+  run_case({make_einsum("bhqd,bhkd->bhqk"), {{2, 2, 3, 4}, {2, 2, 5, 4}}, two}, 50);
+  run_case({make_einsum("bhqk,bhkd->bhqd"), {{2, 2, 3, 5}, {2, 2, 5, 4}}, two}, 51);
+  run_case({make_einsum("bi,oij,bj->bo"), {{2, 3}, {4, 3, 5}, {2, 5}}, three}, 52);
+  run_case({make_einsum("ij,jk->ik"), {{3, 4}, {4, 2}}, two}, 53);
+  run_case({make_einsum("ij->ji"), {{3, 4}}, {Gen::Normal}}, 54);
+  run_case({make_einsum("bij -> b"), {{2, 3, 4}}, {Gen::Normal}}, 55);
+  run_case({make_einsum("ij,kj"), {{3, 4}, {2, 4}}, two}, 56);  // implicit output "ik"
+  run_case({make_einsum("btc,bsc->bts"), {{2, 3, 4}, {2, 3, 4}}, two}, 57);
+}
+
+TEST_CASE("Einsum computes the contraction and rejects what it does not support by name") {
+  const Tensor<double> a(Shape{2, 3}, {1, 2, 3, 4, 5, 6}), b(Shape{3, 2}, {1, 0, 0, 1, 1, 1});
+  OpState<double> st;
+  CHECK(vals(forward(make_einsum("ij,jk->ik"), {a, b}, st)) == std::vector<double>{4, 5, 10, 11});
+  CHECK(vals(forward(make_einsum("ij->ji"), {a}, st)) == std::vector<double>{1, 4, 2, 5, 3, 6});
+  CHECK(vals(forward(make_einsum("ij,kj"), {a, a}, st)) == std::vector<double>{14, 32, 32, 77});
+  CHECK_THROWS_WITH_AS(make_einsum("...ij,...jk->...ik"),
+                       "Einsum: equation '...ij,...jk->...ik' uses an ellipsis '...', which is not supported",
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(make_einsum("ii->i"),
+                       "Einsum: equation 'ii->i' repeats label 'i' within operand 'ii' (diagonals are not supported)",
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(make_einsum("ij->k"), "Einsum: equation 'ij->k' has output label 'k' that no operand has",
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(make_einsum("ij,jk->ik")->output_shape({{2, 3}, {4, 2}}),
+                       "Einsum: equation 'ij,jk->ik' has label 'j' of size 3 and 4 (shapes do not match)",
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(make_einsum("ij,jk->ik")->output_shape({{2, 3}}),
+                       "Einsum: equation 'ij,jk->ik' has 2 operands, got 1 inputs", std::invalid_argument);
+}
+
+TEST_CASE("Where selects by the mask, and a masked -inf reaches no gradient or tangent") {
+  const double inf = std::numeric_limits<double>::infinity();
+  const Tensor<double> c(Shape{2, 2}, {1, 0, 1, 1}), a(Shape{}, {-inf}), b(Shape{2, 2}, {1, 2, 3, 4});
+  OpPtr op = make_where();
+  OpState<double> st;
+  const Tensor<double> y = forward(op, {b, b, b}, st);
+  CHECK(y.vec() == b.vec());
+  // the causal-mask form: where(mask == 0, -inf, scores) as exported; here mask 0 selects b
+  const Tensor<double> yy = forward(op, {c, b, a}, st);
+  CHECK(vals(yy) == std::vector<double>{1, -inf, 3, 4});
+  auto g = vjp({op, {{2, 2}, {2, 2}, {}}, {Gen::Mask, Gen::Normal, Gen::Normal}}, {c, b, a},
+               Tensor<double>(Shape{2, 2}, {1, 1, 1, 1}));
+  CHECK(vals(g[1]) == std::vector<double>{1, 0, 1, 1});
+  CHECK(vals(g[2]) == std::vector<double>{1});
+  CHECK_THROWS_WITH_AS(op->output_shape({{2, 3}, {3}, {4}}), "Where: condition [2, 3], X [3] and Y [4] do not broadcast",
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(make_expand({4})->output_shape({{2, 3}}), "Expand: input [2, 3] does not broadcast with shape [4]",
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(make_tile({2})->output_shape({{2, 3}}),
+                       "Tile: repeats [2] must have one value per dim of input [2, 3]", std::invalid_argument);
 }
 
 TEST_CASE("Gemm and MatMul match finite differences") {
@@ -566,6 +690,34 @@ TEST_CASE("shape ops match finite differences") {
   run_case({make_concat(1), {{2, 3, 2}, {2, 1, 2}, {2, 2, 2}}, {Gen::Normal, Gen::Normal, Gen::Normal}}, 56);
   run_case({make_gather(1, {2, 0, 2, -1}, {2, 2}), {{2, 4, 3}}, {Gen::Normal}}, 57);
   run_case({make_gather(0, {1}, {}), {{3, 4}}, {Gen::Normal}}, 58);
+}
+
+TEST_CASE("Embedding (Gather with data indices) matches finite differences, repeated ids add up") {
+  // Table [3, 4] rows looked up by ids [2, 5] (batch 2, 5 positions; ids repeat, so the VJP's
+  // scatter-add sums several rows); a middle axis; a scalar row (inner = 1).
+  run_case({make_embedding(0), {{3, 4}, {2, 5}}, {Gen::Normal, Gen::Index}}, 61);
+  run_case({make_embedding(1), {{2, 3, 2}, {4}}, {Gen::Normal, Gen::Index}}, 62);
+  run_case({make_embedding(-1), {{2, 3}, {3, 2}}, {Gen::Normal, Gen::Index}}, 63);
+  // Exact values: y = W[ids], and g_W rows sum the output gradient of every position with that id.
+  Tensor<double> W({3, 2}, {1, 2, 3, 4, 5, 6}), ids({1, 3}, {2, 0, 2});
+  OpState<double> st;
+  Tensor<double> y = forward(make_embedding(0), {W, ids}, st);
+  CHECK(y.shape() == Shape{1, 3, 2});
+  CHECK(y.vec() == Buffer<double>{5, 6, 1, 2, 5, 6});
+  OpCtx<double> c;
+  c.in = {W.view(), ids.view()};
+  c.out = y.view();
+  Tensor<double> gy({1, 3, 2}, {1, 10, 100, 1000, 7, 70}), gW({3, 2});
+  c.gout = gy.view();
+  c.gin = {gW.view(), View<double>{}};
+  make_embedding(0)->backward(c);
+  CHECK(gW.vec() == Buffer<double>{100, 1000, 0, 0, 8, 80});
+  // Ids outside [0, rows) or not integers are refused.
+  Tensor<double> bad({1, 1}, {3}), frac({1, 1}, {0.5}), neg({1, 1}, {-1});
+  CHECK_THROWS_WITH_AS(forward(make_embedding(0), {W, bad}, st), doctest::Contains("not an integer in [0, 3)"),
+                       std::invalid_argument);
+  CHECK_THROWS_AS(forward(make_embedding(0), {W, frac}, st), std::invalid_argument);
+  CHECK_THROWS_AS(forward(make_embedding(0), {W, neg}, st), std::invalid_argument);
   run_case({make_unsqueeze({1, -1}), {{2, 3}}, {Gen::Normal}}, 59);
   run_case({make_squeeze({1}), {{2, 1, 3}}, {Gen::Normal}}, 60);
   run_case({make_reduce(true, {-1}, true), {{2, 3, 4}}, {Gen::Normal}}, 61);

@@ -26,6 +26,12 @@ void register_info(CLI::App& root) {
     nlohmann::json j;
     j["model"] = o->model;
     j["input"] = {{"name", m.values()[m.input()].name}, {"shape", m.input_shape()}};
+    nlohmann::json inputs = nlohmann::json::array();
+    for (int i : m.inputs()) {
+      const Value& v = m.values()[i];
+      inputs.push_back({{"name", v.name}, {"shape", v.shape}, {"dtype", v.integer ? "int64" : "float"}});
+    }
+    j["inputs"] = inputs;
     j["output"] = {{"shape", m.output_shape()}};
     j["params"] = m.num_params();
     j["nodes"] = m.nodes().size();
@@ -49,8 +55,13 @@ void register_info(CLI::App& root) {
       std::cout << j.dump() << std::endl;
       return;
     }
-    std::cout << "model   " << o->model << "\n"
-              << "input   " << m.values()[m.input()].name << " " << shape_str(with_lead(-1, m.input_shape())) << "\n"
+    std::cout << "model   " << o->model << "\n";
+    for (int i : m.inputs()) {
+      const Value& v = m.values()[i];
+      std::cout << "input   " << v.name << " " << shape_str(with_lead(-1, v.shape)) << " "
+                << (v.integer ? "int64" : "float") << "\n";
+    }
+    std::cout
               << "output  " << shape_str(with_lead(-1, m.output_shape())) << "\n"
               << "nodes   " << m.nodes().size() << " (";
     bool first = true;
@@ -82,12 +93,22 @@ void register_eval(CLI::App& root) {
     nlohmann::json j{{"loss", r.loss},
                      {"accuracy", std::isnan(r.accuracy) ? nlohmann::json(nullptr) : nlohmann::json(r.accuracy)},
                      {"samples", r.samples},
+                     {"labelled", r.labelled},
                      {"seconds", s},
                      {"samples_per_s", r.samples / std::max(s, 1e-9)},
                      {"threads", thread_count()}};
+    if (r.per_position) {  // a language model: accuracy is per token
+      j["token_accuracy"] = r.accuracy;
+      j["perplexity"] = std::exp(r.loss);
+      j["tokens"] = r.labelled;
+    }
     if (o->json) return emit_json(*o, j);
     std::cout << "loss " << r.loss;
-    if (!std::isnan(r.accuracy)) std::cout << "  accuracy " << r.accuracy;
+    if (r.per_position)
+      std::cout << "  token accuracy " << r.accuracy << "  perplexity " << std::exp(r.loss) << "  tokens "
+                << r.labelled;
+    else if (!std::isnan(r.accuracy))
+      std::cout << "  accuracy " << r.accuracy;
     std::cout << "  samples " << r.samples << "  (" << (long long)(r.samples / std::max(s, 1e-9)) << " samples/s)\n";
   });
 }

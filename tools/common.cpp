@@ -83,7 +83,9 @@ std::string error_line(const std::exception& e) {
 void add_run_options(CLI::App& app, RunOptions& o, bool allow_arch) {
   auto* m = app.add_option("model", o.model, "Model: an .onnx file or a curv checkpoint .h5");
   if (allow_arch) {
-    auto* a = app.add_option("--arch", o.arch, "Built-in architecture instead of MODEL: mlp[:H1-H2-...], lenet, resnet20");
+    auto* a = app.add_option("--arch", o.arch,
+                             "Built-in architecture instead of MODEL: mlp[:H1-H2-...], lenet, resnet20[-bn], "
+                             "vit[:P-D-L-H], gpt[:D-L-H] (token ids)");
     m->excludes(a);
     app.add_option("--seed", o.seed, "Seed of the --arch initialization and of random estimators")
         ->check(in_range(0, kMaxSeed))
@@ -92,7 +94,8 @@ void add_run_options(CLI::App& app, RunOptions& o, bool allow_arch) {
     m->required();
   }
   app.add_option("--data", o.data,
-                 "Data: .npz (x, y), .h5 (/x, /y), IDX images, fashion-mnist:train|test, random:CxHxW:CLASSES[:N]")
+                 "Data: .npz (x, y), .h5 (/x, /y), IDX images, fashion-mnist:train|test, random:CxHxW:CLASSES[:N]; a "
+                 "model with several inputs reads arrays named after them")
       ->required();
   app.add_option("--samples", o.samples, "Use the first N samples (after --offset); 0 = all")
       ->check(in_range(0, kMaxSamples));
@@ -100,6 +103,10 @@ void add_run_options(CLI::App& app, RunOptions& o, bool allow_arch) {
   app.add_option("--normalize", o.normalize, "Per-channel MEAN[,MEAN..]/STD[,STD..] applied to inputs");
   app.add_option("--relabel", o.relabel, "Fold integer labels into C classes: y <- y mod C (0: keep them)")
       ->check(in_range(0, 1e9));
+  app.add_option("--ignore-index", o.ignore_index,
+                 "Cross-entropy labels equal to this are skipped; the loss is the mean over the others (as PyTorch)")
+      ->check(in_range(-1e15, 1e15))
+      ->capture_default_str();
   app.add_option("--params", o.params_regex, "ONNX initializers matching REGEX are trainable parameters");
   app.add_option("--freeze", o.freeze_regex, "ONNX initializers matching REGEX are constants");
   app.add_flag("--bn-train", o.bn_train, "BatchNorm with batch statistics (training mode)");
@@ -150,6 +157,7 @@ ObjectiveOptions objective_options(const RunOptions& o) {
   ObjectiveOptions opts;
   opts.precision = o.precision == "float64" ? Precision::Float64 : Precision::Float32;
   opts.micro_batch = o.micro_batch;
+  opts.ignore_index = o.ignore_index;
   opts.group_directions = o.group_directions;
   opts.cache_bytes = static_cast<std::size_t>(std::max(0.0, o.cache_gb) * 1e9);
   return opts;

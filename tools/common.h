@@ -66,6 +66,7 @@ struct RunOptions {
   std::int64_t offset = 0;
   std::string normalize;
   std::int64_t relabel = 0;  // y <- y mod relabel (0: off)
+  std::int64_t ignore_index = kDefaultIgnoreIndex;  // cross-entropy labels to skip
   std::string params_regex, freeze_regex;
   bool bn_train = false;
   std::string precision = "float32";

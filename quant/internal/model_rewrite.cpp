@@ -13,8 +13,10 @@ Model splice_inputs(const Model& m, const std::vector<Splice>& splices) {
                                   " does not exist");
   Model r;
   std::vector<int> map(m.values().size(), -1);
-  const Value& in = m.values().at(m.input());
-  map[m.input()] = r.add_input(in.name, in.shape);
+  for (int i : m.inputs()) {
+    const Value& in = m.values().at(i);
+    map[i] = r.add_input(in.name, in.shape, in.integer);
+  }
   for (const ParamInfo& p : m.params()) map[p.value] = r.add_parameter(p.name, m.param(static_cast<int>(&p - m.params().data())));
   for (std::size_t v = 0; v < m.values().size(); ++v) {
     const Value& val = m.values()[v];

@@ -3,6 +3,9 @@
 //   y' = da a' + db b',  g_a = sum_broadcast(g da),  g_b = sum_broadcast(g db),
 //   and for Mul, Div and PRelu the second-order terms of g_a', g_b' (Add and Sub are linear).
 // PRelu y = a > 0 ? a : b a (PyTorch's side at a = 0: da = b, db = a) is Mul by b where a <= 0.
+// Max, Min (torch.maximum / minimum): da = 1 where a wins, 0 where b wins, 1/2 at a tie, db = 1 - da;
+// piecewise linear, so no second-order term. Equal, Less, Greater, And: booleans as 0 / 1 with
+// da = db = 0 (their gradients and tangents are zero).
 #include <algorithm>
 #include <stdexcept>
 
@@ -31,7 +34,7 @@ class BinaryOp final : public OpImpl<BinaryOp> {
   std::string type() const override { return binary_type(m_kind); }
   OpSpec spec() const override { return OpSpec(type()); }
   int arity() const override { return 2; }
-  bool tangent_reads_output_grad() const override { return m_kind != BinaryKind::Add && m_kind != BinaryKind::Sub; }
+  bool tangent_reads_output_grad() const override { return curved(); }
   Shape output_shape(const std::vector<Shape>& in) const override {
     Shape out;
     try {
@@ -66,6 +69,24 @@ class BinaryOp final : public OpImpl<BinaryOp> {
         break;
       case BinaryKind::PRelu:
         b.for_each([&](auto io, auto ia, auto ib) { o[io] = x[ia] > T(0) ? x[ia] : y[ib] * x[ia]; });
+        break;
+      case BinaryKind::Max:
+        b.for_each([&](auto io, auto ia, auto ib) { o[io] = x[ia] < y[ib] ? y[ib] : x[ia]; });
+        break;
+      case BinaryKind::Min:
+        b.for_each([&](auto io, auto ia, auto ib) { o[io] = y[ib] < x[ia] ? y[ib] : x[ia]; });
+        break;
+      case BinaryKind::Equal:
+        b.for_each([&](auto io, auto ia, auto ib) { o[io] = x[ia] == y[ib] ? T(1) : T(0); });
+        break;
+      case BinaryKind::Less:
+        b.for_each([&](auto io, auto ia, auto ib) { o[io] = x[ia] < y[ib] ? T(1) : T(0); });
+        break;
+      case BinaryKind::Greater:
+        b.for_each([&](auto io, auto ia, auto ib) { o[io] = x[ia] > y[ib] ? T(1) : T(0); });
+        break;
+      case BinaryKind::And:
+        b.for_each([&](auto io, auto ia, auto ib) { o[io] = x[ia] != T(0) && y[ib] != T(0) ? T(1) : T(0); });
         break;
     }
   }
@@ -108,6 +129,16 @@ class BinaryOp final : public OpImpl<BinaryOp> {
           if (tx) b.for_each([&](auto io, auto ia, auto ib) { o[io] += x[ia] > T(0) ? tx[ia] : y[ib] * tx[ia]; });
           if (ty) b.for_each([&](auto io, auto ia, auto ib) { o[io] += x[ia] > T(0) ? T(0) : x[ia] * ty[ib]; });
           break;
+        case BinaryKind::Max:
+        case BinaryKind::Min:
+          if (tx) b.for_each([&](auto io, auto ia, auto ib) { o[io] += share_a(x[ia], y[ib]) * tx[ia]; });
+          if (ty) b.for_each([&](auto io, auto ia, auto ib) { o[io] += (T(1) - share_a(x[ia], y[ib])) * ty[ib]; });
+          break;
+        case BinaryKind::Equal:
+        case BinaryKind::Less:
+        case BinaryKind::Greater:
+        case BinaryKind::And:
+          break;  // zero derivative
       }
     }
   }
@@ -119,7 +150,7 @@ class BinaryOp final : public OpImpl<BinaryOp> {
     const T* x = c.in[0].data;
     const T* y = c.in[1].data;
     const T* g = c.gout.data;
-    const bool so = c.second_order && m_kind != BinaryKind::Add && m_kind != BinaryKind::Sub;
+    const bool so = c.second_order && curved();
     for (std::int64_t j = 0; j < c.k; ++j) {
       T* ra = c.tgin[0].data ? c.tgin[0].data + j * na : nullptr;
       T* rb = c.tgin[1].data ? c.tgin[1].data + j * nb : nullptr;
@@ -135,7 +166,7 @@ class BinaryOp final : public OpImpl<BinaryOp> {
         // As Mul where a <= 0 (the kink's second derivative is zero a.e., as in PyTorch).
         if (ra && ty) b.for_each([&](auto io, auto ia, auto ib) { ra[ia] += x[ia] > T(0) ? T(0) : g[io] * ty[ib]; });
         if (rb && tx) b.for_each([&](auto io, auto ia, auto ib) { rb[ib] += x[ia] > T(0) ? T(0) : g[io] * tx[ia]; });
-      } else {
+      } else if (m_kind == BinaryKind::Div) {
         // g_a = g / b => g_a' += -g b' / b^2;  g_b = -g a / b^2 => g_b' += -g a'/b^2 + 2 g a b'/b^3
         if (ra && ty) b.for_each([&](auto io, auto ia, auto ib) { ra[ia] -= g[io] * ty[ib] / (y[ib] * y[ib]); });
         if (rb) {
@@ -180,7 +211,27 @@ class BinaryOp final : public OpImpl<BinaryOp> {
         if (ga) b.for_each([&](auto io, auto ia, auto ib) { ga[ia] += x[ia] > T(0) ? g[io] : g[io] * y[ib]; });
         if (gb) b.for_each([&](auto io, auto ia, auto ib) { gb[ib] += x[ia] > T(0) ? T(0) : g[io] * x[ia]; });
         break;
+      case BinaryKind::Max:
+      case BinaryKind::Min:
+        if (ga) b.for_each([&](auto io, auto ia, auto ib) { ga[ia] += share_a(x[ia], y[ib]) * g[io]; });
+        if (gb) b.for_each([&](auto io, auto ia, auto ib) { gb[ib] += (T(1) - share_a(x[ia], y[ib])) * g[io]; });
+        break;
+      case BinaryKind::Equal:
+      case BinaryKind::Less:
+      case BinaryKind::Greater:
+      case BinaryKind::And:
+        break;  // zero derivative
     }
+  }
+  // Max / Min: the share of the gradient that goes to a (torch.maximum: 1/2 each at a tie).
+  template <class T>
+  T share_a(T a, T b) const {
+    if (a == b) return T(0.5);
+    return (m_kind == BinaryKind::Max) == (a > b) ? T(1) : T(0);
+  }
+  // Whether the op has a second-order term (not linear or piecewise linear).
+  bool curved() const {
+    return m_kind == BinaryKind::Mul || m_kind == BinaryKind::Div || m_kind == BinaryKind::PRelu;
   }
 
   BinaryKind m_kind;

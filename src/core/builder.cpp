@@ -6,8 +6,9 @@
 
 namespace curv {
 
-ModelBuilder::ModelBuilder(Shape sample_shape, std::uint64_t seed, const std::string& input_name) : m_rng(seed) {
-  m_input = m_model.add_input(input_name, std::move(sample_shape));
+ModelBuilder::ModelBuilder(Shape sample_shape, std::uint64_t seed, const std::string& input_name, bool integer_input)
+    : m_rng(seed) {
+  m_input = m_model.add_input(input_name, std::move(sample_shape), integer_input);
 }
 
 Shape ModelBuilder::shape(int v) const {
@@ -153,7 +154,9 @@ int basic_block(ModelBuilder& b, int x, std::int64_t out, std::int64_t stride, c
 }
 
 // ViT encoder block (pre-norm): x + MHSA(LN(x)), then x + MLP(LN(x)) with GELU. x: [N, T, D].
-int vit_block(ModelBuilder& b, int x, std::int64_t heads, const std::string& name) {
+// A pre-norm transformer block; `mask` (a value id, or -1) is added to the attention scores.
+int vit_block(ModelBuilder& b, int x, std::int64_t heads, const std::string& name, int mask = -1,
+              std::int64_t mlp_ratio = 2) {
   const Shape s = b.shape(x);
   const std::int64_t T = s[0], D = s[1], dh = D / heads;
   int h = b.layer_norm(x, name + ".norm1");
@@ -166,12 +169,13 @@ int vit_block(ModelBuilder& b, int x, std::int64_t heads, const std::string& nam
   int att = b.node("", make_matmul(), {qh, b.node("", make_transpose({0, 1, 3, 2}), {kh})});
   att = b.binary(att, b.constant(name + ".attn.scale", Tensor<double>({1}, {1.0 / std::sqrt(double(dh))})),
                  BinaryKind::Mul);
+  if (mask >= 0) att = b.add(att, mask);
   att = b.node("", make_softmax(-1, false), {att});
   int o = b.node("", make_matmul(), {att, vh});
   o = b.node("", make_reshape({0, T, D}), {b.node("", make_transpose({0, 2, 1, 3}), {o})});
   x = b.add(x, b.linear_nd(o, D, name + ".attn.proj"));
   h = b.layer_norm(x, name + ".norm2");
-  h = b.linear_nd(b.unary(b.linear_nd(h, 2 * D, name + ".mlp.fc1"), UnaryKind::Gelu), D, name + ".mlp.fc2");
+  h = b.linear_nd(b.unary(b.linear_nd(h, mlp_ratio * D, name + ".mlp.fc1"), UnaryKind::Gelu), D, name + ".mlp.fc2");
   return b.add(x, h);
 }
 
@@ -196,11 +200,37 @@ std::vector<std::int64_t> int_args(const std::string& spec, const std::string& a
 
 }  // namespace
 
+namespace {
+
+Model build_gpt(const std::string& spec, const std::string& arg, const Shape& sample_shape, std::int64_t vocab,
+                std::uint64_t seed, const std::string& input_name) {
+  const auto a = int_args(spec, arg, {32, 2, 4}, "gpt:32-2-4");
+  if (a.size() != 3) throw std::invalid_argument("arch '" + spec + "': expected gpt:DIM-DEPTH-HEADS");
+  const std::int64_t D = a[0], depth = a[1], heads = a[2];
+  if (D % heads) throw std::invalid_argument("arch '" + spec + "': heads must divide the width");
+  if (sample_shape.size() != 1)
+    throw std::invalid_argument("arch '" + spec + "' needs token ids [T], data has " + shape_str(sample_shape));
+  const std::int64_t T = sample_shape[0];
+  ModelBuilder b(sample_shape, seed, input_name, true);
+  int x = b.node("tok_embed", make_embedding(0), {b.param("tok_embed.weight", {vocab, D}, 0.02), b.input()});
+  x = b.add(x, b.param("pos_embed", {T, D}, 0.02));
+  Tensor<double> causal({T, T});
+  for (std::int64_t i = 0; i < T; ++i)
+    for (std::int64_t j = i + 1; j < T; ++j) causal.data()[i * T + j] = -1e9;
+  const int mask = b.constant("causal_mask", std::move(causal));
+  for (std::int64_t i = 0; i < depth; ++i) x = vit_block(b, x, heads, "blocks." + std::to_string(i), mask, 4);
+  x = b.layer_norm(x, "norm");
+  return b.finish(b.linear_nd(x, vocab, "head", false));
+}
+
+}  // namespace
+
 Model build_arch(const std::string& spec, const Shape& sample_shape, std::int64_t num_classes, std::uint64_t seed,
-                 bool bn_training) {
-  ModelBuilder b(sample_shape, seed);
+                 bool bn_training, const std::string& input_name) {
   const std::string kind = spec.substr(0, spec.find(':'));
   const std::string arg = spec.find(':') == std::string::npos ? "" : spec.substr(spec.find(':') + 1);
+  if (kind == "gpt") return build_gpt(spec, arg, sample_shape, num_classes, seed, input_name);
+  ModelBuilder b(sample_shape, seed, input_name);
   if (kind == "mlp") {
     const auto hidden = int_args(spec, arg, {128, 64}, "mlp:128-64");
     int x = sample_shape.size() > 1 ? b.flatten(b.input()) : b.input();
@@ -250,8 +280,8 @@ Model build_arch(const std::string& spec, const Shape& sample_shape, std::int64_
     return b.finish(b.linear(x, num_classes, "head"));
   }
   throw std::invalid_argument("unknown arch '" + spec +
-                              "' (expected mlp[:H1-H2-...], lenet, resnet20, resnet20-bn, resnet20-noskip, resnet20-noskip-bn or "
-                              "vit[:PATCH-DIM-DEPTH-HEADS])");
+                              "' (expected mlp[:H1-H2-...], lenet, resnet20, resnet20-bn, resnet20-noskip, resnet20-noskip-bn, "
+                              "vit[:PATCH-DIM-DEPTH-HEADS] or gpt[:DIM-DEPTH-HEADS])");
 }
 
 }  // namespace curv

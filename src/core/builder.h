@@ -14,7 +14,9 @@ namespace curv {
 
 class ModelBuilder {
  public:
-  ModelBuilder(Shape sample_shape, std::uint64_t seed, const std::string& input_name = "input");
+  /// `integer_input`: the input holds integers (token ids).
+  ModelBuilder(Shape sample_shape, std::uint64_t seed, const std::string& input_name = "input",
+               bool integer_input = false);
 
   /// Per-sample shape of a value.
   Shape shape(int v) const;
@@ -65,7 +67,14 @@ class ModelBuilder {
 ///   vit[:P-D-L-H]    small ViT: PxP patches embedded to width D by a strided conv, learned
 ///                    position embedding, L pre-norm blocks with H heads and a 2D GELU MLP,
 ///                    mean-pooled tokens, LayerNorm, linear head (default vit:7-32-2-4)
+///   gpt[:D-L-H]      small GPT language model on token ids [T]: token embedding (Embedding,
+///                    `num_classes` rows = the vocabulary) plus a learned position embedding, L
+///                    pre-norm blocks with H heads, causal attention (a constant mask of -1e9 above
+///                    the diagonal added to the scores) and a 4D GELU MLP, a final LayerNorm and an
+///                    untied linear head to logits [T, V] (default gpt:32-2-4); train it on labels
+///                    [N, T] (the next tokens)
+/// `input_name` names the model's input (a single-input model reads the data's first array).
 Model build_arch(const std::string& spec, const Shape& sample_shape, std::int64_t num_classes, std::uint64_t seed,
-                 bool bn_training = false);
+                 bool bn_training = false, const std::string& input_name = "input");
 
 }  // namespace curv

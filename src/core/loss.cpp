@@ -9,7 +9,7 @@ namespace curv {
 
 template <class T>
 LossTerms<T> loss_forward(LossKind kind, ConstView<T> z, const std::int64_t* labels, const float* targets, double scale,
-                          View<T> g, std::vector<double>* per_sample, View<T>* dl) {
+                          View<T> g, std::vector<double>* per_sample, View<T>* dl, std::int64_t ignore_index) {
   LossTerms<T> r;
   const std::int64_t n = z.dim(0), C = z.size() / std::max<std::int64_t>(n, 1);
   if (per_sample) per_sample->assign(n, 0.0);
@@ -18,6 +18,13 @@ LossTerms<T> loss_forward(LossKind kind, ConstView<T> z, const std::int64_t* lab
     for (std::int64_t i = 0; i < n; ++i) {
       const T* zi = z.data + i * C;
       const std::int64_t y = labels[i];
+      if (y == ignore_index) {
+        for (std::int64_t c = 0; c < C; ++c) {
+          g.data[i * C + c] = T(0);
+          if (dl) dl->data[i * C + c] = T(0);
+        }
+        continue;
+      }
       if (y < 0 || y >= C)
         throw std::invalid_argument("cross-entropy: label " + std::to_string(y) + " out of range for " +
                                     std::to_string(C) + " classes");
@@ -56,7 +63,8 @@ LossTerms<T> loss_forward(LossKind kind, ConstView<T> z, const std::int64_t* lab
 }
 
 template <class T>
-void loss_hessian_product(LossKind kind, ConstView<T> z, ConstView<T> tz, double scale, View<T> out) {
+void loss_hessian_product(LossKind kind, ConstView<T> z, ConstView<T> tz, double scale, View<T> out,
+                          const std::int64_t* labels, std::int64_t ignore_index) {
   const std::int64_t n = z.dim(0), C = z.size() / std::max<std::int64_t>(n, 1), k = tz.dim(0), nz = z.size();
   if (kind == LossKind::MeanSquaredError) {
     const T f = T(2 * scale / double(C));
@@ -66,6 +74,10 @@ void loss_hessian_product(LossKind kind, ConstView<T> z, ConstView<T> tz, double
   // H = scale (diag(p) - p p^T) per sample.
   std::vector<double> p(C);
   for (std::int64_t i = 0; i < n; ++i) {
+    if (labels && labels[i] == ignore_index) {
+      for (std::int64_t j = 0; j < k; ++j) std::fill_n(out.data + j * nz + i * C, C, T(0));
+      continue;
+    }
     const T* zi = z.data + i * C;
     double m = zi[0];
     for (std::int64_t c = 1; c < C; ++c) m = std::max(m, double(zi[c]));
@@ -98,13 +110,15 @@ double hashed_uniform(std::uint64_t seed, std::uint64_t a, std::uint64_t b, std:
 
 template <class T>
 void loss_sample_gradients(LossKind kind, ConstView<T> z, std::int64_t first, std::int64_t S, std::uint64_t seed,
-                           double* out) {
+                           double* out, const std::int64_t* labels, std::int64_t ignore_index) {
   const std::int64_t n = z.dim(0), C = z.size() / std::max<std::int64_t>(n, 1);
   std::vector<double> p(C);
   for (std::int64_t i = 0; i < n; ++i) {
     const std::uint64_t id = static_cast<std::uint64_t>(first + i);
     const T* zi = z.data + i * C;
-    if (kind == LossKind::CrossEntropy) {
+    if (kind == LossKind::CrossEntropy && labels && labels[i] == ignore_index) {
+      std::fill_n(out + i * S * C, S * C, 0.0);
+    } else if (kind == LossKind::CrossEntropy) {
       double m = zi[0];
       for (std::int64_t c = 1; c < C; ++c) m = std::max(m, double(zi[c]));
       double s = 0;
@@ -140,9 +154,11 @@ void loss_sample_gradients(LossKind kind, ConstView<T> z, std::int64_t first, st
 
 #define CURV_INST(T)                                                                                              \
   template LossTerms<T> loss_forward<T>(LossKind, ConstView<T>, const std::int64_t*, const float*, double, View<T>, \
-                                        std::vector<double>*, View<T>*);                                          \
-  template void loss_hessian_product<T>(LossKind, ConstView<T>, ConstView<T>, double, View<T>);                 \
-  template void loss_sample_gradients<T>(LossKind, ConstView<T>, std::int64_t, std::int64_t, std::uint64_t, double*);
+                                        std::vector<double>*, View<T>*, std::int64_t);                            \
+  template void loss_hessian_product<T>(LossKind, ConstView<T>, ConstView<T>, double, View<T>, const std::int64_t*, \
+                                        std::int64_t);                                                            \
+  template void loss_sample_gradients<T>(LossKind, ConstView<T>, std::int64_t, std::int64_t, std::uint64_t, double*, \
+                                         const std::int64_t*, std::int64_t);
 CURV_INST(float)
 CURV_INST(double)
 #undef CURV_INST

@@ -66,13 +66,12 @@ void check_name(const std::vector<Value>& values, const std::string& name) {
 }
 }  // namespace
 
-int Model::add_input(const std::string& name, Shape sample_shape) {
-  if (m_input >= 0) throw std::invalid_argument("model: a second input '" + name + "' (only one data input is supported)");
+int Model::add_input(const std::string& name, Shape sample_shape, bool integer) {
   check_name(m_values, name);
   checked_numel(with_lead(2, sample_shape), "model: input '" + name + "' at batch size 2,");
-  m_values.push_back({name, ValueKind::Input, std::move(sample_shape), {}, -1, -1});
-  m_input = static_cast<int>(m_values.size()) - 1;
-  return m_input;
+  m_values.push_back({name, ValueKind::Input, std::move(sample_shape), {}, -1, -1, integer});
+  m_inputs.push_back(static_cast<int>(m_values.size()) - 1);
+  return m_inputs.back();
 }
 
 int Model::add_parameter(const std::string& name, Tensor<double> value) {

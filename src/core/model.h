@@ -1,7 +1,9 @@
 #pragma once
 /// \file model.h
-/// A model: a graph of ops over named values (one data input, trainable parameters, constants),
-/// in topological order, with one output (logits or predictions).
+/// A model: a graph of ops over named values (data inputs, trainable parameters, constants), in
+/// topological order, with one output (logits or predictions). Data inputs are float (images,
+/// features, additive masks) or integer (token ids, integer masks); both are carried as tensors of
+/// the model precision (integers exactly, see dataset.h), the integer flag records the dtype.
 ///
 /// Parameter values are stored in float64 (exact for float32 checkpoints); an Objective casts them
 /// to its compute precision. The flat parameter vector is the concatenation of the parameter
@@ -25,6 +27,7 @@ struct Value {
   Shape shape2;          // Node: shape at batch 2 (tells batch-dependent dims apart)
   int producer = -1;     // node index for ValueKind::Node
   int index = -1;        // parameter or constant index
+  bool integer = false;  // Input: integer data (token ids)
 };
 
 struct Node {
@@ -52,8 +55,8 @@ struct ParamBlock {
 
 class Model {
  public:
-  /// The data input; `sample_shape` excludes the batch dimension. REQUIRES: called once, first.
-  int add_input(const std::string& name, Shape sample_shape);
+  /// A data input; `sample_shape` excludes the batch dimension. The first one added is input().
+  int add_input(const std::string& name, Shape sample_shape, bool integer = false);
   int add_parameter(const std::string& name, Tensor<double> value);
   int add_constant(const std::string& name, Tensor<double> value);
   /// Appends a node; checks input shapes through op->output_shape (at batch sizes 1 and 2) and
@@ -64,9 +67,11 @@ class Model {
   const std::vector<Value>& values() const { return m_values; }
   const std::vector<Node>& nodes() const { return m_nodes; }
   const std::vector<ParamInfo>& params() const { return m_params; }
-  int input() const { return m_input; }
+  /// The first data input (-1: none) and all of them (value ids, in the order added).
+  int input() const { return m_inputs.empty() ? -1 : m_inputs[0]; }
+  const std::vector<int>& inputs() const { return m_inputs; }
   int output() const { return m_output; }
-  const Shape& input_shape() const { return m_values.at(m_input).shape; }
+  const Shape& input_shape() const { return m_values.at(input()).shape; }
   Shape output_shape() const;  // per sample
   std::int64_t num_params() const { return m_num_params; }
   int find_value(const std::string& name) const;  // -1 if absent
@@ -100,7 +105,8 @@ class Model {
   std::vector<Tensor<double>> m_param_values;
   std::vector<Tensor<double>> m_constants;
   std::map<std::string, std::string> m_meta;
-  int m_input = -1, m_output = -1;
+  std::vector<int> m_inputs;
+  int m_output = -1;
   std::int64_t m_num_params = 0;
 };
 

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cmath>
 #include <limits>
+#include <sstream>
 #include <stdexcept>
 
 #include "src/core/internal/deterministic_reduce.h"
@@ -65,10 +66,7 @@ class ObjectiveImpl final : public Objective {
     if (opts.fisher_samples < 0)
       throw std::invalid_argument("objective: fisher_samples must be >= 0 (0: exact Fisher), got " +
                                   std::to_string(opts.fisher_samples));
-    if (data.sample_shape != model.input_shape())
-      throw std::invalid_argument("objective: data samples " + shape_str(data.sample_shape) + " from " + data.source +
-                                  " do not fit the model input '" + model.values()[model.input()].name + "' " +
-                                  shape_str(model.input_shape()));
+    bind_inputs();
     // Losses read one row of the output per sample: the output must keep the batch axis first
     // (a ReduceMean over axis 0 or a Squeeze without axes removes it, and a loss with one label
     // per sample would then read past the labels).
@@ -80,22 +78,38 @@ class ObjectiveImpl final : public Objective {
     const Shape out = model.output_shape();
     if (data.classification()) {
       m_loss = LossKind::CrossEntropy;
-      if (out.size() != 1)
+      const Shape& ls = data.label_shape;
+      m_rows = numel(ls);
+      if (ls.empty() && out.size() != 1)
         throw std::invalid_argument("objective: integer labels need logits [N, classes], model output is " +
                                     shape_str(with_lead(1, out)));
-      if (static_cast<std::int64_t>(data.labels.size()) != data.size())
+      if (!ls.empty() && (out.size() != ls.size() + 1 || !std::equal(ls.begin(), ls.end(), out.begin())))
+        throw std::invalid_argument("objective: targets " + shape_str(with_lead(data.size(), ls)) + " in " +
+                                    data.source + " do not fit the logits " + shape_str(with_lead(data.size(), out)) +
+                                    " (per-position targets [N, T] need logits [N, T, V])");
+      if (static_cast<std::int64_t>(data.labels.size()) != data.size() * m_rows)
         throw std::invalid_argument("objective: " + std::to_string(data.labels.size()) + " labels for " +
                                     std::to_string(data.size()) + " samples in " + data.source);
-      for (auto y : data.labels)
-        if (y < 0 || y >= out[0])
+      const std::int64_t classes = out.back();
+      m_labelled = 0;
+      for (auto y : data.labels) {
+        if (y == opts.ignore_index) continue;
+        if (y < 0 || y >= classes)
           throw std::invalid_argument("objective: label " + std::to_string(y) + " in " + data.source +
-                                      " out of range for " + std::to_string(out[0]) + " model outputs");
+                                      " out of range for " + std::to_string(classes) + " model outputs");
+        ++m_labelled;
+      }
+      if (m_labelled == 0)
+        throw std::invalid_argument("objective: every label in " + data.source + " is the ignore index " +
+                                    std::to_string(opts.ignore_index) + " (nothing to average)");
     } else {
       m_loss = LossKind::MeanSquaredError;
+      m_labelled = data.size();
       if (numel(data.target_shape) != numel(out))
         throw std::invalid_argument("objective: targets " + shape_str(data.target_shape) + " in " + data.source +
                                     " do not match model output " + shape_str(out));
     }
+    check_indices();
     m_micro_batch = resolve_micro_batch(model, data.size(), opts);
     for (std::int64_t f = 0; f < data.size(); f += m_micro_batch)
       m_chunks.push_back({f, std::min(m_micro_batch, data.size() - f)});
@@ -164,7 +178,9 @@ class ObjectiveImpl final : public Objective {
           correct += acc.correct;
         });
     r.samples = m_data.size();
-    r.accuracy = m_loss == LossKind::CrossEntropy ? double(correct) / double(m_data.size())
+    r.labelled = m_labelled;
+    r.per_position = !m_data.label_shape.empty() && m_loss == LossKind::CrossEntropy;
+    r.accuracy = m_loss == LossKind::CrossEntropy ? double(correct) / double(m_labelled)
                                                    : std::numeric_limits<double>::quiet_NaN();
     return r;
   }
@@ -312,7 +328,71 @@ class ObjectiveImpl final : public Objective {
 
   // Labels (cross-entropy) or targets (MSE) of the samples from `first` on, as loss_forward takes them.
   const std::int64_t* labels_at(std::int64_t first) const {
-    return m_loss == LossKind::CrossEntropy ? &m_data.labels[first] : nullptr;
+    return m_loss == LossKind::CrossEntropy ? &m_data.labels[first * m_rows] : nullptr;
+  }
+  // The output z [n, ...] as the loss reads it: [n R, C], R loss rows per sample (positions).
+  ConstView<T> loss_view(const Tensor<T>& z) const {
+    const std::int64_t rows = z.dim(0) * m_rows;
+    return {z.data(), {rows, z.size() / std::max<std::int64_t>(rows, 1)}};
+  }
+  View<T> loss_view(Tensor<T>& z) const {
+    const std::int64_t rows = z.dim(0) * m_rows;
+    return {z.data(), {rows, z.size() / std::max<std::int64_t>(rows, 1)}};
+  }
+  double loss_scale() const { return 1.0 / double(m_labelled); }
+
+  // Each model input reads the data array of its name (`x` for a single-input model).
+  void bind_inputs() {
+    const auto& vals = m_model.values();
+    const auto& inputs = m_model.inputs();
+    for (int v : inputs) {
+      const Value& in = vals[v];
+      const float* data = nullptr;
+      const Shape* shape = nullptr;
+      if (m_data.x_name == in.name || (inputs.size() == 1 && m_data.x_name == "x")) {
+        data = m_data.x.data();
+        shape = &m_data.sample_shape;
+      }
+      for (const auto& a : m_data.more)
+        if (!data && a.name == in.name) data = a.values.data(), shape = &a.sample_shape;
+      if (!data && inputs.size() == 1) data = m_data.x.data(), shape = &m_data.sample_shape;
+      if (!data) {
+        std::string have = "'" + m_data.x_name + "'";
+        for (const auto& a : m_data.more) have += ", '" + a.name + "'";
+        throw std::invalid_argument("objective: " + m_data.source + " has no array for the model input '" + in.name +
+                                    "' (it has " + have + "; name the arrays after the model's inputs)");
+      }
+      if (*shape != in.shape)
+        throw std::invalid_argument("objective: data samples " + shape_str(*shape) + " from " + m_data.source +
+                                    " do not fit the model input '" + in.name + "' " + shape_str(in.shape));
+      m_input_data.push_back({data, numel(*shape)});
+    }
+  }
+
+  // Indices that go from the data straight into an Embedding: integers within the table's rows.
+  void check_indices() const {
+    const auto& vals = m_model.values();
+    const auto& inputs = m_model.inputs();
+    for (const Node& n : m_model.nodes()) {
+      if (n.op->type() != "Embedding" || n.inputs.size() != 2) continue;
+      const auto it = std::find(inputs.begin(), inputs.end(), n.inputs[1]);
+      if (it == inputs.end()) continue;
+      const auto a = static_cast<std::size_t>(it - inputs.begin());
+      const Value& table = vals[n.inputs[0]];
+      const std::int64_t axis = n.op->spec().get_int("axis");
+      const std::int64_t rows = table.shape.at(static_cast<std::size_t>(axis < 0 ? axis + table.shape.size() : axis));
+      const auto [x, per] = m_input_data[a];
+      for (std::int64_t i = 0; i < m_data.size() * per; ++i) {
+        const double id = x[i];
+        if (id >= 0 && id < double(rows) && id == std::floor(id)) continue;
+        std::ostringstream text;
+        text << id;
+        throw std::invalid_argument("objective: token id " + text.str() + " in '" +
+                                    vals[n.inputs[1]].name + "' of " + m_data.source + " (sample " +
+                                    std::to_string(i / per) + ") is not an integer in [0, " + std::to_string(rows) +
+                                    "), the rows of '" + table.name + "' (node '" + n.name + "')");
+      }
+    }
   }
   const float* targets_at(std::int64_t first) const {
     return m_loss == LossKind::MeanSquaredError ? &m_data.targets[first * numel(m_data.target_shape)] : nullptr;
@@ -349,16 +429,19 @@ class ObjectiveImpl final : public Objective {
   // The output cotangents of layer_io for pass p: R tensors shaped like the output.
   std::vector<Tensor<T>> output_seeds(const Pass<T>& p, OutputSeeds kind, std::int64_t S, std::uint64_t seed) const {
     const Tensor<T>& z = p.vals[m_model.output()];
-    const std::int64_t n = z.dim(0), C = z.size() / n;
+    const ConstView<T> zl = loss_view(z);  // [rows, C]
+    const std::int64_t n = zl.dim(0), C = zl.dim(1);
     std::vector<Tensor<T>> u;
     if (kind == OutputSeeds::Gradient) {
       Tensor<T> g(z.shape()), dl(z.shape());
-      View<T> dlv = dl.view();
-      loss_forward<T>(m_loss, z.view(), labels_at(p.first), targets_at(p.first), 1.0, g.view(), nullptr, &dlv);
+      View<T> dlv = loss_view(dl);
+      loss_forward<T>(m_loss, zl, labels_at(p.first), targets_at(p.first), 1.0, loss_view(g), nullptr, &dlv,
+                      m_opts.ignore_index);
       u.push_back(std::move(dl));
     } else if (kind == OutputSeeds::Sampled) {
       std::vector<double> d(std::size_t(n * S * C));
-      loss_sample_gradients<T>(m_loss, z.view(), p.first, S, seed, d.data());
+      loss_sample_gradients<T>(m_loss, zl, p.first * m_rows, S, seed, d.data(), labels_at(p.first),
+                               m_opts.ignore_index);
       const double w = 1.0 / std::sqrt(double(S));
       for (std::int64_t s = 0; s < S; ++s) {
         Tensor<T> t(z.shape());
@@ -367,6 +450,9 @@ class ObjectiveImpl final : public Objective {
         u.push_back(std::move(t));
       }
     } else {  // columns r of M_n, M_n M_n^T = Lambda_n
+      if (m_rows > 1)  // one column set for all positions at once would add cross-position terms
+        throw std::invalid_argument("objective: K-FAC's exact loss factors need one label per sample; " +
+                                    m_data.source + " has labels per position (use sampled seeds)");
       std::vector<double> pr(C);
       for (std::int64_t r = 0; r < C; ++r) u.emplace_back(z.shape());
       for (std::int64_t i = 0; i < n; ++i) {
@@ -472,8 +558,8 @@ class ObjectiveImpl final : public Objective {
     const Tensor<T>& z = p.vals[m_model.output()];
     Tensor<T>& gz = p.grads[m_model.output()];
     gz.resize(z.shape());
-    const auto terms = loss_forward<T>(m_loss, z.view(), labels_at(p.first), targets_at(p.first),
-                                       1.0 / double(m_data.size()), gz.view());
+    const auto terms = loss_forward<T>(m_loss, loss_view(z), labels_at(p.first), targets_at(p.first), loss_scale(),
+                                       loss_view(gz), nullptr, nullptr, m_opts.ignore_index);
     p.loss_sum = terms.sum;
     p.correct = terms.correct;
   }
@@ -484,7 +570,9 @@ class ObjectiveImpl final : public Objective {
 
   // The primal pass of samples [first, first + count) and the loss (and its gradient) at the output.
   void forward(Pass<T>& p, std::int64_t first, std::int64_t count) {
-    m_exec.forward(p, first, count, m_data.x.data() + first * numel(m_data.sample_shape));
+    std::vector<const float*> x;
+    for (const auto& [data, per] : m_input_data) x.push_back(data + first * per);
+    m_exec.forward(p, first, count, x);
     seed(p);
     if (!std::isfinite(p.loss_sum))
       throw std::runtime_error("objective: loss is not finite on samples " + std::to_string(first) + ".." +
@@ -564,12 +652,14 @@ class ObjectiveImpl final : public Objective {
   // mu_nj = z'_nj^T Lambda_n z'_nj = E[(d^T z')^2]: the variance of v^T F^ v from this chunk.
   void sampled_fisher_seed(const Pass<T>& p, std::int64_t chunk, const Tensor<T>& zt, Tensor<T>& seed) {
     const Tensor<T>& z = p.vals[m_model.output()];
-    const std::int64_t k = zt.dim(0), n = z.dim(0), C = z.size() / n, nz = z.size(), S = m_opts.fisher_samples;
-    const double scale = 1.0 / double(m_data.size());
+    const ConstView<T> zl = loss_view(z);  // [rows, C]: draws per row (position)
+    const std::int64_t k = zt.dim(0), n = zl.dim(0), C = zl.dim(1), nz = z.size(), S = m_opts.fisher_samples;
+    const double scale = loss_scale();
     std::vector<double> d(std::size_t(n * S * C));
-    loss_sample_gradients<T>(m_loss, z.view(), p.first, S, m_opts.fisher_seed, d.data());
+    loss_sample_gradients<T>(m_loss, zl, p.first * m_rows, S, m_opts.fisher_seed, d.data(), labels_at(p.first),
+                             m_opts.ignore_index);
     Tensor<T> lz(zt.shape());
-    loss_hessian_product<T>(m_loss, z.view(), zt.view(), 1.0, lz.view());
+    loss_hessian_product<T>(m_loss, zl, zt.view(), 1.0, lz.view(), labels_at(p.first), m_opts.ignore_index);
     std::vector<double> acc(C);
     for (std::int64_t j = 0; j < k; ++j) {
       double var = 0;
@@ -600,16 +690,17 @@ class ObjectiveImpl final : public Objective {
     const int zo = m_model.output();
     if (tv[zo].empty()) return;  // output does not depend on the directions
     const Tensor<T>& z = p.vals[zo];
-    const double scale = 1.0 / double(m_data.size());
+    const double scale = loss_scale();
     std::vector<Tensor<T>> tg(m_model.values().size());
     Tensor<T>& seed = tg[zo];
     seed.resize(tv[zo].shape());
     if (curv == Curvature::EmpiricalFisher) {
       // F v = (1/N) sum_n g_n <g_n, v> = J^T [ (1/N) <dl_n/dz_n, z'_n> dl_n/dz_n ].
       Tensor<T> g(z.shape()), dl(z.shape());
-      View<T> dlv = dl.view();
-      loss_forward<T>(m_loss, z.view(), labels_at(p.first), targets_at(p.first), scale, g.view(), nullptr, &dlv);
-      const std::int64_t n = z.dim(0), C = z.size() / n, nz = z.size();
+      View<T> dlv = loss_view(dl);
+      loss_forward<T>(m_loss, loss_view(z), labels_at(p.first), targets_at(p.first), scale, loss_view(g), nullptr, &dlv,
+                      m_opts.ignore_index);
+      const std::int64_t n = z.dim(0) * m_rows, C = z.size() / n, nz = z.size();
       for (std::int64_t j = 0; j < k; ++j)
         for (std::int64_t s = 0; s < n; ++s) {
           const T* d = dl.data() + s * C;
@@ -621,7 +712,8 @@ class ObjectiveImpl final : public Objective {
     } else if (sampled_fisher(curv)) {
       sampled_fisher_seed(p, chunk, tv[zo], seed);
     } else {  // Hessian, GGN, exact Fisher (= GGN): H_l z'
-      loss_hessian_product<T>(m_loss, z.view(), tv[zo].view(), scale, seed.view());
+      loss_hessian_product<T>(m_loss, loss_view(z), tv[zo].view(), scale, seed.view(), labels_at(p.first),
+                              m_opts.ignore_index);
     }
     // Reverse: (dL/dx)' = J^T (dL/dy)' [+ second-order terms for the Hessian], into the run's sink.
     m_exec.vjp_tangent(p, k, ptan, tdep, tv, tg, sink, curv == Curvature::Hessian);
@@ -631,6 +723,9 @@ class ObjectiveImpl final : public Objective {
   const Dataset& m_data;
   ObjectiveOptions m_opts;
   LossKind m_loss;
+  std::int64_t m_rows = 1;      // loss rows per sample (positions of a language model)
+  std::int64_t m_labelled = 0;  // kept rows of the whole sample set (the mean's denominator)
+  std::vector<std::pair<const float*, std::int64_t>> m_input_data;  // per model input: data, values per sample
   std::int64_t m_micro_batch = 0;
   std::vector<std::pair<std::int64_t, std::int64_t>> m_chunks;  // first, count
   GraphExecutor<T> m_exec;
@@ -709,22 +804,6 @@ void update_running_stats(Model& model, const std::vector<BatchNormStats>& stats
       for (std::int64_t j = 0; j < r.size(); ++j) r.data()[j] = (1 - momentum) * r.data()[j] + momentum * b[j];
     }
   }
-}
-
-Dataset Dataset::subset(std::int64_t first, std::int64_t count) const {
-  if (first < 0 || count < 0 || first + count > size())
-    throw std::invalid_argument(source + ": samples " + std::to_string(first) + ".." + std::to_string(first + count) +
-                                " out of range (" + std::to_string(size()) + " samples)");
-  Dataset d;
-  d.source = source;
-  d.sample_shape = sample_shape;
-  const std::int64_t sn = numel(sample_shape);
-  d.x.assign(x.begin() + first * sn, x.begin() + (first + count) * sn);
-  if (!labels.empty()) d.labels.assign(labels.begin() + first, labels.begin() + first + count);
-  d.target_shape = target_shape;
-  const std::int64_t tn = numel(target_shape);
-  if (!targets.empty()) d.targets.assign(targets.begin() + first * tn, targets.begin() + (first + count) * tn);
-  return d;
 }
 
 }  // namespace curv

@@ -101,12 +101,17 @@ struct ObjectiveOptions {
   std::int64_t fisher_samples = 1;
   /// Curvature::Fisher: seed of the sampled labels.
   std::uint64_t fisher_seed = 0;
+  /// Cross-entropy: labels equal to this are skipped and the mean runs over the others
+  /// (torch.nn.CrossEntropyLoss's ignore_index).
+  std::int64_t ignore_index = kDefaultIgnoreIndex;
 };
 
 struct EvalResult {
   double loss = 0;
-  double accuracy = 0;  // NaN for regression
+  double accuracy = 0;  // NaN for regression; per labelled position for language models
   std::int64_t samples = 0;
+  std::int64_t labelled = 0;   // cross-entropy: rows the mean runs over (positions for language models)
+  bool per_position = false;   // labels [N, T, ...]: a language model (perplexity = exp(loss))
 };
 
 /// Cotangents seeded at the model output z_n, per sample n, for Objective::layer_io. Each is
@@ -156,8 +161,13 @@ class Objective {
   using Vector = Eigen::VectorXd;
   using Matrix = Eigen::MatrixXd;
 
-  /// REQUIRES: model has an input and an output; data matches the model's input shape and its
-  /// loss kind (integer labels: logits [N, C]; float targets: output shaped like the targets).
+  /// REQUIRES: model has an input and an output; data has an array for every model input (named
+  /// after it; `x` serves a single-input model) of its shape, and matches the loss kind (integer
+  /// labels [N]: logits [N, C]; labels [N, T...]: logits [N, T..., V], the language-model loss over
+  /// positions; float targets: output shaped like the targets). Integer indices that feed an
+  /// Embedding's table straight from the data are checked against the table's rows here.
+  /// For language models the "samples" of the empirical Fisher and of the sampled Fisher's labels
+  /// are the labelled positions: F = (1/M) sum_t g_t g_t^T over the M kept positions.
   static std::unique_ptr<Objective> create(const Model& model, const Dataset& data, const ObjectiveOptions& opts = {});
   virtual ~Objective() = default;
 

@@ -1,5 +1,5 @@
 // The table of op types: attributes (name, kind, default) and factories. Attribute semantics follow
-// ONNX (opset 11-17); the names are those of curv checkpoint graphs, which differ from ONNX only in
+// ONNX (opset 11-18); the names are those of curv checkpoint graphs, which differ from ONNX only in
 // Conv/pool `kernel` (ONNX kernel_shape), BatchNormalization `training` (ONNX training_mode), and
 // operands that ONNX passes as constant inputs (Pow exponent, Reshape shape, Slice starts/ends/axes/
 // steps, Gather indices and indices_shape, Squeeze/Unsqueeze/ReduceSum axes).
@@ -167,6 +167,19 @@ std::vector<OpTypeInfo> build_table() {
       {"ReduceSum",
        {attr_ints("axes", Ints{}), attr_bool("keepdims", true)},
        [](const OpSpec& s) { return make_reduce(false, s.get_ints("axes"), s.get_bool("keepdims")); }},
+      {"ReduceMax",
+       {attr_ints("axes", Ints{}), attr_bool("keepdims", true)},
+       [](const OpSpec& s) { return make_reduce_max(false, s.get_ints("axes"), s.get_bool("keepdims")); }},
+      {"ReduceMin",
+       {attr_ints("axes", Ints{}), attr_bool("keepdims", true)},
+       [](const OpSpec& s) { return make_reduce_max(true, s.get_ints("axes"), s.get_bool("keepdims")); }},
+      {"Where", {}, [](const OpSpec&) { return make_where(); }},
+      {"Einsum", {AttrInfo{"equation", AttrKind::String, std::nullopt}}, [](const OpSpec& s) { return make_einsum(s.get_string("equation")); }},
+      {"Expand", {attr_ints("shape", std::nullopt)}, [](const OpSpec& s) { return make_expand(s.get_ints("shape")); }},
+      {"Tile", {attr_ints("repeats", std::nullopt)}, [](const OpSpec& s) { return make_tile(s.get_ints("repeats")); }},
+      {"Trilu",
+       {attr_int("k", 0), attr_bool("upper", true)},
+       [](const OpSpec& s) { return make_trilu(s.get_int("k"), s.get_bool("upper")); }},
       {"BatchNormalization",
        {attr_float("epsilon", 1e-5), attr_bool("training", false)},
        [](const OpSpec& s) { return make_batch_norm(s.get_float("epsilon"), s.get_bool("training")); }},
@@ -193,6 +206,7 @@ std::vector<OpTypeInfo> build_table() {
        [](const OpSpec& s) {
          return make_gather(s.get_int("axis"), s.get_ints("indices"), s.get_ints("indices_shape"));
        }},
+      {"Embedding", {attr_int("axis", 0)}, [](const OpSpec& s) { return make_embedding(s.get_int("axis")); }},
       {"Unsqueeze",
        {attr_ints("axes", std::nullopt)},
        [](const OpSpec& s) { return make_unsqueeze(s.get_ints("axes")); }},

@@ -1,6 +1,6 @@
 #pragma once
 /// \file ops.h
-/// Factories for every op of the engine. Attribute semantics follow ONNX (opset 11-17) so the
+/// Factories for every op of the engine. Attribute semantics follow ONNX (opset 11-18) so the
 /// importer maps nodes one to one; the C++ model builder uses the same factories.
 #include <array>
 #include <cstdint>
@@ -17,7 +17,7 @@ namespace curv {
 enum class UnaryKind { CURV_UNARY_OPS(CURV_UNARY_ENUM) };
 #undef CURV_UNARY_ENUM
 #define CURV_BINARY_ENUM(Name) Name,
-/// The binary ops of elementwise_table.h (Add, Sub, Mul, Div, PRelu).
+/// The binary ops of elementwise_table.h (Add, Sub, Mul, Div, PRelu, Max, Min, Equal, ...).
 enum class BinaryKind { CURV_BINARY_OPS(CURV_BINARY_ENUM) };
 #undef CURV_BINARY_ENUM
 
@@ -120,8 +120,29 @@ OpPtr make_slice(std::vector<std::int64_t> starts, std::vector<std::int64_t> end
 OpPtr make_concat(std::int64_t axis);
 /// Gather along `axis` with constant indices of shape `indices_shape`.
 OpPtr make_gather(std::int64_t axis, std::vector<std::int64_t> indices, Shape indices_shape);
+/// Embedding: ONNX Gather along `axis` with indices from the data (token ids), inputs table x and
+/// indices; y = x[:axis] ++ indices.shape ++ x[axis+1:]. Linear in the table (its VJP is a
+/// scatter-add); indices must be integers in [0, x.shape[axis]) and get no gradient.
+OpPtr make_embedding(std::int64_t axis = 0);
 OpPtr make_unsqueeze(std::vector<std::int64_t> axes);
 OpPtr make_squeeze(std::vector<std::int64_t> axes);  // empty: all dims of size 1
+/// Where: y = c ? a : b with c, a, b numpy-broadcast; c is a mask held as numbers (true where
+/// nonzero); only the selected branch gets a derivative, c none.
+OpPtr make_where();
+/// Expand: x broadcast with `shape` (numpy rules in both directions, as ONNX Expand).
+OpPtr make_expand(Shape shape);
+/// Tile: x repeated `repeats[d]` times along each dim d.
+OpPtr make_tile(std::vector<std::int64_t> repeats);
+/// Trilu: the lower (j - i <= k) or upper (j - i >= k) triangle of the last two dims, 0 elsewhere.
+OpPtr make_trilu(std::int64_t k, bool upper);
+/// ReduceMax (min = false) / ReduceMin over `axes` (empty: all axes); ties share the derivative
+/// evenly, as torch.amax / amin.
+OpPtr make_reduce_max(bool min, std::vector<std::int64_t> axes, bool keepdims);
+
+/// Einsum with an explicit or implicit output, e.g. "bhqd,bhkd->bhqk" or "bi,oij,bj->bo"; no
+/// ellipsis, no label repeated within one operand (throws std::invalid_argument naming the equation).
+OpPtr make_einsum(const std::string& equation);
+
 /// y = x under another ONNX type name (Dropout, Cast, Pad), so that export writes it back.
 OpPtr make_identity(const char* type);
 

@@ -64,6 +64,26 @@ template <class T>
 T d2gelu(T x) {
   return T(kInvSqrt2Pi) * std::exp(T(-0.5) * x * x) * (T(2) - x * x);
 }
+// GELU's tanh approximation (PyTorch's approximate="tanh", ONNX Gelu approximate="tanh"):
+// f = x (1 + tanh u) / 2 with u = c (x + a x^3), c = sqrt(2 / pi), a = 0.044715; t = tanh u,
+// f' = (1 + t) / 2 + x (1 - t^2) u' / 2,  f'' = (1 - t^2) (u' + x (u'' - 2 t u'^2) / 2).
+constexpr double kGeluC = 0.79788456080286535588;  // sqrt(2 / pi)
+constexpr double kGeluA = 0.044715;
+template <class T>
+T gelu_tanh(T x) {
+  return T(0.5) * x * (T(1) + std::tanh(T(kGeluC) * (x + T(kGeluA) * x * x * x)));
+}
+template <class T>
+T dgelu_tanh(T x) {
+  const T t = std::tanh(T(kGeluC) * (x + T(kGeluA) * x * x * x)), du = T(kGeluC) * (T(1) + T(3 * kGeluA) * x * x);
+  return T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * du;
+}
+template <class T>
+T d2gelu_tanh(T x) {
+  const T t = std::tanh(T(kGeluC) * (x + T(kGeluA) * x * x * x)), du = T(kGeluC) * (T(1) + T(3 * kGeluA) * x * x);
+  const T d2u = T(6 * kGeluA * kGeluC) * x;
+  return (T(1) - t * t) * (du + T(0.5) * x * (d2u - T(2) * t * du * du));
+}
 template <class T>
 T d2sqrt(T x) {
   return T(-0.25) / (x * std::sqrt(x));
@@ -136,6 +156,11 @@ T clip(T x, double lo, double hi) {  // ONNX: min(max(x, lo), hi) (hi wins when 
 template <class T>
 T dclip(T x, double lo, double hi) {  // PyTorch's clamp: 1 on the closed interval [lo, hi]
   return static_cast<double>(x) >= lo && static_cast<double>(x) <= hi ? T(1) : T(0);
+}
+
+template <class T>
+T sgn(T x) {  // torch.abs's derivative: sgn(0) = 0
+  return x > T(0) ? T(1) : x < T(0) ? T(-1) : T(0);
 }
 
 // One struct per row: the type name, the parameter and f, f', f''.

@@ -127,46 +127,9 @@ Dataset load_idx(const std::string& images) {
 
 // ---- x / y arrays from npz or h5 ----------------------------------------------------------
 
-// Fills d.x / d.labels / d.targets from raw x and y values. `x_uint8` scales x to [0, 1].
-void assign_xy(Dataset& d, const std::string& file, const Shape& xs, std::vector<double> x, bool x_uint8,
-               const Shape& ys, std::vector<double> y, std::vector<std::int64_t> yi, bool y_int) {
-  if (xs.empty()) fail(file, "x must have a leading sample dimension, got a scalar");
-  if (ys.empty()) fail(file, "y must have a leading sample dimension, got a scalar");
-  if (xs[0] != ys[0]) fail(file, "x has " + std::to_string(xs[0]) + " samples but y has " + std::to_string(ys[0]));
-  d.source = file;
-  d.sample_shape.assign(xs.begin() + 1, xs.end());
-  d.x.resize(x.size());
-  const double scale = x_uint8 ? 1.0 / 255.0 : 1.0;
-  for (std::size_t i = 0; i < x.size(); ++i) d.x[i] = static_cast<float>(x[i] * scale);
-  if (y_int) {
-    if (ys.size() != 1) fail(file, "integer y (labels) must have shape [N], got " + shape_str(ys));
-    d.labels = std::move(yi);
-  } else {
-    d.target_shape.assign(ys.begin() + 1, ys.end());
-    d.targets.assign(y.begin(), y.end());
-  }
-}
-
-bool numeric_dtype_ok(const NpyArray& a) {
-  const std::string& t = a.dtype;
-  return t == "<f4" || t == "<f8" || t == "|u1" || t == "<i8" || t == "<i4" || t == "|i1" || t == "<u4";
-}
-
-Dataset load_npz(const std::string& path) {
-  require_file(path);
-  NpzFile z(path);
-  if (!z.has("x")) fail(path, "no array 'x' (expected arrays x and y)");
-  if (!z.has("y")) fail(path, "no array 'y' (expected arrays x and y)");
-  const NpyArray& x = z.get("x");
-  const NpyArray& y = z.get("y");
-  if (!numeric_dtype_ok(x) || x.is_string()) fail(path, "array 'x' has unsupported dtype '" + x.dtype + "'");
-  if (!numeric_dtype_ok(y) || y.is_string()) fail(path, "array 'y' has unsupported dtype '" + y.dtype + "'");
-  Dataset d;
-  assign_xy(d, path, x.shape, x.data, x.dtype == "|u1", y.shape, y.data, y.ints, y.is_int());
-  return d;
-}
-
-struct H5Array {
+// One array as read from a file: shape, values, dtype class.
+struct RawArray {
+  std::string name;
   Shape shape;
   std::vector<double> data;
   std::vector<std::int64_t> ints;
@@ -174,12 +137,86 @@ struct H5Array {
   bool uint8 = false;
 };
 
-H5Array read_h5_array(const h5::Object& file, const std::string& path, const std::string& name) {
+// Fills d from the input arrays (x first, see load_npz) and y. uint8 inputs are images scaled to
+// [0, 1]; other integer inputs are kept exactly (float32 holds every integer up to 2^24).
+void assign_arrays(Dataset& d, const std::string& file, std::vector<RawArray> inputs, RawArray y) {
+  if (y.shape.empty()) fail(file, "y must have a leading sample dimension, got a scalar");
+  d.source = file;
+  for (std::size_t a = 0; a < inputs.size(); ++a) {
+    RawArray& in = inputs[a];
+    if (in.shape.empty()) fail(file, in.name + " must have a leading sample dimension, got a scalar");
+    if (in.shape[0] != y.shape[0])
+      fail(file, in.name + " has " + std::to_string(in.shape[0]) + " samples but y has " + std::to_string(y.shape[0]));
+    const bool exact = in.integer && !in.uint8;
+    std::vector<float> v(in.data.size());
+    const double scale = in.uint8 ? 1.0 / 255.0 : 1.0;
+    for (std::size_t i = 0; i < v.size(); ++i) {
+      if (exact && (in.ints[i] > kMaxExactDataInteger || in.ints[i] < -kMaxExactDataInteger))
+        fail(file, "array '" + in.name + "' holds the integer " + std::to_string(in.ints[i]) +
+                       ", beyond 2^24 (integer data is kept exactly as float32)");
+      v[i] = static_cast<float>(in.data[i] * scale);
+    }
+    Shape sample(in.shape.begin() + 1, in.shape.end());
+    if (a == 0) {
+      d.x_name = in.name;
+      d.x_integer = exact;
+      d.sample_shape = std::move(sample);
+      d.x = std::move(v);
+    } else {
+      d.more.push_back({in.name, std::move(sample), std::move(v), exact});
+    }
+  }
+  if (y.integer) {
+    d.label_shape.assign(y.shape.begin() + 1, y.shape.end());
+    d.labels = std::move(y.ints);
+  } else {
+    d.target_shape.assign(y.shape.begin() + 1, y.shape.end());
+    d.targets.assign(y.data.begin(), y.data.end());
+  }
+}
+
+// The input arrays among `names`: `x` alone if present (other arrays are then ignored, as before
+// models had several inputs), else every array but `y`, in name order.
+std::vector<std::string> input_names(std::vector<std::string> names, const std::string& file) {
+  std::sort(names.begin(), names.end());
+  if (std::find(names.begin(), names.end(), "x") != names.end()) return {"x"};
+  std::vector<std::string> r;
+  for (const auto& n : names)
+    if (n != "y") r.push_back(n);
+  if (r.empty()) fail(file, "no input array (expected 'x', or arrays named after the model's inputs, and 'y')");
+  return r;
+}
+
+bool numeric_dtype_ok(const NpyArray& a) {
+  const std::string& t = a.dtype;
+  return t == "<f4" || t == "<f8" || t == "|u1" || t == "<i8" || t == "<i4" || t == "|i1" || t == "<u4" ||
+         t == "|b1";
+}
+
+RawArray npz_array(const NpzFile& z, const std::string& path, const std::string& name) {
+  const NpyArray& a = z.get(name);
+  if (!numeric_dtype_ok(a) || a.is_string()) fail(path, "array '" + name + "' has unsupported dtype '" + a.dtype + "'");
+  return {name, a.shape, a.data, a.ints, a.is_int(), a.dtype == "|u1"};
+}
+
+Dataset load_npz(const std::string& path) {
+  require_file(path);
+  NpzFile z(path);
+  if (!z.has("y")) fail(path, "no array 'y' (expected arrays x and y)");
+  std::vector<RawArray> inputs;
+  for (const auto& n : input_names(z.names(), path)) inputs.push_back(npz_array(z, path, n));
+  Dataset d;
+  assign_arrays(d, path, std::move(inputs), npz_array(z, path, "y"));
+  return d;
+}
+
+RawArray read_h5_array(const h5::Object& file, const std::string& path, const std::string& name) {
   if (!file.exists(name)) fail(path, "no dataset '" + name + "' (expected datasets /x and /y)");
   const h5::ElementType type = file.element_type(name);
   h5::ArrayLimits limits;
   limits.max_elements = kMaxDataValues;
-  H5Array a;
+  RawArray a;
+  a.name = name;
   h5::Array<double> values = file.read_f64(name, limits);
   for (auto v : values.shape) a.shape.push_back(static_cast<std::int64_t>(v));
   a.data = std::move(values.data);
@@ -195,10 +232,17 @@ Dataset load_h5(const std::string& path) {
   // First in a child process: libhdf5 can crash or loop on corrupt metadata (hdf5_probe.h).
   h5::internal::guarded(path, [&] {
     const h5::Object f = h5::Object::open(path);
-    H5Array x = read_h5_array(f, path, "/x");
-    H5Array y = read_h5_array(f, path, "/y");
+    RawArray y = read_h5_array(f, path, "/y");
+    std::vector<std::string> names;
+    for (const auto& n : f.children())
+      if (f.open_object(n).is_dataset()) names.push_back(n);
+    std::vector<RawArray> inputs;
+    for (const auto& n : input_names(names, path)) {
+      inputs.push_back(read_h5_array(f, path, "/" + n));
+      inputs.back().name = n;
+    }
     d = Dataset();
-    assign_xy(d, path, x.shape, std::move(x.data), x.uint8, y.shape, std::move(y.data), std::move(y.ints), y.integer);
+    assign_arrays(d, path, std::move(inputs), std::move(y));
   });
   return d;
 }
@@ -250,6 +294,13 @@ void check_finite(const Dataset& d) {
     if (!std::isfinite(d.x[i]))
       fail(d.source,
            std::string(std::isnan(d.x[i]) ? "NaN" : "Inf") + " in x (sample " + std::to_string(i / per) + ")");
+  for (const auto& a : d.more) {
+    const std::int64_t aper = std::max<std::int64_t>(1, numel(a.sample_shape));
+    for (std::size_t i = 0; i < a.values.size(); ++i)
+      if (!std::isfinite(a.values[i]))
+        fail(d.source, std::string(std::isnan(a.values[i]) ? "NaN" : "Inf") + " in " + a.name + " (sample " +
+                           std::to_string(i / aper) + ")");
+  }
   const std::int64_t tper = std::max<std::int64_t>(1, numel(d.target_shape));
   for (std::size_t i = 0; i < d.targets.size(); ++i)
     if (!std::isfinite(d.targets[i]))
@@ -259,6 +310,8 @@ void check_finite(const Dataset& d) {
 
 void normalize(Dataset& d, const DataOptions& o) {
   if (o.mean.empty() && o.std.empty()) return;
+  if (d.x_integer)
+    throw std::invalid_argument(d.source + ": input '" + d.x_name + "' holds integers (token ids); it cannot be normalized");
   const std::int64_t channels = d.sample_shape.empty() ? 1 : d.sample_shape[0];
   auto fits = [&](std::size_t k) { return k == 1 || static_cast<std::int64_t>(k) == channels; };
   if (!fits(o.mean.size()) || !fits(o.std.size()))

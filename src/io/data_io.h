@@ -6,10 +6,16 @@
 ///   fashion-mnist:train | fashion-mnist:test   /usr/share/datasets/fashion-mnist (IDX, gzip)
 ///   PATH-images-idx3-ubyte[.gz] | PATH-idx3-ubyte[.gz]   IDX images, labels found beside them
 ///                                                      ("images" -> "labels", "idx3" -> "idx1")
-///   PATH.npz     arrays `x` and `y` (dtypes <f4 <f8 |u1 <i4 <i8, C order)
+///   PATH.npz     arrays `x` and `y` (dtypes <f4 <f8 |u1 |i1 <i4 <i8 <u4 |b1, C order)
 ///   PATH.h5      datasets `/x` and `/y`
+/// Models with several inputs: the arrays (npz keys, or datasets in the h5 root) are named after
+/// the model's inputs, e.g. `input_ids`, `attention_mask` and `y`: without an `x`, every array
+/// other than `y` is an input (in name order), bound to the model by name (Objective); with an `x`,
+/// `x` is the one input and other arrays are ignored.
+/// Integer inputs other than uint8 (token ids, integer masks) are kept exactly (|v| <= 2^24, see
+/// dataset.h); integer `y` of shape [N, T, ...] gives per-position labels (language models).
 ///   random:CxHxW:CLASSES[:N]   N (default 256) seeded standard-normal samples, label n mod CLASSES
-/// uint8 images scale to [0, 1]. Integer `y` gives class labels (cross-entropy), float `y` gives
+/// uint8 inputs are images and scale to [0, 1]. Integer `y` gives class labels (cross-entropy), float `y` gives
 /// regression targets (mean squared error). IDX images get the sample shape [1, rows, cols].
 /// Errors: std::runtime_error("<file>: <what is wrong>") for a missing or corrupt file, a missing
 /// array, an unsupported dtype, mismatched x/y counts, NaN or Inf in the data, sizes beyond 2^32

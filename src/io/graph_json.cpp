@@ -117,7 +117,13 @@ std::string str(const json& obj, const char* key, const std::string& where) {
 std::string graph_to_json(const Model& m) {
   json g;
   const Value& in = m.values().at(m.input());
-  g["input"] = {{"name", in.name}, {"shape", in.shape}};
+  g["input"] = {{"name", in.name}, {"shape", in.shape}};  // the first input, as before several inputs
+  json inputs = json::array();
+  for (int i : m.inputs()) {
+    const Value& v = m.values().at(i);
+    inputs.push_back({{"name", v.name}, {"shape", v.shape}, {"dtype", v.integer ? "int64" : "float"}});
+  }
+  g["inputs"] = inputs;
   g["output"] = m.values().at(m.output()).name;
   json values = json::array();
   for (const Value& v : m.values()) values.push_back({{"name", v.name}, {"kind", kind_name(v.kind)}});
@@ -158,10 +164,22 @@ Model graph_from_json(const std::string& text, const GraphTensors& tensors, bool
       const std::string kind = str(v, "kind", "value '" + name + "'");
       int id = -1;
       if (kind == "input") {
-        const json& shape = field(field(g, "input", "the graph"), "shape", "the input");
+        // "inputs" lists every input by name (and dtype); older graphs have one "input".
+        const json* info = &field(g, "input", "the graph");
+        if (g.contains("inputs")) {
+          info = nullptr;
+          for (const json& i : g.at("inputs"))
+            if (str(i, "name", "an input") == name) info = &i;
+          if (!info) throw std::invalid_argument("graph: input '" + name + "' is not in 'inputs'");
+        }
+        const json& shape = field(*info, "shape", "input '" + name + "'");
+        if (!shape.is_array()) throw std::invalid_argument("graph: the shape of input '" + name + "' must be a list");
         Shape s;
         for (const auto& d : shape) s.push_back(json_int(d, "graph: input shape"));
-        id = m.add_input(name, s);
+        const std::string dtype = info->contains("dtype") ? str(*info, "dtype", "input '" + name + "'") : "float";
+        if (dtype != "float" && dtype != "int64")
+          throw std::invalid_argument("graph: input '" + name + "' has dtype '" + dtype + "' (expected float or int64)");
+        id = m.add_input(name, s, dtype == "int64");
       } else if (kind == "param") {
         Tensor<double> t = tensors.load(name, true);
         id = tensors.trainable(name) ? m.add_parameter(name, std::move(t)) : m.add_constant(name, std::move(t));

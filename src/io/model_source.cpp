@@ -30,7 +30,11 @@ Model load_model(const ModelSource& src, const Dataset* data) {
     } else {
       classes = numel(data->target_shape);
     }
-    Model m = build_arch(src.arch, data->sample_shape, classes, src.seed, src.import.batch_norm_training);
+    // A language model's vocabulary covers its input ids as well as its labels.
+    if (data->x_integer && src.arch.rfind("gpt", 0) == 0)
+      for (float id : data->x) classes = std::max(classes, static_cast<std::int64_t>(id) + 1);
+    Model m = build_arch(src.arch, data->sample_shape, classes, src.seed, src.import.batch_norm_training,
+                         data->x_name == "x" ? "input" : data->x_name);
     m.meta()["source"] = "arch:" + src.arch;
     return m;
   }

@@ -39,10 +39,20 @@ class Exporter {
     op->set_version(kOpset);
     m_graph = mp.mutable_graph();
     m_graph->set_name("curv");
-    const Value& in = m_model.values().at(m_model.input());
-    add_value_info(m_graph->add_input(), in.name, in.shape);
+    for (int i : m_model.inputs()) {
+      const Value& in = m_model.values().at(i);
+      add_value_info(m_graph->add_input(), in.name, in.shape,
+                     in.integer ? onnx::TensorProto_DataType_INT64 : onnx::TensorProto_DataType_FLOAT);
+    }
     // Parameters are initializers; constants (BatchNorm statistics, graph constants) are Constant
     // nodes, so that an importer keeps them out of the trainable set.
+    // Constants read only as booleans (a folded mask as Where's condition) are written as BOOL.
+    std::vector<int> bool_uses(m_model.values().size(), 0), other_uses(m_model.values().size(), 0);
+    for (const Node& n : m_model.nodes())
+      for (std::size_t k = 0; k < n.inputs.size(); ++k)
+        (bool_input(n.op->type(), k) ? bool_uses : other_uses)[n.inputs[k]]++;
+    for (std::size_t i = 0; i < m_model.values().size(); ++i)
+      m_bool_const.push_back(m_model.values()[i].kind == ValueKind::Constant && bool_uses[i] > 0 && !other_uses[i]);
     for (const Value& v : m_model.values()) {
       if (v.kind == ValueKind::Parameter) add_float_init(v.name, m_model.param(v.index));
       if (v.kind == ValueKind::Constant) {
@@ -50,7 +60,18 @@ class Exporter {
         auto* a = n->add_attribute();
         a->set_name("value");
         a->set_type(onnx::AttributeProto_AttributeType_TENSOR);
-        fill_float(a->mutable_t(), v.name, m_model.constant(v.index));
+        const Tensor<double>& t = m_model.constant(v.index);
+        if (m_bool_const[&v - m_model.values().data()]) {
+          auto* p = a->mutable_t();
+          p->set_name(v.name);
+          p->set_data_type(onnx::TensorProto_DataType_BOOL);
+          for (auto d : t.shape()) p->add_dims(d);
+          std::string raw(static_cast<std::size_t>(t.size()), '\0');
+          for (std::int64_t k = 0; k < t.size(); ++k) raw[k] = t.data()[k] != 0.0 ? 1 : 0;
+          p->set_raw_data(raw);
+        } else {
+          fill_float(a->mutable_t(), v.name, t);
+        }
       }
     }
     for (std::size_t i = 0; i < m_model.nodes().size(); ++i) {
@@ -67,10 +88,11 @@ class Exporter {
   }
 
  private:
-  void add_value_info(onnx::ValueInfoProto* vi, const std::string& name, const Shape& sample) {
+  void add_value_info(onnx::ValueInfoProto* vi, const std::string& name, const Shape& sample,
+                      int elem_type = onnx::TensorProto_DataType_FLOAT) {
     vi->set_name(name);
     auto* tt = vi->mutable_type()->mutable_tensor_type();
-    tt->set_elem_type(onnx::TensorProto_DataType_FLOAT);
+    tt->set_elem_type(elem_type);
     auto* shape = tt->mutable_shape();
     shape->add_dim()->set_dim_param("N");
     for (auto d : sample) shape->add_dim()->set_dim_value(d);
@@ -158,6 +180,22 @@ class Exporter {
     const std::string& out = m_model.values().at(node.output).name;
     const std::string& nm = node.name;
 
+    // Booleans are 0 / 1 floats in curv and BOOL in ONNX: the inputs of Not, And and Where's
+    // condition go through Cast(to BOOL), the outputs of Not, And and the comparisons through
+    // Cast(to FLOAT), so the file is typed as ONNX requires (the importer drops these Casts again).
+    const bool logical = t == "Not" || t == "And";
+    if (logical || t == "Where")
+      for (std::size_t k = 0; k < (t == "Where" ? 1 : ins.size()); ++k) {
+        if (m_bool_const[node.inputs[k]]) continue;
+        const std::string b = nm + "/bool" + std::to_string(k);
+        set_i(add_node("Cast", b, {ins[k]}, b + "_out"), "to", onnx::TensorProto_DataType_BOOL);
+        ins[k] = b + "_out";
+      }
+    if (logical || t == "Equal" || t == "Less" || t == "Greater") {
+      add_node(t, nm, ins, nm + "/bool_out");
+      set_i(add_node("Cast", nm + "/float", {nm + "/bool_out"}, out), "to", onnx::TensorProto_DataType_FLOAT);
+      return;
+    }
     if (t == "FakeQuantize")  // levels qmin..qmax of any width: ONNX QuantizeLinear (opset < 21) has int8/uint8 only
       throw std::invalid_argument("curv's activation quantizer (" + a.format() +
                                   ") has no ONNX form; keep the model as a curv checkpoint");
@@ -170,9 +208,22 @@ class Exporter {
       add_node("Mul", nm, {nm + "/mul_out", add_scalar_init(nm, "half", 0.5)}, out);
       return;
     }
+    if (t == "GeluTanh") {  // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), as PyTorch exports it
+      const std::string x = ins.at(0);
+      add_node("Mul", nm + "/x2", {x, x}, nm + "/x2_out");
+      add_node("Mul", nm + "/x3", {nm + "/x2_out", x}, nm + "/x3_out");
+      add_node("Mul", nm + "/ax3", {nm + "/x3_out", add_scalar_init(nm, "a", 0.044715)}, nm + "/ax3_out");
+      add_node("Add", nm + "/inner", {x, nm + "/ax3_out"}, nm + "/inner_out");
+      add_node("Mul", nm + "/u", {nm + "/inner_out", add_scalar_init(nm, "c", std::sqrt(2.0 / M_PI))}, nm + "/u_out");
+      add_node("Tanh", nm + "/tanh", {nm + "/u_out"}, nm + "/tanh_out");
+      add_node("Add", nm + "/add", {nm + "/tanh_out", add_scalar_init(nm, "one", 1.0)}, nm + "/add_out");
+      add_node("Mul", nm + "/mul", {x, nm + "/add_out"}, nm + "/mul_out");
+      add_node("Mul", nm, {nm + "/mul_out", add_scalar_init(nm, "half", 0.5)}, out);
+      return;
+    }
     if (t == "Pad") {  // the no-op Pad exporters emit before AveragePool
       const auto rank = static_cast<std::int64_t>(m_model.values().at(node.inputs.at(0)).shape.size()) +
-                        (node.inputs.at(0) == m_model.input() ? 1 : 0);
+                        (m_model.values().at(node.inputs.at(0)).kind == ValueKind::Input ? 1 : 0);
       ins.push_back(add_int_init(nm, "pads", std::vector<std::int64_t>(2 * rank, 0)));
       add_node(t, nm, ins, out);
       return;
@@ -241,6 +292,21 @@ class Exporter {
       add_node(t, nm, ins, out);
       return;
     }
+    if (t == "Embedding") {  // ONNX Gather with the indices as a graph value
+      set_i(add_node("Gather", nm, ins, out), "axis", a.get_int("axis"));
+      return;
+    }
+    if (t == "Expand" || t == "Tile") {
+      const char* k = t == "Expand" ? "shape" : "repeats";
+      ins.push_back(add_int_init(nm, k, a.get_ints(k)));
+      add_node(t, nm, ins, out);
+      return;
+    }
+    if (t == "Trilu") {
+      ins.push_back(add_int_init(nm, "k", {a.get_int("k")}, {}));
+      set_i(add_node(t, nm, ins, out), "upper", a.get_bool("upper") ? 1 : 0);
+      return;
+    }
     if (t == "Gather") {
       ins.push_back(add_int_init(nm, "indices", a.get_ints("indices"), a.get_ints("indices_shape")));
       set_i(add_node(t, nm, ins, out), "axis", a.get_int("axis"));
@@ -273,6 +339,12 @@ class Exporter {
       if (t != "Conv") set_i(n, "ceil_mode", a.get_bool("ceil_mode") ? 1 : 0);
       if (t == "AveragePool") set_i(n, "count_include_pad", a.get_bool("count_include_pad") ? 1 : 0);
     }
+    if (t == "Einsum") {
+      auto* at = n->add_attribute();
+      at->set_name("equation");
+      at->set_type(onnx::AttributeProto_AttributeType_STRING);
+      at->set_s(a.get_string("equation"));
+    }
     if (t == "LSTM" || t == "GRU") {
       set_i(n, "hidden_size", a.get_int("hidden_size"));
       if (t == "GRU") set_i(n, "linear_before_reset", 1);
@@ -294,15 +366,20 @@ class Exporter {
     if (t == "LayerNormalization" || t == "BatchNormalization" || t == "InstanceNormalization")
       set_f(n, "epsilon", a.get_float("epsilon"));
     if (t == "BatchNormalization" && a.get_bool("training")) set_i(n, "training_mode", 1);
-    if (t == "ReduceMean") {
+    if (t == "ReduceMean" || t == "ReduceMax" || t == "ReduceMin") {
       if (!a.get_ints("axes").empty()) set_ints(n, "axes", a.get_ints("axes"));
       set_i(n, "keepdims", a.get_bool("keepdims") ? 1 : 0);
     }
     if (t == "Transpose" && !a.get_ints("perm").empty()) set_ints(n, "perm", a.get_ints("perm"));
   }
 
+  static bool bool_input(const std::string& type, std::size_t k) {
+    return (type == "Where" && k == 0) || type == "Not" || type == "And";
+  }
+
   const Model& m_model;
   std::string m_path;
+  std::vector<bool> m_bool_const;  // per model value: a constant written as BOOL
   onnx::GraphProto* m_graph = nullptr;
   int m_counter = 0;
 };

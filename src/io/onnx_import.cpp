@@ -16,7 +16,7 @@ namespace onnx_detail {
 
 namespace {
 
-constexpr int kMinOpset = 7;  // older exports parse, but only 11-17 are tested
+constexpr int kMinOpset = 7;  // older exports parse, but only 11-18 are tested
 constexpr int kMaxOpset = 18;
 
 template <class T>
@@ -98,6 +98,16 @@ const std::map<std::string, std::set<std::string>>& known_attributes() {
       {"MatMul", {}},
       {"Pow", {}},
       {"Equal", {}},
+      {"Max", {}},
+      {"Min", {}},
+      {"Where", {}},
+      {"Einsum", {"equation"}},
+      {"Expand", {}},
+      {"Tile", {}},
+      {"Trilu", {"upper"}},
+      {"Range", {}},
+      {"ReduceMax", {"axes", "keepdims", "noop_with_empty_axes"}},
+      {"ReduceMin", {"axes", "keepdims", "noop_with_empty_axes"}},
       {"Conv", {"kernel_shape", "strides", "dilations", "pads", "group", "auto_pad"}},
       {"ConvTranspose",
        {"kernel_shape", "strides", "dilations", "pads", "group", "auto_pad", "output_padding", "output_shape"}},
@@ -154,7 +164,7 @@ Model Importer::run(const onnx::ModelProto& mp) {
     if (op.domain().empty() || op.domain() == "ai.onnx") m_opset = static_cast<int>(op.version());
   if (m_opset == 0) fail("not an ONNX model (no default-domain opset_import)");
   if (m_opset < kMinOpset || m_opset > kMaxOpset)
-    fail("opset " + std::to_string(m_opset) + " is not supported (expected 11-17)");
+    fail("opset " + std::to_string(m_opset) + " is not supported (expected 11-18)");
   const onnx::GraphProto& g = mp.graph();
   std::set<std::string> inits;
   for (const auto& t : g.initializer()) {
@@ -173,6 +183,8 @@ Model Importer::run(const onnx::ModelProto& mp) {
     f.trainable = !f.is_int;
     m_consts[t.name()] = std::move(f);
   }
+  for (auto& [name, f] : m_consts)
+    if (f.trainable && only_masks(g, name)) f.trainable = false;
   add_input(g, inits);
   for (const auto& n : g.node()) import_node(n);
   if (g.output_size() < 1) fail("graph has no output");
@@ -189,6 +201,36 @@ Model Importer::run(const onnx::ModelProto& mp) {
   meta["ir_version"] = std::to_string(mp.ir_version());
   meta["graph_output"] = out;
   return std::move(m_model);
+}
+
+// Whether `name` only feeds comparisons, Not, And, Cast to BOOL or a Where's condition, directly or
+// through shape ops, as a registered causal-mask buffer does. Such a float initializer is a
+// constant: its derivative is zero, and as a parameter it would add zero rows to every curvature
+// product.
+bool Importer::only_masks(const onnx::GraphProto& g, const std::string& name) {
+  if (m_uses.empty()) {
+    for (const auto& n : g.node())
+      for (int k = 0; k < n.input_size(); ++k) m_uses[n.input(k)].push_back({&n, k});
+    for (const auto& o : g.output()) m_uses[o.name()].push_back({nullptr, 0});
+  }
+  if (const auto m = m_mask_only.find(name); m != m_mask_only.end()) return m->second;
+  m_mask_only[name] = false;  // a cycle (malformed graph) is not a mask
+  const auto u = m_uses.find(name);
+  if (u == m_uses.end()) return false;
+  static const std::set<std::string> tests{"Equal", "Less", "Greater", "And", "Not"};
+  static const std::set<std::string> moves{"Slice", "Reshape",  "Unsqueeze", "Squeeze", "Transpose",
+                                           "Identity", "Expand", "Tile",     "Flatten", "Cast"};
+  for (const auto& [n, k] : u->second) {
+    if (!n) return false;  // a graph output
+    const std::string& t = n->op_type();
+    if (tests.count(t) || (t == "Where" && k == 0)) continue;
+    bool to_bool = false;
+    if (t == "Cast")
+      for (const auto& a : n->attribute()) to_bool = to_bool || (a.name() == "to" && a.i() == onnx::TensorProto_DataType_BOOL);
+    if (to_bool) continue;
+    if (!(k == 0 && moves.count(t) && n->output_size() >= 1 && only_masks(g, n->output(0)))) return false;
+  }
+  return m_mask_only[name] = true;
 }
 
 void Importer::import_node(const onnx::NodeProto& n) {
@@ -272,10 +314,11 @@ bool Importer::try_fold(const std::string& t) {
     return true;
   }
   static const std::set<std::string> foldable{
-      "Identity", "Cast",   "Gather",     "Unsqueeze", "Squeeze", "Concat",    "Slice",
-      "Add",      "Sub",    "Mul",        "Div",       "Pow",     "Neg",       "Sqrt",
-      "Exp",      "Log",    "Reciprocal", "Relu",      "Reshape", "Transpose", "ConstantOfShape",
-      "Equal",    "Flatten"};
+      "Identity", "Cast",    "Gather",     "Unsqueeze", "Squeeze", "Concat",    "Slice",
+      "Add",      "Sub",     "Mul",        "Div",       "Pow",     "Neg",       "Sqrt",
+      "Exp",      "Log",     "Reciprocal", "Relu",      "Reshape", "Transpose", "ConstantOfShape",
+      "Equal",    "Flatten", "Less",       "Greater",   "And",     "Not",       "Abs",
+      "Max",      "Min",     "Where",      "Expand",    "Tile",    "Trilu",     "Range"};
   if (!foldable.count(t)) return false;
   std::vector<const Folded*> ins;
   for (int k = 0; k < m_node->input_size(); ++k) {
@@ -297,9 +340,11 @@ bool Importer::try_fold(const std::string& t) {
     set_folded(a);
   else if (t == "Cast") {
     const auto to = attr_i("to", 0);
-    const bool to_int = to == onnx::TensorProto_DataType_INT64 || to == onnx::TensorProto_DataType_INT32 ||
-                        to == onnx::TensorProto_DataType_BOOL;
-    set_folded(F::cast(a, to_int));
+    const bool to_int = to == onnx::TensorProto_DataType_INT64 || to == onnx::TensorProto_DataType_INT32;
+    if (to == onnx::TensorProto_DataType_BOOL)  // nonzero -> 1
+      set_folded(F::unary("Not", F::unary("Not", a)));
+    else
+      set_folded(F::cast(a, to_int));
   } else if (t == "Gather")
     set_folded(F::gather(a, attr_i("axis", 0), need_folded(1, "indices")));
   else if (t == "Unsqueeze")
@@ -318,9 +363,32 @@ bool Importer::try_fold(const std::string& t) {
       };
       set_folded(F::slice(a, opt(1), opt(2), opt(3), opt(4)));
     }
-  } else if (t == "Add" || t == "Sub" || t == "Mul" || t == "Div" || t == "Pow" || t == "Equal") {
+  } else if (t == "Add" || t == "Sub" || t == "Mul" || t == "Div" || t == "Pow" || t == "Equal" || t == "Less" ||
+             t == "Greater" || t == "And") {
     set_folded(F::binary(t, a, need_folded(1, "operand")));
-  } else if (t == "Neg" || t == "Sqrt" || t == "Exp" || t == "Log" || t == "Reciprocal" || t == "Relu") {
+  } else if (t == "Max" || t == "Min") {  // variadic
+    Folded r = a;
+    for (std::size_t k = 1; k < ins.size(); ++k)
+      if (ins[k]) r = F::binary(t, r, *ins[k]);
+    set_folded(std::move(r));
+  } else if (t == "Where") {
+    set_folded(F::where(a, need_folded(1, "X"), need_folded(2, "Y")));
+  } else if (t == "Expand") {
+    set_folded(F::expand(a, need_folded(1, "shape").ints("shape")));
+  } else if (t == "Tile") {
+    set_folded(F::tile(a, need_folded(1, "repeats").ints("repeats")));
+  } else if (t == "Trilu") {
+    std::int64_t k = 0;
+    if (ins.size() > 1 && ins[1]) {
+      const auto v = ins[1]->ints("k");
+      if (v.size() != 1) node_fail("k must be one value");
+      k = v[0];
+    }
+    set_folded(F::trilu(a, k, attr_i("upper", 1) != 0));
+  } else if (t == "Range") {
+    set_folded(F::range(a, need_folded(1, "limit"), need_folded(2, "delta")));
+  } else if (t == "Neg" || t == "Sqrt" || t == "Exp" || t == "Log" || t == "Reciprocal" || t == "Relu" ||
+             t == "Abs" || t == "Not") {
     set_folded(F::unary(t, a));
   } else if (t == "Reshape") {
     set_folded(F::reshape(a, need_folded(1, "shape").ints("shape"), attr_i("allowzero", 0) != 0));

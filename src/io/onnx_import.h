@@ -1,9 +1,11 @@
 #pragma once
 /// \file onnx_import.h
-/// Import of ONNX models as `torch.onnx.export` writes them (opsets 11-17) into a Model.
+/// Import of ONNX models as `torch.onnx.export` writes them (opsets 11-18) into a Model.
 ///
-/// - Exactly one data input (graph inputs that are initializers do not count); its first dim is
-///   the free batch dimension, the others must be fixed.
+/// - One or more data inputs (graph inputs that are initializers do not count), FLOAT, DOUBLE or
+///   integer (INT64, INT32, BOOL: token ids and masks, kept exactly; dataset.h); their first dim
+///   is the free batch dimension, the others must be fixed. A `Gather` whose indices are data
+///   (not a load-time constant) becomes an Embedding (ops.h).
 /// - Float initializers used as data operands become trainable parameters named by the
 ///   initializer (`0.weight`, `layer1.0.conv1.weight`, `onnx::MatMul_132`), in order of first use;
 ///   BatchNorm running mean/var and Constant-node values become constants. `params_regex` (if not
@@ -23,7 +25,6 @@
 ///                                                             an attribute out of range
 ///   "<file>: node '<name>' (<OpType>) on <inputs>: <what>"    inputs whose shapes do not fit the op
 ///   "<file>: initializer '<name>': <what>"                     NaN or Inf weight, unsupported dtype
-///   "<file>: graph has 2 data inputs ('a', 'b'); ..."          more than one data input
 #include <string>
 
 #include "src/core/model.h"

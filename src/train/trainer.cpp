@@ -43,24 +43,7 @@ std::vector<std::int64_t> permutation(std::int64_t n, std::uint64_t seed, std::i
   return p;
 }
 
-Dataset gather(const Dataset& d, const std::int64_t* idx, std::int64_t count) {
-  Dataset b;
-  b.source = d.source;
-  b.sample_shape = d.sample_shape;
-  b.target_shape = d.target_shape;
-  const std::int64_t sn = numel(d.sample_shape), tn = numel(d.target_shape);
-  b.x.resize(count * sn);
-  for (std::int64_t i = 0; i < count; ++i) std::copy_n(d.x.begin() + idx[i] * sn, sn, b.x.begin() + i * sn);
-  if (d.classification()) {
-    b.labels.resize(count);
-    for (std::int64_t i = 0; i < count; ++i) b.labels[i] = d.labels[idx[i]];
-  } else {
-    b.targets.resize(count * tn);
-    for (std::int64_t i = 0; i < count; ++i)
-      std::copy_n(d.targets.begin() + idx[i] * tn, tn, b.targets.begin() + i * tn);
-  }
-  return b;
-}
+Dataset gather(const Dataset& d, const std::int64_t* idx, std::int64_t count) { return d.gather(idx, count); }
 
 double norm(const std::vector<double>& v) {
   double s = 0;

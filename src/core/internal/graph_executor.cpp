@@ -132,7 +132,8 @@ ConstView<T> GraphExecutor<T>::view(const Pass<T>& p, int v) const {
 }
 
 template <class T>
-void GraphExecutor<T>::forward(Pass<T>& p, std::int64_t first, std::int64_t count, const float* x) const {
+void GraphExecutor<T>::forward(Pass<T>& p, std::int64_t first, std::int64_t count,
+                               const std::vector<const float*>& x) const {
   const auto& vals = m_model.values();
   const auto& nodes = m_model.nodes();
   p.first = first;
@@ -141,11 +142,15 @@ void GraphExecutor<T>::forward(Pass<T>& p, std::int64_t first, std::int64_t coun
   p.states.assign(nodes.size(), {});
   p.grads.assign(vals.size(), {});
   p.has_grad = false;
-  const Shape& sample = m_model.input_shape();
-  const std::int64_t sn = numel(sample);
-  Tensor<T>& xin = p.vals[m_model.input()];
-  xin.resize(with_lead(count, sample));
-  for (std::int64_t i = 0; i < count * sn; ++i) xin.data()[i] = T(x[i]);
+  const auto& inputs = m_model.inputs();
+  assert(x.size() == inputs.size() && "forward: one data pointer per model input");
+  for (std::size_t a = 0; a < inputs.size(); ++a) {
+    const Shape& sample = vals[inputs[a]].shape;
+    const std::int64_t sn = numel(sample);
+    Tensor<T>& xin = p.vals[inputs[a]];
+    xin.resize(with_lead(count, sample));
+    for (std::int64_t i = 0; i < count * sn; ++i) xin.data()[i] = T(x[a][i]);
+  }
   OpCtx<T> ctx;
   std::vector<Shape> shapes;
   for (std::size_t i = 0; i < nodes.size(); ++i) {

@@ -48,8 +48,9 @@ class GraphExecutor {
   /// The primal value v of pass p (parameters and constants are shared, not in the pass).
   ConstView<T> view(const Pass<T>& p, int v) const;
 
-  /// Resets p and runs every node on `count` samples x (float32, [count, ...input shape]).
-  void forward(Pass<T>& p, std::int64_t first, std::int64_t count, const float* x) const;
+  /// Resets p and runs every node on `count` samples; x[i] holds the data of Model::inputs()[i]
+  /// (float32, [count, ...its shape]).
+  void forward(Pass<T>& p, std::int64_t first, std::int64_t count, const std::vector<const float*>& x) const;
   /// From the output gradient seeded in p.grads: computes the gradients of the node values unless
   /// p.has_grad, and adds the parameter gradients into `sink` (nullptr: none). With `keep_grads`
   /// the pass keeps the node-value gradients that later calls read (keeps_grad; p.has_grad is

@@ -129,11 +129,9 @@ Folded shape_of(const Shape& s1, const Shape& s2) {
   return r;
 }
 
-Folded binary(const std::string& op, const Folded& a0, const Folded& b0) {
-  const bool ints = a0.is_int && b0.is_int;
-  const Folded a = ints ? a0 : as_float(a0);
-  const Folded b = ints ? b0 : as_float(b0);
-  // numpy broadcasting
+namespace {
+// Both operands taken to their numpy-broadcast shape.
+std::pair<Folded, Folded> broadcast2(const std::string& op, const Folded& a, const Folded& b) {
   const std::size_t r = std::max(a.shape.size(), b.shape.size());
   Shape as(r - a.shape.size(), 1), bs(r - b.shape.size(), 1), out(r);
   as.insert(as.end(), a.shape.begin(), a.shape.end());
@@ -157,7 +155,64 @@ Folded binary(const std::string& op, const Folded& a0, const Folded& b0) {
     ia[k] = pa;
     ib[k] = pb;
   }
-  const Folded A = take(a, out, ia), B = take(b, out, ib);
+  return {take(a, out, ia), take(b, out, ib)};
+}
+
+// A folded value's truth: nonzero (a batch-dependent int is a size, never zero at every N).
+bool truth(const Folded& a, std::int64_t k) { return a.is_int ? (a.i[k] != 0 || a.n[k] != 0) : a.f[k] != 0.0; }
+}  // namespace
+
+Folded binary(const std::string& op, const Folded& a0, const Folded& b0) {
+  const bool ints = a0.is_int && b0.is_int;
+  const Folded a = ints ? a0 : as_float(a0);
+  const Folded b = ints ? b0 : as_float(b0);
+  const bool cmp = op == "Equal" || op == "Less" || op == "Greater" || op == "And";
+  if (cmp) {  // booleans as int 0 / 1
+    auto [A, B] = broadcast2(op, a, b);
+    Folded res = Folded::of_ints(A.shape, std::vector<std::int64_t>(A.size(), 0));
+    for (std::int64_t k = 0; k < A.size(); ++k) {
+      if (op == "And") {
+        res.i[k] = truth(A, k) && truth(B, k);
+      } else if (ints) {
+        // a - b = di + dn N over batch sizes N >= 1: the result must be the same for every N
+        // (Expand's export compares a batch-dependent size with -1).
+        const std::int64_t di = sub(A.i[k], B.i[k], op.c_str()), dn = sub(A.n[k], B.n[k], op.c_str());
+        const std::int64_t at1 = add(di, dn, op.c_str());
+        int sign;  // of a - b for all N >= 1: -1, 0, 1
+        if (dn == 0)
+          sign = di < 0 ? -1 : di > 0 ? 1 : 0;
+        else if (op == "Equal" && (sub(0, di, op.c_str()) % dn != 0 || sub(0, di, op.c_str()) / dn < 1))
+          sign = 1;  // never equal: only "not equal" matters
+        else if (dn > 0 && at1 > 0)
+          sign = 1;
+        else if (dn < 0 && at1 < 0)
+          sign = -1;
+        else
+          bad(op + ": comparison of batch-dependent sizes depends on the batch size");
+        res.i[k] = op == "Equal" ? sign == 0 : op == "Less" ? sign < 0 : sign > 0;
+      } else {
+        const double x = A.f[k], y = B.f[k];
+        res.i[k] = op == "Equal" ? x == y : op == "Less" ? x < y : x > y;
+      }
+    }
+    return res;
+  }
+  if (op == "Max" || op == "Min") {
+    auto [A, B] = broadcast2(op, a, b);
+    Folded res = A;
+    for (std::int64_t k = 0; k < A.size(); ++k) {
+      if (ints) {
+        if (A.n[k] != B.n[k]) bad(op + ": comparison of batch-dependent sizes");
+        const bool take_b = op == "Max" ? B.i[k] > A.i[k] : B.i[k] < A.i[k];
+        if (take_b) res.i[k] = B.i[k];
+      } else {
+        res.f[k] = op == "Max" ? std::max(A.f[k], B.f[k]) : std::min(A.f[k], B.f[k]);
+      }
+    }
+    return res;
+  }
+  const auto [A, B] = broadcast2(op, a, b);
+  const std::int64_t total = A.size();
   Folded res = A;
   for (std::int64_t k = 0; k < total; ++k) {
     if (ints) {
@@ -181,10 +236,6 @@ Folded binary(const std::string& op, const Folded& a0, const Folded& b0) {
           bad("Div: batch-dependent size not divisible by " + std::to_string(y));
         res.i[k] = x / y;
         res.n[k] = xn / y;
-      } else if (op == "Equal") {
-        if (xn != yn) bad("Equal: comparison of batch-dependent sizes");
-        res.i[k] = x == y;
-        res.n[k] = 0;
       } else {
         bad("cannot fold integer " + op);
       }
@@ -209,6 +260,20 @@ Folded binary(const std::string& op, const Folded& a0, const Folded& b0) {
 
 Folded unary(const std::string& op, const Folded& a) {
   if (op == "Identity") return a;
+  if (op == "Not") {
+    Folded r = Folded::of_ints(a.shape, std::vector<std::int64_t>(a.size(), 0));
+    for (std::int64_t k = 0; k < a.size(); ++k) r.i[k] = !truth(a, k);
+    return r;
+  }
+  if (a.is_int && op == "Abs") {
+    Folded r = a;
+    for (std::int64_t k = 0; k < a.size(); ++k)
+      if (r.i[k] < 0 || (r.i[k] == 0 && r.n[k] < 0)) {
+        r.i[k] = sub(0, r.i[k], "Abs");
+        r.n[k] = sub(0, r.n[k], "Abs");
+      }
+    return r;
+  }
   if (a.is_int) {
     if (op != "Neg") bad("cannot fold integer " + op);
     Folded r = a;
@@ -230,6 +295,8 @@ Folded unary(const std::string& op, const Folded& a) {
       v = 1.0 / v;
     else if (op == "Relu")
       v = std::max(v, 0.0);
+    else if (op == "Abs")
+      v = std::abs(v);
     else
       bad("cannot fold " + op);
   }
@@ -435,6 +502,99 @@ Folded transpose(const Folded& a, std::vector<std::int64_t> perm) {
 Folded constant_of_shape(const std::vector<std::int64_t>& shape, const Folded& value) {
   if (value.size() != 1) bad("ConstantOfShape: value must have one element");
   return take(value, shape, std::vector<std::int64_t>(folded_numel(shape, "ConstantOfShape"), 0));
+}
+
+Folded where(const Folded& c, const Folded& x0, const Folded& y0) {
+  const bool ints = x0.is_int && y0.is_int;
+  const Folded x = ints ? x0 : as_float(x0), y = ints ? y0 : as_float(y0);
+  // Broadcast the three: (c, x), then (c, y) at that shape, then x again at the final shape.
+  auto [c1, x1] = broadcast2("Where", c, x);
+  auto [c2, y2] = broadcast2("Where", c1, y);
+  auto [x2, y3] = broadcast2("Where", x1, y2);
+  auto [c3, x3] = broadcast2("Where", c2, x2);
+  Folded r = x3;
+  for (std::int64_t k = 0; k < r.size(); ++k) {
+    if (truth(c3, k)) continue;
+    if (ints) {
+      r.i[k] = y3.i[k];
+      r.n[k] = y3.n[k];
+    } else {
+      r.f[k] = y3.f[k];
+    }
+  }
+  return r;
+}
+
+Folded expand(const Folded& a, const std::vector<std::int64_t>& shape) {
+  for (auto d : shape)
+    if (d < 0) bad("Expand: negative dim in shape " + shape_str(shape));
+  Folded ones = Folded::of_ints(shape, std::vector<std::int64_t>(folded_numel(shape, "Expand"), 0));
+  return broadcast2("Expand", a, ones).first;
+}
+
+Folded tile(const Folded& a, const std::vector<std::int64_t>& repeats) {
+  if (repeats.size() != a.shape.size())
+    bad("Tile: repeats " + shape_str(repeats) + " must have one value per dim of " + shape_str(a.shape));
+  Shape out = a.shape;
+  for (std::size_t d = 0; d < out.size(); ++d) {
+    if (repeats[d] < 0) bad("Tile: negative repeat in " + shape_str(repeats));
+    out[d] = mul(out[d], repeats[d], "Tile");
+  }
+  const auto sa = strides_of(a.shape), so = strides_of(out);
+  std::vector<std::int64_t> src(folded_numel(out, "Tile"));
+  for (std::int64_t k = 0; k < static_cast<std::int64_t>(src.size()); ++k) {
+    std::int64_t rem = k, p = 0;
+    for (std::size_t d = 0; d < out.size(); ++d) {
+      p += ((rem / so[d]) % a.shape[d]) * sa[d];
+      rem %= so[d];
+    }
+    src[k] = p;
+  }
+  return take(a, out, src);
+}
+
+Folded trilu(const Folded& a, std::int64_t k, bool upper) {
+  if (a.shape.size() < 2) bad("Trilu: input must have rank >= 2, got " + shape_str(a.shape));
+  const std::int64_t rows = a.shape[a.shape.size() - 2], cols = a.shape.back();
+  Folded r = a;
+  for (std::int64_t e = 0; e < r.size(); ++e) {
+    const std::int64_t i = (e / cols) % rows, j = e % cols;
+    // lower keeps j - i <= k, upper keeps j - i >= k
+    const bool keep = upper ? j - i >= k : j - i <= k;
+    if (keep) continue;
+    if (r.is_int) {
+      r.i[e] = 0;
+      r.n[e] = 0;
+    } else {
+      r.f[e] = 0.0;
+    }
+  }
+  return r;
+}
+
+Folded range(const Folded& start, const Folded& limit, const Folded& delta) {
+  if (start.size() != 1 || limit.size() != 1 || delta.size() != 1) bad("Range: start, limit and delta must be scalars");
+  if (start.is_int && limit.is_int && delta.is_int) {
+    const std::int64_t s = start.ints("Range start")[0], l = limit.ints("Range limit")[0],
+                       d = delta.ints("Range delta")[0];
+    if (d == 0) bad("Range: delta must not be 0");
+    const double n = std::ceil((static_cast<double>(l) - static_cast<double>(s)) / static_cast<double>(d));
+    const std::int64_t count = n > 0 ? static_cast<std::int64_t>(std::min(n, double(kMaxFoldedElements) + 1)) : 0;
+    folded_numel({count}, "Range");
+    std::vector<std::int64_t> v(count);
+    for (std::int64_t k = 0; k < count; ++k) v[k] = s + k * d;
+    return Folded::of_ints({count}, std::move(v));
+  }
+  const double s = start.doubles("Range start")[0], l = limit.doubles("Range limit")[0],
+               d = delta.doubles("Range delta")[0];
+  if (d == 0 || !std::isfinite(d) || !std::isfinite(s) || !std::isfinite(l))
+    bad("Range: start, limit and delta must be finite and delta nonzero");
+  const double n = std::ceil((l - s) / d);
+  const std::int64_t count = n > 0 ? static_cast<std::int64_t>(std::min(n, double(kMaxFoldedElements) + 1)) : 0;
+  folded_numel({count}, "Range");
+  std::vector<double> v(count);
+  for (std::int64_t k = 0; k < count; ++k) v[k] = s + static_cast<double>(k) * d;
+  return Folded::of_floats({count}, std::move(v));
 }
 
 }  // namespace curv::onnx_fold

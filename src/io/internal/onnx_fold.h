@@ -34,9 +34,10 @@ struct Folded {
 /// Shape of a tensor whose dims at batch sizes 1 and 2 are s1, s2 (affine per dim).
 Folded shape_of(const Shape& s1, const Shape& s2);
 
-/// Elementwise Add Sub Mul Div (numpy broadcasting; int Div truncates), Equal.
+/// Elementwise Add Sub Mul Div Pow Max Min (numpy broadcasting; int Div truncates), and Equal Less
+/// Greater And, which give booleans as ints 0 / 1 (operands are true where nonzero).
 Folded binary(const std::string& op, const Folded& a, const Folded& b);
-/// Float Neg Sqrt Exp Log Reciprocal Relu Identity (ints: Neg, Identity).
+/// Float Neg Sqrt Exp Log Reciprocal Relu Abs Identity Not (ints: Neg, Abs, Identity, Not).
 Folded unary(const std::string& op, const Folded& a);
 Folded cast(const Folded& a, bool to_int);
 Folded gather(const Folded& a, std::int64_t axis, const Folded& indices);
@@ -47,6 +48,13 @@ Folded slice(const Folded& a, const std::vector<std::int64_t>& starts, const std
              std::vector<std::int64_t> axes, std::vector<std::int64_t> steps);
 Folded reshape(const Folded& a, const std::vector<std::int64_t>& target, bool allowzero);
 Folded transpose(const Folded& a, std::vector<std::int64_t> perm);
+/// c ? x : y elementwise, the three broadcast together.
+Folded where(const Folded& c, const Folded& x, const Folded& y);
+Folded expand(const Folded& a, const std::vector<std::int64_t>& shape);
+Folded tile(const Folded& a, const std::vector<std::int64_t>& repeats);
+/// Trilu: keeps the last two dims' elements with j - i <= k (lower) or j - i >= k (upper).
+Folded trilu(const Folded& a, std::int64_t k, bool upper);
+Folded range(const Folded& start, const Folded& limit, const Folded& delta);
 Folded constant_of_shape(const std::vector<std::int64_t>& shape, const Folded& value);
 
 }  // namespace curv::onnx_fold

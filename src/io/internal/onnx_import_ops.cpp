@@ -198,10 +198,10 @@ void Importer::import_op(const std::string& t) {
       if (v != e[0]) node_fail("exponent must be a single value");
     return emit(OpSpec(t).set_float("exponent", e[0]), {value(0)});
   }
-  if (t == "Gelu") {
-    if (attr_s("approximate", "none") != "none")
-      node_fail("approximate='" + attr_s("approximate", "") + "' is not supported");
-    return emit_unary("Gelu");
+  if (t == "Gelu") {  // curv's GeluTanh is ONNX Gelu with approximate="tanh"
+    const std::string approx = attr_s("approximate", "none");
+    if (approx != "none" && approx != "tanh") node_fail("approximate='" + approx + "' is not supported");
+    return emit(OpSpec(approx == "tanh" ? "GeluTanh" : "Gelu"), {value(0)});
   }
   if (t == "Clip") {  // bounds: attributes before opset 11, constant inputs after; absent = unbounded
     auto bound = [&](int k, const char* what) -> std::optional<double> {
@@ -222,6 +222,76 @@ void Importer::import_op(const std::string& t) {
     if (lo) s.set_float("min", *lo);
     if (hi) s.set_float("max", *hi);
     return emit(s, {value(0)});
+  }
+  if (t == "Max" || t == "Min") {  // variadic: a chain of binary ops (ties split at each link)
+    std::vector<int> ins;
+    for (int k = 0; k < m_node->input_size(); ++k)
+      if (present(k)) ins.push_back(value(k));
+    if (ins.empty()) node_fail("needs at least one input");
+    if (ins.size() == 1) return emit(OpSpec("Identity"), ins);
+    int acc = ins[0];
+    for (std::size_t k = 1; k < ins.size(); ++k)
+      acc = emit_named(OpSpec(t), {acc, ins[k]}, k + 1 == ins.size() ? m_node_name : m_node_name + "/" + std::to_string(k));
+    m_values[m_node->output(0)] = acc;
+    return;
+  }
+  if (t == "Where") {
+    if (m_node->input_size() != 3) node_fail("takes 3 inputs (condition, X, Y), got " + std::to_string(m_node->input_size()));
+    return emit(OpSpec(t), {value(0, true), value(1), value(2)});
+  }
+  if (t == "Einsum") {
+    std::vector<int> ins;
+    for (int k = 0; k < m_node->input_size(); ++k) ins.push_back(value(k));
+    return emit(OpSpec(t).set("equation", attr_s("equation", "")), ins);
+  }
+  if (t == "Expand") {
+    // A batch-dependent entry of the target becomes 1: where the input has that dim it is kept;
+    // where the input has 1 there (a parameter expanded to the batch, as x.expand(B, ...) exports),
+    // the output keeps 1 and the consumer's broadcasting supplies the batch, which is the same for
+    // elementwise consumers (the usual case); an error where neither holds.
+    const int x = value(0);
+    const Folded& f = need_folded(1, "shape");
+    if (!f.is_int || f.shape.size() != 1) node_fail("shape must be a 1-D integer tensor");
+    const Shape in1 = shape_at(x, 1), in2 = shape_at(x, 2);
+    const std::size_t r = f.i.size();
+    Shape target;
+    for (std::size_t j = 0; j < r; ++j) {
+      if (f.n[j] == 0) {
+        target.push_back(f.i[j]);
+        continue;
+      }
+      const std::size_t off = r >= in1.size() ? r - in1.size() : 0;
+      const bool has = j >= off && j - off < in1.size();
+      const bool same = has && ((in1[j - off] == f.i[j] + f.n[j] && in2[j - off] == f.i[j] + 2 * f.n[j]) ||
+                                (in1[j - off] == 1 && in2[j - off] == 1));
+      if (!same) node_fail("shape entry " + std::to_string(j) + " depends on the batch size but the input's dim there is neither it nor 1");
+      target.push_back(1);
+    }
+    return emit(OpSpec(t).set_ints("shape", target), {x});
+  }
+  if (t == "Tile") return emit(OpSpec(t).set_ints("repeats", need_folded(1, "repeats").ints("repeats")), {value(0)});
+  if (t == "Trilu") {
+    std::int64_t k = 0;
+    if (present(1)) {
+      const auto v = need_folded(1, "k").ints("k");
+      if (v.size() != 1) node_fail("k must be one value");
+      k = v[0];
+    }
+    return emit(OpSpec(t).set_int("k", k).set_bool("upper", attr_i("upper", 1) != 0), {value(0)});
+  }
+  if (t == "Range") node_fail("start, limit and delta must be constants known at load time");
+  if (t == "Cast" && m_booleans.count(in_name(0)) &&
+      (attr_i("to", 0) == onnx::TensorProto_DataType_BOOL || attr_i("to", 0) == onnx::TensorProto_DataType_FLOAT ||
+       attr_i("to", 0) == onnx::TensorProto_DataType_DOUBLE)) {  // already 0 / 1: the same value
+    m_values[m_node->output(0)] = value(0);
+    m_booleans.insert(m_node->output(0));
+    return;
+  }
+  if (t == "Cast" && attr_i("to", 0) == onnx::TensorProto_DataType_BOOL) {  // x != 0 as 0 / 1
+    const int once = emit_named(OpSpec("Not"), {value(0)}, m_node_name + "/not");
+    m_values[m_node->output(0)] = emit_named(OpSpec("Not"), {once}, m_node_name);
+    m_booleans.insert(m_node->output(0));
+    return;
   }
   // Every other unary op of elementwise_table.h: its parameter is the ONNX attribute of that name.
   // (Binary ops of the table follow below.)
@@ -280,7 +350,7 @@ void Importer::import_op(const std::string& t) {
                 " (opset < 13 coerces to 2-D; only the last axis is supported)");
     return emit(OpSpec(t).set_int("axis", axis), {value(0)});
   }
-  if (t == "ReduceMean" || t == "ReduceSum") {
+  if (t == "ReduceMean" || t == "ReduceSum" || t == "ReduceMax" || t == "ReduceMin") {
     std::vector<std::int64_t> axes = attr("axes") ? attr_ints("axes")
                                      : present(1) ? need_folded(1, "axes").ints("axes")
                                                   : std::vector<std::int64_t>{};
@@ -328,6 +398,8 @@ void Importer::import_op(const std::string& t) {
       if (present(k)) ins.push_back(value(k));
     return emit(OpSpec(t).set_int("axis", attr_i("axis", 0)), ins);
   }
+  if (t == "Gather" && !folded(1))  // indices from the data (token ids): an embedding lookup
+    return emit(OpSpec("Embedding").set_int("axis", attr_i("axis", 0)), {value(0), value(1)});
   if (t == "Gather") {
     const Folded& idx = need_folded(1, "indices");
     return emit(OpSpec(t)

@@ -56,17 +56,19 @@ class Importer {
     for (const auto& in : g.input())
       if (!inits.count(in.name())) data.push_back(&in);
     if (data.empty()) fail("graph has no data input");
-    if (data.size() > 1) {
-      std::string names;
-      for (auto* d : data) names += (names.empty() ? "'" : ", '") + d->name() + "'";
-      fail("graph has " + std::to_string(data.size()) + " data inputs (" + names +
-           "); curv supports models with exactly one data input");
-    }
-    const auto& vi = *data[0];
+    for (const auto* d : data) add_one_input(*d);
+  }
+
+  // A data input: float (features, images, additive masks) or integer (token ids, integer or
+  // boolean masks: kept exactly, see dataset.h).
+  void add_one_input(const onnx::ValueInfoProto& vi) {
     if (!vi.type().has_tensor_type()) fail("input '" + vi.name() + "' is not a tensor");
     const auto& tt = vi.type().tensor_type();
-    if (tt.elem_type() != onnx::TensorProto_DataType_FLOAT && tt.elem_type() != onnx::TensorProto_DataType_DOUBLE)
-      fail("input '" + vi.name() + "' has data type " + dtype_name(tt.elem_type()) + " (expected FLOAT)");
+    const auto et = tt.elem_type();
+    const bool integer = et == onnx::TensorProto_DataType_INT64 || et == onnx::TensorProto_DataType_INT32 ||
+                         et == onnx::TensorProto_DataType_BOOL;
+    if (et != onnx::TensorProto_DataType_FLOAT && et != onnx::TensorProto_DataType_DOUBLE && !integer)
+      fail("input '" + vi.name() + "' has data type " + dtype_name(et) + " (expected FLOAT, DOUBLE, INT64, INT32 or BOOL)");
     Shape sample;
     for (int d = 1; d < tt.shape().dim_size(); ++d) {
       const auto& dim = tt.shape().dim(d);
@@ -77,8 +79,13 @@ class Importer {
     if (tt.shape().dim_size() < 1) fail("input '" + vi.name() + "' must have a batch dimension");
     // Exported without a dynamic batch axis: the batch size is still free here, and constant
     // Reshape targets that start with this fixed size mean the batch dim (see reshape_target).
-    if (tt.shape().dim(0).has_dim_value()) m_fixed_batch = tt.shape().dim(0).dim_value();
-    m_values[vi.name()] = m_model.add_input(vi.name(), sample);
+    if (tt.shape().dim(0).has_dim_value()) {
+      if (m_fixed_batch > 0 && m_fixed_batch != tt.shape().dim(0).dim_value())
+        fail("input '" + vi.name() + "' has batch size " + std::to_string(tt.shape().dim(0).dim_value()) +
+             ", another input " + std::to_string(m_fixed_batch));
+      m_fixed_batch = tt.shape().dim(0).dim_value();
+    }
+    m_values[vi.name()] = m_model.add_input(vi.name(), sample, integer);
   }
 
   // ---- attributes (of the declared type; UNDEFINED, as some old writers leave it, is accepted) --
@@ -207,6 +214,11 @@ class Importer {
   }
   void emit(const OpSpec& spec, const std::vector<int>& ins) {
     m_values[m_node->output(0)] = emit_named(spec, ins, m_node_name);
+    static const std::set<std::string> boolean{"Equal", "Less", "Greater", "Not", "And"};
+    static const std::set<std::string> moves{"Unsqueeze", "Squeeze", "Reshape", "Transpose", "Slice", "Expand",
+                                             "Tile",      "Flatten", "Identity", "Gather",   "Cast"};
+    if (boolean.count(spec.type) || (moves.count(spec.type) && m_booleans.count(in_name(0))))
+      m_booleans.insert(m_node->output(0));
   }
   int scalar_constant(const std::string& name, double v) {
     return m_model.add_constant(unique(name), Tensor<double>(Shape{}, std::vector<double>{v}));
@@ -216,6 +228,7 @@ class Importer {
 
   // ---- nodes -------------------------------------------------------------------------------
   void import_node(const onnx::NodeProto& n);
+  bool only_masks(const onnx::GraphProto& g, const std::string& name);
   bool try_fold(const std::string& t);
   void import_op(const std::string& t);
   void import_conv_like(const std::string& t);
@@ -240,6 +253,9 @@ class Importer {
     std::string node;
   };
   std::map<std::string, PendingPad> m_pending_pads;  // zero Pad outputs, merged into their consumer
+  std::map<std::string, std::vector<std::pair<const onnx::NodeProto*, int>>> m_uses;  // value -> (node, input)
+  std::map<std::string, bool> m_mask_only;
+  std::set<std::string> m_booleans;  // data values known to hold only 0 and 1 (comparison outputs)
   const onnx::NodeProto* m_node = nullptr;
   std::string m_node_name;
 };
