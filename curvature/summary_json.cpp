@@ -19,7 +19,7 @@ json array(const Eigen::VectorXd& v) {
 
 json attributes(const AttributeMap& attrs) {
   json o = json::object();
-  for (const auto& [k, v] : attrs) std::visit([&](const auto& x) { o[k] = x; }, v);
+  for (const auto& kv : attrs) std::visit([&](const auto& x) { o[kv.first] = x; }, kv.second);
   return o;
 }
 

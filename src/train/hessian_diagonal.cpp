@@ -45,18 +45,35 @@ std::vector<double> gauss_newton_bartlett_diagonal(const Model& model, const std
   if (!batch.classification())
     throw std::invalid_argument("the Gauss-Newton-Bartlett estimator samples class labels: " + batch.source +
                                 " has regression targets (use the hutchinson estimator)");
+  if (!batch.label_shape.empty())
+    throw std::invalid_argument("the Gauss-Newton-Bartlett estimator samples one class label per sample: " +
+                                batch.source + " has a label per position (use the hutchinson estimator)");
   const std::int64_t N = batch.size();
   // Logits in float64, micro-batch by micro-batch as the gradient passes cut the batch (BatchNorm
   // in training mode sees the same ghost batches).
   internal::GraphExecutor<double> exec(model);
   exec.set_params(w);
-  const std::int64_t mb = resolve_micro_batch(model, N, options), sn = numel(batch.sample_shape);
+  const std::int64_t mb = resolve_micro_batch(model, N, options);
+  // Each model input reads the array of its name (`x` for a single-input model), as the Objective binds them.
+  std::vector<std::pair<const float*, std::int64_t>> inputs;
+  for (int v : model.inputs()) {
+    const Value& in = model.values()[v];
+    const DataArray* match = nullptr;
+    for (const auto& a : batch.more)
+      if (a.name == in.name) match = &a;
+    if (batch.x_name == in.name || model.inputs().size() == 1 || !match)
+      inputs.push_back({batch.x.data(), numel(batch.sample_shape)});
+    else
+      inputs.push_back({match->values.data(), numel(match->sample_shape)});
+  }
   Dataset sampled = batch;
   std::vector<double> p;
   for (std::int64_t first = 0; first < N; first += mb) {
     const std::int64_t count = std::min(mb, N - first);
     internal::Pass<double> pass;
-    exec.forward(pass, first, count, batch.x.data() + first * sn);
+    std::vector<const float*> x;
+    for (const auto& [data, per] : inputs) x.push_back(data + first * per);
+    exec.forward(pass, first, count, x);
     const ConstView<double> z = exec.view(pass, model.output());
     const std::int64_t C = z.size() / count;
     p.resize(C);
