@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# curv vs PyTorch on token-input language models: the same ONNX file, the same batch of sequences
+# (an npz written by bench/pytorch_lm_hvp.py into a temporary folder), the same thread count.
+# Models: the BERT-style classifier (token ids + attention mask) and the GPT-style causal LM of
+# data/fixtures/lm/, and data/char_gpt.onnx / data/license_bert.onnx when they exist (their
+# held-out npz, first SEQUENCES rows, tiled if fewer).
+# Prints one JSON line per model: both losses and their relative difference, PyTorch's medians,
+# curv's medians over REPS runs of `curv bench --repeat 2` (each the best of 2, as bench has no
+# warm-up call), and the ratios. PyTorch's time is the better median of two runs, one with
+# OpenMP's default wait policy and one with OMP_WAIT_POLICY=PASSIVE: on a loaded machine PyTorch's
+# spinning OpenMP threads can be 10-20x slower at 2 threads than passive ones.
+#   torch_hvp_over_curv_hvp_first      full double-backward HVP / curv's HVP with its primal pass
+#   torch_hvp_only_over_curv_hvp       double backward on the kept graph / curv's cached HVP
+#   torch_hvp_over_curv_hvp            full double-backward HVP / curv's cached HVP
+#   curv_grad_over_torch_grad, curv_loss_over_torch_loss, curv_hvp_over_curv_grad
+# Needs Debian's python3-torch and python3-onnx.
+# Usage: bench/compare_lm.sh [threads=2] [sequences=128] [reps=5]
+# Environment: CURV (the curv binary, default build/tools/curv), TEXT_MODELS (the folder holding
+# char_gpt.onnx, license_bert.onnx and their *_val.npz, default data).
+set -euo pipefail
+T=${1:-2}; N=${2:-128}; R=${3:-5}
+CURV=${CURV:-build/tools/curv}; D=${TEXT_MODELS:-data}
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+
+run() {  # name kind onnx [source npz] [curv options...]
+  local name=$1 kind=$2 model=$3 src=$4; shift 4
+  local srcopt=()
+  [ -n "$src" ] && srcopt=(--source-data "$src")
+  /usr/bin/python3 bench/pytorch_lm_hvp.py "$model" --kind "$kind" "${srcopt[@]}" --write-data "$tmp/$name.npz" \
+    --sequences "$N" --threads "$T" --reps "$R" 2>"$tmp/$name.torch.err" > "$tmp/$name.torch.json" \
+    || { cat "$tmp/$name.torch.err" >&2; return 1; }
+  OMP_WAIT_POLICY=PASSIVE /usr/bin/python3 bench/pytorch_lm_hvp.py "$model" --kind "$kind" "${srcopt[@]}" \
+    --write-data "$tmp/$name.passive.npz" --sequences "$N" --threads "$T" --reps "$R" 2>>"$tmp/$name.torch.err" \
+    > "$tmp/$name.torch_passive.json" || { cat "$tmp/$name.torch.err" >&2; return 1; }
+  "$CURV" eval "$model" --data "$tmp/$name.npz" --threads "$T" --json "$@" > "$tmp/$name.eval.json"
+  : > "$tmp/$name.curv.jsonl"
+  for _ in $(seq "$R"); do
+    "$CURV" bench "$model" --data "$tmp/$name.npz" --threads "$T" --block 1 --repeat 2 --json "$@" \
+      2>/dev/null >> "$tmp/$name.curv.jsonl"
+    echo >> "$tmp/$name.curv.jsonl"
+  done
+  /usr/bin/python3 - "$name" "$tmp/$name.torch.json" "$tmp/$name.torch_passive.json" "$tmp/$name.eval.json" \
+    "$tmp/$name.curv.jsonl" <<'PY'
+import json, statistics, sys
+name = sys.argv[1]
+last = lambda p: json.loads(open(p).read().strip().splitlines()[-1])
+t_active, t_passive = last(sys.argv[2]), last(sys.argv[3])
+t = dict(t_active)  # PyTorch's better median of the two OpenMP wait policies, per quantity
+for k in ("loss_s", "grad_s", "hvp_s", "hvp_only_s"):
+    t[k] = min(t_active[k], t_passive[k])
+e = json.load(open(sys.argv[4]))
+runs = [json.loads(l) for l in open(sys.argv[5]) if l.strip()]
+med = lambda k: statistics.median(r[k] for r in runs)
+c = {k: med(k) for k in ("loss_s", "grad_s", "hvp_first_s", "hvp_s", "ggn_s")}
+c.update(params=runs[0]["params"], micro_batch=runs[0]["micro_batch"], runs=len(runs), loss=e["loss"])
+print(json.dumps({"model": name, "sequences": t["sequences"], "tokens_per_sequence": t["tokens_per_sequence"],
+  "threads": t["threads"], "params_torch": t["params"], "params_curv": c["params"],
+  "loss_torch": t["loss"], "loss_curv": e["loss"], "loss_rel_diff": abs(e["loss"] - t["loss"]) / abs(t["loss"]),
+  "torch_hvp_over_curv_hvp_first": t["hvp_s"] / c["hvp_first_s"],
+  "torch_hvp_only_over_curv_hvp": t["hvp_only_s"] / c["hvp_s"],
+  "torch_hvp_over_curv_hvp": t["hvp_s"] / c["hvp_s"],
+  "curv_grad_over_torch_grad": c["grad_s"] / t["grad_s"],
+  "curv_loss_over_torch_loss": c["loss_s"] / t["loss_s"],
+  "curv_hvp_over_curv_grad": c["hvp_s"] / c["grad_s"],
+  "pytorch_omp_default": t_active, "pytorch_omp_passive": t_passive, "curv": c}))
+PY
+}
+
+run bert_cls bert_cls data/fixtures/lm/bert_cls.onnx ""
+run gpt_lm gpt_lm data/fixtures/lm/gpt_lm.onnx "" --freeze causal_mask
+if [ -f "$D/char_gpt.onnx" ] && [ -f "$D/char_gpt_val.npz" ]; then
+  run char_gpt char_gpt "$D/char_gpt.onnx" "$D/char_gpt_val.npz"
+fi
+if [ -f "$D/license_bert.onnx" ] && [ -f "$D/license_bert_val.npz" ]; then
+  run license_bert license_bert "$D/license_bert.onnx" "$D/license_bert_val.npz"
+fi
