@@ -11,16 +11,19 @@ of those files plus <pad> (id 0) and <unk> (id 1).
                             causal mask is a lower-triangular buffer applied with masked_fill, as
                             nanoGPT does. Input `input_ids` [N, 64] int64, output logits [N, 64, V].
   data/char_gpt_val.npz     256 held-out windows: `input_ids` [256, 64] and `y` [256, 64], the
-                            next characters (int64).
+                            next characters (int32, compressed).
   data/license_bert.onnx    a BERT-style encoder classifier (2 bidirectional blocks, width 64, 4
                             heads) that tells which license a snippet of 24..96 characters comes
                             from. Inputs `input_ids` and `attention_mask` [N, 96] int64 (padding
                             id 0, mask 0 on padding, as Hugging Face tokenizers produce them);
                             mean-pooled over the unmasked tokens; output logits [N, L].
-  data/license_bert_val.npz 512 held-out snippets: `input_ids`, `attention_mask`, `y` [512].
+  data/license_bert_val.npz 512 held-out snippets: `input_ids`, `attention_mask`, `y` [512] (int32,
+                            compressed).
 
 Each file is split by position: the first 85% trains, the last 15% is held out. Seeds: torch 0,
-numpy 0. Usage: scripts/train_text_models.py [--steps 1500] [--out data] [--threads 2]
+numpy 0 (each model starts from them, so either can be retrained alone with the same result).
+Usage: scripts/train_text_models.py [--models gpt,bert] [--steps 1000] [--bert-steps N]
+                                    [--out data] [--threads 2]
 Prints the held-out loss of each model (and accuracy for the classifier) with the float32 and
 float64 references curv's tests compare against.
 """
@@ -166,13 +169,14 @@ def train(model, batch_fn, loss_fn, steps, lr):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--steps", type=int, default=1500)
+    ap.add_argument("--models", default="gpt,bert")
+    ap.add_argument("--steps", type=int, default=1000)
+    ap.add_argument("--bert-steps", type=int, default=0, help="classifier steps (default: --steps)")
     ap.add_argument("--out", default="data")
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    torch.manual_seed(0)
-    rng = np.random.default_rng(0)
+    models = a.models.split(",")
 
     names, texts = read_texts()
     chars = sorted(set("".join(texts)))
@@ -182,6 +186,20 @@ def main():
     train_parts = [e[:int(0.85 * len(e))] for e in encoded]
     held_parts = [e[int(0.85 * len(e)):] for e in encoded]
     print(f"{len(names)} files, {sum(len(t) for t in texts)} characters, vocabulary {len(vocab)}")
+    os.makedirs(a.out, exist_ok=True)
+    summary_path = os.path.join(a.out, "text_models.json")
+    summary = json.load(open(summary_path)) if os.path.exists(summary_path) else {}
+    summary.update({"vocabulary": vocab, "licenses": names, "source": LICENSES})
+    if "gpt" in models:
+        summary["char_gpt"] = train_gpt(a, vocab, train_parts, held_parts)
+    if "bert" in models:
+        summary["license_bert"] = train_bert(a, vocab, names, train_parts, held_parts)
+    json.dump(summary, open(summary_path, "w"), indent=1, ensure_ascii=False)
+
+
+def train_gpt(a, vocab, train_parts, held_parts):
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
 
     # The character LM: windows from the training parts of all files, concatenated.
     train_ids, held_ids = np.concatenate(train_parts), np.concatenate(held_parts)
@@ -196,17 +214,21 @@ def main():
         l64 = lm_loss(gpt.double(), torch.from_numpy(vx), torch.from_numpy(vy)).item()
     gpt.float()
     print(f"char GPT held-out loss {l32:.6f} (float64 {l64:.10f}), perplexity {math.exp(l32):.3f}")
-    os.makedirs(a.out, exist_ok=True)
     torch.onnx.export(gpt, (torch.from_numpy(vx[:2]),), os.path.join(a.out, "char_gpt.onnx"),
                       input_names=["input_ids"], output_names=["logits"],
                       dynamic_axes={"input_ids": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17)
-    np.savez(os.path.join(a.out, "char_gpt_val.npz"), input_ids=vx, y=vy)
+    np.savez_compressed(os.path.join(a.out, "char_gpt_val.npz"), input_ids=vx.astype(np.int32), y=vy.astype(np.int32))
+    return {"val_loss_f32": l32, "val_loss_f64": l64, "steps": a.steps}
 
-    # The license classifier.
+
+def train_bert(a, vocab, names, train_parts, held_parts):
+    torch.manual_seed(0)
+    rng = np.random.default_rng(1)
+    steps = a.bert_steps or a.steps
     bert = LicenseBert(len(vocab), len(names))
     cls_loss = lambda m, x, mask, y: F.cross_entropy(m(x, mask), y)
     print("license BERT:", sum(p.numel() for p in bert.parameters()), "parameters,", len(names), "classes")
-    train(bert, lambda: tuple(map(torch.from_numpy, snippets(train_parts, 64, rng))), cls_loss, a.steps, 2e-3)
+    train(bert, lambda: tuple(map(torch.from_numpy, snippets(train_parts, 64, rng))), cls_loss, steps, 2e-3)
     bert.eval()
     bx, bm, by = snippets(held_parts, 512, rng)
     tx, tm, ty = map(torch.from_numpy, (bx, bm, by))
@@ -221,11 +243,9 @@ def main():
                       input_names=["input_ids", "attention_mask"], output_names=["logits"],
                       dynamic_axes={"input_ids": {0: "batch"}, "attention_mask": {0: "batch"},
                                     "logits": {0: "batch"}}, opset_version=17)
-    np.savez(os.path.join(a.out, "license_bert_val.npz"), input_ids=bx, attention_mask=bm, y=by)
-    json.dump({"vocabulary": vocab, "licenses": names, "source": LICENSES,
-               "char_gpt": {"val_loss_f32": l32, "val_loss_f64": l64},
-               "license_bert": {"val_loss_f32": c32, "val_loss_f64": c64, "val_accuracy": acc}},
-              open(os.path.join(a.out, "text_models.json"), "w"), indent=1, ensure_ascii=False)
+    np.savez_compressed(os.path.join(a.out, "license_bert_val.npz"), input_ids=bx.astype(np.int32),
+                        attention_mask=bm.astype(np.int32), y=by.astype(np.int32))
+    return {"val_loss_f32": c32, "val_loss_f64": c64, "val_accuracy": acc, "steps": steps}
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -33,6 +34,7 @@ using curv_test::lines;
 using curv_test::Run;
 using curv_test::slurp;
 using curv_test::tmpdir;
+using json = nlohmann::json;
 
 const std::string kModel = std::string(CURV_SOURCE_DIR) + "/data/fmnist_cnn.onnx";
 
@@ -89,6 +91,31 @@ TEST_CASE("bad input: one line naming the file and the problem, exit status 2") 
   CHECK(!fs::exists(conv));
   check_bad("export /nonexistent/model.h5 " + (tmpdir() / "e.onnx").string(), "/nonexistent/model.h5");
   CHECK(!fs::exists(tmpdir() / "e.onnx"));
+}
+
+TEST_CASE("shipped text models: curv eval reproduces the PyTorch held-out figures of train_text_models.py") {
+  // data/text_models.json holds what PyTorch computed on the held-out sets when the models were
+  // trained (scripts/train_text_models.py); curv evaluates the exported ONNX files on the same sets.
+  const std::string dir = std::string(CURV_SOURCE_DIR) + "/data/";
+  const json ref = json::parse(slurp(dir + "text_models.json"));
+  {
+    Run r = curv("eval " + dir + "char_gpt.onnx --data " + dir + "char_gpt_val.npz --json");
+    REQUIRE(r.status == 0);
+    const json j = json::parse(r.out);
+    const double want = ref["char_gpt"]["val_loss_f64"].get<double>();
+    CHECK(std::abs(j["loss"].get<double>() - want) <= 1e-5 * want);
+    CHECK(j["tokens"] == 256 * 64);
+    CHECK(std::abs(j["perplexity"].get<double>() - std::exp(j["loss"].get<double>())) <= 1e-9 * j["perplexity"].get<double>());
+  }
+  {
+    Run r = curv("eval " + dir + "license_bert.onnx --data " + dir + "license_bert_val.npz --json");
+    REQUIRE(r.status == 0);
+    const json j = json::parse(r.out);
+    const double want = ref["license_bert"]["val_loss_f64"].get<double>();
+    CHECK(std::abs(j["loss"].get<double>() - want) <= 1e-5 * want);
+    CHECK(j["samples"] == 512);
+    CHECK(std::abs(j["accuracy"].get<double>() - ref["license_bert"]["val_accuracy"].get<double>()) < 0.5 / 512);
+  }
 }
 
 TEST_CASE("bad input: a device or a FIFO given as a model, plan or study input is refused, not read forever") {
