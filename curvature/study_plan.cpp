@@ -70,7 +70,7 @@ class Planner {
     ordered doc;
     try {
       doc = ordered::parse(text);
-    } catch (const ordered::parse_error& e) {
+    } catch (const ordered::exception& e) {  // parse errors, and numbers out of double's range
       fail("", "not valid JSON (" + std::string(e.what()) + ")");
     }
     if (!doc.is_object()) fail("", "expected a JSON object at the top");

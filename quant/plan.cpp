@@ -470,7 +470,7 @@ Plan read_plan(const std::string& path) {
   json j;
   try {
     j = json::parse(in);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse errors, and numbers out of double's range
     throw std::runtime_error(path + ": not valid JSON (" + e.what() + ")");
   }
   return plan_from_json(j, path);
