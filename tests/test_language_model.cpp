@@ -18,6 +18,7 @@
 #include "src/io/internal/npz.h"
 #include "src/io/onnx_import.h"
 #include <nlohmann/json.hpp>
+#include "tests/fixture_data.h"
 #include "tests/cli_run.h"
 
 using namespace curv;
@@ -35,11 +36,7 @@ constexpr std::int64_t V = 5, T = 3, D = 2, N = 4;
 
 std::string lm_fixture(const std::string& name) { return std::string(CURV_SOURCE_DIR) + "/data/fixtures/lm/" + name; }
 
-double rel_err(const std::vector<double>& a, const std::vector<double>& b) {
-  double num = 0, den = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) num += (a[i] - b[i]) * (a[i] - b[i]), den += b[i] * b[i];
-  return std::sqrt(num) / std::max(std::sqrt(den), 1e-300);
-}
+using curv_test::rel_err;
 
 Tensor<double> random_tensor(const Shape& s, std::mt19937_64& rng) {
   std::normal_distribution<double> nd(0.0, 1.0);

@@ -23,6 +23,7 @@
 #include "src/train/optimizer.h"
 #include "src/train/trainer.h"
 #include "tests/cli_run.h"
+#include "tests/fixture_data.h"
 #include "tests/test_util.h"
 
 using namespace curv;
@@ -45,27 +46,9 @@ class StepMonitor final : public CurvatureMonitor {
 };
 constexpr double kDenseTol = 1e-6;
 
-std::string fixture(const std::string& name) { return std::string(CURV_SOURCE_DIR) + "/data/fixtures/" + name; }
-
-Dataset npz_data(const NpzFile& z) {
-  Dataset d;
-  d.source = z.path();
-  const auto& x = z.get("x");
-  d.sample_shape = Shape(x.shape.begin() + 1, x.shape.end());
-  d.x.assign(x.data.begin(), x.data.end());
-  d.labels = z.get("y").ints;
-  return d;
-}
-
-template <class A, class B>
-double rel_err(const A& a, const B& b) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    num += (a[i] - b[i]) * (a[i] - b[i]);
-    den += b[i] * b[i];
-  }
-  return std::sqrt(num / std::max(den, 1e-300));
-}
+using curv_test::fixture;
+using curv_test::npz_data;
+using curv_test::rel_err;
 
 DataOptions seeded(std::uint64_t seed) {
   DataOptions o;
