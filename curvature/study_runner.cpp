@@ -9,7 +9,7 @@ namespace curv {
 
 namespace {
 
-constexpr double kRefreshFactor = 100;  // F.h5 refresh at most every 100 refresh durations (1%)
+constexpr double kRefreshFactor = 1000;  // F.h5 refresh at most every 1000 refresh durations (0.1%)
 
 // A commit that failed in the background (StudyStore::finish_commits).
 struct CommitError : std::runtime_error {

@@ -11,8 +11,9 @@
 ///     StudyReport rep = runner.run(on_event);
 ///
 /// F.h5 refresh: after a run, F.h5 is extended by the runs finished since the last refresh unless
-/// that refresh was less than 100 of its own durations ago, which bounds the time spent rewriting
-/// F.h5 to about 1% of the study; F.h5 is rebuilt from the run files at the start (so it matches
+/// that refresh was less than 1000 of its own durations ago, which bounds the time spent rewriting
+/// F.h5 to about 0.1% of the study (a refresh of a 100-run F.h5 takes ~10 ms, so F.h5 then lags
+/// the run files by up to ~10 s); F.h5 is rebuilt from the run files at the start (so it matches
 /// the study as edited) and extended by the remaining runs at the end. Run files are committed
 /// after every run, so throttling never loses a run (see study_store.h).
 ///
