@@ -83,7 +83,7 @@ std::vector<std::int64_t> param_map(const Model& m, const NpzFile& z) {
   const auto& transposed = z.get("onnx_param_transposed").ints;
   std::vector<std::int64_t> map;
   for (std::size_t i = 0; i < names.size(); ++i) {
-    const int p = m.find_param(onnx_names[i]);
+    const int p = find_onnx_param(m, onnx_names[i]);
     INFO("parameter " << names[i] << " (initializer " << onnx_names[i] << ")");
     REQUIRE(p >= 0);
     const ParamInfo& info = m.params()[p];
@@ -394,6 +394,48 @@ TEST_CASE("ONNX import: names, BatchNorm statistics as constants, metadata, rege
   const Model p = import_onnx(fixture("cnn_bn.onnx"), o);
   CHECK(p.params().size() == 2);
   CHECK(p.num_params() == 21);
+}
+
+TEST_CASE("ONNX import: PyTorch's generated onnx::* initializers are named after their module") {
+  // cnn_bn_fused: BatchNorm folded into conv1 by the exporter, which named the results
+  // onnx::Conv_27 and onnx::Conv_28; the node is "/conv1/Conv".
+  const Model m = import_onnx(fixture("cnn_bn_fused.onnx"));
+  REQUIRE(m.find_param("conv1.weight") >= 0);
+  REQUIRE(m.find_param("conv1.bias") >= 0);
+  CHECK(m.find_param("onnx::Conv_27") < 0);
+  CHECK(onnx_initializer_name(m, "conv1.weight") == "onnx::Conv_27");
+  CHECK(onnx_initializer_name(m, "conv1.bias") == "onnx::Conv_28");
+  CHECK(onnx_initializer_name(m, "conv2.weight") == "conv2.weight");  // named by the file
+  CHECK(find_onnx_param(m, "onnx::Conv_28") == m.find_param("conv1.bias"));
+  CHECK(find_onnx_param(m, "conv2.bias") == m.find_param("conv2.bias"));
+  CHECK(find_onnx_param(m, "nope") == -1);
+  const auto layers = m.blocks("layers");
+  REQUIRE(!layers.empty());
+  CHECK(layers[0].name == "conv1");
+  CHECK(layers[0].params.size() == 2);  // weight and bias: one layer
+  // Regexes see the module names.
+  ImportOptions o;
+  o.freeze_regex = "^conv1\\.";
+  CHECK(import_onnx(fixture("cnn_bn_fused.onnx"), o).find_param("conv1.weight") < 0);
+  // Nested scopes ("/blocks.0/attn/qkv/MatMul") and a Linear's transposed weight under MatMul.
+  const Model lm = import_onnx(src_path("data/license_bert.onnx"));
+  const int w = lm.find_param("blocks.0.attn.qkv.weight_t");
+  REQUIRE(w >= 0);
+  CHECK(lm.params()[w].shape == Shape{64, 192});
+  CHECK(onnx_initializer_name(lm, "blocks.0.attn.qkv.weight_t").rfind("onnx::MatMul_", 0) == 0);
+  bool grouped = false;
+  for (const auto& b : lm.blocks("layers"))
+    if (b.name == "blocks.0.attn.qkv") grouped = b.params.size() == 2;
+  CHECK(grouped);
+  // "/layers/layers.0/conv1/Conv": a Sequential child's scope repeats its parent's name.
+  const Model r20 = import_onnx(src_path("data/resnet20_fmnist.onnx"));
+  CHECK(r20.find_param("layers.0.conv1.weight") >= 0);
+  CHECK(r20.find_param("layers.layers.0.conv1.weight") < 0);
+  // A checkpoint keeps the mapping.
+  const std::string path = tmp_path("renamed.h5");
+  save_checkpoint(m, path);
+  CHECK(onnx_initializer_name(load_checkpoint(path), "conv1.bias") == "onnx::Conv_28");
+  std::remove(path.c_str());
 }
 
 TEST_CASE("ONNX import errors name the file, node, op type and opset") {

@@ -312,7 +312,7 @@ Errors check_lm_fixture(const std::string& name, const std::string& data, Precis
   const auto& transposed = z.get("onnx_param_transposed").ints;
   std::vector<std::int64_t> map;  // fixture element k -> model parameter index
   for (std::size_t i = 0; i < names.size(); ++i) {
-    const int p = m.find_param(onnx_names[i]);
+    const int p = find_onnx_param(m, onnx_names[i]);
     INFO("parameter ", names[i], " (initializer ", onnx_names[i], ")");
     REQUIRE(p >= 0);
     const ParamInfo& info = m.params()[p];

@@ -18,8 +18,8 @@ void register_info(CLI::App& root) {
   auto o = std::make_shared<RunOptions>();
   auto* app = root.add_subcommand("info", "Graph, parameter blocks and counts of a model");
   app->add_option("model", o->model, "Model: an .onnx file or a curv checkpoint .h5")->required();
-  app->add_option("--params", o->params_regex, "ONNX initializers matching REGEX are trainable parameters");
-  app->add_option("--freeze", o->freeze_regex, "ONNX initializers matching REGEX are constants");
+  app->add_option("--params", o->params_regex, "ONNX initializers whose names (as curv info lists them) match REGEX are trainable parameters");
+  app->add_option("--freeze", o->freeze_regex, "ONNX initializers whose names (as curv info lists them) match REGEX are constants");
   app->add_flag("--json", o->json, "Print one JSON object on stdout");
   app->callback([o] {
     Model m = load_model(*o, nullptr);

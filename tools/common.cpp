@@ -107,8 +107,8 @@ void add_run_options(CLI::App& app, RunOptions& o, bool allow_arch) {
                  "Cross-entropy labels equal to this are skipped; the loss is the mean over the others (as PyTorch)")
       ->check(in_range(-1e15, 1e15))
       ->capture_default_str();
-  app.add_option("--params", o.params_regex, "ONNX initializers matching REGEX are trainable parameters");
-  app.add_option("--freeze", o.freeze_regex, "ONNX initializers matching REGEX are constants");
+  app.add_option("--params", o.params_regex, "ONNX initializers whose names (as curv info lists them) match REGEX are trainable parameters");
+  app.add_option("--freeze", o.freeze_regex, "ONNX initializers whose names (as curv info lists them) match REGEX are constants");
   app.add_flag("--bn-train", o.bn_train, "BatchNorm with batch statistics (training mode)");
   app.add_option("--precision", o.precision, "Model compute precision")
       ->check(CLI::IsMember({"float32", "float64"}))

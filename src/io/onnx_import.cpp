@@ -7,6 +7,8 @@
 #include <fstream>
 #include <sstream>
 
+#include <nlohmann/json.hpp>
+
 #include "src/core/size_limits.h"
 #include "src/io/internal/onnx_importer.h"
 
@@ -29,7 +31,61 @@ std::vector<T> raw_values(const std::string& raw, std::int64_t n, const std::str
   return v;
 }
 
+// The module path of a node named by PyTorch's exporter after its module scope:
+// "/layer1/layer1.0/conv1/Conv" -> "layer1.0.conv1", "/blocks.0/attn/qkv/MatMul" -> "blocks.0.attn.qkv".
+// Each scope component is either the child's attribute name or the child's full name
+// ("layer1.0" under "layer1"). Empty for names that are not such a path.
+std::string module_path(const std::string& node_name) {
+  if (node_name.size() < 2 || node_name[0] != '/') return {};
+  std::vector<std::string> parts;
+  std::string cur;
+  for (std::size_t i = 1; i < node_name.size(); ++i) {
+    if (node_name[i] != '/') {
+      cur += node_name[i];
+      continue;
+    }
+    if (cur.empty()) return {};
+    parts.push_back(cur);
+    cur.clear();
+  }
+  if (parts.empty()) return {};  // "/Conv": no module
+  std::string path;
+  for (const std::string& c : parts)
+    path = path.empty() || c.rfind(path + ".", 0) == 0 ? c : path + "." + c;
+  return path;
+}
+
 }  // namespace
+
+// PyTorch's exporter names the initializers it makes by constant folding "onnx::<Op>_<n>": a
+// Linear's weight transposed for MatMul, a convolution with BatchNorm folded in. Such an
+// initializer that feeds exactly one Conv, ConvTranspose, Gemm or MatMul node named after its
+// module scope is named after the module instead: "<module>.weight" (input 1) and
+// "<module>.bias" (input 2), "<module>.weight_t" for a MatMul's right operand, which holds the
+// weight as [in, out] (the name curv's own export gives it). So layers group a weight with its
+// bias, and results name "layer1.0.conv1" instead of "onnx::Conv_27". A name already taken keeps
+// the exporter's name.
+std::map<std::string, std::string> module_names(const onnx::GraphProto& g, const std::set<std::string>& inits) {
+  std::map<std::string, int> uses;
+  for (const auto& n : g.node())
+    for (const auto& in : n.input()) ++uses[in];
+  std::map<std::string, std::string> names;
+  std::set<std::string> taken(inits.begin(), inits.end());
+  for (const auto& n : g.node()) {
+    const std::string& t = n.op_type();
+    if (t != "Conv" && t != "ConvTranspose" && t != "Gemm" && t != "MatMul") continue;
+    const std::string module = module_path(n.name());
+    if (module.empty()) continue;
+    for (int k = 1; k <= 2 && k < n.input_size(); ++k) {
+      const std::string& in = n.input(k);
+      if (in.rfind("onnx::", 0) != 0 || !inits.count(in) || uses[in] != 1 || names.count(in)) continue;
+      const std::string name = module + (k == 2 ? ".bias" : t == "MatMul" ? ".weight_t" : ".weight");
+      if (!taken.insert(name).second) continue;
+      names[in] = name;
+    }
+  }
+  return names;
+}
 
 std::string dtype_name(int t) { return onnx::TensorProto_DataType_Name(static_cast<onnx::TensorProto_DataType>(t)); }
 
@@ -185,6 +241,7 @@ Model Importer::run(const onnx::ModelProto& mp) {
   }
   for (auto& [name, f] : m_consts)
     if (f.trainable && only_masks(g, name)) f.trainable = false;
+  m_module_names = module_names(g, inits);
   add_input(g, inits);
   for (const auto& n : g.node()) import_node(n);
   if (g.output_size() < 1) fail("graph has no output");
@@ -198,6 +255,12 @@ Model Importer::run(const onnx::ModelProto& mp) {
   meta["format"] = "onnx";
   meta["producer"] = mp.producer_name() + (mp.producer_version().empty() ? "" : " " + mp.producer_version());
   meta["opset"] = std::to_string(m_opset);
+  // Where a parameter was renamed after its module, the name the ONNX file gives it.
+  nlohmann::json renamed = nlohmann::json::object();
+  for (const auto& [onnx_name, name] : m_module_names)
+    if (const auto v = m_values.find(onnx_name); v != m_values.end())
+      renamed[m_model.values()[v->second].name] = onnx_name;
+  if (!renamed.empty()) meta["onnx_names"] = renamed.dump();
   meta["ir_version"] = std::to_string(mp.ir_version());
   meta["graph_output"] = out;
   return std::move(m_model);
@@ -439,6 +502,20 @@ Model import_onnx(const std::string& path, const ImportOptions& opts) {
   } catch (const std::exception& e) {
     throw std::runtime_error(path + ": " + e.what());
   }
+}
+
+std::string onnx_initializer_name(const Model& m, const std::string& param) {
+  const auto it = m.meta().find("onnx_names");
+  if (it == m.meta().end()) return param;
+  const nlohmann::json names = nlohmann::json::parse(it->second, nullptr, false);
+  if (!names.is_object() || !names.contains(param) || !names[param].is_string()) return param;
+  return names[param].get<std::string>();
+}
+
+int find_onnx_param(const Model& m, const std::string& onnx_name) {
+  for (std::size_t i = 0; i < m.params().size(); ++i)
+    if (onnx_initializer_name(m, m.params()[i].name) == onnx_name) return static_cast<int>(i);
+  return -1;
 }
 
 }  // namespace curv

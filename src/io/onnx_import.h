@@ -7,10 +7,16 @@
 ///   is the free batch dimension, the others must be fixed. A `Gather` whose indices are data
 ///   (not a load-time constant) becomes an Embedding (ops.h).
 /// - Float initializers used as data operands become trainable parameters named by the
-///   initializer (`0.weight`, `layer1.0.conv1.weight`, `onnx::MatMul_132`), in order of first use;
-///   BatchNorm running mean/var and Constant-node values become constants. `params_regex` (if not
-///   empty) selects the initializers that become parameters, `freeze_regex` turns matching ones
-///   into constants (std::regex_search, ECMAScript).
+///   initializer (`0.weight`, `layer1.0.conv1.weight`), in order of first use; BatchNorm running
+///   mean/var and Constant-node values become constants. PyTorch's generated names
+///   (`onnx::Conv_27` for a convolution with BatchNorm folded in, `onnx::MatMul_132` for a
+///   Linear's transposed weight) are replaced by the module's name when the initializer feeds one
+///   Conv/ConvTranspose/Gemm/MatMul node named after its module scope ("/layer1/layer1.0/conv1/Conv"):
+///   `layer1.0.conv1.weight`, `.bias`, or `.weight_t` for a MatMul's [in, out] operand, so a
+///   layer's weight and bias form one layer block. Model::meta()["onnx_names"] (a JSON object)
+///   maps each renamed parameter to the file's name; onnx_initializer_name() reads it.
+///   `params_regex` (if not empty) selects the parameters, `freeze_regex` turns matching ones into
+///   constants (std::regex_search, ECMAScript, on the parameter names as `curv info` lists them).
 /// - Constant sub-graphs (Constant, Shape, Gather, Unsqueeze, Concat, Cast, Slice, arithmetic)
 ///   are folded at load time with the batch size kept symbolic; operands that are shapes, axes,
 ///   indices or exponents are folded into op attributes.
@@ -42,5 +48,11 @@ struct ImportOptions {
 
 /// Loads the ONNX file at `path`. Throws std::runtime_error naming the file (see above).
 Model import_onnx(const std::string& path, const ImportOptions& opts = {});
+
+/// The name the ONNX file gave parameter `param` of a model import_onnx() made (the same name
+/// unless it was renamed after its module).
+std::string onnx_initializer_name(const Model& m, const std::string& param);
+/// The index of the parameter that the ONNX file names `onnx_name`, or -1.
+int find_onnx_param(const Model& m, const std::string& onnx_name);
 
 }  // namespace curv

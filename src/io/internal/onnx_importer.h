@@ -27,6 +27,8 @@ struct ImportError : std::runtime_error {
 };
 
 std::string dtype_name(int t);
+// Initializer name -> module-derived parameter name, for PyTorch's generated "onnx::*" names.
+std::map<std::string, std::string> module_names(const onnx::GraphProto& g, const std::set<std::string>& inits);
 /// A TensorProto as a folded constant; throws std::invalid_argument naming `what`.
 Folded load_tensor(const onnx::TensorProto& t, const std::string& what);
 /// Attributes each supported op may carry (others are rejected as unsupported).
@@ -141,6 +143,12 @@ class Importer {
     if (m_freeze_re && std::regex_search(name, *m_freeze_re)) return false;
     return true;
   }
+  // The model's name for initializer `name`: its module name where PyTorch generated it
+  // (module_names(), onnx_import.cpp), else `name` itself.
+  std::string model_name(const std::string& name) const {
+    const auto it = m_module_names.find(name);
+    return it == m_module_names.end() ? name : it->second;
+  }
   std::string unique(std::string name) const {
     if (m_model.find_value(name) < 0) return name;
     for (int k = 1;; ++k)
@@ -171,14 +179,15 @@ class Importer {
       node_fail(e.what());
     }
     Tensor<double> t(f.shape, std::move(data));
-    const bool param = f.trainable && !force_constant && is_param_name(name);
+    const std::string shown = model_name(name);
+    const bool param = f.trainable && !force_constant && is_param_name(shown);
     if (param)
       for (std::int64_t k = 0; k < t.size(); ++k)
         if (std::isinf(t.data()[k]))
           fail("initializer '" + name + "': Inf at element " + std::to_string(k) + " of " + shape_str(f.shape) +
                " (a trainable parameter must be finite)");
     const int v =
-        param ? m_model.add_parameter(unique(name), std::move(t)) : m_model.add_constant(unique(name), std::move(t));
+        param ? m_model.add_parameter(unique(shown), std::move(t)) : m_model.add_constant(unique(shown), std::move(t));
     m_values[name] = v;
     return v;
   }
@@ -247,6 +256,7 @@ class Importer {
   std::optional<std::regex> m_params_re, m_freeze_re;
   std::map<std::string, int> m_values;     // ONNX value name -> model value
   std::map<std::string, Folded> m_consts;  // ONNX value name -> folded constant
+  std::map<std::string, std::string> m_module_names;  // "onnx::Conv_27" -> "conv1.weight"
   struct PendingPad {
     std::string source;              // the padded value
     std::vector<std::int64_t> pads;  // top, left, bottom, right
