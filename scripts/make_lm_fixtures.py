@@ -25,6 +25,11 @@ Writes data/fixtures/lm/ (about 800 KB in all):
                                    shape/<name>, and the ONNX initializer of each parameter in
                                    each export (onnx_param, onnx_param64; matched by value,
                                    onnx_param_transposed when the exporter stored W^T)
+  gpt_lm_tied*.onnx, gpt_lm_tied.npz
+                                   TinyGPT with the LM head tied to the token embedding
+                                   (logits = h tok.weight^T): the exporter stores the transposed
+                                   copy as a second initializer, which curv must tie back; own
+                                   seed and batch (`--only gpt_lm_tied` remakes just these)
   bad_*.npz                        bad inputs: a token id out of the vocabulary, a dataset
                                    without the attention mask, a mask of the wrong shape, LM
                                    targets that do not fit the logits
@@ -33,6 +38,7 @@ The loss is torch.nn.functional.cross_entropy (mean over non-ignored positions f
 """
 import math
 import os
+import sys
 
 import h5py
 import numpy as np
@@ -142,6 +148,20 @@ class TinyGPTTril(TinyGPT):
         return self.head(self.lnf(h))
 
 
+class TinyGPTTied(TinyGPT):
+    """TinyGPT whose LM head is the token embedding (weight tying, as GPT-2 does)."""
+
+    def __init__(self):
+        super().__init__()
+        del self.head
+
+    def forward(self, input_ids):
+        h = self.tok(input_ids) + self.pos
+        h = h + self.attn(self.ln1(h), bias=self.causal_mask)
+        h = h + self.ff2(nn.functional.gelu(self.ff1(self.ln2(h))))
+        return nn.functional.linear(self.lnf(h), self.tok.weight)
+
+
 def randomize(net, gen):
     with torch.no_grad():
         for name, q in net.named_parameters():
@@ -232,8 +252,20 @@ def make(name, factory, inputs, names, y, lm, gen):
     print("wrote", path, os.path.getsize(path), "bytes; loss", ref["loss"], "loss32", ref["loss32"])
 
 
+def make_tied():
+    gen = torch.Generator().manual_seed(29)
+    ids = torch.randint(0, V, (N, T), generator=gen)
+    target = torch.full((N, T), IGNORE, dtype=torch.int64)
+    target[:, :-1] = ids[:, 1:]
+    make("gpt_lm_tied", TinyGPTTied, (ids,), ["input_ids"], target, True, gen)
+    np.savez(os.path.join(OUT, "gpt_lm_tied.npz"), input_ids=ids.numpy(), y=target.numpy())
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
+    if sys.argv[1:] == ["--only", "gpt_lm_tied"]:
+        make_tied()
+        return
     gen = torch.Generator().manual_seed(13)
     ids = torch.randint(0, V, (N, T), generator=gen)
     mask = torch.ones(N, T, dtype=torch.int64)
@@ -264,6 +296,7 @@ def main():
     # Last, so that the draws above (and the files they made) stay as they were without them.
     make("bert_cls_where", TinyBertWhere, (ids, mask), ["input_ids", "attention_mask"], y, False, gen)
     make("gpt_lm_tril", TinyGPTTril, (lm_ids,), ["input_ids"], target, True, gen)
+    make_tied()
 
 
 if __name__ == "__main__":

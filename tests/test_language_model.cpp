@@ -356,7 +356,10 @@ Errors check_lm_fixture(const std::string& name, const std::string& data, Precis
 TEST_CASE("BERT-style classifier (ids + attention mask) and GPT-style causal LM (ignore_index) match PyTorch") {
   // The masks as additive biases, and the ordinary way (masked_fill: Equal and Where).
   const std::pair<const char*, const char*> cases[] = {
-      {"bert_cls", "bert_cls"}, {"gpt_lm", "gpt_lm"}, {"bert_cls_where", "bert_cls"}, {"gpt_lm_tril", "gpt_lm"}};
+      {"bert_cls", "bert_cls"}, {"gpt_lm", "gpt_lm"}, {"bert_cls_where", "bert_cls"}, {"gpt_lm_tril", "gpt_lm"},
+      // The head tied to the token embedding: one parameter (the fixture lists tok.weight once,
+      // so an untied import fails the parameter count), gradients summed over both uses.
+      {"gpt_lm_tied", "gpt_lm_tied"}};
   for (const auto& [fixture, data] : cases)
     for (Precision p : {Precision::Float64, Precision::Float32}) {
       const bool f32 = p == Precision::Float32;
@@ -371,6 +374,22 @@ TEST_CASE("BERT-style classifier (ids + attention mask) and GPT-style causal LM 
       CHECK(e.hvp < (f32 ? kHvp32 : kHvp64));
       CHECK(e.ggn < (f32 ? kHvp32 : kHvp64));
     }
+}
+
+TEST_CASE("a tied LM head imports as a Transpose of the embedding, and untied weights never tie") {
+  ImportOptions io;
+  io.freeze_regex = "^causal_mask$";
+  const Model tied = import_onnx(lm_fixture("gpt_lm_tied.onnx"), io);
+  REQUIRE(tied.meta().count("tied"));
+  CHECK(tied.meta().at("tied").find("= tok.weight^T") != std::string::npos);
+  int transposes_of_params = 0;
+  for (const Node& n : tied.nodes())
+    if (n.op->type() == "Transpose" && tied.values()[n.inputs[0]].kind == ValueKind::Parameter)
+      ++transposes_of_params;
+  CHECK(transposes_of_params == 1);
+  const Model untied = import_onnx(lm_fixture("gpt_lm.onnx"), io);
+  CHECK(untied.meta().count("tied") == 0);
+  CHECK(untied.find_param("head.weight_t") >= 0);
 }
 
 TEST_CASE("curv info lists the inputs, eval reports token accuracy and perplexity, bad token data gives one line and exit 2") {

@@ -87,6 +87,33 @@ std::map<std::string, std::string> module_names(const onnx::GraphProto& g, const
   return names;
 }
 
+// PyTorch exports a weight used twice, once transposed (an LM head tied to the token embedding:
+// F.linear(h, tok.weight)), as the weight plus a folded copy of its transpose named
+// "onnx::MatMul_<n>". Imported as two parameters, the model would be the untied one, whose
+// gradient and curvature differ. A generated 2-D float initializer that equals the transpose of
+// another float initializer element for element (and is not constant, so that an all-zero or
+// all-one matrix never ties by accident) is taken for such a copy.
+std::map<std::string, std::string> tied_transposes(const std::map<std::string, Folded>& consts) {
+  std::map<std::string, std::string> tied;
+  for (const auto& [name, x] : consts) {
+    if (name.rfind("onnx::", 0) != 0 || x.is_int || !x.trainable || x.shape.size() != 2 || x.f.size() < 2) continue;
+    if (std::all_of(x.f.begin(), x.f.end(), [&](double e) { return e == x.f[0]; })) continue;
+    const std::int64_t r = x.shape[0], c = x.shape[1];
+    for (const auto& [other, y] : consts) {
+      if (other == name || other.rfind("onnx::", 0) == 0 || y.is_int || !y.trainable) continue;
+      if (y.shape != Shape{c, r}) continue;
+      bool same = true;
+      for (std::int64_t i = 0; i < r && same; ++i)
+        for (std::int64_t j = 0; j < c && same; ++j) same = x.f[i * c + j] == y.f[j * r + i];
+      if (same) {
+        tied[name] = other;
+        break;
+      }
+    }
+  }
+  return tied;
+}
+
 std::string dtype_name(int t) { return onnx::TensorProto_DataType_Name(static_cast<onnx::TensorProto_DataType>(t)); }
 
 // A TensorProto as a folded constant; throws std::invalid_argument naming `what`.
@@ -242,6 +269,7 @@ Model Importer::run(const onnx::ModelProto& mp) {
   for (auto& [name, f] : m_consts)
     if (f.trainable && only_masks(g, name)) f.trainable = false;
   m_module_names = module_names(g, inits);
+  m_tied = tied_transposes(m_consts);
   add_input(g, inits);
   for (const auto& n : g.node()) import_node(n);
   if (g.output_size() < 1) fail("graph has no output");
@@ -261,6 +289,10 @@ Model Importer::run(const onnx::ModelProto& mp) {
     if (const auto v = m_values.find(onnx_name); v != m_values.end())
       renamed[m_model.values()[v->second].name] = onnx_name;
   if (!renamed.empty()) meta["onnx_names"] = renamed.dump();
+  std::string tied;
+  for (const auto& [copy, weight] : m_tied)
+    if (m_values.count(copy)) tied += (tied.empty() ? "" : ", ") + copy + " = " + weight + "^T";
+  if (!tied.empty()) meta["tied"] = tied;
   meta["ir_version"] = std::to_string(mp.ir_version());
   meta["graph_output"] = out;
   return std::move(m_model);

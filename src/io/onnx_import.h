@@ -15,6 +15,10 @@
 ///   `layer1.0.conv1.weight`, `.bias`, or `.weight_t` for a MatMul's [in, out] operand, so a
 ///   layer's weight and bias form one layer block. Model::meta()["onnx_names"] (a JSON object)
 ///   maps each renamed parameter to the file's name; onnx_initializer_name() reads it.
+///   A generated 2-D initializer that is exactly the transpose of another float initializer (a
+///   tied weight: PyTorch exports F.linear(h, tok.weight) with a folded copy of tok.weight^T)
+///   becomes a Transpose node of that parameter, so the model keeps one tied parameter
+///   (Model::meta()["tied"] lists them).
 ///   `params_regex` (if not empty) selects the parameters, `freeze_regex` turns matching ones into
 ///   constants (std::regex_search, ECMAScript, on the parameter names as `curv info` lists them).
 /// - Constant sub-graphs (Constant, Shape, Gather, Unsqueeze, Concat, Cast, Slice, arithmetic)

@@ -29,6 +29,9 @@ struct ImportError : std::runtime_error {
 std::string dtype_name(int t);
 // Initializer name -> module-derived parameter name, for PyTorch's generated "onnx::*" names.
 std::map<std::string, std::string> module_names(const onnx::GraphProto& g, const std::set<std::string>& inits);
+// Generated "onnx::*" initializers that are the exact transpose of another float initializer
+// (a tied weight, folded by the exporter): name -> the initializer it transposes.
+std::map<std::string, std::string> tied_transposes(const std::map<std::string, Folded>& consts);
 /// A TensorProto as a folded constant; throws std::invalid_argument naming `what`.
 Folded load_tensor(const onnx::TensorProto& t, const std::string& what);
 /// Attributes each supported op may carry (others are rejected as unsupported).
@@ -171,6 +174,14 @@ class Importer {
     if (c == m_consts.end())
       node_fail("input '" + name +
                 "' is not produced by an earlier node (only the first output of a node is supported)");
+    if (const auto tied = m_tied.find(name); tied != m_tied.end() && !force_constant) {
+      // A tied weight's transposed copy: a Transpose of the weight itself, so that both uses
+      // share one parameter, as they do in the exported module.
+      const int w = value_of(tied->second);
+      const int v = m_model.add_node(unique(model_name(name)), build(OpSpec("Transpose").set_ints("perm", {1, 0})), {w});
+      m_values[name] = v;
+      return v;
+    }
     const Folded& f = c->second;
     std::vector<double> data;
     try {
@@ -257,6 +268,7 @@ class Importer {
   std::map<std::string, int> m_values;     // ONNX value name -> model value
   std::map<std::string, Folded> m_consts;  // ONNX value name -> folded constant
   std::map<std::string, std::string> m_module_names;  // "onnx::Conv_27" -> "conv1.weight"
+  std::map<std::string, std::string> m_tied;          // "onnx::MatMul_12" -> "tok.weight" (its transpose)
   struct PendingPad {
     std::string source;              // the padded value
     std::vector<std::int64_t> pads;  // top, left, bottom, right
