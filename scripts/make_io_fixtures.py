@@ -3,8 +3,10 @@
 
 Run with Debian's python: /usr/bin/python3 scripts/make_io_fixtures.py
 Writes data/fixtures/io/*. Deterministic; every file is a few KB at most.
+`--only cast` writes just the Cast fixtures (cast_fixtures()).
 """
 import os
+import sys
 
 import h5py
 import numpy as np
@@ -18,6 +20,37 @@ rng = np.random.default_rng(7)
 
 def p(name):
     return os.path.join(OUT, name)
+
+
+def cast_fixtures():
+    """Token ids computed in float and cast back (curv's own export writes this before a Gather):
+    cast_index.onnx (Cast(to INT64) -> Gather: accepted) and cast_int_bad.onnx (the Cast also
+    feeds a Mul: refused, curv does not truncate)."""
+    ids = helper.make_tensor_value_info("ids", TensorProto.INT64, ["N", 2])
+    out = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 2, 3])
+    table = helper.make_tensor("emb.weight", TensorProto.FLOAT, [4, 3], np.arange(12, dtype=np.float32) / 7)
+    nodes = [helper.make_node("Cast", ["ids"], ["f"], name="/to_float", to=TensorProto.FLOAT),
+             helper.make_node("Constant", [], ["one"], name="/one", value=helper.make_tensor("one", TensorProto.FLOAT, [], [1.0])),
+             helper.make_node("Add", ["f", "one"], ["g"], name="/add"),
+             helper.make_node("Cast", ["g"], ["i"], name="/to_int", to=TensorProto.INT64),
+             helper.make_node("Gather", ["emb.weight", "i"], ["logits"], name="/emb/Gather")]
+    for name, extra in (("cast_index.onnx", []), ("cast_int_bad.onnx", ["bad"])):
+        ns = list(nodes)
+        if extra:
+            ns[-1] = helper.make_node("Gather", ["emb.weight", "i"], ["e"], name="/emb/Gather")
+            ns += [helper.make_node("Cast", ["i"], ["h"], name="/back", to=TensorProto.FLOAT),
+                   helper.make_node("Unsqueeze", ["h", "ax"], ["hu"], name="/unsq"),
+                   helper.make_node("Mul", ["e", "hu"], ["logits"], name="/mul")]
+            axes = helper.make_tensor("ax", TensorProto.INT64, [1], [2])
+        g = helper.make_graph(ns, "g", [ids], [out], initializer=[table] + ([axes] if extra else []))
+        onnx.save(helper.make_model(g, producer_name="make_io_fixtures", opset_imports=[helper.make_opsetid("", 13)]),
+                  p(name))
+    np.savez(p("cast_index.npz"), ids=np.array([[0, 2], [1, 0]], dtype=np.int64), y=np.array([[0, 1], [2, 0]]))
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--only", "cast"]:
+    cast_fixtures()
+    sys.exit(0)
 
 
 # ---- datasets ------------------------------------------------------------------------------
@@ -208,3 +241,4 @@ export_old(13, PadNet, "zero_pad", (4, 1, 6, 6))
 export_old(13, OldOpsetNet, "fixed_batch", dynamic=False)
 export_old(13, ClipSplitNet, "clip_split", (4, 6))
 print("wrote opset11/opset12")
+cast_fixtures()

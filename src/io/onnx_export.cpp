@@ -7,7 +7,9 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <stdexcept>
+#include <utility>
 
 #include "src/core/elementwise_table.h"
 #include "src/core/op_registry.h"
@@ -153,6 +155,14 @@ class Exporter {
     n->add_output(out);
     return n;
   }
+  // The name of value v cast to ONNX type `to` (one Cast node per value and type).
+  std::string cast_of(int v, int to, const std::string& suffix) {
+    const auto key = std::make_pair(v, to);
+    if (const auto it = m_casts.find(key); it != m_casts.end()) return it->second;
+    const std::string& name = m_model.values().at(v).name;
+    set_i(add_node("Cast", name + suffix, {name}, name + suffix), "to", to);
+    return m_casts[key] = name + suffix;
+  }
   static void set_i(onnx::NodeProto* n, const char* name, std::int64_t v) {
     auto* a = n->add_attribute();
     a->set_name(name);
@@ -176,7 +186,22 @@ class Exporter {
     const OpSpec a = node.op->spec();
     const std::string& t = a.type;
     std::vector<std::string> ins;
-    for (int v : node.inputs) ins.push_back(m_model.values().at(v).name);
+    for (std::size_t k = 0; k < node.inputs.size(); ++k) {
+      const int v = node.inputs[k];
+      const Value& val = m_model.values().at(v);
+      // Integer data (token ids, masks) is INT64 in the file and float in curv: ops other than
+      // an Embedding's indices and Cast read it through one Cast(to FLOAT), and an Embedding
+      // whose indices were computed in float reads them through Cast(to INT64), so that every
+      // node sees the types ONNX requires.
+      const bool index = t == "Embedding" && k == 1;
+      const bool int_input = val.kind == ValueKind::Input && val.integer;
+      if (int_input && !index && t != "Cast")
+        ins.push_back(cast_of(v, onnx::TensorProto_DataType_FLOAT, "/float"));
+      else if (index && !int_input)
+        ins.push_back(cast_of(v, onnx::TensorProto_DataType_INT64, "/int64"));
+      else
+        ins.push_back(val.name);
+    }
     const std::string& out = m_model.values().at(node.output).name;
     const std::string& nm = node.name;
 
@@ -380,6 +405,7 @@ class Exporter {
   const Model& m_model;
   std::string m_path;
   std::vector<bool> m_bool_const;  // per model value: a constant written as BOOL
+  std::map<std::pair<int, int>, std::string> m_casts;  // (value, ONNX type) -> its Cast's output
   onnx::GraphProto* m_graph = nullptr;
   int m_counter = 0;
 };

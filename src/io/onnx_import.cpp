@@ -270,6 +270,16 @@ Model Importer::run(const onnx::ModelProto& mp) {
     if (f.trainable && only_masks(g, name)) f.trainable = false;
   m_module_names = module_names(g, inits);
   m_tied = tied_transposes(m_consts);
+  {
+    std::map<std::string, int> uses, index_uses;
+    for (const auto& n : g.node())
+      for (int k = 0; k < n.input_size(); ++k) {
+        ++uses[n.input(k)];
+        if (n.op_type() == "Gather" && k == 1) ++index_uses[n.input(k)];
+      }
+    for (const auto& [name, count] : index_uses)
+      if (uses[name] == count) m_index_only.insert(name);
+  }
   add_input(g, inits);
   for (const auto& n : g.node()) import_node(n);
   if (g.output_size() < 1) fail("graph has no output");

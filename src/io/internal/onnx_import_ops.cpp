@@ -425,9 +425,24 @@ void Importer::import_op(const std::string& t) {
   }
   if (t == "Cast") {
     const auto to = attr_i("to", 0);
+    const int x = value(0);
+    const Value& xv = m_model.values().at(x);
+    if (to == onnx::TensorProto_DataType_INT64 || to == onnx::TensorProto_DataType_INT32) {
+      // Token ids computed in float (curv's export writes this Cast before such a Gather): the
+      // Embedding refuses values that are not integers in range, so the Cast is the identity.
+      if (!m_index_only.count(m_node->output(0)))
+        node_fail("Cast of a data tensor to " + dtype_name(static_cast<int>(to)) +
+                  " is supported only as the indices of a Gather (token ids)");
+      m_values[m_node->output(0)] = x;
+      return;
+    }
     if (to != onnx::TensorProto_DataType_FLOAT && to != onnx::TensorProto_DataType_DOUBLE)
       node_fail("Cast of a data tensor to " + dtype_name(static_cast<int>(to)) + " is not supported");
-    return emit(OpSpec(t), {value(0)});
+    if (xv.kind == ValueKind::Input && xv.integer) {  // integer data is exact in float already
+      m_values[m_node->output(0)] = x;
+      return;
+    }
+    return emit(OpSpec(t), {x});
   }
   if (t == "Split") {
     const int x = value(0);

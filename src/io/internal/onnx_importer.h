@@ -268,6 +268,7 @@ class Importer {
   std::map<std::string, int> m_values;     // ONNX value name -> model value
   std::map<std::string, Folded> m_consts;  // ONNX value name -> folded constant
   std::map<std::string, std::string> m_module_names;  // "onnx::Conv_27" -> "conv1.weight"
+  std::set<std::string> m_index_only;  // values read only as a Gather's indices
   std::map<std::string, std::string> m_tied;          // "onnx::MatMul_12" -> "tok.weight" (its transpose)
   struct PendingPad {
     std::string source;              // the padded value
