@@ -94,19 +94,37 @@ std::map<std::string, std::string> module_names(const onnx::GraphProto& g, const
 // another float initializer element for element (and is not constant, so that an all-zero or
 // all-one matrix never ties by accident) is taken for such a copy.
 std::map<std::string, std::string> tied_transposes(const std::map<std::string, Folded>& consts) {
+  // Candidates are found by a hash of their elements in transposed order, so a file with many
+  // large look-alike matrices costs one pass over its data, not one comparison per pair.
+  auto hash = [](const Folded& t, bool transposed) {
+    const std::int64_t r = t.shape[0], c = t.shape[1];
+    std::uint64_t h = 1469598103934665603ull;
+    for (std::int64_t k = 0; k < r * c; ++k) {
+      const double e = transposed ? t.f[(k % r) * c + k / r] : t.f[k];
+      std::uint64_t bits = 0;
+      std::memcpy(&bits, &e, sizeof bits);
+      h = (h ^ bits) * 1099511628211ull;
+    }
+    return h;
+  };
+  auto is_matrix = [](const Folded& t) { return !t.is_int && t.trainable && t.shape.size() == 2 && t.f.size() >= 2; };
+  std::multimap<std::uint64_t, const std::string*> weights;  // hash of W^T -> W
+  for (const auto& [name, y] : consts)
+    if (name.rfind("onnx::", 0) != 0 && is_matrix(y)) weights.emplace(hash(y, true), &name);
   std::map<std::string, std::string> tied;
   for (const auto& [name, x] : consts) {
-    if (name.rfind("onnx::", 0) != 0 || x.is_int || !x.trainable || x.shape.size() != 2 || x.f.size() < 2) continue;
+    if (name.rfind("onnx::", 0) != 0 || !is_matrix(x)) continue;
     if (std::all_of(x.f.begin(), x.f.end(), [&](double e) { return e == x.f[0]; })) continue;
     const std::int64_t r = x.shape[0], c = x.shape[1];
-    for (const auto& [other, y] : consts) {
-      if (other == name || other.rfind("onnx::", 0) == 0 || y.is_int || !y.trainable) continue;
+    const auto [lo, hi] = weights.equal_range(hash(x, false));
+    for (auto it = lo; it != hi; ++it) {
+      const Folded& y = consts.at(*it->second);
       if (y.shape != Shape{c, r}) continue;
       bool same = true;
       for (std::int64_t i = 0; i < r && same; ++i)
         for (std::int64_t j = 0; j < c && same; ++j) same = x.f[i * c + j] == y.f[j * r + i];
       if (same) {
-        tied[name] = other;
+        tied[name] = *it->second;
         break;
       }
     }
