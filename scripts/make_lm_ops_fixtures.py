@@ -14,7 +14,9 @@ double backward and its GGN-vector product, float64 and float32). The models tak
     einsum "bi,oij,bj->bo" and "oji,bi,bj->bo" (nn.Bilinear itself has no ONNX export);
   - minmax_op{13,17,18}: torch.maximum / minimum / abs / amax (ReduceMax; opset 18, converted
     from PyTorch's opset 17 by onnx.version_converter, gives its axes as an input) / expand /
-    repeat (Tile) / arange (Range, folded at import) / clamp.
+    repeat (Tile) / arange (Range, folded at import) / clamp;
+  - cls_token_op17: a ViT-style class token expanded to the batch and concatenated before the
+    tokens (Expand to a batch-dependent shape feeding Concat), `--only cls_token_op17` remakes it.
 """
 import os
 import sys
@@ -95,6 +97,26 @@ class MinMax(nn.Module):
         return self.head(torch.cat([m, r.amax(dim=(1, 2), keepdim=True).squeeze(1).expand(B, C)], dim=1))
 
 
+class ClsToken(nn.Module):
+    """A ViT-style encoder head: a class token expanded to the batch (cls.expand(B, -1, -1), an
+    Expand whose target depends on the batch size) and concatenated before the tokens, a position
+    embedding, LayerNorm, an MLP, classified from the class token."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Linear(C, C)
+        self.cls = nn.Parameter(torch.zeros(1, 1, C))
+        self.pos = nn.Parameter(torch.zeros(1, T + 1, C))
+        self.ln = nn.LayerNorm(C)
+        self.fc = nn.Linear(C, C)
+        self.head = nn.Linear(C, 3)
+
+    def forward(self, x):
+        h = torch.cat([self.cls.expand(x.shape[0], -1, -1), self.embed(x)], dim=1) + self.pos
+        h = h + self.fc(torch.tanh(self.ln(h)))
+        return self.head(h[:, 0])
+
+
 def match_initializers(path, net):
     """ONNX initializer of each PyTorch parameter, and whether it holds the transpose (the exporter
     folds a Linear's W^T into MatMul's operand). Every parameter is random, so values identify it."""
@@ -154,9 +176,13 @@ def make(name, factory, shape, opset, samples=4, convert_to=None):
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
+    if sys.argv[1:] == ["--only", "cls_token_op17"]:  # (each model has its own seed)
+        make("cls_token_op17", ClsToken, (T, C), 17)
+        sys.exit(0)
     for op in (14, 17):
         make("causal_attention_op%d" % op, CausalAttention, (T, C), op)
         make("einsum_attention_op%d" % op, EinsumAttention, (T, C), op)
     make("minmax_op13", MinMax, (T, C), 13)
     make("minmax_op17", MinMax, (T, C), 17)
     make("minmax_op18", MinMax, (T, C), 17, convert_to=18)
+    make("cls_token_op17", ClsToken, (T, C), 17)

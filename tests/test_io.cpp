@@ -292,7 +292,8 @@ TEST_CASE("ONNX fixtures match PyTorch: logits, loss, gradient, HVP and GGN-vect
                         {"lmops/einsum_attention_op17.onnx", "lmops/einsum_attention_op17.npz", false},
                         {"lmops/minmax_op13.onnx", "lmops/minmax_op13.npz", false},
                         {"lmops/minmax_op17.onnx", "lmops/minmax_op17.npz", false},
-                        {"lmops/minmax_op18.onnx", "lmops/minmax_op18.npz", false}};
+                        {"lmops/minmax_op18.onnx", "lmops/minmax_op18.npz", false},
+                        {"lmops/cls_token_op17.onnx", "lmops/cls_token_op17.npz", false}};
   for (const Case& c : cases) {
     for (Precision p : {Precision::Float64, Precision::Float32}) {
       const bool f32 = p == Precision::Float32;
@@ -613,7 +614,8 @@ TEST_CASE("ONNX -> h5 -> ONNX round trip gives the same graph, bit-identical par
                            "lmops/causal_attention_op14.onnx", "lmops/causal_attention_op17.onnx",
                            "lmops/einsum_attention_op17.onnx", "lmops/minmax_op13.onnx", "lmops/minmax_op18.onnx",
                            // integer inputs feeding float ops (Equal on a mask) and Embeddings
-                           "lm/bert_cls.onnx", "lm/bert_cls_where.onnx", "lm/gpt_lm_tied.onnx", "io/cast_index.onnx"}) {
+                           "lm/bert_cls.onnx", "lm/bert_cls_where.onnx", "lm/gpt_lm_tied.onnx", "io/cast_index.onnx",
+                           "lmops/cls_token_op17.onnx"}) {
     CAPTURE(std::string(onnx));
     const Model m = import_onnx(fixture(onnx));
     const std::string h5 = tmp_path("rt.h5"), out = tmp_path("rt.onnx");

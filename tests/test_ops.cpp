@@ -356,6 +356,8 @@ TEST_CASE("Where, Expand, Tile, Trilu and ReduceMax match finite differences") {
   run_case({make_where(), {{2, 3}, {}, {2, 3}}, {Gen::Mask, Gen::Const, Gen::Normal}}, 33);
   run_case({make_expand({2, 3, 4}), {{3, 1}}, {Gen::Normal}}, 34);
   run_case({make_expand({3, 1}), {{2, 1, 4}}, {Gen::Normal}}, 35);  // bidirectional
+  // a parameter expanded to the batch (cls_token.expand(B, -1, -1)): N = 2 from the reference
+  run_case({make_expand({1, 3, 4}, {0}), {{3, 1}, {2, 5}}, {Gen::Normal, Gen::Const}}, 43);
   run_case({make_tile({2, 1, 3}), {{2, 3, 2}}, {Gen::Normal}}, 36);
   run_case({make_trilu(0, false), {{2, 4, 4}}, {Gen::Normal}}, 37);
   run_case({make_trilu(1, true), {{2, 3, 5}}, {Gen::Normal}}, 38);
@@ -415,6 +417,9 @@ TEST_CASE("Where selects by the mask, and a masked -inf reaches no gradient or t
   CHECK_THROWS_WITH_AS(op->output_shape({{2, 3}, {3}, {4}}), "Where: condition [2, 3], X [3] and Y [4] do not broadcast",
                        std::invalid_argument);
   CHECK_THROWS_WITH_AS(make_expand({4})->output_shape({{2, 3}}), "Expand: input [2, 3] does not broadcast with shape [4]",
+                       std::invalid_argument);
+  CHECK(make_expand({1, 3, 4}, {0})->output_shape({{3, 1}, {7, 2}}) == Shape{7, 3, 4});
+  CHECK_THROWS_WITH_AS(make_expand({2, 3}, {0}), "Expand: batch axis 0 must index an entry 1 of shape [2, 3]",
                        std::invalid_argument);
   CHECK_THROWS_WITH_AS(make_tile({2})->output_shape({{2, 3}}),
                        "Tile: repeats [2] must have one value per dim of input [2, 3]", std::invalid_argument);

@@ -2,7 +2,8 @@
 // 0/1 matrix, so the JVP applies A, the VJP applies A^T (a sum over the copies) and there is no
 // second-order term (LinearOp).
 //   Expand: y = x broadcast with `shape` (ONNX: bidirectional numpy broadcasting, 1 keeps a dim);
-//           g_x = sum of g over the broadcast dims.
+//           g_x = sum of g over the broadcast dims. `batch_axes`: entries of `shape` that take the
+//           batch size, read from a second input's dim 0.
 //   Tile:   y[i] = x[i mod dims(x)] with dims(y) = dims(x) * repeats; g_x = sum over the tiles.
 //   Trilu:  y = x on the lower (upper = false: j - i <= k) or upper (j - i >= k) triangle of the
 //           last two dims, 0 elsewhere; g_x = the same mask applied to g.
@@ -22,20 +23,32 @@ using internal::LinearOp;
 
 class ExpandOp final : public LinearOp<ExpandOp> {
  public:
-  explicit ExpandOp(Shape shape) : m_shape(std::move(shape)) {
+  ExpandOp(Shape shape, std::vector<std::int64_t> batch_axes) : m_shape(std::move(shape)), m_batch(std::move(batch_axes)) {
     internal::require_at_least("Expand", "shape", m_shape, 0);
     checked_numel(m_shape, "Expand: shape " + shape_str(m_shape));
+    for (auto a : m_batch)
+      if (a < 0 || a >= static_cast<std::int64_t>(m_shape.size()) || m_shape[a] != 1)
+        internal::attr_fail("Expand", "batch axis " + std::to_string(a) + " must index an entry 1 of shape " +
+                                          shape_str(m_shape));
   }
   std::string type() const override { return "Expand"; }
-  OpSpec spec() const override { return OpSpec(type()).set_ints("shape", m_shape); }
-  int arity() const override { return 1; }
+  OpSpec spec() const override { return OpSpec(type()).set_ints("shape", m_shape).set_ints("batch_axes", m_batch); }
+  // With batch axes, a second input (any value whose dim 0 is the batch, such as a data input)
+  // gives the batch size N, and the target takes N at those axes: a parameter expanded to the
+  // batch (cls_token.expand(B, -1, -1)). The second input only lends its size (no gradient).
+  int arity() const override { return m_batch.empty() ? 1 : 2; }
   Shape output_shape(const std::vector<Shape>& in) const override {
+    Shape target = m_shape;
+    if (!m_batch.empty()) {
+      if (in.at(1).empty()) throw std::invalid_argument("Expand: the batch reference is a scalar");
+      for (auto a : m_batch) target[a] = in[1][0];
+    }
     Shape out;
     try {
-      out = internal::Broadcast(in.at(0), m_shape).out;
+      out = internal::Broadcast(in.at(0), target).out;
     } catch (const std::invalid_argument&) {
       throw std::invalid_argument("Expand: input " + shape_str(in.at(0)) + " does not broadcast with shape " +
-                                  shape_str(m_shape));
+                                  shape_str(target));
     }
     checked_numel(out, "Expand: output " + shape_str(out));
     return out;
@@ -48,6 +61,7 @@ class ExpandOp final : public LinearOp<ExpandOp> {
   }
   template <class T>
   void adjoint(ConstView<T> g, const std::vector<View<T>>& gin) const {
+    if (gin.size() > 1 && gin[1].data) gin[1].set_zero();
     if (!gin[0].data) return;
     gin[0].set_zero();
     internal::Broadcast b(g.shape, gin[0].shape);
@@ -56,6 +70,7 @@ class ExpandOp final : public LinearOp<ExpandOp> {
 
  private:
   Shape m_shape;
+  std::vector<std::int64_t> m_batch;
 };
 
 class TileOp final : public LinearOp<TileOp> {
@@ -147,7 +162,9 @@ class TriluOp final : public LinearOp<TriluOp> {
 
 }  // namespace
 
-OpPtr make_expand(Shape shape) { return std::make_shared<ExpandOp>(std::move(shape)); }
+OpPtr make_expand(Shape shape, std::vector<std::int64_t> batch_axes) {
+  return std::make_shared<ExpandOp>(std::move(shape), std::move(batch_axes));
+}
 OpPtr make_tile(std::vector<std::int64_t> repeats) { return std::make_shared<TileOp>(std::move(repeats)); }
 OpPtr make_trilu(std::int64_t k, bool upper) { return std::make_shared<TriluOp>(k, upper); }
 

@@ -130,7 +130,7 @@ OpPtr make_squeeze(std::vector<std::int64_t> axes);  // empty: all dims of size 
 /// nonzero); only the selected branch gets a derivative, c none.
 OpPtr make_where();
 /// Expand: x broadcast with `shape` (numpy rules in both directions, as ONNX Expand).
-OpPtr make_expand(Shape shape);
+OpPtr make_expand(Shape shape, std::vector<std::int64_t> batch_axes = {});
 /// Tile: x repeated `repeats[d]` times along each dim d.
 OpPtr make_tile(std::vector<std::int64_t> repeats);
 /// Trilu: the lower (j - i <= k) or upper (j - i >= k) triangle of the last two dims, 0 elsewhere.

@@ -321,6 +321,20 @@ class Exporter {
       set_i(add_node("Gather", nm, ins, out), "axis", a.get_int("axis"));
       return;
     }
+    if (t == "Expand" && !a.get_ints("batch_axes").empty()) {
+      // shape = static shape + (N - 1) * onehot(batch axes), N = Shape(reference)[0:1]
+      const auto shape = a.get_ints("shape");
+      std::vector<std::int64_t> onehot(shape.size(), 0);
+      for (auto ax : a.get_ints("batch_axes")) onehot[ax] = 1;
+      add_node("Shape", nm + "/ref_shape", {ins[1]}, nm + "/ref_shape");
+      add_node("Slice", nm + "/batch", {nm + "/ref_shape", add_int_init(nm, "zero", {0}), add_int_init(nm, "one", {1})},
+               nm + "/batch");
+      add_node("Sub", nm + "/batch_m1", {nm + "/batch", add_int_init(nm, "one_again", {1})}, nm + "/batch_m1");
+      add_node("Mul", nm + "/grow", {nm + "/batch_m1", add_int_init(nm, "onehot", onehot)}, nm + "/grow");
+      add_node("Add", nm + "/shape", {nm + "/grow", add_int_init(nm, "shape", shape)}, nm + "/shape");
+      add_node(t, nm, {ins[0], nm + "/shape"}, out);
+      return;
+    }
     if (t == "Expand" || t == "Tile") {
       const char* k = t == "Expand" ? "shape" : "repeats";
       ins.push_back(add_int_init(nm, k, a.get_ints(k)));

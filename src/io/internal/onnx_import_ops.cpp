@@ -246,15 +246,16 @@ void Importer::import_op(const std::string& t) {
   }
   if (t == "Expand") {
     // A batch-dependent entry of the target becomes 1: where the input has that dim it is kept;
-    // where the input has 1 there (a parameter expanded to the batch, as x.expand(B, ...) exports),
-    // the output keeps 1 and the consumer's broadcasting supplies the batch, which is the same for
-    // elementwise consumers (the usual case); an error where neither holds.
+    // where the input has 1 there and the entry is the batch size N (a parameter expanded to the
+    // batch, as cls_token.expand(B, -1, -1) exports), it is a batch axis of the op, which reads N
+    // from the first data input; an error otherwise.
     const int x = value(0);
     const Folded& f = need_folded(1, "shape");
     if (!f.is_int || f.shape.size() != 1) node_fail("shape must be a 1-D integer tensor");
     const Shape in1 = shape_at(x, 1), in2 = shape_at(x, 2);
     const std::size_t r = f.i.size();
     Shape target;
+    std::vector<std::int64_t> batch_axes;
     for (std::size_t j = 0; j < r; ++j) {
       if (f.n[j] == 0) {
         target.push_back(f.i[j]);
@@ -262,12 +263,15 @@ void Importer::import_op(const std::string& t) {
       }
       const std::size_t off = r >= in1.size() ? r - in1.size() : 0;
       const bool has = j >= off && j - off < in1.size();
-      const bool same = has && ((in1[j - off] == f.i[j] + f.n[j] && in2[j - off] == f.i[j] + 2 * f.n[j]) ||
-                                (in1[j - off] == 1 && in2[j - off] == 1));
-      if (!same) node_fail("shape entry " + std::to_string(j) + " depends on the batch size but the input's dim there is neither it nor 1");
+      const bool kept = has && in1[j - off] == f.i[j] + f.n[j] && in2[j - off] == f.i[j] + 2 * f.n[j];
+      const bool one = !has || (in1[j - off] == 1 && in2[j - off] == 1);
+      if (!kept && !(one && f.i[j] == 0 && f.n[j] == 1))
+        node_fail("shape entry " + std::to_string(j) + " depends on the batch size but is neither the input's dim there nor the batch size over a 1");
+      if (!kept) batch_axes.push_back(static_cast<std::int64_t>(j));
       target.push_back(1);
     }
-    return emit(OpSpec(t).set_ints("shape", target), {x});
+    if (batch_axes.empty()) return emit(OpSpec(t).set_ints("shape", target), {x});
+    return emit(OpSpec(t).set_ints("shape", target).set_ints("batch_axes", batch_axes), {x, m_model.inputs().at(0)});
   }
   if (t == "Tile") return emit(OpSpec(t).set_ints("repeats", need_folded(1, "repeats").ints("repeats")), {value(0)});
   if (t == "Trilu") {
