@@ -16,6 +16,7 @@
 #include "curvature/curvature_operator.h"
 #include "src/core/builder.h"
 #include "src/core/loss.h"
+#include "src/core/memory.h"
 #include "tests/test_util.h"
 
 using namespace curv;
@@ -452,5 +453,48 @@ TEST_CASE("K-FAC vs GGN comparison: Frobenius error 0 where K-FAC is exact, with
     CHECK(truth > 1e-3);
     CHECK(std::abs(est - truth) <= 4 * se);
     CHECK(std::get<double>(a.at("ggn_top")) == doctest::Approx(Eigen::SelfAdjointEigenSolver<Matrix>(G).eigenvalues().maxCoeff()).epsilon(1e-5));
+  }
+}
+
+TEST_CASE("K-FAC under a memory cap its expanded layer inputs do not fit: sliced, within the cap, same factors") {
+  // conv (4 -> 8 channels, 3 x 3 on 32 x 32, 1024 positions) -> tanh -> mean over positions ->
+  // fc: a micro-batch of 16 expands to 16 x 1024 rows of 37 inputs (4.8 MB in float64), several
+  // times the conv's own im2col chunk and more than the pass and the factor sums.
+  tbb::global_control gc(tbb::global_control::max_allowed_parallelism, 1);
+  ModelBuilder b({4, 32, 32}, 31);
+  int x = b.unary(b.conv(b.input(), 8, 3, 1, 1, "conv"), UnaryKind::Tanh);
+  Model m = b.finish(b.linear(b.flatten(b.global_avg_pool(x)), 5, "fc"));
+  Dataset d = synthetic_data({4, 32, 32}, 32, 5, 32, false);
+  const std::size_t expanded = std::size_t(16 * 1024 * 37) * sizeof(double);
+  for (KfacType type : {KfacType::Exact, KfacType::MonteCarlo}) {
+    KfacOptions ko;
+    ko.type = type;
+    ObjectiveOptions o = f64(16);
+    o.cache_bytes = 0;  // no kept passes: the peak is one micro-batch's working set
+    std::vector<Matrix> ref;
+    std::size_t before = tracked_bytes();
+    reset_tracked_peak();
+    {
+      auto obj = Objective::create(m, d, o);
+      Kfac k(*obj, ko);
+      for (std::size_t l = 0; l < k.num_layers(); ++l) ref.insert(ref.end(), {k.layer(l).A, k.layer(l).B});
+    }
+    const std::size_t free_peak = tracked_peak_bytes() - before;
+    // The uncapped peak is the pass's values with the whole expansion; half the expansion less
+    // fits only if it is sliced (the reverse passes, after it, need less).
+    o.memory_bytes = free_peak - expanded / 2;
+    before = tracked_bytes();
+    reset_tracked_peak();
+    auto obj = Objective::create(m, d, o);
+    Kfac k(*obj, ko);
+    const std::size_t peak = tracked_peak_bytes() - before;
+    INFO(kfac_type_name(type), ": uncapped peak ", free_peak, ", cap ", o.memory_bytes, ", capped peak ", peak);
+    CHECK(peak <= o.memory_bytes);
+    CHECK(peak < free_peak);
+    std::size_t i = 0;
+    for (std::size_t l = 0; l < k.num_layers(); ++l) {
+      CHECK(rel(k.layer(l).A, ref[i++]) < 1e-13);  // the same rows in other slices: rounding only
+      CHECK(rel(k.layer(l).B, ref[i++]) < 1e-13);
+    }
   }
 }
