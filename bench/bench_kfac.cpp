@@ -1,6 +1,15 @@
 // Times K-FAC and the solvers against a gradient on a built-in architecture with synthetic data,
 // and prints ratios measured in this one run (the machine is shared and noisy):
 //   kfac_<type>_over_grad    factor computation (one layer_io sweep + eigendecompositions) / gradient
+//   kfac_<type>_factors_over_grad  the layer_io sweep alone (decompose = false: what an optimizer
+//                            pays per factor update; it decomposes every few steps)
+//   kfac_<type>_cold_over_grad     the sweep alone with no kept forward passes (forward included)
+//   kfac_<type>_gflop        the sweep's floor: sum over layers of the symmetric rank-k updates,
+//                            T N in_ext^2 (A) + R T N out^2 (B, R = cotangents per sample: C
+//                            classes for exact, 1 for mc and empirical), 2 flops per multiply-add
+//   grad_gflop               the gradient's floor over the same layers: 6 T N in out (forward,
+//                            input and weight gradients; 4 for the first layer, no input gradient)
+//   layer_flops              per layer [name, A flops, B flops per cotangent]
 //   kfac_inverse_over_grad   one damped K-FAC inverse product over every K-FAC layer / gradient
 //   cg_iter_over_ggn         one CG iteration (apply + O(P) updates) / one GGN product
 //   block_cg_iter_over_ggn   one block-CG iteration over the layers / one GGN product
@@ -16,6 +25,7 @@
 #include "curvature/curvature_operator.h"
 #include "curvature/kfac.h"
 #include "src/core/builder.h"
+#include "src/core/linear_layers.h"
 #include "src/core/timer.h"
 
 using namespace curv;
@@ -50,13 +60,45 @@ int main(int argc, char** argv) {
   obj->gradient(g);  // cached passes for what follows
   std::printf("{\"arch\": \"%s\", \"params\": %lld, \"samples\": %lld, \"threads\": %d, \"grad_s\": %.4f",
               arch.c_str(), (long long)m.num_params(), (long long)samples, threads, grad_s);
+  // FLOP floors (only the linear layers K-FAC covers: the rest of the gradient is not counted).
+  const LinearLayers found = find_linear_layers(m);
+  double a_flops = 0, b_flops = 0, g_flops = 0;
+  std::string per_layer;
+  for (std::size_t i = 0; i < found.layers.size(); ++i) {
+    const LinearLayer& l = found.layers[i];
+    const double rows = double(samples) * double(l.positions);
+    const double fa = rows * double(l.in_ext()) * double(l.in_ext() + 1), fb = rows * double(l.out) * double(l.out + 1);
+    a_flops += fa;
+    b_flops += fb;
+    g_flops += (i == 0 ? 4 : 6) * rows * double(l.in) * double(l.out);
+    char buf[256];
+    std::snprintf(buf, sizeof buf, "%s[\"%s\", %.4g, %.4g]", per_layer.empty() ? "" : ", ", l.name.c_str(), fa, fb);
+    per_layer += buf;
+  }
+  std::printf(", \"kept_bytes\": %zu, \"grad_gflop\": %.3f", obj->cache_bytes_used(), g_flops * 1e-9);
   std::unique_ptr<Kfac> kfac;
   for (KfacType t : {KfacType::Empirical, KfacType::MonteCarlo, KfacType::Exact}) {
     KfacOptions o;
     o.type = t;
+    const char* n = kfac_type_name(t);
+    const double R = t == KfacType::Exact ? 10 : 1;
+    KfacOptions lazy = o;
+    lazy.decompose = false;
+    const double f = best(2, [&] { Kfac k(*obj, lazy); });
     const double s = best(2, [&] { kfac = std::make_unique<Kfac>(*obj, o); });
-    std::printf(", \"kfac_%s_s\": %.4f, \"kfac_%s_over_grad\": %.3f", kfac_type_name(t), s, kfac_type_name(t), s / grad_s);
+    std::printf(", \"kfac_%s_s\": %.4f, \"kfac_%s_over_grad\": %.3f, \"kfac_%s_factors_over_grad\": %.3f, "
+                "\"kfac_%s_gflop\": %.3f",
+                n, s, n, s / grad_s, n, f / grad_s, n, (a_flops + R * b_flops) * 1e-9);
   }
+  {
+    auto cold = Objective::create(m, d);
+    KfacOptions o;
+    o.type = KfacType::MonteCarlo;
+    o.decompose = false;
+    const double c = best(2, [&] { cold->clear_cache(); Kfac k(*cold, o); });
+    std::printf(", \"kfac_mc_cold_over_grad\": %.3f", c / grad_s);
+  }
+  std::printf(", \"layer_flops\": [%s]", per_layer.c_str());
   std::vector<Eigen::MatrixXd> V;
   for (std::size_t l = 0; l < kfac->num_layers(); ++l) V.push_back(Eigen::MatrixXd::Random(kfac->layer(l).layer.size, 1));
   Eigen::MatrixXd Y;

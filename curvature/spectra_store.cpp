@@ -146,8 +146,7 @@ class Writer {
     if (r.top_overlap.size() != 0) vector(g, "top_overlap", r.top_overlap.data(), r.top_overlap.size());
   }
 
-  void kfac(const Group& parent, const KfacRecord& r) const {
-    const Group g = group(parent, "kfac");
+  void kfac(const Group& g, const KfacRecord& r) const {
     attributes(g, r.attributes);
     matrix(g, "A", r.A);
     matrix(g, "B", r.B);
@@ -157,9 +156,9 @@ class Writer {
     matrix(g, "QB", r.QB);
   }
 
+  // A block's K-FAC record goes to <run>/kfac/<block>/ (schema_minor 1), not into the section.
   void section(const Group& g, const StoreSection& s) const {
     attributes(g, s.attributes);
-    if (s.kfac) kfac(g, *s.kfac);
     if (s.eigen) eigen(g, *s.eigen);
     if (s.trace) trace(g, *s.trace);
     if (s.diag) diag(g, *s.diag);
@@ -173,6 +172,12 @@ class Writer {
     if (r.blocks.empty()) return;
     const Group bg = group(g, "blocks");
     for (const auto& [block, sec] : r.blocks) section(group(bg, block), sec);
+    bool any = false;
+    for (const auto& [block, sec] : r.blocks) any = any || sec.kfac.has_value();
+    if (!any) return;
+    const Group kg = group(g, "kfac");
+    for (const auto& [block, sec] : r.blocks)
+      if (sec.kfac) kfac(group(kg, block), *sec.kfac);
   }
 
  private:
@@ -240,6 +245,7 @@ void SpectraStore::write(const std::string& file, bool append) const {
 void write_root_attributes(const h5::Object& file, const std::string& command) {
   file.write_attribute("format", "curv");
   file.write_attribute("schema_version", kSpectraSchemaVersion);
+  file.write_attribute("schema_minor", kSpectraSchemaMinor);
   file.write_attribute("curv_version", CURV_VERSION);
   file.write_attribute("created_utc", utc_timestamp());
   file.write_attribute("command", command);

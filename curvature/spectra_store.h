@@ -4,8 +4,8 @@
 ///
 /// Layout, schema_version 1 (full description with types: docs/hdf5-schema.md):
 ///
-///     /                          attrs format="curv", schema_version=1 (int64), curv_version,
-///                                      created_utc (ISO 8601, "Z"), command
+///     /                          attrs format="curv", schema_version=1 (int64), schema_minor=1
+///                                      (int64), curv_version, created_utc (ISO 8601, "Z"), command
 ///     /<run>/                    one group per run (default "spectrum"); attrs: StoreRun::attributes
 ///        eigen/                  attrs: EigenRecord::attributes
 ///           values     f64 [k]      top eigenvalues, descending
@@ -18,8 +18,9 @@
 ///                                steps i64 [probes], grid f64 [G], values f64 [G]
 ///        gradient/               norm f64 (), values f64 [P] optional, top_overlap f64 [k] optional
 ///        blocks/<block>/         same groups per parameter block (creation order tracked)
-///           kfac/                 --curvature kfac: A, B f64 [n, n], alpha, beta f64 [n] (ascending
-///                                 eigenvalues), QA, QB f64 [n, n] (eigenvectors); attrs type, ...
+///        kfac/<layer>/           --curvature kfac (schema_minor 1): A, B f64 [n, n], alpha, beta
+///                                f64 [n] (ascending eigenvalues), QA, QB f64 [n, n] (eigenvectors);
+///                                attrs layer, in, out, positions, --compare results
 ///
 /// Strings are variable-length UTF-8; groups and datasets a run does not have are absent.
 ///
@@ -57,6 +58,9 @@ class Object;
 
 /// Version of the layout written here; bumped on any incompatible change.
 inline constexpr std::int64_t kSpectraSchemaVersion = 1;
+/// Revision within schema_version 1, root attribute `schema_minor` (absent: 0). 1: K-FAC factors
+/// are under <run>/kfac/<layer>/ (0: under <run>/blocks/<layer>/kfac/).
+inline constexpr std::int64_t kSpectraSchemaMinor = 1;
 
 class SpectraStore {
  public:

@@ -5,14 +5,16 @@
 #
 #   scripts/kfac_experiment.sh            (needs build/tools/curv; writes out/kfac_exp/)
 #
-# Environment: SAMPLES (training images, default 512), DAMPING (lambda of the Newton system,
-# default 1e-3), PROBES (Rademacher probes of the comparison, default 30), MAXIT (CG cap, 300).
+# Environment: MODEL (default data/fmnist_cnn.onnx; also data/resnet20_fmnist.onnx, several hours
+# on 2 cores), OUT (default out/kfac_exp), SAMPLES (training images, default 512), DAMPING (lambda
+# of the Newton system, default 1e-3), PROBES (Rademacher probes of the comparison, default 30),
+# MAXIT (CG cap, 300).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CURV="nice -n 10 build/tools/curv"
 PY=/usr/bin/python3
-OUT=out/kfac_exp
-MODEL=data/fmnist_cnn.onnx
+OUT=${OUT:-out/kfac_exp}
+MODEL=${MODEL:-data/fmnist_cnn.onnx}
 DATA=fashion-mnist:train
 SAMPLES=${SAMPLES:-512}
 DAMPING=${DAMPING:-1e-3}
@@ -28,4 +30,4 @@ for m in cg pcg block-cg kfac; do
   $CURV solve $common --curvature ggn --damping "$DAMPING" --method $m --rtol 1e-6 --max-iters "$MAXIT" \
     --out "$OUT/solve_$m.h5" --json >"$OUT/solve_$m.json"
 done
-$PY scripts/kfac_experiment_report.py "$OUT"
+$PY scripts/kfac_experiment_report.py "$OUT" "$(basename "$MODEL" .onnx)"

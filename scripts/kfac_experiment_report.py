@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""Tables and convergence plot of scripts/kfac_experiment.sh: python3 scripts/kfac_experiment_report.py OUT"""
+"""Tables and convergence plot of scripts/kfac_experiment.sh: python3 scripts/kfac_experiment_report.py OUT [MODEL_NAME]"""
 import json, sys
 import h5py, numpy as np
 import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 out = sys.argv[1]
+model = sys.argv[2] if len(sys.argv) > 2 else "fmnist_cnn"
 k = json.load(open(f"{out}/kfac.json"))
 print("| layer | GGN λ_max | K-FAC λ_max | GGN trace | K-FAC trace | ‖K − G‖_F / ‖G‖_F |")
 print("|---|---|---|---|---|---|")
@@ -35,7 +36,7 @@ for m, label in [("cg", "CG"), ("block-cg", "block-CG (one CG per layer)"), ("pc
         ax.semilogy(np.arange(len(h)), h, label=label)
 ax.set_xlabel("curvature products (directions)")
 ax.set_ylabel("relative residual ‖r‖ / ‖b‖")
-ax.set_title("damped GGN Newton system, Fashion-MNIST CNN", fontsize=9)
+ax.set_title(f"damped GGN Newton system, {model}", fontsize=9)
 ax.legend(fontsize=7)
 fig.tight_layout()
 fig.savefig(f"{out}/solve_convergence.png", dpi=110)

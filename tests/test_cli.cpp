@@ -776,9 +776,11 @@ TEST_CASE("spectrum --curvature kfac: exact per-layer results, --compare ggn, an
   CHECK(j["hvps"].get<std::int64_t>() > 0);  // the comparison's GGN products
   const std::string check = "import h5py, numpy as np\n"
                             "with h5py.File('k.h5', 'r') as f:\n"
+                            "    assert f.attrs['schema_minor'] == 1\n"
                             "    b = f['spectrum/blocks']\n"
+                            "    assert sorted(f['spectrum/kfac']) == sorted(b) and all('kfac' not in b[n] for n in b)\n"
                             "    for name in b:\n"
-                            "        k = b[name]['kfac']\n"
+                            "        k = f['spectrum/kfac'][name]\n"
                             "        A, QA, alpha = k['A'][...], k['QA'][...], k['alpha'][...]\n"
                             "        assert np.allclose(QA @ np.diag(alpha) @ QA.T, A, atol=1e-12)\n"
                             "        ev = np.sort(np.outer(alpha, k['beta'][...]).ravel())[::-1]\n"

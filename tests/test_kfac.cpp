@@ -16,6 +16,7 @@
 #include "curvature/curvature_operator.h"
 #include "src/core/builder.h"
 #include "src/core/loss.h"
+#include "src/core/memory.h"
 #include "tests/test_util.h"
 
 using namespace curv;
@@ -26,6 +27,8 @@ namespace {
 
 constexpr double kFactorTol = 1e-10;  // factors and K vs their oracles (float64)
 constexpr double kInvTol = 1e-10;     // damped inverse times K + l I vs identity
+constexpr double kSliceTol = 1e-13;   // factors from sliced expansions vs whole ones (rounding)
+constexpr double kF32Tol = 1e-6;      // a float32 model's factors vs float64's (seen: 2e-8 - 8e-8)
 
 using curv_test::synthetic_data;
 
@@ -452,5 +455,81 @@ TEST_CASE("K-FAC vs GGN comparison: Frobenius error 0 where K-FAC is exact, with
     CHECK(truth > 1e-3);
     CHECK(std::abs(est - truth) <= 4 * se);
     CHECK(std::get<double>(a.at("ggn_top")) == doctest::Approx(Eigen::SelfAdjointEigenSolver<Matrix>(G).eigenvalues().maxCoeff()).epsilon(1e-5));
+  }
+}
+
+TEST_CASE("K-FAC under a memory cap its expanded layer inputs do not fit: sliced, within the cap, same factors") {
+  // conv (4 -> 8 channels, 3 x 3 on 32 x 32, 1024 positions) -> tanh -> mean over positions ->
+  // fc: a micro-batch of 16 expands to 16 x 1024 rows of 37 inputs (4.8 MB in float64), several
+  // times the conv's own im2col chunk and more than the pass and the factor sums.
+  tbb::global_control gc(tbb::global_control::max_allowed_parallelism, 1);
+  ModelBuilder b({4, 32, 32}, 31);
+  int x = b.unary(b.conv(b.input(), 8, 3, 1, 1, "conv"), UnaryKind::Tanh);
+  Model m = b.finish(b.linear(b.flatten(b.global_avg_pool(x)), 5, "fc"));
+  Dataset d = synthetic_data({4, 32, 32}, 32, 5, 32, false);
+  const std::size_t expanded = std::size_t(16 * 1024 * 37) * sizeof(double);
+  for (KfacType type : {KfacType::Exact, KfacType::MonteCarlo}) {
+    KfacOptions ko;
+    ko.type = type;
+    ObjectiveOptions o = f64(16);
+    o.cache_bytes = 0;  // no kept passes: the peak is one micro-batch's working set
+    std::vector<Matrix> ref;
+    std::size_t before = tracked_bytes();
+    reset_tracked_peak();
+    {
+      auto obj = Objective::create(m, d, o);
+      Kfac k(*obj, ko);
+      for (std::size_t l = 0; l < k.num_layers(); ++l) ref.insert(ref.end(), {k.layer(l).A, k.layer(l).B});
+    }
+    const std::size_t free_peak = tracked_peak_bytes() - before;
+    // The uncapped peak is the pass's values with the whole expansion; half the expansion less
+    // fits only if it is sliced (the reverse passes, after it, need less).
+    o.memory_bytes = free_peak - expanded / 2;
+    before = tracked_bytes();
+    reset_tracked_peak();
+    auto obj = Objective::create(m, d, o);
+    Kfac k(*obj, ko);
+    const std::size_t peak = tracked_peak_bytes() - before;
+    INFO(kfac_type_name(type), ": uncapped peak ", free_peak, ", cap ", o.memory_bytes, ", capped peak ", peak);
+    CHECK(peak <= o.memory_bytes);
+    CHECK(peak < free_peak);
+    std::size_t i = 0;
+    for (std::size_t l = 0; l < k.num_layers(); ++l) {
+      CHECK(rel(k.layer(l).A, ref[i++]) < kSliceTol);  // the same rows in other slices
+      CHECK(rel(k.layer(l).B, ref[i++]) < kSliceTol);
+    }
+  }
+}
+
+TEST_CASE("K-FAC of a float32 model (float32 rank-k updates): float64's factors to float32 rounding, 1 and 2 threads identical") {
+  // 4 x 12 x 12 input, conv 3 x 3 pad 1 (144 positions): a micro-batch of 32 has 4608 rows, more
+  // than one 4096-row chunk of the float32 accumulation.
+  ModelBuilder b({4, 12, 12}, 41);
+  int x = b.unary(b.conv(b.input(), 6, 3, 1, 1, "conv"), UnaryKind::Tanh);
+  Model m = b.finish(b.linear(b.flatten(b.global_avg_pool(x)), 5, "fc"));
+  Dataset d = synthetic_data({4, 12, 12}, 64, 5, 42, false);
+  KfacOptions ko;
+  ko.type = KfacType::MonteCarlo;
+  ObjectiveOptions o64 = f64(32);
+  auto ref = Objective::create(m, d, o64);
+  Kfac k64(*ref, ko);
+  std::vector<std::vector<Matrix>> f32;
+  for (int threads : {1, 2}) {
+    tbb::global_control gc(tbb::global_control::max_allowed_parallelism, threads);
+    ObjectiveOptions o;
+    o.precision = Precision::Float32;
+    o.micro_batch = 32;
+    auto obj = Objective::create(m, d, o);
+    Kfac k(*obj, ko);
+    f32.emplace_back();
+    for (std::size_t l = 0; l < k.num_layers(); ++l) f32.back().insert(f32.back().end(), {k.layer(l).A, k.layer(l).B});
+  }
+  REQUIRE(f32[0].size() == 2 * k64.num_layers());
+  for (std::size_t i = 0; i < f32[0].size(); ++i) {
+    CHECK(f32[0][i] == f32[1][i]);
+    const Matrix& want = i % 2 ? k64.layer(i / 2).B : k64.layer(i / 2).A;
+    INFO("factor ", i, ": relative difference to float64 ", rel(f32[0][i], want));
+    CHECK(rel(f32[0][i], want) < kF32Tol);  // float32 forward, backward and sums
+    CHECK(rel(f32[0][i], want) > 0);     // it did run in float32
   }
 }

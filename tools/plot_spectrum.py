@@ -113,13 +113,18 @@ def overlay(a):
         sys.exit(f"plot_spectrum: cannot open ({e})")
     with f, k:
         gb = f[a.run].get("blocks", {}) if a.run in f else {}
-        kb = k[a.run].get("blocks", {}) if a.run in k else {}
-        names = [n for n in gb if n in kb and "density" in gb[n] and "kfac" in kb[n]]
+        # K-FAC factors: <run>/kfac/<layer>/ (schema_minor 1), <run>/blocks/<layer>/kfac/ before.
+        if int(k.attrs.get("schema_minor", 0)) >= 1:
+            factors = dict(k[a.run]["kfac"].items()) if a.run in k and "kfac" in k[a.run] else {}
+        else:
+            kb = k[a.run].get("blocks", {}) if a.run in k else {}
+            factors = {n: kb[n]["kfac"] for n in kb if "kfac" in kb[n]}
+        names = [n for n in gb if n in factors and "density" in gb[n]]
         if not names:
             sys.exit(f"plot_spectrum: no layer has both a density in {a.h5} and K-FAC factors in {a.kfac}")
         fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.8), squeeze=False)
         for ax, n in zip(axes[0], names):
-            d, kf = gb[n]["density"], kb[n]["kfac"]
+            d, kf = gb[n]["density"], factors[n]
             ev = np.outer(kf["alpha"][...], kf["beta"][...]).ravel()
             grid, val = d["grid"][:], d["values"][:]
             ax.semilogy(grid, np.maximum(val, 1e-12), label="GGN (SLQ)")

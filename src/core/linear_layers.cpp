@@ -202,6 +202,39 @@ Eigen::MatrixXd expand_layer_output(const LinearLayer& l, const T* gy, std::int6
   return g;
 }
 
+template <class T>
+void expand_layer_input_to(const Model& model, const LinearLayer& l, const T* x, std::int64_t n,
+                           Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>& a) {
+  const std::int64_t rows = n * l.positions, in = l.in;
+  a.resize(rows, l.in_ext());
+  if (l.kind == LinearLayer::Kind::Conv) {
+    const auto g = conv_geometry(model, l);
+    internal::im2col(x, n, g.C * g.H * g.W, g, a.data());  // [in, n Ho Wo] row-major = a's first columns
+  } else {
+    const T alpha = T(l.alpha);
+    for (std::int64_t c = 0; c < in; ++c)
+      for (std::int64_t r = 0; r < rows; ++r) a(r, c) = l.alpha == 1 ? x[r * in + c] : alpha * x[r * in + c];
+  }
+  if (l.has_bias()) a.col(in).setConstant(T(l.beta));
+}
+
+template <class T>
+void expand_layer_output_to(const LinearLayer& l, const T* gy, std::int64_t n,
+                            Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>& g) {
+  const std::int64_t T_ = l.positions, out = l.out;
+  g.resize(n * T_, out);
+  if (l.kind == LinearLayer::Kind::Conv) {
+    for (std::int64_t s = 0; s < n; ++s)
+      for (std::int64_t o = 0; o < out; ++o) {
+        const T* src = gy + (s * out + o) * T_;
+        std::copy(src, src + T_, &g(s * T_, o));
+      }
+  } else {
+    for (std::int64_t r = 0; r < n * T_; ++r)
+      for (std::int64_t o = 0; o < out; ++o) g(r, o) = gy[r * out + o];
+  }
+}
+
 Eigen::MatrixXd layer_matrix(const Model& model, const LinearLayer& l, const double* v) {
   Eigen::MatrixXd W(l.out, l.in_ext());
   std::int64_t off = 0;
@@ -234,7 +267,11 @@ void layer_vector(const Model& model, const LinearLayer& l, const Eigen::MatrixX
 
 #define CURV_INST(T)                                                                                      \
   template Eigen::MatrixXd expand_layer_input<T>(const Model&, const LinearLayer&, const T*, std::int64_t); \
-  template Eigen::MatrixXd expand_layer_output<T>(const LinearLayer&, const T*, std::int64_t);
+  template Eigen::MatrixXd expand_layer_output<T>(const LinearLayer&, const T*, std::int64_t);          \
+  template void expand_layer_input_to<T>(const Model&, const LinearLayer&, const T*, std::int64_t,        \
+                                         Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>&);              \
+  template void expand_layer_output_to<T>(const LinearLayer&, const T*, std::int64_t,                     \
+                                          Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>&);
 CURV_INST(float)
 CURV_INST(double)
 #undef CURV_INST

@@ -65,6 +65,16 @@ Eigen::MatrixXd expand_layer_input(const Model& model, const LinearLayer& layer,
 template <class T>
 Eigen::MatrixXd expand_layer_output(const LinearLayer& layer, const T* gy, std::int64_t n);
 
+/// The same rows in the model's precision T, written into `a` / `g` (resized): no conversion, and
+/// for a Conv the im2col goes straight into a's columns (column-major [n T, in_ext] is im2col's
+/// [in, n T] layout). What a float32 model's K-FAC accumulates from without a float64 copy.
+template <class T>
+void expand_layer_input_to(const Model& model, const LinearLayer& layer, const T* x, std::int64_t n,
+                           Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>& a);
+template <class T>
+void expand_layer_output_to(const LinearLayer& layer, const T* gy, std::int64_t n,
+                            Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>& g);
+
 /// The layer's block vector (params in ascending order, as Model::params() stores them) as
 /// W~ [out, in_ext], and back.
 Eigen::MatrixXd layer_matrix(const Model& model, const LinearLayer& layer, const double* v);

@@ -11,10 +11,12 @@
 #include <limits>
 #include <sstream>
 #include <stdexcept>
+#include <type_traits>
 
 #include "src/core/internal/deterministic_reduce.h"
 #include "src/core/internal/graph_executor.h"
 #include "src/core/internal/primal_cache.h"
+#include "src/core/memory.h"
 
 namespace curv {
 
@@ -308,7 +310,38 @@ class ObjectiveImpl final : public Objective {
     const auto& nodes = m_model.nodes();
     std::vector<bool> read_at(m_model.values().size(), false);  // the layers' outputs
     for (const auto& l : layers) read_at[nodes[l.node].output] = true;
-    const std::int64_t workers = plan_workers(0);
+    std::size_t sink_bytes = 0;
+    bool low = false;
+    if (m_opts.memory_bytes > 0) {
+      const auto probe = make();
+      sink_bytes = probe->bytes();
+      low = std::is_same_v<T, float> && probe->wants_float();
+    }
+    // Per sample: the largest expanded LayerIO (with the im2col of T when it is converted) and the
+    // output cotangents (R tensors like the output).
+    const std::size_t elem = low ? sizeof(float) : sizeof(double);
+    std::size_t per_sample = 0;
+    for (const auto& l : layers) {
+      const std::size_t conv = low || std::is_same_v<T, double> ? 0 : std::size_t(l.in) * sizeof(T);
+      per_sample = std::max(per_sample, std::size_t(l.positions) * (std::size_t(l.in_ext()) * elem + conv));
+      per_sample = std::max(per_sample, std::size_t(l.positions) * std::size_t(l.out) * elem);
+    }
+    const std::int64_t out_elems = value_elems(m_model.values()[m_model.output()], 1);
+    const std::int64_t R = kind == OutputSeeds::Gradient ? 1
+                           : kind == OutputSeeds::Sampled ? samples
+                                                          : out_elems / std::max<std::int64_t>(1, m_rows);
+    const std::size_t seed_bytes = std::size_t(R * out_elems) * (sizeof(T) + (kind == OutputSeeds::Sampled ? 8 : 0));
+    // Samples per expanded slice: the whole micro-batch unless the cap leaves room for fewer (one
+    // micro-batch in flight; fixed by the cap and the model, not by the thread count).
+    std::int64_t slice = m_micro_batch;
+    if (m_opts.memory_bytes > 0) {
+      const std::size_t fixed = std::size_t(m_model.num_params()) * sizeof(T) + 2 * sink_bytes +
+                                pass_bytes(m_micro_batch) + std::size_t(m_micro_batch) * seed_bytes;
+      const std::size_t room = m_opts.memory_bytes > fixed ? m_opts.memory_bytes - fixed : 0;
+      slice = std::clamp<std::int64_t>(std::int64_t(room / std::max<std::size_t>(1, per_sample)), 1, m_micro_batch);
+    }
+    const std::int64_t workers =
+        plan_workers(sink_bytes, std::size_t(m_micro_batch) * seed_bytes + std::size_t(slice) * per_sample);
     ordered_runs<LayerSink>(
         num_chunks(), kMaxRuns, workers, make,
         [&](std::int64_t, std::int64_t c0, std::int64_t c1, LayerSink& sink) {
@@ -316,7 +349,7 @@ class ObjectiveImpl final : public Objective {
           for (std::int64_t c = c0; c < c1; ++c) {
             std::unique_ptr<Pass<T>> tmp;
             Pass<T>& p = primal(c, tmp);
-            layer_pass(p, kind, samples, seed, read_at, sink);
+            layer_pass(p, kind, samples, seed, read_at, slice, sink);
             keep(c, tmp);
           }
         },
@@ -478,19 +511,49 @@ class ObjectiveImpl final : public Objective {
 
   // One micro-batch of layer_io: a reverse pass per output seed, read at the layers' outputs. The
   // pass's own gradients are set aside and restored, so a kept pass stays as it was.
+  // One micro-batch of layer_io: a reverse pass per output seed, read at the layers' outputs, the
+  // rows expanded `slice` samples at a time (counted in the engine's memory accounting). The pass's
+  // own gradients are set aside and restored, so a kept pass stays as it was.
   void layer_pass(Pass<T>& p, OutputSeeds kind, std::int64_t S, std::uint64_t seed, const std::vector<bool>& read_at,
-                  LayerSink& sink) {
+                  std::int64_t slice, LayerSink& sink) {
     const auto& layers = m_layers.layers;
     const auto& nodes = m_model.nodes();
-    std::vector<Tensor<T>> u = output_seeds(p, kind, S, seed);
-    std::vector<LayerIO> io(layers.size());
-    for (size_t l = 0; l < layers.size(); ++l) {
-      io[l].layer = static_cast<int>(l);
-      io[l].first_sample = p.first;
-      io[l].count = p.count;
+    const bool low = std::is_same_v<T, float> && sink.wants_float();
+    // Hands one slice to the sink, its matrices counted while they exist.
+    auto hand = [&](LayerIO& io) {
+      std::size_t b = std::size_t(io.input.size()) * 8 + std::size_t(io.input_f.size()) * 4;
+      for (const auto& g : io.output_grads) b += std::size_t(g.size()) * 8;
+      for (const auto& g : io.output_grads_f) b += std::size_t(g.size()) * 4;
+      internal::track_alloc(b);
+      sink.add(io);
+      io = LayerIO();
+      internal::track_free(b);
+    };
+    auto fresh = [&](std::size_t l, std::int64_t s0, std::int64_t n) {
+      LayerIO io;
+      io.layer = static_cast<int>(l);
+      io.first_sample = p.first + s0;
+      io.count = n;
+      return io;
+    };
+    // Inputs first, one layer (and slice) at a time.
+    for (std::size_t l = 0; l < layers.size(); ++l) {
       ConstView<T> x = m_exec.view(p, nodes[layers[l].node].inputs[0]);
-      io[l].input = expand_layer_input<T>(m_model, layers[l], x.data, p.count);
+      const std::int64_t xs = x.size() / std::max<std::int64_t>(1, p.count);
+      for (std::int64_t s0 = 0; s0 < p.count; s0 += slice) {
+        const std::int64_t n = std::min(slice, p.count - s0);
+        LayerIO io = fresh(l, s0, n);
+        const T* xp = x.data + s0 * xs;
+        if constexpr (std::is_same_v<T, float>) {
+          if (low) expand_layer_input_to<float>(m_model, layers[l], xp, n, io.input_f);
+          else io.input = expand_layer_input<T>(m_model, layers[l], xp, n);
+        } else {
+          expand_layer_input_to<double>(m_model, layers[l], xp, n, io.input);
+        }
+        hand(io);
+      }
     }
+    std::vector<Tensor<T>> u = output_seeds(p, kind, S, seed);
     std::vector<Tensor<T>> saved = std::move(p.grads);
     const bool had = p.has_grad;
     for (auto& ur : u) {
@@ -498,18 +561,27 @@ class ObjectiveImpl final : public Objective {
       p.has_grad = false;
       p.grads[m_model.output()] = std::move(ur);
       m_exec.backward(p, nullptr, false, &read_at);
-      for (size_t l = 0; l < layers.size(); ++l) {
-        const Tensor<T>& g = p.grads[nodes[layers[l].node].output];
-        if (g.empty()) {  // the output does not depend on this layer
-          io[l].output_grads.push_back(Eigen::MatrixXd::Zero(p.count * layers[l].positions, layers[l].out));
-          continue;
+      for (std::size_t l = 0; l < layers.size(); ++l) {
+        Tensor<T>& g = p.grads[nodes[layers[l].node].output];
+        if (g.empty()) continue;  // the output does not depend on this layer: adds nothing
+        const std::int64_t gs = g.size() / std::max<std::int64_t>(1, p.count);
+        for (std::int64_t s0 = 0; s0 < p.count; s0 += slice) {
+          const std::int64_t n = std::min(slice, p.count - s0);
+          LayerIO io = fresh(l, s0, n);
+          const T* gp = g.data() + s0 * gs;
+          if constexpr (std::is_same_v<T, float>) {
+            if (low) expand_layer_output_to<float>(layers[l], gp, n, io.output_grads_f.emplace_back());
+            else io.output_grads.push_back(expand_layer_output<T>(layers[l], gp, n));
+          } else {
+            expand_layer_output_to<double>(layers[l], gp, n, io.output_grads.emplace_back());
+          }
+          hand(io);
         }
-        io[l].output_grads.push_back(expand_layer_output<T>(layers[l], g.data(), p.count));
+        g.clear();  // read: free it before the next layer's
       }
     }
     p.grads = std::move(saved);
     p.has_grad = had;
-    for (const auto& x : io) sink.add(x);
   }
 
   // Offers a computed pass to the cache, reserving room for the activation gradients it may grow.

@@ -124,13 +124,19 @@ struct EvalResult {
 ///   Gradient         dl_n/dz_n at the data's labels (empirical Fisher)
 enum class OutputSeeds { LossHessianRoot, Sampled, Gradient };
 
-/// One micro-batch of one supported linear layer (linear_layers.h): its input at its positions and
-/// the back-propagated output cotangents, expanded to rows (spatial positions as extra rows).
+/// One micro-batch of one supported linear layer (linear_layers.h): its input at its positions or
+/// back-propagated output cotangents, expanded to rows (spatial positions as extra rows). A sink
+/// gets, per micro-batch, one LayerIO with the input per layer (output_grads empty), then per
+/// cotangent u_r one LayerIO per layer with that one output gradient (input empty), so that one
+/// layer's expanded matrix at a time is alive. A float32 model fills the `_f` members instead of
+/// the float64 ones when the sink's wants_float() says so (no conversion, half the memory).
 struct LayerIO {
   int layer = -1;                  // index into find_linear_layers(model).layers
   std::int64_t first_sample = 0, count = 0;
-  Eigen::MatrixXd input;           // [count T, in_ext]: expand_layer_input
-  std::vector<Eigen::MatrixXd> output_grads;  // R of [count T, out]: J^T u_r, expand_layer_output
+  Eigen::MatrixXd input;           // [count T, in_ext]: expand_layer_input (or empty)
+  std::vector<Eigen::MatrixXd> output_grads;  // [count T, out]: J^T u_r, expand_layer_output (or none)
+  Eigen::MatrixXf input_f;                      // the same in float32 (wants_float(), float32 models)
+  std::vector<Eigen::MatrixXf> output_grads_f;  // the same in float32
 };
 
 /// The input of one node on one micro-batch, as the forward pass computed it (Objective::node_inputs).
@@ -147,6 +153,10 @@ class LayerSink {
   /// Starts a new run: forget what the previous run added.
   virtual void reset() = 0;
   virtual void add(const LayerIO& io) = 0;
+  /// True: a float32 model passes its rows as float32 (LayerIO::input_f, output_grads_f).
+  virtual bool wants_float() const { return false; }
+  /// Bytes the sink holds (its accumulators), counted against ObjectiveOptions::memory_bytes.
+  virtual std::size_t bytes() const { return 0; }
 };
 
 /// The batch mean and unbiased batch variance per channel of one BatchNorm node on one micro-batch.
@@ -210,6 +220,11 @@ class Objective {
   /// in parallel in runs (as gradient()); a run feeds its micro-batches in order to a sink from
   /// `make` (after reset()), and finished runs go to `commit` in run order, never concurrently, so
   /// sums formed by commit are the same for any thread count. Kept passes stay untouched.
+  /// Memory: per micro-batch in flight, a pass, its R output cotangents and one expanded LayerIO
+  /// (the largest: T B in_ext elements), plus a sink (LayerSink::bytes()) per run in flight. When
+  /// ObjectiveOptions::memory_bytes leaves no room for a whole micro-batch's expansion, the rows are
+  /// expanded and passed to the sink in slices of fewer samples (the same rows, so the same sums up
+  /// to rounding; the slicing depends on the cap and the model, never on the thread count).
   virtual void layer_io(OutputSeeds seeds, std::int64_t samples, std::uint64_t seed,
                         const std::function<std::unique_ptr<LayerSink>()>& make,
                         const std::function<void(LayerSink&)>& commit) = 0;
