@@ -1,59 +1,72 @@
 #!/usr/bin/env bash
 # curv vs PyTorch at scale: ResNet-20, torchvision ResNet-18, MobileNetV2 and ResNet-50 (BatchNorm
-# folded), the same 128 random 3x32x32 inputs and thread count on both sides, measured model by
-# model back to back. Prints one table of ratios from this one run:
+# folded) on the same 128 random 3x32x32 inputs, and a BERT-small encoder (4 blocks, width 512, 8
+# heads, vocabulary 30522) on 128-token sequences of random ids (bench/scale_torch.py), the same
+# inputs and thread count on both sides, measured model by model back to back. Prints one table
+# of ratios from this one run:
 #   grad, hvp1, hvp, ggn   PyTorch time / curv time (higher is better for curv) of a gradient, a
 #                          first HVP with its primal pass (PyTorch: graph build + double backward),
 #                          an HVP on kept activations (PyTorch: double backward on the kept graph),
 #                          and a GGN product on kept activations (PyTorch: J v by the double-vjp
 #                          trick and one vjp on the kept forward graph)
-#   hvp/grad, blk/1        curv only: cached HVP / gradient time, block of BLOCK directions / BLOCK
-#                          single products
+#   hvp/grad, 1/blk        curv only: cached HVP / gradient time; BLOCK single products / one block
+#                          of BLOCK directions (time ratio like the columns above: >= 1 means the
+#                          block is not slower)
 #   rss:*                  peak resident memory of curv / PyTorch for each call above (whole
 #                          processes: PyTorch's includes its ~270 MB of libraries), and curv's
 #                          cached HVP / its gradient
-#   GF/s grad, hvp         curv's rate in GFLOP/s by the FLOP floor of the Conv and Linear layers:
-#                          a gradient is 3 forward passes (2 MACs each), a cached HVP 6
+#   GF/s grad, hvp         curv's rate in GFLOP/s by the FLOP floor of the Conv and Linear layers
+#                          (and attention's two batched products): a gradient is 3 forward passes
+#                          (2 FLOPs per multiply-add), a cached HVP 6; torch GF/s: PyTorch's
+#                          gradient and kept-graph HVP at the same floors
 # Models and data are made once by bench/scale_torch.py into $CURV_BENCH_CACHE (default
 # ~/.cache/curv-bench), never into the repository. Needs Debian's python3-torch and
 # python3-torchvision, and a curv built with -DCURV_NDEBUG=ON (default: build-bench/tools/curv).
-#   bench/scale.sh [THREADS=2] [SAMPLES=128] [MODELS=resnet20,resnet18,mobilenet_v2,resnet50]
-# Env: CURV (binary), BLOCK (16), REPS (3). bert-small is a hook that scale_torch.py skips until
-# token inputs import. Raw JSON of both sides goes to $CURV_BENCH_CACHE/last/.
+#   bench/scale.sh [THREADS=2] [SAMPLES=128] [MODELS=resnet20,resnet18,mobilenet_v2,resnet50,bert-small]
+# Env: CURV (binary), BLOCK (16), REPS (3), BERT_SAMPLES (sequences for bert-small; default SAMPLES).
+# Raw JSON of both sides goes to $CURV_BENCH_CACHE/last/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 T=${1:-2}
 N=${2:-128}
-MODELS=${3:-resnet20,resnet18,mobilenet_v2,resnet50}
+MODELS=${3:-resnet20,resnet18,mobilenet_v2,resnet50,bert-small}
 CACHE=${CURV_BENCH_CACHE:-$HOME/.cache/curv-bench}
 CURV=${CURV:-build-bench/tools/curv}
 [[ -x $CURV ]] || CURV=build/tools/curv
 BLOCK=${BLOCK:-16}
 REPS=${REPS:-3}
+BERT_SAMPLES=${BERT_SAMPLES:-$N}
 if ! /usr/bin/python3 -c 'import torch, torchvision' 2>/dev/null; then
   echo "scale.sh: needs python3-torch and python3-torchvision (apt-get install python3-torchvision)" >&2
   exit 2
 fi
-/usr/bin/python3 bench/scale_torch.py export --cache "$CACHE" --samples "$N" --models "$MODELS" 2>&1 |
-  grep -v -i warn >&2 || true
+for m in ${MODELS//,/ }; do
+  n=$N data=data
+  [[ $m == bert* ]] && n=$BERT_SAMPLES data=tokens
+  /usr/bin/python3 bench/scale_torch.py export --cache "$CACHE" --samples "$n" --models "$m" 2>&1 |
+    grep -v -i warn >&2 || true
+done
 out="$CACHE/last"
 mkdir -p "$out"
 rm -f "$out"/*.json
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 for m in ${MODELS//,/ }; do
   [[ -f $CACHE/$m.onnx ]] || continue
-  echo "== $m" >&2
-  /usr/bin/python3 bench/scale_torch.py time --cache "$CACHE" --model "$m" --samples "$N" --threads "$T" \
+  n=$N data=data
+  [[ $m == bert* ]] && n=$BERT_SAMPLES data=tokens
+  echo "== $m ($n samples)" >&2
+  /usr/bin/python3 bench/scale_torch.py time --cache "$CACHE" --model "$m" --samples "$n" --threads "$T" \
     --reps "$REPS" 2>/dev/null | tail -1 >"$out/$m.torch.json"
-  "$CURV" bench "$CACHE/$m.onnx" --data "$CACHE/data_$N.npz" --threads "$T" --block "$BLOCK" --repeat "$REPS" \
+  "$CURV" bench "$CACHE/$m.onnx" --data "$CACHE/${data}_$n.npz" --threads "$T" --block "$BLOCK" --repeat "$REPS" \
     --json >"$out/$m.curv.json"
 done
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 /usr/bin/python3 - "$out" "$MODELS" "$T" "$N" <<'PY'
 import json, os, sys
 out, models, threads, samples = sys.argv[1], sys.argv[2].split(","), sys.argv[3], sys.argv[4]
-cols = ["model", "params", "B", "grad", "hvp1", "hvp", "ggn", "hvp/grad", "blk/1",
-        "rss:grad", "rss:hvp1", "rss:hvp", "rss:ggn", "rss:hvp/grad", "GF/s grad", "GF/s hvp"]
+cols = ["model", "params", "N", "B", "grad", "hvp1", "hvp", "ggn", "hvp/grad", "1/blk",
+        "rss:grad", "rss:hvp1", "rss:hvp", "rss:ggn", "rss:hvp/grad", "GF/s grad", "GF/s hvp",
+        "torch GF/s grad", "torch GF/s hvp"]
 rows = []
 for m in models:
     tp, cp = (os.path.join(out, f"{m}.{s}.json") for s in ("torch", "curv"))
@@ -61,16 +74,18 @@ for m in models:
         continue
     t, c = json.load(open(tp)), json.load(open(cp))
     r = c["peak_rss"]
-    rows.append([m, f"{c['params'] / 1e6:.1f}M", str(c["micro_batch"]),
+    rows.append([m, f"{c['params'] / 1e6:.1f}M", str(c["samples"]), str(c["micro_batch"]),
                  f"{t['grad_s'] / c['grad_s']:.2f}", f"{t['hvp_s'] / c['hvp_first_s']:.2f}",
                  f"{t['hvp_only_s'] / c['hvp_s']:.2f}", f"{t['ggn_s'] / c['ggn_s']:.2f}",
-                 f"{c['hvp_s'] / c['grad_s']:.2f}", f"{c['block_over_singles']:.2f}",
+                 f"{c['hvp_s'] / c['grad_s']:.2f}", f"{1 / c['block_over_singles']:.2f}",
                  f"{r['grad'] / t['grad_rss']:.2f}", f"{r['hvp_first'] / t['hvp_rss']:.2f}",
                  f"{r['hvp'] / t['hvp_only_rss']:.2f}", f"{r['ggn'] / t['ggn_rss']:.2f}",
                  f"{r['hvp'] / r['grad']:.2f}",
                  f"{3 * 2 * t['fwd_macs'] * c['samples'] / c['grad_s'] / 1e9:.0f}",
-                 f"{6 * 2 * t['fwd_macs'] * c['samples'] / c['hvp_s'] / 1e9:.0f}"])
-print(f"curv vs PyTorch {t['torch_version'] if rows else ''}, {samples} samples, {threads} threads "
+                 f"{6 * 2 * t['fwd_macs'] * c['samples'] / c['hvp_s'] / 1e9:.0f}",
+                 f"{3 * 2 * t['fwd_macs'] * c['samples'] / t['grad_s'] / 1e9:.0f}",
+                 f"{6 * 2 * t['fwd_macs'] * c['samples'] / t['hvp_only_s'] / 1e9:.0f}"])
+print(f"curv vs PyTorch {t['torch_version'] if rows else ''}, N samples, {threads} threads "
       "(times: PyTorch / curv; rss: curv / PyTorch)")
 w = [max(len(x[i]) for x in rows + [cols]) for i in range(len(cols))]
 for x in [cols] + rows:

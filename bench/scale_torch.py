@@ -11,8 +11,11 @@ the convolutions (eval mode, as the exported ONNX computes):
   resnet20      CIFAR ResNet-20 of bench/pytorch_hvp.py (option B shortcuts)
   resnet18, mobilenet_v2, resnet50   torchvision, random init, BatchNorm statistics calibrated
                 on the data (one train-mode pass), then folded by torch.fx
-  bert-small    hook for a transformer encoder of BERT-small size: needs token inputs, which the
-                ONNX importer does not take yet; `export` skips it with a note.
+  bert-small    a transformer encoder of BERT-small size (BERT_SMALL below: 4 pre-LayerNorm blocks,
+                width 512, 8 heads, feed-forward 2048, GELU, vocabulary 30522, 128 positions),
+                token and position embeddings, mean-pooled final LayerNorm and a 10-class head;
+                random init. Its inputs are DIR/tokens_<samples>.npz (x: int64 token ids
+                [N, 128], uniform over the vocabulary; y: int64 labels)
 
 `time` prints one JSON line with the forward multiply-adds per sample of the convolutions and
 linear layers (fwd_macs, for FLOP floors), and the best of --reps runs (after one warm-up) of:
@@ -38,8 +41,9 @@ import torch.nn as nn
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from pytorch_hvp import ResNet20, fold_bn, randomize_bn  # noqa: E402
 
-MODELS = ("resnet20", "resnet18", "mobilenet_v2", "resnet50")
-HOOKS = {"bert-small": "a BERT-small encoder needs token inputs, which the ONNX importer does not take yet"}
+MODELS = ("resnet20", "resnet18", "mobilenet_v2", "resnet50", "bert-small")
+# BERT-small (Turc et al. 2019: L=4, H=512, A=8) with BERT's WordPiece vocabulary size.
+BERT_SMALL = dict(layers=4, width=512, heads=8, ffn=2048, vocab=30522, seq=128)
 
 
 def data_path(cache, samples):
@@ -58,8 +62,76 @@ def make_data(cache, samples):
     return torch.from_numpy(d["x"]), torch.from_numpy(d["y"])
 
 
+def tokens_path(cache, samples):
+    return os.path.join(cache, f"tokens_{samples}.npz")
+
+
+def make_tokens(cache, samples):
+    path = tokens_path(cache, samples)
+    if not os.path.exists(path):
+        gen = np.random.default_rng(7)
+        x = gen.integers(0, BERT_SMALL["vocab"], (samples, BERT_SMALL["seq"]), dtype=np.int64)
+        y = gen.integers(0, 10, samples, dtype=np.int64)
+        np.savez(path + ".tmp.npz", x=x, y=y)
+        os.replace(path + ".tmp.npz", path)
+    d = np.load(path)
+    return torch.from_numpy(d["x"]), torch.from_numpy(d["y"])
+
+
+def inputs(cache, name, samples):
+    return make_tokens(cache, samples) if name.startswith("bert") else make_data(cache, samples)
+
+
+class EncoderBlock(nn.Module):
+    """Pre-LayerNorm transformer encoder block (bidirectional attention, GELU feed-forward)."""
+
+    def __init__(self, width, heads, ffn):
+        super().__init__()
+        self.heads = heads
+        self.ln1 = nn.LayerNorm(width)
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+        self.ln2 = nn.LayerNorm(width)
+        self.fc = nn.Linear(width, ffn)
+        self.out = nn.Linear(ffn, width)
+
+    def forward(self, x):
+        n, t, c = x.shape
+        h, d = self.heads, c // self.heads
+        q, k, v = self.qkv(self.ln1(x)).split(c, dim=2)
+        q = q.view(n, t, h, d).transpose(1, 2)
+        k = k.view(n, t, h, d).transpose(1, 2)
+        v = v.view(n, t, h, d).transpose(1, 2)
+        att = torch.softmax((q @ k.transpose(-2, -1)) * (1.0 / d ** 0.5), dim=-1)
+        x = x + self.proj((att @ v).transpose(1, 2).reshape(n, t, c))
+        return x + self.out(nn.functional.gelu(self.fc(self.ln2(x))))
+
+
+class BertSmall(nn.Module):
+    def __init__(self, layers, width, heads, ffn, vocab, seq, classes=10):
+        super().__init__()
+        self.tok = nn.Embedding(vocab, width)
+        self.pos = nn.Embedding(seq, width)
+        self.blocks = nn.ModuleList([EncoderBlock(width, heads, ffn) for _ in range(layers)])
+        self.ln = nn.LayerNorm(width)
+        self.head = nn.Linear(width, classes)
+
+    def forward(self, input_ids):
+        x = self.tok(input_ids) + self.pos(torch.arange(input_ids.shape[1]))
+        for b in self.blocks:
+            x = b(x)
+        return self.head(self.ln(x).mean(1))
+
+
 def build(name, x):
     torch.manual_seed(0)
+    if name == "bert-small":
+        net = BertSmall(**BERT_SMALL)
+        with torch.no_grad():  # BERT's initialization scale
+            for p in net.parameters():
+                if p.dim() > 1:
+                    p.normal_(0, 0.02)
+        return net.eval()
     if name == "resnet20":
         net = ResNet20("B")
         randomize_bn(net, torch.Generator().manual_seed(1))
@@ -80,17 +152,16 @@ def build(name, x):
 
 def export(args):
     os.makedirs(args.cache, exist_ok=True)
-    x, _ = make_data(args.cache, args.samples)
     for name in args.models.split(","):
-        if name in HOOKS:
-            print(f"{name}: skipped ({HOOKS[name]})", file=sys.stderr)
-            continue
+        x, _ = inputs(args.cache, name, args.samples)
         onnx_path = os.path.join(args.cache, name + ".onnx")
         if os.path.exists(onnx_path):
             continue
         model = build(name, x)
         torch.save(model, os.path.join(args.cache, name + ".pt"))
-        torch.onnx.export(model, x[:2], onnx_path + ".tmp", opset_version=13, input_names=["input"],
+        # opset 17 exports LayerNorm as one LayerNormalization node
+        opset = 17 if name.startswith("bert") else 13
+        torch.onnx.export(model, x[:2], onnx_path + ".tmp", opset_version=opset, input_names=["input"],
                           output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
                           do_constant_folding=True, training=torch.onnx.TrainingMode.EVAL)
         os.replace(onnx_path + ".tmp", onnx_path)
@@ -130,8 +201,13 @@ def measure(fn, reps):
 
 
 def forward_macs(model, x1):
-    """Multiply-adds of the Conv2d and Linear layers for one sample."""
+    """Multiply-adds of the Conv2d and Linear layers for one sample, and of attention's two
+    batched products (QK^T and AV: 2 t^2 width per sample)."""
     total = [0]
+    for m in model.modules():
+        if isinstance(m, EncoderBlock):
+            t, c = x1.shape[1], m.qkv.in_features
+            total[0] += 2 * t * t * c
 
     def hook(m, inp, out):
         if isinstance(m, nn.Conv2d):
@@ -149,13 +225,11 @@ def forward_macs(model, x1):
 
 def time_model(args):
     torch.set_num_threads(args.threads)
-    x, y = make_data(args.cache, args.samples)
+    x, y = inputs(args.cache, args.model, args.samples)
     model = torch.load(os.path.join(args.cache, args.model + ".pt"))
     model.eval()
     params = [p for p in model.parameters() if p.requires_grad]
     lossf = nn.CrossEntropyLoss()
-    gen = torch.Generator().manual_seed(3)
-    vs = [torch.randn(p.shape, generator=gen) for p in params]
     res = {"model": args.model, "samples": len(x), "threads": args.threads,
            "params": sum(p.numel() for p in params), "torch_version": torch.__version__}
     res["fwd_macs"] = forward_macs(model, x[:1])
@@ -170,6 +244,8 @@ def time_model(args):
         return torch.autograd.grad(g, params, grad_outputs=vs)
 
     res["grad_s"], res["grad_rss"] = measure(f_grad, args.reps)
+    gen = torch.Generator().manual_seed(3)
+    vs = [torch.randn(p.shape, generator=gen) for p in params]  # after the gradient, which does not use it
     res["hvp_s"], res["hvp_rss"] = measure(f_hvp, args.reps)
 
     grads = torch.autograd.grad(lossf(model(x), y), params, create_graph=True)

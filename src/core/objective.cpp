@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <sstream>
 #include <stdexcept>
@@ -198,15 +199,23 @@ class ObjectiveImpl final : public Objective {
     const std::size_t acc_bytes = std::size_t(P) * sizeof(T);
     const std::int64_t workers = plan_workers(acc_bytes);
     g.resize(P);
+    // Run 0 accumulates in the first P T-sized slots of g's own storage (sizeof(T) <= sizeof(double))
+    // and is widened in place at its commit, so a gradient needs one P-sized accumulator fewer than
+    // runs in flight (the same operations, in the same order, as with a separate buffer).
+    T* const run0 = reinterpret_cast<T*>(g.data());
     double loss = 0;
     ordered_runs<Acc>(
         num_chunks(), kMaxRuns, workers, [] { return std::make_unique<Acc>(); },
-        [&](std::int64_t, std::int64_t c0, std::int64_t c1, Acc& acc) {
+        [&](std::int64_t r, std::int64_t c0, std::int64_t c1, Acc& acc) {
           acc.loss = 0;
-          acc.g.resize(P);
-          std::fill(acc.g.begin(), acc.g.end(), T(0));
+          T* dst = run0;
+          if (r > 0) {
+            acc.g.resize(P);
+            dst = acc.g.data();
+          }
+          std::fill(dst, dst + P, T(0));
           ParamSink<T> sink(mp.size());
-          for (size_t i = 0; i < mp.size(); ++i) sink[i] = acc.g.data() + mp[i].offset;
+          for (size_t i = 0; i < mp.size(); ++i) sink[i] = dst + mp[i].offset;
           for (std::int64_t c = c0; c < c1; ++c) {
             std::unique_ptr<Pass<T>> tmp;
             Pass<T>& p = primal(c, tmp);
@@ -221,11 +230,35 @@ class ObjectiveImpl final : public Objective {
         [&](std::int64_t r, Acc& acc) {
           loss += acc.loss;
           if (r == 0)
-            for (std::int64_t i = 0; i < P; ++i) g[i] = double(acc.g[i]);
+            widen_in_place(run0, P);
           else
             for (std::int64_t i = 0; i < P; ++i) g[i] += double(acc.g[i]);
         });
     return loss;
+  }
+
+  // Converts the n values of T at the start of `data` (the storage of n doubles) into those doubles,
+  // x_i -> double(x_i), in place: from the top down in blocks copied through a local buffer, so that
+  // each block's doubles overwrite only values already converted or copied (the doubles of [i0, i1)
+  // cover the bytes of the T values [i0 s, i1 s), s = sizeof(double) / sizeof(T) >= 1). memcpy keeps
+  // the accesses byte-wise, free of type-aliasing assumptions.
+  static void widen_in_place(T* data, std::int64_t n) {
+    if constexpr (std::is_same_v<T, double>) {
+      (void)data, (void)n;
+    } else {
+      static_assert(sizeof(T) <= sizeof(double));
+      constexpr std::int64_t kBlock = 1024;
+      T in[kBlock];
+      double out[kBlock];
+      auto* bytes = reinterpret_cast<unsigned char*>(data);
+      for (std::int64_t i1 = n; i1 > 0;) {
+        const std::int64_t i0 = std::max<std::int64_t>(0, i1 - kBlock), m = i1 - i0;
+        std::memcpy(in, bytes + i0 * sizeof(T), m * sizeof(T));
+        for (std::int64_t i = 0; i < m; ++i) out[i] = double(in[i]);
+        std::memcpy(bytes + i0 * sizeof(double), out, m * sizeof(double));
+        i1 = i0;
+      }
+    }
   }
 
   void product(Curvature curv, const Matrix& V, Matrix& Y, const std::vector<int>& params) override {
@@ -682,14 +715,20 @@ class ObjectiveImpl final : public Objective {
     if (sampled_fisher(curv)) m_fisher_var.assign(num_chunks() * k, 0.0);
 
     // A run accumulates the tangents of the active parameters' gradients as [k, size] per parameter,
-    // parameter a at offset row[a] * k.
+    // parameter a at offset row[a] * k. For one direction that is Y's own layout, so run 0 then
+    // accumulates in Y's storage and is widened in place at its commit (as in gradient()).
+    T* const run0 = k == 1 ? reinterpret_cast<T*>(Y.data()) : nullptr;
     ordered_runs<Buffer<T>>(
         num_chunks(), kMaxRuns, workers, [] { return std::make_unique<Buffer<T>>(); },
-        [&](std::int64_t, std::int64_t c0, std::int64_t c1, Buffer<T>& acc) {
-          acc.resize(std::size_t(rows) * k);
-          std::fill(acc.begin(), acc.end(), T(0));
+        [&](std::int64_t r, std::int64_t c0, std::int64_t c1, Buffer<T>& acc) {
+          T* dst = run0;
+          if (r > 0 || !run0) {
+            acc.resize(std::size_t(rows) * k);
+            dst = acc.data();
+          }
+          std::fill(dst, dst + std::size_t(rows) * k, T(0));
           ParamSink<T> sink(mp.size(), nullptr);
-          for (size_t a = 0; a < act.size(); ++a) sink[act[a]] = acc.data() + row[a] * k;
+          for (size_t a = 0; a < act.size(); ++a) sink[act[a]] = dst + row[a] * k;
           for (std::int64_t c = c0; c < c1; ++c) {
             std::unique_ptr<Pass<T>> tmp;
             Pass<T>& p = primal(c, tmp);
@@ -702,6 +741,7 @@ class ObjectiveImpl final : public Objective {
           }
         },
         [&](std::int64_t r, Buffer<T>& acc) {
+          if (r == 0 && run0) return widen_in_place(run0, rows);
           for (size_t a = 0; a < act.size(); ++a) {
             const std::int64_t size = mp[act[a]].size;
             for (std::int64_t j = 0; j < k; ++j) {

@@ -29,7 +29,9 @@
 ///    a product) in place into one accumulator of P x k values in the model's precision: Conv, Gemm
 ///    and MatMul accumulate their weight gradients straight into it (GEMM with beta = 1), other ops
 ///    through a temporary. Finished runs are committed in run order into the float64 result,
-///    result = ((run_0 + run_1) + run_2) + ..., and their accumulators return to a pool.
+///    result = ((run_0 + run_1) + run_2) + ..., and their accumulators return to a pool. Run 0 of a
+///    gradient or a one-direction product accumulates in the result's own storage (P values of T in
+///    the first bytes of P doubles) and is widened in place at its commit: one accumulator fewer.
 ///  - Kernels are sequential within a micro-batch, except large GEMMs, which split their output into
 ///    blocks of a size fixed by the matrix shapes and run them on oneTBB (isolated from other work).
 ///    Every floating-point operation is therefore fixed by (B, model, data), never by the schedule.
@@ -43,8 +45,9 @@
 /// Memory (T = sizeof(model precision), P parameters, k directions, per sample: A bytes of node
 /// values, G of the activation gradients a Hessian product keeps, S of op state; B samples per
 /// micro-batch, W = micro-batches in flight = min(threads, R), c <= N samples with kept passes):
-///   gradient  T P (parameters) + min(R, W+1) T P (runs) + W B (A + S) + c (A + S)   + 8 P result
-///   product   T P + T P k (directions) + min(R, W+1) T P k (runs)
+///   gradient  T P (parameters) + (min(R, W+1) - 1) T P (runs) + W B (A + S) + c (A + S)
+///             + 8 P result (holding run 0)
+///   product   T P + T P k (directions) + (min(R, W+1) - [k = 1]) T P k (runs)
 ///             + W B (A + S + G + ~1.5 k A) (passes and tangents in flight, tangents freed as the
 ///             reverse sweep goes) + c (A + S + G)                                   + 8 P k result
 /// ObjectiveOptions::memory_bytes caps the sum: the cache shrinks first (recomputation), then fewer
