@@ -3,6 +3,8 @@
 // one JSON line with ratios measured in this one run (the machine is shared and noisy: run it
 // twice and quote both). Every timing is the minimum over `reps` repetitions, interleaved
 // (SGD, K-FAC, K-FAC, SGD, ...) so that a load change on the machine hits all of them alike.
+//   gam_over_sgd          GAM step (--gam 0.05 on SGD: two gradients, two Hessian-gradient products
+//                         that reuse their gradient's passes) / SGD step
 //   kfac_over_sgd         K-FAC step, factors every step, inverses every 10 steps
 //                         (kfac-pytorch's factor_update_steps = 1, inv_update_steps = 10; curv's
 //                         --factor-every 1 --inv-every 10), amortized over the steps, / SGD step
@@ -60,8 +62,9 @@ int main(int argc, char** argv) {
   for (auto& v : d.x) v = nd(rng);
   for (std::int64_t i = 0; i < batch * steps; ++i) d.labels.push_back(static_cast<std::int64_t>(rng() % 10));
 
-  auto train_seconds = [&](StepRule* rule, double lr) {
+  auto train_seconds = [&](StepRule* rule, double lr, double gam_rho = 0) {
     TrainOptions o;
+    o.sharpness.gam_rho = gam_rho;
     o.epochs = 1;
     o.batch_size = batch;
     o.shuffle = false;
@@ -72,9 +75,10 @@ int main(int argc, char** argv) {
     t.run();
     return timer.seconds() / double(steps);
   };
-  double sgd_s = 1e30, kfac_s = 1e30, kfac10_s = 1e30;
+  double sgd_s = 1e30, kfac_s = 1e30, kfac10_s = 1e30, gam_s = 1e30;
   for (int r = 0; r < reps; ++r) {
     sgd_s = std::min(sgd_s, train_seconds(nullptr, 0.01));
+    gam_s = std::min(gam_s, train_seconds(nullptr, 0.01, 0.05));
     KfacStepOptions ko;
     ko.factor_every = 1;
     ko.inv_every = 10;
@@ -163,13 +167,13 @@ int main(int argc, char** argv) {
   const double hf_s = hf_iter("", false), bhf_s = hf_iter("layers", false), bhfr_s = hf_iter("layers", true);
   std::printf("{\"arch\": \"%s\", \"params\": %lld, \"batch\": %lld, \"threads\": %d, \"steps\": %lld, \"reps\": %d, "
               "\"sgd_step_s\": %.4f, \"kfac_step_s\": %.4f, \"kfac_f10_step_s\": %.4f, "
-              "\"kfac_factor_every\": 1, \"kfac_inv_every\": 10, \"kfac_over_sgd\": %.3f, "
+              "\"gam_over_sgd\": %.3f, \"kfac_factor_every\": 1, \"kfac_inv_every\": 10, \"kfac_over_sgd\": %.3f, "
               "\"kfac_f10_factor_every\": 10, \"kfac_f10_inv_every\": 10, \"kfac_f10_over_sgd\": %.3f, "
               "\"grad_s\": %.4f, \"ggn_s\": %.4f, \"ggn_tangent_over_grad\": %.3f, \"hessian_tangent_over_grad\": %.3f, "
               "\"hf_iter_s\": %.4f, \"hf_iter_over_ggn\": %.3f, \"layers\": %lld, \"bhf_iter_s\": %.4f, "
               "\"bhf_iter_over_ggn\": %.3f, \"bhf_restricted_iter_over_ggn\": %.3f, \"block_columns_over_ggn\": %.3f, \"block_restricted_over_ggn\": %.3f}\n",
               arch.c_str(), (long long)m.num_params(), (long long)batch, threads, (long long)steps, reps, sgd_s, kfac_s,
-              kfac10_s, kfac_s / sgd_s, kfac10_s / sgd_s, grad_s, ggn_s, ggn_s / grad_s, hess_s / grad_s, hf_s, hf_s / ggn_s,
+              kfac10_s, gam_s / sgd_s, kfac_s / sgd_s, kfac10_s / sgd_s, grad_s, ggn_s, ggn_s / grad_s, hess_s / grad_s, hf_s, hf_s / ggn_s,
               (long long)L, bhf_s, bhf_s / ggn_s, bhfr_s / ggn_s, columns_s / ggn_s, restricted_s / ggn_s);
   return 0;
 }
