@@ -15,8 +15,11 @@
 /// on the block's parameters): then an iteration is one product per active block, and a model's
 /// product restricted to block l runs its forward tangent from block l on and its reverse tangent
 /// back to block l only, skipping the block's zero prefix that the L-column pass computes. On a
-/// chain of L layers of equal cost that is (L + 1) / 2 products' tangent work instead of L. Same
-/// matrices; the rounding of the products may differ from the L-column pass.
+/// chain of L equal dense layers (GEMMs: a full product 2 at the first layer and 4 at each other,
+/// W x' + V x forward and W^T g' + g' x^T back; block l's own product 2 at layer l and 2 at each
+/// later one) that is L (L + 1) GEMMs against L (4L - 2) for the L-column pass: about (L + 1) / 4
+/// products instead of L. Same matrices; the rounding of the products may differ from the
+/// L-column pass.
 ///
 /// Status and residuals as CgSolver (cg_solver.h): per block residual_history() columns, and
 /// residual() = ||(D + lambda I) x - b|| / ||b||, D = blockdiag(C_ll), from the true per-block

@@ -36,9 +36,12 @@
 /// over the whole model (the primal pass is kept), about L GGN products' worth of work. With
 /// restricted_blocks each block's product runs on its own parameters instead (L products on the
 /// kept primal passes): column l's forward tangent starts at block l and its reverse tangent stops
-/// there, so a chain of L equal layers costs (L + 1) / 2 products per iteration, and a network whose
-/// cost sits in its first layers (convolutions) nearer to 1. That sum of the blocks' suffix sweeps
-/// is the floor for exact block-diagonal products: block 1's own product is already one full sweep.
+/// there, so a chain of L equal layers costs about (L + 1) / 4 products per iteration (block_cg_solver.h
+/// counts the GEMMs; 1 for L = 2), and less on a network whose cost sits in its first layers
+/// (LeNet-5's 5 blocks: 0.8-0.95 of one GGN product, bench/bench_second_order). That sum of the
+/// blocks' suffix sweeps is the floor for exact block-diagonal products: block l's product needs
+/// its forward tangent from the block to the output and its reverse tangent back to the block;
+/// only the L-column pass's zero prefixes and its off-block parameter tangents are avoidable.
 ///
 /// Logged per step: cg_iterations, cg_residual (true relative residual of the final iterate),
 /// cg_products, cg_chosen (iteration of the backtracked iterate), damping (of this step), rho
