@@ -13,11 +13,27 @@ namespace {
 // (CG keeps each block's vectors on its block), and its product is read on that block.
 class BlockMaskedOperator final : public LinearOperator {
  public:
-  BlockMaskedOperator(const LinearOperator& C, const std::vector<std::pair<Index, Index>>& blocks)
-      : m_C(C), m_blocks(blocks) {}
+  BlockMaskedOperator(const LinearOperator& C, const std::vector<std::pair<Index, Index>>& blocks,
+                      const std::vector<const LinearOperator*>& block_ops)
+      : m_C(C), m_blocks(blocks), m_block_ops(block_ops) {}
   Index rows() const override { return m_C.rows(); }
   void apply(const Matrix& X, Matrix& Y) const override {
     count_products(X.cols());
+    if (!m_block_ops.empty()) {  // C_ll p_l by block l's own operator, columns of one block together
+      Y = Matrix::Zero(X.rows(), X.cols());
+      for (std::size_t l = 0; l < m_blocks.size(); ++l) {
+        const auto [off, size] = m_blocks[l];
+        std::vector<Index> cols;
+        for (Index j = 0; j < X.cols(); ++j)
+          if (!X.col(j).segment(off, size).isZero(0)) cols.push_back(j);
+        if (cols.empty()) continue;
+        Matrix P(size, Index(cols.size())), CP;
+        for (std::size_t c = 0; c < cols.size(); ++c) P.col(Index(c)) = X.col(cols[c]).segment(off, size);
+        m_block_ops[l]->apply(P, CP);
+        for (std::size_t c = 0; c < cols.size(); ++c) Y.col(cols[c]).segment(off, size) = CP.col(Index(c));
+      }
+      return;
+    }
     Matrix CX;
     m_C.apply(X, CX);  // one pass for every block's direction
     Y = Matrix::Zero(X.rows(), X.cols());
@@ -33,6 +49,7 @@ class BlockMaskedOperator final : public LinearOperator {
  private:
   const LinearOperator& m_C;
   const std::vector<std::pair<Index, Index>>& m_blocks;
+  const std::vector<const LinearOperator*>& m_block_ops;
 };
 
 }  // namespace
@@ -53,6 +70,22 @@ BlockCgSolver::BlockCgSolver(const LinearOperator& C, std::vector<std::pair<Inde
   CgSolver check(C, options, preconditioner);  // validates the options
 }
 
+BlockCgSolver::BlockCgSolver(const LinearOperator& C, std::vector<std::pair<Index, Index>> blocks,
+                             std::vector<const LinearOperator*> block_ops, CgOptions options,
+                             const LinearOperator* preconditioner)
+    : BlockCgSolver(C, std::move(blocks), options, preconditioner) {
+  if (block_ops.empty()) return;  // one pass of C on the L columns, as the other constructor
+  if (block_ops.size() != m_blocks.size())
+    throw std::invalid_argument("block CG: " + std::to_string(block_ops.size()) + " block operators for " +
+                                std::to_string(m_blocks.size()) + " blocks");
+  for (std::size_t l = 0; l < block_ops.size(); ++l)
+    if (!block_ops[l] || block_ops[l]->rows() != m_blocks[l].second)
+      throw std::invalid_argument("block CG: the operator of block " + std::to_string(l) + " has " +
+                                  std::to_string(block_ops[l] ? block_ops[l]->rows() : 0) + " rows, the block " +
+                                  std::to_string(m_blocks[l].second));
+  m_block_ops = std::move(block_ops);
+}
+
 BlockCgSolver::Index BlockCgSolver::compute(const Vector& b) { return compute(b, Vector()); }
 
 BlockCgSolver::Index BlockCgSolver::compute(const Vector& b, const Vector& x0) {
@@ -65,7 +98,7 @@ BlockCgSolver::Index BlockCgSolver::compute(const Vector& b, const Vector& x0) {
   const Index L = Index(m_blocks.size());
   Matrix B = Matrix::Zero(b.size(), L);
   for (Index l = 0; l < L; ++l) B.col(l).segment(m_blocks[l].first, m_blocks[l].second) = b.segment(m_blocks[l].first, m_blocks[l].second);
-  BlockMaskedOperator D(m_C, m_blocks);
+  BlockMaskedOperator D(m_C, m_blocks, m_block_ops);
   CgSolver cg(D, m_options, m_M);
   Matrix X0;
   if (x0.size()) {

@@ -11,6 +11,16 @@
 /// Costs per iteration: L operator columns (one pass with L directions) where full CG spends 1;
 /// a K-FAC or Jacobi preconditioner is block-diagonal already and applies per column.
 ///
+/// Alternatively each block comes as its own operator C_ll (`block_ops`, e.g. a CurvatureOperator
+/// on the block's parameters): then an iteration is one product per active block, and a model's
+/// product restricted to block l runs its forward tangent from block l on and its reverse tangent
+/// back to block l only, skipping the block's zero prefix that the L-column pass computes. On a
+/// chain of L equal dense layers (GEMMs: a full product 2 at the first layer and 4 at each other,
+/// W x' + V x forward and W^T g' + g' x^T back; block l's own product 2 at layer l and 2 at each
+/// later one) that is L (L + 1) GEMMs against L (4L - 2) for the L-column pass: about (L + 1) / 4
+/// products instead of L. Same matrices; the rounding of the products may differ from the
+/// L-column pass.
+///
 /// Status and residuals as CgSolver (cg_solver.h): per block residual_history() columns, and
 /// residual() = ||(D + lambda I) x - b|| / ||b||, D = blockdiag(C_ll), from the true per-block
 /// residuals.
@@ -32,6 +42,11 @@ class BlockCgSolver {
   using Matrix = LinearOperator::Matrix;
 
   BlockCgSolver(const LinearOperator& C, std::vector<std::pair<Index, Index>> blocks, CgOptions options = {},
+                const LinearOperator* preconditioner = nullptr);
+  /// With block_ops[l] = C_ll (rows == blocks[l].second; C then only gives the size and is not
+  /// applied); empty block_ops: as the constructor above.
+  BlockCgSolver(const LinearOperator& C, std::vector<std::pair<Index, Index>> blocks,
+                std::vector<const LinearOperator*> block_ops, CgOptions options = {},
                 const LinearOperator* preconditioner = nullptr);
 
   /// Solves for one right-hand side b (rows == C.rows()). Returns the iterations (lockstep steps).
@@ -55,6 +70,7 @@ class BlockCgSolver {
  private:
   const LinearOperator& m_C;
   std::vector<std::pair<Index, Index>> m_blocks;
+  std::vector<const LinearOperator*> m_block_ops;  // empty: one pass of m_C on the L columns
   CgOptions m_options;
   const LinearOperator* m_M;
   CompInfo m_info = CompInfo::NotComputed;

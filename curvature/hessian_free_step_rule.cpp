@@ -89,6 +89,7 @@ HessianFreeStepRule::HessianFreeStepRule(const Model& model, HessianFreeOptions 
       end += model.params()[p].size;
     }
     m_blocks.emplace_back(off, end - off);
+    m_block_params.push_back(ps);
   }
 }
 
@@ -107,9 +108,11 @@ void HessianFreeStepRule::step(const StepContext& at, std::vector<double>& w, co
   const std::int64_t nc = m_options.curvature_batch > 0 ? std::min(m_options.curvature_batch, N) : N;
   const Dataset cbatch = nc < N ? at.batch->subset(0, nc) : Dataset();
   const Dataset& cdata = nc < N ? cbatch : *at.batch;
+  // On the whole mini-batch the products reuse the gradient's kept primal passes when offered.
+  std::unique_ptr<Objective> own;
   at.model->set_flat_params(w);
-  auto cobj = Objective::create(*at.model, cdata, at.objective);
-  CurvatureOperator C(*cobj, m_options.curvature);
+  if (nc < N || !at.batch_objective) own = Objective::create(*at.model, cdata, at.objective);
+  CurvatureOperator C(own ? *own : *at.batch_objective, m_options.curvature);
 
   CgOptions co;
   co.damping = m_damping + wd;
@@ -141,7 +144,14 @@ void HessianFreeStepRule::step(const StepContext& at, std::vector<double>& w, co
     residual = cg.residuals()[0];
     products = cg.num_operations();
   } else {
-    BlockCgSolver cg(C, m_blocks, co);
+    std::vector<CurvatureOperator> own_ops;
+    std::vector<const LinearOperator*> block_ops;
+    if (m_options.restricted_blocks) {
+      own_ops.reserve(m_block_params.size());
+      for (const auto& ps : m_block_params) own_ops.emplace_back(own ? *own : *at.batch_objective, m_options.curvature, ps);
+      for (const auto& op : own_ops) block_ops.push_back(&op);
+    }
+    BlockCgSolver cg(C, m_blocks, block_ops, co);
     iterations = cg.compute(b, x0);
     x = cg.solution();
     residual = cg.residual();

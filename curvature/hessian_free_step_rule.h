@@ -32,8 +32,16 @@
 /// separates them (J p = sum_m J_m p_m loses which block contributed). The cheapest exact
 /// alternative is what BlockCgSolver does: one primal pass of the model carrying the L block
 /// directions as L tangent columns (Objective::product on an [P, L] block, the activations shared),
-/// the output of column l read on block l only. Per iteration this costs one forward pass plus L
-/// tangent/adjoint sweeps, i.e. between 1 and L GGN products' worth of work.
+/// the output of column l read on block l only. Per iteration this costs L tangent/adjoint sweeps
+/// over the whole model (the primal pass is kept), about L GGN products' worth of work. With
+/// restricted_blocks each block's product runs on its own parameters instead (L products on the
+/// kept primal passes): column l's forward tangent starts at block l and its reverse tangent stops
+/// there, so a chain of L equal layers costs about (L + 1) / 4 products per iteration (block_cg_solver.h
+/// counts the GEMMs; 1 for L = 2), and less on a network whose cost sits in its first layers
+/// (LeNet-5's 5 blocks: 0.8-0.95 of one GGN product, bench/bench_second_order). That sum of the
+/// blocks' suffix sweeps is the floor for exact block-diagonal products: block l's product needs
+/// its forward tangent from the block to the output and its reverse tangent back to the block;
+/// only the L-column pass's zero prefixes and its off-block parameter tangents are avoidable.
 ///
 /// Logged per step: cg_iterations, cg_residual (true relative residual of the final iterate),
 /// cg_products, cg_chosen (iteration of the backtracked iterate), damping (of this step), rho
@@ -64,6 +72,11 @@ struct HessianFreeOptions {
   bool backtrack = true;
   bool line_search = false;
   double weight_decay = 0.0;
+  /// bhf: each block's products on its own parameters (BlockCgSolver's block operators: one product
+  /// per block and iteration, its tangents only from the block on, skipping the block's zero
+  /// prefix) instead of one pass with the L block directions as columns. Same matrices; the
+  /// rounding may differ, so it is off by default (results of existing runs stay bit for bit).
+  bool restricted_blocks = false;
 };
 
 /// std::invalid_argument naming the option unless damping > 0 (>= 0 for the GGN) and finite,
@@ -97,6 +110,7 @@ class HessianFreeStepRule final : public StepRule {
   std::vector<double> m_prev;    // final CG iterate of the last step (warm start before decay)
   std::vector<double> m_last_d;  // the chosen (backtracked) direction of the last step
   std::vector<std::pair<std::int64_t, std::int64_t>> m_blocks;
+  std::vector<std::vector<int>> m_block_params;  // parameter indices of each block
   std::vector<std::string> m_block_names;
 };
 

@@ -73,7 +73,10 @@ void KfacStepRule::step(const StepContext& at, std::vector<double>& w, const std
   // Kfac holder does not exist yet (the first step of a run or of a resumed run).
   const bool factors = t % m_options.factor_every == 0;
   if (factors || !m_kfac) {
-    auto obj = Objective::create(*at.model, *at.batch, at.objective);
+    // The factors' passes run on the gradient's kept primal passes when the trainer offers them.
+    std::unique_ptr<Objective> own;
+    if (!at.batch_objective) own = Objective::create(*at.model, *at.batch, at.objective);
+    Objective* obj = at.batch_objective ? at.batch_objective : own.get();
     KfacOptions ko;
     ko.type = m_options.type;
     ko.seed = m_options.seed * 0x9e3779b97f4a7c15ull + std::uint64_t(t);

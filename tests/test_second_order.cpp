@@ -115,15 +115,19 @@ Model with_weights(Model m, const std::vector<double>& w) {
 TEST_CASE("HF and BHF steps equal dense solves of the damped GGN (block) systems, also on a curvature sub-batch") {
   const Model m0 = mlp(3);
   const Dataset d = synthetic_data({5}, 12, 3, 4);
-  for (const char* blocks : {"", "layers", "fc1+fc2"}) {
+  for (const char* blocks : {"", "layers", "fc1+fc2", "layers+restricted", "fc1+fc2+restricted"}) {
     for (std::int64_t cb : {0, 5}) {
       for (double wd : {0.0, 0.01}) {
-        const std::string block_spec = blocks;
+        std::string block_spec = blocks;
         CAPTURE(block_spec);
         CAPTURE(cb);
         CAPTURE(wd);
         HessianFreeOptions h = exact_hf();
-        h.blocks = blocks;
+        // "+restricted": each block's products on its own parameters (HessianFreeOptions::restricted_blocks)
+        const auto cut = block_spec.find("+restricted");
+        h.restricted_blocks = cut != std::string::npos;
+        if (h.restricted_blocks) block_spec.erase(cut);
+        h.blocks = block_spec;
         h.curvature_batch = cb;
         h.weight_decay = wd;
         h.cg_decay = 0.5;

@@ -211,6 +211,23 @@ TEST_CASE("block-diagonal CG equals the dense block-diagonal solve, plain and K-
     CHECK(C.num_products() == bcg.num_operations());
     for (auto it : bcg.block_iterations()) CHECK(it <= bcg.num_iterations());
   }
+  // Each block as its own operator (a CurvatureOperator on the block's parameters): the same solve.
+  std::vector<CurvatureOperator> own;
+  std::vector<const LinearOperator*> ops;
+  for (const auto& blk : m.blocks("layers")) own.emplace_back(*obj, Curvature::GGN, blk.params);
+  for (const auto& op : own) ops.push_back(&op);
+  C.reset_num_products();
+  BlockCgSolver restricted(C, blocks, ops, o);
+  restricted.compute(g);
+  INFO("block operators: rel err ", rel(restricted.solution(), x));
+  CHECK(restricted.info() == CompInfo::Successful);
+  CHECK(rel(restricted.solution(), x) < kSolveTol);
+  CHECK(restricted.residual() < 1e-10);
+  CHECK(C.num_products() == 0);  // only the block operators were applied
+  CHECK(own[0].num_products() + own[1].num_products() == restricted.num_operations());
+  std::vector<const LinearOperator*> wrong(ops.rbegin(), ops.rend());
+  if (blocks[0].second != blocks[1].second) CHECK_THROWS_AS(BlockCgSolver(C, blocks, wrong, o), std::invalid_argument);
+  CHECK_THROWS_AS(BlockCgSolver(C, blocks, {ops[0]}, o), std::invalid_argument);
 }
 
 TEST_CASE("CG statuses: breakdown on an indefinite matrix and NotConverging at the iteration cap") {

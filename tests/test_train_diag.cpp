@@ -270,6 +270,30 @@ TEST_CASE("AdaHessian and Sophia resumed from an epoch checkpoint equal an unint
       CHECK(resumed.history().epochs[i].train_loss == full.history().epochs[i].train_loss);
       CHECK(resumed.history().epochs[i].optimizer == full.history().epochs[i].optimizer);
     }
+    // The per-step log (/history/optimizer): one row per step, refreshes at steps 1, 4, 7, 10, the
+    // diagonal's mean at those, and the epoch statistics are its per-epoch summary.
+    const auto& steps = full.history().optimizer;
+    REQUIRE(steps.size() == 12);
+    REQUIRE(resumed.history().optimizer.size() == 12);
+    for (std::size_t i = 0; i < steps.size(); ++i) {
+      CAPTURE(i);
+      CHECK(steps[i].step == std::int64_t(i) + 1);
+      CHECK(steps[i].values.at("hessian_refresh") == (i % 3 == 0 ? 1.0 : 0.0));
+      CHECK(steps[i].values.count("hessian_diag_mean") == (i % 3 == 0 ? 1u : 0u));
+      CHECK(resumed.history().optimizer[i].values == steps[i].values);
+    }
+    for (std::size_t e = 0; e < 3; ++e) {
+      double refreshes = 0, clip = 0;
+      for (std::size_t i = 4 * e; i < 4 * e + 4; ++i) {
+        refreshes += steps[i].values.at("hessian_refresh");
+        CHECK(steps[i].values.count("clip_fraction") == (kind == DiagonalKind::Sophia ? 1u : 0u));
+        if (kind == DiagonalKind::Sophia) clip += steps[i].values.at("clip_fraction");
+      }
+      CHECK(refreshes == full.history().epochs[e].optimizer.at("hessian_refreshes"));
+      if (kind == DiagonalKind::Sophia)
+        CHECK(clip / 4 == doctest::Approx(full.history().epochs[e].optimizer.at("clip_fraction")).epsilon(1e-12));
+    }
+    CHECK(steps[9].values.at("hessian_diag_mean") == full.history().epochs[2].optimizer.at("hessian_diag_mean"));
     // Another optimizer's state does not fit.
     TrainOptions other = o;
     other.diagonal.kind = kind == DiagonalKind::AdaHessian ? DiagonalKind::Sophia : DiagonalKind::AdaHessian;

@@ -67,7 +67,7 @@ struct TrainCli {
   std::string hf_curvature = "ggn";
   std::int64_t cg_max_iters = 50, curvature_batch = 0;
   double cg_rtol = 1e-4, cg_decay = 0.95;
-  bool no_backtrack = false, line_search = false;
+  bool no_backtrack = false, line_search = false, restricted_blocks = false;
   std::string blocks = "layers";
 };
 
@@ -130,6 +130,7 @@ void for_each_setting(TrainCli& o, F f) {
   f("no_backtrack", "--no-backtrack", o.no_backtrack);
   f("line_search", "--line-search", o.line_search);
   f("blocks", "--blocks", o.blocks);
+  f("restricted_blocks", "--restricted-blocks", o.restricted_blocks);
 }
 
 void add_second_order_options(CLI::App& app, TrainCli& o) {
@@ -173,6 +174,9 @@ void add_second_order_options(CLI::App& app, TrainCli& o) {
   app.add_flag("--line-search", o.line_search,
                "hf/bhf: Armijo line search on the step's rate (0.8^k, rejects the step when none decreases the loss)");
   app.add_option("--blocks", o.blocks, "bhf: 'layers' or groups of layer names, e.g. fc1+fc2,fc3")->capture_default_str();
+  app.add_flag("--restricted-blocks", o.restricted_blocks,
+               "bhf: one product per block on its own parameters (tangents from the block on) instead of one pass "
+               "with a column per block; same matrices, different rounding");
 }
 
 // The second-order step rule of --optimizer kfac|hf|bhf (null for the first-order optimizers).
@@ -209,6 +213,7 @@ std::unique_ptr<StepRule> make_step_rule(const TrainCli& o, const Model& model, 
   h.curvature_batch = o.curvature_batch;
   h.backtrack = !o.no_backtrack;
   h.line_search = o.line_search;
+  h.restricted_blocks = o.restricted_blocks;
   h.weight_decay = o.weight_decay;
   return std::make_unique<HessianFreeStepRule>(model, h);
 }
@@ -618,7 +623,7 @@ void register_train(CLI::App& root, int argc, char** argv) {
       if (!e.optimizer.empty()) j["optimizer_stats"] = e.optimizer;
     }
     if (!h.curvature.empty()) j["curvature"] = curvature_json(h.curvature.back());
-    if (!h.optimizer.empty()) j["optimizer_last_step"] = h.optimizer.back().values;  // kfac, hf, bhf
+    if (!h.optimizer.empty()) j["optimizer_last_step"] = h.optimizer.back().values;  // kfac, hf, bhf, adahessian, sophia
     if (o->run.json) return emit_json(o->run, j);
     std::cerr << "train: " << st.epoch << " epochs, " << st.step << " steps in " << timer.seconds() << " s -> "
               << o->out << "\n";

@@ -15,7 +15,8 @@ Panels:
   diagonal         AdaHessian / Sophia: mean of the Hessian-diagonal estimate at each epoch's last
                    refresh, and the refreshes per epoch (/history/optimizer_epochs)
 The default panels are the first five, plus clip and diagonal when a run has those statistics.
-Second-order optimizers (kfac, hf, bhf: /history/optimizer, per step; not in the default set):
+Second-order optimizers (kfac, hf, bhf: /history/optimizer, per step; not in the default set;
+adahessian and sophia log hessian_refresh, hessian_diag_mean and (sophia) clip_fraction there too):
   damping          Tikhonov damping lambda per step (log scale), K-FAC inverse refreshes as ticks
   rho              reduction ratio (actual / predicted loss change) with the 1/4 and 3/4 lines
   cg               CG iterations per step (left) and the final relative residual (right, log)

@@ -220,9 +220,10 @@ class ObjectiveImpl final : public Objective {
             std::unique_ptr<Pass<T>> tmp;
             Pass<T>& p = primal(c, tmp);
             // Parameter gradients into the run; activation gradients only transiently (a Hessian
-            // product computes and keeps them), so a gradient holds what PyTorch's does.
+            // product computes and keeps them), so a gradient holds what PyTorch's does, unless
+            // keep_activation_grads keeps them for the Hessian product that follows.
             if (!p.has_grad) ensure_seed(p);
-            m_exec.backward(p, &sink, false);
+            m_exec.backward(p, &sink, m_opts.keep_activation_grads);
             acc.loss += p.loss_sum;
             keep(c, tmp);
           }

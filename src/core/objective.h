@@ -107,6 +107,11 @@ struct ObjectiveOptions {
   /// Cross-entropy: labels equal to this are skipped and the mean runs over the others
   /// (torch.nn.CrossEntropyLoss's ignore_index).
   std::int64_t ignore_index = kDefaultIgnoreIndex;
+  /// gradient() keeps, with each pass it keeps, the activation gradients a Hessian product reads
+  /// (as a Hessian product does), so a Hessian product that follows at the same parameters skips
+  /// its own backward sweep (GAM, Hutchinson diagonals: gradient then H g on one batch). Costs
+  /// the memory of those gradients (G per sample, see Memory above); results do not change.
+  bool keep_activation_grads = false;
 };
 
 struct EvalResult {

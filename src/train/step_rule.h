@@ -33,6 +33,9 @@ struct StepContext {
   const Dataset* batch = nullptr;
   /// Precision and micro-batch of the passes (the Trainer's).
   ObjectiveOptions objective;
+  /// The mini-batch's Objective at w with the primal passes of the gradient kept (nullptr: none);
+  /// a rule may run its passes on the batch at w through it instead of recomputing them.
+  Objective* batch_objective = nullptr;
   double loss = 0;         // mini-batch loss at w
   double lr = 0;           // this step's learning rate
   std::int64_t step = 0;   // steps completed before this one

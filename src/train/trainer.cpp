@@ -167,7 +167,8 @@ EvalResult Trainer::evaluate(const Dataset& data) {
 }
 
 double Trainer::batch_gradient(const Dataset& batch, const std::vector<double>& w, std::vector<double>& g,
-                               std::vector<BatchNormStats>* bn, EvalResult* eval, std::unique_ptr<Objective>* keep) {
+                               std::vector<BatchNormStats>* bn, EvalResult* eval, std::unique_ptr<Objective>* keep,
+                               bool keep_grads) {
   if (m_options.weight_transform) {
     std::vector<double> q = w;
     m_options.weight_transform(q);
@@ -177,6 +178,7 @@ double Trainer::batch_gradient(const Dataset& batch, const std::vector<double>& 
   }
   ObjectiveOptions oo = m_options.objective;
   oo.cache_bytes = std::numeric_limits<std::size_t>::max() / 4;  // evaluate() reuses the gradient's pass
+  oo.keep_activation_grads = keep_grads;  // a Hessian product follows at w: it skips its backward sweep
   auto obj = Objective::create(m_train_model, batch, oo);
   Eigen::VectorXd gv;
   const double loss = obj->gradient(gv);
@@ -190,9 +192,14 @@ double Trainer::batch_gradient(const Dataset& batch, const std::vector<double>& 
 EvalResult Trainer::step_gradient(const Dataset& batch, std::vector<double>& g) {
   std::vector<BatchNormStats> bn;
   EvalResult ev;
-  // The batch's objective at w stays for curvature products (GAM, the Hessian diagonal).
-  const bool keep = m_diagonal || m_options.sharpness.gam_rho > 0;
-  batch_gradient(batch, m_w, g, &bn, &ev, keep ? &m_batch_objective : nullptr);
+  // The batch's objective at w stays for curvature products (GAM, the Hessian diagonal) and for
+  // step rules (K-FAC's factors and HF's products reuse its primal passes). A Hessian product
+  // follows the gradient at w for GAM and for a Hutchinson refresh of the diagonal.
+  const bool gam = m_options.sharpness.gam_rho > 0;
+  const bool keep = m_diagonal || gam || m_rule;
+  const bool hvp_next = gam || (m_diagonal && m_diagonal->refresh_due() &&
+                                m_options.diagonal.estimator == DiagonalEstimator::Hutchinson);
+  batch_gradient(batch, m_w, g, &bn, &ev, keep ? &m_batch_objective : nullptr, hvp_next);
   const std::vector<double> g0 = m_options.sharpness.gam_rho > 0 ? g : std::vector<double>();
   const auto& s = m_options.sharpness;
   if (s.kind != SharpnessKind::None) {
@@ -246,7 +253,7 @@ void Trainer::add_gam_term(const Dataset& batch, Objective& objective, const std
   std::vector<double> w_a(P), g_a;
   for (std::size_t i = 0; i < P; ++i) w_a[i] = m_w[i] + scale * f[i];
   std::unique_ptr<Objective> at_a;
-  batch_gradient(batch, w_a, g_a, nullptr, nullptr, &at_a);
+  batch_gradient(batch, w_a, g_a, nullptr, nullptr, &at_a, true);
   // f_a = H(w_a) g_a / ||g_a||; step with g + alpha rho f_a
   const std::vector<double> f_a = hessian_times(*at_a, g_a);
   const double c = s.gam_alpha * s.gam_rho / (norm(g_a) + 1e-12);
@@ -259,6 +266,9 @@ void Trainer::optimizer_step(const Dataset& batch, const std::vector<double>& g,
     return;
   }
   const auto& d = m_options.diagonal;
+  OptimizerRecord rec;  // per step under /history/optimizer, as the second-order rules log
+  rec.step = m_state.step + 1;
+  rec.values["hessian_refresh"] = m_diagonal->refresh_due() ? 1.0 : 0.0;
   if (m_diagonal->refresh_due()) {
     std::vector<double> at = m_w;  // the gradient passes' weights: q(w) under a weight_transform
     if (m_options.weight_transform) m_options.weight_transform(at);
@@ -270,12 +280,15 @@ void Trainer::optimizer_step(const Dataset& batch, const std::vector<double>& g,
     double mean = 0;
     for (double x : est) mean += x;
     m_epoch_diag_mean = est.empty() ? 0.0 : mean / double(est.size());
+    rec.values["hessian_diag_mean"] = m_epoch_diag_mean;
     m_diagonal->refresh(std::move(est));
     ++m_epoch_refreshes;
   }
   m_diagonal->step(m_w, g, lr);
   m_epoch_clip_sum += m_diagonal->clip_fraction();
   ++m_epoch_steps;
+  if (d.kind == DiagonalKind::Sophia) rec.values["clip_fraction"] = m_diagonal->clip_fraction();
+  m_state.history.optimizer.push_back(std::move(rec));
 }
 
 void Trainer::set_curvature_monitor(CurvatureMonitor* monitor, std::int64_t every, bool per_epoch) {
@@ -338,6 +351,7 @@ bool Trainer::run() {
         at.model = &m_train_model;  // at w: step_gradient's last pass (no SAM with a rule)
         at.batch = &batch;
         at.objective = m_options.objective;
+        at.batch_objective = m_batch_objective.get();
         at.loss = r.loss;
         at.lr = lr;
         at.step = m_state.step;

@@ -20,7 +20,11 @@
 ///          f_a   = H(w_a) g_a / ||g_a||,  g_a = grad L(w_a)              authors' code)
 ///          step with  g_base + alpha rho f_a
 ///        g_base is g, or SAM/ASAM/GNR's direction when one of them is on as well (the paper's
-///        "GAM + SAM"). Cost: two gradients and two Hessian-vector products per step.
+///        "GAM + SAM"). Cost: two gradients and two Hessian-vector products per step; each product
+///        follows a gradient at its point and reuses that gradient's primal pass and activation
+///        gradients (ObjectiveOptions::keep_activation_grads), so it adds only its tangent sweeps
+///        (forward tangent and reverse tangent): 2 x (forward + backward) + 2 x (tangent forward +
+///        tangent backward) in all, against SGD's 1 x (forward + backward).
 ///        The authors' code (four gradients) replaces both products by finite differences along
 ///        SAM's radius, H(w) g / |g| ~ (grad L(w + r g/|g|) - g) / r, and by default mixes the
 ///        gradients with GSAM's surrogate-gap decomposition (grad_beta_*, grad_gamma); neither
@@ -164,7 +168,8 @@ class Trainer {
   // Loss/accuracy at w; writes the step direction's gradient g (after SAM etc.) and updates BN stats.
   EvalResult step_gradient(const Dataset& batch, std::vector<double>& g);
   double batch_gradient(const Dataset& batch, const std::vector<double>& w, std::vector<double>& g,
-                        std::vector<BatchNormStats>* bn, EvalResult* eval, std::unique_ptr<Objective>* keep = nullptr);
+                        std::vector<BatchNormStats>* bn, EvalResult* eval, std::unique_ptr<Objective>* keep = nullptr,
+                        bool keep_grads = false);
   // GAM's first-order-flatness term alpha rho f_a, added to g (objective: the batch's at w).
   void add_gam_term(const Dataset& batch, Objective& objective, const std::vector<double>& g0, std::vector<double>& g);
   // The optimizer step (first-order or Hessian-diagonal), with its statistics for the epoch record.
