@@ -50,16 +50,20 @@ def data_path(cache, samples):
     return os.path.join(cache, f"data_{samples}.npz")
 
 
-def make_data(cache, samples):
-    path = data_path(cache, samples)
+def cached_batch(path, draw):
+    """The (x, y) batch stored at path, drawn once by draw(gen) with a fixed seed."""
     if not os.path.exists(path):
-        gen = np.random.default_rng(7)
-        x = gen.standard_normal((samples, 3, 32, 32), dtype=np.float32)
-        y = gen.integers(0, 10, samples, dtype=np.int64)
+        x, y = draw(np.random.default_rng(7))
         np.savez(path + ".tmp.npz", x=x, y=y)
         os.replace(path + ".tmp.npz", path)
     d = np.load(path)
     return torch.from_numpy(d["x"]), torch.from_numpy(d["y"])
+
+
+def make_data(cache, samples):
+    return cached_batch(data_path(cache, samples),
+                        lambda gen: (gen.standard_normal((samples, 3, 32, 32), dtype=np.float32),
+                                     gen.integers(0, 10, samples, dtype=np.int64)))
 
 
 def tokens_path(cache, samples):
@@ -67,15 +71,9 @@ def tokens_path(cache, samples):
 
 
 def make_tokens(cache, samples):
-    path = tokens_path(cache, samples)
-    if not os.path.exists(path):
-        gen = np.random.default_rng(7)
-        x = gen.integers(0, BERT_SMALL["vocab"], (samples, BERT_SMALL["seq"]), dtype=np.int64)
-        y = gen.integers(0, 10, samples, dtype=np.int64)
-        np.savez(path + ".tmp.npz", x=x, y=y)
-        os.replace(path + ".tmp.npz", path)
-    d = np.load(path)
-    return torch.from_numpy(d["x"]), torch.from_numpy(d["y"])
+    return cached_batch(tokens_path(cache, samples),
+                        lambda gen: (gen.integers(0, BERT_SMALL["vocab"], (samples, BERT_SMALL["seq"]), dtype=np.int64),
+                                     gen.integers(0, 10, samples, dtype=np.int64)))
 
 
 def inputs(cache, name, samples):
