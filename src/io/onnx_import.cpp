@@ -114,7 +114,8 @@ std::map<std::string, std::string> tied_transposes(const std::map<std::string, F
   std::map<std::string, std::string> tied;
   for (const auto& [name, x] : consts) {
     if (name.rfind("onnx::", 0) != 0 || !is_matrix(x)) continue;
-    if (std::all_of(x.f.begin(), x.f.end(), [&](double e) { return e == x.f[0]; })) continue;
+    const double first = x.f[0];  // clang 14 cannot capture a structured binding
+    if (std::all_of(x.f.begin(), x.f.end(), [first](double e) { return e == first; })) continue;
     const std::int64_t r = x.shape[0], c = x.shape[1];
     const auto [lo, hi] = weights.equal_range(hash(x, false));
     for (auto it = lo; it != hi; ++it) {
