@@ -65,10 +65,20 @@ std::string module_path(const std::string& node_name) {
 // weight as [in, out] (the name curv's own export gives it). So layers group a weight with its
 // bias, and results name "layer1.0.conv1" instead of "onnx::Conv_27". A name already taken keeps
 // the exporter's name.
-std::map<std::string, std::string> module_names(const onnx::GraphProto& g, const std::set<std::string>& inits) {
-  std::map<std::string, int> uses;
+ValueUses value_uses(const onnx::GraphProto& g) {
+  ValueUses uses;
   for (const auto& n : g.node())
-    for (const auto& in : n.input()) ++uses[in];
+    for (int k = 0; k < n.input_size(); ++k) uses[n.input(k)].push_back({&n, k});
+  for (const auto& o : g.output()) uses[o.name()].push_back({nullptr, 0});
+  return uses;
+}
+
+std::map<std::string, std::string> module_names(const onnx::GraphProto& g, const std::set<std::string>& inits,
+                                                const ValueUses& uses) {
+  const auto node_uses = [&](const std::string& v) {
+    const auto u = uses.find(v);
+    return u == uses.end() ? 0 : std::count_if(u->second.begin(), u->second.end(), [](const auto& e) { return e.first != nullptr; });
+  };
   std::map<std::string, std::string> names;
   std::set<std::string> taken(inits.begin(), inits.end());
   for (const auto& n : g.node()) {
@@ -78,7 +88,7 @@ std::map<std::string, std::string> module_names(const onnx::GraphProto& g, const
     if (module.empty()) continue;
     for (int k = 1; k <= 2 && k < n.input_size(); ++k) {
       const std::string& in = n.input(k);
-      if (in.rfind("onnx::", 0) != 0 || !inits.count(in) || uses[in] != 1 || names.count(in)) continue;
+      if (in.rfind("onnx::", 0) != 0 || !inits.count(in) || node_uses(in) != 1 || names.count(in)) continue;
       const std::string name = module + (k == 2 ? ".bias" : t == "MatMul" ? ".weight_t" : ".weight");
       if (!taken.insert(name).second) continue;
       names[in] = name;
@@ -285,20 +295,16 @@ Model Importer::run(const onnx::ModelProto& mp) {
     f.trainable = !f.is_int;
     m_consts[t.name()] = std::move(f);
   }
+  m_uses = value_uses(g);
   for (auto& [name, f] : m_consts)
-    if (f.trainable && only_masks(g, name)) f.trainable = false;
-  m_module_names = module_names(g, inits);
+    if (f.trainable && only_masks(name)) f.trainable = false;
+  m_module_names = module_names(g, inits, m_uses);
   m_tied = tied_transposes(m_consts);
-  {
-    std::map<std::string, int> uses, index_uses;
-    for (const auto& n : g.node())
-      for (int k = 0; k < n.input_size(); ++k) {
-        ++uses[n.input(k)];
-        if (n.op_type() == "Gather" && k == 1) ++index_uses[n.input(k)];
-      }
-    for (const auto& [name, count] : index_uses)
-      if (uses[name] == count) m_index_only.insert(name);
-  }
+  // Values read by nodes only as a Gather's indices (a graph output is no such read).
+  for (const auto& [name, readers] : m_uses)
+    if (std::all_of(readers.begin(), readers.end(),
+                    [](const auto& r) { return r.first && r.first->op_type() == "Gather" && r.second == 1; }))
+      m_index_only.insert(name);
   add_input(g, inits);
   for (const auto& n : g.node()) import_node(n);
   if (g.output_size() < 1) fail("graph has no output");
@@ -331,12 +337,7 @@ Model Importer::run(const onnx::ModelProto& mp) {
 // through shape ops, as a registered causal-mask buffer does. Such a float initializer is a
 // constant: its derivative is zero, and as a parameter it would add zero rows to every curvature
 // product.
-bool Importer::only_masks(const onnx::GraphProto& g, const std::string& name) {
-  if (m_uses.empty()) {
-    for (const auto& n : g.node())
-      for (int k = 0; k < n.input_size(); ++k) m_uses[n.input(k)].push_back({&n, k});
-    for (const auto& o : g.output()) m_uses[o.name()].push_back({nullptr, 0});
-  }
+bool Importer::only_masks(const std::string& name) {
   if (const auto m = m_mask_only.find(name); m != m_mask_only.end()) return m->second;
   m_mask_only[name] = false;  // a cycle (malformed graph) is not a mask
   const auto u = m_uses.find(name);
@@ -352,7 +353,7 @@ bool Importer::only_masks(const onnx::GraphProto& g, const std::string& name) {
     if (t == "Cast")
       for (const auto& a : n->attribute()) to_bool = to_bool || (a.name() == "to" && a.i() == onnx::TensorProto_DataType_BOOL);
     if (to_bool) continue;
-    if (!(k == 0 && moves.count(t) && n->output_size() >= 1 && only_masks(g, n->output(0)))) return false;
+    if (!(k == 0 && moves.count(t) && n->output_size() >= 1 && only_masks(n->output(0)))) return false;
   }
   return m_mask_only[name] = true;
 }

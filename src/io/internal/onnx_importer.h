@@ -27,8 +27,12 @@ struct ImportError : std::runtime_error {
 };
 
 std::string dtype_name(int t);
+// Every value's readers: value name -> (node, input index), with (nullptr, 0) for a graph output.
+using ValueUses = std::map<std::string, std::vector<std::pair<const onnx::NodeProto*, int>>>;
+ValueUses value_uses(const onnx::GraphProto& g);
 // Initializer name -> module-derived parameter name, for PyTorch's generated "onnx::*" names.
-std::map<std::string, std::string> module_names(const onnx::GraphProto& g, const std::set<std::string>& inits);
+std::map<std::string, std::string> module_names(const onnx::GraphProto& g, const std::set<std::string>& inits,
+                                                const ValueUses& uses);
 // Generated "onnx::*" initializers that are the exact transpose of another float initializer
 // (a tied weight, folded by the exporter): name -> the initializer it transposes.
 std::map<std::string, std::string> tied_transposes(const std::map<std::string, Folded>& consts);
@@ -248,7 +252,7 @@ class Importer {
 
   // ---- nodes -------------------------------------------------------------------------------
   void import_node(const onnx::NodeProto& n);
-  bool only_masks(const onnx::GraphProto& g, const std::string& name);
+  bool only_masks(const std::string& name);
   bool try_fold(const std::string& t);
   void import_op(const std::string& t);
   void import_conv_like(const std::string& t);
@@ -276,7 +280,7 @@ class Importer {
     std::string node;
   };
   std::map<std::string, PendingPad> m_pending_pads;  // zero Pad outputs, merged into their consumer
-  std::map<std::string, std::vector<std::pair<const onnx::NodeProto*, int>>> m_uses;  // value -> (node, input)
+  ValueUses m_uses;  // value -> its readers, built once per graph
   std::map<std::string, bool> m_mask_only;
   std::set<std::string> m_booleans;  // data values known to hold only 0 and 1 (comparison outputs)
   const onnx::NodeProto* m_node = nullptr;
