@@ -11,9 +11,11 @@ Panels:
                    with heavy-ball momentum beta (read from the checkpoint's /train config)
   trace            Hutchinson trace with its standard error band
   overlap          fraction of the gradient in the top-k Hessian eigenspace
-  clip             Sophia: fraction of coordinates whose update was clipped (mean per epoch)
+  clip             Sophia: fraction of coordinates whose update was clipped (mean per epoch; per
+                   step from /history/optimizer with --x steps)
   diagonal         AdaHessian / Sophia: mean of the Hessian-diagonal estimate at each epoch's last
-                   refresh, and the refreshes per epoch (/history/optimizer_epochs)
+                   refresh, and the refreshes per epoch (/history/optimizer_epochs); with --x steps
+                   one point per refresh step (/history/optimizer hessian_refresh, hessian_diag_mean)
 The default panels are the first five, plus clip and diagonal when a run has those statistics.
 Second-order optimizers (kfac, hf, bhf: /history/optimizer, per step; not in the default set;
 adahessian and sophia log hessian_refresh, hessian_diag_mean and (sophia) clip_fraction there too):
@@ -111,9 +113,9 @@ def main():
         panels = [p for p in a.panels.split(",") if p]
     else:
         panels = list(DEFAULT_PANELS)
-        if any("clip_fraction" in r["optimizer_epochs"] for r in runs):
+        if any("clip_fraction" in r["optimizer_epochs"] or "clip_fraction" in r["optimizer"] for r in runs):
             panels.append("clip")
-        if any("hessian_diag_mean" in r["optimizer_epochs"] for r in runs):
+        if any("hessian_diag_mean" in r["optimizer_epochs"] or "hessian_diag_mean" in r["optimizer"] for r in runs):
             panels.append("diagonal")
     for p in panels:
         if p not in PANELS + OPTIMIZER_PANELS:
@@ -155,10 +157,24 @@ def main():
                 k = cv["top_values"].shape[1] if cv["top_values"].ndim == 2 else 0
                 ax.plot(cx, cv["grad_overlap"], "-", color=c, label=f"{label} (top-{k})")
                 ax.set_ylim(0, 1.02)
+            elif panel == "clip" and a.x == "steps" and "clip_fraction" in run["optimizer"]:
+                op = run["optimizer"]
+                ax.plot(op["step"], op["clip_fraction"], "-", lw=0.8, color=c, label=label)
+                ax.set_ylim(0, 1.02)
+                ax.set_xlabel("optimizer step")
             elif panel == "clip" and "clip_fraction" in run["optimizer_epochs"]:
                 ax.plot(run["epoch"], run["optimizer_epochs"]["clip_fraction"], "-o", ms=3, color=c, label=label)
                 ax.set_ylim(0, 1.02)
                 ax.set_xlabel("epoch")
+            elif panel == "diagonal" and a.x == "steps" and "hessian_diag_mean" in run["optimizer"]:
+                op = run["optimizer"]
+                # One point per refresh: the steps between refreshes reuse the last estimate.
+                at = np.isfinite(op["hessian_diag_mean"])
+                if "hessian_refresh" in op:
+                    at &= op["hessian_refresh"] > 0
+                ax.plot(op["step"][at], op["hessian_diag_mean"][at], "-o", ms=2, color=c,
+                        label=f"{label} ({int(at.sum())} refreshes)")
+                ax.set_xlabel("optimizer step")
             elif panel == "diagonal" and "hessian_diag_mean" in run["optimizer_epochs"]:
                 st = run["optimizer_epochs"]
                 n = int(np.nansum(st.get("hessian_refreshes", [np.nan])))
