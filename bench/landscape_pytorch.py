@@ -22,6 +22,7 @@ import numpy as np
 import onnx
 import onnx.numpy_helper
 import torch
+from torch_blas import require_fast_blas, set_blas_threads  # noqa: E402  (bench/)
 import torch.nn.functional as F
 
 
@@ -84,6 +85,8 @@ def main():
     ap.add_argument("--run", default="landscape")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    set_blas_threads(a.threads)
+    require_fast_blas("landscape_pytorch.py")
     net = OnnxNet(a.model)
     x, y = load_fmnist_test(a.samples)
     with h5py.File(a.landscape, "r") as f:

@@ -14,6 +14,7 @@ import sys
 import time
 
 import torch
+from torch_blas import require_fast_blas, set_blas_threads  # noqa: E402  (bench/)
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -27,6 +28,8 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    set_blas_threads(a.threads)
+    require_fast_blas("pytorch_adahessian.py")
     torch.manual_seed(0)
     model = LeNet()
     params = list(model.parameters())

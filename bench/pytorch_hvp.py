@@ -25,6 +25,7 @@ import sys
 import time
 
 import torch
+from torch_blas import require_fast_blas, set_blas_threads  # noqa: E402  (bench/)
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -131,6 +132,8 @@ def main():
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
+    set_blas_threads(args.threads)
+    require_fast_blas("pytorch_hvp.py")
     torch.manual_seed(args.seed)
     counts = {}
     for opt in ("A", "B"):

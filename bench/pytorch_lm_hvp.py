@@ -35,6 +35,7 @@ import time
 import numpy as np
 import onnx
 import torch
+from torch_blas import require_fast_blas, set_blas_threads  # noqa: E402  (bench/)
 import torch.nn.functional as F
 from onnx import numpy_helper
 
@@ -159,6 +160,8 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    set_blas_threads(a.threads)
+    require_fast_blas("pytorch_lm_hvp.py")
     torch.manual_seed(a.seed)
 
     net, inputs, y = build(a.kind, a.model, a.sequences, a.source_data, a.seed)

@@ -12,6 +12,7 @@ import json
 import time
 
 import torch
+from torch_blas import require_fast_blas, set_blas_threads  # noqa: E402  (bench/)
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -75,6 +76,8 @@ def main():
     ap.add_argument("--sam", type=float, default=0.0)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    set_blas_threads(a.threads)
+    require_fast_blas("pytorch_train.py")
     torch.manual_seed(0)
     model = LeNet() if a.arch == "lenet" else ResNet20()
     model.train()

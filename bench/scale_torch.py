@@ -36,6 +36,7 @@ import time
 
 import numpy as np
 import torch
+from torch_blas import require_fast_blas, set_blas_threads  # noqa: E402  (bench/)
 import torch.nn as nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -223,6 +224,8 @@ def forward_macs(model, x1):
 
 def time_model(args):
     torch.set_num_threads(args.threads)
+    set_blas_threads(args.threads)
+    require_fast_blas("scale_torch.py")
     x, y = inputs(args.cache, args.model, args.samples)
     model = torch.load(os.path.join(args.cache, args.model + ".pt"))
     model.eval()
