@@ -143,8 +143,19 @@ class ConvOp final : public OpImpl<ConvOp> {
     else
       im2col(x + s0 * d.xs + gi * d.g.C * d.g.H * d.g.W, S, d.xs, d.g, dst, ld);
   }
+  // One sample's rows [C, HW] are its planes as stored: the copy into a buffer is skipped then
+  // (ResNet-20's convs run one sample per chunk).
+  template <class T>
+  static const T* rows_of(const T* y, std::int64_t S, std::int64_t ys, std::int64_t c0, std::int64_t C,
+                          std::int64_t HW, Buffer<T>& buf) {
+    if (S == 1) return y + c0 * HW;
+    buf.resize(C * S * HW);
+    to_rows(y, S, ys, c0, C, HW, buf.data());
+    return buf.data();
+  }
   template <class T>
   const T* cols(const Dims& d, const T* x, std::int64_t s0, std::int64_t S, std::int64_t gi, Buffer<T>& buf) const {
+    if (d.g.identity_cols()) return rows_of(x + s0 * d.xs, S, d.xs, gi * d.g.C, d.g.C, d.HW, buf);
     buf.resize(d.CKK * S * d.HW);
     cols_into(d, x, s0, S, gi, buf.data());
     return buf.data();
@@ -199,9 +210,11 @@ class ConvOp final : public OpImpl<ConvOp> {
     chunks(n, d.chunk, [&](std::int64_t s0, std::int64_t S) {
       for (std::int64_t gi = 0; gi < d.G; ++gi) {
         const T* cp = cols(d, x, s0, S, gi, col);
-        rows.resize(d.Og * S * d.HW);
-        gemm(false, false, w + gi * d.Og * d.CKK, d.Og, d.CKK, cp, d.CKK, S * d.HW, rows.data(), T(1), false);
-        from_rows(rows.data(), S, d.ys, gi * d.Og, d.Og, d.HW, y + s0 * d.ys, false);
+        T* yg = y + s0 * d.ys + gi * d.Og * d.HW;  // one sample: the GEMM writes its planes in place
+        if (S > 1) rows.resize(d.Og * S * d.HW);
+        gemm(false, false, w + gi * d.Og * d.CKK, d.Og, d.CKK, cp, d.CKK, S * d.HW, S == 1 ? yg : rows.data(), T(1),
+             false);
+        if (S > 1) from_rows(rows.data(), S, d.ys, gi * d.Og, d.Og, d.HW, y + s0 * d.ys, false);
       }
     });
   }
@@ -273,10 +286,9 @@ class ConvOp final : public OpImpl<ConvOp> {
     }
     chunks(n, d.chunk, [&](std::int64_t s0, std::int64_t S) {
       for (std::int64_t gi = 0; gi < d.G; ++gi) {
-        rows.resize(d.Og * S * d.HW);
-        to_rows(gy + s0 * d.ys, S, d.ys, gi * d.Og, d.Og, d.HW, rows.data());
+        const T* gr = rows_of(gy + s0 * d.ys, S, d.ys, gi * d.Og, d.Og, d.HW, rows);
         col.resize(d.CKK * S * d.HW);
-        gemm(true, false, w + gi * d.Og * d.CKK, d.Og, d.CKK, rows.data(), d.Og, S * d.HW, col.data(), T(1), false);
+        gemm(true, false, w + gi * d.Og * d.CKK, d.Og, d.CKK, gr, d.Og, S * d.HW, col.data(), T(1), false);
         uncols(d, col.data(), s0, S, gi, gx);
       }
     });
@@ -288,9 +300,8 @@ class ConvOp final : public OpImpl<ConvOp> {
     chunks(n, d.chunk, [&](std::int64_t s0, std::int64_t S) {
       for (std::int64_t gi = 0; gi < d.G; ++gi) {
         const T* cp = cols(d, x, s0, S, gi, col);
-        rows.resize(d.Og * S * d.HW);
-        to_rows(gy + s0 * d.ys, S, d.ys, gi * d.Og, d.Og, d.HW, rows.data());
-        gemm(false, true, rows.data(), d.Og, S * d.HW, cp, d.CKK, S * d.HW, gw + gi * d.Og * d.CKK, T(1), true);
+        const T* gr = rows_of(gy + s0 * d.ys, S, d.ys, gi * d.Og, d.Og, d.HW, rows);
+        gemm(false, true, gr, d.Og, S * d.HW, cp, d.CKK, S * d.HW, gw + gi * d.Og * d.CKK, T(1), true);
       }
     });
   }
@@ -451,11 +462,10 @@ class ConvOp final : public OpImpl<ConvOp> {
                         rows.data() + j * d.Og * S * d.HW);
               gemm(false, true, rows.data(), k * d.Og, S * d.HW, cp, d.CKK, S * d.HW, c.tgin[1].data, T(1), true);
             } else {
-              rows.resize(d.Og * S * d.HW);
               for (std::int64_t j = 0; j < k; ++j) {
-                to_rows(c.tgout.data + (j * d.N + s0) * d.ys, S, d.ys, gi * d.Og, d.Og, d.HW, rows.data());
-                gemm(false, true, rows.data(), d.Og, S * d.HW, cp, d.CKK, S * d.HW,
-                     c.tgin[1].data + j * d.wsz + gi * d.Og * d.CKK, T(1), true);
+                const T* gr = rows_of(c.tgout.data + (j * d.N + s0) * d.ys, S, d.ys, gi * d.Og, d.Og, d.HW, rows);
+                gemm(false, true, gr, d.Og, S * d.HW, cp, d.CKK, S * d.HW, c.tgin[1].data + j * d.wsz + gi * d.Og * d.CKK,
+                     T(1), true);
               }
             }
           }
