@@ -6,6 +6,18 @@
 //   Y'  = W col(X') + W' col(X) + b'
 //   g_X' = col^T(W^T g_Y' + W'^T g_Y),  g_W' = sum_n g_Y' col(X)^T + g_Y col(X')^T
 // (the W', X' terms of the last line are the second-order part).
+//
+// Cost against the FLOP floor: a gradient is 3 forward-sized GEMMs, an HVP on kept activations 6
+// (Y', then g_X' and g_W' with two terms each), so the HVP / gradient ratio of 2 is set by what
+// surrounds the GEMMs. Hence:
+//  - g_W' is one GEMM [g_Y' | g_Y] [col(X) | col(X')]^T with inner dimension 2 S HW: the weight-sized
+//    output, which bounds the GEMM on planes of a few positions, is read and written once;
+//  - output planes of at most 16 positions (ResNet-18/50's late stages on 32x32 inputs) gather
+//    im2col / col2im through a table, and take W^T g_Y + col2im for g_X (and for g_X' two GEMMs
+//    into one patch matrix), never the adjoint correlation, whose flipped copy of W (and W') per
+//    micro-batch costs as much as the GEMM there;
+//  - one-sample chunks GEMM straight from and into the stored planes (rows_of).
+// Fusing Y' as [W | W'] [col(X'); col(X)] was measured slower: it copies both weights per call.
 #include <algorithm>
 #include <stdexcept>
 

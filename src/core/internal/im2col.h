@@ -3,7 +3,10 @@
 //
 // A chunk of S samples is laid out for one GEMM per group: col(X) is [C*kh*kw, S*Ho*Wo] with sample
 // s at column offset s*Ho*Wo, row (c, ki, kj) holding x[c, oh*sh - pt + ki*dh, ow*sw - pl + kj*dw]
-// (zero outside the input). col2im_add is its adjoint, x += col^T(col).
+// (zero outside the input). col2im_add is its adjoint, x += col^T(col). Output planes of at most
+// 16 positions go through a table of input offsets (rows of one to four values made the row copies
+// and fills of the general paths mostly call overhead); larger planes copy whole rows, or the
+// whole shifted plane for stride-1 convs that keep the width.
 #include <array>
 #include <cstdint>
 #include <string>
