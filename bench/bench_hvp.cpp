@@ -4,6 +4,8 @@
 //   block / singles      one pass on K directions vs K single-direction passes
 //   primal reuse         first HVP (with the primal pass) vs later ones
 // Usage: bench_hvp [arch=resnet20] [samples=200] [block=16] [threads=2] [float32|float64]
+// An arch ending in .onnx or .h5 is a model file; its data then come from CURV_DATA (an .npz,
+// the first `samples` samples), e.g. bench/scale_torch.py's exports in ~/.cache/curv-bench.
 // CURV_TANGENT_MB=M sets ObjectiveOptions::tangent_bytes (direction groups of a block pass).
 // CURV_PROFILE=grad|hvp|block:N runs only N of those (for perf record) and prints nothing else.
 #include <tbb/global_control.h>
@@ -17,6 +19,8 @@
 #include "src/core/builder.h"
 #include "src/core/objective.h"
 #include "src/core/timer.h"
+#include "src/io/data_io.h"
+#include "src/io/model_source.h"
 
 using namespace curv;
 
@@ -28,16 +32,35 @@ int main(int argc, char** argv) {
   const bool f64 = argc > 5 && std::string(argv[5]) == "float64";
   tbb::global_control gc(tbb::global_control::max_allowed_parallelism, threads);
 
+  const auto ends_with = [&](const std::string& e) {
+    return arch.size() > e.size() && arch.compare(arch.size() - e.size(), e.size(), e) == 0;
+  };
+  const bool file = ends_with(".onnx") || ends_with(".h5");
   const Shape sample = arch.rfind("mlp", 0) == 0 ? Shape{784} : (arch == "lenet" ? Shape{1, 28, 28} : Shape{3, 32, 32});
-  Model m = build_arch(arch, sample, 10, 1);
   Dataset d;
-  d.source = "synthetic";
-  d.sample_shape = sample;
-  std::mt19937_64 rng(2);
-  std::normal_distribution<float> nd;
-  d.x.resize(samples * numel(sample));
-  for (auto& v : d.x) v = nd(rng);
-  for (std::int64_t i = 0; i < samples; ++i) d.labels.push_back(static_cast<std::int64_t>(rng() % 10));
+  if (file) {
+    const char* data = std::getenv("CURV_DATA");
+    if (!data) {
+      std::fprintf(stderr, "bench_hvp: a model file needs its data in CURV_DATA\n");
+      return 2;
+    }
+    DataOptions dopts;
+    dopts.samples = samples;
+    d = load_dataset(data, dopts);
+  } else {
+    d.source = "synthetic";
+    d.sample_shape = sample;
+    std::mt19937_64 rng(2);
+    std::normal_distribution<float> nd;
+    d.x.resize(samples * numel(sample));
+    for (auto& v : d.x) v = nd(rng);
+    for (std::int64_t i = 0; i < samples; ++i) d.labels.push_back(static_cast<std::int64_t>(rng() % 10));
+  }
+  ModelSource src;
+  src.path = file ? arch : "";
+  src.arch = file ? "" : arch;
+  src.seed = 1;
+  Model m = file ? load_model(src, &d) : build_arch(arch, sample, 10, 1);
 
   ObjectiveOptions o;
   o.precision = f64 ? Precision::Float64 : Precision::Float32;

@@ -465,6 +465,12 @@ TEST_CASE("Conv2d matches finite differences") {
   wide.pads = {1, 0, 0, 2};  // Ho = H - 1, Wo = W
   run_case({make_conv(wide), {{2, 2, 4, 6}, {3, 2, 3, 3}, {3}}, g3}, 27);
   run_case({make_conv(conv_attrs(5, 1, 2)), {{1, 2, 6, 3}, {2, 2, 5, 5}}, {Gen::Normal, Gen::Normal}}, 28);
+  // Output planes of at most 16 positions: the table im2col / col2im and, for stride 1, GEMM + col2im
+  // instead of the adjoint correlation. 3x3/pad 1 on a 1x1 plane is ResNet-18's last stage at 32x32;
+  // the dilated one has padding taps inside the table.
+  run_case({make_conv(conv_attrs(3, 1, 1)), {{3, 4, 1, 1}, {5, 4, 3, 3}, {5}}, g3}, 29);
+  run_case({make_conv(conv_attrs(3, 1, 2, 2)), {{2, 2, 4, 4}, {3, 2, 3, 3}, {3}}, g3}, 30);
+  run_case({make_conv(conv_attrs(3, 2, 1)), {{2, 3, 3, 4}, {2, 3, 3, 3}}, {Gen::Normal, Gen::Normal}}, 31);
 }
 
 ConvTranspose2dAttrs convt_attrs(std::int64_t k, std::int64_t s, std::int64_t p, std::int64_t op = 0,

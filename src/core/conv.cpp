@@ -6,6 +6,18 @@
 //   Y'  = W col(X') + W' col(X) + b'
 //   g_X' = col^T(W^T g_Y' + W'^T g_Y),  g_W' = sum_n g_Y' col(X)^T + g_Y col(X')^T
 // (the W', X' terms of the last line are the second-order part).
+//
+// Cost against the FLOP floor: a gradient is 3 forward-sized GEMMs, an HVP on kept activations 6
+// (Y', then g_X' and g_W' with two terms each), so the HVP / gradient ratio of 2 is set by what
+// surrounds the GEMMs. Hence:
+//  - g_W' is one GEMM [g_Y' | g_Y] [col(X) | col(X')]^T with inner dimension 2 S HW: the weight-sized
+//    output, which bounds the GEMM on planes of a few positions, is read and written once;
+//  - output planes of at most 16 positions (ResNet-18/50's late stages on 32x32 inputs) gather
+//    im2col / col2im through a table, and take W^T g_Y + col2im for g_X (and for g_X' two GEMMs
+//    into one patch matrix), never the adjoint correlation, whose flipped copy of W (and W') per
+//    micro-batch costs as much as the GEMM there;
+//  - one-sample chunks GEMM straight from and into the stored planes (rows_of).
+// Fusing Y' as [W | W'] [col(X'); col(X)] was measured slower: it copies both weights per call.
 #include <algorithm>
 #include <stdexcept>
 
@@ -134,14 +146,30 @@ class ConvOp final : public OpImpl<ConvOp> {
   static void chunks(std::int64_t n, std::int64_t chunk, F&& f) {
     for (std::int64_t s0 = 0; s0 < n; s0 += chunk) f(s0, std::min(chunk, n - s0));
   }
-  // col(X) for samples [s0, s0+S) of x, group gi.
+  // col(X) for samples [s0, s0+S) of x, group gi, into dst with row stride ld (0: S HW).
+  template <class T>
+  void cols_into(const Dims& d, const T* x, std::int64_t s0, std::int64_t S, std::int64_t gi, T* dst,
+                 std::int64_t ld = 0) const {
+    if (d.g.identity_cols())
+      to_rows(x + s0 * d.xs, S, d.xs, gi * d.g.C, d.g.C, d.HW, dst, ld);
+    else
+      im2col(x + s0 * d.xs + gi * d.g.C * d.g.H * d.g.W, S, d.xs, d.g, dst, ld);
+  }
+  // One sample's rows [C, HW] are its planes as stored: the copy into a buffer is skipped then
+  // (ResNet-20's convs run one sample per chunk).
+  template <class T>
+  static const T* rows_of(const T* y, std::int64_t S, std::int64_t ys, std::int64_t c0, std::int64_t C,
+                          std::int64_t HW, Buffer<T>& buf) {
+    if (S == 1) return y + c0 * HW;
+    buf.resize(C * S * HW);
+    to_rows(y, S, ys, c0, C, HW, buf.data());
+    return buf.data();
+  }
   template <class T>
   const T* cols(const Dims& d, const T* x, std::int64_t s0, std::int64_t S, std::int64_t gi, Buffer<T>& buf) const {
+    if (d.g.identity_cols()) return rows_of(x + s0 * d.xs, S, d.xs, gi * d.g.C, d.g.C, d.HW, buf);
     buf.resize(d.CKK * S * d.HW);
-    if (d.g.identity_cols())
-      to_rows(x + s0 * d.xs, S, d.xs, gi * d.g.C, d.g.C, d.HW, buf.data());
-    else
-      im2col(x + s0 * d.xs + gi * d.g.C * d.g.H * d.g.W, S, d.xs, d.g, buf.data());
+    cols_into(d, x, s0, S, gi, buf.data());
     return buf.data();
   }
   // x[s0..] += col^T(rows), i.e. the adjoint of cols().
@@ -194,9 +222,11 @@ class ConvOp final : public OpImpl<ConvOp> {
     chunks(n, d.chunk, [&](std::int64_t s0, std::int64_t S) {
       for (std::int64_t gi = 0; gi < d.G; ++gi) {
         const T* cp = cols(d, x, s0, S, gi, col);
-        rows.resize(d.Og * S * d.HW);
-        gemm(false, false, w + gi * d.Og * d.CKK, d.Og, d.CKK, cp, d.CKK, S * d.HW, rows.data(), T(1), false);
-        from_rows(rows.data(), S, d.ys, gi * d.Og, d.Og, d.HW, y + s0 * d.ys, false);
+        T* yg = y + s0 * d.ys + gi * d.Og * d.HW;  // one sample: the GEMM writes its planes in place
+        if (S > 1) rows.resize(d.Og * S * d.HW);
+        gemm(false, false, w + gi * d.Og * d.CKK, d.Og, d.CKK, cp, d.CKK, S * d.HW, S == 1 ? yg : rows.data(), T(1),
+             false);
+        if (S > 1) from_rows(rows.data(), S, d.ys, gi * d.Og, d.Og, d.HW, y + s0 * d.ys, false);
       }
     });
   }
@@ -204,8 +234,13 @@ class ConvOp final : public OpImpl<ConvOp> {
   //   g_X = corr(g_Y zero-padded by (k - 1 - p), flip(W)^T),
   // so g_X comes from im2col(g_Y) and one GEMM with inner dimension O kh kw, written straight into
   // rows of g_X, instead of a GEMM with inner dimension O followed by a 9-fold col2im scatter.
+  // Small output planes (at most kSmallPlane positions) take the GEMM + col2im path instead: their
+  // col2im is cheap, while the flipped weights cost a strided pass over W per call, which is as
+  // slow as the GEMM itself when W is large and the plane is 1x1 (ResNet-18's last stage).
+  static constexpr std::int64_t kSmallPlane = 16;
   bool has_adjoint_corr(const Dims& d) const {
     const ConvGeometry& g = d.g;
+    if (d.HW <= kSmallPlane) return false;
     if (d.G != 1 || g.sh != 1 || g.sw != 1 || g.dh != 1 || g.dw != 1 || g.identity_cols()) return false;
     const ConvGeometry a = adjoint_geometry(d);
     return a.pt >= 0 && a.pl >= 0 && a.pb >= 0 && a.pr >= 0;
@@ -263,10 +298,9 @@ class ConvOp final : public OpImpl<ConvOp> {
     }
     chunks(n, d.chunk, [&](std::int64_t s0, std::int64_t S) {
       for (std::int64_t gi = 0; gi < d.G; ++gi) {
-        rows.resize(d.Og * S * d.HW);
-        to_rows(gy + s0 * d.ys, S, d.ys, gi * d.Og, d.Og, d.HW, rows.data());
+        const T* gr = rows_of(gy + s0 * d.ys, S, d.ys, gi * d.Og, d.Og, d.HW, rows);
         col.resize(d.CKK * S * d.HW);
-        gemm(true, false, w + gi * d.Og * d.CKK, d.Og, d.CKK, rows.data(), d.Og, S * d.HW, col.data(), T(1), false);
+        gemm(true, false, w + gi * d.Og * d.CKK, d.Og, d.CKK, gr, d.Og, S * d.HW, col.data(), T(1), false);
         uncols(d, col.data(), s0, S, gi, gx);
       }
     });
@@ -278,9 +312,8 @@ class ConvOp final : public OpImpl<ConvOp> {
     chunks(n, d.chunk, [&](std::int64_t s0, std::int64_t S) {
       for (std::int64_t gi = 0; gi < d.G; ++gi) {
         const T* cp = cols(d, x, s0, S, gi, col);
-        rows.resize(d.Og * S * d.HW);
-        to_rows(gy + s0 * d.ys, S, d.ys, gi * d.Og, d.Og, d.HW, rows.data());
-        gemm(false, true, rows.data(), d.Og, S * d.HW, cp, d.CKK, S * d.HW, gw + gi * d.Og * d.CKK, T(1), true);
+        const T* gr = rows_of(gy + s0 * d.ys, S, d.ys, gi * d.Og, d.Og, d.HW, rows);
+        gemm(false, true, gr, d.Og, S * d.HW, cp, d.CKK, S * d.HW, gw + gi * d.Og * d.CKK, T(1), true);
       }
     });
   }
@@ -385,23 +418,19 @@ class ConvOp final : public OpImpl<ConvOp> {
           }
         });
       } else if (so && c.tin[1].data && d.G == 1) {
-        // Fused: g_X'_j = col^T([W; W'_j]^T [g_Y'_j; g_Y]), one GEMM with inner dimension 2 O and one col2im.
-        // The stacked weights of every direction are built once; g_Y's rows once per chunk.
-        auto& wcat = scratch<T>(2);
-        wcat.resize(k * 2 * d.wsz);
-        for (std::int64_t j = 0; j < k; ++j) {
-          std::copy_n(c.in[1].data, d.wsz, wcat.data() + j * 2 * d.wsz);
-          std::copy_n(c.tin[1].data + j * d.wsz, d.wsz, wcat.data() + j * 2 * d.wsz + d.wsz);
-        }
+        // g_X'_j = col^T(W^T g_Y'_j + W'_j^T g_Y): two GEMMs into one patch matrix and one col2im
+        // (stacking [W; W'_j] into one GEMM copied both weights on every call). g_Y's rows are
+        // gathered once per chunk.
         chunks(d.N, d.chunk, [&](std::int64_t s0, std::int64_t S) {
           const std::int64_t cols_n = S * d.HW;
           rows.resize(2 * d.O * cols_n);
-          to_rows(c.gout.data + s0 * d.ys, S, d.ys, 0, d.O, d.HW, rows.data() + d.O * cols_n);
+          T* gy_rows = rows.data() + d.O * cols_n;
+          to_rows(c.gout.data + s0 * d.ys, S, d.ys, 0, d.O, d.HW, gy_rows);
           col.resize(d.CKK * cols_n);
           for (std::int64_t j = 0; j < k; ++j) {
             to_rows(c.tgout.data + (j * d.N + s0) * d.ys, S, d.ys, 0, d.O, d.HW, rows.data());
-            gemm(true, false, wcat.data() + j * 2 * d.wsz, 2 * d.O, d.CKK, rows.data(), 2 * d.O, cols_n, col.data(),
-                 T(1), false);
+            gemm(true, false, c.in[1].data, d.O, d.CKK, rows.data(), d.O, cols_n, col.data(), T(1), false);
+            gemm(true, false, c.tin[1].data + j * d.wsz, d.O, d.CKK, gy_rows, d.O, cols_n, col.data(), T(1), true);
             uncols(d, col.data(), s0, S, 0, c.tgin[0].data + j * d.N * d.xs);
           }
         });
@@ -412,7 +441,24 @@ class ConvOp final : public OpImpl<ConvOp> {
             grad_x(d, c.gout.data, d.N, c.tin[1].data + j * d.wsz, c.tgin[0].data + j * d.N * d.xs, col, rows);
       }
     }
-    if (c.tgin[1].data) {
+    if (c.tgin[1].data && so && c.tin[0].data && d.G == 1 && !depthwise(d)) {
+      // Fused: g_W'_j += [g_Y'_j | g_Y] [col(X) | col(X'_j)]^T, one GEMM with inner dimension 2 S HW
+      // that reads and writes g_W'_j once (two GEMMs did it twice; with few output positions, as in
+      // ResNet-18's last stages, that traffic bounds the GEMM). col(X) and g_Y's rows are built once
+      // per chunk.
+      chunks(d.N, d.chunk, [&](std::int64_t s0, std::int64_t S) {
+        const std::int64_t cols_n = S * d.HW, ld = 2 * cols_n;
+        col.resize(d.CKK * ld);
+        cols_into(d, c.in[0].data, s0, S, 0, col.data(), ld);  // left: col(X)
+        rows.resize(d.O * ld);
+        to_rows(c.gout.data + s0 * d.ys, S, d.ys, 0, d.O, d.HW, rows.data() + cols_n, ld);  // right: g_Y
+        for (std::int64_t j = 0; j < k; ++j) {
+          cols_into(d, c.tin[0].data + j * d.N * d.xs, s0, S, 0, col.data() + cols_n, ld);          // right: col(X'_j)
+          to_rows(c.tgout.data + (j * d.N + s0) * d.ys, S, d.ys, 0, d.O, d.HW, rows.data(), ld);  // left: g_Y'_j
+          gemm(false, true, rows.data(), d.O, ld, col.data(), d.CKK, ld, c.tgin[1].data + j * d.wsz, T(1), true);
+        }
+      });
+    } else if (c.tgin[1].data) {
       if (depthwise(d))
         for (std::int64_t j = 0; j < k; ++j)
           grad_w(d, c.tgout.data + j * d.N * d.ys, c.in[0].data, d.N, c.tgin[1].data + j * d.wsz, col, rows);
@@ -428,11 +474,10 @@ class ConvOp final : public OpImpl<ConvOp> {
                         rows.data() + j * d.Og * S * d.HW);
               gemm(false, true, rows.data(), k * d.Og, S * d.HW, cp, d.CKK, S * d.HW, c.tgin[1].data, T(1), true);
             } else {
-              rows.resize(d.Og * S * d.HW);
               for (std::int64_t j = 0; j < k; ++j) {
-                to_rows(c.tgout.data + (j * d.N + s0) * d.ys, S, d.ys, gi * d.Og, d.Og, d.HW, rows.data());
-                gemm(false, true, rows.data(), d.Og, S * d.HW, cp, d.CKK, S * d.HW,
-                     c.tgin[1].data + j * d.wsz + gi * d.Og * d.CKK, T(1), true);
+                const T* gr = rows_of(c.tgout.data + (j * d.N + s0) * d.ys, S, d.ys, gi * d.Og, d.Og, d.HW, rows);
+                gemm(false, true, gr, d.Og, S * d.HW, cp, d.CKK, S * d.HW, c.tgin[1].data + j * d.wsz + gi * d.Og * d.CKK,
+                     T(1), true);
               }
             }
           }

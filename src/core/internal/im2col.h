@@ -3,7 +3,10 @@
 //
 // A chunk of S samples is laid out for one GEMM per group: col(X) is [C*kh*kw, S*Ho*Wo] with sample
 // s at column offset s*Ho*Wo, row (c, ki, kj) holding x[c, oh*sh - pt + ki*dh, ow*sw - pl + kj*dw]
-// (zero outside the input). col2im_add is its adjoint, x += col^T(col).
+// (zero outside the input). col2im_add is its adjoint, x += col^T(col). Output planes of at most
+// 16 positions go through a table of input offsets (rows of one to four values made the row copies
+// and fills of the general paths mostly call overhead); larger planes copy whole rows, or the
+// whole shifted plane for stride-1 convs that keep the width.
 #include <array>
 #include <cstdint>
 #include <string>
@@ -41,16 +44,19 @@ bool has_empty_window(std::int64_t in, std::int64_t k, std::int64_t s, std::int6
                       std::int64_t out);
 
 /// col[C*kh*kw, S*Ho*Wo] = im2col of S samples of x (sample stride xs elements, C planes each).
+/// `ld` is the row stride of col (0: S*Ho*Wo); a larger one lets two patch matrices sit side by
+/// side in one [C*kh*kw, 2*S*Ho*Wo] operand (Conv's fused second-order weight gradient).
 template <class T>
-void im2col(const T* x, std::int64_t S, std::int64_t xs, const ConvGeometry& g, T* col);
+void im2col(const T* x, std::int64_t S, std::int64_t xs, const ConvGeometry& g, T* col, std::int64_t ld = 0);
 
 /// x += col2im(col), the adjoint of im2col.
 template <class T>
 void col2im_add(const T* col, std::int64_t S, std::int64_t xs, const ConvGeometry& g, T* x);
 
-/// y: [S, Ctot, HW] channels [c0, c0+C) -> rows [C, S*HW].
+/// y: [S, Ctot, HW] channels [c0, c0+C) -> rows [C, S*HW] with row stride `ld` (0: S*HW).
 template <class T>
-void to_rows(const T* y, std::int64_t S, std::int64_t ys, std::int64_t c0, std::int64_t C, std::int64_t HW, T* rows);
+void to_rows(const T* y, std::int64_t S, std::int64_t ys, std::int64_t c0, std::int64_t C, std::int64_t HW, T* rows,
+             std::int64_t ld = 0);
 
 /// rows [C, S*HW] -> y: [S, Ctot, HW] channels [c0, c0+C), overwriting or adding.
 template <class T>
