@@ -57,8 +57,16 @@ class WhereOp final : public OpImpl<WhereOp> {
     const std::int64_t len = out[r - 1], sci = sc[r - 1], sai = sa[r - 1], sbi = sb[r - 1];
     std::vector<std::int64_t> idx(r, 0);
     std::int64_t ic = 0, ia = 0, ib = 0;
+    // A mask over scores with a scalar fill (strides 1, 1, 0) and equal shapes run with constant
+    // strides, so that their loops vectorize.
+    const int kind = (sci == 1 && sai == 1) ? (sbi == 0 ? 1 : sbi == 1 ? 2 : 0) : 0;
     for (std::int64_t io = 0; io < n; io += len) {
-      for (std::int64_t t = 0; t < len; ++t) f(io + t, ic + t * sci, ia + t * sai, ib + t * sbi);
+      if (kind == 1)
+        for (std::int64_t t = 0; t < len; ++t) f(io + t, ic + t, ia + t, ib);
+      else if (kind == 2)
+        for (std::int64_t t = 0; t < len; ++t) f(io + t, ic + t, ia + t, ib + t);
+      else
+        for (std::int64_t t = 0; t < len; ++t) f(io + t, ic + t * sci, ia + t * sai, ib + t * sbi);
       for (int d = r - 2; d >= 0; --d) {
         ++idx[d];
         ic += sc[d];
