@@ -167,22 +167,83 @@ std::vector<std::int64_t> strides_of(const Shape& s) {
   return st;
 }
 
-// Visit every multi-index of `s` in row-major order, calling f(flat index, multi-index).
-template <class F>
-void for_each_index(const Shape& s, F&& f) {
-  const std::int64_t n = numel(s);
-  std::vector<std::int64_t> idx(s.size(), 0);
-  for (std::int64_t i = 0; i < n; ++i) {
-    f(i, idx);
-    for (size_t d = s.size(); d-- > 0;) {
-      if (++idx[d] < s[d]) break;
-      idx[d] = 0;
+// A strided view of x read in the row-major order of `shape`: element i of the view is
+// x[base + sum_d idx_d(i) st[d]] (Transpose: st = x's strides permuted; Slice: x's strides times the
+// steps). Copying through it runs whole rows with one inner stride instead of an index table.
+struct Strided {
+  Shape shape;
+  std::vector<std::int64_t> st;
+  std::int64_t base = 0;
+
+  // Drops size-1 dims and merges neighbours that are contiguous in x ([N, H, T, D] -> [N, T, H, D]
+  // has rows of D; the order of visits does not change).
+  void coalesce() {
+    Shape s;
+    std::vector<std::int64_t> t;
+    for (size_t d = 0; d < shape.size(); ++d) {
+      if (shape[d] == 1) continue;
+      if (!s.empty() && t.back() == st[d] * shape[d]) {
+        s.back() *= shape[d];
+        t.back() = st[d];
+      } else {
+        s.push_back(shape[d]);
+        t.push_back(st[d]);
+      }
+    }
+    if (s.empty()) s.push_back(1), t.push_back(1);
+    shape = std::move(s);
+    st = std::move(t);
+  }
+  // f(flat index of the row's first element, its offset in x, row length, stride in x) per row of
+  // the innermost dim, in row-major order.
+  template <class F>
+  void for_rows(F&& f) const {
+    const int r = static_cast<int>(shape.size());
+    const std::int64_t n = numel(shape);
+    if (n == 0) return;
+    const std::int64_t len = shape[r - 1], inner = st[r - 1];
+    std::vector<std::int64_t> idx(r, 0);
+    std::int64_t off = base;
+    for (std::int64_t i = 0; i < n; i += len) {
+      f(i, off, len, inner);
+      for (int d = r - 2; d >= 0; --d) {
+        off += st[d];
+        if (++idx[d] < shape[d]) break;
+        off -= st[d] * shape[d];
+        idx[d] = 0;
+      }
     }
   }
-}
+  // out[i] = x[view(i)] for every i.
+  template <class T>
+  void gather(const T* x, T* out) const {
+    for_rows([&](std::int64_t i, std::int64_t o, std::int64_t len, std::int64_t s) {
+      T* y = out + i;
+      const T* xs = x + o;
+      if (s == 1)
+        for (std::int64_t j = 0; j < len; ++j) y[j] = xs[j];
+      else
+        for (std::int64_t j = 0; j < len; ++j) y[j] = xs[j * s];
+    });
+  }
+  // x[view(i)] = 0 + g[i] for every i (the view visits distinct elements): the scatter-add of the
+  // adjoint into zeros, bit for bit (0 + -0 is +0), without the index table.
+  template <class T>
+  void scatter(const T* g, T* x) const {
+    for_rows([&](std::int64_t i, std::int64_t o, std::int64_t len, std::int64_t s) {
+      const T* gs = g + i;
+      T* xs = x + o;
+      if (s == 1)
+        for (std::int64_t j = 0; j < len; ++j) xs[j] = T(0) + gs[j];
+      else
+        for (std::int64_t j = 0; j < len; ++j) xs[j * s] = T(0) + gs[j];
+    });
+  }
+};
 
-class TransposeOp final : public GatherLike<TransposeOp> {
+class TransposeOp final : public LinearOp<TransposeOp> {
  public:
+  int arity() const override { return 1; }
   explicit TransposeOp(std::vector<std::int64_t> perm) : m_perm(std::move(perm)) {
     std::vector<bool> seen(m_perm.size(), false);
     for (const auto a : m_perm) {
@@ -214,25 +275,34 @@ class TransposeOp final : public GatherLike<TransposeOp> {
     }
     return out;
   }
-  std::vector<std::int64_t> sources(const Shape& x) const {
-    auto p = perm(x.size());
-    const Shape out = output_shape({x});
+  // The output as a strided view of x.
+  Strided view(const Shape& x) const {
+    const auto p = perm(x.size());
     const auto st = strides_of(x);
-    std::vector<std::int64_t> src(numel(out));
-    for_each_index(out, [&](std::int64_t i, const std::vector<std::int64_t>& idx) {
-      std::int64_t s = 0;
-      for (size_t d = 0; d < idx.size(); ++d) s += idx[d] * st[p[d]];
-      src[i] = s;
-    });
-    return src;
+    Strided v{output_shape({x}), std::vector<std::int64_t>(x.size()), 0};
+    for (size_t d = 0; d < p.size(); ++d) v.st[d] = st[norm_axis(p[d], x.size(), "Transpose")];
+    v.coalesce();
+    return v;
+  }
+  // A permutation: y = x read through the view; its adjoint writes every element of g_x once.
+  template <class T>
+  void apply(const std::vector<ConstView<T>>& in, View<T> out) const {
+    if (!in[0].data) return out.set_zero();
+    view(in[0].shape).gather(in[0].data, out.data);
+  }
+  template <class T>
+  void adjoint(ConstView<T> g, const std::vector<View<T>>& gin) const {
+    if (!gin[0].data) return;
+    view(gin[0].shape).scatter(g.data, gin[0].data);
   }
 
  private:
   std::vector<std::int64_t> m_perm;
 };
 
-class SliceOp final : public GatherLike<SliceOp> {
+class SliceOp final : public LinearOp<SliceOp> {
  public:
+  int arity() const override { return 1; }
   SliceOp(std::vector<std::int64_t> starts, std::vector<std::int64_t> ends, std::vector<std::int64_t> axes,
           std::vector<std::int64_t> steps)
       : m_starts(std::move(starts)), m_ends(std::move(ends)), m_axes(std::move(axes)), m_steps(std::move(steps)) {
@@ -290,18 +360,30 @@ class SliceOp final : public GatherLike<SliceOp> {
     resolve(in.at(0), s, st, out);
     return out;
   }
-  std::vector<std::int64_t> sources(const Shape& x) const {
+  // The output as a strided view of x (distinct elements: steps are nonzero).
+  Strided view(const Shape& x) const {
     std::vector<std::int64_t> s, stp;
-    Shape out;
-    resolve(x, s, stp, out);
+    Strided v;
+    resolve(x, s, stp, v.shape);
     const auto st = strides_of(x);
-    std::vector<std::int64_t> src(numel(out));
-    for_each_index(out, [&](std::int64_t i, const std::vector<std::int64_t>& idx) {
-      std::int64_t o = 0;
-      for (size_t d = 0; d < idx.size(); ++d) o += (s[d] + idx[d] * stp[d]) * st[d];
-      src[i] = o;
-    });
-    return src;
+    v.st.resize(x.size());
+    for (size_t d = 0; d < x.size(); ++d) {
+      v.base += s[d] * st[d];
+      v.st[d] = stp[d] * st[d];
+    }
+    v.coalesce();
+    return v;
+  }
+  template <class T>
+  void apply(const std::vector<ConstView<T>>& in, View<T> out) const {
+    if (!in[0].data) return out.set_zero();
+    view(in[0].shape).gather(in[0].data, out.data);
+  }
+  template <class T>
+  void adjoint(ConstView<T> g, const std::vector<View<T>>& gin) const {
+    if (!gin[0].data) return;
+    gin[0].set_zero();
+    view(gin[0].shape).scatter(g.data, gin[0].data);
   }
 
  private:

@@ -192,6 +192,50 @@ T sgn(T x) {  // torch.abs's derivative: sgn(0) = 0
 CURV_UNARY_OPS(CURV_UNARY_FN)
 #undef CURV_UNARY_FN
 
+// f'(x) and f''(x) of one element together, for the VJP tangent; a row whose two derivatives share
+// work specializes it with the same expressions (Erf: one exp instead of two, same values).
+template <class Fn>
+struct Derivatives {
+  template <class T>
+  static void eval(T x, double p, double q, T& d, T& d2) {
+    d = Fn::df(x, p, q);
+    d2 = Fn::d2f(x, p, q);
+  }
+};
+template <>
+struct Derivatives<ErfFn> {
+  template <class T>
+  static void eval(T x, double, double, T& d, T& d2) {
+    const T e = std::exp(-x * x);
+    d = T(kTwoOverSqrtPi) * e;
+    d2 = T(-2) * x * T(kTwoOverSqrtPi) * e;
+  }
+};
+
+// A row may save one value per element in forward from which f' and f'' follow cheaply, with the
+// same expressions as df and d2f, so that repeated products on a kept pass skip its transcendental
+// (Erf: e = exp(-x^2), f' = c e, f'' = -2 x c e).
+template <class Fn>
+struct Saved {
+  static constexpr bool kSaves = false;
+};
+template <>
+struct Saved<ErfFn> {
+  static constexpr bool kSaves = true;
+  template <class T>
+  static T save(T x) {
+    return std::exp(-x * x);
+  }
+  template <class T>
+  static T df(T, T e) {
+    return T(kTwoOverSqrtPi) * e;
+  }
+  template <class T>
+  static T d2f(T x, T e) {
+    return T(-2) * x * T(kTwoOverSqrtPi) * e;
+  }
+};
+
 template <class Fn>
 class UnaryOp final : public OpImpl<UnaryOp<Fn>> {
  public:
@@ -220,6 +264,23 @@ class UnaryOp final : public OpImpl<UnaryOp<Fn>> {
     const std::int64_t n = out.size();
     const double p = m_param, q = m_param2;
     for (std::int64_t i = 0; i < n; ++i) out.data[i] = Fn::f(x[i], p, q);
+    if constexpr (Saved<Fn>::kSaves) {
+      if (!c.state) return;
+      auto& st = c.state->saved;
+      st.resize(1);
+      st[0].resize(c.in[0].shape);
+      T* e = st[0].data();
+      for (std::int64_t i = 0; i < n; ++i) e[i] = Saved<Fn>::save(x[i]);
+    }
+  }
+  // The values forward saved for x (null: none, e.g. a state from elsewhere).
+  template <class T>
+  static const T* saved(const OpCtx<T>& c, std::int64_t n) {
+    (void)c, (void)n;
+    if constexpr (Saved<Fn>::kSaves) {
+      if (c.state && c.state->saved.size() == 1 && c.state->saved[0].size() == n) return c.state->saved[0].data();
+    }
+    return nullptr;
   }
   template <class T>
   void bwd(OpCtx<T>& c) const {
@@ -229,6 +290,12 @@ class UnaryOp final : public OpImpl<UnaryOp<Fn>> {
     T* gx = c.gin[0].data;
     const std::int64_t n = c.in[0].size();
     const double p = m_param, q = m_param2;
+    if constexpr (Saved<Fn>::kSaves) {
+      if (const T* e = saved(c, n)) {
+        for (std::int64_t i = 0; i < n; ++i) gx[i] = g[i] * Saved<Fn>::df(x[i], e[i]);
+        return;
+      }
+    }
     for (std::int64_t i = 0; i < n; ++i) gx[i] = g[i] * Fn::df(x[i], p, q);
   }
   template <class T>
@@ -239,7 +306,7 @@ class UnaryOp final : public OpImpl<UnaryOp<Fn>> {
       return;
     }
     Buffer<T> d(n);  // uninitialized: a zeroed vector cost a memset per activation and call
-    derivative(c.in[0].data, n, d.data());
+    derivative(c.in[0].data, n, d.data(), saved(c, n));
     for (std::int64_t j = 0; j < c.k; ++j) {
       const T* tx = c.tin[0].data + j * n;
       T* ty = c.tout.data + j * n;
@@ -253,11 +320,26 @@ class UnaryOp final : public OpImpl<UnaryOp<Fn>> {
     const T* x = c.in[0].data;
     const double p = m_param, q = m_param2;
     Buffer<T> d(n), h;  // uninitialized (both are written before they are read)
-    derivative(x, n, d.data());
     const bool so = c.second_order && c.tin[0].data && Fn::curvature(p, q);
+    const T* e = saved(c, n);
     if (so) {
       h.resize(n);
-      for (std::int64_t i = 0; i < n; ++i) h[i] = c.gout.data[i] * Fn::d2f(x[i], p, q);
+      for (std::int64_t i = 0; i < n; ++i) {
+        T d2;
+        if constexpr (Saved<Fn>::kSaves) {
+          if (e) {
+            d[i] = Saved<Fn>::df(x[i], e[i]);
+            d2 = Saved<Fn>::d2f(x[i], e[i]);
+          } else {
+            Derivatives<Fn>::eval(x[i], p, q, d[i], d2);
+          }
+        } else {
+          Derivatives<Fn>::eval(x[i], p, q, d[i], d2);
+        }
+        h[i] = c.gout.data[i] * d2;
+      }
+    } else {
+      derivative(x, n, d.data(), e);
     }
     for (std::int64_t j = 0; j < c.k; ++j) {
       const T* tg = c.tgout.data + j * n;
@@ -273,7 +355,13 @@ class UnaryOp final : public OpImpl<UnaryOp<Fn>> {
 
  private:
   template <class T>
-  void derivative(const T* x, std::int64_t n, T* d) const {
+  void derivative(const T* x, std::int64_t n, T* d, const T* e) const {
+    if constexpr (Saved<Fn>::kSaves) {
+      if (e) {
+        for (std::int64_t i = 0; i < n; ++i) d[i] = Saved<Fn>::df(x[i], e[i]);
+        return;
+      }
+    }
     const double p = m_param, q = m_param2;
     for (std::int64_t i = 0; i < n; ++i) d[i] = Fn::df(x[i], p, q);
   }

@@ -52,11 +52,22 @@ class WhereOp final : public OpImpl<WhereOp> {
     if (n == 0) return;
     const auto sc = strides_over(c, out), sa = strides_over(a, out), sb = strides_over(b, out);
     const int r = static_cast<int>(out.size());
+    if (r == 0) return f(std::int64_t(0), std::int64_t(0), std::int64_t(0), std::int64_t(0));
+    // Rows of the innermost dim with their own strides, then an odometer over the outer dims.
+    const std::int64_t len = out[r - 1], sci = sc[r - 1], sai = sa[r - 1], sbi = sb[r - 1];
     std::vector<std::int64_t> idx(r, 0);
     std::int64_t ic = 0, ia = 0, ib = 0;
-    for (std::int64_t io = 0; io < n; ++io) {
-      f(io, ic, ia, ib);
-      for (int d = r - 1; d >= 0; --d) {
+    // A mask over scores with a scalar fill (strides 1, 1, 0) and equal shapes run with constant
+    // strides, so that their loops vectorize.
+    const int kind = (sci == 1 && sai == 1) ? (sbi == 0 ? 1 : sbi == 1 ? 2 : 0) : 0;
+    for (std::int64_t io = 0; io < n; io += len) {
+      if (kind == 1)
+        for (std::int64_t t = 0; t < len; ++t) f(io + t, ic + t, ia + t, ib);
+      else if (kind == 2)
+        for (std::int64_t t = 0; t < len; ++t) f(io + t, ic + t, ia + t, ib + t);
+      else
+        for (std::int64_t t = 0; t < len; ++t) f(io + t, ic + t * sci, ia + t * sai, ib + t * sbi);
+      for (int d = r - 2; d >= 0; --d) {
         ++idx[d];
         ic += sc[d];
         ia += sa[d];

@@ -57,10 +57,27 @@ struct Broadcast {
     }
     std::vector<std::int64_t> idx(r, 0);
     const std::int64_t inner = out[r - 1], ia_step = sa[r - 1], ib_step = sb[r - 1];
+    // The usual inner strides (contiguous or broadcast) as compile-time constants, so that the row
+    // loops vectorize; the same calls in the same order either way.
+    const int kind = (ia_step == 1 && ib_step == 1) ? 1 : (ia_step == 1 && ib_step == 0) ? 2
+                   : (ia_step == 0 && ib_step == 1) ? 3 : 0;
     std::int64_t io = 0, base_a = 0, base_b = 0;
     while (true) {
-      std::int64_t ia = base_a, ib = base_b;
-      for (std::int64_t t = 0; t < inner; ++t, ++io, ia += ia_step, ib += ib_step) f(io, ia, ib);
+      const std::int64_t ia = base_a, ib = base_b;
+      switch (kind) {
+        case 1:
+          for (std::int64_t t = 0; t < inner; ++t) f(io + t, ia + t, ib + t);
+          break;
+        case 2:
+          for (std::int64_t t = 0; t < inner; ++t) f(io + t, ia + t, ib);
+          break;
+        case 3:
+          for (std::int64_t t = 0; t < inner; ++t) f(io + t, ia, ib + t);
+          break;
+        default:
+          for (std::int64_t t = 0; t < inner; ++t) f(io + t, ia + t * ia_step, ib + t * ib_step);
+      }
+      io += inner;
       int d = r - 2;
       for (; d >= 0; --d) {
         ++idx[d];
