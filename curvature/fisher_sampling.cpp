@@ -50,6 +50,7 @@ FisherSampledTrace::FisherSampledTrace(Objective& objective, std::vector<int> pa
 std::int64_t FisherSampledTrace::compute() {
   SeedGuard guard(m_obj);
   const std::uint64_t base = guard.seed;
+  m_label_seed = base;
   CurvatureOperator F(m_obj, Curvature::Fisher, m_params);
   const auto n = F.rows();
   internal::RandomStream rng(m_options.seed);
@@ -86,6 +87,8 @@ TraceRecord trace_record(const FisherSampledTrace& t, std::int64_t fisher_sample
                   {"tol", 0.0},
                   {"label_stderr", t.label_std_error()},
                   {"fisher_samples", fisher_samples},
+                  {"seed", static_cast<std::int64_t>(t.options().seed)},
+                  {"label_seed", static_cast<std::int64_t>(t.label_seed())},
                   {"estimate_of", std::string("true Fisher (Monte Carlo: fresh labels per probe)")}};
   return r;
 }

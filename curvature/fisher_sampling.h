@@ -68,6 +68,9 @@ class FisherSampledTrace {
   const std::vector<double>& samples() const { return m_samples; }
   const std::vector<double>& sample_label_stderr() const { return m_sigma; }
   std::int64_t num_operations() const { return std::int64_t(m_samples.size()); }
+  const FisherSampledTraceOptions& options() const { return m_options; }
+  /// The objective's fisher_seed() at compute(), from which the probes' label seeds derive.
+  std::uint64_t label_seed() const { return m_label_seed; }
 
  private:
   Objective& m_obj;
@@ -75,10 +78,12 @@ class FisherSampledTrace {
   FisherSampledTraceOptions m_options;
   CompInfo m_info = CompInfo::NotComputed;
   double m_estimate = 0, m_std_error = 0, m_label_std_error = 0;
+  std::uint64_t m_label_seed = 0;
   std::vector<double> m_samples, m_sigma;
 };
 
-/// trace/ record of the estimator: method "hutchinson_fresh_labels", label_stderr, fisher_samples.
+/// trace/ record of the estimator: method "hutchinson_fresh_labels", label_stderr, fisher_samples,
+/// seed (the probes'), label_seed (the objective's, from which each probe's draw derives).
 TraceRecord trace_record(const FisherSampledTrace& est, std::int64_t fisher_samples);
 
 /// Fills e.values_stderr (and bottom_values_stderr), e.heldout_values and e.heldout_stderr for

@@ -187,7 +187,9 @@ void register_spectrum(CLI::App& root, int argc, char** argv) {
     }
     j["out"] = o->out;
     if (o->run.json) return emit_json(o->run, j);
-    std::cerr << "spectrum: " << products << " products in " << seconds << " s -> " << o->out << "\n";
+    std::cerr << "spectrum: " << products << " products in " << seconds << " s -> " << o->out
+              << (j.contains("estimate") ? " (sampled Fisher: estimates of the true Fisher, label sampling in their stderr)" : "")
+              << "\n";
     std::cout << j.dump(2) << std::endl;
   });
 }
