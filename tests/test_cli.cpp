@@ -756,6 +756,9 @@ TEST_CASE("solve: bad input is one line and status 2, non-convergence is a statu
   check_bad(base + "--method kfac --damping 0" + out, "damping must be > 0 for the kfac inverse");
   check_bad(base + "--damping -1" + out, "--damping: -1 is outside");
   check_bad(base + "--damping 0.1 --method pcg --preconditioner none" + out, "pcg needs a preconditioner");
+  check_bad(base + "--damping 0.1 --method cg --restricted-blocks" + out, "restricted blocks apply to block-cg, not cg");
+  check_bad(base + "--damping 0.1 --curvature kfac --method block-cg --restricted-blocks" + out,
+            "restricted blocks apply to hessian, ggn, fisher and ef");
   check_bad(base + "--damping 0.1 --rhs " + (d / "missing.h5").string() + out, "missing.h5");
   // An rhs for another model: wrong length, or another model's sha256.
   REQUIRE(curv("solve --arch mlp:8 --data " + kMlpData + " --damping 0.1 --out " + (d / "other.h5").string()).status == 0);
