@@ -14,9 +14,21 @@
 //   cg_iter_over_ggn         one CG iteration (apply + O(P) updates) / one GGN product
 //   block_cg_iter_over_ggn   one block-CG iteration over the layers / one GGN product
 // Usage: bench_kfac [arch=lenet] [samples=256] [threads=2]
+//
+// With a model file instead (bench_kfac data/fmnist_cnn.onnx [samples=128] [threads=2] [reps=3]):
+// the solver costs alone on the first `samples` Fashion-MNIST training images, GGN + 1e-3 I, each
+// timing the minimum of `reps` interleaved repetitions of 3 iterations (plus the residual product):
+//   ggn_s                         one GGN product (primal passes kept)
+//   cg_iter_over_ggn              one CG iteration / one GGN product
+//   block_cg_iter_over_ggn        one block-CG iteration, all layers active, one pass with one
+//                                 column per layer (the default) / one GGN product
+//   block_cg_restricted_iter_over_ggn  the same with each layer's product on its own parameters
+//                                 (`curv solve --restricted-blocks`) / one GGN product
+//   restricted_products_over_ggn  the L restricted block products alone / one GGN product
 #include <tbb/global_control.h>
 
 #include <cstdio>
+#include <functional>
 #include <random>
 #include <string>
 
@@ -27,11 +39,78 @@
 #include "src/core/builder.h"
 #include "src/core/linear_layers.h"
 #include "src/core/timer.h"
+#include "src/io/data_io.h"
+#include "src/io/model_source.h"
 
 using namespace curv;
 
+namespace {
+
+double best_of(int reps, const std::function<void()>& f) {
+  double b = 1e30;
+  for (int r = 0; r < reps; ++r) {
+    Timer t;
+    f();
+    b = std::min(b, t.seconds());
+  }
+  return b;
+}
+
+// Solver costs on a model file (see the header): interleaved repetitions, minimum of each.
+int solve_costs(const std::string& path, std::int64_t samples, int threads, int reps) {
+  tbb::global_control gc(tbb::global_control::max_allowed_parallelism, threads);
+  DataOptions dop;
+  dop.samples = samples;
+  const Dataset d = load_dataset("fashion-mnist:train", dop);
+  ModelSource src;
+  src.path = path;
+  const Model m = load_model(src, &d);
+  auto obj = Objective::create(m, d);
+  Eigen::VectorXd g;
+  obj->gradient(g);  // keeps the primal passes for the products
+  CurvatureOperator G(*obj, Curvature::GGN);
+  std::vector<std::pair<Eigen::Index, Eigen::Index>> blocks;
+  std::vector<CurvatureOperator> own;
+  std::vector<const LinearOperator*> ops;
+  const auto layer_blocks = m.blocks("layers");
+  own.reserve(layer_blocks.size());
+  for (const auto& b : layer_blocks) {
+    blocks.push_back({m.params()[b.params[0]].offset, b.size});
+    own.emplace_back(*obj, Curvature::GGN, b.params);
+  }
+  for (const auto& op : own) ops.push_back(&op);
+  CgOptions co;
+  co.damping = 1e-3;
+  co.max_iters = 3;
+  co.rtol = 1e-15;  // every block stays active for the 3 iterations
+  Eigen::MatrixXd Y;
+  std::vector<Eigen::VectorXd> parts;
+  for (const auto& [off, size] : blocks) parts.push_back(g.segment(off, size));
+  double ggn = 1e30, cg = 1e30, bcg = 1e30, rbcg = 1e30, rprod = 1e30;
+  std::int64_t bcg_ops = 0, rbcg_ops = 0;
+  for (int r = 0; r < reps; ++r) {  // interleaved, so that load changes hit every variant alike
+    ggn = std::min(ggn, best_of(1, [&] { G.apply(g, Y); }));
+    cg = std::min(cg, best_of(1, [&] { CgSolver s(G, co); s.compute(g); }) / 4);
+    bcg = std::min(bcg, best_of(1, [&] { BlockCgSolver s(G, blocks, co); s.compute(g); bcg_ops = s.num_operations(); }) / 4);
+    rbcg = std::min(rbcg, best_of(1, [&] { BlockCgSolver s(G, blocks, ops, co); s.compute(g); rbcg_ops = s.num_operations(); }) / 4);
+    rprod = std::min(rprod, best_of(1, [&] { for (std::size_t l = 0; l < own.size(); ++l) own[l].apply(parts[l], Y); }));
+  }
+  std::printf("{\"model\": \"%s\", \"params\": %lld, \"samples\": %lld, \"threads\": %d, \"layers\": %zu, "
+              "\"reps\": %d, \"ggn_s\": %.4f, \"cg_iter_over_ggn\": %.3f, \"block_cg_iter_over_ggn\": %.3f, "
+              "\"block_cg_restricted_iter_over_ggn\": %.3f, \"restricted_products_over_ggn\": %.3f, "
+              "\"block_cg_columns\": %lld, \"block_cg_restricted_products\": %lld}\n",
+              path.c_str(), (long long)m.num_params(), (long long)d.size(), threads, blocks.size(), reps, ggn,
+              cg / ggn, bcg / ggn, rbcg / ggn, rprod / ggn, (long long)bcg_ops, (long long)rbcg_ops);
+  return 0;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   const std::string arch = argc > 1 ? argv[1] : "lenet";
+  if (arch.size() > 5 && arch.substr(arch.size() - 5) == ".onnx")
+    return solve_costs(arch, argc > 2 ? std::stoll(argv[2]) : 128, argc > 3 ? std::stoi(argv[3]) : 2,
+                       argc > 4 ? std::stoi(argv[4]) : 3);
   const std::int64_t samples = argc > 2 ? std::stoll(argv[2]) : 256;
   const int threads = argc > 3 ? std::stoi(argv[3]) : 2;
   tbb::global_control gc(tbb::global_control::max_allowed_parallelism, threads);

@@ -48,6 +48,10 @@ std::string validate_damped_solve(const DampedSolveOptions& o) {
       throw std::invalid_argument("damping must be > 0 for the K-FAC preconditioner (got 0)");
   }
   if (!(o.rtol > 0 && o.rtol < 1)) throw std::invalid_argument("rtol must be in (0, 1), got " + std::to_string(o.rtol));
+  if (o.restricted_blocks && o.method != SolveMethod::BlockCg)
+    throw std::invalid_argument(std::string("restricted blocks apply to block-cg, not ") + solve_method_name(o.method));
+  if (o.restricted_blocks && c == "kfac")
+    throw std::invalid_argument("restricted blocks apply to hessian, ggn, fisher and ef (K-FAC is block-diagonal already)");
   if (o.max_iters < 1 || o.window < 1 || o.diag_probes < 1)
     throw std::invalid_argument("max_iters, window and diag_probes must be >= 1");
   if (o.damping == 0)
@@ -102,8 +106,16 @@ DampedSolveResult damped_solve(Objective& objective, const Dataset& data, const 
     std::vector<std::pair<Eigen::Index, Eigen::Index>> ranges;
     const auto blocks = model.blocks("layers");
     for (const auto& blk : blocks) ranges.push_back({model.params()[blk.params[0]].offset, blk.size});
-    BlockCgSolver bcg(*C, ranges, co, M.get());
+    std::vector<CurvatureOperator> own;  // restricted_blocks: C_ll on layer l's own parameters
+    std::vector<const LinearOperator*> ops;
+    if (o.restricted_blocks) {
+      own.reserve(blocks.size());
+      for (const auto& blk : blocks) own.emplace_back(objective, parse_curvature(o.curvature), blk.params);
+      for (const auto& op : own) ops.push_back(&op);
+    }
+    BlockCgSolver bcg(*C, ranges, ops, co, M.get());
     r.iterations = bcg.compute(b);
+    for (const auto& op : own) r.products += op.num_products();
     r.x = bcg.solution();
     r.info = bcg.info();
     r.residual_history = bcg.residual_history();
@@ -144,7 +156,7 @@ DampedSolveResult damped_solve(Objective& objective, const Dataset& data, const 
       r.fisher_quad_stderr = objective.product_stderr()[0];
     }
   }
-  r.products = C->num_products();
+  r.products += C->num_products();
   r.rhs_norm = b.norm();
   r.x_norm = r.x.norm();
   r.b_dot_x = b.dot(r.x);

@@ -5,7 +5,11 @@
 ///   cg        CgSolver on C
 ///   pcg       CgSolver on C, preconditioned by K-FAC's damped inverse or Jacobi (1 / (d + lambda),
 ///             d a Hutchinson diagonal of C clamped at 0)
-///   block-cg  BlockCgSolver on C's per-layer diagonal blocks (Model::blocks("layers"))
+///   block-cg  BlockCgSolver on C's per-layer diagonal blocks (Model::blocks("layers")); with
+///             restricted_blocks each block's products run on its own parameters (one
+///             CurvatureOperator per layer: the forward tangent starts at the layer and the reverse
+///             tangent stops there) instead of one pass of C with one column per active layer.
+///             Same matrices, different rounding; the default stays the L-column pass
 ///   kfac      x = (K + lambda I)^-1 b (exact damping; one K-FAC inverse)
 ///   woodbury  x = (lambda I + (1/m) G G^T)^-1 b over the per-sample gradients of the first m
 ///             samples (M-FAC; the empirical Fisher of that window)
@@ -44,6 +48,8 @@ struct DampedSolveOptions {
   std::int64_t max_iters = 1000;
   /// pcg and block-cg: "kfac", "jacobi" or "none" (pcg needs one of the first two).
   std::string preconditioner = "kfac";
+  /// block-cg: products restricted to each layer's own parameters (not for curvature "kfac").
+  bool restricted_blocks = false;
   /// Jacobi: Hutchinson probes of the diagonal, and their seed.
   std::int64_t diag_probes = 20;
   std::uint64_t seed = 0;
@@ -65,7 +71,8 @@ struct DampedSolveResult {
   Eigen::VectorXd x;
   double residual = 0;          // ||(C + lambda I) x - b|| / ||b||
   std::int64_t iterations = 0;  // CG iterations (1 for kfac and woodbury)
-  std::int64_t products = 0;    // columns of C applied, residual included
+  std::int64_t products = 0;    // columns of C applied, residual included (restricted block-cg:
+                                // plus the block products, one per active layer and iteration)
   double rhs_norm = 0, x_norm = 0, b_dot_x = 0;
   CompInfo info = CompInfo::NotComputed;
   Eigen::MatrixXd residual_history;  // [iterations + 1, 1] or [iterations + 1, L] for block-cg
@@ -79,7 +86,8 @@ struct DampedSolveResult {
 
 /// std::invalid_argument naming the problem unless the options fit together: a known curvature
 /// and preconditioner, lambda finite and >= 0, lambda > 0 for the Hessian (possibly indefinite)
-/// and for the kfac and woodbury methods, rtol in (0, 1), max_iters, window, diag_probes >= 1.
+/// and for the kfac and woodbury methods, rtol in (0, 1), max_iters, window, diag_probes >= 1,
+/// restricted_blocks only with block-cg on an Objective curvature (not kfac).
 /// Returns a warning (empty when none): lambda = 0 on a PSD curvature (singular for P > N C).
 std::string validate_damped_solve(const DampedSolveOptions& o);
 

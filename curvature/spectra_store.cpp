@@ -5,7 +5,9 @@
 #include <Eigen/Core>
 #include <span>
 #include <stdexcept>
+#include <string>
 #include <system_error>
+#include <utility>
 
 #include "src/core/timer.h"
 #include "src/io/atomic_file.h"
@@ -91,6 +93,21 @@ class Writer {
       vector(g, "bottom_values", r.bottom_values.data(), r.bottom_values.size());
       vector(g, "bottom_residuals", r.bottom_residuals.data(), r.bottom_residuals.size());
       if (r.bottom_vectors.size() != 0) matrix(g, "bottom_vectors", r.bottom_vectors);
+    }
+    // Monte Carlo Fisher: label-sampling errors (fisher_sampling.h), each as long as its values.
+    const std::pair<const char*, const Eigen::VectorXd*> extra[] = {
+        {"values_stderr", &r.values_stderr},
+        {"heldout_values", &r.heldout_values},
+        {"heldout_stderr", &r.heldout_stderr},
+        {"bottom_values_stderr", &r.bottom_values_stderr},
+        {"bottom_heldout_values", &r.bottom_heldout_values},
+        {"bottom_heldout_stderr", &r.bottom_heldout_stderr}};
+    for (const auto& [name, v] : extra) {
+      if (v->size() == 0) continue;
+      const Eigen::Index want = std::string(name).rfind("bottom", 0) == 0 ? r.bottom_values.size() : r.values.size();
+      if (v->size() != want)
+        bad(path + "/" + name, std::to_string(v->size()) + " entries for " + std::to_string(want) + " values");
+      vector(g, name, v->data(), v->size());
     }
   }
 

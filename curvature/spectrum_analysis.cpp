@@ -7,6 +7,7 @@
 #include "curvature/curvature_operator.h"
 #include "curvature/eigen_solver.h"
 #include "curvature/exact_spectrum.h"
+#include "curvature/fisher_sampling.h"
 #include "curvature/hutch_plus_plus.h"
 #include "curvature/hutchinson_diagonal.h"
 #include "curvature/hutchinson_trace.h"
@@ -159,37 +160,67 @@ std::int64_t analyze_model_spectrum(Objective& objective, Curvature kind, bool w
   if (whole_model) check_spectrum_request(o, objective.num_params(), "the model");
   for (const auto& b : blocks) check_spectrum_request(o, b.size, "block '" + b.name + "'");
 
+  // The Monte Carlo Fisher: label-sampling errors (fisher_sampling.h). Its trace is Hutchinson with
+  // fresh labels per probe instead of the trace of one draw; eigenvalues come from one draw (seed)
+  // with their label standard errors and held-out Rayleigh quotients.
+  const bool mc_fisher = kind == Curvature::Fisher && objective.fisher_samples() > 0;
+  if (mc_fisher && !o.exact && o.trace_probes > 0 && (o.trace_method != TraceMethod::Hutchinson || o.trace_tol > 0))
+    throw std::invalid_argument(
+        "the Monte Carlo Fisher's trace is Hutchinson with fresh labels per probe and a fixed probe count "
+        "(no Hutch++, no trace tolerance); --fisher-samples 0 gives the exact Fisher");
   std::int64_t products = 0;
-  auto one = [&](const std::vector<int>& params, const std::string& label, StoreSection& sec) {
+  auto one = [&](const std::vector<int>& params, const std::string& label, StoreSection& sec, bool keep_vectors) {
+    SpectrumOptions so = o;
+    so.save_vectors = o.save_vectors || keep_vectors || (mc_fisher && (o.top > 0 || o.bottom > 0));
+    if (mc_fisher && !o.exact) so.trace_probes = 0;  // replaced below
     CurvatureOperator op(objective, kind, params);
     ObservedOperator observed(op, progress, label);
-    analyze_spectrum(observed, o, seed, sec);
+    analyze_spectrum(observed, so, seed, sec);
     products += op.num_products();
+    if (mc_fisher) {
+      std::int64_t extra = 0;
+      if (sec.eigen) extra += fisher_eigen_errors(objective, params, *sec.eigen);
+      if (o.trace_probes > 0 && !o.exact) {
+        FisherSampledTraceOptions fo;
+        fo.probes = o.trace_probes;
+        fo.seed = seed + 1;
+        FisherSampledTrace t(objective, params, fo);
+        t.compute();
+        sec.trace = trace_record(t, objective.fisher_samples());
+        extra += t.num_operations();
+      } else if (sec.trace) {
+        sec.trace->attributes["label_sampling"] = std::string("the exact trace of one draw (seed): no label error");
+      }
+      const std::string one_draw = "one label draw (seed): the label sampling is not in stderr";
+      if (sec.diag) sec.diag->attributes["label_sampling"] = one_draw;
+      if (sec.density) sec.density->attributes["label_sampling"] = one_draw;
+      sec.attributes["estimate"] = std::string("monte_carlo_fisher");
+      products += extra;
+    }
     if (progress) progress(label, observed.num_products(), true);
+  };
+  auto drop_vectors = [&](StoreSection& sec) {
+    if (sec.eigen && !o.save_vectors) {
+      sec.eigen->vectors.resize(0, 0);
+      sec.eigen->bottom_vectors.resize(0, 0);
+    }
   };
   if (whole_model && o.gradient) {
     // The gradient's share of the top eigenspace needs the eigenvectors, stored or not.
     Eigen::VectorXd g;
     objective.gradient(g);
-    SpectrumOptions with_vectors = o;
-    with_vectors.save_vectors = o.save_vectors || o.top > 0;
-    CurvatureOperator op(objective, kind, {});
-    ObservedOperator observed(op, progress, "all");
-    analyze_spectrum(observed, with_vectors, seed, run.model);
-    products += op.num_products();
-    if (progress) progress("all", observed.num_products(), true);
+    one({}, "all", run.model, o.top > 0);
     run.model.gradient = gradient_record(g, run.model.eigen ? &*run.model.eigen : nullptr, o.save_vectors);
-    if (run.model.eigen && !o.save_vectors) {
-      run.model.eigen->vectors.resize(0, 0);
-      run.model.eigen->bottom_vectors.resize(0, 0);
-    }
+    drop_vectors(run.model);
   } else if (whole_model) {
-    one({}, "all", run.model);
+    one({}, "all", run.model, false);
+    drop_vectors(run.model);
   }
   for (const auto& b : blocks) {
     StoreSection& sec = run.add_block(b.name);
     sec.attributes["params"] = std::int64_t(b.size);
-    one(b.params, b.name, sec);
+    one(b.params, b.name, sec, false);
+    drop_vectors(sec);
   }
   return products;
 }

@@ -34,6 +34,10 @@ struct EigenRecord {
   Eigen::VectorXd bottom_values;     // [kb] bottom, ascending
   Eigen::VectorXd bottom_residuals;  // [kb]
   Eigen::MatrixXd bottom_vectors;    // [P x kb] optional
+  /// Monte Carlo Fisher only (fisher_sampling.h): label-sampling standard errors of the values,
+  /// and the eigenvectors' Rayleigh quotients on an independent label draw with theirs.
+  Eigen::VectorXd values_stderr, heldout_values, heldout_stderr;                      // [k] optional
+  Eigen::VectorXd bottom_values_stderr, bottom_heldout_values, bottom_heldout_stderr;  // [kb] optional
   AttributeMap attributes;           // method, products, tol, ...
 };
 

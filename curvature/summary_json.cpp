@@ -41,12 +41,26 @@ json summary_json(const StoreSection& s) {
                   {"residuals", residuals},
                   {"converged", converged},
                   {"settings", attributes(e.attributes)}};
+    if (e.values_stderr.size() || e.bottom_values_stderr.size()) {  // Monte Carlo Fisher (fisher_sampling.h)
+      o["eigen"]["estimate"] = true;
+      o["eigen"]["top_stderr"] = array(e.values_stderr);
+      o["eigen"]["top_heldout"] = array(e.heldout_values);
+      o["eigen"]["top_heldout_stderr"] = array(e.heldout_stderr);
+      o["eigen"]["bottom_stderr"] = array(e.bottom_values_stderr);
+      o["eigen"]["bottom_heldout"] = array(e.bottom_heldout_values);
+      o["eigen"]["bottom_heldout_stderr"] = array(e.bottom_heldout_stderr);
+    }
   }
   if (s.trace) {
     o["trace"] = {{"estimate", number(s.trace->estimate)},
                   {"stderr", number(s.trace->std_error)},
                   {"probes", s.trace->probes},
                   {"settings", attributes(s.trace->attributes)}};
+    const auto label = s.trace->attributes.find("label_stderr");  // Monte Carlo Fisher
+    if (label != s.trace->attributes.end() && std::holds_alternative<double>(label->second)) {
+      o["trace"]["estimate_of"] = "true Fisher";
+      o["trace"]["label_stderr"] = number(std::get<double>(label->second));
+    }
   }
   if (s.kfac) {  // computed exactly from the factors
     o["exact"] = true;

@@ -1,19 +1,30 @@
 #!/usr/bin/env python3
-"""Tables and convergence plot of scripts/kfac_experiment.sh: python3 scripts/kfac_experiment_report.py OUT [MODEL_NAME]"""
-import json, sys
+"""Tables and convergence plot of scripts/kfac_experiment.sh (and kfac_experiment_resnet20.sh):
+
+    python3 scripts/kfac_experiment_report.py OUT [MODEL_NAME] [--no-compare] [--png FILE]
+
+--no-compare skips the per-layer comparison table (a kfac.json without --compare ggn); --png names
+the convergence plot (default OUT/solve_convergence.png)."""
+import argparse, json
 import h5py, numpy as np
 import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-out = sys.argv[1]
-model = sys.argv[2] if len(sys.argv) > 2 else "fmnist_cnn"
-k = json.load(open(f"{out}/kfac.json"))
-print("| layer | GGN λ_max | K-FAC λ_max | GGN trace | K-FAC trace | ‖K − G‖_F / ‖G‖_F |")
-print("|---|---|---|---|---|---|")
-for name, b in k["blocks"].items():
-    c = b["kfac"]
-    print(f"| {name} | {c['ggn_top']:.4g} | {c['kfac_top']:.4g} | {c['ggn_trace']:.4g} ± {c['ggn_trace_stderr']:.2g} "
-          f"| {c['kfac_trace']:.4g} | {c['frobenius_rel']:.3f} ± {c['frobenius_rel_stderr']:.3f} |")
+ap = argparse.ArgumentParser()
+ap.add_argument("out")
+ap.add_argument("model", nargs="?", default="fmnist_cnn")
+ap.add_argument("--no-compare", action="store_true")
+ap.add_argument("--png")
+a = ap.parse_args()
+out, model = a.out, a.model
+if not a.no_compare:
+    k = json.load(open(f"{out}/kfac.json"))
+    print("| layer | GGN λ_max | K-FAC λ_max | GGN trace | K-FAC trace | ‖K − G‖_F / ‖G‖_F |")
+    print("|---|---|---|---|---|---|")
+    for name, b in k["blocks"].items():
+        c = b["kfac"]
+        print(f"| {name} | {c['ggn_top']:.4g} | {c['kfac_top']:.4g} | {c['ggn_trace']:.4g} ± {c['ggn_trace_stderr']:.2g} "
+              f"| {c['kfac_trace']:.4g} | {c['frobenius_rel']:.3f} ± {c['frobenius_rel_stderr']:.3f} |")
 fig, ax = plt.subplots(figsize=(6, 4))
 print()
 print("| method | iterations | products | residual | status |")
@@ -21,6 +32,8 @@ print("|---|---|---|---|---|")
 for m, label in [("cg", "CG"), ("block-cg", "block-CG (one CG per layer)"), ("pcg", "K-FAC-preconditioned CG"),
                  ("kfac", "K-FAC inverse alone")]:
     j = json.load(open(f"{out}/solve_{m}.json"))
+    if j.get("restricted_blocks"):
+        label += ", restricted blocks"
     print(f"| {label} | {j['iterations']} | {j['products']} | {j['residual']:.3g} | {j['status']} |")
     with h5py.File(f"{out}/solve_{m}.h5", "r") as f:
         h = f["solve/residual_history"][...]
@@ -39,4 +52,4 @@ ax.set_ylabel("relative residual ‖r‖ / ‖b‖")
 ax.set_title(f"damped GGN Newton system, {model}", fontsize=9)
 ax.legend(fontsize=7)
 fig.tight_layout()
-fig.savefig(f"{out}/solve_convergence.png", dpi=110)
+fig.savefig(a.png or f"{out}/solve_convergence.png", dpi=110)

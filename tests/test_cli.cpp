@@ -653,6 +653,32 @@ TEST_CASE("spectrum --curvature fisher: sampled labels, and --fisher-samples 0 i
   check_bad(base + "--curvature fisher --fisher-samples -1 --out " + (tmpdir() / "f_bad.h5").string(),
             "--fisher-samples: -1 is outside [0, 100000]");
   check_bad(base + "--curvature empirical-fisher --out " + (tmpdir() / "f_bad.h5").string(), "--curvature");
+  // Estimates with their label-sampling errors: fresh-label trace, eigenvalue stderr and held-out quotient.
+  const fs::path est_out = tmpdir() / "f_est.h5";
+  Run r = curv("spectrum --arch mlp:8 --data random:1x4x4:3:6 --precision float64 --top-k 1 --trace-probes 6 "
+               "--curvature fisher --fisher-samples 2 --blocks layers --out " + est_out.string() + " --json");
+  INFO(r.err);
+  REQUIRE(r.status == 0);
+  const auto est = nlohmann::json::parse(r.out);
+  CHECK(est["estimate"] == "monte_carlo_fisher");
+  CHECK(est["trace"]["estimate_of"] == "true Fisher");
+  CHECK(est["trace"]["label_stderr"].get<double>() > 0);
+  CHECK(est["trace"]["settings"]["method"] == "hutchinson_fresh_labels");
+  CHECK(est["eigen"]["estimate"] == true);
+  CHECK(est["eigen"]["top_stderr"][0].get<double>() > 0);
+  CHECK(est["eigen"]["top_heldout"].size() == 1);
+  for (const auto& [name, blk] : est["blocks"].items()) CHECK(blk["trace"]["label_stderr"].get<double>() > 0);
+  const std::string check = "import h5py\n"
+                            "with h5py.File('" + est_out.string() + "', 'r') as f:\n"
+                            "    e, t = f['spectrum/eigen'], f['spectrum/trace']\n"
+                            "    assert e['values_stderr'].shape == (1,) and e['heldout_values'].shape == (1,)\n"
+                            "    assert e['heldout_stderr'][0] > 0 and 'vectors' not in e\n"
+                            "    assert t.attrs['method'] == 'hutchinson_fresh_labels' and t.attrs['label_stderr'] > 0\n"
+                            "    assert t['samples'].shape == (6,)\n";
+  std::ofstream(tmpdir() / "f_est.py") << check;
+  CHECK(std::system(("/usr/bin/python3 " + (tmpdir() / "f_est.py").string()).c_str()) == 0);
+  check_bad("spectrum --arch mlp:8 --data random:1x4x4:3:6 --trace-probes 6 --trace-method hutchpp --curvature fisher "
+            "--out " + (tmpdir() / "f_bad2.h5").string(), "fresh labels per probe");
 }
 
 TEST_CASE("solve: the documented JSON keys, every method, the HDF5 output, rhs from a file or other data, influence") {
@@ -678,6 +704,10 @@ TEST_CASE("solve: the documented JSON keys, every method, the HDF5 output, rhs f
   const auto bcg = run("--curvature ggn --method block-cg", "bcg");
   REQUIRE(bcg["blocks"].size() == 3);
   for (const auto& [name, blk] : bcg["blocks"].items()) CHECK(blk["residual"].get<double>() < 1e-10);
+  const auto rbcg = run("--curvature ggn --method block-cg --restricted-blocks", "rbcg");  // same blocks, own products
+  CHECK(rbcg["restricted_blocks"] == true);
+  CHECK(std::abs(rbcg["b_dot_x"].get<double>() - bcg["b_dot_x"].get<double>()) < 1e-9 * bcg["b_dot_x"].get<double>());
+  CHECK(std::abs(rbcg["residual"].get<double>() - bcg["residual"].get<double>()) < 1e-6 * bcg["residual"].get<double>());
   const auto kf = run("--curvature kfac --method kfac", "kfac");
   CHECK(kf["residual"].get<double>() < 1e-12);  // the K-FAC inverse solves K-FAC's own system
   const auto wb = run("--curvature ef --method woodbury --window 1000", "woodbury");
@@ -726,6 +756,9 @@ TEST_CASE("solve: bad input is one line and status 2, non-convergence is a statu
   check_bad(base + "--method kfac --damping 0" + out, "damping must be > 0 for the kfac inverse");
   check_bad(base + "--damping -1" + out, "--damping: -1 is outside");
   check_bad(base + "--damping 0.1 --method pcg --preconditioner none" + out, "pcg needs a preconditioner");
+  check_bad(base + "--damping 0.1 --method cg --restricted-blocks" + out, "restricted blocks apply to block-cg, not cg");
+  check_bad(base + "--damping 0.1 --curvature kfac --method block-cg --restricted-blocks" + out,
+            "restricted blocks apply to hessian, ggn, fisher and ef");
   check_bad(base + "--damping 0.1 --rhs " + (d / "missing.h5").string() + out, "missing.h5");
   // An rhs for another model: wrong length, or another model's sha256.
   REQUIRE(curv("solve --arch mlp:8 --data " + kMlpData + " --damping 0.1 --out " + (d / "other.h5").string()).status == 0);

@@ -533,3 +533,51 @@ TEST_CASE("K-FAC of a float32 model (float32 rank-k updates): float64's factors 
     CHECK(rel(f32[0][i], want) > 0);     // it did run in float32
   }
 }
+
+TEST_CASE("KFC expand scaling on convolutions, where the answer is known by hand") {
+  // (1) A convolution with one output position (kernel = input): for one sample K is the GGN block.
+  {
+    ModelBuilder b({2, 3, 3}, 11);
+    const int x = b.unary(b.conv(b.input(), 4, 3, 1, 0, "conv"), UnaryKind::Tanh);
+    Model m = b.finish(b.linear(b.flatten(x), 3, "fc"));
+    Dataset one = synthetic_data({2, 3, 3}, 1, 3, 12, false);
+    auto obj = Objective::create(m, one, f64());
+    Kfac kfac(*obj);
+    REQUIRE(kfac.num_layers() == 2);
+    const auto& layer = kfac.layer(0).layer;
+    REQUIRE(layer.positions == 1);
+    Matrix G;
+    obj->product(Curvature::GGN, Matrix::Identity(layer.size, layer.size), G, layer.params);
+    CHECK(rel(kfac.dense(0), G) < kFactorTol);
+  }
+  // (2) T = 4 positions: a 1x1 convolution whose output, flattened, is the model output under MSE
+  // (Lambda = c I, and position t writes its own outputs, so J_t^T Lambda J_t' = 0 for t != t', and
+  // J_t^T Lambda J_t = c I). By hand the GGN block is
+  //     G = (1/N) sum_n sum_t a_nt a_nt^T (x) c I,
+  // and KFC expand gives A = (1/(N T)) sum_{n,t} a_nt a_nt^T and B = (1/N) sum_{n,t} c I = T c I:
+  // K = A (x) B = G, for any N and inputs. A summed over positions (no 1/T) would give T G, B
+  // averaged over positions G / T. With a linear layer after the flatten that mixes the positions,
+  // the cross terms J_t^T Lambda J_t' are not 0 and expand is an approximation (not vacuous).
+  for (int variant = 0; variant < 3; ++variant) {  // disjoint outputs; the same, equal inputs; mixed
+    const bool mixed = variant == 2;
+    ModelBuilder b({3, 1, 4}, 13);
+    const int y = b.flatten(b.conv(b.input(), 2, 1, 1, 0, "conv"));
+    Model m = b.finish(mixed ? b.linear(y, 3, "fc") : y);
+    Dataset d = synthetic_data({3, 1, 4}, 5, mixed ? 3 : 8, 14, true);
+    if (variant >= 1)  // the same input at every position
+      for (std::size_t i = 0; i < d.x.size(); i += 4)
+        for (std::size_t t = 1; t < 4; ++t) d.x[i + t] = d.x[i];
+    auto obj = Objective::create(m, d, f64());
+    Kfac kfac(*obj);
+    REQUIRE(kfac.num_layers() == (mixed ? 2u : 1u));
+    const auto& layer = kfac.layer(0).layer;
+    REQUIRE(layer.positions == 4);
+    Matrix G;
+    obj->product(Curvature::GGN, Matrix::Identity(layer.size, layer.size), G, layer.params);
+    INFO("variant ", variant, ": rel err ", rel(kfac.dense(0), G), ", tr K / tr G ", kfac.dense(0).trace() / G.trace());
+    if (mixed)
+      CHECK(rel(kfac.dense(0), G) > 1e-2);
+    else
+      CHECK(rel(kfac.dense(0), G) < kFactorTol);
+  }
+}

@@ -55,6 +55,10 @@ void register_solve(CLI::App& root, int argc, char** argv) {
   app->add_option("--kfac-samples", s.kfac.mc_samples, "--kfac-type mc: labels sampled per input")->check(in_range(1, kMaxFisherSamples))->capture_default_str();
   app->add_option("--diag-probes", s.diag_probes, "Jacobi: Hutchinson probes of the diagonal")->check(in_range(1, kMaxProbes))->capture_default_str();
   app->add_option("--window", s.window, "woodbury: per-sample gradients of the first m samples")->check(in_range(1, 1e6))->capture_default_str();
+  app->add_flag("--restricted-blocks", s.restricted_blocks,
+                "block-cg on hessian|ggn|fisher|ef: each layer's products on its own parameters (forward tangent from "
+                "the layer on, reverse tangent back to it) instead of one pass with one column per active layer; same "
+                "blocks, different rounding, cheaper on deep models");
   app->add_flag("--influence", s.influence, "Per-sample influence scores -g_n^T x (one gradient per sample)");
   app->add_option("--out", o->out, "Output HDF5 file")->required();
   const std::string cmd = command_line(argc, argv);
@@ -111,6 +115,7 @@ void register_solve(CLI::App& root, int argc, char** argv) {
     a["curvature"] = s.curvature;
     a["method"] = o->method;
     a["preconditioner"] = s.preconditioner;
+    if (s.restricted_blocks) a["restricted_blocks"] = std::int64_t(1);
     a["damping"] = s.damping;
     a["rtol"] = s.rtol;
     a["max_iters"] = std::int64_t(s.max_iters);
@@ -146,6 +151,7 @@ void register_solve(CLI::App& root, int argc, char** argv) {
     j["status"] = status;
     j["curvature"] = s.curvature;
     j["method"] = o->method;
+    if (s.restricted_blocks) j["restricted_blocks"] = true;
     j["damping"] = s.damping;
     j["samples"] = d.size();
     j["params"] = m.num_params();

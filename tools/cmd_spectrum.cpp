@@ -53,7 +53,15 @@ void register_spectrum(CLI::App& root, int argc, char** argv) {
   app->add_option("--compare-probes", o->compare_probes, "--compare: Rademacher probes of the trace and Frobenius error")
       ->check(in_range(1, kMaxProbes))
       ->capture_default_str();
-  app->add_option("--fisher-samples", o->fisher_samples, kFisherSamplesHelp)->check(in_range(0, kMaxFisherSamples))->capture_default_str();
+  app->add_option("--fisher-samples", o->fisher_samples,
+                  std::string(kFisherSamplesHelp) +
+                      ". The sampled Fisher's figures are estimates: the trace is Hutchinson with fresh labels per "
+                      "probe (its stderr covers probes and labels; label_stderr the labels alone), eigenvalues are "
+                      "of one draw with their label stderr and the eigenvectors' Rayleigh quotients on an "
+                      "independent draw (heldout: for the top pair a lower, the draw's value an upper estimate of "
+                      "the true Fisher's)")
+      ->check(in_range(0, kMaxFisherSamples))
+      ->capture_default_str();
   app->add_option("--blocks", o->blocks, "Per-block results: all (whole model only), layers, tensors, or NAME,... (layers or tensors)")
       ->capture_default_str();
   app->add_flag("--skip-full", o->skip_full, "Only the per-block results, not the whole model");
@@ -169,14 +177,19 @@ void register_spectrum(CLI::App& root, int argc, char** argv) {
     j["samples"] = d.size();
     j["params"] = m.num_params();
     j["curvature"] = o->curvature;
-    if (kind == Curvature::Fisher && !kfac_kind) j["fisher_samples"] = o->fisher_samples;
+    if (kind == Curvature::Fisher && !kfac_kind) {
+      j["fisher_samples"] = o->fisher_samples;
+      if (o->fisher_samples > 0) j["estimate"] = "monte_carlo_fisher";  // every figure carries its label error
+    }
     if (kfac_kind) {
       j["kfac_type"] = o->kfac_type;
       if (!o->skip_full) j["exact"] = true;
     }
     j["out"] = o->out;
     if (o->run.json) return emit_json(o->run, j);
-    std::cerr << "spectrum: " << products << " products in " << seconds << " s -> " << o->out << "\n";
+    std::cerr << "spectrum: " << products << " products in " << seconds << " s -> " << o->out
+              << (j.contains("estimate") ? " (sampled Fisher: estimates of the true Fisher, label sampling in their stderr)" : "")
+              << "\n";
     std::cout << j.dump(2) << std::endl;
   });
 }

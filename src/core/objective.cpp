@@ -307,6 +307,9 @@ class ObjectiveImpl final : public Objective {
   }
 
   const Vector& product_stderr() const override { return m_stderr; }
+  std::int64_t fisher_samples() const override { return m_opts.fisher_samples; }
+  void set_fisher_seed(std::uint64_t seed) override { m_opts.fisher_seed = seed; }
+  std::uint64_t fisher_seed() const override { return m_opts.fisher_seed; }
 
   std::vector<BatchNormStats> batch_norm_stats() const override {
     std::vector<BatchNormStats> r;

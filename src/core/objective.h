@@ -207,6 +207,14 @@ class Objective {
   /// Var_y estimated from the S draws around the known mean v^T J_n^T Lambda_n J_n v (so S = 1
   /// works); zeros for exact products.
   virtual const Vector& product_stderr() const = 0;
+  /// Curvature::Fisher: labels sampled per sample (ObjectiveOptions::fisher_samples; 0 = exact).
+  virtual std::int64_t fisher_samples() const = 0;
+  /// Curvature::Fisher: replaces the seed of the sampled labels (ObjectiveOptions::fisher_seed)
+  /// for the products that follow, i.e. switches to another independent draw F^' of the Monte
+  /// Carlo Fisher (kept passes stay valid: the labels are drawn at the output of each product).
+  /// Estimators that need one fixed matrix must not see a change between their products.
+  virtual void set_fisher_seed(std::uint64_t seed) = 0;
+  virtual std::uint64_t fisher_seed() const = 0;
 
   /// Replaces the parameters (flat vector, Model order); drops cached activations.
   virtual void set_params(const std::vector<double>& w) = 0;
