@@ -13,7 +13,6 @@
 #include <ctime>
 #include <cstdio>
 #include <cstdlib>
-#include <random>
 #include <string>
 
 #include "src/core/builder.h"
@@ -21,6 +20,7 @@
 #include "src/core/timer.h"
 #include "src/io/data_io.h"
 #include "src/io/model_source.h"
+#include "bench/bench_util.h"
 
 using namespace curv;
 
@@ -48,13 +48,7 @@ int main(int argc, char** argv) {
     dopts.samples = samples;
     d = load_dataset(data, dopts);
   } else {
-    d.source = "synthetic";
-    d.sample_shape = sample;
-    std::mt19937_64 rng(2);
-    std::normal_distribution<float> nd;
-    d.x.resize(samples * numel(sample));
-    for (auto& v : d.x) v = nd(rng);
-    for (std::int64_t i = 0; i < samples; ++i) d.labels.push_back(static_cast<std::int64_t>(rng() % 10));
+    d = bench::synthetic_dataset(sample, samples);
   }
   ModelSource src;
   src.path = file ? arch : "";

@@ -28,8 +28,6 @@
 #include <tbb/global_control.h>
 
 #include <cstdio>
-#include <functional>
-#include <random>
 #include <string>
 
 #include "curvature/block_cg_solver.h"
@@ -41,20 +39,13 @@
 #include "src/core/timer.h"
 #include "src/io/data_io.h"
 #include "src/io/model_source.h"
+#include "bench/bench_util.h"
 
 using namespace curv;
 
 namespace {
 
-double best_of(int reps, const std::function<void()>& f) {
-  double b = 1e30;
-  for (int r = 0; r < reps; ++r) {
-    Timer t;
-    f();
-    b = std::min(b, t.seconds());
-  }
-  return b;
-}
+using bench::best_of;
 
 // Solver costs on a model file (see the header): interleaved repetitions, minimum of each.
 int solve_costs(const std::string& path, std::int64_t samples, int threads, int reps) {
@@ -116,26 +107,10 @@ int main(int argc, char** argv) {
   tbb::global_control gc(tbb::global_control::max_allowed_parallelism, threads);
   const Shape sample = arch == "lenet" ? Shape{1, 28, 28} : Shape{3, 32, 32};
   Model m = build_arch(arch, sample, 10, 1);
-  Dataset d;
-  d.source = "synthetic";
-  d.sample_shape = sample;
-  std::mt19937_64 rng(2);
-  std::normal_distribution<float> nd;
-  d.x.resize(samples * numel(sample));
-  for (auto& v : d.x) v = nd(rng);
-  for (std::int64_t i = 0; i < samples; ++i) d.labels.push_back(static_cast<std::int64_t>(rng() % 10));
+  const Dataset d = bench::synthetic_dataset(sample, samples);
   auto obj = Objective::create(m, d);
-  auto best = [](int reps, auto&& f) {
-    double b = 1e30;
-    for (int r = 0; r < reps; ++r) {
-      Timer t;
-      f();
-      b = std::min(b, t.seconds());
-    }
-    return b;
-  };
   Eigen::VectorXd g;
-  const double grad_s = best(3, [&] { obj->clear_cache(); obj->gradient(g); });
+  const double grad_s = best_of(3, [&] { obj->clear_cache(); obj->gradient(g); });
   obj->gradient(g);  // cached passes for what follows
   std::printf("{\"arch\": \"%s\", \"params\": %lld, \"samples\": %lld, \"threads\": %d, \"grad_s\": %.4f",
               arch.c_str(), (long long)m.num_params(), (long long)samples, threads, grad_s);
@@ -163,8 +138,8 @@ int main(int argc, char** argv) {
     const double R = t == KfacType::Exact ? 10 : 1;
     KfacOptions lazy = o;
     lazy.decompose = false;
-    const double f = best(2, [&] { Kfac k(*obj, lazy); });
-    const double s = best(2, [&] { kfac = std::make_unique<Kfac>(*obj, o); });
+    const double f = best_of(2, [&] { Kfac k(*obj, lazy); });
+    const double s = best_of(2, [&] { kfac = std::make_unique<Kfac>(*obj, o); });
     std::printf(", \"kfac_%s_s\": %.4f, \"kfac_%s_over_grad\": %.3f, \"kfac_%s_factors_over_grad\": %.3f, "
                 "\"kfac_%s_gflop\": %.3f",
                 n, s, n, s / grad_s, n, f / grad_s, n, (a_flops + R * b_flops) * 1e-9);
@@ -174,26 +149,26 @@ int main(int argc, char** argv) {
     KfacOptions o;
     o.type = KfacType::MonteCarlo;
     o.decompose = false;
-    const double c = best(2, [&] { cold->clear_cache(); Kfac k(*cold, o); });
+    const double c = best_of(2, [&] { cold->clear_cache(); Kfac k(*cold, o); });
     std::printf(", \"kfac_mc_cold_over_grad\": %.3f", c / grad_s);
   }
   std::printf(", \"layer_flops\": [%s]", per_layer.c_str());
   std::vector<Eigen::MatrixXd> V;
   for (std::size_t l = 0; l < kfac->num_layers(); ++l) V.push_back(Eigen::MatrixXd::Random(kfac->layer(l).layer.size, 1));
   Eigen::MatrixXd Y;
-  const double inv_s = best(5, [&] {
+  const double inv_s = best_of(5, [&] {
     for (std::size_t l = 0; l < kfac->num_layers(); ++l) kfac->inverse(l, 1e-3, KfacDamping::Exact, V[l], Y);
   });
   CurvatureOperator G(*obj, Curvature::GGN);
-  const double ggn_s = best(3, [&] { G.apply(g, Y); });
+  const double ggn_s = best_of(3, [&] { G.apply(g, Y); });
   CgOptions co;
   co.damping = 1e-3;
   co.max_iters = 5;
   co.rtol = 1e-15;
-  const double cg_s = best(2, [&] { CgSolver cg(G, co); cg.compute(g); }) / 6;  // 5 iterations + residual
+  const double cg_s = best_of(2, [&] { CgSolver cg(G, co); cg.compute(g); }) / 6;  // 5 iterations + residual
   std::vector<std::pair<Eigen::Index, Eigen::Index>> blocks;
   for (const auto& b : m.blocks("layers")) blocks.push_back({m.params()[b.params[0]].offset, b.size});
-  const double bcg_s = best(2, [&] { BlockCgSolver bcg(G, blocks, co); bcg.compute(g); }) / 6;
+  const double bcg_s = best_of(2, [&] { BlockCgSolver bcg(G, blocks, co); bcg.compute(g); }) / 6;
   std::printf(", \"kfac_inverse_s\": %.5f, \"kfac_inverse_over_grad\": %.4f, \"ggn_s\": %.4f, \"cg_iter_over_ggn\": %.3f, "
               "\"layers\": %zu, \"block_cg_iter_over_ggn\": %.3f}\n",
               inv_s, inv_s / grad_s, ggn_s, cg_s / ggn_s, blocks.size(), bcg_s / ggn_s);

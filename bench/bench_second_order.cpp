@@ -32,7 +32,6 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <random>
 #include <string>
 
 #include "curvature/curvature_operator.h"
@@ -41,6 +40,7 @@
 #include "src/core/builder.h"
 #include "src/core/timer.h"
 #include "src/train/trainer.h"
+#include "bench/bench_util.h"
 
 using namespace curv;
 
@@ -53,14 +53,7 @@ int main(int argc, char** argv) {
   tbb::global_control gc(tbb::global_control::max_allowed_parallelism, threads);
   const Shape sample = arch == "lenet" ? Shape{1, 28, 28} : arch.rfind("mlp", 0) == 0 ? Shape{784} : Shape{3, 32, 32};
   const Model m = build_arch(arch, sample, 10, 1);
-  Dataset d;
-  d.source = "synthetic";
-  d.sample_shape = sample;
-  std::mt19937_64 rng(2);
-  std::normal_distribution<float> nd;
-  d.x.resize(batch * steps * numel(sample));
-  for (auto& v : d.x) v = nd(rng);
-  for (std::int64_t i = 0; i < batch * steps; ++i) d.labels.push_back(static_cast<std::int64_t>(rng() % 10));
+  const Dataset d = bench::synthetic_dataset(sample, batch * steps);
 
   auto train_seconds = [&](StepRule* rule, double lr, double gam_rho = 0) {
     TrainOptions o;

@@ -30,10 +30,10 @@ constexpr double kRtol = 1e-12;     // CG stopping tolerance in these tests
 
 using curv_test::synthetic_data;
 
-ObjectiveOptions f64() {
+ObjectiveOptions f64(std::int64_t micro_batch = 3) {
   ObjectiveOptions o;
   o.precision = Precision::Float64;
-  o.micro_batch = 3;
+  o.micro_batch = micro_batch;
   o.fisher_samples = 2;
   return o;
 }
@@ -280,8 +280,7 @@ TEST_CASE("CG and block-CG solutions are identical for 1 and 2 threads") {
   Vector x1, x2, y1, y2;
   for (int threads : {1, 2}) {
     tbb::global_control gc(tbb::global_control::max_allowed_parallelism, threads);
-    ObjectiveOptions oo = f64();
-    oo.micro_batch = 2;
+    const ObjectiveOptions oo = f64(2);
     auto obj = Objective::create(m, d, oo);
     Vector g;
     obj->gradient(g);
@@ -367,8 +366,7 @@ TEST_CASE("damped_solve block-cg with restricted blocks equals the dense block s
     Vector x[2];
     for (int threads : {1, 2}) {
       tbb::global_control gc(tbb::global_control::max_allowed_parallelism, threads);
-      ObjectiveOptions oo = f64();
-      oo.micro_batch = 2;
+      const ObjectiveOptions oo = f64(2);
       auto obj = Objective::create(m, d, oo);
       Vector g;
       obj->gradient(g);
