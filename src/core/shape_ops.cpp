@@ -369,7 +369,9 @@ class SliceOp final : public LinearOp<SliceOp> {
     v.st.resize(x.size());
     for (size_t d = 0; d < x.size(); ++d) {
       v.base += s[d] * st[d];
-      v.st[d] = stp[d] * st[d];
+      // A dim of one output element never moves, and its step may be anything up to +-2^63, so
+      // only steps that are taken are scaled (they stay inside x, so they cannot overflow).
+      v.st[d] = v.shape[d] > 1 ? stp[d] * st[d] : 0;
     }
     v.coalesce();
     return v;
