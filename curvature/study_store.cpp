@@ -2,8 +2,16 @@
 
 #include <signal.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <exception>
 #include <memory>
+#include <mutex>
+#include <thread>
 #include <stdexcept>
 #include <system_error>
 
@@ -41,7 +49,85 @@ void write_run_temporary(AtomicFile& out, const std::string& path, const std::st
   f.close();
 }
 
+// Writes `bytes` as the new file `path` (the temporary of `target`, named in errors).
+void write_bytes(const std::string& path, const std::string& target, const std::vector<unsigned char>& bytes) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+  if (fd < 0) throw std::runtime_error(target + ": cannot create '" + path + "' (" + std::strerror(errno) + ")");
+  std::size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const std::string why = n < 0 ? std::strerror(errno) : "nothing written";
+      ::close(fd);
+      throw std::runtime_error(target + ": cannot write '" + path + "' (" + why + ")");
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  if (::close(fd) != 0) throw std::runtime_error(target + ": cannot write '" + path + "' (" + std::strerror(errno) + ")");
+}
+
 }  // namespace
+
+// One thread for the whole study (starting a thread per commit cost ~0.1 ms each time): it runs
+// one job at a time; wait() blocks until the job is done and rethrows its exception.
+class StudyStore::CommitThread {
+ public:
+  CommitThread() : m_thread([this] { loop(); }) {}
+  ~CommitThread() {
+    {
+      std::lock_guard lock(m_mutex);
+      m_stop = true;
+    }
+    m_cv.notify_all();
+    m_thread.join();
+  }
+  // REQUIRES: idle (wait() returned since the last start()).
+  void start(std::function<void()> job) {
+    {
+      std::lock_guard lock(m_mutex);
+      m_job = std::move(job);
+      m_busy = true;
+    }
+    m_cv.notify_all();
+  }
+  // Waits for the job in flight, if any; throws its exception (once).
+  void wait() {
+    std::unique_lock lock(m_mutex);
+    m_cv.wait(lock, [&] { return !m_busy; });
+    if (std::exception_ptr e = std::exchange(m_error, nullptr)) std::rethrow_exception(e);
+  }
+
+ private:
+  void loop() {
+    std::unique_lock lock(m_mutex);
+    for (;;) {
+      m_cv.wait(lock, [&] { return m_stop || m_busy; });
+      if (!m_busy) return;  // stopping, with nothing left to do
+      std::function<void()> job = std::exchange(m_job, nullptr);
+      lock.unlock();
+      std::exception_ptr error;
+      try {
+        job();
+      } catch (...) {
+        error = std::current_exception();
+      }
+      job = nullptr;  // its captures (the AtomicFile, which removes a failed temporary) go first
+      lock.lock();
+      m_error = error;
+      m_busy = false;
+      m_cv.notify_all();
+    }
+  }
+
+  std::mutex m_mutex;
+  std::condition_variable m_cv;
+  std::function<void()> m_job;  // the job to start
+  bool m_busy = false;          // a job was started and is not finished
+  std::exception_ptr m_error;   // the last job's failure, until wait() reports it
+  bool m_stop = false;
+  std::thread m_thread;         // last: starts after the members above exist
+};
 
 void write_run_file(const std::string& path, const std::vector<std::string>& inputs, const std::string& command,
                     const std::string& group, const AttributeMap& attributes,
@@ -55,13 +141,15 @@ StudyStore::StudyStore(fs::path out, std::vector<std::string> inputs)
     : m_out(std::move(out)), m_inputs(std::move(inputs)) {}
 
 StudyStore::~StudyStore() {
-  if (m_commit.valid()) m_commit.wait();
+  if (!m_thread) return;
+  try {
+    m_thread->wait();
+  } catch (...) {  // dropped, as documented: finish_commits() reports it
+  }
 }
 
 void StudyStore::finish_commits() {
-  if (!m_commit.valid()) return;
-  std::future<void> f = std::move(m_commit);
-  f.get();
+  if (m_thread) m_thread->wait();
 }
 
 fs::path StudyStore::runs_dir() const { return fs::path(m_out.string() + ".runs"); }
@@ -96,16 +184,32 @@ void StudyStore::commit_run(const PlannedRun& run, const std::string& command, c
   fs::create_directories(runs_dir(), ec);
   if (ec) throw std::runtime_error(runs_dir().string() + ": cannot create folder (" + ec.message() + ")");
   const fs::path path = run_path(run);
-  finish_commits();
-  auto out = std::make_shared<AtomicFile>(path.string(), m_inputs);
-  write_run_temporary(*out, path.string(), command, run.name, attributes, write);
-  commit_in_background(std::move(out));
+  // The file in memory first (HDF5 work stays on this thread), then to disk in the background.
+  std::vector<unsigned char> image;
+  {
+    h5::Object f = h5::Object::create_in_memory(path.string());
+    write_root_attributes(f, command);
+    h5::Object g = f.create_group(run.name, true);
+    for (const auto& kv : attributes) std::visit([&](const auto& v) { g.write_attribute(kv.first, v); }, kv.second);
+    if (write) write(g);
+    image = f.close_to_image();
+  }
+  // Everything that touches runs_dir happens in the background, where it does not wait for the
+  // folder's lock behind the previous commit's rename. scan() removed the temporaries of dead
+  // writers there once, so no folder walk per run.
+  commit_in_background([target = path.string(), inputs = m_inputs, image = std::move(image)] {
+    AtomicFile out(target, inputs, false);
+    write_bytes(out.temp_path(), target, image);
+    out.commit();
+  });
   m_files.insert(path.filename().string());
 }
 
-void StudyStore::commit_in_background(std::shared_ptr<AtomicFile> file) {
+void StudyStore::commit_in_background(std::function<void()> job) {
   // The fsyncs and the rename overlap the next run's computation.
-  m_commit = std::async(std::launch::async, [file = std::move(file)] { file->commit(); });
+  if (!m_thread) m_thread = std::make_unique<CommitThread>();
+  m_thread->wait();
+  m_thread->start(std::move(job));
 }
 
 void StudyStore::assemble(const std::vector<const PlannedRun*>& runs, const StudyHeader& header) {
@@ -127,7 +231,7 @@ void StudyStore::assemble(const std::vector<const PlannedRun*>& runs, const Stud
     }
     f.close();
   }
-  commit_in_background(std::move(out));
+  commit_in_background([out] { out->commit(); });
 }
 
 void StudyStore::append(const std::vector<const PlannedRun*>& runs) {
@@ -148,7 +252,7 @@ void StudyStore::append(const std::vector<const PlannedRun*>& runs) {
     }
     f.close();
   }
-  commit_in_background(std::move(out));
+  commit_in_background([out] { out->commit(); });
 }
 
 }  // namespace curv

@@ -145,6 +145,30 @@ TEST_CASE("h5::Object writes and reads back attributes and datasets of every typ
   CHECK(H5Tget_cset(type) == H5T_CSET_UTF8);
 }
 
+TEST_CASE("an in-memory file touches no disk, and its image is the same HDF5 file once written out") {
+  const std::string path = tmp("image.h5");
+  std::filesystem::remove(path);
+  h5::Object f = h5::Object::create_in_memory(path);
+  f.write_attribute("format", "curv");
+  const h5::Object g = f.create_group("run", true);
+  g.write_attribute("settings", std::string(3000, 'x'));  // longer than a compact attribute
+  const std::vector<double> v{1.5, -2.0, 3.25};
+  g.write_dataset("values", std::span<const double>(v), {3});
+  CHECK_THROWS_AS(g.open_object("values").close_to_image(), std::runtime_error);  // not a file
+  CHECK_FALSE(std::filesystem::exists(path));
+  const std::vector<unsigned char> image = f.close_to_image();
+  CHECK_FALSE(std::filesystem::exists(path));
+  CHECK_THROWS(f.close_to_image());  // closed
+  {
+    std::ofstream out(path, std::ios::binary);
+    out.write(reinterpret_cast<const char*>(image.data()), static_cast<std::streamsize>(image.size()));
+  }
+  const h5::Object r = h5::Object::open(path);  // untrusted: the child-process walk accepts it
+  CHECK(r.read_string_attribute("format") == "curv");
+  CHECK(r.open_object("run").read_string_attribute("settings") == std::string(3000, 'x'));
+  CHECK(r.open_object("run").read_f64("values").data == v);
+}
+
 TEST_CASE("h5::Object readers check type, rank, size and string length before reading") {
   const std::string path = tmp("checks.h5");
   {

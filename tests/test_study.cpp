@@ -15,6 +15,7 @@
 #include "cli_run.h"
 #include "curvature/spectra_reader.h"
 #include "curvature/study_runner.h"
+#include "src/io/atomic_file.h"
 #include "src/io/hdf5.h"
 #include "test_util.h"
 
@@ -346,6 +347,51 @@ class DoubleKind final : public RunKind {
 };
 
 }  // namespace
+
+TEST_CASE("StudyStore: run files are written in the background, and a failed write is reported by the next call, naming the file") {
+  const auto dir = fresh("store_background");
+  StudyStore store(dir / "out.h5", {});
+  CHECK(store.scan() == 0);
+  auto planned = [](const std::string& name) {
+    PlannedRun r;
+    r.name = name;
+    r.kind = "eval";
+    r.entry = "runs[0]";
+    r.settings = json{{"seed", 1}};
+    r.hash = std::string(64, 'a');
+    return r;
+  };
+  const PlannedRun a = planned("a"), b = planned("b"), c = planned("c");
+  const std::vector<double> v{1, 2, 3};
+  auto write = [&](const h5::Object& g) { g.write_dataset("values", std::span<const double>(v), {3}); };
+  store.commit_run(a, "curv study", {{"kind", std::string("eval")}}, write);
+  CHECK(store.complete(a));
+  store.finish_commits();
+  {
+    const h5::Object f = h5::Object::open(store.run_path(a).string());
+    CHECK(f.read_string_attribute("format") == "curv");
+    CHECK(f.open_object("a").read_string_attribute("kind") == "eval");
+    CHECK(f.open_object("a").read_f64("values").data == v);
+  }
+  // A folder where b's temporary goes: the background write fails, and the next call says so.
+  const auto blocker = AtomicFile::temp_name(store.run_path(b).string(), static_cast<long>(getpid()));
+  curv_test::fs::create_directories(blocker);
+  store.commit_run(b, "curv study", {}, write);
+  try {
+    store.finish_commits();
+    FAIL("the failed write was not reported");
+  } catch (const std::runtime_error& e) {
+    CHECK(std::string(e.what()).find(store.run_path(b).string()) != std::string::npos);
+  }
+  CHECK_FALSE(curv_test::fs::exists(store.run_path(b)));
+  store.finish_commits();  // reported once
+  curv_test::fs::remove(blocker);
+  store.commit_run(c, "curv study", {}, write);  // the thread goes on after a failure
+  store.finish_commits();
+  CHECK(curv_test::fs::exists(store.run_path(c)));
+  CHECK(run_files(store.runs_dir()) == std::set<std::string>{store.run_path(a).filename().string(),
+                                                               store.run_path(c).filename().string()});
+}
 
 TEST_CASE("the run-kind registry: a registered kind plans, checks, runs and stores like the built-in ones") {
   static const DoubleKind kind;

@@ -197,10 +197,11 @@ std::string AtomicFile::temp_name(const std::string& target, long pid) {
   return target + kTempTag + std::to_string(pid);
 }
 
-AtomicFile::AtomicFile(std::string target, const std::vector<std::string>& inputs) : m_target(std::move(target)) {
+AtomicFile::AtomicFile(std::string target, const std::vector<std::string>& inputs, bool remove_stale)
+    : m_target(std::move(target)) {
   check_output_paths({m_target}, inputs);
   m_temp = temp_name(m_target, static_cast<long>(getpid()));
-  remove_stale_temporaries(m_target);
+  if (remove_stale) remove_stale_temporaries(m_target);
   m_slot = register_temporary(m_target, m_temp);
   unlink(m_temp.c_str());  // left by an earlier process that had our pid
 }

@@ -47,9 +47,10 @@ void check_output_paths(const std::vector<std::string>& outputs, const std::vect
 class AtomicFile {
  public:
   /// Prepares to replace `target`: check_output_paths({target}, inputs), removes stale
-  /// temporaries of the target, and registers temp_path() for removal on a signal. Creates
-  /// nothing: the writer creates temp_path() itself.
-  explicit AtomicFile(std::string target, const std::vector<std::string>& inputs = {});
+  /// temporaries of the target (a walk of its folder; `remove_stale` false skips it, for callers
+  /// that clean the folder themselves), and registers temp_path() for removal on a signal.
+  /// Creates nothing: the writer creates temp_path() itself.
+  explicit AtomicFile(std::string target, const std::vector<std::string>& inputs = {}, bool remove_stale = true);
   AtomicFile(const AtomicFile&) = delete;
   AtomicFile& operator=(const AtomicFile&) = delete;
   /// Removes temp_path() unless committed; never touches the target.

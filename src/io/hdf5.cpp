@@ -230,6 +230,30 @@ Object Object::create(const std::string& path, const std::string& name) {
   return Object(std::move(f), file, "/");
 }
 
+Object Object::create_in_memory(const std::string& name) {
+  quiet();
+  Handle fapl(H5Pcreate(H5P_FILE_ACCESS));
+  // 64 KiB growth steps; no backing store: the image is taken before the close.
+  if (!fapl.valid() || H5Pset_fclose_degree(fapl.get(), H5F_CLOSE_STRONG) < 0 ||
+      H5Pset_fapl_core(fapl.get(), 64 << 10, false) < 0)
+    throw std::runtime_error(name + ": cannot set up an in-memory HDF5 file" + why());
+  Handle f(H5Fcreate(name.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()));
+  if (!f.valid()) throw std::runtime_error(name + ": cannot create an in-memory HDF5 file" + why());
+  return Object(std::move(f), name, "/");
+}
+
+std::vector<unsigned char> Object::close_to_image() {
+  quiet();
+  if (!m_handle.valid() || H5Iget_type(id()) != H5I_FILE) fail(m_path, "close_to_image needs an open file");
+  if (H5Fflush(id(), H5F_SCOPE_LOCAL) < 0) fail(m_path, "cannot flush" + why());
+  const ssize_t size = H5Fget_file_image(id(), nullptr, 0);
+  if (size <= 0) fail(m_path, "cannot size the file image" + why());
+  std::vector<unsigned char> image(static_cast<std::size_t>(size));
+  if (H5Fget_file_image(id(), image.data(), image.size()) != size) fail(m_path, "cannot copy the file image" + why());
+  close();
+  return image;
+}
+
 Object Object::open(const std::string& path, bool writable, const std::string& name, bool trusted) {
   quiet();
   const std::string file = name.empty() ? path : name;

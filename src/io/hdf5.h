@@ -103,6 +103,10 @@ class Object {
   /// Creates (truncates) the HDF5 file `path`. `name` is the file name used in messages (e.g. the
   /// target of an atomic write while `path` is its temporary file); empty: `path`.
   static Object create(const std::string& path, const std::string& name = {});
+  /// Creates an HDF5 file that lives only in memory (HDF5's core driver, no backing file):
+  /// nothing touches the disk until close_to_image() hands over its bytes. `name` names it in
+  /// messages (e.g. the file the image is going to become).
+  static Object create_in_memory(const std::string& name);
   /// Opens an existing HDF5 file, read-only unless `writable`. Checks that it is a regular file
   /// and an HDF5 file first ("<file>: no such file", "<file>: not an HDF5 file").
   /// `trusted`: a file this process wrote itself (e.g. an output it is extending), whose
@@ -177,6 +181,9 @@ class Object {
   /// Flushes and closes (a file: every object of it); throws if HDF5 reports a failure. Objects
   /// opened from a closed file are invalid afterwards.
   void close();
+  /// For a file from create_in_memory(): flushes it, closes it (as close()), and returns the
+  /// complete HDF5 file it holds, ready to be written to disk as is.
+  std::vector<unsigned char> close_to_image();
 
   /// The file name used in messages, and this object's absolute path ("/" for the file).
   const std::string& file() const { return m_file; }
