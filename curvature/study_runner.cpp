@@ -172,6 +172,7 @@ StudyReport StudyRunner::run(const StudyObserver& observer) {
   m_store.append(unrefreshed);
   m_store.finish_commits();
   rep.store_seconds += st.seconds();
+  rep.background_cpu_seconds = m_store.background_cpu_seconds();
   rep.seconds = total.seconds();
   rep.load_seconds = m_inputs.load_seconds();
   return rep;

@@ -61,7 +61,8 @@ struct StudyReport {
   double seconds = 0;          // the whole invocation after planning
   double run_seconds = 0;      // summed execution of the runs
   double load_seconds = 0;     // loading models and data
-  double store_seconds = 0;    // committing run files, refreshing F.h5, the resume scan
+  double store_seconds = 0;    // committing run files, refreshing F.h5, the resume scan (this thread)
+  double background_cpu_seconds = 0;  // CPU time of the store's background thread (StudyStore)
   double check_seconds = 0;    // checking the runs (loads included)
   std::int64_t failed = 0;
 };

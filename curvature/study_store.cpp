@@ -3,6 +3,8 @@
 #include <signal.h>
 
 #include <fcntl.h>
+#include <pthread.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -91,6 +93,13 @@ class StudyStore::CommitThread {
     }
     m_cv.notify_all();
   }
+  // CPU time this thread has used, in seconds.
+  double cpu_seconds() const {
+    clockid_t id;
+    timespec t{};
+    if (pthread_getcpuclockid(m_thread.native_handle(), &id) != 0 || clock_gettime(id, &t) != 0) return 0;
+    return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
+  }
   // Waits for the job in flight, if any; throws its exception (once).
   void wait() {
     std::unique_lock lock(m_mutex);
@@ -126,7 +135,7 @@ class StudyStore::CommitThread {
   bool m_busy = false;          // a job was started and is not finished
   std::exception_ptr m_error;   // the last job's failure, until wait() reports it
   bool m_stop = false;
-  std::thread m_thread;         // last: starts after the members above exist
+  mutable std::thread m_thread;  // last: starts after the members above exist (mutable: native_handle)
 };
 
 void write_run_file(const std::string& path, const std::vector<std::string>& inputs, const std::string& command,
@@ -204,6 +213,8 @@ void StudyStore::commit_run(const PlannedRun& run, const std::string& command, c
   });
   m_files.insert(path.filename().string());
 }
+
+double StudyStore::background_cpu_seconds() const { return m_thread ? m_thread->cpu_seconds() : 0.0; }
 
 void StudyStore::commit_in_background(std::function<void()> job) {
   // The fsyncs and the rename overlap the next run's computation.

@@ -95,6 +95,8 @@ class StudyStore {
   void append(const std::vector<const PlannedRun*>& runs);
   /// Waits for the commit in flight; throws its error (std::runtime_error naming the file).
   void finish_commits();
+  /// CPU seconds used so far by the background thread (file creation, writes, fsyncs, renames).
+  double background_cpu_seconds() const;
 
  private:
   class CommitThread;

@@ -162,6 +162,7 @@ void register_study(CLI::App& root, int argc, char** argv) {
     j["run_seconds"] = rep.run_seconds;
     j["load_seconds"] = rep.load_seconds;
     j["store_seconds"] = rep.store_seconds;
+    j["background_cpu_seconds"] = rep.background_cpu_seconds;
     j["overhead_seconds"] = overhead;
     j["overhead_fraction"] = rep.run_seconds > 0 ? overhead / rep.run_seconds : 0.0;
     j["failed"] = rep.failed;
