@@ -5,6 +5,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "curvature/curvature_operator.h"
+
 namespace curv {
 
 namespace {
@@ -126,6 +128,22 @@ BlockCgSolver::Index BlockCgSolver::compute(const Vector& b, const Vector& x0) {
   const double bn = b.norm();
   m_residual = bn > 0 ? std::sqrt(num) / bn : 0.0;
   return m_iterations;
+}
+
+RestrictedBlockOperators::RestrictedBlockOperators(Objective& objective, Curvature kind,
+                                                   const std::vector<std::vector<int>>& block_params) {
+  for (const auto& ps : block_params) {
+    m_ops.push_back(std::make_unique<CurvatureOperator>(objective, kind, ps));
+    m_ptrs.push_back(m_ops.back().get());
+  }
+}
+
+RestrictedBlockOperators::~RestrictedBlockOperators() = default;
+
+std::int64_t RestrictedBlockOperators::num_products() const {
+  std::int64_t n = 0;
+  for (const auto& op : m_ops) n += op->num_products();
+  return n;
 }
 
 }  // namespace curv

@@ -29,11 +29,15 @@
 /// (rows outside every block get x = 0); a preconditioner must be block-diagonal on the same
 /// blocks (Jacobi, or K-FAC with blocks = its layers). Non-owning; not thread-safe.
 #include <utility>
+#include <memory>
 #include <vector>
 
 #include "curvature/cg_solver.h"
 
 namespace curv {
+
+class Objective;
+enum class Curvature;
 
 class BlockCgSolver {
  public:
@@ -80,6 +84,26 @@ class BlockCgSolver {
   std::vector<Index> m_block_iterations;
   Index m_iterations = 0;
   std::int64_t m_operations = 0;
+};
+
+/// The block operators of block-CG's restricted mode (`block_ops` above): C_ll as a
+/// CurvatureOperator (curvature_operator.h) on block l's own parameters, one per entry of
+/// `block_params` (parameter indices into Model::params()). Empty `block_params`: no operators,
+/// and BlockCgSolver runs the L-column pass. REQUIRES: `objective` outlives this.
+class RestrictedBlockOperators {
+ public:
+  RestrictedBlockOperators(Objective& objective, Curvature kind, const std::vector<std::vector<int>>& block_params);
+  ~RestrictedBlockOperators();
+  RestrictedBlockOperators(const RestrictedBlockOperators&) = delete;
+  RestrictedBlockOperators& operator=(const RestrictedBlockOperators&) = delete;
+
+  const std::vector<const LinearOperator*>& ops() const { return m_ptrs; }
+  /// Products applied so far, summed over the blocks.
+  std::int64_t num_products() const;
+
+ private:
+  std::vector<std::unique_ptr<LinearOperator>> m_ops;
+  std::vector<const LinearOperator*> m_ptrs;  // m_ops, as BlockCgSolver takes them
 };
 
 }  // namespace curv

@@ -106,16 +106,13 @@ DampedSolveResult damped_solve(Objective& objective, const Dataset& data, const 
     std::vector<std::pair<Eigen::Index, Eigen::Index>> ranges;
     const auto blocks = model.blocks("layers");
     for (const auto& blk : blocks) ranges.push_back({model.params()[blk.params[0]].offset, blk.size});
-    std::vector<CurvatureOperator> own;  // restricted_blocks: C_ll on layer l's own parameters
-    std::vector<const LinearOperator*> ops;
-    if (o.restricted_blocks) {
-      own.reserve(blocks.size());
-      for (const auto& blk : blocks) own.emplace_back(objective, parse_curvature(o.curvature), blk.params);
-      for (const auto& op : own) ops.push_back(&op);
-    }
-    BlockCgSolver bcg(*C, ranges, ops, co, M.get());
+    std::vector<std::vector<int>> own_params;  // restricted_blocks: C_ll on layer l's own parameters
+    if (o.restricted_blocks)
+      for (const auto& blk : blocks) own_params.push_back(blk.params);
+    const RestrictedBlockOperators own(objective, parse_curvature(o.curvature), own_params);
+    BlockCgSolver bcg(*C, ranges, own.ops(), co, M.get());
     r.iterations = bcg.compute(b);
-    for (const auto& op : own) r.products += op.num_products();
+    r.products += own.num_products();
     r.x = bcg.solution();
     r.info = bcg.info();
     r.residual_history = bcg.residual_history();

@@ -144,14 +144,9 @@ void HessianFreeStepRule::step(const StepContext& at, std::vector<double>& w, co
     residual = cg.residuals()[0];
     products = cg.num_operations();
   } else {
-    std::vector<CurvatureOperator> own_ops;
-    std::vector<const LinearOperator*> block_ops;
-    if (m_options.restricted_blocks) {
-      own_ops.reserve(m_block_params.size());
-      for (const auto& ps : m_block_params) own_ops.emplace_back(own ? *own : *at.batch_objective, m_options.curvature, ps);
-      for (const auto& op : own_ops) block_ops.push_back(&op);
-    }
-    BlockCgSolver cg(C, m_blocks, block_ops, co);
+    const RestrictedBlockOperators own_ops(own ? *own : *at.batch_objective, m_options.curvature,
+                                           m_options.restricted_blocks ? m_block_params : std::vector<std::vector<int>>{});
+    BlockCgSolver cg(C, m_blocks, own_ops.ops(), co);
     iterations = cg.compute(b, x0);
     x = cg.solution();
     residual = cg.residual();
