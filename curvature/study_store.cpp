@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <pthread.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -11,15 +12,19 @@
 #include <condition_variable>
 #include <cstring>
 #include <exception>
+#include <fstream>
 #include <memory>
 #include <mutex>
 #include <thread>
 #include <stdexcept>
 #include <system_error>
 
+#include <nlohmann/json.hpp>
+
 #include "curvature/spectra_store.h"
 #include "src/io/atomic_file.h"
 #include "src/io/hdf5.h"
+#include "src/io/sha256.h"
 
 namespace curv {
 
@@ -67,6 +72,56 @@ void write_bytes(const std::string& path, const std::string& target, const std::
     done += static_cast<std::size_t>(n);
   }
   if (::close(fd) != 0) throw std::runtime_error(target + ": cannot write '" + path + "' (" + std::strerror(errno) + ")");
+}
+
+// What F.h5 holds, written beside the run files after each commit of F.h5 (see the header).
+constexpr const char* kManifest = "assembled.json";
+constexpr std::uintmax_t kMaxManifestBytes = std::uintmax_t{256} << 20;
+
+// The identity of the file at `path` now (device, inode, size, modification time in ns);
+// null if there is none.
+nlohmann::json file_stamp(const fs::path& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return nullptr;
+  return {static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino),
+          static_cast<std::int64_t>(st.st_size),
+          static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + static_cast<std::int64_t>(st.st_mtim.tv_nsec)};
+}
+
+std::string header_hash(const StudyHeader& h) {
+  return sha256_hex(h.study_file + '\0' + h.study_name + '\0' + h.study_text);
+}
+
+// Records that `out`, as it is now on disk, holds exactly `runs` (run file names) under a header
+// whose hash is `header`.
+void write_manifest(const fs::path& out, const fs::path& manifest, const std::string& header,
+                    const std::set<std::string>& runs) {
+  const nlohmann::json j = {{"version", 1}, {"header", header}, {"file", file_stamp(out)}, {"runs", runs}};
+  const std::string text = j.dump();
+  std::error_code ec;
+  fs::create_directories(manifest.parent_path(), ec);  // before the first run file
+  if (ec) throw std::runtime_error(manifest.parent_path().string() + ": cannot create folder (" + ec.message() + ")");
+  AtomicFile f(manifest.string());
+  write_bytes(f.temp_path(), manifest.string(), std::vector<unsigned char>(text.begin(), text.end()));
+  f.commit();
+}
+
+// True if `manifest` says that `out`, unchanged since, holds exactly `runs` under `header`.
+// Anything unreadable or different: false (F.h5 is then rebuilt).
+bool manifest_matches(const fs::path& out, const fs::path& manifest, const std::string& header,
+                      const std::set<std::string>& runs) {
+  std::error_code ec;
+  const auto size = fs::file_size(manifest, ec);
+  if (ec || size > kMaxManifestBytes) return false;
+  try {
+    std::ifstream in(manifest, std::ios::binary);
+    const nlohmann::json j = nlohmann::json::parse(in);
+    const nlohmann::json stamp = file_stamp(out);
+    return !stamp.is_null() && j.at("version") == 1 && j.at("header") == header && j.at("file") == stamp &&
+           j.at("runs").get<std::set<std::string>>() == runs;
+  } catch (const std::exception&) {
+    return false;
+  }
 }
 
 }  // namespace
@@ -225,6 +280,15 @@ void StudyStore::commit_in_background(std::function<void()> job) {
 
 void StudyStore::assemble(const std::vector<const PlannedRun*>& runs, const StudyHeader& header) {
   finish_commits();
+  std::set<std::string> names;
+  for (const PlannedRun* run : runs)
+    if (complete(*run)) names.insert(run_path(*run).filename().string());
+  m_header_hash = header_hash(header);
+  const fs::path manifest = runs_dir() / kManifest;
+  if (manifest_matches(m_out, manifest, m_header_hash, names)) {
+    m_assembled = std::move(names);  // F.h5 already is what this would write
+    return;
+  }
   auto out = std::make_shared<AtomicFile>(m_out.string(), m_inputs);
   {
     h5::Object f = h5::Object::create(out->temp_path(), m_out.string());
@@ -242,7 +306,8 @@ void StudyStore::assemble(const std::vector<const PlannedRun*>& runs, const Stud
     }
     f.close();
   }
-  commit_in_background([out] { out->commit(); });
+  m_assembled = std::move(names);
+  commit_study_file(std::move(out));
 }
 
 void StudyStore::append(const std::vector<const PlannedRun*>& runs) {
@@ -260,10 +325,21 @@ void StudyStore::append(const std::vector<const PlannedRun*>& runs) {
       const h5::Object src = h5::Object::open(path, false, {}, true);
       if (f.exists(run->name)) throw std::logic_error(m_out.string() + ": run '" + run->name + "' is already there");
       src.copy_to(run->name, f, run->name);
+      m_assembled.insert(run_path(*run).filename().string());
     }
     f.close();
   }
-  commit_in_background([out] { out->commit(); });
+  commit_study_file(std::move(out));
+}
+
+void StudyStore::commit_study_file(std::shared_ptr<AtomicFile> out) {
+  // The manifest after the rename, with F.h5's new identity; a kill between the two leaves the
+  // old manifest, which no longer matches F.h5, so the next assemble() rebuilds it.
+  commit_in_background([out, target = m_out, manifest = runs_dir() / kManifest, header = m_header_hash,
+                        runs = m_assembled] {
+    out->commit();
+    write_manifest(target, manifest, header, runs);
+  });
 }
 
 }  // namespace curv

@@ -7,6 +7,9 @@
 ///     F.h5.runs/              one file per completed run: <name>.<hash16>.h5 (hash16: the first 16
 ///                             hex digits of the run's settings hash), a curv results file holding
 ///                             the single group <name>
+///     F.h5.runs/assembled.json  what F.h5 holds: the run files copied into it, a hash of the
+///                             study header, and F.h5's identity (device, inode, size, mtime in ns)
+///                             right after its last commit
 ///
 /// Commit protocol. A run's file is written to a temporary beside it and renamed when complete
 /// (src/io/atomic_file.h): the rename is the run's commit, so a run file that exists is complete,
@@ -16,6 +19,11 @@
 /// and every finished run has its file; `--resume` scans the folder (file names only, no HDF5
 /// reads) and reruns exactly the runs whose <name>.<hash16>.h5 is missing, so an edited study
 /// reruns the runs whose settings changed. Temporaries of killed writers are removed by scan().
+/// assemble() leaves F.h5 alone when assembled.json says it already holds exactly the completed
+/// runs under the same header and F.h5 has not changed since (a resume with nothing to do, or
+/// with only new runs to add, then copies nothing); anything else rebuilds it. The manifest is
+/// written after F.h5's rename, so a kill between the two only costs a rebuild. F.h5's root
+/// `command` attribute is therefore the command that last rebuilt it.
 ///
 /// Commits (fsync of the temporary, rename, fsync of the folder: milliseconds of waiting on the
 /// disk) run on one background thread while the next run computes, for run files and for F.h5
@@ -100,11 +108,14 @@ class StudyStore {
 
  private:
   class CommitThread;
+  void commit_study_file(std::shared_ptr<AtomicFile> out);
   void commit_in_background(std::function<void()> job);
 
   std::filesystem::path m_out;
   std::vector<std::string> m_inputs;
   std::set<std::string> m_files;          // file names present in runs_dir (committed or in flight)
+  std::set<std::string> m_assembled;      // run file names whose groups F.h5 holds (or will, once committed)
+  std::string m_header_hash;              // of the StudyHeader of the last assemble()
   std::unique_ptr<CommitThread> m_thread;  // runs the commit in flight, if any (created on first use)
 };
 

@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -253,6 +254,58 @@ TEST_CASE("--resume skips runs whose settings are unchanged and reruns edited on
   REQUIRE(r.status == 0);
   CHECK(states(r.out)["spectrum.seed=4"] == "done");
   CHECK(SpectraReader(out).children("/").size() == 4u);
+}
+
+TEST_CASE("--resume keeps F.h5 when it already holds the completed runs, and rebuilds it when anything differs") {
+  using curv_test::curv;
+  const auto d = fresh("resume_keep");
+  json study = {{"name", "first"},
+                {"defaults", {{"model", kMlp}, {"data", kMlpData}, {"trace_probes", 4}}},
+                {"grids", {{{"kind", "spectrum"}, {"axes", {{"seed", {1, 2}}}}}}}};
+  const std::string file = write_study(d, "s.json", study), out = (d / "o.h5").string();
+  REQUIRE(curv("study " + file + " --out " + out).status == 0);
+  struct stat before {};
+  REQUIRE(::stat(out.c_str(), &before) == 0);
+  auto same_file = [&](const struct stat& a) {
+    struct stat now {};
+    REQUIRE(::stat(out.c_str(), &now) == 0);
+    return now.st_ino == a.st_ino && now.st_mtim.tv_sec == a.st_mtim.tv_sec && now.st_mtim.tv_nsec == a.st_mtim.tv_nsec;
+  };
+  REQUIRE(curv("study " + file + " --out " + out + " --resume").status == 0);
+  CHECK(same_file(before));  // nothing to do: F.h5 untouched
+  // One more run: F.h5 is extended (a new file), not rebuilt from scratch, and holds all three.
+  study["grids"][0]["axes"]["seed"] = {1, 2, 3};
+  write_study(d, "s.json", study);
+  REQUIRE(curv("study " + file + " --out " + out + " --resume").status == 0);
+  CHECK_FALSE(same_file(before));
+  CHECK(SpectraReader(out).children("/").size() == 3u);
+  REQUIRE(::stat(out.c_str(), &before) == 0);
+  REQUIRE(curv("study " + file + " --out " + out + " --resume").status == 0);
+  CHECK(same_file(before));
+  // A renamed study: rebuilt, with the new name.
+  study["name"] = "second";
+  write_study(d, "s.json", study);
+  REQUIRE(curv("study " + file + " --out " + out + " --resume").status == 0);
+  CHECK_FALSE(same_file(before));
+  CHECK(h5::Object::open(out).read_string_attribute("study_name") == "second");
+  // F.h5 changed by someone else (here: emptied of its runs by h5py-like rewriting): rebuilt.
+  REQUIRE(::stat(out.c_str(), &before) == 0);
+  {
+    h5::Object f = h5::Object::create(out);
+    f.write_attribute("format", "curv");
+    f.close();
+  }
+  REQUIRE(curv("study " + file + " --out " + out + " --resume").status == 0);
+  CHECK(SpectraReader(out).children("/").size() == 3u);
+  // A run file removed: that run is computed again and F.h5 rebuilt without a stale copy.
+  REQUIRE(::stat(out.c_str(), &before) == 0);
+  for (const auto& name : run_files(d / "o.h5.runs"))
+    if (name.rfind("spectrum.seed=2.", 0) == 0) curv_test::fs::remove(d / "o.h5.runs" / name);
+  const curv_test::Run r = curv("study " + file + " --out " + out + " --resume --json");
+  REQUIRE(r.status == 0);
+  CHECK_FALSE(same_file(before));
+  CHECK(json::parse(r.out)["runs"][1]["state"] == "done");
+  CHECK(SpectraReader(out).children("/").size() == 3u);
 }
 
 TEST_CASE("kill -9 at 10 random moments: --resume completes the study with no completed run recomputed or lost") {
