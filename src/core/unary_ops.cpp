@@ -212,27 +212,61 @@ struct Derivatives<ErfFn> {
   }
 };
 
-// A row may save one value per element in forward from which f' and f'' follow cheaply, with the
-// same expressions as df and d2f, so that repeated products on a kept pass skip its transcendental
-// (Erf: e = exp(-x^2), f' = c e, f'' = -2 x c e).
+// A row may save values per element in forward (kCount of them) from which f' and f'' follow
+// cheaply, with the same expressions as f, df and d2f, so that repeated products on a kept pass
+// skip its transcendentals and give the same values (Erf: e = exp(-x^2), f' = c e, f'' = -2 x c e;
+// Gelu: f' and f'' themselves, from one erf and one exp shared with f).
 template <class Fn>
 struct Saved {
   static constexpr bool kSaves = false;
+  static constexpr int kCount = 1;
 };
 template <>
 struct Saved<ErfFn> {
   static constexpr bool kSaves = true;
+  static constexpr int kCount = 1;
   template <class T>
-  static T save(T x) {
-    return std::exp(-x * x);
+  static T fwd(T x, T* e) {
+    e[0] = std::exp(-x * x);
+    return std::erf(x);
   }
   template <class T>
-  static T df(T, T e) {
-    return T(kTwoOverSqrtPi) * e;
+  static T df(T, const T* e) {
+    return T(kTwoOverSqrtPi) * e[0];
   }
   template <class T>
-  static T d2f(T x, T e) {
-    return T(-2) * x * T(kTwoOverSqrtPi) * e;
+  static T d2f(T x, const T* e) {
+    return T(-2) * x * T(kTwoOverSqrtPi) * e[0];
+  }
+};
+template <>
+struct Saved<GeluFn> {
+  static constexpr bool kSaves = true;
+  static constexpr int kCount = 2;
+  template <class T>
+  static T fwd(T x, T* e) {  // gelu, dgelu and d2gelu, operation for operation
+    const T r = T(1) + std::erf(x * T(kInvSqrt2));
+    const T ex = std::exp(T(-0.5) * x * x);
+    e[0] = T(0.5) * r + x * T(kInvSqrt2Pi) * ex;
+    e[1] = T(kInvSqrt2Pi) * ex * (T(2) - x * x);
+    return T(0.5) * x * r;
+  }
+  template <class T>
+  static T df(T, const T* e) {
+    return e[0];
+  }
+  template <class T>
+  static T d2f(T, const T* e) {
+    return e[1];
+  }
+};
+
+// The arrays of the values forward saved; at(i, e) gathers element i's kCount values.
+template <class Fn, class T>
+struct SavedArrays {
+  const T* a[Saved<Fn>::kCount] = {};
+  void at(std::int64_t i, T* e) const {
+    for (int k = 0; k < Saved<Fn>::kCount; ++k) e[k] = a[k][i];
   }
 };
 
@@ -263,24 +297,40 @@ class UnaryOp final : public OpImpl<UnaryOp<Fn>> {
     const T* x = c.in[0].data;
     const std::int64_t n = out.size();
     const double p = m_param, q = m_param2;
+    if constexpr (Saved<Fn>::kSaves) {
+      if (c.state) {
+        constexpr int K = Saved<Fn>::kCount;
+        auto& st = c.state->saved;
+        st.resize(K);
+        T* e[K];
+        for (int k = 0; k < K; ++k) {
+          st[k].resize(c.in[0].shape);
+          e[k] = st[k].data();
+        }
+        for (std::int64_t i = 0; i < n; ++i) {
+          T v[K];
+          out.data[i] = Saved<Fn>::fwd(x[i], v);
+          for (int k = 0; k < K; ++k) e[k][i] = v[k];
+        }
+        return;
+      }
+    }
     for (std::int64_t i = 0; i < n; ++i) out.data[i] = Fn::f(x[i], p, q);
-    if constexpr (Saved<Fn>::kSaves) {
-      if (!c.state) return;
-      auto& st = c.state->saved;
-      st.resize(1);
-      st[0].resize(c.in[0].shape);
-      T* e = st[0].data();
-      for (std::int64_t i = 0; i < n; ++i) e[i] = Saved<Fn>::save(x[i]);
-    }
   }
-  // The values forward saved for x (null: none, e.g. a state from elsewhere).
+  // The values forward saved for x (none, e.g. a state from elsewhere: false).
   template <class T>
-  static const T* saved(const OpCtx<T>& c, std::int64_t n) {
-    (void)c, (void)n;
+  static bool saved(const OpCtx<T>& c, std::int64_t n, SavedArrays<Fn, T>& s) {
+    (void)c, (void)n, (void)s;
     if constexpr (Saved<Fn>::kSaves) {
-      if (c.state && c.state->saved.size() == 1 && c.state->saved[0].size() == n) return c.state->saved[0].data();
+      constexpr int K = Saved<Fn>::kCount;
+      if (!c.state || c.state->saved.size() != K) return false;
+      for (int k = 0; k < K; ++k) {
+        if (c.state->saved[k].size() != n) return false;
+        s.a[k] = c.state->saved[k].data();
+      }
+      return true;
     }
-    return nullptr;
+    return false;
   }
   template <class T>
   void bwd(OpCtx<T>& c) const {
@@ -291,8 +341,12 @@ class UnaryOp final : public OpImpl<UnaryOp<Fn>> {
     const std::int64_t n = c.in[0].size();
     const double p = m_param, q = m_param2;
     if constexpr (Saved<Fn>::kSaves) {
-      if (const T* e = saved(c, n)) {
-        for (std::int64_t i = 0; i < n; ++i) gx[i] = g[i] * Saved<Fn>::df(x[i], e[i]);
+      if (SavedArrays<Fn, T> s; saved(c, n, s)) {
+        for (std::int64_t i = 0; i < n; ++i) {
+          T e[Saved<Fn>::kCount];
+          s.at(i, e);
+          gx[i] = g[i] * Saved<Fn>::df(x[i], e);
+        }
         return;
       }
     }
@@ -306,7 +360,8 @@ class UnaryOp final : public OpImpl<UnaryOp<Fn>> {
       return;
     }
     Buffer<T> d(n);  // uninitialized: a zeroed vector cost a memset per activation and call
-    derivative(c.in[0].data, n, d.data(), saved(c, n));
+    SavedArrays<Fn, T> s;
+    derivative(c.in[0].data, n, d.data(), saved(c, n, s) ? &s : nullptr);
     for (std::int64_t j = 0; j < c.k; ++j) {
       const T* tx = c.tin[0].data + j * n;
       T* ty = c.tout.data + j * n;
@@ -321,15 +376,18 @@ class UnaryOp final : public OpImpl<UnaryOp<Fn>> {
     const double p = m_param, q = m_param2;
     Buffer<T> d(n), h;  // uninitialized (both are written before they are read)
     const bool so = c.second_order && c.tin[0].data && Fn::curvature(p, q);
-    const T* e = saved(c, n);
+    SavedArrays<Fn, T> s;
+    const bool has = saved(c, n, s);
     if (so) {
       h.resize(n);
       for (std::int64_t i = 0; i < n; ++i) {
         T d2;
         if constexpr (Saved<Fn>::kSaves) {
-          if (e) {
-            d[i] = Saved<Fn>::df(x[i], e[i]);
-            d2 = Saved<Fn>::d2f(x[i], e[i]);
+          if (has) {
+            T e[Saved<Fn>::kCount];
+            s.at(i, e);
+            d[i] = Saved<Fn>::df(x[i], e);
+            d2 = Saved<Fn>::d2f(x[i], e);
           } else {
             Derivatives<Fn>::eval(x[i], p, q, d[i], d2);
           }
@@ -339,7 +397,7 @@ class UnaryOp final : public OpImpl<UnaryOp<Fn>> {
         h[i] = c.gout.data[i] * d2;
       }
     } else {
-      derivative(x, n, d.data(), e);
+      derivative(x, n, d.data(), has ? &s : nullptr);
     }
     for (std::int64_t j = 0; j < c.k; ++j) {
       const T* tg = c.tgout.data + j * n;
@@ -355,10 +413,14 @@ class UnaryOp final : public OpImpl<UnaryOp<Fn>> {
 
  private:
   template <class T>
-  void derivative(const T* x, std::int64_t n, T* d, const T* e) const {
+  void derivative(const T* x, std::int64_t n, T* d, const SavedArrays<Fn, T>* s) const {
     if constexpr (Saved<Fn>::kSaves) {
-      if (e) {
-        for (std::int64_t i = 0; i < n; ++i) d[i] = Saved<Fn>::df(x[i], e[i]);
+      if (s) {
+        for (std::int64_t i = 0; i < n; ++i) {
+          T e[Saved<Fn>::kCount];
+          s->at(i, e);
+          d[i] = Saved<Fn>::df(x[i], e);
+        }
         return;
       }
     }
