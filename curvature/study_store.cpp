@@ -325,10 +325,10 @@ void StudyStore::append(const std::vector<const PlannedRun*>& runs) {
       const h5::Object src = h5::Object::open(path, false, {}, true);
       if (f.exists(run->name)) throw std::logic_error(m_out.string() + ": run '" + run->name + "' is already there");
       src.copy_to(run->name, f, run->name);
-      m_assembled.insert(run_path(*run).filename().string());
     }
     f.close();
   }
+  for (const PlannedRun* run : runs) m_assembled.insert(run_path(*run).filename().string());
   commit_study_file(std::move(out));
 }
 
