@@ -10,6 +10,7 @@
 
 #include <cerrno>
 #include <condition_variable>
+#include <cstdio>
 #include <cstring>
 #include <exception>
 #include <fstream>
@@ -101,9 +102,16 @@ void write_manifest(const fs::path& out, const fs::path& manifest, const std::st
   std::error_code ec;
   fs::create_directories(manifest.parent_path(), ec);  // before the first run file
   if (ec) throw std::runtime_error(manifest.parent_path().string() + ": cannot create folder (" + ec.message() + ")");
-  AtomicFile f(manifest.string());
-  write_bytes(f.temp_path(), manifest.string(), std::vector<unsigned char>(text.begin(), text.end()));
-  f.commit();
+  // Renamed into place but not synced: after a crash it may be missing, stale or empty, and any of
+  // these only costs a rebuild of F.h5 (manifest_matches says false); a leftover temporary is
+  // removed by the next scan(). Saves two fsyncs that the end of every study would wait for.
+  const std::string temp = AtomicFile::temp_name(manifest.string(), static_cast<long>(::getpid()));
+  write_bytes(temp, manifest.string(), std::vector<unsigned char>(text.begin(), text.end()));
+  if (std::rename(temp.c_str(), manifest.c_str()) != 0) {
+    const std::string why = std::strerror(errno);
+    ::unlink(temp.c_str());
+    throw std::runtime_error(manifest.string() + ": cannot rename '" + temp + "' into place (" + why + ")");
+  }
 }
 
 // True if `manifest` says that `out`, unchanged since, holds exactly `runs` under `header`.
