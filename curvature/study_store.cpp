@@ -45,16 +45,14 @@ bool stale_temporary(const std::string& name) {
   return pid > 0 && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH;
 }
 
-// Writes the run file's temporary completely; the caller commits.
-void write_run_temporary(AtomicFile& out, const std::string& path, const std::string& command,
-                         const std::string& group, const AttributeMap& attributes,
-                         const std::function<void(const h5::Object&)>& write) {
-  h5::Object f = h5::Object::create(out.temp_path(), path);
+// A run file's content in the open file f: root attributes, then group `group` with
+// `attributes`, then write(group). The callers close f.
+void write_run_contents(const h5::Object& f, const std::string& command, const std::string& group,
+                        const AttributeMap& attributes, const std::function<void(const h5::Object&)>& write) {
   write_root_attributes(f, command);
   h5::Object g = f.create_group(group, true);
   for (const auto& kv : attributes) std::visit([&](const auto& v) { g.write_attribute(kv.first, v); }, kv.second);
   if (write) write(g);
-  f.close();
 }
 
 // Writes `bytes` as the new file `path` (the temporary of `target`, named in errors).
@@ -205,7 +203,9 @@ void write_run_file(const std::string& path, const std::vector<std::string>& inp
                     const std::string& group, const AttributeMap& attributes,
                     const std::function<void(const h5::Object&)>& write) {
   AtomicFile out(path, inputs);
-  write_run_temporary(out, path, command, group, attributes, write);
+  h5::Object f = h5::Object::create(out.temp_path(), path);
+  write_run_contents(f, command, group, attributes, write);
+  f.close();
   out.commit();
 }
 
@@ -260,10 +260,7 @@ void StudyStore::commit_run(const PlannedRun& run, const std::string& command, c
   std::vector<unsigned char> image;
   {
     h5::Object f = h5::Object::create_in_memory(path.string());
-    write_root_attributes(f, command);
-    h5::Object g = f.create_group(run.name, true);
-    for (const auto& kv : attributes) std::visit([&](const auto& v) { g.write_attribute(kv.first, v); }, kv.second);
-    if (write) write(g);
+    write_run_contents(f, command, run.name, attributes, write);
     image = f.close_to_image();
   }
   // Everything that touches runs_dir happens in the background, where it does not wait for the

@@ -218,13 +218,23 @@ std::string Object::child_path(const std::string& name) const {
   return m_path == "/" ? "/" + name : m_path + "/" + name;
 }
 
-Object Object::create(const std::string& path, const std::string& name) {
-  quiet();
-  const std::string file = name.empty() ? path : name;
-  // Strong close: closing the file closes every object of it, so close() really flushes it.
+namespace {
+
+// File access for every file curv opens or creates. Strong close: closing the file closes every
+// object of it, so close() really flushes it.
+Handle strong_close_access(const std::string& file) {
   Handle fapl(H5Pcreate(H5P_FILE_ACCESS));
   if (!fapl.valid() || H5Pset_fclose_degree(fapl.get(), H5F_CLOSE_STRONG) < 0)
     throw std::runtime_error(file + ": cannot set up HDF5 file access" + why());
+  return fapl;
+}
+
+}  // namespace
+
+Object Object::create(const std::string& path, const std::string& name) {
+  quiet();
+  const std::string file = name.empty() ? path : name;
+  const Handle fapl = strong_close_access(file);
   Handle f(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()));
   if (!f.valid()) throw std::runtime_error(file + ": cannot create HDF5 file" + why());
   return Object(std::move(f), file, "/");
@@ -232,10 +242,9 @@ Object Object::create(const std::string& path, const std::string& name) {
 
 Object Object::create_in_memory(const std::string& name) {
   quiet();
-  Handle fapl(H5Pcreate(H5P_FILE_ACCESS));
+  const Handle fapl = strong_close_access(name);
   // 64 KiB growth steps; no backing store: the image is taken before the close.
-  if (!fapl.valid() || H5Pset_fclose_degree(fapl.get(), H5F_CLOSE_STRONG) < 0 ||
-      H5Pset_fapl_core(fapl.get(), 64 << 10, false) < 0)
+  if (H5Pset_fapl_core(fapl.get(), 64 << 10, false) < 0)
     throw std::runtime_error(name + ": cannot set up an in-memory HDF5 file" + why());
   Handle f(H5Fcreate(name.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()));
   if (!f.valid()) throw std::runtime_error(name + ": cannot create an in-memory HDF5 file" + why());
@@ -268,9 +277,7 @@ Object Object::open(const std::string& path, bool writable, const std::string& n
     H5Eclear2(H5E_DEFAULT);
     throw std::runtime_error(file + ": not an HDF5 file");
   }
-  Handle fapl(H5Pcreate(H5P_FILE_ACCESS));
-  if (!fapl.valid() || H5Pset_fclose_degree(fapl.get(), H5F_CLOSE_STRONG) < 0)
-    throw std::runtime_error(file + ": cannot set up HDF5 file access" + why());
+  const Handle fapl = strong_close_access(file);
   Handle f(H5Fopen(path.c_str(), writable ? H5F_ACC_RDWR : H5F_ACC_RDONLY, fapl.get()));
   if (!f.valid()) throw std::runtime_error(file + ": cannot open HDF5 file" + why());
   return Object(std::move(f), file, "/");
