@@ -297,6 +297,12 @@ TEST_CASE("--resume keeps F.h5 when it already holds the completed runs, and reb
   }
   REQUIRE(curv("study " + file + " --out " + out + " --resume").status == 0);
   CHECK(SpectraReader(out).children("/").size() == 3u);
+  // A manifest that is not JSON (or truncated): F.h5 is rebuilt, nothing fails.
+  REQUIRE(::stat(out.c_str(), &before) == 0);
+  curv_test::write_text(d / "o.h5.runs" / "assembled.json", "{\"version\": 1, \"runs\": [\x01");
+  REQUIRE(curv("study " + file + " --out " + out + " --resume").status == 0);
+  CHECK_FALSE(same_file(before));
+  CHECK(SpectraReader(out).children("/").size() == 3u);
   // A run file removed: that run is computed again and F.h5 rebuilt without a stale copy.
   REQUIRE(::stat(out.c_str(), &before) == 0);
   for (const auto& name : run_files(d / "o.h5.runs"))
