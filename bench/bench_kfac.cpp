@@ -25,13 +25,20 @@
 //   block_cg_restricted_iter_over_ggn  the same with each layer's product on its own parameters
 //                                 (`curv solve --restricted-blocks`) / one GGN product
 //   restricted_products_over_ggn  the L restricted block products alone / one GGN product
+//   gram_layers, gram_gb          layers covered by gram block products (gram_blocks.h), their store
+//   gram_setup_over_ggn           the gram sweep (C reverse passes + per-sample factors), once / one GGN product
+//   block_cg_gram_iter_over_ggn   one block-CG iteration with gram products (`curv solve --method
+//                                 block-cg`'s default) / one GGN product
+//   gram_products_over_ggn        the L gram block products alone / one GGN product
 #include <tbb/global_control.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 
 #include "curvature/block_cg_solver.h"
 #include "curvature/cg_solver.h"
+#include "curvature/gram_blocks.h"
 #include "curvature/curvature_operator.h"
 #include "curvature/kfac.h"
 #include "src/core/builder.h"
@@ -70,6 +77,15 @@ int solve_costs(const std::string& path, std::int64_t samples, int threads, int 
     own.emplace_back(*obj, Curvature::GGN, b.params);
   }
   for (const auto& op : own) ops.push_back(&op);
+  // Gram blocks (the default of `curv solve --method block-cg` where they apply): the sweep once,
+  // then no model pass per iteration; blocks gram leaves get their restricted operator.
+  ObjectiveOptions oo;
+  Timer setup;
+  const GramBlockOperators gram(*obj, d, oo, Curvature::GGN, layer_blocks, 0);
+  const double gram_setup = setup.seconds();
+  std::vector<const LinearOperator*> gram_ops = gram.ops();
+  for (std::size_t l = 0; l < gram_ops.size(); ++l)
+    if (!gram_ops[l]) gram_ops[l] = ops[l];
   CgOptions co;
   co.damping = 1e-3;
   co.max_iters = 3;
@@ -77,27 +93,35 @@ int solve_costs(const std::string& path, std::int64_t samples, int threads, int 
   Eigen::MatrixXd Y;
   std::vector<Eigen::VectorXd> parts;
   for (const auto& [off, size] : blocks) parts.push_back(g.segment(off, size));
-  double ggn = 1e30, cg = 1e30, bcg = 1e30, rbcg = 1e30, rprod = 1e30;
+  double ggn = 1e30, cg = 1e30, bcg = 1e30, rbcg = 1e30, rprod = 1e30, gbcg = 1e30, gprod = 1e30;
   std::int64_t bcg_ops = 0, rbcg_ops = 0;
+  const bool gram_only = std::getenv("BENCH_GRAM_ONLY") != nullptr;  // skip the pass and restricted variants
   for (int r = 0; r < reps; ++r) {  // interleaved, so that load changes hit every variant alike
     ggn = std::min(ggn, best_of(1, [&] { G.apply(g, Y); }));
     cg = std::min(cg, best_of(1, [&] { CgSolver s(G, co); s.compute(g); }) / 4);
-    bcg = std::min(bcg, best_of(1, [&] { BlockCgSolver s(G, blocks, co); s.compute(g); bcg_ops = s.num_operations(); }) / 4);
-    rbcg = std::min(rbcg, best_of(1, [&] { BlockCgSolver s(G, blocks, ops, co); s.compute(g); rbcg_ops = s.num_operations(); }) / 4);
-    rprod = std::min(rprod, best_of(1, [&] { for (std::size_t l = 0; l < own.size(); ++l) own[l].apply(parts[l], Y); }));
+    if (gram_only) bcg = rbcg = rprod = 0;
+    if (!gram_only) bcg = std::min(bcg, best_of(1, [&] { BlockCgSolver s(G, blocks, co); s.compute(g); bcg_ops = s.num_operations(); }) / 4);
+    if (!gram_only) rbcg = std::min(rbcg, best_of(1, [&] { BlockCgSolver s(G, blocks, ops, co); s.compute(g); rbcg_ops = s.num_operations(); }) / 4);
+    if (!gram_only) rprod = std::min(rprod, best_of(1, [&] { for (std::size_t l = 0; l < own.size(); ++l) own[l].apply(parts[l], Y); }));
+    gbcg = std::min(gbcg, best_of(1, [&] { BlockCgSolver s(G, blocks, gram_ops, co); s.compute(g); }) / 4);
+    gprod = std::min(gprod, best_of(1, [&] { for (std::size_t l = 0; l < gram_ops.size(); ++l) gram_ops[l]->apply(parts[l], Y); }));
   }
   std::printf("{\"model\": \"%s\", \"params\": %lld, \"samples\": %lld, \"threads\": %d, \"layers\": %zu, "
               "\"reps\": %d, \"ggn_s\": %.4f, \"cg_iter_over_ggn\": %.3f, \"block_cg_iter_over_ggn\": %.3f, "
               "\"block_cg_restricted_iter_over_ggn\": %.3f, \"restricted_products_over_ggn\": %.3f, "
-              "\"block_cg_columns\": %lld, \"block_cg_restricted_products\": %lld}\n",
+              "\"block_cg_columns\": %lld, \"block_cg_restricted_products\": %lld, \"gram_layers\": %zu, "
+              "\"gram_gb\": %.3f, \"gram_setup_over_ggn\": %.3f, \"block_cg_gram_iter_over_ggn\": %.4f, "
+              "\"gram_products_over_ggn\": %.4f}\n",
               path.c_str(), (long long)m.num_params(), (long long)d.size(), threads, blocks.size(), reps, ggn,
-              cg / ggn, bcg / ggn, rbcg / ggn, rprod / ggn, (long long)bcg_ops, (long long)rbcg_ops);
+              cg / ggn, bcg / ggn, rbcg / ggn, rprod / ggn, (long long)bcg_ops, (long long)rbcg_ops, gram.covered(),
+              double(gram.bytes()) / 1e9, gram_setup / ggn, gbcg / ggn, gprod / ggn);
   return 0;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  bench::tune_allocator();
   const std::string arch = argc > 1 ? argv[1] : "lenet";
   if (arch.size() > 5 && arch.substr(arch.size() - 5) == ".onnx")
     return solve_costs(arch, argc > 2 ? std::stoll(argv[2]) : 128, argc > 3 ? std::stoi(argv[3]) : 2,

@@ -12,7 +12,10 @@
 /// a K-FAC or Jacobi preconditioner is block-diagonal already and applies per column.
 ///
 /// Alternatively each block comes as its own operator C_ll (`block_ops`, e.g. a CurvatureOperator
-/// on the block's parameters): then an iteration is one product per active block, and a model's
+/// on the block's parameters): then every block's vectors have the block's own size (an iteration
+/// costs the active blocks' products plus O(their sizes), not O(P L)), CgOptions::on_iteration
+/// receives the combined iterate as one column (the sum of the L-column pass's columns), and an
+/// iteration is one product per active block, and a model's
 /// product restricted to block l runs its forward tangent from block l on and its reverse tangent
 /// back to block l only, skipping the block's zero prefix that the L-column pass computes. On a
 /// chain of L equal dense layers (GEMMs: a full product 2 at the first layer and 4 at each other,
@@ -20,6 +23,10 @@
 /// later one) that is L (L + 1) GEMMs against L (4L - 2) for the L-column pass: about (L + 1) / 4
 /// products instead of L. Same matrices; the rounding of the products may differ from the
 /// L-column pass.
+///
+/// A third source of block operators, for the GGN and the Fisher of linear layers, is
+/// GramBlockOperators (gram_blocks.h): the exact C_ll from per-sample factors stored by one sweep,
+/// with no pass through the model per iteration.
 ///
 /// Status and residuals as CgSolver (cg_solver.h): per block residual_history() columns, and
 /// residual() = ||(D + lambda I) x - b|| / ||b||, D = blockdiag(C_ll), from the true per-block
@@ -72,6 +79,8 @@ class BlockCgSolver {
   std::int64_t num_operations() const { return m_operations; }
 
  private:
+  Index compute_compact(const Vector& b, const Vector& x0);
+
   const LinearOperator& m_C;
   std::vector<std::pair<Index, Index>> m_blocks;
   std::vector<const LinearOperator*> m_block_ops;  // empty: one pass of m_C on the L columns

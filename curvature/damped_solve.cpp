@@ -6,6 +6,7 @@
 
 #include "curvature/block_cg_solver.h"
 #include "curvature/curvature_operator.h"
+#include "curvature/gram_blocks.h"
 #include "curvature/hutchinson_diagonal.h"
 #include "curvature/kfac_operator.h"
 #include "curvature/woodbury_inverse.h"
@@ -29,6 +30,22 @@ SolveMethod parse_solve_method(const std::string& s) {
   throw std::invalid_argument("unknown solve method '" + s + "' (expected cg, pcg, block-cg, kfac or woodbury)");
 }
 
+const char* block_products_name(BlockProducts b) {
+  switch (b) {
+    case BlockProducts::Auto: return "auto";
+    case BlockProducts::Gram: return "gram";
+    case BlockProducts::Restricted: return "restricted";
+    case BlockProducts::Pass: return "pass";
+  }
+  return "?";
+}
+
+BlockProducts parse_block_products(const std::string& s) {
+  for (auto b : {BlockProducts::Auto, BlockProducts::Gram, BlockProducts::Restricted, BlockProducts::Pass})
+    if (s == block_products_name(b)) return b;
+  throw std::invalid_argument("unknown block products '" + s + "' (expected auto, gram, restricted or pass)");
+}
+
 std::string validate_damped_solve(const DampedSolveOptions& o) {
   const std::string& c = o.curvature;
   if (c != "kfac") parse_curvature(c);  // throws for an unknown name
@@ -50,6 +67,16 @@ std::string validate_damped_solve(const DampedSolveOptions& o) {
   if (!(o.rtol > 0 && o.rtol < 1)) throw std::invalid_argument("rtol must be in (0, 1), got " + std::to_string(o.rtol));
   if (o.restricted_blocks && o.method != SolveMethod::BlockCg)
     throw std::invalid_argument(std::string("restricted blocks apply to block-cg, not ") + solve_method_name(o.method));
+  if (o.restricted_blocks && o.block_products != BlockProducts::Auto && o.block_products != BlockProducts::Restricted)
+    throw std::invalid_argument(std::string("restricted blocks contradict block products '") +
+                                block_products_name(o.block_products) + "'");
+  if (o.block_products != BlockProducts::Auto && o.method != SolveMethod::BlockCg)
+    throw std::invalid_argument(std::string("block products apply to block-cg, not ") + solve_method_name(o.method));
+  if (o.block_products == BlockProducts::Gram && (c == "kfac" || c == "hessian"))
+    throw std::invalid_argument("gram block products need ggn, fisher or ef (the " + c +
+                                " has no per-sample factorization)");
+  if (o.block_products == BlockProducts::Restricted && c == "kfac")
+    throw std::invalid_argument("restricted blocks apply to hessian, ggn, fisher and ef (K-FAC is block-diagonal already)");
   if (o.restricted_blocks && c == "kfac")
     throw std::invalid_argument("restricted blocks apply to hessian, ggn, fisher and ef (K-FAC is block-diagonal already)");
   if (o.max_iters < 1 || o.window < 1 || o.diag_probes < 1)
@@ -106,11 +133,38 @@ DampedSolveResult damped_solve(Objective& objective, const Dataset& data, const 
     std::vector<std::pair<Eigen::Index, Eigen::Index>> ranges;
     const auto blocks = model.blocks("layers");
     for (const auto& blk : blocks) ranges.push_back({model.params()[blk.params[0]].offset, blk.size});
-    std::vector<std::vector<int>> own_params;  // restricted_blocks: C_ll on layer l's own parameters
-    if (o.restricted_blocks)
-      for (const auto& blk : blocks) own_params.push_back(blk.params);
-    const RestrictedBlockOperators own(objective, parse_curvature(o.curvature), own_params);
-    BlockCgSolver bcg(*C, ranges, own.ops(), co, M.get());
+    const BlockProducts mode = o.restricted_blocks ? BlockProducts::Restricted : o.block_products;
+    // gram where it covers a block (auto, gram), restricted for the rest (auto, gram, restricted).
+    std::unique_ptr<GramBlockOperators> gram;
+    if (o.curvature != "kfac" && (mode == BlockProducts::Auto || mode == BlockProducts::Gram)) {
+      gram = std::make_unique<GramBlockOperators>(objective, data, objective_options, parse_curvature(o.curvature),
+                                                  blocks, o.gram_max_bytes);
+      if (mode == BlockProducts::Gram && gram->covered() == 0)
+        throw std::invalid_argument("gram block products: " + gram->reason());
+      r.gram_blocks = std::int64_t(gram->covered());
+      r.gram_bytes = gram->bytes();
+      r.gram_seconds = gram->setup_seconds();
+      r.gram_note = gram->reason();
+    }
+    std::vector<std::vector<int>> own_params;  // C_ll on layer l's own parameters, for the blocks gram leaves
+    std::vector<std::size_t> own_blocks;
+    if (mode != BlockProducts::Pass && o.curvature != "kfac")
+      for (std::size_t l = 0; l < blocks.size(); ++l)
+        if (!gram || !gram->ops()[l]) {
+          own_params.push_back(blocks[l].params);
+          own_blocks.push_back(l);
+        }
+    const RestrictedBlockOperators own(objective, parse_curvature(o.curvature == "kfac" ? "ggn" : o.curvature), own_params);
+    std::vector<const LinearOperator*> ops;
+    if (r.gram_blocks > 0 || !own_blocks.empty()) {
+      ops = gram ? gram->ops() : std::vector<const LinearOperator*>(blocks.size(), nullptr);
+      for (std::size_t i = 0; i < own_blocks.size(); ++i) ops[own_blocks[i]] = own.ops()[i];
+    }
+    r.block_products = ops.empty() ? "pass"
+                       : r.gram_blocks == 0 ? "restricted"
+                       : own_blocks.empty() ? "gram"
+                                            : "gram+restricted";
+    BlockCgSolver bcg(*C, ranges, ops, co, M.get());
     r.iterations = bcg.compute(b);
     r.products += own.num_products();
     r.x = bcg.solution();

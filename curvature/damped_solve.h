@@ -5,11 +5,16 @@
 ///   cg        CgSolver on C
 ///   pcg       CgSolver on C, preconditioned by K-FAC's damped inverse or Jacobi (1 / (d + lambda),
 ///             d a Hutchinson diagonal of C clamped at 0)
-///   block-cg  BlockCgSolver on C's per-layer diagonal blocks (Model::blocks("layers")); with
-///             restricted_blocks each block's products run on its own parameters (one
-///             CurvatureOperator per layer: the forward tangent starts at the layer and the reverse
-///             tangent stops there) instead of one pass of C with one column per active layer.
-///             Same matrices, different rounding; the default stays the L-column pass
+///   block-cg  BlockCgSolver on C's per-layer diagonal blocks (Model::blocks("layers")). How a
+///             block's product C_ll p_l is formed (block_products; the same matrices, different
+///             rounding):
+///               gram        from per-sample factors stored by one sweep (gram_blocks.h): exact for
+///                           linear layers under ggn, fisher and ef, no model pass per iteration
+///               restricted  a CurvatureOperator on the block's own parameters (the forward
+///                           tangent starts at the layer, the reverse tangent stops there)
+///               pass        one pass of C with one column per active layer
+///               auto        (default) gram for the blocks it covers when its store fits in
+///                           gram_max_bytes, restricted for the others
 ///   kfac      x = (K + lambda I)^-1 b (exact damping; one K-FAC inverse)
 ///   woodbury  x = (lambda I + (1/m) G G^T)^-1 b over the per-sample gradients of the first m
 ///             samples (M-FAC; the empirical Fisher of that window)
@@ -33,6 +38,10 @@
 namespace curv {
 
 enum class SolveMethod { Cg, Pcg, BlockCg, Kfac, Woodbury };
+enum class BlockProducts { Auto, Gram, Restricted, Pass };
+/// "auto" | "gram" | "restricted" | "pass".
+const char* block_products_name(BlockProducts b);
+BlockProducts parse_block_products(const std::string& s);
 /// "cg" | "pcg" | "block-cg" | "kfac" | "woodbury".
 const char* solve_method_name(SolveMethod m);
 SolveMethod parse_solve_method(const std::string& s);
@@ -48,8 +57,14 @@ struct DampedSolveOptions {
   std::int64_t max_iters = 1000;
   /// pcg and block-cg: "kfac", "jacobi" or "none" (pcg needs one of the first two).
   std::string preconditioner = "kfac";
-  /// block-cg: products restricted to each layer's own parameters (not for curvature "kfac").
+  /// block-cg: products restricted to each layer's own parameters (not for curvature "kfac");
+  /// the same as block_products = Restricted (the older spelling, kept).
   bool restricted_blocks = false;
+  /// block-cg: how the block products are formed (see the header).
+  BlockProducts block_products = BlockProducts::Auto;
+  /// block-cg, gram: the cap on the stored per-sample factors (bytes; 0: none). auto falls back to
+  /// restricted above it, gram fails.
+  std::size_t gram_max_bytes = std::size_t(4e9);
   /// Jacobi: Hutchinson probes of the diagonal, and their seed.
   std::int64_t diag_probes = 20;
   std::uint64_t seed = 0;
@@ -77,6 +92,14 @@ struct DampedSolveResult {
   CompInfo info = CompInfo::NotComputed;
   Eigen::MatrixXd residual_history;  // [iterations + 1, 1] or [iterations + 1, L] for block-cg
   std::vector<BlockSolveSummary> blocks;  // block-cg
+  /// block-cg: what formed the block products ("gram", "restricted", "gram+restricted", "pass"),
+  /// the blocks gram covered, the bytes of its store, the seconds of its sweep (included in no
+  /// product count: it is R reverse passes per micro-batch), and why it covered less than all.
+  std::string block_products;
+  std::int64_t gram_blocks = 0;
+  std::size_t gram_bytes = 0;
+  double gram_seconds = 0;
+  std::string gram_note;
   Eigen::VectorXd influence;              // [N] when requested
   /// curvature "fisher" with sampled labels: b^T F b for the Monte Carlo F and its standard error
   /// from the label sampling (Objective::product_stderr; one more product, counted); NaN otherwise.

@@ -704,8 +704,19 @@ TEST_CASE("solve: the documented JSON keys, every method, the HDF5 output, rhs f
   const auto bcg = run("--curvature ggn --method block-cg", "bcg");
   REQUIRE(bcg["blocks"].size() == 3);
   for (const auto& [name, blk] : bcg["blocks"].items()) CHECK(blk["residual"].get<double>() < 1e-10);
+  CHECK(bcg["block_products"] == "gram");  // the default where it applies: an MLP of linear layers
+  CHECK(bcg["gram"]["blocks"] == 3);
+  CHECK(bcg["gram"]["bytes"].get<std::int64_t>() > 0);
+  CHECK(bcg["products"].get<std::int64_t>() == 1);  // the residual's: gram iterations pass no model
   const auto rbcg = run("--curvature ggn --method block-cg --restricted-blocks", "rbcg");  // same blocks, own products
   CHECK(rbcg["restricted_blocks"] == true);
+  CHECK(rbcg["block_products"] == "restricted");
+  const auto pbcg = run("--curvature ggn --method block-cg --block-products pass", "pbcg");
+  CHECK(pbcg["block_products"] == "pass");
+  CHECK(std::abs(pbcg["b_dot_x"].get<double>() - bcg["b_dot_x"].get<double>()) < 1e-9 * bcg["b_dot_x"].get<double>());
+  const auto cbcg = run("--curvature ggn --method block-cg --gram-gb 1e-9", "cbcg");  // the cap: auto falls back
+  CHECK(cbcg["block_products"] == "restricted");
+  CHECK(cbcg["gram"]["note"].get<std::string>().find("cap") != std::string::npos);
   CHECK(std::abs(rbcg["b_dot_x"].get<double>() - bcg["b_dot_x"].get<double>()) < 1e-9 * bcg["b_dot_x"].get<double>());
   CHECK(std::abs(rbcg["residual"].get<double>() - bcg["residual"].get<double>()) < 1e-6 * bcg["residual"].get<double>());
   const auto kf = run("--curvature kfac --method kfac", "kfac");
@@ -757,6 +768,10 @@ TEST_CASE("solve: bad input is one line and status 2, non-convergence is a statu
   check_bad(base + "--damping -1" + out, "--damping: -1 is outside");
   check_bad(base + "--damping 0.1 --method pcg --preconditioner none" + out, "pcg needs a preconditioner");
   check_bad(base + "--damping 0.1 --method cg --restricted-blocks" + out, "restricted blocks apply to block-cg, not cg");
+  check_bad(base + "--damping 0.1 --curvature hessian --method block-cg --block-products gram" + out,
+            "gram block products need ggn, fisher or ef");
+  check_bad(base + "--damping 0.1 --method block-cg --block-products gram --gram-gb 1e-9" + out,
+            "gram block products: the per-sample factors need");
   check_bad(base + "--damping 0.1 --curvature kfac --method block-cg --restricted-blocks" + out,
             "restricted blocks apply to hessian, ggn, fisher and ef");
   check_bad(base + "--damping 0.1 --rhs " + (d / "missing.h5").string() + out, "missing.h5");

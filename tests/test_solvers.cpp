@@ -12,6 +12,7 @@
 #include "curvature/block_cg_solver.h"
 #include "curvature/cg_solver.h"
 #include "curvature/damped_solve.h"
+#include "curvature/gram_blocks.h"
 #include "curvature/curvature_operator.h"
 #include "curvature/hutchinson_diagonal.h"
 #include "curvature/kfac_operator.h"
@@ -399,6 +400,7 @@ TEST_CASE("damped_solve block-cg with restricted blocks equals the dense block s
       CHECK(r.products <= 2 * (r.iterations + 1) + 1);
       // The unrestricted L-column pass solves the same system.
       o.restricted_blocks = false;
+      o.block_products = BlockProducts::Pass;
       const DampedSolveResult plain = damped_solve(*obj, d, g, o, oo);
       CHECK(rel(r.x, plain.x) < kSolveTol);
       x[threads - 1] = r.x;
@@ -412,4 +414,163 @@ TEST_CASE("damped_solve block-cg with restricted blocks equals the dense block s
   bad.method = SolveMethod::BlockCg;
   bad.curvature = "kfac";
   CHECK_THROWS_AS(validate_damped_solve(bad), std::invalid_argument);
+}
+
+namespace {
+
+// A CNN with a LayerNorm between its layers: the LayerNorm's block is no linear layer (gram leaves
+// it to a restricted operator).
+Model cnn_ln(std::uint64_t seed) {
+  ModelBuilder b({2, 5, 5}, seed);
+  int x = b.unary(b.conv(b.input(), 3, 3, 2, 1, "conv1"), UnaryKind::Tanh);
+  x = b.layer_norm(b.flatten(x), "ln");
+  x = b.unary(b.linear(x, 4, "fc1"), UnaryKind::Tanh);
+  return b.finish(b.linear(x, 3, "fc2"));
+}
+
+Matrix block_of(const Matrix& C, const Model& m, const ParamBlock& blk) {
+  const Eigen::Index off = m.params()[blk.params[0]].offset;
+  return C.block(off, off, blk.size, blk.size);
+}
+
+}  // namespace
+
+TEST_CASE("gram block products equal the exact diagonal blocks of the GGN, Fisher and empirical Fisher") {
+  struct Case {
+    const char* name;
+    Model model;
+    Dataset data;
+  };
+  std::vector<Case> cases;
+  cases.push_back({"mlp", mlp(21), synthetic_data({5}, 7, 3, 22, false)});
+  cases.push_back({"cnn", cnn(23), synthetic_data({2, 5, 5}, 6, 3, 24, false)});
+  cases.push_back({"cnn+layernorm", cnn_ln(25), synthetic_data({2, 5, 5}, 5, 3, 26, false)});
+  {
+    ModelBuilder b({5}, 27);  // MSE: Lambda_n = (2 / D) I
+    int x = b.unary(b.linear(b.input(), 4, "fc1"), UnaryKind::Tanh);
+    cases.push_back({"mlp-mse", b.finish(b.linear(x, 3, "fc2")), synthetic_data({5}, 6, 3, 28, true)});
+  }
+  for (auto& c : cases) {
+    for (const char* curvature : {"ggn", "fisher", "ef"}) {
+      for (std::int64_t S : {std::int64_t(0), std::int64_t(3)}) {
+        if (std::string(curvature) != "fisher" && S == 3) continue;
+        INFO(c.name, " ", curvature, " fisher_samples ", S);
+        ObjectiveOptions oo = f64(2);
+        oo.fisher_samples = S;
+        oo.fisher_seed = 5;
+        auto obj = Objective::create(c.model, c.data, oo);
+        const Curvature kind = parse_curvature(curvature);
+        const Matrix Cd = dense(CurvatureOperator(*obj, kind));
+        const auto blocks = c.model.blocks("layers");
+        GramBlockOperators gram(*obj, c.data, oo, kind, blocks);
+        const bool ln = std::string(c.name) == "cnn+layernorm";
+        CHECK(gram.covered() == (ln ? blocks.size() - 1 : blocks.size()));
+        CHECK(gram.reason().empty() == !ln);
+        CHECK(gram.cotangents() == (kind == Curvature::EmpiricalFisher ? 1 : S > 0 ? S : 3));
+        CHECK(gram.bytes() > 0);
+        for (std::size_t l = 0; l < blocks.size(); ++l) {
+          INFO("block ", blocks[l].name);
+          if (!gram.ops()[l]) {
+            CHECK(blocks[l].name == "ln");
+            continue;
+          }
+          const Matrix G = block_of(Cd, c.model, blocks[l]);
+          CHECK(rel(dense(*gram.ops()[l]), G) < 1e-11);
+        }
+      }
+    }
+  }
+  // Not covered: the Hessian, a cap below the store, BatchNorm with batch statistics.
+  Model m = cnn(29);
+  Dataset d = synthetic_data({2, 5, 5}, 4, 3, 30, false);
+  const ObjectiveOptions oo = f64(2);
+  auto obj = Objective::create(m, d, oo);
+  GramBlockOperators h(*obj, d, oo, Curvature::Hessian, m.blocks("layers"));
+  CHECK(h.covered() == 0);
+  CHECK(h.bytes() == 0);
+  CHECK(h.reason().find("Hessian") != std::string::npos);
+  GramBlockOperators capped(*obj, d, oo, Curvature::GGN, m.blocks("layers"), 100);
+  CHECK(capped.covered() == 0);
+  CHECK(capped.reason().find("cap") != std::string::npos);
+  ModelBuilder b({5}, 31);
+  int x = b.batch_norm(b.linear(b.input(), 4, "fc1"), "bn", true);
+  Model bn = b.finish(b.linear(b.unary(x, UnaryKind::Tanh), 3, "fc2"));
+  Dataset d5 = synthetic_data({5}, 6, 3, 32, false);
+  auto obn = Objective::create(bn, d5, oo);
+  GramBlockOperators mixed(*obn, d5, oo, Curvature::GGN, bn.blocks("layers"));
+  CHECK(mixed.covered() == 0);
+  CHECK(mixed.reason().find("mixes the batch") != std::string::npos);
+}
+
+TEST_CASE("damped_solve block-cg: gram products (the default where they apply) solve the dense block system") {
+  Model m = cnn_ln(33);
+  Dataset d = synthetic_data({2, 5, 5}, 7, 3, 34, false);
+  const double lambda = 0.03;
+  Vector x[2];
+  for (int threads : {1, 2}) {
+    tbb::global_control gc(tbb::global_control::max_allowed_parallelism, threads);
+    const ObjectiveOptions oo = f64(2);
+    auto obj = Objective::create(m, d, oo);
+    Vector g;
+    obj->gradient(g);
+    const Matrix Cd = dense(CurvatureOperator(*obj, Curvature::GGN));
+    Matrix D = Matrix::Zero(Cd.rows(), Cd.cols());
+    for (const auto& blk : m.blocks("layers")) {
+      const Eigen::Index off = m.params()[blk.params[0]].offset;
+      D.block(off, off, blk.size, blk.size) = block_of(Cd, m, blk);
+    }
+    DampedSolveOptions o;
+    o.method = SolveMethod::BlockCg;
+    o.preconditioner = "none";
+    o.damping = lambda;
+    o.rtol = kRtol;
+    const DampedSolveResult r = damped_solve(*obj, d, g, o, oo);
+    CHECK(r.block_products == "gram+restricted");  // the LayerNorm block is restricted
+    CHECK(r.gram_blocks == 3);
+    CHECK(r.gram_bytes > 0);
+    CHECK(r.info == CompInfo::Successful);
+    CHECK(rel(r.x, dense_solve(D, lambda, g)) < kSolveTol);
+    // Model products: the LayerNorm block's (one per iteration while active) and the residual's.
+    CHECK(r.products <= r.iterations + 2);
+    x[threads - 1] = r.x;
+    // Forced gram, a cap that leaves no room: auto falls back to restricted, gram fails.
+    o.gram_max_bytes = 10;
+    const DampedSolveResult fallback = damped_solve(*obj, d, g, o, oo);
+    CHECK(fallback.block_products == "restricted");
+    CHECK(fallback.gram_note.find("cap") != std::string::npos);
+    CHECK(rel(fallback.x, r.x) < kSolveTol);
+    o.block_products = BlockProducts::Gram;
+    CHECK_THROWS_AS(damped_solve(*obj, d, g, o, oo), std::invalid_argument);
+    o.block_products = BlockProducts::Auto;
+    o.curvature = "hessian";
+    o.damping = lambda + safe_damping(Cd);
+    CHECK(damped_solve(*obj, d, g, o, oo).block_products == "restricted");
+  }
+  CHECK(x[0] == x[1]);
+  DampedSolveOptions bad;
+  bad.method = SolveMethod::BlockCg;
+  bad.curvature = "hessian";
+  bad.block_products = BlockProducts::Gram;
+  CHECK_THROWS_AS(validate_damped_solve(bad), std::invalid_argument);
+  bad.curvature = "ggn";
+  bad.restricted_blocks = true;
+  CHECK_THROWS_AS(validate_damped_solve(bad), std::invalid_argument);
+  bad.restricted_blocks = false;
+  bad.method = SolveMethod::Cg;
+  CHECK_THROWS_WITH_AS(validate_damped_solve(bad), "block products apply to block-cg, not cg", std::invalid_argument);
+}
+
+TEST_CASE("gram block products of a float32 model agree with the float64 blocks to float32 rounding") {
+  Model m = cnn(35);
+  Dataset d = synthetic_data({2, 5, 5}, 9, 3, 36, false);
+  ObjectiveOptions o32;
+  o32.micro_batch = 4;
+  ObjectiveOptions o64 = f64(4);
+  auto obj32 = Objective::create(m, d, o32);
+  auto obj64 = Objective::create(m, d, o64);
+  const auto blocks = m.blocks("layers");
+  GramBlockOperators g32(*obj32, d, o32, Curvature::GGN, blocks);
+  const Matrix Cd = dense(CurvatureOperator(*obj64, Curvature::GGN));
+  REQUIRE(g32.covered() == blocks.size());
+  for (std::size_t l = 0; l < blocks.size(); ++l) CHECK(rel(dense(*g32.ops()[l]), block_of(Cd, m, blocks[l])) < 1e-5);
 }

@@ -23,7 +23,8 @@ struct SolveCli {
   DampedSolveOptions solve;
   std::string method = "cg", rhs = "gradient", kfac_type = "exact";
   std::int64_t fisher_samples = 1;
-  std::string out, preconditioner;
+  std::string out, preconditioner, block_products = "auto";
+  double gram_gb = 4;
 };
 
 }  // namespace
@@ -59,6 +60,16 @@ void register_solve(CLI::App& root, int argc, char** argv) {
                 "block-cg on hessian|ggn|fisher|ef: each layer's products on its own parameters (forward tangent from "
                 "the layer on, reverse tangent back to it) instead of one pass with one column per active layer; same "
                 "blocks, different rounding, cheaper on deep models");
+  app->add_option("--block-products", o->block_products,
+                  "block-cg: how each layer's product is formed: gram (exact, from per-sample factors stored by one "
+                  "sweep of C reverse passes; ggn, fisher, ef on linear/conv layers; no model pass per iteration), "
+                  "restricted (as --restricted-blocks), pass (one pass with one column per layer), auto (gram where it "
+                  "applies and fits --gram-gb, restricted for the rest)")
+      ->check(CLI::IsMember({"auto", "gram", "restricted", "pass"}))
+      ->capture_default_str();
+  app->add_option("--gram-gb", o->gram_gb, "block-cg: cap on the gram products' store (GB; 0: none)")
+      ->check(in_range(0, 1e6))
+      ->capture_default_str();
   app->add_flag("--influence", s.influence, "Per-sample influence scores -g_n^T x (one gradient per sample)");
   app->add_option("--out", o->out, "Output HDF5 file")->required();
   const std::string cmd = command_line(argc, argv);
@@ -67,6 +78,8 @@ void register_solve(CLI::App& root, int argc, char** argv) {
     s.method = parse_solve_method(o->method);
     s.preconditioner = !o->preconditioner.empty() ? o->preconditioner : s.method == SolveMethod::Pcg ? "kfac" : "none";
     s.kfac.type = parse_kfac_type(o->kfac_type);
+    s.block_products = parse_block_products(o->block_products);
+    s.gram_max_bytes = static_cast<std::size_t>(o->gram_gb * 1e9);
     s.kfac.seed = o->run.seed;
     s.seed = o->run.seed;
     const std::string warning = validate_damped_solve(s);
@@ -116,6 +129,12 @@ void register_solve(CLI::App& root, int argc, char** argv) {
     a["method"] = o->method;
     a["preconditioner"] = s.preconditioner;
     if (s.restricted_blocks) a["restricted_blocks"] = std::int64_t(1);
+    if (!r.block_products.empty()) {
+      a["block_products"] = r.block_products;
+      a["gram_blocks"] = r.gram_blocks;
+      a["gram_bytes"] = std::int64_t(r.gram_bytes);
+      a["gram_seconds"] = r.gram_seconds;
+    }
     a["damping"] = s.damping;
     a["rtol"] = s.rtol;
     a["max_iters"] = std::int64_t(s.max_iters);
@@ -152,6 +171,13 @@ void register_solve(CLI::App& root, int argc, char** argv) {
     j["curvature"] = s.curvature;
     j["method"] = o->method;
     if (s.restricted_blocks) j["restricted_blocks"] = true;
+    if (!r.block_products.empty()) {
+      j["block_products"] = r.block_products;
+      if (r.gram_blocks > 0 || !r.gram_note.empty()) {  // gram was tried (auto, gram)
+        j["gram"] = {{"blocks", r.gram_blocks}, {"bytes", r.gram_bytes}, {"seconds", r.gram_seconds}};
+        if (!r.gram_note.empty()) j["gram"]["note"] = r.gram_note;
+      }
+    }
     j["damping"] = s.damping;
     j["samples"] = d.size();
     j["params"] = m.num_params();
