@@ -245,6 +245,35 @@ checkpoint("bad_ckpt_op_unknown.h5", "node 'op1' (Hardmax): unsupported op type 
 checkpoint("bad_ckpt_int_range.h5", "node 'pool1' (MaxPool): attribute 'kernel'",
            {"name": "pool1", "type": "MaxPool", "inputs": ["input"], "attrs": {"kernel": [2, 2**64 - 1]}})
 
+# ---- a good model: GELU as PyTorch exports it (opset < 20) --------------------------------------
+# gelu_patterns.onnx: out = a + b + c + e on input [N, 4, 4, 4], with
+#   a = Mul(Mul(x, Add(Erf(Div(x, sqrt 2)), 1)), 0.5)    the exported GELU: imported as one Gelu node
+#   b = the same with Div(x, 2)                          another function: imported node by node
+#   c = the same as a, but its Erf output e is also read by the final Add: imported node by node
+# tests/test_op_specs.cpp checks the fused count and the outputs against the formula.
+def const(name, value):
+    return helper.make_node("Constant", [], [name], name=name,
+                            value=helper.make_tensor(name + "_t", TensorProto.FLOAT, [], [value]))
+
+
+def gelu_nodes(tag, divisor, x="input"):
+    return [const(tag + "_c", divisor),
+            helper.make_node("Div", [x, tag + "_c"], [tag + "_d"], name="/" + tag + "/Div"),
+            helper.make_node("Erf", [tag + "_d"], [tag + "_e"], name="/" + tag + "/Erf"),
+            const(tag + "_one", 1.0),
+            helper.make_node("Add", [tag + "_e", tag + "_one"], [tag + "_a"], name="/" + tag + "/Add"),
+            helper.make_node("Mul", [x, tag + "_a"], [tag + "_m"], name="/" + tag + "/Mul"),
+            const(tag + "_half", 0.5),
+            helper.make_node("Mul", [tag + "_m", tag + "_half"], [tag], name="/" + tag + "/Mul_1")]
+
+
+onnx.save(model(gelu_nodes("a", float(np.float32(np.sqrt(2.0)))) + gelu_nodes("b", 2.0) +
+                gelu_nodes("c", float(np.float32(np.sqrt(2.0)))) +
+                [helper.make_node("Add", ["a", "b"], ["ab"], name="/ab"),
+                 helper.make_node("Add", ["c", "c_e"], ["ce"], name="/ce"),
+                 helper.make_node("Add", ["ab", "ce"], ["out"], name="/out")]),
+          p("gelu_patterns.onnx"))
+
 with open(p("bad_attributes.json"), "w") as f:
     json.dump(EXPECT, f, indent=1, sort_keys=True)
     f.write("\n")

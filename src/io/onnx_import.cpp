@@ -306,7 +306,15 @@ Model Importer::run(const onnx::ModelProto& mp) {
                     [](const auto& r) { return r.first && r.first->op_type() == "Gather" && r.second == 1; }))
       m_index_only.insert(name);
   add_input(g, inits);
-  for (const auto& n : g.node()) import_node(n);
+  find_gelus(g);
+  for (const auto& n : g.node()) {
+    const auto gelu = m_gelu_at.find(&n);
+    if (gelu == m_gelu_at.end()) {
+      import_node(n);
+    } else if (&n == m_gelus[gelu->second].nodes[4]) {
+      import_gelu(m_gelus[gelu->second]);  // its last node: every input is known by now
+    }
+  }
   if (g.output_size() < 1) fail("graph has no output");
   const std::string& out = g.output(0).name();
   const auto it = m_values.find(out);
@@ -328,6 +336,7 @@ Model Importer::run(const onnx::ModelProto& mp) {
   for (const auto& [copy, weight] : m_tied)
     if (m_values.count(copy)) tied += (tied.empty() ? "" : ", ") + copy + " = " + weight + "^T";
   if (!tied.empty()) meta["tied"] = tied;
+  if (m_fused_gelus > 0) meta["fused_gelus"] = std::to_string(m_fused_gelus);
   meta["ir_version"] = std::to_string(mp.ir_version());
   meta["graph_output"] = out;
   return std::move(m_model);
@@ -356,6 +365,84 @@ bool Importer::only_masks(const std::string& name) {
     if (!(k == 0 && moves.count(t) && n->output_size() >= 1 && only_masks(n->output(0)))) return false;
   }
   return m_mask_only[name] = true;
+}
+
+// The structure of each exported GELU: Div(x, c) read only by Erf, read only by Add(., c'), read
+// only by Mul(x, .), read only by Mul(., c'') (either operand order in Add and the Muls). The
+// constants are checked when the last node is reached (import_gelu), as Constant nodes may come
+// between the five.
+void Importer::find_gelus(const onnx::GraphProto& g) {
+  const auto only_reader = [&](const std::string& v, const char* type) -> const onnx::NodeProto* {
+    const auto u = m_uses.find(v);
+    if (u == m_uses.end() || u->second.size() != 1 || !u->second[0].first) return nullptr;
+    const onnx::NodeProto* n = u->second[0].first;
+    return n->op_type() == type && n->output_size() == 1 && n->domain().empty() ? n : nullptr;
+  };
+  // The other input of a binary node whose input `v` is (k = 0 or 1).
+  const auto other = [](const onnx::NodeProto* n, const std::string& v) -> std::string {
+    if (n->input_size() != 2) return {};
+    if (n->input(0) == v) return n->input(1);
+    if (n->input(1) == v) return n->input(0);
+    return {};
+  };
+  for (const auto& div : g.node()) {
+    if (div.op_type() != "Div" || div.input_size() != 2 || div.output_size() != 1 || !div.domain().empty()) continue;
+    GeluPattern p;
+    p.x = div.input(0);
+    p.sqrt2 = div.input(1);
+    const onnx::NodeProto* erf = only_reader(div.output(0), "Erf");
+    const onnx::NodeProto* add = erf && erf->input_size() == 1 ? only_reader(erf->output(0), "Add") : nullptr;
+    const onnx::NodeProto* mul = add ? only_reader(add->output(0), "Mul") : nullptr;
+    const onnx::NodeProto* half = mul && other(mul, add->output(0)) == p.x ? only_reader(mul->output(0), "Mul") : nullptr;
+    if (!half || p.x.empty() || p.x == p.sqrt2) continue;
+    p.one = other(add, erf->output(0));
+    p.half = other(half, mul->output(0));
+    if (p.one.empty() || p.half.empty()) continue;
+    p.nodes[0] = &div;
+    p.nodes[1] = erf;
+    p.nodes[2] = add;
+    p.nodes[3] = mul;
+    p.nodes[4] = half;
+    if (std::any_of(std::begin(p.nodes), std::end(p.nodes), [&](const auto* n) { return m_gelu_at.count(n) > 0; })) continue;
+    for (const auto* n : p.nodes) m_gelu_at[n] = m_gelus.size();
+    m_gelus.push_back(std::move(p));
+  }
+}
+
+void Importer::import_gelu(const GeluPattern& p) {
+  // A load-time constant that is not a trainable weight and holds one value (of rank <= 1, so
+  // that broadcasting it never changes the shape), equal to `want` within float32 rounding.
+  const auto is_value = [&](const std::string& name, double want) {
+    const auto a = m_aliases.find(name);
+    const auto c = m_consts.find(a == m_aliases.end() ? name : a->second);
+    if (c == m_consts.end() || c->second.trainable || c->second.shape.size() > 1 || m_consts.count(p.x)) return false;
+    try {
+      const auto v = c->second.doubles("constant");
+      return v.size() == 1 && std::abs(v[0] - want) <= 1e-7 * std::abs(want);
+    } catch (const std::exception&) {
+      return false;
+    }
+  };
+  if (!is_value(p.sqrt2, std::sqrt(2.0)) || !is_value(p.one, 1.0) || !is_value(p.half, 0.5)) {
+    for (const auto* n : p.nodes) import_node(*n);  // another computation of that shape
+    return;
+  }
+  // One Gelu node: named as curv's export named the Gelu it decomposed (the last node is "<name>",
+  // the Div "<name>/div"), else after the Div's scope ("/blocks.0/Div" -> "/blocks.0/Gelu").
+  const std::string &div = p.nodes[0]->name(), &last = p.nodes[4]->name();
+  const auto slash = div.rfind('/');
+  m_node = p.nodes[4];
+  m_node_name = !last.empty() && div == last + "/div" ? last
+                : slash == std::string::npos       ? std::string("Gelu")
+                                                    : div.substr(0, slash + 1) + "Gelu";
+  try {
+    emit(OpSpec("Gelu"), {value_of(p.x)});
+  } catch (const ImportError&) {
+    throw;
+  } catch (const std::exception& e) {
+    node_fail(e.what());
+  }
+  ++m_fused_gelus;
 }
 
 void Importer::import_node(const onnx::NodeProto& n) {

@@ -252,6 +252,14 @@ class Importer {
 
   // ---- nodes -------------------------------------------------------------------------------
   void import_node(const onnx::NodeProto& n);
+  // GELU as exporters write it before opset 20 (onnx_import.cpp, find_gelus): five nodes
+  // y = Mul(Mul(x, Add(Erf(Div(x, sqrt 2)), 1)), 0.5), imported as one Gelu node.
+  struct GeluPattern {
+    const onnx::NodeProto* nodes[5];  // Div, Erf, Add, Mul by x, Mul by 0.5
+    std::string x, sqrt2, one, half;  // value names
+  };
+  void find_gelus(const onnx::GraphProto& g);
+  void import_gelu(const GeluPattern& p);
   bool only_masks(const std::string& name);
   bool try_fold(const std::string& t);
   void import_op(const std::string& t);
@@ -273,6 +281,9 @@ class Importer {
   std::map<std::string, Folded> m_consts;  // ONNX value name -> folded constant
   std::map<std::string, std::string> m_module_names;  // "onnx::Conv_27" -> "conv1.weight"
   std::set<std::string> m_index_only;  // values read only as a Gather's indices
+  std::vector<GeluPattern> m_gelus;
+  std::map<const onnx::NodeProto*, std::size_t> m_gelu_at;  // a pattern's nodes -> its index
+  std::int64_t m_fused_gelus = 0;
   std::map<std::string, std::string> m_tied;          // "onnx::MatMul_12" -> "tok.weight" (its transpose)
   struct PendingPad {
     std::string source;              // the padded value
