@@ -3,6 +3,10 @@
 #include <atomic>
 #include <cstdio>
 #include <cstring>
+#include <new>
+#if CURV_SCALABLE_ALLOC
+#include <tbb/scalable_allocator.h>
+#endif
 
 #if defined(__linux__) && defined(__GLIBC__)
 #include <malloc.h>
@@ -44,6 +48,24 @@ void track_alloc(std::size_t bytes) noexcept {
 
 void track_free(std::size_t bytes) noexcept { g_live.fetch_sub(bytes, std::memory_order_relaxed); }
 
+void* engine_alloc(std::size_t bytes) {
+#if CURV_SCALABLE_ALLOC
+  void* p = scalable_malloc(bytes == 0 ? 1 : bytes);
+  if (!p) throw std::bad_alloc();
+  return p;
+#else
+  return ::operator new(bytes);
+#endif
+}
+
+void engine_free(void* p) noexcept {
+#if CURV_SCALABLE_ALLOC
+  scalable_free(p);
+#else
+  ::operator delete(p);
+#endif
+}
+
 }  // namespace internal
 
 std::size_t tracked_bytes() { return g_live.load(); }
@@ -54,6 +76,9 @@ std::size_t resident_bytes() { return proc_status_bytes("VmRSS"); }
 std::size_t peak_resident_bytes() { return proc_status_bytes("VmHWM"); }
 
 void reset_peak_resident() {
+#if CURV_SCALABLE_ALLOC
+  scalable_allocation_command(TBBMALLOC_CLEAN_ALL_BUFFERS, nullptr);
+#endif
 #if defined(__linux__) && defined(__GLIBC__)
   malloc_trim(0);
 #endif

@@ -9,7 +9,8 @@
 ///
 /// Resident memory (Linux /proc; 0 elsewhere): resident_bytes() is VmRSS, peak_resident_bytes()
 /// VmHWM, and reset_peak_resident() returns freed heap to the system (malloc_trim) and restarts
-/// VmHWM from the current VmRSS, so that the peak of one call can be measured.
+/// VmHWM from the current VmRSS, so that the peak of one call can be measured (with the scalable
+/// allocator it also returns tbbmalloc's cached blocks first).
 #include <cstddef>
 
 namespace curv {
@@ -23,6 +24,17 @@ std::size_t peak_resident_bytes();
 void reset_peak_resident();
 
 namespace internal {
+/// The engine's buffer memory (UninitAllocator): oneTBB's scalable allocator in builds with
+/// CURV_SCALABLE_ALLOC (the default without sanitizers), operator new otherwise. The engine frees
+/// and allocates every node's value, gradient and tangent per micro-batch pass from the TBB worker
+/// threads; glibc gives each worker an arena of 64 MB heaps and unmaps a heap as soon as it is
+/// empty, so about half of a transformer's products faulted their buffers in again (license_bert:
+/// a cached HVP took 0.15 or 0.34 s from one run to the next, with 550-730k page faults against
+/// 275k). tbbmalloc keeps freed blocks in per-thread pools. Only the engine's buffers use it:
+/// libhdf5 and the rest keep glibc's allocator, whose checks turn some of libhdf5's memory errors on
+/// corrupt files into the crashes that curv's probe process detects. Throws std::bad_alloc.
+void* engine_alloc(std::size_t bytes);
+void engine_free(void* p) noexcept;
 void track_alloc(std::size_t bytes) noexcept;
 void track_free(std::size_t bytes) noexcept;
 }  // namespace internal

@@ -45,7 +45,8 @@ struct View {
 
 /// Allocator that leaves new elements uninitialized: buffers that kernels overwrite are not
 /// zero-filled first (that memset was 5-10% of a Hessian-vector product). It also counts the bytes
-/// it holds for the engine's memory accounting (memory.h).
+/// it holds for the engine's memory accounting, and takes them from the engine's allocator
+/// (memory.h: oneTBB's scalable allocator by default).
 template <class T>
 struct UninitAllocator : std::allocator<T> {
   template <class U>
@@ -56,13 +57,13 @@ struct UninitAllocator : std::allocator<T> {
   template <class U>
   UninitAllocator(const UninitAllocator<U>&) noexcept {}
   T* allocate(std::size_t n) {
-    T* p = std::allocator<T>::allocate(n);
+    T* p = static_cast<T*>(internal::engine_alloc(n * sizeof(T)));
     internal::track_alloc(n * sizeof(T));
     return p;
   }
   void deallocate(T* p, std::size_t n) noexcept {
     internal::track_free(n * sizeof(T));
-    std::allocator<T>::deallocate(p, n);
+    internal::engine_free(p);
   }
   template <class U>
   void construct(U* p) noexcept {
