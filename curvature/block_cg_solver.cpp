@@ -12,30 +12,15 @@ namespace curv {
 namespace {
 
 // C restricted to its diagonal blocks, column by column: a column is nonzero on one block only
-// (CG keeps each block's vectors on its block), and its product is read on that block.
+// (CG keeps each block's vectors on its block), and its product is read on that block. One pass of
+// C serves every block's column (the mode without block operators).
 class BlockMaskedOperator final : public LinearOperator {
  public:
-  BlockMaskedOperator(const LinearOperator& C, const std::vector<std::pair<Index, Index>>& blocks,
-                      const std::vector<const LinearOperator*>& block_ops)
-      : m_C(C), m_blocks(blocks), m_block_ops(block_ops) {}
+  BlockMaskedOperator(const LinearOperator& C, const std::vector<std::pair<Index, Index>>& blocks)
+      : m_C(C), m_blocks(blocks) {}
   Index rows() const override { return m_C.rows(); }
   void apply(const Matrix& X, Matrix& Y) const override {
     count_products(X.cols());
-    if (!m_block_ops.empty()) {  // C_ll p_l by block l's own operator, columns of one block together
-      Y = Matrix::Zero(X.rows(), X.cols());
-      for (std::size_t l = 0; l < m_blocks.size(); ++l) {
-        const auto [off, size] = m_blocks[l];
-        std::vector<Index> cols;
-        for (Index j = 0; j < X.cols(); ++j)
-          if (!X.col(j).segment(off, size).isZero(0)) cols.push_back(j);
-        if (cols.empty()) continue;
-        Matrix P(size, Index(cols.size())), CP;
-        for (std::size_t c = 0; c < cols.size(); ++c) P.col(Index(c)) = X.col(cols[c]).segment(off, size);
-        m_block_ops[l]->apply(P, CP);
-        for (std::size_t c = 0; c < cols.size(); ++c) Y.col(cols[c]).segment(off, size) = CP.col(Index(c));
-      }
-      return;
-    }
     Matrix CX;
     m_C.apply(X, CX);  // one pass for every block's direction
     Y = Matrix::Zero(X.rows(), X.cols());
@@ -51,7 +36,6 @@ class BlockMaskedOperator final : public LinearOperator {
  private:
   const LinearOperator& m_C;
   const std::vector<std::pair<Index, Index>>& m_blocks;
-  const std::vector<const LinearOperator*>& m_block_ops;
 };
 
 }  // namespace
@@ -101,7 +85,7 @@ BlockCgSolver::Index BlockCgSolver::compute(const Vector& b, const Vector& x0) {
   const Index L = Index(m_blocks.size());
   Matrix B = Matrix::Zero(b.size(), L);
   for (Index l = 0; l < L; ++l) B.col(l).segment(m_blocks[l].first, m_blocks[l].second) = b.segment(m_blocks[l].first, m_blocks[l].second);
-  BlockMaskedOperator D(m_C, m_blocks, m_block_ops);
+  BlockMaskedOperator D(m_C, m_blocks);
   CgSolver cg(D, m_options, m_M);
   Matrix X0;
   if (x0.size()) {
