@@ -226,6 +226,32 @@ TEST_CASE("block-diagonal CG equals the dense block-diagonal solve, plain and K-
   CHECK(restricted.residual() < 1e-10);
   CHECK(C.num_products() == 0);  // only the block operators were applied
   CHECK(own[0].num_products() + own[1].num_products() == restricted.num_operations());
+  // Block operators with the K-FAC preconditioner, a warm start and the iteration callback: each
+  // block's own recurrence, as in the L-column pass, and the same solution.
+  for (const bool warm : {false, true}) {
+    INFO("preconditioned block operators, warm start ", warm);
+    const Vector x0 = warm ? Vector(0.5 * x) : Vector();
+    CgOptions po = o;
+    std::int64_t calls = 0;
+    po.on_iteration = [&](Eigen::Index it, const Matrix& X) {
+      ++calls;
+      CHECK(X.cols() == 1);  // the combined iterate
+      CHECK(it == calls);
+    };
+    BlockCgSolver pass(C, blocks, o, &kinv), compact(C, blocks, ops, po, &kinv);
+    pass.compute(g, x0);
+    compact.compute(g, x0);
+    CHECK(compact.info() == CompInfo::Successful);
+    CHECK(rel(compact.solution(), x) < kSolveTol);
+    CHECK(rel(compact.solution(), pass.solution()) < kSolveTol);
+    CHECK(calls == compact.num_iterations());
+    // The pass and the block operators round differently: at rtol 1e-12 a block may take one
+    // iteration more or less.
+    for (std::size_t l = 0; l < blocks.size(); ++l)
+      CHECK(std::abs(compact.block_iterations()[l] - pass.block_iterations()[l]) <= 1);
+    CHECK(compact.block_residuals().maxCoeff() < 1e-10);  // true residuals at rounding level, as the pass's
+    CHECK(pass.block_residuals().maxCoeff() < 1e-10);
+  }
   std::vector<const LinearOperator*> wrong(ops.rbegin(), ops.rend());
   if (blocks[0].second != blocks[1].second) CHECK_THROWS_AS(BlockCgSolver(C, blocks, wrong, o), std::invalid_argument);
   CHECK_THROWS_AS(BlockCgSolver(C, blocks, {ops[0]}, o), std::invalid_argument);
