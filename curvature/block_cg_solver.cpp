@@ -6,6 +6,7 @@
 #include <string>
 
 #include "curvature/curvature_operator.h"
+#include "curvature/internal/cg_step.h"
 
 namespace curv {
 
@@ -99,19 +100,7 @@ BlockCgSolver::Index BlockCgSolver::compute(const Vector& b, const Vector& x0) {
   m_x = cg.solution().rowwise().sum();
   m_block_residuals = cg.residuals();
   m_history = cg.residual_history();
-  m_block_iterations.assign(L, 0);
-  for (Index l = 0; l < L; ++l) {
-    Index it = 0;
-    while (it + 1 < m_history.rows() && m_history(it + 1, l) != m_history(it, l)) ++it;
-    m_block_iterations[l] = it;
-  }
-  double num = 0;
-  for (Index l = 0; l < L; ++l) {
-    const double bl = b.segment(m_blocks[l].first, m_blocks[l].second).norm();
-    num += std::pow(m_block_residuals[l] * bl, 2);
-  }
-  const double bn = b.norm();
-  m_residual = bn > 0 ? std::sqrt(num) / bn : 0.0;
+  summarize(b);
   return m_iterations;
 }
 
@@ -181,34 +170,15 @@ BlockCgSolver::Index BlockCgSolver::compute_compact(const Vector& b, const Vecto
     Vector q;
     for (std::size_t l : active) {
       apply(l, p[l], q);
-      const double pq = p[l].dot(q);
-      if (!std::isfinite(pq)) {
-        nan = true;
-        continue;
-      }
-      if (pq <= 0) {  // not positive definite along p
-        broke = true;
-        continue;
-      }
-      const double alpha = rz[l] / pq;
-      x[l] += alpha * p[l];
-      r[l] -= alpha * q;
-      hist[l] = r[l].norm() / bnorm[l];
-      if (!std::isfinite(hist[l])) {
-        nan = true;
-        continue;
-      }
-      if (hist[l] > m_options.rtol) still.push_back(l);
+      const auto step = internal::cg_update(x[l], r[l], p[l], q, rz[l], bnorm[l], m_options.rtol, hist[l]);
+      nan |= step == internal::CgStep::NotFinite;
+      broke |= step == internal::CgStep::Indefinite;
+      if (step == internal::CgStep::Active) still.push_back(l);
     }
     rows.push_back(hist);
     if (m_options.on_iteration) m_options.on_iteration(m_iterations, combined());
     precondition(still);
-    for (std::size_t l : still) {
-      const double rz_new = r[l].dot(z[l]);
-      const double beta = rz_new / rz[l];
-      rz[l] = rz_new;
-      p[l] = z[l] + beta * p[l];
-    }
+    for (std::size_t l : still) internal::cg_direction(p[l], r[l], z[l], rz[l]);
     active = std::move(still);
   }
   m_history.resize(Index(rows.size()), Index(L));
@@ -217,27 +187,33 @@ BlockCgSolver::Index BlockCgSolver::compute_compact(const Vector& b, const Vecto
   // True residuals with one more product per block.
   m_block_residuals.resize(Index(L));
   m_x = combined().col(0);
-  double num = 0;
   for (std::size_t l = 0; l < L; ++l) {
     Vector ax;
     apply(l, x[l], ax);
     const double res = (ax - b.segment(m_blocks[l].first, m_blocks[l].second)).norm();
     m_block_residuals[Index(l)] = bnorm[l] > 0 ? res / bnorm[l] : 0.0;
-    num += res * res;
   }
-  if (nan || !m_block_residuals.allFinite() || broke)
-    m_info = CompInfo::NumericalIssue;
-  else if (!active.empty())
-    m_info = CompInfo::NotConverging;
+  m_info = internal::cg_info(nan || !m_block_residuals.allFinite(), broke, !active.empty());
+  summarize(b);
+  return m_iterations;
+}
+
+// From the history and the per-block residuals: each block's iterations and the overall residual.
+void BlockCgSolver::summarize(const Vector& b) {
+  const std::size_t L = m_blocks.size();
   m_block_iterations.assign(L, 0);
   for (std::size_t l = 0; l < L; ++l) {
     Index it = 0;
     while (it + 1 < m_history.rows() && m_history(it + 1, Index(l)) != m_history(it, Index(l))) ++it;
     m_block_iterations[l] = it;
   }
+  double num = 0;
+  for (std::size_t l = 0; l < L; ++l) {
+    const double bl = b.segment(m_blocks[l].first, m_blocks[l].second).norm();
+    num += std::pow(m_block_residuals[Index(l)] * bl, 2);
+  }
   const double bn = b.norm();
   m_residual = bn > 0 ? std::sqrt(num) / bn : 0.0;
-  return m_iterations;
 }
 
 RestrictedBlockOperators::RestrictedBlockOperators(Objective& objective, Curvature kind,

@@ -80,6 +80,7 @@ class BlockCgSolver {
 
  private:
   Index compute_compact(const Vector& b, const Vector& x0);
+  void summarize(const Vector& b);
 
   const LinearOperator& m_C;
   std::vector<std::pair<Index, Index>> m_blocks;

@@ -1,5 +1,7 @@
 #include "curvature/cg_solver.h"
 
+#include "curvature/internal/cg_step.h"
+
 #include <cmath>
 #include <stdexcept>
 #include <string>
@@ -79,24 +81,10 @@ CgSolver::Index CgSolver::compute(const Matrix& B, const Matrix& X0) {
     Matrix Ra(n, Index(active.size())), Za;
     for (size_t a = 0; a < active.size(); ++a) {
       const Index j = active[a];
-      const double pq = P.col(j).dot(Q.col(a));
-      if (!std::isfinite(pq)) {
-        nan = true;
-        continue;
-      }
-      if (pq <= 0) {  // not positive definite along p
-        broke = true;
-        continue;
-      }
-      const double alpha = rz[j] / pq;
-      m_x.col(j) += alpha * P.col(j);
-      R.col(j) -= alpha * Q.col(a);
-      hist[j] = R.col(j).norm() / bnorm[j];
-      if (!std::isfinite(hist[j])) {
-        nan = true;
-        continue;
-      }
-      if (hist[j] > m_options.rtol) still.push_back(j);
+      const auto step = internal::cg_update(m_x.col(j), R.col(j), P.col(j), Q.col(a), rz[j], bnorm[j], m_options.rtol, hist[j]);
+      nan |= step == internal::CgStep::NotFinite;
+      broke |= step == internal::CgStep::Indefinite;
+      if (step == internal::CgStep::Active) still.push_back(j);
     }
     rows.push_back(hist);
     if (m_options.on_iteration) m_options.on_iteration(m_iterations, m_x);
@@ -104,13 +92,7 @@ CgSolver::Index CgSolver::compute(const Matrix& B, const Matrix& X0) {
       Ra.resize(n, Index(still.size()));
       for (size_t a = 0; a < still.size(); ++a) Ra.col(a) = R.col(still[a]);
       precondition(Ra, Za);
-      for (size_t a = 0; a < still.size(); ++a) {
-        const Index j = still[a];
-        const double rz_new = Ra.col(a).dot(Za.col(a));
-        const double beta = rz_new / rz[j];
-        rz[j] = rz_new;
-        P.col(j) = Za.col(a) + beta * P.col(j);
-      }
+      for (size_t a = 0; a < still.size(); ++a) internal::cg_direction(P.col(still[a]), Ra.col(a), Za.col(a), rz[still[a]]);
     }
     active = std::move(still);
   }
@@ -122,12 +104,7 @@ CgSolver::Index CgSolver::compute(const Matrix& B, const Matrix& X0) {
   apply_damped(m_x, AX);
   m_residuals.resize(k);
   for (Index j = 0; j < k; ++j) m_residuals[j] = bnorm[j] > 0 ? (AX.col(j) - B.col(j)).norm() / bnorm[j] : 0.0;
-  if (nan || !m_residuals.allFinite())
-    m_info = CompInfo::NumericalIssue;
-  else if (broke)
-    m_info = CompInfo::NumericalIssue;
-  else if (!active.empty())
-    m_info = CompInfo::NotConverging;
+  m_info = internal::cg_info(nan || !m_residuals.allFinite(), broke, !active.empty());
   return m_iterations;
 }
 
