@@ -53,6 +53,16 @@ Model cnn(std::uint64_t seed) {
 
 double rel(const Matrix& a, const Matrix& b) { return (a - b).norm() / std::max(b.norm(), 1e-300); }
 
+// C with its off-diagonal blocks zeroed: the layers' blocks (Model::blocks("layers")) only.
+Matrix block_diagonal(const Matrix& C, const Model& m) {
+  Matrix D = Matrix::Zero(C.rows(), C.cols());
+  for (const auto& blk : m.blocks("layers")) {
+    const Eigen::Index off = m.params()[blk.params[0]].offset;
+    D.block(off, off, blk.size, blk.size) = C.block(off, off, blk.size, blk.size);
+  }
+  return D;
+}
+
 Matrix dense(const LinearOperator& op) {
   Matrix Y;
   op.apply(Matrix::Identity(op.rows(), op.rows()), Y);
@@ -349,12 +359,7 @@ TEST_CASE("damped_solve: every method against its dense oracle, influence scores
     if (method == SolveMethod::Cg || method == SolveMethod::Pcg) {
       expect = dense_solve(Cd, lambda, g);
     } else if (method == SolveMethod::BlockCg) {
-      Matrix D = Matrix::Zero(Cd.rows(), Cd.cols());
-      for (const auto& blk : m.blocks("layers")) {
-        const Eigen::Index off = m.params()[blk.params[0]].offset;
-        D.block(off, off, blk.size, blk.size) = Cd.block(off, off, blk.size, blk.size);
-      }
-      expect = dense_solve(D, lambda, g);
+      expect = dense_solve(block_diagonal(Cd, m), lambda, g);
       CHECK(r.blocks.size() == 2);
     } else if (method == SolveMethod::Kfac) {
       Kfac kfac(*obj);
@@ -399,13 +404,8 @@ TEST_CASE("damped_solve block-cg with restricted blocks equals the dense block s
       obj->gradient(g);
       CurvatureOperator C(*obj, parse_curvature(curvature));
       const Matrix Cd = dense(C);
-      Matrix D = Matrix::Zero(Cd.rows(), Cd.cols());
-      const auto blocks = m.blocks("layers");
-      REQUIRE(blocks.size() == 2);
-      for (const auto& blk : blocks) {
-        const Eigen::Index off = m.params()[blk.params[0]].offset;
-        D.block(off, off, blk.size, blk.size) = Cd.block(off, off, blk.size, blk.size);
-      }
+      REQUIRE(m.blocks("layers").size() == 2);
+      const Matrix D = block_diagonal(Cd, m);
       const double damp = lambda + safe_damping(D);  // the Hessian's blocks may be indefinite
       DampedSolveOptions o;
       o.curvature = curvature;
@@ -540,11 +540,7 @@ TEST_CASE("damped_solve block-cg: gram products (the default where they apply) s
     Vector g;
     obj->gradient(g);
     const Matrix Cd = dense(CurvatureOperator(*obj, Curvature::GGN));
-    Matrix D = Matrix::Zero(Cd.rows(), Cd.cols());
-    for (const auto& blk : m.blocks("layers")) {
-      const Eigen::Index off = m.params()[blk.params[0]].offset;
-      D.block(off, off, blk.size, blk.size) = block_of(Cd, m, blk);
-    }
+    const Matrix D = block_diagonal(Cd, m);
     DampedSolveOptions o;
     o.method = SolveMethod::BlockCg;
     o.preconditioner = "none";
