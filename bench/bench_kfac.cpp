@@ -41,6 +41,7 @@
 #include "curvature/gram_blocks.h"
 #include "curvature/curvature_operator.h"
 #include "curvature/kfac.h"
+#include "src/core/allocator_tuning.h"
 #include "src/core/builder.h"
 #include "src/core/linear_layers.h"
 #include "src/core/timer.h"
@@ -99,10 +100,13 @@ int solve_costs(const std::string& path, std::int64_t samples, int threads, int 
   for (int r = 0; r < reps; ++r) {  // interleaved, so that load changes hit every variant alike
     ggn = std::min(ggn, best_of(1, [&] { G.apply(g, Y); }));
     cg = std::min(cg, best_of(1, [&] { CgSolver s(G, co); s.compute(g); }) / 4);
-    if (gram_only) bcg = rbcg = rprod = 0;
-    if (!gram_only) bcg = std::min(bcg, best_of(1, [&] { BlockCgSolver s(G, blocks, co); s.compute(g); bcg_ops = s.num_operations(); }) / 4);
-    if (!gram_only) rbcg = std::min(rbcg, best_of(1, [&] { BlockCgSolver s(G, blocks, ops, co); s.compute(g); rbcg_ops = s.num_operations(); }) / 4);
-    if (!gram_only) rprod = std::min(rprod, best_of(1, [&] { for (std::size_t l = 0; l < own.size(); ++l) own[l].apply(parts[l], Y); }));
+    if (gram_only) {
+      bcg = rbcg = rprod = 0;
+    } else {
+      bcg = std::min(bcg, best_of(1, [&] { BlockCgSolver s(G, blocks, co); s.compute(g); bcg_ops = s.num_operations(); }) / 4);
+      rbcg = std::min(rbcg, best_of(1, [&] { BlockCgSolver s(G, blocks, ops, co); s.compute(g); rbcg_ops = s.num_operations(); }) / 4);
+      rprod = std::min(rprod, best_of(1, [&] { for (std::size_t l = 0; l < own.size(); ++l) own[l].apply(parts[l], Y); }));
+    }
     gbcg = std::min(gbcg, best_of(1, [&] { BlockCgSolver s(G, blocks, gram_ops, co); s.compute(g); }) / 4);
     gprod = std::min(gprod, best_of(1, [&] { for (std::size_t l = 0; l < gram_ops.size(); ++l) gram_ops[l]->apply(parts[l], Y); }));
   }
@@ -121,7 +125,7 @@ int solve_costs(const std::string& path, std::int64_t samples, int threads, int 
 }  // namespace
 
 int main(int argc, char** argv) {
-  bench::tune_allocator();
+  tune_glibc_allocator();  // as the curv binary
   const std::string arch = argc > 1 ? argv[1] : "lenet";
   if (arch.size() > 5 && arch.substr(arch.size() - 5) == ".onnx")
     return solve_costs(arch, argc > 2 ? std::stoll(argv[2]) : 128, argc > 3 ? std::stoi(argv[3]) : 2,

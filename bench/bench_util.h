@@ -5,10 +5,6 @@
 #include <cstdint>
 #include <random>
 
-#if defined(__GLIBC__)
-#include <malloc.h>
-#endif
-
 #include "src/core/dataset.h"
 #include "src/core/timer.h"
 
@@ -26,16 +22,6 @@ inline Dataset synthetic_dataset(const Shape& sample, std::int64_t n) {
   for (auto& v : d.x) v = nd(rng);
   for (std::int64_t i = 0; i < n; ++i) d.labels.push_back(static_cast<std::int64_t>(rng() % 10));
   return d;
-}
-
-/// The allocator settings of the curv binary (tools/curv.cpp, tune_allocator): freed heap stays
-/// with the process, so passes reuse their pages instead of faulting them in again. A benchmark
-/// of the library calls it first to time what `curv` runs.
-inline void tune_allocator() {
-#if defined(__GLIBC__)
-  mallopt(M_MMAP_THRESHOLD, 32 << 20);
-  mallopt(M_TRIM_THRESHOLD, 256 << 20);
-#endif
 }
 
 /// The shortest wall time of `reps` calls of f.

@@ -1,10 +1,8 @@
 // curv: second-order curvature analysis of neural networks. See README.md and docs/.
 #include <cstring>
 #include <iostream>
-#if defined(__GLIBC__)
-#include <malloc.h>
-#endif
 
+#include "src/core/allocator_tuning.h"
 #include "tools/commands.h"
 
 namespace {
@@ -23,24 +21,10 @@ std::string command_context(int argc, char** argv) {
   return s;
 }
 
-// The engine allocates and frees every node's value, gradient and tangent per micro-batch pass
-// (tensors of about 1-4 MB on the language models of bench/compare_lm.sh). With glibc's defaults
-// each worker thread's arena gave that memory back to the system at once (trim threshold about
-// 2x the dynamic mmap threshold) and faulted it in again on the next pass: a million page faults
-// and about 20% of a Hessian-vector product's CPU time in the kernel. Keeping up to 256 MB of free
-// heap per arena (and mmap only for blocks above 32 MB) makes the passes reuse their pages; `curv
-// bench` still returns freed heap before each measurement (reset_peak_resident).
-void tune_allocator() {
-#if defined(__GLIBC__)
-  mallopt(M_MMAP_THRESHOLD, 32 << 20);
-  mallopt(M_TRIM_THRESHOLD, 256 << 20);
-#endif
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  tune_allocator();
+  curv::tune_glibc_allocator();
   CLI::App app{"curv: exact Hessian-vector products, spectra and quantization plans for neural networks"};
   app.require_subcommand(1);
   app.set_version_flag("--version", CURV_VERSION);
