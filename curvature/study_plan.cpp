@@ -301,7 +301,7 @@ std::string run_hash(const PlannedRun& run, const std::vector<std::string>& file
                      run.settings.dump() + "\n";
   for (const auto& f : files) {
     auto& h = file_hashes[f];
-    if (h.empty()) h = sha256_file(f);
+    if (h.empty()) h = xxh3_128_file(f);
     text += h + "\n";
   }
   return sha256_hex(text);

@@ -51,8 +51,8 @@ StudyPlan plan_study(const std::filesystem::path& file);
 StudyPlan plan_study_text(const std::string& text, const std::filesystem::path& file);
 
 /// The settings hash of `run`: sha256 over "curv-study-run", the kind and its version, the
-/// settings JSON (sorted keys) and the sha256 of each input file. `file_hashes` caches file
-/// hashes by path.
+/// settings JSON (sorted keys) and the XXH3-128 digest of each input file's contents
+/// (xxh3_128_file). `file_hashes` caches file digests by path.
 std::string run_hash(const PlannedRun& run, const std::vector<std::string>& input_files,
                      std::map<std::string, std::string>& file_hashes);
 

@@ -83,9 +83,9 @@ RunStatus StudyRunner::execute(const PlannedRun& run, const RunProgress& progres
   Timer t;
   RunResult r = kind->execute(run, m_inputs, progress);
   s.seconds = t.seconds();
-  // The previous file's commit ran in the background during this run; its failure is not this run's.
+  // Earlier commits ran in the background during this run; their failure is not this run's.
   try {
-    m_store.finish_commits();
+    m_store.check_commits();
   } catch (const std::exception& e) {
     throw CommitError(e.what());
   }
@@ -95,7 +95,11 @@ RunStatus StudyRunner::execute(const PlannedRun& run, const RunProgress& progres
   attrs["settings_hash"] = run.hash;
   attrs["entry"] = run.entry;
   for (const auto& [k, v] : r.attributes) attrs[k] = v;
-  m_store.commit_run(run, m_options.command, attrs, r.write);
+  try {
+    m_store.commit_run(run, attrs, r.write);  // may wait for room behind earlier commits
+  } catch (const std::exception& e) {
+    throw CommitError(e.what());
+  }
   s.state = "done";
   s.products = r.products;
   s.summary = std::move(r.summary);

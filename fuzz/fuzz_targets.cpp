@@ -3,12 +3,14 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <span>
 #include <stdexcept>
 
 #include "curvature/study_plan.h"
 #include "fuzz/fuzz_harness.h"
 #include "src/io/checkpoint.h"
 #include "src/io/data_io.h"
+#include "src/io/hdf5.h"
 #include "src/io/onnx_export.h"
 #include "src/io/onnx_import.h"
 
@@ -101,10 +103,21 @@ bool study_target(const std::uint8_t* data, std::size_t size) {
   });
 }
 
+// A study's run file (F.h5.runs/<name>.<hash16>.run, h5::Object recordings): its writes replayed
+// into a group of an in-memory HDF5 file, as curv study does when it rebuilds F.h5.
+bool runfile_target(const std::uint8_t* data, std::size_t size) {
+  const std::string file = write_input("input.run", data, size);
+  return guarded(file, [&] {
+    h5::Object f = h5::Object::create_in_memory(scratch_dir() + "/replayed.h5");
+    h5::Object::replay(std::span<const unsigned char>(data, size), f.create_group("run", true), file);
+    f.close();
+  });
+}
+
 }  // namespace
 
 const std::vector<std::string>& target_names() {
-  static const std::vector<std::string> names{"onnx", "npz", "idx", "h5data", "checkpoint", "study"};
+  static const std::vector<std::string> names{"onnx", "npz", "idx", "h5data", "checkpoint", "study", "runfile"};
   return names;
 }
 
@@ -115,7 +128,9 @@ bool run_target(const std::string& name, const std::uint8_t* data, std::size_t s
   if (name == "idx") return idx_target(data, size);
   if (name == "checkpoint") return checkpoint_target(data, size);
   if (name == "study") return study_target(data, size);
-  throw std::invalid_argument("fuzz target '" + name + "' does not exist (onnx, npz, idx, h5data, checkpoint, study)");
+  if (name == "runfile") return runfile_target(data, size);
+  throw std::invalid_argument("fuzz target '" + name +
+                              "' does not exist (onnx, npz, idx, h5data, checkpoint, study, runfile)");
 }
 
 }  // namespace curv::fuzz

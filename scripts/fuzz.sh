@@ -2,7 +2,7 @@
 # Runs the libFuzzer targets of fuzz/ for a while each and prints one summary line per target.
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]     SECONDS per target (default 60); TARGET among
-#                                            onnx npz idx h5data checkpoint study (default: all)
+#                                            onnx npz idx h5data checkpoint study runfile (default: all)
 #
 # Builds build-fuzz/ first if needed (clang, -DCURV_FUZZ=ON: ASan + UBSan + coverage). Each target
 # starts from its seed corpus fuzz/corpus/<target>/ plus what earlier runs kept in
@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 SECONDS_PER_TARGET=${1:-60}
 shift || true
-ALL=(onnx npz idx h5data checkpoint study)
+ALL=(onnx npz idx h5data checkpoint study runfile)
 TARGETS=("$@")
 ((${#TARGETS[@]})) || TARGETS=("${ALL[@]}")
 BUILD=${CURV_FUZZ_BUILD:-build-fuzz}
@@ -31,7 +31,7 @@ case $OUT in /*) ;; *) OUT=$ROOT/$OUT ;; esac
 max_len() {
   case $1 in
     onnx) echo 32768 ;; checkpoint) echo 49152 ;; h5data) echo 16384 ;; npz) echo 4096 ;; idx) echo 1024 ;;
-    study) echo 4096 ;;
+    study) echo 4096 ;; runfile) echo 8192 ;;
     *) echo "fuzz.sh: unknown target '$1' (expected: ${ALL[*]})" >&2; exit 2 ;;
   esac
 }

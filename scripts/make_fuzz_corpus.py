@@ -11,6 +11,8 @@ there. Targets and what their inputs are (fuzz/fuzz_<target>.cpp):
   idx         a 4-byte little-endian length, the IDX images file, then the labels file
   checkpoint  curv checkpoints written by `curv convert` (needs the curv binary, default
               build/tools/curv) and by `curv train` (with /train and /history)
+  runfile     run files of `curv study` (F.h5.runs/*.run, recorded HDF5 writes): a spectrum run
+              (top and bottom eigenvalues, trace) and an eval run of a 4-unit MLP (needs curv)
 Needs numpy and h5py (Debian python3-numpy, python3-h5py). The whole corpus stays well under 1 MB.
 """
 import gzip
@@ -115,6 +117,26 @@ def checkpoint_seeds(curv):
                        check=True, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
 
 
+def runfile_seeds(curv):
+    d = target_dir("runfile")
+    with tempfile.TemporaryDirectory() as tmp:
+        data = os.path.join(tmp, "d.npz")
+        r = rng()
+        open(data, "wb").write(npz_bytes(False, x=r.standard_normal((16, 3)).astype("<f4"),
+                                         y=np.array([0, 1, 2, 0] * 4, "<i8")))
+        study = os.path.join(tmp, "s.json")
+        open(study, "w").write(
+            '{"defaults": {"arch": "mlp:4", "data": "d.npz", "seed": 1},'
+            ' "runs": [{"kind": "spectrum", "name": "spectrum", "top_k": 2, "bottom_k": 1, "trace_probes": 4,'
+            ' "save_vectors": false}, {"kind": "eval", "name": "eval"}]}')
+        subprocess.run([curv, "study", study, "--out", os.path.join(tmp, "o.h5"), "--threads", "1"], check=True,
+                       stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        runs = os.path.join(tmp, "o.h5.runs")
+        for f in sorted(os.listdir(runs)):
+            if f.endswith(".run"):
+                shutil.copy(os.path.join(runs, f), os.path.join(d, f.split(".")[0] + ".run"))
+
+
 def main():
     curv = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "build", "tools", "curv")
     onnx_seeds()
@@ -122,6 +144,7 @@ def main():
     h5_seeds()
     idx_seeds()
     checkpoint_seeds(curv)
+    runfile_seeds(curv)
     total = sum(os.path.getsize(os.path.join(p, f)) for p, _, fs in os.walk(OUT) for f in fs)
     print(f"fuzz/corpus: {total} bytes")
 

@@ -169,6 +169,172 @@ TEST_CASE("an in-memory file touches no disk, and its image is the same HDF5 fil
   CHECK(r.open_object("run").read_f64("values").data == v);
 }
 
+namespace {
+
+// Every kind of write a recording keeps, nested two groups deep.
+void fill(const h5::Object& g) {
+  g.write_attribute("format", "curv");
+  g.write_attribute("count", std::int64_t{-(std::int64_t{1} << 62)});
+  g.write_attribute("tol", 1e-300);
+  g.write_attribute("settings", std::string(3000, 'x'));
+  const std::vector<double> cube{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23};
+  g.write_dataset("cube", std::span<const double>(cube), {2, 3, 4});
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  g.write_dataset("scalar", std::span<const double>(&nan, 1), {});
+  const std::vector<std::int64_t> big{std::numeric_limits<std::int64_t>::min(), 5};
+  g.write_dataset("i64", std::span<const std::int64_t>(big), {2});
+  const std::vector<std::int32_t> i32{-3, 0, 3};
+  g.write_dataset("i32", std::span<const std::int32_t>(i32), {3, 1});
+  const std::vector<std::int8_t> i8{-128, 127};
+  g.write_dataset("i8", std::span<const std::int8_t>(i8), {2});
+  g.write_dataset("empty", std::span<const double>(), {0});
+  g.write_strings("names", {"fc1.weight", "b\xc3\xa9", ""});
+  g.write_string("text", "{\"json\": true}");
+  const h5::Object ordered = g.create_group("ordered", true);
+  for (const char* n : {"zeta", "alpha", "mid"}) ordered.create_group(n);
+  const h5::Object deep = ordered.create_group("deeper");
+  deep.write_attribute("depth", std::int64_t{2});
+  deep.create_group("leaf").write_dataset("x", std::span<const double>(cube).first(2), {2});
+}
+
+void check_filled(const h5::Object& g) {
+  CHECK(g.read_string_attribute("format") == "curv");
+  CHECK(g.read_int_attribute("count") == -(std::int64_t{1} << 62));
+  CHECK(g.read_number_attribute("tol") == 1e-300);
+  CHECK(g.read_string_attribute("settings") == std::string(3000, 'x'));
+  CHECK(g.attribute_names() == std::vector<std::string>{"count", "format", "settings", "tol"});
+  const auto cube = g.read_f64("cube", {.rank = 3});
+  CHECK(cube.shape == std::vector<std::uint64_t>{2, 3, 4});
+  CHECK(cube.data[23] == 23.0);
+  CHECK(std::isnan(g.read_f64("scalar", {.rank = 0}).data.at(0)));
+  CHECK(g.read_i64("i64").data == std::vector<std::int64_t>{std::numeric_limits<std::int64_t>::min(), 5});
+  CHECK(g.read_i64("i32").shape == std::vector<std::uint64_t>{3, 1});
+  CHECK(g.element_type("i32").bytes == 4);
+  CHECK(g.element_type("i8").bytes == 1);
+  CHECK(g.read_f64("i8").data == std::vector<double>{-128, 127});
+  CHECK(g.read_f64("empty").data.empty());
+  CHECK(g.read_string("text", 100) == "{\"json\": true}");
+  Raw r;
+  const hid_t d = r.add(H5Dopen2(g.id(), "names", H5P_DEFAULT), H5Dclose);
+  const hid_t type = r.add(H5Dget_type(d), H5Tclose);
+  CHECK(H5Tis_variable_str(type) > 0);
+  CHECK(H5Tget_cset(type) == H5T_CSET_UTF8);
+  CHECK(g.open_object("ordered").children() == std::vector<std::string>{"zeta", "alpha", "mid", "deeper"});
+  CHECK(g.open_object("ordered/deeper").read_int_attribute("depth") == 2);
+  CHECK(g.open_object("ordered/deeper/leaf").read_f64("x").data == std::vector<double>{0, 1});
+}
+
+// The recording of fill(), as bytes.
+std::vector<unsigned char> recorded() {
+  const h5::Object rec = h5::Object::recording("run.rec");
+  fill(rec);
+  return rec.take_recording();
+}
+
+}  // namespace
+
+TEST_CASE("a recording replayed into a group writes what the same calls write directly") {
+  h5::Object f = h5::Object::create_in_memory(tmp("replay.h5"));
+  fill(f.create_group("direct"));
+  const std::vector<unsigned char> bytes = recorded();
+  h5::Object::replay(bytes, f.create_group("replayed", true), "run.rec");
+  check_filled(f.open_object("direct"));
+  check_filled(f.open_object("replayed"));
+  // A recording only records: every read or structural query says so.
+  const h5::Object rec = h5::Object::recording("r.rec");
+  const h5::Object sub = rec.create_group("g");
+  CHECK_THROWS_AS(rec.exists("g"), std::logic_error);
+  CHECK_THROWS_AS(sub.read_f64("x"), std::logic_error);
+  CHECK_THROWS_AS(rec.open_object("g"), std::logic_error);
+  CHECK_THROWS_AS(sub.take_recording(), std::logic_error);  // only the root hands the bytes over
+  CHECK_THROWS_AS(rec.write_dataset("bad", std::span<const double>(), {5}), std::invalid_argument);
+  // take_recording empties it: an empty recording replays to nothing.
+  const std::vector<unsigned char> first = rec.take_recording();
+  const std::vector<unsigned char> empty = rec.take_recording();
+  CHECK(empty.size() < first.size());
+  h5::Object::replay(empty, f.create_group("nothing"), "r.rec");
+  CHECK(f.open_object("nothing").children().empty());
+  CHECK(f.open_object("nothing").attribute_names().empty());
+}
+
+TEST_CASE("replay refuses damaged recordings with one error naming the source, and writes only inside its group") {
+  const std::vector<unsigned char> good = recorded();
+  auto replay_into_fresh = [](const std::vector<unsigned char>& bytes) {
+    h5::Object f = h5::Object::create_in_memory(tmp("bad_replay.h5"));
+    const h5::Object g = f.create_group("run");
+    const std::string err = error_of([&] { h5::Object::replay(bytes, g, "x.run"); });
+    // Whatever happened, nothing landed outside the group.
+    CHECK(f.children() == std::vector<std::string>{"run"});
+    CHECK(f.attribute_names().empty());
+    return err;
+  };
+  CHECK(replay_into_fresh(good).empty());
+  // Every truncation is an error naming the source.
+  for (std::size_t n = 0; n < good.size(); n += (n < 64 ? 1 : 37)) {
+    const std::string err = replay_into_fresh(std::vector<unsigned char>(good.begin(), good.begin() + n));
+    CHECK_MESSAGE(err.rfind("x.run: ", 0) == 0, "truncated to " << n << " bytes: '" << err << "'");
+  }
+  // Flipped bytes: an error naming the source or a replay that succeeds (a changed value); never a
+  // crash, another exception type or a write outside the group.
+  for (std::size_t i = 0; i < good.size(); i += 3) {
+    std::vector<unsigned char> b = good;
+    b[i] ^= static_cast<unsigned char>(0x5a + i);
+    const std::string err = replay_into_fresh(b);
+    CHECK_MESSAGE((err.empty() || err.rfind("x.run: ", 0) == 0), "byte " << i << ": '" << err << "'");
+  }
+  // Crafted records: names that leave the group, writes to groups never created, unknown
+  // operations, huge counts, data after the end.
+  auto crafted = [](auto&& build) {
+    std::vector<unsigned char> b{'C', 'U', 'R', 'V', 'R', 'E', 'C', '1'};
+    auto u8 = [&](unsigned v) { b.push_back(static_cast<unsigned char>(v)); };
+    auto u64 = [&](std::uint64_t v) {
+      for (int k = 0; k < 8; ++k) b.push_back(static_cast<unsigned char>(v >> (8 * k)));
+    };
+    auto str = [&](const std::string& s) {
+      u64(s.size());
+      b.insert(b.end(), s.begin(), s.end());
+    };
+    build(u8, u64, str);
+    return b;
+  };
+  auto group_op = [&](const std::string& parent, const std::string& name) {
+    return crafted([&](auto u8, auto, auto str) {
+      u8(1);
+      str(parent);
+      str(name);
+      u8(0);
+      u8(0);
+    });
+  };
+  for (const char* name : {"/abs", "..", "a/../b", "a//b", "", "x/", "."})
+    CHECK(replay_into_fresh(group_op("", name)).find("x.run: bad recording: invalid name") == 0);
+  CHECK(replay_into_fresh(group_op("never", "g")).find("which it did not create") != std::string::npos);
+  CHECK(replay_into_fresh(group_op("", "ok")).empty());
+  CHECK(replay_into_fresh(crafted([](auto u8, auto, auto) { u8(99); })).find("unknown operation") != std::string::npos);
+  CHECK(replay_into_fresh(crafted([](auto u8, auto, auto) { u8(0); u8(0); })).find("data after the end") != std::string::npos);
+  CHECK(replay_into_fresh(crafted([](auto, auto, auto) {})).find("truncated") != std::string::npos);  // no end
+  // A dataset claiming 2^61 doubles, and a shape that disagrees with its count.
+  auto dataset = [&](std::uint64_t dim, std::uint64_t count) {
+    return crafted([&](auto u8, auto u64, auto str) {
+      u8(5);
+      str("");
+      str("d");
+      u8(0);
+      u8(1);
+      u64(dim);
+      u64(count);
+      u64(0);
+      u8(0);
+    });
+  };
+  CHECK(replay_into_fresh(dataset(std::uint64_t{1} << 61, std::uint64_t{1} << 61)).find("truncated") != std::string::npos);
+  CHECK(replay_into_fresh(dataset(3, 2)).find("disagree") != std::string::npos);
+  CHECK(replay_into_fresh(std::vector<unsigned char>{'H', 'D', 'F'}).find("too short") != std::string::npos);
+  std::vector<unsigned char> other = good;
+  other[0] = 'X';
+  CHECK(replay_into_fresh(other).find("not a curv recording") != std::string::npos);
+}
+
 TEST_CASE("h5::Object readers check type, rank, size and string length before reading") {
   const std::string path = tmp("checks.h5");
   {

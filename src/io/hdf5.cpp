@@ -2,8 +2,10 @@
 
 #include <hdf5.h>
 
+#include <bit>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <limits>
 #include <stdexcept>
 #include <type_traits>
@@ -202,8 +204,8 @@ std::string error_message() {
 
 // ---- Object: files and structure -----------------------------------------------------------------
 
-Object::Object(Handle h, std::string file, std::string path)
-    : m_handle(std::move(h)), m_file(std::move(file)), m_path(std::move(path)) {}
+Object::Object(Handle h, std::string file, std::string path, std::shared_ptr<Recording> recording)
+    : m_handle(std::move(h)), m_file(std::move(file)), m_path(std::move(path)), m_recording(std::move(recording)) {}
 
 void Object::fail(const std::string& object, const std::string& problem) const {
   // Object names come from the file: no control characters (a newline would split the one-line error).
@@ -231,6 +233,239 @@ Handle strong_close_access(const std::string& file) {
 
 }  // namespace
 
+// ---- recordings ----------------------------------------------------------------------------------
+
+namespace {
+
+static_assert(std::endian::native == std::endian::little, "recordings are stored little-endian, as written");
+
+constexpr char kRecordingMagic[8] = {'C', 'U', 'R', 'V', 'R', 'E', 'C', '1'};
+
+// One recorded write: the op, the path of the object it applies to (relative to the recording's
+// root, "" for the root) and the link or attribute name, then the op's own fields.
+enum class Op : std::uint8_t { End = 0, Group, AttrString, AttrInt, AttrFloat, Dataset, Strings, String };
+
+// Element types of recorded datasets, in the order write_dataset's overloads take them.
+enum class RecordType : std::uint8_t { F64 = 0, I64, I32, I8 };
+
+std::uint8_t record_dtype(hid_t file_type) {
+  if (H5Tequal(file_type, H5T_IEEE_F64LE) > 0) return static_cast<std::uint8_t>(RecordType::F64);
+  if (H5Tequal(file_type, H5T_STD_I64LE) > 0) return static_cast<std::uint8_t>(RecordType::I64);
+  if (H5Tequal(file_type, H5T_STD_I32LE) > 0) return static_cast<std::uint8_t>(RecordType::I32);
+  return static_cast<std::uint8_t>(RecordType::I8);
+}
+
+}  // namespace
+
+struct Object::Recording {
+  std::vector<unsigned char> bytes;
+
+  void raw(const void* p, std::size_t n) {
+    const auto* b = static_cast<const unsigned char*>(p);
+    bytes.insert(bytes.end(), b, b + n);
+  }
+  void u8(std::uint8_t v) { bytes.push_back(v); }
+  void u64(std::uint64_t v) { raw(&v, sizeof v); }
+  void str(std::string_view v) {
+    u64(v.size());
+    raw(v.data(), v.size());
+  }
+  void op(Op o, const std::string& object, const std::string& name) {
+    u8(static_cast<std::uint8_t>(o));
+    str(object);
+    str(name);
+  }
+};
+
+Object Object::recording(const std::string& name) {
+  auto r = std::make_shared<Recording>();
+  r->raw(kRecordingMagic, sizeof kRecordingMagic);
+  return Object(Handle(), name, "", std::move(r));
+}
+
+std::vector<unsigned char> Object::take_recording() const {
+  if (!m_recording || !m_path.empty())
+    throw std::logic_error(m_file + ": take_recording needs the root of a recording");
+  m_recording->u8(static_cast<std::uint8_t>(Op::End));
+  std::vector<unsigned char> out = std::move(m_recording->bytes);
+  m_recording->bytes.clear();
+  m_recording->raw(kRecordingMagic, sizeof kRecordingMagic);
+  return out;
+}
+
+void Object::record_only(const char* what) const {
+  throw std::logic_error(m_file + ": " + (m_path.empty() ? "/" : m_path) + ": a recording only records writes, not " +
+                         what);
+}
+
+namespace {
+
+// Reads a recording, every field bounds-checked against what is left.
+class RecordReader {
+ public:
+  RecordReader(std::span<const unsigned char> b, const std::string& source) : m_b(b), m_source(source) {}
+
+  [[noreturn]] void bad(const std::string& what) const {
+    throw std::runtime_error(m_source + ": bad recording: " + what + " (at byte " + std::to_string(m_pos) + ")");
+  }
+  std::size_t left() const { return m_b.size() - m_pos; }
+  void raw(void* out, std::size_t n) {
+    if (n > left()) bad("truncated");
+    if (n) std::memcpy(out, m_b.data() + m_pos, n);
+    m_pos += n;
+  }
+  std::uint8_t u8() {
+    std::uint8_t v;
+    raw(&v, 1);
+    return v;
+  }
+  std::uint64_t u64() {
+    std::uint64_t v;
+    raw(&v, sizeof v);
+    return v;
+  }
+  std::string str(std::size_t max_bytes) {
+    const std::uint64_t n = u64();
+    if (n > left()) bad("truncated string");
+    if (n > max_bytes) bad("string of " + std::to_string(n) + " bytes, more than " + std::to_string(max_bytes));
+    std::string s(reinterpret_cast<const char*>(m_b.data() + m_pos), static_cast<std::size_t>(n));
+    m_pos += static_cast<std::size_t>(n);
+    return s;
+  }
+  // A link name: non-empty, relative, no empty, "." or ".." component, no control characters.
+  std::string name() {
+    std::string n = str(kMaxNameBytes);
+    bool ok = !n.empty() && n.front() != '/' && n.back() != '/';
+    std::size_t start = 0;
+    while (ok && start <= n.size()) {
+      const std::size_t end = std::min(n.find('/', start), n.size());
+      const std::string_view part(n.data() + start, end - start);
+      ok = !part.empty() && part != "." && part != "..";
+      start = end + 1;
+    }
+    for (unsigned char c : n) ok = ok && c >= 32;
+    if (!ok) bad("invalid name '" + printable(n) + "'");
+    return n;
+  }
+  // An attribute name: non-empty, no control characters.
+  std::string attribute_name() {
+    std::string n = str(kMaxNameBytes);
+    bool ok = !n.empty();
+    for (unsigned char c : n) ok = ok && c >= 32;
+    if (!ok) bad("invalid attribute name '" + printable(n) + "'");
+    return n;
+  }
+  static std::string printable(std::string s) {
+    for (char& c : s)
+      if (static_cast<unsigned char>(c) < 32) c = '?';
+    return s;
+  }
+
+ private:
+  std::span<const unsigned char> m_b;
+  const std::string& m_source;
+  std::size_t m_pos = 0;
+};
+
+template <class T>
+std::vector<T> record_values(RecordReader& r, std::uint64_t count) {
+  if (count > r.left() / sizeof(T)) r.bad("dataset data truncated");
+  std::vector<T> v(static_cast<std::size_t>(count));
+  r.raw(v.data(), v.size() * sizeof(T));
+  return v;
+}
+
+}  // namespace
+
+void Object::replay(std::span<const unsigned char> bytes, const Object& destination, const std::string& source) {
+  RecordReader r(bytes, source);
+  char magic[sizeof kRecordingMagic];
+  if (bytes.size() < sizeof magic) r.bad("too short");
+  r.raw(magic, sizeof magic);
+  if (std::memcmp(magic, kRecordingMagic, sizeof magic) != 0) r.bad("not a curv recording");
+  std::map<std::string, Object> groups;  // the groups created so far, by recorded path
+  auto at = [&](const std::string& path) -> const Object& {
+    if (path.empty()) return destination;
+    const auto it = groups.find(path);
+    if (it == groups.end()) r.bad("write to group '" + RecordReader::printable(path) + "', which it did not create");
+    return it->second;
+  };
+  try {
+    for (;;) {
+      const auto op = static_cast<Op>(r.u8());
+      if (op == Op::End) break;
+      if (op > Op::String) r.bad("unknown operation " + std::to_string(static_cast<int>(op)));
+      const std::string object = r.str(1 << 20);
+      const Object& target = at(object);
+      const bool attribute = op == Op::AttrString || op == Op::AttrInt || op == Op::AttrFloat;
+      const std::string name = attribute ? r.attribute_name() : r.name();
+      switch (op) {
+        case Op::Group: {
+          const std::uint8_t track = r.u8();
+          if (track > 1) r.bad("invalid group flag");
+          std::string path = object.empty() ? name : object + "/" + name;
+          Object g = target.create_group(name, track == 1);
+          groups.insert_or_assign(std::move(path), std::move(g));
+          break;
+        }
+        case Op::AttrString: target.write_attribute(name, std::string_view(r.str(kMaxAttributeString * 64))); break;
+        case Op::AttrInt: {
+          std::int64_t v;
+          r.raw(&v, sizeof v);
+          target.write_attribute(name, v);
+          break;
+        }
+        case Op::AttrFloat: {
+          double v;
+          r.raw(&v, sizeof v);
+          target.write_attribute(name, v);
+          break;
+        }
+        case Op::Dataset: {
+          const std::uint8_t type = r.u8();
+          const std::uint8_t rank = r.u8();
+          if (type > static_cast<std::uint8_t>(RecordType::I8)) r.bad("unknown element type");
+          if (rank > H5S_MAX_RANK) r.bad("rank above 32");
+          std::vector<std::uint64_t> shape(rank);
+          std::uint64_t product = 1;
+          bool overflow = false;
+          for (auto& d : shape) {
+            d = r.u64();
+            overflow = overflow || __builtin_mul_overflow(product, d, &product);
+          }
+          const std::uint64_t count = r.u64();
+          if (overflow || product != count) r.bad("dataset shape and element count disagree");
+          switch (static_cast<RecordType>(type)) {
+            case RecordType::F64: target.write_dataset(name, std::span<const double>(record_values<double>(r, count)), shape); break;
+            case RecordType::I64: target.write_dataset(name, std::span<const std::int64_t>(record_values<std::int64_t>(r, count)), shape); break;
+            case RecordType::I32: target.write_dataset(name, std::span<const std::int32_t>(record_values<std::int32_t>(r, count)), shape); break;
+            case RecordType::I8: target.write_dataset(name, std::span<const std::int8_t>(record_values<std::int8_t>(r, count)), shape); break;
+          }
+          break;
+        }
+        case Op::Strings: {
+          const std::uint64_t n = r.u64();
+          if (n > r.left() / sizeof(std::uint64_t)) r.bad("truncated string list");
+          std::vector<std::string> values;
+          values.reserve(static_cast<std::size_t>(n));
+          for (std::uint64_t i = 0; i < n; ++i) values.push_back(r.str(kMaxAttributeString * 64));
+          target.write_strings(name, values);
+          break;
+        }
+        case Op::String: target.write_string(name, r.str(std::numeric_limits<std::size_t>::max())); break;
+        case Op::End: break;
+      }
+    }
+  } catch (const std::runtime_error& e) {
+    const std::string what = e.what();
+    if (what.rfind(source + ": ", 0) == 0) throw;
+    throw std::runtime_error(source + ": " + what);
+  } catch (const std::invalid_argument& e) {
+    throw std::runtime_error(source + ": bad recording: " + e.what());
+  }
+  if (r.left() != 0) r.bad("data after the end");
+}
+
 Object Object::create(const std::string& path, const std::string& name) {
   quiet();
   const std::string file = name.empty() ? path : name;
@@ -252,6 +487,7 @@ Object Object::create_in_memory(const std::string& name) {
 }
 
 std::vector<unsigned char> Object::close_to_image() {
+  if (m_recording) record_only("close_to_image");
   quiet();
   if (!m_handle.valid() || H5Iget_type(id()) != H5I_FILE) fail(m_path, "close_to_image needs an open file");
   if (H5Fflush(id(), H5F_SCOPE_LOCAL) < 0) fail(m_path, "cannot flush" + why());
@@ -289,6 +525,11 @@ void Object::close() {
 }
 
 Object Object::create_group(const std::string& name, bool track_order) const {
+  if (m_recording) {
+    m_recording->op(Op::Group, m_path, name);
+    m_recording->u8(track_order ? 1 : 0);
+    return Object(Handle(), m_file, m_path.empty() ? name : m_path + "/" + name, m_recording);
+  }
   quiet();
   const std::string full = child_path(name);
   Handle gcpl(H5Pcreate(H5P_GROUP_CREATE));
@@ -301,6 +542,7 @@ Object Object::create_group(const std::string& name, bool track_order) const {
 }
 
 bool Object::exists(const std::string& path) const {
+  if (m_recording) record_only("exists");
   quiet();
   if (path.empty() || path == "/") return true;
   std::string prefix = path[0] == '/' ? "/" : "";
@@ -325,6 +567,7 @@ bool Object::exists(const std::string& path) const {
 }
 
 Object Object::open_object(const std::string& path) const {
+  if (m_recording) record_only("open_object");
   quiet();
   const std::string full = child_path(path);
   if (!exists(path)) fail(full, "no such group or dataset");
@@ -336,6 +579,7 @@ Object Object::open_object(const std::string& path) const {
 }
 
 void Object::copy_to(const std::string& name, const Object& destination, const std::string& new_name) const {
+  if (m_recording) record_only("copy_to");
   quiet();
   const std::string full = child_path(name);
   if (!exists(name)) fail(full, "no such group or dataset");
@@ -348,6 +592,7 @@ bool Object::is_group() const { return H5Iget_type(id()) == H5I_GROUP || H5Iget_
 bool Object::is_dataset() const { return H5Iget_type(id()) == H5I_DATASET; }
 
 std::vector<std::string> Object::children(std::size_t max_count) const {
+  if (m_recording) record_only("children");
   quiet();
   if (!is_group()) fail(m_path, "is not a group");
   H5G_info_t info;
@@ -374,6 +619,7 @@ std::vector<std::string> Object::children(std::size_t max_count) const {
 // ---- attributes ----------------------------------------------------------------------------------
 
 bool Object::has_attribute(const std::string& name) const {
+  if (m_recording) record_only("has_attribute");
   quiet();
   const htri_t r = H5Aexists(id(), name.c_str());
   if (r < 0) H5Eclear2(H5E_DEFAULT);
@@ -381,6 +627,7 @@ bool Object::has_attribute(const std::string& name) const {
 }
 
 std::vector<std::string> Object::attribute_names(std::size_t max_count) const {
+  if (m_recording) record_only("attribute_names");
   quiet();
   H5O_info_t info;
   if (H5Oget_info2(id(), &info, H5O_INFO_NUM_ATTRS) < 0) fail(m_path, "cannot read the object header" + why());
@@ -422,6 +669,11 @@ Handle open_single_attribute(const Object& obj, const std::string& name) {
 }  // namespace
 
 void Object::write_attribute(const std::string& name, std::string_view value) const {
+  if (m_recording) {
+    m_recording->op(Op::AttrString, m_path, name);
+    m_recording->str(value);
+    return;
+  }
   quiet();
   const std::string v(value);
   Handle type(H5Tcopy(H5T_C_S1));
@@ -434,6 +686,11 @@ void Object::write_attribute(const std::string& name, std::string_view value) co
 }
 
 void Object::write_attribute(const std::string& name, std::int64_t value) const {
+  if (m_recording) {
+    m_recording->op(Op::AttrInt, m_path, name);
+    m_recording->raw(&value, sizeof value);
+    return;
+  }
   quiet();
   Handle space(H5Screate(H5S_SCALAR));
   Handle a(H5Acreate2(id(), name.c_str(), H5T_STD_I64LE, space.get(), H5P_DEFAULT, H5P_DEFAULT));
@@ -442,6 +699,11 @@ void Object::write_attribute(const std::string& name, std::int64_t value) const 
 }
 
 void Object::write_attribute(const std::string& name, double value) const {
+  if (m_recording) {
+    m_recording->op(Op::AttrFloat, m_path, name);
+    m_recording->raw(&value, sizeof value);
+    return;
+  }
   quiet();
   Handle space(H5Screate(H5S_SCALAR));
   Handle a(H5Acreate2(id(), name.c_str(), H5T_IEEE_F64LE, space.get(), H5P_DEFAULT, H5P_DEFAULT));
@@ -450,6 +712,7 @@ void Object::write_attribute(const std::string& name, double value) const {
 }
 
 std::string Object::read_string_attribute(const std::string& name, std::size_t max_bytes) const {
+  if (m_recording) record_only("an attribute read");
   Handle a = open_single_attribute(*this, name);
   const std::string what = "attribute " + quoted(name);
   Handle type(H5Aget_type(a.get()));
@@ -478,6 +741,7 @@ std::string Object::read_string_attribute(const std::string& name, std::size_t m
 }
 
 std::int64_t Object::read_int_attribute(const std::string& name) const {
+  if (m_recording) record_only("an attribute read");
   Handle a = open_single_attribute(*this, name);
   Handle type(H5Aget_type(a.get()));
   ElementType et;
@@ -489,6 +753,7 @@ std::int64_t Object::read_int_attribute(const std::string& name) const {
 }
 
 double Object::read_number_attribute(const std::string& name) const {
+  if (m_recording) record_only("an attribute read");
   Handle a = open_single_attribute(*this, name);
   Handle type(H5Aget_type(a.get()));
   ElementType et;
@@ -508,6 +773,15 @@ void Object::write_numeric(const std::string& name, Handle::Id file_type, Handle
     throw std::invalid_argument(m_file + ": " + full + ": " + std::to_string(count) + " values for shape " +
                                 shape_text(shape));
   if (shape.size() > H5S_MAX_RANK) throw std::invalid_argument(m_file + ": " + full + ": rank above 32");
+  if (m_recording) {
+    m_recording->op(Op::Dataset, m_path, name);
+    m_recording->u8(record_dtype(file_type));
+    m_recording->u8(static_cast<std::uint8_t>(shape.size()));
+    for (auto d : shape) m_recording->u64(d);
+    m_recording->u64(count);
+    m_recording->raw(data, count * H5Tget_size(file_type));
+    return;
+  }
   std::vector<hsize_t> dims(shape.begin(), shape.end());
   Handle space(dims.empty() ? H5Screate(H5S_SCALAR)
                             : H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr));
@@ -536,6 +810,12 @@ void Object::write_dataset(const std::string& name, std::span<const std::int8_t>
 }
 
 void Object::write_strings(const std::string& name, const std::vector<std::string>& values) const {
+  if (m_recording) {
+    m_recording->op(Op::Strings, m_path, name);
+    m_recording->u64(values.size());
+    for (const auto& v : values) m_recording->str(v);
+    return;
+  }
   quiet();
   const std::string full = child_path(name);
   Handle type(H5Tcopy(H5T_C_S1));
@@ -552,6 +832,11 @@ void Object::write_strings(const std::string& name, const std::vector<std::strin
 }
 
 void Object::write_string(const std::string& name, std::string_view value) const {
+  if (m_recording) {
+    m_recording->op(Op::String, m_path, name);
+    m_recording->str(value);
+    return;
+  }
   quiet();
   const std::string full = child_path(name);
   const std::string text(value);
@@ -602,6 +887,7 @@ void check_storage(const Object& obj, hid_t d, std::uint64_t bytes, const std::s
 }  // namespace
 
 ElementType Object::element_type(const std::string& name) const {
+  if (m_recording) record_only("element_type");
   const std::string full = child_path(name);
   Handle d = open_dataset(*this, name, full);
   Handle type(H5Dget_type(d.get()));
@@ -614,6 +900,7 @@ ElementType Object::element_type(const std::string& name) const {
 
 template <class T>
 Array<T> Object::read_numeric(const std::string& name, const ArrayLimits& limits, bool integers_only) const {
+  if (m_recording) record_only("a dataset read");
   const std::string full = child_path(name);
   Handle d = open_dataset(*this, name, full);
   Handle type(H5Dget_type(d.get()));
@@ -647,6 +934,7 @@ Array<std::int64_t> Object::read_i64(const std::string& name, const ArrayLimits&
 }
 
 std::string Object::read_string(const std::string& name, std::size_t max_bytes) const {
+  if (m_recording) record_only("read_string");
   const std::string full = child_path(name);
   Handle d = open_dataset(*this, name, full);
   Handle type(H5Dget_type(d.get()));

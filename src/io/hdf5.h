@@ -33,12 +33,20 @@
 /// callback). Attributes are read only when they hold exactly one element, so a read never writes
 /// past its buffer; variable-length strings are freed with HDF5's allocator.
 ///
+/// A recording (Object::recording) is a group that performs none of its writes: it keeps them,
+/// in order, as bytes (take_recording), and Object::replay performs them later on a real group.
+/// curv study commits each run's results this way (a few microseconds instead of building an HDF5
+/// file per run) and writes them into its study file once. Replay parses untrusted bytes: any
+/// malformed, truncated or out-of-bounds record is an error naming the source, never a crash, and
+/// no write leaves the destination group.
+///
 /// Errors: std::runtime_error("<file>: <object>: <problem>"), with HDF5's innermost message in
 /// parentheses where it helps (e.g. "out.h5: /spectrum/blocks/fc1: cannot create group (name
 /// already exists)"). HDF5's automatic error printing is turned off by every entry point.
-/// Not thread-safe (Debian's HDF5 is built without thread-safety): use from one thread at a time.
+/// Not thread-safe: use from one thread at a time.
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -113,6 +121,17 @@ class Object {
   /// child-process walk (see the file comment) is skipped.
   static Object open(const std::string& path, bool writable = false, const std::string& name = {},
                      bool trusted = false);
+
+  /// A recording (see the file comment): a root group whose create_group, write_attribute,
+  /// write_dataset, write_strings and write_string calls (on it and on the groups it creates) are
+  /// recorded, not performed; every other member throws std::logic_error. `name` names it in
+  /// messages.
+  static Object recording(const std::string& name);
+  /// The recorded writes as bytes (a recording's root only); the recording is then empty.
+  std::vector<unsigned char> take_recording() const;
+  /// Performs the writes recorded in `bytes` on the group `destination`. `source` names the bytes
+  /// in errors ("<source>: bad recording: <what>").
+  static void replay(std::span<const unsigned char> bytes, const Object& destination, const std::string& source);
 
   Object(Object&&) noexcept = default;
   Object& operator=(Object&&) noexcept = default;
@@ -194,16 +213,20 @@ class Object {
   [[noreturn]] void fail(const std::string& object, const std::string& problem) const;
 
  private:
-  Object(Handle h, std::string file, std::string path);
+  struct Recording;
+  Object(Handle h, std::string file, std::string path, std::shared_ptr<Recording> recording = nullptr);
   std::string child_path(const std::string& name) const;
   void write_numeric(const std::string& name, Handle::Id file_type, Handle::Id mem_type, const void* data,
                      std::size_t count, const std::vector<std::uint64_t>& shape) const;
   template <class T>
   Array<T> read_numeric(const std::string& name, const ArrayLimits& limits, bool integers_only) const;
 
+  [[noreturn]] void record_only(const char* what) const;
+
   Handle m_handle;
   std::string m_file;
   std::string m_path;
+  std::shared_ptr<Recording> m_recording;  // set: a recording (m_path is then relative, "" = root)
 };
 
 /// The innermost message on HDF5's error stack of this thread (e.g. "name already exists"), then

@@ -1,5 +1,8 @@
 #include "src/io/sha256.h"
 
+#define XXH_INLINE_ALL  // header-only: libxxhash-dev's header, nothing to link
+#include <xxhash.h>
+
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
@@ -189,22 +192,47 @@ std::string sha256_hex(std::string_view data) {
   return Sha256::hex(h.finish());
 }
 
-std::string sha256_file(const std::string& path) {
-  // A device (/dev/zero) never ends and a FIFO blocks the open: only regular files are hashed.
+namespace {
+
+// Calls add(data, size) over the contents of the regular file `path`, in 1 MiB pieces.
+template <class Add>
+void read_regular_file(const std::string& path, Add add) {
+  // A device (/dev/zero) never ends and a FIFO blocks the open: only regular files are read.
   std::error_code ec;
   const auto st = std::filesystem::status(path, ec);
   if (ec || !std::filesystem::exists(st)) throw std::runtime_error(path + ": cannot open for reading");
   if (!std::filesystem::is_regular_file(st)) throw std::runtime_error(path + ": not a regular file");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw std::runtime_error(path + ": cannot open for reading");
-  Sha256 h;
-  std::vector<char> buf(1 << 16);
+  std::vector<char> buf(1 << 20);
   while (in) {
     in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
-    h.update(buf.data(), static_cast<std::size_t>(in.gcount()));
+    add(buf.data(), static_cast<std::size_t>(in.gcount()));
   }
   if (in.bad()) throw std::runtime_error(path + ": read error");
+}
+
+}  // namespace
+
+std::string sha256_file(const std::string& path) {
+  Sha256 h;
+  read_regular_file(path, [&](const char* p, std::size_t n) { h.update(p, n); });
   return Sha256::hex(h.finish());
+}
+
+std::string xxh3_128_file(const std::string& path) {
+  XXH3_state_t state;
+  XXH3_128bits_reset(&state);
+  read_regular_file(path, [&](const char* p, std::size_t n) { XXH3_128bits_update(&state, p, n); });
+  XXH128_canonical_t c;
+  XXH128_canonicalFromHash(&c, XXH3_128bits_digest(&state));
+  static const char* kHex = "0123456789abcdef";
+  std::string out;
+  for (unsigned char b : c.digest) {
+    out += kHex[b >> 4];
+    out += kHex[b & 15];
+  }
+  return out;
 }
 
 }  // namespace curv

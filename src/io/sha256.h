@@ -41,4 +41,10 @@ std::string sha256_hex(std::string_view data);
 /// ("<path>: not a regular file") for devices, FIFOs and folders, or ("<path>: read error").
 std::string sha256_file(const std::string& path);
 
+/// Hex digest (32 characters) of a regular file's contents by XXH3-128 (xxHash): a content
+/// fingerprint at memory speed, not a cryptographic hash. Identifies the input files of a study's
+/// runs, where SHA-256 of a large dataset cost more than the study's own bookkeeping. Errors as
+/// sha256_file's.
+std::string xxh3_128_file(const std::string& path);
+
 }  // namespace curv
