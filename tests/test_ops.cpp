@@ -6,6 +6,7 @@
 
 #include <array>
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <limits>
 #include <random>
@@ -747,4 +748,61 @@ TEST_CASE("ops reject bad shapes with a message naming them") {
                        std::invalid_argument);
   CHECK_THROWS_WITH_AS(make_reshape({5, -1})->output_shape({{2, 3}}), "Reshape: cannot reshape [2, 3] to [5, -1]",
                        std::invalid_argument);
+}
+
+TEST_CASE("float32 GELU: within a few ulp of the exact function, and the same bits with and without saved values") {
+  // The float kernels evaluate erf and exp in vectorized chunks (unary_ops.cpp, gelu_bulk); every
+  // path (forward with or without saving f' and f'', backward, JVP and VJP tangent with or without
+  // the saved values) must give the same bits, and f, f', f'' must stay near the exact values.
+  const OpPtr op = make_unary(UnaryKind::Gelu, 0, 0);
+  std::vector<float> xs;
+  for (int i = 0; i <= 1000; ++i) xs.push_back(-10.0f + 0.02f * float(i));  // [-10, 10]
+  for (float v : {0.0f, -0.0f, 1e-30f, -1e-30f, 3.9999f, -4.0001f, 40.0f, -40.0f, 1e4f, -1e4f}) xs.push_back(v);
+  const std::int64_t n = std::int64_t(xs.size());  // not a multiple of the chunk: the padded tail is used
+  const Tensor<float> x({n}, xs), ones({n}, std::vector<float>(std::size_t(n), 1.0f)), zeros({n});
+  struct Values {
+    Tensor<float> f, df, d2f, tan;
+  };
+  auto run = [&](bool with_state) {
+    Values v{Tensor<float>({n}), Tensor<float>({n}), Tensor<float>({n}), Tensor<float>({n})};
+    OpState<float> st;
+    OpCtx<float> c;
+    c.in = {x.cview()};
+    c.state = with_state ? &st : nullptr;
+    op->forward(c, v.f.view());
+    c.out = v.f.cview();
+    c.gout = ones.cview();  // backward: g_x = f'(x)
+    c.gin = {v.df.view()};
+    op->backward(c);
+    c.k = 1;  // JVP with x' = 1: y' = f'(x)
+    c.tin = {ones.cview()};
+    c.tout = v.tan.view();
+    op->jvp(c);
+    c.tgout = zeros.cview();  // VJP tangent with g_y' = 0, g_y = 1, x' = 1: g_x' = f''(x)
+    c.tgin = {v.d2f.view()};
+    c.second_order = true;
+    op->backward_tangent(c);
+    return v;
+  };
+  const Values saved = run(true), plain = run(false);
+  auto bits = [](const Tensor<float>& a, const Tensor<float>& b) {
+    return std::memcmp(a.data(), b.data(), sizeof(float) * std::size_t(a.size())) == 0;
+  };
+  CHECK(bits(saved.f, plain.f));
+  CHECK(bits(saved.df, plain.df));
+  CHECK(bits(saved.tan, plain.tan));
+  CHECK(bits(saved.d2f, plain.d2f));
+  CHECK(bits(saved.tan, saved.df));  // y' = f'(x) x' with x' = 1
+  const double eps = std::numeric_limits<float>::epsilon();
+  for (std::int64_t i = 0; i < n; ++i) {
+    const double xi = xs[std::size_t(i)];
+    const double phi = std::exp(-0.5 * xi * xi) / std::sqrt(2 * M_PI);
+    const double cdf = 0.5 * std::erfc(-xi / std::sqrt(2.0));
+    const double f = xi * cdf, df = cdf + xi * phi, d2f = phi * (2 - xi * xi);
+    INFO("x = ", xi);
+    // A few ulp of the larger of the value and 1 (1 + erf cancels for x below about -3: absolute).
+    CHECK(std::abs(saved.f.data()[i] - f) <= 8 * eps * std::max(1.0, std::abs(f)));
+    CHECK(std::abs(saved.df.data()[i] - df) <= 8 * eps * std::max(1.0, std::abs(df)));
+    CHECK(std::abs(saved.d2f.data()[i] - d2f) <= 8 * eps * std::max(1.0, std::abs(d2f)));
+  }
 }
