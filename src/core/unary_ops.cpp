@@ -376,6 +376,23 @@ class UnaryOp final : public OpImpl<UnaryOp<Fn>> {
     }
     return false;
   }
+  // saved(), or for a row computed in bulk (kBulk) without saved values, the values forward would
+  // have saved, computed now into `tmp`: every path then reads f' and f'' the same way.
+  template <class T>
+  static bool values(const OpCtx<T>& c, std::int64_t n, SavedArrays<Fn, T>& s,
+                     Buffer<T> (&tmp)[Saved<Fn>::kCount]) {
+    if (saved(c, n, s)) return true;
+    if constexpr (kBulk<Fn, T>) {
+      tmp[0].resize(n);
+      tmp[1].resize(n);
+      gelu_bulk(c.in[0].data, n, nullptr, tmp[0].data(), tmp[1].data());
+      s.a[0] = tmp[0].data();
+      s.a[1] = tmp[1].data();
+      return true;
+    }
+    (void)tmp;
+    return false;
+  }
   template <class T>
   void bwd(OpCtx<T>& c) const {
     if (!c.gin[0].data) return;
@@ -385,7 +402,8 @@ class UnaryOp final : public OpImpl<UnaryOp<Fn>> {
     const std::int64_t n = c.in[0].size();
     const double p = m_param, q = m_param2;
     if constexpr (Saved<Fn>::kSaves) {
-      if (SavedArrays<Fn, T> s; saved(c, n, s)) {
+      Buffer<T> tmp[Saved<Fn>::kCount];
+      if (SavedArrays<Fn, T> s; values(c, n, s, tmp)) {
         for (std::int64_t i = 0; i < n; ++i) {
           T e[Saved<Fn>::kCount];
           s.at(i, e);
@@ -393,12 +411,6 @@ class UnaryOp final : public OpImpl<UnaryOp<Fn>> {
         }
         return;
       }
-    }
-    if constexpr (kBulk<Fn, T>) {
-      Buffer<T> d(n);
-      gelu_bulk(x, n, nullptr, d.data(), nullptr);
-      for (std::int64_t i = 0; i < n; ++i) gx[i] = g[i] * d[i];
-      return;
     }
     for (std::int64_t i = 0; i < n; ++i) gx[i] = g[i] * Fn::df(x[i], p, q);
   }
@@ -411,7 +423,8 @@ class UnaryOp final : public OpImpl<UnaryOp<Fn>> {
     }
     Buffer<T> d(n);  // uninitialized: a zeroed vector cost a memset per activation and call
     SavedArrays<Fn, T> s;
-    derivative(c.in[0].data, n, d.data(), saved(c, n, s) ? &s : nullptr);
+    Buffer<T> tmp[Saved<Fn>::kCount];
+    derivative(c.in[0].data, n, d.data(), values(c, n, s, tmp) ? &s : nullptr);
     for (std::int64_t j = 0; j < c.k; ++j) {
       const T* tx = c.tin[0].data + j * n;
       T* ty = c.tout.data + j * n;
@@ -427,12 +440,9 @@ class UnaryOp final : public OpImpl<UnaryOp<Fn>> {
     Buffer<T> d(n), h;  // uninitialized (both are written before they are read)
     const bool so = c.second_order && c.tin[0].data && Fn::curvature(p, q);
     SavedArrays<Fn, T> s;
-    const bool has = saved(c, n, s);
-    if (so && kBulk<Fn, T> && !has) {
-      h.resize(n);
-      if constexpr (kBulk<Fn, T>) gelu_bulk(x, n, nullptr, d.data(), h.data());  // h = f'' first
-      for (std::int64_t i = 0; i < n; ++i) h[i] = c.gout.data[i] * h[i];
-    } else if (so) {
+    Buffer<T> tmp[Saved<Fn>::kCount];
+    const bool has = values(c, n, s, tmp);
+    if (so) {
       h.resize(n);
       for (std::int64_t i = 0; i < n; ++i) {
         T d2;
@@ -477,10 +487,6 @@ class UnaryOp final : public OpImpl<UnaryOp<Fn>> {
         }
         return;
       }
-    }
-    if constexpr (kBulk<Fn, T>) {
-      gelu_bulk(x, n, nullptr, d, nullptr);
-      return;
     }
     const double p = m_param, q = m_param2;
     for (std::int64_t i = 0; i < n; ++i) d[i] = Fn::df(x[i], p, q);
