@@ -207,12 +207,21 @@ std::string error_message() {
 Object::Object(Handle h, std::string file, std::string path, std::shared_ptr<Recording> recording)
     : m_handle(std::move(h)), m_file(std::move(file)), m_path(std::move(path)), m_recording(std::move(recording)) {}
 
-void Object::fail(const std::string& object, const std::string& problem) const {
-  // Object names come from the file: no control characters (a newline would split the one-line error).
-  std::string msg = m_file + ": " + object + ": " + problem;
-  for (char& c : msg)
+namespace {
+
+// `s` with control characters as '?': names from files go into one-line errors (a newline would
+// split them).
+std::string printable(std::string s) {
+  for (char& c : s)
     if (static_cast<unsigned char>(c) < 32) c = '?';
-  throw std::runtime_error(msg);
+  return s;
+}
+
+}  // namespace
+
+void Object::fail(const std::string& object, const std::string& problem) const {
+  // Object names come from the file.
+  throw std::runtime_error(printable(m_file + ": " + object + ": " + problem));
 }
 
 std::string Object::child_path(const std::string& name) const {
@@ -355,12 +364,6 @@ class RecordReader {
     if (!ok) bad("invalid attribute name '" + printable(n) + "'");
     return n;
   }
-  static std::string printable(std::string s) {
-    for (char& c : s)
-      if (static_cast<unsigned char>(c) < 32) c = '?';
-    return s;
-  }
-
  private:
   std::span<const unsigned char> m_b;
   const std::string& m_source;
@@ -387,7 +390,7 @@ void Object::replay(std::span<const unsigned char> bytes, const Object& destinat
   auto at = [&](const std::string& path) -> const Object& {
     if (path.empty()) return destination;
     const auto it = groups.find(path);
-    if (it == groups.end()) r.bad("write to group '" + RecordReader::printable(path) + "', which it did not create");
+    if (it == groups.end()) r.bad("write to group '" + printable(path) + "', which it did not create");
     return it->second;
   };
   try {

@@ -175,16 +175,23 @@ Sha256::Digest Sha256::finish() {
   return d;
 }
 
-std::string Sha256::hex(const Digest& digest) {
+namespace {
+
+// Lower-case hex of n bytes.
+std::string hex_of(const unsigned char* p, std::size_t n) {
   static const char* kHex = "0123456789abcdef";
   std::string s;
-  s.reserve(64);
-  for (std::uint8_t b : digest) {
-    s.push_back(kHex[b >> 4]);
-    s.push_back(kHex[b & 15]);
+  s.reserve(2 * n);
+  for (std::size_t i = 0; i < n; ++i) {
+    s.push_back(kHex[p[i] >> 4]);
+    s.push_back(kHex[p[i] & 15]);
   }
   return s;
 }
+
+}  // namespace
+
+std::string Sha256::hex(const Digest& digest) { return hex_of(digest.data(), digest.size()); }
 
 std::string sha256_hex(std::string_view data) {
   Sha256 h;
@@ -226,13 +233,7 @@ std::string xxh3_128_file(const std::string& path) {
   read_regular_file(path, [&](const char* p, std::size_t n) { XXH3_128bits_update(&state, p, n); });
   XXH128_canonical_t c;
   XXH128_canonicalFromHash(&c, XXH3_128bits_digest(&state));
-  static const char* kHex = "0123456789abcdef";
-  std::string out;
-  for (unsigned char b : c.digest) {
-    out += kHex[b >> 4];
-    out += kHex[b & 15];
-  }
-  return out;
+  return hex_of(c.digest, sizeof c.digest);
 }
 
 }  // namespace curv
