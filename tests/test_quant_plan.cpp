@@ -2,6 +2,7 @@
 // named with what is wrong, the sha256 check against the model, and SHA-256 itself.
 #include <doctest/doctest.h>
 
+#include <fstream>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -213,5 +214,24 @@ TEST_CASE("sha256: FIPS 180-4 test vectors, streaming and files") {
   write_text(file, "abc");
   CHECK(sha256_file(file) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
   CHECK_THROWS_WITH_AS(sha256_file(file + ".missing"), (file + ".missing: cannot open for reading").c_str(),
+                       std::runtime_error);
+}
+
+TEST_CASE("xxh3_128_file: XXH3-128 of a file read in pieces equals the one-shot digest, canonical hex") {
+  using namespace curv;
+  const std::string empty = temp_path("empty.bin"), abc = temp_path("abc3.txt"), big = temp_path("big.bin");
+  write_text(empty, "");
+  write_text(abc, "abc");
+  {
+    // 3 MiB + 5 bytes: crosses the reader's 1 MiB pieces.
+    std::string bytes(3 * (std::size_t(1) << 20) + 5, '\0');
+    for (std::size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<char>(static_cast<unsigned char>(i * 131 + 7));
+    std::ofstream(big, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  }
+  // One-shot XXH3_128bits digests (xxhash 0.8.1, canonical big-endian); the empty one is xxhsum's.
+  CHECK(xxh3_128_file(empty) == "99aa06d3014798d86001c324468d497f");
+  CHECK(xxh3_128_file(abc) == "06b05ab6733a618578af5f94892f3950");
+  CHECK(xxh3_128_file(big) == "f4d0ff02b723a81069f0da16733f338d");
+  CHECK_THROWS_WITH_AS(xxh3_128_file(abc + ".missing"), (abc + ".missing: cannot open for reading").c_str(),
                        std::runtime_error);
 }
