@@ -29,7 +29,8 @@
 
 namespace curv::fuzz {
 
-/// The targets, by name: "onnx", "npz", "idx", "h5data", "checkpoint" (fuzz/fuzz_<name>.cpp).
+/// The targets, by name: "onnx", "npz", "idx", "h5data", "checkpoint", "study", "runfile" (their
+/// inputs: fuzz/fuzz_main.cpp).
 const std::vector<std::string>& target_names();
 
 /// Runs one input through target `name`; returns true when the loader accepted it (false: it

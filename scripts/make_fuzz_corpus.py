@@ -4,7 +4,7 @@
     /usr/bin/python3 scripts/make_fuzz_corpus.py [CURV_BINARY]
 
 Every seed is a small valid input, so the fuzzer starts from files that load and mutates from
-there. Targets and what their inputs are (fuzz/fuzz_<target>.cpp):
+there. Targets and what their inputs are (fuzz/fuzz_main.cpp):
   onnx        .onnx files: the tiny fixtures in data/fixtures (copied)
   npz         .npz datasets: float / uint8 / int x, labels or float targets, stored and deflated
   h5data      .h5 datasets /x and /y: contiguous, chunked and gzip-compressed
