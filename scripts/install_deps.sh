@@ -4,7 +4,7 @@
 # the libraries, and the Python modules the fixture scripts and documentation tests use.
 set -euo pipefail
 PKGS=(cmake g++ make ccache pkg-config git libeigen3-dev libspectra-dev libtbb-dev libhdf5-dev doctest-dev
-      libonnx-dev libprotobuf-dev protobuf-compiler libcli11-dev nlohmann-json3-dev libzip-dev zlib1g-dev libxxhash-dev
+      libonnx-dev libprotobuf-dev protobuf-compiler libcli11-dev nlohmann-json3-dev libzip-dev zlib1g-dev libxxhash-dev libdnnl-dev
       dataset-fashion-mnist
       clang libclang-rt-14-dev
       python3 python3-numpy python3-h5py)

@@ -13,6 +13,7 @@
 
 #include "src/core/builder.h"
 #include "src/core/internal/gemm.h"
+#include "src/core/internal/onednn_conv.h"
 #include "src/core/memory.h"
 #include "src/core/objective.h"
 #include "tests/test_util.h"
@@ -127,19 +128,22 @@ void check_against_finite_differences(const Model& m, const Dataset& d, std::int
 }
 
 // forward, backward (all inputs), jvp and backward_tangent (k directions, second order) of one op.
-struct Kernels {
-  Tensor<double> y, ty;
-  std::vector<Tensor<double>> g, tg;
+template <class T>
+struct KernelsOf {
+  Tensor<T> y, ty;
+  std::vector<Tensor<T>> g, tg;
 };
+using Kernels = KernelsOf<double>;
 
-Kernels run_kernels(const OpPtr& op, const std::vector<Tensor<double>>& in, const Tensor<double>& gy,
-                    const std::vector<Tensor<double>>& tin, const Tensor<double>& tgy, std::int64_t k) {
-  Kernels r;
-  OpState<double> st;
-  OpCtx<double> c;
+template <class T>
+KernelsOf<T> run_kernels(const OpPtr& op, const std::vector<Tensor<T>>& in, const Tensor<T>& gy,
+                         const std::vector<Tensor<T>>& tin, const Tensor<T>& tgy, std::int64_t k) {
+  KernelsOf<T> r;
+  OpState<T> st;
+  OpCtx<T> c;
   std::vector<Shape> shapes;
   for (const auto& t : in) c.in.push_back(t.view()), shapes.push_back(t.shape());
-  r.y = Tensor<double>(op->output_shape(shapes));
+  r.y = Tensor<T>(op->output_shape(shapes));
   c.state = &st;
   op->forward(c, r.y.view());
   c.out = r.y.view();
@@ -149,7 +153,7 @@ Kernels run_kernels(const OpPtr& op, const std::vector<Tensor<double>>& in, cons
   op->backward(c);
   c.k = k;
   for (const auto& t : tin) c.tin.push_back(t.view());
-  r.ty = Tensor<double>(with_lead(k, r.y.shape()));
+  r.ty = Tensor<T>(with_lead(k, r.y.shape()));
   c.tout = r.ty.view();
   op->jvp(c);
   c.tgout = tgy.view();
@@ -159,9 +163,10 @@ Kernels run_kernels(const OpPtr& op, const std::vector<Tensor<double>>& in, cons
   return r;
 }
 
-Tensor<double> random_tensor(const Shape& s, std::mt19937_64& rng) {
-  std::normal_distribution<double> nd;
-  Tensor<double> t(s);
+template <class T = double>
+Tensor<T> random_tensor(const Shape& s, std::mt19937_64& rng) {
+  std::normal_distribution<T> nd;
+  Tensor<T> t(s);
   for (auto& e : t.vec()) e = nd(rng);
   return t;
 }
@@ -192,6 +197,28 @@ double max_diff(const Tensor<double>& a, const Tensor<double>& b) {
   double e = 0;
   for (std::int64_t i = 0; i < a.size(); ++i) e = std::max(e, std::abs(a.data()[i] - b.data()[i]));
   return e;
+}
+
+// max |a - b| / max |b| of two float32 tensors.
+double rel_diff(const Tensor<float>& a, const Tensor<float>& b) {
+  REQUIRE(a.size() == b.size());
+  double e = 0, m = 0;
+  for (std::int64_t i = 0; i < a.size(); ++i) {
+    e = std::max(e, std::abs(double(a.data()[i]) - double(b.data()[i])));
+    m = std::max(m, std::abs(double(b.data()[i])));
+  }
+  return m > 0 ? e / m : e;
+}
+
+// Selects the convolution backend for one scope (internal/onednn_conv.h); restores it after.
+struct ConvBackend {
+  bool old;
+  explicit ConvBackend(bool onednn) : old(internal::set_onednn_conv(onednn)) {}
+  ~ConvBackend() { internal::set_onednn_conv(old); }
+};
+bool onednn_compiled_in() {
+  ConvBackend on(true);
+  return internal::onednn_conv_enabled();
 }
 
 }  // namespace
@@ -519,4 +546,112 @@ TEST_CASE("the automatic micro-batch follows the layer shapes") {
   CHECK(resolve_micro_batch(build_arch("resnet20-bn", {3, 32, 32}, 10, 1, true), 100, o) == 16);
   o.micro_batch = 7;
   CHECK(resolve_micro_batch(wide, 128, o) == 7);
+}
+
+TEST_CASE("oneDNN convolutions equal the built-in kernels in float32, and add where asked") {
+  if (!onednn_compiled_in()) {
+    MESSAGE("oneDNN is not compiled in (libdnnl-dev missing): nothing to compare");
+    return;
+  }
+  struct Geo {
+    std::int64_t N, C, O, kh, kw, s, d, pt, pl, pb, pr, H, W;
+  };
+  const std::int64_t k = 2;
+  std::mt19937_64 rng(31);
+  for (const Geo& q : {Geo{3, 4, 6, 3, 3, 1, 1, 1, 1, 1, 1, 7, 6}, Geo{2, 4, 6, 3, 3, 2, 1, 1, 1, 1, 1, 8, 7},
+                       Geo{2, 5, 3, 1, 1, 2, 1, 0, 0, 0, 0, 6, 6}, Geo{2, 3, 4, 7, 7, 2, 1, 3, 3, 3, 3, 9, 9},
+                       Geo{2, 3, 5, 3, 3, 1, 2, 2, 2, 2, 2, 7, 7}, Geo{2, 3, 4, 3, 2, 1, 1, 1, 0, 2, 1, 5, 6},
+                       Geo{4, 8, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1}, Geo{1, 16, 16, 3, 3, 1, 1, 1, 1, 1, 1, 4, 4}}) {
+    Conv2dAttrs a;
+    a.kernel = {q.kh, q.kw};
+    a.stride = {q.s, q.s};
+    a.dilation = {q.d, q.d};
+    a.pads = {q.pt, q.pl, q.pb, q.pr};
+    const OpPtr op = make_conv(a);
+    std::vector<Tensor<float>> in{random_tensor<float>({q.N, q.C, q.H, q.W}, rng),
+                                  random_tensor<float>({q.O, q.C, q.kh, q.kw}, rng), random_tensor<float>({q.O}, rng)};
+    std::vector<Tensor<float>> tin;
+    for (const auto& t : in) tin.push_back(random_tensor<float>(with_lead(k, t.shape()), rng));
+    const Shape ys = op->output_shape({in[0].shape(), in[1].shape(), in[2].shape()});
+    const Tensor<float> gy = random_tensor<float>(ys, rng), tgy = random_tensor<float>(with_lead(k, ys), rng);
+    KernelsOf<float> ref, dn;
+    {
+      ConvBackend b(false);
+      ref = run_kernels(op, in, gy, tin, tgy, k);
+    }
+    {
+      ConvBackend b(true);
+      dn = run_kernels(op, in, gy, tin, tgy, k);
+    }
+    INFO("N ", q.N, " C ", q.C, " O ", q.O, " kernel ", q.kh, "x", q.kw, " stride ", q.s, " dilation ", q.d, " pads ",
+         q.pt, q.pl, q.pb, q.pr, " input ", q.H, "x", q.W);
+    CHECK(rel_diff(dn.y, ref.y) < 1e-5);
+    CHECK(rel_diff(dn.ty, ref.ty) < 1e-5);
+    for (int i = 0; i < 3; ++i) {
+      INFO("input ", i);
+      CHECK(rel_diff(dn.g[i], ref.g[i]) < 1e-5);
+      CHECK(rel_diff(dn.tg[i], ref.tg[i]) < 1e-5);
+    }
+    // Again on oneDNN with every gradient buffer pre-filled and its accumulate bit set: each
+    // buffer gains what the fresh call wrote.
+    ConvBackend b(true);
+    OpState<float> st;
+    OpCtx<float> c;
+    for (const auto& t : in) c.in.push_back(t.view());
+    Tensor<float> y(ys);
+    c.state = &st;
+    op->forward(c, y.view());
+    c.out = y.view();
+    c.gout = gy.view();
+    std::vector<Tensor<float>> g, tg;
+    for (const auto& t : in) {
+      g.push_back(random_tensor<float>(t.shape(), rng));
+      tg.push_back(random_tensor<float>(with_lead(k, t.shape()), rng));
+    }
+    const std::vector<Tensor<float>> g0 = g, tg0 = tg;
+    for (auto& t : g) c.gin.push_back(t.view());
+    c.accumulate = 7u;
+    op->backward(c);
+    c.k = k;
+    for (const auto& t : tin) c.tin.push_back(t.view());
+    Tensor<float> ty(with_lead(k, ys));
+    c.tout = ty.view();
+    op->jvp(c);
+    c.tgout = tgy.view();
+    for (auto& t : tg) c.tgin.push_back(t.view());
+    op->backward_tangent(c);
+    for (int i = 0; i < 3; ++i) {
+      INFO("accumulated input ", i);
+      for (std::int64_t e = 0; e < g[i].size(); ++e) g[i].data()[e] -= g0[i].data()[e];
+      for (std::int64_t e = 0; e < tg[i].size(); ++e) tg[i].data()[e] -= tg0[i].data()[e];
+      CHECK(rel_diff(g[i], dn.g[i]) < 1e-5);
+      CHECK(rel_diff(tg[i], dn.tg[i]) < 1e-5);
+    }
+  }
+}
+
+TEST_CASE("the ResNet-18-shaped network gives the same gradient and products on oneDNN and built-in convolutions") {
+  if (!onednn_compiled_in()) {
+    MESSAGE("oneDNN is not compiled in (libdnnl-dev missing): nothing to compare");
+    return;
+  }
+  Model m = resnet18_shaped(8, 41);
+  Dataset d = synthetic_data({3, 32, 32}, 12, 10, 42);
+  ObjectiveOptions o;  // float32
+  o.micro_batch = 4;
+  const std::int64_t P = m.num_params();
+  Matrix V(P, 2);
+  for (int j = 0; j < 2; ++j) V.col(j) = unit_direction(P, 50 + j);
+  Vector g[2];
+  Matrix H[2], G[2];
+  for (int b = 0; b < 2; ++b) {
+    ConvBackend cb(b == 1);
+    auto obj = Objective::create(m, d, o);
+    obj->gradient(g[b]);
+    obj->product(Curvature::Hessian, V, H[b]);
+    obj->product(Curvature::GGN, V, G[b]);
+  }
+  CHECK((g[1] - g[0]).norm() / g[0].norm() < 1e-4);
+  CHECK((H[1] - H[0]).norm() / H[0].norm() < 1e-4);
+  CHECK((G[1] - G[0]).norm() / G[0].norm() < 1e-4);
 }

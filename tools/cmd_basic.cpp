@@ -8,6 +8,7 @@
 #include "src/io/checkpoint.h"
 #include "src/io/onnx_export.h"
 #include "src/core/memory.h"
+#include "src/core/ops.h"
 #include "src/core/timer.h"
 #include "tools/commands.h"
 
@@ -194,6 +195,7 @@ void register_bench(CLI::App& root) {
                      {"params", P},
                      {"threads", thread_count()},
                      {"precision", o->precision},
+                     {"conv_backend", conv_backend()},
                      {"loss_s", loss_s},
                      {"grad_s", grad_s},
                      {"hvp_s", hvp_s},

@@ -20,10 +20,12 @@
 // Fusing Y' as [W | W'] [col(X'); col(X)] was measured slower: it copies both weights per call.
 #include <algorithm>
 #include <stdexcept>
+#include <type_traits>
 
 #include "src/core/internal/depthwise.h"
 #include "src/core/internal/gemm.h"
 #include "src/core/internal/im2col.h"
+#include "src/core/internal/onednn_conv.h"
 #include "src/core/internal/op_checks.h"
 #include "src/core/ops.h"
 #include "src/core/size_limits.h"
@@ -210,6 +212,65 @@ class ConvOp final : public OpImpl<ConvOp> {
     return g;
   }
 
+  // float32, ungrouped convs go to oneDNN when it is compiled in and enabled (internal/onednn_conv.h);
+  // float64 and grouped convs always run the built-in kernels below, which are the reference.
+  template <class T>
+  static bool use_onednn(const Dims& d) {
+    if constexpr (std::is_same_v<T, float>)
+      return d.G == 1 && d.N > 0 && internal::onednn_conv_enabled();
+    else
+      return false;
+  }
+  static internal::DnnlConvShape dnnl_shape(const Dims& d, std::int64_t n) {
+    const ConvGeometry& g = d.g;
+    return {n, g.C, g.H, g.W, d.O, g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, g.pt, g.pl, g.pb, g.pr, g.Ho, g.Wo};
+  }
+  // The four kernels on oneDNN. Each direction j of a tangent kernel is its own calls, and each
+  // two-term product one call over stacked operands, so a block of directions gives the same bits
+  // as single products.
+  void fwd_onednn(OpCtx<float>& c, const Dims& d, View<float> out) const {
+    internal::onednn_conv_forward(dnnl_shape(d, d.N), c.in[0].data, c.in[1].data, out.data, false);
+  }
+  void bwd_onednn(OpCtx<float>& c, const Dims& d) const {
+    if (c.gin[0].data || c.gin[1].data)
+      internal::onednn_conv_backward(dnnl_shape(d, d.N), c.gout.data, c.in[0].data, c.in[1].data, c.gin[0].data,
+                                     c.gin[1].data, adds(c, 0), adds(c, 1));
+  }
+  void tan_onednn(OpCtx<float>& c, const Dims& d) const {
+    const auto s = dnnl_shape(d, d.N);
+    const float *x = c.in[0].data, *w = c.in[1].data;
+    for (std::int64_t j = 0; j < c.k; ++j) {
+      const float* xt = c.tin[0].data ? c.tin[0].data + j * d.N * d.xs : nullptr;
+      const float* wt = c.tin[1].data ? c.tin[1].data + j * d.wsz : nullptr;
+      float* yt = c.tout.data + j * d.N * d.ys;
+      if (xt && wt)
+        internal::onednn_conv_forward_pair(s, xt, w, x, wt, yt, false);
+      else if (xt)
+        internal::onednn_conv_forward(s, xt, w, yt, false);
+      else if (wt)
+        internal::onednn_conv_forward(s, x, wt, yt, false);
+      else
+        std::fill(yt, yt + d.N * d.ys, 0.0f);
+    }
+  }
+  void bwdt_onednn(OpCtx<float>& c, const Dims& d) const {
+    const auto s = dnnl_shape(d, d.N);
+    const bool so = c.second_order;
+    const float *x = c.in[0].data, *w = c.in[1].data, *gy = c.gout.data;
+    for (std::int64_t j = 0; j < c.k; ++j) {
+      const float* xt = so && c.tin[0].data ? c.tin[0].data + j * d.N * d.xs : nullptr;
+      const float* wt = so && c.tin[1].data ? c.tin[1].data + j * d.wsz : nullptr;
+      const float* gyt = c.tgout.data + j * d.N * d.ys;
+      float* gxt = c.tgin[0].data ? c.tgin[0].data + j * d.N * d.xs : nullptr;
+      float* gwt = c.tgin[1].data ? c.tgin[1].data + j * d.wsz : nullptr;
+      if (gxt && wt) internal::onednn_conv_backward_data_pair(s, gyt, w, gy, wt, gxt, adds(c, 0));
+      if (gwt && xt) internal::onednn_conv_backward_weights_pair(s, gyt, x, gy, xt, gwt, adds(c, 1));
+      float* gx1 = gxt && !wt ? gxt : nullptr;
+      float* gw1 = gwt && !xt ? gwt : nullptr;
+      if (gx1 || gw1) internal::onednn_conv_backward(s, gyt, x, w, gx1, gw1, adds(c, 0), adds(c, 1));
+    }
+  }
+
   // y[0..n) = W col(x[0..n)) for n samples (x, y advanced by the caller); overwrites y.
   template <class T>
   void conv_samples(const Dims& d, const T* x, std::int64_t n, const T* w, T* y, Buffer<T>& col,
@@ -323,7 +384,14 @@ class ConvOp final : public OpImpl<ConvOp> {
     const Dims d = dims(c);
     auto& col = scratch<T>(0);
     auto& rows = scratch<T>(1);
-    conv_samples(d, c.in[0].data, d.N, c.in[1].data, out.data, col, rows);
+    if constexpr (std::is_same_v<T, float>) {
+      if (use_onednn<T>(d))
+        fwd_onednn(c, d, out);
+      else
+        conv_samples(d, c.in[0].data, d.N, c.in[1].data, out.data, col, rows);
+    } else {
+      conv_samples(d, c.in[0].data, d.N, c.in[1].data, out.data, col, rows);
+    }
     if (c.in.size() == 3) add_bias(c.in[2].data, out.data, d.N, d.O, d.HW);
   }
 
@@ -332,6 +400,13 @@ class ConvOp final : public OpImpl<ConvOp> {
     const Dims d = dims(c);
     auto& col = scratch<T>(0);
     auto& rows = scratch<T>(1);
+    if constexpr (std::is_same_v<T, float>) {
+      if (use_onednn<T>(d)) {
+        bwd_onednn(c, d);
+        if (c.in.size() == 3 && c.gin[2].data) bias_grad(c.gout.data, c.gin[2].data, d.N, d.O, d.HW, adds(c, 2));
+        return;
+      }
+    }
     if (c.gin[0].data) {
       if (!adds(c, 0)) c.gin[0].set_zero();
       grad_x(d, c.gout.data, d.N, c.in[1].data, c.gin[0].data, col, rows);
@@ -350,6 +425,15 @@ class ConvOp final : public OpImpl<ConvOp> {
     const std::int64_t k = c.k;
     auto& col = scratch<T>(0);
     auto& rows = scratch<T>(1);
+    if constexpr (std::is_same_v<T, float>) {
+      if (use_onednn<T>(d)) {
+        tan_onednn(c, d);
+        if (c.in.size() == 3 && c.tin[2].data)
+          for (std::int64_t j = 0; j < k; ++j)
+            add_bias(c.tin[2].data + j * d.O, c.tout.data + j * d.N * d.ys, d.N, d.O, d.HW);
+        return;
+      }
+    }
     if (c.tin[0].data)  // all k*N tangent samples at once
       conv_samples(d, c.tin[0].data, k * d.N, c.in[1].data, c.tout.data, col, rows);
     else
@@ -392,6 +476,17 @@ class ConvOp final : public OpImpl<ConvOp> {
     const bool so = c.second_order;
     auto& col = scratch<T>(0);
     auto& rows = scratch<T>(1);
+    if constexpr (std::is_same_v<T, float>) {
+      if (use_onednn<T>(d)) {
+        bwdt_onednn(c, d);
+        if (c.in.size() == 3 && c.tgin[2].data) {
+          if (!adds(c, 2)) c.tgin[2].set_zero();
+          for (std::int64_t j = 0; j < k; ++j)
+            bias_grad(c.tgout.data + j * d.N * d.ys, c.tgin[2].data + j * d.O, d.N, d.O, d.HW, true);
+        }
+        return;
+      }
+    }
     for (std::size_t i = 0; i < c.tgin.size(); ++i)
       if (c.tgin[i].data && !adds(c, static_cast<int>(i))) c.tgin[i].set_zero();
     if (c.tgin[0].data) {
@@ -498,5 +593,7 @@ class ConvOp final : public OpImpl<ConvOp> {
 }  // namespace
 
 OpPtr make_conv(const Conv2dAttrs& a) { return std::make_shared<ConvOp>(a); }
+std::string conv_backend() { return internal::conv_backend_name(); }
+bool set_onednn_convolutions(bool on) { return internal::set_onednn_conv(on); }
 
 }  // namespace curv

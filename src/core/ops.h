@@ -44,7 +44,16 @@ struct Conv2dAttrs {
   std::int64_t groups = 1;
 };
 /// Y = conv(X, W) + B.  X: [N, C, H, W], W: [O, C/groups, kh, kw], B: [O] (optional input).
+/// Float32 convolutions with groups = 1 run on oneDNN when curv was built with it (CMake option
+/// CURV_ONEDNN, Debian libdnnl-dev), one thread per call; float64 and grouped convolutions, and
+/// all of them when the environment sets CURV_CONV_BACKEND=builtin, run curv's own im2col + GEMM
+/// kernels, the tested reference.
 OpPtr make_conv(const Conv2dAttrs& a);
+/// "onednn <version>" or "builtin": what float32 ungrouped convolutions run on now.
+std::string conv_backend();
+/// Turns the oneDNN convolutions on or off for the process (no effect without oneDNN compiled
+/// in); returns whether they were on. Not meant to be called while products run.
+bool set_onednn_convolutions(bool on);
 
 struct ConvTranspose2dAttrs {
   std::array<std::int64_t, 2> kernel{1, 1};  // [kh, kw]; must match W's spatial dims

@@ -1,0 +1,404 @@
+// oneDNN convolutions behind ConvOp (see onednn_conv.h).
+//
+// Per thread, a cache keyed by the geometry holds the three convolution primitives (forward,
+// backward-data, backward-weights, all on channels-last activations and weights in the layout
+// oneDNN picks) and the reorders between them and curv's NCHW / OIHW tensors; the channels-last
+// copies live in per-thread buffers that keep their capacity. Before each call the calling
+// thread's OpenMP thread count is set to 1 (oneDNN on Debian runs on OpenMP; the engine's own
+// oneTBB threads are the parallelism).
+#include "src/core/internal/onednn_conv.h"
+
+#ifdef CURV_ONEDNN
+
+#include <dlfcn.h>
+#ifdef __AVX__
+#include <immintrin.h>
+#endif
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <dnnl.hpp>
+#include <map>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+#include <vector>
+
+namespace curv::internal {
+namespace {
+
+using dt = dnnl::memory::data_type;
+using tag = dnnl::memory::format_tag;
+
+std::atomic<bool>& enabled_flag() {
+  static std::atomic<bool> on{[] {
+    const char* e = std::getenv("CURV_CONV_BACKEND");
+    return !(e && std::strcmp(e, "builtin") == 0);
+  }()};
+  return on;
+}
+
+const dnnl::engine& cpu_engine() {
+  static const dnnl::engine eng(dnnl::engine::kind::cpu, 0);
+  return eng;
+}
+
+// omp_set_num_threads of the OpenMP runtime oneDNN was linked with, if any (looked up rather
+// than linked, so curv needs no OpenMP flags of its own).
+void one_openmp_thread() {
+  using Fn = void (*)(int);
+  static const Fn set = reinterpret_cast<Fn>(dlsym(RTLD_DEFAULT, "omp_set_num_threads"));
+  thread_local bool done = false;
+  if (set && !done) {
+    set(1);
+    done = true;
+  }
+}
+
+// Buffers of this thread that keep their capacity between calls.
+float* scratch(int slot, std::size_t bytes) {
+  thread_local std::vector<float> bufs[5];
+  auto& b = bufs[slot];
+  const std::size_t n = (bytes + sizeof(float) - 1) / sizeof(float);
+  if (b.size() < n) b.resize(n);
+  return b.data();
+}
+
+// Planar <-> channels-last conversion of activations. oneDNN's own reorders were measured at
+// 2-4 GB/s for channels-last -> NCHW here (0.56 ms for a 1 MB tensor of 16 channels, against 0.05
+// ms for the other direction), so both directions are 8x8 tile transposes.
+//   to_cl:   dst[n][p][c0 + c]  = src[n][c][p]   (dst rows of ldc channels)
+//   from_cl: dst[n][c][p] (+)= src[n][p][c]      (src rows of C channels)
+#ifdef __AVX__
+inline void transpose8(const float* s, std::int64_t lds, float* d, std::int64_t ldd, bool add) {
+  __m256 r0 = _mm256_loadu_ps(s), r1 = _mm256_loadu_ps(s + lds), r2 = _mm256_loadu_ps(s + 2 * lds),
+         r3 = _mm256_loadu_ps(s + 3 * lds), r4 = _mm256_loadu_ps(s + 4 * lds), r5 = _mm256_loadu_ps(s + 5 * lds),
+         r6 = _mm256_loadu_ps(s + 6 * lds), r7 = _mm256_loadu_ps(s + 7 * lds);
+  const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3),
+               t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
+               t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+  const __m256 u0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0)),
+               u1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2)),
+               u2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0)),
+               u3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2)),
+               u4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0)),
+               u5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2)),
+               u6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0)),
+               u7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+  r0 = _mm256_permute2f128_ps(u0, u4, 0x20);
+  r1 = _mm256_permute2f128_ps(u1, u5, 0x20);
+  r2 = _mm256_permute2f128_ps(u2, u6, 0x20);
+  r3 = _mm256_permute2f128_ps(u3, u7, 0x20);
+  r4 = _mm256_permute2f128_ps(u0, u4, 0x31);
+  r5 = _mm256_permute2f128_ps(u1, u5, 0x31);
+  r6 = _mm256_permute2f128_ps(u2, u6, 0x31);
+  r7 = _mm256_permute2f128_ps(u3, u7, 0x31);
+  const __m256 rows[8] = {r0, r1, r2, r3, r4, r5, r6, r7};
+  for (int i = 0; i < 8; ++i) {
+    float* di = d + i * ldd;
+    _mm256_storeu_ps(di, add ? _mm256_add_ps(_mm256_loadu_ps(di), rows[i]) : rows[i]);
+  }
+}
+#endif
+
+// d[j][i] (+)= s[i][j] for i < rows, j < cols (s rows of lds, d rows of ldd). The 8x8 tiles are
+// visited along the planar side's rows: `planar_src` sweeps 8 rows of s, otherwise 8 rows of d
+// (visiting the tiles the other way round touches up to C rows a plane apart at once, which map to
+// the same cache sets: 3.5x slower from channels-last to planar at 32x32).
+void transpose(const float* s, std::int64_t lds, float* d, std::int64_t ldd, std::int64_t rows, std::int64_t cols,
+               bool add, bool planar_src) {
+  constexpr std::int64_t B = 8;
+  auto scalar = [&](std::int64_t i0, std::int64_t i1, std::int64_t j0, std::int64_t j1) {
+    for (std::int64_t i = i0; i < i1; ++i)
+      for (std::int64_t j = j0; j < j1; ++j) {
+        float& o = d[j * ldd + i];
+        o = add ? o + s[i * lds + j] : s[i * lds + j];
+      }
+  };
+  const std::int64_t R = rows - rows % B, Cc = cols - cols % B;
+#ifdef __AVX__
+  if (planar_src) {
+    for (std::int64_t i0 = 0; i0 < R; i0 += B)
+      for (std::int64_t j0 = 0; j0 < Cc; j0 += B) transpose8(s + i0 * lds + j0, lds, d + j0 * ldd + i0, ldd, add);
+  } else {
+    for (std::int64_t j0 = 0; j0 < Cc; j0 += B)
+      for (std::int64_t i0 = 0; i0 < R; i0 += B) transpose8(s + i0 * lds + j0, lds, d + j0 * ldd + i0, ldd, add);
+  }
+#else
+  scalar(0, R, 0, Cc);
+#endif
+  scalar(0, R, Cc, cols);
+  scalar(R, rows, 0, cols);
+}
+
+// src [N, C, HW] planar -> channels [c0, c0 + C) of dst [N, HW, ldc].
+void to_cl(const float* src, std::int64_t N, std::int64_t C, std::int64_t HW, float* dst, std::int64_t ldc,
+           std::int64_t c0) {
+  for (std::int64_t n = 0; n < N; ++n) transpose(src + n * C * HW, HW, dst + n * HW * ldc + c0, ldc, C, HW, false, true);
+}
+// src [N, HW, C] channels-last -> dst [N, C, HW] planar, overwriting or adding.
+void from_cl(const float* src, std::int64_t N, std::int64_t C, std::int64_t HW, float* dst, bool add) {
+  for (std::int64_t n = 0; n < N; ++n) transpose(src + n * HW * C, C, dst + n * C * HW, HW, HW, C, add, false);
+}
+
+// Which call a primitive set serves: a plain convolution, or one of the fused pairs of the
+// tangent kernels, whose two terms become one convolution over stacked operands:
+//   PairC: conv(x', w) + conv(x, w')    = conv([x' | x] (2C channels), [w | w'] along C)
+//   PairO: adj(w) gy' + adj(w') gy      = adj([w ; w'] (2O outputs)) [gy' | gy] (2O channels)
+//   PairN: gy' x^T + gy x'^T            = one weight gradient over 2N samples [x ; x'], [gy' ; gy]
+enum class Kind { Plain, PairC, PairO, PairN };
+
+using Key = std::tuple<int, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t,
+                       std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t,
+                       std::int64_t, std::int64_t>;
+
+struct Prims {
+  dnnl::memory::desc x_user, w_user, y_user;  // NCHW / OIHW, of the (stacked) convolution
+  dnnl::memory::desc x_cl, y_cl;              // channels-last
+  dnnl::memory::desc w_fwd, w_bwd, w_diff;    // weights as each primitive wants them
+  dnnl::primitive fwd, bwd_data, bwd_w;
+  dnnl::reorder w_in_fwd, w_in_bwd;  // OIHW -> primitive's layout (unset when equal)
+  dnnl::reorder w_out, w_out_add;    // diff weights -> OIHW
+  bool w_fwd_plain = false, w_bwd_plain = false, w_diff_plain = false;
+};
+
+dnnl::reorder make_reorder(const dnnl::memory::desc& from, const dnnl::memory::desc& to, bool add) {
+  dnnl::primitive_attr attr;
+  if (add) {
+    dnnl::post_ops po;
+    po.append_sum(1.0f);
+    attr.set_post_ops(po);
+  }
+  return dnnl::reorder(dnnl::reorder::primitive_desc(cpu_engine(), from, cpu_engine(), to, attr));
+}
+
+// The convolution a call of `kind` runs for the user geometry s.
+DnnlConvShape stacked(DnnlConvShape s, Kind kind) {
+  if (kind == Kind::PairC) s.C *= 2;
+  if (kind == Kind::PairO) s.O *= 2;
+  if (kind == Kind::PairN) s.N *= 2;
+  return s;
+}
+
+std::unique_ptr<Prims> build(const DnnlConvShape& u, Kind kind) {
+  const DnnlConvShape s = stacked(u, kind);
+  auto p = std::make_unique<Prims>();
+  const dnnl::memory::dims xd{s.N, s.C, s.H, s.W}, wd{s.O, s.C, s.kh, s.kw}, yd{s.N, s.O, s.Ho, s.Wo};
+  const dnnl::memory::dims strides{s.sh, s.sw}, dil{s.dh - 1, s.dw - 1}, pl{s.pt, s.pl}, pr{s.pb, s.pr};
+  p->x_user = {xd, dt::f32, tag::nchw};
+  p->w_user = {wd, dt::f32, tag::oihw};
+  p->y_user = {yd, dt::f32, tag::nchw};
+  p->x_cl = {xd, dt::f32, tag::nhwc};
+  p->y_cl = {yd, dt::f32, tag::nhwc};
+  const dnnl::memory::desc w_any(wd, dt::f32, tag::any);
+  const auto& eng = cpu_engine();
+  auto fd = dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
+                                            p->x_cl, w_any, p->y_cl, strides, dil, pl, pr);
+  auto fpd = dnnl::convolution_forward::primitive_desc(fd, eng);
+  auto bd = dnnl::convolution_backward_data::desc(dnnl::algorithm::convolution_direct, p->x_cl, w_any, p->y_cl,
+                                                  strides, dil, pl, pr);
+  auto bpd = dnnl::convolution_backward_data::primitive_desc(bd, eng, fpd);
+  auto wdsc = dnnl::convolution_backward_weights::desc(dnnl::algorithm::convolution_direct, p->x_cl, w_any, p->y_cl,
+                                                       strides, dil, pl, pr);
+  auto wpd = dnnl::convolution_backward_weights::primitive_desc(wdsc, eng, fpd);
+  // The primitives must read and write exactly the channels-last descriptors given.
+  if (fpd.src_desc() != p->x_cl || fpd.dst_desc() != p->y_cl || bpd.diff_src_desc() != p->x_cl ||
+      bpd.diff_dst_desc() != p->y_cl || wpd.src_desc() != p->x_cl || wpd.diff_dst_desc() != p->y_cl)
+    throw std::logic_error("oneDNN convolution: unexpected activation layout");
+  if (kind == Kind::Plain || kind == Kind::PairC) p->fwd = dnnl::convolution_forward(fpd);
+  if (kind == Kind::Plain || kind == Kind::PairO) p->bwd_data = dnnl::convolution_backward_data(bpd);
+  if (kind == Kind::Plain || kind == Kind::PairN) p->bwd_w = dnnl::convolution_backward_weights(wpd);
+  p->w_fwd = fpd.weights_desc();
+  p->w_bwd = bpd.weights_desc();
+  p->w_diff = wpd.diff_weights_desc();
+  p->w_fwd_plain = p->w_fwd == p->w_user;
+  p->w_bwd_plain = p->w_bwd == p->w_user;
+  p->w_diff_plain = p->w_diff == p->w_user;
+  if (!p->w_fwd_plain) p->w_in_fwd = make_reorder(p->w_user, p->w_fwd, false);
+  if (!p->w_bwd_plain) p->w_in_bwd = make_reorder(p->w_user, p->w_bwd, false);
+  p->w_out = make_reorder(p->w_diff, p->w_user, false);
+  p->w_out_add = make_reorder(p->w_diff, p->w_user, true);
+  return p;
+}
+
+Prims& prims(const DnnlConvShape& s, Kind kind) {
+  thread_local std::map<Key, std::unique_ptr<Prims>> cache;
+  const Key k{static_cast<int>(kind), s.N, s.C, s.H, s.W, s.O, s.kh, s.kw, s.sh, s.sw, s.dh, s.dw, s.pt, s.pl, s.pb,
+              s.pr};
+  auto it = cache.find(k);
+  if (it == cache.end()) it = cache.emplace(k, build(s, kind)).first;
+  return *it->second;
+}
+
+struct Call {
+  Prims& p;
+  dnnl::stream& st;
+  Call(const DnnlConvShape& s, Kind kind) : p((one_openmp_thread(), prims(s, kind))), st(stream()) {}
+  ~Call() { st.wait(); }
+  static dnnl::stream& stream() {
+    thread_local dnnl::stream s(cpu_engine());
+    return s;
+  }
+  static dnnl::memory mem(const dnnl::memory::desc& d, const void* ptr) {
+    return dnnl::memory(d, cpu_engine(), const_cast<void*>(ptr));
+  }
+  void run(dnnl::reorder& r, const dnnl::memory& from, const dnnl::memory& to) {
+    r.execute(st, {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}});
+  }
+  void run(dnnl::reorder& r, const float* from, const dnnl::memory::desc& from_d, const dnnl::memory& to) {
+    run(r, mem(from_d, from), to);
+  }
+  // Channels-last buffers of this call (scratch slots 0 and 1).
+  float* xb() { return scratch(0, p.x_cl.get_size()); }
+  float* yb() { return scratch(1, p.y_cl.get_size()); }
+  dnnl::memory x_cl() { return mem(p.x_cl, xb()); }
+  dnnl::memory y_cl() { return mem(p.y_cl, yb()); }
+  // OIHW weights w (of the stacked convolution) in the layout `want` (copied into scratch slot 3
+  // unless it is OIHW).
+  dnnl::memory weights(const float* w, const dnnl::memory::desc& want, bool plain, dnnl::reorder& r) {
+    if (plain) return mem(p.w_user, w);
+    dnnl::memory out = mem(want, scratch(3, want.get_size()));
+    run(r, w, p.w_user, out);
+    return out;
+  }
+  void forward(const dnnl::memory& xc, const dnnl::memory& wm, const dnnl::memory& yc) {
+    p.fwd.execute(st, {{DNNL_ARG_SRC, xc}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DST, yc}});
+  }
+  void backward_data(const dnnl::memory& yc, const dnnl::memory& wm, const dnnl::memory& xc) {
+    p.bwd_data.execute(st, {{DNNL_ARG_DIFF_DST, yc}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DIFF_SRC, xc}});
+  }
+  void backward_weights(const dnnl::memory& xc, const dnnl::memory& yc, float* gw, bool accumulate) {
+    dnnl::memory dw = mem(p.w_diff, scratch(2, p.w_diff.get_size()));
+    p.bwd_w.execute(st, {{DNNL_ARG_SRC, xc}, {DNNL_ARG_DIFF_DST, yc}, {DNNL_ARG_DIFF_WEIGHTS, dw}});
+    run(accumulate ? p.w_out_add : p.w_out, dw, mem(p.w_user, gw));
+  }
+};
+
+// Stacked weights in OIHW (scratch slot 4): along input channels (PairC: [w | w'] per output
+// channel) or along output channels (PairO: [w ; w']).
+const float* stack_weights(const DnnlConvShape& s, const float* a, const float* b, bool along_c) {
+  const std::int64_t K = s.kh * s.kw, part = s.O * s.C * K;
+  float* out = scratch(4, 2 * part * sizeof(float));
+  if (!along_c) {
+    std::memcpy(out, a, part * sizeof(float));
+    std::memcpy(out + part, b, part * sizeof(float));
+    return out;
+  }
+  const std::int64_t row = s.C * K;
+  for (std::int64_t o = 0; o < s.O; ++o) {
+    std::memcpy(out + 2 * o * row, a + o * row, row * sizeof(float));
+    std::memcpy(out + (2 * o + 1) * row, b + o * row, row * sizeof(float));
+  }
+  return out;
+}
+
+}  // namespace
+
+bool onednn_conv_enabled() { return enabled_flag().load(std::memory_order_relaxed); }
+bool set_onednn_conv(bool on) { return enabled_flag().exchange(on); }
+
+const char* conv_backend_name() {
+  if (!onednn_conv_enabled()) return "builtin";
+  static const std::string name = [] {
+    const dnnl_version_t* v = dnnl_version();
+    return "onednn " + std::to_string(v->major) + "." + std::to_string(v->minor) + "." + std::to_string(v->patch);
+  }();
+  return name.c_str();
+}
+
+void onednn_conv_forward(const DnnlConvShape& s, const float* x, const float* w, float* y, bool accumulate) {
+  Call c(s, Kind::Plain);
+  auto& p = c.p;
+  const std::int64_t HW = s.H * s.W, HWo = s.Ho * s.Wo;
+  to_cl(x, s.N, s.C, HW, c.xb(), s.C, 0);
+  c.forward(c.x_cl(), c.weights(w, p.w_fwd, p.w_fwd_plain, p.w_in_fwd), c.y_cl());
+  c.st.wait();
+  from_cl(c.yb(), s.N, s.O, HWo, y, accumulate);
+}
+
+void onednn_conv_backward(const DnnlConvShape& s, const float* gy, const float* x, const float* w, float* gx,
+                          float* gw, bool accumulate_x, bool accumulate_w) {
+  Call c(s, Kind::Plain);
+  auto& p = c.p;
+  const std::int64_t HW = s.H * s.W, HWo = s.Ho * s.Wo;
+  to_cl(gy, s.N, s.O, HWo, c.yb(), s.O, 0);
+  if (gw) {
+    to_cl(x, s.N, s.C, HW, c.xb(), s.C, 0);
+    c.backward_weights(c.x_cl(), c.y_cl(), gw, accumulate_w);
+  }
+  if (gx) {
+    c.backward_data(c.y_cl(), c.weights(w, p.w_bwd, p.w_bwd_plain, p.w_in_bwd), c.x_cl());
+    c.st.wait();
+    from_cl(c.xb(), s.N, s.C, HW, gx, accumulate_x);
+  }
+}
+
+void onednn_conv_forward_pair(const DnnlConvShape& s, const float* xt, const float* w, const float* x,
+                              const float* wt, float* yt, bool accumulate) {
+  Call c(s, Kind::PairC);
+  auto& p = c.p;
+  const std::int64_t HW = s.H * s.W, HWo = s.Ho * s.Wo;
+  to_cl(xt, s.N, s.C, HW, c.xb(), 2 * s.C, 0);
+  to_cl(x, s.N, s.C, HW, c.xb(), 2 * s.C, s.C);
+  c.forward(c.x_cl(), c.weights(stack_weights(s, w, wt, true), p.w_fwd, p.w_fwd_plain, p.w_in_fwd), c.y_cl());
+  c.st.wait();
+  from_cl(c.yb(), s.N, s.O, HWo, yt, accumulate);
+}
+
+void onednn_conv_backward_data_pair(const DnnlConvShape& s, const float* gyt, const float* w, const float* gy,
+                                    const float* wt, float* gxt, bool accumulate) {
+  Call c(s, Kind::PairO);
+  auto& p = c.p;
+  const std::int64_t HW = s.H * s.W, HWo = s.Ho * s.Wo;
+  to_cl(gyt, s.N, s.O, HWo, c.yb(), 2 * s.O, 0);
+  to_cl(gy, s.N, s.O, HWo, c.yb(), 2 * s.O, s.O);
+  c.backward_data(c.y_cl(), c.weights(stack_weights(s, w, wt, false), p.w_bwd, p.w_bwd_plain, p.w_in_bwd),
+                  c.x_cl());
+  c.st.wait();
+  from_cl(c.xb(), s.N, s.C, HW, gxt, accumulate);
+}
+
+void onednn_conv_backward_weights_pair(const DnnlConvShape& s, const float* gyt, const float* x, const float* gy,
+                                       const float* xt, float* gwt, bool accumulate) {
+  Call c(s, Kind::PairN);
+  const std::int64_t HW = s.H * s.W, HWo = s.Ho * s.Wo;
+  float *xb = c.xb(), *yb = c.yb();
+  to_cl(x, s.N, s.C, HW, xb, s.C, 0);
+  to_cl(xt, s.N, s.C, HW, xb + s.N * HW * s.C, s.C, 0);
+  to_cl(gyt, s.N, s.O, HWo, yb, s.O, 0);
+  to_cl(gy, s.N, s.O, HWo, yb + s.N * HWo * s.O, s.O, 0);
+  c.backward_weights(c.x_cl(), c.y_cl(), gwt, accumulate);
+}
+
+}  // namespace curv::internal
+
+#else  // !CURV_ONEDNN
+
+#include <stdexcept>
+
+namespace curv::internal {
+bool onednn_conv_enabled() { return false; }
+bool set_onednn_conv(bool) { return false; }
+const char* conv_backend_name() { return "builtin"; }
+[[noreturn]] static void missing() { throw std::logic_error("oneDNN is not compiled in"); }
+void onednn_conv_forward(const DnnlConvShape&, const float*, const float*, float*, bool) { missing(); }
+void onednn_conv_backward(const DnnlConvShape&, const float*, const float*, const float*, float*, float*, bool, bool) {
+  missing();
+}
+void onednn_conv_forward_pair(const DnnlConvShape&, const float*, const float*, const float*, const float*, float*,
+                              bool) {
+  missing();
+}
+void onednn_conv_backward_data_pair(const DnnlConvShape&, const float*, const float*, const float*, const float*,
+                                    float*, bool) {
+  missing();
+}
+void onednn_conv_backward_weights_pair(const DnnlConvShape&, const float*, const float*, const float*, const float*,
+                                       float*, bool) {
+  missing();
+}
+}  // namespace curv::internal
+
+#endif

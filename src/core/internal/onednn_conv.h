@@ -1,0 +1,50 @@
+// Optional oneDNN backend for float32, ungrouped 2-D convolutions (ConvOp in conv.cpp).
+//
+// Each call converts curv's NCHW / OIHW tensors to the layouts oneDNN's direct kernels want
+// (channels-last activations, blocked weights), runs one oneDNN primitive on ONE thread, and
+// converts the result back, overwriting or adding to the destination. One thread per call keeps
+// the contract of the engine: its micro-batch runs are the unit of parallelism, and a call's
+// bits do not depend on how many threads the process has (oneDNN's backward-weights reduction
+// would otherwise be split by the OpenMP thread count).
+//
+// Compiled in when CMake finds oneDNN (CURV_ONEDNN); at run time it is used unless the
+// environment sets CURV_CONV_BACKEND=builtin or set_onednn_conv(false) turned it off. The
+// built-in im2col + GEMM kernels stay the reference: tests compare the two.
+#pragma once
+
+#include <cstdint>
+
+namespace curv::internal {
+
+// One convolution's geometry: X [N, C, H, W], W [O, C, kh, kw], Y [N, O, Ho, Wo].
+struct DnnlConvShape {
+  std::int64_t N, C, H, W, O, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr, Ho, Wo;
+};
+
+// True when oneDNN is compiled in and enabled.
+bool onednn_conv_enabled();
+// Turns the backend on or off for the whole process (tests, benchmarks); returns the old state.
+// A no-op returning false when oneDNN is not compiled in.
+bool set_onednn_conv(bool on);
+// "onednn <version> (<isa>)" or "builtin".
+const char* conv_backend_name();
+
+// y (+)= conv(x, w)
+void onednn_conv_forward(const DnnlConvShape& s, const float* x, const float* w, float* y, bool accumulate);
+// gx (+)= adj(w) gy and gw (+)= sum over samples and positions of gy x-patches^T; gx or gw may be
+// null (not computed). gy is converted once for both.
+void onednn_conv_backward(const DnnlConvShape& s, const float* gy, const float* x, const float* w, float* gx,
+                          float* gw, bool accumulate_x, bool accumulate_w);
+// The tangent kernels' two-term products, each as ONE convolution over stacked operands (so a
+// direction's result does not depend on how many directions share the call):
+// yt (+)= conv(xt, w) + conv(x, wt)
+void onednn_conv_forward_pair(const DnnlConvShape& s, const float* xt, const float* w, const float* x,
+                              const float* wt, float* yt, bool accumulate);
+// gxt (+)= adj(w) gyt + adj(wt) gy
+void onednn_conv_backward_data_pair(const DnnlConvShape& s, const float* gyt, const float* w, const float* gy,
+                                    const float* wt, float* gxt, bool accumulate);
+// gwt (+)= gyt x^T + gy xt^T (summed over samples and positions)
+void onednn_conv_backward_weights_pair(const DnnlConvShape& s, const float* gyt, const float* x, const float* gy,
+                                       const float* xt, float* gwt, bool accumulate);
+
+}  // namespace curv::internal
