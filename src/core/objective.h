@@ -35,6 +35,7 @@
 ///  - Kernels are sequential within a micro-batch, except large GEMMs, which split their output into
 ///    blocks of a size fixed by the matrix shapes and run them on oneTBB (isolated from other work).
 ///    Every floating-point operation is therefore fixed by (B, model, data), never by the schedule.
+///    Float32 convolutions on oneDNN (conv.cpp) follow the same rule: one oneDNN thread per call.
 ///  - A product on k directions shares one primal pass. The primal passes (activations and op
 ///    states; after a Hessian product also the activation gradients its second-order terms read:
 ///    Op::tangent_reads_output_grad) are kept between calls within ObjectiveOptions::cache_bytes,
@@ -50,6 +51,9 @@
 ///   product   T P + T P k (directions) + (min(R, W+1) - [k = 1]) T P k (runs)
 ///             + W B (A + S + G + ~1.5 k A) (passes and tangents in flight, tangents freed as the
 ///             reverse sweep goes) + c (A + S + G)                                   + 8 P k result
+/// plus, per thread that runs float32 convolutions on oneDNN, channels-last copies of the largest
+/// convolution's input and output (doubled for the tangent kernels' stacked pairs) and its weights,
+/// kept between calls (internal/onednn_conv.cpp; outside the engine's allocation count).
 /// ObjectiveOptions::memory_bytes caps the sum: the cache shrinks first (recomputation), then fewer
 /// micro-batches run at once. The engine's allocations are counted (memory.h); a test checks the
 /// cap with them.
