@@ -655,3 +655,41 @@ TEST_CASE("the ResNet-18-shaped network gives the same gradient and products on 
   CHECK((H[1] - H[0]).norm() / H[0].norm() < 1e-4);
   CHECK((G[1] - G[0]).norm() / G[0].norm() < 1e-4);
 }
+
+TEST_CASE("on oneDNN, a convolution gives each direction of a block the same bits as a single product") {
+  if (!onednn_compiled_in()) {
+    MESSAGE("oneDNN is not compiled in (libdnnl-dev missing): nothing to compare");
+    return;
+  }
+  ConvBackend on(true);
+  Conv2dAttrs a;
+  a.kernel = {3, 3};
+  a.pads = {1, 1, 1, 1};
+  const OpPtr op = make_conv(a);
+  const std::int64_t k = 3, N = 2, C = 5, O = 7, H = 6, W = 5;
+  std::mt19937_64 rng(61);
+  const std::vector<Tensor<float>> in{random_tensor<float>({N, C, H, W}, rng), random_tensor<float>({O, C, 3, 3}, rng),
+                                      random_tensor<float>({O}, rng)};
+  std::vector<Tensor<float>> tin;
+  for (const auto& t : in) tin.push_back(random_tensor<float>(with_lead(k, t.shape()), rng));
+  const Shape ys{N, O, H, W};
+  const Tensor<float> gy = random_tensor<float>(ys, rng), tgy = random_tensor<float>(with_lead(k, ys), rng);
+  const KernelsOf<float> block = run_kernels(op, in, gy, tin, tgy, k);
+  // Direction j of a [k, ...] tensor as a [1, ...] tensor.
+  auto slice = [](const Tensor<float>& t, std::int64_t j, std::int64_t kk) {
+    Shape s = t.shape();
+    s[0] = 1;
+    Tensor<float> r(s);
+    const std::int64_t n = t.size() / kk;
+    std::copy(t.data() + j * n, t.data() + (j + 1) * n, r.data());
+    return r;
+  };
+  for (std::int64_t j = 0; j < k; ++j) {
+    std::vector<Tensor<float>> tj;
+    for (const auto& t : tin) tj.push_back(slice(t, j, k));
+    const KernelsOf<float> single = run_kernels(op, in, gy, tj, slice(tgy, j, k), 1);
+    INFO("direction ", j);
+    CHECK(slice(block.ty, j, k).vec() == single.ty.vec());
+    for (int i = 0; i < 3; ++i) CHECK(slice(block.tg[i], j, k).vec() == single.tg[i].vec());
+  }
+}
