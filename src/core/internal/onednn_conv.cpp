@@ -228,7 +228,12 @@ Prims& prims(const DnnlConvShape& s, Kind kind) {
   const Key k{static_cast<int>(kind), s.N, s.C, s.H, s.W, s.O, s.kh, s.kw, s.sh, s.sw, s.dh, s.dw, s.pt, s.pl, s.pb,
               s.pr};
   auto it = cache.find(k);
-  if (it == cache.end()) it = cache.emplace(k, build(s, kind)).first;
+  if (it == cache.end()) {
+    // A model has a few dozen shapes; a process that sees endless new ones (the ONNX fuzzer) must
+    // not keep every JIT-compiled primitive.
+    if (cache.size() >= 512) cache.clear();
+    it = cache.emplace(k, build(s, kind)).first;
+  }
   return *it->second;
 }
 
