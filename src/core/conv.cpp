@@ -224,20 +224,29 @@ class ConvOp final : public OpImpl<ConvOp> {
   // of up to 9 MB cost as much again, against ~200 on planes of 16 positions and more. float64,
   // grouped convs and small planes run the built-in kernels below, which are the reference.
   static constexpr std::int64_t kOnednnMinPlane = 16;
-  template <class T>
   static bool use_onednn(const Dims& d) {
-    if constexpr (std::is_same_v<T, float>)
-      return d.G == 1 && d.N > 0 && d.HW >= kOnednnMinPlane && internal::onednn_conv_enabled();
-    else
-      return false;
+    return d.G == 1 && d.N > 0 && d.HW >= kOnednnMinPlane && internal::onednn_conv_enabled();
   }
   static internal::DnnlConvShape dnnl_shape(const Dims& d, std::int64_t n) {
     const ConvGeometry& g = d.g;
     return {n, g.C, g.H, g.W, d.O, g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, g.pt, g.pl, g.pb, g.pr, g.Ho, g.Wo};
   }
-  // The four kernels on oneDNN. Each direction j of a tangent kernel is its own calls, and each
-  // two-term product one call over stacked operands, so a block of directions gives the same bits
-  // as single products.
+  // Runs f, one of the four kernels on oneDNN below, on this float32 call and returns true where
+  // oneDNN applies (use_onednn); returns false, doing nothing, where the built-in kernels must run
+  // (and always for float64, where f is never instantiated).
+  template <class T, class F>
+  static bool on_onednn(OpCtx<T>& c, const Dims& d, F&& f) {
+    if constexpr (std::is_same_v<T, float>) {
+      if (use_onednn(d)) {
+        f(c);
+        return true;
+      }
+    }
+    return false;
+  }
+  // The four kernels on oneDNN, without the bias terms. Each direction j of a tangent kernel is its
+  // own calls, and each two-term product one call over stacked operands, so a block of directions
+  // gives the same bits as single products.
   void fwd_onednn(OpCtx<float>& c, const Dims& d, View<float> out) const {
     internal::onednn_conv_forward(dnnl_shape(d, d.N), c.in[0].data, c.in[1].data, out.data, false);
   }
@@ -394,14 +403,8 @@ class ConvOp final : public OpImpl<ConvOp> {
     const Dims d = dims(c);
     auto& col = scratch<T>(0);
     auto& rows = scratch<T>(1);
-    if constexpr (std::is_same_v<T, float>) {
-      if (use_onednn<T>(d))
-        fwd_onednn(c, d, out);
-      else
-        conv_samples(d, c.in[0].data, d.N, c.in[1].data, out.data, col, rows);
-    } else {
+    if (!on_onednn(c, d, [&](auto& f) { fwd_onednn(f, d, out); }))
       conv_samples(d, c.in[0].data, d.N, c.in[1].data, out.data, col, rows);
-    }
     if (c.in.size() == 3) add_bias(c.in[2].data, out.data, d.N, d.O, d.HW);
   }
 
@@ -410,20 +413,15 @@ class ConvOp final : public OpImpl<ConvOp> {
     const Dims d = dims(c);
     auto& col = scratch<T>(0);
     auto& rows = scratch<T>(1);
-    if constexpr (std::is_same_v<T, float>) {
-      if (use_onednn<T>(d)) {
-        bwd_onednn(c, d);
-        if (c.in.size() == 3 && c.gin[2].data) bias_grad(c.gout.data, c.gin[2].data, d.N, d.O, d.HW, adds(c, 2));
-        return;
+    if (!on_onednn(c, d, [&](auto& f) { bwd_onednn(f, d); })) {
+      if (c.gin[0].data) {
+        if (!adds(c, 0)) c.gin[0].set_zero();
+        grad_x(d, c.gout.data, d.N, c.in[1].data, c.gin[0].data, col, rows);
       }
-    }
-    if (c.gin[0].data) {
-      if (!adds(c, 0)) c.gin[0].set_zero();
-      grad_x(d, c.gout.data, d.N, c.in[1].data, c.gin[0].data, col, rows);
-    }
-    if (c.gin[1].data) {
-      if (!adds(c, 1)) c.gin[1].set_zero();
-      grad_w(d, c.gout.data, c.in[0].data, d.N, c.gin[1].data, col, rows);
+      if (c.gin[1].data) {
+        if (!adds(c, 1)) c.gin[1].set_zero();
+        grad_w(d, c.gout.data, c.in[0].data, d.N, c.gin[1].data, col, rows);
+      }
     }
     if (c.in.size() == 3 && c.gin[2].data) bias_grad(c.gout.data, c.gin[2].data, d.N, d.O, d.HW, adds(c, 2));
   }
@@ -432,18 +430,17 @@ class ConvOp final : public OpImpl<ConvOp> {
   template <class T>
   void tan(OpCtx<T>& c) const {
     const Dims d = dims(c);
+    if (!on_onednn(c, d, [&](auto& f) { tan_onednn(f, d); })) tan_builtin(c, d);
+    if (c.in.size() == 3 && c.tin[2].data)
+      for (std::int64_t j = 0; j < c.k; ++j)
+        add_bias(c.tin[2].data + j * d.O, c.tout.data + j * d.N * d.ys, d.N, d.O, d.HW);
+  }
+  // Y' = W col(X') + W' col(X)
+  template <class T>
+  void tan_builtin(OpCtx<T>& c, const Dims& d) const {
     const std::int64_t k = c.k;
     auto& col = scratch<T>(0);
     auto& rows = scratch<T>(1);
-    if constexpr (std::is_same_v<T, float>) {
-      if (use_onednn<T>(d)) {
-        tan_onednn(c, d);
-        if (c.in.size() == 3 && c.tin[2].data)
-          for (std::int64_t j = 0; j < k; ++j)
-            add_bias(c.tin[2].data + j * d.O, c.tout.data + j * d.N * d.ys, d.N, d.O, d.HW);
-        return;
-      }
-    }
     if (c.tin[0].data)  // all k*N tangent samples at once
       conv_samples(d, c.tin[0].data, k * d.N, c.in[1].data, c.tout.data, col, rows);
     else
@@ -473,32 +470,26 @@ class ConvOp final : public OpImpl<ConvOp> {
         }
       });
     }
-    if (c.in.size() == 3 && c.tin[2].data)
-      for (std::int64_t j = 0; j < k; ++j)
-        add_bias(c.tin[2].data + j * d.O, c.tout.data + j * d.N * d.ys, d.N, d.O, d.HW);
   }
 
   // g_X' = col^T(W^T g_Y' + W'^T g_Y),  g_W' = sum g_Y' col(X)^T + g_Y col(X')^T,  g_b' = sum g_Y'
   template <class T>
   void bwdt(OpCtx<T>& c) const {
     const Dims d = dims(c);
+    if (!on_onednn(c, d, [&](auto& f) { bwdt_onednn(f, d); })) bwdt_builtin(c, d);
+    if (c.in.size() == 3 && c.tgin[2].data)
+      for (std::int64_t j = 0; j < c.k; ++j)
+        bias_grad(c.tgout.data + j * d.N * d.ys, c.tgin[2].data + j * d.O, d.N, d.O, d.HW, adds(c, 2));
+  }
+  // g_X' and g_W' (the tangent gradients of X and W).
+  template <class T>
+  void bwdt_builtin(OpCtx<T>& c, const Dims& d) const {
     const std::int64_t k = c.k;
     const bool so = c.second_order;
     auto& col = scratch<T>(0);
     auto& rows = scratch<T>(1);
-    if constexpr (std::is_same_v<T, float>) {
-      if (use_onednn<T>(d)) {
-        bwdt_onednn(c, d);
-        if (c.in.size() == 3 && c.tgin[2].data) {
-          if (!adds(c, 2)) c.tgin[2].set_zero();
-          for (std::int64_t j = 0; j < k; ++j)
-            bias_grad(c.tgout.data + j * d.N * d.ys, c.tgin[2].data + j * d.O, d.N, d.O, d.HW, true);
-        }
-        return;
-      }
-    }
-    for (std::size_t i = 0; i < c.tgin.size(); ++i)
-      if (c.tgin[i].data && !adds(c, static_cast<int>(i))) c.tgin[i].set_zero();
+    for (int i = 0; i < 2; ++i)
+      if (c.tgin[i].data && !adds(c, i)) c.tgin[i].set_zero();
     if (c.tgin[0].data) {
       if (so && c.tin[1].data && has_adjoint_corr(d)) {
         // Fused adjoint correlation: g_X'_j = [flip(W) | flip(W'_j)] [im2col(g_Y'_j); im2col(g_Y)].
@@ -591,9 +582,6 @@ class ConvOp final : public OpImpl<ConvOp> {
         for (std::int64_t j = 0; j < k; ++j)
           grad_w(d, c.gout.data, c.tin[0].data + j * d.N * d.xs, d.N, c.tgin[1].data + j * d.wsz, col, rows);
     }
-    if (c.in.size() == 3 && c.tgin[2].data)
-      for (std::int64_t j = 0; j < k; ++j)
-        bias_grad(c.tgout.data + j * d.N * d.ys, c.tgin[2].data + j * d.O, d.N, d.O, d.HW, true);
   }
 
  private:

@@ -1,9 +1,9 @@
 // oneDNN convolutions behind ConvOp (see onednn_conv.h).
 //
-// Per thread, a cache keyed by the geometry holds the three convolution primitives (forward,
+// Per thread, a cache keyed by the geometry holds the convolution primitives (forward,
 // backward-data, backward-weights, all on channels-last activations and weights in the layout
-// oneDNN picks) and the reorders between them and curv's NCHW / OIHW tensors; the channels-last
-// copies live in per-thread buffers that keep their capacity. Before each call the calling
+// oneDNN picks) and the reorders between curv's OIHW weights and oneDNN's; activations are
+// transposed by curv (to_cl / from_cl) into per-thread buffers that keep their capacity. Before each call the calling
 // thread's OpenMP thread count is set to 1 (oneDNN on Debian runs on OpenMP; the engine's own
 // oneTBB threads are the parallelism).
 #include "src/core/internal/onednn_conv.h"
@@ -155,13 +155,13 @@ using Key = std::tuple<int, std::int64_t, std::int64_t, std::int64_t, std::int64
                        std::int64_t, std::int64_t>;
 
 struct Prims {
-  dnnl::memory::desc x_user, w_user, y_user;  // NCHW / OIHW, of the (stacked) convolution
+  dnnl::memory::desc w_user;                  // OIHW, of the (stacked) convolution
   dnnl::memory::desc x_cl, y_cl;              // channels-last
   dnnl::memory::desc w_fwd, w_bwd, w_diff;    // weights as each primitive wants them
   dnnl::primitive fwd, bwd_data, bwd_w;
   dnnl::reorder w_in_fwd, w_in_bwd;  // OIHW -> primitive's layout (unset when equal)
   dnnl::reorder w_out, w_out_add;    // diff weights -> OIHW
-  bool w_fwd_plain = false, w_bwd_plain = false, w_diff_plain = false;
+  bool w_fwd_plain = false, w_bwd_plain = false;
 };
 
 dnnl::reorder make_reorder(const dnnl::memory::desc& from, const dnnl::memory::desc& to, bool add) {
@@ -187,9 +187,7 @@ std::unique_ptr<Prims> build(const DnnlConvShape& u, Kind kind) {
   auto p = std::make_unique<Prims>();
   const dnnl::memory::dims xd{s.N, s.C, s.H, s.W}, wd{s.O, s.C, s.kh, s.kw}, yd{s.N, s.O, s.Ho, s.Wo};
   const dnnl::memory::dims strides{s.sh, s.sw}, dil{s.dh - 1, s.dw - 1}, pl{s.pt, s.pl}, pr{s.pb, s.pr};
-  p->x_user = {xd, dt::f32, tag::nchw};
   p->w_user = {wd, dt::f32, tag::oihw};
-  p->y_user = {yd, dt::f32, tag::nchw};
   p->x_cl = {xd, dt::f32, tag::nhwc};
   p->y_cl = {yd, dt::f32, tag::nhwc};
   const dnnl::memory::desc w_any(wd, dt::f32, tag::any);
@@ -215,7 +213,6 @@ std::unique_ptr<Prims> build(const DnnlConvShape& u, Kind kind) {
   p->w_diff = wpd.diff_weights_desc();
   p->w_fwd_plain = p->w_fwd == p->w_user;
   p->w_bwd_plain = p->w_bwd == p->w_user;
-  p->w_diff_plain = p->w_diff == p->w_user;
   if (!p->w_fwd_plain) p->w_in_fwd = make_reorder(p->w_user, p->w_fwd, false);
   if (!p->w_bwd_plain) p->w_in_bwd = make_reorder(p->w_user, p->w_bwd, false);
   p->w_out = make_reorder(p->w_diff, p->w_user, false);
