@@ -693,3 +693,38 @@ TEST_CASE("on oneDNN, a convolution gives each direction of a block the same bit
     for (int i = 0; i < 3; ++i) CHECK(slice(block.tg[i], j, k).vec() == single.tg[i].vec());
   }
 }
+
+TEST_CASE("the block pool hands freed large buffers to the next allocation of their size class") {
+  release_block_pool();
+  const std::size_t limit = block_pool_limit();
+  if (limit == 0) {  // sanitizer builds: no pool, every buffer goes back to the allocator
+    { Buffer<float> b(1 << 20); }
+    CHECK(block_pool_bytes() == 0);
+    return;
+  }
+  const float* first = nullptr;
+  {
+    Buffer<float> b(1 << 20);  // 4 MiB
+    first = b.data();
+    CHECK(tracked_bytes() >= (4u << 20));
+  }
+  CHECK(block_pool_bytes() == (4u << 20));
+  {
+    Buffer<float> c((1 << 20) - 1000);  // same class (4 MiB rounded up by at most 1/8)
+    CHECK(c.data() == first);
+    CHECK(block_pool_bytes() == 0);
+    Buffer<float> d(1 << 20);  // class taken: a new block
+    CHECK(d.data() != first);
+  }
+  CHECK(block_pool_bytes() == (8u << 20));
+  { Buffer<float> small(1000); }  // small buffers are not pooled
+  CHECK(block_pool_bytes() == (8u << 20));
+  // Beyond the limit the oldest blocks are released.
+  set_block_pool_limit(6u << 20);
+  CHECK(block_pool_bytes() == (4u << 20));
+  { Buffer<float> big(2 << 20); }  // 8 MiB: more than the limit, released at once
+  CHECK(block_pool_bytes() == (4u << 20));
+  release_block_pool();
+  CHECK(block_pool_bytes() == 0);
+  set_block_pool_limit(limit);
+}

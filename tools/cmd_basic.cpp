@@ -135,6 +135,8 @@ void register_bench(CLI::App& root) {
     Model m = load_model(*o, &d);
     ObjectiveOptions opts = objective_options(*o);
     opts.memory_bytes = static_cast<std::size_t>(*memory_gb * 1e9);
+    // Freed buffers kept for reuse are resident too: within a budget, at most an eighth of it.
+    if (opts.memory_bytes > 0) set_block_pool_limit(std::min(block_pool_limit(), opts.memory_bytes / 8));
     auto obj = Objective::create(m, d, opts);
     const std::int64_t P = obj->num_params();
     // k random directions (the first k columns of one seeded sequence). The block is made only for

@@ -23,6 +23,19 @@ std::size_t resident_bytes();
 std::size_t peak_resident_bytes();
 void reset_peak_resident();
 
+/// The engine's pool of freed large buffers (memory.cpp; builds with CURV_SCALABLE_ALLOC, the
+/// default without sanitizers). Buffers of 256 KiB and more go back to the pool when the engine
+/// frees them and are handed out again to the next allocation of their size class (sizes rounded
+/// up to 1/8 of their power of two), so that repeated passes reuse pages that are already mapped
+/// instead of faulting fresh ones in. At most block_pool_limit() bytes (default 1 GiB) stay pooled;
+/// the oldest blocks beyond it go back to the allocator. Pooled bytes are not in tracked_bytes()
+/// (the engine does not hold them), but they are resident: a process's memory is its engine peak
+/// plus at most the limit. reset_peak_resident() and release_block_pool() empty the pool.
+std::size_t block_pool_bytes();
+std::size_t block_pool_limit();
+void set_block_pool_limit(std::size_t bytes);
+void release_block_pool();
+
 namespace internal {
 /// The engine's buffer memory (UninitAllocator): oneTBB's scalable allocator in builds with
 /// CURV_SCALABLE_ALLOC (the default without sanitizers), operator new otherwise. The engine frees
@@ -33,8 +46,10 @@ namespace internal {
 /// 275k). tbbmalloc keeps freed blocks in per-thread pools. Only the engine's buffers use it:
 /// libhdf5 and the rest keep glibc's allocator, whose checks turn some of libhdf5's memory errors on
 /// corrupt files into the crashes that curv's probe process detects. Throws std::bad_alloc.
+/// Large buffers (256 KiB and more) come from and return to the block pool above; engine_free
+/// takes the size that was allocated.
 void* engine_alloc(std::size_t bytes);
-void engine_free(void* p) noexcept;
+void engine_free(void* p, std::size_t bytes) noexcept;
 void track_alloc(std::size_t bytes) noexcept;
 void track_free(std::size_t bytes) noexcept;
 }  // namespace internal

@@ -63,7 +63,7 @@ struct UninitAllocator : std::allocator<T> {
   }
   void deallocate(T* p, std::size_t n) noexcept {
     internal::track_free(n * sizeof(T));
-    internal::engine_free(p);
+    internal::engine_free(p, n * sizeof(T));
   }
   template <class U>
   void construct(U* p) noexcept {
