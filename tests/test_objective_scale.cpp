@@ -288,6 +288,8 @@ TEST_CASE("ops that accumulate add their gradients into what the buffers hold") 
   for (const Case& cs : {Case{"conv 3x3/1", make_conv(same), {{2, 4, 5, 5}, {3, 4, 3, 3}, {3}}},
                          Case{"conv 3x3/2", make_conv(strided), {{2, 4, 5, 5}, {3, 4, 3, 3}, {3}}},
                          Case{"depthwise", make_conv(dw), {{2, 4, 5, 5}, {4, 1, 3, 3}, {4}}},
+                         Case{"conv 3x3/1 on 1x1 (dead taps)", make_conv(same), {{2, 4, 1, 1}, {3, 4, 3, 3}, {3}}},
+                         Case{"conv 3x3/2 on 2x2 (dead taps)", make_conv(strided), {{2, 4, 2, 2}, {3, 4, 3, 3}, {3}}},
                          Case{"gemm", make_gemm(false, true), {{3, 5}, {4, 5}, {4}}},
                          Case{"matmul", make_matmul(), {{2, 3, 5}, {5, 4}}}}) {
     REQUIRE(cs.op->accumulates());
@@ -727,4 +729,61 @@ TEST_CASE("the block pool hands freed large buffers to the next allocation of th
   release_block_pool();
   CHECK(block_pool_bytes() == 0);
   set_block_pool_limit(limit);
+}
+
+TEST_CASE("a convolution whose taps meet only padding equals the convolution on the taps in use") {
+  // 3x3 with pads 1 on a 1x1 plane reads only its centre tap: all four kernels give the bits of a
+  // 1x1 convolution with the centre weights, and the other taps get zero gradients. The same for
+  // stride 2 from a 2x2 plane (taps [1, 3) x [1, 3) in use) against a 2x2 kernel without padding.
+  std::mt19937_64 rng(77);
+  const std::int64_t k = 2, N = 3, C = 4, O = 5;
+  struct Case {
+    std::int64_t H, stride, y0, n;  // plane H x H, taps [y0, y0 + n) in both dims
+  };
+  for (const Case& q : {Case{1, 1, 1, 1}, Case{2, 2, 1, 2}}) {
+    Conv2dAttrs full;
+    full.kernel = {3, 3};
+    full.stride = {q.stride, q.stride};
+    full.pads = {1, 1, 1, 1};
+    Conv2dAttrs small = full;
+    small.kernel = {q.n, q.n};
+    small.pads = {0, 0, 0, 0};
+    const std::vector<Tensor<double>> in{random_tensor<double>({N, C, q.H, q.H}, rng),
+                                         random_tensor<double>({O, C, 3, 3}, rng), random_tensor<double>({O}, rng)};
+    std::vector<Tensor<double>> tin;
+    for (const auto& t : in) tin.push_back(random_tensor<double>(with_lead(k, t.shape()), rng));
+    // Taps [y0, y0 + n)^2 of [m, C, 3, 3] weights.
+    auto taps = [&](const Tensor<double>& w, std::int64_t m) {
+      Tensor<double> r({m, C, q.n, q.n});
+      for (std::int64_t a = 0; a < m * C; ++a)
+        for (std::int64_t i = 0; i < q.n; ++i)
+          for (std::int64_t j = 0; j < q.n; ++j)
+            r.data()[(a * q.n + i) * q.n + j] = w.data()[(a * 3 + q.y0 + i) * 3 + q.y0 + j];
+      return r;
+    };
+    const OpPtr op = make_conv(full), op_small = make_conv(small);
+    const Shape ys = op->output_shape({in[0].shape(), in[1].shape(), in[2].shape()});
+    REQUIRE(ys == op_small->output_shape({in[0].shape(), {O, C, q.n, q.n}, in[2].shape()}));
+    const Tensor<double> gy = random_tensor<double>(ys, rng), tgy = random_tensor<double>(with_lead(k, ys), rng);
+    const Kernels a = run_kernels(op, in, gy, tin, tgy, k);
+    const Kernels b = run_kernels(op_small, {in[0], taps(in[1], O), in[2]}, gy, {tin[0], taps(tin[1], k * O), tin[2]},
+                                  tgy, k);
+    INFO("plane ", q.H, "x", q.H, " stride ", q.stride);
+    CHECK(a.y.vec() == b.y.vec());
+    CHECK(a.ty.vec() == b.ty.vec());
+    for (int i : {0, 2}) {
+      CHECK(a.g[i].vec() == b.g[i].vec());
+      CHECK(a.tg[i].vec() == b.tg[i].vec());
+    }
+    CHECK(taps(a.g[1], O).vec() == b.g[1].vec());
+    CHECK(taps(a.tg[1], k * O).vec() == b.tg[1].vec());
+    std::int64_t nonzero_outside = 0;  // weight gradients of the taps not in use
+    for (const Tensor<double>* t : {&a.g[1], &a.tg[1]})
+      for (std::int64_t e = 0; e < t->size(); ++e) {
+        const std::int64_t i = e / 3 % 3, j = e % 3;
+        const bool in_use = i >= q.y0 && i < q.y0 + q.n && j >= q.y0 && j < q.y0 + q.n;
+        nonzero_outside += !in_use && t->data()[e] != 0.0;
+      }
+    CHECK(nonzero_outside == 0);
+  }
 }

@@ -472,6 +472,12 @@ TEST_CASE("Conv2d matches finite differences") {
   run_case({make_conv(conv_attrs(3, 1, 1)), {{3, 4, 1, 1}, {5, 4, 3, 3}, {5}}, g3}, 29);
   run_case({make_conv(conv_attrs(3, 1, 2, 2)), {{2, 2, 4, 4}, {3, 2, 3, 3}, {3}}, g3}, 30);
   run_case({make_conv(conv_attrs(3, 2, 1)), {{2, 3, 3, 4}, {2, 3, 3, 3}}, {Gen::Normal, Gen::Normal}}, 31);
+  // Kernel taps that meet only padding (run on the taps in use): stride 2 from a 2x2 plane, a 1xW
+  // plane (dead rows only), groups, and a dilated kernel whose outer taps fall in the padding.
+  run_case({make_conv(conv_attrs(3, 2, 1)), {{2, 3, 2, 2}, {4, 3, 3, 3}, {4}}, g3}, 32);
+  run_case({make_conv(conv_attrs(3, 1, 1)), {{2, 2, 1, 4}, {3, 2, 3, 3}, {3}}, g3}, 33);
+  run_case({make_conv(conv_attrs(3, 1, 1, 1, 2)), {{2, 4, 1, 1}, {6, 2, 3, 3}, {6}}, g3}, 34);
+  run_case({make_conv(conv_attrs(3, 1, 2, 2)), {{2, 2, 1, 2}, {3, 2, 3, 3}}, {Gen::Normal, Gen::Normal}}, 35);
 }
 
 ConvTranspose2dAttrs convt_attrs(std::int64_t k, std::int64_t s, std::int64_t p, std::int64_t op = 0,

@@ -136,13 +136,120 @@ class ConvOp final : public OpImpl<ConvOp> {
     d.xs = c.in[0].size() / std::max<std::int64_t>(d.N, 1);
     d.ys = d.O * d.HW;
     d.wsz = c.in[1].size();
-    // Samples per GEMM: bound the patch matrix to 128K elements (512 KB in float32), so that
-    // im2col, the GEMM and col2im of one chunk stay in L2 (4M elements was 1.6x slower per HVP);
-    // but give every GEMM at least 256 columns: a layer with few positions and large weights
-    // (3x3x512 at 1x1) otherwise reads and writes its whole weight gradient every few samples.
-    d.chunk = std::max({std::int64_t(1), (std::int64_t(1) << 17) / std::max<std::int64_t>(1, d.CKK * d.HW),
-                        (256 + d.HW - 1) / std::max<std::int64_t>(1, d.HW)});
+    d.chunk = chunk_samples(d.CKK, d.HW);
     return d;
+  }
+  // Samples per GEMM: bound the patch matrix to 128K elements (512 KB in float32), so that
+  // im2col, the GEMM and col2im of one chunk stay in L2 (4M elements was 1.6x slower per HVP);
+  // but give every GEMM at least 256 columns: a layer with few positions and large weights
+  // (3x3x512 at 1x1) otherwise reads and writes its whole weight gradient every few samples.
+  static std::int64_t chunk_samples(std::int64_t CKK, std::int64_t HW) {
+    return std::max({std::int64_t(1), (std::int64_t(1) << 17) / std::max<std::int64_t>(1, CKK * HW),
+                     (256 + HW - 1) / std::max<std::int64_t>(1, HW)});
+  }
+
+  // Kernel taps that meet only padding, at every output position, multiply zeros: a 3x3 kernel
+  // with pads 1 on a 1x1 plane uses its centre tap alone (ResNet-18/50's last stage on 32x32 inputs,
+  // a quarter of their FLOP floor), and stride 2 from a 2x2 plane uses 2x2 of its taps. The
+  // built-in kernels run such a convolution on the taps in use, rows [y0, y1) and columns [x0, x1)
+  // of the kernel, with the pads reduced so that every output position reads the same inputs: the
+  // same sums without their zero terms (oneDNN and PyTorch skip the padding likewise).
+  struct Taps {
+    std::int64_t y0, y1, x0, x1;
+  };
+  // The first and one past the last tap i < k of one dimension that some output o < out reads
+  // inside the input: 0 <= o s - p0 + i d < in.
+  static void used_taps(std::int64_t in, std::int64_t k, std::int64_t s, std::int64_t d, std::int64_t p0,
+                        std::int64_t out, std::int64_t& lo, std::int64_t& hi) {
+    lo = k, hi = 0;
+    for (std::int64_t i = 0; i < k; ++i) {
+      const std::int64_t first = i * d - p0;                     // position read by output 0
+      const std::int64_t o = first >= 0 ? 0 : (-first + s - 1) / s;  // first output at or past 0
+      if (o < out && first + o * s < in) lo = std::min(lo, i), hi = i + 1;
+    }
+  }
+  // The taps in use when they are fewer than the kernel's (false otherwise, and for depthwise
+  // convolutions, which have their own kernels).
+  static bool dead_taps(const Dims& d, Taps& t) {
+    const ConvGeometry& g = d.g;
+    if (depthwise(d) || d.HW == 0) return false;
+    used_taps(g.H, g.kh, g.sh, g.dh, g.pt, g.Ho, t.y0, t.y1);
+    used_taps(g.W, g.kw, g.sw, g.dw, g.pl, g.Wo, t.x0, t.x1);
+    if (t.y0 >= t.y1 || t.x0 >= t.x1) return false;  // no tap reads the input (dilated windows)
+    if (t.y1 - t.y0 == g.kh && t.x1 - t.x0 == g.kw) return false;
+    const ConvGeometry n = trimmed_geometry(g, t);
+    return n.pt >= 0 && n.pb >= 0 && n.pl >= 0 && n.pr >= 0 &&
+           window_out_size(n.H, n.kh, n.sh, n.dh, n.pt, n.pb, false) == g.Ho &&
+           window_out_size(n.W, n.kw, n.sw, n.dw, n.pl, n.pr, false) == g.Wo;
+  }
+  static ConvGeometry trimmed_geometry(const ConvGeometry& g, const Taps& t) {
+    ConvGeometry n = g;
+    n.kh = t.y1 - t.y0;
+    n.kw = t.x1 - t.x0;
+    n.pt = g.pt - t.y0 * g.dh;
+    n.pb = g.pb - (g.kh - t.y1) * g.dh;
+    n.pl = g.pl - t.x0 * g.dw;
+    n.pr = g.pr - (g.kw - t.x1) * g.dw;
+    return n;
+  }
+  // Weights [m, Cg, kh, kw] restricted to the taps t (shrink) and back (expand: into the full
+  // weights' taps t, adding or overwriting; with overwriting, the other taps are set to zero).
+  template <class T>
+  static void shrink(const Dims& d, const Taps& t, const T* w, std::int64_t rows, T* out) {
+    const std::int64_t kh = d.g.kh, kw = d.g.kw, nh = t.y1 - t.y0, nw = t.x1 - t.x0;
+    for (std::int64_t r = 0; r < rows; ++r)
+      for (std::int64_t i = 0; i < nh; ++i)
+        for (std::int64_t j = 0; j < nw; ++j) out[(r * nh + i) * nw + j] = w[(r * kh + t.y0 + i) * kw + t.x0 + j];
+  }
+  template <class T>
+  static void expand(const Dims& d, const Taps& t, const T* w, std::int64_t rows, T* out, bool add) {
+    const std::int64_t kh = d.g.kh, kw = d.g.kw, nh = t.y1 - t.y0, nw = t.x1 - t.x0;
+    if (!add) std::fill(out, out + rows * kh * kw, T(0));
+    for (std::int64_t r = 0; r < rows; ++r)
+      for (std::int64_t i = 0; i < nh; ++i)
+        for (std::int64_t j = 0; j < nw; ++j) {
+          T& o = out[(r * kh + t.y0 + i) * kw + t.x0 + j];
+          o = add ? o + w[(r * nh + i) * nw + j] : w[(r * nh + i) * nw + j];
+        }
+  }
+  // Which weight gradients a kernel writes: gin[1] (backward) or tgin[1] (backward_tangent).
+  enum Writes { kNone, kGrad, kTangentGrad };
+  // Runs f(ctx, dims), one of the built-in kernels, on the taps in use (dead_taps): on a copy of the
+  // call whose weights, weight tangents and the weight gradient it `writes` are the trimmed ones;
+  // that gradient is expanded into the caller's buffer afterwards. Without dead taps, f runs on the
+  // call itself.
+  template <class T, class F>
+  static void builtin(OpCtx<T>& c, const Dims& d, Writes writes, F&& f) {
+    Taps t;
+    if (!dead_taps(d, t)) return f(c, d);
+    Dims n = d;
+    n.g = trimmed_geometry(d.g, t);
+    n.CKK = n.g.C * n.g.kh * n.g.kw;
+    n.wsz = d.O * n.CKK;
+    n.chunk = chunk_samples(n.CKK, n.HW);
+    const std::int64_t rows = d.O * d.g.C;  // (o, c) rows of the weights
+    const Shape ws{d.O, d.g.C, n.g.kh, n.g.kw};
+    OpCtx<T> tc = c;
+    Buffer<T> w(n.wsz), wt, gw, gwt;
+    shrink(d, t, c.in[1].data, rows, w.data());
+    tc.in[1] = ConstView<T>{w.data(), ws};
+    if (c.tin.size() > 1 && c.tin[1].data) {
+      wt.resize(c.k * n.wsz);
+      shrink(d, t, c.tin[1].data, c.k * rows, wt.data());
+      tc.tin[1] = ConstView<T>{wt.data(), with_lead(c.k, ws)};
+    }
+    if (writes == kGrad && c.gin.size() > 1 && c.gin[1].data) {
+      gw.resize(n.wsz);
+      tc.gin[1] = View<T>{gw.data(), ws};
+    }
+    if (writes == kTangentGrad && c.tgin.size() > 1 && c.tgin[1].data) {
+      gwt.resize(c.k * n.wsz);
+      tc.tgin[1] = View<T>{gwt.data(), with_lead(c.k, ws)};
+    }
+    tc.accumulate &= ~2u;
+    f(tc, n);
+    if (!gw.empty()) expand(d, t, gw.data(), rows, c.gin[1].data, adds(c, 1));
+    if (!gwt.empty()) expand(d, t, gwt.data(), c.k * rows, c.tgin[1].data, adds(c, 1));
   }
   template <class F>
   static void chunks(std::int64_t n, std::int64_t chunk, F&& f) {
@@ -404,7 +511,7 @@ class ConvOp final : public OpImpl<ConvOp> {
     auto& col = scratch<T>(0);
     auto& rows = scratch<T>(1);
     if (!on_onednn(c, d, [&](auto& f) { fwd_onednn(f, d, out); }))
-      conv_samples(d, c.in[0].data, d.N, c.in[1].data, out.data, col, rows);
+      builtin(c, d, kNone, [&](OpCtx<T>& b, const Dims& e) { conv_samples(e, b.in[0].data, e.N, b.in[1].data, out.data, col, rows); });
     if (c.in.size() == 3) add_bias(c.in[2].data, out.data, d.N, d.O, d.HW);
   }
 
@@ -413,16 +520,17 @@ class ConvOp final : public OpImpl<ConvOp> {
     const Dims d = dims(c);
     auto& col = scratch<T>(0);
     auto& rows = scratch<T>(1);
-    if (!on_onednn(c, d, [&](auto& f) { bwd_onednn(f, d); })) {
-      if (c.gin[0].data) {
-        if (!adds(c, 0)) c.gin[0].set_zero();
-        grad_x(d, c.gout.data, d.N, c.in[1].data, c.gin[0].data, col, rows);
-      }
-      if (c.gin[1].data) {
-        if (!adds(c, 1)) c.gin[1].set_zero();
-        grad_w(d, c.gout.data, c.in[0].data, d.N, c.gin[1].data, col, rows);
-      }
-    }
+    if (!on_onednn(c, d, [&](auto& f) { bwd_onednn(f, d); }))
+      builtin(c, d, kGrad, [&](OpCtx<T>& b, const Dims& e) {
+        if (b.gin[0].data) {
+          if (!adds(b, 0)) b.gin[0].set_zero();
+          grad_x(e, b.gout.data, e.N, b.in[1].data, b.gin[0].data, col, rows);
+        }
+        if (b.gin[1].data) {
+          if (!adds(b, 1)) b.gin[1].set_zero();
+          grad_w(e, b.gout.data, b.in[0].data, e.N, b.gin[1].data, col, rows);
+        }
+      });
     if (c.in.size() == 3 && c.gin[2].data) bias_grad(c.gout.data, c.gin[2].data, d.N, d.O, d.HW, adds(c, 2));
   }
 
@@ -430,7 +538,8 @@ class ConvOp final : public OpImpl<ConvOp> {
   template <class T>
   void tan(OpCtx<T>& c) const {
     const Dims d = dims(c);
-    if (!on_onednn(c, d, [&](auto& f) { tan_onednn(f, d); })) tan_builtin(c, d);
+    if (!on_onednn(c, d, [&](auto& f) { tan_onednn(f, d); }))
+      builtin(c, d, kNone, [&](OpCtx<T>& b, const Dims& e) { tan_builtin(b, e); });
     if (c.in.size() == 3 && c.tin[2].data)
       for (std::int64_t j = 0; j < c.k; ++j)
         add_bias(c.tin[2].data + j * d.O, c.tout.data + j * d.N * d.ys, d.N, d.O, d.HW);
@@ -476,7 +585,8 @@ class ConvOp final : public OpImpl<ConvOp> {
   template <class T>
   void bwdt(OpCtx<T>& c) const {
     const Dims d = dims(c);
-    if (!on_onednn(c, d, [&](auto& f) { bwdt_onednn(f, d); })) bwdt_builtin(c, d);
+    if (!on_onednn(c, d, [&](auto& f) { bwdt_onednn(f, d); }))
+      builtin(c, d, kTangentGrad, [&](OpCtx<T>& b, const Dims& e) { bwdt_builtin(b, e); });
     if (c.in.size() == 3 && c.tgin[2].data)
       for (std::int64_t j = 0; j < c.k; ++j)
         bias_grad(c.tgout.data + j * d.N * d.ys, c.tgin[2].data + j * d.O, d.N, d.O, d.HW, adds(c, 2));
