@@ -190,8 +190,15 @@ void register_bench(CLI::App& root) {
     const double blk_s = best("hvp block", "hvp_block", [&] { obj->product(Curvature::Hessian, V, Y); });
     // The K single products timed as one run, so that both sides of block_over_singles are equally
     // long measurements (the best of short runs is biased low on a noisy machine).
+    // One direction at a time through a P x 1 matrix held outside the loop: converting V.col(j)
+    // for each call allocated and faulted in a fresh P-sized matrix (and Y another), which made 16
+    // single products up to twice as slow as a block on ResNet-18 for reasons outside the engine.
+    Eigen::MatrixXd v1(P, 1), y1(P, 1);
     const double singles_s = best("hvp singles", "hvp_singles", [&] {
-      for (std::int64_t j = 0; j < *block; ++j) obj->product(Curvature::Hessian, V.col(j), Y);
+      for (std::int64_t j = 0; j < *block; ++j) {
+        v1 = V.col(j);
+        obj->product(Curvature::Hessian, v1, y1);
+      }
     });
     nlohmann::json j{{"samples", d.size()},
                      {"params", P},
