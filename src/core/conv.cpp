@@ -339,12 +339,13 @@ class ConvOp final : public OpImpl<ConvOp> {
     return {n, g.C, g.H, g.W, d.O, g.kh, g.kw, g.sh, g.sw, g.dh, g.dw, g.pt, g.pl, g.pb, g.pr, g.Ho, g.Wo};
   }
   // Runs f, one of the four kernels on oneDNN below, on this float32 call and returns true where
-  // oneDNN applies (use_onednn); returns false, doing nothing, where the built-in kernels must run
-  // (and always for float64, where f is never instantiated).
+  // oneDNN applies (use_onednn) and builds the primitives f needs (`kinds`, onednn_conv_supports);
+  // returns false, doing nothing, where the built-in kernels must run (and always for float64,
+  // where f is never instantiated). A geometry oneDNN rejects thus runs the built-in kernels.
   template <class T, class F>
-  static bool on_onednn(OpCtx<T>& c, const Dims& d, F&& f) {
+  static bool on_onednn(OpCtx<T>& c, const Dims& d, unsigned kinds, F&& f) {
     if constexpr (std::is_same_v<T, float>) {
-      if (use_onednn(d)) {
+      if (use_onednn(d) && internal::onednn_conv_supports(dnnl_shape(d, d.N), kinds)) {
         f(c);
         return true;
       }
@@ -510,7 +511,7 @@ class ConvOp final : public OpImpl<ConvOp> {
     const Dims d = dims(c);
     auto& col = scratch<T>(0);
     auto& rows = scratch<T>(1);
-    if (!on_onednn(c, d, [&](auto& f) { fwd_onednn(f, d, out); }))
+    if (!on_onednn(c, d, internal::kOnednnPlain, [&](auto& f) { fwd_onednn(f, d, out); }))
       builtin(c, d, kNone, [&](OpCtx<T>& b, const Dims& e) { conv_samples(e, b.in[0].data, e.N, b.in[1].data, out.data, col, rows); });
     if (c.in.size() == 3) add_bias(c.in[2].data, out.data, d.N, d.O, d.HW);
   }
@@ -520,7 +521,7 @@ class ConvOp final : public OpImpl<ConvOp> {
     const Dims d = dims(c);
     auto& col = scratch<T>(0);
     auto& rows = scratch<T>(1);
-    if (!on_onednn(c, d, [&](auto& f) { bwd_onednn(f, d); }))
+    if (!on_onednn(c, d, internal::kOnednnPlain, [&](auto& f) { bwd_onednn(f, d); }))
       builtin(c, d, kGrad, [&](OpCtx<T>& b, const Dims& e) {
         if (b.gin[0].data) {
           if (!adds(b, 0)) b.gin[0].set_zero();
@@ -538,7 +539,7 @@ class ConvOp final : public OpImpl<ConvOp> {
   template <class T>
   void tan(OpCtx<T>& c) const {
     const Dims d = dims(c);
-    if (!on_onednn(c, d, [&](auto& f) { tan_onednn(f, d); }))
+    if (!on_onednn(c, d, internal::kOnednnPlain | internal::kOnednnForwardPair, [&](auto& f) { tan_onednn(f, d); }))
       builtin(c, d, kNone, [&](OpCtx<T>& b, const Dims& e) { tan_builtin(b, e); });
     if (c.in.size() == 3 && c.tin[2].data)
       for (std::int64_t j = 0; j < c.k; ++j)
@@ -585,7 +586,7 @@ class ConvOp final : public OpImpl<ConvOp> {
   template <class T>
   void bwdt(OpCtx<T>& c) const {
     const Dims d = dims(c);
-    if (!on_onednn(c, d, [&](auto& f) { bwdt_onednn(f, d); }))
+    if (!on_onednn(c, d, internal::kOnednnPlain | internal::kOnednnBackwardDataPair | internal::kOnednnBackwardWeightsPair, [&](auto& f) { bwdt_onednn(f, d); }))
       builtin(c, d, kTangentGrad, [&](OpCtx<T>& b, const Dims& e) { bwdt_builtin(b, e); });
     if (c.in.size() == 3 && c.tgin[2].data)
       for (std::int64_t j = 0; j < c.k; ++j)

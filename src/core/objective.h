@@ -53,7 +53,10 @@
 ///             reverse sweep goes) + c (A + S + G)                                   + 8 P k result
 /// plus, per thread that runs float32 convolutions on oneDNN, channels-last copies of the largest
 /// convolution's input and output (doubled for the tangent kernels' stacked pairs) and its weights,
-/// kept between calls (internal/onednn_conv.cpp; outside the engine's allocation count).
+/// kept between calls (internal/onednn_conv.cpp; outside the engine's allocation count), and the
+/// engine's block pool (memory.h): buffers of 256 KiB and more that a pass freed, kept for the next
+/// pass to reuse without page faults, at most block_pool_limit() bytes (1 GiB by default; `curv
+/// bench --memory-gb` lowers it to an eighth of the budget), resident but not counted as held.
 /// ObjectiveOptions::memory_bytes caps the sum: the cache shrinks first (recomputation), then fewer
 /// micro-batches run at once. The engine's allocations are counted (memory.h); a test checks the
 /// cap with them.

@@ -21,6 +21,7 @@
 #include <dnnl.hpp>
 #include <map>
 #include <memory>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <tuple>
@@ -220,10 +221,14 @@ std::unique_ptr<Prims> build(const DnnlConvShape& u, Kind kind) {
   return p;
 }
 
+Key key_of(const DnnlConvShape& s, Kind kind) {
+  return Key{static_cast<int>(kind), s.N, s.C, s.H, s.W, s.O, s.kh, s.kw, s.sh, s.sw, s.dh, s.dw, s.pt, s.pl, s.pb,
+             s.pr};
+}
+
 Prims& prims(const DnnlConvShape& s, Kind kind) {
   thread_local std::map<Key, std::unique_ptr<Prims>> cache;
-  const Key k{static_cast<int>(kind), s.N, s.C, s.H, s.W, s.O, s.kh, s.kw, s.sh, s.sw, s.dh, s.dw, s.pt, s.pl, s.pb,
-              s.pr};
+  const Key k = key_of(s, kind);
   auto it = cache.find(k);
   if (it == cache.end()) {
     // A model has a few dozen shapes; a process that sees endless new ones (the ONNX fuzzer) must
@@ -299,6 +304,28 @@ const float* stack_weights(const DnnlConvShape& s, const float* a, const float* 
 }  // namespace
 
 bool onednn_conv_enabled() { return enabled_flag().load(std::memory_order_relaxed); }
+
+bool onednn_conv_supports(const DnnlConvShape& s, unsigned kinds) noexcept {
+  // Shapes whose primitives oneDNN refused, per thread (bounded like the primitive cache).
+  thread_local std::set<Key> rejected;
+  for (Kind kind : {Kind::Plain, Kind::PairC, Kind::PairO, Kind::PairN}) {
+    if (!(kinds & (1u << static_cast<int>(kind)))) continue;
+    try {
+      const Key k = key_of(s, kind);
+      if (rejected.count(k)) return false;
+      try {
+        prims(s, kind);  // built once and cached; later calls only look it up
+      } catch (...) {
+        if (rejected.size() >= 512) rejected.clear();
+        rejected.insert(k);
+        return false;
+      }
+    } catch (...) {
+      return false;
+    }
+  }
+  return true;
+}
 bool set_onednn_conv(bool on) { return enabled_flag().exchange(on); }
 
 const char* conv_backend_name() {
@@ -382,6 +409,7 @@ void onednn_conv_backward_weights_pair(const DnnlConvShape& s, const float* gyt,
 
 namespace curv::internal {
 bool onednn_conv_enabled() { return false; }
+bool onednn_conv_supports(const DnnlConvShape&, unsigned) noexcept { return false; }
 bool set_onednn_conv(bool) { return false; }
 const char* conv_backend_name() { return "builtin"; }
 [[noreturn]] static void missing() { throw std::logic_error("oneDNN is not compiled in"); }

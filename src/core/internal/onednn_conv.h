@@ -23,6 +23,14 @@ struct DnnlConvShape {
 
 // True when oneDNN is compiled in and enabled.
 bool onednn_conv_enabled();
+// Whether oneDNN builds the primitives that the calls below need for geometry s: bit 0 the plain
+// convolution (onednn_conv_forward, onednn_conv_backward), bit 1 the forward pair (2C input
+// channels), bit 2 the backward-data pair (2O outputs), bit 3 the backward-weights pair (2N
+// samples). Builds and caches them on first use; a geometry oneDNN rejects (it throws) is
+// remembered and answered false, so that the caller runs its own kernels instead of failing.
+bool onednn_conv_supports(const DnnlConvShape& s, unsigned kinds) noexcept;
+constexpr unsigned kOnednnPlain = 1, kOnednnForwardPair = 2, kOnednnBackwardDataPair = 4,
+                   kOnednnBackwardWeightsPair = 8;
 // Turns the backend on or off for the whole process (tests, benchmarks); returns the old state.
 // A no-op returning false when oneDNN is not compiled in.
 bool set_onednn_conv(bool on);
