@@ -73,6 +73,9 @@ void raw_free(void* p) noexcept {
 #endif
 }
 
+#if CURV_SCALABLE_ALLOC
+// (The pool exists only with the scalable allocator: sanitizer builds hand every block back.)
+
 // The size class of a pooled block: `bytes` rounded up to 1/8 of its power of two (at most 12.5%
 // more), so that a tensor whose element count varies a little (the last micro-batch) still finds
 // the blocks of its full-size peers.
@@ -179,13 +182,12 @@ class BlockPool {
   std::uint64_t m_clock = 0;
 };
 
-#if CURV_SCALABLE_ALLOC
 // Leaked on purpose: engine buffers held by static objects may be freed after static destruction.
 BlockPool& pool() {
   static BlockPool* p = new BlockPool;
   return *p;
 }
-#endif
+#endif  // CURV_SCALABLE_ALLOC
 
 }  // namespace
 
