@@ -193,7 +193,9 @@ void register_bench(CLI::App& root) {
     // One direction at a time through a P x 1 matrix held outside the loop: converting V.col(j)
     // for each call allocated and faulted in a fresh P-sized matrix (and Y another), which made 16
     // single products up to twice as slow as a block on ResNet-18 for reasons outside the engine.
-    Eigen::MatrixXd v1(P, 1), y1(P, 1);
+    // Both touched here, before the timing: their first writes would otherwise fault them in
+    // inside the first repetition (1.7 GB on a 108M-parameter MLP).
+    Eigen::MatrixXd v1 = Eigen::MatrixXd::Zero(P, 1), y1 = Eigen::MatrixXd::Zero(P, 1);
     const double singles_s = best("hvp singles", "hvp_singles", [&] {
       for (std::int64_t j = 0; j < *block; ++j) {
         v1 = V.col(j);
