@@ -168,16 +168,16 @@ class ConvOp final : public OpImpl<ConvOp> {
       if (o < out && first + o * s < in) lo = std::min(lo, i), hi = i + 1;
     }
   }
-  // The taps in use when they are fewer than the kernel's (false otherwise, and for depthwise
-  // convolutions, which have their own kernels).
-  static bool dead_taps(const Dims& d, Taps& t) {
+  // The taps in use and the geometry on them (n) when they are fewer than the kernel's (false
+  // otherwise, and for depthwise convolutions, which have their own kernels).
+  static bool dead_taps(const Dims& d, Taps& t, ConvGeometry& n) {
     const ConvGeometry& g = d.g;
     if (depthwise(d) || d.HW == 0) return false;
     used_taps(g.H, g.kh, g.sh, g.dh, g.pt, g.Ho, t.y0, t.y1);
     used_taps(g.W, g.kw, g.sw, g.dw, g.pl, g.Wo, t.x0, t.x1);
     if (t.y0 >= t.y1 || t.x0 >= t.x1) return false;  // no tap reads the input (dilated windows)
     if (t.y1 - t.y0 == g.kh && t.x1 - t.x0 == g.kw) return false;
-    const ConvGeometry n = trimmed_geometry(g, t);
+    n = trimmed_geometry(g, t);
     return n.pt >= 0 && n.pb >= 0 && n.pl >= 0 && n.pr >= 0 &&
            window_out_size(n.H, n.kh, n.sh, n.dh, n.pt, n.pb, false) == g.Ho &&
            window_out_size(n.W, n.kw, n.sw, n.dw, n.pl, n.pr, false) == g.Wo;
@@ -221,9 +221,8 @@ class ConvOp final : public OpImpl<ConvOp> {
   template <class T, class F>
   static void builtin(OpCtx<T>& c, const Dims& d, Writes writes, F&& f) {
     Taps t;
-    if (!dead_taps(d, t)) return f(c, d);
     Dims n = d;
-    n.g = trimmed_geometry(d.g, t);
+    if (!dead_taps(d, t, n.g)) return f(c, d);
     n.CKK = n.g.C * n.g.kh * n.g.kw;
     n.wsz = d.O * n.CKK;
     n.chunk = chunk_samples(n.CKK, n.HW);

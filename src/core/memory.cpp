@@ -125,13 +125,11 @@ class BlockPool {
   }
 
   void set_limit(std::size_t bytes) {
-    std::vector<void*> release;
     {
       std::lock_guard<std::mutex> lock(m_mu);
       m_limit = bytes;
-      evict_to(bytes, release);
     }
-    for (void* q : release) raw_free(q);
+    trim(bytes);
   }
   std::size_t limit() {
     std::lock_guard<std::mutex> lock(m_mu);
@@ -141,20 +139,23 @@ class BlockPool {
     std::lock_guard<std::mutex> lock(m_mu);
     return m_pooled;
   }
-  void release_all() {
-    std::vector<void*> release;
-    {
-      std::lock_guard<std::mutex> lock(m_mu);
-      evict_to(0, release);
-    }
-    for (void* q : release) raw_free(q);
-  }
+  void release_all() { trim(0); }
 
  private:
   struct Entry {
     void* p;
     std::uint64_t stamp;
   };
+
+  // Releases the oldest pooled blocks until at most `bytes` stay pooled (freed outside the lock).
+  void trim(std::size_t bytes) {
+    std::vector<void*> release;
+    {
+      std::lock_guard<std::mutex> lock(m_mu);
+      evict_to(bytes, release);
+    }
+    for (void* q : release) raw_free(q);
+  }
 
   // Moves the oldest pooled blocks into `out` until at most `bytes` stay pooled. Within a class the
   // entries are in stamp order, so the oldest block overall is the front of some class.
