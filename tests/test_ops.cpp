@@ -478,6 +478,14 @@ TEST_CASE("Conv2d matches finite differences") {
   run_case({make_conv(conv_attrs(3, 1, 1)), {{2, 2, 1, 4}, {3, 2, 3, 3}, {3}}, g3}, 33);
   run_case({make_conv(conv_attrs(3, 1, 1, 1, 2)), {{2, 4, 1, 1}, {6, 2, 3, 3}, {6}}, g3}, 34);
   run_case({make_conv(conv_attrs(3, 1, 2, 2)), {{2, 2, 1, 2}, {3, 2, 3, 3}}, {Gen::Normal, Gen::Normal}}, 35);
+  // Planes smaller than the kernel's window, run as one dense matrix per sample: 3x3/pad 1 on a 2x2
+  // plane (every output reads every input), on a 1x3 plane (outputs 0 and 2 do not reach inputs 2
+  // and 0: zeros in the matrix), a 1x1 kernel on a 1x1 plane and a 2x2 kernel on a 2x2 plane
+  // (the matrix is W itself).
+  run_case({make_conv(conv_attrs(3, 1, 1)), {{2, 3, 2, 2}, {4, 3, 3, 3}, {4}}, g3}, 36);
+  run_case({make_conv(conv_attrs(3, 1, 1)), {{2, 2, 1, 3}, {3, 2, 3, 3}, {3}}, g3}, 37);
+  run_case({make_conv(conv_attrs(1, 1, 0)), {{3, 4, 1, 1}, {2, 4, 1, 1}, {2}}, g3}, 38);
+  run_case({make_conv(conv_attrs(2, 1, 0)), {{2, 3, 2, 2}, {4, 3, 2, 2}}, {Gen::Normal, Gen::Normal}}, 39);
 }
 
 ConvTranspose2dAttrs convt_attrs(std::int64_t k, std::int64_t s, std::int64_t p, std::int64_t op = 0,
@@ -631,7 +639,10 @@ TEST_CASE("Conv2d forward equals the direct sum") {
                                        {3, 3, 2, 1, 1, 1, 1, 1, 1, 7, 6},
                                        {3, 3, 1, 2, 1, 2, 2, 2, 2, 6, 6},
                                        {2, 3, 1, 1, 1, 3, 1, 0, 1, 3, 9},
-                                       {3, 3, 1, 1, 1, 3, 1, 0, 1, 1, 4}}) {  // padding rows only
+                                       {3, 3, 1, 1, 1, 3, 1, 0, 1, 1, 4},    // padding rows only
+                                       {3, 3, 1, 1, 1, 1, 1, 1, 1, 2, 2},    // dense matrix per sample
+                                       {3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 3},
+                                       {3, 3, 2, 1, 1, 1, 1, 1, 1, 2, 2}}) {
     Conv2dAttrs a;
     a.kernel = {q.kh, q.kw};
     a.stride = {q.s, q.s};
