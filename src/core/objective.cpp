@@ -702,7 +702,8 @@ class ObjectiveImpl final : public Objective {
     std::vector<Tensor<T>> ptan(mp.size());
     for (size_t a = 0; a < act.size(); ++a) {
       const auto& pi = mp[act[a]];
-      Tensor<T> t(with_lead(k, pi.shape));
+      Tensor<T> t;
+      t.resize(with_lead(k, pi.shape));  // not zero-filled: every element is written below
       for (std::int64_t j = 0; j < k; ++j)
         for (std::int64_t e = 0; e < pi.size; ++e) t.data()[j * pi.size + e] = T(V(row[a] + e, j));
       ptan[act[a]] = std::move(t);
