@@ -16,7 +16,11 @@
 //    im2col / col2im through a table, and take W^T g_Y + col2im for g_X (and for g_X' two GEMMs
 //    into one patch matrix), never the adjoint correlation, whose flipped copy of W (and W') per
 //    micro-batch costs as much as the GEMM there;
-//  - one-sample chunks GEMM straight from and into the stored planes (rows_of).
+//  - one-sample chunks GEMM straight from and into the stored planes (rows_of);
+//  - input planes no larger than the kernel's taps in use (3x3 / pad 1 on 2x2 or 1x1) skip im2col
+//    altogether: the convolution is one dense matrix per sample (Dense below).
+// Dispatch per kernel: oneDNN (float32, ungrouped, output planes >= 16 positions), else the dense
+// matrix, else im2col + GEMM on the taps in use (builtin).
 // Fusing Y' as [W | W'] [col(X'); col(X)] was measured slower: it copies both weights per call.
 #include <algorithm>
 #include <stdexcept>
