@@ -48,7 +48,7 @@ using internal::window_out_size;
 // Per-thread scratch buffers that keep their capacity between calls (no reallocation or zeroing).
 template <class T>
 Buffer<T>& scratch(int slot) {
-  thread_local Buffer<T> bufs[6];
+  thread_local Buffer<T> bufs[3];
   return bufs[slot];
 }
 
@@ -336,27 +336,48 @@ class ConvOp final : public OpImpl<ConvOp> {
   template <class T>
   static void dense_grad_w(const Dims& d, const Dense& p, const T* a, const T* b, std::int64_t n, T* gw, bool add) {
     if (p.same) return gemm(true, false, a, n, p.R, b, n, p.K, gw, T(1), add);
-    auto& gm = scratch<T>(5);
-    gm.resize(p.R * p.K);
+    Buffer<T> gm(p.R * p.K);
     gemm(true, false, a, n, p.R, b, n, p.K, gm.data(), T(1), false);
     dense_fold(d, p, gm.data(), gw, add);
   }
+  // M of the weights W, gathered into tmp. Where M is smaller than W (a kernel trimmed to its taps
+  // in use: the centre tap on a 1x1 plane, 1/9 of W), the gather reads all of W for a fraction of
+  // it, and a product gathers it twice per pass (jvp, backward_tangent) on every call; the tangent
+  // kernels (`keep`) keep it in the op state then, which lives with the pass (+1/9 of W per kept
+  // pass; nothing in a gradient's passes), and every later kernel of the pass reads it there.
+  static bool keeps_matrix(const Dims& d, const Dense& p) { return !p.same && p.R * p.K < d.wsz; }
+  template <class T>
+  static const T* dense_weights(const OpCtx<T>& c, const Dims& d, const Dense& p, Buffer<T>& tmp, bool keep) {
+    if (keeps_matrix(d, p) && c.state) {
+      auto& kept = c.state->saved;
+      if (kept.size() == 1 && kept[0].size() == p.R * p.K) return kept[0].data();
+      if (keep) {
+        kept.resize(1);
+        kept[0].resize({p.R, p.K});
+        return dense_matrix(d, p, c.in[1].data, kept[0].vec());
+      }
+    }
+    return dense_matrix(d, p, c.in[1].data, tmp);
+  }
   template <class T>
   static void dense_fwd(const OpCtx<T>& c, const Dims& d, const Dense& p, T* y) {
-    const T* m = dense_matrix(d, p, c.in[1].data, scratch<T>(3));
+    Buffer<T> tmp;
+    const T* m = dense_weights(c, d, p, tmp, false);
     gemm(false, true, c.in[0].data, d.N, p.K, m, p.R, p.K, y, T(1), false);
   }
   template <class T>
   static void dense_bwd(OpCtx<T>& c, const Dims& d, const Dense& p) {
+    Buffer<T> tmp;
     if (c.gin[0].data)
-      gemm(false, false, c.gout.data, d.N, p.R, dense_matrix(d, p, c.in[1].data, scratch<T>(3)), p.R, p.K,
-           c.gin[0].data, T(1), adds(c, 0));
+      gemm(false, false, c.gout.data, d.N, p.R, dense_weights(c, d, p, tmp, false), p.R, p.K,
+                            c.gin[0].data, T(1), adds(c, 0));
     if (c.gin[1].data) dense_grad_w(d, p, c.gout.data, c.in[0].data, d.N, c.gin[1].data, adds(c, 1));
   }
   // Y'_j = X'_j M^T + X M'_j^T
   template <class T>
   static void dense_tan(OpCtx<T>& c, const Dims& d, const Dense& p) {
-    const T* m = c.tin[0].data ? dense_matrix(d, p, c.in[1].data, scratch<T>(3)) : nullptr;
+    Buffer<T> tmp, mt_buf;
+    const T* m = c.tin[0].data ? dense_weights(c, d, p, tmp, true) : nullptr;
     for (std::int64_t j = 0; j < c.k; ++j) {
       T* yt = c.tout.data + j * d.N * d.ys;
       bool written = false;
@@ -365,7 +386,7 @@ class ConvOp final : public OpImpl<ConvOp> {
         written = true;
       }
       if (c.tin[1].data) {
-        const T* mt = dense_matrix(d, p, c.tin[1].data + j * d.wsz, scratch<T>(4));
+        const T* mt = dense_matrix(d, p, c.tin[1].data + j * d.wsz, mt_buf);
         gemm(false, true, c.in[0].data, d.N, p.K, mt, p.R, p.K, yt, T(1), written);
         written = true;
       }
@@ -377,7 +398,8 @@ class ConvOp final : public OpImpl<ConvOp> {
   template <class T>
   static void dense_bwdt(OpCtx<T>& c, const Dims& d, const Dense& p) {
     const bool so = c.second_order;
-    const T* m = c.tgin[0].data ? dense_matrix(d, p, c.in[1].data, scratch<T>(3)) : nullptr;
+    Buffer<T> tmp, mt_buf;
+    const T* m = c.tgin[0].data ? dense_weights(c, d, p, tmp, true) : nullptr;
     const bool pair = c.tgin[1].data && so && c.tin[0].data;
     auto& a = scratch<T>(0);  // [g_Y'_j; g_Y]  [2N, R]
     auto& b = scratch<T>(1);  // [X; X'_j]      [2N, K]
@@ -393,7 +415,7 @@ class ConvOp final : public OpImpl<ConvOp> {
       if (T* gxt = c.tgin[0].data ? c.tgin[0].data + j * d.N * d.xs : nullptr) {
         gemm(false, false, gyt, d.N, p.R, m, p.R, p.K, gxt, T(1), adds(c, 0));
         if (wt)
-          gemm(false, false, c.gout.data, d.N, p.R, dense_matrix(d, p, wt, scratch<T>(4)), p.R, p.K, gxt, T(1), true);
+          gemm(false, false, c.gout.data, d.N, p.R, dense_matrix(d, p, wt, mt_buf), p.R, p.K, gxt, T(1), true);
       }
       if (T* gwt = c.tgin[1].data ? c.tgin[1].data + j * d.wsz : nullptr) {
         if (pair) {
