@@ -25,7 +25,7 @@ using Vector = Eigen::VectorXd;
 namespace {
 
 constexpr double kFdStep = 1e-6;
-constexpr double kFdTol = 1e-6;      // directional derivatives and HVPs vs central differences (float64)
+constexpr double kFdTol = 1e-6;       // directional derivatives and HVPs vs central differences (float64)
 constexpr double kOracleTol = 1e-12;  // depthwise vs dense convolution (float64)
 
 using curv_test::synthetic_data;
@@ -255,10 +255,11 @@ TEST_CASE("depthwise convolution equals the dense convolution with block-diagona
                          bias = random_tensor({O}, rng);
     const Shape ys = make_conv(ad)->output_shape({x.shape(), w.shape(), bias.shape()});
     const Tensor<double> gy = random_tensor(ys, rng), tgy = random_tensor(with_lead(k, ys), rng);
-    const Tensor<double> tx = random_tensor(with_lead(k, x.shape()), rng), tw = random_tensor(with_lead(k, w.shape()), rng),
-                         tb = random_tensor({k, O}, rng);
+    const Tensor<double> tx = random_tensor(with_lead(k, x.shape()), rng),
+                         tw = random_tensor(with_lead(k, w.shape()), rng), tb = random_tensor({k, O}, rng);
     const Kernels dw = run_kernels(make_conv(ad), {x, w, bias}, gy, {tx, tw, tb}, tgy, k);
-    const Kernels dn = run_kernels(make_conv(a), {x, densify(w, q.C, 0), bias}, gy, {tx, densify(tw, q.C, k), tb}, tgy, k);
+    const Kernels dn =
+        run_kernels(make_conv(a), {x, densify(w, q.C, 0), bias}, gy, {tx, densify(tw, q.C, k), tb}, tgy, k);
     INFO("channels ", q.C, " x", q.m, " kernel ", q.k, " stride ", q.s, " pad ", q.p, " dilation ", q.d);
     CHECK(max_diff(dw.y, dn.y) < kOracleTol);
     CHECK(max_diff(dw.g[0], dn.g[0]) < kOracleTol);
@@ -287,15 +288,16 @@ TEST_CASE("ops that accumulate add their gradients into what the buffers hold") 
     std::vector<Shape> in;
   };
   const std::int64_t k = 2;
-  for (const Case& cs : {Case{"conv 3x3/1", make_conv(same), {{2, 4, 5, 5}, {3, 4, 3, 3}, {3}}},
-                         Case{"conv 3x3/2", make_conv(strided), {{2, 4, 5, 5}, {3, 4, 3, 3}, {3}}},
-                         Case{"depthwise", make_conv(dw), {{2, 4, 5, 5}, {4, 1, 3, 3}, {4}}},
-                         Case{"conv 3x3/1 on 1x1 (dead taps)", make_conv(same), {{2, 4, 1, 1}, {3, 4, 3, 3}, {3}}},
-                         Case{"conv 3x3/2 on 2x2 (dead taps)", make_conv(strided), {{2, 4, 2, 2}, {3, 4, 3, 3}, {3}}},
-                         Case{"conv 3x3/1 on 2x2 (dense)", make_conv(same), {{2, 4, 2, 2}, {3, 4, 3, 3}, {3}}},
-                         Case{"conv 3x3/1 on 1x4 (dead taps, im2col)", make_conv(same), {{2, 4, 1, 4}, {3, 4, 3, 3}, {3}}},
-                         Case{"gemm", make_gemm(false, true), {{3, 5}, {4, 5}, {4}}},
-                         Case{"matmul", make_matmul(), {{2, 3, 5}, {5, 4}}}}) {
+  for (const Case& cs :
+       {Case{"conv 3x3/1", make_conv(same), {{2, 4, 5, 5}, {3, 4, 3, 3}, {3}}},
+        Case{"conv 3x3/2", make_conv(strided), {{2, 4, 5, 5}, {3, 4, 3, 3}, {3}}},
+        Case{"depthwise", make_conv(dw), {{2, 4, 5, 5}, {4, 1, 3, 3}, {4}}},
+        Case{"conv 3x3/1 on 1x1 (dead taps)", make_conv(same), {{2, 4, 1, 1}, {3, 4, 3, 3}, {3}}},
+        Case{"conv 3x3/2 on 2x2 (dead taps)", make_conv(strided), {{2, 4, 2, 2}, {3, 4, 3, 3}, {3}}},
+        Case{"conv 3x3/1 on 2x2 (dense)", make_conv(same), {{2, 4, 2, 2}, {3, 4, 3, 3}, {3}}},
+        Case{"conv 3x3/1 on 1x4 (dead taps, im2col)", make_conv(same), {{2, 4, 1, 4}, {3, 4, 3, 3}, {3}}},
+        Case{"gemm", make_gemm(false, true), {{3, 5}, {4, 5}, {4}}},
+        Case{"matmul", make_matmul(), {{2, 3, 5}, {5, 4}}}}) {
     REQUIRE(cs.op->accumulates());
     std::vector<Tensor<double>> in, tin;
     for (const auto& s : cs.in) in.push_back(random_tensor(s, rng)), tin.push_back(random_tensor(with_lead(k, s), rng));
@@ -380,7 +382,8 @@ TEST_CASE("runs of micro-batches give bitwise identical results for 1, 2 and 4 t
   h = mb.unary(mb.linear(h, 512, "fc2"), UnaryKind::Tanh);
   std::vector<Setup> setups;
   // 40 micro-batches of 2: 16 runs of 2 or 3; then automatic micro-batches of ResNet-18's shape.
-  setups.push_back({"resnet18-shaped, micro-batch 2", resnet18_shaped(4, 12), synthetic_data({3, 32, 32}, 80, 10, 13), 2});
+  setups.push_back(
+      {"resnet18-shaped, micro-batch 2", resnet18_shaped(4, 12), synthetic_data({3, 32, 32}, 80, 10, 13), 2});
   setups.push_back({"resnet18-shaped, automatic", resnet18_shaped(8, 14), synthetic_data({3, 32, 32}, 70, 10, 15), 0});
   // GEMMs of 64 x 256 x 512 and larger: split into blocks inside each micro-batch.
   setups.push_back({"mlp 256-512-512-10, micro-batch 64", mb.finish(mb.linear(h, 10, "fc3")),
@@ -594,11 +597,10 @@ TEST_CASE("oneDNN convolutions equal the built-in kernels in float32, and add wh
     // oneDNN builds every primitive the four kernels need for these geometries (a geometry it
     // rejected would run the built-in kernels instead).
     const Shape& os = ys;
-    CHECK(internal::onednn_conv_supports({q.N, q.C, q.H, q.W, q.O, q.kh, q.kw, q.s, q.s, q.d, q.d, q.pt, q.pl, q.pb,
-                                          q.pr, os[2], os[3]},
-                                         internal::kOnednnPlain | internal::kOnednnForwardPair |
-                                             internal::kOnednnBackwardDataPair |
-                                             internal::kOnednnBackwardWeightsPair));
+    CHECK(internal::onednn_conv_supports(
+        {q.N, q.C, q.H, q.W, q.O, q.kh, q.kw, q.s, q.s, q.d, q.d, q.pt, q.pl, q.pb, q.pr, os[2], os[3]},
+        internal::kOnednnPlain | internal::kOnednnForwardPair | internal::kOnednnBackwardDataPair |
+            internal::kOnednnBackwardWeightsPair));
     CHECK(rel_diff(dn.y, ref.y) < 1e-5);
     CHECK(rel_diff(dn.ty, ref.ty) < 1e-5);
     for (int i = 0; i < 3; ++i) {
@@ -789,8 +791,8 @@ TEST_CASE("a convolution whose taps meet only padding equals the convolution on 
     REQUIRE(ys == op_small->output_shape({in[0].shape(), {O, C, q.n, q.n}, in[2].shape()}));
     const Tensor<double> gy = random_tensor<double>(ys, rng), tgy = random_tensor<double>(with_lead(k, ys), rng);
     const Kernels a = run_kernels(op, in, gy, tin, tgy, k);
-    const Kernels b = run_kernels(op_small, {in[0], taps(in[1], O), in[2]}, gy, {tin[0], taps(tin[1], k * O), tin[2]},
-                                  tgy, k);
+    const Kernels b =
+        run_kernels(op_small, {in[0], taps(in[1], O), in[2]}, gy, {tin[0], taps(tin[1], k * O), tin[2]}, tgy, k);
     INFO("plane ", q.H, "x", q.H, " stride ", q.stride);
     CHECK(a.y.vec() == b.y.vec());
     CHECK(a.ty.vec() == b.ty.vec());

@@ -88,13 +88,25 @@ void run_case(const OpCase& oc, std::uint64_t seed) {
     x[i] = Tensor<double>(oc.shapes[i]);
     for (auto& v : x[i].vec()) {
       switch (oc.gens[i]) {
-        case Gen::Normal: v = nd(rng); break;
+        case Gen::Normal:
+          v = nd(rng);
+          break;
         case Gen::Positive:
-        case Gen::Const: v = ud(rng); break;
-        case Gen::AwayFromZero: v = (nd(rng) > 0 ? 1 : -1) * ud(rng) * 0.5; break;
-        case Gen::Wide: v = 3 * nd(rng); break;
-        case Gen::Mask: v = nd(rng) > 0 ? 1.0 : 0.0; break;
-        case Gen::Index: v = double(rng() % 3); break;
+        case Gen::Const:
+          v = ud(rng);
+          break;
+        case Gen::AwayFromZero:
+          v = (nd(rng) > 0 ? 1 : -1) * ud(rng) * 0.5;
+          break;
+        case Gen::Wide:
+          v = 3 * nd(rng);
+          break;
+        case Gen::Mask:
+          v = nd(rng) > 0 ? 1.0 : 0.0;
+          break;
+        case Gen::Index:
+          v = double(rng() % 3);
+          break;
       }
     }
   }
@@ -183,8 +195,7 @@ void run_case(const OpCase& oc, std::uint64_t seed) {
           if (so) ex[e] += (gp[i].data()[e] - gm[i].data()[e]) / (2 * kStep);
           an[e] = tg[i].data()[j * m + e];
         }
-        INFO(oc.op->type(), " ", oc.op->attributes(), " vjp tangent input ", i, " direction ", j,
-             " second_order=", so);
+        INFO(oc.op->type(), " ", oc.op->attributes(), " vjp tangent input ", i, " direction ", j, " second_order=", so);
         CHECK(rel_err(an, ex) < kRelTol);
       }
     }
@@ -228,7 +239,7 @@ TEST_CASE("unary ops match finite differences") {
            {U::Reciprocal, 0, 0, Gen::Positive},
            {U::Identity, 0, 0, Gen::Normal},
            {U::Softplus, 0, 0, Gen::Wide},
-           {U::HardSigmoid, 0.2, 0.5, Gen::Wide},       // PyTorch's export: alpha = 1/6
+           {U::HardSigmoid, 0.2, 0.5, Gen::Wide},  // PyTorch's export: alpha = 1/6
            {U::HardSigmoid, 1.0 / 6, 0.5, Gen::Wide},
            {U::HardSwish, 0, 0, Gen::Wide},
            {U::Elu, 1.0, 0, Gen::AwayFromZero},
@@ -296,8 +307,8 @@ TEST_CASE("unary ops take PyTorch's values and derivatives at kinks") {
 }
 
 TEST_CASE("broadcasting binary ops match finite differences") {
-  for (auto kind : {BinaryKind::Add, BinaryKind::Sub, BinaryKind::Mul, BinaryKind::Div, BinaryKind::Max, BinaryKind::Min,
-                    BinaryKind::Equal, BinaryKind::Less, BinaryKind::Greater, BinaryKind::And}) {
+  for (auto kind : {BinaryKind::Add, BinaryKind::Sub, BinaryKind::Mul, BinaryKind::Div, BinaryKind::Max,
+                    BinaryKind::Min, BinaryKind::Equal, BinaryKind::Less, BinaryKind::Greater, BinaryKind::And}) {
     const Gen g1 = kind == BinaryKind::Div ? Gen::Positive : Gen::Normal;
     run_case({make_binary(kind), {{2, 3, 4}, {2, 3, 4}}, {Gen::Normal, g1}}, 2);
     run_case({make_binary(kind), {{2, 3, 4}, {3, 1}}, {Gen::Normal, g1}}, 3);
@@ -415,10 +426,10 @@ TEST_CASE("Where selects by the mask, and a masked -inf reaches no gradient or t
                Tensor<double>(Shape{2, 2}, {1, 1, 1, 1}));
   CHECK(vals(g[1]) == std::vector<double>{1, 0, 1, 1});
   CHECK(vals(g[2]) == std::vector<double>{1});
-  CHECK_THROWS_WITH_AS(op->output_shape({{2, 3}, {3}, {4}}), "Where: condition [2, 3], X [3] and Y [4] do not broadcast",
-                       std::invalid_argument);
-  CHECK_THROWS_WITH_AS(make_expand({4})->output_shape({{2, 3}}), "Expand: input [2, 3] does not broadcast with shape [4]",
-                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(op->output_shape({{2, 3}, {3}, {4}}),
+                       "Where: condition [2, 3], X [3] and Y [4] do not broadcast", std::invalid_argument);
+  CHECK_THROWS_WITH_AS(make_expand({4})->output_shape({{2, 3}}),
+                       "Expand: input [2, 3] does not broadcast with shape [4]", std::invalid_argument);
   CHECK(make_expand({1, 3, 4}, {0})->output_shape({{3, 1}, {7, 2}}) == Shape{7, 3, 4});
   CHECK_THROWS_WITH_AS(make_expand({2, 3}, {0}), "Expand: batch axis 0 must index an entry 1 of shape [2, 3]",
                        std::invalid_argument);
@@ -577,7 +588,8 @@ TEST_CASE("Resize matches finite differences, and its forward matches PyTorch's 
   run_case({make_resize(resize_attrs("nearest", "asymmetric", {2, 2})), {{2, 3, 3, 4}}, {Gen::Normal}}, 80);
   run_case({make_resize(resize_attrs("linear", "half_pixel", {2, 3})), {{2, 2, 3, 4}}, {Gen::Normal}}, 81);
   run_case({make_resize(resize_attrs("linear", "align_corners", {}, {5, 2})), {{1, 2, 3, 4}}, {Gen::Normal}}, 82);
-  run_case({make_resize(resize_attrs("nearest", "half_pixel", {}, {2, 7}, "round_prefer_ceil")), {{1, 2, 3, 4}},
+  run_case({make_resize(resize_attrs("nearest", "half_pixel", {}, {2, 7}, "round_prefer_ceil")),
+            {{1, 2, 3, 4}},
             {Gen::Normal}},
            83);
   // torch.nn.functional.interpolate(x, scale_factor=2, mode=...) of x = arange(6).reshape(1, 1, 2, 3)
@@ -610,7 +622,8 @@ TEST_CASE("LSTM matches finite differences through time") {
   run_case({make_lstm(2, "bidirectional"), {{3, 2, 2}, {2, 8, 2}, {2, 8, 2}, {2, 16}}, g4}, 92);
   run_case({make_lstm(2, "forward"), {{1, 3, 2}, {1, 8, 2}, {1, 8, 2}, {1, 16}}, g4}, 93);
   CHECK_THROWS_WITH_AS(make_lstm(2, "sideways"),
-                       "LSTM: direction must be forward, reverse or bidirectional, got 'sideways'", std::invalid_argument);
+                       "LSTM: direction must be forward, reverse or bidirectional, got 'sideways'",
+                       std::invalid_argument);
   CHECK_THROWS_WITH_AS(make_lstm(2, "forward")->output_shape({{3, 2, 2}, {1, 8, 3}, {1, 8, 2}}),
                        "LSTM: W [1, 8, 3] must be [1, 8, 2]", std::invalid_argument);
 }
@@ -639,8 +652,8 @@ TEST_CASE("Conv2d forward equals the direct sum") {
                                        {3, 3, 2, 1, 1, 1, 1, 1, 1, 7, 6},
                                        {3, 3, 1, 2, 1, 2, 2, 2, 2, 6, 6},
                                        {2, 3, 1, 1, 1, 3, 1, 0, 1, 3, 9},
-                                       {3, 3, 1, 1, 1, 3, 1, 0, 1, 1, 4},    // padding rows only
-                                       {3, 3, 1, 1, 1, 1, 1, 1, 1, 2, 2},    // dense matrix per sample
+                                       {3, 3, 1, 1, 1, 3, 1, 0, 1, 1, 4},  // padding rows only
+                                       {3, 3, 1, 1, 1, 1, 1, 1, 1, 2, 2},  // dense matrix per sample
                                        {3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 3},
                                        {3, 3, 2, 1, 1, 1, 1, 1, 1, 2, 2}}) {
     Conv2dAttrs a;

@@ -167,7 +167,7 @@ class ConvOp final : public OpImpl<ConvOp> {
                         std::int64_t out, std::int64_t& lo, std::int64_t& hi) {
     lo = k, hi = 0;
     for (std::int64_t i = 0; i < k; ++i) {
-      const std::int64_t first = i * d - p0;                     // position read by output 0
+      const std::int64_t first = i * d - p0;                         // position read by output 0
       const std::int64_t o = first >= 0 ? 0 : (-first + s - 1) / s;  // first output at or past 0
       if (o < out && first + o * s < in) lo = std::min(lo, i), hi = i + 1;
     }
@@ -260,13 +260,14 @@ class ConvOp final : public OpImpl<ConvOp> {
   // so Y = X M^T, g_X = g_Y M and g_M = g_Y^T X over the N samples of the call, one GEMM each and no
   // im2col, col2im or row gathers; g_W sums g_M over the (p, q) of each tap. It multiplies
   // HWo HWi terms per (o, c) where im2col multiplies HWo taps: it runs where HWi is at most the
-  // taps in use and HWo HWi at most twice the kernel's taps. 3x3 / pad 1 on a 2x2 plane (ResNet-18/50's third stage on 32x32 inputs, 49% of
-  // whose taps read padding) takes 16 multiply-adds per (o, c) and sample instead of 36; on a 1x1
-  // plane M is the centre tap (the dead-tap case). Each direction of a tangent kernel is its own
+  // taps in use and HWo HWi at most twice the kernel's taps. 3x3 / pad 1 on a 2x2 plane
+  // (ResNet-18/50's third stage on 32x32 inputs, 49% of whose taps read padding) takes 16
+  // multiply-adds per (o, c) and sample instead of 36; on a 1x1 plane M is the centre tap (the
+  // dead-tap case). Each direction of a tangent kernel is its own
   // GEMMs with the shapes of a single product, so a block gives the bits of single products.
   struct Dense {
-    std::int64_t HWi, HWo, K, R;  // K = C HWi (columns of M), R = O HWo (rows)
-    bool same;                     // M has W's layout (HWo = 1, taps in input order): use W itself
+    std::int64_t HWi, HWo, K, R;    // K = C HWi (columns of M), R = O HWo (rows)
+    bool same;                      // M has W's layout (HWo = 1, taps in input order): use W itself
     std::vector<std::int32_t> tap;  // [HWo, HWi]: kernel tap (i kw + j) linking p and q, or -1
   };
   static constexpr std::int64_t kDenseMaxElements = std::int64_t(1) << 24;
@@ -280,8 +281,7 @@ class ConvOp final : public OpImpl<ConvOp> {
     used_taps(g.W, g.kw, g.sw, g.dw, g.pl, g.Wo, t.x0, t.x1);
     // No more multiply-adds than im2col on the taps in use, and M at most twice W's size (its
     // gather per call is memory traffic that a GEMM of N samples must amortize).
-    if (t.y0 >= t.y1 || t.x0 >= t.x1 || p.HWi > (t.y1 - t.y0) * (t.x1 - t.x0) ||
-        p.HWo * p.HWi > 2 * g.kh * g.kw)
+    if (t.y0 >= t.y1 || t.x0 >= t.x1 || p.HWi > (t.y1 - t.y0) * (t.x1 - t.x0) || p.HWo * p.HWi > 2 * g.kh * g.kw)
       return false;
     p.K = g.C * p.HWi;
     p.R = d.O * p.HWo;
@@ -369,8 +369,8 @@ class ConvOp final : public OpImpl<ConvOp> {
   static void dense_bwd(OpCtx<T>& c, const Dims& d, const Dense& p) {
     Buffer<T> tmp;
     if (c.gin[0].data)
-      gemm(false, false, c.gout.data, d.N, p.R, dense_weights(c, d, p, tmp, false), p.R, p.K,
-                            c.gin[0].data, T(1), adds(c, 0));
+      gemm(false, false, c.gout.data, d.N, p.R, dense_weights(c, d, p, tmp, false), p.R, p.K, c.gin[0].data, T(1),
+           adds(c, 0));
     if (c.gin[1].data) dense_grad_w(d, p, c.gout.data, c.in[0].data, d.N, c.gin[1].data, adds(c, 1));
   }
   // Y'_j = X'_j M^T + X M'_j^T
@@ -414,8 +414,7 @@ class ConvOp final : public OpImpl<ConvOp> {
       const T* wt = so && c.tin[1].data ? c.tin[1].data + j * d.wsz : nullptr;
       if (T* gxt = c.tgin[0].data ? c.tgin[0].data + j * d.N * d.xs : nullptr) {
         gemm(false, false, gyt, d.N, p.R, m, p.R, p.K, gxt, T(1), adds(c, 0));
-        if (wt)
-          gemm(false, false, c.gout.data, d.N, p.R, dense_matrix(d, p, wt, mt_buf), p.R, p.K, gxt, T(1), true);
+        if (wt) gemm(false, false, c.gout.data, d.N, p.R, dense_matrix(d, p, wt, mt_buf), p.R, p.K, gxt, T(1), true);
       }
       if (T* gwt = c.tgin[1].data ? c.tgin[1].data + j * d.wsz : nullptr) {
         if (pair) {
@@ -444,8 +443,8 @@ class ConvOp final : public OpImpl<ConvOp> {
   // One sample's rows [C, HW] are its planes as stored: the copy into a buffer is skipped then
   // (ResNet-20's convs run one sample per chunk).
   template <class T>
-  static const T* rows_of(const T* y, std::int64_t S, std::int64_t ys, std::int64_t c0, std::int64_t C,
-                          std::int64_t HW, Buffer<T>& buf) {
+  static const T* rows_of(const T* y, std::int64_t S, std::int64_t ys, std::int64_t c0, std::int64_t C, std::int64_t HW,
+                          Buffer<T>& buf) {
     if (S == 1) return y + c0 * HW;
     buf.resize(C * S * HW);
     to_rows(y, S, ys, c0, C, HW, buf.data());
@@ -693,7 +692,9 @@ class ConvOp final : public OpImpl<ConvOp> {
       if (dense_plan(d, p))
         dense_fwd(c, d, p, out.data);
       else
-        builtin(c, d, kNone, [&](OpCtx<T>& b, const Dims& e) { conv_samples(e, b.in[0].data, e.N, b.in[1].data, out.data, col, rows); });
+        builtin(c, d, kNone, [&](OpCtx<T>& b, const Dims& e) {
+          conv_samples(e, b.in[0].data, e.N, b.in[1].data, out.data, col, rows);
+        });
     }
     if (c.in.size() == 3) add_bias(c.in[2].data, out.data, d.N, d.O, d.HW);
   }
@@ -779,7 +780,9 @@ class ConvOp final : public OpImpl<ConvOp> {
   void bwdt(OpCtx<T>& c) const {
     const Dims d = dims(c);
     Dense p;
-    if (!on_onednn(c, d, internal::kOnednnPlain | internal::kOnednnBackwardDataPair | internal::kOnednnBackwardWeightsPair, [&](auto& f) { bwdt_onednn(f, d); })) {
+    if (!on_onednn(c, d,
+                   internal::kOnednnPlain | internal::kOnednnBackwardDataPair | internal::kOnednnBackwardWeightsPair,
+                   [&](auto& f) { bwdt_onednn(f, d); })) {
       if (dense_plan(d, p))
         dense_bwdt(c, d, p);
       else
@@ -857,7 +860,7 @@ class ConvOp final : public OpImpl<ConvOp> {
         rows.resize(d.O * ld);
         to_rows(c.gout.data + s0 * d.ys, S, d.ys, 0, d.O, d.HW, rows.data() + cols_n, ld);  // right: g_Y
         for (std::int64_t j = 0; j < k; ++j) {
-          cols_into(d, c.tin[0].data + j * d.N * d.xs, s0, S, 0, col.data() + cols_n, ld);          // right: col(X'_j)
+          cols_into(d, c.tin[0].data + j * d.N * d.xs, s0, S, 0, col.data() + cols_n, ld);        // right: col(X'_j)
           to_rows(c.tgout.data + (j * d.N + s0) * d.ys, S, d.ys, 0, d.O, d.HW, rows.data(), ld);  // left: g_Y'_j
           gemm(false, true, rows.data(), d.O, ld, col.data(), d.CKK, ld, c.tgin[1].data + j * d.wsz, T(1), true);
         }
@@ -880,8 +883,8 @@ class ConvOp final : public OpImpl<ConvOp> {
             } else {
               for (std::int64_t j = 0; j < k; ++j) {
                 const T* gr = rows_of(c.tgout.data + (j * d.N + s0) * d.ys, S, d.ys, gi * d.Og, d.Og, d.HW, rows);
-                gemm(false, true, gr, d.Og, S * d.HW, cp, d.CKK, S * d.HW, c.tgin[1].data + j * d.wsz + gi * d.Og * d.CKK,
-                     T(1), true);
+                gemm(false, true, gr, d.Og, S * d.HW, cp, d.CKK, S * d.HW,
+                     c.tgin[1].data + j * d.wsz + gi * d.Og * d.CKK, T(1), true);
               }
             }
           }
