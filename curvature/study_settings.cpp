@@ -14,8 +14,9 @@ std::string number_text(double v) {
   return buf;
 }
 
-// The bounds of tools/common.h, repeated here because the library cannot include tools/.
-constexpr double kMaxEigenpairs = 100000, kMaxProbes = 100000, kMaxSteps = 100000, kMaxBlock = 4096;
+// The bounds of tools/common.h that this file uses, repeated here because the library cannot
+// include tools/ (spectrum_run.cpp repeats the ones it uses).
+constexpr double kMaxBlock = 4096;
 constexpr double kMaxSamples = 1e12, kMaxSeed = 18446744073709551615.0;
 
 }  // namespace
