@@ -154,10 +154,11 @@ class ConvOp final : public OpImpl<ConvOp> {
 
   // Kernel taps that meet only padding, at every output position, multiply zeros: a 3x3 kernel
   // with pads 1 on a 1x1 plane uses its centre tap alone (ResNet-18/50's last stage on 32x32 inputs,
-  // a quarter of their FLOP floor), and stride 2 from a 2x2 plane uses 2x2 of its taps. The
-  // built-in kernels run such a convolution on the taps in use, rows [y0, y1) and columns [x0, x1)
-  // of the kernel, with the pads reduced so that every output position reads the same inputs: the
-  // same sums without their zero terms (oneDNN and PyTorch skip the padding likewise).
+  // a quarter of their FLOP floor), and stride 2 from a 2x2 plane uses 2x2 of its taps. Those two
+  // run as dense matrices (Dense below); where that does not apply (a 1xW plane, groups, dilated
+  // kernels) the im2col kernels run the convolution on the taps in use, rows [y0, y1) and columns
+  // [x0, x1) of the kernel, with the pads reduced so that every output position reads the same
+  // inputs: the same sums without their zero terms (oneDNN and PyTorch skip the padding likewise).
   struct Taps {
     std::int64_t y0, y1, x0, x1;
   };
@@ -172,14 +173,18 @@ class ConvOp final : public OpImpl<ConvOp> {
       if (o < out && first + o * s < in) lo = std::min(lo, i), hi = i + 1;
     }
   }
+  // The box of taps that some output reads inside the input, in both dimensions; false when no
+  // tap does (dilated windows that only meet padding).
+  static bool taps_in_use(const ConvGeometry& g, Taps& t) {
+    used_taps(g.H, g.kh, g.sh, g.dh, g.pt, g.Ho, t.y0, t.y1);
+    used_taps(g.W, g.kw, g.sw, g.dw, g.pl, g.Wo, t.x0, t.x1);
+    return t.y0 < t.y1 && t.x0 < t.x1;
+  }
   // The taps in use and the geometry on them (n) when they are fewer than the kernel's (false
   // otherwise, and for depthwise convolutions, which have their own kernels).
   static bool dead_taps(const Dims& d, Taps& t, ConvGeometry& n) {
     const ConvGeometry& g = d.g;
-    if (depthwise(d) || d.HW == 0) return false;
-    used_taps(g.H, g.kh, g.sh, g.dh, g.pt, g.Ho, t.y0, t.y1);
-    used_taps(g.W, g.kw, g.sw, g.dw, g.pl, g.Wo, t.x0, t.x1);
-    if (t.y0 >= t.y1 || t.x0 >= t.x1) return false;  // no tap reads the input (dilated windows)
+    if (depthwise(d) || d.HW == 0 || !taps_in_use(g, t)) return false;
     if (t.y1 - t.y0 == g.kh && t.x1 - t.x0 == g.kw) return false;
     n = trimmed_geometry(g, t);
     return n.pt >= 0 && n.pb >= 0 && n.pl >= 0 && n.pr >= 0 &&
@@ -263,8 +268,8 @@ class ConvOp final : public OpImpl<ConvOp> {
   // taps in use and HWo HWi at most twice the kernel's taps. 3x3 / pad 1 on a 2x2 plane
   // (ResNet-18/50's third stage on 32x32 inputs, 49% of whose taps read padding) takes 16
   // multiply-adds per (o, c) and sample instead of 36; on a 1x1 plane M is the centre tap (the
-  // dead-tap case). Each direction of a tangent kernel is its own
-  // GEMMs with the shapes of a single product, so a block gives the bits of single products.
+  // dead-tap case). Each direction of a tangent kernel is its own GEMMs with the shapes of a single
+  // product, so a block gives the bits of single products.
   struct Dense {
     std::int64_t HWi, HWo, K, R;    // K = C HWi (columns of M), R = O HWo (rows)
     bool same;                      // M has W's layout (HWo = 1, taps in input order): use W itself
@@ -277,12 +282,9 @@ class ConvOp final : public OpImpl<ConvOp> {
     p.HWi = g.H * g.W;
     p.HWo = d.HW;
     Taps t;
-    used_taps(g.H, g.kh, g.sh, g.dh, g.pt, g.Ho, t.y0, t.y1);
-    used_taps(g.W, g.kw, g.sw, g.dw, g.pl, g.Wo, t.x0, t.x1);
     // No more multiply-adds than im2col on the taps in use, and M at most twice W's size (its
     // gather per call is memory traffic that a GEMM of N samples must amortize).
-    if (t.y0 >= t.y1 || t.x0 >= t.x1 || p.HWi > (t.y1 - t.y0) * (t.x1 - t.x0) || p.HWo * p.HWi > 2 * g.kh * g.kw)
-      return false;
+    if (!taps_in_use(g, t) || p.HWi > (t.y1 - t.y0) * (t.x1 - t.x0) || p.HWo * p.HWi > 2 * g.kh * g.kw) return false;
     p.K = g.C * p.HWi;
     p.R = d.O * p.HWo;
     if (p.K > kDenseMaxElements / std::max<std::int64_t>(1, p.R)) return false;
@@ -505,7 +507,8 @@ class ConvOp final : public OpImpl<ConvOp> {
   // if their output planes have at least kOnednnMinPlane positions: on ResNet-18's 2x2 and 1x1
   // planes (512 channels) oneDNN ran at 75-120 GFLOP/s per thread, and its per-call weight reorders
   // of up to 9 MB cost as much again, against ~200 on planes of 16 positions and more. float64,
-  // grouped convs and small planes run the built-in kernels below, which are the reference.
+  // grouped convs and small planes run the built-in kernels (dense or im2col), which are the
+  // reference.
   static constexpr std::int64_t kOnednnMinPlane = 16;
   static bool use_onednn(const Dims& d) {
     return d.G == 1 && d.N > 0 && d.HW >= kOnednnMinPlane && internal::onednn_conv_enabled();
