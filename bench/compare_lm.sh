@@ -13,6 +13,14 @@
 #   torch_hvp_only_over_curv_hvp       double backward on the kept graph / curv's cached HVP
 #   torch_hvp_over_curv_hvp            full double-backward HVP / curv's cached HVP
 #   curv_grad_over_torch_grad, curv_loss_over_torch_loss, curv_hvp_over_curv_grad
+# and, when bench_peak is built next to curv (build*/bench/bench_peak), this machine's measured
+# float32 peak (the best of curv's GEMM and oneDNN's convolution at 1..THREADS threads; see
+# bench/scale.sh) and, by the FLOPs of the forward pass's matrix products (PyTorch's profiler):
+#   curv_hvp_pct_of_peak               curv's cached HVP rate (6 forward passes) in % of the peak
+#   need_pct_of_peak_hvp               the rate in % of the peak a cached HVP 6x faster than
+#                                      PyTorch's kept-graph HVP needs
+#   need_pct_of_peak_hvp_first         the same for a first HVP (8 forward passes) 4x faster than
+#                                      PyTorch's full HVP; above 100: out of reach on this machine
 # Needs Debian's python3-torch and python3-onnx.
 # Usage: bench/compare_lm.sh [threads=2] [sequences=128] [reps=5]
 # Environment: CURV (the curv binary, default build/tools/curv), TEXT_MODELS (the folder holding
@@ -21,6 +29,15 @@ set -euo pipefail
 T=${1:-2}; N=${2:-128}; R=${3:-5}
 CURV=${CURV:-build/tools/curv}; D=${TEXT_MODELS:-data}
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+PEAK=${PEAK:-$(dirname "$CURV")/../bench/bench_peak}
+echo '{}' > "$tmp/peak.json"
+if [[ -x $PEAK ]]; then
+  for t in $(seq 1 "$T"); do "$PEAK" "$t" 1024 5; done > "$tmp/peaks.jsonl" && /usr/bin/python3 -c '
+import json, sys
+ps = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+print(json.dumps({"peak_gflops": max(max(p["gemm_gflops"], p["onednn_conv_gflops"]) for p in ps), "peaks": ps}))
+' "$tmp/peaks.jsonl" > "$tmp/peak.json"
+fi
 
 run() {  # name kind onnx [source npz] [curv options...]
   local name=$1 kind=$2 model=$3 src=$4; shift 4
@@ -40,7 +57,7 @@ run() {  # name kind onnx [source npz] [curv options...]
     echo >> "$tmp/$name.curv.jsonl"
   done
   /usr/bin/python3 - "$name" "$tmp/$name.torch.json" "$tmp/$name.torch_passive.json" "$tmp/$name.eval.json" \
-    "$tmp/$name.curv.jsonl" <<'PY'
+    "$tmp/$name.curv.jsonl" "$tmp/peak.json" <<'PY'
 import json, statistics, sys
 name = sys.argv[1]
 last = lambda p: json.loads(open(p).read().strip().splitlines()[-1])
@@ -53,6 +70,13 @@ runs = [json.loads(l) for l in open(sys.argv[5]) if l.strip()]
 med = lambda k: statistics.median(r[k] for r in runs)
 c = {k: med(k) for k in ("loss_s", "grad_s", "hvp_first_s", "hvp_s", "ggn_s")}
 c.update(params=runs[0]["params"], micro_batch=runs[0]["micro_batch"], runs=len(runs), loss=e["loss"])
+peak = json.load(open(sys.argv[6]))
+pk = peak.get("peak_gflops", 0)
+fl = t.get("fwd_flops", 0) / 1e9  # GFLOP of one forward pass
+if pk and fl:
+    peak["curv_hvp_pct_of_peak"] = round(100 * 6 * fl / c["hvp_s"] / pk, 1)
+    peak["need_pct_of_peak_hvp"] = round(100 * 6 * fl / (t["hvp_only_s"] / 6) / pk, 1)
+    peak["need_pct_of_peak_hvp_first"] = round(100 * 8 * fl / (t["hvp_s"] / 4) / pk, 1)
 print(json.dumps({"model": name, "sequences": t["sequences"], "tokens_per_sequence": t["tokens_per_sequence"],
   "threads": t["threads"], "params_torch": t["params"], "params_curv": c["params"],
   "loss_torch": t["loss"], "loss_curv": e["loss"], "loss_rel_diff": abs(e["loss"] - t["loss"]) / abs(t["loss"]),
@@ -62,6 +86,7 @@ print(json.dumps({"model": name, "sequences": t["sequences"], "tokens_per_sequen
   "curv_grad_over_torch_grad": c["grad_s"] / t["grad_s"],
   "curv_loss_over_torch_loss": c["loss_s"] / t["loss_s"],
   "curv_hvp_over_curv_grad": c["hvp_s"] / c["grad_s"],
+  **{k: v for k, v in peak.items() if k != "peaks"},
   "pytorch_omp_default": t_active, "pytorch_omp_passive": t_passive, "curv": c}))
 PY
 }

@@ -138,6 +138,15 @@ def build(kind, path, n, source, seed):
     return net, inputs, y
 
 
+def forward_flops(f_loss):
+    """FLOPs of the matrix products of one forward pass over the whole batch (Linear layers and
+    attention's batched products, 2 per multiply-add), as PyTorch's profiler counts them."""
+    from torch.profiler import profile
+    with profile(with_flops=True) as prof:
+        f_loss()
+    return int(sum(e.flops for e in prof.key_averages() if e.key in ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")))
+
+
 def timed(fn, reps):
     fn()  # warm-up
     ts = []
@@ -195,7 +204,8 @@ def main():
         return torch.autograd.grad(kept, params, grad_outputs=vs, retain_graph=True)
 
     res = {"kind": a.kind, "sequences": a.sequences, "tokens_per_sequence": int(args[0].shape[1]),
-           "threads": a.threads, "params": sum(q.numel() for q in params), "loss": f_loss()}
+           "threads": a.threads, "params": sum(q.numel() for q in params), "loss": f_loss(),
+           "fwd_flops": forward_flops(f_loss)}
     for key, fn in (("loss", f_loss), ("grad", f_grad), ("hvp", f_hvp), ("hvp_only", f_hvp_only)):
         res[key + "_s"], res[key + "_min_s"] = timed(fn, a.reps)
     res["torch_version"] = torch.__version__

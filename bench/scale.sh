@@ -19,6 +19,15 @@
 #                          (and attention's two batched products): a gradient is 3 forward passes
 #                          (2 FLOPs per multiply-add), a cached HVP 6; torch GF/s: PyTorch's
 #                          gradient and kept-graph HVP at the same floors
+# and, when bench_peak is there (built next to curv: build*/bench/bench_peak), this machine's
+# measured float32 peak (the best of curv's GEMM and oneDNN's convolution at 1..THREADS threads,
+# the convolution counted by every kernel tap as if it multiplied padding: the generous reading)
+# and, against it, by the useful multiply-adds (kernel taps that read the input, not padding):
+#   %pk hvp                curv's cached HVP rate as a percentage of the peak
+#   need hvp, need hvp1    the rate curv would need, in % of the peak, to be 6x faster than
+#                          PyTorch's kept-graph HVP (6 forward passes of work) and 4x faster than
+#                          its full HVP (8: forward, the activation gradients, the 6 of the
+#                          tangent sweep); above 100 the target is out of reach on this machine
 # Models and data are made once by bench/scale_torch.py into $CURV_BENCH_CACHE (default
 # ~/.cache/curv-bench), never into the repository. Needs Debian's python3-torch and
 # python3-torchvision, and a curv built with -DCURV_NDEBUG=ON (default: build-bench/tools/curv).
@@ -50,6 +59,10 @@ out="$CACHE/last"
 mkdir -p "$out"
 rm -f "$out"/*.json
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+PEAK=${PEAK:-$(dirname "$CURV")/../bench/bench_peak}
+if [[ -x $PEAK ]]; then
+  for t in $(seq 1 "$T"); do "$PEAK" "$t" 1024 5 >"$out/peak.$t.json" || rm -f "$out/peak.$t.json"; done
+fi
 for m in ${MODELS//,/ }; do
   [[ -f $CACHE/$m.onnx ]] || continue
   n=$N data=data
@@ -67,6 +80,10 @@ out, models, threads, samples = sys.argv[1], sys.argv[2].split(","), sys.argv[3]
 cols = ["model", "params", "N", "B", "grad", "hvp1", "hvp", "ggn", "hvp/grad", "1/blk",
         "rss:grad", "rss:hvp1", "rss:hvp", "rss:ggn", "rss:hvp/grad", "GF/s grad", "GF/s hvp",
         "torch GF/s grad", "torch GF/s hvp"]
+peaks = [json.load(open(os.path.join(out, f))) for f in sorted(os.listdir(out)) if f.startswith("peak.")]
+peak = max([max(p["gemm_gflops"], p["onednn_conv_gflops"]) for p in peaks], default=0)
+if peak:
+    cols += ["%pk hvp", "need hvp", "need hvp1"]
 rows = []
 for m in models:
     tp, cp = (os.path.join(out, f"{m}.{s}.json") for s in ("torch", "curv"))
@@ -85,8 +102,17 @@ for m in models:
                  f"{6 * 2 * t['fwd_macs'] * c['samples'] / c['hvp_s'] / 1e9:.0f}",
                  f"{3 * 2 * t['fwd_macs'] * c['samples'] / t['grad_s'] / 1e9:.0f}",
                  f"{6 * 2 * t['fwd_macs'] * c['samples'] / t['hvp_only_s'] / 1e9:.0f}"])
+    if peak:
+        u = 2 * t.get("useful_macs", t["fwd_macs"]) * c["samples"] / 1e9  # GFLOP of one forward pass
+        rows[-1] += [f"{100 * 6 * u / c['hvp_s'] / peak:.0f}",
+                     f"{100 * 6 * u / (t['hvp_only_s'] / 6) / peak:.0f}",
+                     f"{100 * 8 * u / (t['hvp_s'] / 4) / peak:.0f}"]
 print(f"curv vs PyTorch {t['torch_version'] if rows else ''}, N samples, {threads} threads "
       "(times: PyTorch / curv; rss: curv / PyTorch)")
+if peak:
+    print("measured float32 peak: " + ", ".join(
+        f"{p['threads']} thread{'s' if p['threads'] > 1 else ''}: GEMM {p['gemm_gflops']:.0f}, oneDNN conv "
+        f"{p['onednn_conv_gflops']:.0f}" for p in peaks) + f" GFLOP/s (peak = {peak:.0f})")
 w = [max(len(x[i]) for x in rows + [cols]) for i in range(len(cols))]
 for x in [cols] + rows:
     print("  ".join(v.rjust(w[i]) for i, v in enumerate(x)))

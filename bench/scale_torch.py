@@ -18,7 +18,8 @@ the convolutions (eval mode, as the exported ONNX computes):
                 [N, 128], uniform over the vocabulary; y: int64 labels)
 
 `time` prints one JSON line with the forward multiply-adds per sample of the convolutions and
-linear layers (fwd_macs, for FLOP floors), and the best of --reps runs (after one warm-up) of:
+linear layers (fwd_macs, for FLOP floors; useful_macs: only the kernel taps that read the input,
+not padding), and the best of --reps runs (after one warm-up) of:
   grad_s       forward + backward (torch.autograd.grad of the mean cross-entropy)
   hvp_s        forward + gradient with create_graph=True + double backward (a full PyHessian HVP)
   hvp_only_s   double backward on the kept gradient graph (PyHessian's repeated products)
@@ -199,27 +200,40 @@ def measure(fn, reps):
     return best, rss("VmHWM")
 
 
+def taps_in_input(size_in, size_out, k, stride, pad, dil):
+    """Sum over the output positions of one spatial dimension of the kernel taps that read an
+    input position (not padding)."""
+    return sum(sum(1 for t in range(k) if 0 <= o * stride - pad + t * dil < size_in) for o in range(size_out))
+
+
 def forward_macs(model, x1):
     """Multiply-adds of the Conv2d and Linear layers for one sample, and of attention's two
-    batched products (QK^T and AV: 2 t^2 width per sample)."""
-    total = [0]
+    batched products (QK^T and AV: 2 t^2 width per sample): every kernel tap (the FLOP floor), and
+    only the taps that read the input (`useful`: no convolution needs to multiply padding)."""
+    total, useful = [0], [0]
     for m in model.modules():
         if isinstance(m, EncoderBlock):
             t, c = x1.shape[1], m.qkv.in_features
             total[0] += 2 * t * t * c
+            useful[0] += 2 * t * t * c
 
     def hook(m, inp, out):
         if isinstance(m, nn.Conv2d):
             total[0] += out.numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+            (h, w), (ho, wo) = inp[0].shape[-2:], out.shape[-2:]
+            th = taps_in_input(h, ho, m.kernel_size[0], m.stride[0], m.padding[0], m.dilation[0])
+            tw = taps_in_input(w, wo, m.kernel_size[1], m.stride[1], m.padding[1], m.dilation[1])
+            useful[0] += out.shape[1] * (m.in_channels // m.groups) * th * tw
         elif isinstance(m, nn.Linear):
             total[0] += out.numel() * m.in_features
+            useful[0] += out.numel() * m.in_features
 
     hs = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     with torch.no_grad():
         model(x1)
     for h in hs:
         h.remove()
-    return total[0]
+    return total[0], useful[0]
 
 
 def time_model(args):
@@ -233,7 +247,7 @@ def time_model(args):
     lossf = nn.CrossEntropyLoss()
     res = {"model": args.model, "samples": len(x), "threads": args.threads,
            "params": sum(p.numel() for p in params), "torch_version": torch.__version__}
-    res["fwd_macs"] = forward_macs(model, x[:1])
+    res["fwd_macs"], res["useful_macs"] = forward_macs(model, x[:1])
     reset_peak()
     res["base_rss"] = rss("VmRSS")
 
