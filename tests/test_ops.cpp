@@ -836,3 +836,58 @@ TEST_CASE("float32 GELU: within a few ulp of the exact function, and the same bi
     CHECK(std::abs(saved.d2f.data()[i] - d2f) <= 8 * eps * std::max(1.0, std::abs(d2f)));
   }
 }
+
+TEST_CASE("element-wise tangent kernels give each direction of a block the bits of a single product") {
+  // With one direction, ops whose f' needs only x (ReLU, LeakyReLU, Tanh, ...) multiply f'(x) into
+  // the tangent in one pass; with several they fill an f' array first. Both must give the same bits,
+  // for the JVP and for the VJP tangent (first order, and second order where the op has curvature).
+  const std::int64_t n = 1000, k = 3;
+  std::mt19937_64 rng(17);
+  std::normal_distribution<float> nd;
+  auto draw = [&](std::int64_t m) {
+    std::vector<float> v(static_cast<std::size_t>(m));
+    for (auto& e : v) e = nd(rng);
+    return v;
+  };
+  std::vector<float> xs = draw(n);
+  xs[0] = 0.0f;  // the kink
+  xs[1] = -0.0f;
+  const Tensor<float> x({n}, xs), gy({n}, draw(n)), tx({k, n}, draw(k * n)), tgy({k, n}, draw(k * n));
+  for (UnaryKind kind :
+       {UnaryKind::Relu, UnaryKind::LeakyRelu, UnaryKind::Tanh, UnaryKind::Softplus, UnaryKind::Gelu}) {
+    for (bool second_order : {false, true}) {
+      const OpPtr op = make_unary(kind, kind == UnaryKind::LeakyRelu ? 0.1 : 0.0, 0.0);
+      CAPTURE(op->type());
+      CAPTURE(second_order);
+      Tensor<float> y({n});
+      OpState<float> st;
+      OpCtx<float> c;
+      c.in = {x.cview()};
+      c.state = &st;
+      op->forward(c, y.view());
+      c.out = y.cview();
+      c.gout = gy.cview();
+      c.second_order = second_order;
+      // Runs the JVP and the VJP tangent on directions [j0, j0 + kk) of tx and tgy.
+      auto run = [&](std::int64_t j0, std::int64_t kk) {
+        std::pair<std::vector<float>, std::vector<float>> r{std::vector<float>(std::size_t(kk * n)),
+                                                            std::vector<float>(std::size_t(kk * n))};
+        c.k = kk;
+        c.tin = {ConstView<float>{tx.data() + j0 * n, {kk, n}}};
+        c.tout = View<float>{r.first.data(), {kk, n}};
+        op->jvp(c);
+        c.tgout = ConstView<float>{tgy.data() + j0 * n, {kk, n}};
+        c.tgin = {View<float>{r.second.data(), {kk, n}}};
+        op->backward_tangent(c);
+        return r;
+      };
+      const auto block = run(0, k);
+      for (std::int64_t j = 0; j < k; ++j) {
+        const auto single = run(j, 1);
+        CAPTURE(j);
+        CHECK(std::memcmp(block.first.data() + j * n, single.first.data(), sizeof(float) * std::size_t(n)) == 0);
+        CHECK(std::memcmp(block.second.data() + j * n, single.second.data(), sizeof(float) * std::size_t(n)) == 0);
+      }
+    }
+  }
+}

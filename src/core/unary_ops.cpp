@@ -421,6 +421,12 @@ class UnaryOp final : public OpImpl<UnaryOp<Fn>> {
       c.tout.set_zero();
       return;
     }
+    if constexpr (!Saved<Fn>::kSaves) {
+      if (c.k == 1) {  // one pass, no f' array: the same products d[i] * tx[i] as below
+        fused_derivative_product(c.in[0].data, n, c.tin[0].data, c.tout.data);
+        return;
+      }
+    }
     Buffer<T> d(n);  // uninitialized: a zeroed vector cost a memset per activation and call
     SavedArrays<Fn, T> s;
     Buffer<T> tmp[Saved<Fn>::kCount];
@@ -437,8 +443,14 @@ class UnaryOp final : public OpImpl<UnaryOp<Fn>> {
     const std::int64_t n = c.in[0].size();
     const T* x = c.in[0].data;
     const double p = m_param, q = m_param2;
-    Buffer<T> d(n), h;  // uninitialized (both are written before they are read)
     const bool so = c.second_order && c.tin[0].data && Fn::curvature(p, q);
+    if constexpr (!Saved<Fn>::kSaves) {
+      if (c.k == 1 && !so) {  // as in tan: r[i] = f'(x[i]) * tg[i] in one pass
+        fused_derivative_product(x, n, c.tgout.data, c.tgin[0].data);
+        return;
+      }
+    }
+    Buffer<T> d(n), h;  // uninitialized (both are written before they are read)
     SavedArrays<Fn, T> s;
     Buffer<T> tmp[Saved<Fn>::kCount];
     const bool has = values(c, n, s, tmp);
@@ -490,6 +502,14 @@ class UnaryOp final : public OpImpl<UnaryOp<Fn>> {
     }
     const double p = m_param, q = m_param2;
     for (std::int64_t i = 0; i < n; ++i) d[i] = Fn::df(x[i], p, q);
+  }
+
+  // r[i] = f'(x[i]) * t[i] for ops that save nothing (f' from x alone): the k = 1 tangent kernels
+  // without the f' array the general path writes and reads back (ReLU's tangents on ResNets).
+  template <class T>
+  void fused_derivative_product(const T* x, std::int64_t n, const T* t, T* r) const {
+    const double p = m_param, q = m_param2;
+    for (std::int64_t i = 0; i < n; ++i) r[i] = Fn::df(x[i], p, q) * t[i];
   }
 
   double m_param, m_param2;
