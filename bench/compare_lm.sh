@@ -13,6 +13,9 @@
 #   torch_hvp_only_over_curv_hvp       double backward on the kept graph / curv's cached HVP
 #   torch_hvp_over_curv_hvp            full double-backward HVP / curv's cached HVP
 #   curv_grad_over_torch_grad, curv_loss_over_torch_loss, curv_hvp_over_curv_grad
+#   curv_rss_grad_over_torch           peak RSS of curv's gradient / PyTorch's (whole processes)
+#   curv_rss_hvp_over_curv_rss_grad    peak RSS of curv's cached HVP / its gradient
+#   singles_over_block                 BLOCK (16) single HVPs / one block of BLOCK directions
 # and, when bench_peak is built next to curv (build*/bench/bench_peak), this machine's measured
 # float32 peak (the best of curv's GEMM and oneDNN's convolution at 1..THREADS threads; see
 # bench/scale.sh) and, by the FLOPs of the forward pass's matrix products (PyTorch's profiler):
@@ -23,7 +26,8 @@
 #                                      PyTorch's full HVP; above 100: out of reach on this machine
 # Needs Debian's python3-torch and python3-onnx.
 # Usage: bench/compare_lm.sh [threads=2] [sequences=128] [reps=5]
-# Environment: CURV (the curv binary, default build/tools/curv), TEXT_MODELS (the folder holding
+# Environment: BLOCK (directions of the block product, default 16), CURV (the curv binary, default
+# build/tools/curv), TEXT_MODELS (the folder holding
 # char_gpt.onnx, license_bert.onnx and their *_val.npz, default data).
 set -euo pipefail
 T=${1:-2}; N=${2:-128}; R=${3:-5}
@@ -52,7 +56,7 @@ run() {  # name kind onnx [source npz] [curv options...]
   "$CURV" eval "$model" --data "$tmp/$name.npz" --threads "$T" --json "$@" > "$tmp/$name.eval.json"
   : > "$tmp/$name.curv.jsonl"
   for _ in $(seq "$R"); do
-    "$CURV" bench "$model" --data "$tmp/$name.npz" --threads "$T" --block 1 --repeat 2 --json "$@" \
+    "$CURV" bench "$model" --data "$tmp/$name.npz" --threads "$T" --block "${BLOCK:-16}" --repeat 2 --json "$@" \
       2>/dev/null >> "$tmp/$name.curv.jsonl"
     echo >> "$tmp/$name.curv.jsonl"
   done
@@ -68,7 +72,9 @@ for k in ("loss_s", "grad_s", "hvp_s", "hvp_only_s"):
 e = json.load(open(sys.argv[4]))
 runs = [json.loads(l) for l in open(sys.argv[5]) if l.strip()]
 med = lambda k: statistics.median(r[k] for r in runs)
-c = {k: med(k) for k in ("loss_s", "grad_s", "hvp_first_s", "hvp_s", "ggn_s")}
+c = {k: med(k) for k in ("loss_s", "grad_s", "hvp_first_s", "hvp_s", "ggn_s", "block_over_singles")}
+c["rss_grad"] = statistics.median(r["peak_rss"]["grad"] for r in runs)
+c["rss_hvp"] = statistics.median(r["peak_rss"]["hvp"] for r in runs)
 c.update(params=runs[0]["params"], micro_batch=runs[0]["micro_batch"], runs=len(runs), loss=e["loss"])
 peak = json.load(open(sys.argv[6]))
 pk = peak.get("peak_gflops", 0)
@@ -86,6 +92,9 @@ print(json.dumps({"model": name, "sequences": t["sequences"], "tokens_per_sequen
   "curv_grad_over_torch_grad": c["grad_s"] / t["grad_s"],
   "curv_loss_over_torch_loss": c["loss_s"] / t["loss_s"],
   "curv_hvp_over_curv_grad": c["hvp_s"] / c["grad_s"],
+  "curv_rss_grad_over_torch": c["rss_grad"] / t_active["grad_rss"],
+  "curv_rss_hvp_over_curv_rss_grad": c["rss_hvp"] / c["rss_grad"],
+  "singles_over_block": 1 / c["block_over_singles"],
   **{k: v for k, v in peak.items() if k != "peaks"},
   "pytorch_omp_default": t_active, "pytorch_omp_passive": t_passive, "curv": c}))
 PY

@@ -22,7 +22,9 @@ modules run in these models. The loss printed next to curv's checks the mapping.
 Prints one JSON line on stdout: sequences, threads, params, loss (float32 value), and median
 seconds over --reps after one warm-up of loss_s (forward + loss, no_grad), grad_s (forward +
 backward), hvp_s (forward + gradient with create_graph=True + grad of g.v: a full double-backward
-HVP), hvp_only_s (the double backward on the kept gradient graph); *_min_s are the minima.
+HVP), hvp_only_s (the double backward on the kept gradient graph); *_min_s are the minima;
+*_rss the peak resident memory of the process during one more call (bytes; hvp_only's includes the
+kept graph, the others do not); fwd_flops the FLOPs of one forward pass's matrix products.
 """
 import argparse
 import importlib.util
@@ -147,6 +149,27 @@ def forward_flops(f_loss):
     return int(sum(e.flops for e in prof.key_averages() if e.key in ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")))
 
 
+def _rss(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def peak_rss_of(fn):
+    """Peak resident memory of the whole process (VmHWM, bytes) during one more call of fn, after
+    resetting the peak to the current resident set."""
+    import ctypes
+    import gc
+    gc.collect()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    fn()
+    return _rss("VmHWM")
+
+
 def timed(fn, reps):
     fn()  # warm-up
     ts = []
@@ -204,10 +227,17 @@ def main():
         return torch.autograd.grad(kept, params, grad_outputs=vs, retain_graph=True)
 
     res = {"kind": a.kind, "sequences": a.sequences, "tokens_per_sequence": int(args[0].shape[1]),
-           "threads": a.threads, "params": sum(q.numel() for q in params), "loss": f_loss(),
-           "fwd_flops": forward_flops(f_loss)}
+           "threads": a.threads, "params": sum(q.numel() for q in params), "loss": f_loss()}
     for key, fn in (("loss", f_loss), ("grad", f_grad), ("hvp", f_hvp), ("hvp_only", f_hvp_only)):
         res[key + "_s"], res[key + "_min_s"] = timed(fn, a.reps)
+    # Memory and FLOPs after every timing (trimming the heap between calls, as the peak
+    # measurement does, made PyTorch's later calls up to 2.4x slower); the gradient's and the full
+    # HVP's peaks without the kept graph.
+    res["hvp_only_rss"] = peak_rss_of(f_hvp_only)
+    del kept
+    for key, fn in (("loss", f_loss), ("grad", f_grad), ("hvp", f_hvp)):
+        res[key + "_rss"] = peak_rss_of(fn)
+    res["fwd_flops"] = forward_flops(f_loss)
     res["torch_version"] = torch.__version__
     print(json.dumps(res))
 
