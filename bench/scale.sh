@@ -80,7 +80,8 @@ out, models, threads, samples = sys.argv[1], sys.argv[2].split(","), sys.argv[3]
 cols = ["model", "params", "N", "B", "grad", "hvp1", "hvp", "ggn", "hvp/grad", "1/blk",
         "rss:grad", "rss:hvp1", "rss:hvp", "rss:ggn", "rss:hvp/grad", "GF/s grad", "GF/s hvp",
         "torch GF/s grad", "torch GF/s hvp"]
-peaks = [json.load(open(os.path.join(out, f))) for f in sorted(os.listdir(out)) if f.startswith("peak.")]
+peaks = sorted((json.load(open(os.path.join(out, f))) for f in os.listdir(out) if f.startswith("peak.")),
+               key=lambda p: p["threads"])
 peak = max([max(p["gemm_gflops"], p["onednn_conv_gflops"]) for p in peaks], default=0)
 if peak:
     cols += ["%pk hvp", "need hvp", "need hvp1"]

@@ -220,6 +220,9 @@ def forward_macs(model, x1):
     def hook(m, inp, out):
         if isinstance(m, nn.Conv2d):
             total[0] += out.numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+            if isinstance(m.padding, str):  # "same" / "valid": counted as the floor
+                useful[0] += out.numel() * (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+                return
             (h, w), (ho, wo) = inp[0].shape[-2:], out.shape[-2:]
             th = taps_in_input(h, ho, m.kernel_size[0], m.stride[0], m.padding[0], m.dilation[0])
             tw = taps_in_input(w, wo, m.kernel_size[1], m.stride[1], m.padding[1], m.dilation[1])
