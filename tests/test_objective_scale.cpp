@@ -10,6 +10,7 @@
 #include <cmath>
 #include <functional>
 #include <random>
+#include <thread>
 
 #include "src/core/builder.h"
 #include "src/core/internal/gemm.h"
@@ -714,6 +715,39 @@ TEST_CASE("on oneDNN, a convolution gives each direction of a block the same bit
   }
   ConvBackend on(true);
   check_block_equals_singles(6, 5, 61);
+}
+
+TEST_CASE("a oneDNN convolution gives the same bits whether or not its primitives were built by onednn_conv_supports") {
+  // Each call runs oneDNN on one OpenMP thread, and oneDNN plans a primitive's work split for the
+  // thread count at its creation. ConvOp asks onednn_conv_supports() first, which builds the
+  // primitives; if that ran before the thread was set to one OpenMP thread, the first shapes a
+  // thread met were planned for the default count (the cores) and later ones for one, and which
+  // micro-batch a thread met a shape in first decided the bits (2% of the 1-vs-2-thread identity
+  // runs). Two fresh threads (OpenMP's default count each), one asking supports() first: the
+  // weight gradient (a reduction over samples and positions, which oneDNN splits by threads) must
+  // agree bit for bit. Needs a machine with 2 or more cores to tell the two apart.
+  if (!onednn_compiled_in()) {
+    MESSAGE("oneDNN is not compiled in (libdnnl-dev missing): nothing to compare");
+    return;
+  }
+  ConvBackend on(true);
+  const std::int64_t N = 64, C = 8, H = 16, O = 8;
+  const internal::DnnlConvShape s{N, C, H, H, O, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, H, H};
+  std::mt19937_64 rng(91);
+  const Tensor<float> x = random_tensor<float>({N, C, H, H}, rng), w = random_tensor<float>({O, C, 3, 3}, rng),
+                      gy = random_tensor<float>({N, O, H, H}, rng);
+  auto run = [&](bool ask_first) {
+    Tensor<float> gx({N, C, H, H}), gw({O, C, 3, 3});
+    std::thread t([&] {
+      if (ask_first) REQUIRE(internal::onednn_conv_supports(s, internal::kOnednnPlain));
+      internal::onednn_conv_backward(s, gy.data(), x.data(), w.data(), gx.data(), gw.data(), false, false);
+    });
+    t.join();
+    return std::make_pair(gx.vec(), gw.vec());
+  };
+  const auto asked = run(true), direct = run(false);
+  CHECK(asked.first == direct.first);
+  CHECK(asked.second == direct.second);
 }
 
 TEST_CASE("on a plane smaller than the kernel's window, a convolution gives a block the bits of single products") {

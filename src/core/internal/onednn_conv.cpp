@@ -3,9 +3,10 @@
 // Per thread, a cache keyed by the geometry holds the convolution primitives (forward,
 // backward-data, backward-weights, all on channels-last activations and weights in the layout
 // oneDNN picks) and the reorders between curv's OIHW weights and oneDNN's; activations are
-// transposed by curv (to_cl / from_cl) into per-thread buffers that keep their capacity. Before each call the calling
-// thread's OpenMP thread count is set to 1 (oneDNN on Debian runs on OpenMP; the engine's own
-// oneTBB threads are the parallelism).
+// transposed by curv (to_cl / from_cl) into per-thread buffers that keep their capacity, and each
+// primitive's scratchpad is a per-thread buffer too. Before any primitive is built or run, the
+// calling thread's OpenMP thread count is set to 1 (oneDNN on Debian runs on OpenMP; the engine's
+// own oneTBB threads are the parallelism), so every primitive is planned and run for one thread.
 #include "src/core/internal/onednn_conv.h"
 
 #ifdef CURV_ONEDNN
@@ -16,6 +17,7 @@
 #endif
 
 #include <atomic>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <dnnl.hpp>
@@ -60,7 +62,7 @@ void one_openmp_thread() {
 
 // Buffers of this thread that keep their capacity between calls.
 float* scratch(int slot, std::size_t bytes) {
-  thread_local std::vector<float> bufs[5];
+  thread_local std::vector<float> bufs[6];
   auto& b = bufs[slot];
   const std::size_t n = (bytes + sizeof(float) - 1) / sizeof(float);
   if (b.size() < n) b.resize(n);
@@ -137,7 +139,8 @@ void transpose(const float* s, std::int64_t lds, float* d, std::int64_t ldd, std
 // src [N, C, HW] planar -> channels [c0, c0 + C) of dst [N, HW, ldc].
 void to_cl(const float* src, std::int64_t N, std::int64_t C, std::int64_t HW, float* dst, std::int64_t ldc,
            std::int64_t c0) {
-  for (std::int64_t n = 0; n < N; ++n) transpose(src + n * C * HW, HW, dst + n * HW * ldc + c0, ldc, C, HW, false, true);
+  for (std::int64_t n = 0; n < N; ++n)
+    transpose(src + n * C * HW, HW, dst + n * HW * ldc + c0, ldc, C, HW, false, true);
 }
 // src [N, HW, C] channels-last -> dst [N, C, HW] planar, overwriting or adding.
 void from_cl(const float* src, std::int64_t N, std::int64_t C, std::int64_t HW, float* dst, bool add) {
@@ -156,23 +159,40 @@ using Key = std::tuple<int, std::int64_t, std::int64_t, std::int64_t, std::int64
                        std::int64_t, std::int64_t>;
 
 struct Prims {
-  dnnl::memory::desc w_user;                  // OIHW, of the (stacked) convolution
-  dnnl::memory::desc x_cl, y_cl;              // channels-last
-  dnnl::memory::desc w_fwd, w_bwd, w_diff;    // weights as each primitive wants them
+  dnnl::memory::desc w_user;                // OIHW, of the (stacked) convolution
+  dnnl::memory::desc x_cl, y_cl;            // channels-last
+  dnnl::memory::desc w_fwd, w_bwd, w_diff;  // weights as each primitive wants them
   dnnl::primitive fwd, bwd_data, bwd_w;
   dnnl::reorder w_in_fwd, w_in_bwd;  // OIHW -> primitive's layout (unset when equal)
   dnnl::reorder w_out, w_out_add;    // diff weights -> OIHW
   bool w_fwd_plain = false, w_bwd_plain = false;
+  // Scratchpads of each primitive above (user mode, see attr()).
+  dnnl::memory::desc sp_fwd, sp_bwd_data, sp_bwd_w, sp_in_fwd, sp_in_bwd, sp_out, sp_out_add;
 };
 
-dnnl::reorder make_reorder(const dnnl::memory::desc& from, const dnnl::memory::desc& to, bool add) {
-  dnnl::primitive_attr attr;
+// Every primitive gets its scratchpad from the calling thread (scratchpad_mode::user). In oneDNN's
+// default mode the library's scratchpad is shared by all primitives (Debian's build does not
+// enable DNNL_ENABLE_CONCURRENT_EXEC), which its documentation calls safe only when a primitive
+// runs on the thread that created it; oneDNN's own primitive cache may hand a primitive created on
+// one thread to another that asks for the same descriptor. User mode is the documented
+// thread-safe one.
+dnnl::primitive_attr attr() {
+  dnnl::primitive_attr a;
+  a.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  return a;
+}
+
+dnnl::reorder make_reorder(const dnnl::memory::desc& from, const dnnl::memory::desc& to, bool add,
+                           dnnl::memory::desc& scratchpad) {
+  dnnl::primitive_attr a = attr();
   if (add) {
     dnnl::post_ops po;
     po.append_sum(1.0f);
-    attr.set_post_ops(po);
+    a.set_post_ops(po);
   }
-  return dnnl::reorder(dnnl::reorder::primitive_desc(cpu_engine(), from, cpu_engine(), to, attr));
+  const auto pd = dnnl::reorder::primitive_desc(cpu_engine(), from, cpu_engine(), to, a);
+  scratchpad = pd.scratchpad_desc();
+  return dnnl::reorder(pd);
 }
 
 // The convolution a call of `kind` runs for the user geometry s.
@@ -195,13 +215,13 @@ std::unique_ptr<Prims> build(const DnnlConvShape& u, Kind kind) {
   const auto& eng = cpu_engine();
   auto fd = dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
                                             p->x_cl, w_any, p->y_cl, strides, dil, pl, pr);
-  auto fpd = dnnl::convolution_forward::primitive_desc(fd, eng);
-  auto bd = dnnl::convolution_backward_data::desc(dnnl::algorithm::convolution_direct, p->x_cl, w_any, p->y_cl,
-                                                  strides, dil, pl, pr);
-  auto bpd = dnnl::convolution_backward_data::primitive_desc(bd, eng, fpd);
+  auto fpd = dnnl::convolution_forward::primitive_desc(fd, attr(), eng);
+  auto bd = dnnl::convolution_backward_data::desc(dnnl::algorithm::convolution_direct, p->x_cl, w_any, p->y_cl, strides,
+                                                  dil, pl, pr);
+  auto bpd = dnnl::convolution_backward_data::primitive_desc(bd, attr(), eng, fpd);
   auto wdsc = dnnl::convolution_backward_weights::desc(dnnl::algorithm::convolution_direct, p->x_cl, w_any, p->y_cl,
                                                        strides, dil, pl, pr);
-  auto wpd = dnnl::convolution_backward_weights::primitive_desc(wdsc, eng, fpd);
+  auto wpd = dnnl::convolution_backward_weights::primitive_desc(wdsc, attr(), eng, fpd);
   // The primitives must read and write exactly the channels-last descriptors given.
   if (fpd.src_desc() != p->x_cl || fpd.dst_desc() != p->y_cl || bpd.diff_src_desc() != p->x_cl ||
       bpd.diff_dst_desc() != p->y_cl || wpd.src_desc() != p->x_cl || wpd.diff_dst_desc() != p->y_cl)
@@ -209,24 +229,33 @@ std::unique_ptr<Prims> build(const DnnlConvShape& u, Kind kind) {
   if (kind == Kind::Plain || kind == Kind::PairC) p->fwd = dnnl::convolution_forward(fpd);
   if (kind == Kind::Plain || kind == Kind::PairO) p->bwd_data = dnnl::convolution_backward_data(bpd);
   if (kind == Kind::Plain || kind == Kind::PairN) p->bwd_w = dnnl::convolution_backward_weights(wpd);
+  p->sp_fwd = fpd.scratchpad_desc();
+  p->sp_bwd_data = bpd.scratchpad_desc();
+  p->sp_bwd_w = wpd.scratchpad_desc();
   p->w_fwd = fpd.weights_desc();
   p->w_bwd = bpd.weights_desc();
   p->w_diff = wpd.diff_weights_desc();
   p->w_fwd_plain = p->w_fwd == p->w_user;
   p->w_bwd_plain = p->w_bwd == p->w_user;
-  if (!p->w_fwd_plain) p->w_in_fwd = make_reorder(p->w_user, p->w_fwd, false);
-  if (!p->w_bwd_plain) p->w_in_bwd = make_reorder(p->w_user, p->w_bwd, false);
-  p->w_out = make_reorder(p->w_diff, p->w_user, false);
-  p->w_out_add = make_reorder(p->w_diff, p->w_user, true);
+  if (!p->w_fwd_plain) p->w_in_fwd = make_reorder(p->w_user, p->w_fwd, false, p->sp_in_fwd);
+  if (!p->w_bwd_plain) p->w_in_bwd = make_reorder(p->w_user, p->w_bwd, false, p->sp_in_bwd);
+  p->w_out = make_reorder(p->w_diff, p->w_user, false, p->sp_out);
+  p->w_out_add = make_reorder(p->w_diff, p->w_user, true, p->sp_out_add);
   return p;
 }
 
 Key key_of(const DnnlConvShape& s, Kind kind) {
-  return Key{static_cast<int>(kind), s.N, s.C, s.H, s.W, s.O, s.kh, s.kw, s.sh, s.sw, s.dh, s.dw, s.pt, s.pl, s.pb,
-             s.pr};
+  return Key{
+      static_cast<int>(kind), s.N, s.C, s.H, s.W, s.O, s.kh, s.kw, s.sh, s.sw, s.dh, s.dw, s.pt, s.pl, s.pb, s.pr};
 }
 
 Prims& prims(const DnnlConvShape& s, Kind kind) {
+  // Before anything is built: oneDNN plans a primitive's work split (and so its summation order)
+  // for the OpenMP thread count at creation. onednn_conv_supports() builds primitives too, and
+  // without this a thread's first primitives were planned for the default count (the cores) and
+  // later ones for one thread, depending on which micro-batch a thread met a shape in first: about
+  // 2% of the runs of the 1-vs-2-thread identity test differed (session 13).
+  one_openmp_thread();
   thread_local std::map<Key, std::unique_ptr<Prims>> cache;
   const Key k = key_of(s, kind);
   auto it = cache.find(k);
@@ -251,11 +280,14 @@ struct Call {
   static dnnl::memory mem(const dnnl::memory::desc& d, const void* ptr) {
     return dnnl::memory(d, cpu_engine(), const_cast<void*>(ptr));
   }
-  void run(dnnl::reorder& r, const dnnl::memory& from, const dnnl::memory& to) {
-    r.execute(st, {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}});
+  // This thread's scratchpad for a primitive whose scratchpad is `d` (scratch slot 5, 64-byte aligned).
+  static dnnl::memory scratchpad(const dnnl::memory::desc& d) {
+    auto* base = reinterpret_cast<char*>(scratch(5, d.get_size() + 64));
+    const auto aligned = (reinterpret_cast<std::uintptr_t>(base) + 63) & ~std::uintptr_t(63);
+    return mem(d, reinterpret_cast<void*>(aligned));
   }
-  void run(dnnl::reorder& r, const float* from, const dnnl::memory::desc& from_d, const dnnl::memory& to) {
-    run(r, mem(from_d, from), to);
+  void run(dnnl::reorder& r, const dnnl::memory::desc& sp, const dnnl::memory& from, const dnnl::memory& to) {
+    r.execute(st, {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}, {DNNL_ARG_SCRATCHPAD, scratchpad(sp)}});
   }
   // Channels-last buffers of this call (scratch slots 0 and 1).
   float* xb() { return scratch(0, p.x_cl.get_size()); }
@@ -264,22 +296,34 @@ struct Call {
   dnnl::memory y_cl() { return mem(p.y_cl, yb()); }
   // OIHW weights w (of the stacked convolution) in the layout `want` (copied into scratch slot 3
   // unless it is OIHW).
-  dnnl::memory weights(const float* w, const dnnl::memory::desc& want, bool plain, dnnl::reorder& r) {
+  dnnl::memory weights(const float* w, const dnnl::memory::desc& want, bool plain, dnnl::reorder& r,
+                       const dnnl::memory::desc& sp) {
     if (plain) return mem(p.w_user, w);
     dnnl::memory out = mem(want, scratch(3, want.get_size()));
-    run(r, w, p.w_user, out);
+    run(r, sp, mem(p.w_user, w), out);
     return out;
   }
   void forward(const dnnl::memory& xc, const dnnl::memory& wm, const dnnl::memory& yc) {
-    p.fwd.execute(st, {{DNNL_ARG_SRC, xc}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DST, yc}});
+    p.fwd.execute(
+        st,
+        {{DNNL_ARG_SRC, xc}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DST, yc}, {DNNL_ARG_SCRATCHPAD, scratchpad(p.sp_fwd)}});
   }
   void backward_data(const dnnl::memory& yc, const dnnl::memory& wm, const dnnl::memory& xc) {
-    p.bwd_data.execute(st, {{DNNL_ARG_DIFF_DST, yc}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DIFF_SRC, xc}});
+    p.bwd_data.execute(st, {{DNNL_ARG_DIFF_DST, yc},
+                            {DNNL_ARG_WEIGHTS, wm},
+                            {DNNL_ARG_DIFF_SRC, xc},
+                            {DNNL_ARG_SCRATCHPAD, scratchpad(p.sp_bwd_data)}});
   }
   void backward_weights(const dnnl::memory& xc, const dnnl::memory& yc, float* gw, bool accumulate) {
     dnnl::memory dw = mem(p.w_diff, scratch(2, p.w_diff.get_size()));
-    p.bwd_w.execute(st, {{DNNL_ARG_SRC, xc}, {DNNL_ARG_DIFF_DST, yc}, {DNNL_ARG_DIFF_WEIGHTS, dw}});
-    run(accumulate ? p.w_out_add : p.w_out, dw, mem(p.w_user, gw));
+    p.bwd_w.execute(st, {{DNNL_ARG_SRC, xc},
+                         {DNNL_ARG_DIFF_DST, yc},
+                         {DNNL_ARG_DIFF_WEIGHTS, dw},
+                         {DNNL_ARG_SCRATCHPAD, scratchpad(p.sp_bwd_w)}});
+    if (accumulate)
+      run(p.w_out_add, p.sp_out_add, dw, mem(p.w_user, gw));
+    else
+      run(p.w_out, p.sp_out, dw, mem(p.w_user, gw));
   }
 };
 
@@ -342,13 +386,13 @@ void onednn_conv_forward(const DnnlConvShape& s, const float* x, const float* w,
   auto& p = c.p;
   const std::int64_t HW = s.H * s.W, HWo = s.Ho * s.Wo;
   to_cl(x, s.N, s.C, HW, c.xb(), s.C, 0);
-  c.forward(c.x_cl(), c.weights(w, p.w_fwd, p.w_fwd_plain, p.w_in_fwd), c.y_cl());
+  c.forward(c.x_cl(), c.weights(w, p.w_fwd, p.w_fwd_plain, p.w_in_fwd, p.sp_in_fwd), c.y_cl());
   c.st.wait();
   from_cl(c.yb(), s.N, s.O, HWo, y, accumulate);
 }
 
-void onednn_conv_backward(const DnnlConvShape& s, const float* gy, const float* x, const float* w, float* gx,
-                          float* gw, bool accumulate_x, bool accumulate_w) {
+void onednn_conv_backward(const DnnlConvShape& s, const float* gy, const float* x, const float* w, float* gx, float* gw,
+                          bool accumulate_x, bool accumulate_w) {
   Call c(s, Kind::Plain);
   auto& p = c.p;
   const std::int64_t HW = s.H * s.W, HWo = s.Ho * s.Wo;
@@ -358,20 +402,21 @@ void onednn_conv_backward(const DnnlConvShape& s, const float* gy, const float* 
     c.backward_weights(c.x_cl(), c.y_cl(), gw, accumulate_w);
   }
   if (gx) {
-    c.backward_data(c.y_cl(), c.weights(w, p.w_bwd, p.w_bwd_plain, p.w_in_bwd), c.x_cl());
+    c.backward_data(c.y_cl(), c.weights(w, p.w_bwd, p.w_bwd_plain, p.w_in_bwd, p.sp_in_bwd), c.x_cl());
     c.st.wait();
     from_cl(c.xb(), s.N, s.C, HW, gx, accumulate_x);
   }
 }
 
-void onednn_conv_forward_pair(const DnnlConvShape& s, const float* xt, const float* w, const float* x,
-                              const float* wt, float* yt, bool accumulate) {
+void onednn_conv_forward_pair(const DnnlConvShape& s, const float* xt, const float* w, const float* x, const float* wt,
+                              float* yt, bool accumulate) {
   Call c(s, Kind::PairC);
   auto& p = c.p;
   const std::int64_t HW = s.H * s.W, HWo = s.Ho * s.Wo;
   to_cl(xt, s.N, s.C, HW, c.xb(), 2 * s.C, 0);
   to_cl(x, s.N, s.C, HW, c.xb(), 2 * s.C, s.C);
-  c.forward(c.x_cl(), c.weights(stack_weights(s, w, wt, true), p.w_fwd, p.w_fwd_plain, p.w_in_fwd), c.y_cl());
+  c.forward(c.x_cl(), c.weights(stack_weights(s, w, wt, true), p.w_fwd, p.w_fwd_plain, p.w_in_fwd, p.sp_in_fwd),
+            c.y_cl());
   c.st.wait();
   from_cl(c.yb(), s.N, s.O, HWo, yt, accumulate);
 }
@@ -383,7 +428,7 @@ void onednn_conv_backward_data_pair(const DnnlConvShape& s, const float* gyt, co
   const std::int64_t HW = s.H * s.W, HWo = s.Ho * s.Wo;
   to_cl(gyt, s.N, s.O, HWo, c.yb(), 2 * s.O, 0);
   to_cl(gy, s.N, s.O, HWo, c.yb(), 2 * s.O, s.O);
-  c.backward_data(c.y_cl(), c.weights(stack_weights(s, w, wt, false), p.w_bwd, p.w_bwd_plain, p.w_in_bwd),
+  c.backward_data(c.y_cl(), c.weights(stack_weights(s, w, wt, false), p.w_bwd, p.w_bwd_plain, p.w_in_bwd, p.sp_in_bwd),
                   c.x_cl());
   c.st.wait();
   from_cl(c.xb(), s.N, s.C, HW, gxt, accumulate);
