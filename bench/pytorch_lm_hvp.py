@@ -38,6 +38,7 @@ import numpy as np
 import onnx
 import torch
 from torch_blas import require_fast_blas, set_blas_threads  # noqa: E402  (bench/)
+from scale_torch import reset_peak, rss  # noqa: E402  (bench/)
 import torch.nn.functional as F
 from onnx import numpy_helper
 
@@ -149,25 +150,12 @@ def forward_flops(f_loss):
     return int(sum(e.flops for e in prof.key_averages() if e.key in ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")))
 
 
-def _rss(field):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
 def peak_rss_of(fn):
     """Peak resident memory of the whole process (VmHWM, bytes) during one more call of fn, after
-    resetting the peak to the current resident set."""
-    import ctypes
-    import gc
-    gc.collect()
-    ctypes.CDLL("libc.so.6").malloc_trim(0)
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
+    resetting the peak to the current resident set (bench/scale_torch.py's helpers)."""
+    reset_peak()
     fn()
-    return _rss("VmHWM")
+    return rss("VmHWM")
 
 
 def timed(fn, reps):
