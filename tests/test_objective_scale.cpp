@@ -9,6 +9,7 @@
 
 #include <cmath>
 #include <functional>
+#include <limits>
 #include <random>
 #include <thread>
 
@@ -368,6 +369,130 @@ TEST_CASE("GEMMs split into blocks give the same bits on 1, 2 and 4 threads and 
       err = std::max(err, std::abs(ref - double(Z[0][i * n + j])));
     }
   CHECK(err < 1e-3);
+}
+
+TEST_CASE("oneDNN GEMMs match the definition for every transpose, leading dimension, scale and accumulation") {
+  // internal::gemm hands float32 products of 2^21 flops and more to oneDNN's matmul (gemm.cpp),
+  // with operands read through strides; each case is checked against a double-precision sum on
+  // sub-matrices of wider buffers, and the columns outside the product must stay untouched.
+  struct Geo {
+    bool tx, ty;
+    std::int64_t m, n, k;
+    float alpha;
+    bool acc;
+  };
+  std::mt19937_64 rng(93);
+  std::normal_distribution<float> nd;
+  for (const Geo& q : {Geo{false, false, 96, 80, 300, 1.0f, false}, Geo{true, false, 96, 80, 300, 1.0f, true},
+                       Geo{false, true, 96, 80, 300, -0.5f, false}, Geo{true, true, 96, 80, 300, 2.0f, true},
+                       Geo{false, true, 16, 512, 256, 1.0f, true}, Geo{true, false, 256, 16, 600, 0.25f, false}}) {
+    const std::int64_t xr = q.tx ? q.k : q.m, xc = q.tx ? q.m : q.k, yr = q.ty ? q.n : q.k, yc = q.ty ? q.k : q.n;
+    const std::int64_t ldx = xc + 3, ldy = yc + 5, ldz = q.n + 7;
+    std::vector<float> X(xr * ldx), Y(yr * ldy), Z(q.m * ldz);
+    for (auto& e : X) e = nd(rng);
+    for (auto& e : Y) e = nd(rng);
+    for (auto& e : Z) e = nd(rng);
+    const std::vector<float> Z0 = Z;
+    INFO("tx ", q.tx, " ty ", q.ty, " m ", q.m, " n ", q.n, " k ", q.k, " alpha ", q.alpha, " accumulate ", q.acc);
+    const bool ran = internal::onednn_gemm(q.tx, q.ty, q.m, q.n, q.k, X.data(), ldx, Y.data(), ldy, Z.data(), ldz,
+                                           q.alpha, q.acc);
+    if (!ran) {
+      CHECK_FALSE(internal::onednn_gemm_enabled());  // only without oneDNN (or with it switched off)
+      CHECK(Z == Z0);
+      continue;
+    }
+    double err = 0, scale = 0;
+    for (std::int64_t i = 0; i < q.m; ++i) {
+      for (std::int64_t j = 0; j < q.n; ++j) {
+        double ref = q.acc ? double(Z0[i * ldz + j]) : 0.0;
+        for (std::int64_t l = 0; l < q.k; ++l) {
+          const double a = q.tx ? X[l * ldx + i] : X[i * ldx + l], b = q.ty ? Y[j * ldy + l] : Y[l * ldy + j];
+          ref += double(q.alpha) * a * b;
+        }
+        err = std::max(err, std::abs(ref - double(Z[i * ldz + j])));
+        scale = std::max(scale, std::abs(ref));
+      }
+      for (std::int64_t j = q.n; j < ldz; ++j) CHECK(Z[i * ldz + j] == Z0[i * ldz + j]);
+    }
+    CHECK(err < 1e-5 * scale * std::sqrt(double(q.k)));
+  }
+}
+
+TEST_CASE("batched GEMMs that overwrite give the bits of adding to zeros on every path, and never read Z") {
+  // batched_gemm has a path per operand layout (batch folded into rows, a reduction folded into the
+  // inner dimension, a shared operand packed once either side, one GEMM per batch index, broadcast
+  // reductions); with accumulate false each must equal zeros plus the product bit for bit, whatever
+  // Z held (NaN here). float32 at sizes that reach oneDNN, and float64.
+  struct Case {
+    const char* name;
+    Shape batch;
+    std::vector<std::int64_t> bx, by, bz;  // batch dims of X, Y, Z (1 = broadcast)
+    bool tx, ty;
+    std::int64_t m, n, k;
+  };
+  // Every product is 2 * 128 * 112 * 96 = 2.75 MFLOP or more: oneDNN's range in float32.
+  const std::int64_t M = 128, N = 112, K = 96;
+  const std::vector<Case> cases{
+      {"Y shared: rows folded", {4}, {4}, {1}, {4}, false, true, M, N, K},
+      {"reduction folded into k", {4}, {4}, {4}, {1}, true, false, M, N, K},
+      {"X shared, Y per batch (gathered)", {3}, {1}, {3}, {3}, false, false, M, N, K},
+      {"X shared, Y transposed per batch", {3}, {1}, {3}, {3}, false, true, M, N, K},
+      {"X per batch transposed, Y shared", {3}, {3}, {1}, {3}, true, false, M, N, K},
+      {"one GEMM per batch index", {2, 3}, {2, 3}, {2, 3}, {2, 3}, false, false, M, N, K},
+      {"partial reduction over a broadcast dim", {2, 3}, {2, 3}, {2, 3}, {1, 3}, false, true, M, N, K}};
+  std::mt19937_64 rng(95);
+  auto run = [&](auto tag) {
+    using T = decltype(tag);
+    std::normal_distribution<T> nd;
+    for (const Case& c : cases) {
+      const std::int64_t xr = c.tx ? c.k : c.m, xc = c.tx ? c.m : c.k, yr = c.ty ? c.n : c.k, yc = c.ty ? c.k : c.n;
+      auto strides = [&](const std::vector<std::int64_t>& b, std::int64_t inner) {
+        return internal::broadcast_strides(Shape(b.begin(), b.end()), c.batch, inner);
+      };
+      auto count = [](const std::vector<std::int64_t>& b) {
+        std::int64_t p = 1;
+        for (auto d : b) p *= d;
+        return p;
+      };
+      std::vector<T> X(count(c.bx) * xr * xc), Y(count(c.by) * yr * yc);
+      for (auto& e : X) e = nd(rng);
+      for (auto& e : Y) e = nd(rng);
+      const std::int64_t nz = count(c.bz) * c.m * c.n;
+      std::vector<T> added(nz, T(0)), over(nz, std::numeric_limits<T>::quiet_NaN());
+      const auto sx = strides(c.bx, xr * xc), sy = strides(c.by, yr * yc), sz = strides(c.bz, c.m * c.n);
+      internal::batched_gemm<T>(c.batch, sx, sy, sz, c.tx, c.ty, X.data(), xr, xc, Y.data(), yr, yc, added.data(),
+                                T(0.5), true);
+      internal::batched_gemm<T>(c.batch, sx, sy, sz, c.tx, c.ty, X.data(), xr, xc, Y.data(), yr, yc, over.data(),
+                                T(0.5), false);
+      INFO(c.name, sizeof(T) == 4 ? " (float32)" : " (float64)");
+      CHECK(over == added);
+    }
+  };
+  run(float{});
+  run(double{});
+}
+
+TEST_CASE("a oneDNN GEMM gives the same bits on a fresh thread as on one that ran oneDNN before") {
+  // oneDNN plans a matmul for the OpenMP thread count at its creation; a fresh thread has OpenMP's
+  // default (the cores). gemm_prim() sets one thread before building, so the plan, and the bits, of
+  // a product depend on its geometry only. A long inner dimension gives the plan a reduction to split.
+  const std::int64_t m = 64, n = 48, k = 20000;
+  std::mt19937_64 rng(94);
+  std::normal_distribution<float> nd;
+  std::vector<float> X(k * m), Y(k * n);
+  for (auto& e : X) e = nd(rng);
+  for (auto& e : Y) e = nd(rng);
+  auto run = [&] {
+    std::vector<float> z(m * n, 0.0f);
+    std::thread t([&] { internal::onednn_gemm(true, false, m, n, k, X.data(), m, Y.data(), n, z.data(), n, 1.0f, false); });
+    t.join();
+    return z;
+  };
+  const std::vector<float> first = run();
+  std::vector<float> again(m * n, 0.0f);
+  internal::onednn_gemm(true, false, m, n, k, X.data(), m, Y.data(), n, again.data(), n, 1.0f, false);
+  CHECK(first == again);
+  CHECK(run() == first);
 }
 
 TEST_CASE("runs of micro-batches give bitwise identical results for 1, 2 and 4 threads") {

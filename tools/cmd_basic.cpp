@@ -207,6 +207,7 @@ void register_bench(CLI::App& root) {
                      {"threads", thread_count()},
                      {"precision", o->precision},
                      {"conv_backend", conv_backend()},
+                     {"gemm_backend", gemm_backend()},
                      {"loss_s", loss_s},
                      {"grad_s", grad_s},
                      {"hvp_s", hvp_s},

@@ -4,9 +4,11 @@
 #include <Eigen/Core>
 #include <algorithm>
 #include <stdexcept>
+#include <type_traits>
 #include <vector>
 
 #include "src/core/internal/gemm.h"
+#include "src/core/internal/onednn_conv.h"
 
 namespace curv::internal {
 
@@ -19,9 +21,23 @@ template <class T>
 using StridedMap = Eigen::Map<const RMat<T>, 0, Eigen::OuterStride<>>;
 
 // Z (+)= alpha op(X) op(Y) on row-major operands with leading dimensions ldx, ldy, ldz.
+// float32 products of at least kDnnlFlops with every dimension at least kDnnlMinDim run on oneDNN's
+// matmul (onednn_conv.h) when it is compiled in and enabled: on this machine's shapes (ResNet 1x1
+// convolutions, weight gradients, transformer projections; one thread) it ran 1.2-1.56x Eigen's rate,
+// and about even at 64^3, where the call's overhead starts to count. Which kernel runs depends only
+// on the geometry, so a product's bits do not depend on the thread count.
+constexpr double kDnnlFlops = double(1 << 21);
+constexpr std::int64_t kDnnlMinDim = 16;
+
 template <class T>
 void gemm_seq(bool tx, bool ty, const T* X, std::int64_t xr, std::int64_t xc, std::int64_t ldx, const T* Y,
               std::int64_t yr, std::int64_t yc, std::int64_t ldy, T* Z, std::int64_t ldz, T alpha, bool accumulate) {
+  if constexpr (std::is_same_v<T, float>) {
+    const std::int64_t m = tx ? xc : xr, n = ty ? yr : yc, k = tx ? xr : xc;
+    if (std::min({m, n, k}) >= kDnnlMinDim && 2.0 * double(m) * double(n) * double(k) >= kDnnlFlops &&
+        onednn_gemm_enabled() && onednn_gemm(tx, ty, m, n, k, X, ldx, Y, ldy, Z, ldz, alpha, accumulate))
+      return;
+  }
   StridedMap<T> A(X, xr, xc, Eigen::OuterStride<>(ldx));
   StridedMap<T> B(Y, yr, yc, Eigen::OuterStride<>(ldy));
   const std::int64_t zr = tx ? xc : xr, zc = ty ? yr : yc;
@@ -89,6 +105,24 @@ std::vector<std::int64_t> broadcast_strides(const Shape& s, const Shape& full, s
   return st;
 }
 
+// Z[b] = 0 for every b of `batch` (blocks of `mn` elements at strides sz; broadcast ones repeat).
+template <class T>
+void batched_gemm_zero(const Shape& batch, const std::vector<std::int64_t>& sz, T* Z, std::int64_t mn) {
+  const int r = static_cast<int>(batch.size());
+  std::vector<std::int64_t> idx(r, 0);
+  std::int64_t iz = 0;
+  for (std::int64_t b = 0, nb = numel(batch); b < nb; ++b) {
+    std::fill_n(Z + iz, mn, T(0));
+    for (int d = r - 1; d >= 0; --d) {
+      ++idx[d];
+      iz += sz[d];
+      if (idx[d] < batch[d]) break;
+      iz -= sz[d] * batch[d];
+      idx[d] = 0;
+    }
+  }
+}
+
 template <class T>
 std::vector<T>& shared_operand_scratch() {
   thread_local std::vector<T> buf;
@@ -98,7 +132,7 @@ std::vector<T>& shared_operand_scratch() {
 template <class T>
 void batched_gemm(const Shape& batch, const std::vector<std::int64_t>& sx, const std::vector<std::int64_t>& sy,
                   const std::vector<std::int64_t>& sz, bool tx, bool ty, const T* X, std::int64_t xr, std::int64_t xc,
-                  const T* Y, std::int64_t yr, std::int64_t yc, T* Z, T alpha) {
+                  const T* Y, std::int64_t yr, std::int64_t yc, T* Z, T alpha, bool accumulate) {
   const std::int64_t nb = numel(batch);
   if (nb == 0) return;
   const std::int64_t m = tx ? xc : xr, kk = tx ? xr : xc, n = ty ? yr : yc;
@@ -118,12 +152,12 @@ void batched_gemm(const Shape& batch, const std::vector<std::int64_t>& sx, const
   };
   // Fold the batch into the rows when Y is shared: [nb*m, k] x [k, n].
   if (!tx && all_zero(sy) && contiguous(sx, xr * xc) && contiguous(sz, m * n)) {
-    gemm(false, ty, X, nb * xr, xc, Y, yr, yc, Z, alpha, true);
+    gemm(false, ty, X, nb * xr, xc, Y, yr, yc, Z, alpha, accumulate);
     return;
   }
   // Fold a reduction over the batch into the inner dimension: sum_b X_b^T Y_b = [nb*k, m]^T [nb*k, n].
   if (tx && !ty && all_zero(sz) && contiguous(sx, xr * xc) && contiguous(sy, yr * yc)) {
-    gemm(true, false, X, nb * xr, xc, Y, nb * yr, yc, Z, alpha, true);
+    gemm(true, false, X, nb * xr, xc, Y, nb * yr, yc, Z, alpha, accumulate);
     return;
   }
   // One operand shared by every b (a primal against k tangent directions): gather the other operands
@@ -137,7 +171,7 @@ void batched_gemm(const Shape& batch, const std::vector<std::int64_t>& sx, const
       buf.resize(kk * nb * m);
       for (std::int64_t b = 0; b < nb; ++b)
         for (std::int64_t i = 0; i < kk; ++i) std::copy_n(X + b * xr * xc + i * xc, m, buf.data() + i * nb * m + b * m);
-      gemm(true, ty, buf.data(), kk, nb * m, Y, yr, yc, Z, alpha, true);
+      gemm(true, ty, buf.data(), kk, nb * m, Y, yr, yc, Z, alpha, accumulate);
       return;
     }
     if (all_zero(sx) && contiguous(sy, yr * yc)) {
@@ -158,15 +192,24 @@ void batched_gemm(const Shape& batch, const std::vector<std::int64_t>& sx, const
         for (std::int64_t i = 0; i < m; ++i) {
           T* zr = Z + b * m * n + i * n;
           const T* tr = ztmp + i * w + b * n;
-          for (std::int64_t j = 0; j < n; ++j) zr[j] += tr[j];
+          if (accumulate)
+            for (std::int64_t j = 0; j < n; ++j) zr[j] += tr[j];
+          else
+            std::copy_n(tr, n, zr);
         }
       return;
     }
   }
+  // Each b its own GEMM. Where several b meet one Z (a reduction over broadcast dims) they add up,
+  // so an overwrite clears Z first.
+  bool z_reduced = false;
+  for (int i = 0; i < r; ++i) z_reduced |= batch[i] != 1 && sz[i] == 0;
+  if (!accumulate && z_reduced) batched_gemm_zero(batch, sz, Z, m * n);
+  const bool add = accumulate || z_reduced;
   std::vector<std::int64_t> idx(r, 0);
   std::int64_t ix = 0, iy = 0, iz = 0;
   for (std::int64_t b = 0; b < nb; ++b) {
-    gemm(tx, ty, X + ix, xr, xc, Y + iy, yr, yc, Z + iz, alpha, true);
+    gemm(tx, ty, X + ix, xr, xc, Y + iy, yr, yc, Z + iz, alpha, add);
     for (int d = r - 1; d >= 0; --d) {
       ++idx[d];
       ix += sx[d];
@@ -186,7 +229,7 @@ void batched_gemm(const Shape& batch, const std::vector<std::int64_t>& sx, const
                         T, bool);                                                                                    \
   template void batched_gemm<T>(const Shape&, const std::vector<std::int64_t>&, const std::vector<std::int64_t>&,   \
                                 const std::vector<std::int64_t>&, bool, bool, const T*, std::int64_t, std::int64_t, \
-                                const T*, std::int64_t, std::int64_t, T*, T);
+                                const T*, std::int64_t, std::int64_t, T*, T, bool);
 CURV_INST(float)
 CURV_INST(double)
 #undef CURV_INST

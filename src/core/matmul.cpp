@@ -32,16 +32,17 @@ Shape pad_batch(const Shape& b, size_t rank) {
   return r;
 }
 
-// Z += alpha op(X) op(Y) over the broadcast of all three batches.
+// Z (+)= alpha op(X) op(Y) over the broadcast of all three batches (`add` false: Z = ..., what Z
+// held is not read, same bits as adding to zeros).
 template <class T>
-void bmm(const Operand<T>& X, bool tx, const Operand<T>& Y, bool ty, const Operand<T>& Z, T alpha) {
+void bmm(const Operand<T>& X, bool tx, const Operand<T>& Y, bool ty, const Operand<T>& Z, T alpha, bool add) {
   const size_t r = X.batch.size();
   Shape full(r, 1);
   for (size_t i = 0; i < r; ++i) full[i] = std::max({X.batch[i], Y.batch[i], Z.batch[i]});
   auto sx = internal::broadcast_strides(X.batch, full, X.r * X.c);
   auto sy = internal::broadcast_strides(Y.batch, full, Y.r * Y.c);
   auto sz = internal::broadcast_strides(Z.batch, full, Z.r * Z.c);
-  batched_gemm<T>(full, sx, sy, sz, tx, ty, X.data, X.r, X.c, Y.data, Y.r, Y.c, Z.data, alpha);
+  batched_gemm<T>(full, sx, sy, sz, tx, ty, X.data, X.r, X.c, Y.data, Y.r, Y.c, Z.data, alpha, add);
 }
 
 class MatMulOp final : public OpImpl<MatMulOp> {
@@ -141,30 +142,29 @@ class MatMulOp final : public OpImpl<MatMulOp> {
 
   // Z += op(A) op(B)
   template <class T>
-  void prod(const Operand<T>& A, const Operand<T>& B, const Operand<T>& Z) const {
-    bmm(A, m_ta, B, m_tb, Z, T(m_alpha));
+  void prod(const Operand<T>& A, const Operand<T>& B, const Operand<T>& Z, bool add) const {
+    bmm(A, m_ta, B, m_tb, Z, T(m_alpha), add);
   }
   // Z (shaped like A) += contribution of G (shaped like the product) and B to dL/dA.
   template <class T>
-  void prod_a(const Operand<T>& G, const Operand<T>& B, const Operand<T>& Z) const {
+  void prod_a(const Operand<T>& G, const Operand<T>& B, const Operand<T>& Z, bool add) const {
     if (!m_ta)
-      bmm(G, false, B, !m_tb, Z, T(m_alpha));  // [m,k] = G [m,n] op(B)^T
+      bmm(G, false, B, !m_tb, Z, T(m_alpha), add);  // [m,k] = G [m,n] op(B)^T
     else
-      bmm(B, m_tb, G, true, Z, T(m_alpha));  // [k,m] = op(B) [k,n] G^T
+      bmm(B, m_tb, G, true, Z, T(m_alpha), add);  // [k,m] = op(B) [k,n] G^T
   }
   template <class T>
-  void prod_b(const Operand<T>& A, const Operand<T>& G, const Operand<T>& Z) const {
+  void prod_b(const Operand<T>& A, const Operand<T>& G, const Operand<T>& Z, bool add) const {
     if (!m_tb)
-      bmm(A, !m_ta, G, false, Z, T(m_alpha));  // [k,n] = op(A)^T G
+      bmm(A, !m_ta, G, false, Z, T(m_alpha), add);  // [k,n] = op(A)^T G
     else
-      bmm(G, true, A, m_ta, Z, T(m_alpha));  // [n,k] = G^T op(A)
+      bmm(G, true, A, m_ta, Z, T(m_alpha), add);  // [n,k] = G^T op(A)
   }
 
   template <class T>
   void fwd(OpCtx<T>& c, View<T> out) const {
     Dims d = dims(c.in[0].shape, c.in[1].shape);
-    out.set_zero();
-    prod(opa(d, c.in[0].data, 1), opb(d, c.in[1].data, 1), opz(d, out.data, 1));
+    prod(opa(d, c.in[0].data, 1), opb(d, c.in[1].data, 1), opz(d, out.data, 1), false);
     if (c.in.size() == 3) add_bias(c.in[2], out);
   }
   template <class T>
@@ -185,24 +185,22 @@ class MatMulOp final : public OpImpl<MatMulOp> {
   template <class T>
   void bwd(OpCtx<T>& c) const {
     Dims d = dims(c.in[0].shape, c.in[1].shape);
-    if (c.gin[0].data) {
-      if (!adds(c, 0)) c.gin[0].set_zero();
-      prod_a(opz(d, const_cast<T*>(c.gout.data), 1), opb(d, c.in[1].data, 1), opa(d, c.gin[0].data, 1));
-    }
-    if (c.gin[1].data) {
-      if (!adds(c, 1)) c.gin[1].set_zero();
-      prod_b(opa(d, c.in[0].data, 1), opz(d, const_cast<T*>(c.gout.data), 1), opb(d, c.gin[1].data, 1));
-    }
+    if (c.gin[0].data)
+      prod_a(opz(d, const_cast<T*>(c.gout.data), 1), opb(d, c.in[1].data, 1), opa(d, c.gin[0].data, 1), adds(c, 0));
+    if (c.gin[1].data)
+      prod_b(opa(d, c.in[0].data, 1), opz(d, const_cast<T*>(c.gout.data), 1), opb(d, c.gin[1].data, 1), adds(c, 1));
     if (c.in.size() == 3 && c.gin[2].data) bias_grad(c.gout.data, c.gout.shape, c.gin[2], adds(c, 2));
   }
 
   template <class T>
   void tan(OpCtx<T>& c) const {
     Dims d = dims(c.in[0].shape, c.in[1].shape);
-    c.tout.set_zero();
     const auto k = c.k;
-    if (c.tin[0].data) prod(opa(d, c.tin[0].data, k), opb(d, c.in[1].data, 1), opz(d, c.tout.data, k));
-    if (c.tin[1].data) prod(opa(d, c.in[0].data, 1), opb(d, c.tin[1].data, k), opz(d, c.tout.data, k));
+    // The first term overwrites the tangent, the second adds (zeros when neither input has one).
+    if (c.tin[0].data) prod(opa(d, c.tin[0].data, k), opb(d, c.in[1].data, 1), opz(d, c.tout.data, k), false);
+    if (c.tin[1].data)
+      prod(opa(d, c.in[0].data, 1), opb(d, c.tin[1].data, k), opz(d, c.tout.data, k), c.tin[0].data != nullptr);
+    if (!c.tin[0].data && !c.tin[1].data) c.tout.set_zero();
     if (c.in.size() == 3 && c.tin[2].data) {
       const std::int64_t no = numel(d.out), nc = c.in[2].size();
       for (std::int64_t j = 0; j < k; ++j)
@@ -217,16 +215,14 @@ class MatMulOp final : public OpImpl<MatMulOp> {
     auto tg = opz(d, const_cast<T*>(c.tgout.data), k);
     auto g = opz(d, const_cast<T*>(c.gout.data), 1);
     if (c.tgin[0].data) {
-      if (!adds(c, 0)) c.tgin[0].set_zero();
       auto z = opa(d, c.tgin[0].data, k);
-      prod_a(tg, opb(d, c.in[1].data, 1), z);
-      if (c.second_order && c.tin[1].data) prod_a(g, opb(d, c.tin[1].data, k), z);
+      prod_a(tg, opb(d, c.in[1].data, 1), z, adds(c, 0));
+      if (c.second_order && c.tin[1].data) prod_a(g, opb(d, c.tin[1].data, k), z, true);
     }
     if (c.tgin[1].data) {
-      if (!adds(c, 1)) c.tgin[1].set_zero();
       auto z = opb(d, c.tgin[1].data, k);
-      prod_b(opa(d, c.in[0].data, 1), tg, z);
-      if (c.second_order && c.tin[0].data) prod_b(opa(d, c.tin[0].data, k), g, z);
+      prod_b(opa(d, c.in[0].data, 1), tg, z, adds(c, 1));
+      if (c.second_order && c.tin[0].data) prod_b(opa(d, c.tin[0].data, k), g, z, true);
     }
     if (c.in.size() == 3 && c.tgin[2].data) {
       const std::int64_t no = numel(d.out), nc = c.in[2].size();

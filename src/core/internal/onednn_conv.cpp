@@ -62,7 +62,7 @@ void one_openmp_thread() {
 
 // Buffers of this thread that keep their capacity between calls.
 float* scratch(int slot, std::size_t bytes) {
-  thread_local std::vector<float> bufs[6];
+  thread_local std::vector<float> bufs[7];
   auto& b = bufs[slot];
   const std::size_t n = (bytes + sizeof(float) - 1) / sizeof(float);
   if (b.size() < n) b.resize(n);
@@ -345,6 +345,90 @@ const float* stack_weights(const DnnlConvShape& s, const float* a, const float* 
   return out;
 }
 
+
+// ---- float32 GEMM on oneDNN's matmul primitive (internal::gemm, gemm.cpp) ----
+
+std::atomic<bool>& gemm_enabled_flag() {
+  static std::atomic<bool> on{[] {
+    const char* e = std::getenv("CURV_GEMM_BACKEND");
+    return !(e && std::strcmp(e, "eigen") == 0);
+  }()};
+  return on;
+}
+
+// One product's geometry: op(X) [m, k] times op(Y) [k, n] into Z [m, n], leading dimensions, the
+// scale's bits and whether Z is added to.
+using GemmKey = std::tuple<bool, bool, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t,
+                           std::int64_t, std::uint32_t, bool>;
+
+struct GemmPrim {
+  dnnl::memory::desc a, b, c, sp;
+  dnnl::matmul mm;
+};
+
+std::unique_ptr<GemmPrim> build_gemm(const GemmKey& k) {
+  const auto [tx, ty, m, n, kk, ldx, ldy, ldz, alpha_bits, accumulate] = k;
+  auto g = std::make_unique<GemmPrim>();
+  // Row-major operands read through strides: op(X)(i, l) is X[i * ldx + l], or X[l * ldx + i]
+  // when transposed; likewise op(Y)(l, j).
+  g->a = dnnl::memory::desc({m, kk}, dt::f32, tx ? dnnl::memory::dims{1, ldx} : dnnl::memory::dims{ldx, 1});
+  g->b = dnnl::memory::desc({kk, n}, dt::f32, ty ? dnnl::memory::dims{1, ldy} : dnnl::memory::dims{ldy, 1});
+  g->c = dnnl::memory::desc({m, n}, dt::f32, dnnl::memory::dims{ldz, 1});
+  dnnl::primitive_attr a = attr();
+  float alpha;
+  std::memcpy(&alpha, &alpha_bits, sizeof alpha);
+  if (alpha != 1.0f) a.set_output_scales(0, {alpha});
+  if (accumulate) {
+    dnnl::post_ops po;
+    po.append_sum(1.0f);
+    a.set_post_ops(po);
+  }
+  const auto pd = dnnl::matmul::primitive_desc(dnnl::matmul::desc(g->a, g->b, g->c), a, cpu_engine());
+  g->sp = pd.scratchpad_desc();
+  g->mm = dnnl::matmul(pd);
+  return g;
+}
+
+// This thread's matmul primitive for k, or null when oneDNN refused the geometry (remembered).
+GemmPrim* gemm_prim(const GemmKey& k) {
+  one_openmp_thread();  // before building: the plan (and so the summation order) is for one thread
+  thread_local std::map<GemmKey, std::unique_ptr<GemmPrim>> cache;
+  auto it = cache.find(k);
+  if (it == cache.end()) {
+    if (cache.size() >= 1024) cache.clear();
+    std::unique_ptr<GemmPrim> g;
+    try {
+      g = build_gemm(k);
+    } catch (const dnnl::error&) {
+    }
+    it = cache.emplace(k, std::move(g)).first;
+  }
+  return it->second.get();
+}
+
+}  // namespace
+
+bool onednn_gemm_enabled() { return gemm_enabled_flag().load(std::memory_order_relaxed); }
+bool set_onednn_gemm(bool on) { return gemm_enabled_flag().exchange(on); }
+
+bool onednn_gemm(bool tx, bool ty, std::int64_t m, std::int64_t n, std::int64_t k, const float* X, std::int64_t ldx,
+                 const float* Y, std::int64_t ldy, float* Z, std::int64_t ldz, float alpha, bool accumulate) {
+  std::uint32_t alpha_bits;
+  std::memcpy(&alpha_bits, &alpha, sizeof alpha);
+  GemmPrim* g = gemm_prim(GemmKey{tx, ty, m, n, k, ldx, ldy, ldz, alpha_bits, accumulate});
+  if (!g) return false;
+  dnnl::stream& st = Call::stream();
+  auto* base = reinterpret_cast<char*>(scratch(6, g->sp.get_size() + 64));
+  const auto aligned = (reinterpret_cast<std::uintptr_t>(base) + 63) & ~std::uintptr_t(63);
+  g->mm.execute(st, {{DNNL_ARG_SRC, Call::mem(g->a, X)},
+                     {DNNL_ARG_WEIGHTS, Call::mem(g->b, Y)},
+                     {DNNL_ARG_DST, Call::mem(g->c, Z)},
+                     {DNNL_ARG_SCRATCHPAD, Call::mem(g->sp, reinterpret_cast<void*>(aligned))}});
+  st.wait();
+  return true;
+}
+
+namespace {
 }  // namespace
 
 bool onednn_conv_enabled() { return enabled_flag().load(std::memory_order_relaxed); }
@@ -372,14 +456,15 @@ bool onednn_conv_supports(const DnnlConvShape& s, unsigned kinds) noexcept {
 }
 bool set_onednn_conv(bool on) { return enabled_flag().exchange(on); }
 
-const char* conv_backend_name() {
-  if (!onednn_conv_enabled()) return "builtin";
+const char* onednn_name() {
   static const std::string name = [] {
     const dnnl_version_t* v = dnnl_version();
     return "onednn " + std::to_string(v->major) + "." + std::to_string(v->minor) + "." + std::to_string(v->patch);
   }();
   return name.c_str();
 }
+
+const char* conv_backend_name() { return onednn_conv_enabled() ? onednn_name() : "builtin"; }
 
 void onednn_conv_forward(const DnnlConvShape& s, const float* x, const float* w, float* y, bool accumulate) {
   Call c(s, Kind::Plain);
@@ -457,6 +542,13 @@ bool onednn_conv_enabled() { return false; }
 bool onednn_conv_supports(const DnnlConvShape&, unsigned) noexcept { return false; }
 bool set_onednn_conv(bool) { return false; }
 const char* conv_backend_name() { return "builtin"; }
+const char* onednn_name() { return ""; }
+bool onednn_gemm_enabled() { return false; }
+bool set_onednn_gemm(bool) { return false; }
+bool onednn_gemm(bool, bool, std::int64_t, std::int64_t, std::int64_t, const float*, std::int64_t, const float*,
+                 std::int64_t, float*, std::int64_t, float, bool) {
+  return false;
+}
 [[noreturn]] static void missing() { throw std::logic_error("oneDNN is not compiled in"); }
 void onednn_conv_forward(const DnnlConvShape&, const float*, const float*, float*, bool) { missing(); }
 void onednn_conv_backward(const DnnlConvShape&, const float*, const float*, const float*, float*, float*, bool, bool) {

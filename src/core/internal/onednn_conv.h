@@ -34,8 +34,10 @@ constexpr unsigned kOnednnPlain = 1, kOnednnForwardPair = 2, kOnednnBackwardData
 // Turns the backend on or off for the whole process (tests, benchmarks); returns the old state.
 // A no-op returning false when oneDNN is not compiled in.
 bool set_onednn_conv(bool on);
-// "onednn <version> (<isa>)" or "builtin".
+// "onednn <version>" or "builtin".
 const char* conv_backend_name();
+// "onednn <version>", or "" when oneDNN is not compiled in.
+const char* onednn_name();
 
 // y (+)= conv(x, w)
 void onednn_conv_forward(const DnnlConvShape& s, const float* x, const float* w, float* y, bool accumulate);
@@ -54,5 +56,16 @@ void onednn_conv_backward_data_pair(const DnnlConvShape& s, const float* gyt, co
 // gwt (+)= gyt x^T + gy xt^T (summed over samples and positions)
 void onednn_conv_backward_weights_pair(const DnnlConvShape& s, const float* gyt, const float* x, const float* gy,
                                        const float* xt, float* gwt, bool accumulate);
+
+// float32 GEMM on a oneDNN matmul primitive, for internal::gemm (gemm.cpp): Z (+)= alpha op(X)
+// op(Y) with op(X) [m, k], op(Y) [k, n], row-major operands of leading dimensions ldx, ldy, ldz.
+// Like the convolutions, a primitive per geometry and thread, planned and run for one thread, so
+// a product's bits depend only on its geometry. Returns false (Z untouched) when oneDNN is not
+// compiled in or refuses the geometry; the caller then runs Eigen. Used unless the environment
+// sets CURV_GEMM_BACKEND=eigen or set_onednn_gemm(false) turned it off.
+bool onednn_gemm_enabled();
+bool set_onednn_gemm(bool on);
+bool onednn_gemm(bool tx, bool ty, std::int64_t m, std::int64_t n, std::int64_t k, const float* X, std::int64_t ldx,
+                 const float* Y, std::int64_t ldy, float* Z, std::int64_t ldz, float alpha, bool accumulate);
 
 }  // namespace curv::internal
