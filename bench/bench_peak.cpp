@@ -1,9 +1,9 @@
 // The float32 rate this machine gives curv's two matrix kernels at a thread count: what "how close
 // to the FLOP floor" is measured against in bench/scale.sh.
 //
-//   gemm     curv's GEMM (internal::gemm: Eigen, large products split over oneTBB), THREADS
-//            independent products [M, K] x [K, N] at once (M = K = N = SIZE), as the engine's
-//            micro-batch runs do
+//   gemm     curv's GEMM (internal::gemm: oneDNN's matmul when compiled in, else Eigen; large
+//            products split over oneTBB), THREADS independent products [M, K] x [K, N] at once
+//            (M = K = N = SIZE), as the engine's micro-batch runs do
 //   conv     oneDNN's direct convolution as ConvOp calls it (one oneDNN thread per call,
 //            channels-last copies in and out included): a 3x3, pad 1, C = O = 128 convolution on
 //            8x8 planes of 64 samples (a ResNet-18 second-stage layer at micro-batch 64), forward,
