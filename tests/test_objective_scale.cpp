@@ -7,6 +7,7 @@
 #include <tbb/global_control.h>
 #include <tbb/task_arena.h>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <limits>
@@ -470,6 +471,58 @@ TEST_CASE("batched GEMMs that overwrite give the bits of adding to zeros on ever
   };
   run(float{});
   run(double{});
+}
+
+TEST_CASE("many small float32 GEMMs in one batched oneDNN matmul: each the bits of its product alone, and correct") {
+  // Attention's per-(sequence, head) products, [64 x 16] x [16 x 64] (scores, Y transposed) and
+  // [64 x 64] x [64 x 16] (context), over a batch of 2 x 3 that nests into one dimension; then the
+  // same with X's batch entries spaced irregularly (no single stride: one GEMM per entry).
+  if (!internal::onednn_gemm_enabled()) {
+    MESSAGE("oneDNN is not compiled in (libdnnl-dev missing) or CURV_GEMM_BACKEND=eigen: nothing to compare");
+    return;
+  }
+  std::mt19937_64 rng(96);
+  std::normal_distribution<float> nd;
+  const Shape batch{2, 3};
+  struct Geo {
+    bool ty;
+    std::int64_t m, n, k;
+    bool regular;
+  };
+  for (const Geo& q : {Geo{true, 64, 64, 16, true}, Geo{false, 64, 16, 64, true}, Geo{true, 64, 64, 16, false}}) {
+    const std::int64_t xs = q.m * q.k, ys = q.n * q.k, zs = q.m * q.n;
+    // X entries at 0, xs, 2 xs | 3 xs + gap, ...: regular when gap = 0.
+    const std::int64_t gap = q.regular ? 0 : 5;
+    std::vector<float> X(6 * xs + gap), Y(6 * ys), Z(6 * zs, std::numeric_limits<float>::quiet_NaN());
+    for (auto& e : X) e = nd(rng);
+    for (auto& e : Y) e = nd(rng);
+    const std::vector<std::int64_t> sx{3 * xs + gap, xs}, sy{3 * ys, ys}, sz{3 * zs, zs};
+    const std::int64_t yr = q.ty ? q.n : q.k, yc = q.ty ? q.k : q.n;
+    internal::batched_gemm<float>(batch, sx, sy, sz, false, q.ty, X.data(), q.m, q.k, Y.data(), yr, yc, Z.data(),
+                                  1.0f, false);
+    INFO("ty ", q.ty, " m ", q.m, " n ", q.n, " k ", q.k, q.regular ? " (one batch dimension)" : " (irregular)");
+    double err = 0;
+    for (std::int64_t b0 = 0; b0 < 2; ++b0)
+      for (std::int64_t b1 = 0; b1 < 3; ++b1) {
+        const float* x = X.data() + b0 * sx[0] + b1 * sx[1];
+        const float* y = Y.data() + b0 * sy[0] + b1 * sy[1];
+        const float* z = Z.data() + b0 * sz[0] + b1 * sz[1];
+        if (q.regular) {
+          std::vector<float> alone(zs);
+          REQUIRE(internal::onednn_batched_gemm(1, 0, 0, 0, false, q.ty, q.m, q.n, q.k, x, q.k, y, yc, alone.data(),
+                                                q.n, 1.0f, false));
+          CHECK(std::equal(alone.begin(), alone.end(), z));
+        }
+        for (std::int64_t i = 0; i < q.m; ++i)
+          for (std::int64_t j = 0; j < q.n; ++j) {
+            double ref = 0;
+            for (std::int64_t l = 0; l < q.k; ++l)
+              ref += double(x[i * q.k + l]) * double(q.ty ? y[j * q.k + l] : y[l * q.n + j]);
+            err = std::max(err, std::abs(ref - double(z[i * q.n + j])));
+          }
+      }
+    CHECK(err < 1e-4);
+  }
 }
 
 TEST_CASE("a oneDNN GEMM gives the same bits on a fresh thread as on one that ran oneDNN before") {

@@ -357,9 +357,10 @@ std::atomic<bool>& gemm_enabled_flag() {
 }
 
 // One product's geometry: op(X) [m, k] times op(Y) [k, n] into Z [m, n], leading dimensions, the
-// scale's bits and whether Z is added to.
+// scale's bits and whether Z is added to; then the batch: its count and each operand's stride
+// between batch entries (0: the operand is shared by all; nb = 1 for a plain product).
 using GemmKey = std::tuple<bool, bool, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t,
-                           std::int64_t, std::uint32_t, bool>;
+                           std::int64_t, std::uint32_t, bool, std::int64_t, std::int64_t, std::int64_t, std::int64_t>;
 
 struct GemmPrim {
   dnnl::memory::desc a, b, c, sp;
@@ -367,13 +368,22 @@ struct GemmPrim {
 };
 
 std::unique_ptr<GemmPrim> build_gemm(const GemmKey& k) {
-  const auto [tx, ty, m, n, kk, ldx, ldy, ldz, alpha_bits, accumulate] = k;
+  const auto [tx, ty, m, n, kk, ldx, ldy, ldz, alpha_bits, accumulate, nb, bx, by, bz] = k;
   auto g = std::make_unique<GemmPrim>();
   // Row-major operands read through strides: op(X)(i, l) is X[i * ldx + l], or X[l * ldx + i]
   // when transposed; likewise op(Y)(l, j).
-  g->a = dnnl::memory::desc({m, kk}, dt::f32, tx ? dnnl::memory::dims{1, ldx} : dnnl::memory::dims{ldx, 1});
-  g->b = dnnl::memory::desc({kk, n}, dt::f32, ty ? dnnl::memory::dims{1, ldy} : dnnl::memory::dims{ldy, 1});
-  g->c = dnnl::memory::desc({m, n}, dt::f32, dnnl::memory::dims{ldz, 1});
+  const dnnl::memory::dims sa = tx ? dnnl::memory::dims{1, ldx} : dnnl::memory::dims{ldx, 1};
+  const dnnl::memory::dims sb = ty ? dnnl::memory::dims{1, ldy} : dnnl::memory::dims{ldy, 1};
+  if (nb == 1) {
+    g->a = dnnl::memory::desc({m, kk}, dt::f32, sa);
+    g->b = dnnl::memory::desc({kk, n}, dt::f32, sb);
+    g->c = dnnl::memory::desc({m, n}, dt::f32, dnnl::memory::dims{ldz, 1});
+  } else {
+    // A shared operand has batch dimension 1 (oneDNN broadcasts it); its stride is then unused.
+    g->a = dnnl::memory::desc({bx ? nb : 1, m, kk}, dt::f32, {bx ? bx : m * kk, sa[0], sa[1]});
+    g->b = dnnl::memory::desc({by ? nb : 1, kk, n}, dt::f32, {by ? by : kk * n, sb[0], sb[1]});
+    g->c = dnnl::memory::desc({nb, m, n}, dt::f32, {bz, ldz, 1});
+  }
   dnnl::primitive_attr a = attr();
   float alpha;
   std::memcpy(&alpha, &alpha_bits, sizeof alpha);
@@ -413,9 +423,17 @@ bool set_onednn_gemm(bool on) { return gemm_enabled_flag().exchange(on); }
 
 bool onednn_gemm(bool tx, bool ty, std::int64_t m, std::int64_t n, std::int64_t k, const float* X, std::int64_t ldx,
                  const float* Y, std::int64_t ldy, float* Z, std::int64_t ldz, float alpha, bool accumulate) {
+  return onednn_batched_gemm(1, 0, 0, 0, tx, ty, m, n, k, X, ldx, Y, ldy, Z, ldz, alpha, accumulate);
+}
+
+bool onednn_batched_gemm(std::int64_t nb, std::int64_t bx, std::int64_t by, std::int64_t bz, bool tx, bool ty,
+                         std::int64_t m, std::int64_t n, std::int64_t k, const float* X, std::int64_t ldx,
+                         const float* Y, std::int64_t ldy, float* Z, std::int64_t ldz, float alpha, bool accumulate) {
+  if (nb < 1 || (nb > 1 && bz == 0)) return false;  // a reduction over the batch is not one matmul
+  if (nb == 1) bx = by = bz = 0;
   std::uint32_t alpha_bits;
   std::memcpy(&alpha_bits, &alpha, sizeof alpha);
-  GemmPrim* g = gemm_prim(GemmKey{tx, ty, m, n, k, ldx, ldy, ldz, alpha_bits, accumulate});
+  GemmPrim* g = gemm_prim(GemmKey{tx, ty, m, n, k, ldx, ldy, ldz, alpha_bits, accumulate, nb, bx, by, bz});
   if (!g) return false;
   dnnl::stream& st = Call::stream();
   auto* base = reinterpret_cast<char*>(scratch(6, g->sp.get_size() + 64));
@@ -547,6 +565,11 @@ bool onednn_gemm_enabled() { return false; }
 bool set_onednn_gemm(bool) { return false; }
 bool onednn_gemm(bool, bool, std::int64_t, std::int64_t, std::int64_t, const float*, std::int64_t, const float*,
                  std::int64_t, float*, std::int64_t, float, bool) {
+  return false;
+}
+bool onednn_batched_gemm(std::int64_t, std::int64_t, std::int64_t, std::int64_t, bool, bool, std::int64_t, std::int64_t,
+                         std::int64_t, const float*, std::int64_t, const float*, std::int64_t, float*, std::int64_t,
+                         float, bool) {
   return false;
 }
 [[noreturn]] static void missing() { throw std::logic_error("oneDNN is not compiled in"); }

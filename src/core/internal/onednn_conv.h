@@ -67,5 +67,12 @@ bool onednn_gemm_enabled();
 bool set_onednn_gemm(bool on);
 bool onednn_gemm(bool tx, bool ty, std::int64_t m, std::int64_t n, std::int64_t k, const float* X, std::int64_t ldx,
                  const float* Y, std::int64_t ldy, float* Z, std::int64_t ldz, float alpha, bool accumulate);
+// The same for nb products at once, Z[b] (+)= alpha op(X[b]) op(Y[b]), one primitive with a batch
+// dimension: operand b starts bx, by, bz elements after operand b - 1 (bx or by 0: shared by every
+// b; bz must not be 0). Each b gets the bits of the same product run alone (oneDNN 2.6's brgemm
+// matmul loops over the batch outside the product; checked for nb 1, 4 and 64 at k 16-1000).
+bool onednn_batched_gemm(std::int64_t nb, std::int64_t bx, std::int64_t by, std::int64_t bz, bool tx, bool ty,
+                         std::int64_t m, std::int64_t n, std::int64_t k, const float* X, std::int64_t ldx,
+                         const float* Y, std::int64_t ldy, float* Z, std::int64_t ldz, float alpha, bool accumulate);
 
 }  // namespace curv::internal
