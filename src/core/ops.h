@@ -35,10 +35,11 @@ const char* binary_type(BinaryKind kind);
 OpPtr make_gemm(bool trans_a, bool trans_b, double alpha = 1.0, double beta = 1.0);
 /// Numpy matmul: batched over broadcast leading dims; 1-D operands are promoted as numpy does.
 OpPtr make_matmul();
-/// "onednn <version>" or "eigen": what float32 matrix products of 2^21 flops and more (in MatMul,
-/// Gemm, Einsum, the recurrent ops and the built-in convolutions' GEMMs) run on now. oneDNN's
-/// matmul, one thread per call, when curv was built with oneDNN, unless the environment sets
-/// CURV_GEMM_BACKEND=eigen; Eigen for smaller products and for float64.
+/// "onednn <version>" or "eigen": what float32 matrix products of 2^21 flops and more, and batches
+/// of products of 2^17 flops and more (in MatMul, Gemm, Einsum, the recurrent ops and the built-in
+/// convolutions' GEMMs) run on now. oneDNN's matmul, one thread per call, when curv was built with
+/// oneDNN, unless the environment sets CURV_GEMM_BACKEND=eigen; Eigen for other products and for
+/// float64.
 std::string gemm_backend();
 /// Turns the oneDNN GEMMs on or off for the process; returns whether they were on.
 bool set_onednn_gemms(bool on);
