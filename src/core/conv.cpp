@@ -907,9 +907,5 @@ class ConvOp final : public OpImpl<ConvOp> {
 OpPtr make_conv(const Conv2dAttrs& a) { return std::make_shared<ConvOp>(a); }
 std::string conv_backend() { return internal::conv_backend_name(); }
 bool set_onednn_convolutions(bool on) { return internal::set_onednn_conv(on); }
-std::string gemm_backend() {
-  return internal::onednn_gemm_enabled() ? internal::onednn_name() : std::string("eigen");
-}
-bool set_onednn_gemms(bool on) { return internal::set_onednn_gemm(on); }
 
 }  // namespace curv

@@ -9,6 +9,7 @@
 
 #include "src/core/internal/gemm.h"
 #include "src/core/internal/onednn_conv.h"
+#include "src/core/ops.h"
 
 namespace curv::internal {
 
@@ -126,19 +127,23 @@ static bool one_batch_dim(const Shape& batch, const std::vector<std::int64_t>& s
   return true;
 }
 
-// Z[b] = 0 for every b of `batch` (blocks of `mn` elements at strides sz; broadcast ones repeat).
+// Z[b] = 0 for every b of `batch` (blocks of `mn` elements at strides sz). A dim along which Z is
+// broadcast (sz 0) repeats the same blocks, so it is walked once.
 template <class T>
 void batched_gemm_zero(const Shape& batch, const std::vector<std::int64_t>& sz, T* Z, std::int64_t mn) {
   const int r = static_cast<int>(batch.size());
+  Shape zb(batch);
+  for (int d = 0; d < r; ++d)
+    if (sz[d] == 0) zb[d] = 1;
   std::vector<std::int64_t> idx(r, 0);
   std::int64_t iz = 0;
-  for (std::int64_t b = 0, nb = numel(batch); b < nb; ++b) {
+  for (std::int64_t b = 0, nb = numel(zb); b < nb; ++b) {
     std::fill_n(Z + iz, mn, T(0));
     for (int d = r - 1; d >= 0; --d) {
       ++idx[d];
       iz += sz[d];
-      if (idx[d] < batch[d]) break;
-      iz -= sz[d] * batch[d];
+      if (idx[d] < zb[d]) break;
+      iz -= sz[d] * zb[d];
       idx[d] = 0;
     }
   }
@@ -268,3 +273,12 @@ CURV_INST(double)
 #undef CURV_INST
 
 }  // namespace curv::internal
+
+namespace curv {
+
+std::string gemm_backend() {
+  return internal::onednn_gemm_enabled() ? internal::onednn_name() : std::string("eigen");
+}
+bool set_onednn_gemms(bool on) { return internal::set_onednn_gemm(on); }
+
+}  // namespace curv

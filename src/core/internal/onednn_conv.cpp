@@ -280,9 +280,10 @@ struct Call {
   static dnnl::memory mem(const dnnl::memory::desc& d, const void* ptr) {
     return dnnl::memory(d, cpu_engine(), const_cast<void*>(ptr));
   }
-  // This thread's scratchpad for a primitive whose scratchpad is `d` (scratch slot 5, 64-byte aligned).
-  static dnnl::memory scratchpad(const dnnl::memory::desc& d) {
-    auto* base = reinterpret_cast<char*>(scratch(5, d.get_size() + 64));
+  // This thread's scratchpad for a primitive whose scratchpad is `d` (a scratch slot, 5 for the
+  // convolutions, 64-byte aligned).
+  static dnnl::memory scratchpad(const dnnl::memory::desc& d, int slot = 5) {
+    auto* base = reinterpret_cast<char*>(scratch(slot, d.get_size() + 64));
     const auto aligned = (reinterpret_cast<std::uintptr_t>(base) + 63) & ~std::uintptr_t(63);
     return mem(d, reinterpret_cast<void*>(aligned));
   }
@@ -436,12 +437,10 @@ bool onednn_batched_gemm(std::int64_t nb, std::int64_t bx, std::int64_t by, std:
   GemmPrim* g = gemm_prim(GemmKey{tx, ty, m, n, k, ldx, ldy, ldz, alpha_bits, accumulate, nb, bx, by, bz});
   if (!g) return false;
   dnnl::stream& st = Call::stream();
-  auto* base = reinterpret_cast<char*>(scratch(6, g->sp.get_size() + 64));
-  const auto aligned = (reinterpret_cast<std::uintptr_t>(base) + 63) & ~std::uintptr_t(63);
   g->mm.execute(st, {{DNNL_ARG_SRC, Call::mem(g->a, X)},
                      {DNNL_ARG_WEIGHTS, Call::mem(g->b, Y)},
                      {DNNL_ARG_DST, Call::mem(g->c, Z)},
-                     {DNNL_ARG_SCRATCHPAD, Call::mem(g->sp, reinterpret_cast<void*>(aligned))}});
+                     {DNNL_ARG_SCRATCHPAD, Call::scratchpad(g->sp, 6)}});
   st.wait();
   return true;
 }
