@@ -891,3 +891,119 @@ TEST_CASE("element-wise tangent kernels give each direction of a block the bits 
     }
   }
 }
+
+TEST_CASE("float32 Softmax and LogSoftmax: near float64, exact zeros under a -inf mask, the same bits on any axis") {
+  // The float kernels use Eigen's vectorized exp and sums in 16 fixed lanes (softmax.cpp); rows
+  // along other axes are gathered into contiguous rows. Checked against the float64 kernels (std::exp).
+  std::mt19937_64 rng(23);
+  std::normal_distribution<double> nd(0.0, 3.0);
+  for (bool log : {false, true}) {
+    for (std::int64_t L : {1, 5, 16, 17, 64, 100}) {
+      CAPTURE(log);
+      CAPTURE(L);
+      const std::int64_t R = 4, n = R * L, k = 2;
+      auto draw = [&](std::int64_t m) {
+        std::vector<double> v(static_cast<std::size_t>(m));
+        for (auto& e : v) e = nd(rng);
+        return v;
+      };
+      std::vector<double> xd = draw(n);
+      // A causal-style mask: -inf in row 1 after its first element, and far below the max in row 2.
+      if (!log && L > 1)
+        for (std::int64_t t = 1; t < L; ++t) xd[std::size_t(L + t)] = -std::numeric_limits<double>::infinity();
+      if (L > 1) xd[std::size_t(2 * L + 1)] = -200.0;
+      if (L > 2) xd[std::size_t(3 * L + 2)] = *std::max_element(xd.begin() + 3 * L, xd.begin() + 4 * L) - 87.5;
+      const std::vector<double> gd = draw(n), txd = draw(k * n), tgd = draw(k * n);
+      auto to_f = [](const std::vector<double>& v) { return std::vector<float>(v.begin(), v.end()); };
+      // All four kernels on rows of length L along `axis` of `shape`; returns y, g_x, y' (k), g_x' (k).
+      auto run = [&](auto zero, const Shape& shape, std::int64_t axis, const auto& x, const auto& g, const auto& tx,
+                     const auto& tg, std::int64_t kk) {
+        using T = decltype(zero);
+        const OpPtr op = make_softmax(axis, log);
+        Shape ks = shape;
+        ks.insert(ks.begin(), kk);
+        const Tensor<T> X(shape, x), G(shape, g), TX(ks, tx), TG(ks, tg);
+        std::array<Tensor<T>, 4> r{Tensor<T>(shape), Tensor<T>(shape), Tensor<T>(ks), Tensor<T>(ks)};
+        OpCtx<T> c;
+        c.in = {X.cview()};
+        op->forward(c, r[0].view());
+        c.out = r[0].cview();
+        c.gout = G.cview();
+        c.gin = {r[1].view()};
+        op->backward(c);
+        c.k = kk;
+        c.tin = {TX.cview()};
+        c.tout = r[2].view();
+        op->jvp(c);
+        c.tgout = TG.cview();
+        c.tgin = {r[3].view()};
+        c.second_order = true;
+        op->backward_tangent(c);
+        return r;
+      };
+      const auto f = run(0.0f, {R, L}, -1, to_f(xd), to_f(gd), to_f(txd), to_f(tgd), k);
+      // The reference: float64 kernels on the float inputs.
+      auto round = [&](const std::vector<double>& v) {
+        std::vector<double> r(v.size());
+        for (std::size_t i = 0; i < v.size(); ++i) r[i] = double(float(v[i]));
+        return r;
+      };
+      const auto d = run(0.0, {R, L}, -1, round(xd), round(gd), round(txd), round(tgd), k);
+      for (int q = 0; q < 4; ++q) {
+        CAPTURE(q);
+        std::vector<double> a(f[q].data(), f[q].data() + f[q].size()), b(d[q].data(), d[q].data() + d[q].size());
+        for (float v : std::vector<float>(f[q].data(), f[q].data() + f[q].size())) {
+          CHECK(std::isfinite(v));
+          CHECK(std::fpclassify(v) != FP_SUBNORMAL);  // exp(-87.5) is subnormal in float: flushed to 0
+        }
+        CHECK(rel_err(a, b) < 2e-6);
+      }
+      if (!log && L > 1)
+        for (std::int64_t t = 1; t < L; ++t) {  // masked: exactly zero probability, gradient and tangents
+          CHECK(f[0].data()[L + t] == 0.0f);
+          CHECK(f[1].data()[L + t] == 0.0f);
+          for (std::int64_t j = 0; j < k; ++j) {
+            CHECK(f[2].data()[j * n + L + t] == 0.0f);
+            CHECK(f[3].data()[j * n + L + t] == 0.0f);
+          }
+        }
+      // Each direction of the block has the bits of a single product.
+      for (std::int64_t j = 0; j < k; ++j) {
+        const auto tx1 = to_f(std::vector<double>(txd.begin() + j * n, txd.begin() + (j + 1) * n));
+        const auto tg1 = to_f(std::vector<double>(tgd.begin() + j * n, tgd.begin() + (j + 1) * n));
+        const auto s = run(0.0f, {R, L}, -1, to_f(xd), to_f(gd), tx1, tg1, 1);
+        CHECK(std::memcmp(s[2].data(), f[2].data() + j * n, sizeof(float) * std::size_t(n)) == 0);
+        CHECK(std::memcmp(s[3].data(), f[3].data() + j * n, sizeof(float) * std::size_t(n)) == 0);
+      }
+      // Along axis 1 of [2, L, 2] (rows gathered with stride 2): the bits of the same rows along the last axis.
+      auto to_strided = [&](const std::vector<float>& v, std::int64_t dirs) {  // [dirs][4 rows][L] -> [dirs][2][L][2]
+        std::vector<float> r(v.size());
+        for (std::int64_t j = 0; j < dirs; ++j)
+          for (std::int64_t row = 0; row < R; ++row)
+            for (std::int64_t t = 0; t < L; ++t)
+              r[std::size_t(j * n + (row / 2) * L * 2 + t * 2 + row % 2)] = v[std::size_t(j * n + row * L + t)];
+        return r;
+      };
+      const auto s = run(0.0f, {2, L, 2}, 1, to_strided(to_f(xd), 1), to_strided(to_f(gd), 1),
+                         to_strided(to_f(txd), k), to_strided(to_f(tgd), k), k);
+      for (int q = 0; q < 4; ++q) {
+        const std::int64_t dirs = q < 2 ? 1 : k;
+        const auto want = to_strided(std::vector<float>(f[q].data(), f[q].data() + f[q].size()), dirs);
+        CHECK(std::memcmp(s[q].data(), want.data(), sizeof(float) * want.size()) == 0);
+      }
+    }
+  }
+  // A NaN makes its row NaN and leaves the others alone.
+  const OpPtr op = make_softmax(-1, false);
+  const Tensor<float> x({2, 20}, [] {
+    std::vector<float> v(40, 0.5f);
+    v[3] = std::numeric_limits<float>::quiet_NaN();
+    return v;
+  }());
+  Tensor<float> y({2, 20});
+  OpCtx<float> c;
+  c.in = {x.cview()};
+  op->forward(c, y.view());
+  for (int i = 0; i < 20; ++i) CHECK(std::isnan(y.data()[i]));
+  for (int i = 20; i < 40; ++i) CHECK(y.data()[i] == doctest::Approx(0.05f));
+}

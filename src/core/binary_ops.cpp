@@ -210,42 +210,58 @@ class BinaryOp final : public OpImpl<BinaryOp> {
     internal::Broadcast b(c.in[0].shape, c.in[1].shape);
     lin_vjp_raw(b, c.in[0].data, c.in[1].data, g, ga, gb, c.in[0].size(), c.in[1].size());
   }
+  // r[i_a] (A) or r[i_b] (!A) = sum of term(io, ia, ib) over the output elements that map to it. A
+  // side with as many elements as the output (not broadcast) is written in one pass as 0 + term:
+  // the bits of filling with zeros and accumulating, without the fill and the re-read.
+  template <bool A, class T, class F>
+  static void reduce_side(const internal::Broadcast& b, T* r, std::int64_t n, F&& term) {
+    if (n == numel(b.out)) {
+      b.for_each([&](auto io, auto ia, auto ib) { r[A ? ia : ib] = T(0) + term(io, ia, ib); });
+      return;
+    }
+    std::fill(r, r + n, T(0));
+    b.for_each([&](auto io, auto ia, auto ib) { r[A ? ia : ib] += term(io, ia, ib); });
+  }
   template <class T>
   void lin_vjp_raw(const internal::Broadcast& b, const T* x, const T* y, const T* g, T* ga, T* gb, std::int64_t na,
                    std::int64_t nb) const {
-    if (ga) std::fill(ga, ga + na, T(0));
-    if (gb) std::fill(gb, gb + nb, T(0));
+    // The terms of ga and gb; where the op subtracts (gb of Sub and Div) the term is negated, which
+    // gives the bits of subtracting from the accumulated sum (u - v == u + (-v) in IEEE arithmetic).
+    auto both = [&](auto ta, auto tb) {
+      if (ga) reduce_side<true>(b, ga, na, ta);
+      if (gb) reduce_side<false>(b, gb, nb, tb);
+    };
     switch (m_kind) {
       case BinaryKind::Add:
-        if (ga) b.for_each([&](auto io, auto ia, auto) { ga[ia] += g[io]; });
-        if (gb) b.for_each([&](auto io, auto, auto ib) { gb[ib] += g[io]; });
+        both([g](auto io, auto, auto) { return g[io]; }, [g](auto io, auto, auto) { return g[io]; });
         break;
       case BinaryKind::Sub:
-        if (ga) b.for_each([&](auto io, auto ia, auto) { ga[ia] += g[io]; });
-        if (gb) b.for_each([&](auto io, auto, auto ib) { gb[ib] -= g[io]; });
+        both([g](auto io, auto, auto) { return g[io]; }, [g](auto io, auto, auto) { return -g[io]; });
         break;
       case BinaryKind::Mul:
-        if (ga) b.for_each([&](auto io, auto ia, auto ib) { ga[ia] += g[io] * y[ib]; });
-        if (gb) b.for_each([&](auto io, auto ia, auto ib) { gb[ib] += g[io] * x[ia]; });
+        both([g, y](auto io, auto, auto ib) { return g[io] * y[ib]; },
+             [g, x](auto io, auto ia, auto) { return g[io] * x[ia]; });
         break;
       case BinaryKind::Div:
-        if (ga) b.for_each([&](auto io, auto ia, auto ib) { ga[ia] += g[io] / y[ib]; });
-        if (gb) b.for_each([&](auto io, auto ia, auto ib) { gb[ib] -= g[io] * x[ia] / (y[ib] * y[ib]); });
+        both([g, y](auto io, auto, auto ib) { return g[io] / y[ib]; },
+             [g, x, y](auto io, auto ia, auto ib) { return -(g[io] * x[ia] / (y[ib] * y[ib])); });
         break;
       case BinaryKind::PRelu:
-        if (ga) b.for_each([&](auto io, auto ia, auto ib) { ga[ia] += x[ia] > T(0) ? g[io] : g[io] * y[ib]; });
-        if (gb) b.for_each([&](auto io, auto ia, auto ib) { gb[ib] += x[ia] > T(0) ? T(0) : g[io] * x[ia]; });
+        both([g, x, y](auto io, auto ia, auto ib) { return x[ia] > T(0) ? g[io] : g[io] * y[ib]; },
+             [g, x](auto io, auto ia, auto) { return x[ia] > T(0) ? T(0) : g[io] * x[ia]; });
         break;
       case BinaryKind::Max:
       case BinaryKind::Min:
-        if (ga) b.for_each([&](auto io, auto ia, auto ib) { ga[ia] += share_a(x[ia], y[ib]) * g[io]; });
-        if (gb) b.for_each([&](auto io, auto ia, auto ib) { gb[ib] += (T(1) - share_a(x[ia], y[ib])) * g[io]; });
+        both([this, g, x, y](auto io, auto ia, auto ib) { return share_a(x[ia], y[ib]) * g[io]; },
+             [this, g, x, y](auto io, auto ia, auto ib) { return (T(1) - share_a(x[ia], y[ib])) * g[io]; });
         break;
       case BinaryKind::Equal:
       case BinaryKind::Less:
       case BinaryKind::Greater:
-      case BinaryKind::And:
-        break;  // zero derivative
+      case BinaryKind::And:  // zero derivative
+        if (ga) std::fill(ga, ga + na, T(0));
+        if (gb) std::fill(gb, gb + nb, T(0));
+        break;
     }
   }
   // Max / Min: the share of the gradient that goes to a (torch.maximum: 1/2 each at a tie).

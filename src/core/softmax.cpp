@@ -1,7 +1,11 @@
 // Softmax and LogSoftmax along one axis.
+#include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <stdexcept>
+#include <type_traits>
+#include <vector>
 
 #include "src/core/internal/axis.h"
 #include "src/core/ops.h"
@@ -11,10 +15,65 @@ namespace {
 
 using internal::norm_axis;
 
+// Row kernels work on contiguous rows of length L. Every sum over a row runs in kLanes interleaved
+// partial sums, added up in a fixed order: the loops vectorize (a single serial chain of adds made
+// Softmax ~10% of a small transformer's Hessian product), and a row's result depends only on its
+// values, never on the thread count, the batch or the row's position.
+constexpr int kLanes = 16;
+
+template <class T, class F>
+T lane_sum(std::int64_t L, F&& term) {
+  T acc[kLanes] = {};
+  std::int64_t t = 0;
+  for (; t + kLanes <= L; t += kLanes)
+    for (int l = 0; l < kLanes; ++l) acc[l] += term(t + l);
+  for (int l = 0; t < L; ++t, ++l) acc[l] += term(t);
+  for (int w = kLanes / 2; w > 0; w /= 2)
+    for (int l = 0; l < w; ++l) acc[l] += acc[l + w];
+  return acc[0];
+}
+
+template <class T>
+T row_max(const T* x, std::int64_t L) {
+  T acc[kLanes];
+  std::fill(acc, acc + kLanes, -std::numeric_limits<T>::infinity());
+  std::int64_t t = 0;
+  for (; t + kLanes <= L; t += kLanes)
+    for (int l = 0; l < kLanes; ++l) acc[l] = x[t + l] > acc[l] ? x[t + l] : acc[l];
+  for (int l = 0; t < L; ++t, ++l) acc[l] = x[t] > acc[l] ? x[t] : acc[l];
+  T m = acc[0];
+  for (int l = 1; l < kLanes; ++l) m = acc[l] > m ? acc[l] : m;
+  return m;
+}
+
+// e[t] = exp(x[t] - m). In float, Eigen's vectorized exp (within 1 ulp) on chunks of 16 padded to
+// whole packets, so that an element's bits do not depend on where it sits in its row; exponents
+// below -87 (results below 1.7e-38, denormal or zero in float) give exactly 0, as -inf gives, which
+// keeps denormals out of the kernels; NaN stays NaN. In double, std::exp.
+template <class T>
+void exp_shifted(const T* x, T m, std::int64_t L, T* e) {
+  if constexpr (std::is_same_v<T, float>) {
+    using Chunk = Eigen::Array<float, 16, 1>;
+    alignas(64) float d[16], r[16];
+    for (std::int64_t t = 0; t < L; t += 16) {
+      const int w = static_cast<int>(std::min<std::int64_t>(16, L - t));
+      for (int l = 0; l < w; ++l) d[l] = x[t + l] - m;
+      std::fill(d + w, d + 16, 0.0f);
+      const Eigen::Map<const Chunk, Eigen::Aligned64> D(d);
+      Eigen::Map<Chunk, Eigen::Aligned64> R(r);
+      R = D.exp();
+      for (int l = 0; l < w; ++l) e[t + l] = std::isnan(d[l]) ? d[l] : d[l] < -87.0f ? 0.0f : r[l];
+    }
+  } else {
+    for (std::int64_t t = 0; t < L; ++t) e[t] = std::exp(x[t] - m);
+  }
+}
+
 // Along one axis, as [outer, L, inner]. With y = softmax(x):
 //   y' = y (x' - <y,x'>),  g_x = y (g - <y,g>),  g_x' = y (g' - <y,g'>) + y' (g - <y,g>) - y <y',g>
 // LogSoftmax, y = x - lse(x), p = exp(y):
 //   y' = x' - <p,x'>,  g_x = g - p sum(g),  g_x' = g' - p sum(g') - p' sum(g),  p' = p y'
+// Softmax's forward is exp(x - max) / sum, as PyTorch computes it; LogSoftmax's x - max - log(sum).
 class SoftmaxOp final : public OpImpl<SoftmaxOp> {
  public:
   SoftmaxOp(std::int64_t axis, bool log) : m_axis(axis), m_log(log) {}
@@ -25,6 +84,96 @@ class SoftmaxOp final : public OpImpl<SoftmaxOp> {
     norm_axis(m_axis, in.at(0).size(), type());
     return in[0];
   }
+
+  template <class T>
+  void fwd(OpCtx<T>& c, View<T> out) const {
+    Rows<T> r(layout(c.in[0].shape), 1);
+    r.run({c.in[0].data}, out.data, [&](const T* const* in, T* y, T*) {
+      const T* x = in[0];
+      const T m = row_max(x, r.L);
+      exp_shifted(x, m, r.L, y);
+      const T z = lane_sum<T>(r.L, [y](std::int64_t t) { return y[t]; });
+      if (m_log) {
+        const T lz = std::log(z);
+        for (std::int64_t t = 0; t < r.L; ++t) y[t] = x[t] - m - lz;
+      } else {
+        for (std::int64_t t = 0; t < r.L; ++t) y[t] /= z;
+      }
+    });
+  }
+  template <class T>
+  void bwd(OpCtx<T>& c) const {
+    if (!c.gin[0].data) return;
+    Rows<T> r(layout(c.in[0].shape), m_log ? 1 : 0);
+    r.run({c.out.data, c.gout.data}, c.gin[0].data, [&](const T* const* in, T* gx, T* p) {
+      const T *y = in[0], *g = in[1];
+      const std::int64_t L = r.L;
+      if (m_log) {
+        probs(y, L, p);
+        const T d = lane_sum<T>(L, [g](std::int64_t t) { return g[t]; });
+        for (std::int64_t t = 0; t < L; ++t) gx[t] = g[t] - p[t] * d;
+      } else {
+        const T d = lane_sum<T>(L, [y, g](std::int64_t t) { return y[t] * g[t]; });
+        for (std::int64_t t = 0; t < L; ++t) gx[t] = y[t] * (g[t] - d);
+      }
+    });
+  }
+  template <class T>
+  void tan(OpCtx<T>& c) const {
+    if (!c.tin[0].data) return c.tout.set_zero();
+    const std::int64_t n = c.in[0].size();
+    Rows<T> r(layout(c.in[0].shape), m_log ? 1 : 0);
+    for (std::int64_t j = 0; j < c.k; ++j)
+      r.run({c.out.data, c.tin[0].data + j * n}, c.tout.data + j * n, [&](const T* const* in, T* ty, T* p) {
+        const T *y = in[0], *tx = in[1];
+        const std::int64_t L = r.L;
+        if (m_log) {
+          probs(y, L, p);
+          const T d = lane_sum<T>(L, [p, tx](std::int64_t t) { return p[t] * tx[t]; });
+          for (std::int64_t t = 0; t < L; ++t) ty[t] = tx[t] - d;
+        } else {
+          const T d = lane_sum<T>(L, [y, tx](std::int64_t t) { return y[t] * tx[t]; });
+          for (std::int64_t t = 0; t < L; ++t) ty[t] = y[t] * (tx[t] - d);
+        }
+      });
+  }
+  template <class T>
+  void bwdt(OpCtx<T>& c) const {
+    if (!c.tgin[0].data) return;
+    const std::int64_t n = c.in[0].size();
+    const bool so = c.second_order && c.tin[0].data;
+    Rows<T> r(layout(c.in[0].shape), m_log ? 1 : 0);
+    for (std::int64_t j = 0; j < c.k; ++j) {
+      const T* tx = so ? c.tin[0].data + j * n : nullptr;
+      r.run({c.out.data, c.gout.data, c.tgout.data + j * n, tx}, c.tgin[0].data + j * n,
+            [&](const T* const* in, T* res, T* p) {
+              const T *y = in[0], *g = in[1], *tg = in[2], *dx = in[3];
+              const std::int64_t L = r.L;
+              if (m_log) {
+                probs(y, L, p);
+                const T stg = lane_sum<T>(L, [tg](std::int64_t t) { return tg[t]; });
+                for (std::int64_t t = 0; t < L; ++t) res[t] = tg[t] - p[t] * stg;
+                if (!so) return;
+                const T sg = lane_sum<T>(L, [g](std::int64_t t) { return g[t]; });
+                const T pdx = lane_sum<T>(L, [p, dx](std::int64_t t) { return p[t] * dx[t]; });
+                for (std::int64_t t = 0; t < L; ++t) res[t] -= p[t] * (dx[t] - pdx) * sg;  // p' sum(g)
+              } else {
+                const T ytg = lane_sum<T>(L, [y, tg](std::int64_t t) { return y[t] * tg[t]; });
+                if (!so) {
+                  for (std::int64_t t = 0; t < L; ++t) res[t] = y[t] * (tg[t] - ytg);
+                  return;
+                }
+                const T yg = lane_sum<T>(L, [y, g](std::int64_t t) { return y[t] * g[t]; });
+                const T ytx = lane_sum<T>(L, [y, dx](std::int64_t t) { return y[t] * dx[t]; });
+                const T typg = lane_sum<T>(L, [y, dx, g, ytx](std::int64_t t) { return y[t] * (dx[t] - ytx) * g[t]; });
+                for (std::int64_t t = 0; t < L; ++t)
+                  res[t] = y[t] * (tg[t] - ytg) + y[t] * (dx[t] - ytx) * (g[t] - yg) - y[t] * typg;
+              }
+            });
+    }
+  }
+
+ private:
   struct Layout {
     std::int64_t outer, L, inner;
   };
@@ -32,116 +181,56 @@ class SoftmaxOp final : public OpImpl<SoftmaxOp> {
     const auto a = norm_axis(m_axis, s.size(), type());
     return {numel(Shape(s.begin(), s.begin() + a)), s[a], numel(Shape(s.begin() + a + 1, s.end()))};
   }
-  template <class F>
-  static void rows(const Layout& l, F&& f) {  // f(base offset, stride)
-    for (std::int64_t o = 0; o < l.outer; ++o)
-      for (std::int64_t i = 0; i < l.inner; ++i) f(o * l.L * l.inner + i, l.inner);
+  // LogSoftmax's probabilities p = exp(y) of one row.
+  template <class T>
+  static void probs(const T* y, std::int64_t L, T* p) {
+    exp_shifted(y, T(0), L, p);
   }
 
+  // Runs a row kernel f(inputs, output row, scratch row) over every row along the axis. Rows along
+  // the last axis are used in place; others (inner > 1) are gathered into contiguous scratch rows
+  // and the output row scattered back. A null input stays null.
   template <class T>
-  void fwd(OpCtx<T>& c, View<T> out) const {
-    const Layout l = layout(c.in[0].shape);
-    const T* x = c.in[0].data;
-    rows(l, [&](std::int64_t b, std::int64_t s) {
-      T m = x[b];
-      for (std::int64_t t = 1; t < l.L; ++t) m = std::max(m, x[b + t * s]);
-      T z = 0;
-      for (std::int64_t t = 0; t < l.L; ++t) z += std::exp(x[b + t * s] - m);
-      const T lz = std::log(z);
-      for (std::int64_t t = 0; t < l.L; ++t) {
-        const T v = x[b + t * s] - m - lz;
-        out.data[b + t * s] = m_log ? v : std::exp(v);
-      }
-    });
-  }
-  // p = softmax probabilities from the output.
-  template <class T>
-  T prob(const T* y, std::int64_t i) const {
-    return m_log ? std::exp(y[i]) : y[i];
-  }
-  template <class T>
-  void bwd(OpCtx<T>& c) const {
-    if (!c.gin[0].data) return;
-    const Layout l = layout(c.in[0].shape);
-    const T *y = c.out.data, *g = c.gout.data;
-    T* gx = c.gin[0].data;
-    rows(l, [&](std::int64_t b, std::int64_t s) {
-      T d = 0;
-      for (std::int64_t t = 0; t < l.L; ++t) d += m_log ? g[b + t * s] : y[b + t * s] * g[b + t * s];
-      for (std::int64_t t = 0; t < l.L; ++t) {
-        const std::int64_t i = b + t * s;
-        gx[i] = m_log ? g[i] - prob(y, i) * d : y[i] * (g[i] - d);
-      }
-    });
-  }
-  template <class T>
-  void tan(OpCtx<T>& c) const {
-    if (!c.tin[0].data) return c.tout.set_zero();
-    const Layout l = layout(c.in[0].shape);
-    const std::int64_t n = c.in[0].size();
-    const T* y = c.out.data;
-    for (std::int64_t j = 0; j < c.k; ++j) {
-      const T* tx = c.tin[0].data + j * n;
-      T* ty = c.tout.data + j * n;
-      rows(l, [&](std::int64_t b, std::int64_t s) {
-        T d = 0;
-        for (std::int64_t t = 0; t < l.L; ++t) d += prob(y, b + t * s) * tx[b + t * s];
-        for (std::int64_t t = 0; t < l.L; ++t) {
-          const std::int64_t i = b + t * s;
-          ty[i] = m_log ? tx[i] - d : y[i] * (tx[i] - d);
+  struct Rows {
+    Rows(const Layout& l, int scratch) : L(l.L), m_l(l), m_scratch(scratch) {}
+    template <class F>
+    void run(std::initializer_list<const T*> inputs, T* out, F&& f) {
+      const T* in[4] = {};
+      const int ni = static_cast<int>(inputs.size());
+      std::copy(inputs.begin(), inputs.end(), in);
+      const bool strided = m_l.inner != 1;
+      m_buf.resize(std::size_t(L * (m_scratch + (strided ? ni + 1 : 0))));
+      T* scratch = m_buf.data();
+      T* rows = scratch + m_scratch * L;  // gathered inputs, then the output row
+      for (std::int64_t o = 0; o < m_l.outer; ++o)
+        for (std::int64_t i = 0; i < m_l.inner; ++i) {
+          const std::int64_t b = o * L * m_l.inner + i;
+          if (!strided) {
+            const T* at[4] = {};
+            for (int k = 0; k < ni; ++k) at[k] = in[k] ? in[k] + b : nullptr;
+            f(at, out + b, scratch);
+            continue;
+          }
+          const T* at[4] = {};
+          for (int k = 0; k < ni; ++k) {
+            if (!in[k]) continue;
+            T* dst = rows + k * L;
+            for (std::int64_t t = 0; t < L; ++t) dst[t] = in[k][b + t * m_l.inner];
+            at[k] = dst;
+          }
+          T* o_row = rows + ni * L;
+          f(at, o_row, scratch);
+          for (std::int64_t t = 0; t < L; ++t) out[b + t * m_l.inner] = o_row[t];
         }
-      });
     }
-  }
-  template <class T>
-  void bwdt(OpCtx<T>& c) const {
-    if (!c.tgin[0].data) return;
-    const Layout l = layout(c.in[0].shape);
-    const std::int64_t n = c.in[0].size();
-    const T *y = c.out.data, *g = c.gout.data;
-    const bool so = c.second_order && c.tin[0].data;
-    for (std::int64_t j = 0; j < c.k; ++j) {
-      const T* tg = c.tgout.data + j * n;
-      const T* tx = so ? c.tin[0].data + j * n : nullptr;
-      T* r = c.tgin[0].data + j * n;
-      rows(l, [&](std::int64_t b, std::int64_t s) {
-        if (m_log) {
-          T sg = 0, stg = 0, pdx = 0;
-          for (std::int64_t t = 0; t < l.L; ++t) {
-            const std::int64_t i = b + t * s;
-            sg += g[i], stg += tg[i];
-            if (so) pdx += prob(y, i) * tx[i];
-          }
-          for (std::int64_t t = 0; t < l.L; ++t) {
-            const std::int64_t i = b + t * s;
-            const T p = prob(y, i);
-            r[i] = tg[i] - p * stg;
-            if (so) r[i] -= p * (tx[i] - pdx) * sg;  // p' sum(g)
-          }
-        } else {
-          T yg = 0, ytg = 0, ytx = 0;
-          for (std::int64_t t = 0; t < l.L; ++t) {
-            const std::int64_t i = b + t * s;
-            yg += y[i] * g[i], ytg += y[i] * tg[i];
-            if (so) ytx += y[i] * tx[i];
-          }
-          T typg = 0;  // <y', g>
-          if (so)
-            for (std::int64_t t = 0; t < l.L; ++t) {
-              const std::int64_t i = b + t * s;
-              typg += y[i] * (tx[i] - ytx) * g[i];
-            }
-          for (std::int64_t t = 0; t < l.L; ++t) {
-            const std::int64_t i = b + t * s;
-            r[i] = y[i] * (tg[i] - ytg);
-            if (so) r[i] += y[i] * (tx[i] - ytx) * (g[i] - yg) - y[i] * typg;
-          }
-        }
-      });
-    }
-  }
+    const std::int64_t L;
 
- private:
+   private:
+    Layout m_l;
+    int m_scratch;
+    std::vector<T> m_buf;
+  };
+
   std::int64_t m_axis;
   bool m_log;
 };

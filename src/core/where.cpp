@@ -99,10 +99,19 @@ class WhereOp final : public OpImpl<WhereOp> {
       const T* ta = c.tin[1].data ? c.tin[1].data + j * na : nullptr;
       const T* tb = c.tin[2].data ? c.tin[2].data + j * nb : nullptr;
       T* o = c.tout.data + j * no;
-      for_each(c.in[0].shape, c.in[1].shape, c.in[2].shape, [&](auto io, auto ic, auto ia, auto ib) {
-        const T* t = cd[ic] != T(0) ? ta : tb;
-        o[io] = t ? t[cd[ic] != T(0) ? ia : ib] : T(0);
-      });
+      // The selected side's tangent, 0 where that side has none (one loop per case, so that it
+      // vectorizes).
+      if (ta && tb)
+        for_each(c.in[0].shape, c.in[1].shape, c.in[2].shape,
+                 [&](auto io, auto ic, auto ia, auto ib) { o[io] = cd[ic] != T(0) ? ta[ia] : tb[ib]; });
+      else if (ta)
+        for_each(c.in[0].shape, c.in[1].shape, c.in[2].shape,
+                 [&](auto io, auto ic, auto ia, auto) { o[io] = cd[ic] != T(0) ? ta[ia] : T(0); });
+      else if (tb)
+        for_each(c.in[0].shape, c.in[1].shape, c.in[2].shape,
+                 [&](auto io, auto ic, auto, auto ib) { o[io] = cd[ic] != T(0) ? T(0) : tb[ib]; });
+      else
+        std::fill(o, o + no, T(0));
     }
   }
   template <class T>
@@ -117,17 +126,27 @@ class WhereOp final : public OpImpl<WhereOp> {
   template <class T>
   void vjp(OpCtx<T>& c, const T* g, T* gc, T* ga, T* gb) const {
     if (gc) std::fill(gc, gc + c.in[0].size(), T(0));
-    if (ga) std::fill(ga, ga + c.in[1].size(), T(0));
-    if (gb) std::fill(gb, gb + c.in[2].size(), T(0));
-    if (!ga && !gb) return;
+    const std::int64_t no = c.out.size(), na = c.in[1].size(), nb = c.in[2].size();
     const T* cd = c.in[0].data;
-    for_each(c.in[0].shape, c.in[1].shape, c.in[2].shape, [&](auto io, auto ic, auto ia, auto ib) {
-      if (cd[ic] != T(0)) {
-        if (ga) ga[ia] += g[io];
-      } else if (gb) {
-        gb[ib] += g[io];
-      }
-    });
+    const Shape &sc = c.in[0].shape, &sa = c.in[1].shape, &sb = c.in[2].shape;
+    // A side with the output's size (not broadcast) is written in one pass, 0 + g where selected and
+    // 0 elsewhere: the bits of filling with zeros and accumulating. A broadcast side accumulates.
+    if (ga && na == no)
+      for_each(sc, sa, sb, [&](auto io, auto ic, auto ia, auto) { ga[ia] = cd[ic] != T(0) ? T(0) + g[io] : T(0); });
+    else if (ga) {
+      std::fill(ga, ga + na, T(0));
+      for_each(sc, sa, sb, [&](auto io, auto ic, auto ia, auto) {
+        if (cd[ic] != T(0)) ga[ia] += g[io];
+      });
+    }
+    if (gb && nb == no)
+      for_each(sc, sa, sb, [&](auto io, auto ic, auto, auto ib) { gb[ib] = cd[ic] != T(0) ? T(0) : T(0) + g[io]; });
+    else if (gb) {
+      std::fill(gb, gb + nb, T(0));
+      for_each(sc, sa, sb, [&](auto io, auto ic, auto, auto ib) {
+        if (cd[ic] == T(0)) gb[ib] += g[io];
+      });
+    }
   }
 };
 
