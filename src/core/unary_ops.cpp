@@ -427,10 +427,26 @@ class UnaryOp final : public OpImpl<UnaryOp<Fn>> {
         return;
       }
     }
-    Buffer<T> d(n);  // uninitialized: a zeroed vector cost a memset per activation and call
     SavedArrays<Fn, T> s;
     Buffer<T> tmp[Saved<Fn>::kCount];
-    derivative(c.in[0].data, n, d.data(), values(c, n, s, tmp) ? &s : nullptr);
+    const bool has = values(c, n, s, tmp);
+    if constexpr (Saved<Fn>::kSaves) {
+      if (has) {  // f' read from the saved values per element: no f' array written and read back
+        const T* x = c.in[0].data;
+        for (std::int64_t j = 0; j < c.k; ++j) {
+          const T* tx = c.tin[0].data + j * n;
+          T* ty = c.tout.data + j * n;
+          for (std::int64_t i = 0; i < n; ++i) {
+            T e[Saved<Fn>::kCount];
+            s.at(i, e);
+            ty[i] = Saved<Fn>::df(x[i], e) * tx[i];
+          }
+        }
+        return;
+      }
+    }
+    Buffer<T> d(n);  // uninitialized: a zeroed vector cost a memset per activation and call
+    derivative(c.in[0].data, n, d.data(), has ? &s : nullptr);
     for (std::int64_t j = 0; j < c.k; ++j) {
       const T* tx = c.tin[0].data + j * n;
       T* ty = c.tout.data + j * n;
@@ -454,6 +470,30 @@ class UnaryOp final : public OpImpl<UnaryOp<Fn>> {
     SavedArrays<Fn, T> s;
     Buffer<T> tmp[Saved<Fn>::kCount];
     const bool has = values(c, n, s, tmp);
+    if constexpr (Saved<Fn>::kSaves) {
+      if (has) {  // f' and g f'' from the saved values per element, in the order of the arrays below
+        const T* g = c.gout.data;
+        for (std::int64_t j = 0; j < c.k; ++j) {
+          const T* tg = c.tgout.data + j * n;
+          const T* tx = so ? c.tin[0].data + j * n : nullptr;
+          T* r = c.tgin[0].data + j * n;
+          if (so)
+            for (std::int64_t i = 0; i < n; ++i) {
+              T e[Saved<Fn>::kCount];
+              s.at(i, e);
+              const T hi = g[i] * Saved<Fn>::d2f(x[i], e);
+              r[i] = Saved<Fn>::df(x[i], e) * tg[i] + hi * tx[i];
+            }
+          else
+            for (std::int64_t i = 0; i < n; ++i) {
+              T e[Saved<Fn>::kCount];
+              s.at(i, e);
+              r[i] = Saved<Fn>::df(x[i], e) * tg[i];
+            }
+        }
+        return;
+      }
+    }
     if (so) {
       h.resize(n);
       for (std::int64_t i = 0; i < n; ++i) {
