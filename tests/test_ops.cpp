@@ -4,6 +4,7 @@
 //   backward_tangent  g' = VJP(x, w) + (VJP(x + h d, u) - VJP(x - h d, u)) / 2h
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstring>
@@ -12,6 +13,7 @@
 #include <random>
 #include <set>
 
+#include "src/core/loss.h"
 #include "src/core/op_registry.h"
 #include "src/core/ops.h"
 
@@ -1006,4 +1008,36 @@ TEST_CASE("float32 Softmax and LogSoftmax: near float64, exact zeros under a -in
   op->forward(c, y.view());
   for (int i = 0; i < 20; ++i) CHECK(std::isnan(y.data()[i]));
   for (int i = 20; i < 40; ++i) CHECK(y.data()[i] == doctest::Approx(0.05f));
+}
+
+TEST_CASE("cross-entropy softmax rows: within a few ulp of std::exp, NaN kept") {
+  // softmax_row (loss.cpp) takes Eigen's vectorized double exp in padded chunks of 8.
+  std::mt19937_64 rng(29);
+  std::normal_distribution<double> nd(0.0, 30.0);
+  for (std::int64_t C : {1, 3, 8, 10, 17, 100}) {
+    CAPTURE(C);
+    std::vector<double> z(static_cast<std::size_t>(C)), p(z.size()), ref(z.size());
+    for (auto& v : z) v = nd(rng);
+    if (C > 2) z[1] = -800.0;  // below double exp's range: 0
+    const double lse = softmax_row(z.data(), C, p.data());
+    const double m = *std::max_element(z.begin(), z.end());
+    double s = 0;
+    for (std::int64_t c = 0; c < C; ++c) s += (ref[std::size_t(c)] = std::exp(z[std::size_t(c)] - m));
+    for (auto& v : ref) v /= s;
+    CHECK(lse == doctest::Approx(m + std::log(s)).epsilon(1e-15));
+    const double eps = std::numeric_limits<double>::epsilon();
+    for (std::int64_t c = 0; c < C; ++c) CHECK(std::abs(p[std::size_t(c)] - ref[std::size_t(c)]) <= 8 * eps * ref[std::size_t(c)] + 1e-300);
+    // float logits: the same values widened to double
+    std::vector<float> zf(z.begin(), z.end());
+    std::vector<double> pf(z.size());
+    softmax_row(zf.data(), C, pf.data());
+    double sf = 0;
+    for (std::int64_t c = 0; c < C; ++c) sf += std::exp(double(zf[std::size_t(c)]) - double(*std::max_element(zf.begin(), zf.end())));
+    for (std::int64_t c = 0; c < C; ++c)
+      CHECK(std::abs(pf[std::size_t(c)] - std::exp(double(zf[std::size_t(c)]) - double(*std::max_element(zf.begin(), zf.end()))) / sf) <=
+            8 * eps * pf[std::size_t(c)] + 1e-300);
+  }
+  std::vector<double> z = {0.5, std::numeric_limits<double>::quiet_NaN(), 1.0, 2.0}, p(4);
+  CHECK(std::isnan(softmax_row(z.data(), 4, p.data())));
+  for (double v : p) CHECK(std::isnan(v));
 }

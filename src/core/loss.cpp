@@ -1,11 +1,39 @@
 #include "src/core/loss.h"
 
+#include <Eigen/Core>
 #include <algorithm>
+// GCC 12 reports its own AVX-512 intrinsics (inlined from Eigen's double exp) as reading an
+// uninitialized value: a false positive of those headers, silenced for this file.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <cmath>
 #include <stdexcept>
 #include <string>
 
 namespace curv {
+
+template <class T>
+double softmax_row(const T* z, std::int64_t C, double* p) {
+  double m = double(z[0]);
+  for (std::int64_t c = 1; c < C; ++c) m = std::max(m, double(z[c]));
+  using Chunk = Eigen::Array<double, 8, 1>;
+  alignas(64) double d[8], e[8];
+  for (std::int64_t c0 = 0; c0 < C; c0 += 8) {
+    const int w = static_cast<int>(std::min<std::int64_t>(8, C - c0));
+    for (int l = 0; l < w; ++l) d[l] = double(z[c0 + l]) - m;
+    std::fill(d + w, d + 8, 0.0);
+    const Eigen::Map<const Chunk, Eigen::Aligned64> D(d);
+    Eigen::Map<Chunk, Eigen::Aligned64> E(e);
+    E = D.exp();
+    for (int l = 0; l < w; ++l) p[c0 + l] = std::isnan(d[l]) ? d[l] : e[l];  // NaN logits stay NaN
+  }
+  double s = 0;
+  for (std::int64_t c = 0; c < C; ++c) s += p[c];
+  for (std::int64_t c = 0; c < C; ++c) p[c] /= s;
+  return m + std::log(s);
+}
 
 template <class T>
 LossTerms<T> loss_forward(LossKind kind, ConstView<T> z, const std::int64_t* labels, const float* targets, double scale,
@@ -15,6 +43,7 @@ LossTerms<T> loss_forward(LossKind kind, ConstView<T> z, const std::int64_t* lab
   if (per_sample) per_sample->assign(n, 0.0);
   if (kind == LossKind::CrossEntropy) {
     if (z.rank() != 2) throw std::invalid_argument("cross-entropy: logits " + shape_str(z.shape) + " must be [N, classes]");
+    std::vector<double> p(C);
     for (std::int64_t i = 0; i < n; ++i) {
       const T* zi = z.data + i * C;
       const std::int64_t y = labels[i];
@@ -28,19 +57,16 @@ LossTerms<T> loss_forward(LossKind kind, ConstView<T> z, const std::int64_t* lab
       if (y < 0 || y >= C)
         throw std::invalid_argument("cross-entropy: label " + std::to_string(y) + " out of range for " +
                                     std::to_string(C) + " classes");
-      double m = zi[0];
       std::int64_t am = 0;
       for (std::int64_t c = 1; c < C; ++c)
-        if (zi[c] > m) m = zi[c], am = c;
-      double s = 0;
-      for (std::int64_t c = 0; c < C; ++c) s += std::exp(double(zi[c]) - m);
-      const double lse = m + std::log(s);
+        if (zi[c] > zi[am]) am = c;
+      const double lse = softmax_row(zi, C, p.data());
       const double li = lse - double(zi[y]);
       r.sum += scale * li;
       r.correct += (am == y);
       if (per_sample) (*per_sample)[i] = li;
       for (std::int64_t c = 0; c < C; ++c) {
-        const double d = std::exp(double(zi[c]) - lse) - (c == y ? 1.0 : 0.0);
+        const double d = p[c] - (c == y ? 1.0 : 0.0);
         g.data[i * C + c] = T(scale * d);
         if (dl) dl->data[i * C + c] = T(d);
       }
@@ -78,12 +104,7 @@ void loss_hessian_product(LossKind kind, ConstView<T> z, ConstView<T> tz, double
       for (std::int64_t j = 0; j < k; ++j) std::fill_n(out.data + j * nz + i * C, C, T(0));
       continue;
     }
-    const T* zi = z.data + i * C;
-    double m = zi[0];
-    for (std::int64_t c = 1; c < C; ++c) m = std::max(m, double(zi[c]));
-    double s = 0;
-    for (std::int64_t c = 0; c < C; ++c) s += (p[c] = std::exp(double(zi[c]) - m));
-    for (std::int64_t c = 0; c < C; ++c) p[c] /= s;
+    softmax_row(z.data + i * C, C, p.data());
     for (std::int64_t j = 0; j < k; ++j) {
       const T* t = tz.data + j * nz + i * C;
       T* o = out.data + j * nz + i * C;
@@ -119,11 +140,7 @@ void loss_sample_gradients(LossKind kind, ConstView<T> z, std::int64_t first, st
     if (kind == LossKind::CrossEntropy && labels && labels[i] == ignore_index) {
       std::fill_n(out + i * S * C, S * C, 0.0);
     } else if (kind == LossKind::CrossEntropy) {
-      double m = zi[0];
-      for (std::int64_t c = 1; c < C; ++c) m = std::max(m, double(zi[c]));
-      double s = 0;
-      for (std::int64_t c = 0; c < C; ++c) s += (p[c] = std::exp(double(zi[c]) - m));
-      for (std::int64_t c = 0; c < C; ++c) p[c] /= s;
+      softmax_row(zi, C, p.data());
       for (std::int64_t d = 0; d < S; ++d) {
         // Inverse CDF; rounding that leaves u above the last partial sum picks the last class.
         const double u = hashed_uniform(seed, id, static_cast<std::uint64_t>(d), 0);
@@ -153,6 +170,7 @@ void loss_sample_gradients(LossKind kind, ConstView<T> z, std::int64_t first, st
 }
 
 #define CURV_INST(T)                                                                                              \
+  template double softmax_row<T>(const T*, std::int64_t, double*);                                               \
   template LossTerms<T> loss_forward<T>(LossKind, ConstView<T>, const std::int64_t*, const float*, double, View<T>, \
                                         std::vector<double>*, View<T>*, std::int64_t);                            \
   template void loss_hessian_product<T>(LossKind, ConstView<T>, ConstView<T>, double, View<T>, const std::int64_t*, \

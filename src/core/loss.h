@@ -55,6 +55,14 @@ void loss_sample_gradients(LossKind kind, ConstView<T> z, std::int64_t first, st
                            double* out, const std::int64_t* labels = nullptr,
                            std::int64_t ignore_index = kDefaultIgnoreIndex);
 
+/// The softmax of one row of logits z[0..C) in float64 into p (C values); returns log(sum exp(z -
+/// max)) + max, the row's log-sum-exp. The exponentials come from Eigen's vectorized double exp
+/// (within an ulp or two of std::exp) in padded chunks of 8, so an element's bits do not depend on
+/// C or its position; the sum runs in index order. Every cross-entropy path (loss, gradient,
+/// Hessian product, sampled and exact Fisher factors) uses it, so they agree on p bit for bit.
+template <class T>
+double softmax_row(const T* z, std::int64_t C, double* p);
+
 /// A uniform double in [0, 1) from a counter-based hash of (seed, a, b, c) (splitmix64 rounds):
 /// the reproducible random source of sampled labels.
 double hashed_uniform(std::uint64_t seed, std::uint64_t a, std::uint64_t b, std::uint64_t c);

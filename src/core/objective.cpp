@@ -528,10 +528,7 @@ class ObjectiveImpl final : public Objective {
       for (std::int64_t i = 0; i < n; ++i) {
         const T* zi = z.data() + i * C;
         if (m_loss == LossKind::CrossEntropy) {
-          double m = zi[0], sum = 0;
-          for (std::int64_t e = 1; e < C; ++e) m = std::max(m, double(zi[e]));
-          for (std::int64_t e = 0; e < C; ++e) sum += (pr[e] = std::exp(double(zi[e]) - m));
-          for (std::int64_t e = 0; e < C; ++e) pr[e] /= sum;
+          softmax_row(zi, C, pr.data());
           // M = diag(q) - p q^T, q = sqrt(p): M M^T = diag(p) - 2 p p^T + p (q^T q) p^T = diag(p) - p p^T.
           for (std::int64_t r = 0; r < C; ++r)
             for (std::int64_t e = 0; e < C; ++e)
