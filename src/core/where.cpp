@@ -7,6 +7,7 @@
 // masked -inf out of every gradient and tangent.
 #include <algorithm>
 #include <stdexcept>
+#include <type_traits>
 
 #include "src/core/internal/broadcast.h"
 #include "src/core/ops.h"
@@ -57,16 +58,30 @@ class WhereOp final : public OpImpl<WhereOp> {
     const std::int64_t len = out[r - 1], sci = sc[r - 1], sai = sa[r - 1], sbi = sb[r - 1];
     std::vector<std::int64_t> idx(r, 0);
     std::int64_t ic = 0, ia = 0, ib = 0;
-    // A mask over scores with a scalar fill (strides 1, 1, 0) and equal shapes run with constant
-    // strides, so that their loops vectorize.
-    const int kind = (sci == 1 && sai == 1) ? (sbi == 0 ? 1 : sbi == 1 ? 2 : 0) : 0;
+    // Inner strides of 0 or 1 (a mask over scores, a scalar fill on either side, equal shapes) run
+    // as compile-time constants, so that their loops vectorize; the same calls in the same order.
+    auto row = [&](std::int64_t io, auto SC, auto SA, auto SB) {
+      for (std::int64_t t = 0; t < len; ++t) f(io + t, ic + t * SC, ia + t * SA, ib + t * SB);
+    };
+    using Zero = std::integral_constant<std::int64_t, 0>;
+    using One = std::integral_constant<std::int64_t, 1>;
+    auto with_b = [&](std::int64_t io, auto SC, auto SA) {
+      if (sbi == 0) return row(io, SC, SA, Zero{});
+      if (sbi == 1) return row(io, SC, SA, One{});
+      row(io, SC, SA, sbi);
+    };
+    auto with_a = [&](std::int64_t io, auto SC) {
+      if (sai == 0) return with_b(io, SC, Zero{});
+      if (sai == 1) return with_b(io, SC, One{});
+      with_b(io, SC, sai);
+    };
     for (std::int64_t io = 0; io < n; io += len) {
-      if (kind == 1)
-        for (std::int64_t t = 0; t < len; ++t) f(io + t, ic + t, ia + t, ib);
-      else if (kind == 2)
-        for (std::int64_t t = 0; t < len; ++t) f(io + t, ic + t, ia + t, ib + t);
+      if (sci == 0)
+        with_a(io, Zero{});
+      else if (sci == 1)
+        with_a(io, One{});
       else
-        for (std::int64_t t = 0; t < len; ++t) f(io + t, ic + t * sci, ia + t * sai, ib + t * sbi);
+        with_a(io, sci);
       for (int d = r - 2; d >= 0; --d) {
         ++idx[d];
         ic += sc[d];
