@@ -116,33 +116,39 @@ class LayerNormOp final : public OpImpl<LayerNormOp> {
     const bool so = c.second_order;
     for (auto& t : c.tgin)
       if (t.data) t.set_zero();
-    std::vector<T> h(M), th(M), txh(M), scratch;
-    for (std::int64_t j = 0; j < c.k; ++j)
-      for (std::int64_t r = 0; r < R; ++r) {
-        const T* g = c.gout.data + r * M;
+    // Rows outer, directions inner: what depends on the primal gradient alone (h = gamma g and its
+    // two row means) is computed once per row, and xh' once per row and direction.
+    std::vector<T> h(M), th(M), txh(M);
+    for (std::int64_t r = 0; r < R; ++r) {
+      const T* g = c.gout.data + r * M;
+      const T* xh = st[0].data() + r * M;
+      const T rr = st[1].data()[r];
+      typename RowNorm<T>::HSums hs{};
+      if (c.tgin[0].data) {
+        for (std::int64_t i = 0; i < M; ++i) h[i] = gam[i] * g[i];
+        hs = RowNorm<T>::h_sums(xh, h.data(), M);
+      }
+      for (std::int64_t j = 0; j < c.k; ++j) {
         const T* tg = c.tgout.data + j * n + r * M;
-        const T* xh = st[0].data() + r * M;
-        const T rr = st[1].data()[r];
         const T* tx = (so && c.tin[0].data) ? c.tin[0].data + j * n + r * M : nullptr;
         const T* tgam = (so && c.tin[1].data) ? c.tin[1].data + j * M : nullptr;
+        const bool need_txh = tx && (c.tgin[0].data || c.tgin[1].data);
+        const T a = need_txh ? RowNorm<T>::tangent(xh, rr, tx, M, txh.data()) : T(0);
         if (c.tgin[1].data) {  // g_gamma' = sum g' xh + g xh'
           T* o = c.tgin[1].data + j * M;
           for (std::int64_t i = 0; i < M; ++i) o[i] += tg[i] * xh[i];
-          if (tx) {
-            RowNorm<T>::tangent(xh, rr, tx, M, txh.data());
+          if (tx)
             for (std::int64_t i = 0; i < M; ++i) o[i] += g[i] * txh[i];
-          }
         }
         if (c.tgin.size() == 3 && c.tgin[2].data)
           for (std::int64_t i = 0; i < M; ++i) c.tgin[2].data[j * M + i] += tg[i];
         if (c.tgin[0].data) {
-          for (std::int64_t i = 0; i < M; ++i) {
-            h[i] = gam[i] * g[i];
-            th[i] = gam[i] * tg[i] + (tgam ? tgam[i] * g[i] : T(0));
-          }
-          RowNorm<T>::backward_tangent(xh, rr, h.data(), th.data(), tx, M, c.tgin[0].data + j * n + r * M, scratch);
+          for (std::int64_t i = 0; i < M; ++i) th[i] = gam[i] * tg[i] + (tgam ? tgam[i] * g[i] : T(0));
+          RowNorm<T>::backward_tangent(xh, rr, h.data(), hs, th.data(), tx ? txh.data() : nullptr, a, M,
+                                       c.tgin[0].data + j * n + r * M);
         }
       }
+    }
   }
 
  private:

@@ -45,13 +45,30 @@ struct RowNorm {
   static T mean_prod(const T* a, const T* b, std::int64_t M) {
     return T(lane_sum<T>(M, [a, b](std::int64_t i) { return a[i] * b[i]; }) / double(M));
   }
-  static void tangent(const T* xh, T r, const T* tx, std::int64_t M, T* txh) {
+  // Returns mean(xh x') (backward_tangent's `a`).
+  static T tangent(const T* xh, T r, const T* tx, std::int64_t M, T* txh) {
     const T m1 = mean(tx, M), m2 = mean_prod(xh, tx, M);
     for (std::int64_t i = 0; i < M; ++i) txh[i] = r * (tx[i] - m1 - xh[i] * m2);
+    return m2;
   }
   static void backward(const T* xh, T r, const T* h, std::int64_t M, T* gx) {
     const T m1 = mean(h, M), m2 = mean_prod(h, xh, M);
     for (std::int64_t i = 0; i < M; ++i) gx[i] = r * (h[i] - m1 - xh[i] * m2);
+  }
+  // backward_tangent for several directions of one row: the parts that depend on h alone (mean h,
+  // mean(h xh)) are computed once, and txh = xh' with a = mean(xh x') comes from the caller's
+  // tangent() (null: first-order part only). The same operations as backward_tangent: same bits.
+  struct HSums {
+    T mh, mhx;
+  };
+  static HSums h_sums(const T* xh, const T* h, std::int64_t M) { return {mean(h, M), mean_prod(h, xh, M)}; }
+  static void backward_tangent(const T* xh, T r, const T* h, const HSums& hs, const T* th, const T* txh, T a,
+                               std::int64_t M, T* out) {
+    backward(xh, r, th, M, out);
+    if (!txh) return;
+    const T mhtx = mean_prod(h, txh, M);
+    for (std::int64_t i = 0; i < M; ++i)
+      out[i] += -r * r * a * (h[i] - hs.mh - xh[i] * hs.mhx) - r * (txh[i] * hs.mhx + xh[i] * mhtx);
   }
   // th: h'; tx may be null (first-order part only). scratch: M elements.
   static void backward_tangent(const T* xh, T r, const T* h, const T* th, const T* tx, std::int64_t M, T* out,
