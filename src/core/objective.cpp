@@ -900,10 +900,8 @@ std::int64_t resolve_micro_batch(const Model& model, std::int64_t samples, const
         if (B * pos < kColumns) skinny += w;
       const bool skinny_gemms = double(skinny) > kSkinnyShare * double(model.num_params());
       // A pass this small is mostly fixed cost: fewer, larger passes, as long as the samples still
-      // make four micro-batches. (At two, on the fixtures of bench/compare_lm.sh, single products
-      // gained another 8% but a block of 16 directions, which does not pay the fixed cost per
-      // direction, fell below its 16 single products.)
-      const bool small_pass = double(B) * flops < small_work && 8 * B <= samples;
+      // make two micro-batches (two workers).
+      const bool small_pass = double(B) * flops < small_work && 4 * B <= samples;
       if (!skinny_gemms && !small_pass) break;
     }
   }

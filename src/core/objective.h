@@ -271,7 +271,7 @@ class Objective {
 /// (B x the positions where a weight row is applied: H_out W_out for a Conv, 1 for a Linear),
 /// or, for models so small that a pass is mostly fixed cost (forward FLOPs of the weight layers
 /// per pass below 2^18 per graph node), the B that brings a pass above that work while the samples
-/// still make at least four micro-batches (the BERT-style fixture: 32 for 128 samples, 18% off a
+/// still make at least two micro-batches (the BERT-style fixture: 64 for 128 samples, 27% off a
 /// Hessian-vector product against 16); bounded so that a micro-batch's activations stay under
 /// 256 MB; then evened out over the micro-batches it needs (128 samples at B = 48 run as 3 x 43,
 /// not 48 + 48 + 32).
