@@ -865,9 +865,6 @@ std::int64_t resolve_micro_batch(const Model& model, std::int64_t samples, const
   if (opts.micro_batch > 0) return opts.micro_batch;
   constexpr std::int64_t kBatchNorm = 16, kMin = 16, kMax = 256, kColumns = 64;
   constexpr double kSkinnyShare = 0.1;
-  // Forward FLOPs of a pass below which its fixed cost per node (buffers, views, dispatch: a few
-  // microseconds) dominates, per node of the graph.
-  constexpr double kWorkPerNode = double(1 << 18);
   constexpr std::size_t kActivationBytes = std::size_t(256) << 20;
   const auto& vals = model.values();
   for (const auto& n : model.nodes())
@@ -891,18 +888,11 @@ std::int64_t resolve_micro_batch(const Model& model, std::int64_t samples, const
     for (const auto& v : vals)
       if (v.kind == ValueKind::Node) act += numel(v.shape) * sizeof(float);
     const std::int64_t mem_max = std::max<std::int64_t>(kMin, kActivationBytes / std::max<std::size_t>(1, act));
-    double flops = 0;  // forward multiply-adds x 2 of the weight layers, per sample
-    for (const auto& [w, pos] : layers) flops += 2.0 * double(w) * double(pos);
-    const double small_work = kWorkPerNode * double(model.nodes().size());
     for (B = kMin; B < kMax && 2 * B <= mem_max; B *= 2) {
       std::int64_t skinny = 0;
       for (const auto& [w, pos] : layers)
         if (B * pos < kColumns) skinny += w;
-      const bool skinny_gemms = double(skinny) > kSkinnyShare * double(model.num_params());
-      // A pass this small is mostly fixed cost: fewer, larger passes, as long as the samples still
-      // make two micro-batches (two workers).
-      const bool small_pass = double(B) * flops < small_work && 4 * B <= samples;
-      if (!skinny_gemms && !small_pass) break;
+      if (double(skinny) <= kSkinnyShare * double(model.num_params())) break;
     }
   }
   B = std::max<std::int64_t>(1, std::min(B, samples));

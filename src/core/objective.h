@@ -23,8 +23,7 @@
 ///    chosen from the layer shapes: resolve_micro_batch). A micro-batch is the unit of work of one
 ///    thread: its GEMMs have B x (output positions) columns, which is what makes B large for models
 ///    whose weights sit in layers with few positions (ResNet-18's last stage is 1 x 1 on 32 x 32
-///    inputs), and small (16) for models whose layers have many, unless the model is so small that
-///    a pass of 16 samples would be mostly fixed cost.
+///    inputs), and small (16) for models whose layers have many.
 ///  - The micro-batches form R = min(chunks, 16) runs of consecutive micro-batches. Workers take
 ///    runs in order; a run adds the parameter gradients of its micro-batches (or the k tangents of
 ///    a product) in place into one accumulator of P x k values in the model's precision: Conv, Gemm
@@ -269,12 +268,8 @@ class Objective {
 /// the ghost-batch size), and else the smallest power of two B in [16, 256] for which layers
 /// holding at least 90% of the parameters have weight-gradient GEMMs with at least 64 columns
 /// (B x the positions where a weight row is applied: H_out W_out for a Conv, 1 for a Linear),
-/// or, for models so small that a pass is mostly fixed cost (forward FLOPs of the weight layers
-/// per pass below 2^18 per graph node), the B that brings a pass above that work while the samples
-/// still make at least two micro-batches (the BERT-style fixture: 64 for 128 samples, 27% off a
-/// Hessian-vector product against 16); bounded so that a micro-batch's activations stay under
-/// 256 MB; then evened out over the micro-batches it needs (128 samples at B = 48 run as 3 x 43,
-/// not 48 + 48 + 32).
+/// bounded so that a micro-batch's activations stay under 256 MB; then evened out over the
+/// micro-batches it needs (128 samples at B = 48 run as 3 x 43, not 48 + 48 + 32).
 std::int64_t resolve_micro_batch(const Model& model, std::int64_t samples, const ObjectiveOptions& opts);
 
 /// Running-statistics update of PyTorch's BatchNorm in training mode, applied once per entry in
