@@ -429,7 +429,7 @@ class UnaryOp final : public OpImpl<UnaryOp<Fn>> {
     }
     SavedArrays<Fn, T> s;
     Buffer<T> tmp[Saved<Fn>::kCount];
-    const bool has = values(c, n, s, tmp);
+    [[maybe_unused]] const bool has = values(c, n, s, tmp);
     if constexpr (Saved<Fn>::kSaves) {
       if (has) {  // f' read from the saved values per element: no f' array written and read back
         const T* x = c.in[0].data;
@@ -446,7 +446,7 @@ class UnaryOp final : public OpImpl<UnaryOp<Fn>> {
       }
     }
     Buffer<T> d(n);  // uninitialized: a zeroed vector cost a memset per activation and call
-    derivative(c.in[0].data, n, d.data(), has ? &s : nullptr);
+    derivative(c.in[0].data, n, d.data());
     for (std::int64_t j = 0; j < c.k; ++j) {
       const T* tx = c.tin[0].data + j * n;
       T* ty = c.tout.data + j * n;
@@ -466,10 +466,9 @@ class UnaryOp final : public OpImpl<UnaryOp<Fn>> {
         return;
       }
     }
-    Buffer<T> d(n), h;  // uninitialized (both are written before they are read)
     SavedArrays<Fn, T> s;
     Buffer<T> tmp[Saved<Fn>::kCount];
-    const bool has = values(c, n, s, tmp);
+    [[maybe_unused]] const bool has = values(c, n, s, tmp);
     if constexpr (Saved<Fn>::kSaves) {
       if (has) {  // f' and g f'' from the saved values per element, in the order of the arrays below
         const T* g = c.gout.data;
@@ -494,26 +493,17 @@ class UnaryOp final : public OpImpl<UnaryOp<Fn>> {
         return;
       }
     }
+    // f' (and g f'') from x alone: no saved values.
+    Buffer<T> d(n), h;  // uninitialized (both are written before they are read)
     if (so) {
       h.resize(n);
       for (std::int64_t i = 0; i < n; ++i) {
         T d2;
-        if constexpr (Saved<Fn>::kSaves) {
-          if (has) {
-            T e[Saved<Fn>::kCount];
-            s.at(i, e);
-            d[i] = Saved<Fn>::df(x[i], e);
-            d2 = Saved<Fn>::d2f(x[i], e);
-          } else {
-            Derivatives<Fn>::eval(x[i], p, q, d[i], d2);
-          }
-        } else {
-          Derivatives<Fn>::eval(x[i], p, q, d[i], d2);
-        }
+        Derivatives<Fn>::eval(x[i], p, q, d[i], d2);
         h[i] = c.gout.data[i] * d2;
       }
     } else {
-      derivative(x, n, d.data(), has ? &s : nullptr);
+      derivative(x, n, d.data());
     }
     for (std::int64_t j = 0; j < c.k; ++j) {
       const T* tg = c.tgout.data + j * n;
@@ -528,18 +518,9 @@ class UnaryOp final : public OpImpl<UnaryOp<Fn>> {
   }
 
  private:
+  // d[i] = f'(x[i]) from x alone (the paths with saved values read them where they use them).
   template <class T>
-  void derivative(const T* x, std::int64_t n, T* d, const SavedArrays<Fn, T>* s) const {
-    if constexpr (Saved<Fn>::kSaves) {
-      if (s) {
-        for (std::int64_t i = 0; i < n; ++i) {
-          T e[Saved<Fn>::kCount];
-          s->at(i, e);
-          d[i] = Saved<Fn>::df(x[i], e);
-        }
-        return;
-      }
-    }
+  void derivative(const T* x, std::int64_t n, T* d) const {
     const double p = m_param, q = m_param2;
     for (std::int64_t i = 0; i < n; ++i) d[i] = Fn::df(x[i], p, q);
   }

@@ -73,14 +73,10 @@ struct RowNorm {
   // th: h'; tx may be null (first-order part only). scratch: M elements.
   static void backward_tangent(const T* xh, T r, const T* h, const T* th, const T* tx, std::int64_t M, T* out,
                                std::vector<T>& scratch) {
-    backward(xh, r, th, M, out);
-    if (!tx) return;
+    if (!tx) return backward(xh, r, th, M, out);
     scratch.resize(M);
-    T* txh = scratch.data();
-    tangent(xh, r, tx, M, txh);
-    const T a = mean_prod(xh, tx, M), mh = mean(h, M), mhx = mean_prod(h, xh, M), mhtx = mean_prod(h, txh, M);
-    for (std::int64_t i = 0; i < M; ++i)
-      out[i] += -r * r * a * (h[i] - mh - xh[i] * mhx) - r * (txh[i] * mhx + xh[i] * mhtx);
+    const T a = tangent(xh, r, tx, M, scratch.data());
+    backward_tangent(xh, r, h, h_sums(xh, h, M), th, scratch.data(), a, M, out);
   }
 };
 
