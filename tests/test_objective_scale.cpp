@@ -419,6 +419,106 @@ TEST_CASE("oneDNN GEMMs match the definition for every transpose, leading dimens
   }
 }
 
+TEST_CASE("narrow float32 GEMMs: correct, each row the bits of the row alone, overwrite = adding to zeros") {
+  // internal::gemm runs float32 products whose op(Y) has few columns and rows on its own kernel
+  // (gemm.cpp, narrow()), chosen by those two sizes only. Each case: against a double-precision sum on
+  // sub-matrices of wider buffers (columns outside the product untouched); rows computed one at a
+  // time (and in two uneven blocks) give the same bits as all rows at once, as a block of
+  // directions stacked into rows must; an overwrite of NaNs gives the bits of adding to zeros.
+  struct Geo {
+    bool tx, ty;
+    std::int64_t m, n, k;
+    float alpha;
+  };
+  std::mt19937_64 rng(97);
+  std::normal_distribution<float> nd;
+  std::vector<Geo> geos;
+  // Narrow: n <= 16 (the packet width with AVX-512; narrower vectors make n <= 8 the rule) with
+  // k <= 256, or n <= 64 with k <= 32.
+  for (std::int64_t n : {1, 5, 8})
+    for (std::int64_t k : {1, 8, 16, 33, 256}) geos.push_back({(n + k) % 2 == 1, n % 3 == 0, 37, n, k, 1.0f});
+  for (std::int64_t n : {16, 17, 40, 64})
+    for (std::int64_t k : {1, 8, 16, 32}) geos.push_back({(n + k) % 2 == 1, n % 3 == 0, 37, n, k, 1.0f});
+  geos.push_back({false, false, 128, 16, 16, 0.5f});
+  geos.push_back({true, true, 19, 64, 32, -2.0f});
+  for (const Geo& q : geos) {
+    const std::int64_t xr = q.tx ? q.k : q.m, xc = q.tx ? q.m : q.k, yr = q.ty ? q.n : q.k, yc = q.ty ? q.k : q.n;
+    const std::int64_t ldx = xc + 3, ldy = yc + 5, ldz = q.n + 7;
+    std::vector<float> X(xr * ldx), Y(yr * ldy), Z0(q.m * ldz);
+    for (auto& e : X) e = nd(rng);
+    for (auto& e : Y) e = nd(rng);
+    for (auto& e : Z0) e = nd(rng);
+    INFO("tx ", q.tx, " ty ", q.ty, " m ", q.m, " n ", q.n, " k ", q.k, " alpha ", q.alpha);
+    // internal::gemm takes dense operands: copy the sub-matrices, then run on them.
+    auto dense = [](const std::vector<float>& v, std::int64_t r, std::int64_t c, std::int64_t ld) {
+      std::vector<float> d(r * c);
+      for (std::int64_t i = 0; i < r; ++i) std::copy_n(v.data() + i * ld, c, d.data() + i * c);
+      return d;
+    };
+    const auto Xd = dense(X, xr, xc, ldx), Yd = dense(Y, yr, yc, ldy), Zd0 = dense(Z0, q.m, q.n, ldz);
+    std::vector<float> acc = Zd0, over(q.m * q.n, std::numeric_limits<float>::quiet_NaN()), zeros(q.m * q.n, 0.0f);
+    internal::gemm(q.tx, q.ty, Xd.data(), xr, xc, Yd.data(), yr, yc, acc.data(), q.alpha, true);
+    internal::gemm(q.tx, q.ty, Xd.data(), xr, xc, Yd.data(), yr, yc, over.data(), q.alpha, false);
+    internal::gemm(q.tx, q.ty, Xd.data(), xr, xc, Yd.data(), yr, yc, zeros.data(), q.alpha, true);
+    CHECK(over == zeros);
+    double err = 0, scale = 1;
+    for (std::int64_t i = 0; i < q.m; ++i)
+      for (std::int64_t j = 0; j < q.n; ++j) {
+        double ref = Zd0[i * q.n + j];
+        for (std::int64_t l = 0; l < q.k; ++l)
+          ref += double(q.alpha) * double(q.tx ? Xd[l * xc + i] : Xd[i * xc + l]) *
+                 double(q.ty ? Yd[j * yc + l] : Yd[l * yc + j]);
+        err = std::max(err, std::abs(ref - double(acc[i * q.n + j])));
+        scale = std::max(scale, std::abs(ref));
+      }
+    CHECK(err < 1e-5 * scale * std::sqrt(double(q.k)));
+    // Rows alone and in blocks of 1 and m - 1 (X's rows, or its columns when transposed).
+    auto rows = [&](std::int64_t i0, std::int64_t w) {
+      std::vector<float> xs(q.tx ? q.k * w : w * q.k), z(w * q.n, 0.0f);
+      for (std::int64_t i = 0; i < w; ++i)
+        for (std::int64_t l = 0; l < q.k; ++l)
+          (q.tx ? xs[l * w + i] : xs[i * q.k + l]) = q.tx ? Xd[l * xc + i0 + i] : Xd[(i0 + i) * xc + l];
+      internal::gemm(q.tx, q.ty, xs.data(), q.tx ? q.k : w, q.tx ? w : q.k, Yd.data(), yr, yc, z.data(), q.alpha,
+                     false);
+      return z;
+    };
+    std::vector<float> alone, split = rows(0, 1);
+    for (std::int64_t i = 0; i < q.m; ++i) {
+      const auto r = rows(i, 1);
+      alone.insert(alone.end(), r.begin(), r.end());
+    }
+    const auto rest = rows(1, q.m - 1);
+    split.insert(split.end(), rest.begin(), rest.end());
+    CHECK(alone == over);
+    CHECK(split == over);
+  }
+}
+
+TEST_CASE("batched narrow float32 GEMMs with a shared X give each batch entry the bits of its product alone") {
+  // A primal against k tangent directions (X shared, Y per direction): batched_gemm runs each
+  // narrow Y on its own instead of concatenating them into one wide product, so a block of
+  // directions gets the bits of single directions by construction (a wide product on Eigen or
+  // oneDNN agrees only while neither splits the inner dimension into blocks).
+  std::mt19937_64 rng(98);
+  std::normal_distribution<float> nd;
+  for (bool ty : {false, true}) {
+    // 16 directions of [512 x 256] x [256 x 8]: concatenated, a 33 MFLOP product (oneDNN's range).
+    const std::int64_t nb = 16, m = 512, n = 8, k = 256;
+    const std::int64_t yr = ty ? n : k, yc = ty ? k : n;
+    std::vector<float> X(m * k), Y(nb * n * k), Z(nb * m * n);
+    for (auto& e : X) e = nd(rng);
+    for (auto& e : Y) e = nd(rng);
+    internal::batched_gemm<float>(Shape{nb}, {0}, {n * k}, {m * n}, false, ty, X.data(), m, k, Y.data(), yr, yc,
+                                  Z.data(), 1.0f, false);
+    for (std::int64_t b = 0; b < nb; ++b) {
+      std::vector<float> alone(m * n);
+      internal::gemm(false, ty, X.data(), m, k, Y.data() + b * n * k, yr, yc, alone.data(), 1.0f, false);
+      INFO("ty ", ty, " b ", b);
+      CHECK(std::equal(alone.begin(), alone.end(), Z.begin() + b * m * n));
+    }
+  }
+}
+
 TEST_CASE("batched GEMMs that overwrite give the bits of adding to zeros on every path, and never read Z") {
   // batched_gemm has a path per operand layout (batch folded into rows, a reduction folded into the
   // inner dimension, a shared operand packed once either side, one GEMM per batch index, broadcast

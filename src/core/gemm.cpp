@@ -3,6 +3,8 @@
 
 #include <Eigen/Core>
 #include <algorithm>
+#include <array>
+#include <utility>
 #include <stdexcept>
 #include <type_traits>
 #include <vector>
@@ -33,11 +35,99 @@ constexpr std::int64_t kDnnlMinDim = 16;
 // batched_gemm has many of them (below).
 constexpr double kDnnlBatchedFlops = double(1 << 17);
 
+// ---- Narrow float32 products: op(Y) of few columns and rows (narrow() below) ----
+// Transformers of small width (the LM fixtures: d = 16, heads of 8) run thousands of products like
+// [128 x 16] x [16 x 48] and [8 x 8] x [8 x 8] per pass, where Eigen's GEMM spends more time in its
+// blocking heuristic and in packing both operands than in arithmetic (about 28% of a fixture's
+// cached HVP, session 16). Here op(Y) is copied once into rows of whole packets (zero-padded), the
+// n outputs of a row of Z live in NP packet registers, and each row is
+//   acc = 0;  acc = fma(op(X)(i, l), op(Y)(l, :), acc) for l = 0, 1, ..., k - 1;  Z(i, :) (+)= alpha acc
+// R rows at a time share the loads of op(Y). Every element of Z gets that same sequence of
+// operations whatever m, R or the row it sits in, and the kernel is chosen by (n, k) alone, never
+// by m: a block of directions stacked into the rows of one product gives the bits of each
+// direction's product alone, and so does a product split into row blocks across threads.
+using FPacket = Eigen::internal::packet_traits<float>::type;
+constexpr int kLanes = Eigen::internal::packet_traits<float>::size;
+constexpr std::int64_t kNarrowN = 64, kNarrowK = 256, kNarrowWideK = 32;
+constexpr int kMaxPackets = kNarrowN / kLanes;
+
+template <int NP, int R>
+void narrow_rows(bool tx, const float* X, std::int64_t ldx, std::int64_t i0, std::int64_t k, const float* Yp,
+                 std::int64_t ldp, float* Z, std::int64_t ldz, std::int64_t n, float alpha, bool accumulate) {
+  using namespace Eigen::internal;
+  FPacket acc[R][NP];
+  for (int r = 0; r < R; ++r)
+    for (int p = 0; p < NP; ++p) acc[r][p] = pset1<FPacket>(0.0f);
+  for (std::int64_t l = 0; l < k; ++l) {
+    FPacket y[NP];
+    for (int p = 0; p < NP; ++p) y[p] = ploadu<FPacket>(Yp + l * ldp + p * kLanes);
+    for (int r = 0; r < R; ++r) {
+      const FPacket a = pset1<FPacket>(tx ? X[l * ldx + i0 + r] : X[(i0 + r) * ldx + l]);
+      for (int p = 0; p < NP; ++p) acc[r][p] = pmadd(a, y[p], acc[r][p]);
+    }
+  }
+  const FPacket al = pset1<FPacket>(alpha);
+  for (int r = 0; r < R; ++r) {
+    alignas(64) float row[NP * kLanes];
+    for (int p = 0; p < NP; ++p) pstoreu(row + p * kLanes, alpha == 1.0f ? acc[r][p] : pmul(al, acc[r][p]));
+    float* z = Z + (i0 + r) * ldz;
+    if (accumulate)
+      for (std::int64_t j = 0; j < n; ++j) z[j] += row[j];
+    else
+      for (std::int64_t j = 0; j < n; ++j) z[j] = 0.0f + row[j];  // the bits of adding to zeros
+  }
+}
+
+template <int NP>
+void narrow_gemm_np(bool tx, std::int64_t m, std::int64_t k, const float* X, std::int64_t ldx, const float* Yp,
+                    std::int64_t ldp, float* Z, std::int64_t ldz, std::int64_t n, float alpha, bool accumulate) {
+  // Rows per step: as many as the vector registers hold next to op(Y)'s packets (32 with AVX-512,
+  // 16 below), at most 8.
+  constexpr int kRegs = kLanes >= 16 ? 32 : 16;
+  constexpr int R = std::clamp((kRegs - NP - 2) / NP, 1, 8);
+  std::int64_t i = 0;
+  for (; i + R <= m; i += R) narrow_rows<NP, R>(tx, X, ldx, i, k, Yp, ldp, Z, ldz, n, alpha, accumulate);
+  for (; i < m; ++i) narrow_rows<NP, 1>(tx, X, ldx, i, k, Yp, ldp, Z, ldz, n, alpha, accumulate);
+}
+
+using NarrowFn = void (*)(bool, std::int64_t, std::int64_t, const float*, std::int64_t, const float*, std::int64_t,
+                          float*, std::int64_t, std::int64_t, float, bool);
+template <std::size_t... I>
+constexpr std::array<NarrowFn, sizeof...(I)> narrow_table(std::index_sequence<I...>) {
+  return {&narrow_gemm_np<int(I) + 1>...};
+}
+
+// One packet of columns (n <= 16 with AVX-512) up to 256 rows of op(Y), wider ones (up to 64) up to 32
+// rows: on char_gpt's [1024 x 64] x [64 x 64] and [1024 x 256] x [256 x 64] oneDNN's matmul was
+// 3-8% faster (session 16).
+bool narrow(std::int64_t n, std::int64_t k) {
+  return kLanes >= 4 && (n <= kLanes ? k <= kNarrowK : n <= kNarrowN && k <= kNarrowWideK);
+}
+
+void narrow_gemm(bool tx, bool ty, std::int64_t m, std::int64_t n, std::int64_t k, const float* X, std::int64_t ldx,
+                 const float* Y, std::int64_t ldy, float* Z, std::int64_t ldz, float alpha, bool accumulate) {
+  static constexpr auto table = narrow_table(std::make_index_sequence<kMaxPackets>{});
+  if (m == 0 || n == 0) return;
+  const int np = static_cast<int>((n + kLanes - 1) / kLanes);
+  const std::int64_t w = std::int64_t(np) * kLanes;
+  // op(Y) rows of whole packets are read in place (same values, so the same bits as a copy).
+  if (!ty && n == w) return table[np - 1](tx, m, k, X, ldx, Y, ldy, Z, ldz, n, alpha, accumulate);
+  thread_local std::vector<float> yp;
+  if (yp.size() < std::size_t(k * w)) yp.resize(k * w);
+  for (std::int64_t l = 0; l < k; ++l) {
+    float* row = yp.data() + l * w;
+    for (std::int64_t j = 0; j < n; ++j) row[j] = ty ? Y[j * ldy + l] : Y[l * ldy + j];
+    for (std::int64_t j = n; j < w; ++j) row[j] = 0.0f;
+  }
+  table[np - 1](tx, m, k, X, ldx, yp.data(), w, Z, ldz, n, alpha, accumulate);
+}
+
 template <class T>
 void gemm_seq(bool tx, bool ty, const T* X, std::int64_t xr, std::int64_t xc, std::int64_t ldx, const T* Y,
               std::int64_t yr, std::int64_t yc, std::int64_t ldy, T* Z, std::int64_t ldz, T alpha, bool accumulate) {
   if constexpr (std::is_same_v<T, float>) {
     const std::int64_t m = tx ? xc : xr, n = ty ? yr : yc, k = tx ? xr : xc;
+    if (narrow(n, k)) return narrow_gemm(tx, ty, m, n, k, X, ldx, Y, ldy, Z, ldz, alpha, accumulate);
     if (std::min({m, n, k}) >= kDnnlMinDim && 2.0 * double(m) * double(n) * double(k) >= kDnnlFlops &&
         onednn_gemm_enabled() && onednn_gemm(tx, ty, m, n, k, X, ldx, Y, ldy, Z, ldz, alpha, accumulate))
       return;
@@ -200,7 +290,9 @@ void batched_gemm(const Shape& batch, const std::vector<std::int64_t>& sx, const
       gemm(true, ty, buf.data(), kk, nb * m, Y, yr, yc, Z, alpha, accumulate);
       return;
     }
-    if (all_zero(sx) && contiguous(sy, yr * yc)) {
+    // (Not where op(Y_b) is narrow: the [m, nb*n] product would not be, and a block of directions
+    // would lose the bits of its single products; each b runs the narrow kernel instead.)
+    if (all_zero(sx) && contiguous(sy, yr * yc) && !(std::is_same_v<T, float> && narrow(n, kk))) {
       // Z_b = op(X) op(Y_b): op(X) [op(Y_0) | op(Y_1) | ...] is [m, nb*n]; scatter its column blocks.
       // With ty the concatenation is Y itself read as [nb*n, kk]; otherwise rows are gathered.
       const std::int64_t w = nb * n;
