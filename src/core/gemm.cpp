@@ -46,55 +46,70 @@ constexpr double kDnnlBatchedFlops = double(1 << 17);
 // operations whatever m, R or the row it sits in, and the kernel is chosen by (n, k) alone, never
 // by m: a block of directions stacked into the rows of one product gives the bits of each
 // direction's product alone, and so does a product split into row blocks across threads.
+// GCC warns that a packet type's alignment attribute is dropped where it is a template argument;
+// Eigen's own packet code does the same.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wignored-attributes"
 using FPacket = Eigen::internal::packet_traits<float>::type;
-constexpr int kLanes = Eigen::internal::packet_traits<float>::size;
+using HPacket = Eigen::internal::unpacket_traits<FPacket>::half;
+template <class P>
+constexpr int kLanesOf = Eigen::internal::unpacket_traits<P>::size;
+constexpr int kLanes = kLanesOf<FPacket>;
+// Columns up to half a packet (8 with AVX-512: attention's heads of 8) run on half packets.
+constexpr int kHalfLanes = kLanesOf<HPacket> < kLanes && kLanesOf<HPacket> >= 4 ? kLanesOf<HPacket> : 0;
 constexpr std::int64_t kNarrowN = 64, kNarrowK = 256, kNarrowWideK = 32;
 constexpr int kMaxPackets = kNarrowN / kLanes;
 
-template <int NP, int R>
-void narrow_rows(bool tx, const float* X, std::int64_t ldx, std::int64_t i0, std::int64_t k, const float* Yp,
+template <class P, bool TX, int NP, int R>
+void narrow_rows(const float* X, std::int64_t ldx, std::int64_t i0, std::int64_t k, const float* Yp,
                  std::int64_t ldp, float* Z, std::int64_t ldz, std::int64_t n, float alpha, bool accumulate) {
   using namespace Eigen::internal;
-  FPacket acc[R][NP];
+  constexpr int L = kLanesOf<P>;
+  P acc[R][NP];
   for (int r = 0; r < R; ++r)
-    for (int p = 0; p < NP; ++p) acc[r][p] = pset1<FPacket>(0.0f);
+    for (int p = 0; p < NP; ++p) acc[r][p] = pset1<P>(0.0f);
   for (std::int64_t l = 0; l < k; ++l) {
-    FPacket y[NP];
-    for (int p = 0; p < NP; ++p) y[p] = ploadu<FPacket>(Yp + l * ldp + p * kLanes);
+    P y[NP];
+    for (int p = 0; p < NP; ++p) y[p] = ploadu<P>(Yp + l * ldp + p * L);
     for (int r = 0; r < R; ++r) {
-      const FPacket a = pset1<FPacket>(tx ? X[l * ldx + i0 + r] : X[(i0 + r) * ldx + l]);
+      const P a = pset1<P>(TX ? X[l * ldx + i0 + r] : X[(i0 + r) * ldx + l]);
       for (int p = 0; p < NP; ++p) acc[r][p] = pmadd(a, y[p], acc[r][p]);
     }
   }
-  const FPacket al = pset1<FPacket>(alpha);
+  const P al = pset1<P>(alpha), zero = pset1<P>(0.0f);
   for (int r = 0; r < R; ++r) {
-    alignas(64) float row[NP * kLanes];
-    for (int p = 0; p < NP; ++p) pstoreu(row + p * kLanes, alpha == 1.0f ? acc[r][p] : pmul(al, acc[r][p]));
     float* z = Z + (i0 + r) * ldz;
-    if (accumulate)
-      for (std::int64_t j = 0; j < n; ++j) z[j] += row[j];
-    else
-      for (std::int64_t j = 0; j < n; ++j) z[j] = 0.0f + row[j];  // the bits of adding to zeros
+    for (int p = 0; p < NP; ++p) {
+      const P v = alpha == 1.0f ? acc[r][p] : pmul(al, acc[r][p]);
+      // An overwrite stores 0 + v: the bits of adding to zeros.
+      if ((p + 1) * L <= n) {
+        pstoreu(z + p * L, padd(accumulate ? ploadu<P>(z + p * L) : zero, v));
+      } else {
+        alignas(64) float part[L];
+        pstoreu(part, v);
+        for (std::int64_t j = p * L; j < n; ++j) z[j] = (accumulate ? z[j] : 0.0f) + part[j - p * L];
+      }
+    }
   }
 }
 
-template <int NP>
-void narrow_gemm_np(bool tx, std::int64_t m, std::int64_t k, const float* X, std::int64_t ldx, const float* Yp,
+template <class P, bool TX, int NP>
+void narrow_gemm_np(std::int64_t m, std::int64_t k, const float* X, std::int64_t ldx, const float* Yp,
                     std::int64_t ldp, float* Z, std::int64_t ldz, std::int64_t n, float alpha, bool accumulate) {
   // Rows per step: as many as the vector registers hold next to op(Y)'s packets (32 with AVX-512,
   // 16 below), at most 8.
   constexpr int kRegs = kLanes >= 16 ? 32 : 16;
   constexpr int R = std::clamp((kRegs - NP - 2) / NP, 1, 8);
   std::int64_t i = 0;
-  for (; i + R <= m; i += R) narrow_rows<NP, R>(tx, X, ldx, i, k, Yp, ldp, Z, ldz, n, alpha, accumulate);
-  for (; i < m; ++i) narrow_rows<NP, 1>(tx, X, ldx, i, k, Yp, ldp, Z, ldz, n, alpha, accumulate);
+  for (; i + R <= m; i += R) narrow_rows<P, TX, NP, R>(X, ldx, i, k, Yp, ldp, Z, ldz, n, alpha, accumulate);
+  for (; i < m; ++i) narrow_rows<P, TX, NP, 1>(X, ldx, i, k, Yp, ldp, Z, ldz, n, alpha, accumulate);
 }
 
-using NarrowFn = void (*)(bool, std::int64_t, std::int64_t, const float*, std::int64_t, const float*, std::int64_t,
-                          float*, std::int64_t, std::int64_t, float, bool);
-template <std::size_t... I>
+using NarrowFn = void (*)(std::int64_t, std::int64_t, const float*, std::int64_t, const float*, std::int64_t, float*,
+                          std::int64_t, std::int64_t, float, bool);
+template <bool TX, std::size_t... I>
 constexpr std::array<NarrowFn, sizeof...(I)> narrow_table(std::index_sequence<I...>) {
-  return {&narrow_gemm_np<int(I) + 1>...};
+  return {&narrow_gemm_np<FPacket, TX, int(I) + 1>...};
 }
 
 // One packet of columns (n <= 16 with AVX-512) up to 256 rows of op(Y), wider ones (up to 64) up to 32
@@ -104,14 +119,20 @@ bool narrow(std::int64_t n, std::int64_t k) {
   return kLanes >= 4 && (n <= kLanes ? k <= kNarrowK : n <= kNarrowN && k <= kNarrowWideK);
 }
 
+// REQUIRES: narrow(n, k).
 void narrow_gemm(bool tx, bool ty, std::int64_t m, std::int64_t n, std::int64_t k, const float* X, std::int64_t ldx,
                  const float* Y, std::int64_t ldy, float* Z, std::int64_t ldz, float alpha, bool accumulate) {
-  static constexpr auto table = narrow_table(std::make_index_sequence<kMaxPackets>{});
+  static constexpr auto table = narrow_table<false>(std::make_index_sequence<kMaxPackets>{});
+  static constexpr auto table_tx = narrow_table<true>(std::make_index_sequence<kMaxPackets>{});
   if (m == 0 || n == 0) return;
-  const int np = static_cast<int>((n + kLanes - 1) / kLanes);
-  const std::int64_t w = std::int64_t(np) * kLanes;
+  const bool half = n <= kHalfLanes;
+  const int L = half ? kHalfLanes : kLanes;
+  const int np = static_cast<int>((n + L - 1) / L);
+  const std::int64_t w = std::int64_t(np) * L;
+  NarrowFn f = half ? (tx ? &narrow_gemm_np<HPacket, true, 1> : &narrow_gemm_np<HPacket, false, 1>)
+                    : (tx ? table_tx : table)[np - 1];
   // op(Y) rows of whole packets are read in place (same values, so the same bits as a copy).
-  if (!ty && n == w) return table[np - 1](tx, m, k, X, ldx, Y, ldy, Z, ldz, n, alpha, accumulate);
+  if (!ty && n == w) return f(m, k, X, ldx, Y, ldy, Z, ldz, n, alpha, accumulate);
   thread_local std::vector<float> yp;
   if (yp.size() < std::size_t(k * w)) yp.resize(k * w);
   for (std::int64_t l = 0; l < k; ++l) {
@@ -119,8 +140,9 @@ void narrow_gemm(bool tx, bool ty, std::int64_t m, std::int64_t n, std::int64_t 
     for (std::int64_t j = 0; j < n; ++j) row[j] = ty ? Y[j * ldy + l] : Y[l * ldy + j];
     for (std::int64_t j = n; j < w; ++j) row[j] = 0.0f;
   }
-  table[np - 1](tx, m, k, X, ldx, yp.data(), w, Z, ldz, n, alpha, accumulate);
+  f(m, k, X, ldx, yp.data(), w, Z, ldz, n, alpha, accumulate);
 }
+#pragma GCC diagnostic pop
 
 template <class T>
 void gemm_seq(bool tx, bool ty, const T* X, std::int64_t xr, std::int64_t xc, std::int64_t ldx, const T* Y,
@@ -336,10 +358,21 @@ void batched_gemm(const Shape& batch, const std::vector<std::int64_t>& sx, const
         onednn_batched_gemm(nb, bx, by, bz, tx, ty, m, n, kk, X, xc, Y, yc, Z, n, alpha, add))
       return;
   }
+  // Narrow products (attention's per-head [8 x 8] x [8 x 8] in the LM fixtures) go straight to their
+  // kernel: the per-call checks of gemm() cost as much as such a product.
+  bool narrow_b = false;
+  if constexpr (std::is_same_v<T, float>) narrow_b = narrow(n, kk) && m * n * kk <= kParallelFlops / 2;
   std::vector<std::int64_t> idx(r, 0);
   std::int64_t ix = 0, iy = 0, iz = 0;
   for (std::int64_t b = 0; b < nb; ++b) {
-    gemm(tx, ty, X + ix, xr, xc, Y + iy, yr, yc, Z + iz, alpha, add);
+    if constexpr (std::is_same_v<T, float>) {
+      if (narrow_b)
+        narrow_gemm(tx, ty, m, n, kk, X + ix, xc, Y + iy, yc, Z + iz, n, alpha, add);
+      else
+        gemm(tx, ty, X + ix, xr, xc, Y + iy, yr, yc, Z + iz, alpha, add);
+    } else {
+      gemm(tx, ty, X + ix, xr, xc, Y + iy, yr, yc, Z + iz, alpha, add);
+    }
     for (int d = r - 1; d >= 0; --d) {
       ++idx[d];
       ix += sx[d];
