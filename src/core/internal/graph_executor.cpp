@@ -15,6 +15,40 @@ Tensor<T> cast(const Tensor<double>& t) {
   return Tensor<T>(t.shape(), std::vector<T>(t.vec().begin(), t.vec().end()));
 }
 
+// The executor binds every node's views once per pass. A View owns its Shape, so binding by value
+// (a fresh copy per view) cost ~10% of a small transformer's HVP in malloc and free; these helpers
+// write into views that keep their shape storage from node to node.
+template <class V, class P>
+void set_view(V& v, P* data, const Shape& shape) {
+  v.data = data;
+  v.shape.assign(shape.begin(), shape.end());
+}
+// The view of k directions of a value of shape `shape`: [k, shape...].
+template <class V, class P>
+void set_view_lead(V& v, P* data, std::int64_t k, const Shape& shape) {
+  v.data = data;
+  v.shape.resize(shape.size() + 1);
+  v.shape[0] = k;
+  std::copy(shape.begin(), shape.end(), v.shape.begin() + 1);
+}
+// Resizes vs to n elements; elements removed are parked in `spare` with their shape storage, and
+// elements added come from there first.
+template <class V>
+void fit(std::vector<V>& vs, std::vector<V>& spare, std::size_t n) {
+  while (vs.size() > n) {
+    spare.push_back(std::move(vs.back()));
+    vs.pop_back();
+  }
+  while (vs.size() < n) {
+    if (spare.empty()) {
+      vs.emplace_back();
+    } else {
+      vs.push_back(std::move(spare.back()));
+      spare.pop_back();
+    }
+  }
+}
+
 // Where the gradients (or gradient tangents) of one node's inputs go. An input gets either a
 // tensor of the pass (overwritten when it is still empty, added into when an earlier consumer of a
 // fan-out filled it) or a caller's buffer to add into (a parameter sink). An op that accumulates()
@@ -23,46 +57,61 @@ Tensor<T> cast(const Tensor<double>& t) {
 template <class T>
 class GradRouter {
  public:
+  // Destinations of the n inputs of the next node, none set yet.
   void begin(std::size_t n) {
-    m_dest.assign(n, Dest{});
+    if (m_dest.size() < n) m_dest.resize(n);
+    m_n = n;
+    for (std::size_t a = 0; a < n; ++a) {
+      m_dest[a].data = nullptr;
+      m_dest[a].add = m_dest[a].via_tmp = false;
+    }
     m_tmp.resize(std::max(m_tmp.size(), n));
   }
-  void into_tensor(std::size_t a, Tensor<T>& t, const Shape& shape) {
-    if (t.empty()) {
-      t.resize(shape);
-      m_dest[a] = {t.data(), false, shape};
-    } else {
-      m_dest[a] = {t.data(), true, shape};
-    }
+  // Input a's destination is t, of shape [k, shape...] (k < 0: `shape`).
+  void into_tensor(std::size_t a, Tensor<T>& t, std::int64_t k, const Shape& shape) {
+    Dest& d = m_dest[a];
+    set_dest_shape(d, k, shape);
+    d.add = !t.empty();
+    if (!d.add) t.resize(d.shape);
+    d.data = t.data();
   }
-  void add_into(std::size_t a, T* buf, const Shape& shape) { m_dest[a] = {buf, true, shape}; }
+  void add_into(std::size_t a, T* buf, std::int64_t k, const Shape& shape) {
+    Dest& d = m_dest[a];
+    set_dest_shape(d, k, shape);
+    d.data = buf;
+    d.add = true;
+  }
   bool any() const {
-    for (const auto& d : m_dest)
-      if (d.data) return true;
+    for (std::size_t a = 0; a < m_n; ++a)
+      if (m_dest[a].data) return true;
     return false;
   }
   void bind(const Op& op, std::vector<View<T>>& gin, std::uint32_t& mask) {
-    gin.assign(m_dest.size(), View<T>{});
+    fit(gin, m_spare, m_n);
     mask = 0;
-    for (std::size_t a = 0; a < m_dest.size(); ++a) {
+    for (std::size_t a = 0; a < m_n; ++a) {
       Dest& d = m_dest[a];
-      if (!d.data) continue;
+      if (!d.data) {
+        gin[a].data = nullptr;
+        gin[a].shape.clear();
+        continue;
+      }
       bool shared = false;
       for (std::size_t b = 0; b < a; ++b) shared = shared || m_dest[b].data == d.data;
       if (!shared && (!d.add || (op.accumulates() && a < 32))) {
-        gin[a] = View<T>{d.data, d.shape};
+        set_view(gin[a], d.data, d.shape);
         if (d.add) mask |= std::uint32_t(1) << a;
         d.via_tmp = false;
       } else {
         m_tmp[a].resize(d.shape);
-        gin[a] = m_tmp[a].view();
+        set_view(gin[a], m_tmp[a].data(), d.shape);
         d.via_tmp = true;
       }
     }
   }
   // Adds the temporaries into their destinations (overwrites those that were still empty).
   void finish() {
-    for (std::size_t a = 0; a < m_dest.size(); ++a) {
+    for (std::size_t a = 0; a < m_n; ++a) {
       const Dest& d = m_dest[a];
       if (!d.data || !d.via_tmp) continue;
       const T* s = m_tmp[a].data();
@@ -78,8 +127,19 @@ class GradRouter {
     Shape shape;
     bool via_tmp = false;
   };
-  std::vector<Dest> m_dest;
+  static void set_dest_shape(Dest& d, std::int64_t k, const Shape& shape) {
+    if (k < 0) {
+      d.shape.assign(shape.begin(), shape.end());
+    } else {
+      d.shape.resize(shape.size() + 1);
+      d.shape[0] = k;
+      std::copy(shape.begin(), shape.end(), d.shape.begin() + 1);
+    }
+  }
+  std::vector<Dest> m_dest;  // the first m_n are the current node's
+  std::size_t m_n = 0;
   std::vector<Tensor<T>> m_tmp;
+  std::vector<View<T>> m_spare;
 };
 
 }  // namespace
@@ -119,16 +179,21 @@ void GraphExecutor<T>::set_params(const std::vector<double>& w) {
 }
 
 template <class T>
-ConstView<T> GraphExecutor<T>::view(const Pass<T>& p, int v) const {
+const Tensor<T>& GraphExecutor<T>::value(const Pass<T>& p, int v) const {
   const Value& val = m_model.values()[v];
   switch (val.kind) {
     case ValueKind::Parameter:
-      return m_params[val.index].view();
+      return m_params[val.index];
     case ValueKind::Constant:
-      return m_consts[val.index].view();
+      return m_consts[val.index];
     default:
-      return p.vals[v].view();
+      return p.vals[v];
   }
+}
+
+template <class T>
+ConstView<T> GraphExecutor<T>::view(const Pass<T>& p, int v) const {
+  return value(p, v).view();
 }
 
 template <class T>
@@ -152,14 +217,16 @@ void GraphExecutor<T>::forward(Pass<T>& p, std::int64_t first, std::int64_t coun
     for (std::int64_t i = 0; i < count * sn; ++i) xin.data()[i] = T(x[a][i]);
   }
   OpCtx<T> ctx;
+  std::vector<ConstView<T>> spare;
   std::vector<Shape> shapes;
   for (std::size_t i = 0; i < nodes.size(); ++i) {
     const Node& n = nodes[i];
-    ctx.in.clear();
-    shapes.clear();
-    for (int v : n.inputs) {
-      ctx.in.push_back(view(p, v));
-      shapes.push_back(ctx.in.back().shape);
+    fit(ctx.in, spare, n.inputs.size());
+    shapes.resize(n.inputs.size());
+    for (std::size_t a = 0; a < n.inputs.size(); ++a) {
+      const Tensor<T>& t = value(p, n.inputs[a]);
+      set_view(ctx.in[a], t.data(), t.shape());
+      shapes[a].assign(t.shape().begin(), t.shape().end());
     }
     Tensor<T>& out = p.vals[n.output];
     out.resize(n.op->output_shape(shapes));
@@ -176,26 +243,30 @@ void GraphExecutor<T>::backward(Pass<T>& p, const ParamSink<T>* sink, bool keep_
   const auto& vals = m_model.values();
   const auto& nodes = m_model.nodes();
   OpCtx<T> ctx;
+  std::vector<ConstView<T>> spare;
   GradRouter<T> router;
   for (std::size_t i = nodes.size(); i-- > 0;) {
     const Node& n = nodes[i];
     const Tensor<T>& g = p.grads[n.output];
     if (g.empty()) continue;
-    ctx.in.clear();
-    for (int v : n.inputs) ctx.in.push_back(view(p, v));
+    fit(ctx.in, spare, n.inputs.size());
+    for (std::size_t a = 0; a < n.inputs.size(); ++a) {
+      const Tensor<T>& t = value(p, n.inputs[a]);
+      set_view(ctx.in[a], t.data(), t.shape());
+    }
     router.begin(n.inputs.size());
     for (std::size_t a = 0; a < n.inputs.size(); ++a) {
       const int v = n.inputs[a];
       const Value& val = vals[v];
       if (val.kind == ValueKind::Parameter) {
-        if (sink && (*sink)[val.index]) router.add_into(a, (*sink)[val.index], ctx.in[a].shape);
+        if (sink && (*sink)[val.index]) router.add_into(a, (*sink)[val.index], -1, ctx.in[a].shape);
       } else if (node_grads && m_depends[v]) {
-        router.into_tensor(a, p.grads[v], ctx.in[a].shape);
+        router.into_tensor(a, p.grads[v], -1, ctx.in[a].shape);
       }
     }
     if (router.any()) {
-      ctx.out = p.vals[n.output].view();
-      ctx.gout = g.view();
+      set_view(ctx.out, p.vals[n.output].data(), p.vals[n.output].shape());
+      set_view(ctx.gout, g.data(), g.shape());
       ctx.state = &p.states[i];
       router.bind(*n.op, ctx.gin, ctx.accumulate);
       n.op->backward(ctx);
@@ -223,22 +294,27 @@ void GraphExecutor<T>::bind(OpCtx<T>& ctx, const Pass<T>& p, std::size_t i, std:
                             const std::vector<Tensor<T>>& ptan, const std::vector<Tensor<T>>& tv) const {
   const auto& vals = m_model.values();
   const Node& n = m_model.nodes()[i];
-  ctx.in.clear();
-  ctx.tin.clear();
-  for (int v : n.inputs) {
-    ctx.in.push_back(view(p, v));
+  thread_local std::vector<ConstView<T>> spare_in, spare_tin;
+  fit(ctx.in, spare_in, n.inputs.size());
+  fit(ctx.tin, spare_tin, n.inputs.size());
+  for (std::size_t a = 0; a < n.inputs.size(); ++a) {
+    const int v = n.inputs[a];
+    const Tensor<T>& x = value(p, v);
+    set_view(ctx.in[a], x.data(), x.shape());
     const Value& val = vals[v];
-    ConstView<T> t;
+    const Tensor<T>* t = nullptr;
     if (val.kind == ValueKind::Parameter) {
-      const Tensor<T>& pt = ptan[val.index];
-      t = pt.empty() ? ConstView<T>{nullptr, with_lead(k, val.shape)} : pt.view();
+      if (!ptan[val.index].empty()) t = &ptan[val.index];
     } else if (!tv[v].empty()) {
-      t = tv[v].view();
+      t = &tv[v];
     }
-    if (!t.data) t.shape = with_lead(k, ctx.in.back().shape);
-    ctx.tin.push_back(t);
+    // An absent tangent (zero) is null data with the shape [k, ...] of the input.
+    if (t)
+      set_view(ctx.tin[a], t->data(), t->shape());
+    else
+      set_view_lead(ctx.tin[a], static_cast<const T*>(nullptr), k, x.shape());
   }
-  ctx.out = p.vals[n.output].view();
+  set_view(ctx.out, p.vals[n.output].data(), p.vals[n.output].shape());
   ctx.state = const_cast<OpState<T>*>(&p.states[i]);
 }
 
@@ -254,7 +330,7 @@ void GraphExecutor<T>::jvp(const Pass<T>& p, std::int64_t k, const std::vector<T
     if (!tdep[n.output]) continue;
     bind(ctx, p, i, k, ptan, tv);
     tv[n.output].resize(with_lead(k, ctx.out.shape));
-    ctx.tout = tv[n.output].view();
+    set_view(ctx.tout, tv[n.output].data(), tv[n.output].shape());
     n.op->jvp(ctx);
   }
 }
@@ -276,23 +352,23 @@ void GraphExecutor<T>::vjp_tangent(const Pass<T>& p, std::int64_t k, const std::
     bind(ctx, p, i, k, ptan, tv);
     const Tensor<T>& g = p.grads[n.output];
     if (!g.empty()) {
-      ctx.gout = g.view();
+      set_view(ctx.gout, g.data(), g.shape());
     } else {
       assert((!second_order || !n.op->tangent_reads_output_grad()) &&
              "vjp_tangent: second-order terms need the primal gradients");
       if (zeros.size() < ctx.out.size()) zeros = Tensor<T>(Shape{ctx.out.size()});
-      ctx.gout = ConstView<T>{zeros.data(), ctx.out.shape};
+      set_view(ctx.gout, zeros.data(), ctx.out.shape);
     }
-    ctx.tgout = tg[n.output].view();
+    set_view(ctx.tgout, tg[n.output].data(), tg[n.output].shape());
     router.begin(n.inputs.size());
     for (std::size_t a = 0; a < n.inputs.size(); ++a) {
       const int v = n.inputs[a];
       if (!tdep[v]) continue;
       const Value& val = vals[v];
       if (val.kind == ValueKind::Parameter) {
-        if (sink[val.index]) router.add_into(a, sink[val.index], with_lead(k, ctx.in[a].shape));
+        if (sink[val.index]) router.add_into(a, sink[val.index], k, ctx.in[a].shape);
       } else {
-        router.into_tensor(a, tg[v], with_lead(k, ctx.in[a].shape));
+        router.into_tensor(a, tg[v], k, ctx.in[a].shape);
       }
     }
     if (router.any()) {

@@ -80,6 +80,8 @@ class GraphExecutor {
   // state of node i to ctx.
   void bind(OpCtx<T>& ctx, const Pass<T>& p, std::size_t i, std::int64_t k, const std::vector<Tensor<T>>& ptan,
             const std::vector<Tensor<T>>& tv) const;
+  // The tensor holding value v in pass p (a parameter, constant or node value).
+  const Tensor<T>& value(const Pass<T>& p, int v) const;
 
   const Model& m_model;
   std::vector<Tensor<T>> m_params, m_consts;
