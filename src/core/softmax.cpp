@@ -8,30 +8,20 @@
 #include <vector>
 
 #include "src/core/internal/axis.h"
+#include "src/core/internal/lane_sum.h"
 #include "src/core/ops.h"
 
 namespace curv {
 namespace {
 
+using internal::lane_sum;
 using internal::norm_axis;
 
-// Row kernels work on contiguous rows of length L. Every sum over a row runs in kLanes interleaved
-// partial sums, added up in a fixed order: the loops vectorize (a single serial chain of adds made
+// Row kernels work on contiguous rows of length L. Every sum over a row runs in 16 interleaved
+// partial sums, added up in a fixed order (internal/lane_sum.h): the loops vectorize (a single serial chain of adds made
 // Softmax ~10% of a small transformer's Hessian product), and a row's result depends only on its
 // values, never on the thread count, the batch or the row's position.
 constexpr int kLanes = 16;
-
-template <class T, class F>
-T lane_sum(std::int64_t L, F&& term) {
-  T acc[kLanes] = {};
-  std::int64_t t = 0;
-  for (; t + kLanes <= L; t += kLanes)
-    for (int l = 0; l < kLanes; ++l) acc[l] += term(t + l);
-  for (int l = 0; t < L; ++t, ++l) acc[l] += term(t);
-  for (int w = kLanes / 2; w > 0; w /= 2)
-    for (int l = 0; l < w; ++l) acc[l] += acc[l + w];
-  return acc[0];
-}
 
 template <class T>
 T row_max(const T* x, std::int64_t L) {

@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "src/core/internal/lane_sum.h"
+
 namespace curv::internal {
 
 // One row x of length M (mean over the row):
@@ -13,37 +15,26 @@ namespace curv::internal {
 //   g_x' = r (h' - mean h' - xh mean(h' xh))
 //          - r^2 mean(xh x') (h - mean h - xh mean(h xh)) - r (xh' mean(h xh) + xh mean(h xh'))
 // LayerNorm rows are contiguous; BatchNorm (training) rows are channels gathered over N and HW.
-// Sums over a row in a fixed order of 16 interleaved partial sums in double: vectorizable (a single
-// serial chain made BatchNorm ~15% of a ResNet-20 training step) and identical for any thread count.
-template <class T, class F>
-double lane_sum(std::int64_t M, F&& term) {
-  constexpr int L = 16;
-  double acc[L] = {};
-  std::int64_t i = 0;
-  for (; i + L <= M; i += L)
-    for (int l = 0; l < L; ++l) acc[l] += double(term(i + l));
-  for (int l = 0; i < M; ++i, ++l) acc[l] += double(term(i));
-  double s = 0;
-  for (int l = 0; l < L; ++l) s += acc[l];
-  return s;
-}
+// Sums over a row in double (lane_sum.h: 16 interleaved partial sums, then a pairwise tree):
+// vectorizable (a single serial chain made BatchNorm ~15% of a ResNet-20 training step) and
+// identical for any thread count.
 
 template <class T>
 struct RowNorm {
   static void forward(const T* x, std::int64_t M, T eps, T* xh, T& r, T& mean, T& var) {
-    const double m = lane_sum<T>(M, [x](std::int64_t i) { return x[i]; }) / double(M);
+    const double m = lane_sum<double>(M, [x](std::int64_t i) { return x[i]; }) / double(M);
     const T mt = T(m);
-    const double v = lane_sum<T>(M, [x, mt](std::int64_t i) { return (x[i] - mt) * (x[i] - mt); }) / double(M);
+    const double v = lane_sum<double>(M, [x, mt](std::int64_t i) { return (x[i] - mt) * (x[i] - mt); }) / double(M);
     mean = mt;
     var = T(v);
     r = T(1.0 / std::sqrt(v + double(eps)));
     for (std::int64_t i = 0; i < M; ++i) xh[i] = (x[i] - mt) * r;
   }
   static T mean(const T* a, std::int64_t M) {
-    return T(lane_sum<T>(M, [a](std::int64_t i) { return a[i]; }) / double(M));
+    return T(lane_sum<double>(M, [a](std::int64_t i) { return a[i]; }) / double(M));
   }
   static T mean_prod(const T* a, const T* b, std::int64_t M) {
-    return T(lane_sum<T>(M, [a, b](std::int64_t i) { return a[i] * b[i]; }) / double(M));
+    return T(lane_sum<double>(M, [a, b](std::int64_t i) { return a[i] * b[i]; }) / double(M));
   }
   // Returns mean(xh x') (backward_tangent's `a`).
   static T tangent(const T* xh, T r, const T* tx, std::int64_t M, T* txh) {
