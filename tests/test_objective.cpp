@@ -160,6 +160,19 @@ TEST_CASE("one-block transformer: gradient, dense Hessian, GGN") {
   check_network(transformer(13), synthetic_data({3, 4}, 5, 3, 14, true));
 }
 
+TEST_CASE("overlapping slices of one tensor (a split): gradient and dense Hessian against finite differences") {
+  // Three Slices read one hidden layer, two of them overlapping; their gradients meet in one
+  // tensor, which Slice adds into in place (its accumulate path), in both sweeps of a Hessian product.
+  ModelBuilder b({5}, 31);
+  const int h = b.unary(b.linear(b.input(), 6, "fc1"), UnaryKind::Tanh);
+  const int a = b.node("a", make_slice({0}, {4}, {1}, {1}), {h});
+  const int c = b.node("c", make_slice({2}, {6}, {1}, {1}), {h});
+  const int e = b.node("e", make_slice({1}, {5}, {1}, {2}), {h});
+  const int ac = b.binary(b.unary(a, UnaryKind::Tanh), c, BinaryKind::Mul);
+  const int cat = b.node("cat", make_concat(1), {ac, e});
+  check_network(b.finish(b.linear(cat, 3, "fc2")), synthetic_data({5}, 6, 3, 32));
+}
+
 TEST_CASE("Hessian equals GGN for a linear model with MSE") {
   ModelBuilder b({4}, 21);
   Model m = b.finish(b.linear(b.input(), 2, "fc"));

@@ -109,6 +109,7 @@ class BinaryOp final : public OpImpl<BinaryOp> {
       const T* ty = c.tin[1].data ? c.tin[1].data + j * nb : nullptr;
       T* o = c.tout.data + j * no;
       if (tx && ty && fused_tangent(b, x, y, tx, ty, o)) continue;
+      if ((tx == nullptr) != (ty == nullptr) && single_tangent(b, x, y, tx, ty, o)) continue;
       std::fill(o, o + no, T(0));
       switch (m_kind) {
         case BinaryKind::Add:
@@ -200,6 +201,41 @@ class BinaryOp final : public OpImpl<BinaryOp> {
           const T v = T(0) + tx[ia] * y[ib];
           o[io] = v + x[ia] * ty[ib];
         });
+        return true;
+      default:
+        return false;
+    }
+  }
+  // One input with a tangent (a bias or scale that is a constant, a mask): the output written in one
+  // pass as 0 + term (0 - term where tan subtracts), the bits of the fill and the accumulating pass
+  // it replaces. The element-wise forms of tan's switch; false for the kinds not handled here.
+  template <class T>
+  bool single_tangent(const internal::Broadcast& b, const T* x, const T* y, const T* tx, const T* ty, T* o) const {
+    auto put = [&](auto term) { b.for_each([&](auto io, auto ia, auto ib) { o[io] = T(0) + term(ia, ib); }); };
+    switch (m_kind) {
+      case BinaryKind::Add:
+        if (tx)
+          put([&](auto ia, auto) { return tx[ia]; });
+        else
+          put([&](auto, auto ib) { return ty[ib]; });
+        return true;
+      case BinaryKind::Sub:
+        if (tx)
+          put([&](auto ia, auto) { return tx[ia]; });
+        else
+          put([&](auto, auto ib) { return T(-1) * ty[ib]; });
+        return true;
+      case BinaryKind::Mul:
+        if (tx)
+          put([&](auto ia, auto ib) { return tx[ia] * y[ib]; });
+        else
+          put([&](auto ia, auto ib) { return x[ia] * ty[ib]; });
+        return true;
+      case BinaryKind::Div:
+        if (tx)
+          put([&](auto ia, auto ib) { return tx[ia] / y[ib]; });
+        else
+          b.for_each([&](auto io, auto ia, auto ib) { o[io] = T(0) - x[ia] * ty[ib] / (y[ib] * y[ib]); });
         return true;
       default:
         return false;

@@ -239,6 +239,18 @@ struct Strided {
         for (std::int64_t j = 0; j < len; ++j) xs[j * s] = T(0) + gs[j];
     });
   }
+  // x[view(i)] += g[i] for every i.
+  template <class T>
+  void scatter_add(const T* g, T* x) const {
+    for_rows([&](std::int64_t i, std::int64_t o, std::int64_t len, std::int64_t s) {
+      const T* gs = g + i;
+      T* xs = x + o;
+      if (s == 1)
+        for (std::int64_t j = 0; j < len; ++j) xs[j] += gs[j];
+      else
+        for (std::int64_t j = 0; j < len; ++j) xs[j * s] += gs[j];
+    });
+  }
 };
 
 class TransposeOp final : public LinearOp<TransposeOp> {
@@ -383,12 +395,38 @@ class SliceOp final : public LinearOp<SliceOp> {
   }
   template <class T>
   void adjoint(ConstView<T> g, const std::vector<View<T>>& gin) const {
-    if (!gin[0].data) return;
-    gin[0].set_zero();
-    view(gin[0].shape).scatter(g.data, gin[0].data);
+    adjoint_into(g.data, gin[0], false);
+  }
+  // The adjoints add into the input's gradient when the executor asks (OpCtx::accumulate): a split
+  // (an attention's qkv into q, k and v) writes each part in place, where each part used to go
+  // through a zeroed full-size temporary that the executor then added in. Same bits: every element
+  // is 0 + (its part's gradient), and adding zeros changes nothing (no element is -0 there).
+  bool accumulates() const override { return true; }
+  template <class T>
+  void bwd(OpCtx<T>& c) const {
+    adjoint_into(c.gout.data, c.gin[0], (c.accumulate & 1u) != 0);
+  }
+  template <class T>
+  void bwdt(OpCtx<T>& c) const {
+    if (!c.tgin[0].data) return;
+    const std::int64_t no = numel(c.out.shape), ni = c.in[0].size();
+    for (std::int64_t j = 0; j < c.k; ++j)
+      adjoint_into(c.tgout.data + j * no, View<T>{c.tgin[0].data + j * ni, c.in[0].shape}, (c.accumulate & 1u) != 0);
   }
 
  private:
+  template <class T>
+  void adjoint_into(const T* g, const View<T>& gx, bool add) const {
+    if (!gx.data) return;
+    const Strided v = view(gx.shape);
+    if (add) {
+      v.scatter_add(g, gx.data);
+    } else {
+      gx.set_zero();
+      v.scatter(g, gx.data);
+    }
+  }
+
   std::vector<std::int64_t> m_starts, m_ends, m_axes, m_steps;
 };
 
