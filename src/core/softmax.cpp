@@ -15,6 +15,7 @@ namespace curv {
 namespace {
 
 using internal::lane_sum;
+using internal::lane_sums;
 using internal::norm_axis;
 
 // Row kernels work on contiguous rows of length L. Every sum over a row runs in 16 interleaved
@@ -141,20 +142,30 @@ class SoftmaxOp final : public OpImpl<SoftmaxOp> {
               const std::int64_t L = r.L;
               if (m_log) {
                 probs(y, L, p);
-                const T stg = lane_sum<T>(L, [tg](std::int64_t t) { return tg[t]; });
+                if (!so) {
+                  const T stg = lane_sum<T>(L, [tg](std::int64_t t) { return tg[t]; });
+                  for (std::int64_t t = 0; t < L; ++t) res[t] = tg[t] - p[t] * stg;
+                  return;
+                }
+                const auto [stg, sg, pdx] = lane_sums<T, 3>(L, [tg, g, p, dx](std::int64_t t, T* v) {
+                  v[0] = tg[t];
+                  v[1] = g[t];
+                  v[2] = p[t] * dx[t];
+                });
                 for (std::int64_t t = 0; t < L; ++t) res[t] = tg[t] - p[t] * stg;
-                if (!so) return;
-                const T sg = lane_sum<T>(L, [g](std::int64_t t) { return g[t]; });
-                const T pdx = lane_sum<T>(L, [p, dx](std::int64_t t) { return p[t] * dx[t]; });
                 for (std::int64_t t = 0; t < L; ++t) res[t] -= p[t] * (dx[t] - pdx) * sg;  // p' sum(g)
               } else {
-                const T ytg = lane_sum<T>(L, [y, tg](std::int64_t t) { return y[t] * tg[t]; });
                 if (!so) {
+                  const T ytg = lane_sum<T>(L, [y, tg](std::int64_t t) { return y[t] * tg[t]; });
                   for (std::int64_t t = 0; t < L; ++t) res[t] = y[t] * (tg[t] - ytg);
                   return;
                 }
-                const T yg = lane_sum<T>(L, [y, g](std::int64_t t) { return y[t] * g[t]; });
-                const T ytx = lane_sum<T>(L, [y, dx](std::int64_t t) { return y[t] * dx[t]; });
+                // <y,tg>, <y,g>, <y,dx> in one pass over the row (each the bits of its own lane_sum).
+                const auto [ytg, yg, ytx] = lane_sums<T, 3>(L, [y, tg, g, dx](std::int64_t t, T* v) {
+                  v[0] = y[t] * tg[t];
+                  v[1] = y[t] * g[t];
+                  v[2] = y[t] * dx[t];
+                });
                 const T typg = lane_sum<T>(L, [y, dx, g, ytx](std::int64_t t) { return y[t] * (dx[t] - ytx) * g[t]; });
                 for (std::int64_t t = 0; t < L; ++t)
                   res[t] = y[t] * (tg[t] - ytg) + y[t] * (dx[t] - ytx) * (g[t] - yg) - y[t] * typg;

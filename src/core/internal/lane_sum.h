@@ -1,6 +1,7 @@
 #pragma once
 // A row's sum in a fixed order, shared by the row kernels (internal): Softmax's sums in the
 // model's precision, LayerNorm's and BatchNorm's in double (row_norm.h).
+#include <array>
 #include <cstdint>
 
 namespace curv::internal {
@@ -20,6 +21,33 @@ Acc lane_sum(std::int64_t M, F&& term) {
   for (int w = L / 2; w > 0; w /= 2)
     for (int l = 0; l < w; ++l) acc[l] += acc[l + w];
   return acc[0];
+}
+
+// N sums over one row in one pass: terms(i, v) writes the N terms of element i into v[0..N). Each
+// sum gets exactly the operations lane_sum gives it alone (same partial sums, same tree), so
+// fusing sums into one loop never changes their bits; it only reads the row once.
+template <class Acc, int N, class F>
+std::array<Acc, N> lane_sums(std::int64_t M, F&& terms) {
+  constexpr int L = 16;
+  Acc acc[N][L] = {};
+  Acc v[N];
+  std::int64_t i = 0;
+  for (; i + L <= M; i += L)
+    for (int l = 0; l < L; ++l) {
+      terms(i + l, v);
+      for (int n = 0; n < N; ++n) acc[n][l] += v[n];
+    }
+  for (int l = 0; i < M; ++i, ++l) {
+    terms(i, v);
+    for (int n = 0; n < N; ++n) acc[n][l] += v[n];
+  }
+  std::array<Acc, N> r;
+  for (int n = 0; n < N; ++n) {
+    for (int w = L / 2; w > 0; w /= 2)
+      for (int l = 0; l < w; ++l) acc[n][l] += acc[n][l + w];
+    r[n] = acc[n][0];
+  }
+  return r;
 }
 
 }  // namespace curv::internal
