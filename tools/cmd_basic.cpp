@@ -187,21 +187,49 @@ void register_bench(CLI::App& root) {
     const double hvp_s = best("hvp", "hvp", [&] { obj->product(Curvature::Hessian, V, Y); });
     const double ggn_s = best("ggn-vp", "ggn", [&] { obj->product(Curvature::GGN, V, Y); });
     V = directions(*block);
-    const double blk_s = best("hvp block", "hvp_block", [&] { obj->product(Curvature::Hessian, V, Y); });
-    // The K single products timed as one run, so that both sides of block_over_singles are equally
-    // long measurements (the best of short runs is biased low on a noisy machine).
-    // One direction at a time through a P x 1 matrix held outside the loop: converting V.col(j)
-    // for each call allocated and faulted in a fresh P-sized matrix (and Y another), which made 16
-    // single products up to twice as slow as a block on ResNet-18 for reasons outside the engine.
-    // Both touched here, before the timing: their first writes would otherwise fault them in
-    // inside the first repetition (1.7 GB on a 108M-parameter MLP).
+    // The block and the K single products, timed as one run each (both sides equally long
+    // measurements: the best of short runs is biased low on a noisy machine) and alternating,
+    // block then singles, repetition by repetition, so that a change of the host's speed during
+    // the seconds they take on a large model weighs on both sides alike (timed one after the other,
+    // the ratio drifted by 5-12% on models where the two run the very same passes). The first
+    // repetition of each starts from reset memory statistics and gives its peak memory; later
+    // repetitions reuse what the first ones paged in.
+    // Single products go one direction at a time through a P x 1 matrix held outside the loop:
+    // converting V.col(j) for each call allocated and faulted in a fresh P-sized matrix (and Y
+    // another), which made 16 single products up to twice as slow as a block on ResNet-18 for
+    // reasons outside the engine. Both touched here, before the timing: their first writes would
+    // otherwise fault them in inside the first repetition (1.7 GB on a 108M-parameter MLP).
     Eigen::MatrixXd v1 = Eigen::MatrixXd::Zero(P, 1), y1 = Eigen::MatrixXd::Zero(P, 1);
-    const double singles_s = best("hvp singles", "hvp_singles", [&] {
+    auto run_block = [&] { obj->product(Curvature::Hessian, V, Y); };
+    auto run_singles = [&] {
       for (std::int64_t j = 0; j < *block; ++j) {
         v1 = V.col(j);
         obj->product(Curvature::Hessian, v1, y1);
       }
-    });
+    };
+    double blk_s = 1e300, singles_s = 1e300;
+    for (int r = 0; r < *repeat; ++r) {
+      for (int side = 0; side < 2; ++side) {
+        const char* key = side == 0 ? "hvp_block" : "hvp_singles";
+        std::size_t live = 0;
+        if (r == 0) {
+          reset_peak_resident();
+          reset_tracked_peak();
+          live = tracked_bytes();
+        }
+        Timer t;
+        side == 0 ? run_block() : run_singles();
+        (side == 0 ? blk_s : singles_s) = std::min(side == 0 ? blk_s : singles_s, t.seconds());
+        if (r == 0) {
+          rss[key] = peak_resident_bytes();
+          engine[key] = tracked_peak_bytes() - std::min(live, tracked_peak_bytes());
+        }
+      }
+    }
+    std::cerr << "bench: hvp block " << blk_s << " s, peak RSS " << rss["hvp_block"].get<std::size_t>() / 1e6
+              << " MB\n";
+    std::cerr << "bench: hvp singles " << singles_s << " s, peak RSS "
+              << rss["hvp_singles"].get<std::size_t>() / 1e6 << " MB\n";
     nlohmann::json j{{"samples", d.size()},
                      {"params", P},
                      {"threads", thread_count()},
