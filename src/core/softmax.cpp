@@ -147,11 +147,12 @@ class SoftmaxOp final : public OpImpl<SoftmaxOp> {
                   for (std::int64_t t = 0; t < L; ++t) res[t] = tg[t] - p[t] * stg;
                   return;
                 }
-                const auto [stg, sg, pdx] = lane_sums<T, 3>(L, [tg, g, p, dx](std::int64_t t, T* v) {
+                const auto sums = lane_sums<T, 3>(L, [tg, g, p, dx](std::int64_t t, T* v) {
                   v[0] = tg[t];
                   v[1] = g[t];
                   v[2] = p[t] * dx[t];
                 });
+                const T stg = sums[0], sg = sums[1], pdx = sums[2];
                 for (std::int64_t t = 0; t < L; ++t) res[t] = tg[t] - p[t] * stg;
                 for (std::int64_t t = 0; t < L; ++t) res[t] -= p[t] * (dx[t] - pdx) * sg;  // p' sum(g)
               } else {
@@ -161,11 +162,13 @@ class SoftmaxOp final : public OpImpl<SoftmaxOp> {
                   return;
                 }
                 // <y,tg>, <y,g>, <y,dx> in one pass over the row (each the bits of its own lane_sum).
-                const auto [ytg, yg, ytx] = lane_sums<T, 3>(L, [y, tg, g, dx](std::int64_t t, T* v) {
+                // (Named copies, not a structured binding: clang before 16 cannot capture those.)
+                const auto sums = lane_sums<T, 3>(L, [y, tg, g, dx](std::int64_t t, T* v) {
                   v[0] = y[t] * tg[t];
                   v[1] = y[t] * g[t];
                   v[2] = y[t] * dx[t];
                 });
+                const T ytg = sums[0], yg = sums[1], ytx = sums[2];
                 const T typg = lane_sum<T>(L, [y, dx, g, ytx](std::int64_t t) { return y[t] * (dx[t] - ytx) * g[t]; });
                 for (std::int64_t t = 0; t < L; ++t)
                   res[t] = y[t] * (tg[t] - ytg) + y[t] * (dx[t] - ytx) * (g[t] - yg) - y[t] * typg;
