@@ -1,5 +1,8 @@
 // curv: second-order curvature analysis of neural networks. See README.md and docs/.
+#include <cstdlib>
 #include <cstring>
+#include <stdexcept>
+#include <string>
 #include <iostream>
 
 #include "src/core/allocator_tuning.h"
@@ -21,6 +24,14 @@ std::string command_context(int argc, char** argv) {
   return s;
 }
 
+// The backend switches read from the environment (docs/cli.md): a value curv does not know is a
+// failure of its own (exit status 2), not a silent fall-back to the default backend.
+void check_backend_env(const char* name, const char* a, const char* b) {
+  const char* v = std::getenv(name);
+  if (v && std::strcmp(v, a) != 0 && std::strcmp(v, b) != 0)
+    throw std::invalid_argument(std::string(name) + "='" + v + "' is not a backend (expected " + a + " or " + b + ")");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -31,6 +42,8 @@ int main(int argc, char** argv) {
   curv::cli::set_error_context(command_context(argc, argv));
   // Every failure is one line on stderr with exit status 2 (interrupted training exits 130).
   try {
+    check_backend_env("CURV_CONV_BACKEND", "builtin", "onednn");
+    check_backend_env("CURV_GEMM_BACKEND", "eigen", "onednn");
     curv::cli::register_info(app);
     curv::cli::register_eval(app);
     curv::cli::register_bench(app);
