@@ -188,12 +188,14 @@ void register_bench(CLI::App& root) {
     const double ggn_s = best("ggn-vp", "ggn", [&] { obj->product(Curvature::GGN, V, Y); });
     V = directions(*block);
     // The block and the K single products, timed as one run each (both sides equally long
-    // measurements: the best of short runs is biased low on a noisy machine) and alternating,
-    // block then singles, repetition by repetition, so that a change of the host's speed during
-    // the seconds they take on a large model weighs on both sides alike (timed one after the other,
-    // the ratio drifted by 5-12% on models where the two run the very same passes). The first
-    // repetition of each starts from reset memory statistics and gives its peak memory; later
-    // repetitions reuse what the first ones paged in.
+    // measurements: the best of short runs is biased low on a noisy machine), in three groups of
+    // `repeat` runs, block / singles / block, the block's time the best of both of its groups: a
+    // drift of the host's speed during the seconds they take on a large model then cannot favour
+    // one side (timed block then singles, the ratio drifted by 5-12% on models where the two run
+    // the very same passes), and each side is still timed back to back with itself, as estimators
+    // call it (alternating run by run made a small model's block 1.5x slower than its singles: each
+    // side's buffers evicted the other's). The first run of the first group of each side starts from
+    // reset memory statistics and gives its peak memory.
     // Single products go one direction at a time through a P x 1 matrix held outside the loop:
     // converting V.col(j) for each call allocated and faulted in a fresh P-sized matrix (and Y
     // another), which made 16 single products up to twice as slow as a block on ResNet-18 for
@@ -208,19 +210,21 @@ void register_bench(CLI::App& root) {
       }
     };
     double blk_s = 1e300, singles_s = 1e300;
-    for (int r = 0; r < *repeat; ++r) {
-      for (int side = 0; side < 2; ++side) {
-        const char* key = side == 0 ? "hvp_block" : "hvp_singles";
+    for (int group = 0; group < 3; ++group) {
+      const bool blk = group != 1;
+      const char* key = blk ? "hvp_block" : "hvp_singles";
+      for (int r = 0; r < *repeat; ++r) {
+        const bool first = r == 0 && group < 2;
         std::size_t live = 0;
-        if (r == 0) {
+        if (first) {
           reset_peak_resident();
           reset_tracked_peak();
           live = tracked_bytes();
         }
         Timer t;
-        side == 0 ? run_block() : run_singles();
-        (side == 0 ? blk_s : singles_s) = std::min(side == 0 ? blk_s : singles_s, t.seconds());
-        if (r == 0) {
+        blk ? run_block() : run_singles();
+        (blk ? blk_s : singles_s) = std::min(blk ? blk_s : singles_s, t.seconds());
+        if (first) {
           rss[key] = peak_resident_bytes();
           engine[key] = tracked_peak_bytes() - std::min(live, tracked_peak_bytes());
         }
