@@ -227,28 +227,17 @@ struct Strided {
     });
   }
   // x[view(i)] = 0 + g[i] for every i (the view visits distinct elements): the scatter-add of the
-  // adjoint into zeros, bit for bit (0 + -0 is +0), without the index table.
-  template <class T>
+  // adjoint into zeros, bit for bit (0 + -0 is +0), without the index table. Add: x[view(i)] +=
+  // g[i] instead.
+  template <bool Add = false, class T>
   void scatter(const T* g, T* x) const {
     for_rows([&](std::int64_t i, std::int64_t o, std::int64_t len, std::int64_t s) {
       const T* gs = g + i;
       T* xs = x + o;
       if (s == 1)
-        for (std::int64_t j = 0; j < len; ++j) xs[j] = T(0) + gs[j];
+        for (std::int64_t j = 0; j < len; ++j) xs[j] = (Add ? xs[j] : T(0)) + gs[j];
       else
-        for (std::int64_t j = 0; j < len; ++j) xs[j * s] = T(0) + gs[j];
-    });
-  }
-  // x[view(i)] += g[i] for every i.
-  template <class T>
-  void scatter_add(const T* g, T* x) const {
-    for_rows([&](std::int64_t i, std::int64_t o, std::int64_t len, std::int64_t s) {
-      const T* gs = g + i;
-      T* xs = x + o;
-      if (s == 1)
-        for (std::int64_t j = 0; j < len; ++j) xs[j] += gs[j];
-      else
-        for (std::int64_t j = 0; j < len; ++j) xs[j * s] += gs[j];
+        for (std::int64_t j = 0; j < len; ++j) xs[j * s] = (Add ? xs[j * s] : T(0)) + gs[j];
     });
   }
 };
@@ -420,7 +409,7 @@ class SliceOp final : public LinearOp<SliceOp> {
     if (!gx.data) return;
     const Strided v = view(gx.shape);
     if (add) {
-      v.scatter_add(g, gx.data);
+      v.scatter<true>(g, gx.data);
     } else {
       gx.set_zero();
       v.scatter(g, gx.data);

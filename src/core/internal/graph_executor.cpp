@@ -18,18 +18,26 @@ Tensor<T> cast(const Tensor<double>& t) {
 // The executor binds every node's views once per pass. A View owns its Shape, so binding by value
 // (a fresh copy per view) cost ~10% of a small transformer's HVP in malloc and free; these helpers
 // write into views that keep their shape storage from node to node.
+// dst = [k, shape...], or `shape` when k < 0, in dst's own storage.
+void set_shape(Shape& dst, std::int64_t k, const Shape& shape) {
+  if (k < 0) {
+    dst.assign(shape.begin(), shape.end());
+    return;
+  }
+  dst.resize(shape.size() + 1);
+  dst[0] = k;
+  std::copy(shape.begin(), shape.end(), dst.begin() + 1);
+}
 template <class V, class P>
 void set_view(V& v, P* data, const Shape& shape) {
   v.data = data;
-  v.shape.assign(shape.begin(), shape.end());
+  set_shape(v.shape, -1, shape);
 }
 // The view of k directions of a value of shape `shape`: [k, shape...].
 template <class V, class P>
 void set_view_lead(V& v, P* data, std::int64_t k, const Shape& shape) {
   v.data = data;
-  v.shape.resize(shape.size() + 1);
-  v.shape[0] = k;
-  std::copy(shape.begin(), shape.end(), v.shape.begin() + 1);
+  set_shape(v.shape, k, shape);
 }
 // Resizes vs to n elements; elements removed are parked in `spare` with their shape storage, and
 // elements added come from there first.
@@ -70,14 +78,14 @@ class GradRouter {
   // Input a's destination is t, of shape [k, shape...] (k < 0: `shape`).
   void into_tensor(std::size_t a, Tensor<T>& t, std::int64_t k, const Shape& shape) {
     Dest& d = m_dest[a];
-    set_dest_shape(d, k, shape);
+    set_shape(d.shape, k, shape);
     d.add = !t.empty();
     if (!d.add) t.resize(d.shape);
     d.data = t.data();
   }
   void add_into(std::size_t a, T* buf, std::int64_t k, const Shape& shape) {
     Dest& d = m_dest[a];
-    set_dest_shape(d, k, shape);
+    set_shape(d.shape, k, shape);
     d.data = buf;
     d.add = true;
   }
@@ -127,15 +135,6 @@ class GradRouter {
     Shape shape;
     bool via_tmp = false;
   };
-  static void set_dest_shape(Dest& d, std::int64_t k, const Shape& shape) {
-    if (k < 0) {
-      d.shape.assign(shape.begin(), shape.end());
-    } else {
-      d.shape.resize(shape.size() + 1);
-      d.shape[0] = k;
-      std::copy(shape.begin(), shape.end(), d.shape.begin() + 1);
-    }
-  }
   std::vector<Dest> m_dest;  // the first m_n are the current node's
   std::size_t m_n = 0;
   std::vector<Tensor<T>> m_tmp;
