@@ -153,19 +153,29 @@ void register_bench(CLI::App& root) {
     // Peak resident memory (VmHWM, restarted before each measurement) and the peak of the engine's
     // own allocations, per measured call; the best time of `repeat` runs.
     nlohmann::json rss = nlohmann::json::object(), engine = nlohmann::json::object();
-    auto best = [&](const char* what, const char* key, auto&& f) {
-      double b = 1e300;
+    // Restart the peaks (returns the engine's bytes held now), and record them under `key`.
+    auto start_peaks = [] {
       reset_peak_resident();
       reset_tracked_peak();
-      const std::size_t live = tracked_bytes();
+      return tracked_bytes();
+    };
+    auto record_peaks = [&](const char* key, std::size_t live) {
+      rss[key] = peak_resident_bytes();
+      engine[key] = tracked_peak_bytes() - std::min(live, tracked_peak_bytes());
+    };
+    auto report = [&](const char* what, const char* key, double s) {
+      std::cerr << "bench: " << what << " " << s << " s, peak RSS " << rss[key].get<std::size_t>() / 1e6 << " MB\n";
+    };
+    auto best = [&](const char* what, const char* key, auto&& f) {
+      double b = 1e300;
+      const std::size_t live = start_peaks();
       for (int r = 0; r < *repeat; ++r) {
         Timer t;
         f();
         b = std::min(b, t.seconds());
       }
-      rss[key] = peak_resident_bytes();
-      engine[key] = tracked_peak_bytes() - std::min(live, tracked_peak_bytes());
-      std::cerr << "bench: " << what << " " << b << " s, peak RSS " << peak_resident_bytes() / 1e6 << " MB\n";
+      record_peaks(key, live);
+      report(what, key, b);
       return b;
     };
     if (!*check) {
@@ -215,25 +225,16 @@ void register_bench(CLI::App& root) {
       const char* key = blk ? "hvp_block" : "hvp_singles";
       for (int r = 0; r < *repeat; ++r) {
         const bool first = r == 0 && group < 2;
-        std::size_t live = 0;
-        if (first) {
-          reset_peak_resident();
-          reset_tracked_peak();
-          live = tracked_bytes();
-        }
+        const std::size_t live = first ? start_peaks() : 0;
         Timer t;
         blk ? run_block() : run_singles();
-        (blk ? blk_s : singles_s) = std::min(blk ? blk_s : singles_s, t.seconds());
-        if (first) {
-          rss[key] = peak_resident_bytes();
-          engine[key] = tracked_peak_bytes() - std::min(live, tracked_peak_bytes());
-        }
+        double& b = blk ? blk_s : singles_s;
+        b = std::min(b, t.seconds());
+        if (first) record_peaks(key, live);
       }
     }
-    std::cerr << "bench: hvp block " << blk_s << " s, peak RSS " << rss["hvp_block"].get<std::size_t>() / 1e6
-              << " MB\n";
-    std::cerr << "bench: hvp singles " << singles_s << " s, peak RSS "
-              << rss["hvp_singles"].get<std::size_t>() / 1e6 << " MB\n";
+    report("hvp block", "hvp_block", blk_s);
+    report("hvp singles", "hvp_singles", singles_s);
     nlohmann::json j{{"samples", d.size()},
                      {"params", P},
                      {"threads", thread_count()},
