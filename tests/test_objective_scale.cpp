@@ -421,10 +421,10 @@ TEST_CASE("oneDNN GEMMs match the definition for every transpose, leading dimens
 
 TEST_CASE("narrow float32 GEMMs: correct, each row the bits of the row alone, overwrite = adding to zeros") {
   // internal::gemm runs float32 products whose op(Y) has few columns and rows on its own kernel
-  // (gemm.cpp, narrow()), chosen by those two sizes only. Each case: against a double-precision sum on
-  // sub-matrices of wider buffers (columns outside the product untouched); rows computed one at a
-  // time (and in two uneven blocks) give the same bits as all rows at once, as a block of
-  // directions stacked into rows must; an overwrite of NaNs gives the bits of adding to zeros.
+  // (gemm.cpp, narrow()), chosen by those two sizes only. Each case: against a double-precision sum;
+  // rows computed one at a time (and in two uneven blocks) give the same bits as all rows at once,
+  // as a block of directions stacked into rows must; an overwrite of NaNs gives the bits of adding
+  // to zeros.
   struct Geo {
     bool tx, ty;
     std::int64_t m, n, k;
@@ -442,20 +442,12 @@ TEST_CASE("narrow float32 GEMMs: correct, each row the bits of the row alone, ov
   geos.push_back({false, false, 128, 16, 16, 0.5f});
   geos.push_back({true, true, 19, 64, 32, -2.0f});
   for (const Geo& q : geos) {
+    // internal::gemm takes dense operands (leading dimensions are the oneDNN test's business).
     const std::int64_t xr = q.tx ? q.k : q.m, xc = q.tx ? q.m : q.k, yr = q.ty ? q.n : q.k, yc = q.ty ? q.k : q.n;
-    const std::int64_t ldx = xc + 3, ldy = yc + 5, ldz = q.n + 7;
-    std::vector<float> X(xr * ldx), Y(yr * ldy), Z0(q.m * ldz);
-    for (auto& e : X) e = nd(rng);
-    for (auto& e : Y) e = nd(rng);
-    for (auto& e : Z0) e = nd(rng);
+    std::vector<float> Xd(xr * xc), Yd(yr * yc), Zd0(q.m * q.n);
+    for (auto* v : {&Xd, &Yd, &Zd0})
+      for (auto& e : *v) e = nd(rng);
     INFO("tx ", q.tx, " ty ", q.ty, " m ", q.m, " n ", q.n, " k ", q.k, " alpha ", q.alpha);
-    // internal::gemm takes dense operands: copy the sub-matrices, then run on them.
-    auto dense = [](const std::vector<float>& v, std::int64_t r, std::int64_t c, std::int64_t ld) {
-      std::vector<float> d(r * c);
-      for (std::int64_t i = 0; i < r; ++i) std::copy_n(v.data() + i * ld, c, d.data() + i * c);
-      return d;
-    };
-    const auto Xd = dense(X, xr, xc, ldx), Yd = dense(Y, yr, yc, ldy), Zd0 = dense(Z0, q.m, q.n, ldz);
     std::vector<float> acc = Zd0, over(q.m * q.n, std::numeric_limits<float>::quiet_NaN()), zeros(q.m * q.n, 0.0f);
     internal::gemm(q.tx, q.ty, Xd.data(), xr, xc, Yd.data(), yr, yc, acc.data(), q.alpha, true);
     internal::gemm(q.tx, q.ty, Xd.data(), xr, xc, Yd.data(), yr, yc, over.data(), q.alpha, false);
