@@ -3,6 +3,8 @@
 // kept primal passes in internal/primal_cache.
 #include "src/core/objective.h"
 
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
 #include <tbb/task_arena.h>
 
 #include <algorithm>
@@ -46,6 +48,23 @@ constexpr std::size_t kGroupParamBytes = std::size_t(768) << 10;
 // Runs of micro-batches (see objective.h): the most micro-batches that run at once, and the number
 // of P x k commits into the result.
 constexpr std::int64_t kMaxRuns = 16;
+
+// f(i0, i1) on consecutive blocks of [begin, end) in parallel: for elementwise work on P-sized
+// buffers (each element's operations do not depend on the split, so neither do the bits). Isolated:
+// called from a commit of ordered_runs, a waiting thread must not pick up one of its runs, which
+// could then wait for this very commit.
+template <class F>
+void parallel_blocks(std::int64_t begin, std::int64_t end, const F& f) {
+  constexpr std::int64_t kGrain = 1 << 16;
+  if (end - begin <= kGrain) {
+    if (end > begin) f(begin, end);
+    return;
+  }
+  tbb::this_task_arena::isolate([&] {
+    tbb::parallel_for(tbb::blocked_range<std::int64_t>(begin, end, kGrain),
+                      [&](const tbb::blocked_range<std::int64_t>& r) { f(r.begin(), r.end()); });
+  });
+}
 
 using internal::GraphExecutor;
 using internal::ordered_runs;
@@ -203,6 +222,7 @@ class ObjectiveImpl final : public Objective {
     // and is widened in place at its commit, so a gradient needs one P-sized accumulator fewer than
     // runs in flight (the same operations, in the same order, as with a separate buffer).
     T* const run0 = reinterpret_cast<T*>(g.data());
+    const std::int64_t runs = internal::run_count(num_chunks(), kMaxRuns);
     double loss = 0;
     ordered_runs<Acc>(
         num_chunks(), kMaxRuns, workers, [] { return std::make_unique<Acc>(); },
@@ -230,35 +250,65 @@ class ObjectiveImpl final : public Objective {
         },
         [&](std::int64_t r, Acc& acc) {
           loss += acc.loss;
-          if (r == 0)
-            widen_in_place(run0, P);
-          else
-            for (std::int64_t i = 0; i < P; ++i) g[i] += double(acc.g[i]);
+          // Run 0 is widened together with run 1 (one pass over g instead of two, the same sums:
+          // double(run 0) + double(run 1)), or alone when it is the only run.
+          if (r == 0) {
+            if (runs == 1) widen_in_place(run0, P);
+          } else if (r == 1) {
+            widen_in_place(run0, P, acc.g.data());
+          } else {
+            parallel_blocks(0, P, [&](std::int64_t i0, std::int64_t i1) {
+              for (std::int64_t i = i0; i < i1; ++i) g[i] += double(acc.g[i]);
+            });
+          }
         });
     return loss;
   }
 
   // Converts the n values of T at the start of `data` (the storage of n doubles) into those doubles,
-  // x_i -> double(x_i), in place: from the top down in blocks copied through a local buffer, so that
+  // x_i -> double(x_i), or double(x_i) + double(add_i) when `add` (n more values of T, elsewhere) is
+  // given, in place: from the top down in blocks copied through a local buffer, so that
   // each block's doubles overwrite only values already converted or copied (the doubles of [i0, i1)
   // cover the bytes of the T values [i0 s, i1 s), s = sizeof(double) / sizeof(T) >= 1). memcpy keeps
   // the accesses byte-wise, free of type-aliasing assumptions.
-  static void widen_in_place(T* data, std::int64_t n) {
+  static void widen_in_place(T* data, std::int64_t n, const T* add = nullptr) {
     if constexpr (std::is_same_v<T, double>) {
-      (void)data, (void)n;
+      if (add)
+        parallel_blocks(0, n, [&](std::int64_t i0, std::int64_t i1) {
+          for (std::int64_t i = i0; i < i1; ++i) data[i] += add[i];
+        });
     } else {
       static_assert(sizeof(T) <= sizeof(double));
       constexpr std::int64_t kBlock = 1024;
-      T in[kBlock];
-      double out[kBlock];
       auto* bytes = reinterpret_cast<unsigned char*>(data);
-      for (std::int64_t i1 = n; i1 > 0;) {
-        const std::int64_t i0 = std::max<std::int64_t>(0, i1 - kBlock), m = i1 - i0;
-        std::memcpy(in, bytes + i0 * sizeof(T), m * sizeof(T));
-        for (std::int64_t i = 0; i < m; ++i) out[i] = double(in[i]);
-        std::memcpy(bytes + i0 * sizeof(double), out, m * sizeof(double));
-        i1 = i0;
+      // Values [i0, i1) through a local buffer: their doubles [i0, i1) cover the bytes of the T
+      // values [i0 s, i1 s), which must already be converted or be these values themselves.
+      auto convert = [bytes, add](std::int64_t i0, std::int64_t i1) {
+        T in[kBlock];
+        double out[kBlock];
+        for (std::int64_t b1 = i1; b1 > i0;) {
+          const std::int64_t b0 = std::max(i0, b1 - kBlock), m = b1 - b0;
+          std::memcpy(in, bytes + b0 * sizeof(T), m * sizeof(T));
+          if (add)
+            for (std::int64_t i = 0; i < m; ++i) out[i] = double(in[i]) + double(add[b0 + i]);
+          else
+            for (std::int64_t i = 0; i < m; ++i) out[i] = double(in[i]);
+          std::memcpy(bytes + b0 * sizeof(double), out, m * sizeof(double));
+          b1 = b0;
+        }
+      };
+      // From the top down in bands [lo, hi), lo = ceil(hi sizeof(T) / sizeof(double)): a band's
+      // doubles lie at or above byte hi sizeof(T), past every T value not yet converted, so the
+      // blocks of one band are independent and run in parallel (each element is converted once,
+      // so the result does not depend on the split). The last small band runs as one block.
+      constexpr std::int64_t kSerial = 1 << 15;
+      std::int64_t hi = n;
+      while (hi > kSerial) {
+        const std::int64_t lo = (hi * std::int64_t(sizeof(T)) + std::int64_t(sizeof(double)) - 1) / std::int64_t(sizeof(double));
+        parallel_blocks(lo, hi, convert);
+        hi = lo;
       }
+      convert(0, hi);
     }
   }
 
@@ -702,7 +752,9 @@ class ObjectiveImpl final : public Objective {
       Tensor<T> t;
       t.resize(with_lead(k, pi.shape));  // not zero-filled: every element is written below
       for (std::int64_t j = 0; j < k; ++j)
-        for (std::int64_t e = 0; e < pi.size; ++e) t.data()[j * pi.size + e] = T(V(row[a] + e, j));
+        parallel_blocks(0, pi.size, [&](std::int64_t e0, std::int64_t e1) {
+          for (std::int64_t e = e0; e < e1; ++e) t.data()[j * pi.size + e] = T(V(row[a] + e, j));
+        });
       ptan[act[a]] = std::move(t);
     }
     const std::vector<bool> tdep = m_exec.tangent_dependence(ptan);  // depends on an active parameter
@@ -720,6 +772,7 @@ class ObjectiveImpl final : public Objective {
     // parameter a at offset row[a] * k. For one direction that is Y's own layout, so run 0 then
     // accumulates in Y's storage and is widened in place at its commit (as in gradient()).
     T* const run0 = k == 1 ? reinterpret_cast<T*>(Y.data()) : nullptr;
+    const std::int64_t runs = internal::run_count(num_chunks(), kMaxRuns);
     ordered_runs<Buffer<T>>(
         num_chunks(), kMaxRuns, workers, [] { return std::make_unique<Buffer<T>>(); },
         [&](std::int64_t r, std::int64_t c0, std::int64_t c1, Buffer<T>& acc) {
@@ -743,16 +796,22 @@ class ObjectiveImpl final : public Objective {
           }
         },
         [&](std::int64_t r, Buffer<T>& acc) {
-          if (r == 0 && run0) return widen_in_place(run0, rows);
+          if (run0 && r == 0) {  // widened with run 1 when there is one (as in gradient())
+            if (runs == 1) widen_in_place(run0, rows);
+            return;
+          }
+          if (run0 && r == 1) return widen_in_place(run0, rows, acc.data());
           for (size_t a = 0; a < act.size(); ++a) {
             const std::int64_t size = mp[act[a]].size;
             for (std::int64_t j = 0; j < k; ++j) {
               const T* s = acc.data() + row[a] * k + j * size;
               double* y = Y.col(j).data() + row[a];
-              if (r == 0)
-                for (std::int64_t e = 0; e < size; ++e) y[e] = double(s[e]);
-              else
-                for (std::int64_t e = 0; e < size; ++e) y[e] += double(s[e]);
+              parallel_blocks(0, size, [&](std::int64_t e0, std::int64_t e1) {
+                if (r == 0)
+                  for (std::int64_t e = e0; e < e1; ++e) y[e] = double(s[e]);
+                else
+                  for (std::int64_t e = e0; e < e1; ++e) y[e] += double(s[e]);
+              });
             }
           }
         });
