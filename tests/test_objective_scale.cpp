@@ -346,30 +346,48 @@ TEST_CASE("ops that accumulate add their gradients into what the buffers hold") 
 }
 
 TEST_CASE("GEMMs split into blocks give the same bits on 1, 2 and 4 threads and match the definition") {
-  const std::int64_t m = 300, kk = 200, n = 257;  // 30.8 MFLOP: split into row blocks
-  std::mt19937_64 rng(9);
-  std::normal_distribution<float> nd;
-  std::vector<float> X(m * kk), Y(n * kk);
-  for (auto& e : X) e = nd(rng);
-  for (auto& e : Y) e = nd(rng);
-  tbb::global_control gc(tbb::global_control::max_allowed_parallelism, 4);
-  std::vector<std::vector<float>> Z;
-  for (int threads : {1, 2, 4}) {
-    tbb::task_arena arena(threads);
-    std::vector<float> z(m * n, 1.0f);
-    arena.execute([&] { internal::gemm(false, true, X.data(), m, kk, Y.data(), n, kk, z.data(), 0.5f, true); });
-    Z.push_back(z);
-  }
-  CHECK(Z[0] == Z[1]);
-  CHECK(Z[0] == Z[2]);
-  double err = 0;
-  for (std::int64_t i = 0; i < m; ++i)
-    for (std::int64_t j = 0; j < n; ++j) {
-      double ref = 1.0;
-      for (std::int64_t e = 0; e < kk; ++e) ref += 0.5 * double(X[i * kk + e]) * double(Y[j * kk + e]);
-      err = std::max(err, std::abs(ref - double(Z[0][i * n + j])));
+  // Row blocks (m >= n), and column blocks (n > m): with op(Y) = Y^T (ty) those are computed as the
+  // transposed product in row blocks and transposed back (gemm.cpp), overwriting or adding.
+  struct Geo {
+    bool tx, ty;
+    std::int64_t m, n, k;
+    float alpha;
+    bool acc;
+  };
+  for (const Geo& q : {Geo{false, true, 600, 257, 200, 0.5f, true}, Geo{false, true, 64, 1024, 256, 1.0f, false},
+                       Geo{true, true, 64, 1024, 256, -2.0f, true}, Geo{false, false, 64, 1024, 256, 1.0f, true},
+                       Geo{true, false, 48, 1100, 320, 0.5f, false}}) {
+    INFO("tx ", q.tx, " ty ", q.ty, " m ", q.m, " n ", q.n, " k ", q.k, " alpha ", q.alpha, " accumulate ", q.acc);
+    const std::int64_t xr = q.tx ? q.k : q.m, xc = q.tx ? q.m : q.k, yr = q.ty ? q.n : q.k, yc = q.ty ? q.k : q.n;
+    std::mt19937_64 rng(9);
+    std::normal_distribution<float> nd;
+    std::vector<float> X(xr * xc), Y(yr * yc), Z0(q.m * q.n);
+    for (auto& e : X) e = nd(rng);
+    for (auto& e : Y) e = nd(rng);
+    for (auto& e : Z0) e = nd(rng);
+    tbb::global_control gc(tbb::global_control::max_allowed_parallelism, 4);
+    std::vector<std::vector<float>> Z;
+    for (int threads : {1, 2, 4}) {
+      tbb::task_arena arena(threads);
+      std::vector<float> z = Z0;
+      arena.execute([&] { internal::gemm(q.tx, q.ty, X.data(), xr, xc, Y.data(), yr, yc, z.data(), q.alpha, q.acc); });
+      Z.push_back(z);
     }
-  CHECK(err < 1e-3);
+    CHECK(Z[0] == Z[1]);
+    CHECK(Z[0] == Z[2]);
+    double err = 0, scale = 0;
+    for (std::int64_t i = 0; i < q.m; ++i)
+      for (std::int64_t j = 0; j < q.n; ++j) {
+        double ref = q.acc ? double(Z0[i * q.n + j]) : 0.0;
+        for (std::int64_t l = 0; l < q.k; ++l) {
+          const double a = q.tx ? X[l * xc + i] : X[i * xc + l], b = q.ty ? Y[j * yc + l] : Y[l * yc + j];
+          ref += double(q.alpha) * a * b;
+        }
+        err = std::max(err, std::abs(ref - double(Z[0][i * q.n + j])));
+        scale = std::max(scale, std::abs(ref));
+      }
+    CHECK(err < 1e-5 * scale * std::sqrt(double(q.k)));
+  }
 }
 
 TEST_CASE("oneDNN GEMMs match the definition for every transpose, leading dimension, scale and accumulation") {
