@@ -172,15 +172,17 @@ void gemm_seq(bool tx, bool ty, const T* X, std::int64_t xr, std::int64_t xc, st
 }
 
 // Intra-op parallelism: products of at least kParallelFlops split their output into blocks of rows
-// (or of columns, whichever dimension is longer) of at least kMinBlock, with about kBlockFlops each.
-// Blocks of 64 (until session 17) cost more than they gained where the engine's runs already keep
-// every thread busy: oneDNN's matmul ran 64-row or 64-column blocks of ResNet-18's products at
-// 55-90% of its rate on 256-wide ones (one thread; 1024 x 1024 x 128: 1.49 against 1.33 ms).
+// (or of columns, whichever dimension is longer) of at least kMinRowBlock rows or kMinColBlock
+// columns, with about kBlockFlops each. Columns come in wider blocks: oneDNN's matmul ran 64-column
+// blocks of ResNet-18's products at 55-85% of its rate on 256-wide ones (one thread; 64 x 1024 x
+// 1024: 1.03 against 0.75 ms), while 64-row blocks were as fast as 256-row ones there (1024 x 1024
+// x 128: 1.49 against 1.33 ms) and faster on the text models' weight gradients (256 x 1536 x 64,
+// op(X) = X^T: four 64-row blocks 0.30 ms, one 0.41 ms).
 // The blocks depend only on the shape, so every element is computed by the same sequence of
 // operations whatever the thread count; they run on oneTBB inside an isolated region, so a waiting
 // thread never picks up unrelated work (which could reuse its thread-local scratch buffers).
 constexpr double kParallelFlops = double(1 << 24), kBlockFlops = double(1 << 23);
-constexpr std::int64_t kMinBlock = 256;
+constexpr std::int64_t kMinRowBlock = 64, kMinColBlock = 256;
 
 }  // namespace
 
@@ -191,7 +193,8 @@ void gemm(bool tx, bool ty, const T* X, std::int64_t xr, std::int64_t xc, const 
   const double flops = 2.0 * double(m) * double(n) * double(kk);
   const bool by_rows = m >= n;
   const std::int64_t len = by_rows ? m : n;
-  std::int64_t blocks = std::min<std::int64_t>(len / kMinBlock, static_cast<std::int64_t>(flops / kBlockFlops));
+  std::int64_t blocks = std::min<std::int64_t>(len / (by_rows ? kMinRowBlock : kMinColBlock),
+                                               static_cast<std::int64_t>(flops / kBlockFlops));
   if (flops < kParallelFlops || blocks < 2) return gemm_seq(tx, ty, X, xr, xc, xc, Y, yr, yc, yc, Z, n, alpha, accumulate);
   const std::int64_t step = ((len + blocks - 1) / blocks + 15) / 16 * 16;
   blocks = (len + step - 1) / step;
