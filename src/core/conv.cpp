@@ -302,37 +302,58 @@ class ConvOp final : public OpImpl<ConvOp> {
     return true;
   }
   // M of weights w [O, C, kh, kw] (w itself when p.same; otherwise gathered into buf).
+  // Row (o, op) of M: C groups of HWi entries. HWI > 0 is HWi known at compile time (unrolled; the
+  // common 2x2 and 1x1 planes), 0 the general loop; the same copies either way.
+  template <int HWI, class T>
+  static void dense_rows(const Dims& d, const Dense& p, const T* w, T* out) {
+    const std::int64_t C = d.g.C, KK = d.g.kh * d.g.kw, HWi = HWI > 0 ? HWI : p.HWi;
+    for (std::int64_t o = 0; o < d.O; ++o)
+      for (std::int64_t op = 0; op < p.HWo; ++op) {
+        T* row = out + (o * p.HWo + op) * p.K;
+        const std::int32_t* tp = p.tap.data() + op * HWi;
+        for (std::int64_t c = 0; c < C; ++c) {
+          const T* wc = w + (o * C + c) * KK;
+          for (std::int64_t q = 0; q < HWi; ++q) row[c * HWi + q] = tp[q] >= 0 ? wc[tp[q]] : T(0);
+        }
+      }
+  }
   template <class T>
   static const T* dense_matrix(const Dims& d, const Dense& p, const T* w, Buffer<T>& buf) {
     if (p.same) return w;
-    const std::int64_t C = d.g.C, KK = d.g.kh * d.g.kw;
     buf.resize(p.R * p.K);
-    for (std::int64_t o = 0; o < d.O; ++o)
-      for (std::int64_t op = 0; op < p.HWo; ++op) {
-        T* row = buf.data() + (o * p.HWo + op) * p.K;
-        const std::int32_t* tp = p.tap.data() + op * p.HWi;
-        for (std::int64_t c = 0; c < C; ++c) {
-          const T* wc = w + (o * C + c) * KK;
-          for (std::int64_t q = 0; q < p.HWi; ++q) row[c * p.HWi + q] = tp[q] >= 0 ? wc[tp[q]] : T(0);
-        }
-      }
+    // 3x3 / pad 1 on 2x2 planes: 0.61 -> 0.20 ms for 256 -> 256 channels (one thread, microbenchmark).
+    if (p.HWi == 4)
+      dense_rows<4>(d, p, w, buf.data());
+    else if (p.HWi == 1)
+      dense_rows<1>(d, p, w, buf.data());
+    else
+      dense_rows<0>(d, p, w, buf.data());
     return buf.data();
   }
   // gw (+)= the weight gradient of g_M [R, K]: each tap's sum over its (p, q), in a fixed order.
-  template <class T>
-  static void dense_fold(const Dims& d, const Dense& p, const T* gm, T* gw, bool add) {
-    const std::int64_t C = d.g.C, KK = d.g.kh * d.g.kw;
-    if (!add) std::fill(gw, gw + d.O * C * KK, T(0));
+  template <int HWI, class T>
+  static void dense_fold_rows(const Dims& d, const Dense& p, const T* gm, T* gw) {
+    const std::int64_t C = d.g.C, KK = d.g.kh * d.g.kw, HWi = HWI > 0 ? HWI : p.HWi;
     for (std::int64_t o = 0; o < d.O; ++o)
       for (std::int64_t op = 0; op < p.HWo; ++op) {
         const T* row = gm + (o * p.HWo + op) * p.K;
-        const std::int32_t* tp = p.tap.data() + op * p.HWi;
+        const std::int32_t* tp = p.tap.data() + op * HWi;
         for (std::int64_t c = 0; c < C; ++c) {
           T* gc = gw + (o * C + c) * KK;
-          for (std::int64_t q = 0; q < p.HWi; ++q)
-            if (tp[q] >= 0) gc[tp[q]] += row[c * p.HWi + q];
+          for (std::int64_t q = 0; q < HWi; ++q)
+            if (tp[q] >= 0) gc[tp[q]] += row[c * HWi + q];
         }
       }
+  }
+  template <class T>
+  static void dense_fold(const Dims& d, const Dense& p, const T* gm, T* gw, bool add) {
+    if (!add) std::fill(gw, gw + d.O * d.g.C * d.g.kh * d.g.kw, T(0));
+    if (p.HWi == 4)
+      dense_fold_rows<4>(d, p, gm, gw);
+    else if (p.HWi == 1)
+      dense_fold_rows<1>(d, p, gm, gw);
+    else
+      dense_fold_rows<0>(d, p, gm, gw);
   }
   // gw (+)= g_W of g_M = A^T B (A [n, R], B [n, K]): into gw directly when M is W.
   template <class T>
