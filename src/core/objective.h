@@ -31,7 +31,10 @@
 ///    through a temporary. Finished runs are committed in run order into the float64 result,
 ///    result = ((run_0 + run_1) + run_2) + ..., and their accumulators return to a pool. Run 0 of a
 ///    gradient or a one-direction product accumulates in the result's own storage (P values of T in
-///    the first bytes of P doubles) and is widened in place at its commit: one accumulator fewer.
+///    the first bytes of P doubles) and is widened in place when run 1 is committed, in the same
+///    pass (double(run_0) + double(run_1)), or alone when it is the only run: one accumulator fewer.
+///    These P-sized element-wise passes (and the directions' conversion to T) run in blocks on
+///    oneTBB; each element's operations do not depend on the blocks.
 ///  - Kernels are sequential within a micro-batch, except large GEMMs, which split their output into
 ///    blocks of a size fixed by the matrix shapes and run them on oneTBB (isolated from other work).
 ///    Every floating-point operation is therefore fixed by (B, model, data), never by the schedule.
