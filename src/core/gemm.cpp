@@ -196,8 +196,6 @@ void gemm(bool tx, bool ty, const T* X, std::int64_t xr, std::int64_t xc, const 
   std::int64_t blocks = std::min<std::int64_t>(len / (by_rows ? kMinRowBlock : kMinColBlock),
                                                static_cast<std::int64_t>(flops / kBlockFlops));
   if (flops < kParallelFlops || blocks < 2) return gemm_seq(tx, ty, X, xr, xc, xc, Y, yr, yc, yc, Z, n, alpha, accumulate);
-  const std::int64_t step = ((len + blocks - 1) / blocks + 15) / 16 * 16;
-  blocks = (len + step - 1) / step;
   if constexpr (std::is_same_v<T, float>) {
     if (!by_rows && ty && onednn_gemm_enabled()) {
       // Blocks of columns of Z read blocks of rows of Y (op(Y) = Y^T), and oneDNN's matmul ran such
@@ -211,6 +209,8 @@ void gemm(bool tx, bool ty, const T* X, std::int64_t xr, std::int64_t xc, const 
       return;
     }
   }
+  const std::int64_t step = ((len + blocks - 1) / blocks + 15) / 16 * 16;
+  blocks = (len + step - 1) / step;
   tbb::this_task_arena::isolate([&] {
     tbb::parallel_for(
         std::int64_t(0), blocks,

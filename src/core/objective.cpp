@@ -219,10 +219,10 @@ class ObjectiveImpl final : public Objective {
     const std::int64_t workers = plan_workers(acc_bytes);
     g.resize(P);
     // Run 0 accumulates in the first P T-sized slots of g's own storage (sizeof(T) <= sizeof(double))
-    // and is widened in place at its commit, so a gradient needs one P-sized accumulator fewer than
-    // runs in flight (the same operations, in the same order, as with a separate buffer).
+    // and is widened in place when it is committed (commit_in_place), so a gradient needs one P-sized
+    // accumulator fewer than runs in flight (the same operations, in the same order, as with a
+    // separate buffer).
     T* const run0 = reinterpret_cast<T*>(g.data());
-    const std::int64_t runs = internal::run_count(num_chunks(), kMaxRuns);
     double loss = 0;
     ordered_runs<Acc>(
         num_chunks(), kMaxRuns, workers, [] { return std::make_unique<Acc>(); },
@@ -250,19 +250,32 @@ class ObjectiveImpl final : public Objective {
         },
         [&](std::int64_t r, Acc& acc) {
           loss += acc.loss;
-          // Run 0 is widened together with run 1 (one pass over g instead of two, the same sums:
-          // double(run 0) + double(run 1)), or alone when it is the only run.
-          if (r == 0) {
-            if (runs == 1) widen_in_place(run0, P);
-          } else if (r == 1) {
-            widen_in_place(run0, P, acc.g.data());
-          } else {
-            parallel_blocks(0, P, [&](std::int64_t i0, std::int64_t i1) {
-              for (std::int64_t i = i0; i < i1; ++i) g[i] += double(acc.g[i]);
-            });
-          }
+          commit_in_place(g.data(), run0, P, r, acc.g.data());
         });
     return loss;
+  }
+
+  // y = double(s), or y += double(s) when `add`, for n elements.
+  static void add_widened(double* y, const T* s, std::int64_t n, bool add) {
+    parallel_blocks(0, n, [&](std::int64_t i0, std::int64_t i1) {
+      if (add)
+        for (std::int64_t i = i0; i < i1; ++i) y[i] += double(s[i]);
+      else
+        for (std::int64_t i = i0; i < i1; ++i) y[i] = double(s[i]);
+    });
+  }
+
+  // Commit r into a result of n doubles y whose run 0 accumulated in y's own storage (run0): run 0
+  // is widened together with run 1 (one pass over y instead of two, the same sums: double(run 0) +
+  // double(run 1)), or alone when it is the only run; later runs (acc) are added.
+  void commit_in_place(double* y, T* run0, std::int64_t n, std::int64_t r, const T* acc) const {
+    if (r == 0) {
+      if (num_runs() == 1) widen_in_place(run0, n);
+    } else if (r == 1) {
+      widen_in_place(run0, n, acc);
+    } else {
+      add_widened(y, acc, n, true);
+    }
   }
 
   // Converts the n values of T at the start of `data` (the storage of n doubles) into those doubles,
@@ -273,10 +286,7 @@ class ObjectiveImpl final : public Objective {
   // the accesses byte-wise, free of type-aliasing assumptions.
   static void widen_in_place(T* data, std::int64_t n, const T* add = nullptr) {
     if constexpr (std::is_same_v<T, double>) {
-      if (add)
-        parallel_blocks(0, n, [&](std::int64_t i0, std::int64_t i1) {
-          for (std::int64_t i = i0; i < i1; ++i) data[i] += add[i];
-        });
+      if (add) add_widened(data, add, n, true);
     } else {
       static_assert(sizeof(T) <= sizeof(double));
       constexpr std::int64_t kBlock = 1024;
@@ -445,6 +455,7 @@ class ObjectiveImpl final : public Objective {
 
  private:
   std::int64_t num_chunks() const { return static_cast<std::int64_t>(m_chunks.size()); }
+  std::int64_t num_runs() const { return internal::run_count(num_chunks(), kMaxRuns); }
 
   // Labels (cross-entropy) or targets (MSE) of the samples from `first` on, as loss_forward takes them.
   const std::int64_t* labels_at(std::int64_t first) const {
@@ -678,8 +689,7 @@ class ObjectiveImpl final : public Objective {
   // Micro-batches in flight for a call whose run accumulator takes acc_bytes and whose tangent
   // buffers take tangent_bytes per micro-batch; sets the cache cap within ObjectiveOptions::memory_bytes.
   std::int64_t plan_workers(std::size_t acc_bytes, std::size_t tangent_bytes = 0, std::size_t fixed_bytes = 0) {
-    std::int64_t workers = std::min<std::int64_t>(tbb::this_task_arena::max_concurrency(),
-                                                  internal::run_count(num_chunks(), kMaxRuns));
+    std::int64_t workers = std::min<std::int64_t>(tbb::this_task_arena::max_concurrency(), num_runs());
     workers = std::max<std::int64_t>(1, workers);
     if (m_opts.memory_bytes == 0) return workers;
     const std::size_t params = std::size_t(m_model.num_params()) * sizeof(T);
@@ -770,9 +780,8 @@ class ObjectiveImpl final : public Objective {
 
     // A run accumulates the tangents of the active parameters' gradients as [k, size] per parameter,
     // parameter a at offset row[a] * k. For one direction that is Y's own layout, so run 0 then
-    // accumulates in Y's storage and is widened in place at its commit (as in gradient()).
+    // accumulates in Y's storage and is widened in place when committed (as in gradient()).
     T* const run0 = k == 1 ? reinterpret_cast<T*>(Y.data()) : nullptr;
-    const std::int64_t runs = internal::run_count(num_chunks(), kMaxRuns);
     ordered_runs<Buffer<T>>(
         num_chunks(), kMaxRuns, workers, [] { return std::make_unique<Buffer<T>>(); },
         [&](std::int64_t r, std::int64_t c0, std::int64_t c1, Buffer<T>& acc) {
@@ -796,23 +805,11 @@ class ObjectiveImpl final : public Objective {
           }
         },
         [&](std::int64_t r, Buffer<T>& acc) {
-          if (run0 && r == 0) {  // widened with run 1 when there is one (as in gradient())
-            if (runs == 1) widen_in_place(run0, rows);
-            return;
-          }
-          if (run0 && r == 1) return widen_in_place(run0, rows, acc.data());
+          if (run0) return commit_in_place(Y.data(), run0, rows, r, acc.data());
           for (size_t a = 0; a < act.size(); ++a) {
             const std::int64_t size = mp[act[a]].size;
-            for (std::int64_t j = 0; j < k; ++j) {
-              const T* s = acc.data() + row[a] * k + j * size;
-              double* y = Y.col(j).data() + row[a];
-              parallel_blocks(0, size, [&](std::int64_t e0, std::int64_t e1) {
-                if (r == 0)
-                  for (std::int64_t e = e0; e < e1; ++e) y[e] = double(s[e]);
-                else
-                  for (std::int64_t e = e0; e < e1; ++e) y[e] += double(s[e]);
-              });
-            }
+            for (std::int64_t j = 0; j < k; ++j)
+              add_widened(Y.col(j).data() + row[a], acc.data() + row[a] * k + j * size, size, r > 0);
           }
         });
   }
