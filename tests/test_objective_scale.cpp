@@ -16,6 +16,7 @@
 
 #include "src/core/builder.h"
 #include "src/core/internal/gemm.h"
+#include "src/core/internal/im2col.h"
 #include "src/core/internal/onednn_conv.h"
 #include "src/core/memory.h"
 #include "src/core/objective.h"
@@ -341,6 +342,39 @@ TEST_CASE("ops that accumulate add their gradients into what the buffers hold") 
       for (std::int64_t e = 0; e < tg[i].size(); ++e) tg[i].data()[e] -= tg0[i].data()[e];
       CHECK(max_diff(g[i], ref.g[i]) < 1e-12);
       CHECK(max_diff(tg[i], ref.tg[i]) < 1e-12);
+    }
+  }
+}
+
+TEST_CASE("Row gathers of 1x1 convolutions match their definition for every plane size") {
+  // to_rows / from_rows have compile-time copies for planes of 1, 2, 4 and 8 positions (im2col.cpp)
+  // and a generic loop for the others; each against the index formula, with a channel offset, a
+  // row stride wider than the rows, and from_rows both overwriting and adding.
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  for (std::int64_t HW : {1, 2, 3, 4, 8, 9, 16}) {
+    const std::int64_t S = 5, Ctot = 7, c0 = 2, C = 4, ys = Ctot * HW + 3, ld = S * HW + 5;
+    std::vector<float> y(S * ys), rows(C * ld, -7.0f);
+    for (float& v : y) v = u(rng);
+    internal::to_rows(y.data(), S, ys, c0, C, HW, rows.data(), ld);
+    for (std::int64_t c = 0; c < C; ++c)
+      for (std::int64_t s = 0; s < S; ++s)
+        for (std::int64_t i = 0; i < HW; ++i) REQUIRE(rows[c * ld + s * HW + i] == y[s * ys + (c0 + c) * HW + i]);
+    for (std::int64_t c = 0; c < C; ++c)  // the padding of each row is left alone
+      for (std::int64_t i = S * HW; i < ld; ++i) REQUIRE(rows[c * ld + i] == -7.0f);
+    std::vector<float> packed(C * S * HW);
+    for (float& v : packed) v = u(rng);
+    for (bool add : {false, true}) {
+      std::vector<float> out = y;
+      internal::from_rows(packed.data(), S, ys, c0, C, HW, out.data(), add);
+      for (std::int64_t s = 0; s < S; ++s)
+        for (std::int64_t k = 0; k < ys; ++k) {
+          const std::int64_t c = k / HW - c0, i = k % HW;
+          const bool inside = k < Ctot * HW && c >= 0 && c < C;
+          const float want = inside ? (add ? y[s * ys + k] + packed[(c * S + s) * HW + i] : packed[(c * S + s) * HW + i])
+                                    : y[s * ys + k];
+          REQUIRE(out[s * ys + k] == want);
+        }
     }
   }
 }

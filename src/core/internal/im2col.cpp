@@ -207,26 +207,90 @@ void col2im_add(const T* col, std::int64_t S, std::int64_t xs, const ConvGeometr
   }
 }
 
+namespace {
+// to_rows / from_rows with the plane size HW known at compile time (0: a runtime n). Small planes
+// (ResNet-50's 2x2 stage, whose 1x1 convolutions run the built-in kernels) copied 16-byte segments
+// through a memmove call each: about 9% of that model's HVP time, for a copy of a few MB.
+// Samples are taken in blocks whose segments fill a cache line of `rows`, so that each channel's
+// row is written a line at a time and each sample's planes are read in order: channel-major order
+// over all samples (the generic loop's) reads one segment per sample from lines a sample stride
+// apart, 16 KB on ResNet-50's 1024-channel 2x2 planes, which alias in the L1 cache.
+template <int HWc, class T>
+constexpr std::int64_t sample_block() {
+  return HWc > 0 && HWc * sizeof(T) < 64 ? std::int64_t(64 / (HWc * sizeof(T))) : 1;
+}
+template <int HWc, class T>
+void to_rows_n(const T* y, std::int64_t S, std::int64_t ys, std::int64_t c0, std::int64_t C, std::int64_t n, T* rows,
+               std::int64_t stride) {
+  const std::int64_t HW = HWc > 0 ? HWc : n;
+  constexpr std::int64_t sb = sample_block<HWc, T>();
+  for (std::int64_t s0 = 0; s0 < S; s0 += sb) {
+    const std::int64_t s1 = std::min(S, s0 + sb);
+    for (std::int64_t c = 0; c < C; ++c) {
+      const T* src = y + (c0 + c) * HW;
+      T* dst = rows + c * stride;
+      for (std::int64_t s = s0; s < s1; ++s) {
+        if constexpr (HWc > 0) {
+          for (int i = 0; i < HWc; ++i) dst[s * HWc + i] = src[s * ys + i];
+        } else {
+          std::copy_n(src + s * ys, HW, dst + s * HW);
+        }
+      }
+    }
+  }
+}
+template <int HWc, class T>
+void from_rows_n(const T* rows, std::int64_t S, std::int64_t ys, std::int64_t c0, std::int64_t C, std::int64_t n, T* y,
+                 bool accumulate) {
+  const std::int64_t HW = HWc > 0 ? HWc : n;
+  constexpr std::int64_t sb = sample_block<HWc, T>();
+  for (std::int64_t s0 = 0; s0 < S; s0 += sb) {
+    const std::int64_t s1 = std::min(S, s0 + sb);
+    for (std::int64_t c = 0; c < C; ++c) {
+      const T* src = rows + c * S * HW;
+      T* dst = y + (c0 + c) * HW;
+      for (std::int64_t s = s0; s < s1; ++s) {
+        const T* a = src + s * HW;
+        T* b = dst + s * ys;
+        if constexpr (HWc > 0) {
+          if (accumulate)
+            for (int i = 0; i < HWc; ++i) b[i] += a[i];
+          else
+            for (int i = 0; i < HWc; ++i) b[i] = a[i];
+        } else if (accumulate) {
+          for (std::int64_t i = 0; i < HW; ++i) b[i] += a[i];
+        } else {
+          std::copy_n(a, HW, b);
+        }
+      }
+    }
+  }
+}
+}  // namespace
+
 template <class T>
 void to_rows(const T* y, std::int64_t S, std::int64_t ys, std::int64_t c0, std::int64_t C, std::int64_t HW, T* rows,
              std::int64_t ld) {
   const std::int64_t stride = ld > 0 ? ld : S * HW;
-  for (std::int64_t c = 0; c < C; ++c)
-    for (std::int64_t s = 0; s < S; ++s) std::copy_n(y + s * ys + (c0 + c) * HW, HW, rows + c * stride + s * HW);
+  switch (HW) {
+    case 1: return to_rows_n<1>(y, S, ys, c0, C, HW, rows, stride);
+    case 2: return to_rows_n<2>(y, S, ys, c0, C, HW, rows, stride);
+    case 4: return to_rows_n<4>(y, S, ys, c0, C, HW, rows, stride);
+    case 8: return to_rows_n<8>(y, S, ys, c0, C, HW, rows, stride);
+    default: return to_rows_n<0>(y, S, ys, c0, C, HW, rows, stride);
+  }
 }
 
 template <class T>
 void from_rows(const T* rows, std::int64_t S, std::int64_t ys, std::int64_t c0, std::int64_t C, std::int64_t HW, T* y,
                bool accumulate) {
-  for (std::int64_t c = 0; c < C; ++c)
-    for (std::int64_t s = 0; s < S; ++s) {
-      const T* src = rows + c * S * HW + s * HW;
-      T* dst = y + s * ys + (c0 + c) * HW;
-      if (accumulate)
-        for (std::int64_t i = 0; i < HW; ++i) dst[i] += src[i];
-      else
-        std::copy_n(src, HW, dst);
-    }
+  switch (HW) {
+    case 1: return from_rows_n<1>(rows, S, ys, c0, C, HW, y, accumulate);
+    case 2: return from_rows_n<2>(rows, S, ys, c0, C, HW, y, accumulate);
+    case 4: return from_rows_n<4>(rows, S, ys, c0, C, HW, y, accumulate);
+    case 8: return from_rows_n<8>(rows, S, ys, c0, C, HW, y, accumulate);
+    default: return from_rows_n<0>(rows, S, ys, c0, C, HW, y, accumulate);
+  }
 }
 
 #define CURV_INSTANTIATE(T)                                                                                     \
