@@ -167,6 +167,15 @@ TEST_CASE("fuzz finding: npz with a malformed .npy shape fails with a message na
 TEST_CASE("fuzz finding: idx header dims whose product overflows are rejected") {
   CHECK_FALSE(replay_finding("idx/dims_product_overflow.idx"));
 }
+// Session 18 (scripts/fuzz.sh 120): zero images of 2^32 - 1 x 2^32 - 2 pixels. The dims' product is
+// 0, so the size check passed, and the per-image size overflowed later (UBSan: numel in
+// check_finite). The same hole was in the npz and h5 loaders (the two files below, made by hand)
+// and in checked_numel: every size check now multiplies the nonzero dims.
+TEST_CASE("fuzz finding: zero samples of an absurd size are rejected (idx, npz, h5)") {
+  CHECK_FALSE(replay_finding("idx/zero_images_huge_plane.idx"));
+  CHECK_FALSE(replay_finding("npz/zero_samples_huge_sample.npz"));
+  CHECK_FALSE(replay_finding("h5data/zero_samples_huge_sample.h5"));
+}
 
 // HDF5 datasets (owner: io). Sizes from the file are trusted (read_h5_array).
 TEST_CASE("fuzz finding: h5 dataset dims are checked against the storage before allocating") {

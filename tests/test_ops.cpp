@@ -16,6 +16,7 @@
 #include "src/core/loss.h"
 #include "src/core/op_registry.h"
 #include "src/core/ops.h"
+#include "src/core/size_limits.h"
 
 using namespace curv;
 
@@ -219,6 +220,18 @@ Conv2dAttrs conv_attrs(std::int64_t k, std::int64_t s, std::int64_t p, std::int6
 // One entry per row of elementwise_table.h (the test fails for a row without one), with the input
 // domain of f: away from zero for kinks, positive for Sqrt, Log and Reciprocal, wide (sd 3) where
 // f changes form at +-3 or beyond.
+TEST_CASE("checked_numel bounds every sub-shape, also when a dim is zero") {
+  CHECK(checked_numel({2, 3, 4}, "x") == 24);
+  CHECK(checked_numel({0, 5}, "x") == 0);
+  CHECK(checked_numel({}, "x") == 1);
+  const std::int64_t big = std::int64_t(1) << 40;
+  CHECK_THROWS_WITH_AS(checked_numel({big, big}, "x"), doctest::Contains("is too large"), std::invalid_argument);
+  // No elements, but its trailing dims' count overflows: rejected like the nonempty shape.
+  CHECK_THROWS_WITH_AS(checked_numel({0, big, big}, "x"), doctest::Contains("x [0, 1099511627776, 1099511627776] is too large"),
+                       std::invalid_argument);
+  CHECK_THROWS_WITH_AS(checked_numel({3, -1}, "x"), doctest::Contains("negative"), std::invalid_argument);
+}
+
 TEST_CASE("unary ops match finite differences") {
   using U = UnaryKind;
   const Shape s{2, 3, 4};

@@ -31,14 +31,16 @@ inline std::int64_t checked_mul(std::int64_t a, std::int64_t b, const std::strin
 }
 
 /// The element count of `s`; throws std::invalid_argument naming `what` when a dim is negative or
-/// the count exceeds `limit`.
+/// the count exceeds `limit`, counting the nonzero dims only (an empty [0, 2^40, 2^40] is rejected:
+/// any sub-shape's count must be computable).
 inline std::int64_t checked_numel(const Shape& s, const std::string& what, std::int64_t limit = kMaxTensorElements) {
-  std::int64_t n = 1;
+  std::int64_t n = 1, bound = 1;
   for (const std::int64_t d : s) {
     if (d < 0) throw std::invalid_argument(what + " " + shape_str(s) + " has a negative dimension");
-    if (d != 0 && n > limit / d)
+    if (d != 0 && bound > limit / d)
       throw std::invalid_argument(what + " " + shape_str(s) + " is too large (more than " + std::to_string(limit) +
                                   " elements)");
+    if (d != 0) bound *= d;
     n *= d;
   }
   if (n > limit)

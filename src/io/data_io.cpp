@@ -78,12 +78,15 @@ std::vector<std::int64_t> read_idx(const std::string& path, int rank, std::strin
   if (head.size() < 4 + 4 * std::size_t(rank)) fail(path, "truncated IDX header");
   std::vector<std::int64_t> dims;
   for (int i = 0; i < rank; ++i) dims.push_back(be32(head, 4 + 4 * i));
-  std::uint64_t n = 1;
+  // n counts the values; `bound` multiplies the nonzero dims only, so that zero images of an
+  // absurd size (dims [0, 2^32 - 1, 2^32 - 1]) are rejected too: their per-image size overflows.
+  std::uint64_t n = 1, bound = 1;
   for (const auto dim : dims) {
     const auto d = static_cast<std::uint64_t>(dim);
-    if (d != 0 && n > kMaxDataValues / d)
+    if (d != 0 && bound > kMaxDataValues / d)
       fail(path, "IDX dims " + shape_str(Shape(dims.begin(), dims.end())) + " are too large (more than " +
                      std::to_string(kMaxDataValues) + " values)");
+    if (d != 0) bound *= d;
     n *= d;
   }
   bytes = read_gz(f.get(), path, n);

@@ -106,18 +106,25 @@ bool checked_shape(hid_t space, std::uint64_t max_elements, std::vector<std::uin
     problem = "has unreadable dimensions";
     return false;
   }
-  bool overflow = false;
+  // `bound` multiplies the nonzero dims only: an empty dataset with absurd other dims ([0, 2^40,
+  // 2^40]) has no elements, but the size of one of its samples overflows.
+  bool overflow = false, empty = false;
+  std::uint64_t bound = 1;
   for (int i = 0; i < rank; ++i) {
     shape.push_back(dims[i]);
-    overflow = overflow || __builtin_mul_overflow(count, static_cast<std::uint64_t>(dims[i]), &count);
+    empty = empty || dims[i] == 0;
+    if (dims[i] != 0) overflow = overflow || __builtin_mul_overflow(bound, static_cast<std::uint64_t>(dims[i]), &bound);
   }
-  if (overflow) {
-    problem = "has dims " + shape_text(shape) + ", more than 2^64 elements";
+  count = empty ? 0 : bound;
+  if (overflow || bound > max_elements) {
+    const std::string limit = overflow ? "2^64" : std::to_string(max_elements);
+    if (empty)
+      problem = "has dims " + shape_text(shape) + ", too large (its nonzero dims make more than " + limit + " elements)";
+    else if (overflow)
+      problem = "has dims " + shape_text(shape) + ", more than 2^64 elements";
+    else
+      problem = "has " + std::to_string(count) + " elements, more than " + limit;
     count = 0;
-    return false;
-  }
-  if (count > max_elements) {
-    problem = "has " + std::to_string(count) + " elements, more than " + std::to_string(max_elements);
     return false;
   }
   return true;

@@ -123,14 +123,19 @@ NpyArray parse_npy(const std::string& b, const std::string& what) {
   if (fortran.find("True") != std::string::npos) fail(what, "Fortran-order arrays are not supported");
   const std::string shape = header_field(h, "shape", what);
   if (shape.size() < 2 || shape.front() != '(' || shape.back() != ')') fail(what, "malformed npy shape '" + printable(shape) + "'");
-  std::uint64_t n = 1;
+  // n counts the elements; `bound` multiplies the nonzero dims only, so that an empty array with
+  // absurd other dims ((0, 2^32, 2^32): zero elements, but a per-sample size that overflows) is
+  // rejected too.
+  std::uint64_t n = 1, bound = 1;
   for (std::size_t i = 1; i < shape.size();) {
     while (i < shape.size() && (shape[i] == ' ' || shape[i] == ',')) ++i;
     if (i >= shape.size() || shape[i] == ')') break;
     const std::int64_t dim = parse_count(shape, i);
     if (dim < 0 || a.shape.size() >= 32) fail(what, "malformed npy shape '" + printable(shape) + "'");
-    if (dim != 0 && n > kMaxArrayValues / static_cast<std::uint64_t>(dim))
-      fail(what, "shape " + printable(shape) + " has more than " + std::to_string(kMaxArrayValues) + " elements");
+    if (dim != 0 && bound > kMaxArrayValues / static_cast<std::uint64_t>(dim))
+      fail(what, "shape " + printable(shape) + (n == 0 ? " is too large (its nonzero dims make" : " has") +
+                     " more than " + std::to_string(kMaxArrayValues) + " elements" + (n == 0 ? ")" : ""));
+    if (dim != 0) bound *= static_cast<std::uint64_t>(dim);
     n *= static_cast<std::uint64_t>(dim);
     a.shape.push_back(dim);
   }
