@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -211,59 +212,47 @@ namespace {
 // to_rows / from_rows with the plane size HW known at compile time (0: a runtime n). Small planes
 // (ResNet-50's 2x2 stage, whose 1x1 convolutions run the built-in kernels) copied 16-byte segments
 // through a memmove call each: about 9% of that model's HVP time, for a copy of a few MB.
-// Samples are taken in blocks whose segments fill a cache line of `rows`, so that each channel's
-// row is written a line at a time and each sample's planes are read in order: channel-major order
-// over all samples (the generic loop's) reads one segment per sample from lines a sample stride
+// Samples are taken in blocks whose segments fill a cache line of the rows, so that each channel's
+// row is written (or read) a line at a time and each sample's planes are visited in order:
+// channel-major order over all samples visits one segment per sample on lines a sample stride
 // apart, 16 KB on ResNet-50's 1024-channel 2x2 planes, which alias in the L1 cache.
-template <int HWc, class T>
-constexpr std::int64_t sample_block() {
-  return HWc > 0 && HWc * sizeof(T) < 64 ? std::int64_t(64 / (HWc * sizeof(T))) : 1;
-}
-template <int HWc, class T>
-void to_rows_n(const T* y, std::int64_t S, std::int64_t ys, std::int64_t c0, std::int64_t C, std::int64_t n, T* rows,
-               std::int64_t stride) {
-  const std::int64_t HW = HWc > 0 ? HWc : n;
-  constexpr std::int64_t sb = sample_block<HWc, T>();
-  for (std::int64_t s0 = 0; s0 < S; s0 += sb) {
-    const std::int64_t s1 = std::min(S, s0 + sb);
-    for (std::int64_t c = 0; c < C; ++c) {
-      const T* src = y + (c0 + c) * HW;
-      T* dst = rows + c * stride;
-      for (std::int64_t s = s0; s < s1; ++s) {
-        if constexpr (HWc > 0) {
-          for (int i = 0; i < HWc; ++i) dst[s * HWc + i] = src[s * ys + i];
-        } else {
-          std::copy_n(src + s * ys, HW, dst + s * HW);
-        }
-      }
-    }
+
+// f(std::integral_constant<int, HWc>) with HWc = HW for the plane sizes that get fixed-size
+// copies, else 0 (the general loop).
+template <class F>
+void by_plane_size(std::int64_t HW, const F& f) {
+  switch (HW) {
+    case 1: return f(std::integral_constant<int, 1>{});
+    case 2: return f(std::integral_constant<int, 2>{});
+    case 4: return f(std::integral_constant<int, 4>{});
+    case 8: return f(std::integral_constant<int, 8>{});
+    default: return f(std::integral_constant<int, 0>{});
   }
 }
-template <int HWc, class T>
-void from_rows_n(const T* rows, std::int64_t S, std::int64_t ys, std::int64_t c0, std::int64_t C, std::int64_t n, T* y,
-                 bool accumulate) {
-  const std::int64_t HW = HWc > 0 ? HWc : n;
-  constexpr std::int64_t sb = sample_block<HWc, T>();
+
+// f(c, s) for every channel c < C and sample s < S, in blocks of samples filling a cache line.
+template <int HWc, class T, class F>
+void by_segments(std::int64_t S, std::int64_t C, const F& f) {
+  constexpr std::int64_t sb = HWc > 0 && HWc * sizeof(T) < 64 ? std::int64_t(64 / (HWc * sizeof(T))) : 1;
   for (std::int64_t s0 = 0; s0 < S; s0 += sb) {
     const std::int64_t s1 = std::min(S, s0 + sb);
-    for (std::int64_t c = 0; c < C; ++c) {
-      const T* src = rows + c * S * HW;
-      T* dst = y + (c0 + c) * HW;
-      for (std::int64_t s = s0; s < s1; ++s) {
-        const T* a = src + s * HW;
-        T* b = dst + s * ys;
-        if constexpr (HWc > 0) {
-          if (accumulate)
-            for (int i = 0; i < HWc; ++i) b[i] += a[i];
-          else
-            for (int i = 0; i < HWc; ++i) b[i] = a[i];
-        } else if (accumulate) {
-          for (std::int64_t i = 0; i < HW; ++i) b[i] += a[i];
-        } else {
-          std::copy_n(a, HW, b);
-        }
-      }
-    }
+    for (std::int64_t c = 0; c < C; ++c)
+      for (std::int64_t s = s0; s < s1; ++s) f(c, s);
+  }
+}
+
+// b[0..n) (+)= a[0..n), n = HWc when HWc > 0.
+template <int HWc, class T>
+void segment(const T* a, T* b, std::int64_t n, bool accumulate) {
+  if constexpr (HWc > 0) {
+    if (accumulate)
+      for (int i = 0; i < HWc; ++i) b[i] += a[i];
+    else
+      for (int i = 0; i < HWc; ++i) b[i] = a[i];
+  } else if (accumulate) {
+    for (std::int64_t i = 0; i < n; ++i) b[i] += a[i];
+  } else {
+    std::copy_n(a, n, b);
   }
 }
 }  // namespace
@@ -272,25 +261,23 @@ template <class T>
 void to_rows(const T* y, std::int64_t S, std::int64_t ys, std::int64_t c0, std::int64_t C, std::int64_t HW, T* rows,
              std::int64_t ld) {
   const std::int64_t stride = ld > 0 ? ld : S * HW;
-  switch (HW) {
-    case 1: return to_rows_n<1>(y, S, ys, c0, C, HW, rows, stride);
-    case 2: return to_rows_n<2>(y, S, ys, c0, C, HW, rows, stride);
-    case 4: return to_rows_n<4>(y, S, ys, c0, C, HW, rows, stride);
-    case 8: return to_rows_n<8>(y, S, ys, c0, C, HW, rows, stride);
-    default: return to_rows_n<0>(y, S, ys, c0, C, HW, rows, stride);
-  }
+  by_plane_size(HW, [&](auto hwc) {
+    constexpr int HWc = decltype(hwc)::value;
+    by_segments<HWc, T>(S, C, [&](std::int64_t c, std::int64_t s) {
+      segment<HWc>(y + s * ys + (c0 + c) * HW, rows + c * stride + s * HW, HW, false);
+    });
+  });
 }
 
 template <class T>
 void from_rows(const T* rows, std::int64_t S, std::int64_t ys, std::int64_t c0, std::int64_t C, std::int64_t HW, T* y,
                bool accumulate) {
-  switch (HW) {
-    case 1: return from_rows_n<1>(rows, S, ys, c0, C, HW, y, accumulate);
-    case 2: return from_rows_n<2>(rows, S, ys, c0, C, HW, y, accumulate);
-    case 4: return from_rows_n<4>(rows, S, ys, c0, C, HW, y, accumulate);
-    case 8: return from_rows_n<8>(rows, S, ys, c0, C, HW, y, accumulate);
-    default: return from_rows_n<0>(rows, S, ys, c0, C, HW, y, accumulate);
-  }
+  by_plane_size(HW, [&](auto hwc) {
+    constexpr int HWc = decltype(hwc)::value;
+    by_segments<HWc, T>(S, C, [&](std::int64_t c, std::int64_t s) {
+      segment<HWc>(rows + (c * S + s) * HW, y + s * ys + (c0 + c) * HW, HW, accumulate);
+    });
+  });
 }
 
 #define CURV_INSTANTIATE(T)                                                                                     \
