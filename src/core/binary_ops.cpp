@@ -32,9 +32,15 @@ class BinaryOp final : public OpImpl<BinaryOp> {
  public:
   explicit BinaryOp(BinaryKind kind) : m_kind(kind) {}
   std::string type() const override { return binary_type(m_kind); }
+  // Add and Sub (derivatives 1 and -1) and the comparisons (derivative 0) read no input values.
+  bool derivatives_read_input(int) const override {
+    return m_kind == BinaryKind::Mul || m_kind == BinaryKind::Div || m_kind == BinaryKind::PRelu ||
+           m_kind == BinaryKind::Max || m_kind == BinaryKind::Min;
+  }
   OpSpec spec() const override { return OpSpec(type()); }
   int arity() const override { return 2; }
   bool tangent_reads_output_grad() const override { return curved(); }
+  bool tangent_reads_input_tangent(int) const override { return curved(); }
   Shape output_shape(const std::vector<Shape>& in) const override {
     Shape out;
     try {

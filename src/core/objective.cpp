@@ -382,9 +382,13 @@ class ObjectiveImpl final : public Objective {
     for (int i : nodes)
       if (i < 0 || i >= static_cast<int>(all.size()) || all[i].inputs.empty())
         throw std::invalid_argument("objective: node_inputs: no node " + std::to_string(i) + " with an input");
+    // A kept pass has freed the values only the forward pass reads (GraphExecutor::drops): when one
+    // of those is asked for, every chunk is run again with all its values.
+    bool dropped = false;
+    for (int i : nodes) dropped = dropped || m_exec.drops(all[i].inputs[0]);
     for (std::int64_t c = 0; c < num_chunks(); ++c) {
       std::unique_ptr<Pass<T>> tmp;
-      Pass<T>& p = primal(c, tmp);
+      Pass<T>& p = dropped ? primal_with_all_values(c, tmp) : primal(c, tmp);
       for (int i : nodes) {
         NodeInput in;
         in.node = i;
@@ -393,7 +397,7 @@ class ObjectiveImpl final : public Objective {
         in.input = Tensor<double>(x.shape, std::vector<double>(x.data, x.data + x.size()));
         f(in);
       }
-      keep(c, tmp);
+      if (!dropped) keep(c, tmp);
     }
   }
 
@@ -529,7 +533,8 @@ class ObjectiveImpl final : public Objective {
     return m_loss == LossKind::MeanSquaredError ? &m_data.targets[first * numel(m_data.target_shape)] : nullptr;
   }
 
-  // Bytes of the values (and gradients) of a pass on n samples, and of a whole kept pass: values,
+  // Bytes of the values a pass keeps (not those its forward frees) or of its gradients, on n
+  // samples, and of a whole kept pass: values,
   // activation gradients and op state (measured on the first pass; until then guessed as large as
   // the values).
   std::size_t value_bytes(std::int64_t n, bool grads_only) const {
@@ -538,6 +543,7 @@ class ObjectiveImpl final : public Objective {
     for (std::size_t i = 0; i < vals.size(); ++i) {
       const Value& v = vals[i];
       if (v.kind != ValueKind::Node) continue;
+      if (!grads_only && m_exec.drops(static_cast<int>(i))) continue;  // freed by the forward pass
       if (grads_only && !(m_exec.depends_on_params(static_cast<int>(i)) && m_exec.keeps_grad(v.producer))) continue;
       b += value_elems(v, n) * sizeof(T);
     }
@@ -554,6 +560,13 @@ class ObjectiveImpl final : public Objective {
     if (Pass<T>* kept = m_cache.get(c)) return *kept;
     tmp = std::make_unique<Pass<T>>();
     forward(*tmp, m_chunks[c].first, m_chunks[c].second);
+    if (!m_bn_nodes.empty()) record_bn_stats(c, *tmp);
+    return *tmp;
+  }
+  // The primal pass of chunk c computed into tmp with every value (none freed), not cached.
+  Pass<T>& primal_with_all_values(std::int64_t c, std::unique_ptr<Pass<T>>& tmp) {
+    tmp = std::make_unique<Pass<T>>();
+    forward(*tmp, m_chunks[c].first, m_chunks[c].second, true);
     if (!m_bn_nodes.empty()) record_bn_stats(c, *tmp);
     return *tmp;
   }
@@ -735,10 +748,10 @@ class ObjectiveImpl final : public Objective {
   }
 
   // The primal pass of samples [first, first + count) and the loss (and its gradient) at the output.
-  void forward(Pass<T>& p, std::int64_t first, std::int64_t count) {
+  void forward(Pass<T>& p, std::int64_t first, std::int64_t count, bool keep_all = false) {
     std::vector<const float*> x;
     for (const auto& [data, per] : m_input_data) x.push_back(data + first * per);
-    m_exec.forward(p, first, count, x);
+    m_exec.forward(p, first, count, x, keep_all);
     seed(p);
     if (!std::isfinite(p.loss_sum))
       throw std::runtime_error("objective: loss is not finite on samples " + std::to_string(first) + ".." +

@@ -79,6 +79,25 @@ class Op {
   /// in their inputs (ReLU, Add, pooling, shape ops) have no second-order term and return false;
   /// the Objective then keeps no primal gradient of their outputs for Hessian products.
   virtual bool tangent_reads_output_grad() const { return true; }
+  /// Whether the derivative kernels (backward, jvp, backward_tangent) read the data of primal input
+  /// i, or of the primal output (their shapes are always bound). The executor frees, after a
+  /// node's last consumer has run forward, every node value that no derivative kernel reads (a
+  /// convolution's output under a ReLU or a residual Add); the kernels then see its view with the
+  /// shape and null data. Inputs: read unless an op says otherwise. Output: read only by the ops
+  /// that say so (Relu, Softmax, LogSoftmax, ReduceMax/Min): an op whose derivative kernels read
+  /// c.out.data must return true here.
+  virtual bool derivatives_read_input(int i) const {
+    (void)i;
+    return true;
+  }
+  virtual bool derivatives_read_output() const { return false; }
+  /// Whether backward_tangent reads the forward tangent of input i (c.tin[i], in second-order
+  /// terms). The executor frees a forward tangent that no backward_tangent reads once its last
+  /// consumer's jvp has run; backward_tangent then sees it as absent (null data: zero).
+  virtual bool tangent_reads_input_tangent(int i) const {
+    (void)i;
+    return true;
+  }
 
   virtual void forward(OpCtx<float>& c, View<float> out) const = 0;
   virtual void forward(OpCtx<double>& c, View<double> out) const = 0;

@@ -25,6 +25,7 @@ class ReduceMaxOp final : public OpImpl<ReduceMaxOp> {
       throw std::invalid_argument(type() + ": axes " + shape_str(m_axes) + " repeat an axis");
   }
   std::string type() const override { return m_min ? "ReduceMin" : "ReduceMax"; }
+  bool derivatives_read_output() const override { return true; }
   OpSpec spec() const override { return OpSpec(type()).set_ints("axes", m_axes).set_bool("keepdims", m_keep); }
   int arity() const override { return 1; }
   bool tangent_reads_output_grad() const override { return false; }

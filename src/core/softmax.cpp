@@ -76,6 +76,7 @@ class SoftmaxOp final : public OpImpl<SoftmaxOp> {
  public:
   SoftmaxOp(std::int64_t axis, bool log) : m_axis(axis), m_log(log) {}
   std::string type() const override { return m_log ? "LogSoftmax" : "Softmax"; }
+  bool derivatives_read_output() const override { return true; }
   OpSpec spec() const override { return OpSpec(type()).set_int("axis", m_axis); }
   int arity() const override { return 1; }
   Shape output_shape(const std::vector<Shape>& in) const override {

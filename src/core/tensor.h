@@ -103,6 +103,9 @@ class Tensor {
   void reshape(Shape shape);  // REQUIRES: same element count
   void set_zero();
   void clear() { m_shape.clear(); m_data.clear(); m_data.shrink_to_fit(); }
+  /// Frees the elements and keeps the shape: size() 0, data() null, not empty() (a pass's value that
+  /// no kernel reads any more, whose shape views still carry).
+  void release_data() { m_data.clear(); m_data.shrink_to_fit(); }
 
   View<T> view() { return {m_data.data(), m_shape}; }
   ConstView<T> view() const { return {m_data.data(), m_shape}; }

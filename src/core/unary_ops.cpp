@@ -333,6 +333,9 @@ class UnaryOp final : public OpImpl<UnaryOp<Fn>> {
   }
   int arity() const override { return 1; }
   bool tangent_reads_output_grad() const override { return Fn::curvature(m_param, m_param2); }
+  bool derivatives_read_input(int) const override { return !kFromOutput; }
+  bool tangent_reads_input_tangent(int) const override { return Fn::curvature(m_param, m_param2); }
+  bool derivatives_read_output() const override { return kFromOutput; }
   Shape output_shape(const std::vector<Shape>& in) const override { return in.at(0); }
 
   template <class T>
@@ -403,7 +406,7 @@ class UnaryOp final : public OpImpl<UnaryOp<Fn>> {
   template <class T>
   void bwd(OpCtx<T>& c) const {
     if (!c.gin[0].data) return;
-    const T* x = c.in[0].data;
+    const T* x = arg(c);
     const T* g = c.gout.data;
     T* gx = c.gin[0].data;
     const std::int64_t n = c.in[0].size();
@@ -430,7 +433,7 @@ class UnaryOp final : public OpImpl<UnaryOp<Fn>> {
     }
     if constexpr (!Saved<Fn>::kSaves) {
       if (c.k == 1) {  // one pass, no f' array: the same products d[i] * tx[i] as below
-        fused_derivative_product(c.in[0].data, n, c.tin[0].data, c.tout.data);
+        fused_derivative_product(arg(c), n, c.tin[0].data, c.tout.data);
         return;
       }
     }
@@ -453,7 +456,7 @@ class UnaryOp final : public OpImpl<UnaryOp<Fn>> {
       }
     }
     Buffer<T> d(n);  // uninitialized: a zeroed vector cost a memset per activation and call
-    derivative(c.in[0].data, n, d.data());
+    derivative(arg(c), n, d.data());
     for (std::int64_t j = 0; j < c.k; ++j) {
       const T* tx = c.tin[0].data + j * n;
       T* ty = c.tout.data + j * n;
@@ -464,7 +467,7 @@ class UnaryOp final : public OpImpl<UnaryOp<Fn>> {
   void bwdt(OpCtx<T>& c) const {
     if (!c.tgin[0].data) return;
     const std::int64_t n = c.in[0].size();
-    const T* x = c.in[0].data;
+    const T* x = arg(c);
     const double p = m_param, q = m_param2;
     const bool so = c.second_order && c.tin[0].data && Fn::curvature(p, q);
     if constexpr (!Saved<Fn>::kSaves) {
@@ -525,6 +528,16 @@ class UnaryOp final : public OpImpl<UnaryOp<Fn>> {
   }
 
  private:
+  // Relu's derivative kernels read its output y instead of x: y > 0 exactly where x > 0 (x = NaN or
+  // -0 give y = 0), so f'(y) = f'(x) and f'' = 0, bit for bit. The executor can then free x, a
+  // convolution's or residual Add's output, after the forward pass (Op::derivatives_read_input).
+  // Every other row reads x.
+  static constexpr bool kFromOutput = std::is_same_v<Fn, ReluFn>;
+  template <class T>
+  static const T* arg(const OpCtx<T>& c) {
+    return kFromOutput ? c.out.data : c.in[0].data;
+  }
+
   // d[i] = f'(x[i]) from x alone (the paths with saved values read them where they use them).
   template <class T>
   void derivative(const T* x, std::int64_t n, T* d) const {

@@ -44,13 +44,18 @@ class GraphExecutor {
   /// Whether backward with keep_grads keeps the gradient of node i's output: its op reads it in
   /// Hessian products, or the node has a parameter input (a later gradient on the kept pass needs it).
   bool keeps_grad(int node) const { return m_keep_grad[node]; }
+  /// Whether forward frees value v once its last consumer has run: a node value, not the model's
+  /// output, that no derivative kernel reads (Op::derivatives_read_input / _output). Its tensor in
+  /// the pass then keeps the shape with no data.
+  bool drops(int v) const { return m_drop[v]; }
 
   /// The primal value v of pass p (parameters and constants are shared, not in the pass).
   ConstView<T> view(const Pass<T>& p, int v) const;
 
   /// Resets p and runs every node on `count` samples; x[i] holds the data of Model::inputs()[i]
-  /// (float32, [count, ...its shape]).
-  void forward(Pass<T>& p, std::int64_t first, std::int64_t count, const std::vector<const float*>& x) const;
+  /// (float32, [count, ...its shape]). Values that drops() are freed on the way unless keep_all.
+  void forward(Pass<T>& p, std::int64_t first, std::int64_t count, const std::vector<const float*>& x,
+               bool keep_all = false) const;
   /// From the output gradient seeded in p.grads: computes the gradients of the node values unless
   /// p.has_grad, and adds the parameter gradients into `sink` (nullptr: none). With `keep_grads`
   /// the pass keeps the node-value gradients that later calls read (keeps_grad; p.has_grad is
@@ -64,7 +69,9 @@ class GraphExecutor {
   /// Which values depend on the parameters that have tangents (ptan[i] not empty).
   std::vector<bool> tangent_dependence(const std::vector<Tensor<T>>& ptan) const;
   /// Forward tangents tv[v] ([k, ...]) of every value that depends on the directions; ptan holds the
-  /// parameter tangents [k, ...shape] (empty: zero), tdep comes from tangent_dependence.
+  /// parameter tangents [k, ...shape] (empty: zero), tdep comes from tangent_dependence. Tangents
+  /// that no backward_tangent reads (Op::tangent_reads_input_tangent) are freed as soon as their
+  /// last consumer has run: only the model output's and those read later stay in tv.
   void jvp(const Pass<T>& p, std::int64_t k, const std::vector<Tensor<T>>& ptan, const std::vector<bool>& tdep,
            std::vector<Tensor<T>>& tv) const;
   /// Reverse tangent pass from the tangent of the output gradient seeded in tg (by value id); adds
@@ -88,6 +95,9 @@ class GraphExecutor {
   std::vector<bool> m_depends;        // by value id: depends on some parameter
   std::vector<int> m_first_consumer;  // by value id: the first node that reads it (-1: none)
   std::vector<bool> m_keep_grad;      // by node: see keeps_grad
+  std::vector<bool> m_drop;           // by value id: see drops
+  std::vector<int> m_last_consumer;   // by value id: the last node that reads it (-1: none)
+  std::vector<bool> m_drop_tangent;   // by value id: jvp frees its tangent after the last consumer
 };
 
 }  // namespace curv::internal

@@ -12,6 +12,10 @@ template <class Derived>
 class LinearOp : public OpImpl<Derived> {
  public:
   bool tangent_reads_output_grad() const override { return false; }
+  // The kernels see only tangents and gradients: no primal input is read (the executor frees a
+  // value that only shape ops and other such consumers read).
+  bool derivatives_read_input(int) const override { return false; }
+  bool tangent_reads_input_tangent(int) const override { return false; }  // no second-order term
   // Derived: Shape output_shape(...); template<class T> void apply(const std::vector<ConstView<T>>& in (null = 0),
   // View<T> out) const; template<class T> void adjoint(ConstView<T> gout, const std::vector<View<T>>& gin) const
   // (gin entries with null data skipped; others overwritten).
