@@ -832,7 +832,7 @@ TEST_CASE("keep_activation_grads: a Hessian product after a gradient skips its b
   }
 }
 
-TEST_CASE("a pass frees the values no derivative reads; node_inputs computes them again") {
+TEST_CASE("a pass frees the values no derivative reads, and node_inputs computes them again") {
   const Model m = resnet18_shaped(4, 31);
   const internal::GraphExecutor<double> ex(m);
   const auto& nodes = m.nodes();
