@@ -388,7 +388,7 @@ class ObjectiveImpl final : public Objective {
     for (int i : nodes) dropped = dropped || m_exec.drops(all[i].inputs[0]);
     for (std::int64_t c = 0; c < num_chunks(); ++c) {
       std::unique_ptr<Pass<T>> tmp;
-      Pass<T>& p = dropped ? primal_with_all_values(c, tmp) : primal(c, tmp);
+      Pass<T>& p = primal(c, tmp, dropped);
       for (int i : nodes) {
         NodeInput in;
         in.node = i;
@@ -534,9 +534,8 @@ class ObjectiveImpl final : public Objective {
   }
 
   // Bytes of the values a pass keeps (not those its forward frees) or of its gradients, on n
-  // samples, and of a whole kept pass: values,
-  // activation gradients and op state (measured on the first pass; until then guessed as large as
-  // the values).
+  // samples, and of a whole kept pass: values, activation gradients and op state (measured on the
+  // first pass; until then guessed as large as the values).
   std::size_t value_bytes(std::int64_t n, bool grads_only) const {
     std::size_t b = 0;
     const auto& vals = m_model.values();
@@ -556,17 +555,12 @@ class ObjectiveImpl final : public Objective {
   }
 
   // The primal pass of chunk c: kept, or computed (forward and loss) into tmp.
-  Pass<T>& primal(std::int64_t c, std::unique_ptr<Pass<T>>& tmp) {
-    if (Pass<T>* kept = m_cache.get(c)) return *kept;
+  // With all_values, always computed, with every value (none freed: GraphExecutor::drops).
+  Pass<T>& primal(std::int64_t c, std::unique_ptr<Pass<T>>& tmp, bool all_values = false) {
+    if (!all_values)
+      if (Pass<T>* kept = m_cache.get(c)) return *kept;
     tmp = std::make_unique<Pass<T>>();
-    forward(*tmp, m_chunks[c].first, m_chunks[c].second);
-    if (!m_bn_nodes.empty()) record_bn_stats(c, *tmp);
-    return *tmp;
-  }
-  // The primal pass of chunk c computed into tmp with every value (none freed), not cached.
-  Pass<T>& primal_with_all_values(std::int64_t c, std::unique_ptr<Pass<T>>& tmp) {
-    tmp = std::make_unique<Pass<T>>();
-    forward(*tmp, m_chunks[c].first, m_chunks[c].second, true);
+    forward(*tmp, m_chunks[c].first, m_chunks[c].second, all_values);
     if (!m_bn_nodes.empty()) record_bn_stats(c, *tmp);
     return *tmp;
   }

@@ -94,9 +94,9 @@ class GraphExecutor {
   std::vector<Tensor<T>> m_params, m_consts;
   std::vector<bool> m_depends;        // by value id: depends on some parameter
   std::vector<int> m_first_consumer;  // by value id: the first node that reads it (-1: none)
+  std::vector<int> m_last_consumer;   // by value id: the last node that reads it (-1: none)
   std::vector<bool> m_keep_grad;      // by node: see keeps_grad
   std::vector<bool> m_drop;           // by value id: see drops
-  std::vector<int> m_last_consumer;   // by value id: the last node that reads it (-1: none)
   std::vector<bool> m_drop_tangent;   // by value id: jvp frees its tangent after the last consumer
 };
 
