@@ -10,6 +10,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <system_error>
 
 namespace curv_test {
 
@@ -27,14 +28,18 @@ inline std::string slurp(const fs::path& p) {
   return ss.str();
 }
 
-/// A scratch folder for this test process.
+/// A scratch folder for this test process, removed with its contents when the process exits.
 inline fs::path tmpdir() {
-  static fs::path d = [] {
+  struct Dir {
     fs::path p = fs::temp_directory_path() / ("curv_test_" + std::to_string(getpid()));
-    fs::create_directories(p);
-    return p;
-  }();
-  return d;
+    Dir() { fs::create_directories(p); }
+    ~Dir() {
+      std::error_code ec;
+      fs::remove_all(p, ec);
+    }
+  };
+  static const Dir d;
+  return d.p;
 }
 
 /// `curv ARGS` with stdout and stderr captured. A run that hangs is killed after 10 minutes
