@@ -7,7 +7,8 @@
 // An arch ending in .onnx or .h5 is a model file; its data then come from CURV_DATA (an .npz,
 // the first `samples` samples), e.g. bench/scale_torch.py's exports in ~/.cache/curv-bench.
 // CURV_TANGENT_MB=M sets ObjectiveOptions::tangent_bytes (direction groups of a block pass).
-// CURV_PROFILE=grad|hvp|block:N runs only N of those (for perf record) and prints nothing else.
+// CURV_PROFILE=grad|hvp|hvp1|block:N runs only N of those (for perf record) and prints nothing else;
+// hvp1: first HVPs, each after clearing the cache.
 #include <tbb/global_control.h>
 
 #include <ctime>
@@ -94,6 +95,9 @@ int main(int argc, char** argv) {
         obj->clear_cache();
         obj->gradient(g);
       } else if (kind == "hvp") {
+        obj->product(Curvature::Hessian, v, Y);
+      } else if (kind == "hvp1") {
+        obj->clear_cache();
         obj->product(Curvature::Hessian, v, Y);
       } else {
         obj->product(Curvature::Hessian, V, Y);

@@ -86,7 +86,7 @@ TEST_CASE("bad input: one line naming the file and the problem, exit status 2") 
   check_bad("eval " + kModel + " --data fashion-mnist:test --precision float16", "precision");
   check_bad("bench --arch vgg --data random:3x8x8:2:4", "unknown arch 'vgg'");
   // A backend switch with a value curv does not know (a typo would otherwise silently keep oneDNN).
-  for (const char* env : {"CURV_GEMM_BACKEND=Eigen", "CURV_CONV_BACKEND=im2col"}) {
+  for (const char* env : {"CURV_GEMM_BACKEND=Eigen", "CURV_CONV_BACKEND=im2col", "CURV_CONV_WINOGRAD=no"}) {
     const fs::path err = tmpdir() / "env.err";
     const int rc = std::system((std::string(env) + " " + CURV_BINARY + " info " + kModel + " >/dev/null 2>" +
                                 err.string()).c_str());
@@ -97,7 +97,8 @@ TEST_CASE("bad input: one line naming the file and the problem, exit status 2") 
     CHECK(lines(e) == 1);
     CHECK(e.find(std::string(env).substr(0, std::string(env).find('='))) != std::string::npos);
   }
-  for (const char* env : {"CURV_GEMM_BACKEND=eigen", "CURV_CONV_BACKEND=builtin", "CURV_GEMM_BACKEND=onednn"})
+  for (const char* env : {"CURV_GEMM_BACKEND=eigen", "CURV_CONV_BACKEND=builtin", "CURV_GEMM_BACKEND=onednn",
+                          "CURV_CONV_WINOGRAD=0", "CURV_CONV_WINOGRAD=1"})
     CHECK(std::system((std::string(env) + " " + CURV_BINARY + " info " + kModel + " >/dev/null 2>&1").c_str()) == 0);
   // convert / export: a bad input names the file, and no output appears.
   const fs::path conv = tmpdir() / "conv.h5";

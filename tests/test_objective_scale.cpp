@@ -963,7 +963,9 @@ TEST_CASE("oneDNN convolutions equal the built-in kernels in float32, and add wh
   for (const Geo& q : {Geo{3, 4, 6, 3, 3, 1, 1, 1, 1, 1, 1, 7, 6}, Geo{2, 4, 6, 3, 3, 2, 1, 1, 1, 1, 1, 8, 7},
                        Geo{2, 5, 3, 1, 1, 2, 1, 0, 0, 0, 0, 6, 6}, Geo{2, 3, 4, 7, 7, 2, 1, 3, 3, 3, 3, 9, 9},
                        Geo{2, 3, 5, 3, 3, 1, 2, 2, 2, 2, 2, 7, 7}, Geo{2, 3, 4, 3, 2, 1, 1, 1, 0, 2, 1, 5, 6},
-                       Geo{4, 8, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1}, Geo{1, 16, 16, 3, 3, 1, 1, 1, 1, 1, 1, 4, 4}}) {
+                       Geo{4, 8, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1}, Geo{1, 16, 16, 3, 3, 1, 1, 1, 1, 1, 1, 4, 4},
+                       // Winograd kernels (onednn_conv.h): 3x3, stride 1, 32+ channels, 8x8+ planes
+                       Geo{2, 32, 48, 3, 3, 1, 1, 1, 1, 1, 1, 9, 10}, Geo{3, 48, 32, 3, 3, 1, 1, 1, 1, 1, 1, 8, 8}}) {
     Conv2dAttrs a;
     a.kernel = {q.kh, q.kw};
     a.stride = {q.s, q.s};
@@ -990,10 +992,18 @@ TEST_CASE("oneDNN convolutions equal the built-in kernels in float32, and add wh
     // oneDNN builds every primitive the four kernels need for these geometries (a geometry it
     // rejected would run the built-in kernels instead).
     const Shape& os = ys;
-    CHECK(internal::onednn_conv_supports(
-        {q.N, q.C, q.H, q.W, q.O, q.kh, q.kw, q.s, q.s, q.d, q.d, q.pt, q.pl, q.pb, q.pr, os[2], os[3]},
-        internal::kOnednnPlain | internal::kOnednnForwardPair | internal::kOnednnBackwardDataPair |
-            internal::kOnednnBackwardWeightsPair));
+    const internal::DnnlConvShape ds{q.N, q.C,  q.H,  q.W,  q.O,  q.kh,  q.kw,  q.s, q.s,
+                                     q.d, q.d, q.pt, q.pl, q.pb, q.pr, os[2], os[3]};
+    CHECK(internal::onednn_conv_supports(ds, internal::kOnednnPlain | internal::kOnednnForwardPair |
+                                                 internal::kOnednnBackwardDataPair |
+                                                 internal::kOnednnBackwardWeightsPair));
+    // The last two geometries, and only they, run the Winograd kernels (on a CPU that has them).
+    if (q.C >= 32) {
+      if (!internal::onednn_conv_winograd(ds))
+        MESSAGE("Winograd is switched off, or this CPU's oneDNN has no kernels for ", q.C, " -> ", q.O);
+    } else {
+      CHECK_FALSE(internal::onednn_conv_winograd(ds));
+    }
     CHECK(rel_diff(dn.y, ref.y) < 1e-5);
     CHECK(rel_diff(dn.ty, ref.ty) < 1e-5);
     for (int i = 0; i < 3; ++i) {
@@ -1067,12 +1077,13 @@ TEST_CASE("the ResNet-18-shaped network gives the same gradient and products on 
 
 // Runs the four kernels of a 3x3 / pad 1 convolution on an H x W plane with a block of k = 3
 // directions and with each direction alone (float32): the block must give the bits of the singles.
-void check_block_equals_singles(std::int64_t H, std::int64_t W, std::uint64_t seed) {
+void check_block_equals_singles(std::int64_t H, std::int64_t W, std::uint64_t seed, std::int64_t C = 5,
+                                std::int64_t O = 7) {
   Conv2dAttrs a;
   a.kernel = {3, 3};
   a.pads = {1, 1, 1, 1};
   const OpPtr op = make_conv(a);
-  const std::int64_t k = 3, N = 2, C = 5, O = 7;
+  const std::int64_t k = 3, N = 2;
   std::mt19937_64 rng(seed);
   const std::vector<Tensor<float>> in{random_tensor<float>({N, C, H, W}, rng), random_tensor<float>({O, C, 3, 3}, rng),
                                       random_tensor<float>({O}, rng)};
@@ -1107,6 +1118,7 @@ TEST_CASE("on oneDNN, a convolution gives each direction of a block the same bit
   }
   ConvBackend on(true);
   check_block_equals_singles(6, 5, 61);
+  check_block_equals_singles(8, 9, 62, 32, 48);  // Winograd kernels
 }
 
 TEST_CASE("a oneDNN convolution gives the same bits whether or not its primitives were built by onednn_conv_supports") {

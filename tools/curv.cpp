@@ -29,7 +29,8 @@ std::string command_context(int argc, char** argv) {
 void check_backend_env(const char* name, const char* a, const char* b) {
   const char* v = std::getenv(name);
   if (v && std::strcmp(v, a) != 0 && std::strcmp(v, b) != 0)
-    throw std::invalid_argument(std::string(name) + "='" + v + "' is not a backend (expected " + a + " or " + b + ")");
+    throw std::invalid_argument(std::string(name) + "='" + v + "' is not a valid setting (expected " + a + " or " + b +
+                                ")");
 }
 
 }  // namespace
@@ -44,6 +45,7 @@ int main(int argc, char** argv) {
   try {
     check_backend_env("CURV_CONV_BACKEND", "builtin", "onednn");
     check_backend_env("CURV_GEMM_BACKEND", "eigen", "onednn");
+    check_backend_env("CURV_CONV_WINOGRAD", "0", "1");
     curv::cli::register_info(app);
     curv::cli::register_eval(app);
     curv::cli::register_bench(app);

@@ -57,7 +57,9 @@ struct Conv2dAttrs {
 /// all of them when the environment sets CURV_CONV_BACKEND=builtin, run curv's own im2col + GEMM
 /// kernels, the tested reference.
 OpPtr make_conv(const Conv2dAttrs& a);
-/// "onednn <version>" or "builtin": what float32 ungrouped convolutions run on now.
+/// "onednn <version>", "onednn <version> winograd" (3x3 convolutions on oneDNN's Winograd kernels
+/// where they pay; CURV_CONV_WINOGRAD=0 turns them off) or "builtin": what float32 ungrouped
+/// convolutions run on now.
 std::string conv_backend();
 /// Turns the oneDNN convolutions on or off for the process (no effect without oneDNN compiled
 /// in); returns whether they were on. Not meant to be called while products run.

@@ -1,11 +1,11 @@
 // Optional oneDNN backend for float32, ungrouped 2-D convolutions (ConvOp in conv.cpp).
 //
-// Each call converts curv's NCHW / OIHW tensors to the layouts oneDNN's direct kernels want
-// (channels-last activations, blocked weights), runs one oneDNN primitive on ONE thread, and
-// converts the result back, overwriting or adding to the destination. One thread per call keeps
-// the contract of the engine: its micro-batch runs are the unit of parallelism, and a call's
-// bits do not depend on how many threads the process has (oneDNN's backward-weights reduction
-// would otherwise be split by the OpenMP thread count).
+// Each call converts curv's NCHW / OIHW tensors to the layouts oneDNN's kernels want
+// (channels-last activations for the direct kernels, nChw16c for Winograd, blocked weights), runs
+// one oneDNN primitive on ONE thread, and converts the result back, overwriting or adding to the
+// destination. One thread per call keeps the contract of the engine: its micro-batch runs are the
+// unit of parallelism, and a call's bits do not depend on how many threads the process has
+// (oneDNN's backward-weights reduction would otherwise be split by the OpenMP thread count).
 //
 // Compiled in when CMake finds oneDNN (CURV_ONEDNN); at run time it is used unless the
 // environment sets CURV_CONV_BACKEND=builtin or set_onednn_conv(false) turned it off. The
@@ -34,7 +34,15 @@ constexpr unsigned kOnednnPlain = 1, kOnednnForwardPair = 2, kOnednnBackwardData
 // Turns the backend on or off for the whole process (tests, benchmarks); returns the old state.
 // A no-op returning false when oneDNN is not compiled in.
 bool set_onednn_conv(bool on);
-// "onednn <version>" or "builtin".
+// 3x3, stride-1 convolutions with 32 or more input and output channels (multiples of 16) on
+// planes of 8x8 or more run oneDNN's Winograd F(4x4, 3x3) kernels, where they were measured faster
+// than the direct ones; their rounding differs from the direct kernels (~1e-6 relative in
+// float32). CURV_CONV_WINOGRAD=0 in the environment, or set_onednn_winograd(false), keeps every
+// convolution direct; returns the old state (false when oneDNN is not compiled in).
+bool set_onednn_winograd(bool on);
+// Whether the plain convolution of geometry s runs the Winograd kernels (builds it if needed).
+bool onednn_conv_winograd(const DnnlConvShape& s) noexcept;
+// "onednn <version>", "onednn <version> winograd" (Winograd kernels where they pay) or "builtin".
 const char* conv_backend_name();
 // "onednn <version>", or "" when oneDNN is not compiled in.
 const char* onednn_name();
