@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "src/core/allocator_tuning.h"
 #include "src/core/builder.h"
 #include "src/core/objective.h"
 #include "src/core/timer.h"
@@ -26,6 +27,7 @@
 using namespace curv;
 
 int main(int argc, char** argv) {
+  tune_glibc_allocator();  // as the curv binary
   const std::string arch = argc > 1 ? argv[1] : "resnet20";
   const std::int64_t samples = argc > 2 ? std::stoll(argv[2]) : 200;
   const std::int64_t block = argc > 3 ? std::stoll(argv[3]) : 16;

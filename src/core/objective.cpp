@@ -307,15 +307,33 @@ class ObjectiveImpl final : public Objective {
           b1 = b0;
         }
       };
+      // Values [i0, i1) of one band (below), whose doubles overlap none of its T values: straight
+      // through, 16 at a time in fixed-size copies that compile to vector loads and stores (the
+      // variable-length copies of `convert` called memmove twice per block: 3% of a ResNet-18 HVP).
+      auto convert_band = [bytes, add](std::int64_t i0, std::int64_t i1) {
+        constexpr std::int64_t kVec = 16;
+        auto one = [&](std::int64_t i, auto width) {
+          constexpr std::int64_t w = decltype(width)::value;
+          T in[w];
+          double out[w];
+          std::memcpy(in, bytes + i * sizeof(T), sizeof in);
+          for (std::int64_t e = 0; e < w; ++e) out[e] = add ? double(in[e]) + double(add[i + e]) : double(in[e]);
+          std::memcpy(bytes + i * sizeof(double), out, sizeof out);
+        };
+        std::int64_t i = i0;
+        for (; i + kVec <= i1; i += kVec) one(i, std::integral_constant<std::int64_t, kVec>{});
+        for (; i < i1; ++i) one(i, std::integral_constant<std::int64_t, 1>{});
+      };
       // From the top down in bands [lo, hi), lo = ceil(hi sizeof(T) / sizeof(double)): a band's
-      // doubles lie at or above byte hi sizeof(T), past every T value not yet converted, so the
-      // blocks of one band are independent and run in parallel (each element is converted once,
-      // so the result does not depend on the split). The last small band runs as one block.
+      // doubles lie at or above byte hi sizeof(T), past every T value not yet converted (its own
+      // included), so the elements of one band are independent and run in parallel, in any order
+      // (each element is converted once, so the result does not depend on the split). The last
+      // small band, where a block's doubles overlap its own values, runs top down through `convert`.
       constexpr std::int64_t kSerial = 1 << 15;
       std::int64_t hi = n;
       while (hi > kSerial) {
         const std::int64_t lo = (hi * std::int64_t(sizeof(T)) + std::int64_t(sizeof(double)) - 1) / std::int64_t(sizeof(double));
-        parallel_blocks(lo, hi, convert);
+        parallel_blocks(lo, hi, convert_band);
         hi = lo;
       }
       convert(0, hi);
