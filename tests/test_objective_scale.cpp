@@ -957,6 +957,7 @@ TEST_CASE("oneDNN convolutions equal the built-in kernels in float32, and add wh
   }
   struct Geo {
     std::int64_t N, C, O, kh, kw, s, d, pt, pl, pb, pr, H, W;
+    std::int64_t G = 1;  // groups
   };
   const std::int64_t k = 2;
   std::mt19937_64 rng(31);
@@ -965,15 +966,21 @@ TEST_CASE("oneDNN convolutions equal the built-in kernels in float32, and add wh
                        Geo{2, 3, 5, 3, 3, 1, 2, 2, 2, 2, 2, 7, 7}, Geo{2, 3, 4, 3, 2, 1, 1, 1, 0, 2, 1, 5, 6},
                        Geo{4, 8, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1}, Geo{1, 16, 16, 3, 3, 1, 1, 1, 1, 1, 1, 4, 4},
                        // Winograd kernels (onednn_conv.h): 3x3, stride 1, 32+ channels, 8x8+ planes
-                       Geo{2, 32, 48, 3, 3, 1, 1, 1, 1, 1, 1, 9, 10}, Geo{3, 48, 32, 3, 3, 1, 1, 1, 1, 1, 1, 8, 8}}) {
+                       Geo{2, 32, 48, 3, 3, 1, 1, 1, 1, 1, 1, 9, 10}, Geo{3, 48, 32, 3, 3, 1, 1, 1, 1, 1, 1, 8, 8},
+                       // depthwise (oneDNN's jit_dw kernels): stride 1, stride 2 with depth multiplier 2,
+                       // a 1x1 plane, and a 5x5 kernel
+                       Geo{2, 16, 16, 3, 3, 1, 1, 1, 1, 1, 1, 7, 6, 16}, Geo{3, 8, 16, 3, 3, 2, 1, 1, 1, 1, 1, 9, 8, 8},
+                       Geo{4, 24, 24, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 24}, Geo{2, 12, 12, 5, 5, 1, 1, 2, 2, 2, 2, 6, 6, 12}}) {
     Conv2dAttrs a;
     a.kernel = {q.kh, q.kw};
     a.stride = {q.s, q.s};
     a.dilation = {q.d, q.d};
     a.pads = {q.pt, q.pl, q.pb, q.pr};
+    a.groups = q.G;
     const OpPtr op = make_conv(a);
     std::vector<Tensor<float>> in{random_tensor<float>({q.N, q.C, q.H, q.W}, rng),
-                                  random_tensor<float>({q.O, q.C, q.kh, q.kw}, rng), random_tensor<float>({q.O}, rng)};
+                                  random_tensor<float>({q.O, q.C / q.G, q.kh, q.kw}, rng),
+                                  random_tensor<float>({q.O}, rng)};
     std::vector<Tensor<float>> tin;
     for (const auto& t : in) tin.push_back(random_tensor<float>(with_lead(k, t.shape()), rng));
     const Shape ys = op->output_shape({in[0].shape(), in[1].shape(), in[2].shape()});
@@ -987,17 +994,18 @@ TEST_CASE("oneDNN convolutions equal the built-in kernels in float32, and add wh
       ConvBackend b(true);
       dn = run_kernels(op, in, gy, tin, tgy, k);
     }
-    INFO("N ", q.N, " C ", q.C, " O ", q.O, " kernel ", q.kh, "x", q.kw, " stride ", q.s, " dilation ", q.d, " pads ",
-         q.pt, q.pl, q.pb, q.pr, " input ", q.H, "x", q.W);
+    INFO("N ", q.N, " C ", q.C, " O ", q.O, " groups ", q.G, " kernel ", q.kh, "x", q.kw, " stride ", q.s,
+         " dilation ", q.d, " pads ", q.pt, q.pl, q.pb, q.pr, " input ", q.H, "x", q.W);
     // oneDNN builds every primitive the four kernels need for these geometries (a geometry it
     // rejected would run the built-in kernels instead).
     const Shape& os = ys;
     const internal::DnnlConvShape ds{q.N, q.C,  q.H,  q.W,  q.O,  q.kh,  q.kw,  q.s, q.s,
-                                     q.d, q.d, q.pt, q.pl, q.pb, q.pr, os[2], os[3]};
-    CHECK(internal::onednn_conv_supports(ds, internal::kOnednnPlain | internal::kOnednnForwardPair |
-                                                 internal::kOnednnBackwardDataPair |
-                                                 internal::kOnednnBackwardWeightsPair));
-    // The last two geometries, and only they, run the Winograd kernels (on a CPU that has them).
+                                     q.d, q.d, q.pt, q.pl, q.pb, q.pr, os[2], os[3], q.G};
+    const unsigned pairs =
+        internal::kOnednnForwardPair | internal::kOnednnBackwardDataPair | internal::kOnednnBackwardWeightsPair;
+    CHECK(internal::onednn_conv_supports(ds, internal::kOnednnPlain | (q.G == 1 ? pairs : 0u)));
+    if (q.G > 1) CHECK_FALSE(internal::onednn_conv_supports(ds, pairs));  // grouped: plain calls only
+    // The two 32/48-channel geometries, and only they, run the Winograd kernels (on a CPU that has them).
     if (q.C >= 32) {
       if (!internal::onednn_conv_winograd(ds))
         MESSAGE("Winograd is switched off, or this CPU's oneDNN has no kernels for ", q.C, " -> ", q.O);
@@ -1078,15 +1086,16 @@ TEST_CASE("the ResNet-18-shaped network gives the same gradient and products on 
 // Runs the four kernels of a 3x3 / pad 1 convolution on an H x W plane with a block of k = 3
 // directions and with each direction alone (float32): the block must give the bits of the singles.
 void check_block_equals_singles(std::int64_t H, std::int64_t W, std::uint64_t seed, std::int64_t C = 5,
-                                std::int64_t O = 7) {
+                                std::int64_t O = 7, std::int64_t G = 1) {
   Conv2dAttrs a;
   a.kernel = {3, 3};
   a.pads = {1, 1, 1, 1};
+  a.groups = G;
   const OpPtr op = make_conv(a);
   const std::int64_t k = 3, N = 2;
   std::mt19937_64 rng(seed);
-  const std::vector<Tensor<float>> in{random_tensor<float>({N, C, H, W}, rng), random_tensor<float>({O, C, 3, 3}, rng),
-                                      random_tensor<float>({O}, rng)};
+  const std::vector<Tensor<float>> in{random_tensor<float>({N, C, H, W}, rng),
+                                      random_tensor<float>({O, C / G, 3, 3}, rng), random_tensor<float>({O}, rng)};
   std::vector<Tensor<float>> tin;
   for (const auto& t : in) tin.push_back(random_tensor<float>(with_lead(k, t.shape()), rng));
   const Shape ys{N, O, H, W};
@@ -1119,6 +1128,7 @@ TEST_CASE("on oneDNN, a convolution gives each direction of a block the same bit
   ConvBackend on(true);
   check_block_equals_singles(6, 5, 61);
   check_block_equals_singles(8, 9, 62, 32, 48);  // Winograd kernels
+  check_block_equals_singles(5, 6, 63, 8, 16, 8);  // depthwise, depth multiplier 2
 }
 
 TEST_CASE("a oneDNN convolution gives the same bits whether or not its primitives were built by onednn_conv_supports") {

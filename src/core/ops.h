@@ -52,8 +52,9 @@ struct Conv2dAttrs {
   std::int64_t groups = 1;
 };
 /// Y = conv(X, W) + B.  X: [N, C, H, W], W: [O, C/groups, kh, kw], B: [O] (optional input).
-/// Float32 convolutions with groups = 1 run on oneDNN when curv was built with it (CMake option
-/// CURV_ONEDNN, Debian libdnnl-dev), one thread per call; float64 and grouped convolutions, and
+/// Float32 convolutions with groups = 1 (output planes of 16+ positions) and float32 depthwise ones
+/// run on oneDNN when curv was built with it (CMake option CURV_ONEDNN, Debian libdnnl-dev), one
+/// thread per call; float64 and other grouped or small-plane convolutions, and
 /// all of them when the environment sets CURV_CONV_BACKEND=builtin, run curv's own im2col + GEMM
 /// kernels, the tested reference.
 OpPtr make_conv(const Conv2dAttrs& a);

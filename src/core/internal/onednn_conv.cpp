@@ -127,7 +127,7 @@ enum class Kind { Plain, PairC, PairO, PairN };
 
 using Key = std::tuple<int, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t,
                        std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t, std::int64_t,
-                       std::int64_t, std::int64_t>;
+                       std::int64_t, std::int64_t, std::int64_t>;
 
 struct Prims {
   dnnl::memory::desc w_user;                // OIHW, of the (stacked) convolution
@@ -183,7 +183,8 @@ DnnlConvShape stacked(DnnlConvShape s, Kind kind) {
 // planes (one tile: 30-60% slower), which stay direct. The rounding differs from the direct
 // kernels (the transforms add and scale), by ~1e-6 of the result in float32.
 bool winograd_pays(const DnnlConvShape& s) {
-  return winograd_flag().load(std::memory_order_relaxed) && s.kh == 3 && s.kw == 3 && s.sh == 1 && s.sw == 1 &&
+  return winograd_flag().load(std::memory_order_relaxed) && s.G == 1 && s.kh == 3 && s.kw == 3 && s.sh == 1 &&
+         s.sw == 1 &&
          s.dh == 1 && s.dw == 1 && s.C % kBlock == 0 && s.O % kBlock == 0 && std::min(s.C, s.O) >= 32 &&
          s.Ho * s.Wo >= 64 && s.H * s.W >= 64;
 }
@@ -191,11 +192,14 @@ bool winograd_pays(const DnnlConvShape& s) {
 std::unique_ptr<Prims> build_with(const DnnlConvShape& s, Kind kind, bool winograd) {
   auto p = std::make_unique<Prims>();
   p->winograd = winograd;
-  const dnnl::memory::dims xd{s.N, s.C, s.H, s.W}, wd{s.O, s.C, s.kh, s.kw}, yd{s.N, s.O, s.Ho, s.Wo};
+  // Grouped weights [O, C / G, kh, kw] are oneDNN's goihw [G, O / G, C / G, kh, kw], same memory.
+  const dnnl::memory::dims xd{s.N, s.C, s.H, s.W}, yd{s.N, s.O, s.Ho, s.Wo};
+  const dnnl::memory::dims wd = s.G == 1 ? dnnl::memory::dims{s.O, s.C, s.kh, s.kw}
+                                         : dnnl::memory::dims{s.G, s.O / s.G, s.C / s.G, s.kh, s.kw};
   const dnnl::memory::dims strides{s.sh, s.sw}, dil{s.dh - 1, s.dw - 1}, pl{s.pt, s.pl}, pr{s.pb, s.pr};
   const tag act = winograd ? tag::nChw16c : tag::nhwc;
   const auto alg = winograd ? dnnl::algorithm::convolution_winograd : dnnl::algorithm::convolution_direct;
-  p->w_user = {wd, dt::f32, tag::oihw};
+  p->w_user = {wd, dt::f32, s.G == 1 ? tag::oihw : tag::goihw};
   p->x_cl = {xd, dt::f32, act};
   p->y_cl = {yd, dt::f32, act};
   const dnnl::memory::desc w_any(wd, dt::f32, tag::any);
@@ -232,6 +236,8 @@ std::unique_ptr<Prims> build_with(const DnnlConvShape& s, Kind kind, bool winogr
 }
 
 std::unique_ptr<Prims> build(const DnnlConvShape& u, Kind kind) {
+  if (u.G < 1 || u.C % u.G != 0 || u.O % u.G != 0 || (u.G > 1 && kind != Kind::Plain))
+    throw std::invalid_argument("oneDNN convolution: groups must divide the channels; grouped ones have no pairs");
   const DnnlConvShape s = stacked(u, kind);
   // The user's channels too: a pair's halves are converted block by block.
   if (winograd_pays(s) && u.C % kBlock == 0 && u.O % kBlock == 0) {
@@ -249,7 +255,7 @@ Key key_of(const DnnlConvShape& s, Kind kind) {
   // The Winograd switch is part of the key: turning it off must not reuse Winograd primitives.
   const int wino = winograd_flag().load(std::memory_order_relaxed) ? 16 : 0;
   return Key{static_cast<int>(kind) | wino, s.N, s.C, s.H, s.W, s.O, s.kh, s.kw, s.sh, s.sw, s.dh, s.dw, s.pt, s.pl,
-             s.pb, s.pr};
+             s.pb, s.pr, s.G};
 }
 
 Prims& prims(const DnnlConvShape& s, Kind kind) {

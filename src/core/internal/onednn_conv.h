@@ -16,9 +16,11 @@
 
 namespace curv::internal {
 
-// One convolution's geometry: X [N, C, H, W], W [O, C, kh, kw], Y [N, O, Ho, Wo].
+// One convolution's geometry: X [N, C, H, W], W [O, C / G, kh, kw], Y [N, O, Ho, Wo], in G groups
+// (G > 1: grouped, e.g. depthwise with G = C; only the plain convolution, no stacked pairs).
 struct DnnlConvShape {
   std::int64_t N, C, H, W, O, kh, kw, sh, sw, dh, dw, pt, pl, pb, pr, Ho, Wo;
+  std::int64_t G = 1;
 };
 
 // True when oneDNN is compiled in and enabled.
