@@ -7,7 +7,9 @@
 //   conv     oneDNN's direct convolution as ConvOp calls it (one oneDNN thread per call,
 //            channels-last copies in and out included): a 3x3, pad 1, C = O = 128 convolution on
 //            8x8 planes of 64 samples (a ResNet-18 second-stage layer at micro-batch 64), forward,
-//            backward-data and backward-weights, THREADS calls at once
+//            backward-data and backward-weights, THREADS calls at once. Always the direct
+//            kernels: this geometry would run Winograd's (onednn_conv.h), which multiply less
+//            than the taps counted below and would overstate the machine's multiply-add rate.
 //
 // Each rate is the best of REPS timed rounds after one warm-up, in GFLOP/s (2 per multiply-add).
 // The convolution's rate counts every kernel tap (onednn_conv_gflops), as if oneDNN multiplied the
@@ -81,6 +83,7 @@ int main(int argc, char** argv) {
 
   double conv_gf = 0, conv_useful_gf = 0;
   if (curv::internal::onednn_conv_enabled()) {
+    curv::internal::set_onednn_winograd(false);
     const std::int64_t N = 64, C = 128, O = 128, H = 8;
     const curv::internal::DnnlConvShape s{N, C, H, H, O, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, H, H};
     if (curv::internal::onednn_conv_supports(s, curv::internal::kOnednnPlain)) {

@@ -23,7 +23,9 @@
 # measured float32 peak (the best of curv's GEMM and oneDNN's convolution at 1..THREADS threads,
 # the convolution counted by every kernel tap as if it multiplied padding: the generous reading)
 # and, against it, by the useful multiply-adds (kernel taps that read the input, not padding):
-#   %pk hvp                curv's cached HVP rate as a percentage of the peak
+#   %pk hvp                curv's cached HVP rate as a percentage of the peak (the peak is the
+#                          direct kernels'; curv's Winograd convolutions, onednn_conv.h, are
+#                          counted by their direct multiply-adds, an effective rate)
 #   need hvp, need hvp1    the rate curv would need, in % of the peak, to be 6x faster than
 #                          PyTorch's kept-graph HVP (6 forward passes of work) and 4x faster than
 #                          its full HVP (8: forward, the activation gradients, the 6 of the
