@@ -531,11 +531,11 @@ class ConvOp final : public OpImpl<ConvOp> {
   // of up to 9 MB cost as much again, against ~200 on planes of 16 positions and more. float64,
   // grouped convs and small planes run the built-in kernels (dense or im2col), which are the
   // reference.
-  // Depthwise convs go to oneDNN's depthwise kernels (jit_dw) whatever their planes: measured on
-  // one thread at MobileNetV2's shapes (64 samples, 16x16 down to 1x1 planes), their forward and
-  // backward-data ran 5-150x and their weight gradient 2-20x faster than the per-plane window sums
-  // of internal/depthwise.h (session 20), which stay the float64 and reference kernels. They run
-  // plain convolutions only: a tangent kernel's two terms are two calls, the second adding.
+  // Depthwise convs go to oneDNN's depthwise kernels (brdgmm_dw, jit_dw) whatever their planes:
+  // measured on one thread at MobileNetV2's shapes (64 samples, 16x16 down to 1x1 planes), their
+  // forward and backward-data ran 4-300x and their weight gradient 2-50x faster than the per-plane
+  // window sums of internal/depthwise.h (session 20), which stay the float64 and reference kernels.
+  // They run plain convolutions only: a tangent kernel's two terms are two calls, the second adding.
   static constexpr std::int64_t kOnednnMinPlane = 16;
   static bool use_onednn(const Dims& d) {
     return (depthwise(d) || (d.G == 1 && d.HW >= kOnednnMinPlane)) && d.N > 0 && d.HW > 0 &&
