@@ -21,20 +21,14 @@
 #include "src/io/checkpoint.h"
 #include "src/io/onnx_export.h"
 #include "src/io/onnx_import.h"
+#include "tests/test_util.h"
 
 using namespace curv;
 namespace fs = std::filesystem;
 
 namespace {
 
-fs::path scratch() {
-  static const fs::path d = [] {
-    fs::path p = fs::temp_directory_path() / ("curv_test_atomic_" + std::to_string(getpid()));
-    fs::create_directories(p);
-    return p;
-  }();
-  return d;
-}
+fs::path scratch() { return curv_test::scratch_dir("atomic"); }  // removed at exit
 std::string tmp(const std::string& name) { return (scratch() / name).string(); }
 
 std::string slurp(const std::string& p) {
