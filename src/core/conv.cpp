@@ -529,8 +529,8 @@ class ConvOp final : public OpImpl<ConvOp> {
   // if their output planes have at least kOnednnMinPlane positions: on ResNet-18's 2x2 and 1x1
   // planes (512 channels) oneDNN ran at 75-120 GFLOP/s per thread, and its per-call weight reorders
   // of up to 9 MB cost as much again, against ~200 on planes of 16 positions and more. float64,
-  // grouped convs and small planes run the built-in kernels (dense or im2col), which are the
-  // reference.
+  // grouped convs other than depthwise, and small ungrouped planes run the built-in kernels (dense
+  // or im2col), which are the reference.
   // Depthwise convs go to oneDNN's depthwise kernels (brdgmm_dw, jit_dw) whatever their planes:
   // measured on one thread at MobileNetV2's shapes (64 samples, 16x16 down to 1x1 planes), their
   // forward and backward-data ran 4-300x and their weight gradient 2-50x faster than the per-plane

@@ -4,10 +4,10 @@
 // backward-data, backward-weights, all on channels-last activations, or nChw16c for the Winograd
 // kernels (winograd_pays), and weights in the layout oneDNN picks) and the reorders between curv's
 // OIHW weights and oneDNN's; activations are transposed by curv (to_cl / from_cl, to_blocked /
-// from_blocked) into per-thread buffers that keep their capacity, and each
-// primitive's scratchpad is a per-thread buffer too. Before any primitive is built or run, the
-// calling thread's OpenMP thread count is set to 1 (oneDNN on Debian runs on OpenMP; the engine's
-// own oneTBB threads are the parallelism), so every primitive is planned and run for one thread.
+// from_blocked) into per-thread buffers that keep their capacity, and each primitive's scratchpad
+// is a per-thread buffer too. Before any primitive is built or run, the calling thread's OpenMP
+// thread count is set to 1 (oneDNN on Debian runs on OpenMP; the engine's own oneTBB threads are
+// the parallelism), so every primitive is planned and run for one thread.
 #include "src/core/internal/onednn_conv.h"
 #include "src/core/internal/transpose.h"
 
@@ -130,7 +130,7 @@ using Key = std::tuple<int, std::int64_t, std::int64_t, std::int64_t, std::int64
                        std::int64_t, std::int64_t, std::int64_t>;
 
 struct Prims {
-  dnnl::memory::desc w_user;                // OIHW, of the (stacked) convolution
+  dnnl::memory::desc w_user;                // OIHW (goihw when grouped), of the (stacked) convolution
   dnnl::memory::desc x_cl, y_cl;            // channels-last, or nChw16c when `winograd`
   dnnl::memory::desc w_fwd, w_bwd, w_diff;  // weights as each primitive wants them
   dnnl::primitive fwd, bwd_data, bwd_w;
@@ -184,9 +184,8 @@ DnnlConvShape stacked(DnnlConvShape s, Kind kind) {
 // kernels (the transforms add and scale), by ~1e-6 of the result in float32.
 bool winograd_pays(const DnnlConvShape& s) {
   return winograd_flag().load(std::memory_order_relaxed) && s.G == 1 && s.kh == 3 && s.kw == 3 && s.sh == 1 &&
-         s.sw == 1 &&
-         s.dh == 1 && s.dw == 1 && s.C % kBlock == 0 && s.O % kBlock == 0 && std::min(s.C, s.O) >= 32 &&
-         s.Ho * s.Wo >= 64 && s.H * s.W >= 64;
+         s.sw == 1 && s.dh == 1 && s.dw == 1 && s.C % kBlock == 0 && s.O % kBlock == 0 &&
+         std::min(s.C, s.O) >= 32 && s.Ho * s.Wo >= 64 && s.H * s.W >= 64;
 }
 
 std::unique_ptr<Prims> build_with(const DnnlConvShape& s, Kind kind, bool winograd) {
