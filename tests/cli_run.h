@@ -10,7 +10,8 @@
 #include <fstream>
 #include <sstream>
 #include <string>
-#include <system_error>
+
+#include "tests/scratch_dir.h"
 
 namespace curv_test {
 
@@ -30,16 +31,8 @@ inline std::string slurp(const fs::path& p) {
 
 /// A scratch folder for this test process, removed with its contents when the process exits.
 inline fs::path tmpdir() {
-  struct Dir {
-    fs::path p = fs::temp_directory_path() / ("curv_test_" + std::to_string(getpid()));
-    Dir() { fs::create_directories(p); }
-    ~Dir() {
-      std::error_code ec;
-      fs::remove_all(p, ec);
-    }
-  };
-  static const Dir d;
-  return d.p;
+  static const fs::path d = scratch_dir("cli");
+  return d;
 }
 
 /// `curv ARGS` with stdout and stderr captured. A run that hangs is killed after 10 minutes

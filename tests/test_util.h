@@ -15,10 +15,9 @@
 #include <numbers>
 #include <random>
 #include <string>
-#include <system_error>
-#include <vector>
 
 #include "src/core/dataset.h"
+#include "tests/scratch_dir.h"
 
 namespace curv_test {
 
@@ -42,23 +41,6 @@ inline curv::Dataset synthetic_data(const curv::Shape& sample, std::int64_t n, s
   } else {
     for (std::int64_t i = 0; i < n; ++i) d.labels.push_back(static_cast<std::int64_t>(rng() % classes));
   }
-  return d;
-}
-
-/// A scratch folder `<tmp>/curv_test_<tag>_<pid>` (created), removed with its contents when the
-/// process exits.
-inline fs::path scratch_dir(const std::string& tag) {
-  struct Made {
-    std::vector<fs::path> dirs;
-    ~Made() {
-      std::error_code ec;
-      for (const auto& d : dirs) fs::remove_all(d, ec);
-    }
-  };
-  static Made made;
-  const fs::path d = fs::temp_directory_path() / ("curv_test_" + tag + "_" + std::to_string(::getpid()));
-  fs::create_directories(d);
-  if (std::find(made.dirs.begin(), made.dirs.end(), d) == made.dirs.end()) made.dirs.push_back(d);
   return d;
 }
 
