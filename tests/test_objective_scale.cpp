@@ -965,8 +965,10 @@ TEST_CASE("oneDNN convolutions equal the built-in kernels in float32, and add wh
                        Geo{2, 5, 3, 1, 1, 2, 1, 0, 0, 0, 0, 6, 6}, Geo{2, 3, 4, 7, 7, 2, 1, 3, 3, 3, 3, 9, 9},
                        Geo{2, 3, 5, 3, 3, 1, 2, 2, 2, 2, 2, 7, 7}, Geo{2, 3, 4, 3, 2, 1, 1, 1, 0, 2, 1, 5, 6},
                        Geo{4, 8, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1}, Geo{1, 16, 16, 3, 3, 1, 1, 1, 1, 1, 1, 4, 4},
-                       // Winograd kernels (onednn_conv.h): 3x3, stride 1, 32+ channels, 8x8+ planes
+                       // Winograd kernels (onednn_conv.h): 3x3, stride 1, 32+ channels, 8x8+ planes;
+                       // at 16 channels only the tangent pairs' stacked convolutions
                        Geo{2, 32, 48, 3, 3, 1, 1, 1, 1, 1, 1, 9, 10}, Geo{3, 48, 32, 3, 3, 1, 1, 1, 1, 1, 1, 8, 8},
+                       Geo{2, 16, 16, 3, 3, 1, 1, 1, 1, 1, 1, 8, 9},
                        // depthwise (oneDNN's jit_dw kernels): stride 1, stride 2 with depth multiplier 2,
                        // a 1x1 plane, and a 5x5 kernel
                        Geo{2, 16, 16, 3, 3, 1, 1, 1, 1, 1, 1, 7, 6, 16}, Geo{3, 8, 16, 3, 3, 2, 1, 1, 1, 1, 1, 9, 8, 8},
@@ -1005,13 +1007,21 @@ TEST_CASE("oneDNN convolutions equal the built-in kernels in float32, and add wh
         internal::kOnednnForwardPair | internal::kOnednnBackwardDataPair | internal::kOnednnBackwardWeightsPair;
     CHECK(internal::onednn_conv_supports(ds, internal::kOnednnPlain | (q.G == 1 ? pairs : 0u)));
     if (q.G > 1) CHECK_FALSE(internal::onednn_conv_supports(ds, pairs));  // grouped: plain calls only
-    // The two 32/48-channel geometries, and only they, run the Winograd kernels (on a CPU that has them).
+    // The two 32/48-channel geometries, and only they, run the Winograd kernels (on a CPU that has
+    // them); the pairs of the 16-channel 8x9 one too, and its plain convolution does not.
+    const bool wino_pairs = q.G == 1 && q.kh == 3 && q.s == 1 && q.d == 1 && q.C >= 16 && q.O >= 16 && q.H * q.W >= 64;
     if (q.C >= 32) {
       if (!internal::onednn_conv_winograd(ds))
         MESSAGE("Winograd is switched off, or this CPU's oneDNN has no kernels for ", q.C, " -> ", q.O);
     } else {
       CHECK_FALSE(internal::onednn_conv_winograd(ds));
     }
+    for (unsigned kind : {internal::kOnednnForwardPair, internal::kOnednnBackwardDataPair,
+                          internal::kOnednnBackwardWeightsPair})
+      if (!wino_pairs)
+        CHECK_FALSE(internal::onednn_conv_winograd(ds, kind));
+      else if (!internal::onednn_conv_winograd(ds, kind))
+        MESSAGE("no Winograd kernels for pair ", kind, " of ", q.C, " -> ", q.O, " on this CPU");
     CHECK(rel_diff(dn.y, ref.y) < 1e-5);
     CHECK(rel_diff(dn.ty, ref.ty) < 1e-5);
     for (int i = 0; i < 3; ++i) {
@@ -1128,6 +1138,7 @@ TEST_CASE("on oneDNN, a convolution gives each direction of a block the same bit
   ConvBackend on(true);
   check_block_equals_singles(6, 5, 61);
   check_block_equals_singles(8, 9, 62, 32, 48);  // Winograd kernels
+  check_block_equals_singles(8, 9, 64, 16, 16);  // Winograd for the pairs only
   check_block_equals_singles(5, 6, 63, 8, 16, 8);  // depthwise, depth multiplier 2
 }
 

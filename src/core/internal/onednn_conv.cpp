@@ -175,17 +175,22 @@ DnnlConvShape stacked(DnnlConvShape s, Kind kind) {
   return s;
 }
 
-// Whether the convolution s (as run: stacked for the pairs) goes to oneDNN's Winograd F(4x4, 3x3)
-// kernels: 3x3, stride 1, no dilation, input and output channels multiples of 16 and at least 32,
-// planes of at least 8x8. Measured here one thread per call, against the direct kernels on
-// channels-last (session 20): forward and backward-data 20-45% faster and backward-weights 5-40%
-// on 32-128 channels and 8x8-32x32 planes; slower on 16 channels (-10% to +25%) and on 4x4
-// planes (one tile: 30-60% slower), which stay direct. The rounding differs from the direct
-// kernels (the transforms add and scale), by ~1e-6 of the result in float32.
-bool winograd_pays(const DnnlConvShape& s) {
+// Whether the convolution s (as run: stacked for the pairs) of a call of `kind` goes to oneDNN's
+// Winograd F(4x4, 3x3) kernels: 3x3, stride 1, no dilation, input and output channels multiples of
+// 16, planes of at least 8x8, and at least 32 input and output channels for a plain convolution,
+// 16 for the stacked ones of the tangent pairs. Measured here one thread per call, against the
+// direct kernels on channels-last (session 20, Intel): forward and backward-data 20-45% faster and
+// backward-weights 5-40% on 32-128 channels and 8x8-32x32 planes; on 4x4 planes (one tile) 30-60%
+// slower, so those stay direct. At 16 channels a plain convolution was no faster (-10% to +25%
+// per call), and ResNet-20's gradient took 8% longer with its 16-channel stage on Winograd (session
+// 21, AMD Zen 4); its stacked pairs (32 channels on one side) made the cached HVP 7-10% faster and
+// the first HVP 3-5% there. The rounding differs from the direct kernels (the transforms add and
+// scale), by ~1e-6 of the result in float32.
+bool winograd_pays(const DnnlConvShape& s, Kind kind) {
+  const std::int64_t min_channels = kind == Kind::Plain ? 32 : 16;
   return winograd_flag().load(std::memory_order_relaxed) && s.G == 1 && s.kh == 3 && s.kw == 3 && s.sh == 1 &&
          s.sw == 1 && s.dh == 1 && s.dw == 1 && s.C % kBlock == 0 && s.O % kBlock == 0 &&
-         std::min(s.C, s.O) >= 32 && s.Ho * s.Wo >= 64 && s.H * s.W >= 64;
+         std::min(s.C, s.O) >= min_channels && s.Ho * s.Wo >= 64 && s.H * s.W >= 64;
 }
 
 std::unique_ptr<Prims> build_with(const DnnlConvShape& s, Kind kind, bool winograd) {
@@ -239,7 +244,7 @@ std::unique_ptr<Prims> build(const DnnlConvShape& u, Kind kind) {
     throw std::invalid_argument("oneDNN convolution: groups must divide the channels; grouped ones have no pairs");
   const DnnlConvShape s = stacked(u, kind);
   // The user's channels too: a pair's halves are converted block by block.
-  if (winograd_pays(s) && u.C % kBlock == 0 && u.O % kBlock == 0) {
+  if (winograd_pays(s, kind) && u.C % kBlock == 0 && u.O % kBlock == 0) {
     try {
       return build_with(s, kind, true);
     } catch (const dnnl::error&) {
@@ -493,9 +498,13 @@ bool onednn_conv_supports(const DnnlConvShape& s, unsigned kinds) noexcept {
 }
 bool set_onednn_conv(bool on) { return enabled_flag().exchange(on); }
 bool set_onednn_winograd(bool on) { return winograd_flag().exchange(on); }
-bool onednn_conv_winograd(const DnnlConvShape& s) noexcept {
+bool onednn_conv_winograd(const DnnlConvShape& s, unsigned kind) noexcept {
   try {
-    return onednn_conv_supports(s, kOnednnPlain) && prims(s, Kind::Plain).winograd;
+    const Kind k = kind == kOnednnForwardPair        ? Kind::PairC
+                   : kind == kOnednnBackwardDataPair ? Kind::PairO
+                   : kind == kOnednnBackwardWeightsPair ? Kind::PairN
+                                                        : Kind::Plain;
+    return onednn_conv_supports(s, kind) && prims(s, k).winograd;
   } catch (...) {
     return false;
   }
@@ -591,7 +600,7 @@ bool onednn_conv_enabled() { return false; }
 bool onednn_conv_supports(const DnnlConvShape&, unsigned) noexcept { return false; }
 bool set_onednn_conv(bool) { return false; }
 bool set_onednn_winograd(bool) { return false; }
-bool onednn_conv_winograd(const DnnlConvShape&) noexcept { return false; }
+bool onednn_conv_winograd(const DnnlConvShape&, unsigned) noexcept { return false; }
 const char* conv_backend_name() { return "builtin"; }
 const char* onednn_name() { return ""; }
 bool onednn_gemm_enabled() { return false; }

@@ -38,12 +38,13 @@ constexpr unsigned kOnednnPlain = 1, kOnednnForwardPair = 2, kOnednnBackwardData
 bool set_onednn_conv(bool on);
 // 3x3, stride-1 convolutions with 32 or more input and output channels (multiples of 16) on
 // planes of 8x8 or more run oneDNN's Winograd F(4x4, 3x3) kernels, where they were measured faster
-// than the direct ones; their rounding differs from the direct kernels (~1e-6 relative in
-// float32). CURV_CONV_WINOGRAD=0 in the environment, or set_onednn_winograd(false), keeps every
+// than the direct ones, and so do the stacked convolutions of the tangent pairs from 16 channels
+// on; their rounding differs from the direct kernels (~1e-6 relative in float32). CURV_CONV_WINOGRAD=0 in the environment, or set_onednn_winograd(false), keeps every
 // convolution direct; returns the old state (false when oneDNN is not compiled in).
 bool set_onednn_winograd(bool on);
-// Whether the plain convolution of geometry s runs the Winograd kernels (builds it if needed).
-bool onednn_conv_winograd(const DnnlConvShape& s) noexcept;
+// Whether the convolution of geometry s that `kind` (one of the bits above: the plain one, or a
+// pair) runs is on the Winograd kernels (builds it if needed).
+bool onednn_conv_winograd(const DnnlConvShape& s, unsigned kind = kOnednnPlain) noexcept;
 // "onednn <version>", "onednn <version> winograd" (Winograd kernels where they pay) or "builtin".
 const char* conv_backend_name();
 // "onednn <version>", or "" when oneDNN is not compiled in.
