@@ -968,7 +968,7 @@ TEST_CASE("oneDNN convolutions equal the built-in kernels in float32, and add wh
                        // Winograd kernels (onednn_conv.h): 3x3, stride 1, 32+ channels, 8x8+ planes;
                        // at 16 channels only the tangent pairs' stacked convolutions
                        Geo{2, 32, 48, 3, 3, 1, 1, 1, 1, 1, 1, 9, 10}, Geo{3, 48, 32, 3, 3, 1, 1, 1, 1, 1, 1, 8, 8},
-                       Geo{2, 16, 16, 3, 3, 1, 1, 1, 1, 1, 1, 8, 9},
+                       Geo{2, 16, 16, 3, 3, 1, 1, 1, 1, 1, 1, 8, 9}, Geo{3, 32, 32, 3, 3, 1, 1, 1, 1, 1, 1, 4, 4},
                        // depthwise (oneDNN's jit_dw kernels): stride 1, stride 2 with depth multiplier 2,
                        // a 1x1 plane, and a 5x5 kernel
                        Geo{2, 16, 16, 3, 3, 1, 1, 1, 1, 1, 1, 7, 6, 16}, Geo{3, 8, 16, 3, 3, 2, 1, 1, 1, 1, 1, 9, 8, 8},
@@ -1007,10 +1007,15 @@ TEST_CASE("oneDNN convolutions equal the built-in kernels in float32, and add wh
         internal::kOnednnForwardPair | internal::kOnednnBackwardDataPair | internal::kOnednnBackwardWeightsPair;
     CHECK(internal::onednn_conv_supports(ds, internal::kOnednnPlain | (q.G == 1 ? pairs : 0u)));
     if (q.G > 1) CHECK_FALSE(internal::onednn_conv_supports(ds, pairs));  // grouped: plain calls only
-    // The two 32/48-channel geometries, and only they, run the Winograd kernels (on a CPU that has
-    // them); the pairs of the 16-channel 8x9 one too, and its plain convolution does not.
-    const bool wino_pairs = q.G == 1 && q.kh == 3 && q.s == 1 && q.d == 1 && q.C >= 16 && q.O >= 16 && q.H * q.W >= 64;
-    if (q.C >= 32) {
+    // The 32/48-channel geometries, and only they, run the Winograd kernels (on a CPU that has
+    // them; the 4x4 one on AMD CPUs only); the pairs of the 16-channel 8x9 one too, and its plain
+    // convolution does not.
+    const std::int64_t plane = internal::onednn_winograd_min_positions();  // 8x8, or 4x4 on AMD
+    const bool wino_pairs =
+        q.G == 1 && q.kh == 3 && q.s == 1 && q.d == 1 && q.C >= 16 && q.O >= 16 && q.H * q.W >= plane;
+    if (q.C >= 32 && q.H * q.W < plane) {
+      CHECK_FALSE(internal::onednn_conv_winograd(ds));
+    } else if (q.C >= 32) {
       if (!internal::onednn_conv_winograd(ds))
         MESSAGE("Winograd is switched off, or this CPU's oneDNN has no kernels for ", q.C, " -> ", q.O);
     } else {
@@ -1139,6 +1144,7 @@ TEST_CASE("on oneDNN, a convolution gives each direction of a block the same bit
   check_block_equals_singles(6, 5, 61);
   check_block_equals_singles(8, 9, 62, 32, 48);  // Winograd kernels
   check_block_equals_singles(8, 9, 64, 16, 16);  // Winograd for the pairs only
+  check_block_equals_singles(4, 4, 65, 32, 32);  // 4x4 planes: Winograd on AMD CPUs only
   check_block_equals_singles(5, 6, 63, 8, 16, 8);  // depthwise, depth multiplier 2
 }
 
