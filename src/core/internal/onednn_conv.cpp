@@ -177,22 +177,20 @@ DnnlConvShape stacked(DnnlConvShape s, Kind kind) {
 
 // Whether the convolution s (as run: stacked for the pairs) of a call of `kind` goes to oneDNN's
 // Winograd F(4x4, 3x3) kernels: 3x3, stride 1, no dilation, input and output channels multiples of
-// 16, planes of at least 8x8, and at least 32 input and output channels for a plain convolution,
-// 16 for the stacked ones of the tangent pairs. Measured here one thread per call, against the
-// direct kernels on channels-last (session 20, Intel): forward and backward-data 20-45% faster and
-// backward-weights 5-40% on 32-128 channels and 8x8-32x32 planes; on 4x4 planes (one tile) 30-60%
-// slower, so those stay direct. At 16 channels a plain convolution was no faster (-10% to +25%
-// per call), and ResNet-20's gradient took 8% longer with its 16-channel stage on Winograd (session
-// 21, AMD Zen 4); its stacked pairs (32 channels on one side) made the cached HVP 7-10% faster and
-// the first HVP 3-5% there. The rounding differs from the direct kernels (the transforms add and
-// scale), by ~1e-6 of the result in float32.
-// On AMD CPUs Winograd runs from 4x4 planes on: on Zen 4 (512-bit instructions in two 256-bit
-// halves, one 512-bit FMA per cycle: about 124 GFLOP/s per core against 175-194 on the Intel
-// machine above) the direct kernels lose more to the transforms' saved multiplies, and 4x4 planes on
-// Winograd made ResNet-18's gradient 8% faster, its HVPs 7-10% and ResNet-50's 3-7% (session 21,
-// two runs each), where on Intel they were 30-60% slower per call.
+// 16 and at least 32 (16 for the stacked convolutions of the tangent pairs), planes of at least
+// onednn_winograd_min_positions() (8x8; 4x4 on AMD CPUs). The rounding differs from the direct
+// kernels (the transforms add and scale), by ~1e-6 of the result in float32. Measured one thread
+// per call against the direct kernels on channels-last (session 20, Intel): forward and
+// backward-data 20-45% faster and backward-weights 5-40% on 32-128 channels and 8x8-32x32 planes;
+// 30-60% slower on 4x4 planes (one tile). At 16 channels a plain convolution was no faster there
+// (-10% to +25% per call), and on AMD Zen 4 it made ResNet-20's gradient 8% slower (session 21),
+// while the pairs at 16 channels (32 on one side, or 2N samples) made its cached HVP 11% faster and
+// its first HVP 7%. On Zen 4 (512-bit instructions in two 256-bit halves: about 124 GFLOP/s per
+// core against 175-194 on the Intel machine) 4x4 planes on Winograd made ResNet-18's gradient 8%
+// faster, its HVPs 7-10% and ResNet-50's 3-7% (session 21, two runs each).
 bool winograd_pays(const DnnlConvShape& s, Kind kind) {
-  const std::int64_t min_channels = kind == Kind::Plain ? 32 : 16, min_positions = onednn_winograd_min_positions();
+  const std::int64_t min_channels = kind == Kind::Plain ? 32 : 16;
+  const std::int64_t min_positions = onednn_winograd_min_positions();
   return winograd_flag().load(std::memory_order_relaxed) && s.G == 1 && s.kh == 3 && s.kw == 3 && s.sh == 1 &&
          s.sw == 1 && s.dh == 1 && s.dw == 1 && s.C % kBlock == 0 && s.O % kBlock == 0 &&
          std::min(s.C, s.O) >= min_channels && s.Ho * s.Wo >= min_positions &&

@@ -37,9 +37,10 @@ constexpr unsigned kOnednnPlain = 1, kOnednnForwardPair = 2, kOnednnBackwardData
 // A no-op returning false when oneDNN is not compiled in.
 bool set_onednn_conv(bool on);
 // 3x3, stride-1 convolutions with 32 or more input and output channels (multiples of 16) on
-// planes of 8x8 or more (4x4 on AMD CPUs) run oneDNN's Winograd F(4x4, 3x3) kernels, where they were measured faster
-// than the direct ones, and so do the stacked convolutions of the tangent pairs from 16 channels
-// on; their rounding differs from the direct kernels (~1e-6 relative in float32). CURV_CONV_WINOGRAD=0 in the environment, or set_onednn_winograd(false), keeps every
+// planes of 8x8 or more (4x4 on AMD CPUs) run oneDNN's Winograd F(4x4, 3x3) kernels, where they
+// were measured faster than the direct ones, and so do the stacked convolutions of the tangent
+// pairs from 16 channels on; their rounding differs from the direct kernels (~1e-6 relative in
+// float32). CURV_CONV_WINOGRAD=0 in the environment, or set_onednn_winograd(false), keeps every
 // convolution direct; returns the old state (false when oneDNN is not compiled in).
 bool set_onednn_winograd(bool on);
 // The smallest input and output plane (positions) that goes to the Winograd kernels: 64 (8x8),
