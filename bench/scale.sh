@@ -31,7 +31,7 @@
 #                          its full HVP (8: forward, the activation gradients, the 6 of the
 #                          tangent sweep); above 100 the target is out of reach on this machine
 # Models and data are made once by bench/scale_torch.py into $CURV_BENCH_CACHE (default
-# ~/.cache/curv-bench), never into the repository. Needs Debian's python3-torch and
+# ~/.cache/curv-bench), never into the repository. Needs Debian's python3-torch, libopenblas0-pthread and
 # python3-torchvision, and a curv built with -DCURV_NDEBUG=ON (default: build-bench/tools/curv).
 #   bench/scale.sh [THREADS=2] [SAMPLES=128] [MODELS=resnet20,resnet18,mobilenet_v2,resnet50,bert-small]
 # Env: CURV (binary), BLOCK (16), REPS (3), BERT_SAMPLES (sequences for bert-small; default SAMPLES).
@@ -59,7 +59,7 @@ for m in ${MODELS//,/ }; do
 done
 out="$CACHE/last"
 mkdir -p "$out"
-rm -f "$out"/*.json
+rm -f "$out"/*.json "$out"/*.err
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 PEAK=${PEAK:-$(dirname "$CURV")/../bench/bench_peak}
 if [[ -x $PEAK ]]; then
@@ -70,8 +70,12 @@ for m in ${MODELS//,/ }; do
   n=$N data=data
   [[ $m == bert* ]] && n=$BERT_SAMPLES data=tokens
   echo "== $m ($n samples)" >&2
-  /usr/bin/python3 bench/scale_torch.py time --cache "$CACHE" --model "$m" --samples "$n" --threads "$T" \
-    --reps "$REPS" 2>/dev/null | tail -1 >"$out/$m.torch.json"
+  # PyTorch's warnings go to a file, shown when the timing fails (e.g. on the reference BLAS).
+  if ! /usr/bin/python3 bench/scale_torch.py time --cache "$CACHE" --model "$m" --samples "$n" --threads "$T" \
+    --reps "$REPS" 2>"$out/$m.torch.err" | tail -1 >"$out/$m.torch.json"; then
+    grep -v -i warn "$out/$m.torch.err" >&2 || true
+    exit 2
+  fi
   "$CURV" bench "$CACHE/$m.onnx" --data "$CACHE/${data}_$n.npz" --threads "$T" --block "$BLOCK" --repeat "$REPS" \
     --json >"$out/$m.curv.json"
 done
