@@ -22,7 +22,7 @@
 #include "src/io/internal/npz.h"
 #include "src/io/onnx_export.h"
 #include "src/io/onnx_import.h"
-#include "tests/test_util.h"
+#include "tests/scratch_dir.h"
 
 using namespace curv;
 namespace fs = std::filesystem;

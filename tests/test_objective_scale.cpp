@@ -1011,22 +1011,20 @@ TEST_CASE("oneDNN convolutions equal the built-in kernels in float32, and add wh
     // them; the 4x4 one on AMD CPUs only); the pairs of the 16-channel 8x9 one too, and its plain
     // convolution does not.
     const std::int64_t plane = internal::onednn_winograd_min_positions();  // 8x8, or 4x4 on AMD
-    const bool wino_pairs =
-        q.G == 1 && q.kh == 3 && q.s == 1 && q.d == 1 && q.C >= 16 && q.O >= 16 && q.H * q.W >= plane;
-    if (q.C >= 32 && q.H * q.W < plane) {
-      CHECK_FALSE(internal::onednn_conv_winograd(ds));
-    } else if (q.C >= 32) {
-      if (!internal::onednn_conv_winograd(ds))
-        MESSAGE("Winograd is switched off, or this CPU's oneDNN has no kernels for ", q.C, " -> ", q.O);
-    } else {
-      CHECK_FALSE(internal::onednn_conv_winograd(ds));
-    }
-    for (unsigned kind : {internal::kOnednnForwardPair, internal::kOnednnBackwardDataPair,
-                          internal::kOnednnBackwardWeightsPair})
-      if (!wino_pairs)
+    const bool wino_geometry = q.G == 1 && q.kh == 3 && q.kw == 3 && q.s == 1 && q.d == 1 && q.H * q.W >= plane;
+    auto expect_winograd = [&](unsigned kind, std::int64_t min_channels) {
+      if (!wino_geometry || q.C < min_channels || q.O < min_channels)
         CHECK_FALSE(internal::onednn_conv_winograd(ds, kind));
       else if (!internal::onednn_conv_winograd(ds, kind))
-        MESSAGE("no Winograd kernels for pair ", kind, " of ", q.C, " -> ", q.O, " on this CPU");
+        MESSAGE("Winograd is switched off, or this CPU's oneDNN has no kernels for kind ", kind, " of ", q.C,
+                " -> ", q.O);
+    };
+    expect_winograd(internal::kOnednnPlain, 32);
+    for (unsigned kind : {internal::kOnednnForwardPair, internal::kOnednnBackwardDataPair,
+                          internal::kOnednnBackwardWeightsPair})
+      expect_winograd(kind, 16);
+    CHECK_FALSE(internal::onednn_conv_winograd(ds, 0u));  // not one kind
+    CHECK_FALSE(internal::onednn_conv_winograd(ds, internal::kOnednnPlain | internal::kOnednnForwardPair));
     CHECK(rel_diff(dn.y, ref.y) < 1e-5);
     CHECK(rel_diff(dn.ty, ref.ty) < 1e-5);
     for (int i = 0; i < 3; ++i) {

@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <bit>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -507,12 +508,10 @@ std::int64_t onednn_winograd_min_positions() {
   return amd ? 16 : 64;
 }
 bool onednn_conv_winograd(const DnnlConvShape& s, unsigned kind) noexcept {
+  // One kind's bit, 1 << Kind, as onednn_conv_supports reads them.
+  if (!std::has_single_bit(kind) || kind > kOnednnBackwardWeightsPair) return false;
   try {
-    const Kind k = kind == kOnednnForwardPair        ? Kind::PairC
-                   : kind == kOnednnBackwardDataPair ? Kind::PairO
-                   : kind == kOnednnBackwardWeightsPair ? Kind::PairN
-                                                        : Kind::Plain;
-    return onednn_conv_supports(s, kind) && prims(s, k).winograd;
+    return onednn_conv_supports(s, kind) && prims(s, static_cast<Kind>(std::countr_zero(kind))).winograd;
   } catch (...) {
     return false;
   }

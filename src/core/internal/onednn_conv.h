@@ -47,7 +47,7 @@ bool set_onednn_winograd(bool on);
 // 16 (4x4) on AMD CPUs, where the direct kernels were measured slower on 4x4 planes too.
 std::int64_t onednn_winograd_min_positions();
 // Whether the convolution of geometry s that `kind` (one of the bits above: the plain one, or a
-// pair) runs is on the Winograd kernels (builds it if needed).
+// pair) runs is on the Winograd kernels (builds it if needed); false for any other `kind`.
 bool onednn_conv_winograd(const DnnlConvShape& s, unsigned kind = kOnednnPlain) noexcept;
 // "onednn <version>", "onednn <version> winograd" (Winograd kernels where they pay) or "builtin".
 const char* conv_backend_name();
