@@ -14,7 +14,7 @@
 #                          block is not slower)
 #   rss:*                  peak resident memory of curv / PyTorch for each call above (whole
 #                          processes: PyTorch's includes its ~270 MB of libraries), and curv's
-#                          cached HVP / its gradient
+#                          cached HVP (hvp) and first HVP (hvp1) / its gradient
 #   GF/s grad, hvp         curv's rate in GFLOP/s by the FLOP floor of the Conv and Linear layers
 #                          (and attention's two batched products): a gradient is 3 forward passes
 #                          (2 FLOPs per multiply-add), a cached HVP 6; torch GF/s: PyTorch's
@@ -84,7 +84,7 @@ echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 import json, os, sys
 out, models, threads, samples = sys.argv[1], sys.argv[2].split(","), sys.argv[3], sys.argv[4]
 cols = ["model", "params", "N", "B", "grad", "hvp1", "hvp", "ggn", "hvp/grad", "1/blk",
-        "rss:grad", "rss:hvp1", "rss:hvp", "rss:ggn", "rss:hvp/grad", "GF/s grad", "GF/s hvp",
+        "rss:grad", "rss:hvp1", "rss:hvp", "rss:ggn", "rss:hvp/grad", "rss:hvp1/grad", "GF/s grad", "GF/s hvp",
         "torch GF/s grad", "torch GF/s hvp"]
 peaks = sorted((json.load(open(os.path.join(out, f))) for f in os.listdir(out) if f.startswith("peak.")),
                key=lambda p: p["threads"])
@@ -104,7 +104,7 @@ for m in models:
                  f"{c['hvp_s'] / c['grad_s']:.2f}", f"{1 / c['block_over_singles']:.2f}",
                  f"{r['grad'] / t['grad_rss']:.2f}", f"{r['hvp_first'] / t['hvp_rss']:.2f}",
                  f"{r['hvp'] / t['hvp_only_rss']:.2f}", f"{r['ggn'] / t['ggn_rss']:.2f}",
-                 f"{r['hvp'] / r['grad']:.2f}",
+                 f"{r['hvp'] / r['grad']:.2f}", f"{r['hvp_first'] / r['grad']:.2f}",
                  f"{3 * 2 * t['fwd_macs'] * c['samples'] / c['grad_s'] / 1e9:.0f}",
                  f"{6 * 2 * t['fwd_macs'] * c['samples'] / c['hvp_s'] / 1e9:.0f}",
                  f"{3 * 2 * t['fwd_macs'] * c['samples'] / t['grad_s'] / 1e9:.0f}",
