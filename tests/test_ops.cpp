@@ -721,6 +721,59 @@ TEST_CASE("pooling matches finite differences") {
   run_case({make_global_average_pool(), {{2, 3, 4, 5}}, {Gen::Normal}}, 34);
 }
 
+TEST_CASE("MaxPool forward equals the direct maximum, the first tap at ties, on both of its paths") {
+  // The reference visits a window's taps row by row, takes the first one in the plane, then any
+  // that is strictly greater (so a NaN is kept where it comes first and skipped after). Inputs from
+  // {0, 1, 2} tie in most windows; a few NaNs. Dilation 1 runs the undilated path, 2 the general one.
+  struct Geo {
+    std::int64_t kh, kw, sh, sw, dh, pt, pl, pb, pr, H, W;
+    bool ceil;
+  };
+  for (const Geo& q : std::vector<Geo>{{3, 3, 2, 2, 1, 1, 1, 1, 1, 8, 8, false},
+                                       {2, 2, 2, 2, 1, 0, 0, 0, 0, 5, 5, true},
+                                       {3, 3, 1, 1, 1, 1, 1, 1, 1, 4, 5, false},
+                                       {5, 5, 1, 1, 1, 2, 2, 2, 2, 3, 3, false},
+                                       {1, 1, 1, 1, 1, 0, 0, 0, 0, 3, 4, false},
+                                       {3, 2, 2, 1, 1, 0, 1, 1, 0, 7, 5, true},
+                                       {3, 3, 1, 1, 2, 2, 2, 2, 2, 6, 6, false}}) {
+    Pool2dAttrs a;
+    a.kernel = {q.kh, q.kw};
+    a.stride = {q.sh, q.sw};
+    a.dilation = {q.dh, q.dh};
+    a.pads = {q.pt, q.pl, q.pb, q.pr};
+    a.ceil_mode = q.ceil;
+    const std::int64_t N = 2, C = 3, hw = q.H * q.W;
+    Tensor<double> x({N, C, q.H, q.W});
+    std::mt19937_64 rng(7);
+    for (std::int64_t i = 0; i < x.size(); ++i) x.data()[i] = double(rng() % 3);
+    x.data()[1] = x.data()[hw + 5] = x.data()[x.size() - 1] = std::numeric_limits<double>::quiet_NaN();
+    OpState<double> st;
+    const Tensor<double> y = forward(make_max_pool(a), {x}, st);
+    const std::int64_t Ho = y.dim(2), Wo = y.dim(3);
+    int bad = 0;
+    for (std::int64_t p = 0; p < N * C; ++p)
+      for (std::int64_t oh = 0; oh < Ho; ++oh)
+        for (std::int64_t ow = 0; ow < Wo; ++ow) {
+          double best = 0;
+          std::int64_t arg = -1;
+          for (std::int64_t i = 0; i < q.kh; ++i)
+            for (std::int64_t j = 0; j < q.kw; ++j) {
+              const std::int64_t h = oh * q.sh - q.pt + i * q.dh, w = ow * q.sw - q.pl + j * q.dh;
+              if (h < 0 || h >= q.H || w < 0 || w >= q.W) continue;
+              const double v = x.data()[p * hw + h * q.W + w];
+              if (arg < 0 || v > best) best = v, arg = p * hw + h * q.W + w;
+            }
+          const std::int64_t o = (p * Ho + oh) * Wo + ow;
+          const double got = y.data()[o];
+          const bool same = std::isnan(best) ? std::isnan(got) : got == best;
+          if (!same || st.index[o] != arg) ++bad;
+        }
+    INFO("kernel ", q.kh, "x", q.kw, " stride ", q.sh, "x", q.sw, " dilation ", q.dh, " input ", q.H, "x", q.W,
+         " ceil ", q.ceil);
+    CHECK(bad == 0);
+  }
+}
+
 TEST_CASE("softmax and normalization ops match finite differences") {
   run_case({make_softmax(-1, false), {{3, 5}}, {Gen::Normal}}, 40);
   run_case({make_softmax(1, false), {{2, 4, 3}}, {Gen::Normal}}, 41);

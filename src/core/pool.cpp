@@ -123,6 +123,45 @@ class PoolOp final : public OpImpl<PoolOp> {
     }
   }
 
+  // MaxPool without dilation: a window is the rectangle [h0, h1) x [w0, w1) of the plane, found with
+  // no division (taps() divides by the dilation two to four times per output), and its taps are
+  // compared with selects instead of a branch that ties and random data mispredict. The same
+  // comparisons in the same order as the general loop (row by row, the first tap taken, then a tap
+  // that is strictly greater), so the same maximum and argmax (tested against a direct loop).
+  template <class T>
+  static void max_undilated(const T* x, T* y, std::int64_t* idx, std::int64_t planes, const ConvGeometry& g) {
+    const std::int64_t hw = g.H * g.W, ohw = g.Ho * g.Wo;
+    for (std::int64_t p = 0; p < planes; ++p) {
+      const T* xp = x + p * hw;
+      for (std::int64_t oh = 0; oh < g.Ho; ++oh) {
+        // h1 = min(a + kh, H) without forming a + kh (a kernel may be close to 2^62)
+        const std::int64_t a = oh * g.sh - g.pt, h0 = std::max<std::int64_t>(a, 0),
+                           h1 = a >= g.H ? h0 : a + std::min(g.kh, g.H - a);
+        for (std::int64_t ow = 0; ow < g.Wo; ++ow) {
+          const std::int64_t b = ow * g.sw - g.pl, w0 = std::max<std::int64_t>(b, 0),
+                             w1 = b >= g.W ? w0 : b + std::min(g.kw, g.W - b);
+          const std::int64_t o = p * ohw + oh * g.Wo + ow;
+          if (h0 >= h1 || w0 >= w1) {  // no tap in the plane: the general loop's -inf and -1
+            y[o] = -std::numeric_limits<T>::infinity();
+            idx[o] = -1;
+            continue;
+          }
+          T best = xp[h0 * g.W + w0];
+          std::int64_t arg = h0 * g.W + w0;
+          for (std::int64_t h = h0; h < h1; ++h)
+            for (std::int64_t w = h == h0 ? w0 + 1 : w0; w < w1; ++w) {
+              const T v = xp[h * g.W + w];
+              const bool gt = v > best;
+              best = gt ? v : best;
+              arg = gt ? h * g.W + w : arg;
+            }
+          y[o] = best;
+          idx[o] = p * hw + arg;
+        }
+      }
+    }
+  }
+
   template <class T>
   void fwd(OpCtx<T>& c, View<T> out) const {
     const ConvGeometry g = geometry(c.in[0].shape);
@@ -130,7 +169,9 @@ class PoolOp final : public OpImpl<PoolOp> {
     if (m_kind != Kind::Max) return avg_apply(c.in[0].data, out.data, planes, g, false);
     // MaxPool: remember the argmax (flat input index) of every output for the derivative kernels.
     auto& idx = c.state->index;
-    idx.assign(out.size(), -1);
+    idx.resize(out.size());  // every entry written below
+    if (g.dh == 1 && g.dw == 1) return max_undilated(c.in[0].data, out.data, idx.data(), planes, g);
+    std::fill(idx.begin(), idx.end(), -1);
     const std::int64_t hw = g.H * g.W, ohw = g.Ho * g.Wo;
     for (std::int64_t p = 0; p < planes; ++p)
       for (std::int64_t oh = 0; oh < g.Ho; ++oh)
