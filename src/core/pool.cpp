@@ -82,9 +82,10 @@ class PoolOp final : public OpImpl<PoolOp> {
     return {lo, hi};
   }
 
-  // Average pooling as a fixed linear map: for each output, the window and its divisor (PyTorch).
+  // Every output's window: its rows [h0, h1) and columns [w0, w1) within the plane (dilation 1; empty
+  // when h0 >= h1 or w0 >= w1), and average pooling's divisor (PyTorch's).
   template <class F>
-  void avg_windows(const ConvGeometry& g, F&& f) const {
+  void windows(const ConvGeometry& g, F&& f) const {
     for (std::int64_t oh = 0; oh < g.Ho; ++oh)
       for (std::int64_t ow = 0; ow < g.Wo; ++ow) {
         std::int64_t h0 = oh * g.sh - g.pt, w0 = ow * g.sw - g.pl;
@@ -106,7 +107,7 @@ class PoolOp final : public OpImpl<PoolOp> {
     for (std::int64_t p = 0; p < planes; ++p) {
       const T* xp = x + p * (adjoint ? ohw : hw);
       T* yp = y + p * (adjoint ? hw : ohw);
-      avg_windows(
+      windows(
           g, [&](std::int64_t o, std::int64_t h0, std::int64_t h1, std::int64_t w0, std::int64_t w1, std::int64_t cnt) {
             const T inv = cnt > 0 ? T(1) / T(cnt) : T(0);
             if (!adjoint) {
@@ -123,42 +124,35 @@ class PoolOp final : public OpImpl<PoolOp> {
     }
   }
 
-  // MaxPool without dilation: a window is the rectangle [h0, h1) x [w0, w1) of the plane, found with
-  // no division (taps() divides by the dilation two to four times per output), and its taps are
-  // compared with selects instead of a branch that ties and random data mispredict. The same
-  // comparisons in the same order as the general loop (row by row, the first tap taken, then a tap
-  // that is strictly greater), so the same maximum and argmax (tested against a direct loop).
+  // MaxPool without dilation: a window is the rectangle windows() gives, found with no division
+  // (taps() divides by the dilation two to four times per output), and its taps are compared with
+  // selects instead of a branch that ties and random data mispredict. The same comparisons in the
+  // same order as the general loop (row by row, the first tap taken, then a tap that is strictly
+  // greater), so the same maximum and argmax (tested against a direct loop).
   template <class T>
-  static void max_undilated(const T* x, T* y, std::int64_t* idx, std::int64_t planes, const ConvGeometry& g) {
+  void max_undilated(const T* x, T* y, std::int64_t* idx, std::int64_t planes, const ConvGeometry& g) const {
     const std::int64_t hw = g.H * g.W, ohw = g.Ho * g.Wo;
     for (std::int64_t p = 0; p < planes; ++p) {
       const T* xp = x + p * hw;
-      for (std::int64_t oh = 0; oh < g.Ho; ++oh) {
-        // h1 = min(a + kh, H) without forming a + kh (a kernel may be close to 2^62)
-        const std::int64_t a = oh * g.sh - g.pt, h0 = std::max<std::int64_t>(a, 0),
-                           h1 = a >= g.H ? h0 : a + std::min(g.kh, g.H - a);
-        for (std::int64_t ow = 0; ow < g.Wo; ++ow) {
-          const std::int64_t b = ow * g.sw - g.pl, w0 = std::max<std::int64_t>(b, 0),
-                             w1 = b >= g.W ? w0 : b + std::min(g.kw, g.W - b);
-          const std::int64_t o = p * ohw + oh * g.Wo + ow;
-          if (h0 >= h1 || w0 >= w1) {  // no tap in the plane: the general loop's -inf and -1
-            y[o] = -std::numeric_limits<T>::infinity();
-            idx[o] = -1;
-            continue;
-          }
-          T best = xp[h0 * g.W + w0];
-          std::int64_t arg = h0 * g.W + w0;
-          for (std::int64_t h = h0; h < h1; ++h)
-            for (std::int64_t w = h == h0 ? w0 + 1 : w0; w < w1; ++w) {
-              const T v = xp[h * g.W + w];
-              const bool gt = v > best;
-              best = gt ? v : best;
-              arg = gt ? h * g.W + w : arg;
-            }
-          y[o] = best;
-          idx[o] = p * hw + arg;
+      windows(g, [&](std::int64_t o, std::int64_t h0, std::int64_t h1, std::int64_t w0, std::int64_t w1, std::int64_t) {
+        o += p * ohw;
+        if (h0 >= h1 || w0 >= w1) {  // no tap in the plane: the general loop's -inf and -1
+          y[o] = -std::numeric_limits<T>::infinity();
+          idx[o] = -1;
+          return;
         }
-      }
+        T best = xp[h0 * g.W + w0];
+        std::int64_t arg = h0 * g.W + w0;
+        for (std::int64_t h = h0; h < h1; ++h)
+          for (std::int64_t w = h == h0 ? w0 + 1 : w0; w < w1; ++w) {
+            const T v = xp[h * g.W + w];
+            const bool gt = v > best;
+            best = gt ? v : best;
+            arg = gt ? h * g.W + w : arg;
+          }
+        y[o] = best;
+        idx[o] = p * hw + arg;
+      });
     }
   }
 
